@@ -1,0 +1,10 @@
+"""Crystal diffusion with property guidance, through pymatgen and torch-geometric."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("diff-materials")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0"
+
+__all__ = ["__version__"]
