@@ -1,0 +1,169 @@
+"""Models on disk, the Hugging Face way: ``config.json`` + ``model.safetensors``, never pickles.
+
+A model subclasses :class:`PretrainedModel` and takes one dataclass config::
+
+    @dataclass
+    class TinyConfig:
+        width: int = 64
+
+    class Tiny(PretrainedModel):
+        config_class = TinyConfig
+
+        def __init__(self, config: TinyConfig):
+            super().__init__(config)
+            self.lin = nn.Linear(config.width, config.width)
+
+    Tiny(TinyConfig()).save_pretrained("out/tiny")
+    model = Tiny.from_pretrained("out/tiny")           # or diffcore.pretrained.load_pretrained("out/tiny")
+
+Writes are atomic (temporary file, then rename), so a failed save never corrupts a checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+M = TypeVar("M", bound="PretrainedModel")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file`` through a temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _config_to_dict(config: Any) -> dict[str, Any]:
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"config must be a dataclass instance, got {type(config).__name__}")
+    return dataclasses.asdict(config)
+
+
+def _config_from_dict(config_class: type, data: dict[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"config.json has keys {unknown} that {config_class.__name__} does not know")
+    kwargs = {}
+    for f in dataclasses.fields(config_class):
+        if f.name in data:
+            value = data[f.name]
+            # JSON has no tuples; restore them where the dataclass default is a tuple.
+            if isinstance(value, list) and isinstance(getattr(config_class(), f.name, None), tuple):
+                value = tuple(value)
+            kwargs[f.name] = value
+    return config_class(**kwargs)
+
+
+class PretrainedModel(nn.Module):
+    """An ``nn.Module`` built from one dataclass config, saved as config.json + model.safetensors."""
+
+    config_class: ClassVar[type]
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(
+                f"config: expected {self.config_class.__name__}, got {type(config).__name__}"
+            )
+        self.config = config
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed)."""
+        out = Path(directory)
+        cls = type(self)
+        config = {
+            "model_class": f"{cls.__module__}.{cls.__qualname__}",
+            "config": _config_to_dict(self.config),
+        }
+        # Tied or shared parameters are stored once each name; safetensors refuses shared storage.
+        state = {k: v.clone() if v.is_contiguous() is False else v for k, v in self.state_dict().items()}
+        seen: dict[int, str] = {}
+        for k, v in list(state.items()):
+            ptr = v.untyped_storage().data_ptr()
+            if ptr in seen and v.numel() > 0:
+                state[k] = v.clone()
+            seen[ptr] = k
+        atomic_save_safetensors(state, out / WEIGHTS_NAME, metadata={"format": "pt"})
+        atomic_write_bytes(out / CONFIG_NAME, json.dumps(config, indent=2).encode())
+        return out
+
+    @classmethod
+    def from_pretrained(
+        cls: type[M],
+        directory: str | os.PathLike[str],
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+    ) -> M:
+        """Build the model from ``directory/config.json`` and load ``model.safetensors`` strictly."""
+        folder = Path(directory)
+        config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+        for p in (config_path, weights_path):
+            if not p.is_file():
+                raise FileNotFoundError(f"directory: {folder} has no {p.name} (expected a save_pretrained folder)")
+        try:
+            data = json.loads(config_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"directory: {config_path} is not valid JSON ({exc})") from exc
+        model_cls: type[M] = cls
+        if cls is PretrainedModel:
+            model_cls = _import_class(data.get("model_class", ""))
+        config = _config_from_dict(model_cls.config_class, data.get("config", {}))
+        model = model_cls(config)
+        try:
+            state = load_file(str(weights_path), device="cpu")
+        except Exception as exc:
+            raise ValueError(f"directory: {weights_path} is not a readable safetensors file ({exc})") from exc
+        model.load_state_dict(state, strict=True)
+        return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
+
+
+def _import_class(path: str) -> type:
+    module, _, name = path.rpartition(".")
+    if not module:
+        raise ValueError(f"config.json: model_class {path!r} is not an importable 'module.Class' path")
+    obj: Any = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, PretrainedModel)):
+        raise TypeError(f"config.json: model_class {path!r} is not a PretrainedModel")
+    return obj
+
+
+def load_pretrained(directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> PretrainedModel:
+    """Load any :class:`PretrainedModel` saved with ``save_pretrained``, whatever its class."""
+    return PretrainedModel.from_pretrained(directory, device=device)

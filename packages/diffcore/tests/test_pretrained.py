@@ -1,0 +1,45 @@
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+
+from diffcore.pretrained import PretrainedModel, load_pretrained
+
+
+@dataclass
+class TinyConfig:
+    width: int = 4
+    sizes: tuple = (1, 2)
+
+
+class Tiny(PretrainedModel):
+    config_class = TinyConfig
+
+    def __init__(self, config: TinyConfig):
+        super().__init__(config)
+        self.lin = nn.Linear(config.width, config.width)
+
+
+def test_roundtrip_restores_config_and_weights(tmp_path):
+    model = Tiny(TinyConfig(width=3, sizes=(4, 5)))
+    model.save_pretrained(tmp_path / "m")
+    loaded = load_pretrained(tmp_path / "m")
+    assert isinstance(loaded, Tiny)
+    assert loaded.config == model.config
+    torch.testing.assert_close(loaded.lin.weight, model.lin.weight)
+    assert not list(tmp_path.glob("m/*.tmp"))
+
+
+def test_missing_and_corrupt_files_raise_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        Tiny.from_pretrained(tmp_path)
+    Tiny(TinyConfig()).save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="safetensors"):
+        Tiny.from_pretrained(tmp_path)
+
+
+def test_wrong_config_type_is_rejected():
+    with pytest.raises(TypeError, match="config"):
+        Tiny({"width": 3})
