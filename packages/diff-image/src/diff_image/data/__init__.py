@@ -1,0 +1,31 @@
+"""Data sets of diff-image: sklearn digits, generated coloured shapes with captions, local image folders."""
+
+from diff_image.data.digits import DigitsDataset, digits_split_indices
+from diff_image.data.shapes import (
+    CONTROL_KINDS,
+    PALETTE,
+    SHAPES,
+    Relation,
+    ShapeObject,
+    ShapesConfig,
+    ShapesDataset,
+    ShapesSample,
+    generate_sample,
+)
+from diff_image.data.transforms import ImageTransform, pil_to_tensor
+
+__all__ = [
+    "CONTROL_KINDS",
+    "PALETTE",
+    "SHAPES",
+    "DigitsDataset",
+    "ImageTransform",
+    "Relation",
+    "ShapeObject",
+    "ShapesConfig",
+    "ShapesDataset",
+    "ShapesSample",
+    "digits_split_indices",
+    "generate_sample",
+    "pil_to_tensor",
+]
