@@ -2,9 +2,8 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from torch import nn
-
 from diffcore.pretrained import PretrainedModel, load_pretrained
+from torch import nn
 
 
 @dataclass

@@ -145,7 +145,10 @@ def write_report(report: BenchReport, versions: dict[str, str]) -> None:
             lines += ["", f"Error: `{r.error}`"]
         if r.metrics:
             lines += ["", "| metric | value |", "| --- | ---: |"]
-            lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in r.metrics.items()]
+            lines += [
+                f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
+                for k, v in r.metrics.items()
+            ]
         if r.files:
             lines += ["", "Files:", ""] + [f"- [{f}]({f})" for f in r.files]
     (report.folder / "report.md").write_text("\n".join(lines) + "\n")

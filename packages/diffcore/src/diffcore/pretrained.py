@@ -54,7 +54,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+def atomic_save_safetensors(
+    tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
+) -> None:
     """``safetensors.torch.save_file`` through a temporary file and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -97,9 +99,7 @@ class PretrainedModel(nn.Module):
     def __init__(self, config: Any) -> None:
         super().__init__()
         if not isinstance(config, self.config_class):
-            raise TypeError(
-                f"config: expected {self.config_class.__name__}, got {type(config).__name__}"
-            )
+            raise TypeError(f"config: expected {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
@@ -134,7 +134,9 @@ class PretrainedModel(nn.Module):
         config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
         for p in (config_path, weights_path):
             if not p.is_file():
-                raise FileNotFoundError(f"directory: {folder} has no {p.name} (expected a save_pretrained folder)")
+                raise FileNotFoundError(
+                    f"directory: {folder} has no {p.name} (expected a save_pretrained folder)"
+                )
         try:
             data = json.loads(config_path.read_text())
         except json.JSONDecodeError as exc:

@@ -48,14 +48,18 @@ def build_app() -> typer.Typer:
             None, help="Modalities to benchmark (default: every installed one)."
         ),
         quick: bool = typer.Option(False, "--quick", help="Small CPU-sized runs (minutes, not hours)."),
-        out: Path = typer.Option(Path("runs"), "--out", help="Folder under which bench-<timestamp>/ is written."),  # noqa: B008
+        out: Path = typer.Option(
+            Path("runs"), "--out", help="Folder under which bench-<timestamp>/ is written."
+        ),
     ) -> None:
         """Run each installed modality's benchmark; write report.md and report.json."""
         try:
             chosen = select(installed, modalities or [])
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="MODALITIES") from exc
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+        ) as bar:
             task = bar.add_task("benchmarks", total=len(chosen))
 
             def on_start(name: str) -> None:
@@ -68,7 +72,9 @@ def build_app() -> typer.Typer:
             table.add_column(col)
         for r in report.results:
             style = {"ok": "green", "failed": "red"}.get(r.status, "yellow")
-            table.add_row(r.modality, f"[{style}]{r.status}[/{style}]", f"{r.seconds:.1f}", r.summary or (r.error or ""))
+            table.add_row(
+                r.modality, f"[{style}]{r.status}[/{style}]", f"{r.seconds:.1f}", r.summary or (r.error or "")
+            )
         console.print(table)
         console.print(f"report: {report.folder / 'report.md'}")
         if report.failed:

@@ -1,0 +1,123 @@
+"""``Denoiser``: a network together with its schedule and parameterisation.
+
+Samplers, guidance and likelihood see only this interface: ``x0_eps(x, t, **cond)`` returns the
+data and noise estimates ``(x_0, eps)`` in one network call, and ``x0``, ``eps``, ``v``, ``velocity``,
+``score`` are derived from it through :mod:`diffcore.predictions`.
+
+``t`` is a python float (one time for the whole batch: what samplers pass, no host-device sync) or a
+tensor of shape ``(B,)``; ``t = 0`` is data, ``t = 1`` noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from diffcore.predictions import PathCoefficients, Prediction, check_prediction, from_x0_eps, to_x0_eps
+from diffcore.schedules import Schedule
+from diffcore.schedules import get as get_schedule
+
+NetworkFn = Callable[..., Tensor]
+
+
+def _upcast(x: Tensor) -> Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+class DenoiserBase:
+    """What every denoiser (plain or guided) provides. Subclasses implement :meth:`x0_eps`."""
+
+    schedule: Schedule
+
+    def x0_eps(self, x: Tensor, t: float | Tensor, **cond: Any) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} must implement x0_eps")
+
+    def coefficients(self, t: float | Tensor, x: Tensor) -> PathCoefficients:
+        """Path coefficients at ``t`` broadcastable against ``x``, computed in float64.
+
+        A python float ``t`` gives python-float coefficients, evaluated on the CPU: no device
+        synchronisation and nothing that stops a CUDA graph capture. A ``(B,)`` tensor gives
+        ``(B, 1, ...)`` tensors in ``x``'s dtype."""
+        if isinstance(t, Tensor) and t.ndim == 1:
+            return PathCoefficients.at(self.schedule, t.to(torch.float64), x.ndim, x.dtype)
+        c = PathCoefficients.at(self.schedule, torch.tensor(float(t), dtype=torch.float64), x.ndim)
+        return PathCoefficients(*(float(v) for v in (c.alpha, c.sigma, c.d_alpha, c.d_sigma)))
+
+    def predict(self, kind: Prediction, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
+        """The estimate of kind ``kind`` (eps, x0, v, velocity or score) at ``(x, t)``."""
+        check_prediction(kind)
+        x0, eps = self.x0_eps(x, t, **cond)
+        xf = _upcast(x)
+        return from_x0_eps(_upcast(x0), _upcast(eps), kind, self.coefficients(t, xf)).to(x.dtype)
+
+    def x0(self, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
+        return self.x0_eps(x, t, **cond)[0]
+
+    def eps(self, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
+        return self.x0_eps(x, t, **cond)[1]
+
+    def v(self, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
+        return self.predict("v", x, t, **cond)
+
+    def velocity(self, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
+        """``dx_t/dt`` of the probability-flow ODE for this path (the flow-matching velocity)."""
+        return self.predict("velocity", x, t, **cond)
+
+    def score(self, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
+        return self.predict("score", x, t, **cond)
+
+
+class Denoiser(DenoiserBase):
+    """Wrap ``fn(x, t, **cond) -> Tensor`` predicting ``prediction`` under ``schedule``.
+
+    Args:
+        fn: the network; called with ``t`` as a tensor of shape ``(B,)`` in [0, 1] (float32, or ``x``'s
+            dtype when that is float64).
+        schedule: a :class:`~diffcore.schedules.Schedule` or a registered name (``"vp-cosine"``, ...).
+        prediction: what ``fn`` predicts: ``eps``, ``x0``, ``v``, ``velocity`` or ``score``.
+    """
+
+    def __init__(self, fn: NetworkFn, schedule: Schedule | str, prediction: Prediction = "eps") -> None:
+        if not callable(fn):
+            raise TypeError(f"fn: expected a callable network fn(x, t, **cond), got {type(fn).__name__}")
+        self.fn = fn
+        self.schedule = get_schedule(schedule) if isinstance(schedule, str) else schedule
+        if not isinstance(self.schedule, Schedule):
+            raise TypeError(
+                f"schedule: expected a Schedule or a registered name, got {type(schedule).__name__}"
+            )
+        self.prediction: Prediction = check_prediction(prediction)
+
+    def time_tensor(self, t: float | Tensor, x: Tensor) -> Tensor:
+        """``t`` as a ``(B,)`` tensor on ``x``'s device, the form the network contract asks for."""
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        if isinstance(t, Tensor):
+            if t.ndim == 0:
+                return t.to(device=x.device, dtype=dtype).expand(x.shape[0])
+            if t.shape != (x.shape[0],):
+                raise ValueError(
+                    f"t: expected a float or a tensor of shape ({x.shape[0]},), got {tuple(t.shape)}"
+                )
+            return t.to(device=x.device, dtype=dtype)
+        return torch.full((x.shape[0],), float(t), device=x.device, dtype=dtype)
+
+    def raw(self, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
+        """The network output itself (of kind ``self.prediction``)."""
+        out = self.fn(x, self.time_tensor(t, x), **cond)
+        if out.shape != x.shape:
+            raise ValueError(
+                f"network output: expected shape {tuple(x.shape)} (that of x), got {tuple(out.shape)}"
+            )
+        return out.to(x.dtype)
+
+    def x0_eps(self, x: Tensor, t: float | Tensor, **cond: Any) -> tuple[Tensor, Tensor]:
+        out = self.raw(x, t, **cond)
+        xf = _upcast(x)  # conversions divide by alpha or sigma: do them in float32 at least
+        x0, eps = to_x0_eps(_upcast(out), self.prediction, xf, self.coefficients(t, xf))
+        return x0.to(x.dtype), eps.to(x.dtype)
+
+    def __repr__(self) -> str:
+        return f"Denoiser(schedule={self.schedule!r}, prediction={self.prediction!r})"

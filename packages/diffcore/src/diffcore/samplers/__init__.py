@@ -1,0 +1,8 @@
+"""Every sampler family, registered by name. ``available()`` lists them; ``diffcore.sample`` runs them.
+
+Each family lives in its own module and registers itself on import.
+"""
+
+from diffcore.samplers.registry import SamplerSpec, available, get, register
+
+__all__ = ["SamplerSpec", "available", "get", "register"]
