@@ -25,7 +25,6 @@ Network contract: ``net(x, t, **cond)`` returns a tensor shaped like ``x``; ``x`
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from diffcore.nn.attention import Attention, CrossAttention
+from diffcore.nn.embeddings import LabelEmbedder, TimestepEmbedder
 from diffcore.pretrained import PretrainedModel
 
 ControlResiduals = tuple[Sequence[Tensor], Tensor]
@@ -64,7 +65,6 @@ class UNetConfig:
             ``None`` = no cross-attention.
         pooled_dim: size of a pooled conditioning vector ``(B, Dp)`` added to the time embedding;
             ``None`` = none.
-        time_scale: ``t`` in [0, 1] is multiplied by this before the sinusoidal embedding (1000 = DDPM steps).
         gradient_checkpointing: recompute block activations in the backward pass to save memory.
     """
 
@@ -85,7 +85,6 @@ class UNetConfig:
     num_classes: int | None = None
     context_dim: int | None = None
     pooled_dim: int | None = None
-    time_scale: float = 1000.0
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
@@ -167,17 +166,6 @@ def conv_nd(dims: int, in_channels: int, out_channels: int, kernel_size: int, **
     return conv(in_channels, out_channels, kernel_size, **kwargs)
 
 
-def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
-    """Sinusoidal embedding (Vaswani et al. 2017, Sec. 3.5) of ``t: (B,)`` -> ``(B, dim)``, cos then sin."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    if dim % 2:
-        emb = F.pad(emb, (0, 1))
-    return emb
-
-
 def _broadcast_to_spatial(v: Tensor, dims: int) -> Tensor:
     """``(B, C)`` -> ``(B, C, 1)`` or ``(B, C, 1, 1)``."""
     return v.reshape(*v.shape, *([1] * dims))
@@ -231,44 +219,6 @@ class ResBlock(nn.Module):
         return self.skip(x) + self.out_layers(h)
 
 
-class Attention(nn.Module):
-    """Multi-head (cross-)attention through ``F.scaled_dot_product_attention``.
-
-    ``x: (B, N, D)``; ``context: (B, L, Dc)`` or ``None`` (self-attention); ``mask: (B, L)`` bool,
-    True = a real token, False = padding. A batch element whose tokens are all padding gets a zero output.
-    """
-
-    def __init__(self, dim: int, heads: int, context_dim: int | None = None) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"heads: {heads} must divide dim={dim}")
-        self.heads = heads
-        kv_dim = dim if context_dim is None else context_dim
-        self.to_q = nn.Linear(dim, dim, bias=False)
-        self.to_k = nn.Linear(kv_dim, dim, bias=False)
-        self.to_v = nn.Linear(kv_dim, dim, bias=False)
-        self.to_out = nn.Linear(dim, dim)
-
-    def _split(self, x: Tensor) -> Tensor:
-        b, n, d = x.shape
-        return x.view(b, n, self.heads, d // self.heads).transpose(1, 2)
-
-    def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
-        kv = x if context is None else context
-        q, k, v = self._split(self.to_q(x)), self._split(self.to_k(kv)), self._split(self.to_v(kv))
-        attn_mask, empty = None, None
-        if mask is not None:
-            empty = ~mask.any(dim=1)  # (B,)
-            # A row of padding only would softmax over all -inf (NaN): let it attend anywhere, zero it after.
-            attn_mask = (mask | empty[:, None])[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
-        out = self.to_out(out)
-        if empty is not None and bool(empty.any()):
-            out = out.masked_fill(empty[:, None, None], 0.0)
-        return out
-
-
 class FeedForward(nn.Module):
     """GEGLU MLP (Shazeer 2020) ``(B, N, D) -> (B, N, D)`` with hidden width ``mult * D``."""
 
@@ -292,20 +242,36 @@ class TransformerBlock(nn.Module):
     def __init__(self, dim: int, heads: int, context_dim: int | None) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn1 = Attention(dim, heads)
+        self.attn1 = Attention(dim, heads, qkv_bias=False)
         self.norm2: nn.Module | None = None
-        self.attn2: Attention | None = None
+        self.attn2: CrossAttention | None = None
         if context_dim is not None:
             self.norm2 = nn.LayerNorm(dim)
-            self.attn2 = Attention(dim, heads, context_dim=context_dim)
+            self.attn2 = CrossAttention(dim, context_dim, heads, qkv_bias=False)
         self.norm3 = nn.LayerNorm(dim)
         self.ff = FeedForward(dim)
 
     def forward(self, x: Tensor, context: Tensor | None = None, context_mask: Tensor | None = None) -> Tensor:
         x = x + self.attn1(self.norm1(x))
         if self.attn2 is not None and self.norm2 is not None and context is not None:
-            x = x + self.attn2(self.norm2(x), context=context, mask=context_mask)
+            x = x + masked_cross_attention(self.attn2, self.norm2(x), context, context_mask)
         return x + self.ff(self.norm3(x))
+
+
+def masked_cross_attention(
+    attn: CrossAttention, x: Tensor, context: Tensor, context_mask: Tensor | None
+) -> Tensor:
+    """Cross-attention where a batch element whose context is all padding gets a zero output.
+
+    ``x: (B, N, D)``, ``context: (B, L, Dc)``, ``context_mask: (B, L)`` bool (True = real token).
+    Such an element would softmax over only ``-inf`` (NaN); it attends anywhere and is zeroed after,
+    so an empty prompt behaves exactly like ``context=None``.
+    """
+    if context_mask is None:
+        return attn(x, context)
+    empty = ~context_mask.any(dim=1)  # (B,)
+    out = attn(x, context, context_mask | empty[:, None])
+    return out.masked_fill(empty[:, None, None], 0.0)
 
 
 class SpatialTransformer(nn.Module):
@@ -402,10 +368,8 @@ class UNetEncoder(nn.Module):
         self.config = config
         self.gradient_checkpointing = config.gradient_checkpointing
         c, emb_dim = config, config.time_embed_dim
-        self.time_embed = nn.Sequential(
-            nn.Linear(c.model_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
-        )
-        self.class_embed = nn.Embedding(c.num_classes + 1, emb_dim) if c.num_classes is not None else None
+        self.time_embed = TimestepEmbedder(emb_dim, frequency_dim=c.model_channels)
+        self.class_embed = LabelEmbedder(c.num_classes, emb_dim) if c.num_classes is not None else None
         self.pooled_embed = (
             nn.Sequential(nn.Linear(c.pooled_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
             if c.pooled_dim is not None
@@ -444,11 +408,10 @@ class UNetEncoder(nn.Module):
 
     def embed(self, t: Tensor, y: Tensor | None = None, pooled: Tensor | None = None) -> Tensor:
         """Time (+ class, + pooled) embedding ``(B, time_embed_dim)``; ``y=None`` means the null class."""
-        c = self.config
-        emb = self.time_embed(timestep_embedding(t * c.time_scale, c.model_channels))
+        emb = self.time_embed(t)
         if self.class_embed is not None:
             if y is None:
-                y = torch.full((t.shape[0],), c.num_classes, dtype=torch.long, device=t.device)
+                y = torch.full((t.shape[0],), self.class_embed.null_class, dtype=torch.long, device=t.device)
             emb = emb + self.class_embed(y)
         if self.pooled_embed is not None and pooled is not None:
             emb = emb + self.pooled_embed(pooled)
