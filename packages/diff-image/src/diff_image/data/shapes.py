@@ -108,9 +108,9 @@ class ShapesConfig:
                 f"got {self.min_objects}, {self.max_objects}"
             )
         lo, hi = self.size_range
-        if not 4 <= lo <= hi <= self.image_size // 2:
+        if not 6 <= lo <= hi <= self.image_size // 2:
             raise ValueError(
-                f"min_size, max_size: expected 4 <= min <= max <= image_size // 2, got {lo}, {hi}"
+                f"min_size, max_size: expected 6 <= min <= max <= image_size // 2, got {lo}, {hi}"
             )
         if self.gap < 1:
             raise ValueError(f"gap: expected >= 1, got {self.gap}")
@@ -126,7 +126,7 @@ class ShapesConfig:
     @property
     def size_range(self) -> tuple[int, int]:
         """``(min_size, max_size)`` in pixels after defaults."""
-        lo = self.min_size if self.min_size is not None else max(5, round(0.22 * self.image_size))
+        lo = self.min_size if self.min_size is not None else max(6, round(0.22 * self.image_size))
         hi = self.max_size if self.max_size is not None else max(lo, round(0.38 * self.image_size))
         return lo, hi
 
