@@ -1,0 +1,290 @@
+"""Resumable training checkpoints, written atomically.
+
+A checkpoint is a folder ``<root>/checkpoint-<step:08d>/`` holding::
+
+    model.safetensors      the trained model's weights (safetensors.torch.save_model)
+    ema.safetensors        the EMA model's weights and update count (when EMA is on)
+    optimizer.pt           optimizer.state_dict(), read back with torch.load(weights_only=True)
+    rng-<rank>.safetensors each process's torch/CUDA RNG states; python and numpy states in its metadata
+    trainer_state.json     step, data position, LR scheduler, loss scaler, the config that wrote it
+    manifest.json          size and SHA-256 of every file above, written last
+
+Everything is first written into ``<root>/.staging-checkpoint-<step>/``, each file fsynced, then the
+folder is renamed into place (an atomic rename on a POSIX file system) and the parent folder
+fsynced. A process killed mid-write leaves only a staging folder, which is never read back; a
+checkpoint folder exists complete or not at all. On reading, the manifest is checked first, so a
+truncated or altered file is reported instead of half-loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_model, save_file, save_model
+from torch import nn
+
+MODEL_FILE = "model.safetensors"
+EMA_FILE = "ema.safetensors"
+OPTIMIZER_FILE = "optimizer.pt"
+STATE_FILE = "trainer_state.json"
+MANIFEST_FILE = "manifest.json"
+FORMAT_VERSION = 1
+
+_NAME = re.compile(r"^checkpoint-(\d+)$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint folder is incomplete, corrupt or does not fit the model being trained."""
+
+
+def checkpoint_name(step: int) -> str:
+    """The folder name of the checkpoint written after optimizer step ``step``."""
+    return f"checkpoint-{step:08d}"
+
+
+def rng_file(rank: int) -> str:
+    """The RNG-state file of process ``rank``."""
+    return f"rng-{rank}.safetensors"
+
+
+def list_checkpoints(root: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """Complete checkpoints under ``root`` (those with a manifest), as ``(step, path)`` sorted by step."""
+    folder = Path(root)
+    if not folder.is_dir():
+        return []
+    found = []
+    for child in folder.iterdir():
+        match = _NAME.match(child.name)
+        if match and (child / MANIFEST_FILE).is_file():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def latest_checkpoint(root: str | os.PathLike[str]) -> Path | None:
+    """The complete checkpoint with the highest step under ``root``, or ``None`` when there is none."""
+    found = list_checkpoints(root)
+    return found[-1][1] if found else None
+
+
+# ----------------------------------------------------------------------------- RNG states
+
+
+def capture_rng_state() -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """This process's RNG states: torch (CPU, every initialised CUDA device) as tensors, python and numpy as JSON."""
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for index, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{index}"] = state
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    metadata = {
+        "python": json.dumps(random.getstate()),
+        "numpy": json.dumps([name, keys.tolist(), int(pos), int(has_gauss), float(cached)]),
+    }
+    return tensors, metadata
+
+
+def restore_rng_state(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    torch.set_rng_state(tensors["torch"])
+    cuda = [
+        tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda.")), key=lambda k: int(k[5:]))
+    ]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+    version, internal, gauss = json.loads(metadata["python"])
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = json.loads(metadata["numpy"])
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def staging_dir(root: Path, step: int) -> Path:
+    """The temporary folder a checkpoint of ``step`` is assembled in (the same name on every process)."""
+    return root / f".staging-{checkpoint_name(step)}"
+
+
+def write_rng_state(folder: Path, rank: int) -> None:
+    """Write this process's RNG states into ``folder`` (every process calls this)."""
+    tensors, metadata = capture_rng_state()
+    save_file(
+        {k: v.contiguous().cpu() for k, v in tensors.items()}, str(folder / rng_file(rank)), metadata=metadata
+    )
+
+
+def write_main_state(
+    folder: Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: nn.Module | None,
+    trainer_state: dict[str, Any],
+) -> None:
+    """Write the model, EMA, optimizer and trainer state into ``folder`` (main process only)."""
+    save_model(model, str(folder / MODEL_FILE), metadata={"format": "pt"})
+    if ema is not None:
+        save_model(ema, str(folder / EMA_FILE), metadata={"format": "pt"})
+    torch.save(optimizer.state_dict(), folder / OPTIMIZER_FILE)
+    state = {"format_version": FORMAT_VERSION, **trainer_state}
+    (folder / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+
+def publish(staging: Path, final: Path, keep_last: int) -> Path:
+    """Seal ``staging`` with a manifest, fsync it, rename it to ``final`` and keep the last ``keep_last``.
+
+    An existing ``final`` (a step re-trained after resuming from an earlier checkpoint) is moved
+    aside before the rename and deleted after it.
+    """
+    files = sorted(p for p in staging.iterdir() if p.is_file())
+    manifest = {"format_version": FORMAT_VERSION, "files": {p.name: _describe(p) for p in files}}
+    (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    for path in [*files, staging / MANIFEST_FILE]:
+        _fsync_path(path)
+    _fsync_path(staging)
+    trash = None
+    if final.exists():
+        trash = final.with_name(f".trash-{final.name}")
+        _remove_tree(trash)
+        os.replace(final, trash)
+    os.replace(staging, final)
+    _fsync_path(final.parent)
+    if trash is not None:
+        _remove_tree(trash)
+    prune(final.parent, keep_last)
+    return final
+
+
+def prune(root: Path, keep_last: int) -> None:
+    """Delete all but the ``keep_last`` most recent complete checkpoints under ``root``."""
+    for _, path in list_checkpoints(root)[:-keep_last]:
+        # Rename first so a half-deleted folder never looks like a checkpoint.
+        trash = path.with_name(f".trash-{path.name}")
+        os.replace(path, trash)
+        _remove_tree(trash)
+
+
+def remove_leftovers(root: Path) -> None:
+    """Delete staging and trash folders that a killed run left under ``root``."""
+    if root.is_dir():
+        for child in root.iterdir():
+            if child.is_dir() and child.name.startswith((".staging-", ".trash-")):
+                _remove_tree(child)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def verify(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Check ``folder`` against its manifest and return its ``trainer_state.json``.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist.
+        CheckpointError: no manifest (an incomplete write), a missing, truncated or altered file,
+            or an unreadable trainer state.
+    """
+    path = Path(folder)
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint: {path} does not exist (expected a checkpoint-<step> folder)")
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise CheckpointError(
+            f"checkpoint: {path} has no {MANIFEST_FILE}; it is incomplete or not a checkpoint"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        expected = manifest["files"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint: {manifest_path} is unreadable ({exc})") from exc
+    for name in (MODEL_FILE, OPTIMIZER_FILE, STATE_FILE):
+        if name not in expected:
+            raise CheckpointError(f"checkpoint: {path} lists no {name} in its manifest")
+    for name, want in expected.items():
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"checkpoint: {file} is missing")
+        have = _describe(file)
+        if have != want:
+            raise CheckpointError(
+                f"checkpoint: {file} is corrupt (size {have['bytes']} bytes, sha256 {have['sha256'][:12]}..., "
+                f"expected {want['bytes']} bytes, sha256 {str(want['sha256'])[:12]}...)"
+            )
+    state = json.loads((path / STATE_FILE).read_text())
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint: {path} has format_version {state.get('format_version')!r}, expected {FORMAT_VERSION}"
+        )
+    return state
+
+
+def load_weights(module: nn.Module, file: Path) -> None:
+    """Load a safetensors file written by :func:`write_main_state` into ``module`` (strict)."""
+    try:
+        load_model(module, str(file), strict=True)
+    except Exception as exc:  # shape or key mismatch: the checkpoint belongs to another model
+        raise CheckpointError(f"checkpoint: {file} does not fit {type(module).__name__} ({exc})") from exc
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, file: Path) -> None:
+    """Load ``optimizer.pt`` (tensors and numbers only: ``weights_only=True``) into ``optimizer``."""
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(state)
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint: {file} does not fit the optimizer ({exc})") from exc
+
+
+def load_rng_state(folder: Path, rank: int) -> bool:
+    """Restore process ``rank``'s RNG states from ``folder``; ``False`` when the file is absent."""
+    file = folder / rng_file(rank)
+    if not file.is_file():
+        return False
+    with safe_open(str(file), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+        metadata = f.metadata()
+    restore_rng_state(tensors, metadata)
+    return True
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _describe(path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_tree(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def hash_tree(folder: str | os.PathLike[str], names: Iterable[str] | None = None) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` (or of ``names`` only), keyed by relative path."""
+    root = Path(folder)
+    files = (
+        [root / n for n in names] if names is not None else sorted(p for p in root.rglob("*") if p.is_file())
+    )
+    return {str(p.relative_to(root)): _describe(p)["sha256"] for p in files}
