@@ -1,0 +1,260 @@
+"""The Trainer on CPU: accumulation, EMA, LR and JSONL logs, bf16, NaN stop, corrupt checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState, GradientState
+from diffcore.pretrained import PretrainedModel, load_pretrained
+from diffcore.train import (
+    Callback,
+    CheckpointError,
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    latest_checkpoint,
+    lr_factor,
+)
+from diffcore.train.checkpoint import hash_tree
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+@dataclass
+class TinyConfig:
+    dim: int = 4
+    hidden: int = 16
+
+
+class Tiny(PretrainedModel):
+    """A small denoiser meeting the network contract net(x_t, t) -> shape of x_t."""
+
+    config_class = TinyConfig
+
+    def __init__(self, config: TinyConfig) -> None:
+        super().__init__(config)
+        self.inp = nn.Linear(config.dim + 1, config.hidden)
+        self.out = nn.Linear(config.hidden, config.dim)
+        self.seen_dtypes: list[torch.dtype] = []
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        h = self.inp(torch.cat([x, t[:, None].to(x.dtype)], dim=1))
+        self.seen_dtypes.append(h.dtype)
+        return self.out(torch.nn.functional.silu(h))
+
+
+def flow_objective(model: nn.Module, batch: Any, generator: torch.Generator | None = None) -> Any:
+    """Rectified-flow velocity MSE (t = 0 data, t = 1 noise), with an extra logged scalar."""
+    (x0,) = batch
+    t = torch.rand(x0.shape[0], generator=generator, device=x0.device)
+    eps = torch.randn(x0.shape, generator=generator, device=x0.device)
+    xt = (1 - t[:, None]) * x0 + t[:, None] * eps
+    loss = ((model(xt, t) - (eps - x0)) ** 2).mean()
+    return loss, {"t_mean": t.mean()}
+
+
+def regression_objective(
+    model: nn.Module, batch: Any, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Deterministic: a mean over the batch, so two half batches average to the full batch."""
+    x, y = batch
+    return ((model(x, torch.zeros(x.shape[0])) - y) ** 2).mean()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_accelerate_and_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    # accelerate keeps process-wide singletons; each test builds its own Accelerator.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def data(n: int = 32, dim: int = 4, seed: int = 0) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.randn(n, dim, generator=g) * 0.5 + 1.0)
+
+
+def make_model(seed: int = 0) -> Tiny:
+    torch.manual_seed(seed)
+    return Tiny(TinyConfig())
+
+
+def config(tmp: Path, **kw: Any) -> TrainConfig:
+    base = dict(steps=6, lr=1e-2, log_every=2, checkpoint_every=None, ema_decay=None, progress_bar=False)
+    base.update(kw)
+    return TrainConfig(output_dir=str(tmp), **base)
+
+
+def test_accumulating_two_half_batches_equals_one_full_batch(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(32, 4, generator=g), torch.randn(32, 4, generator=g)
+    ds = TensorDataset(x, y)
+    results = []
+    for batch, accum in [(8, 1), (4, 2)]:
+        loader = DataLoader(ds, batch_size=batch, shuffle=False)
+        trainer = Trainer(
+            make_model(),
+            regression_objective,
+            loader,
+            config(
+                tmp_path / f"b{batch}", grad_accum_steps=accum, steps=6, tensorboard=False, max_grad_norm=0.5
+            ),
+        )
+        summary = trainer.fit()
+        assert summary.steps == 6
+        results.append({k: v.clone() for k, v in trainer.unwrapped_model.state_dict().items()})
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    for name in results[0]:
+        torch.testing.assert_close(results[1][name], results[0][name], rtol=0, atol=1e-6)
+    assert not torch.equal(results[0]["out.weight"], make_model().out.weight)  # it did train
+
+
+def test_ema_in_trainer_equals_ema_of_the_weight_trajectory(tmp_path: Path) -> None:
+    class Trajectory(Callback):
+        def __init__(self) -> None:
+            self.weights: dict[int, list[torch.Tensor]] = {}
+
+        def on_step_end(self, trainer: Trainer, step: int) -> None:
+            self.weights[step] = [p.detach().double().clone() for p in trainer.unwrapped_model.parameters()]
+
+    traj = Trajectory()
+    cfg = config(tmp_path, steps=10, ema_decay=0.7, ema_warmup_steps=3, ema_update_every=2, tensorboard=False)
+    trainer = Trainer(
+        make_model(), flow_objective, DataLoader(data(), batch_size=8, shuffle=True), cfg, callbacks=[traj]
+    )
+    summary = trainer.fit()
+    expected: list[torch.Tensor] | None = None
+    for step in range(2, 11, 2):
+        d = 0.0 if step <= 3 else 0.7
+        now = traj.weights[step]
+        expected = now if expected is None else [d * e + (1 - d) * w for e, w in zip(expected, now)]
+    assert expected is not None and trainer.ema_model is not None
+    for got, want in zip(trainer.ema_model.parameters(), expected):
+        torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-6)
+    # The EMA model on disk is the same, in save_pretrained format.
+    assert summary.ema_dir is not None
+    on_disk = load_pretrained(summary.ema_dir)
+    for got, want in zip(on_disk.parameters(), expected):
+        torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-6)
+    assert not torch.allclose(expected[0], traj.weights[10][0])  # the EMA lags the weights
+
+
+def test_jsonl_log_keys_lr_schedule_and_tensorboard(tmp_path: Path) -> None:
+    cfg = config(tmp_path, steps=7, log_every=2, lr_schedule="cosine", warmup_steps=3, min_lr_ratio=0.1)
+    summary = Trainer(make_model(), flow_objective, DataLoader(data(), batch_size=8, shuffle=True), cfg).fit()
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4, 6, 7]  # every log_every steps, and the last step
+    for r in records:
+        assert {"step", "loss", "lr", "grad_norm", "samples_per_sec", "t_mean", "epoch"} <= set(r)
+        assert math.isfinite(r["loss"]) and r["grad_norm"] > 0 and r["samples_per_sec"] > 0
+        assert 0.0 < r["t_mean"] < 1.0
+        # The lr logged at step s is the one used by update s (0-based index s - 1).
+        want = 1e-2 * lr_factor(
+            r["step"] - 1, schedule="cosine", warmup_steps=3, total_steps=7, min_lr_ratio=0.1
+        )
+        assert r["lr"] == pytest.approx(want)
+    assert summary.final_loss == pytest.approx(records[-1]["loss"])
+    assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    # The final model is saved with save_pretrained and loads as the right class.
+    loaded = load_pretrained(summary.model_dir)
+    assert isinstance(loaded, Tiny)
+
+
+def test_bf16_mixed_precision_runs_on_cpu(tmp_path: Path) -> None:
+    model = make_model()
+    cfg = config(tmp_path, steps=3, mixed_precision="bf16", cpu=True, tensorboard=False)
+    summary = Trainer(model, flow_objective, DataLoader(data(), batch_size=8), cfg).fit()
+    assert torch.bfloat16 in model.seen_dtypes  # the forward ran under autocast
+    assert model.out.weight.dtype == torch.float32  # master weights stay fp32
+    assert math.isfinite(summary.final_loss)
+
+
+def test_fp16_on_cpu_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^mixed_precision:"):
+        Trainer(
+            make_model(),
+            flow_objective,
+            DataLoader(data()),
+            config(tmp_path, mixed_precision="fp16", cpu=True),
+        )
+
+
+def test_non_scalar_loss_is_refused(tmp_path: Path) -> None:
+    def per_sample(model: nn.Module, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
+        (x0,) = batch
+        return (model(x0, torch.zeros(x0.shape[0])) ** 2).mean(dim=1)
+
+    trainer = Trainer(
+        make_model(), per_sample, DataLoader(data(), batch_size=8), config(tmp_path, tensorboard=False)
+    )
+    with pytest.raises(ValueError, match=r"^objective: must return a scalar"):
+        trainer.fit()
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
+    calls = {"n": 0}
+
+    def goes_nan(model: nn.Module, batch: Any, generator: torch.Generator | None = None) -> Any:
+        calls["n"] += 1
+        loss, logs = flow_objective(model, batch, generator)
+        return (loss * float("nan") if calls["n"] >= 8 else loss), logs
+
+    hashes: dict[str, dict[str, str]] = {}
+
+    class Snapshot(Callback):
+        def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
+            hashes[path.name] = hash_tree(path)
+
+    cfg = config(tmp_path, steps=20, log_every=3, checkpoint_every=5, ema_decay=0.9, tensorboard=False)
+    loader = DataLoader(data(), batch_size=8, shuffle=True)
+    trainer = Trainer(make_model(), goes_nan, loader, cfg, callbacks=[Snapshot()])
+    with pytest.raises(NonFiniteLossError, match="at step 8;") as info:
+        trainer.fit()
+    assert "checkpoint-00000005" in str(info.value)
+    last = latest_checkpoint(tmp_path / "checkpoints")
+    assert last is not None and last.name == "checkpoint-00000005"
+    assert hash_tree(last) == hashes["checkpoint-00000005"]  # byte-identical
+    assert not (tmp_path / "model").exists()  # no final model from a broken run
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    resumed = Trainer(make_model(1), flow_objective, loader, cfg, resume_from="latest")
+    assert resumed.step == 5
+    assert all(torch.isfinite(p).all() for p in resumed.unwrapped_model.parameters())
+
+
+def test_corrupt_or_missing_checkpoint_is_a_clear_error_and_nothing_is_overwritten(tmp_path: Path) -> None:
+    loader = DataLoader(data(), batch_size=8, shuffle=True)
+    cfg = config(tmp_path, steps=4, checkpoint_every=2, keep_last=2, ema_decay=0.9, tensorboard=False)
+    Trainer(make_model(), flow_objective, loader, cfg).fit()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    weights = tmp_path / "checkpoints" / "checkpoint-00000004" / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-3] ^= 0xFF  # alter one byte of the tensor data
+    weights.write_bytes(bytes(raw))
+    before = hash_tree(tmp_path)
+    more = config(tmp_path, steps=8, checkpoint_every=2, keep_last=2, ema_decay=0.9, tensorboard=False)
+    with pytest.raises(CheckpointError, match=r"checkpoint-00000004/model\.safetensors is corrupt"):
+        Trainer(make_model(), flow_objective, loader, more, resume_from="latest")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Trainer(make_model(), flow_objective, loader, more, resume_from=tmp_path / "checkpoints" / "nope")
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        Trainer(make_model(), flow_objective, loader, config(tmp_path / "empty"), resume_from="latest")
+    # A fresh run into a folder that holds checkpoints would overwrite them: refused.
+    with pytest.raises(ValueError, match=r"^output_dir:"):
+        Trainer(make_model(), flow_objective, loader, more)
+    assert hash_tree(tmp_path) == before
+    # A checkpoint from another architecture is refused as not fitting.
+    (tmp_path / "checkpoints" / "checkpoint-00000004").rename(tmp_path / "broken")
+    with pytest.raises(CheckpointError, match="does not fit"):
+        Trainer(Tiny(TinyConfig(hidden=8)), flow_objective, loader, more, resume_from="latest")
