@@ -1,0 +1,39 @@
+# ruff: noqa: F401  (this module only re-exports)
+"""Neural-network backbones and layers: embeddings, attention, DiT, MMDiT, text encoders, cost counting.
+
+Every backbone meets the network contract ``net(x_t, t, **cond) -> tensor shaped like x_t`` with
+``t`` of shape ``(B,)`` in [0, 1] (0 = data, 1 = noise).
+"""
+
+from diffcore.nn.attention import Attention, CrossAttention, QKVProjection, attend
+from diffcore.nn.dit import (
+    DiT,
+    DiT_B_2,
+    DiT_B_4,
+    DiT_B_8,
+    DiT_L_2,
+    DiT_L_4,
+    DiT_L_8,
+    DiT_S_2,
+    DiT_S_4,
+    DiT_S_8,
+    DiT_XL_2,
+    DiT_XL_4,
+    DiT_XL_8,
+    DiTBlock,
+    DiTConfig,
+    dit_config,
+)
+from diffcore.nn.embeddings import (
+    LabelEmbedder,
+    PatchEmbed,
+    RotaryEmbedding,
+    TimestepEmbedder,
+    apply_rope,
+    drop_labels,
+    grid_positions,
+    sincos_pos_embed,
+    timestep_embedding,
+    unpatchify,
+)
+from diffcore.nn.flops import ForwardCost, count_parameters, forward_cost

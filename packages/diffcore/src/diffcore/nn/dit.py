@@ -1,0 +1,323 @@
+"""DiT: Diffusion Transformer with adaLN-Zero blocks (Peebles & Xie 2023, "Scalable Diffusion Models
+with Transformers", Sec. 3.2).
+
+Contract: ``DiT(x, t, y=None, control=None)`` with ``x`` ``(B, C, *spatial)`` (1, 2 or 3 spatial
+axes: sequence, image, spacetime volume), ``t`` ``(B,)`` in [0, 1] (0 = data, 1 = noise) and ``y``
+``(B,)`` int64 class labels; returns a tensor shaped like ``x`` (``2C`` channels when
+``learn_sigma``: the first ``C`` are the prediction, the last ``C`` the variance interpolation of
+Nichol & Dhariwal 2021). ``y=None`` (or label ``num_classes``) is the null class for classifier-free
+guidance; label dropout during training is the caller's job (:func:`diffcore.nn.embeddings.drop_labels`).
+
+Every adaLN modulation and the final projection start at zero, so a fresh model outputs exactly zero
+and each block starts as the identity ("adaLN-Zero", Sec. 3.2). The forward pass has no
+data-dependent Python control flow and compiles with ``torch.compile(fullgraph=True)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from diffcore.nn.attention import Attention, Rope
+from diffcore.nn.embeddings import (
+    LabelEmbedder,
+    PatchEmbed,
+    RotaryEmbedding,
+    TimestepEmbedder,
+    grid_positions,
+    sincos_pos_embed,
+    unpatchify,
+)
+from diffcore.pretrained import PretrainedModel
+
+POS_EMBEDS = ("sincos", "rope")
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """adaLN modulation ``x * (1 + scale) + shift`` as one fused ``addcmul``; shift/scale ``(B, 1, D)``."""
+    return torch.addcmul(shift, x, scale + 1)
+
+
+class Mlp(nn.Module):
+    """Transformer feed-forward ``Linear -> GELU(tanh) -> Linear``: ``(B, N, D)`` -> ``(B, N, D)``."""
+
+    def __init__(self, dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+@dataclass
+class DiTConfig:
+    """DiT hyper-parameters. ``input_size``/``patch_size`` have one entry per spatial axis (1-3).
+
+    ``patch_size`` may be given as one int for every axis; lists (from JSON) become tuples.
+    ``num_classes = 0`` makes an unconditional model. ``pos_embed`` is ``"sincos"`` (fixed, as in
+    DiT) or ``"rope"`` (axial rotary embedding in every attention layer).
+    """
+
+    input_size: tuple[int, ...] = (32, 32)
+    patch_size: tuple[int, ...] | int = 2
+    in_channels: int = 4
+    hidden_size: int = 1152
+    depth: int = 28
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    num_classes: int = 1000
+    learn_sigma: bool = False
+    qk_norm: bool = False
+    pos_embed: str = "sincos"
+    rope_theta: float = 10000.0
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        self.input_size = tuple(int(s) for s in self.input_size)
+        ndim = len(self.input_size)
+        if ndim not in (1, 2, 3):
+            raise ValueError(f"input_size: expected 1, 2 or 3 spatial sizes, got {self.input_size}")
+        if isinstance(self.patch_size, int):
+            self.patch_size = (self.patch_size,) * ndim
+        self.patch_size = tuple(int(p) for p in self.patch_size)
+        if len(self.patch_size) != ndim or any(p < 1 for p in self.patch_size):
+            raise ValueError(f"patch_size: expected {ndim} positive sizes, got {self.patch_size}")
+        if any(s % p for s, p in zip(self.input_size, self.patch_size)):
+            raise ValueError(
+                f"input_size: {self.input_size} must be divisible by patch_size {self.patch_size}"
+            )
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"num_heads: {self.num_heads} must divide hidden_size {self.hidden_size}")
+        if self.pos_embed not in POS_EMBEDS:
+            raise ValueError(f"pos_embed: expected one of {POS_EMBEDS}, got {self.pos_embed!r}")
+        if self.num_classes < 0 or self.depth < 1:
+            raise ValueError(
+                f"num_classes >= 0 and depth >= 1 expected, got {self.num_classes}, {self.depth}"
+            )
+
+    @property
+    def out_channels(self) -> int:
+        """Output channels: ``2 * in_channels`` with a learned variance, else ``in_channels``."""
+        return 2 * self.in_channels if self.learn_sigma else self.in_channels
+
+    @property
+    def grid_size(self) -> tuple[int, ...]:
+        """Patch-grid size of the configured input."""
+        return tuple(s // p for s, p in zip(self.input_size, self.patch_size))
+
+
+class DiTBlock(nn.Module):
+    """adaLN-Zero transformer block (DiT Fig. 3): attention and MLP, each scaled by a learned gate.
+
+    ``x``: ``(B, N, D)``; ``c``: ``(B, D)`` conditioning already passed through SiLU.
+    """
+
+    def __init__(
+        self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, qk_norm: bool = False
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(hidden_size, num_heads, qkv_bias=True, qk_norm=qk_norm)
+        self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio))
+        self.modulation = nn.Linear(hidden_size, 6 * hidden_size)
+
+    def forward(self, x: Tensor, c: Tensor, rope: Rope | None = None) -> Tensor:
+        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.modulation(c)[:, None].chunk(6, dim=-1)
+        x = x + gate_a * self.attn(modulate(self.norm1(x), shift_a, scale_a), rope=rope)
+        return x + gate_m * self.mlp(modulate(self.norm2(x), shift_m, scale_m))
+
+
+class FinalLayer(nn.Module):
+    """adaLN-modulated LayerNorm and a linear map to ``prod(patch) * out_channels`` per token."""
+
+    def __init__(self, hidden_size: int, patch_volume: int, out_channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(hidden_size, patch_volume * out_channels)
+        self.modulation = nn.Linear(hidden_size, 2 * hidden_size)
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        shift, scale = self.modulation(c)[:, None].chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+class DiT(PretrainedModel):
+    """Diffusion Transformer (Peebles & Xie 2023) over 1D, 2D or 3D inputs.
+
+    ``control``: optional list of ``K <= depth`` residuals, each ``(B, N, hidden_size)`` in token
+    layout; ``control[i]`` is added to the tokens after block ``i`` for ``i < K``. A ControlNet
+    (a trainable copy of the first ``K`` blocks with zero-initialised outputs) produces them.
+    """
+
+    config_class = DiTConfig
+    config: DiTConfig
+    pos_embed: Tensor
+
+    def __init__(self, config: DiTConfig) -> None:
+        super().__init__(config)
+        d = config.hidden_size
+        self.x_embedder = PatchEmbed(config.in_channels, d, config.patch_size, ndim=len(config.input_size))
+        self.t_embedder = TimestepEmbedder(d)
+        self.y_embedder = LabelEmbedder(config.num_classes, d) if config.num_classes > 0 else None
+        self.rope = RotaryEmbedding(d // config.num_heads, len(config.input_size), config.rope_theta)
+        if config.pos_embed == "sincos":
+            self.register_buffer("pos_embed", sincos_pos_embed(d, config.grid_size)[None], persistent=False)
+        self.blocks = nn.ModuleList(
+            DiTBlock(d, config.num_heads, config.mlp_ratio, config.qk_norm) for _ in range(config.depth)
+        )
+        self.final_layer = FinalLayer(d, math.prod(config.patch_size), config.out_channels)
+        self.gradient_checkpointing = config.gradient_checkpointing
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """DiT's initialisation: Xavier-uniform linears, N(0, 0.02) embeddings, zeroed adaLN and output."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        w = self.x_embedder.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.x_embedder.proj.bias)
+        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+        if self.y_embedder is not None:
+            nn.init.normal_(self.y_embedder.table.weight, std=0.02)
+        for block in self.blocks:
+            nn.init.zeros_(block.modulation.weight)
+            nn.init.zeros_(block.modulation.bias)
+        for layer in (self.final_layer.modulation, self.final_layer.linear):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    @property
+    def null_class(self) -> int:
+        """The label index meaning "no class" (``num_classes``), for classifier-free guidance."""
+        if self.y_embedder is None:
+            raise ValueError("null_class: this DiT is unconditional (num_classes = 0)")
+        return self.y_embedder.null_class
+
+    def forward(
+        self, x: Tensor, t: Tensor, y: Tensor | None = None, control: list[Tensor] | None = None
+    ) -> Tensor:
+        """``x``: ``(B, C, *spatial)``, ``t``: ``(B,)`` in [0, 1] -> ``(B, out_channels, *spatial)``."""
+        self._check_inputs(x, t, y, control)
+        grid = self.x_embedder.grid_size(x.shape[2:])
+        h = self.x_embedder(x)
+        rope = None
+        if self.config.pos_embed == "sincos":
+            h = h + self._sincos(grid, h)
+        else:
+            rope = self.rope(grid_positions(grid, device=x.device))
+        c = F.silu(self._condition(t, y, x.shape[0]))
+        for i, block in enumerate(self.blocks):
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                h = checkpoint(block, h, c, rope, use_reentrant=False)
+            else:
+                h = block(h, c, rope)
+            if control is not None and i < len(control):
+                h = h + control[i]
+        h = self.final_layer(h, c)
+        return unpatchify(h, grid, self.config.patch_size, self.config.out_channels)
+
+    def _condition(self, t: Tensor, y: Tensor | None, batch: int) -> Tensor:
+        c = self.t_embedder(t)
+        if self.y_embedder is None:
+            return c
+        if y is None:
+            y = torch.full((batch,), self.y_embedder.null_class, device=t.device, dtype=torch.long)
+        return c + self.y_embedder(y)
+
+    def _sincos(self, grid: tuple[int, ...], like: Tensor) -> Tensor:
+        if grid == self.config.grid_size:
+            return self.pos_embed.to(like.dtype)
+        return sincos_pos_embed(self.config.hidden_size, grid, device=like.device)[None].to(like.dtype)
+
+    def _check_inputs(self, x: Tensor, t: Tensor, y: Tensor | None, control: list[Tensor] | None) -> None:
+        cfg = self.config
+        if x.ndim != 2 + len(cfg.input_size) or x.shape[1] != cfg.in_channels:
+            raise ValueError(
+                f"x: expected (B, {cfg.in_channels}, <{len(cfg.input_size)} spatial sizes>), "
+                f"got {tuple(x.shape)}"
+            )
+        if t.shape != (x.shape[0],):
+            raise ValueError(
+                f"t: expected shape ({x.shape[0]},) matching the batch of x, got {tuple(t.shape)}"
+            )
+        if y is not None and self.y_embedder is None:
+            raise ValueError("y: this DiT is unconditional (num_classes = 0); pass y=None")
+        if y is not None and y.shape != (x.shape[0],):
+            raise ValueError(f"y: expected shape ({x.shape[0]},) of class indices, got {tuple(y.shape)}")
+        if control is not None and len(control) > cfg.depth:
+            raise ValueError(f"control: got {len(control)} residuals for a DiT of depth {cfg.depth}")
+
+
+_SIZES: dict[str, dict[str, Any]] = {
+    "S": {"depth": 12, "hidden_size": 384, "num_heads": 6},
+    "B": {"depth": 12, "hidden_size": 768, "num_heads": 12},
+    "L": {"depth": 24, "hidden_size": 1024, "num_heads": 16},
+    "XL": {"depth": 28, "hidden_size": 1152, "num_heads": 16},
+}
+
+
+def dit_config(size: str, patch_size: int, **overrides: Any) -> DiTConfig:
+    """The paper's configuration ``DiT-{size}/{patch_size}`` (Table 1), with field overrides."""
+    if size not in _SIZES:
+        raise ValueError(f"size: expected one of {sorted(_SIZES)}, got {size!r}")
+    return DiTConfig(**{**_SIZES[size], "patch_size": patch_size, **overrides})
+
+
+def DiT_S_2(**kw: Any) -> DiT:
+    return DiT(dit_config("S", 2, **kw))
+
+
+def DiT_S_4(**kw: Any) -> DiT:
+    return DiT(dit_config("S", 4, **kw))
+
+
+def DiT_S_8(**kw: Any) -> DiT:
+    return DiT(dit_config("S", 8, **kw))
+
+
+def DiT_B_2(**kw: Any) -> DiT:
+    return DiT(dit_config("B", 2, **kw))
+
+
+def DiT_B_4(**kw: Any) -> DiT:
+    return DiT(dit_config("B", 4, **kw))
+
+
+def DiT_B_8(**kw: Any) -> DiT:
+    return DiT(dit_config("B", 8, **kw))
+
+
+def DiT_L_2(**kw: Any) -> DiT:
+    return DiT(dit_config("L", 2, **kw))
+
+
+def DiT_L_4(**kw: Any) -> DiT:
+    return DiT(dit_config("L", 4, **kw))
+
+
+def DiT_L_8(**kw: Any) -> DiT:
+    return DiT(dit_config("L", 8, **kw))
+
+
+def DiT_XL_2(**kw: Any) -> DiT:
+    return DiT(dit_config("XL", 2, **kw))
+
+
+def DiT_XL_4(**kw: Any) -> DiT:
+    return DiT(dit_config("XL", 4, **kw))
+
+
+def DiT_XL_8(**kw: Any) -> DiT:
+    return DiT(dit_config("XL", 8, **kw))
