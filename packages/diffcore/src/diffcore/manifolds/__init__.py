@@ -1,5 +1,5 @@
 """Manifolds shared by several modalities: SO(3) (rotations, IGSO(3)) and the flat torus."""
 
-from diffcore.manifolds import so3
+from diffcore.manifolds import igso3, so3, torus
 
-__all__ = ["so3"]
+__all__ = ["igso3", "so3", "torus"]

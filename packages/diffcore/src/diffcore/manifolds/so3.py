@@ -189,7 +189,7 @@ def rotation_angle(r: torch.Tensor) -> torch.Tensor:
 
 
 def geodesic_distance(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
-    """Riemannian distance ``|log(R1^T R2)|`` in [0, pi] (bi-invariant metric). ``(..., 3, 3) x2 -> (...)``."""
+    """Riemannian distance ``|log(R1^T R2)|`` in [0, pi], bi-invariant. ``(..., 3, 3) x2 -> (...)``."""
     return rotation_angle(r1.transpose(-1, -2) @ r2)
 
 

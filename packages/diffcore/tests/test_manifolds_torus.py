@@ -1,0 +1,88 @@
+"""Wrapped normal on the torus: normalisation, score vs finite differences, sampling, limits."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from diffcore.manifolds import torus
+from scipy import integrate, stats
+
+
+@pytest.mark.parametrize("sigma", [0.01, 0.1, 0.5, 2.0])
+def test_density_integrates_to_one_per_coordinate(sigma):
+    mu = torch.tensor([0.3], dtype=torch.float64)
+    p = lambda x: math.exp(
+        float(torus.wrapped_normal_log_prob(torch.tensor([x], dtype=torch.float64), mu, sigma))
+    )  # noqa: E731
+    total, _ = integrate.quad(p, 0, 1, points=[0.3], limit=200)
+    assert total == pytest.approx(1.0, abs=1e-8)
+
+
+@pytest.mark.parametrize("sigma", [0.05, 0.2, 0.7, 3.0])
+def test_score_matches_finite_differences(sigma):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(100, 3, generator=g, dtype=torch.float64)
+    mu = torch.rand(100, 3, generator=g, dtype=torch.float64)
+    h = 1e-6
+    score = torus.wrapped_normal_score(x, mu, sigma)
+    for j in range(3):
+        e = torch.zeros(3, dtype=torch.float64)
+        e[j] = h
+        fd = (
+            torus.wrapped_normal_log_prob(x + e, mu, sigma) - torus.wrapped_normal_log_prob(x - e, mu, sigma)
+        ) / (2 * h)
+        torch.testing.assert_close(score[:, j], fd, rtol=1e-5, atol=1e-5)
+
+
+def test_score_per_sample_sigma_and_symmetries():
+    g = torch.Generator().manual_seed(1)
+    mu = torch.rand(50, 2, generator=g, dtype=torch.float64)
+    sigma = torch.rand(50, 1, generator=g, dtype=torch.float64) * 0.5 + 0.05
+    torch.testing.assert_close(
+        torus.wrapped_normal_score(mu, mu, sigma), torch.zeros(50, 2, dtype=torch.float64)
+    )
+    torch.testing.assert_close(
+        torus.wrapped_normal_score(mu + 0.5, mu, sigma),
+        torch.zeros(50, 2, dtype=torch.float64),
+        atol=1e-9,
+        rtol=0,
+    )
+    x = torch.rand(50, 2, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(
+        torus.wrapped_normal_score(x + 3.0, mu, sigma), torus.wrapped_normal_score(x, mu, sigma)
+    )
+
+
+def test_small_sigma_is_gaussian_score():
+    x = torch.tensor([[0.51]], dtype=torch.float64)
+    mu = torch.tensor([[0.5]], dtype=torch.float64)
+    torch.testing.assert_close(torus.wrapped_normal_score(x, mu, 0.01), -(x - mu) / 0.01**2)
+
+
+def test_samples_follow_density():
+    mu = torch.full((20000, 1), 0.9, dtype=torch.float64)
+    x = torus.wrapped_normal_sample(mu, 0.3, torch.Generator().manual_seed(2)).numpy()[:, 0]
+    assert ((x >= 0) & (x < 1)).all()
+    grid = np.linspace(0, 1, 4001)
+    dens = np.exp(torus.wrapped_normal_log_prob(torch.from_numpy(grid)[:, None], mu[:1], 0.3).numpy())
+    cdf = integrate.cumulative_trapezoid(dens, grid, initial=0)
+    assert stats.kstest(x, lambda v: np.interp(v, grid, cdf / cdf[-1])).pvalue > 1e-3
+
+
+def test_large_sigma_is_uniform_and_bad_sigma_rejected():
+    x = torch.rand(10, 3, dtype=torch.float64)
+    torch.testing.assert_close(
+        torus.wrapped_normal_log_prob(x, torch.zeros(10, 3, dtype=torch.float64), 5.0),
+        torch.zeros(10, dtype=torch.float64),
+        atol=1e-8,
+        rtol=0,
+    )
+    with pytest.raises(ValueError, match="sigma"):
+        torus.wrapped_normal_score(x, x, 0.0)
+
+
+def test_wrapped_difference_is_minimum_image():
+    a = torch.tensor([0.05, 0.95, 0.5])
+    b = torch.tensor([0.95, 0.05, 0.0])
+    torch.testing.assert_close(torus.wrapped_difference(a, b), torch.tensor([0.1, -0.1, -0.5]))
