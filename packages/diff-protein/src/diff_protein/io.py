@@ -1,0 +1,179 @@
+"""Reading and writing protein structures (PDB, mmCIF, BinaryCIF) through biotite.
+
+Reading keeps amino-acid residues that have all four backbone atoms (N, CA, C, O), first altloc,
+first model. Writing produces standard files any viewer reads (PyMOL, ChimeraX, Mol*): the format
+follows the file suffix (``.pdb``, ``.cif``, ``.bcif``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import biotite.structure as struc
+import biotite.structure.io as strucio
+import numpy as np
+from biotite.sequence import ProteinSequence
+
+from diff_protein.geometry import ATOM_NAMES
+
+__all__ = [
+    "SUFFIXES",
+    "ProteinChain",
+    "backbone_to_atom_array",
+    "chains_from_atom_array",
+    "read_backbone",
+    "read_structure",
+    "three_to_one",
+    "write_backbone",
+]
+
+SUFFIXES = (".pdb", ".cif", ".bcif")
+"""File suffixes understood for reading and writing."""
+
+_MODIFIED = {"MSE": "M", "SEC": "C", "PYL": "K", "HYP": "P", "SEP": "S", "TPO": "T", "PTR": "Y"}
+
+
+@dataclass(frozen=True)
+class ProteinChain:
+    """One chain's backbone.
+
+    ``coords: (L, 4, 3)`` float32 angstrom, atoms N, CA, C, O; ``sequence``: one-letter codes (``X``
+    for unknown residues), length L; ``residue_ids: (L,)`` author residue numbers; ``chain_id``.
+    """
+
+    coords: np.ndarray
+    sequence: str
+    residue_ids: np.ndarray
+    chain_id: str
+
+    def __post_init__(self) -> None:
+        if self.coords.ndim != 3 or self.coords.shape[1:] != (4, 3):
+            raise ValueError(f"coords: expected shape (L, 4, 3), got {self.coords.shape}")
+        if len(self.sequence) != len(self.coords) or len(self.residue_ids) != len(self.coords):
+            raise ValueError(
+                f"sequence, residue_ids: expected length {len(self.coords)}, got "
+                f"{len(self.sequence)}, {len(self.residue_ids)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.coords)
+
+
+def three_to_one(res_name: str) -> str:
+    """One-letter code of a residue name; common modified residues map to their parent, others to ``X``."""
+    name = res_name.upper()
+    if name in _MODIFIED:
+        return _MODIFIED[name]
+    try:
+        return ProteinSequence.convert_letter_3to1(name)
+    except KeyError:
+        return "X"
+
+
+def _check_suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValueError(f"path: expected a file ending in one of {SUFFIXES}, got {path.name!r}")
+    return suffix
+
+
+def read_structure(path: str | os.PathLike[str], model: int = 1) -> struc.AtomArray:
+    """All atoms of one model (1-based) of a PDB / mmCIF / BinaryCIF file, as a biotite ``AtomArray``."""
+    path = Path(path)
+    _check_suffix(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path: no structure file at {path}")
+    return strucio.load_structure(str(path), model=model)
+
+
+def chains_from_atom_array(atoms: struc.AtomArray) -> list[ProteinChain]:
+    """Backbones of every protein chain, in file order; residues missing N, CA, C or O are dropped."""
+    atoms = atoms[struc.filter_amino_acids(atoms) & ~atoms.hetero]
+    chains = []
+    for chain_id in dict.fromkeys(atoms.chain_id.tolist()):
+        chain = atoms[atoms.chain_id == chain_id]
+        coords, seq, ids = [], [], []
+        for residue in struc.residue_iter(chain):
+            names = residue.atom_name.tolist()
+            if not all(a in names for a in ATOM_NAMES):
+                continue
+            coords.append(np.stack([residue.coord[names.index(a)] for a in ATOM_NAMES]))
+            seq.append(three_to_one(str(residue.res_name[0])))
+            ids.append(int(residue.res_id[0]))
+        if coords:
+            chains.append(
+                ProteinChain(
+                    np.asarray(coords, dtype=np.float32), "".join(seq), np.asarray(ids), str(chain_id)
+                )
+            )
+    return chains
+
+
+def read_backbone(path: str | os.PathLike[str], chain: str | None = None, model: int = 1) -> ProteinChain:
+    """The backbone of one chain (``chain=None``: the first protein chain) of a structure file."""
+    chains = chains_from_atom_array(read_structure(path, model))
+    if not chains:
+        raise ValueError(f"path: {path} holds no protein chain with complete backbone residues")
+    if chain is None:
+        return chains[0]
+    for c in chains:
+        if c.chain_id == chain:
+            return c
+    raise ValueError(f"chain: {chain!r} not in {path}; chains present: {[c.chain_id for c in chains]}")
+
+
+def backbone_to_atom_array(
+    coords: np.ndarray,
+    sequence: str | None = None,
+    chain_id: str = "A",
+    residue_ids: np.ndarray | None = None,
+) -> struc.AtomArray:
+    """A biotite ``AtomArray`` of a backbone ``coords: (L, 4, 3)`` (N, CA, C, O).
+
+    ``sequence`` (one-letter, length L) names the residues; without it every residue is GLY
+    (the backbone-only residue). ``residue_ids`` default to 1..L.
+    """
+    coords = np.asarray(coords, dtype=np.float32)
+    if coords.ndim != 3 or coords.shape[1:] != (4, 3):
+        raise ValueError(f"coords: expected shape (L, 4, 3), got {coords.shape}")
+    length = len(coords)
+    if sequence is not None and len(sequence) != length:
+        raise ValueError(f"sequence: expected {length} residues, got {len(sequence)}")
+    names = [_one_to_three(a) for a in sequence] if sequence is not None else ["GLY"] * length
+    ids = np.arange(1, length + 1) if residue_ids is None else np.asarray(residue_ids)
+    arr = struc.AtomArray(4 * length)
+    arr.coord = coords.reshape(-1, 3)
+    arr.chain_id[:] = chain_id
+    arr.res_id = np.repeat(ids, 4)
+    arr.res_name = np.repeat(names, 4)
+    arr.atom_name = np.tile(list(ATOM_NAMES), length)
+    arr.element = np.tile(["N", "C", "C", "O"], length)
+    arr.hetero[:] = False
+    arr.add_annotation("b_factor", float)
+    arr.add_annotation("occupancy", float)
+    arr.occupancy[:] = 1.0
+    return arr
+
+
+def _one_to_three(letter: str) -> str:
+    try:
+        return ProteinSequence.convert_letter_1to3(letter.upper())
+    except KeyError:
+        return "UNK"
+
+
+def write_backbone(
+    path: str | os.PathLike[str],
+    coords: np.ndarray,
+    sequence: str | None = None,
+    chain_id: str = "A",
+) -> Path:
+    """Write a backbone ``(L, 4, 3)`` as PDB / mmCIF / BinaryCIF (by suffix); returns the path."""
+    path = Path(path)
+    _check_suffix(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = backbone_to_atom_array(coords, sequence, chain_id)
+    strucio.save_structure(str(path), arr)
+    return path
