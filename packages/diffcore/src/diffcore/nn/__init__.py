@@ -37,3 +37,4 @@ from diffcore.nn.embeddings import (
     unpatchify,
 )
 from diffcore.nn.flops import ForwardCost, count_parameters, forward_cost
+from diffcore.nn.mmdit import MMDiT, MMDiTBlock, MMDiTConfig, mmdit_config
