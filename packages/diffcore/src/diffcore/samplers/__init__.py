@@ -6,3 +6,4 @@ Each family lives in its own module and registers itself on import.
 from diffcore.samplers.registry import SamplerSpec, available, get, register
 
 __all__ = ["SamplerSpec", "available", "get", "register"]
+from diffcore.samplers import dpm_solver  # noqa: E402,F401
