@@ -1,9 +1,8 @@
 """Guidance wrappers against their formulas and against exact Bayes on a Gaussian mixture."""
 
+import diffcore
 import pytest
 import torch
-
-import diffcore
 from diffcore.analytic import GaussianMixture
 from diffcore.guidance import ClassifierFreeGuidance, ClassifierGuidance
 

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-
 from diffcore import objectives, schedules, timesteps, weighting
 from diffcore.analytic import GaussianMixture
 from diffcore.objectives import DiffusionObjective, drop_conditions
@@ -100,7 +99,7 @@ def test_exact_denoiser_attains_the_analytic_minimum(make):
     gm = GaussianMixture.gaussian(torch.zeros(2), torch.full((2,), s2))
     net = _exact_net(gm, obj.schedule, obj.prediction)
     g = torch.Generator().manual_seed(0)
-    x0 = gm.sample(200_000, generator=g)
+    x0 = gm.sample(40_000, generator=g)
     obj.time_sampler = timesteps.Constant(0.35)
     loss, _ = obj(net, x0, generator=g)
     c = PathCoefficients.at(obj.schedule, torch.tensor(0.35, dtype=torch.float64), 1)
@@ -146,7 +145,7 @@ def test_cfm_gradient_equals_marginal_flow_matching_gradient():
     gm = GaussianMixture.random(2, components=3, seed=4)
     sched = schedules.get("rectified-flow")
     g = torch.Generator().manual_seed(0)
-    n = 400_000
+    n = 100_000
     x0 = gm.sample(n, generator=g)
     eps = torch.randn(n, 2, generator=g, dtype=torch.float64)
     t = torch.rand(n, generator=g, dtype=torch.float64) * 0.98 + 0.01
