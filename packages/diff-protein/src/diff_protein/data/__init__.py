@@ -1,0 +1,1 @@
+"""Data: the generated default sets (backbones, sequence families) and readers for real files."""
