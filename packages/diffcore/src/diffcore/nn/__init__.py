@@ -38,3 +38,4 @@ from diffcore.nn.embeddings import (
 )
 from diffcore.nn.flops import ForwardCost, count_parameters, forward_cost
 from diffcore.nn.mmdit import MMDiT, MMDiTBlock, MMDiTConfig, mmdit_config
+from diffcore.nn.text_encoders import CLIPTextEncoder, MultiTextEncoder, T5TextEncoder, TextEmbeddings
