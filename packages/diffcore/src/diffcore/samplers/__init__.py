@@ -7,3 +7,4 @@ from diffcore.samplers.registry import SamplerSpec, available, get, register
 
 __all__ = ["SamplerSpec", "available", "get", "register"]
 from diffcore.samplers import dpm_solver  # noqa: E402,F401
+from diffcore.samplers import unipc  # noqa: E402,F401
