@@ -224,7 +224,10 @@ class Trainer:
         if self.last_checkpoint is None or self.last_checkpoint.name != ckpt.checkpoint_name(self.step):
             self.save_checkpoint()
         model_dir, ema_dir = self._save_models()
-        self.accelerator.end_training()
+        # Not accelerator.end_training(): it also destroys the process group, which the caller
+        # may still need after fit (sampling, evaluation); call it at the end of the script.
+        for tracker in self.accelerator.trackers:
+            tracker.finish()
         seconds = time.perf_counter() - start
         summary = TrainSummary(
             steps=self.step,
