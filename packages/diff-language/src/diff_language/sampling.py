@@ -1,0 +1,203 @@
+"""Block-by-block generation with BD3-LM (Arriola et al. 2025, Alg. 2).
+
+Blocks are generated left to right; inside a block diffcore's masked-diffusion samplers run with a
+denoiser that attends to the block and to the finished blocks before it. Finished blocks enter an exact
+KV cache (their keys and values are computed once, with the same block-causal attention as in training),
+so each denoiser call costs one block instead of the whole prefix.
+
+- Prompts and infilling: a *template* (B, T) holds given tokens and ``mask_id`` where tokens are wanted;
+  given tokens are never changed. A masked span sees the given tokens of its own block and of every
+  earlier block (block diffusion conditions on the right only inside a block; with ``L' = L`` it is
+  MDLM's full infilling).
+- Lengths beyond the training context: the attention window slides; the cache keeps the last
+  ``seq_len - L'`` tokens (rotary embeddings make attention depend on relative positions only).
+- EOS: generation stops after the block in which every sequence has produced ``eos_id``; each output is cut
+  after its first EOS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffcore.discrete import (
+    LogLinear,
+    masked_ancestral_sample,
+    masked_first_hitting_sample,
+    subs_log_probs,
+    time_grid,
+)
+from torch import Tensor
+
+from diff_language.masks import block_causal_mask
+from diff_language.model import BD3LM, KVCache
+
+__all__ = ["SamplingConfig", "generate", "infill", "truncate_at_eos"]
+
+
+@dataclass
+class SamplingConfig:
+    """How each block is denoised.
+
+    sampler: ``"ancestral"`` (MDLM ancestral with cached predictions) or ``"first-hitting"`` (exact, one token
+    per call). steps: time steps per block for ancestral (default ``2 * L'``). use_kv_cache: cache finished
+    blocks (False recomputes the prefix at every call; same tokens, slower).
+    """
+
+    sampler: str = "ancestral"
+    steps: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    use_kv_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.sampler not in ("ancestral", "first-hitting"):
+            raise ValueError(f"sampler: expected 'ancestral' or 'first-hitting', got {self.sampler!r}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps: expected >= 1, got {self.steps}")
+
+
+class _Context:
+    """The finished prefix: its tokens, and with caching its keys/values, limited to the attention window."""
+
+    def __init__(self, model: BD3LM, batch: int, device: torch.device, use_cache: bool) -> None:
+        self.model, self.use_cache = model, use_cache
+        self.window = model.config.seq_len - model.config.block_size
+        self.tokens = torch.zeros(batch, 0, dtype=torch.long, device=device)
+        self.start = 0  # absolute position of self.tokens[:, 0]
+        self.cache: KVCache | None = None
+
+    def positions(self, n: int) -> Tensor:
+        end = self.start + self.tokens.shape[1]
+        return torch.arange(end, end + n, device=self.tokens.device)
+
+    def logits(self, block: Tensor) -> Tensor:
+        """Logits (B, L', V) of a noisy block given the finished prefix."""
+        if self.use_cache:
+            return self.model.forward_tokens(block, self.positions(block.shape[1]), None, self.cache)[0]
+        seq = torch.cat([self.tokens, block], dim=1)
+        pos = torch.arange(self.start, self.start + seq.shape[1], device=seq.device)
+        mask = block_causal_mask(seq.shape[1], self.model.config.block_size, device=seq.device)
+        return self.model.forward_tokens(seq, pos, mask)[0][:, -block.shape[1] :]
+
+    def append(self, block: Tensor) -> None:
+        """Add a finished block; evict the oldest blocks beyond the window."""
+        if self.use_cache:
+            _, kv = self.model.forward_tokens(block, self.positions(block.shape[1]), None, self.cache)
+            if self.cache is None:
+                self.cache = kv
+            else:
+                self.cache = [
+                    (torch.cat([k0, k], 2), torch.cat([v0, v], 2)) for (k0, v0), (k, v) in zip(self.cache, kv)
+                ]
+        self.tokens = torch.cat([self.tokens, block], dim=1)
+        excess = self.tokens.shape[1] - self.window
+        if excess > 0:
+            self.tokens = self.tokens[:, excess:]
+            self.start += excess
+            if self.cache is not None:
+                self.cache = [(k[:, :, excess:], v[:, :, excess:]) for k, v in self.cache]
+
+
+def _denoise_block(
+    model: BD3LM, ctx: _Context, block: Tensor, config: SamplingConfig, generator: torch.Generator | None
+) -> Tensor:
+    mask_id = model.mask_id
+
+    def denoiser(x_t: Tensor, t: Tensor) -> Tensor:
+        return subs_log_probs(ctx.logits(x_t), x_t, mask_id)
+
+    schedule = LogLinear()
+    if config.sampler == "first-hitting":
+        return masked_first_hitting_sample(
+            denoiser,
+            block,
+            schedule=schedule,
+            mask_id=mask_id,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            generator=generator,
+        )
+    steps = config.steps or 2 * model.config.block_size
+    return masked_ancestral_sample(
+        denoiser,
+        block,
+        time_grid(steps),
+        schedule=schedule,
+        mask_id=mask_id,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        cache_predictions=True,
+        generator=generator,
+    )
+
+
+@torch.no_grad()
+def infill(
+    model: BD3LM,
+    template: Tensor,
+    config: SamplingConfig | None = None,
+    *,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Fill every ``mask_id`` of ``template`` (B, T) block by block; given tokens stay. Returns (B, T') with T' <= T.
+
+    With ``eos_id``, stops after the first block where every row has produced EOS at a generated position
+    (the output is then shorter); rows are not cut here (see :func:`truncate_at_eos`).
+    """
+    config = config or SamplingConfig()
+    if template.dim() != 2:
+        raise ValueError(f"template: expected (B, T) token ids, got shape {tuple(template.shape)}")
+    if int(template.max()) > model.mask_id or int(template.min()) < 0:
+        raise ValueError(f"template: expected ids in [0, {model.mask_id}] (mask_id={model.mask_id})")
+    block = model.config.block_size
+    b, total = template.shape
+    pad = (-total) % block
+    work = torch.cat([template, template.new_full((b, pad), model.mask_id)], dim=1)
+    ctx = _Context(model, b, template.device, config.use_kv_cache)
+    done = torch.zeros(b, dtype=torch.bool, device=template.device)
+    out = []
+    for start in range(0, work.shape[1], block):
+        noisy = work[:, start : start + block]
+        generated = noisy == model.mask_id
+        clean = _denoise_block(model, ctx, noisy, config, generator) if bool(generated.any()) else noisy
+        out.append(clean)
+        if eos_id is not None:
+            done |= ((clean == eos_id) & generated).any(-1)
+            if bool(done.all()):
+                break
+        if start + block < work.shape[1]:
+            ctx.append(clean)
+    return torch.cat(out, dim=1)[:, :total]
+
+
+def generate(
+    model: BD3LM,
+    num_tokens: int,
+    *,
+    batch_size: int = 1,
+    prompt: Tensor | None = None,
+    config: SamplingConfig | None = None,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Generate ``num_tokens`` new tokens after ``prompt`` (B, P) (or from nothing); returns (B, P + n), n <= num_tokens.
+
+    Any length: past ``config.seq_len`` the attention window slides.
+    """
+    if num_tokens < 1:
+        raise ValueError(f"num_tokens: expected >= 1, got {num_tokens}")
+    device = next(model.parameters()).device
+    if prompt is None:
+        prompt = torch.zeros(batch_size, 0, dtype=torch.long, device=device)
+    template = torch.cat([prompt, prompt.new_full((prompt.shape[0], num_tokens), model.mask_id)], dim=1)
+    return infill(model, template, config, eos_id=eos_id, generator=generator)
+
+
+def truncate_at_eos(tokens: Tensor, eos_id: int) -> list[list[int]]:
+    """Rows of ``tokens`` (B, T) as lists cut just before the first ``eos_id``."""
+    rows = []
+    for row in tokens.tolist():
+        rows.append(row[: row.index(eos_id)] if eos_id in row else row)
+    return rows
