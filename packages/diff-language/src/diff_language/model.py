@@ -200,7 +200,7 @@ class BD3LM(PretrainedModel):
 
         x_t, x0: (B, L) with L = ``config.seq_len``. Returns logits (B, L, V) for the noisy half.
         """
-        b, n = x_t.shape
+        n = x_t.shape[1]
         if n != self.config.seq_len or x0.shape != x_t.shape:
             raise ValueError(
                 f"x_t, x0: expected (B, {self.config.seq_len}) each, got {tuple(x_t.shape)} and {tuple(x0.shape)}"
