@@ -1,0 +1,126 @@
+"""Tokenisers: raw bytes, or a ``tokenizers`` model (a byte-level BPE trained on the corpus, or a word-level
+vocabulary), saved next to the model so a run folder is self-contained.
+
+Every tokeniser has an end-of-sequence id ``eos_id``; the model adds ``[MASK]`` as one more id on top of
+``vocab_size``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+__all__ = ["ByteTokenizer", "HFTokenizer", "TextTokenizer", "load_tokenizer", "train_bpe", "word_level"]
+
+EOS = "[EOS]"
+_BYTES_FILE = "byte_tokenizer.json"
+_HF_FILE = "tokenizer.json"
+
+
+class TextTokenizer:
+    """Common interface: ``encode``, ``decode``, ``vocab_size``, ``eos_id``, ``save``."""
+
+    vocab_size: int
+    eos_id: int
+
+    def encode(self, text: str) -> list[int]:
+        raise TypeError(f"{type(self).__name__} must implement encode")
+
+    def decode(self, ids: Sequence[int]) -> str:
+        raise TypeError(f"{type(self).__name__} must implement decode")
+
+    def save(self, directory: str | Path) -> Path:
+        raise TypeError(f"{type(self).__name__} must implement save")
+
+    def encode_documents(self, docs: Iterable[str]) -> list[int]:
+        """All documents, each followed by EOS, as one stream of ids."""
+        out: list[int] = []
+        for d in docs:
+            out.extend(self.encode(d))
+            out.append(self.eos_id)
+        return out
+
+
+class ByteTokenizer(TextTokenizer):
+    """UTF-8 bytes 0..255 and EOS = 256."""
+
+    vocab_size = 257
+    eos_id = 256
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / _BYTES_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"type": "bytes", "vocab_size": self.vocab_size}))
+        return path
+
+
+class HFTokenizer(TextTokenizer):
+    """A ``tokenizers.Tokenizer`` with an ``[EOS]`` special token."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        eos = tokenizer.token_to_id(EOS)
+        if eos is None:
+            raise ValueError(f"tokenizer: expected a special token {EOS!r} in the vocabulary")
+        self.tokenizer = tokenizer
+        self.eos_id = eos
+        self.vocab_size = tokenizer.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text).ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode([i for i in ids if 0 <= i < self.vocab_size])
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / _HF_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save(str(path))
+        return path
+
+
+def train_bpe(docs: Iterable[str], vocab_size: int = 512) -> HFTokenizer:
+    """Train a byte-level BPE (GPT-2 style pre-tokenisation) of ``vocab_size`` ids on ``docs``."""
+    if vocab_size < 258:
+        raise ValueError(f"vocab_size: expected >= 258 (256 bytes + EOS + merges), got {vocab_size}")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(docs, trainer=trainer)
+    return HFTokenizer(tok)
+
+
+def word_level(words: Sequence[str]) -> HFTokenizer:
+    """Whitespace-separated words with fixed ids ``0..len(words)-1`` and EOS after them."""
+    vocab = {w: i for i, w in enumerate(words)}
+    if len(vocab) != len(words):
+        raise ValueError("words: expected distinct words")
+    vocab[EOS] = len(words)
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=EOS))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    return HFTokenizer(tok)
+
+
+def load_tokenizer(directory: str | Path) -> TextTokenizer:
+    """The tokeniser saved in ``directory`` by :meth:`TextTokenizer.save`."""
+    folder = Path(directory)
+    if (folder / _BYTES_FILE).is_file():
+        return ByteTokenizer()
+    if (folder / _HF_FILE).is_file():
+        return HFTokenizer(Tokenizer.from_file(str(folder / _HF_FILE)))
+    raise FileNotFoundError(f"directory: {folder} has neither {_HF_FILE} nor {_BYTES_FILE}")
