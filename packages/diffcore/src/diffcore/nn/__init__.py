@@ -6,6 +6,15 @@ Every backbone meets the network contract ``net(x_t, t, **cond) -> tensor shaped
 """
 
 from diffcore.nn.attention import Attention, CrossAttention, QKVProjection, attend
+from diffcore.nn.controlnet import (
+    ConditionEncoder,
+    ControlledModel,
+    DiTControlNet,
+    DiTControlNetConfig,
+    MultiControlNet,
+    UNetControlNet,
+    UNetControlNetConfig,
+)
 from diffcore.nn.dit import (
     DiT,
     DiT_B_2,
@@ -37,5 +46,18 @@ from diffcore.nn.embeddings import (
     unpatchify,
 )
 from diffcore.nn.flops import ForwardCost, count_parameters, forward_cost
+from diffcore.nn.lora import (
+    adapter_names,
+    add_lora,
+    delete_lora,
+    find_lora_targets,
+    load_lora,
+    lora_parameters,
+    merge_lora,
+    save_lora,
+    set_adapters,
+    unmerge_lora,
+)
 from diffcore.nn.mmdit import MMDiT, MMDiTBlock, MMDiTConfig, mmdit_config
 from diffcore.nn.text_encoders import CLIPTextEncoder, MultiTextEncoder, T5TextEncoder, TextEmbeddings
+from diffcore.nn.unet import UNet, UNetConfig, UNetEncoder
