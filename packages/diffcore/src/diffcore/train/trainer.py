@@ -129,7 +129,8 @@ class Trainer:
         self.accelerator = Accelerator(
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.grad_accum_steps,
-            cpu=config.cpu,
+            # accelerate only forms a multi-process CPU group (gloo) when told cpu=True.
+            cpu=config.cpu or not torch.accelerator.is_available(),
             log_with="tensorboard" if config.tensorboard else None,
             project_dir=str(self.output_dir),
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
