@@ -24,11 +24,14 @@ from diff_language.synthetic import SparseHMM
 from diff_language.tokenizer import TextTokenizer, word_level
 
 __all__ = [
+    "CorpusSpec",
     "TokenCorpus",
+    "build_corpus",
     "fixed_windows",
     "pydoc_documents",
     "random_windows",
     "read_documents",
+    "split_documents",
     "synthetic_corpus",
     "text_corpus",
 ]
@@ -119,3 +122,58 @@ def text_corpus(
     train = torch.tensor(tokenizer.encode_documents(train_docs), dtype=torch.long)[None]
     val = torch.tensor(tokenizer.encode_documents(val_docs), dtype=torch.long)[None]
     return TokenCorpus(name, train, val, tokenizer)
+
+
+@dataclass
+class CorpusSpec:
+    """How to rebuild a corpus (saved as ``corpus.json`` in a run folder).
+
+    kind: ``"synthetic"`` (the HMM with ``hmm_*`` settings), ``"pydoc"`` or ``"files"`` (``paths``).
+    tokenizer: ``"bpe"`` (trained on the training split, ``bpe_vocab`` ids) or ``"bytes"``; the synthetic
+    language always uses its word-level vocabulary.
+    """
+
+    kind: str = "synthetic"
+    paths: tuple[str, ...] = ()
+    tokenizer: str = "bpe"
+    bpe_vocab: int = 512
+    hmm_states: int = 6
+    hmm_vocab: int = 16
+    hmm_branching: int = 3
+    hmm_emit: int = 3
+    hmm_seed: int = 0
+    train_tokens: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("synthetic", "pydoc", "files"):
+            raise ValueError(f"kind: expected 'synthetic', 'pydoc' or 'files', got {self.kind!r}")
+        if self.tokenizer not in ("bpe", "bytes"):
+            raise ValueError(f"tokenizer: expected 'bpe' or 'bytes', got {self.tokenizer!r}")
+        if self.kind == "files" and not self.paths:
+            raise ValueError("paths: expected at least one .txt or .jsonl file for kind='files'")
+
+    def hmm(self) -> SparseHMM:
+        return SparseHMM(self.hmm_states, self.hmm_vocab, self.hmm_branching, self.hmm_emit, self.hmm_seed)
+
+
+def split_documents(docs: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Every 10th document to validation; a single document is split 90 / 10 by characters."""
+    if len(docs) == 1:
+        cut = int(0.9 * len(docs[0]))
+        return [docs[0][:cut]], [docs[0][cut:]]
+    return [d for i, d in enumerate(docs) if i % 10 != 0], [d for i, d in enumerate(docs) if i % 10 == 0]
+
+
+def build_corpus(spec: CorpusSpec, tokenizer: TextTokenizer | None = None) -> TokenCorpus:
+    """The corpus ``spec`` describes; ``tokenizer`` (e.g. loaded from a run) replaces training a new one."""
+    from diff_language.tokenizer import ByteTokenizer, train_bpe
+
+    if spec.kind == "synthetic":
+        return synthetic_corpus(spec.hmm(), train_tokens=spec.train_tokens, val_tokens=100_000)
+    if spec.kind == "pydoc":
+        train_docs, val_docs = pydoc_documents()
+    else:
+        train_docs, val_docs = split_documents(read_documents(spec.paths))
+    if tokenizer is None:
+        tokenizer = ByteTokenizer() if spec.tokenizer == "bytes" else train_bpe(train_docs, spec.bpe_vocab)
+    return text_corpus(spec.kind, train_docs, val_docs, tokenizer)

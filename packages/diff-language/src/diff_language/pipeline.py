@@ -70,7 +70,9 @@ def train(
     model.to(device).train()
     g = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98)
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, config))
     seq_len, clip = model.config.seq_len, ClipRange()
     result, start, running = TrainResult(), time.perf_counter(), []
@@ -91,13 +93,15 @@ def train(
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         opt.step()
         sched.step()
-        running.append(float(loss))
+        running.append(float(loss.detach()))
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
             mean = sum(running) / len(running)
             result.losses.append((step + 1, mean))
             running = []
             if log:
-                log(f"step {step + 1}/{config.steps}: loss {mean:.4f} nats/token ({time.perf_counter() - start:.0f} s)")
+                log(
+                    f"step {step + 1}/{config.steps}: loss {mean:.4f} nats/token ({time.perf_counter() - start:.0f} s)"
+                )
     result.seconds = time.perf_counter() - start
     model.eval()
     return result
