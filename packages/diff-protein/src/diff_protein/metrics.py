@@ -29,6 +29,7 @@ from diff_protein.data.sequences import AMINO_ACIDS
 
 __all__ = [
     "aa_composition",
+    "annotate_sse",
     "backbone_report",
     "ca_ca_valid_fraction",
     "clash_count",
@@ -99,8 +100,8 @@ def rg_ratio(atoms: np.ndarray | torch.Tensor) -> float:
     return radius_of_gyration(ca) / (2.2 * len(ca) ** 0.38)
 
 
-def sse_composition(atoms: np.ndarray | torch.Tensor) -> dict[str, float]:
-    """Fractions of helix ``a``, strand ``b`` and coil ``c`` by biotite's ``annotate_sse`` (on CA)."""
+def annotate_sse(atoms: np.ndarray | torch.Tensor) -> str:
+    """Per-residue secondary structure by biotite's ``annotate_sse`` (P-SEA on CA): ``a``, ``b`` or ``c``."""
     ca = _ca(atoms)
     arr = struc.AtomArray(len(ca))
     arr.coord = ca.astype(np.float32)
@@ -109,7 +110,12 @@ def sse_composition(atoms: np.ndarray | torch.Tensor) -> dict[str, float]:
     arr.res_name[:] = "GLY"
     arr.res_id = np.arange(1, len(ca) + 1)
     arr.chain_id[:] = "A"
-    sse = struc.annotate_sse(arr)
+    return "".join(struc.annotate_sse(arr))
+
+
+def sse_composition(atoms: np.ndarray | torch.Tensor) -> dict[str, float]:
+    """Fractions of helix ``a``, strand ``b`` and coil ``c`` by :func:`annotate_sse`."""
+    sse = np.array(list(annotate_sse(atoms)))
     return {code: float(np.mean(sse == code)) for code in ("a", "b", "c")}
 
 
