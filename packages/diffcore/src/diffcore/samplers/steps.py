@@ -1,0 +1,101 @@
+"""Per-step arithmetic shared by the Gaussian-path samplers (DDPM, DDIM, Euler, Heun, SDE, ODE).
+
+Everything here works on python floats read once from the CPU grid, so a sampler loop built from
+these pieces never synchronises with the device and can be captured as a CUDA graph.
+
+Notation: a step goes from the current time ``t`` to the next time ``s < t`` (towards data, ``t = 0``);
+``x_t = alpha_t x_0 + sigma_t eps``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from diffcore.denoiser import DenoiserBase
+from diffcore.predictions import from_x0_eps
+from diffcore.schedules import Schedule
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """Path coefficients at one grid time, as python floats (no device tensors)."""
+
+    t: float
+    alpha: float
+    sigma: float
+    d_alpha: float
+    d_sigma: float
+
+    @property
+    def is_data(self) -> bool:
+        """True at ``t = 0``: a step landing here returns the ``x0`` estimate."""
+        return self.t == 0.0
+
+
+def grid_points(schedule: Schedule, grid: Tensor) -> list[GridPoint]:
+    """The coefficients of ``schedule`` at every time of ``grid`` ((N+1,) float64 CPU), evaluated once."""
+    times = grid.to(torch.float64).cpu()
+    columns = [c.reshape(-1).tolist() for c in schedule.coefficients(times)]
+    return [GridPoint(t, *cs) for t, *cs in zip(times.tolist(), *columns)]
+
+
+def snr_ratio(cur: GridPoint, nxt: GridPoint) -> float:
+    """``r = (alpha_t sigma_s) / (alpha_s sigma_t) = exp((lambda_t - lambda_s) / 2)`` in [0, 1].
+
+    The DDPM posterior ``q(x_s | x_t, x_0)`` has mean ``alpha_s x_0 + r sigma_s eps`` and variance
+    ``sigma_s^2 (1 - r^2)`` (Ho et al. 2020, Eq. 6-7, written for a general Gaussian path; Kingma et al.
+    2021, Eq. 26-28). Requires ``alpha_s > 0`` and ``sigma_t > 0``, true for every step with ``s < t``.
+    """
+    return (cur.alpha * nxt.sigma) / (nxt.alpha * cur.sigma)
+
+
+def randn(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard normal noise shaped, placed and typed like ``x``."""
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def ddim_update(
+    x0: Tensor, eps: Tensor, cur: GridPoint, nxt: GridPoint, eta: float, noise: Tensor | None
+) -> Tensor:
+    """One DDIM step (Song et al. 2021, Eq. 12) from ``cur`` to ``nxt`` for a general Gaussian path.
+
+    ``x_s = alpha_s x0 + sqrt(sigma_s^2 - c^2) eps + c z`` with ``c = eta * sigma_s sqrt(1 - r^2)``
+    (:func:`snr_ratio`): ``eta = 0`` is the deterministic DDIM / probability-flow step, ``eta = 1`` is
+    the DDPM posterior with the "small" variance ``beta-tilde``. Landing on ``t = 0`` returns ``x0``.
+    """
+    if nxt.is_data:
+        return x0
+    r = snr_ratio(cur, nxt)
+    c = eta * nxt.sigma * math.sqrt(max(1.0 - r * r, 0.0))
+    out = nxt.alpha * x0 + math.sqrt(max(nxt.sigma**2 - c * c, 0.0)) * eps
+    if c > 0.0:
+        if noise is None:
+            raise ValueError("noise: a stochastic DDIM step (eta > 0) needs a noise tensor")
+        out = out + c * noise
+    return out
+
+
+def velocity(denoiser: DenoiserBase, x: Tensor, t: float, cond: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    """The probability-flow ODE velocity ``dx/dt = d_alpha x0 + d_sigma eps`` at ``(x, t)`` and the
+    ``x0`` estimate, from one network call."""
+    x0, eps = denoiser.x0_eps(x, t, **cond)
+    return from_x0_eps(x0, eps, "velocity", denoiser.coefficients(t, x)), x0
+
+
+def scaled_sigma(p: GridPoint) -> float:
+    """The noise level in data units, ``sigma / alpha`` (EDM's ``sigma``); ``inf`` where ``alpha = 0``."""
+    return p.sigma / p.alpha if p.alpha > 0 else math.inf
+
+
+def reverse_sde_coefficients(p: GridPoint) -> tuple[float, float]:
+    """``(f, g^2)`` of the forward SDE ``dx = f x dt + g dw`` whose marginals are the path at ``p``:
+    ``f = d log alpha / dt`` and ``g^2 = d sigma^2 / dt - 2 f sigma^2`` (Song et al. 2021, Eq. 5;
+    Kingma et al. 2021, Appendix A). Needs ``alpha > 0``."""
+    f = p.d_alpha / p.alpha
+    g2 = 2.0 * p.sigma * p.d_sigma - 2.0 * f * p.sigma**2
+    return f, max(g2, 0.0)
