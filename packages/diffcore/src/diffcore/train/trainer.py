@@ -167,6 +167,7 @@ class Trainer:
         self._generator = torch.Generator(device=self.accelerator.device)
         self._log = JsonlLog(self.output_dir / LOG_FILE)
         self._fitted = False
+        self._active_loader = self.train_loader
         self._first_bad = torch.full((), -1, device=self.accelerator.device, dtype=torch.int64)
         self._last_record: dict[str, Any] = {}
         self._reset_window()
@@ -217,7 +218,8 @@ class Trainer:
                     self._after_optimizer_step(bar)
         finally:
             batches.close()
-            self.train_loader.end()
+            # Leaving an epoch early does not unregister its loader from accelerate's gradient state.
+            self._active_loader.end()
             bar.close()
         if self._window["micro"] > 0:
             self._write_log()
@@ -325,6 +327,7 @@ class Trainer:
             loader = self.train_loader
             if self.batches_in_epoch > 0:
                 loader = skip_first_batches(self.train_loader, self.batches_in_epoch)
+            self._active_loader = loader
             iterator = iter(loader)
             yielded = False
             while True:
@@ -547,6 +550,8 @@ def _split_output(output: ObjectiveOutput) -> tuple[torch.Tensor, dict[str, Any]
 
 
 def _as_tensor(value: Any, device: torch.device) -> torch.Tensor:
+    if value is None:  # a backend that does not report the gradient norm
+        return torch.tensor(math.nan, device=device, dtype=torch.float64)
     if isinstance(value, torch.Tensor):
         return value.detach().to(device=device, dtype=torch.float64).reshape(())
     return torch.tensor(float(value), device=device, dtype=torch.float64)
