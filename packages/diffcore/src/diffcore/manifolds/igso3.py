@@ -33,7 +33,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +166,16 @@ class IGSO3Table:
     omegas: np.ndarray
     cdf: np.ndarray
     score_norm: np.ndarray
+    _on_device: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``cdf``, ``omegas`` and ``score_norm`` as float64 tensors on ``device``, copied once per device."""
+        key = str(device)
+        if key not in self._on_device:
+            self._on_device[key] = tuple(
+                torch.from_numpy(a).to(device) for a in (self.cdf, self.omegas, self.score_norm)
+            )
+        return self._on_device[key]
 
     @classmethod
     def build(cls, sigma_min: float, sigma_max: float, num_sigma: int, num_omega: int) -> IGSO3Table:
@@ -199,7 +209,7 @@ class IGSO3Table:
         """``sqrt(E[(d log f / d omega)^2])`` at ``sigma`` (linear interpolation in log sigma)."""
         sigma = _as_f64(sigma)
         i, u = self._bracket(sigma)
-        table = torch.from_numpy(self.score_norm).to(sigma.device)
+        table = self._tensors(sigma.device)[2]
         return (1 - u) * table[i] + u * table[i + 1]
 
     def sample_angle(
@@ -213,8 +223,7 @@ class IGSO3Table:
         sigma = _as_f64(sigma)
         flat = sigma.reshape(-1)
         u01 = torch.rand(flat.shape, generator=generator, dtype=torch.float64, device=flat.device)
-        cdf = torch.from_numpy(self.cdf).to(flat.device)
-        omegas = torch.from_numpy(self.omegas).to(flat.device)
+        cdf, omegas, _ = self._tensors(flat.device)
         out = torch.empty_like(flat)
         for start in range(0, flat.numel(), chunk):
             sl = slice(start, start + chunk)
