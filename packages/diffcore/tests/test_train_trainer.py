@@ -258,3 +258,41 @@ def test_corrupt_or_missing_checkpoint_is_a_clear_error_and_nothing_is_overwritt
     (tmp_path / "checkpoints" / "checkpoint-00000004").rename(tmp_path / "broken")
     with pytest.raises(CheckpointError, match="does not fit"):
         Trainer(Tiny(TinyConfig(hidden=8)), flow_objective, loader, more, resume_from="latest")
+
+
+def test_keep_last_prunes_incomplete_folders_are_ignored_and_hooks_fire(tmp_path: Path) -> None:
+    events: list[tuple[str, int]] = []
+
+    class Recorder(Callback):
+        def on_train_start(self, trainer: Trainer) -> None:
+            events.append(("start", trainer.step))
+
+        def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+            events.append(("log", record["step"]))
+
+        def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
+            assert (path / "manifest.json").is_file()  # complete when the hook runs
+            events.append(("checkpoint", trainer.step))
+
+        def on_train_end(self, trainer: Trainer, summary: Any) -> None:
+            events.append(("end", summary.steps))
+
+    cfg = config(tmp_path, steps=8, log_every=4, checkpoint_every=2, keep_last=2, tensorboard=False)
+    Trainer(make_model(), flow_objective, DataLoader(data(), batch_size=8), cfg, callbacks=[Recorder()]).fit()
+    assert events == [
+        ("start", 0),
+        ("checkpoint", 2),
+        ("log", 4),
+        ("checkpoint", 4),
+        ("checkpoint", 6),
+        ("log", 8),
+        ("checkpoint", 8),
+        ("end", 8),
+    ]
+    root = tmp_path / "checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == ["checkpoint-00000006", "checkpoint-00000008"]
+    # What a killed writer leaves behind is never taken for a checkpoint.
+    (root / ".staging-checkpoint-00000010").mkdir()
+    (root / "checkpoint-00000012").mkdir()  # no manifest: incomplete
+    latest = latest_checkpoint(root)
+    assert latest is not None and latest.name == "checkpoint-00000008"
