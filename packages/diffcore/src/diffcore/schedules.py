@@ -30,6 +30,7 @@ __all__ = [
     "RectifiedFlow",
     "Schedule",
     "Shifted",
+    "SubVP",
     "VPCosine",
     "VPLinear",
     "VPScaledLinear",
@@ -431,6 +432,33 @@ class RectifiedFlow(Schedule):
         return torch.sigmoid(-0.5 * _as_tensor(log_snr))
 
 
+class SubVP(Schedule):
+    """The sub-VP path of Song et al. 2021 (Eq. 11 and 29): with ``B(t) = int_0^t beta``,
+    ``alpha = exp(-B/2)`` and ``sigma = 1 - exp(-B)`` (the variance is bounded by the VP one), for the
+    linear ``beta(t) = beta_min + t (beta_max - beta_min)``."""
+
+    name = "sub-vp"
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0) -> None:
+        self.vp = VPLinear(beta_min, beta_max)
+
+    def alpha(self, t: Tensor) -> Tensor:
+        return self.vp.alpha(t)
+
+    def d_alpha(self, t: Tensor) -> Tensor:
+        return self.vp.d_alpha(t)
+
+    def sigma(self, t: Tensor) -> Tensor:
+        return -torch.expm1(self.vp.log_alpha_bar(_as_tensor(t)))
+
+    def d_sigma(self, t: Tensor) -> Tensor:
+        t = _as_tensor(t)
+        return -torch.exp(self.vp.log_alpha_bar(t)) * self.vp.d_log_alpha_bar(t)
+
+    def __repr__(self) -> str:
+        return f"SubVP(beta_min={self.vp.beta_min}, beta_max={self.vp.beta_max})"
+
+
 # --------------------------------------------------------------------------------------------
 # Wrappers.
 # --------------------------------------------------------------------------------------------
@@ -593,6 +621,7 @@ register(
     "ddpm-cosine",
     lambda num_steps=1000, **kw: DiscreteVP(betas_for("cosine", num_steps, **kw), "ddpm-cosine"),
 )
+register("sub-vp", SubVP)
 register("ve", VE)
 register("edm", EDM)
 register("rectified-flow", RectifiedFlow)
