@@ -11,7 +11,20 @@ Gaussian paths are ``x_t = alpha(t) * x_0 + sigma(t) * eps``.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from diffcore import grids, predictions, samplers, schedules
+from diffcore import (
+    analytic,
+    grids,
+    guidance,
+    inverse,
+    likelihood,
+    objectives,
+    predictions,
+    samplers,
+    schedules,
+    sde,
+    timesteps,
+    weighting,
+)
 from diffcore.denoiser import Denoiser, DenoiserBase
 from diffcore.sampling import sample
 
