@@ -131,8 +131,9 @@ class DiTBlock(nn.Module):
 
     def forward(self, x: Tensor, c: Tensor, rope: Rope | None = None) -> Tensor:
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.modulation(c)[:, None].chunk(6, dim=-1)
-        x = x + gate_a * self.attn(modulate(self.norm1(x), shift_a, scale_a), rope=rope)
-        return x + gate_m * self.mlp(modulate(self.norm2(x), shift_m, scale_m))
+        # Gated residuals ``x + gate * f(x)`` as one fused addcmul each.
+        x = torch.addcmul(x, gate_a, self.attn(modulate(self.norm1(x), shift_a, scale_a), rope=rope))
+        return torch.addcmul(x, gate_m, self.mlp(modulate(self.norm2(x), shift_m, scale_m)))
 
 
 class FinalLayer(nn.Module):

@@ -119,8 +119,8 @@ class StreamOut(nn.Module):
     def forward(
         self, x: Tensor, attn: Tensor, gate_a: Tensor, shift: Tensor, scale: Tensor, gate_m: Tensor
     ) -> Tensor:
-        x = x + gate_a * self.proj(attn)
-        return x + gate_m * self.mlp(modulate(self.norm(x), shift, scale))
+        x = torch.addcmul(x, gate_a, self.proj(attn))
+        return torch.addcmul(x, gate_m, self.mlp(modulate(self.norm(x), shift, scale)))
 
 
 class MMDiTBlock(nn.Module):
