@@ -214,3 +214,27 @@ def test_adapter_name_errors_and_delete() -> None:
         add_lora(nn.Sequential(nn.Conv1d(2, 2, 1)), rank=2)
     delete_lora(model, "a")
     assert adapter_names(model) == [] and not lora_parameters(model)
+
+
+def test_mmdit_default_targets_and_fresh_adapter() -> None:
+    from diffcore.nn.mmdit import MMDiT, mmdit_config
+
+    torch.manual_seed(0)
+    model = MMDiT(mmdit_config(2, input_size=(8, 8), in_channels=4, pooled_dim=8, context_dim=16)).eval()
+    randomize_zero_params(model)
+    targets = find_lora_targets(model)
+    assert "blocks.0.x_in.qkv.qkv" in targets and "blocks.0.c_out.mlp.fc2" in targets
+    assert not any("modulation" in t or "embedder" in t for t in targets)
+    gen = torch.Generator().manual_seed(0)
+    x, ctx, pooled = (
+        torch.randn(2, 4, 8, 8, generator=gen),
+        torch.randn(2, 3, 16, generator=gen),
+        torch.randn(2, 8),
+    )
+    t = torch.rand(2, generator=gen)
+    before = model(x, t, context=ctx, pooled=pooled)
+    add_lora(model, rank=2)
+    # B = 0 adds exact zeros; the joint attention may still pick another kernel for the new buffers.
+    torch.testing.assert_close(model(x, t, context=ctx, pooled=pooled), before, rtol=1e-5, atol=1e-5)
+    randomize_lora_b(model, "default", seed=1)
+    assert not torch.allclose(model(x, t, context=ctx, pooled=pooled), before)
