@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage
+
 from diff_image.data.shapes import PALETTE, RELATIONS, SHAPES, Relation, relation_between
 from diff_image.io import to_uint8
-from scipy import ndimage
 
 __all__ = [
     "AdherenceConfig",
