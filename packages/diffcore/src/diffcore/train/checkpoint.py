@@ -156,12 +156,12 @@ def publish(staging: Path, final: Path, keep_last: int) -> Path:
     trash = None
     if final.exists():
         trash = final.with_name(f".trash-{final.name}")
-        _remove_tree(trash)
+        remove_tree(trash)
         os.replace(final, trash)
     os.replace(staging, final)
     _fsync_path(final.parent)
     if trash is not None:
-        _remove_tree(trash)
+        remove_tree(trash)
     prune(final.parent, keep_last)
     return final
 
@@ -172,7 +172,7 @@ def prune(root: Path, keep_last: int) -> None:
         # Rename first so a half-deleted folder never looks like a checkpoint.
         trash = path.with_name(f".trash-{path.name}")
         os.replace(path, trash)
-        _remove_tree(trash)
+        remove_tree(trash)
 
 
 def remove_leftovers(root: Path) -> None:
@@ -180,7 +180,7 @@ def remove_leftovers(root: Path) -> None:
     if root.is_dir():
         for child in root.iterdir():
             if child.is_dir() and child.name.startswith((".staging-", ".trash-")):
-                _remove_tree(child)
+                remove_tree(child)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -276,7 +276,8 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _remove_tree(path: Path) -> None:
+def remove_tree(path: Path) -> None:
+    """Delete the folder ``path`` if it exists."""
     if path.exists():
         shutil.rmtree(path)
 

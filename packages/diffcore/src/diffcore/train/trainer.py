@@ -255,7 +255,7 @@ class Trainer:
         final = self.checkpoint_dir / ckpt.checkpoint_name(self.step)
         if acc.is_main_process:
             if staging.exists():
-                ckpt._remove_tree(staging)
+                ckpt.remove_tree(staging)
             staging.mkdir(parents=True)
         acc.wait_for_everyone()
         ckpt.write_rng_state(staging, acc.process_index)
