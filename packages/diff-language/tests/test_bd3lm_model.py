@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from diff_language.diffusion import ClipRange, bd3_loss_terms
+from diff_language.diffusion import ClipRange, bd3_loss_terms, search_clip_range
 from diff_language.masks import bd3_mask
 from diff_language.model import BD3LM, HAS_FLEX, BD3LMConfig
 from diff_language.sampling import SamplingConfig, generate, infill
@@ -147,3 +147,13 @@ def test_save_and_load_round_trip(tmp_path):
 def test_bad_block_size_is_named():
     with pytest.raises(ValueError, match="block_size"):
         BD3LMConfig(seq_len=16, block_size=5)
+
+
+def test_clip_search_picks_the_zero_variance_range_for_autoregression():
+    """For L' = 1 the range [1, 1] masks every token with weight 1: the loss on a fixed batch is deterministic."""
+    model = _model(block_size=1)
+    x0 = torch.randint(0, 10, (4, 16), generator=torch.Generator().manual_seed(0))
+    candidates = [ClipRange(0.0, 1.0), ClipRange(0.5, 1.0), ClipRange(1.0, 1.0)]
+    best, variances = search_clip_range(model, [x0] * 4, candidates=candidates)
+    assert best == ClipRange(1.0, 1.0)
+    assert variances[best] < 1e-10 < variances[ClipRange(0.0, 1.0)]
