@@ -161,3 +161,80 @@ def test_sd3_medium_parameter_count_equals_diffusers():
         )
     assert count_parameters(ours) == count_parameters(theirs)
     assert abs(count_parameters(ours) / 2.0e9 - 1) < 0.02
+
+
+def _diffusers_sd3_to_ours(sd: dict, depth: int) -> dict:
+    """Rename diffusers' SD3 weights to ours; AdaLayerNormContinuous emits (scale, shift), we (shift, scale)."""
+
+    def swap_halves(w):
+        a, b = w.chunk(2, dim=0)
+        return torch.cat([b, a], dim=0)
+
+    out = {}
+
+    def lin(ours: str, theirs: str, fn=lambda w: w) -> None:
+        out[f"{ours}.weight"], out[f"{ours}.bias"] = fn(sd[f"{theirs}.weight"]), fn(sd[f"{theirs}.bias"])
+
+    def qkv(ours: str, prefix: str, names: tuple[str, str, str]) -> None:
+        for kind in ("weight", "bias"):
+            out[f"{ours}.{kind}"] = torch.cat([sd[f"{prefix}.{n}.{kind}"] for n in names])
+
+    lin("x_embedder.proj", "pos_embed.proj")
+    lin("t_embedder.mlp.0", "time_text_embed.timestep_embedder.linear_1")
+    lin("t_embedder.mlp.2", "time_text_embed.timestep_embedder.linear_2")
+    lin("pooled_embedder.0", "time_text_embed.text_embedder.linear_1")
+    lin("pooled_embedder.2", "time_text_embed.text_embedder.linear_2")
+    lin("context_embedder", "context_embedder")
+    for i in range(depth):
+        o, t = f"blocks.{i}", f"transformer_blocks.{i}"
+        last = i == depth - 1
+        lin(f"{o}.x_modulation", f"{t}.norm1.linear")
+        lin(f"{o}.c_modulation", f"{t}.norm1_context.linear", swap_halves if last else (lambda w: w))
+        qkv(f"{o}.x_in.qkv.qkv", f"{t}.attn", ("to_q", "to_k", "to_v"))
+        qkv(f"{o}.c_in.qkv.qkv", f"{t}.attn", ("add_q_proj", "add_k_proj", "add_v_proj"))
+        for ours_norm, theirs_norm in [
+            ("x_in.qkv.q_norm", "norm_q"),
+            ("x_in.qkv.k_norm", "norm_k"),
+            ("c_in.qkv.q_norm", "norm_added_q"),
+            ("c_in.qkv.k_norm", "norm_added_k"),
+        ]:
+            out[f"{o}.{ours_norm}.weight"] = sd[f"{t}.attn.{theirs_norm}.weight"]
+        lin(f"{o}.x_out.proj", f"{t}.attn.to_out.0")
+        lin(f"{o}.x_out.mlp.fc1", f"{t}.ff.net.0.proj")
+        lin(f"{o}.x_out.mlp.fc2", f"{t}.ff.net.2")
+        if not last:
+            lin(f"{o}.c_out.proj", f"{t}.attn.to_add_out")
+            lin(f"{o}.c_out.mlp.fc1", f"{t}.ff_context.net.0.proj")
+            lin(f"{o}.c_out.mlp.fc2", f"{t}.ff_context.net.2")
+    lin("final_layer.modulation", "norm_out.linear", swap_halves)
+    lin("final_layer.linear", "proj_out")
+    return out
+
+
+def test_outputs_equal_diffusers_sd3_transformer_with_mapped_weights():
+    """Same weights, same numbers: an independent check of joint attention, modulation order and pre-only."""
+    diffusers = pytest.importorskip("diffusers")
+    theirs = diffusers.SD3Transformer2DModel(
+        sample_size=8,
+        patch_size=2,
+        in_channels=4,
+        num_layers=3,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        joint_attention_dim=20,
+        caption_projection_dim=32,
+        pooled_projection_dim=12,
+        out_channels=4,
+        pos_embed_max_size=16,
+        qk_norm="rms_norm",
+    ).eval()
+    randomize(theirs, seed=3)
+    ours = MMDiT(tiny_config(qk_norm=True)).eval()
+    ours.load_state_dict(_diffusers_sd3_to_ours(theirs.state_dict(), depth=3), strict=True)
+    with torch.no_grad():
+        ours.pos_embed.copy_(theirs.pos_embed.cropped_pos_embed(8, 8))  # their crop of a 16x16 table
+        x, t, ctx, pooled = inputs()
+        ref = theirs(
+            hidden_states=x, encoder_hidden_states=ctx, pooled_projections=pooled, timestep=t * 1000
+        ).sample
+        torch.testing.assert_close(ours(x, t, ctx, pooled=pooled), ref, rtol=1e-4, atol=1e-4)
