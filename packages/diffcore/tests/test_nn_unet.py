@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffcore.nn.unet import UNet, UNetConfig
+from diffcore.nn.unet import UNet, UNetConfig, sd2_unet_config, sd15_unet_config, sdxl_unet_config
 
 
 def tiny_config(**overrides: object) -> UNetConfig:
@@ -182,3 +182,32 @@ def test_clear_errors() -> None:
         UNetConfig(dims=3)
     with pytest.raises(ValueError, match="attention_levels"):
         UNetConfig(channel_mult=(1, 2), attention_levels=(2,))
+
+
+@pytest.mark.parametrize(
+    ("factory", "published"),
+    [(sd15_unet_config, 859_520_964), (sd2_unet_config, 865_910_724), (sdxl_unet_config, 2_567_463_684)],
+)
+def test_stable_diffusion_shapes_match_published_parameter_counts(factory, published: int) -> None:
+    with torch.device("meta"):
+        model = UNet(factory())
+    assert sum(p.numel() for p in model.parameters()) == published
+
+
+def test_per_level_transformer_depth_and_roundtrip(tmp_path) -> None:
+    cfg = tiny_config(
+        channel_mult=(1, 2, 2), attention_levels=(1, 2), transformer_depth=(0, 2, 3), mid_transformer_depth=1
+    )
+    model = make(cfg)
+    depths = [len(m.blocks) for m in model.modules() if type(m).__name__ == "SpatialTransformer"]
+    # encoder: level 1 -> 2, level 2 -> 3; middle -> 1; decoder (2 blocks per level): 3, 3, 2, 2
+    assert depths == [2, 3, 1, 3, 3, 2, 2]
+    model.save_pretrained(tmp_path)
+    loaded = UNet.from_pretrained(tmp_path)
+    assert loaded.config == cfg and loaded.config.transformer_depth == (0, 2, 3)
+    x, t = torch.randn(1, 3, 8, 8), torch.rand(1)
+    assert torch.equal(loaded.eval()(x, t), model(x, t))
+    with pytest.raises(ValueError, match="one depth per level"):
+        tiny_config(transformer_depth=(1, 2, 3))
+    with pytest.raises(ValueError, match="level 1 has attention but depth 0"):
+        tiny_config(transformer_depth=(1, 0))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +56,9 @@ class UNetConfig:
         attention_levels: level indices (0 = full resolution) that get attention blocks.
         num_heads: attention heads (used when ``head_dim`` is ``None``).
         head_dim: channels per head; when set, heads = channels // head_dim (Stable Diffusion 2 style).
-        transformer_depth: transformer blocks per attention block.
+        transformer_depth: transformer blocks per attention block, one int for all levels or one per
+            level (SDXL: ``(0, 2, 10)``; levels not in ``attention_levels`` ignore theirs).
+        mid_transformer_depth: transformer blocks in the middle attention block; ``None``: the last level's.
         mid_attention: whether the middle block has an attention block between its two ResBlocks.
         dropout: dropout rate inside ResBlocks.
         num_groups: GroupNorm groups; must divide ``model_channels``.
@@ -77,7 +80,8 @@ class UNetConfig:
     attention_levels: tuple[int, ...] = (1, 2)
     num_heads: int = 4
     head_dim: int | None = None
-    transformer_depth: int = 1
+    transformer_depth: int | tuple[int, ...] = 1
+    mid_transformer_depth: int | None = None
     mid_attention: bool = True
     dropout: float = 0.0
     num_groups: int = 32
@@ -97,11 +101,11 @@ class UNetConfig:
             "model_channels",
             "num_res_blocks",
             "num_heads",
-            "transformer_depth",
             "num_groups",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        self._check_depths()
         if self.out_channels is not None and self.out_channels < 1:
             raise ValueError(f"out_channels: expected a positive integer or None, got {self.out_channels}")
         if not self.channel_mult or any(m < 1 for m in self.channel_mult):
@@ -123,6 +127,35 @@ class UNetConfig:
                 raise ValueError(f"{name}: expected a positive integer or None, got {value}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout: expected a rate in [0, 1), got {self.dropout}")
+
+    def _check_depths(self) -> None:
+        if isinstance(self.transformer_depth, (list, tuple)):
+            self.transformer_depth = tuple(int(d) for d in self.transformer_depth)
+            if len(self.transformer_depth) != len(self.channel_mult):
+                raise ValueError(
+                    f"transformer_depth: expected one depth per level ({len(self.channel_mult)}), "
+                    f"got {self.transformer_depth}"
+                )
+        for level in self.attention_levels:
+            if self.depth_at(level) < 1:
+                raise ValueError(
+                    f"transformer_depth: level {level} has attention but depth {self.depth_at(level)}"
+                )
+        if self.mid_attention and self.mid_depth < 1:
+            raise ValueError(f"mid_transformer_depth: expected >= 1 with mid_attention, got {self.mid_depth}")
+
+    def depth_at(self, level: int) -> int:
+        """Transformer blocks per attention block at resolution level ``level``."""
+        if isinstance(self.transformer_depth, int):
+            return self.transformer_depth
+        return self.transformer_depth[level]
+
+    @property
+    def mid_depth(self) -> int:
+        """Transformer blocks in the middle attention block."""
+        if self.mid_transformer_depth is not None:
+            return self.mid_transformer_depth
+        return self.depth_at(len(self.channel_mult) - 1)
 
     @property
     def resolved_out_channels(self) -> int:
@@ -383,7 +416,7 @@ class UNetEncoder(nn.Module):
                 layers = [self._res(ch, c.model_channels * mult)]
                 ch = c.model_channels * mult
                 if level in c.attention_levels:
-                    layers.append(self._attn(ch))
+                    layers.append(self._attn(ch, c.depth_at(level)))
                 self.input_blocks.append(UNetBlock(layers))
                 self.skip_channels.append(ch)
             if level != len(c.channel_mult) - 1:
@@ -391,7 +424,7 @@ class UNetEncoder(nn.Module):
                 self.skip_channels.append(ch)
         middle = [self._res(ch, ch)]
         if c.mid_attention:
-            middle.append(self._attn(ch))
+            middle.append(self._attn(ch, c.mid_depth))
         middle.append(self._res(ch, ch))
         self.middle_block = UNetBlock(middle)
         self.out_channels = ch
@@ -400,11 +433,9 @@ class UNetEncoder(nn.Module):
         c = self.config
         return ResBlock(cin, cout, c.time_embed_dim, c.dims, c.num_groups, c.dropout, c.use_scale_shift_norm)
 
-    def _attn(self, ch: int) -> SpatialTransformer:
+    def _attn(self, ch: int, depth: int) -> SpatialTransformer:
         c = self.config
-        return SpatialTransformer(
-            ch, heads_for_channels(c, ch), c.transformer_depth, c.context_dim, c.num_groups
-        )
+        return SpatialTransformer(ch, heads_for_channels(c, ch), depth, c.context_dim, c.num_groups)
 
     def embed(self, t: Tensor, y: Tensor | None = None, pooled: Tensor | None = None) -> Tensor:
         """Time (+ class, + pooled) embedding ``(B, time_embed_dim)``; ``y=None`` means the null class."""
@@ -524,7 +555,7 @@ class UNet(PretrainedModel):
                 ]
                 ch = c.model_channels * mult
                 if level in c.attention_levels:
-                    layers.append(self.encoder._attn(ch))
+                    layers.append(self.encoder._attn(ch, c.depth_at(level)))
                 if level and i == c.num_res_blocks:
                     layers.append(Upsample(ch, c.dims))
                 self.output_blocks.append(UNetBlock(layers))
@@ -597,3 +628,37 @@ class UNet(PretrainedModel):
                 f"control: mid residual has shape {tuple(mid_res.shape)}, expected {tuple(h.shape)}"
             )
         return [s + r for s, r in zip(skips, skip_res, strict=True)], h + mid_res
+
+
+def sd15_unet_config(**overrides: Any) -> UNetConfig:
+    """Stable Diffusion 1.x U-Net shape (Rombach et al. 2022): 859,520,964 parameters, as published.
+
+    4 latent channels, widths 320/640/1280/1280, attention (8 heads) at the three finest levels,
+    CLIP-L context of width 768, time embedding as an added bias. The parameter count matches;
+    the weight layout does not (``proj_in``/``proj_out`` are linears here, 1x1 convs in SD 1.x).
+    """
+    base: dict[str, Any] = dict(
+        in_channels=4, model_channels=320, channel_mult=(1, 2, 4, 4), num_res_blocks=2,
+        attention_levels=(0, 1, 2), num_heads=8, context_dim=768, use_scale_shift_norm=False,
+    )  # fmt: skip
+    return UNetConfig(**{**base, **overrides})
+
+
+def sd2_unet_config(**overrides: Any) -> UNetConfig:
+    """Stable Diffusion 2.x U-Net shape: 64-wide heads, OpenCLIP-H context of width 1024 (865,910,724 parameters)."""
+    return sd15_unet_config(**{"head_dim": 64, "context_dim": 1024, **overrides})
+
+
+def sdxl_unet_config(**overrides: Any) -> UNetConfig:
+    """SDXL U-Net shape (Podell et al. 2023, Sec. 2.1): 2,567,463,684 parameters, as published.
+
+    Three levels (320/640/1280) with 0, 2 and 10 transformer blocks, context of width 2048 (CLIP-L +
+    OpenCLIP-bigG tokens) and ``pooled_dim=2816``: the caller concatenates the pooled bigG vector (1280)
+    and the sinusoidal embeddings (256 each) of the six size/crop conditioning numbers.
+    """
+    base: dict[str, Any] = dict(
+        in_channels=4, model_channels=320, channel_mult=(1, 2, 4), num_res_blocks=2,
+        attention_levels=(1, 2), transformer_depth=(0, 2, 10), head_dim=64, context_dim=2048,
+        pooled_dim=2816, use_scale_shift_norm=False,
+    )  # fmt: skip
+    return UNetConfig(**{**base, **overrides})
