@@ -60,4 +60,11 @@ from diffcore.nn.lora import (
 )
 from diffcore.nn.mmdit import MMDiT, MMDiTBlock, MMDiTConfig, mmdit_config
 from diffcore.nn.text_encoders import CLIPTextEncoder, MultiTextEncoder, T5TextEncoder, TextEmbeddings
-from diffcore.nn.unet import UNet, UNetConfig, UNetEncoder
+from diffcore.nn.unet import (
+    UNet,
+    UNetConfig,
+    UNetEncoder,
+    sd2_unet_config,
+    sd15_unet_config,
+    sdxl_unet_config,
+)
