@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from diff_image.data.shapes import PALETTE, ShapesConfig, ShapesDataset, shape_mask
 from diff_image.metrics.adherence import (
     AdherenceConfig,
@@ -27,8 +28,6 @@ def test_tensor_input_and_mild_noise_pass():
     ds = ShapesDataset(60, seed=5)
     images = np.stack([ds.sample(i).image for i in range(60)]).astype(np.float64)
     noisy = images + np.random.default_rng(0).normal(0, 10, images.shape)
-    import torch
-
     tensor = torch.from_numpy(noisy.clip(0, 255)).permute(0, 3, 1, 2).float() / 127.5 - 1
     report = caption_adherence(tensor, [ds.sample(i).caption for i in range(60)])
     assert report.overall >= 0.95
@@ -104,3 +103,17 @@ def test_parse_caption_grammar_and_errors():
         parse_caption("a purple cat on a mat")
     with pytest.raises(ValueError, match="captions"):
         caption_adherence(np.zeros((2, 32, 32, 3), np.uint8), ["a red circle"])
+
+
+def test_plain_background_and_subset_palette():
+    cfg = ShapesConfig(colours=("red", "blue", "white"), background=(90, 90, 90))
+    ds = ShapesDataset(100, seed=9, config=cfg)
+    samples = [ds.sample(i) for i in range(100)]
+    images = np.stack([s.image for s in samples])
+    captions = [s.caption for s in samples]
+    assert caption_adherence(images, captions, AdherenceConfig.from_shapes(cfg)).overall >= 0.99
+    # Default settings (black background) also pass: the grey is farther than the tolerance from
+    # every palette colour, so its pixels are read as unknown and ignored.
+    assert caption_adherence(images, captions).overall >= 0.99
+    with pytest.raises(ValueError, match="RGB"):
+        caption_adherence(torch.zeros(1, 1, 8, 8), ["a red circle"])

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from diff_image.data.shapes import PALETTE, RELATIONS, SHAPES, Relation, relation_between
+from diff_image.data.shapes import PALETTE, RELATIONS, SHAPES, Relation, ShapesConfig, relation_between
 from diff_image.io import to_uint8
 
 __all__ = [
@@ -77,6 +77,11 @@ class AdherenceConfig:
             raise ValueError(f"tolerance: expected 0 < tolerance < 127 (RGB distance), got {self.tolerance}")
         if self.min_area is not None and self.min_area < 1:
             raise ValueError(f"min_area: expected >= 1 or None, got {self.min_area}")
+
+    @classmethod
+    def from_shapes(cls, config: ShapesConfig, **overrides: Any) -> AdherenceConfig:
+        """The reading settings that match a :class:`ShapesConfig` (its colours and background)."""
+        return cls(colours=tuple(config.colours), background=tuple(config.background), **overrides)
 
 
 @dataclass(frozen=True)
@@ -284,6 +289,8 @@ def _rate(results: list[ImageAdherence]) -> float:
 
 def _as_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
     if isinstance(images, torch.Tensor):
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images: expected RGB (B, 3, H, W) in [-1, 1], got {tuple(images.shape)}")
         return to_uint8(images)
     arr = np.asarray(images)
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
