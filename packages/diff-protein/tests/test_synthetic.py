@@ -98,3 +98,17 @@ def test_bad_config_names_parameter():
         syn.SyntheticBackboneConfig(min_length=10)
     with pytest.raises(IndexError, match="index"):
         syn.SyntheticBackbones(syn.SyntheticBackboneConfig(num_samples=2))[5]
+
+
+def test_disk_cache_round_trip(tmp_path):
+    cfg = syn.SyntheticBackboneConfig(num_samples=2, min_length=40, max_length=44, seed=9)
+    first = syn.SyntheticBackbones(cfg, cache_dir=tmp_path)
+    first.materialize()
+    assert first.cache_path is not None and first.cache_path.is_file()
+    second = syn.SyntheticBackbones(cfg, cache_dir=tmp_path)
+    assert len(second._cache) == 2  # loaded, not generated
+    for i in range(2):
+        torch.testing.assert_close(second[i]["atoms"], first[i]["atoms"], atol=0, rtol=0)
+        assert second.backbone(i).ss == first.backbone(i).ss
+    other = syn.SyntheticBackbones(syn.SyntheticBackboneConfig(num_samples=2, seed=10), cache_dir=tmp_path)
+    assert other.cache_path != first.cache_path and not other._cache

@@ -19,9 +19,15 @@ deterministic from the seed. Per-residue labels use biotite's ``annotate_sse`` c
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -289,12 +295,29 @@ class SyntheticBackbones(Dataset):
 
     Items are dicts: ``atoms (L, 4, 3)``, ``rots (L, 3, 3)``, ``trans (L, 3)`` (residue frames, see
     :mod:`diff_protein.frames`), ``ss (L,)`` int64 indices into :data:`SS_CODES`, ``topology`` str.
-    Generated on first access and memoised.
+    Generated on first access and memoised. With ``cache_dir``, :meth:`materialize` writes the whole
+    set to ``cache_dir/synthetic_<hash of config>.npz`` and later instances load it instead of
+    generating (about 0.1-1 s per chain on one CPU core).
     """
 
-    def __init__(self, config: SyntheticBackboneConfig | None = None) -> None:
+    def __init__(
+        self, config: SyntheticBackboneConfig | None = None, cache_dir: str | os.PathLike[str] | None = None
+    ) -> None:
         self.config = config or SyntheticBackboneConfig()
         self._cache: dict[int, SyntheticBackbone] = {}
+        self.cache_path = None
+        if cache_dir is not None:
+            key = json.dumps(dataclasses.asdict(self.config), sort_keys=True) + "-v1"
+            self.cache_path = Path(cache_dir) / f"synthetic_{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+            if self.cache_path.is_file():
+                self._cache = _load_set(self.cache_path)
+
+    def materialize(self) -> None:
+        """Generate every item now (and write the cache file when ``cache_dir`` was given)."""
+        for i in range(len(self)):
+            self.backbone(i)
+        if self.cache_path is not None and not self.cache_path.is_file():
+            _save_set([self._cache[i] for i in range(len(self))], self.cache_path)
 
     def __len__(self) -> int:
         return self.config.num_samples
@@ -323,4 +346,30 @@ class SyntheticBackbones(Dataset):
             "trans": frames.trans,
             "ss": ss,
             "topology": bb.topology,
+        }
+
+
+def _save_set(items: list[SyntheticBackbone], path: Path) -> None:
+    """All items in one ``.npz``: concatenated atoms, per-item lengths, SS strings and topologies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(
+        tmp,
+        atoms=torch.cat([b.atoms for b in items]).numpy(),
+        lengths=np.array([len(b.ss) for b in items]),
+        ss=np.array([b.ss for b in items]),
+        topology=np.array([b.topology for b in items]),
+    )
+    tmp.replace(path)
+
+
+def _load_set(path: Path) -> dict[int, SyntheticBackbone]:
+    with np.load(path) as d:
+        atoms = torch.from_numpy(d["atoms"])
+        bounds = np.concatenate([[0], np.cumsum(d["lengths"])])
+        return {
+            i: SyntheticBackbone(
+                atoms[bounds[i] : bounds[i + 1]].clone(), str(d["ss"][i]), str(d["topology"][i])
+            )
+            for i in range(len(d["lengths"]))
         }
