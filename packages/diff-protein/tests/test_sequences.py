@@ -70,6 +70,10 @@ def test_dataset_from_uniref_records():
     assert ds[0]["label"].item() == 0  # the query has no Tax=
     assert ds.vocabulary.decode(ds[1]["label"].item()) == "Homo sapiens"
     assert ds[2]["tokens"].tolist() == sq.tokenize("KVLA").tolist()
+    by_id = sq.SequenceDataset.from_uniref_records(sq.parse_a3m(A3M), label_field="tax_id")
+    assert by_id.vocabulary.decode(int(by_id[2]["label"])) == "10090"
+    with pytest.raises(ValueError, match="label_field"):
+        sq.SequenceDataset.from_uniref_records([], label_field="species")
 
 
 @pytest.mark.skipif(not SEQ_FILE.is_file(), reason="shared alignment absent")

@@ -217,12 +217,18 @@ class SequenceDataset(Dataset):
 
     @classmethod
     def from_uniref_records(
-        cls, records: Sequence[SequenceRecord], min_count: int = 1, **kwargs
+        cls, records: Sequence[SequenceRecord], min_count: int = 1, label_field: str = "taxon", **kwargs
     ) -> SequenceDataset:
-        """Dataset labelled by the ``Tax=`` field of UniRef headers (records without it are unknown)."""
-        taxa = [parse_uniref_header(r.header).taxon for r in records]
-        vocab = kwargs.pop("vocabulary", None) or LabelVocabulary.from_counts(taxa, min_count)
-        return cls([r.sequence for r in records], taxa, vocab, **kwargs)
+        """Dataset labelled by a UniRef header field: ``label_field="taxon"`` (``Tax=`` name) or
+        ``"tax_id"`` (``TaxID=``); records without it, or rarer than ``min_count``, are unknown."""
+        if label_field not in ("taxon", "tax_id"):
+            raise ValueError(f"label_field: expected 'taxon' or 'tax_id', got {label_field!r}")
+        labels = []
+        for r in records:
+            value = getattr(parse_uniref_header(r.header), label_field)
+            labels.append(None if value is None else str(value))
+        vocab = kwargs.pop("vocabulary", None) or LabelVocabulary.from_counts(labels, min_count)
+        return cls([r.sequence for r in records], labels, vocab, **kwargs)
 
     def __len__(self) -> int:
         return len(self.tokens)
