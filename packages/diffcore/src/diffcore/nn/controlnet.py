@@ -19,6 +19,7 @@ training starts from it.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Sequence
@@ -174,7 +175,9 @@ class UNetControlNet(PretrainedModel):
         hint_downscale: int = 1,
     ) -> UNetControlNet:
         """A ControlNet whose encoder starts as a copy of ``unet``'s encoder (embeddings, input, middle)."""
-        config = UNetControlNetConfig(unet.config, conditioning_channels, hint_channels, hint_downscale)
+        config = UNetControlNetConfig(
+            dataclasses.replace(unet.config), conditioning_channels, hint_channels, hint_downscale
+        )
         net = cls(config)
         net.encoder.load_state_dict(unet.encoder.state_dict())
         return net.to(next(unet.parameters()).device)
@@ -286,7 +289,7 @@ class DiTControlNet(PretrainedModel):
     ) -> DiTControlNet:
         """A ControlNet whose embedders and blocks start as copies of ``dit``'s first ``num_blocks``."""
         config = DiTControlNetConfig(
-            dit.config, num_blocks, conditioning_channels, hint_channels, hint_downscale
+            dataclasses.replace(dit.config), num_blocks, conditioning_channels, hint_channels, hint_downscale
         )
         net = cls(config)
         net.x_embedder.load_state_dict(dit.x_embedder.state_dict())
