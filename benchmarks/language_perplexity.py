@@ -37,28 +37,53 @@ def build_corpus(name: str, quick: bool):
 def run_one(corpus, block_size: int, args) -> dict:
     seq_len = args.seq_len
     config = BD3LMConfig(
-        vocab_size=corpus.tokenizer.vocab_size + 1, seq_len=seq_len, block_size=block_size,
-        dim=args.dim, n_layers=args.layers, n_heads=args.heads, attention="auto",
+        vocab_size=corpus.tokenizer.vocab_size + 1,
+        seq_len=seq_len,
+        block_size=block_size,
+        dim=args.dim,
+        n_layers=args.layers,
+        n_heads=args.heads,
+        attention="auto",
     )
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     model = BD3LM(config)
     tc = TrainConfig(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=min(100, args.steps // 10),
-        clip_search_every=args.clip_search_every, log_every=max(1, args.steps // 5), device=args.device,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup=min(100, args.steps // 10),
+        clip_search_every=args.clip_search_every,
+        seed=args.seed,
+        log_every=max(1, args.steps // 5),
+        device=args.device,
     )
-    res = train(model, corpus.train, tc, log=lambda s: print(f"  [{corpus.name} L'={block_size}] {s}", flush=True))
+    res = train(
+        model, corpus.train, tc, log=lambda s: print(f"  [{corpus.name} L'={block_size}] {s}", flush=True)
+    )
     ev = evaluate(model, corpus.val, max_windows=args.eval_windows, repeats=args.eval_repeats)
     row = {
-        "corpus": corpus.name, "block_size": block_size, "seq_len": seq_len, "steps": args.steps,
-        "nelbo": ev["nelbo"], "perplexity": ev["perplexity"], "stderr": ev["stderr"],
-        "train_seconds": res.seconds, "clips": res.clips,
+        "seed": args.seed,
+        "corpus": corpus.name,
+        "block_size": block_size,
+        "seq_len": seq_len,
+        "steps": args.steps,
+        "nelbo": ev["nelbo"],
+        "perplexity": ev["perplexity"],
+        "stderr": ev["stderr"],
+        "train_seconds": res.seconds,
+        "clips": res.clips,
         "params": sum(p.numel() for p in model.parameters()),
     }
     if corpus.hmm is not None:
         g = torch.Generator().manual_seed(1)
         with torch.no_grad():
-            out = generate(model, seq_len, batch_size=args.samples, config=SamplingConfig(sampler="first-hitting"),
-                           generator=g)
+            out = generate(
+                model,
+                seq_len,
+                batch_size=args.samples,
+                config=SamplingConfig(sampler="first-hitting"),
+                generator=g,
+            )
         samples = out.cpu().tolist()
         row.update(
             grammaticality=grammaticality(corpus.hmm, samples),
@@ -83,6 +108,7 @@ def main() -> None:
     p.add_argument("--eval-windows", type=int, default=512)
     p.add_argument("--eval-repeats", type=int, default=8)
     p.add_argument("--samples", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0, help="model initialisation and training data order")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
@@ -102,32 +128,49 @@ def main() -> None:
         start = time.perf_counter()
         corpus = build_corpus(name, args.quick)
         if corpus.hmm is not None:
-            h, se = corpus.hmm.window_entropy(args.seq_len, samples=2000 if args.quick else 20000,
-                                              generator=torch.Generator().manual_seed(2))
-            results["truth"][corpus.name] = {"window_entropy": h, "stderr": se,
-                                             "entropy_rate": corpus.hmm.entropy_rate(20000)}
-            print(f"{corpus.name}: true entropy of {args.seq_len}-token windows {h:.4f} +- {se:.4f} nats/token")
+            h, se = corpus.hmm.window_entropy(
+                args.seq_len,
+                samples=2000 if args.quick else 20000,
+                generator=torch.Generator().manual_seed(2),
+            )
+            results["truth"][corpus.name] = {
+                "window_entropy": h,
+                "stderr": se,
+                "entropy_rate": corpus.hmm.entropy_rate(20000),
+            }
+            print(
+                f"{corpus.name}: true entropy of {args.seq_len}-token windows {h:.4f} +- {se:.4f} nats/token"
+            )
         print(f"{corpus.name}: corpus ready in {time.perf_counter() - start:.1f} s", flush=True)
         for b in sizes:
             results["rows"].append(run_one(corpus, b, args))
             r = results["rows"][-1]
-            print(f"  -> L'={b}: NELBO {r['nelbo']:.4f} +- {r['stderr']:.4f}, PPL {r['perplexity']:.3f}", flush=True)
+            print(
+                f"  -> L'={b}: NELBO {r['nelbo']:.4f} +- {r['stderr']:.4f}, PPL {r['perplexity']:.3f}",
+                flush=True,
+            )
             args.out.write_text(json.dumps(results, indent=2))
     print_table(results)
 
 
 def print_table(results: dict) -> None:
-    print("\n| corpus | L' | NELBO (nats/token) | PPL bound | grammatical | sample entropy | distinct-2 | train s |")
+    print(
+        "\n| corpus | L' | NELBO (nats/token) | PPL bound | grammatical | sample entropy | distinct-2 | train s |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results["rows"]:
         g = f"{r['grammaticality']:.3f}" if "grammaticality" in r else "-"
         e = f"{r['sample_entropy']:.3f}" if "sample_entropy" in r else "-"
         d = f"{r['distinct_2']:.3f}" if "distinct_2" in r else "-"
         lb = "full" if r["block_size"] == r["seq_len"] else r["block_size"]
-        print(f"| {r['corpus']} | {lb} | {r['nelbo']:.4f} +- {r['stderr']:.4f} | {r['perplexity']:.3f} | {g} | {e} | "
-              f"{d} | {r['train_seconds']:.0f} |")
+        print(
+            f"| {r['corpus']} | {lb} | {r['nelbo']:.4f} +- {r['stderr']:.4f} | {r['perplexity']:.3f} | {g} | {e} | "
+            f"{d} | {r['train_seconds']:.0f} |"
+        )
     for name, t in results["truth"].items():
-        print(f"\n{name}: true window entropy {t['window_entropy']:.4f} nats/token, entropy rate {t['entropy_rate']:.4f}")
+        print(
+            f"\n{name}: true window entropy {t['window_entropy']:.4f} nats/token, entropy rate {t['entropy_rate']:.4f}"
+        )
 
 
 if __name__ == "__main__":
