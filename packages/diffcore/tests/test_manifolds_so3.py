@@ -9,7 +9,14 @@ from diffcore.manifolds import so3
 from scipy import stats
 from scipy.spatial.transform import Rotation
 
-torch.set_default_dtype(torch.float64)
+
+@pytest.fixture(autouse=True, scope="module")
+def _float64_default():
+    # This module checks float64 round-off; restore the global default for the other test modules.
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def _rotvecs(n: int, seed: int, max_angle: float = math.pi) -> torch.Tensor:
