@@ -108,6 +108,10 @@ def test_clip_penultimate_layer_and_plain_model(folders):
     plain = CLIPTextEncoder.from_pretrained(folders / "clip_plain")
     assert not hasattr(plain.model, "text_projection") and plain.pooled_width == 16
     assert plain(PROMPTS).pooled.shape == (2, 16)
+    with pytest.raises(ValueError, match="hidden_layer"):
+        CLIPTextEncoder.from_pretrained(folders / "clip_l", hidden_layer=3)  # 2 layers: 3 hidden states
+    half = CLIPTextEncoder.from_pretrained(folders / "clip_l", dtype=torch.bfloat16)
+    assert half(PROMPTS).hidden_states.dtype == torch.bfloat16
 
 
 def test_t5_padding_does_not_change_real_tokens(folders):

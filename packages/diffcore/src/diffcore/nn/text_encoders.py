@@ -96,6 +96,11 @@ class CLIPTextEncoder(_TokenizedEncoder):
         hidden_layer: int = -1,
     ) -> None:
         super().__init__(model, tokenizer, max_length)
+        layers = model.config.num_hidden_layers
+        if not -(layers + 1) <= hidden_layer <= layers:
+            raise ValueError(
+                f"hidden_layer: expected an index into {layers + 1} hidden states, got {hidden_layer}"
+            )
         self.hidden_layer = hidden_layer
 
     @classmethod
@@ -117,12 +122,12 @@ class CLIPTextEncoder(_TokenizedEncoder):
         if projection is None:
             projection = "CLIPTextModelWithProjection" in (config.architectures or [])
         model_cls = CLIPTextModelWithProjection if projection else CLIPTextModel
-        model = model_cls.from_pretrained(str(folder), local_files_only=True, dtype=dtype)
+        model = model_cls.from_pretrained(str(folder), local_files_only=True)
         tokenizer = _load_tokenizer(
             _local_folder(tokenizer_path or folder, "tokenizer_path", needs_config=False)
         )
         encoder = cls(model, tokenizer, max_length or config.max_position_embeddings, hidden_layer)
-        return encoder.requires_grad_(not freeze).train(not freeze)
+        return encoder.to(dtype=dtype).requires_grad_(not freeze).train(not freeze)
 
     @property
     def width(self) -> int:
@@ -178,12 +183,12 @@ class T5TextEncoder(_TokenizedEncoder):
         from transformers import T5EncoderModel
 
         folder = _local_folder(path, "path", needs_config=True)
-        model = T5EncoderModel.from_pretrained(str(folder), local_files_only=True, dtype=dtype)
+        model = T5EncoderModel.from_pretrained(str(folder), local_files_only=True)
         tokenizer = _load_tokenizer(
             _local_folder(tokenizer_path or folder, "tokenizer_path", needs_config=False)
         )
         encoder = cls(model, tokenizer, max_length, use_attention_mask)
-        return encoder.requires_grad_(not freeze).train(not freeze)
+        return encoder.to(dtype=dtype).requires_grad_(not freeze).train(not freeze)
 
     @property
     def width(self) -> int:
