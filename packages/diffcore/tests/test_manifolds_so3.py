@@ -126,3 +126,17 @@ def test_project_to_rotation():
 def test_bad_shape_names_parameter():
     with pytest.raises(ValueError, match="v: expected shape"):
         so3.exp_map(torch.zeros(4, 2))
+
+
+def test_geodesic_velocity_is_time_derivative_of_interpolation():
+    a = so3.random_rotations(20, torch.Generator().manual_seed(16), torch.float64)
+    b = a @ so3.exp_map(_rotvecs(20, 17, max_angle=2.5))
+    t = torch.rand(20, generator=torch.Generator().manual_seed(18)) * 0.8 + 0.1
+    r_t = so3.geodesic_interpolate(a, b, t)
+    v = so3.geodesic_velocity(r_t, a, t)
+    h = 1e-6
+    fd = so3.log_map(r_t.transpose(-1, -2) @ so3.geodesic_interpolate(a, b, t + h)) / h
+    torch.testing.assert_close(v, fd, atol=1e-5, rtol=0)
+    torch.testing.assert_close(v, so3.log_map(a.transpose(-1, -2) @ b))  # constant along the path
+    with pytest.raises(ValueError, match="t: expected"):
+        so3.geodesic_velocity(r_t, a, 0.0)

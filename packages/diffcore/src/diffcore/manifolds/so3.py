@@ -25,6 +25,7 @@ __all__ = [
     "exp_map",
     "geodesic_distance",
     "geodesic_interpolate",
+    "geodesic_velocity",
     "hat",
     "log_map",
     "matrix_to_quaternion",
@@ -197,7 +198,7 @@ def geodesic_interpolate(r0: torch.Tensor, r1: torch.Tensor, s: torch.Tensor | f
     """Point at fraction ``s`` of the geodesic from ``R0`` (s=0) to ``R1`` (s=1): ``R0 exp(s log(R0^T R1))``.
 
     This is the conditional path of Riemannian flow matching on SO(3) (FrameFlow, Yim et al. 2023,
-    Eq. 7; with our time convention pass ``s = 1 - t`` to go from noise ``R1`` at t=1 to data at t=0).
+    Eq. 7, where data sit at s=1; with data ``R0`` and noise ``R1``, ``s = t`` is our ``R_t``, t=0 data).
     ``r0, r1: (..., 3, 3)``; ``s``: a float or a tensor broadcastable to the batch shape ``(...)``.
     """
     _check_last(r0, (3, 3), "r0")
@@ -205,6 +206,22 @@ def geodesic_interpolate(r0: torch.Tensor, r1: torch.Tensor, s: torch.Tensor | f
     v = log_map(r0.transpose(-1, -2) @ r1)
     s = torch.as_tensor(s, dtype=v.dtype, device=v.device)
     return r0 @ exp_map(s[..., None] * v)
+
+
+def geodesic_velocity(r_t: torch.Tensor, r_0: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """Body-frame ``dR/dt`` at ``R_t`` of the geodesic path with ``R_0`` at ``t = 0`` (data) and noise at t = 1.
+
+    On ``R_t = R_0 exp(t log(R_0^T R_1))`` the body velocity is constant, ``log(R_0^T R_1)``, and equals
+    ``-log(R_t^T R_0) / t``: the regression target of Riemannian flow matching on SO(3) (FrameFlow,
+    Yim et al. 2023, Eq. 8, written in our time direction). ``r_t, r_0: (..., 3, 3)``; ``t > 0``
+    broadcastable to ``(...)``. Returns ``(..., 3)``.
+    """
+    _check_last(r_t, (3, 3), "r_t")
+    _check_last(r_0, (3, 3), "r_0")
+    t = torch.as_tensor(t, dtype=r_t.dtype, device=r_t.device)
+    if (t <= 0).any():
+        raise ValueError("t: expected times > 0 (the velocity is undefined at the data end t = 0)")
+    return -log_map(r_t.transpose(-1, -2) @ r_0) / t[..., None]
 
 
 def project_to_tangent(r: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
