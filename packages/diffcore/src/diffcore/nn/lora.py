@@ -246,14 +246,13 @@ def save_lora(model: nn.Module, directory: str | os.PathLike[str], adapter_name:
 
 
 def _jsonable(value: object) -> object:
+    """PEFT's config dict as JSON types: sets (``target_modules``) become sorted lists; PEFT's enums are str."""
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (set, frozenset)):
         return sorted(_jsonable(v) for v in value)  # type: ignore[type-var]
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    if hasattr(value, "value") and not isinstance(value, (str, int, float, bool)):
-        return value.value  # enums (peft_type, task_type)
     return value
 
 
