@@ -1,0 +1,387 @@
+"""Configurations of diff-image as dataclasses, loadable from YAML / TOML and overridable by ``key=value``.
+
+One file may hold several sections (``[model]``, ``[train]``, ``[sample]`` ...) or just the fields of one
+configuration. Overrides use dotted keys for nested dataclasses (``model.depth=6``) and YAML syntax for
+values (``guidance=3.5``, ``holdout=[red]``, ``ema_decay=null``)::
+
+    cfg = load_config(TrainImageConfig, "train.yaml", overrides=["steps=2000", "model.backbone=unet"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import tomllib
+import yaml
+
+__all__ = [
+    "AutoencoderConfig",
+    "ImageModelConfig",
+    "LoraImageConfig",
+    "SampleImageConfig",
+    "TrainImageConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "load_config",
+]
+
+C = TypeVar("C")
+
+Backbone = Literal["dit", "unet", "mmdit"]
+Conditioning = Literal["none", "class", "text"]
+DatasetName = Literal["digits", "shapes", "folder"]
+ObjectiveName = Literal["eps", "v", "x0", "flow_matching", "rectified_flow"]
+
+OBJECTIVES: tuple[str, ...] = ("eps", "v", "x0", "flow_matching", "rectified_flow")
+BACKBONES: tuple[str, ...] = ("dit", "unet", "mmdit")
+CONDITIONINGS: tuple[str, ...] = ("none", "class", "text")
+DATASETS: tuple[str, ...] = ("digits", "shapes", "folder")
+
+
+def _one_of(name: str, value: Any, allowed: Sequence[Any]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}: expected one of {tuple(allowed)}, got {value!r}")
+
+
+def _positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{name}: expected a number > 0, got {value!r}")
+
+
+@dataclass
+class ImageModelConfig:
+    """The denoising network.
+
+    Attributes:
+        backbone: ``dit`` (Peebles & Xie 2023), ``unet`` (ADM-style, Dhariwal & Nichol 2021) or ``mmdit``
+            (SD3, Esser et al. 2024; text conditioning only).
+        conditioning: ``none``, ``class`` (``y=`` labels, null class for CFG) or ``text`` (token ids through a
+            text encoder; MMDiT gets ``context``/``pooled``, U-Net cross-attention).
+        width: DiT/MMDiT hidden size, or the U-Net's ``model_channels``.
+        depth: DiT/MMDiT blocks, or U-Net residual blocks per level.
+        heads: attention heads.
+        patch_size: DiT/MMDiT patch side.
+        channel_mult: U-Net width multipliers, one per level.
+        attention_levels: U-Net levels with attention.
+        text_encoder: ``""`` trains a small CLIP text transformer from scratch with the model; otherwise a local
+            folder of a pretrained CLIP or T5 text encoder (frozen).
+        text_width, text_layers, text_heads, text_max_length: the from-scratch text encoder's shape.
+    """
+
+    backbone: Backbone = "dit"
+    conditioning: Conditioning = "class"
+    width: int = 128
+    depth: int = 4
+    heads: int = 4
+    patch_size: int = 2
+    channel_mult: tuple[int, ...] = (1, 2)
+    attention_levels: tuple[int, ...] = (1,)
+    text_encoder: str = ""
+    text_width: int = 128
+    text_layers: int = 2
+    text_heads: int = 4
+    text_max_length: int = 32
+
+    def __post_init__(self) -> None:
+        self.channel_mult = tuple(self.channel_mult)
+        self.attention_levels = tuple(self.attention_levels)
+        _one_of("backbone", self.backbone, BACKBONES)
+        _one_of("conditioning", self.conditioning, CONDITIONINGS)
+        if self.backbone == "mmdit" and self.conditioning != "text":
+            raise ValueError(f"conditioning: backbone 'mmdit' needs 'text', got {self.conditioning!r}")
+        for name in ("width", "depth", "heads", "patch_size", "text_width", "text_layers", "text_heads"):
+            _positive(name, getattr(self, name))
+        if self.width % self.heads:
+            raise ValueError(f"heads: {self.heads} must divide width {self.width}")
+
+
+@dataclass
+class AutoencoderConfig:
+    """A KL autoencoder (Rombach et al. 2022, Sec. 3) for latent diffusion; see :mod:`diff_image.autoencoder`.
+
+    Attributes:
+        in_channels: image channels.
+        latent_channels: channels of the latent.
+        downsample: spatial reduction, 4 or 8.
+        base_channels: width of the first conv stage (doubled at each downsampling, capped at 4x).
+        kl_weight: weight of ``KL(q(z|x) || N(0, I))`` in the loss.
+        perceptual_weight: weight of the feature-matching loss (0 disables it).
+        scaling_factor: multiplies latents before diffusion, ``1 / std`` of the training latents
+            (computed from the data after training, as in LDM).
+        shift_factor: subtracted from latents before scaling (the data mean of the latents).
+    """
+
+    in_channels: int = 3
+    latent_channels: int = 4
+    downsample: int = 4
+    base_channels: int = 32
+    kl_weight: float = 1e-4
+    perceptual_weight: float = 0.0
+    scaling_factor: float = 1.0
+    shift_factor: float = 0.0
+
+    def __post_init__(self) -> None:
+        _one_of("downsample", self.downsample, (4, 8))
+        for name in ("in_channels", "latent_channels", "base_channels", "scaling_factor"):
+            _positive(name, getattr(self, name))
+        if self.kl_weight < 0 or self.perceptual_weight < 0:
+            raise ValueError(
+                f"kl_weight, perceptual_weight: expected >= 0, got {self.kl_weight}, {self.perceptual_weight}"
+            )
+
+
+@dataclass
+class TrainImageConfig:
+    """One training run of an image diffusion model.
+
+    Attributes:
+        dataset: ``digits`` (sklearn, 10 classes), ``shapes`` (generated captions) or ``folder`` (``data_path``).
+        data_path: image folder for ``dataset="folder"`` (class sub-folders, captions, or flat).
+        image_size: image side in pixels (digits: 8, 16 or 32; shapes: >= 16).
+        shapes_length: number of generated shapes scenes per epoch.
+        holdout: shapes concepts never drawn in training (e.g. ``["red"]`` for a LoRA concept test).
+        objective: ``eps``, ``v``, ``x0`` (on ``schedule``), ``flow_matching`` or ``rectified_flow``
+            (on the rectified-flow path, velocity prediction).
+        schedule: a ``diffcore.schedules`` name for the eps/v/x0 objectives.
+        cond_dropout: probability of training with the null condition (classifier-free guidance).
+        latent: train in the latent space of an autoencoder (trained first, with ``autoencoder``).
+        autoencoder_steps: training steps of the autoencoder.
+        steps, batch_size, lr, warmup_steps, ema_decay, max_grad_norm, mixed_precision: the optimisation.
+        output_dir: the run folder (the pipeline is saved in ``output_dir/pipeline``).
+        seed: seeds data order, noise and initialisation.
+        device: ``cpu``, ``cuda`` or ``auto``.
+        num_workers: DataLoader workers.
+    """
+
+    model: ImageModelConfig = field(default_factory=ImageModelConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    dataset: DatasetName = "digits"
+    data_path: str = ""
+    image_size: int = 8
+    shapes_length: int = 20_000
+    holdout: tuple[str, ...] = ()
+    objective: ObjectiveName = "v"
+    schedule: str = "vp-cosine"
+    cond_dropout: float = 0.1
+    latent: bool = False
+    autoencoder_steps: int = 2000
+    steps: int = 2000
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    ema_decay: float | None = 0.999
+    max_grad_norm: float | None = 1.0
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    output_dir: str = "runs/image"
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        self.holdout = tuple(self.holdout)
+        _one_of("dataset", self.dataset, DATASETS)
+        _one_of("objective", self.objective, OBJECTIVES)
+        if self.dataset == "folder" and not self.data_path:
+            raise ValueError("data_path: dataset 'folder' needs the folder's path")
+        for name in ("image_size", "shapes_length", "autoencoder_steps", "steps", "batch_size", "lr"):
+            _positive(name, getattr(self, name))
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ValueError(f"cond_dropout: expected a probability in [0, 1), got {self.cond_dropout}")
+
+
+@dataclass
+class SampleImageConfig:
+    """Drawing samples from a saved pipeline.
+
+    Attributes:
+        num_samples: images to draw.
+        sampler: a ``diffcore.samplers.available()`` name.
+        steps: sampler steps.
+        guidance: classifier-free guidance scale (1 = no guidance).
+        labels: class labels to cycle through (class-conditional models; empty: 0..num_classes-1).
+        prompts: captions to cycle through (text-to-image models).
+        batch_size: images per network batch.
+        seed: seeds the noise.
+        device: ``cpu``, ``cuda`` or ``auto``.
+    """
+
+    num_samples: int = 64
+    sampler: str = "dpmpp_2m"
+    steps: int = 20
+    guidance: float = 2.0
+    labels: tuple[int, ...] = ()
+    prompts: tuple[str, ...] = ()
+    batch_size: int = 256
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.labels = tuple(int(v) for v in self.labels)
+        self.prompts = tuple(self.prompts)
+        for name in ("num_samples", "steps", "batch_size"):
+            _positive(name, getattr(self, name))
+        if self.guidance < 0:
+            raise ValueError(f"guidance: expected >= 0, got {self.guidance}")
+
+
+@dataclass
+class LoraImageConfig:
+    """DreamBooth-style LoRA fine-tuning (Ruiz et al. 2023; Hu et al. 2021) on a few images of one concept.
+
+    Attributes:
+        images: folder of the concept's images (PNG); empty: draw ``num_images`` shapes holding ``concept``.
+        concept: the shapes concept (``"red"``, ``"circle"``, ``"red circle"``) when ``images`` is empty.
+        num_images: how many concept images to fine-tune on.
+        label: class label attached to the concept images (class-conditional models).
+        prompt: caption attached to them (text models); empty: the generated captions.
+        rank, alpha: LoRA rank and scale (``alpha / rank``).
+        steps, batch_size, lr: the optimisation.
+        seed: seeds data, noise and the adapter's initialisation.
+        device: ``cpu``, ``cuda`` or ``auto``.
+    """
+
+    images: str = ""
+    concept: str = "red"
+    num_images: int = 8
+    label: int = 0
+    prompt: str = ""
+    rank: int = 8
+    alpha: float = 8.0
+    steps: int = 300
+    batch_size: int = 8
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("num_images", "rank", "alpha", "steps", "batch_size", "lr"):
+            _positive(name, getattr(self, name))
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def _resolve_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Turn a YAML/TOML value into the field's type (nested dataclasses, tuples, Literal checks)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        if not isinstance(value, Mapping):
+            raise TypeError(f"{where}: expected a table of {annotation.__name__} fields, got {value!r}")
+        return config_from_dict(annotation, value, prefix=f"{where}.")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where) if len(inner) == 1 else value
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{where}: expected one of {args}, got {value!r}")
+        return value
+    if origin is tuple:
+        items = [value] if isinstance(value, (str, int, float)) else list(value)
+        elem = args[0] if args else Any
+        return tuple(_coerce(v, elem, where) for v in items)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, float, str, bool) and not isinstance(value, annotation):
+        raise TypeError(f"{where}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def config_from_dict(cls: type[C], data: Mapping[str, Any], prefix: str = "") -> C:
+    """Build dataclass ``cls`` from a mapping, checking names and types (nested tables become dataclasses)."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(
+            f"{prefix or cls.__name__ + ': '}unknown keys {unknown}; expected some of {sorted(names)}"
+        )
+    kwargs = {k: _coerce(v, _resolve_type(cls, k), f"{prefix}{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"overrides: {key!r} descends into a non-table value")
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """``["a=1", "model.depth=6"]`` -> ``{"a": 1, "model": {"depth": 6}}`` (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"overrides: expected 'key=value', got {item!r}")
+        _set_dotted(out, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+    return out
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_config_file(path: str | os.PathLike[str], section: str | None = None) -> dict[str, Any]:
+    """Read a ``.yaml``/``.yml``/``.toml`` file; with ``section``, return that table if the file has it."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config: {p} is not a file")
+    if p.suffix == ".toml":
+        data = tomllib.loads(p.read_text())
+    elif p.suffix in (".yaml", ".yml"):
+        data = yaml.safe_load(p.read_text()) or {}
+    else:
+        raise ValueError(f"config: expected a .yaml, .yml or .toml file, got {p.name}")
+    if not isinstance(data, dict):
+        raise ValueError(f"config: {p} must hold a table of settings, got {type(data).__name__}")
+    if section is not None and isinstance(data.get(section), dict):
+        return data[section]
+    return data
+
+
+def apply_overrides(config: C, overrides: Mapping[str, Any] | Sequence[str]) -> C:
+    """A copy of dataclass ``config`` with ``overrides`` (a nested mapping or ``key=value`` strings) applied."""
+    extra = parse_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)
+    merged = _merge(_as_plain(config), extra)
+    return config_from_dict(type(config), merged)
+
+
+def _as_plain(config: Any) -> dict[str, Any]:
+    return {f.name: _plain_value(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def _plain_value(v: Any) -> Any:
+    return _as_plain(v) if dataclasses.is_dataclass(v) else v
+
+
+def load_config(
+    cls: type[C],
+    path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] = (),
+    section: str | None = None,
+) -> C:
+    """``cls`` from its defaults, then the file at ``path`` (its ``section`` table if present), then overrides."""
+    data = read_config_file(path, section) if path is not None else {}
+    base = config_from_dict(cls, data)
+    return apply_overrides(base, overrides) if overrides else base

@@ -1,0 +1,24 @@
+"""Image pipelines: :class:`ImagePipeline` (sample, save, load), :func:`train` and the evaluations."""
+
+from diff_image.pipeline.core import PIPELINE_FILE, ImagePipeline
+from diff_image.pipeline.evaluate import evaluate_digits, evaluate_shapes, shapes_eval_captions
+from diff_image.pipeline.training import (
+    PreparedObjective,
+    build_objective,
+    resolve_device,
+    train,
+    train_autoencoder,
+)
+
+__all__ = [
+    "PIPELINE_FILE",
+    "ImagePipeline",
+    "PreparedObjective",
+    "build_objective",
+    "evaluate_digits",
+    "evaluate_shapes",
+    "resolve_device",
+    "shapes_eval_captions",
+    "train",
+    "train_autoencoder",
+]
