@@ -200,13 +200,13 @@ def set_adapters(model: nn.Module, names: Sequence[str], weights: Sequence[float
         p.requires_grad_(flag)
 
 
-def merge_lora(model: nn.Module, adapter_names: Sequence[str] | None = None, safe: bool = True) -> None:
-    """Fold adapters (default: the active ones, with their weights) into the base weights ``W``.
+def merge_lora(model: nn.Module, names: Sequence[str] | None = None, safe: bool = True) -> None:
+    """Fold adapters ``names`` (default: the active ones, with their weights) into the base weights ``W``.
 
     After merging the adapter branch is skipped, so the forward pass costs what the base model
     costs. ``safe`` checks the merged weights for NaN/inf before writing them.
     """
-    names = None if adapter_names is None else list(adapter_names)
+    names = None if names is None else list(names)
     for name in names or []:
         _check_adapter(model, name)
     for layer in _tuner_layers(model):
