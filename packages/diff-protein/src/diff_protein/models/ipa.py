@@ -1,0 +1,263 @@
+"""An SE(3)-equivariant frame denoiser built from Invariant Point Attention.
+
+IPA is AlphaFold 2's structure-module attention (Jumper et al. 2021, Suppl. Alg. 22): scalar
+attention plus attention on 3-D points placed in each residue's frame, whose squared global
+distances are invariant under a global rigid motion. The trunk follows FrameDiff's score network
+(Yim et al. 2023, Sec. 4.1 / App. I.1): per block IPA -> LayerNorm -> transition MLP -> backbone update
+(AF2 Alg. 23, a quaternion ``(1, b, c, d)`` and a translation applied on the right, ``T <- T o dT``)
+-> pair update. Every input the network reads apart from the frames is invariant (time, residue
+index, motif flag, distances), so the predicted frames move with the input frames: for any rigid
+motion ``G``, ``net(G o T) = G o net(T)``, and the per-residue features are unchanged.
+
+Contract: ``net(rots, trans, t, **cond) -> Rigid`` of the clean frames, ``rots: (B, L, 3, 3)``,
+``trans: (B, L, 3)`` in angstrom, ``t: (B,)`` in [0, 1] (0 = data). Conditioning keywords:
+``mask (B, L)`` bool (padding), ``fixed_mask (B, L)`` bool (motif residues, never moved),
+``self_cond (B, L, 3)`` the previous CA prediction (self-conditioning, Chen et al. 2022).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from diffcore.manifolds import so3
+from diffcore.nn.embeddings import TimestepEmbedder, sincos_embedding_1d
+from diffcore.pretrained import PretrainedModel
+from torch import Tensor, nn
+
+from diff_protein.frames import Rigid
+
+__all__ = ["FrameDenoiser", "FrameDenoiserConfig", "InvariantPointAttention", "distogram"]
+
+
+@dataclass
+class FrameDenoiserConfig:
+    """Sizes of :class:`FrameDenoiser`.
+
+    ``node_dim``/``pair_dim``: single and pair widths; ``num_blocks``: IPA blocks; ``num_heads``,
+    ``head_dim``, ``qk_points``, ``v_points``: IPA heads (AF2 defaults 12, 16, 4, 8);
+    ``coordinate_scale``: angstrom -> network units (0.1, nm); ``max_relpos``: clip of the relative
+    residue index; ``num_bins``/``max_distance``: CA distograms (angstrom) of the noisy input and of
+    the self-conditioning prediction.
+    """
+
+    node_dim: int = 128
+    pair_dim: int = 64
+    num_blocks: int = 4
+    num_heads: int = 8
+    head_dim: int = 16
+    qk_points: int = 4
+    v_points: int = 8
+    coordinate_scale: float = 0.1
+    max_relpos: int = 32
+    num_bins: int = 22
+    max_distance: float = 22.0
+    self_condition: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("node_dim", "pair_dim", "num_blocks", "num_heads", "head_dim", "qk_points", "v_points"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if self.coordinate_scale <= 0 or self.max_distance <= 0 or self.num_bins < 2:
+            raise ValueError("coordinate_scale > 0, max_distance > 0 and num_bins >= 2 expected")
+
+
+def distogram(ca: Tensor, num_bins: int, max_distance: float) -> Tensor:
+    """One-hot CA-CA distance bins ``(B, L, L, num_bins)`` from ``ca: (B, L, 3)`` (angstrom).
+
+    Bins are uniform on ``[0, max_distance]``; the last bin also takes every longer distance.
+    """
+    d = torch.cdist(ca, ca)
+    index = (d / max_distance * (num_bins - 1)).floor().clamp(0, num_bins - 1).long()
+    return nn.functional.one_hot(index, num_bins).to(ca.dtype)
+
+
+class InvariantPointAttention(nn.Module):
+    """AF2 Suppl. Alg. 22. ``s: (B, L, C_s)``, ``z: (B, L, L, C_z)``, frames ``(B, L)`` -> ``(B, L, C_s)``."""
+
+    def __init__(
+        self, node_dim: int, pair_dim: int, num_heads: int, head_dim: int, qk_points: int, v_points: int
+    ):
+        super().__init__()
+        self.h, self.c, self.pq, self.pv = num_heads, head_dim, qk_points, v_points
+        self.q = nn.Linear(node_dim, num_heads * head_dim)
+        self.kv = nn.Linear(node_dim, 2 * num_heads * head_dim)
+        self.q_pts = nn.Linear(node_dim, num_heads * qk_points * 3)
+        self.kv_pts = nn.Linear(node_dim, num_heads * (qk_points + v_points) * 3)
+        self.bias = nn.Linear(pair_dim, num_heads)
+        self.head_weights = nn.Parameter(torch.full((num_heads,), math.log(math.e - 1)))  # softplus -> 1
+        out_in = num_heads * (pair_dim + head_dim + v_points * 4)
+        self.out = nn.Linear(out_in, node_dim)
+
+    def forward(self, s: Tensor, z: Tensor, frames: Rigid, mask: Tensor) -> Tensor:
+        b, n, _ = s.shape
+        h, c, pq, pv = self.h, self.c, self.pq, self.pv
+        q = self.q(s).view(b, n, h, c)
+        k, v = self.kv(s).view(b, n, h, 2 * c).split(c, dim=-1)
+        # Points in the local frames, moved to global coordinates: (B, L, H * P, 3).
+        q_pts = _apply(frames, self.q_pts(s).view(b, n, h * pq, 3))
+        kv_pts = _apply(frames, self.kv_pts(s).view(b, n, h * (pq + pv), 3)).view(b, n, h, pq + pv, 3)
+        k_pts, v_pts = kv_pts.split([pq, pv], dim=-2)
+        q_pts = q_pts.view(b, n, h, pq, 3)
+
+        w_l = math.sqrt(1.0 / 3.0)
+        w_c = math.sqrt(2.0 / (9.0 * pq))
+        logits = torch.einsum("bihc,bjhc->bhij", q, k) / math.sqrt(c)
+        logits = logits + self.bias(z).permute(0, 3, 1, 2)
+        d2 = ((q_pts[:, :, None] - k_pts[:, None]) ** 2).sum((-1, -2))  # (B, I, J, H)
+        gamma = nn.functional.softplus(self.head_weights)
+        logits = w_l * (logits - 0.5 * w_c * gamma[None, :, None, None] * d2.permute(0, 3, 1, 2))
+        pair_mask = mask[:, None, :, None] & mask[:, None, None, :]
+        logits = logits.masked_fill(~pair_mask, -1e9)
+        a = torch.softmax(logits, dim=-1)  # (B, H, I, J)
+
+        o = torch.einsum("bhij,bjhc->bihc", a, v).reshape(b, n, h * c)
+        o_pair = torch.einsum("bhij,bijd->bihd", a, z).reshape(b, n, -1)
+        o_pts_global = torch.einsum("bhij,bjhpx->bihpx", a, v_pts).reshape(b, n, h * pv, 3)
+        o_pts = _invert_apply(frames, o_pts_global)  # back to the local frames: invariant
+        o_norm = torch.sqrt((o_pts**2).sum(-1) + 1e-8)
+        feats = torch.cat([o, o_pts.reshape(b, n, -1), o_norm, o_pair], dim=-1)
+        return self.out(feats)
+
+
+def _apply(frames: Rigid, points: Tensor) -> Tensor:
+    """``R_i p + x_i`` for ``points: (B, L, K, 3)`` in the frames ``(B, L)``."""
+    return points @ frames.rots.transpose(-1, -2) + frames.trans[..., None, :]
+
+
+def _invert_apply(frames: Rigid, points: Tensor) -> Tensor:
+    """``R_i^T (p - x_i)`` for ``points: (B, L, K, 3)``."""
+    return (points - frames.trans[..., None, :]) @ frames.rots
+
+
+class _BackboneUpdate(nn.Module):
+    """AF2 Suppl. Alg. 23: ``s -> dT = (quaternion (1, b, c, d) normalised, t)``, applied as ``T o dT``."""
+
+    def __init__(self, node_dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(node_dim, 6)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, s: Tensor, frames: Rigid, update_mask: Tensor) -> Rigid:
+        bcd, t = self.linear(s).split(3, dim=-1)
+        m = update_mask.to(s.dtype)[..., None]
+        quat = torch.cat([torch.ones_like(bcd[..., :1]), bcd * m], dim=-1)
+        delta = Rigid(so3.quaternion_to_matrix(quat), t * m)
+        return frames.compose(delta)
+
+
+class _Block(nn.Module):
+    def __init__(self, config: FrameDenoiserConfig) -> None:
+        super().__init__()
+        cs, cz = config.node_dim, config.pair_dim
+        self.ipa = InvariantPointAttention(
+            cs, cz, config.num_heads, config.head_dim, config.qk_points, config.v_points
+        )
+        self.ipa_norm = nn.LayerNorm(cs)
+        self.transition = nn.Sequential(
+            nn.Linear(cs, cs), nn.ReLU(), nn.Linear(cs, cs), nn.ReLU(), nn.Linear(cs, cs)
+        )
+        self.transition_norm = nn.LayerNorm(cs)
+        self.update = _BackboneUpdate(cs)
+        self.pair_update = nn.Sequential(nn.Linear(cz + 2 * cs, cz), nn.ReLU(), nn.Linear(cz, cz))
+        self.pair_norm = nn.LayerNorm(cz)
+
+    def forward(self, s: Tensor, z: Tensor, frames: Rigid, mask: Tensor, update_mask: Tensor) -> tuple:
+        s = self.ipa_norm(s + self.ipa(s, z, frames, mask))
+        s = self.transition_norm(s + self.transition(s))
+        frames = self.update(s, frames, update_mask)
+        n = s.shape[1]
+        pair_in = torch.cat(
+            [z, s[:, :, None].expand(-1, -1, n, -1), s[:, None].expand(-1, n, -1, -1)], dim=-1
+        )
+        z = self.pair_norm(z + self.pair_update(pair_in))
+        return s, z, frames
+
+
+class FrameDenoiser(PretrainedModel):
+    """IPA trunk predicting clean residue frames (see the module docstring for the contract)."""
+
+    config_class = FrameDenoiserConfig
+
+    def __init__(self, config: FrameDenoiserConfig) -> None:
+        super().__init__(config)
+        cs, cz = config.node_dim, config.pair_dim
+        self.time = TimestepEmbedder(cs)
+        self.node_in = nn.Linear(2 * cs + 1, cs)
+        n_rel = 2 * config.max_relpos + 1
+        self.pair_in = nn.Linear(n_rel + 2 * config.num_bins + 2 * cs, cz)
+        self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_blocks))
+
+    def forward(
+        self,
+        rots: Tensor,
+        trans: Tensor,
+        t: Tensor,
+        mask: Tensor | None = None,
+        fixed_mask: Tensor | None = None,
+        self_cond: Tensor | None = None,
+    ) -> Rigid:
+        """Predicted clean frames ``Rigid (B, L)`` (translations in angstrom)."""
+        return self.trunk(rots, trans, t, mask, fixed_mask, self_cond)[0]
+
+    def trunk(
+        self,
+        rots: Tensor,
+        trans: Tensor,
+        t: Tensor,
+        mask: Tensor | None = None,
+        fixed_mask: Tensor | None = None,
+        self_cond: Tensor | None = None,
+    ) -> tuple[Rigid, Tensor]:
+        """The predicted frames and the final single representation ``(B, L, node_dim)`` (invariant)."""
+        b, n = trans.shape[:2]
+        if rots.shape != (b, n, 3, 3) or t.shape != (b,):
+            raise ValueError(
+                f"rots, trans, t: expected (B, L, 3, 3), (B, L, 3), (B,); got {tuple(rots.shape)}, "
+                f"{tuple(trans.shape)}, {tuple(t.shape)}"
+            )
+        dev = trans.device
+        mask = torch.ones(b, n, dtype=torch.bool, device=dev) if mask is None else mask.bool()
+        fixed = torch.zeros(b, n, dtype=torch.bool, device=dev) if fixed_mask is None else fixed_mask.bool()
+        if self_cond is None or not self.config.self_condition:
+            self_cond = torch.zeros_like(trans)
+        s, z = self._embed(trans, t, mask, fixed, self_cond)
+        frames = Rigid(rots, trans * self.config.coordinate_scale)
+        update_mask = mask & ~fixed
+        for block in self.blocks:
+            s, z, frames = block(s, z, frames, mask, update_mask)
+            frames = Rigid(
+                frames.rots.detach(), frames.trans
+            )  # AF2: no gradient through rotations between blocks
+        out = Rigid(frames.rots, frames.trans / self.config.coordinate_scale)
+        return out, s
+
+    def _embed(
+        self, trans: Tensor, t: Tensor, mask: Tensor, fixed: Tensor, self_cond: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        c = self.config
+        b, n = trans.shape[:2]
+        dtype = self.node_in.weight.dtype
+        idx = torch.arange(n, device=trans.device)
+        pos = sincos_embedding_1d(c.node_dim, idx.to(torch.float32)).to(dtype)[None].expand(b, -1, -1)
+        temb = self.time(t)[:, None].expand(-1, n, -1)
+        s = self.node_in(torch.cat([pos, temb, fixed[..., None].to(dtype)], dim=-1)) * mask[..., None]
+        rel = (idx[None, :] - idx[:, None]).clamp(-c.max_relpos, c.max_relpos) + c.max_relpos
+        rel = nn.functional.one_hot(rel, 2 * c.max_relpos + 1).to(dtype)[None].expand(b, -1, -1, -1)
+        d_noisy = distogram(trans.to(dtype), c.num_bins, c.max_distance)
+        d_self = distogram(self_cond.to(dtype), c.num_bins, c.max_distance)
+        has_sc = (self_cond.abs().sum((-1, -2)) > 0).to(dtype)[:, None, None, None]
+        pair = torch.cat(
+            [
+                rel,
+                d_noisy,
+                d_self * has_sc,
+                s[:, :, None].expand(-1, -1, n, -1),
+                s[:, None].expand(-1, n, -1, -1),
+            ],
+            dim=-1,
+        )
+        z = self.pair_in(pair)
+        return s, z
