@@ -106,13 +106,18 @@ def sample_dopri5(
     ``x0`` estimate at ``grid[-2]``.
 
     The callback gets the state in place of the ``x0`` estimate (it would cost an extra network call).
-    Float16/bfloat16 states are integrated in float32. Unlike the fixed-step samplers, adaptive step
+    Float16/bfloat16 states are integrated in float32 (the network still sees the low-precision state),
+    with ``rtol``/``atol`` raised to at least the dtype's resolution. Unlike the fixed-step samplers, adaptive step
     control reads the error norm on the host: one device synchronisation per attempted step.
     """
     from torchdiffeq import odeint
 
     if not (rtol > 0 and atol > 0):
         raise ValueError(f"rtol, atol: expected > 0, got {rtol}, {atol}")
+    # A float16/bfloat16 network cannot meet tolerances below its own resolution: the controller
+    # would shrink the step forever chasing rounding noise.
+    resolution = torch.finfo(x.dtype).eps
+    rtol, atol = max(rtol, resolution), max(atol, resolution)
     times = grid.tolist()
     ends_at_data = times[-1] == 0.0
     out_times = times[:-1] if ends_at_data else times
