@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from diffcore.nn.dit import DiT, DiTConfig, dit_config
-from diffcore.nn.flops import forward_cost
+from diffcore.nn.flops import forward_cost, training_flops_per_sample
 from torch import Tensor, nn
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             model = build(cfg)
             params = sum(p.numel() for p in model.parameters())
             stats = time_training(model, cfg, args.batch, args.steps, args.warmup, device, args.compile)
-            mfu = 3 * flops * stats["images_per_s"] / peak
+            mfu = training_flops_per_sample(flops, batch_size=1) * stats["images_per_s"] / peak
             rows.append(
                 {
                     "model": name,

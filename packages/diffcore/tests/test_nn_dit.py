@@ -224,3 +224,59 @@ def test_other_paper_sizes_macs(size, patch, gflops):
         model = DiT(dit_config(size, patch, learn_sigma=True))
         x, t, y = torch.empty(1, 4, 32, 32), torch.empty(1), torch.zeros(1, dtype=torch.long)
     assert abs(forward_cost(model, x, t, y=y).macs / (gflops * 1e9) - 1) < 0.03
+
+
+class _PaperTimeProj(torch.nn.Module):
+    """DiT-paper sinusoid (frequencies i / half) in place of diffusers' shifted one (i / (half - 1))."""
+
+    def forward(self, timesteps):
+        from diffcore.nn.embeddings import timestep_embedding
+
+        return timestep_embedding(timesteps / 1000, 256)
+
+
+def test_outputs_equal_diffusers_dit_with_mapped_weights():
+    """Same weights, same numbers as diffusers' DiTTransformer2DModel (which copies the time/label
+    embedder into every block); its time features use a shifted frequency grid, so we swap in the
+    paper's, and we use its positional table (its 2D axes are ordered (w, h), ours (h, w))."""
+    diffusers = pytest.importorskip("diffusers")
+    ours = randomize(DiT(tiny_config(learn_sigma=True))).eval()
+    theirs = diffusers.DiTTransformer2DModel(
+        num_attention_heads=4,
+        attention_head_dim=8,
+        in_channels=3,
+        out_channels=6,
+        num_layers=2,
+        sample_size=8,
+        patch_size=2,
+        num_embeds_ada_norm=5,
+        norm_type="ada_norm_zero",
+    ).eval()
+    sd = ours.state_dict()
+    mapped = {
+        "pos_embed.proj.weight": sd["x_embedder.proj.weight"],
+        "pos_embed.proj.bias": sd["x_embedder.proj.bias"],
+    }
+    for kind in ("weight", "bias"):
+        mapped[f"proj_out_1.{kind}"] = sd[f"final_layer.modulation.{kind}"]
+        mapped[f"proj_out_2.{kind}"] = sd[f"final_layer.linear.{kind}"]
+    for i in range(2):
+        o, t = f"blocks.{i}", f"transformer_blocks.{i}"
+        mapped[f"{t}.norm1.emb.class_embedder.embedding_table.weight"] = sd["y_embedder.table.weight"]
+        for kind in ("weight", "bias"):
+            mapped[f"{t}.norm1.emb.timestep_embedder.linear_1.{kind}"] = sd[f"t_embedder.mlp.0.{kind}"]
+            mapped[f"{t}.norm1.emb.timestep_embedder.linear_2.{kind}"] = sd[f"t_embedder.mlp.2.{kind}"]
+            mapped[f"{t}.norm1.linear.{kind}"] = sd[f"{o}.modulation.{kind}"]
+            q, k, v = sd[f"{o}.attn.qkv.qkv.{kind}"].chunk(3)
+            mapped[f"{t}.attn1.to_q.{kind}"], mapped[f"{t}.attn1.to_k.{kind}"] = q, k
+            mapped[f"{t}.attn1.to_v.{kind}"] = v
+            mapped[f"{t}.attn1.to_out.0.{kind}"] = sd[f"{o}.attn.proj.{kind}"]
+            mapped[f"{t}.ff.net.0.proj.{kind}"] = sd[f"{o}.mlp.fc1.{kind}"]
+            mapped[f"{t}.ff.net.2.{kind}"] = sd[f"{o}.mlp.fc2.{kind}"]
+        theirs.transformer_blocks[i].norm1.emb.time_proj = _PaperTimeProj()
+    theirs.load_state_dict(mapped, strict=True)
+    x, t, y = torch.randn(2, 3, 8, 8), torch.rand(2), torch.tensor([1, 5])
+    with torch.no_grad():
+        ours.pos_embed.copy_(theirs.pos_embed.pos_embed)
+        ref = theirs(x, timestep=t * 1000, class_labels=y).sample
+        torch.testing.assert_close(ours(x, t, y), ref, rtol=1e-4, atol=1e-4)
