@@ -33,12 +33,12 @@ def sample_euler(
 ) -> Tensor:
     """Explicit Euler ``x_s = x_t + (s - t) v(x_t, t)`` over ``grid``; the last step to ``t = 0``
     returns the ``x0`` estimate (for EDM and rectified flow that *is* the Euler step)."""
-    times = grid.tolist()
-    for i, (t, s) in enumerate(itertools.pairwise(times)):
-        v, x0 = velocity(denoiser, x, t, cond)
-        x = x0 if s == 0.0 else x + (s - t) * v
+    points = grid_points(denoiser.schedule, grid)
+    for i, (cur, nxt) in enumerate(itertools.pairwise(points)):
+        v, x0 = velocity(denoiser, x, cur.t, cond, at=cur)
+        x = x0 if nxt.is_data else x + (nxt.t - cur.t) * v
         if callback is not None:
-            callback(i, s, x, x0)
+            callback(i, nxt.t, x, x0)
     return x
 
 
@@ -107,13 +107,13 @@ def sample_heun(
         if gamma > 0.0:
             hat = churn_time(denoiser, cur, gamma)
             x = add_churn_noise(x, cur, hat, randn(x, generator), s_noise)
-        d, x0 = velocity(denoiser, x, hat.t, cond)
+        d, x0 = velocity(denoiser, x, hat.t, cond, at=hat)
         h = nxt.t - hat.t
         if nxt.is_data:
             x = x0
         else:
             x_euler = x + h * d
-            d_next, _ = velocity(denoiser, x_euler, nxt.t, cond)
+            d_next, _ = velocity(denoiser, x_euler, nxt.t, cond, at=nxt)
             x = x + (0.5 * h) * (d + d_next)
         if callback is not None:
             callback(i, nxt.t, x, x0)

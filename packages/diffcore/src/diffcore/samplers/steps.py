@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from diffcore.denoiser import DenoiserBase
-from diffcore.predictions import from_x0_eps
+from diffcore.predictions import PathCoefficients, from_x0_eps
 from diffcore.schedules import Schedule
 
 
@@ -80,11 +80,19 @@ def ddim_update(
     return out
 
 
-def velocity(denoiser: DenoiserBase, x: Tensor, t: float, cond: dict[str, Any]) -> tuple[Tensor, Tensor]:
+def velocity(
+    denoiser: DenoiserBase, x: Tensor, t: float, cond: dict[str, Any], at: GridPoint | None = None
+) -> tuple[Tensor, Tensor]:
     """The probability-flow ODE velocity ``dx/dt = d_alpha x0 + d_sigma eps`` at ``(x, t)`` and the
-    ``x0`` estimate, from one network call."""
+    ``x0`` estimate, from one network call. ``at``: the grid point of ``t`` if known (saves evaluating
+    the schedule again on the host)."""
     x0, eps = denoiser.x0_eps(x, t, **cond)
-    return from_x0_eps(x0, eps, "velocity", denoiser.coefficients(t, x)), x0
+    c = (
+        PathCoefficients(at.alpha, at.sigma, at.d_alpha, at.d_sigma)
+        if at is not None
+        else denoiser.coefficients(t, x)
+    )
+    return from_x0_eps(x0, eps, "velocity", c), x0
 
 
 def scaled_sigma(p: GridPoint) -> float:
