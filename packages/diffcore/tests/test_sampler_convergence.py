@@ -27,6 +27,11 @@ SAMPLER_ORDERS: list[tuple[str, float, dict, tuple[int, ...]]] = [
     ("heun", 2.0, {}, (8, 16, 32, 64)),
     ("midpoint", 2.0, {}, (8, 16, 32, 64)),
     ("rk4", 4.0, {}, (8, 16, 32, 64)),
+    # exponential integrators (third-order ones are checked in test_samplers_dpm/unipc.py on log-SNR grids:
+    # from alpha = 0 at t = 1 of rectified flow their first step is first order, which caps the slope at 2)
+    ("dpm_solver_1", 1.0, {}, (16, 32, 64, 128)),
+    ("dpmpp_2m", 2.0, {"lower_order_final": False}, (8, 16, 32, 64)),
+    ("unipc", 2.0, {"order": 1}, (8, 16, 32, 64)),
 ]
 
 # (sampler, schedule, prediction, steps, grid, grid options, sampler options)
