@@ -132,6 +132,35 @@ def test_steps_to_t_zero_return_the_x0_estimate(name):
     assert torch.allclose(out, den.x0(x, 0.6), atol=1e-12)
 
 
+@pytest.mark.parametrize("name", MINE)
+def test_single_step_from_pure_noise_returns_the_data_mean(name):
+    """t = 1 edge: with alpha(1) = 0 the state carries no information, so one step to t = 0 must return
+    E[x0] = the mixture mean for every sample, exactly (rectified flow and cosine VP)."""
+    for schedule, prediction in (("rectified-flow", "velocity"), ("vp-cosine", "v")):
+        den = GM.denoiser(schedule, prediction)
+        g = torch.Generator().manual_seed(0)
+        out = diffcore.sample(den, _noise(dtype=torch.float64), sampler=name, steps=1, generator=g)
+        assert torch.allclose(out.reshape(SHAPE[0], -1), GM.mean.expand(SHAPE[0], -1), atol=1e-9), schedule
+
+
+@pytest.mark.parametrize("name", MINE)
+def test_partial_noising_from_data(name):
+    """SDEdit-style start at t = 0.05 from data: the samples keep the data's spread (the start is
+    alpha x_start + sigma noise), and deterministic samplers land within the noise level of their start.
+    (Langevin-type correctors target the marginal p_t and may wander within a mode.)"""
+    den = GM.denoiser("vp-linear", "eps")
+    g = torch.Generator().manual_seed(0)
+    x_start = GM.sample(500, g)
+    noise = torch.randn(500, 12, generator=g, dtype=torch.float64)
+    out = diffcore.sample(den, noise, sampler=name, steps=10, t_start=0.05, x_start=x_start, generator=g)
+    assert bool(torch.isfinite(out).all())
+    trace = float(torch.trace(GM.covariance))
+    assert abs(float(torch.trace(out.T.cov())) - trace) < 0.1 * trace
+    if not get(name).stochastic:
+        sigma = float(den.schedule.sigma(torch.tensor(0.05, dtype=torch.float64)))
+        assert float((out - x_start).abs().mean()) < 1.05 * float((sigma * noise).abs().mean())
+
+
 def test_grid_ending_above_zero_is_not_denoised():
     """Ending at t_end > 0 returns the noisy state: for point-mass data DDIM is exact, x = alpha mu + sigma eps."""
     mu = torch.randn(12, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
