@@ -9,8 +9,10 @@
   levels, with the final denoising step of Jolicoeur-Martineau et al. 2021.
 
 Where ``alpha = 0`` (``t = 1`` of rectified flow and of zero-terminal-SNR schedules) ``f`` and ``g^2`` are
-infinite; a step leaving such a time is the exact DDPM posterior step (the limit of the discretised
-SDE, and the same distribution the reverse SDE reaches there), so those schedules sample from ``t = 1``.
+infinite and Euler-Maruyama is undefined; a step leaving such a time is taken as the DDPM posterior step
+(another first-order discretisation of the same reverse SDE, finite there), so those schedules still
+sample from ``t = 1``. Euler-Maruyama is explicit: steps with ``|f h| >~ 1`` (coarse grids crowded near
+``alpha = 0``, e.g. a Karras grid on rectified flow) are unstable; use ``ddpm`` or ``dpmpp_2m_sde`` there.
 """
 
 from __future__ import annotations
