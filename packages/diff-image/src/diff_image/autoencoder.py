@@ -15,6 +15,7 @@ so that the latents have unit variance (LDM Sec. 4.3.2 / App. G).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ class Encoder(nn.Module):
         super().__init__()
         widths = _widths(config)
         layers: list[nn.Module] = [nn.Conv2d(config.in_channels, widths[0], 3, padding=1)]
-        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+        for c_in, c_out in itertools.pairwise(widths):
             layers += [ResBlock(c_in, c_in), nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)]
         c = widths[-1]
         layers += [ResBlock(c, c), nn.GroupNorm(_groups(c), c), nn.SiLU()]
@@ -93,7 +94,7 @@ class Decoder(nn.Module):
             nn.Conv2d(config.latent_channels, widths[0], 3, padding=1),
             ResBlock(widths[0], widths[0]),
         ]
-        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+        for c_in, c_out in itertools.pairwise(widths):
             layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1)]
             layers.append(ResBlock(c_out, c_out))
         c = widths[-1]

@@ -69,10 +69,13 @@ def evaluate_digits(
     return metrics, samples, labels
 
 
-def shapes_eval_captions(num: int, objects: int, image_size: int = 32, seed: int = 10_000) -> list[str]:
-    """``num`` captions with exactly ``objects`` objects from a shapes split not used in training (``seed``)."""
-    cfg = ShapesConfig(image_size=image_size, min_objects=objects, max_objects=objects)
-    data = ShapesDataset(num, seed=seed, split="all", config=cfg)
+def shapes_eval_captions(
+    num: int, objects: int, image_size: int = 32, seed: int = 10_000, holdout: tuple[str, ...] = ()
+) -> list[str]:
+    """``num`` captions with exactly ``objects`` objects, drawn with a seed not used in training, without the
+    ``holdout`` concepts (those the model never saw)."""
+    cfg = ShapesConfig(image_size=image_size, min_objects=objects, max_objects=objects, holdout=holdout)
+    data = ShapesDataset(num, seed=seed, split="train" if holdout else "all", config=cfg)
     return [data.sample(i).caption for i in range(num)]
 
 
@@ -83,6 +86,7 @@ def evaluate_shapes(
     steps: int = 30,
     guidance: float = 4.0,
     seed: int = 0,
+    holdout: tuple[str, ...] = (),
 ) -> tuple[dict[str, Any], Tensor, list[str]]:
     """Caption adherence on ``num_per_kind`` one-object and as many two-object captions (with relations).
 
@@ -92,7 +96,8 @@ def evaluate_shapes(
     if pipe.text_encoder is None:
         raise ValueError("pipe: expected a text-conditioned pipeline")
     size = pipe.image_shape[-1]
-    captions = shapes_eval_captions(num_per_kind, 1, size) + shapes_eval_captions(num_per_kind, 2, size)
+    captions = shapes_eval_captions(num_per_kind, 1, size, holdout=holdout)
+    captions += shapes_eval_captions(num_per_kind, 2, size, holdout=holdout)
     gen = torch.Generator(device=pipe.device).manual_seed(seed)
     samples = pipe.sample(
         len(captions), sampler=sampler, steps=steps, guidance=guidance, prompt=captions, generator=gen
