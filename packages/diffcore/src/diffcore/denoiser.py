@@ -10,6 +10,7 @@ tensor of shape ``(B,)``; ``t = 0`` is data, ``t = 1`` noise.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,25 @@ from diffcore.schedules import Schedule
 from diffcore.schedules import get as get_schedule
 
 NetworkFn = Callable[..., Tensor]
+
+
+def _scalar_coefficients(schedule: Schedule, t: float) -> PathCoefficients:
+    c = PathCoefficients.at(schedule, torch.tensor(t, dtype=torch.float64), 0)
+    return PathCoefficients(*(float(v) for v in (c.alpha, c.sigma, c.d_alpha, c.d_sigma)))
+
+
+_cached_scalar_coefficients = functools.lru_cache(maxsize=8192)(_scalar_coefficients)
+
+
+def scalar_coefficients(schedule: Schedule, t: float) -> PathCoefficients:
+    """Python-float path coefficients of ``schedule`` at time ``t``, memoised: a sampler asks for the same
+    few grid times at every network call, and evaluating a schedule on the host costs far more than a
+    step's own arithmetic (a discrete table: ~20 small tensor ops). Schedules are immutable; an
+    unhashable one is evaluated every time."""
+    try:
+        return _cached_scalar_coefficients(schedule, t)
+    except TypeError:
+        return _scalar_coefficients(schedule, t)
 
 
 def _upcast(x: Tensor) -> Tensor:
@@ -43,8 +63,7 @@ class DenoiserBase:
         ``(B, 1, ...)`` tensors in ``x``'s dtype."""
         if isinstance(t, Tensor) and t.ndim == 1:
             return PathCoefficients.at(self.schedule, t.to(torch.float64), x.ndim, x.dtype)
-        c = PathCoefficients.at(self.schedule, torch.tensor(float(t), dtype=torch.float64), x.ndim)
-        return PathCoefficients(*(float(v) for v in (c.alpha, c.sigma, c.d_alpha, c.d_sigma)))
+        return scalar_coefficients(self.schedule, float(t))
 
     def predict(self, kind: Prediction, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
         """The estimate of kind ``kind`` (eps, x0, v, velocity or score) at ``(x, t)``."""
