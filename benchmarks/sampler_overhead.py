@@ -180,7 +180,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="tiny CPU run: batch 2 x 4 x 16 x 16, 5 steps")
+    parser.add_argument("--quick", action="store_true", help="tiny CPU run: batch 2 x 4 x 16 x 16, 10 steps")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=64)
@@ -188,7 +188,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     if args.quick:
-        args.device, args.batch, args.size, args.steps, args.repeats = "cpu", 2, 16, 5, 2
+        args.device, args.batch, args.size, args.steps, args.repeats = "cpu", 2, 16, 10, 7
     device = torch.device(args.device)
     noise = torch.randn((args.batch, 4, args.size, args.size), generator=torch.Generator().manual_seed(0)).to(
         device
