@@ -71,9 +71,10 @@ class FrameDiffusion:
         self.trans_schedule = VPLinear(c.trans_beta_min, c.trans_beta_max)
         self.coordinate_scale = c.coordinate_scale
         # The cached IGSO(3) grid must cover sigma(t) on [0, 1] (it is memoised per process).
-        self.table = igso3.igso3_table(
-            sigma_min=min(0.05, c.rot_sigma_min / 2), sigma_max=max(2.0, c.rot_sigma_max)
-        )
+        if c.rot_sigma_min >= 0.1 and c.rot_sigma_max <= 2.0:
+            self.table = igso3.igso3_table()  # the default grid, shared with every other user
+        else:
+            self.table = igso3.igso3_table(min(0.05, c.rot_sigma_min / 2), max(2.0, c.rot_sigma_max))
 
     # ---------------------------------------------------------------- forward process
 
@@ -92,7 +93,7 @@ class FrameDiffusion:
         x_t = alpha * x0 + sigma * eps
         keep = ~diffuse_mask
         rots = torch.where(keep[..., None, None], frames0.rots, rots_t)
-        trans = torch.where(keep[..., None], x0, x_t) / self.coordinate_scale
+        trans = torch.where(keep[..., None], frames0.trans, x_t / self.coordinate_scale)
         return Rigid(rots, trans)
 
     def prior(
@@ -146,7 +147,7 @@ class FrameDiffusion:
             raise ValueError(f"t, s: expected 0 <= s < t <= 1, got {t}, {s}")
         c = self.config
         if s == 0.0:
-            rots, x = pred0.rots, pred0.trans * self.coordinate_scale
+            rots, x = pred0.rots, pred0.trans * self.coordinate_scale  # s = 0: the prediction itself
         else:
             sigma = self.rot_schedule.sigma(t)
             score = igso3.score(frames_t.rots, pred0.rots, sigma)

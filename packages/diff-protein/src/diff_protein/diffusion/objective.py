@@ -130,9 +130,9 @@ class BackboneObjective:
         aux = c.aux.weight * use_aux * (c.aux.backbone * bb + c.aux.distance * dist)
         loss = (c.rot_weight * rot + c.trans_weight * trans + aux).mean()
         logs = {
-            "rot_loss": float(rot.mean()),
-            "trans_loss": float(trans.mean()),
-            "bb_atom_loss": float(bb.mean()),
-            "dist_loss": float(dist.mean()),
+            "rot_loss": float(rot.detach().mean()),
+            "trans_loss": float(trans.detach().mean()),
+            "bb_atom_loss": float(bb.detach().mean()),
+            "dist_loss": float(dist.detach().mean()),
         }
         return loss, logs
