@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from diffcore.nn.attention import Attention, CrossAttention, QKVProjection, attend
+from diffcore.nn.attention import Attention, CrossAttention, QKVProjection, RMSNorm, attend
 from diffcore.nn.embeddings import (
     PatchEmbed,
     RotaryEmbedding,
@@ -185,3 +185,15 @@ def test_sdpa_reference_is_used_for_attention():
     q = torch.randn(1, 2, 3, 4)
     ref = F.scaled_dot_product_attention(q, q, q).transpose(1, 2).reshape(1, 3, 8)
     torch.testing.assert_close(attend(q, q, q), ref)
+
+
+def test_rms_norm_formula_and_bf16_input():
+    norm = RMSNorm(6)
+    with torch.no_grad():
+        norm.weight.copy_(torch.arange(1.0, 7.0))
+    x = torch.randn(3, 6)
+    ref = x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * norm.weight
+    torch.testing.assert_close(norm(x), ref)
+    out = norm(x.bfloat16())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, rtol=2e-2, atol=2e-2)

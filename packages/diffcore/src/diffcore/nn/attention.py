@@ -20,6 +20,21 @@ from diffcore.nn.embeddings import apply_rope
 Rope = tuple[Tensor, Tensor]
 
 
+class RMSNorm(nn.Module):
+    """RMS normalisation with a learned gain (Zhang & Sennrich 2019) over the last axis of width ``dim``.
+
+    The gain is cast to the input's dtype so bf16 activations (autocast) keep torch's fused kernel.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.rms_norm(x, self.weight.shape, self.weight.to(x.dtype), self.eps)
+
+
 def _check_heads(dim: int, num_heads: int) -> int:
     if num_heads < 1 or dim % num_heads:
         raise ValueError(f"num_heads: {num_heads} must be >= 1 and divide the width {dim}")
@@ -57,8 +72,8 @@ class QKVProjection(nn.Module):
         self.num_heads = num_heads
         self.head_dim = _check_heads(dim, num_heads)
         self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
-        self.q_norm = nn.RMSNorm(self.head_dim, eps=1e-6) if qk_norm else nn.Identity()
-        self.k_norm = nn.RMSNorm(self.head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.q_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
 
     def forward(self, x: Tensor, rope: Rope | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """``x``: ``(B, N, D)``; ``rope``: optional ``(cos, sin)`` each ``(N, D/H)``."""
@@ -94,8 +109,8 @@ class CrossAttention(nn.Module):
         self.head_dim = _check_heads(dim, num_heads)
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         self.kv = nn.Linear(context_dim, 2 * dim, bias=qkv_bias)
-        self.q_norm = nn.RMSNorm(self.head_dim, eps=1e-6) if qk_norm else nn.Identity()
-        self.k_norm = nn.RMSNorm(self.head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.q_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor, context: Tensor, context_mask: Tensor | None = None) -> Tensor:
