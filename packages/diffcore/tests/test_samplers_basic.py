@@ -294,6 +294,21 @@ def test_bad_arguments_name_the_parameter():
         diffcore.sample(den, _noise(), sampler="ddim", grid="no-such-grid")
 
 
+@pytest.mark.parametrize("name", [n for n in MINE if n != "dopri5"])
+def test_loop_never_reads_device_values(name):
+    """A CPU proxy for "no host-device sync": on the meta device any .item(), float(tensor), bool(tensor)
+    or data-dependent branch raises, so a loop that completes there never reads a device value.
+    (dopri5 is excluded: adaptive step control reads the error norm by design.)"""
+    den = diffcore.Denoiser(lambda x, t: 0.5 * x, "vp-cosine", "eps")
+    grid = diffcore.grids.make("log-snr", den.schedule, 5)
+    x = torch.empty(SHAPE, device="meta")
+    options = {"s_churn": 5.0} if name == "heun" else {}
+    out = get(name).fn(den, x, grid, cond={}, generator=None, callback=None, **options)
+    assert out.device.type == "meta" and out.shape == SHAPE
+    with pytest.raises(RuntimeError):  # the proxy has teeth: the adaptive solver does read values
+        get("dopri5").fn(den, x, grid, cond={}, generator=None, callback=None)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", [n for n in MINE if n != "dopri5"])
