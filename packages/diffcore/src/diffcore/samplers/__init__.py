@@ -14,3 +14,4 @@ from diffcore.samplers import euler  # noqa: E402,F401
 from diffcore.samplers import ode  # noqa: E402,F401
 from diffcore.samplers import sde  # noqa: E402,F401
 from diffcore import grids_optimized  # noqa: E402,F401
+from diffcore.samplers import consistency  # noqa: E402,F401
