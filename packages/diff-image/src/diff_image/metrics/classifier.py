@@ -8,8 +8,8 @@ It serves two metrics of class-conditional generation:
   values are comparable only between runs that use the same cached classifier.
 
 Independence: the evaluator must not share weights, seed or architecture with any generator it judges.
-It is a plain conv / GroupNorm / SiLU stack with global average pooling (no U-Net, no attention, no time
-embedding), trained with its own seed (default 1234) on the training split only, and its accuracy is
+It is a plain conv / GroupNorm / SiLU stack with global mean + max pooling (no U-Net, no attention, no
+time embedding), trained with its own seed (default 1234) on the training split only, and its accuracy is
 measured on the held-out test split.
 
 Cache: ``<cache_dir>/<name>-<hash>/`` holding ``config.json`` + ``model.safetensors`` (the
@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from diffcore.pretrained import PretrainedModel
 from torch import nn
 
+from diff_image.data.shapes import ShapesConfig, ShapesDataset
 from diff_image.io import save_metrics_json
 
 __all__ = [
@@ -46,6 +47,8 @@ __all__ = [
     "digits_classifier",
     "extract_features",
     "load_or_train_classifier",
+    "shapes_classifier",
+    "shapes_label",
     "train_classifier",
 ]
 
@@ -114,7 +117,7 @@ class FeatureClassifier(PretrainedModel):
         super().__init__(config)
         chans = (config.in_channels, *config.widths)
         self.stages = nn.ModuleList(_stage(a, b, config.groups) for a, b in itertools.pairwise(chans))
-        self.to_features = nn.Sequential(nn.Linear(config.widths[-1], config.feature_dim), nn.SiLU())
+        self.to_features = nn.Sequential(nn.Linear(2 * config.widths[-1], config.feature_dim), nn.SiLU())
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.feature_dim, config.num_classes)
 
@@ -129,7 +132,9 @@ class FeatureClassifier(PretrainedModel):
             if i > 0 and min(h.shape[-2:]) >= 2:
                 h = F.avg_pool2d(h, 2, ceil_mode=True)
             h = stage(h)
-        return self.to_features(h.mean(dim=(-2, -1)))
+        # Mean and max pooling: the mean keeps colour / area statistics, the max detects small objects
+        # anywhere (mean pooling alone reached 44 % vs 74-79 % on one-object 16x16 shapes, 8 epochs).
+        return self.to_features(torch.cat([h.mean(dim=(-2, -1)), h.amax(dim=(-2, -1))], dim=1))
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits (B, num_classes), features (B, feature_dim))`` in one pass."""
@@ -318,4 +323,50 @@ def digits_classifier(
         cache_dir=cache_dir,
         device=device,
         eval_data=(test.images, test.labels),
+    )
+
+
+SHAPES_CLASSIFIER_SEEDS = (9001, 9002)  # (train, eval) data seeds; never used to train generators
+
+
+def shapes_label(colour: str, shape: str, config: ShapesConfig) -> int:
+    """Class id of a (colour, shape) pair: ``colours.index(colour) * len(shapes) + shapes.index(shape)``."""
+    return config.colours.index(colour) * len(config.shapes) + config.shapes.index(shape)
+
+
+def _single_object_data(config: ShapesConfig, seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    ds = ShapesDataset(n, seed=seed, split="all", config=config)
+    samples = [ds.sample(i) for i in range(n)]
+    images = torch.stack([s.to_tensor() for s in samples])
+    labels = torch.tensor([shapes_label(s.objects[0].colour, s.objects[0].shape, config) for s in samples])
+    return images, labels
+
+
+def shapes_classifier(
+    config: ShapesConfig | None = None,
+    num_train: int = 3000,
+    cache_dir: str | os.PathLike[str] | None = None,
+    training: ClassifierTraining | None = None,
+    device: str | torch.device = "cpu",
+) -> FeatureClassifier:
+    """The evaluation classifier of the shapes data: one-object scenes -> (colour, shape) class.
+
+    Trained on ``num_train`` one-object scenes drawn with ``config`` (``min_objects = max_objects = 1``
+    forced; default :class:`ShapesConfig`) from seed 9001, checked on 500 scenes of seed 9002, cached.
+    Its penultimate features, sensitive to colour and shape, serve the Frechet distance and
+    precision/recall of generated shapes images (of ``config.image_size``); classes: :func:`shapes_label`.
+    """
+    base = config if config is not None else ShapesConfig()
+    single = dataclasses.replace(base, min_objects=1, max_objects=1, holdout=())
+    train_seed, eval_seed = SHAPES_CLASSIFIER_SEEDS
+    images, labels = _single_object_data(single, train_seed, num_train)
+    return load_or_train_classifier(
+        f"shapes-{single.image_size}px",
+        images,
+        labels,
+        ClassifierConfig(in_channels=3, num_classes=len(single.colours) * len(single.shapes)),
+        training,
+        cache_dir=cache_dir,
+        device=device,
+        eval_data=_single_object_data(single, eval_seed, 500),
     )
