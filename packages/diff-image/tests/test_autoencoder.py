@@ -21,7 +21,9 @@ def test_kl_matches_the_closed_form():
     mean, logvar = torch.randn(3, 2, 2, 2), torch.randn(3, 2, 2, 2)
     q = DiagonalGaussian(mean, logvar)
     std = (0.5 * logvar).exp()
-    ref = torch.distributions.kl_divergence(torch.distributions.Normal(mean, std), torch.distributions.Normal(0.0, 1.0))
+    ref = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mean, std), torch.distributions.Normal(0.0, 1.0)
+    )
     torch.testing.assert_close(q.kl(), ref.flatten(1).mean(1))
     assert float(DiagonalGaussian(torch.zeros(1, 1), torch.zeros(1, 1)).kl()) == 0.0
 

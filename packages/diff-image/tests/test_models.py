@@ -11,7 +11,9 @@ WORDS = caption_vocabulary(["a red circle to the left of a blue square", "a gree
 @pytest.mark.parametrize("backbone", ["dit", "unet"])
 def test_class_backbones_keep_the_shape_and_use_labels(backbone):
     torch.manual_seed(0)
-    cfg = ImageModelConfig(backbone=backbone, width=32, depth=1, heads=2, channel_mult=(1, 2), attention_levels=(1,))
+    cfg = ImageModelConfig(
+        backbone=backbone, width=32, depth=1, heads=2, channel_mult=(1, 2), attention_levels=(1,)
+    )
     net = build_backbone(cfg, (1, 8, 8), num_classes=10)
     for p in net.parameters():  # DiT zero-initialises its output: give every weight a value
         torch.nn.init.normal_(p, std=0.05)
