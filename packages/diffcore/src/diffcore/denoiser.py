@@ -35,8 +35,10 @@ _cached_scalar_coefficients = functools.lru_cache(maxsize=8192)(_scalar_coeffici
 def scalar_coefficients(schedule: Schedule, t: float) -> PathCoefficients:
     """Python-float path coefficients of ``schedule`` at time ``t``, memoised: a sampler asks for the same
     few grid times at every network call, and evaluating a schedule on the host costs far more than a
-    step's own arithmetic (a discrete table: ~20 small tensor ops). Schedules are immutable; an
-    unhashable one is evaluated every time."""
+    step's own arithmetic (a discrete table: ~20 small tensor ops). Schedules are immutable; a learnable
+    one (an ``nn.Module``, whose parameters change) or an unhashable one is evaluated every time."""
+    if isinstance(schedule, torch.nn.Module):
+        return _scalar_coefficients(schedule, t)
     try:
         return _cached_scalar_coefficients(schedule, t)
     except TypeError:
