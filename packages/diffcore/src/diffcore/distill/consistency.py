@@ -106,7 +106,9 @@ class _ConsistencyObjective:
         if self.weighting not in ("uniform", "ict"):
             raise ValueError(f"weighting: expected 'uniform' or 'ict', got {self.weighting!r}")
         if not self.s_max > self.parameterization._s_min:
-            raise ValueError(f"s_max: expected > s_min = {self.parameterization._s_min:.4g}, got {self.s_max}")
+            raise ValueError(
+                f"s_max: expected > s_min = {self.parameterization._s_min:.4g}, got {self.s_max}"
+            )
         self.target = TargetNetwork(self.target_ema)
 
     @property
@@ -119,10 +121,16 @@ class _ConsistencyObjective:
         return karras_sigmas(num_points, self.parameterization._s_min, self.s_max, self.rho)
 
     def _draw_intervals(
-        self, sigmas: Tensor, probs: Tensor | None, b: int, device: torch.device, generator: torch.Generator | None
+        self,
+        sigmas: Tensor,
+        probs: Tensor | None,
+        b: int,
+        device: torch.device,
+        generator: torch.Generator | None,
+        skip: int = 1,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Per-sample ``(t_lo, t_hi, weight)`` for intervals drawn uniformly or from ``probs``."""
-        n = len(sigmas) - 1
+        """Per-sample ``(t_lo, t_hi, weight)`` for pairs ``(n, n + skip)`` drawn uniformly or from ``probs``."""
+        n = len(sigmas) - skip
         if probs is None:
             idx = torch.randint(0, n, (b,), device=device, generator=generator)
         else:
@@ -131,11 +139,11 @@ class _ConsistencyObjective:
         times[0] = self.parameterization.t_min  # exact boundary, not a bisection result
         times = times.to(device)
         if self.weighting == "ict":  # lambda = 1 / (s_{n+1} - s_n), normalised to mean 1 over the intervals
-            lam = 1.0 / (sigmas[1:] - sigmas[:-1])
+            lam = 1.0 / (sigmas[skip:] - sigmas[:-skip])
             weight = (lam / lam.mean()).to(device)[idx]
         else:
             weight = torch.ones(b, device=device, dtype=torch.float64)
-        return times[idx], times[idx + 1], weight
+        return times[idx], times[idx + skip], weight
 
     def _loss(
         self,

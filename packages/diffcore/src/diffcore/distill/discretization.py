@@ -28,7 +28,9 @@ def karras_sigmas(num_points: int, s_min: float = 0.002, s_max: float = 80.0, rh
     """``num_points`` increasing data-unit noise levels, ``s_i = (s_min^(1/rho) + i/(N-1) (s_max^(1/rho) -
     s_min^(1/rho)))^rho`` (Song et al. 2023, Sec. 5; Karras et al. 2022, Eq. 5), float64."""
     if num_points < 2:
-        raise ValueError(f"num_points: expected >= 2 (a discretisation has at least one interval), got {num_points}")
+        raise ValueError(
+            f"num_points: expected >= 2 (a discretisation has at least one interval), got {num_points}"
+        )
     if not 0 < s_min < s_max:
         raise ValueError(f"s_min, s_max: expected 0 < s_min < s_max, got {s_min}, {s_max}")
     ramp = torch.linspace(0, 1, num_points, dtype=torch.float64)
@@ -40,7 +42,9 @@ def ict_num_points(step: int, total_steps: int, s0: int = 10, s1: int = 1280) ->
     (Song & Dhariwal 2023, Eq. 5): ``N(k) = min(s0 2^floor(k / K'), s1) + 1`` with
     ``K' = floor(K / (log2 floor(s1 / s0) + 1))``: the step count doubles in equal stages."""
     if total_steps < 1 or step < 0:
-        raise ValueError(f"step, total_steps: expected 0 <= step and total_steps >= 1, got {step}, {total_steps}")
+        raise ValueError(
+            f"step, total_steps: expected 0 <= step and total_steps >= 1, got {step}, {total_steps}"
+        )
     if not 1 <= s0 <= s1:
         raise ValueError(f"s0, s1: expected 1 <= s0 <= s1, got {s0}, {s1}")
     stage = max(total_steps // (int(math.log2(s1 // s0)) + 1), 1)

@@ -22,11 +22,10 @@ import torch
 from torch import Tensor
 
 from diffcore.denoiser import Denoiser, NetworkFn
+from diffcore.distill.teacher import coefficients
 from diffcore.predictions import Prediction, check_prediction, to_x0_eps
 from diffcore.schedules import Schedule
 from diffcore.schedules import get as get_schedule
-
-from diffcore.distill.teacher import coefficients
 
 
 @dataclass
@@ -71,7 +70,9 @@ class ConsistencyParameterization:
         """``f(x, t)`` for ``x: (B, ...)`` and ``t: (B,)``; differentiable through ``net``."""
         out = net(x, t, **cond)
         if out.shape != x.shape:
-            raise ValueError(f"network output: expected shape {tuple(x.shape)} (that of x), got {tuple(out.shape)}")
+            raise ValueError(
+                f"network output: expected shape {tuple(x.shape)} (that of x), got {tuple(out.shape)}"
+            )
         out = out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
         xf = x.to(out.dtype)
         x0, _ = to_x0_eps(out, self.prediction, xf, coefficients(self.schedule, t, xf))
