@@ -1,0 +1,106 @@
+"""The IPA frame denoiser: SE(3) equivariance of frames, invariance of features, masks, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diff_protein.models.ipa import FrameDenoiser, FrameDenoiserConfig, distogram
+from diffcore.manifolds import so3
+
+
+def _net(self_condition: bool = True) -> FrameDenoiser:
+    torch.manual_seed(0)
+    cfg = FrameDenoiserConfig(
+        node_dim=16,
+        pair_dim=8,
+        num_blocks=2,
+        num_heads=2,
+        head_dim=4,
+        qk_points=2,
+        v_points=2,
+        self_condition=self_condition,
+    )
+    net = FrameDenoiser(cfg).double()
+    for block in net.blocks:  # the backbone update starts at zero (AF2); make it move the frames
+        torch.nn.init.normal_(block.update.linear.weight, std=0.2)
+        torch.nn.init.normal_(block.update.linear.bias, std=0.2)
+    return net
+
+
+def _inputs(b: int = 2, n: int = 9, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    rots = so3.random_rotations(b * n, g, torch.float64).reshape(b, n, 3, 3)
+    trans = torch.randn(b, n, 3, generator=g, dtype=torch.float64) * 6
+    t = torch.rand(b, generator=g, dtype=torch.float64)
+    sc = torch.randn(b, n, 3, generator=g, dtype=torch.float64) * 6
+    return rots, trans, t, sc
+
+
+@pytest.mark.parametrize("use_sc", [False, True])
+def test_equivariance_float64(use_sc: bool) -> None:
+    net = _net()
+    rots, trans, t, sc = _inputs()
+    g = torch.Generator().manual_seed(7)
+    rot = so3.random_rotations(1, g, torch.float64)[0]
+    shift = torch.randn(3, generator=g, dtype=torch.float64) * 20
+    with torch.no_grad():
+        out, single = net.trunk(rots, trans, t, self_cond=sc if use_sc else None)
+        out2, single2 = net.trunk(
+            rot @ rots, trans @ rot.T + shift, t, self_cond=(sc @ rot.T + shift) if use_sc else None
+        )
+    assert (out2.rots - rot @ out.rots).abs().max() < 1e-4
+    assert (out2.trans - (out.trans @ rot.T + shift)).abs().max() < 1e-4
+    assert (single2 - single).abs().max() < 1e-4
+    assert (out.trans - trans).abs().max() > 1e-2  # the test is not vacuous: frames moved
+
+
+def test_padding_does_not_change_real_residues() -> None:
+    net = _net()
+    rots, trans, t, _ = _inputs(1, 7)
+    pad_r = so3.random_rotations(3, torch.Generator().manual_seed(1), torch.float64)[None]
+    pad_x = torch.randn(1, 3, 3, dtype=torch.float64) * 50
+    mask = torch.tensor([[True] * 7 + [False] * 3])
+    with torch.no_grad():
+        a = net(rots, trans, t)
+        b = net(torch.cat([rots, pad_r], 1), torch.cat([trans, pad_x], 1), t, mask=mask)
+    torch.testing.assert_close(b.trans[:, :7], a.trans)
+    torch.testing.assert_close(b.rots[:, :7], a.rots)
+
+
+def test_fixed_residues_keep_their_frames() -> None:
+    net = _net()
+    rots, trans, t, _ = _inputs()
+    fixed = torch.zeros(2, 9, dtype=torch.bool)
+    fixed[:, 2:5] = True
+    with torch.no_grad():
+        out = net(rots, trans, t, fixed_mask=fixed)
+    torch.testing.assert_close(out.rots[fixed], rots[fixed])
+    torch.testing.assert_close(out.trans[fixed], trans[fixed])
+    assert (out.trans[~fixed] - trans[~fixed]).abs().max() > 1e-2
+
+
+def test_rotations_stay_orthonormal_and_save_load(tmp_path) -> None:
+    net = _net()
+    rots, trans, t, _ = _inputs()
+    with torch.no_grad():
+        out = net(rots, trans, t)
+    eye = torch.eye(3, dtype=torch.float64)
+    torch.testing.assert_close(out.rots @ out.rots.transpose(-1, -2), eye.expand_as(out.rots))
+    torch.testing.assert_close(torch.det(out.rots), torch.ones(2, 9, dtype=torch.float64))
+    net.save_pretrained(tmp_path / "m")
+    again = FrameDenoiser.from_pretrained(tmp_path / "m", dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            again(rots, trans, t).trans, out.trans, atol=1e-4, rtol=1e-5
+        )  # weights pass through float32
+
+
+def test_distogram_bins_and_errors() -> None:
+    ca = torch.tensor([[[0.0, 0, 0], [3.8, 0, 0], [100.0, 0, 0]]])
+    d = distogram(ca, num_bins=22, max_distance=21.0)
+    assert d.shape == (1, 3, 3, 22) and torch.equal(d.sum(-1), torch.ones(1, 3, 3))
+    assert d[0, 0, 1].argmax() == 3 and d[0, 0, 2].argmax() == 21
+    with pytest.raises(ValueError, match="num_blocks"):
+        FrameDenoiserConfig(num_blocks=0)
+    with pytest.raises(ValueError, match="rots, trans, t"):
+        _net()(torch.zeros(2, 9, 3), torch.zeros(2, 9, 3), torch.zeros(2))
