@@ -186,13 +186,18 @@ def invert(
     y: Labels = None,
     prompt: Prompts = None,
     fixed_point_iters: int = 2,
+    t: float = 0.99,
 ) -> Tensor:
-    """DDIM-invert ``images`` to noise latents ``x_1`` ``(B, *pipe.sample_shape)`` (conditional model, no guidance)."""
+    """DDIM-invert ``images`` to the latents ``x_t`` ``(B, *pipe.sample_shape)`` (conditional model, no guidance).
+
+    ``t`` stops short of 1: where ``alpha(1) = 0`` (VP cosine, rectified flow) ``x_1`` carries no information
+    about the image and the inverse step is singular. ``fixed_point_iters`` refine each implicit inverse step
+    (Pan et al. 2023), making the DDIM round trip exact up to the iteration's convergence."""
     images = _check_images(pipe, images)
     cond, _ = pipe.condition(len(images), y, prompt)
     pipe.model.eval()
     return inversion.invert(
-        pipe.denoiser(), pipe.encode(images), steps, cond=cond, fixed_point_iters=fixed_point_iters
+        pipe.denoiser(), pipe.encode(images), steps, t=t, cond=cond, fixed_point_iters=fixed_point_iters
     )  # type: ignore[return-value]
 
 
@@ -207,6 +212,7 @@ def interpolate(
     prompt: Prompts = None,
     method: str = "slerp",
     fixed_point_iters: int = 2,
+    t: float = 0.99,
 ) -> Tensor:
     """``num`` images morphing from ``image_a`` to ``image_b`` (each ``(C, H, W)`` or ``(1, C, H, W)``): both are
     DDIM-inverted, their latents interpolated (slerp by default) and decoded with DDIM over the same grid.
@@ -217,9 +223,9 @@ def interpolate(
         raise ValueError(f"num: expected >= 2 frames, got {num}")
     a, b = (img.unsqueeze(0) if img.ndim == 3 else img for img in (image_a, image_b))
     y1 = None if y is None else torch.as_tensor(y).reshape(-1)[:1]
-    z = invert(pipe, torch.cat([a, b]), steps, y=y1, prompt=prompt, fixed_point_iters=fixed_point_iters)
+    z = invert(pipe, torch.cat([a, b]), steps, y=y1, prompt=prompt, fixed_point_iters=fixed_point_iters, t=t)
     weights = torch.linspace(0.0, 1.0, num).tolist()
     latents = inversion.interpolate(z[0], z[1], weights, method=method)  # type: ignore[arg-type]
     cond, _ = pipe.condition(num, y1, prompt)
-    out = inversion.decode(pipe.denoiser(), latents, steps, cond=cond)
+    out = inversion.decode(pipe.denoiser(), latents, steps, t=t, cond=cond)
     return pipe.decode(out)
