@@ -1,10 +1,12 @@
 """The evaluation classifier: digits accuracy, caching on disk, features for the Frechet distance."""
 
+import json
 import time
 
 import pytest
 import torch
 from diff_image.data.digits import DigitsDataset
+from diff_image.data.shapes import ShapesConfig, ShapesDataset
 from diff_image.metrics.classifier import (
     ClassifierConfig,
     ClassifierTraining,
@@ -12,6 +14,8 @@ from diff_image.metrics.classifier import (
     classifier_accuracy,
     digits_classifier,
     extract_features,
+    shapes_classifier,
+    shapes_label,
 )
 from diff_image.metrics.frechet import classifier_frechet_distance
 
@@ -64,3 +68,21 @@ def test_features_are_deterministic_and_size_agnostic():
         model(torch.rand(2, 1, 8, 8))
     with pytest.raises(ValueError, match="widths"):
         ClassifierConfig(widths=(10, 20))
+
+
+def test_shapes_classifier_labels_and_cache(tmp_path, one_thread):
+    # One shape, three colours: a task the classifier must solve almost perfectly in a few steps, so
+    # a wrong label mapping (labels not matching the rendered colour) would show as ~1/3 accuracy.
+    cfg = ShapesConfig(image_size=16, colours=("red", "green", "blue"), shapes=("square",))
+    assert [shapes_label(c, "square", cfg) for c in cfg.colours] == [0, 1, 2]
+    training = ClassifierTraining(epochs=4, batch_size=32)
+    model = shapes_classifier(cfg, num_train=200, cache_dir=tmp_path, training=training)
+    assert model.config.in_channels == 3 and model.config.num_classes == 3
+    (folder,) = list(tmp_path.iterdir())
+    info = json.loads((folder / "training.json").read_text())
+    assert info["num_train"] == 200 and info["eval_accuracy"] >= 0.95
+    ds = ShapesDataset(30, seed=123, config=cfg)
+    images = torch.stack([ds[i]["image"] for i in range(30)])
+    truth = torch.tensor([shapes_label(ds.sample(i).objects[0].colour, "square", cfg) for i in range(30)])
+    one_object = torch.tensor([len(ds.sample(i).objects) == 1 for i in range(30)])
+    assert classifier_accuracy(model, images[one_object], truth[one_object]) >= 0.9

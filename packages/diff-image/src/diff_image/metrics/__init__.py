@@ -16,6 +16,7 @@ from diff_image.metrics.classifier import (
     digits_classifier,
     extract_features,
     load_or_train_classifier,
+    shapes_classifier,
 )
 from diff_image.metrics.frechet import (
     classifier_frechet_distance,
@@ -43,4 +44,5 @@ __all__ = [
     "inception_fid",
     "load_or_train_classifier",
     "precision_recall",
+    "shapes_classifier",
 ]

@@ -355,6 +355,8 @@ def shapes_classifier(
     forced; default :class:`ShapesConfig`) from seed 9001, checked on 500 scenes of seed 9002, cached.
     Its penultimate features, sensitive to colour and shape, serve the Frechet distance and
     precision/recall of generated shapes images (of ``config.image_size``); classes: :func:`shapes_label`.
+    Measured with the defaults (32x32, 3,000 scenes, 15 epochs): 99.8 % eval accuracy, ~6 min on one
+    busy CPU thread (a GPU or ``device="cuda"`` makes it seconds).
     """
     base = config if config is not None else ShapesConfig()
     single = dataclasses.replace(base, min_objects=1, max_objects=1, holdout=())
