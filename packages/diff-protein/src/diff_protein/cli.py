@@ -104,7 +104,6 @@ def train_cmd(
     elif what == "sequence":
         dataset = _sequence_data(data, length, 4, num_examples, seed)
         run = train_sequences(dataset, SequenceDenoiserConfig(hidden_size=width, depth=depth), fit)
-        fit.output_dir = str(out / "classifier_train")
         run.classifier = train_taxonomy_classifier(dataset, fit)
     else:
         raise typer.BadParameter(f"--what: expected 'backbone' or 'sequence', got {what!r}")

@@ -312,7 +312,12 @@ def _classifier_objective(
 def train_taxonomy_classifier(
     dataset: SequenceDataset, fit_config: FitConfig, hidden_size: int = 64, depth: int = 2
 ) -> TaxonomyClassifier:
-    """Train the independent :class:`TaxonomyClassifier` on clean labelled sequences."""
+    """Train the independent :class:`TaxonomyClassifier` on clean labelled sequences.
+
+    Its training run is written to ``<fit_config.output_dir>/classifier`` (so it never collides with
+    the generator's run folder).
+    """
+    fit_config = dataclasses.replace(fit_config, output_dir=str(Path(fit_config.output_dir) / "classifier"))
     config = TaxonomyClassifierConfig(
         num_classes=len(dataset.vocabulary), hidden_size=hidden_size, depth=depth
     )
