@@ -53,6 +53,10 @@ __all__ = [
 ]
 
 
+# Bumped whenever FeatureClassifier's layers change, so stale caches are never loaded into a new layout.
+ARCH_VERSION = 2
+
+
 @dataclass
 class ClassifierConfig:
     """Architecture.
@@ -247,7 +251,7 @@ def _fingerprint(
     training: ClassifierTraining,
 ) -> str:
     h = hashlib.sha256()
-    h.update(name.encode())
+    h.update(f"{name}|arch-v{ARCH_VERSION}".encode())
     h.update(json.dumps([dataclasses.asdict(config), dataclasses.asdict(training)], sort_keys=True).encode())
     h.update(str(tuple(images.shape)).encode())
     h.update(images.detach().cpu().float().contiguous().numpy().tobytes())
