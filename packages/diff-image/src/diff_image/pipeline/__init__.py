@@ -1,5 +1,6 @@
 """Image pipelines: :class:`ImagePipeline` (sample, save, load), :func:`train` and the evaluations."""
 
+from diff_image.pipeline.control import CONTROL_CHANNELS, ControlMapsModel, control_maps, train_controlnets
 from diff_image.pipeline.core import PIPELINE_FILE, ImagePipeline
 from diff_image.pipeline.evaluate import evaluate_digits, evaluate_shapes, shapes_eval_captions
 from diff_image.pipeline.training import (
@@ -11,14 +12,18 @@ from diff_image.pipeline.training import (
 )
 
 __all__ = [
+    "CONTROL_CHANNELS",
     "PIPELINE_FILE",
+    "ControlMapsModel",
     "ImagePipeline",
     "PreparedObjective",
     "build_objective",
+    "control_maps",
     "evaluate_digits",
     "evaluate_shapes",
     "resolve_device",
     "shapes_eval_captions",
     "train",
     "train_autoencoder",
+    "train_controlnets",
 ]

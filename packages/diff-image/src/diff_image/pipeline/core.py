@@ -58,6 +58,8 @@ class ImagePipeline:
         sample_shape: ``(C, H, W)`` of the model's input; inferred from DiT/MMDiT configs when omitted.
         num_classes: classes of a class-conditional model (the null class is ``num_classes``), else 0.
         train_text_encoder: whether the text encoder was trained with the model (saved either way).
+        controlnets: ControlNets by control kind (:mod:`diff_image.pipeline.control`); the network then takes
+            ``control_maps=`` (the kinds' maps concatenated over channels, in this dict's order).
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class ImagePipeline:
         sample_shape: Sequence[int] | None = None,
         num_classes: int = 0,
         train_text_encoder: bool = True,
+        controlnets: dict[str, nn.Module] | None = None,
     ) -> None:
         if not isinstance(schedule, str):
             raise TypeError(f"schedule: expected a registered schedule name, got {type(schedule).__name__}")
@@ -88,6 +91,7 @@ class ImagePipeline:
         self.sample_shape: tuple[int, int, int] = shape  # type: ignore[assignment]
         self.num_classes = int(num_classes)
         self.train_text_encoder = train_text_encoder
+        self.controlnets = dict(controlnets or {})
 
     # ------------------------------------------------------------------ the network as diffcore sees it
 
@@ -97,17 +101,26 @@ class ImagePipeline:
 
     def to(self, device: str | torch.device) -> ImagePipeline:
         """Move every component to ``device``."""
-        for part in (self.model, self.autoencoder, self.text_encoder):
+        for part in (self.model, self.autoencoder, self.text_encoder, *self.controlnets.values()):
             if part is not None:
                 part.to(device)
         return self
 
     @property
     def network(self) -> nn.Module:
-        """The callable network ``net(x_t, t, **cond)``: the backbone, wrapped with its text encoder if any."""
+        """The callable network ``net(x_t, t, **cond)``: the backbone, with its ControlNets and text encoder if any."""
+        net: nn.Module = self.model
+        if self.controlnets:
+            from diffcore.nn import ControlledModel
+
+            from diff_image.pipeline.control import ControlMapsModel
+
+            net = ControlMapsModel(
+                ControlledModel(self.model, list(self.controlnets.values())), list(self.controlnets)
+            )
         if self.text_encoder is None:
-            return self.model
-        return TextConditionedModel(self.model, self.text_encoder, train_text_encoder=False)
+            return net
+        return TextConditionedModel(net, self.text_encoder, train_text_encoder=False)
 
     def denoiser(self, network: nn.Module | None = None) -> Denoiser:
         """A :class:`diffcore.Denoiser` of ``network`` (default :attr:`network`) with this schedule and prediction."""
@@ -225,6 +238,8 @@ class ImagePipeline:
             self.autoencoder.save_pretrained(out / "autoencoder")
         if self.text_encoder is not None:
             self.text_encoder.save_pretrained(out / "text_encoder")
+        for kind, net in self.controlnets.items():
+            net.save_pretrained(out / f"controlnet_{kind}")
         meta = {
             "schedule": self.schedule,
             "prediction": self.prediction,
@@ -233,6 +248,7 @@ class ImagePipeline:
             "autoencoder": self.autoencoder is not None,
             "text_encoder": self.text_encoder is not None,
             "train_text_encoder": self.train_text_encoder,
+            "controlnets": list(self.controlnets),
         }
         atomic_write_bytes(out / PIPELINE_FILE, json.dumps(meta, indent=2).encode())
         return out
@@ -258,6 +274,9 @@ class ImagePipeline:
         text_encoder = (
             TextEncoder.from_pretrained(folder / "text_encoder").to(device) if meta["text_encoder"] else None
         )
+        controlnets = {
+            k: load_pretrained(folder / f"controlnet_{k}", device=device) for k in meta.get("controlnets", [])
+        }
         return cls(
             model,
             meta["schedule"],
@@ -267,4 +286,5 @@ class ImagePipeline:
             sample_shape=meta["sample_shape"],
             num_classes=meta["num_classes"],
             train_text_encoder=meta.get("train_text_encoder", True),
+            controlnets=controlnets,
         )
