@@ -81,6 +81,7 @@ def train_cmd(
     depth: int = typer.Option(4, help="IPA blocks or transformer layers."),
     length: int = typer.Option(64, help="sequence: crop / profile length."),
     num_examples: int = typer.Option(256, help="Synthetic backbones, or sequences per family."),
+    max_length: int = typer.Option(128, help="backbone: longest synthetic chain (>= 24)."),
     motif_prob: float = typer.Option(
         0.2, help="backbone: fraction of examples trained as motif scaffolding."
     ),
@@ -93,7 +94,11 @@ def train_cmd(
     )
     if what == "backbone":
         dataset = (
-            SyntheticBackbones(SyntheticBackboneConfig(num_samples=num_examples, seed=seed))
+            SyntheticBackbones(
+                SyntheticBackboneConfig(
+                    num_samples=num_examples, min_length=min(40, max_length), max_length=max_length, seed=seed
+                )
+            )
             if data is None
             else StructureDataset(data, cache_dir=out / "cache")
         )
