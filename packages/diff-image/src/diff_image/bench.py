@@ -78,7 +78,8 @@ def _shapes_config(settings: BenchSettings, out: Path, holdout: tuple[str, ...])
                                text_width=128, text_layers=2, text_heads=4, text_max_length=32),
         dataset="shapes", image_size=32, shapes_length=200_000, holdout=holdout, objective="rectified_flow",
         cond_dropout=0.1, steps=settings.shapes_steps, batch_size=settings.shapes_batch, lr=3e-4, warmup_steps=500,
-        ema_decay=0.999, mixed_precision="bf16" if settings.device != "cpu" else "no", num_workers=4,
+        ema_decay=0.999, mixed_precision="bf16" if settings.device != "cpu" else "no",
+        num_workers=0 if settings.device == "cpu" else 8,
         output_dir=str(out), device=settings.device, seed=0,
     )  # fmt: skip
 
