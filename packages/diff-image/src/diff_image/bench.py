@@ -28,8 +28,8 @@ __all__ = ["BenchSettings", "bench", "digits_benchmark", "lora_benchmark", "shap
 class BenchSettings:
     """Sizes of the benchmark runs (``quick``: two CPU cores, a few minutes)."""
 
-    digits_steps: int = 1500
-    digits_width: int = 96
+    digits_steps: int = 1200
+    digits_width: int = 64
     digits_depth: int = 4
     digits_samples: int = 500
     shapes_steps: int = 20_000
