@@ -129,7 +129,10 @@ def _backbone_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, f
     train_s = time.perf_counter() - t0
     run.save(out / "backbone_model")
     rng = np.random.default_rng(s.seed)
-    lengths = [int(x) for x in rng.choice(run.lengths, size=s.num_samples)]
+    # Lengths of the training distribution, 8 samples per length: each length is one batched sampling loop.
+    per_length = min(8, s.num_samples)
+    drawn = rng.choice(run.lengths, size=max(1, s.num_samples // per_length))
+    lengths = [int(x) for x in np.repeat(drawn, per_length)][: s.num_samples]
     device = "cpu" if s.cpu or not torch.cuda.is_available() else "cuda"
     reference = [data.backbone(i).atoms.numpy() for i in range(min(len(data), 128))]
     metrics: dict[str, float] = {"backbone_train_s": train_s}
