@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing as mp
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 from diffcore.modality import BenchResult
+from torch.utils.data import Dataset
 
 from diff_protein import io
 from diff_protein.data.profiles import ProfileFamilies, ProfileFamiliesConfig
 from diff_protein.data.sequences import detokenize
-from diff_protein.data.synthetic import SyntheticBackboneConfig, SyntheticBackbones
+from diff_protein.data.synthetic import SyntheticBackbone, SyntheticBackboneConfig, SyntheticBackbones
 from diff_protein.diffusion.objective import BackboneObjectiveConfig
 from diff_protein.diffusion.sampling import Motif
-from diff_protein.frames import Rigid
+from diff_protein.frames import Rigid, frames_from_backbone
+from diff_protein.metrics import ca_ca_valid_fraction, clash_count, kabsch_rmsd
 from diff_protein.models.ipa import FrameDenoiserConfig
 from diff_protein.models.sequence import SequenceDenoiserConfig
 from diff_protein.pipeline import (
@@ -41,7 +45,7 @@ from diff_protein.pipeline import (
     train_taxonomy_classifier,
 )
 
-__all__ = ["FULL", "QUICK", "BenchSettings", "bench", "run_bench"]
+__all__ = ["FULL", "QUICK", "BackboneList", "BenchSettings", "bench", "generate_synthetic", "run_bench"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class BenchSettings:
     samples_per_family: int = 16
     guidance_scale: float = 2.0
     classifier_steps: int = 60
+    data_workers: int = 0
     seed: int = 0
     cpu: bool = True
 
@@ -101,16 +106,56 @@ FULL = BenchSettings(
     seq_lr=1e-3,
     samples_per_family=64,
     classifier_steps=1000,
+    data_workers=-1,
     cpu=False,
 )
+
+
+class BackboneList(Dataset):
+    """Items ``{"atoms", "rots", "trans"}`` (as :class:`SyntheticBackbones`) of a list of generated chains."""
+
+    def __init__(self, items: list[SyntheticBackbone]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        atoms = self.items[index].atoms
+        frames = frames_from_backbone(atoms[:, 0], atoms[:, 1], atoms[:, 2])
+        return {"atoms": atoms, "rots": frames.rots, "trans": frames.trans}
+
+
+def _generate_chunk(args: tuple[SyntheticBackboneConfig, list[int]]) -> list[SyntheticBackbone]:
+    config, indices = args
+    torch.set_num_threads(1)
+    data = SyntheticBackbones(config)
+    return [data.backbone(i) for i in indices]
+
+
+def generate_synthetic(config: SyntheticBackboneConfig, workers: int = 0) -> list[SyntheticBackbone]:
+    """The synthetic set, item ``i`` identical to ``SyntheticBackbones(config).backbone(i)``; generated in
+    ``workers`` processes (``-1``: one per CPU core but one; ``0``: in this process)."""
+    n = config.num_samples
+    if workers < 0:
+        workers = max(1, (os.cpu_count() or 2) - 1)
+    if workers <= 1 or n < 2 * workers:
+        return _generate_chunk((config, list(range(n))))
+    chunks = [(config, list(range(k, n, workers))) for k in range(workers)]
+    with mp.get_context("spawn").Pool(workers) as pool:
+        parts = pool.map(_generate_chunk, chunks)
+    out: list[SyntheticBackbone | None] = [None] * n
+    for (_, indices), part in zip(chunks, parts):
+        for i, item in zip(indices, part):
+            out[i] = item
+    return out  # type: ignore[return-value]
 
 
 def _backbone_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, float]:
     data_cfg = SyntheticBackboneConfig(
         num_samples=s.num_backbones, min_length=s.min_length, max_length=s.max_length, topologies=s.topologies
     )
-    data = SyntheticBackbones(data_cfg)
-    data.materialize()
+    data = BackboneList(generate_synthetic(data_cfg, workers=s.data_workers))
     model_cfg = FrameDenoiserConfig(node_dim=s.node_dim, pair_dim=s.pair_dim, num_blocks=s.num_blocks)
     fit_cfg = FitConfig(
         steps=s.backbone_steps,
@@ -134,7 +179,7 @@ def _backbone_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, f
     drawn = rng.choice(run.lengths, size=max(1, s.num_samples // per_length))
     lengths = [int(x) for x in np.repeat(drawn, per_length)][: s.num_samples]
     device = "cpu" if s.cpu or not torch.cuda.is_available() else "cuda"
-    reference = [data.backbone(i).atoms.numpy() for i in range(min(len(data), 128))]
+    reference = [data.items[i].atoms.numpy() for i in range(min(len(data), 128))]
     metrics: dict[str, float] = {"backbone_train_s": train_s}
     base = dict(run.process_config)
     for k, scale in enumerate(s.noise_scales):
@@ -151,14 +196,15 @@ def _backbone_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, f
             files.append(str(path.relative_to(out)))
         metrics |= {f"{prefix}{key}": v for key, v in evaluate_backbones(samples, reference).items()}
     run.process_config = base
-    metrics["motif_rmsd"] = _motif_sample(run, data, s, out, files, device)
+    metrics |= _motif_sample(run, data, s, out, files, device)
     return metrics
 
 
 def _motif_sample(
-    run: Any, data: SyntheticBackbones, s: BenchSettings, out: Path, files: list[str], device: str
-) -> float:
-    """Scaffold the first helix-sized span (residues 5-14) of training chain 0; returns the motif CA RMSD."""
+    run: Any, data: BackboneList, s: BenchSettings, out: Path, files: list[str], device: str
+) -> dict[str, float]:
+    """Scaffold residues 5-14 of training chain 0; the motif's CA RMSD (0 when it is held) and the
+    scaffold's CA-CA validity and clash count."""
     item = data[0]
     length = item["trans"].shape[0]
     fixed = torch.zeros(length, dtype=torch.bool)
@@ -167,9 +213,11 @@ def _motif_sample(
     atoms = sample_backbones(run, [length], steps=s.sample_steps, motif=motif, seed=s.seed, device=device)[0]
     path = io.write_backbone(out / "backbones" / "motif_scaffold_000.pdb", atoms)
     files.append(str(path.relative_to(out)))
-    from diff_protein.metrics import kabsch_rmsd
-
-    return kabsch_rmsd(atoms[5:15, 1], item["atoms"][5:15, 1].numpy())
+    return {
+        "motif_rmsd": kabsch_rmsd(atoms[5:15, 1], item["atoms"][5:15, 1].numpy()),
+        "motif_scaffold_ca_ca_valid": ca_ca_valid_fraction(atoms),
+        "motif_scaffold_clashes": float(clash_count(atoms)),
+    }
 
 
 def _sequence_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, float]:
