@@ -62,6 +62,7 @@ class BenchSettings:
     backbone_steps: int = 30
     backbone_batch: int = 8
     backbone_lr: float = 1e-3
+    ema_decay: float | None = None
     process: str = "diffusion"
     motif_prob: float = 0.2
     num_samples: int = 4
@@ -95,6 +96,7 @@ FULL = BenchSettings(
     backbone_steps=4000,
     backbone_batch=16,
     backbone_lr=3e-4,
+    ema_decay=0.999,
     num_samples=64,
     sample_steps=100,
     noise_scales=(1.0, 0.1),
@@ -162,6 +164,8 @@ def _backbone_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, f
         batch_size=s.backbone_batch,
         lr=s.backbone_lr,
         warmup_steps=min(100, s.backbone_steps // 10),
+        ema_decay=s.ema_decay,
+        ema_warmup_steps=s.backbone_steps // 8,
         seed=s.seed,
         cpu=s.cpu,
         output_dir=str(out / "backbone_train"),
@@ -250,7 +254,7 @@ def _sequence_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, f
     run.save(out / "sequence_model")
     labels = torch.arange(1, s.num_families + 1).repeat_interleave(s.samples_per_family)
     metrics: dict[str, float] = {"sequence_train_s": train_s}
-    for scale in (1.0, s.guidance_scale):
+    for scale in (1.0, s.guidance_scale, 2 * s.guidance_scale):
         tokens = generate_sequences(run, labels, guidance_scale=scale, steps=s.seq_length, seed=s.seed)
         ev = evaluate_sequences(
             tokens, labels, run.classifier, families, reference=[detokenize(t) for t in train.tokens]

@@ -82,6 +82,7 @@ class FitConfig:
     lr: float = 1e-4
     warmup_steps: int = 0
     ema_decay: float | None = None
+    ema_warmup_steps: int = 0
     seed: int = 0
     cpu: bool = False
     output_dir: str = "runs/protein"
@@ -110,6 +111,7 @@ def fit(
         lr_schedule="cosine" if config.steps > 2 * config.warmup_steps + 10 else "constant",
         min_lr_ratio=0.1,
         ema_decay=config.ema_decay,
+        ema_warmup_steps=config.ema_warmup_steps,
         log_every=config.log_every,
         checkpoint_every=None,
         keep_last=1,
