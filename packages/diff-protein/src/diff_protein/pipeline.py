@@ -123,7 +123,7 @@ def fit(
     )
     trainer = Trainer(model, objective, loader, train_config)
     trainer.fit()
-    trained = trainer.ema_model or trainer.unwrapped_model
+    trained = trainer.ema_model if trainer.ema_model is not None else trainer.unwrapped_model
     return trained.eval()
 
 
