@@ -1,6 +1,6 @@
 """``diffuse bench language``: train a small BD3-LM on the synthetic HMM language, evaluate it, sample from it.
 
-Quick mode (CPU, a few minutes): L = 32, L' = 4, a 2-layer width-64 model for 300 steps. It reports the
+Quick mode (CPU, a few minutes): L = 32, L' = 4, a 2-layer width-64 model for 200 steps. It reports the
 validation NELBO against the true entropy of the windows, sample grammaticality / entropy / distinct-n,
 and the KV-cache speed-up (with identical tokens) on a 128-token generation.
 """
@@ -34,7 +34,7 @@ def bench(out_dir: Path, quick: bool) -> BenchResult:
     """Train, evaluate and sample a BD3-LM; write ``model/``, ``samples.txt`` and ``metrics.json`` into ``out_dir``."""
     start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    spec = CorpusSpec(kind="synthetic", train_tokens=200_000 if quick else 1_000_000)
+    spec = CorpusSpec(kind="synthetic", train_tokens=100_000 if quick else 1_000_000)
     data = build_corpus(spec)
     seq_len, block = (32, 4) if quick else (64, 4)
     model = BD3LM(
@@ -53,17 +53,18 @@ def bench(out_dir: Path, quick: bool) -> BenchResult:
         lr=3e-3,
         warmup=30 if quick else 100,
         clip_search_every=100 if quick else 500,
+        clip_search_batches=4 if quick else 8,
         log_every=100,
     )
     result = train(model, data.train, cfg)
-    ev = evaluate(model, data.val, max_windows=256 if quick else 1024, repeats=4)
-    truth, _ = data.hmm.window_entropy(
-        seq_len, samples=4000, generator=torch.Generator().manual_seed(0)
-    )
+    ev = evaluate(model, data.val, max_windows=128 if quick else 1024, repeats=2 if quick else 4)
+    truth, _ = data.hmm.window_entropy(seq_len, samples=2000, generator=torch.Generator().manual_seed(0))
 
     g = torch.Generator().manual_seed(1)
-    samples = generate(model, seq_len, batch_size=32, config=SamplingConfig(), generator=g).tolist()
-    n_gen = 128 if quick else 512
+    samples = generate(
+        model, seq_len, batch_size=16 if quick else 64, config=SamplingConfig(), generator=g
+    ).tolist()
+    n_gen = 64 if quick else 512
     with_cache, t_cache = _timed_generation(model, n_gen, cache=True)
     without_cache, t_plain = _timed_generation(model, n_gen, cache=False)
 

@@ -169,7 +169,9 @@ def build_corpus(spec: CorpusSpec, tokenizer: TextTokenizer | None = None) -> To
     from diff_language.tokenizer import ByteTokenizer, train_bpe
 
     if spec.kind == "synthetic":
-        return synthetic_corpus(spec.hmm(), train_tokens=spec.train_tokens, val_tokens=100_000)
+        return synthetic_corpus(
+            spec.hmm(), train_tokens=spec.train_tokens, val_tokens=max(20_000, spec.train_tokens // 10)
+        )
     if spec.kind == "pydoc":
         train_docs, val_docs = pydoc_documents()
     else:
