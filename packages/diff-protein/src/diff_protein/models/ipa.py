@@ -164,7 +164,9 @@ class _Block(nn.Module):
         self.pair_update = nn.Sequential(nn.Linear(cz + 2 * cs, cz), nn.ReLU(), nn.Linear(cz, cz))
         self.pair_norm = nn.LayerNorm(cz)
 
-    def forward(self, s: Tensor, z: Tensor, frames: Rigid, mask: Tensor, update_mask: Tensor) -> tuple:
+    def forward(
+        self, s: Tensor, z: Tensor, frames: Rigid, mask: Tensor, update_mask: Tensor
+    ) -> tuple[Tensor, Tensor, Rigid]:
         s = self.ipa_norm(s + self.ipa(s, z, frames, mask))
         s = self.transition_norm(s + self.transition(s))
         frames = self.update(s, frames, update_mask)
