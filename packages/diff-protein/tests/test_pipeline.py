@@ -89,3 +89,13 @@ def test_sequence_train_save_load_generate_evaluate(tmp_path) -> None:
     assert evaluate_sequences(true, labels, families=families)["adherence_bayes"] == pytest.approx(
         float((families.classify(true) == labels - 1).float().mean())
     )
+
+
+def test_bench_dataset_matches_the_synthetic_set(synthetic) -> None:
+    from diff_protein.bench import BackboneList, generate_synthetic
+
+    items = BackboneList(generate_synthetic(synthetic.config, workers=0))
+    assert len(items) == len(synthetic)
+    for i in range(len(items)):
+        for key in ("atoms", "rots", "trans"):
+            assert torch.equal(items[i][key], synthetic[i][key])
