@@ -32,7 +32,7 @@ class BenchSettings:
     digits_width: int = 64
     digits_depth: int = 4
     digits_samples: int = 500
-    shapes_steps: int = 20_000
+    shapes_steps: int = 15_000
     shapes_width: int = 256
     shapes_depth: int = 6
     shapes_batch: int = 256
@@ -79,7 +79,7 @@ def _shapes_config(settings: BenchSettings, out: Path, holdout: tuple[str, ...])
         dataset="shapes", image_size=32, shapes_length=200_000, holdout=holdout, objective="rectified_flow",
         cond_dropout=0.1, steps=settings.shapes_steps, batch_size=settings.shapes_batch, lr=3e-4, warmup_steps=500,
         ema_decay=0.999, mixed_precision="bf16" if settings.device != "cpu" else "no",
-        num_workers=0 if settings.device == "cpu" else 8,
+        num_workers=0 if settings.device == "cpu" else 12,
         output_dir=str(out), device=settings.device, seed=0,
     )  # fmt: skip
 

@@ -108,6 +108,8 @@ def _loader(data: TrainingData, config: TrainImageConfig) -> DataLoader:
         drop_last=len(data.dataset) >= config.batch_size,  # type: ignore[arg-type]
         collate_fn=collate,
         num_workers=config.num_workers,
+        persistent_workers=config.num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
     )
 
 
