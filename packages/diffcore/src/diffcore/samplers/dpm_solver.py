@@ -33,7 +33,7 @@ from torch import Tensor
 
 from diffcore.denoiser import DenoiserBase
 from diffcore.samplers.lambda_steps import (
-    Point,
+    GridPoint,
     data_step,
     ddim_step,
     grid_points,
@@ -47,7 +47,7 @@ SolverType = Literal["midpoint", "heun"]
 D2Weight = Literal["taylor", "diffusers"]
 
 
-def _is_final(t: Point) -> bool:
+def _is_final(t: GridPoint) -> bool:
     """A step ending at ``t = 0`` (or at ``sigma = 0``) returns the data estimate."""
     return t.t == 0.0 or t.sigma == 0.0
 
@@ -62,10 +62,10 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _intermediate_points(denoiser: DenoiserBase, pts: list[Point], fractions: Sequence[float]) -> list:
+def _intermediate_points(denoiser: DenoiserBase, pts: list[GridPoint], fractions: Sequence[float]) -> list:
     """For each interval with a finite ``h``, the points at ``lambda_s + r h`` for every ``r`` in
     ``fractions``; None for intervals taken at first order. Computed before the loop (CPU only)."""
-    out: list[list[Point] | None] = []
+    out: list[list[GridPoint] | None] = []
     for s, t in itertools.pairwise(pts):
         h = step_length(s, t)
         if not math.isfinite(h) or _is_final(t):
@@ -76,7 +76,14 @@ def _intermediate_points(denoiser: DenoiserBase, pts: list[Point], fractions: Se
 
 
 def _dpm_solver_2_step(
-    denoiser: DenoiserBase, x0: Tensor, eps: Tensor, s: Point, mid: Point, t: Point, r1: float, cond: dict
+    denoiser: DenoiserBase,
+    x0: Tensor,
+    eps: Tensor,
+    s: GridPoint,
+    mid: GridPoint,
+    t: GridPoint,
+    r1: float,
+    cond: dict,
 ) -> Tensor:
     """DPM-Solver-2 (Lu et al. 2022, Algorithm 1): ``u = `` first-order step to ``lambda_s + r1 h``, then
     ``x_t = alpha_t x0 + sigma_t eps - sigma_t / (2 r1) (e^h - 1) (eps(u) - eps)`` (first part = Eq. 3.7)."""
@@ -90,10 +97,10 @@ def _dpm_solver_3_step(
     denoiser: DenoiserBase,
     x0: Tensor,
     eps: Tensor,
-    s: Point,
-    m1: Point,
-    m2: Point,
-    t: Point,
+    s: GridPoint,
+    m1: GridPoint,
+    m2: GridPoint,
+    t: GridPoint,
     r1: float,
     r2: float,
     cond: dict,
@@ -253,7 +260,9 @@ def multistep_weights(
     return [phi(0, h) * (j == 0) + c1 * a + c2 * b for j, (a, b) in enumerate(zip(d1, d2))]
 
 
-def _multistep_order(order: int, i: int, steps: int, lower_order_final: bool, history: list[Point]) -> int:
+def _multistep_order(
+    order: int, i: int, steps: int, lower_order_final: bool, history: list[GridPoint]
+) -> int:
     """Order of step ``i``: limited by the outputs available (warm-up), by infinite earlier intervals,
     and near the end of short runs (``lower_order_final`` and fewer than 15 steps: diffusers' rule)."""
     p = min(order, i + 1)
@@ -278,7 +287,7 @@ def _dpmpp_multistep(
 ) -> Tensor:
     pts = grid_points(denoiser.schedule, grid)
     steps = len(pts) - 1
-    history: list[Point] = []
+    history: list[GridPoint] = []
     outputs: list[Tensor] = []
     for i, (s, t) in enumerate(itertools.pairwise(pts)):
         x0 = denoiser.x0(x, s.t, **cond)
@@ -387,7 +396,7 @@ def sample_dpmpp_2m_sde(
         raise ValueError(f"eta: expected >= 0, got {eta}")
     _check_choice("solver_type", solver_type, ("midpoint", "heun"))
     pts = grid_points(denoiser.schedule, grid)
-    prev: tuple[Point, Tensor] | None = None
+    prev: tuple[GridPoint, Tensor] | None = None
     for i, (s, t) in enumerate(itertools.pairwise(pts)):
         x0 = denoiser.x0(x, s.t, **cond)
         if _is_final(t):
@@ -410,7 +419,7 @@ def sample_dpmpp_2m_sde(
     return x
 
 
-def _ancestral_target(s: Point, t: Point, eta: float) -> tuple[float, float]:
+def _ancestral_target(s: GridPoint, t: GridPoint, eta: float) -> tuple[float, float]:
     """``(sigma_down, sigma_up)`` in "VE units" ``sigma / alpha`` (k-diffusion's ``get_ancestral_step``):
     ``sigma_up = eta sqrt(v_t (v_s - v_t) / v_s)`` with ``v = (sigma / alpha)^2``, ``sigma_down^2 = v_t - sigma_up^2``."""
     vs, vt = math.exp(-2 * s.lam), math.exp(-2 * t.lam)
@@ -448,7 +457,7 @@ def sample_dpmpp_2s_ancestral(
             x = x0
         else:
             down, up = _ancestral_target(s, t, eta) if math.isfinite(s.lam) else (t.sigma / t.alpha, 0.0)
-            target = Point(t.t, t.alpha, t.alpha * down, -math.log(down) if down > 0 else math.inf)
+            target = GridPoint(t.t, t.alpha, t.alpha * down)
             if math.isfinite(s.lam) and math.isfinite(target.lam):
                 mid = point_at_lambda(denoiser.schedule, 0.5 * (s.lam + target.lam))
                 x0 = denoiser.x0(data_step(x, x0, s, mid), mid.t, **cond)

@@ -14,45 +14,26 @@ Edges: ``lambda = +inf`` where ``sigma = 0`` (``t = 0`` of VP / EDM / rectified 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from diffcore.samplers.steps import GridPoint, grid_points, half_log_snr
 from diffcore.schedules import Schedule
 
-
-@dataclass(frozen=True)
-class Point:
-    """One time of a grid: ``t`` in [0, 1] (0 = data), ``alpha(t)``, ``sigma(t)`` and
-    ``lam = log(alpha / sigma)`` (``+inf`` where sigma = 0, ``-inf`` where alpha = 0)."""
-
-    t: float
-    alpha: float
-    sigma: float
-    lam: float
-
-
-def half_log_snr(alpha: float, sigma: float) -> float:
-    """``log(alpha / sigma)`` with the limits ``+inf`` (sigma = 0) and ``-inf`` (alpha = 0)."""
-    if sigma <= 0:
-        return math.inf
-    if alpha <= 0:
-        return -math.inf
-    return math.log(alpha) - math.log(sigma)
+__all__ = [
+    "GridPoint",
+    "data_step",
+    "ddim_step",
+    "grid_points",
+    "half_log_snr",
+    "phi",
+    "point_at_lambda",
+    "step_length",
+]
 
 
-def grid_points(schedule: Schedule, grid: Tensor | list[float]) -> list[Point]:
-    """The :class:`Point` of every time of ``grid`` (a float64 CPU tensor or a list of floats)."""
-    times = torch.as_tensor(grid, dtype=torch.float64).cpu()
-    alphas = schedule.alpha(times).tolist()
-    sigmas = schedule.sigma(times).tolist()
-    return [
-        Point(t, a, s, half_log_snr(a, s)) for t, a, s in zip(times.tolist(), alphas, sigmas, strict=True)
-    ]
-
-
-def point_at_lambda(schedule: Schedule, lam: float) -> Point:
+def point_at_lambda(schedule: Schedule, lam: float) -> GridPoint:
     """The grid point whose half-log-SNR is ``lam`` (through ``schedule.t_from_log_snr(2 lam)``)."""
     if not math.isfinite(lam):
         raise ValueError(f"lam: expected a finite half-log-SNR, got {lam}")
@@ -60,7 +41,7 @@ def point_at_lambda(schedule: Schedule, lam: float) -> Point:
     return grid_points(schedule, [t])[0]
 
 
-def step_length(s: Point, t: Point) -> float:
+def step_length(s: GridPoint, t: GridPoint) -> float:
     """``h = lambda_t - lambda_s`` (``inf`` when either end is at the edge of the path)."""
     if math.isinf(t.lam) or math.isinf(s.lam):
         return math.inf
@@ -86,14 +67,14 @@ def phi(k: int, h: float) -> float:
     return value
 
 
-def data_step(x: Tensor, x0: Tensor, s: Point, t: Point) -> Tensor:
+def data_step(x: Tensor, x0: Tensor, s: GridPoint, t: GridPoint) -> Tensor:
     """First-order step from ``s`` to ``t`` in data-prediction form (DPM-Solver++(1) = DDIM):
     ``x_t = (sigma_t / sigma_s) x_s + alpha_t (1 - e^{-h}) x0`` (Lu et al. 2022b, Eq. 10)."""
     h = step_length(s, t)
     return (t.sigma / s.sigma) * x + (t.alpha * phi(0, h)) * x0
 
 
-def ddim_step(x0: Tensor, eps: Tensor, t: Point) -> Tensor:
+def ddim_step(x0: Tensor, eps: Tensor, t: GridPoint) -> Tensor:
     """First-order step written without dividing by ``alpha_s`` or ``sigma_s`` (Song et al. 2021a, Eq. 12):
     ``x_t = alpha_t x0 + sigma_t eps``; equal to DPM-Solver-1 (Lu et al. 2022, Eq. 3.7) when
     ``x_s = alpha_s x0 + sigma_s eps``."""

@@ -21,25 +21,43 @@ from diffcore.predictions import PathCoefficients, from_x0_eps
 from diffcore.schedules import Schedule
 
 
+def half_log_snr(alpha: float, sigma: float) -> float:
+    """``log(alpha / sigma)`` with the limits ``+inf`` (sigma = 0) and ``-inf`` (alpha = 0)."""
+    if sigma <= 0:
+        return math.inf
+    if alpha <= 0:
+        return -math.inf
+    return math.log(alpha) - math.log(sigma)
+
+
 @dataclass(frozen=True)
 class GridPoint:
-    """Path coefficients at one grid time, as python floats (no device tensors)."""
+    """Path coefficients at one grid time, as python floats (no device tensors).
+
+    ``d_alpha``/``d_sigma`` are NaN for points built without derivatives (intermediate points of
+    exponential integrators, which never need them)."""
 
     t: float
     alpha: float
     sigma: float
-    d_alpha: float
-    d_sigma: float
+    d_alpha: float = math.nan
+    d_sigma: float = math.nan
 
     @property
     def is_data(self) -> bool:
         """True at ``t = 0``: a step landing here returns the ``x0`` estimate."""
         return self.t == 0.0
 
+    @property
+    def lam(self) -> float:
+        """Half log-SNR ``log(alpha / sigma)`` (``+inf`` where sigma = 0, ``-inf`` where alpha = 0): the
+        variable exponential integrators (DPM-Solver, UniPC) step in."""
+        return half_log_snr(self.alpha, self.sigma)
 
-def grid_points(schedule: Schedule, grid: Tensor) -> list[GridPoint]:
+
+def grid_points(schedule: Schedule, grid: Tensor | list[float]) -> list[GridPoint]:
     """The coefficients of ``schedule`` at every time of ``grid`` ((N+1,) float64 CPU), evaluated once."""
-    times = grid.to(torch.float64).cpu()
+    times = torch.as_tensor(grid, dtype=torch.float64).cpu()
     columns = [c.reshape(-1).tolist() for c in schedule.coefficients(times)]
     return [GridPoint(t, *cs) for t, *cs in zip(times.tolist(), *columns)]
 

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from diffcore.denoiser import DenoiserBase
-from diffcore.samplers.lambda_steps import Point, ddim_step, grid_points, step_length
+from diffcore.samplers.lambda_steps import GridPoint, ddim_step, grid_points, step_length
 from diffcore.samplers.registry import Callback, register
 
 Variant = Literal["bh1", "bh2"]
@@ -66,10 +66,10 @@ def unipc_weights(order: int, h: float, rks: list[float], variant: Variant, pred
 
 def _update(
     x: Tensor,
-    s: Point,
-    t: Point,
+    s: GridPoint,
+    t: GridPoint,
     m0: Tensor,
-    earlier: list[tuple[Point, Tensor]],
+    earlier: list[tuple[GridPoint, Tensor]],
     order: int,
     variant: Variant,
     predict_x0: bool,
@@ -96,7 +96,7 @@ def _update(
     return out
 
 
-def _step_order(order: int, i: int, steps: int, lower_order_final: bool, pts: list[Point]) -> int:
+def _step_order(order: int, i: int, steps: int, lower_order_final: bool, pts: list[GridPoint]) -> int:
     """Warm-up (``min(order, i + 1)``), taper at the end (``lower_order_final``: ``min(order, steps - i)``, as
     in the authors' code) and first order for steps touching an edge of the path (infinite ``h``)."""
     p = min(order, i + 1, steps - i) if lower_order_final else min(order, i + 1)
@@ -148,7 +148,7 @@ def sample_unipc(
         raise ValueError(f"variant: expected 'bh1' or 'bh2', got {variant!r}")
     pts = grid_points(denoiser.schedule, grid)
     steps = len(pts) - 1
-    earlier: list[tuple[Point, Tensor]] = []  # (point, output), most recent first
+    earlier: list[tuple[GridPoint, Tensor]] = []  # (point, output), most recent first
     x_prev, prev_order = x, 0
     for i, (s, t) in enumerate(itertools.pairwise(pts)):
         x0, eps = denoiser.x0_eps(x, s.t, **cond)
