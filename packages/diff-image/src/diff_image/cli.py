@@ -30,7 +30,7 @@ app = typer.Typer(
     help="Image diffusion: pixel and latent, class / text / spatial conditioning, LoRA, editing, metrics.",
 )
 
-CONFIG_HELP = "YAML or TOML file with settings (a [train]/[sample]/[lora] table or top-level keys)."
+CONFIG_HELP = "YAML or TOML file with settings: a 'train' / 'sample' / 'lora' table, or top-level keys."
 SET_HELP = (
     "Override one setting, 'key=value' (YAML value; dotted keys for nested, e.g. model.depth=6). Repeatable."
 )
