@@ -158,12 +158,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    if device.type == "cuda" and args.sdpa_backend != "auto":
+        # Pin SDPA to one backend for the whole run (cuDNN attention is the fastest on Hopper in torch >= 2.5).
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        backend = {
+            "cudnn": SDPBackend.CUDNN_ATTENTION,
+            "flash": SDPBackend.FLASH_ATTENTION,
+            "efficient": SDPBackend.EFFICIENT_ATTENTION,
+        }[args.sdpa_backend]
+        sdpa_kernel(backend).__enter__()
     n = 256 if device.type == "cpu" else 8192
     peak = peak_matmul_flops(device, torch.bfloat16, n, iters=3 if device.type == "cpu" else 50)
     rows = []
     for name, cfg in model_configs(args.quick, args.models).items():
         flops = forward_flops_per_image(cfg)
-        for impl, build in IMPLEMENTATIONS.items():
+        for impl in args.impls:
+            build = IMPLEMENTATIONS[impl]
             torch.manual_seed(0)
             model = build(cfg)
             params = sum(p.numel() for p in model.parameters())
@@ -179,6 +190,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     **stats,
                 }
             )
+            print(
+                f"  done {name} {impl}: {stats['images_per_s']:.1f} img/s, MFU {100 * mfu:.1f}%", flush=True
+            )
             del model
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -191,6 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "batch": args.batch,
         "steps": args.steps,
         "compile": args.compile,
+        "sdpa_backend": args.sdpa_backend,
         "dtype": "bf16 autocast, fp32 weights",
         "peak_bf16_tflops": peak / 1e12,
         "quick": args.quick,
@@ -222,6 +237,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="torch.compile both implementations")
+    parser.add_argument("--impls", nargs="+", default=list(IMPLEMENTATIONS), choices=list(IMPLEMENTATIONS))
+    parser.add_argument("--sdpa-backend", default="auto", choices=["auto", "cudnn", "flash", "efficient"])
     parser.add_argument("--quick", action="store_true", help="tiny model on CPU, 2 steps (a smoke test)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default under benchmarks/results)")
     args = parser.parse_args(argv)
