@@ -20,7 +20,6 @@ from diffcore.discrete import (
     mask_tokens,
     masked_ancestral_sample,
     masked_nelbo_terms,
-    sample_times,
     subs_log_probs,
     time_grid,
 )
@@ -47,6 +46,16 @@ def collate_sequences(items: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
     return {"tokens": tokens, "label": torch.stack([item["label"] for item in items]), "mask": mask}
 
 
+def _antithetic_times(
+    n: int, generator: torch.Generator | None, device: torch.device, eps: float = 1e-5
+) -> Tensor:
+    """``n`` stratified times ``(u + i / n) mod 1`` on ``[eps, 1]`` (MDLM's low-discrepancy sampler), drawn
+    on ``device`` so a CUDA generator works (:func:`diffcore.discrete.sample_times` draws on the CPU)."""
+    u = torch.rand((), generator=generator, device=device, dtype=torch.float64)
+    t = (u + torch.arange(n, device=device, dtype=torch.float64) / n) % 1.0
+    return (eps + (1 - eps) * t).float()
+
+
 @dataclass
 class SequenceObjective:
     """NELBO of masked diffusion per residue (nats), with CFG label dropout ``p_uncond``.
@@ -69,7 +78,7 @@ class SequenceObjective:
     ) -> tuple[Tensor, dict[str, float]]:
         x0, y, mask = batch["tokens"], batch["label"], batch["mask"].bool()
         valid = mask & (x0 != MASK_TOKEN)
-        t = sample_times(x0.shape[0], generator=generator, device=x0.device)
+        t = _antithetic_times(x0.shape[0], generator, x0.device)
         x_t = mask_tokens(x0, self.schedule.alpha(t.double()), MASK_TOKEN, generator)
         x_t = torch.where(mask, x_t, torch.full_like(x_t, MASK_TOKEN))
         y = drop_labels(y, self.p_uncond, model.null_class, generator)
