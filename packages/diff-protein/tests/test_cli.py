@@ -117,3 +117,48 @@ def test_errors_name_the_bad_option(tmp_path) -> None:
     assert result.exit_code != 0 and "--what" in result.output
     result = runner.invoke(app, ["sample", "--run", str(tmp_path / "nothing"), "--out", str(tmp_path)])
     assert result.exit_code != 0 and "run.json" in result.output
+
+
+def test_run_bench_tiny_writes_pdb_fasta_and_every_metric(tmp_path) -> None:
+    from diff_protein.bench import BenchSettings, run_bench
+
+    settings = BenchSettings(
+        num_backbones=4,
+        min_length=24,
+        max_length=26,
+        node_dim=16,
+        pair_dim=8,
+        num_blocks=1,
+        backbone_steps=2,
+        backbone_batch=2,
+        ema_decay=0.9,
+        num_samples=2,
+        sample_steps=3,
+        noise_scales=(1.0, 0.1),
+        seq_length=8,
+        per_family=4,
+        seq_hidden=16,
+        seq_depth=1,
+        seq_steps=2,
+        classifier_steps=2,
+        samples_per_family=2,
+        seq_batch=8,
+    )
+    result = run_bench(tmp_path, settings)
+    assert result.status == "ok" and result.modality == "protein"
+    assert all((tmp_path / f).is_file() for f in result.files)
+    assert (
+        sum(f.endswith(".pdb") for f in result.files) == 5 and "sequences/cfg_samples.fasta" in result.files
+    )
+    for key in (
+        "backbone_ca_ca_valid",
+        "backbone_clash_free",
+        "backbone_sse_max_abs_diff",
+        "backbone_noise0.1_ca_ca_valid",
+        "sequence_w2_adherence_classifier",
+        "sequence_w2_adherence_bayes",
+        "motif_rmsd",
+    ):
+        assert 0.0 <= result.metrics[key] <= 1.0 or key == "motif_rmsd"
+    assert result.metrics["motif_rmsd"] < 1e-3  # motif residues are held exactly
+    assert json.loads((tmp_path / "metrics.json").read_text())["metrics"] == result.metrics
