@@ -110,6 +110,16 @@ class _ConsistencyObjective:
                 f"s_max: expected > s_min = {self.parameterization._s_min:.4g}, got {self.s_max}"
             )
         self.target = TargetNetwork(self.target_ema)
+        self._times: dict[int, Tensor] = {}  # discretisation times by number of points (bisection is slow)
+
+    def times(self, sigmas: Tensor) -> Tensor:
+        """The times of the data-unit noise levels ``sigmas`` (cached per length), ``t_min`` exactly first."""
+        key = len(sigmas)
+        if key not in self._times:
+            times = time_of_data_sigma(self.parameterization.schedule, sigmas)
+            times[0] = self.parameterization.t_min  # exact boundary, not a bisection result
+            self._times[key] = times
+        return self._times[key]
 
     @property
     def t_max(self) -> float:
@@ -135,9 +145,7 @@ class _ConsistencyObjective:
             idx = torch.randint(0, n, (b,), device=device, generator=generator)
         else:
             idx = torch.multinomial(probs.to(device), b, replacement=True, generator=generator)
-        times = time_of_data_sigma(self.parameterization.schedule, sigmas)
-        times[0] = self.parameterization.t_min  # exact boundary, not a bisection result
-        times = times.to(device)
+        times = self.times(sigmas).to(device)
         if self.weighting == "ict":  # lambda = 1 / (s_{n+1} - s_n), normalised to mean 1 over the intervals
             lam = 1.0 / (sigmas[skip:] - sigmas[:-skip])
             weight = (lam / lam.mean()).to(device)[idx]
