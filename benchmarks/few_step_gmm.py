@@ -110,9 +110,9 @@ def evaluate(den, sampler: str, ref, noise, t_start: float = 1.0, **options) -> 
     return out
 
 
-def run(quick: bool, out: Path) -> dict:
+def run(quick: bool, out: Path, scale: float = 1.0) -> dict:
     torch.manual_seed(0)
-    scale = 0.01 if quick else 1.0
+    scale = 0.01 if quick else scale
     n = lambda steps: max(int(steps * scale), 4)  # noqa: E731
     width = 16 if quick else 128
     n_eval = 500 if quick else 4000
@@ -280,17 +280,19 @@ def run(quick: bool, out: Path) -> dict:
         },
         "train_seconds": seconds,
         "quick": quick,
+        "train_steps_scale": scale,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny run (checks the script)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every training length by this")
     parser.add_argument("--out", default="benchmarks/results/few_step_gmm.json")
     parser.add_argument("--workdir", default="runs/few_step_gmm")
     args = parser.parse_args()
     torch.set_num_threads(max(torch.get_num_threads(), 1))
-    result = run(args.quick, Path(args.workdir) / ("quick" if args.quick else "full"))
+    result = run(args.quick, Path(args.workdir) / ("quick" if args.quick else "full"), args.scale)
     print(
         f"{'method (sampler)':42s} " + " ".join(f"{k + ' step':>9s}" for k in ("1", "2", "4")) + "  50 step"
     )
