@@ -67,3 +67,20 @@ def test_bad_configurations_are_named():
         build_backbone(ImageModelConfig(backbone="dit", conditioning="text"), (3, 8, 8), context_dim=8)
     with pytest.raises(ValueError, match="num_classes"):
         build_backbone(ImageModelConfig(conditioning="class"), (1, 8, 8), num_classes=0)
+
+
+def test_local_t5_folder_loads_frozen_with_masked_mean_pooling(tmp_path):
+    from transformers import T5Config, T5EncoderModel
+
+    clip = TextEncoder.from_scratch(WORDS, width=16, layers=1, heads=2, max_length=10)
+    config = T5Config(vocab_size=len(clip.tokenizer), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+                      pad_token_id=clip.tokenizer.pad_token_id)  # fmt: skip
+    T5EncoderModel(config).save_pretrained(tmp_path / "t5")
+    clip.tokenizer.save_pretrained(tmp_path / "t5")
+    enc = TextEncoder.from_pretrained(tmp_path / "t5", max_length=10)
+    assert enc.kind == "t5" and enc.width == 16
+    assert not any(p.requires_grad for p in enc.parameters())
+    ids = enc.tokenize(["a red circle"])
+    context, mask, pooled = enc(ids)
+    m = mask.unsqueeze(-1).float()
+    torch.testing.assert_close(pooled, (context * m).sum(1) / m.sum(1))
