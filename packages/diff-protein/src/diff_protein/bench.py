@@ -59,7 +59,7 @@ class BenchSettings:
     node_dim: int = 64
     pair_dim: int = 32
     num_blocks: int = 2
-    backbone_steps: int = 30
+    backbone_steps: int = 100
     backbone_batch: int = 8
     backbone_lr: float = 1e-3
     ema_decay: float | None = None
@@ -73,12 +73,12 @@ class BenchSettings:
     per_family: int = 64
     seq_hidden: int = 64
     seq_depth: int = 2
-    seq_steps: int = 60
+    seq_steps: int = 200
     seq_batch: int = 32
     seq_lr: float = 2e-3
     samples_per_family: int = 16
     guidance_scale: float = 2.0
-    classifier_steps: int = 60
+    classifier_steps: int = 150
     data_workers: int = 0
     seed: int = 0
     cpu: bool = True
