@@ -64,3 +64,14 @@ def test_concept_rate_reads_the_concept():
     assert concept_rate(others, "red") == 0.0
     circles, _ = concept_images("circle", 6, image_size=32)
     assert concept_rate(circles, "circle") >= 5 / 6  # the shape is read from geometry
+
+
+def test_a_pipeline_with_adapters_refuses_a_whole_save(tmp_path):
+    from diffcore.nn import add_lora
+
+    pipe = tiny_pipe()
+    add_lora(pipe.model, rank=2)
+    import pytest
+
+    with pytest.raises(ValueError, match="save_adapter"):
+        pipe.save_pretrained(tmp_path / "p")

@@ -211,10 +211,9 @@ class ImagePipeline:
         """
         if n < 1:
             raise ValueError(f"n: expected >= 1, got {n}")
-        self.model.eval()
         full_cond, uncond = self.condition(n, y, prompt)
         full_cond.update(cond or {})
-        den = self.guided(self.denoiser(), uncond, guidance)
+        den = self.guided(self.denoiser(self.network.eval()), uncond, guidance)
         out = []
         for start in range(0, n, batch_size):
             b = min(batch_size, n - start)
@@ -233,6 +232,11 @@ class ImagePipeline:
         out = Path(directory)
         if not isinstance(self.model, PretrainedModel):
             raise TypeError(f"model: expected a PretrainedModel to save, got {type(self.model).__name__}")
+        if getattr(self.model, "peft_config", None):
+            raise ValueError(
+                "model: holds LoRA adapters; save them alone with diff_image.lora.save_adapter and load them into "
+                "the saved base with diff_image.lora.load_adapters"
+            )
         self.model.save_pretrained(out / "model")
         if self.autoencoder is not None:
             self.autoencoder.save_pretrained(out / "autoencoder")
