@@ -3,6 +3,7 @@ weights, and the concept metric reads the concept from the pixels."""
 
 import copy
 
+import pytest
 import torch
 from diff_image.config import ImageModelConfig, LoraImageConfig
 from diff_image.data import ShapesConfig, ShapesDataset
@@ -15,6 +16,7 @@ from diff_image.lora import (
 )
 from diff_image.models import build_backbone
 from diff_image.pipeline import ImagePipeline
+from diffcore.nn import add_lora
 
 
 def tiny_pipe() -> ImagePipeline:
@@ -67,11 +69,7 @@ def test_concept_rate_reads_the_concept():
 
 
 def test_a_pipeline_with_adapters_refuses_a_whole_save(tmp_path):
-    from diffcore.nn import add_lora
-
     pipe = tiny_pipe()
     add_lora(pipe.model, rank=2)
-    import pytest
-
     with pytest.raises(ValueError, match="save_adapter"):
         pipe.save_pretrained(tmp_path / "p")
