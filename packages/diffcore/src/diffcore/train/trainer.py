@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, skip_first_batches
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import KwargsHandler, find_batch_size, set_seed
 from torch import nn
 from torch.utils.data import DataLoader
@@ -126,6 +127,11 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / CHECKPOINT_DIR
+        # accelerate keeps its mixed-precision and accumulation settings in process-wide singletons; a
+        # second Trainer in the same process (a pipeline that trains an autoencoder, then a diffusion model
+        # in bf16) must start from clean ones. The distributed state (PartialState) is kept.
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
         self.accelerator = Accelerator(
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.grad_accum_steps,
