@@ -417,7 +417,7 @@ def reverse_step(
     """
     if dt <= 0:
         raise ValueError(f"dt: expected a positive step, got {dt}")
-    g = schedule.diffusion_coefficient(t).to(r_t.dtype)[..., None]
+    g = torch.as_tensor(schedule.diffusion_coefficient(t)).to(device=r_t.device, dtype=r_t.dtype)[..., None]
     z = torch.randn(score_t.shape, generator=generator, dtype=r_t.dtype, device=r_t.device)
     step = g * g * score_t * dt + noise_scale * g * math.sqrt(dt) * z
     return r_t @ so3.exp_map(step)
