@@ -3,15 +3,9 @@
 Each family lives in its own module and registers itself on import.
 """
 
+# ruff: noqa: F401  (the family modules are imported for their registrations)
+from diffcore import grids_optimized
+from diffcore.samplers import consistency, ddim, ddpm, dpm_solver, euler, ode, sde, unipc
 from diffcore.samplers.registry import SamplerSpec, available, get, register
 
 __all__ = ["SamplerSpec", "available", "get", "register"]
-from diffcore.samplers import dpm_solver  # noqa: E402,F401
-from diffcore.samplers import unipc  # noqa: E402,F401
-from diffcore.samplers import ddim  # noqa: E402,F401
-from diffcore.samplers import ddpm  # noqa: E402,F401
-from diffcore.samplers import euler  # noqa: E402,F401
-from diffcore.samplers import ode  # noqa: E402,F401
-from diffcore.samplers import sde  # noqa: E402,F401
-from diffcore import grids_optimized  # noqa: E402,F401
-from diffcore.samplers import consistency  # noqa: E402,F401
