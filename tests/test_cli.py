@@ -6,11 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from diffcore.bench import run_bench, select
 from diffcore.cli import build_app
 from diffcore.modality import BenchResult, InstalledModality, Modality, discover
+from typer.testing import CliRunner
 
 EXPECTED = {"image", "video", "audio", "3d", "protein", "materials", "language", "timeseries"}
 
@@ -44,7 +43,9 @@ def _item(name, bench):
 def test_bench_report_records_success_failure_and_missing(tmp_path: Path):
     def ok(out_dir: Path, quick: bool) -> BenchResult:
         (out_dir / "grid.png").write_bytes(b"png")
-        return BenchResult(modality="good", status="ok", summary="trained", metrics={"acc": 0.9}, files=["grid.png"])
+        return BenchResult(
+            modality="good", status="ok", summary="trained", metrics={"acc": 0.9}, files=["grid.png"]
+        )
 
     def broken(out_dir: Path, quick: bool) -> BenchResult:
         raise RuntimeError("exploded on purpose")

@@ -79,7 +79,9 @@ def _venv_with(tmp: Path, wheels: list[Path], constraints: Path) -> Path:
 
 
 def _importable(python: Path, names: list[str]) -> set[str]:
-    code = "import importlib.util, sys; print(' '.join(n for n in sys.argv[1:] if importlib.util.find_spec(n)))"
+    code = (
+        "import importlib.util, sys; print(' '.join(n for n in sys.argv[1:] if importlib.util.find_spec(n)))"
+    )
     out = subprocess.run([str(python), "-c", code, *names], capture_output=True, text=True, check=True).stdout
     return set(out.split())
 
@@ -89,13 +91,20 @@ def test_modality_package_installs_alone(package, wheels, constraints, tmp_path)
     python = _venv_with(tmp_path, [wheels[package], wheels["diffcore"]], constraints)
     module = package.replace("-", "_")
     version = subprocess.run(
-        [str(python), "-c", f"import {module}; print({module}.__version__)"], capture_output=True, text=True, check=True
+        [str(python), "-c", f"import {module}; print({module}.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert version == "0.1.0"
     present = _importable(python, sorted(FIELD_LIBRARIES))
     foreign = {lib for lib in present if package not in FIELD_LIBRARIES[lib]}
-    assert not foreign, f"installing {package} alone brought other packages' field libraries: {sorted(foreign)}"
-    listing = subprocess.run([str(python.parent / "diffuse"), "list"], capture_output=True, text=True, check=True).stdout
+    assert not foreign, (
+        f"installing {package} alone brought other packages' field libraries: {sorted(foreign)}"
+    )
+    listing = subprocess.run(
+        [str(python.parent / "diffuse"), "list"], capture_output=True, text=True, check=True
+    ).stdout
     others = [m for p, m in MODALITY_OF.items() if p != package and f" {m} " in listing]
     assert f" {MODALITY_OF[package]} " in listing and not others, listing
 
@@ -103,5 +112,7 @@ def test_modality_package_installs_alone(package, wheels, constraints, tmp_path)
 def test_diffcore_installs_alone_with_no_modality(wheels, constraints, tmp_path):
     python = _venv_with(tmp_path, [wheels["diffcore"]], constraints)
     assert not _importable(python, sorted(FIELD_LIBRARIES))
-    listing = subprocess.run([str(python.parent / "diffuse"), "list"], capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        [str(python.parent / "diffuse"), "list"], capture_output=True, text=True, check=True
+    ).stdout
     assert "No modality package is installed" in listing

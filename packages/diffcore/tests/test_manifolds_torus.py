@@ -12,9 +12,12 @@ from scipy import integrate, stats
 @pytest.mark.parametrize("sigma", [0.01, 0.1, 0.5, 2.0])
 def test_density_integrates_to_one_per_coordinate(sigma):
     mu = torch.tensor([0.3], dtype=torch.float64)
-    p = lambda x: math.exp(
-        float(torus.wrapped_normal_log_prob(torch.tensor([x], dtype=torch.float64), mu, sigma))
-    )  # noqa: E731
+
+    def p(x: float) -> float:
+        return math.exp(
+            float(torus.wrapped_normal_log_prob(torch.tensor([x], dtype=torch.float64), mu, sigma))
+        )
+
     total, _ = integrate.quad(p, 0, 1, points=[0.3], limit=200)
     assert total == pytest.approx(1.0, abs=1e-8)
 

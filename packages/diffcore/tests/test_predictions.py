@@ -35,7 +35,7 @@ def test_rectified_flow_velocity_is_eps_minus_x0():
     torch.testing.assert_close(from_x0_eps(x0, eps, "velocity", c), eps - x0)
 
 
-@pytest.mark.parametrize("name", SCHEDULES + ["zt"])
+@pytest.mark.parametrize("name", [*SCHEDULES, "zt"])
 @pytest.mark.parametrize("source", PREDICTIONS)
 @pytest.mark.parametrize("t", [0.0, 1.0])
 def test_edges_are_finite(name, source, t):

@@ -31,7 +31,7 @@ def test_roundtrip_restores_config_and_weights(tmp_path):
 
 
 def test_missing_and_corrupt_files_raise_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
         Tiny.from_pretrained(tmp_path)
     Tiny(TinyConfig()).save_pretrained(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"garbage")

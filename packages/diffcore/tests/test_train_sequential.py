@@ -1,9 +1,8 @@
 """Several Trainers in one process (e.g. an autoencoder in float32, then a diffusion model in bf16)."""
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
-
 from diffcore.train import TrainConfig, Trainer
+from torch.utils.data import DataLoader, TensorDataset
 
 
 def _objective(model, batch, generator=None):

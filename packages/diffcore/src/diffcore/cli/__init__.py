@@ -44,7 +44,7 @@ def build_app() -> typer.Typer:
 
     @app.command("bench")
     def bench_cmd(
-        modalities: list[str] | None = typer.Argument(  # noqa: B008
+        modalities: list[str] | None = typer.Argument(
             None, help="Modalities to benchmark (default: every installed one)."
         ),
         quick: bool = typer.Option(False, "--quick", help="Small CPU-sized runs (minutes, not hours)."),
