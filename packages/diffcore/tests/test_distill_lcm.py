@@ -9,7 +9,7 @@ import copy
 import diffcore
 import pytest
 import torch
-from diffcore.analytic import GaussianMixture, sliced_wasserstein
+from diffcore.analytic import GaussianMixture
 from diffcore.denoiser import Denoiser
 from diffcore.distill import (
     ConsistencyCallback,
@@ -19,53 +19,37 @@ from diffcore.distill import (
     MLPDenoiserConfig,
     add_lcm_lora,
 )
+from diffcore.distill.evaluation import (
+    four_mode_mixture,
+    reference_sets,
+    sample_distance,
+    small_train_config,
+    tensor_loader,
+)
 from diffcore.nn.lora import load_lora, lora_parameters, save_lora
-from diffcore.train import TrainConfig, Trainer
-from torch.utils.data import DataLoader, TensorDataset
+from diffcore.train import Trainer
 
 pytestmark = pytest.mark.slow  # trains small networks through the Trainer (tens of seconds each)
 
 SCHEDULE = "rectified-flow"
-GMM = GaussianMixture(
-    torch.full((4,), 0.25),
-    torch.tensor([[1.5, 1.5], [-1.5, 1.5], [1.5, -1.5], [-1.5, -1.5]]),
-    torch.full((4, 2), 0.05),
-)
+GMM = four_mode_mixture()
 
 
 def _config(tmp_path, name, steps):
-    return TrainConfig(
-        steps=steps, lr=3e-3, ema_decay=None, checkpoint_every=None, tensorboard=False, progress_bar=False,
-        output_dir=str(tmp_path / name), log_every=steps, max_grad_norm=1.0,
-    )  # fmt: skip
-
-
-def _stack(items):
-    if len(items[0]) == 1:
-        return torch.stack([i[0] for i in items])
-    return {"x": torch.stack([i[0] for i in items]), "y": torch.stack([i[1] for i in items])}
+    return small_train_config(tmp_path / name, steps)
 
 
 def _loader(*tensors):
-    return DataLoader(
-        TensorDataset(*tensors), batch_size=128, shuffle=True, drop_last=True, collate_fn=_stack
-    )
+    return tensor_loader(*tensors)
 
 
 def _swd(den, sampler, steps, noise, ref, t_start=1.0, **kw):
-    with torch.no_grad():
-        x = diffcore.sample(
-            den, noise, sampler, steps, t_start=t_start, generator=torch.Generator().manual_seed(5), **kw
-        )
-    return sliced_wasserstein(x.double(), ref, projections=64)
+    return sample_distance(den, sampler, steps, noise, ref, t_start=t_start, **kw)
 
 
 def _setup():
     torch.manual_seed(0)
-    data = GMM.sample(4096, torch.Generator().manual_seed(1)).float()
-    ref = GMM.sample(1500, torch.Generator().manual_seed(2))
-    noise = torch.randn(1500, 2, generator=torch.Generator().manual_seed(3))
-    return data, ref, noise
+    return reference_sets(GMM)
 
 
 class _ClassTeacher:

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import copy
 
-import diffcore
 import pytest
 import torch
-from diffcore.analytic import GaussianMixture, sliced_wasserstein
 from diffcore.denoiser import Denoiser
 from diffcore.distill import (
     CoupledFlowMatching,
@@ -22,29 +20,25 @@ from diffcore.distill import (
     generate_couplings,
     straightness,
 )
-from diffcore.train import TrainConfig, Trainer
+from diffcore.distill.evaluation import (
+    four_mode_mixture,
+    sample_distance,
+    small_train_config,
+)
+from diffcore.train import Trainer
 
 pytestmark = pytest.mark.slow  # trains small networks through the Trainer (tens of seconds each)
 
 SCHEDULE = "rectified-flow"
-GMM = GaussianMixture(
-    torch.full((4,), 0.25),
-    torch.tensor([[1.5, 1.5], [-1.5, 1.5], [1.5, -1.5], [-1.5, -1.5]]),
-    torch.full((4, 2), 0.05),
-)
+GMM = four_mode_mixture()
 
 
 def _config(tmp_path, name, steps, lr=3e-3):
-    return TrainConfig(
-        steps=steps, lr=lr, ema_decay=None, checkpoint_every=None, tensorboard=False, progress_bar=False,
-        output_dir=str(tmp_path / name), log_every=steps, max_grad_norm=1.0,
-    )  # fmt: skip
+    return small_train_config(tmp_path / name, steps, lr)
 
 
 def _swd(den, sampler, steps, noise, ref):
-    with torch.no_grad():
-        x = diffcore.sample(den, noise, sampler, steps, generator=torch.Generator().manual_seed(5))
-    return sliced_wasserstein(x.double(), ref, projections=64)
+    return sample_distance(den, sampler, steps, noise, ref)
 
 
 def _pairs():
