@@ -11,6 +11,7 @@ tensor of shape ``(B,)``; ``t = 0`` is data, ``t = 1`` noise.
 from __future__ import annotations
 
 import functools
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -49,13 +50,14 @@ def _upcast(x: Tensor) -> Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-class DenoiserBase:
+class DenoiserBase(ABC):
     """What every denoiser (plain or guided) provides. Subclasses implement :meth:`x0_eps`."""
 
     schedule: Schedule
 
+    @abstractmethod
     def x0_eps(self, x: Tensor, t: float | Tensor, **cond: Any) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError(f"{type(self).__name__} must implement x0_eps")
+        """``(E[x0 | x_t], E[eps | x_t])`` at ``(x, t)`` from one network evaluation."""
 
     def coefficients(self, t: float | Tensor, x: Tensor) -> PathCoefficients:
         """Path coefficients at ``t`` broadcastable against ``x``, computed in float64.

@@ -13,8 +13,9 @@ A model subclasses :class:`PretrainedModel` and takes one dataclass config::
             super().__init__(config)
             self.lin = nn.Linear(config.width, config.width)
 
-    Tiny(TinyConfig()).save_pretrained("out/tiny")
-    model = Tiny.from_pretrained("out/tiny")           # or diffcore.pretrained.load_pretrained("out/tiny")
+    folder = Path("runs") / "tiny"
+    Tiny(TinyConfig()).save_pretrained(folder)
+    model = Tiny.from_pretrained(folder)               # or diffcore.pretrained.load_pretrained(folder)
 
 Writes are atomic (temporary file, then rename), so a failed save never corrupts a checkpoint.
 """
