@@ -16,6 +16,7 @@ data-dependent Python control flow and compiles with ``torch.compile(fullgraph=T
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,36 @@ from diffcore.nn.embeddings import (
 from diffcore.pretrained import PretrainedModel
 
 POS_EMBEDS = ("sincos", "rope")
+
+
+def patch_geometry(
+    input_size: Sequence[int], patch_size: Sequence[int] | int
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Validated ``(input_size, patch_size)`` tuples for 1-3 spatial axes (one ``int`` patch serves every
+    axis; JSON lists become tuples); every input size must be divisible by its patch size."""
+    sizes = tuple(int(s) for s in input_size)
+    ndim = len(sizes)
+    if ndim not in (1, 2, 3):
+        raise ValueError(f"input_size: expected 1, 2 or 3 spatial sizes, got {sizes}")
+    patch = (int(patch_size),) * ndim if isinstance(patch_size, int) else tuple(int(p) for p in patch_size)
+    if len(patch) != ndim or any(p < 1 for p in patch):
+        raise ValueError(f"patch_size: expected {ndim} positive sizes, got {patch}")
+    if any(s % p for s, p in zip(sizes, patch)):
+        raise ValueError(f"input_size: {sizes} must be divisible by patch_size {patch}")
+    return sizes, patch
+
+
+def patch_grid(input_size: Sequence[int], patch_size: Sequence[int]) -> tuple[int, ...]:
+    """Tokens per axis after patchifying ``input_size`` with ``patch_size``."""
+    return tuple(s // p for s, p in zip(input_size, patch_size))
+
+
+def check_attention_layout(hidden_size: int, num_heads: int, pos_embed: str) -> None:
+    """``num_heads`` must divide ``hidden_size``; ``pos_embed`` must be one of :data:`POS_EMBEDS`."""
+    if hidden_size % num_heads:
+        raise ValueError(f"num_heads: {num_heads} must divide hidden_size {hidden_size}")
+    if pos_embed not in POS_EMBEDS:
+        raise ValueError(f"pos_embed: expected one of {POS_EMBEDS}, got {pos_embed!r}")
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -80,23 +111,8 @@ class DiTConfig:
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
-        self.input_size = tuple(int(s) for s in self.input_size)
-        ndim = len(self.input_size)
-        if ndim not in (1, 2, 3):
-            raise ValueError(f"input_size: expected 1, 2 or 3 spatial sizes, got {self.input_size}")
-        if isinstance(self.patch_size, int):
-            self.patch_size = (self.patch_size,) * ndim
-        self.patch_size = tuple(int(p) for p in self.patch_size)
-        if len(self.patch_size) != ndim or any(p < 1 for p in self.patch_size):
-            raise ValueError(f"patch_size: expected {ndim} positive sizes, got {self.patch_size}")
-        if any(s % p for s, p in zip(self.input_size, self.patch_size)):
-            raise ValueError(
-                f"input_size: {self.input_size} must be divisible by patch_size {self.patch_size}"
-            )
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"num_heads: {self.num_heads} must divide hidden_size {self.hidden_size}")
-        if self.pos_embed not in POS_EMBEDS:
-            raise ValueError(f"pos_embed: expected one of {POS_EMBEDS}, got {self.pos_embed!r}")
+        self.input_size, self.patch_size = patch_geometry(self.input_size, self.patch_size)
+        check_attention_layout(self.hidden_size, self.num_heads, self.pos_embed)
         if self.num_classes < 0 or self.depth < 1:
             raise ValueError(
                 f"num_classes >= 0 and depth >= 1 expected, got {self.num_classes}, {self.depth}"
@@ -110,7 +126,7 @@ class DiTConfig:
     @property
     def grid_size(self) -> tuple[int, ...]:
         """Patch-grid size of the configured input."""
-        return tuple(s // p for s, p in zip(self.input_size, self.patch_size))
+        return patch_grid(self.input_size, self.patch_size)
 
 
 class DiTBlock(nn.Module):

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from diffcore.nn.attention import QKVProjection, Rope, attend
-from diffcore.nn.dit import POS_EMBEDS, FinalLayer, Mlp, modulate
+from diffcore.nn.dit import FinalLayer, Mlp, check_attention_layout, modulate, patch_geometry, patch_grid
 from diffcore.nn.embeddings import (
     PatchEmbed,
     RotaryEmbedding,
@@ -66,21 +66,8 @@ class MMDiTConfig:
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
-        self.input_size = tuple(int(s) for s in self.input_size)
-        ndim = len(self.input_size)
-        if ndim not in (1, 2, 3):
-            raise ValueError(f"input_size: expected 1, 2 or 3 spatial sizes, got {self.input_size}")
-        if isinstance(self.patch_size, int):
-            self.patch_size = (self.patch_size,) * ndim
-        self.patch_size = tuple(int(p) for p in self.patch_size)
-        if len(self.patch_size) != ndim or any(s % p for s, p in zip(self.input_size, self.patch_size)):
-            raise ValueError(
-                f"patch_size: {self.patch_size} must give one divisor per axis of {self.input_size}"
-            )
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"num_heads: {self.num_heads} must divide hidden_size {self.hidden_size}")
-        if self.pos_embed not in POS_EMBEDS:
-            raise ValueError(f"pos_embed: expected one of {POS_EMBEDS}, got {self.pos_embed!r}")
+        self.input_size, self.patch_size = patch_geometry(self.input_size, self.patch_size)
+        check_attention_layout(self.hidden_size, self.num_heads, self.pos_embed)
         if self.pooled_dim < 0 or self.context_dim < 1 or self.depth < 1:
             raise ValueError(
                 f"pooled_dim >= 0, context_dim >= 1, depth >= 1 expected, got "
@@ -90,7 +77,7 @@ class MMDiTConfig:
     @property
     def grid_size(self) -> tuple[int, ...]:
         """Patch-grid size of the configured input."""
-        return tuple(s // p for s, p in zip(self.input_size, self.patch_size))
+        return patch_grid(self.input_size, self.patch_size)
 
 
 class StreamAttentionIn(nn.Module):
