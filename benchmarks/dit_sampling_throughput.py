@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 from diffcore.nn.dit import DiT, DiTConfig, dit_config
+from diffusers_reference import diffusers_dit
 from torch import Tensor, nn
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -84,23 +85,9 @@ def diffusers_sampler(
     cfg: DiTConfig, device: torch.device, dtype: torch.dtype, compile: bool, guidance: float
 ):
     """The same loop with diffusers' DiT transformer and DPMSolverMultistepScheduler."""
-    from diffusers import DiTTransformer2DModel, DPMSolverMultistepScheduler
+    from diffusers import DPMSolverMultistepScheduler
 
-    model: nn.Module = (
-        DiTTransformer2DModel(
-            num_attention_heads=cfg.num_heads,
-            attention_head_dim=cfg.hidden_size // cfg.num_heads,
-            in_channels=cfg.in_channels,
-            out_channels=cfg.out_channels,
-            num_layers=cfg.depth,
-            sample_size=cfg.input_size[0],
-            patch_size=cfg.patch_size[0],
-            num_embeds_ada_norm=cfg.num_classes,
-            norm_type="ada_norm_zero",
-        )
-        .to(device=device, dtype=dtype)
-        .eval()
-    )
+    model: nn.Module = diffusers_dit(cfg).to(device=device, dtype=dtype).eval()
     net = torch.compile(model) if compile else model
     scheduler = DPMSolverMultistepScheduler(
         num_train_timesteps=TRAIN_STEPS,

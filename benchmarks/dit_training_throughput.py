@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from diffcore.nn.dit import DiT, DiTConfig, dit_config
 from diffcore.nn.flops import forward_cost, training_flops_per_sample
+from diffusers_reference import diffusers_dit
 from torch import Tensor, nn
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -42,19 +43,7 @@ class DiffusersDiT(nn.Module):
 
     def __init__(self, cfg: DiTConfig) -> None:
         super().__init__()
-        from diffusers import DiTTransformer2DModel
-
-        self.inner = DiTTransformer2DModel(
-            num_attention_heads=cfg.num_heads,
-            attention_head_dim=cfg.hidden_size // cfg.num_heads,
-            in_channels=cfg.in_channels,
-            out_channels=cfg.out_channels,
-            num_layers=cfg.depth,
-            sample_size=cfg.input_size[0],
-            patch_size=cfg.patch_size[0],
-            num_embeds_ada_norm=cfg.num_classes,
-            norm_type="ada_norm_zero",
-        )
+        self.inner = diffusers_dit(cfg)
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
         return self.inner(x, timestep=t * 1000, class_labels=y).sample
