@@ -129,6 +129,25 @@ class DiTConfig:
         return patch_grid(self.input_size, self.patch_size)
 
 
+def init_adaln_zero(model: nn.Module, zeroed: list[nn.Linear]) -> None:
+    """DiT's initialisation (Peebles & Xie 2023, Sec. 3.2) of a model with ``x_embedder`` (patches) and
+    ``t_embedder``: Xavier-uniform linears and patch projection, N(0, 0.02) time MLP, and the ``zeroed``
+    layers (adaLN modulations, output projection) at exactly zero, so each block starts as the identity."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    w = model.x_embedder.proj.weight
+    nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+    nn.init.zeros_(model.x_embedder.proj.bias)
+    nn.init.normal_(model.t_embedder.mlp[0].weight, std=0.02)
+    nn.init.normal_(model.t_embedder.mlp[2].weight, std=0.02)
+    for layer in zeroed:
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+
+
 class DiTBlock(nn.Module):
     """adaLN-Zero transformer block (DiT Fig. 3): attention and MLP, each scaled by a learned gate.
 
@@ -196,24 +215,10 @@ class DiT(PretrainedModel):
 
     def initialize_weights(self) -> None:
         """DiT's initialisation: Xavier-uniform linears, N(0, 0.02) embeddings, zeroed adaLN and output."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        w = self.x_embedder.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.proj.bias)
-        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+        zeroed = [b.modulation for b in self.blocks] + [self.final_layer.modulation, self.final_layer.linear]
+        init_adaln_zero(self, zeroed)
         if self.y_embedder is not None:
             nn.init.normal_(self.y_embedder.table.weight, std=0.02)
-        for block in self.blocks:
-            nn.init.zeros_(block.modulation.weight)
-            nn.init.zeros_(block.modulation.bias)
-        for layer in (self.final_layer.modulation, self.final_layer.linear):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
 
     @property
     def null_class(self) -> int:

@@ -30,7 +30,15 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from diffcore.nn.attention import QKVProjection, Rope, attend
-from diffcore.nn.dit import FinalLayer, Mlp, check_attention_layout, modulate, patch_geometry, patch_grid
+from diffcore.nn.dit import (
+    FinalLayer,
+    Mlp,
+    check_attention_layout,
+    init_adaln_zero,
+    modulate,
+    patch_geometry,
+    patch_grid,
+)
 from diffcore.nn.embeddings import (
     PatchEmbed,
     RotaryEmbedding,
@@ -184,21 +192,9 @@ class MMDiT(PretrainedModel):
 
     def initialize_weights(self) -> None:
         """Xavier-uniform linears, N(0, 0.02) time MLP, zeroed modulations (both streams) and output."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        w = self.x_embedder.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.proj.bias)
-        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
         zeroed = [self.final_layer.modulation, self.final_layer.linear]
         zeroed += [m for b in self.blocks for m in (b.x_modulation, b.c_modulation)]
-        for layer in zeroed:
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        init_adaln_zero(self, zeroed)
 
     def forward(
         self,
