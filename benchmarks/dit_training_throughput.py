@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import platform
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -94,13 +95,52 @@ def forward_flops_per_image(cfg: DiTConfig) -> int:
     return forward_cost(model, x, t, y=y).flops
 
 
+KERNEL_CLASSES = (
+    ("matmul", re.compile(r"gemm|nvjet|cutlass|sm90_xmma|sm80_xmma|matmul|_mm_|addmm", re.I)),
+    ("attention", re.compile(r"flash|fmha|cudnn|attention|sdpa", re.I)),
+    ("optimizer", re.compile(r"adam|multi_tensor|foreach", re.I)),
+    ("fused elementwise (triton)", re.compile(r"^triton_", re.I)),
+)
+
+
+def kernel_breakdown(prof: Any, steps: int) -> dict[str, Any]:
+    """CUDA kernel time per training step from a ``torch.profiler`` run: by class and the top kernels."""
+    by_class: dict[str, float] = {}
+    kernels: list[tuple[str, float, int]] = []
+    for event in prof.key_averages():
+        device_us = getattr(event, "self_device_time_total", None)
+        if device_us is None:
+            device_us = getattr(event, "self_cuda_time_total", 0.0)
+        if device_us <= 0 or event.key.startswith(("ProfilerStep", "aten::", "cuda")):
+            continue
+        name = event.key
+        cls = next((c for c, pattern in KERNEL_CLASSES if pattern.search(name)), "other")
+        by_class[cls] = by_class.get(cls, 0.0) + device_us / 1000 / steps
+        kernels.append((name, device_us / 1000 / steps, event.count // steps))
+    kernels.sort(key=lambda k: -k[1])
+    return {
+        "ms_per_step_by_class": dict(sorted(by_class.items(), key=lambda kv: -kv[1])),
+        "top_kernels": [
+            {"name": n[:120], "ms_per_step": ms, "calls_per_step": c} for n, ms, c in kernels[:20]
+        ],
+    }
+
+
 def time_training(
-    model: nn.Module, cfg: DiTConfig, batch: int, steps: int, warmup: int, device: torch.device, compile: bool
-) -> dict[str, float]:
+    model: nn.Module,
+    cfg: DiTConfig,
+    batch: int,
+    steps: int,
+    warmup: int,
+    device: torch.device,
+    compile: bool,
+    compile_mode: str | None = None,
+    profile: bool = False,
+) -> dict[str, Any]:
     """Time ``steps`` AdamW steps of the eps-prediction loss after ``warmup`` steps; bf16 autocast."""
     model = model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
-    net = torch.compile(model) if compile else model
+    net = torch.compile(model, mode=compile_mode) if compile else model
     gen = torch.Generator(device).manual_seed(0)
     x0 = torch.randn(batch, cfg.in_channels, *cfg.input_size, device=device, generator=gen)
     y = torch.randint(0, cfg.num_classes, (batch,), device=device, generator=gen)
@@ -133,13 +173,24 @@ def time_training(
     if not torch.isfinite(loss):
         raise RuntimeError(f"training diverged: loss {loss.item()}")
     peak_gb = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    return {
+    stats: dict[str, Any] = {
         "images_per_s": batch * steps / elapsed,
         "ms_per_step": 1000 * elapsed / steps,
         "warmup_s": warmup_s,
         "peak_memory_gib": peak_gb,
         "final_loss": float(loss),
     }
+    if profile and device.type == "cuda":
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
+
+        profiled = 3
+        with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(profiled):
+                step()
+            synchronize(device)
+        stats["kernels"] = kernel_breakdown(prof, profiled)
+    return stats
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -167,7 +218,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             torch.manual_seed(0)
             model = build(cfg)
             params = sum(p.numel() for p in model.parameters())
-            stats = time_training(model, cfg, args.batch, args.steps, args.warmup, device, args.compile)
+            stats = time_training(
+                model,
+                cfg,
+                args.batch,
+                args.steps,
+                args.warmup,
+                device,
+                args.compile,
+                args.compile_mode,
+                args.profile,
+            )
             mfu = training_flops_per_sample(flops, batch_size=1) * stats["images_per_s"] / peak
             rows.append(
                 {
@@ -182,6 +243,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(
                 f"  done {name} {impl}: {stats['images_per_s']:.1f} img/s, MFU {100 * mfu:.1f}%", flush=True
             )
+            if "kernels" in stats:
+                for cls, ms in stats["kernels"]["ms_per_step_by_class"].items():
+                    print(f"    {cls:28s} {ms:8.2f} ms/step", flush=True)
+                for k in stats["kernels"]["top_kernels"][:12]:
+                    print(
+                        f"    {k['ms_per_step']:8.2f} ms  x{k['calls_per_step']:<4d} {k['name'][:90]}",
+                        flush=True,
+                    )
             del model
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -194,6 +263,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "batch": args.batch,
         "steps": args.steps,
         "compile": args.compile,
+        "compile_mode": args.compile_mode,
         "sdpa_backend": args.sdpa_backend,
         "dtype": "bf16 autocast, fp32 weights",
         "peak_bf16_tflops": peak / 1e12,
@@ -226,6 +296,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="torch.compile both implementations")
+    parser.add_argument(
+        "--compile-mode",
+        default=None,
+        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+        help="torch.compile mode (default: torch's default)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after timing, profile 3 steps and print CUDA time by kernel class",
+    )
     parser.add_argument("--impls", nargs="+", default=list(IMPLEMENTATIONS), choices=list(IMPLEMENTATIONS))
     parser.add_argument("--sdpa-backend", default="auto", choices=["auto", "cudnn", "flash", "efficient"])
     parser.add_argument("--quick", action="store_true", help="tiny model on CPU, 2 steps (a smoke test)")
