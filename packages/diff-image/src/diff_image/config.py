@@ -157,7 +157,10 @@ class TrainImageConfig:
         output_dir: the run folder (the pipeline is saved in ``output_dir/pipeline``).
         seed: seeds data order, noise and initialisation.
         device: ``cpu``, ``cuda`` or ``auto``.
-        num_workers: DataLoader workers.
+        num_workers: DataLoader workers (only when ``cache_data`` is off or the data set is not ``shapes``).
+        cache_data: ``shapes`` only: render the whole set once (in ``render_workers`` processes), tokenise its
+            captions once and keep both on the training device, so a step is one gather on the device.
+        render_workers: processes that pre-render the shapes set; None = the usable CPUs minus one.
     """
 
     model: ImageModelConfig = field(default_factory=ImageModelConfig)
@@ -183,6 +186,8 @@ class TrainImageConfig:
     seed: int = 0
     device: str = "auto"
     num_workers: int = 0
+    cache_data: bool = True
+    render_workers: int | None = None
 
     def __post_init__(self) -> None:
         self.holdout = tuple(self.holdout)

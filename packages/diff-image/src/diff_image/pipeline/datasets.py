@@ -6,18 +6,28 @@ Batches follow diffcore's objective contract: ``x`` ``(B, C, H, W)`` in ``[-1, 1
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from diff_image.config import TrainImageConfig
 from diff_image.data import DigitsDataset, ImageFolderDataset, ImageTransform, ShapesConfig, ShapesDataset
 from diff_image.data.shapes import PALETTE, RELATIONS, SHAPES
+from diff_image.data.shapes_render import RenderedShapes, render_shapes
 
-__all__ = ["TrainingData", "build_training_data", "collate"]
+__all__ = [
+    "DeviceBatches",
+    "TrainingData",
+    "build_training_data",
+    "collate",
+    "device_batch_loader",
+    "tokenize_unique",
+    "whole_batch",
+]
 
 
 class _Items(Dataset):
@@ -62,12 +72,14 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 @dataclass
 class TrainingData:
     """The training set, its image shape ``(C, H, W)``, class count (0 if unlabelled) and, for text, captions
-    to build a vocabulary from."""
+    to build a vocabulary from. ``rendered``: the whole (shapes) set pre-rendered as tensors, when
+    ``TrainImageConfig.cache_data`` asked for it; training then indexes it on the device (:class:`DeviceBatches`)."""
 
     dataset: Dataset
     image_shape: tuple[int, int, int]
     num_classes: int
     captions: list[str]
+    rendered: RenderedShapes | None = None
 
 
 def _shapes_config(config: TrainImageConfig) -> ShapesConfig:
@@ -92,13 +104,20 @@ def build_training_data(config: TrainImageConfig) -> TrainingData:
         shapes = ShapesDataset(
             config.shapes_length, seed=config.seed, split="train", config=_shapes_config(config)
         )
+        rendered = None
+        if config.cache_data:
+            rendered = render_shapes(
+                config.shapes_length, config.seed, "train", shapes.config, workers=config.render_workers
+            )
         captions = []
         if cond == "text":  # the whole grammar's words, held-out concepts included (for later fine-tuning)
-            captions = [shapes.sample(i).caption for i in range(min(len(shapes), 2000))]
+            if rendered is not None:
+                captions = sorted(set(rendered.captions))
+            else:
+                captions = [shapes.sample(i).caption for i in range(min(len(shapes), 2000))]
             captions += [" ".join((*PALETTE, *SHAPES, *RELATIONS))]
-        return TrainingData(
-            _Items(shapes, False, cond == "text"), (3, config.image_size, config.image_size), 0, captions
-        )
+        shape = (3, config.image_size, config.image_size)
+        return TrainingData(_Items(shapes, False, cond == "text"), shape, 0, captions, rendered)
     folder = ImageFolderDataset(
         config.data_path, transform=ImageTransform(size=config.image_size), seed=config.seed
     )
@@ -116,3 +135,68 @@ def stack_images(dataset: Dataset, limit: int | None = None) -> Tensor:
     """The first ``limit`` images (all when None) of a batch-item data set as ``(N, C, H, W)``."""
     n = len(dataset) if limit is None else min(limit, len(dataset))  # type: ignore[arg-type]
     return torch.stack([dataset[i]["x"] for i in range(n)])
+
+
+def tokenize_unique(
+    captions: Sequence[str], tokenize: Callable[[list[str]], Tensor], chunk: int = 4096
+) -> Tensor:
+    """Token ids ``(N, L)`` of ``captions``, running ``tokenize`` once per distinct caption."""
+    if not captions:
+        raise ValueError("captions: expected at least one caption")
+    distinct = list(dict.fromkeys(captions))
+    ids = torch.cat([tokenize(distinct[i : i + chunk]) for i in range(0, len(distinct), chunk)])
+    where = {c: k for k, c in enumerate(distinct)}
+    return ids[torch.tensor([where[c] for c in captions], dtype=torch.long)]
+
+
+class DeviceBatches(Dataset):
+    """A training set kept as tensors on one device, fetched a whole batch at a time.
+
+    A DataLoader with automatic batching calls ``__getitems__`` with the batch's indices, which returns the batch
+    ``{"x": (B, C, H, W) float in [-1, 1], "input_ids": (B, L)?}``: one gather on the device, no per-item Python,
+    no host-to-device copy (pass :func:`whole_batch` as the loader's ``collate_fn``).
+
+    Args:
+        images: ``(N, C, H, W)`` uint8 renders (kept as uint8: 4x less memory than float).
+        input_ids: ``(N, L)`` token ids of the captions, or None for unconditional training.
+        device: where the tensors live and batches are built.
+    """
+
+    def __init__(self, images: Tensor, input_ids: Tensor | None, device: str | torch.device) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"images: expected (N, C, H, W) uint8, got {images.dtype} {tuple(images.shape)}")
+        if input_ids is not None and input_ids.shape[0] != images.shape[0]:
+            raise ValueError(f"input_ids: expected {images.shape[0]} rows, got {tuple(input_ids.shape)}")
+        self.images = images.to(device)
+        self.input_ids = input_ids.to(device) if input_ids is not None else None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, Tensor]:
+        idx = torch.as_tensor(indices, dtype=torch.long).to(self.images.device, non_blocking=True)
+        out = {"x": self.images[idx].float().div_(127.5).sub_(1.0)}
+        if self.input_ids is not None:
+            out["input_ids"] = self.input_ids[idx]
+        return out
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return {k: v[0] for k, v in self.__getitems__([index]).items()}
+
+
+def whole_batch(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The collate function of :class:`DeviceBatches`: its ``__getitems__`` already built the batch."""
+    return batch
+
+
+def device_batch_loader(dataset: DeviceBatches, batch_size: int) -> DataLoader:
+    """A shuffling DataLoader of whole batches of ``dataset`` (the last partial batch dropped when a full one
+    fits); the Trainer's accelerate seeds the order."""
+    n = len(dataset)
+    return DataLoader(
+        dataset,
+        batch_size=min(batch_size, n),
+        shuffle=True,
+        drop_last=n >= batch_size,
+        collate_fn=whole_batch,
+    )

@@ -25,7 +25,15 @@ from diff_image.autoencoder import AutoencoderKL, AutoencoderObjective, fit_late
 from diff_image.config import AutoencoderConfig, TrainImageConfig
 from diff_image.models import TextConditionedModel, TextEncoder, build_backbone, caption_vocabulary
 from diff_image.pipeline.core import ImagePipeline
-from diff_image.pipeline.datasets import TrainingData, build_training_data, collate, stack_images
+from diff_image.pipeline.datasets import (
+    DeviceBatches,
+    TrainingData,
+    build_training_data,
+    collate,
+    device_batch_loader,
+    stack_images,
+    tokenize_unique,
+)
 
 __all__ = ["PreparedObjective", "build_objective", "resolve_device", "train", "train_autoencoder"]
 
@@ -57,8 +65,8 @@ def build_objective(name: str, schedule: str, **kw: Any) -> DiffusionObjective:
 
 @dataclass
 class PreparedObjective:
-    """``objective(model, batch)`` after mapping the batch: captions -> ``input_ids`` (with ``tokenize``) and
-    images -> latents (with ``encode``, no gradient)."""
+    """``objective(model, batch)`` after mapping the batch: captions -> ``input_ids`` (with ``tokenize``; batches
+    that already carry ``input_ids`` pass through) and images -> latents (with ``encode``, no gradient)."""
 
     inner: Callable[..., Any]
     encode: Callable[[Tensor], Tensor] | None = None
@@ -68,7 +76,7 @@ class PreparedObjective:
         self, model: nn.Module, batch: Mapping[str, Any], generator: torch.Generator | None = None
     ) -> Any:
         prepared = {k: v for k, v in batch.items() if k != "caption"}
-        if self.tokenize is not None:
+        if self.tokenize is not None and "caption" in batch:
             prepared["input_ids"] = self.tokenize(list(batch["caption"]), batch["x"].device)
         if self.encode is not None:
             with torch.no_grad():
@@ -100,7 +108,18 @@ def _train_config(
     )
 
 
-def _loader(data: TrainingData, config: TrainImageConfig) -> DataLoader:
+def _loader(
+    data: TrainingData,
+    config: TrainImageConfig,
+    device: str | None = None,
+    tokenize: Callable[[list[str]], Tensor] | None = None,
+) -> DataLoader:
+    """Batches of ``data``: from the pre-rendered tensors on ``device`` when there are any (captions tokenised
+    once with ``tokenize``), else a per-item DataLoader with ``config.num_workers`` workers."""
+    if data.rendered is not None and device is not None:
+        ids = tokenize_unique(data.rendered.captions, tokenize) if tokenize is not None else None
+        dataset = DeviceBatches(data.rendered.images, ids, device)
+        return device_batch_loader(dataset, config.batch_size)
     return DataLoader(
         data.dataset,
         batch_size=config.batch_size,
@@ -177,7 +196,8 @@ def train(
         tokenize=text_encoder.tokenize if text_encoder is not None else None,
     )
     tc = _train_config(config, config.steps, Path(config.output_dir), device)
-    trainer = Trainer(network, objective, _loader(data, config), tc)
+    tokenize = text_encoder.tokenize if text_encoder is not None else None
+    trainer = Trainer(network, objective, _loader(data, config, device, tokenize), tc)
     trainer.fit()
     trained = copy.deepcopy(trainer.ema_model if trainer.ema_model is not None else trainer.unwrapped_model)
     trained = trained.to(device).eval()
