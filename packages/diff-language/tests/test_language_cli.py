@@ -26,7 +26,7 @@ def test_train_sample_evaluate(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert out.read_text().startswith("the")
-    res = runner.invoke(app, ["evaluate", str(run), "--windows", "4", "--repeats", "1"])
+    res = runner.invoke(app, ["evaluate", str(run), "--windows", "4", "--repeats", "2"])
     assert res.exit_code == 0, res.output
     result = json.loads(res.output)
     assert result["nelbo"] > 0 and result["tokens"] == 4 * 16

@@ -51,6 +51,7 @@ def train_cmd(
     batch_size: int = typer.Option(32),
     lr: float = typer.Option(1e-3),
     clip_search_every: int = typer.Option(500, help="Steps between clip-range searches (0: full range)."),
+    ema: float = typer.Option(0.0, help="EMA decay of the weights (0: no EMA)."),
     device: str = typer.Option("cpu"),
     seed: int = typer.Option(0),
 ) -> None:
@@ -72,13 +73,16 @@ def train_cmd(
         batch_size=batch_size,
         lr=lr,
         clip_search_every=clip_search_every,
+        ema_decay=ema or None,
         device=device,
         seed=seed,
+        output_dir=str(out / "training"),
     )
-    result = train(model, data.train, cfg, log=typer.echo)
+    model, result = train(model, data.train, cfg)
     metrics = {
-        "validation": evaluate(model, data.val),
+        "validation": evaluate(model, data.val, max_windows=512).as_dict(),
         "train_seconds": result.seconds,
+        "losses": result.losses,
         "clips": result.clips,
     }
     save_run(out, model, data.tokenizer, metrics)
@@ -133,7 +137,7 @@ def sample_cmd(
 def evaluate_cmd(
     run: Path = typer.Argument(..., help="Run folder written by `train`."),
     windows: int = typer.Option(512, help="Validation windows."),
-    repeats: int = typer.Option(4, help="Noise draws per window."),
+    repeats: int = typer.Option(32, help="Stratified noise draws per window (even)."),
     device: str = typer.Option("cpu"),
 ) -> None:
     """Validation NELBO / perplexity bound (full time range) on the run's corpus."""
@@ -145,7 +149,7 @@ def evaluate_cmd(
     raw["paths"] = tuple(raw.get("paths", ()))
     spec = CorpusSpec(**raw)
     data = build_corpus(spec, tokenizer=tok)
-    result = evaluate(model, data.val, max_windows=windows, repeats=repeats)
+    result = evaluate(model, data.val, max_windows=windows, repeats=repeats).as_dict()
     if data.hmm is not None:
         h, se = data.hmm.window_entropy(model.config.seq_len, generator=torch.Generator().manual_seed(0))
         result.update(true_window_entropy=h, true_entropy_stderr=se)

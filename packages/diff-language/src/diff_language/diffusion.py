@@ -11,7 +11,7 @@ full range [0, 1] so the likelihood bound stays unbiased.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,14 +20,20 @@ from diffcore.discrete import (
     LogLinear,
     mask_tokens,
     masked_nelbo_terms,
-    sample_times,
     subs_log_probs,
 )
 from torch import Tensor
 
 from diff_language.model import BD3LM
 
-__all__ = ["DEFAULT_CLIP_CANDIDATES", "ClipRange", "bd3_loss_terms", "evaluate_nelbo", "search_clip_range"]
+__all__ = [
+    "AUTOREGRESSIVE_CLIP",
+    "DEFAULT_CLIP_CANDIDATES",
+    "ClipRange",
+    "bd3_loss_terms",
+    "block_times",
+    "search_clip_range",
+]
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,10 @@ class ClipRange:
 
     low: float = 0.0
     high: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.low <= self.high <= 1.0:
+            raise ValueError(f"clip: expected 0 <= low <= high <= 1, got [{self.low}, {self.high}]")
 
 
 DEFAULT_CLIP_CANDIDATES: tuple[ClipRange, ...] = (
@@ -49,6 +59,39 @@ DEFAULT_CLIP_CANDIDATES: tuple[ClipRange, ...] = (
     ClipRange(0.7, 1.0),
 )
 
+AUTOREGRESSIVE_CLIP = ClipRange(1.0, 1.0)
+"""For ``L' = 1`` every token masked with weight 1: exactly the autoregressive loss, zero time variance."""
+
+_T_EPS = 1e-5  # keeps t off 0, where the weight -alpha'/(1 - alpha) is infinite
+
+
+def block_times(
+    shape: tuple[int, int],
+    clip: ClipRange = ClipRange(),
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    offset: Tensor | None = None,
+) -> Tensor:
+    """Antithetic times (B, n_blocks) uniform on ``[clip.low, clip.high]`` (float64, on ``device``).
+
+    The ``n = B * n_blocks`` times are ``(u + i / n) mod 1`` for one uniform ``u``, randomly permuted
+    (Kingma et al. 2021, Sec. 3.4), drawn from ``generator`` on ``device`` without a host sync.
+    ``offset`` (same shape, in [0, 1)) replaces that draw: each block's uniform is then ``offset`` itself,
+    which :mod:`diff_language.evaluation` uses to stratify repeated draws per block.
+    """
+    b, n_blocks = shape
+    if offset is None:
+        n = b * n_blocks
+        u = torch.rand((), generator=generator, device=device, dtype=torch.float64)
+        u = (u + torch.arange(n, device=device, dtype=torch.float64) / n) % 1.0
+        u = u[torch.randperm(n, generator=generator, device=device)].reshape(b, n_blocks)
+    else:
+        u = offset.to(device=device, dtype=torch.float64)
+    lo = max(clip.low, _T_EPS)
+    hi = max(clip.high, lo)
+    return lo + (hi - lo) * u
+
 
 def bd3_loss_terms(
     model: BD3LM,
@@ -57,62 +100,29 @@ def bd3_loss_terms(
     schedule: DiscreteSchedule | None = None,
     clip: ClipRange = ClipRange(),
     generator: torch.Generator | None = None,
+    offset: Tensor | None = None,
 ) -> Tensor:
     """Per-token NELBO terms (B, L) in nats for a batch of clean sequences ``x0`` (B, L).
 
-    One time per block, antithetic over all ``B * L / L'`` blocks, uniform on ``[clip.low, clip.high]``.
+    One time per block, antithetic over all ``B * L / L'`` blocks, uniform on ``[clip.low, clip.high]``
+    (or set by ``offset`` (B, L / L'), see :func:`block_times`). ``generator`` lives on ``x0``'s device.
     ``terms.sum(-1)`` is a one-sample estimate of the sequence's NELBO when ``clip`` is the full range.
     """
     schedule = schedule or LogLinear()
     b, n = x0.shape
-    block = model.config.block_size
-    t_blocks = sample_times(
-        (b, n // block), t_min=clip.low, t_max=clip.high, generator=generator, dtype=torch.float64
-    ).to(x0.device)
+    config = _unwrap(model).config
+    block, mask_id = config.block_size, config.mask_id
+    t_blocks = block_times((b, n // block), clip, generator=generator, device=x0.device, offset=offset)
     t_tok = t_blocks.repeat_interleave(block, dim=1)
-    x_t = mask_tokens(x0, schedule.alpha(t_tok), model.mask_id, generator=generator)
-    logits = model.forward_train(x_t, x0)
-    log_probs = subs_log_probs(logits, x_t, model.mask_id)
-    return masked_nelbo_terms(log_probs, x0, x_t, t_tok, schedule, model.mask_id)
+    x_t = mask_tokens(x0, schedule.alpha(t_tok), mask_id, generator=generator)
+    logits = model(x_t, x0=x0)
+    log_probs = subs_log_probs(logits, x_t, mask_id)
+    return masked_nelbo_terms(log_probs, x0, x_t, t_tok, schedule, mask_id)
 
 
-@torch.no_grad()
-def evaluate_nelbo(
-    model: BD3LM,
-    batches: Iterable[Tensor],
-    *,
-    repeats: int = 1,
-    schedule: DiscreteSchedule | None = None,
-    generator: torch.Generator | None = None,
-) -> dict[str, float]:
-    """NELBO per token (nats) over ``batches`` of clean sequences, with the full time range [0, 1].
-
-    ``repeats`` independent noise draws per batch lower the Monte-Carlo error. Returns ``nelbo`` (nats/token),
-    ``perplexity`` = exp(nelbo), ``stderr`` (of the per-token mean, from the per-sequence spread) and ``tokens``.
-    """
-    was_training = model.training
-    model.eval()
-    per_seq: list[Tensor] = []
-    n_tokens = 0
-    for x0 in batches:
-        draws = torch.stack(
-            [
-                bd3_loss_terms(model, x0, schedule=schedule, generator=generator).sum(-1)
-                for _ in range(repeats)
-            ]
-        )
-        per_seq.append(draws.mean(0).double().cpu() / x0.shape[1])
-        n_tokens += x0.numel()
-    model.train(was_training)
-    values = torch.cat(per_seq)
-    nelbo = float(values.mean())
-    stderr = float(values.std() / values.numel() ** 0.5) if values.numel() > 1 else float("nan")
-    return {
-        "nelbo": nelbo,
-        "perplexity": float(torch.tensor(nelbo).exp()),
-        "stderr": stderr,
-        "tokens": n_tokens,
-    }
+def _unwrap(model: torch.nn.Module) -> BD3LM:
+    """The BD3LM inside a DDP / accelerate wrapper (``.module``), or the model itself."""
+    return getattr(model, "module", model)
 
 
 @torch.no_grad()

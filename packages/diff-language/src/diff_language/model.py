@@ -213,12 +213,15 @@ class BD3LM(PretrainedModel):
         logits, _ = self.forward_tokens(torch.cat([x_t, x0], dim=1), pos, mask)
         return logits[:, :n]
 
-    def forward(self, x_t: Tensor, t: Tensor | None = None) -> Tensor:
+    def forward(self, x_t: Tensor, t: Tensor | None = None, x0: Tensor | None = None) -> Tensor:
         """Network contract ``net(x_t, t) -> logits`` (B, T, V) with the block-causal mask over ``x_t`` (B, T).
 
         Each block sees itself and the blocks before it as given (for ``L' = L``: MDLM's full attention).
-        ``t`` is ignored: the model is time-independent.
+        ``t`` is ignored: the model is time-independent. With ``x0`` (B, L) this is the training pass
+        :meth:`forward_train` (so a DDP-wrapped model trains through ``forward``).
         """
+        if x0 is not None:
+            return self.forward_train(x_t, x0)
         pos = torch.arange(x_t.shape[1], device=x_t.device)
         mask = block_causal_mask(x_t.shape[1], self.config.block_size, device=x_t.device)
         return self.forward_tokens(x_t, pos, mask)[0]

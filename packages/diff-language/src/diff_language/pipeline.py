@@ -1,127 +1,184 @@
-"""``train``, ``evaluate`` and ``sample`` for BD3-LM, and run folders (model + tokeniser + metrics).
+"""``train``, ``evaluate`` and run folders (model + tokeniser + metrics) for BD3-LM.
 
-A small training loop of its own (AdamW, linear warm-up then cosine decay, gradient clipping); the shared
-``diffcore`` Trainer was still being written when this package was. Every few hundred steps the clip range
-of the masking rate is re-chosen by :func:`diff_language.diffusion.search_clip_range` (BD3-LM Sec. 4.2).
+Training runs on :class:`diffcore.train.Trainer` (accelerate: CPU, one or several GPUs, mixed precision, EMA,
+checkpoints and exact resume) with :class:`diff_language.objective.BD3Objective`; the data are all windows of
+the training stream at a fixed stride, shuffled by the Trainer's seeded sampler, so every block size sees the
+same windows in the same order for the same seed. For ``L' > 1`` :class:`diff_language.objective.ClipSearch`
+re-chooses the masking-rate range every ``clip_search_every`` steps (BD3-LM Sec. 4.2); ``L' = 1`` trains on
+``[1, 1]``, exactly the autoregressive loss. Evaluation always uses the full range
+(:mod:`diff_language.evaluation`).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import time
-from collections.abc import Callable
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from diffcore.train import TrainConfig as TrainerConfig
+from diffcore.train import Trainer
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 
-from diff_language.data import fixed_windows, random_windows
-from diff_language.diffusion import ClipRange, bd3_loss_terms, evaluate_nelbo, search_clip_range
+from diff_language.data import fixed_windows
+from diff_language.evaluation import NelboEstimate, estimate_nelbo
 from diff_language.model import BD3LM
+from diff_language.objective import BD3Objective, ClipSearch, initial_clip
 from diff_language.tokenizer import TextTokenizer, load_tokenizer
 
-__all__ = ["TrainConfig", "TrainResult", "evaluate", "load_run", "save_run", "train"]
+__all__ = ["StreamWindows", "TrainConfig", "TrainResult", "evaluate", "load_run", "save_run", "train"]
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings. ``clip_search_every = 0`` trains on the full range [0, 1] throughout."""
+    """Optimisation settings (a subset of :class:`diffcore.train.TrainConfig`).
+
+    steps: optimizer steps (the same for every block size). lr: peak of a linear warm-up (``warmup``
+    steps) then cosine decay to ``min_lr_ratio * lr``. clip_search_every: steps between clip-range searches
+    for ``L' > 1`` (0: the full range [0, 1] throughout). stride: offset between training windows (default
+    ``seq_len // 2``). output_dir: the Trainer's run folder (checkpoints, ``log.jsonl``); a temporary folder
+    when ``None``. mixed_precision: ``"no"`` or ``"bf16"``.
+    """
 
     steps: int = 2000
     batch_size: int = 32
     lr: float = 1e-3
     warmup: int = 100
+    min_lr_ratio: float = 0.0
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     clip_search_every: int = 500
     clip_search_batches: int = 8
+    ema_decay: float | None = None
+    stride: int | None = None
     log_every: int = 100
     seed: int = 0
     device: str = "cpu"
+    mixed_precision: str = "no"
+    output_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps, batch_size: expected >= 1, got {self.steps}, {self.batch_size}")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device: expected 'cpu' or 'cuda', got {self.device!r}")
 
 
 @dataclass
 class TrainResult:
-    """Loss history ``(step, loss)``, the chosen clip ranges ``(step, low, high)`` and wall time."""
+    """Logged ``(step, loss)``, the chosen clip ranges ``(step, low, high)``, wall time and the run folder."""
 
     losses: list[tuple[int, float]] = field(default_factory=list)
     clips: list[tuple[int, float, float]] = field(default_factory=list)
     seconds: float = 0.0
+    output_dir: str = ""
 
 
-def _lr_factor(step: int, config: TrainConfig) -> float:
-    if step < config.warmup:
-        return (step + 1) / config.warmup
-    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+class StreamWindows(Dataset):
+    """Every window (seq_len,) of ``stream`` (rows, length) starting at a multiple of ``stride`` in its row."""
+
+    def __init__(self, stream: Tensor, seq_len: int, stride: int) -> None:
+        rows, length = stream.shape
+        if length < seq_len or stride < 1:
+            raise ValueError(
+                f"seq_len, stride: expected seq_len <= row length {length} and stride >= 1, got {seq_len}, {stride}"
+            )
+        self.stream, self.seq_len = stream, seq_len
+        self.starts = torch.arange(0, length - seq_len + 1, stride)
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return self.rows * len(self.starts)
+
+    def __getitem__(self, i: int) -> Tensor:
+        row, k = divmod(i, len(self.starts))
+        start = int(self.starts[k])
+        return self.stream[row, start : start + self.seq_len]
 
 
-def train(
-    model: BD3LM, stream: Tensor, config: TrainConfig, log: Callable[[str], None] | None = None
-) -> TrainResult:
-    """Train ``model`` on random windows of ``stream`` (rows, length) of token ids."""
-    device = torch.device(config.device)
-    model.to(device).train()
-    g = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98)
+def _trainer_config(config: TrainConfig, output_dir: str) -> TrainerConfig:
+    cosine = config.steps > config.warmup
+    return TrainerConfig(
+        steps=config.steps,
+        lr=config.lr,
+        betas=(0.9, 0.98),
+        weight_decay=config.weight_decay,
+        lr_schedule="cosine" if cosine else "constant",
+        warmup_steps=config.warmup if cosine else 0,
+        min_lr_ratio=config.min_lr_ratio,
+        max_grad_norm=config.grad_clip,
+        mixed_precision=config.mixed_precision,  # type: ignore[arg-type]
+        ema_decay=config.ema_decay,
+        log_every=config.log_every,
+        checkpoint_every=None,
+        keep_last=1,
+        output_dir=output_dir,
+        seed=config.seed,
+        progress_bar=False,
+        tensorboard=False,
+        cpu=config.device == "cpu",
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, config))
-    seq_len, clip = model.config.seq_len, ClipRange()
-    result, start, running = TrainResult(), time.perf_counter(), []
-    for step in range(config.steps):
-        if config.clip_search_every and step > 0 and step % config.clip_search_every == 0:
-            batches = [
-                random_windows(stream, seq_len, config.batch_size, g).to(device)
-                for _ in range(config.clip_search_batches)
-            ]
-            clip, _ = search_clip_range(model, batches, generator=g)
-            result.clips.append((step, clip.low, clip.high))
-            if log:
-                log(f"step {step}: clip range [{clip.low}, {clip.high}]")
-        x0 = random_windows(stream, seq_len, config.batch_size, g).to(device)
-        loss = bd3_loss_terms(model, x0, clip=clip, generator=g).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        opt.step()
-        sched.step()
-        running.append(float(loss.detach()))
-        if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-            mean = sum(running) / len(running)
-            result.losses.append((step + 1, mean))
-            running = []
-            if log:
-                log(
-                    f"step {step + 1}/{config.steps}: loss {mean:.4f} nats/token ({time.perf_counter() - start:.0f} s)"
-                )
-    result.seconds = time.perf_counter() - start
-    model.eval()
-    return result
+
+
+def _read_losses(log_file: Path) -> list[tuple[int, float]]:
+    if not log_file.is_file():
+        return []
+    records = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+    return [(int(r["step"]), float(r["loss"])) for r in records]
+
+
+def train(model: BD3LM, stream: Tensor, config: TrainConfig) -> tuple[BD3LM, TrainResult]:
+    """Train ``model`` on windows of ``stream`` (rows, length) with :class:`diffcore.train.Trainer`.
+
+    Returns the trained model (the EMA copy when ``ema_decay`` is set), in eval mode, and the run record.
+    """
+    seq_len, block = model.config.seq_len, model.config.block_size
+    dataset = StreamWindows(stream, seq_len, config.stride or max(1, seq_len // 2))
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True)
+    objective = BD3Objective(initial_clip(block))
+    search = (
+        [
+            ClipSearch(
+                objective,
+                stream,
+                every=config.clip_search_every,
+                batch_size=config.batch_size,
+                n_batches=config.clip_search_batches,
+                seed=config.seed,
+            )
+        ]
+        if config.clip_search_every and block > 1
+        else []
+    )
+    with tempfile.TemporaryDirectory(prefix="bd3lm-") as tmp:
+        out = config.output_dir or tmp
+        trainer = Trainer(model, objective, loader, _trainer_config(config, out), callbacks=search)
+        summary = trainer.fit()
+        losses = _read_losses(Path(out) / "log.jsonl")
+    trained = trainer.ema_model if trainer.ema_model is not None else trainer.unwrapped_model
+    result = TrainResult(
+        losses=losses,
+        clips=search[0].history if search else [],
+        seconds=summary.seconds,
+        output_dir=config.output_dir or "",
+    )
+    return trained.eval(), result
 
 
 def evaluate(
     model: BD3LM,
     stream: Tensor,
     *,
-    batch_size: int = 32,
-    max_windows: int | None = 512,
-    repeats: int = 4,
+    max_windows: int | None = None,
+    repeats: int = 32,
+    batch_size: int = 256,
     seed: int = 0,
-) -> dict[str, float]:
-    """Validation NELBO (full time range) on non-overlapping windows of ``stream``; see ``evaluate_nelbo``."""
-    device = next(model.parameters()).device
+) -> NelboEstimate:
+    """Validation NELBO (full time range) on the non-overlapping windows of ``stream`` (all by default)."""
     windows = fixed_windows(stream, model.config.seq_len, max_windows)
-    batches = [windows[i : i + batch_size].to(device) for i in range(0, len(windows), batch_size)]
-    g = torch.Generator().manual_seed(seed)
-    return evaluate_nelbo(model, batches, repeats=repeats, generator=g)
+    return estimate_nelbo(model, windows, repeats=repeats, batch_size=batch_size, seed=seed)
 
 
 def save_run(
