@@ -4,6 +4,11 @@ Samplers, guidance and likelihood see only this interface: ``x0_eps(x, t, **cond
 data and noise estimates ``(x_0, eps)`` in one network call, and ``x0``, ``eps``, ``v``, ``velocity``,
 ``score`` are derived from it through :mod:`diffcore.predictions`.
 
+Fast samplers use the lower-level pair ``output(x, t)`` (the estimate of kind ``output_kind``: the raw
+network output for a plain :class:`Denoiser`, ``x0`` for wrappers) and ``output_affine(t)`` (python-float
+coefficients of ``(x_0, eps)`` as affine functions of ``(x, output)``), so the conversion folds into the
+sampler's own update; ``network_times`` gives the network's time tensors of a whole grid at once.
+
 ``t`` is a python float (one time for the whole batch: what samplers pass, no host-device sync) or a
 tensor of shape ``(B,)``; ``t = 0`` is data, ``t = 1`` noise.
 """
@@ -12,13 +17,21 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from diffcore.predictions import PathCoefficients, Prediction, check_prediction, from_x0_eps, to_x0_eps
+from diffcore.predictions import (
+    AffineX0Eps,
+    PathCoefficients,
+    Prediction,
+    affine_x0_eps,
+    check_prediction,
+    from_x0_eps,
+    to_x0_eps,
+)
 from diffcore.schedules import Schedule
 from diffcore.schedules import get as get_schedule
 
@@ -46,6 +59,11 @@ def scalar_coefficients(schedule: Schedule, t: float) -> PathCoefficients:
         return _scalar_coefficients(schedule, t)
 
 
+def _time_dtype(x: Tensor) -> torch.dtype:
+    """The network's time dtype: float64 for float64 states, float32 otherwise."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 def _upcast(x: Tensor) -> Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
@@ -68,6 +86,25 @@ class DenoiserBase(ABC):
         if isinstance(t, Tensor) and t.ndim == 1:
             return PathCoefficients.at(self.schedule, t.to(torch.float64), x.ndim, x.dtype)
         return scalar_coefficients(self.schedule, float(t))
+
+    @property
+    def output_kind(self) -> Prediction:
+        """The kind of :meth:`output`: ``x0`` unless a subclass returns something cheaper."""
+        return "x0"
+
+    def output(self, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
+        """The estimate of kind :attr:`output_kind` at ``(x, t)`` from one network evaluation, ``(B, ...)``
+        in ``x``'s dtype; ``t`` is a float or an entry of :meth:`network_times`."""
+        return self.x0_eps(x, t, **cond)[0]
+
+    def output_affine(self, t: float) -> AffineX0Eps:
+        """Python-float ``(x_0, eps)`` as affine functions of ``(x, output(x, t))`` at the time ``t``."""
+        return affine_x0_eps(self.output_kind, scalar_coefficients(self.schedule, float(t)))
+
+    def network_times(self, times: Sequence[float], x: Tensor) -> list[float] | list[Tensor]:
+        """What to pass as ``t`` to :meth:`output` for each of ``times`` (python floats here; a plain
+        :class:`Denoiser` returns its network's time tensors, built once for the whole grid)."""
+        return [float(t) for t in times]
 
     def predict(self, kind: Prediction, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
         """The estimate of kind ``kind`` (eps, x0, v, velocity or score) at ``(x, t)``."""
@@ -114,9 +151,29 @@ class Denoiser(DenoiserBase):
             )
         self.prediction: Prediction = check_prediction(prediction)
 
+    @property
+    def output_kind(self) -> Prediction:
+        """The network's own parameterisation: :meth:`output` is the raw network output."""
+        return self.prediction
+
+    def output(self, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
+        return self.raw(x, t, **cond)
+
+    def network_times(self, times: Sequence[float], x: Tensor) -> list[Tensor]:
+        """The ``(B,)`` network time tensors of every time in ``times``, built at once: one asynchronous
+        copy from pinned host memory and one expand on CUDA (no per-step fill kernel, no synchronisation).
+        Under CUDA-graph capture, where a copy from host memory cannot be recorded, one fill per time."""
+        dtype, batch = _time_dtype(x), x.shape[0]
+        if x.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            return [torch.full((batch,), float(t), device=x.device, dtype=dtype) for t in times]
+        pinned = x.device.type == "cuda"
+        table = torch.tensor([float(t) for t in times], dtype=dtype, pin_memory=pinned)
+        table = table.to(x.device, non_blocking=pinned)
+        return list(table[:, None].expand(len(times), batch).contiguous().unbind(0))
+
     def time_tensor(self, t: float | Tensor, x: Tensor) -> Tensor:
         """``t`` as a ``(B,)`` tensor on ``x``'s device, the form the network contract asks for."""
-        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        dtype = _time_dtype(x)
         if isinstance(t, Tensor):
             if t.ndim == 0:
                 return t.to(device=x.device, dtype=dtype).expand(x.shape[0])

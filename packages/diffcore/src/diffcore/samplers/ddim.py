@@ -16,7 +16,7 @@ from torch import Tensor
 
 from diffcore.denoiser import DenoiserBase
 from diffcore.samplers.registry import Callback, register
-from diffcore.samplers.steps import ddim_update, grid_points, randn
+from diffcore.samplers.steps import combine, ddim_coefficients, prepare_grid, randn, x0_of
 
 
 def check_eta(eta: float) -> float:
@@ -52,11 +52,18 @@ def sample_ddim(
         the state at ``grid[-1]`` (the ``x0`` estimate when ``grid[-1] = 0``).
     """
     eta = check_eta(eta)
-    points = grid_points(denoiser.schedule, grid)
-    for i, (cur, nxt) in enumerate(itertools.pairwise(points)):
-        x0, eps = denoiser.x0_eps(x, cur.t, **cond)
-        noise = randn(x, generator) if eta > 0 and not nxt.is_data else None
-        x = ddim_update(x0, eps, cur, nxt, eta, noise)
+    g = prepare_grid(denoiser, grid, x)
+    for i, (cur, nxt) in enumerate(itertools.pairwise(g.points)):
+        out, f = denoiser.output(x, g.times[i], **cond), g.affine[i]
+        if nxt.is_data:
+            x_next = x0_of(x, out, f)
+        else:
+            c_x0, c_eps, c = ddim_coefficients(cur, nxt, eta)
+            x_next = combine(x, out, *f.fold(0.0, c_x0, c_eps))  # Eq. 12 folded into one multiply-add
+            if eta > 0:
+                noise = randn(x, generator)
+                x_next = torch.add(x_next, noise, alpha=c) if c > 0.0 else x_next
         if callback is not None:
-            callback(i, nxt.t, x, x0)
+            callback(i, nxt.t, x_next, x_next if nxt.is_data else x0_of(x, out, f))
+        x = x_next
     return x

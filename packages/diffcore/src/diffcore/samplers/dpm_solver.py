@@ -42,6 +42,7 @@ from diffcore.samplers.lambda_steps import (
     step_length,
 )
 from diffcore.samplers.registry import Callback, register
+from diffcore.samplers.steps import prepare_grid, weighted_sum, x0_of
 
 SolverType = Literal["midpoint", "heun"]
 D2Weight = Literal["taylor", "diffusers"]
@@ -285,12 +286,12 @@ def _dpmpp_multistep(
     solver_type: SolverType,
     d2_weight: D2Weight,
 ) -> Tensor:
-    pts = grid_points(denoiser.schedule, grid)
-    steps = len(pts) - 1
+    g = prepare_grid(denoiser, grid, x)
+    steps = len(g.points) - 1
     history: list[GridPoint] = []
     outputs: list[Tensor] = []
-    for i, (s, t) in enumerate(itertools.pairwise(pts)):
-        x0 = denoiser.x0(x, s.t, **cond)
+    for i, (s, t) in enumerate(itertools.pairwise(g.points)):
+        x0 = x0_of(x, denoiser.output(x, g.times[i], **cond), g.affine[i])
         history, outputs = ([*history, s])[-order:], ([*outputs, x0])[-order:]
         if _is_final(t):
             x = x0
@@ -299,9 +300,9 @@ def _dpmpp_multistep(
             h = step_length(s, t)
             h_prev = [history[-k - 1].lam - history[-k - 2].lam for k in range(p - 1)]
             w = multistep_weights(p, h, h_prev, solver_type, d2_weight) if p > 1 else [phi(0, h)]
-            x = (t.sigma / s.sigma) * x
-            for wj, mj in zip(w, reversed(outputs)):
-                x = x + (t.alpha * wj) * mj
+            x = weighted_sum(
+                [(x, t.sigma / s.sigma), *((mj, t.alpha * wj) for wj, mj in zip(w, reversed(outputs)))]
+            )
         if callback is not None:
             callback(i, t.t, x, x0)
     return x

@@ -16,9 +16,19 @@ import torch
 from torch import Tensor
 
 from diffcore.denoiser import DenoiserBase
+from diffcore.predictions import AffineX0Eps
 from diffcore.samplers.ddim import sample_ddim
 from diffcore.samplers.registry import Callback, register
-from diffcore.samplers.steps import GridPoint, grid_points, randn, scaled_sigma, velocity
+from diffcore.samplers.steps import (
+    GridPoint,
+    combine,
+    grid_points,
+    prepare_grid,
+    randn,
+    scaled_sigma,
+    weighted_sum,
+    x0_of,
+)
 
 
 @register("euler", description="Euler on the probability-flow ODE in t (first order)")
@@ -32,13 +42,22 @@ def sample_euler(
     callback: Callback | None = None,
 ) -> Tensor:
     """Explicit Euler ``x_s = x_t + (s - t) v(x_t, t)`` over ``grid``; the last step to ``t = 0``
-    returns the ``x0`` estimate (for EDM and rectified flow that *is* the Euler step)."""
-    points = grid_points(denoiser.schedule, grid)
-    for i, (cur, nxt) in enumerate(itertools.pairwise(points)):
-        v, x0 = velocity(denoiser, x, cur.t, cond, at=cur)
-        x = x0 if nxt.is_data else x + (nxt.t - cur.t) * v
+    returns the ``x0`` estimate (for EDM and rectified flow that *is* the Euler step).
+
+    With ``v = d_alpha x0 + d_sigma eps`` and ``(x0, eps)`` affine in ``(x_t, out)`` for the network output
+    ``out`` (:func:`~diffcore.predictions.affine_x0_eps`), the step is ``k_x x_t + k_out out`` with python-float
+    coefficients computed once per grid: one fused multiply-add per step besides the network."""
+    g = prepare_grid(denoiser, grid, x)
+    fused = [
+        f.fold(1.0, (nxt.t - cur.t) * cur.d_alpha, (nxt.t - cur.t) * cur.d_sigma)
+        for cur, nxt, f in zip(g.points, g.points[1:], g.affine)
+    ]
+    for i, nxt in enumerate(g.points[1:]):
+        out = denoiser.output(x, g.times[i], **cond)
+        x_next = x0_of(x, out, g.affine[i]) if nxt.is_data else combine(x, out, *fused[i])
         if callback is not None:
-            callback(i, nxt.t, x, x0)
+            callback(i, nxt.t, x_next, x_next if nxt.is_data else x0_of(x, out, g.affine[i]))
+        x = x_next
     return x
 
 
@@ -99,25 +118,68 @@ def sample_heun(
     """
     if s_churn < 0 or s_noise < 0:
         raise ValueError(f"s_churn, s_noise: expected >= 0, got {s_churn}, {s_noise}")
-    points = grid_points(denoiser.schedule, grid)
-    steps = len(points) - 1
-    for i, (cur, nxt) in enumerate(itertools.pairwise(points)):
+    g = prepare_grid(denoiser, grid, x)
+    steps = len(g.points) - 1
+    for i, (cur, nxt) in enumerate(itertools.pairwise(g.points)):
         gamma = churn_gamma(cur, steps, s_churn, s_tmin, s_tmax)
-        hat = cur
+        hat, t_hat, f = cur, g.times[i], g.affine[i]
         if gamma > 0.0:
             hat = churn_time(denoiser, cur, gamma)
             x = add_churn_noise(x, cur, hat, randn(x, generator), s_noise)
-        d, x0 = velocity(denoiser, x, hat.t, cond, at=hat)
-        h = nxt.t - hat.t
+            t_hat, f = hat.t, denoiser.output_affine(hat.t)
+        out = denoiser.output(x, t_hat, **cond)
         if nxt.is_data:
-            x = x0
+            x_next = x0_of(x, out, f)
         else:
-            x_euler = x + h * d
-            d_next, _ = velocity(denoiser, x_euler, nxt.t, cond, at=nxt)
-            x = x + (0.5 * h) * (d + d_next)
+            out_next = _heun_predictor(denoiser, x, out, f, hat, nxt, g.times[i + 1], cond)
+            x_next = _heun_corrector(x, out, f, hat, out_next, g.affine[i + 1], nxt)
         if callback is not None:
-            callback(i, nxt.t, x, x0)
+            callback(i, nxt.t, x_next, x_next if nxt.is_data else x0_of(x, out, f))
+        x = x_next
     return x
+
+
+def _velocity_coefficients(f: AffineX0Eps, p: GridPoint) -> tuple[float, float]:
+    """``(k_x, k_out)`` of the ODE velocity ``d_alpha x0 + d_sigma eps = k_x x + k_out out`` at ``p``."""
+    return f.fold(0.0, p.d_alpha, p.d_sigma)
+
+
+def _heun_predictor(
+    denoiser: DenoiserBase,
+    x: Tensor,
+    out: Tensor,
+    f: AffineX0Eps,
+    hat: GridPoint,
+    nxt: GridPoint,
+    t_next: float | Tensor,
+    cond: dict[str, Any],
+) -> Tensor:
+    """The network output at the Euler predictor ``x_e = x + h d`` (Algorithm 2, line 8) and ``t_next``."""
+    h = nxt.t - hat.t
+    d_x, d_out = _velocity_coefficients(f, hat)
+    x_euler = combine(x, out, 1.0 + h * d_x, h * d_out)
+    return denoiser.output(x_euler, t_next, **cond)
+
+
+def _heun_corrector(
+    x: Tensor,
+    out: Tensor,
+    f: AffineX0Eps,
+    hat: GridPoint,
+    out_next: Tensor,
+    f_next: AffineX0Eps,
+    nxt: GridPoint,
+) -> Tensor:
+    """The trapezoidal corrector ``x + h/2 (d + d_e)`` (Algorithm 2, line 10) with the predictor
+    ``x_e = e_x x + e_out out`` substituted, so it is one weighted sum of ``x``, ``out`` and ``out_next``."""
+    h = nxt.t - hat.t
+    d_x, d_out = _velocity_coefficients(f, hat)
+    e_x, e_out = 1.0 + h * d_x, h * d_out
+    n_x, n_out = _velocity_coefficients(f_next, nxt)
+    half = 0.5 * h
+    return weighted_sum(
+        [(x, 1.0 + half * (d_x + n_x * e_x)), (out, half * (d_out + n_x * e_out)), (out_next, half * n_out)]
+    )
 
 
 @register(

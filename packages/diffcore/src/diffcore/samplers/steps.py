@@ -10,6 +10,7 @@ Notation: a step goes from the current time ``t`` to the next time ``s < t`` (to
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +18,10 @@ import torch
 from torch import Tensor
 
 from diffcore.denoiser import DenoiserBase
-from diffcore.predictions import PathCoefficients, from_x0_eps
+from diffcore.predictions import AffineX0Eps, PathCoefficients, from_x0_eps, lincomb
 from diffcore.schedules import Schedule
+
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def half_log_snr(alpha: float, sigma: float) -> float:
@@ -77,20 +80,26 @@ def randn(x: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
+def ddim_coefficients(cur: GridPoint, nxt: GridPoint, eta: float) -> tuple[float, float, float]:
+    """``(c_x0, c_eps, c)`` of the DDIM step (Song et al. 2021, Eq. 12) from ``cur`` to ``nxt`` (not data):
+    ``x_s = alpha_s x0 + sqrt(sigma_s^2 - c^2) eps + c z`` with ``c = eta * sigma_s sqrt(1 - r^2)``
+    (:func:`snr_ratio`). ``eta = 0``: the deterministic DDIM / probability-flow step; ``eta = 1``: the
+    DDPM posterior with the "small" variance ``beta-tilde``."""
+    r = snr_ratio(cur, nxt)
+    c = eta * nxt.sigma * math.sqrt(max(1.0 - r * r, 0.0))
+    return nxt.alpha, math.sqrt(max(nxt.sigma**2 - c * c, 0.0)), c
+
+
 def ddim_update(
     x0: Tensor, eps: Tensor, cur: GridPoint, nxt: GridPoint, eta: float, noise: Tensor | None
 ) -> Tensor:
-    """One DDIM step (Song et al. 2021, Eq. 12) from ``cur`` to ``nxt`` for a general Gaussian path.
-
-    ``x_s = alpha_s x0 + sqrt(sigma_s^2 - c^2) eps + c z`` with ``c = eta * sigma_s sqrt(1 - r^2)``
-    (:func:`snr_ratio`): ``eta = 0`` is the deterministic DDIM / probability-flow step, ``eta = 1`` is
-    the DDPM posterior with the "small" variance ``beta-tilde``. Landing on ``t = 0`` returns ``x0``.
+    """One DDIM step from ``cur`` to ``nxt`` for a general Gaussian path with the coefficients of
+    :func:`ddim_coefficients`; ``noise`` ``z`` is needed when ``c > 0``. Landing on ``t = 0`` returns ``x0``.
     """
     if nxt.is_data:
         return x0
-    r = snr_ratio(cur, nxt)
-    c = eta * nxt.sigma * math.sqrt(max(1.0 - r * r, 0.0))
-    out = nxt.alpha * x0 + math.sqrt(max(nxt.sigma**2 - c * c, 0.0)) * eps
+    c_x0, c_eps, c = ddim_coefficients(cur, nxt, eta)
+    out = c_x0 * x0 + c_eps * eps
     if c > 0.0:
         if noise is None:
             raise ValueError("noise: a stochastic DDIM step (eta > 0) needs a noise tensor")
@@ -125,3 +134,53 @@ def reverse_sde_coefficients(p: GridPoint) -> tuple[float, float]:
     f = p.d_alpha / p.alpha
     g2 = 2.0 * p.sigma * p.d_sigma - 2.0 * f * p.sigma**2
     return f, max(g2, 0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Fused steps: the conversion of the network output folded into the update.
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreparedGrid:
+    """Everything a fused sampler loop needs, computed once per call before the loop.
+
+    ``points``: the grid's coefficients (:func:`grid_points`); ``times``: what to pass to
+    ``denoiser.output`` at each point (the network's time tensors, built at once); ``affine``: python-float
+    ``(x_0, eps)`` as affine functions of ``(x, output)`` at each point."""
+
+    points: list[GridPoint]
+    times: list[float] | list[Tensor]
+    affine: list[AffineX0Eps]
+
+
+def prepare_grid(denoiser: DenoiserBase, grid: Tensor, x: Tensor) -> PreparedGrid:
+    """The :class:`PreparedGrid` of ``grid`` ((N+1,) float64 CPU) for states like ``x`` ``(B, ...)``."""
+    points = grid_points(denoiser.schedule, grid)
+    times = denoiser.network_times([p.t for p in points], x)
+    return PreparedGrid(points, times, [denoiser.output_affine(p.t) for p in points])
+
+
+def combine(x: Tensor, out: Tensor, k_x: float, k_out: float) -> Tensor:
+    """``k_x x + k_out out`` for a state ``x`` and a network output ``out`` (both ``(B, ...)``): one fused
+    multiply-add, in float32 at least (half-precision states are upcast and the result cast back)."""
+    if x.dtype in HALF_DTYPES:
+        return lincomb(k_x, x.float(), k_out, out.float()).to(x.dtype)
+    return lincomb(k_x, x, k_out, out)
+
+
+def weighted_sum(terms: Sequence[tuple[Tensor, float]]) -> Tensor:
+    """``sum_j k_j y_j`` over ``terms = [(y_j, k_j), ...]`` (tensors ``(B, ...)`` of one dtype): one
+    multiplication and one in-place ``add_`` per further term on the fresh product, in float32 at least."""
+    (first, k), *rest = terms
+    if first.dtype in HALF_DTYPES:
+        return weighted_sum([(y.float(), c) for y, c in terms]).to(first.dtype)
+    acc = first * k
+    for y, c in rest:
+        acc.add_(y, alpha=c)
+    return acc
+
+
+def x0_of(x: Tensor, out: Tensor, f: AffineX0Eps) -> Tensor:
+    """The data estimate ``x_0`` from a state and its network output (:class:`AffineX0Eps` ``f``)."""
+    return combine(x, out, f.x0_x, f.x0_out)
