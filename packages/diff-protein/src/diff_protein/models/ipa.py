@@ -5,7 +5,8 @@ attention plus attention on 3-D points placed in each residue's frame, whose squ
 distances are invariant under a global rigid motion. The trunk follows FrameDiff's score network
 (Yim et al. 2023, Sec. 4.1 / App. I.1): per block IPA -> LayerNorm -> transition MLP -> backbone update
 (AF2 Alg. 23, a quaternion ``(1, b, c, d)`` and a translation applied on the right, ``T <- T o dT``)
--> pair update. Every input the network reads apart from the frames is invariant (time, residue
+-> pair update; gradients flow through the rotations of every block (FrameDiff's and FrameFlow's
+score networks do not detach them). Every input the network reads apart from the frames is invariant (time, residue
 index, motif flag, distances), so the predicted frames move with the input frames: for any rigid
 motion ``G``, ``net(G o T) = G o net(T)``, and the per-residue features are unchanged.
 
@@ -228,11 +229,11 @@ class FrameDenoiser(PretrainedModel):
         s, z = self._embed(trans, t, mask, fixed, self_cond)
         frames = Rigid(rots, trans * self.config.coordinate_scale)
         update_mask = mask & ~fixed
+        # Rotations are not detached between blocks: AF2 does (Suppl. Alg. 20, line 20) because it trains
+        # every block with an auxiliary FAPE loss; with one loss on the final frames (FrameDiff, FrameFlow)
+        # a detach leaves the rotation updates without any gradient.
         for block in self.blocks:
             s, z, frames = block(s, z, frames, mask, update_mask)
-            frames = Rigid(
-                frames.rots.detach(), frames.trans
-            )  # AF2: no gradient through rotations between blocks
         out = Rigid(frames.rots, frames.trans / self.config.coordinate_scale)
         return out, s
 
