@@ -11,6 +11,8 @@ from diffcore.nn.controlnet import (
     ControlledModel,
     DiTControlNet,
     DiTControlNetConfig,
+    MMDiTControlNet,
+    MMDiTControlNetConfig,
     MultiControlNet,
     UNetControlNet,
     UNetControlNetConfig,

@@ -12,6 +12,10 @@ training starts from it.
 * :class:`DiTControlNet`: copy of a :class:`~diffcore.nn.dit.DiT`'s embedders and first ``N``
   blocks; the condition is patch-embedded and added to the tokens; zero linears give one
   ``(B, N_tokens, D)`` residual per copied block: ``control=[r_0, ..., r_{N-1}]``.
+* :class:`MMDiTControlNet`: SD3-ControlNet style copy of an :class:`~diffcore.nn.mmdit.MMDiT`'s embedders
+  and first ``N`` joint blocks (image and text streams); the condition is patch-embedded like the image
+  tokens through a zero-initialised projection and added to them; zero linears give one ``(B, N_tokens, D)``
+  image-token residual per copied block: ``control=[r_0, ..., r_{N-1}]``.
 * :class:`MultiControlNet` sums the residuals of several ControlNets, each times its scale.
 * :class:`ControlledModel` meets the network contract ``net(x, t, control_cond=..., **cond)``
   with the base frozen.
@@ -29,6 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from diffcore.nn.dit import DiT, DiTBlock, DiTConfig
 from diffcore.nn.embeddings import (
@@ -38,6 +43,14 @@ from diffcore.nn.embeddings import (
     TimestepEmbedder,
     grid_positions,
     sincos_pos_embed,
+)
+from diffcore.nn.mmdit import (
+    MMDiT,
+    MMDiTBlock,
+    MMDiTConfig,
+    check_mmdit_inputs,
+    joint_attention_mask,
+    mmdit_conditioning,
 )
 from diffcore.nn.unet import UNet, UNetConfig, UNetEncoder, check_unet_inputs, conv_nd, zero_module
 from diffcore.pretrained import PretrainedModel
@@ -351,7 +364,152 @@ class DiTControlNet(PretrainedModel):
             )
 
 
-ControlNet = UNetControlNet | DiTControlNet
+@dataclass
+class MMDiTControlNetConfig:
+    """A :class:`MMDiTControlNet`: the base MMDiT's config, how many joint blocks to copy, the condition encoder.
+
+    ``num_blocks``: copied blocks (``None``: half the depth, at least 1; SD3-ControlNet copies a few).
+    ``hint_downscale``: the condition map is this many times larger than ``x`` per spatial axis (8 for a
+    pixel-space map steering an 8x-downsampled latent model).
+    """
+
+    mmdit: MMDiTConfig = field(default_factory=MMDiTConfig)
+    num_blocks: int | None = None
+    conditioning_channels: int = 3
+    hint_channels: tuple[int, ...] = (16, 32, 96, 256)
+    hint_downscale: int = 1
+
+    def __post_init__(self) -> None:
+        self.mmdit = _nested_config(MMDiTConfig, self.mmdit, "mmdit")
+        self.hint_channels = tuple(self.hint_channels)
+        if self.num_blocks is None:
+            self.num_blocks = max(1, self.mmdit.depth // 2)
+        if not 1 <= self.num_blocks <= self.mmdit.depth:
+            raise ValueError(
+                f"num_blocks: expected 1..{self.mmdit.depth} (the MMDiT depth), got {self.num_blocks}"
+            )
+        if self.conditioning_channels < 1:
+            raise ValueError(f"conditioning_channels: expected >= 1, got {self.conditioning_channels}")
+        if len(self.mmdit.input_size) > 2:
+            raise ValueError(
+                "mmdit: MMDiTControlNet supports 1D and 2D inputs (its condition encoder is conv1d/2d)"
+            )
+        _check_hint(self.hint_channels, self.hint_downscale)
+
+
+class MMDiTControlNet(PretrainedModel):
+    """ControlNet for :class:`~diffcore.nn.mmdit.MMDiT` (the SD3-ControlNet layout):
+    ``(x, t, cond, context=None, context_mask=None, pooled=None) -> [r_0, ..., r_{N-1}]``.
+
+    A trainable copy of the MMDiT's patch, time, pooled-text and context embedders and of its first
+    ``num_blocks`` joint blocks, both streams (the copied text stream keeps updating the context the copied
+    image stream attends to). The condition map goes through a conv encoder and a zero-initialised patch
+    embedding with the image tokens' patch size, and is added to the image tokens (Zhang et al. 2023, Eq. 2:
+    ``Z(c)`` with ``Z`` zero at start); each copied block's image tokens leave through a zero-initialised
+    linear (``Z`` of the output), so the residuals, and hence the controlled output's change, start at zero.
+    Build it from a trained MMDiT with :meth:`from_mmdit`.
+    """
+
+    config_class = MMDiTControlNetConfig
+    config: MMDiTControlNetConfig
+    pos_embed: Tensor
+
+    def __init__(self, config: MMDiTControlNetConfig) -> None:
+        super().__init__(config)
+        m = config.mmdit
+        d, ndim = m.hidden_size, len(m.input_size)
+        self.x_embedder = PatchEmbed(m.in_channels, d, m.patch_size, ndim=ndim)
+        self.t_embedder = TimestepEmbedder(d)
+        self.pooled_embedder = (
+            nn.Sequential(nn.Linear(m.pooled_dim, d), nn.SiLU(), nn.Linear(d, d)) if m.pooled_dim else None
+        )
+        self.context_embedder = nn.Linear(m.context_dim, d)
+        self.rope = RotaryEmbedding(d // m.num_heads, ndim, m.rope_theta)
+        self.register_buffer("pos_embed", sincos_pos_embed(d, m.grid_size)[None], persistent=False)
+        # Block i of the copy has the same layout as block i of the base (the base's last is context_pre_only).
+        self.blocks = nn.ModuleList(
+            MMDiTBlock(d, m.num_heads, m.mlp_ratio, m.qk_norm, context_pre_only=i == m.depth - 1)
+            for i in range(config.num_blocks or 1)
+        )
+        self.cond_encoder = ConditionEncoder(
+            ndim, config.conditioning_channels, None, config.hint_channels, config.hint_downscale
+        )
+        self.cond_embedder = zero_module(PatchEmbed(config.hint_channels[-1], d, m.patch_size, ndim=ndim))
+        self.zero_linears = nn.ModuleList(zero_module(nn.Linear(d, d)) for _ in self.blocks)
+        self.gradient_checkpointing = m.gradient_checkpointing
+
+    @classmethod
+    def from_mmdit(
+        cls,
+        mmdit: MMDiT,
+        num_blocks: int | None = None,
+        conditioning_channels: int = 3,
+        hint_channels: tuple[int, ...] = (16, 32, 96, 256),
+        hint_downscale: int = 1,
+    ) -> MMDiTControlNet:
+        """A ControlNet whose embedders and joint blocks start as copies of ``mmdit``'s first ``num_blocks``."""
+        config = MMDiTControlNetConfig(
+            dataclasses.replace(mmdit.config),
+            num_blocks,
+            conditioning_channels,
+            hint_channels,
+            hint_downscale,
+        )
+        net = cls(config)
+        for name in ("x_embedder", "t_embedder", "pooled_embedder", "context_embedder"):
+            copy = getattr(net, name)
+            if copy is not None:
+                copy.load_state_dict(getattr(mmdit, name).state_dict())
+        for copy, block in zip(net.blocks, mmdit.blocks, strict=False):
+            copy.load_state_dict(block.state_dict())
+        return net.to(next(mmdit.parameters()).device)
+
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor,
+        cond: Tensor,
+        context: Tensor | None = None,
+        context_mask: Tensor | None = None,
+        pooled: Tensor | None = None,
+    ) -> DiTResiduals:
+        """Residuals for the base MMDiT's ``control=``.
+
+        Args:
+            x, t, context, context_mask, pooled: as for :meth:`MMDiT.forward` (``t`` ``(B,)`` in [0, 1],
+                0 = data).
+            cond: ``(B, conditioning_channels, *(spatial * hint_downscale))`` condition map.
+
+        Returns:
+            ``num_blocks`` image-token tensors ``(B, N_tokens, hidden_size)``, all zero at initialisation.
+        """
+        m = self.config.mmdit
+        check_mmdit_inputs(m, x, t, context, context_mask, pooled)
+        _check_cond(cond, x, self.config.conditioning_channels, self.config.hint_downscale)
+        grid = self.x_embedder.grid_size(x.shape[2:])
+        h = self.x_embedder(x) + self.cond_embedder(self.cond_encoder(cond.to(x.dtype)))
+        rope = None
+        if m.pos_embed == "sincos":
+            pos = (
+                self.pos_embed if grid == m.grid_size else sincos_pos_embed(h.shape[-1], grid, x.device)[None]
+            )
+            h = h + pos.to(h.dtype)
+        else:
+            rope = self.rope(grid_positions(grid, device=x.device))
+        c = mmdit_conditioning(self.t_embedder, self.pooled_embedder, t, pooled)
+        ctx = self.context_embedder(context) if context is not None else None
+        mask = joint_attention_mask(context_mask, h) if ctx is not None else None
+        residuals = []
+        for block, zero_linear in zip(self.blocks, self.zero_linears, strict=True):
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                h, ctx = checkpoint(block, h, ctx, c, mask, rope, use_reentrant=False)
+            else:
+                h, ctx = block(h, ctx, c, mask, rope)
+            residuals.append(zero_linear(h))
+        return residuals
+
+
+ControlNet = UNetControlNet | DiTControlNet | MMDiTControlNet
 
 
 def _weighted_sum(tensors: Sequence[Tensor], weights: Sequence[float]) -> Tensor:
@@ -362,9 +520,9 @@ def _weighted_sum(tensors: Sequence[Tensor], weights: Sequence[float]) -> Tensor
 
 
 def _scaled_sum(parts: Sequence[Residuals], scales: Sequence[float]) -> Residuals:
-    """``sum_i scales[i] * parts[i]`` for U-Net ``(list, mid)`` or DiT ``list`` residuals.
+    """``sum_i scales[i] * parts[i]`` for U-Net ``(list, mid)`` or DiT / MMDiT ``list`` residuals.
 
-    DiT ControlNets may copy different numbers of blocks: block ``j`` gets the sum over those that reach it.
+    DiT and MMDiT ControlNets may copy different numbers of blocks: block ``j`` gets the sum over those that reach it.
     """
     if isinstance(parts[0], tuple):
         unet_parts: list[UNetResiduals] = list(parts)  # type: ignore[arg-type]
@@ -389,7 +547,9 @@ class MultiControlNet(nn.Module):
         if not controlnets:
             raise ValueError("controlnets: expected at least one ControlNet")
         kinds = {type(c) for c in controlnets}
-        if len(kinds) != 1 or not issubclass(next(iter(kinds)), (UNetControlNet, DiTControlNet)):
+        if len(kinds) != 1 or not issubclass(
+            next(iter(kinds)), (UNetControlNet, DiTControlNet, MMDiTControlNet)
+        ):
             raise TypeError(
                 f"controlnets: expected ControlNets of one kind, got {sorted(k.__name__ for k in kinds)}"
             )
@@ -410,6 +570,9 @@ class MultiControlNet(nn.Module):
         return _scaled_sum(parts, self.scales)
 
 
+_CONTROLNET_OF: dict[type, type] = {UNet: UNetControlNet, DiT: DiTControlNet, MMDiT: MMDiTControlNet}
+
+
 class ControlledModel(nn.Module):
     """A frozen base network steered by ControlNets: ``net(x, t, control_cond=..., **cond) -> like x``.
 
@@ -420,17 +583,15 @@ class ControlledModel(nn.Module):
 
     def __init__(
         self,
-        base: UNet | DiT,
+        base: UNet | DiT | MMDiT,
         controlnets: ControlNet | Sequence[ControlNet],
         scales: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         nets = [controlnets] if isinstance(controlnets, nn.Module) else list(controlnets)
-        expected = (
-            UNetControlNet if isinstance(base, UNet) else DiTControlNet if isinstance(base, DiT) else None
-        )
+        expected = next((cn for kind, cn in _CONTROLNET_OF.items() if isinstance(base, kind)), None)
         if expected is None:
-            raise TypeError(f"base: expected a UNet or a DiT, got {type(base).__name__}")
+            raise TypeError(f"base: expected a UNet, a DiT or an MMDiT, got {type(base).__name__}")
         if not all(isinstance(n, expected) for n in nets):
             raise TypeError(f"controlnets: a {type(base).__name__} base takes {expected.__name__}s")
         self.base = base.requires_grad_(False).eval()

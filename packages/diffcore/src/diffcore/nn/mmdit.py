@@ -8,12 +8,14 @@ output projection, MLP) and meet in one joint attention over their concatenation
 is a sequence encoder's tokens (SD3: T5-XXL, 4096 wide, with CLIP tokens zero-padded to that width)
 projected to the model width.
 
-Contract: ``MMDiT(x, t, context=None, context_mask=None, pooled=None)`` with ``x`` ``(B, C, *spatial)``,
+Contract: ``MMDiT(x, t, context=None, context_mask=None, pooled=None, control=None)`` with ``x`` ``(B, C, *spatial)``,
 ``t`` ``(B,)`` in [0, 1] (0 = data, 1 = noise), ``context`` ``(B, M, context_dim)``, ``context_mask``
 ``(B, M)`` bool (True = real token), ``pooled`` ``(B, pooled_dim)``; returns a tensor shaped like
 ``x``. The context can be dropped at inference: ``context=None`` runs the image stream alone (the
 same as a fully masked context), and zeros (SD3's stand-in for a missing T5) run as ordinary tokens.
-``pooled=None`` adds nothing to the conditioning vector.
+``pooled=None`` adds nothing to the conditioning vector. ``control``: optional list of ``K <= depth``
+residuals ``(B, N, hidden_size)`` in image-token layout, ``control[i]`` added to the image tokens after
+block ``i`` (an :class:`~diffcore.nn.controlnet.MMDiTControlNet`, SD3-ControlNet style).
 
 The modulations of both streams and the output layer start at zero, so a fresh model outputs zero.
 """
@@ -203,9 +205,18 @@ class MMDiT(PretrainedModel):
         context: Tensor | None = None,
         context_mask: Tensor | None = None,
         pooled: Tensor | None = None,
+        control: list[Tensor] | None = None,
     ) -> Tensor:
-        """``x``: ``(B, C, *spatial)``, ``t``: ``(B,)`` in [0, 1] -> ``(B, C, *spatial)``."""
-        self._check_inputs(x, t, context, context_mask, pooled)
+        """``x``: ``(B, C, *spatial)``, ``t``: ``(B,)`` in [0, 1] -> ``(B, C, *spatial)``.
+
+        ``control``: ControlNet residuals, ``control[i]`` ``(B, N, hidden_size)`` added to the image tokens
+        after block ``i`` (see the module docstring).
+        """
+        check_mmdit_inputs(self.config, x, t, context, context_mask, pooled)
+        if control is not None and len(control) > self.config.depth:
+            raise ValueError(
+                f"control: got {len(control)} residuals for an MMDiT of depth {self.config.depth}"
+            )
         grid = self.x_embedder.grid_size(x.shape[2:])
         h = self.x_embedder(x)
         rope = None
@@ -213,19 +224,16 @@ class MMDiT(PretrainedModel):
             h = h + self._sincos(grid, h)
         else:
             rope = self.rope(grid_positions(grid, device=x.device))
-        c = self.t_embedder(t)
-        if pooled is not None and self.pooled_embedder is not None:
-            c = c + self.pooled_embedder(pooled.to(c.dtype))
-        c = F.silu(c)
+        c = mmdit_conditioning(self.t_embedder, self.pooled_embedder, t, pooled)
         ctx = self.context_embedder(context) if context is not None else None
-        mask = None
-        if ctx is not None and context_mask is not None:
-            mask = torch.cat([context_mask, context_mask.new_ones(h.shape[:2])], dim=1)
-        for block in self.blocks:
+        mask = joint_attention_mask(context_mask, h) if ctx is not None else None
+        for i, block in enumerate(self.blocks):
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 h, ctx = checkpoint(block, h, ctx, c, mask, rope, use_reentrant=False)
             else:
                 h, ctx = block(h, ctx, c, mask, rope)
+            if control is not None and i < len(control):
+                h = h + control[i]
         h = self.final_layer(h, c)
         return unpatchify(h, grid, self.config.patch_size, self.config.in_channels)
 
@@ -234,37 +242,56 @@ class MMDiT(PretrainedModel):
             return self.pos_embed.to(like.dtype)
         return sincos_pos_embed(self.config.hidden_size, grid, device=like.device)[None].to(like.dtype)
 
-    def _check_inputs(
-        self,
-        x: Tensor,
-        t: Tensor,
-        context: Tensor | None,
-        context_mask: Tensor | None,
-        pooled: Tensor | None,
-    ) -> None:
-        cfg, b = self.config, x.shape[0]
-        if x.ndim != 2 + len(cfg.input_size) or x.shape[1] != cfg.in_channels:
+
+def mmdit_conditioning(
+    t_embedder: nn.Module, pooled_embedder: nn.Module | None, t: Tensor, pooled: Tensor | None
+) -> Tensor:
+    """SD3's conditioning vector ``SiLU(timestep embedding + MLP(pooled))`` ``(B, D)`` (``pooled=None``: time only)."""
+    c = t_embedder(t)
+    if pooled is not None and pooled_embedder is not None:
+        c = c + pooled_embedder(pooled.to(c.dtype))
+    return F.silu(c)
+
+
+def joint_attention_mask(context_mask: Tensor | None, image_tokens: Tensor) -> Tensor | None:
+    """Key mask ``(B, M + N)`` over ``[context; image]`` from ``context_mask`` ``(B, M)`` (image keys always on)."""
+    if context_mask is None:
+        return None
+    return torch.cat([context_mask, context_mask.new_ones(image_tokens.shape[:2])], dim=1)
+
+
+def check_mmdit_inputs(
+    cfg: MMDiTConfig,
+    x: Tensor,
+    t: Tensor,
+    context: Tensor | None,
+    context_mask: Tensor | None,
+    pooled: Tensor | None,
+) -> None:
+    """Raise a ``ValueError`` naming the argument when an input does not fit an MMDiT of config ``cfg``."""
+    b = x.shape[0]
+    if x.ndim != 2 + len(cfg.input_size) or x.shape[1] != cfg.in_channels:
+        raise ValueError(
+            f"x: expected (B, {cfg.in_channels}, <{len(cfg.input_size)} spatial sizes>), got {tuple(x.shape)}"
+        )
+    if t.shape != (b,):
+        raise ValueError(f"t: expected shape ({b},) matching the batch of x, got {tuple(t.shape)}")
+    if context is not None and (
+        context.ndim != 3 or context.shape[0] != b or context.shape[2] != cfg.context_dim
+    ):
+        raise ValueError(f"context: expected ({b}, M, {cfg.context_dim}), got {tuple(context.shape)}")
+    if context_mask is not None:
+        if context is None:
+            raise ValueError("context_mask: given without a context")
+        if context_mask.dtype != torch.bool or context_mask.shape != context.shape[:2]:
             raise ValueError(
-                f"x: expected (B, {cfg.in_channels}, <{len(cfg.input_size)} spatial sizes>), got {tuple(x.shape)}"
+                f"context_mask: expected bool {tuple(context.shape[:2])}, "
+                f"got {context_mask.dtype} {tuple(context_mask.shape)}"
             )
-        if t.shape != (b,):
-            raise ValueError(f"t: expected shape ({b},) matching the batch of x, got {tuple(t.shape)}")
-        if context is not None and (
-            context.ndim != 3 or context.shape[0] != b or context.shape[2] != cfg.context_dim
-        ):
-            raise ValueError(f"context: expected ({b}, M, {cfg.context_dim}), got {tuple(context.shape)}")
-        if context_mask is not None:
-            if context is None:
-                raise ValueError("context_mask: given without a context")
-            if context_mask.dtype != torch.bool or context_mask.shape != context.shape[:2]:
-                raise ValueError(
-                    f"context_mask: expected bool {tuple(context.shape[:2])}, "
-                    f"got {context_mask.dtype} {tuple(context_mask.shape)}"
-                )
-        if pooled is not None and (self.pooled_embedder is None or pooled.shape != (b, cfg.pooled_dim)):
-            raise ValueError(
-                f"pooled: expected ({b}, {cfg.pooled_dim}) with pooled_dim > 0, got {tuple(pooled.shape)}"
-            )
+    if pooled is not None and (cfg.pooled_dim == 0 or pooled.shape != (b, cfg.pooled_dim)):
+        raise ValueError(
+            f"pooled: expected ({b}, {cfg.pooled_dim}) with pooled_dim > 0, got {tuple(pooled.shape)}"
+        )
 
 
 def mmdit_config(depth: int, **overrides: Any) -> MMDiTConfig:
