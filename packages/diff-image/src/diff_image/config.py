@@ -23,6 +23,7 @@ import yaml
 
 __all__ = [
     "AutoencoderConfig",
+    "ControlImageConfig",
     "ImageModelConfig",
     "LoraImageConfig",
     "SampleImageConfig",
@@ -268,6 +269,62 @@ class LoraImageConfig:
     def __post_init__(self) -> None:
         for name in ("num_images", "rank", "alpha", "steps", "batch_size", "lr"):
             _positive(name, getattr(self, name))
+
+
+@dataclass
+class ControlImageConfig:
+    """ControlNet training on a frozen saved pipeline and its evaluation (``diffuse image control``).
+
+    Attributes:
+        kinds: control inputs from the shapes data, any of ``edges``, ``segmentation``, ``boxes`` (one
+            ControlNet each; several are summed with ``scales``).
+        scales: per-kind strength at sampling (empty: 1 each).
+        num_blocks: DiT / MMDiT blocks each ControlNet copies (0: half the depth; the U-Net copies its encoder).
+        steps, batch_size, lr: the ControlNets' optimisation (0 steps: evaluate the ControlNets the pipeline
+            already holds).
+        shapes_length: generated training scenes.
+        cond_dropout: probability of an empty caption during training (text models).
+        num_samples: held-out scenes sampled with and without control for the grid and the IoU.
+        sampler, sample_steps, guidance: sampling (guidance is classifier-free, 1 = none).
+        seed: seeds training and noise.
+        device: ``cpu``, ``cuda`` or ``auto``.
+    """
+
+    kinds: tuple[str, ...] = ("segmentation",)
+    scales: tuple[float, ...] = ()
+    num_blocks: int = 0
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-4
+    shapes_length: int = 20_000
+    cond_dropout: float = 0.1
+    num_samples: int = 64
+    sampler: str = "dpmpp_2m"
+    sample_steps: int = 20
+    guidance: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.kinds = tuple(self.kinds)
+        self.scales = tuple(float(v) for v in self.scales)
+        bad = [k for k in self.kinds if k not in ("edges", "segmentation", "boxes")]
+        if not self.kinds or bad or len(set(self.kinds)) != len(self.kinds):
+            raise ValueError(
+                f"kinds: expected distinct names among edges, segmentation, boxes, got {self.kinds}"
+            )
+        if self.scales and len(self.scales) != len(self.kinds):
+            raise ValueError(
+                f"scales: expected {len(self.kinds)} values (one per kind) or none, got {self.scales}"
+            )
+        if self.steps < 0 or self.num_blocks < 0:
+            raise ValueError(f"steps, num_blocks: expected >= 0, got {self.steps}, {self.num_blocks}")
+        for name in ("batch_size", "lr", "shapes_length", "num_samples", "sample_steps"):
+            _positive(name, getattr(self, name))
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ValueError(f"cond_dropout: expected a probability in [0, 1), got {self.cond_dropout}")
+        if self.guidance < 0:
+            raise ValueError(f"guidance: expected >= 0, got {self.guidance}")
 
 
 # ------------------------------------------------------------------------------------------ loading
