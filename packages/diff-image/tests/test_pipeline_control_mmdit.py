@@ -27,7 +27,9 @@ def randomize(net: torch.nn.Module, std: float = 0.05) -> None:
 
 
 def text_pipeline() -> ImagePipeline:
-    words = sorted({w for cap in control_examples(["edges"], 8, 16).captions for w in cap.split()} | set(SHAPES))
+    words = sorted(
+        {w for cap in control_examples(["edges"], 8, 16).captions for w in cap.split()} | set(SHAPES)
+    )
     encoder = TextEncoder.from_scratch(words, width=16, layers=1, heads=2, max_length=24)
     cfg = ImageModelConfig(backbone="mmdit", conditioning="text", width=16, depth=2, heads=2, patch_size=4)
     net = build_backbone(cfg, (3, 16, 16), context_dim=16, pooled_dim=16)
