@@ -9,9 +9,11 @@
    prompts, where the base shows it in none.
 
     uv run python benchmarks/image_full.py            # GPU
+    uv run python benchmarks/image_full.py --skip-digits --probe-every 2000 --out runs/image_full  # shapes + LoRA
     uv run python benchmarks/image_full.py --quick    # tiny CPU run that checks the script works
 
-Prints a table and writes benchmarks/results/image_full[_quick].json (and grids under --out).
+Prints a table and writes benchmarks/results/image_full[-<gpu>|_quick].json (``-h100`` on an H100; grids under
+--out). The trained shapes pipeline is saved in ``<out>/shapes_run/pipeline`` (``ImagePipeline.from_pretrained``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -37,9 +40,20 @@ TARGETS = {
 def quick_settings() -> BenchSettings:
     return BenchSettings(
         digits_steps=20, digits_width=32, digits_depth=1, digits_samples=50,
-        shapes_steps=3, shapes_width=64, shapes_depth=1, shapes_batch=8, shapes_eval=4,
-        lora_steps=2, device="cpu",
+        shapes_steps=4, shapes_width=64, shapes_depth=1, shapes_batch=8, shapes_eval=4, shapes_length=64,
+        shapes_sample_steps=4, shapes_guidances=(2.0, 4.0), lora_steps=2, device="cpu",
     )  # fmt: skip
+
+
+def _suffix(quick: bool, device: str) -> str:
+    """``_quick`` for the CPU check; ``-h100`` / ``-h200`` / ``-<gpu>`` for a GPU run."""
+    if quick:
+        return "_quick"
+    name = device.lower()
+    for gpu in ("h100", "h200", "a100"):
+        if gpu in name:
+            return f"-{gpu}"
+    return "-" + "".join(c if c.isalnum() else "_" for c in name)
 
 
 def main() -> None:
@@ -54,10 +68,20 @@ def main() -> None:
     )
     parser.add_argument("--skip-digits", action="store_true", help="Run only shapes + LoRA.")
     parser.add_argument("--shapes-steps", type=int, default=None, help="Override the shapes training steps.")
+    parser.add_argument(
+        "--probe-every",
+        type=int,
+        default=None,
+        help="Measure shapes adherence every N training steps (0: never).",
+    )
     args = parser.parse_args()
     settings = quick_settings() if args.quick else BenchSettings.full()
     if args.shapes_steps is not None:
         settings.shapes_steps = args.shapes_steps
+    if args.probe_every is not None:
+        settings.shapes_probe_every = args.probe_every
+    elif args.quick:
+        settings.shapes_probe_every = 2
     if not args.quick and not torch.cuda.is_available():
         parser.error("the full benchmark needs a GPU; use --quick on a CPU")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -65,12 +89,25 @@ def main() -> None:
     metrics: dict[str, float] = {}
     if not args.skip_digits:
         metrics.update(digits_benchmark(args.out, settings)[0])
+    shapes_start = time.perf_counter()
     pipe, m, _ = shapes_benchmark(args.out, settings)
     metrics.update(m)
+    lora_start = time.perf_counter()
     metrics.update(lora_benchmark(pipe, args.out, settings)[0])
-    metrics["total_seconds"] = time.perf_counter() - start
+    end = time.perf_counter()
+    metrics.update(shapes_total_seconds=lora_start - shapes_start, lora_seconds=end - lora_start)
+    metrics["shapes_and_lora_seconds"] = end - shapes_start
+    metrics["total_seconds"] = end - start
     device = torch.cuda.get_device_name() if torch.cuda.is_available() and not args.quick else "cpu"
-    report = {"quick": args.quick, "device": device, "metrics": metrics, "targets": {}}
+    report = {
+        "quick": args.quick,
+        "device": device,
+        "skip_digits": args.skip_digits,
+        "settings": asdict(settings),
+        "shapes_pipeline": str(args.out / "shapes_run" / "pipeline"),
+        "metrics": metrics,
+        "targets": {},
+    }
     print(f"{'metric':34s} {'value':>10s}  target")
     for key, value in sorted(metrics.items()):
         target = TARGETS.get(key)
@@ -83,7 +120,7 @@ def main() -> None:
         print(f"{key:34s} {value:10.4f}  {note}")
     results = Path(__file__).parent / "results"
     results.mkdir(exist_ok=True)
-    path = results / f"image_full{'_quick' if args.quick else ''}.json"
+    path = results / f"image_full{_suffix(args.quick, device)}.json"
     path.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
     print(f"wrote {path}")
 

@@ -2,7 +2,12 @@
 
 from diff_image.pipeline.control import CONTROL_CHANNELS, ControlMapsModel, control_maps, train_controlnets
 from diff_image.pipeline.core import PIPELINE_FILE, ImagePipeline
-from diff_image.pipeline.evaluate import evaluate_digits, evaluate_shapes, shapes_eval_captions
+from diff_image.pipeline.evaluate import (
+    ShapesAdherenceProbe,
+    evaluate_digits,
+    evaluate_shapes,
+    shapes_eval_captions,
+)
 from diff_image.pipeline.training import (
     PreparedObjective,
     build_objective,
@@ -17,6 +22,7 @@ __all__ = [
     "ControlMapsModel",
     "ImagePipeline",
     "PreparedObjective",
+    "ShapesAdherenceProbe",
     "build_objective",
     "control_maps",
     "evaluate_digits",

@@ -4,14 +4,17 @@
   distance in its feature space against the test split, the train-vs-test floor of that distance, and
   improved precision / recall.
 * :func:`evaluate_shapes` — caption adherence of text-to-image samples, read from the pixels, separately
-  for one-object and two-object captions.
+  for one-object and two-object captions; :class:`ShapesAdherenceProbe` measures it during training.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
+from diffcore.train import Callback, Trainer
 from torch import Tensor
 
 from diff_image.data import DigitsDataset, ShapesConfig, ShapesDataset
@@ -25,7 +28,7 @@ from diff_image.metrics import (
 )
 from diff_image.pipeline.core import ImagePipeline
 
-__all__ = ["evaluate_digits", "evaluate_shapes", "shapes_eval_captions"]
+__all__ = ["ShapesAdherenceProbe", "evaluate_digits", "evaluate_shapes", "shapes_eval_captions"]
 
 
 def evaluate_digits(
@@ -87,8 +90,11 @@ def evaluate_shapes(
     guidance: float = 4.0,
     seed: int = 0,
     holdout: tuple[str, ...] = (),
+    caption_seed: int = 10_000,
 ) -> tuple[dict[str, Any], Tensor, list[str]]:
     """Caption adherence on ``num_per_kind`` one-object and as many two-object captions (with relations).
+
+    ``caption_seed`` draws the captions (the default 10 000 is never a training seed here); ``seed`` the noise.
 
     Returns ``(metrics, samples, captions)``; metrics: ``adherence_one_object``, ``adherence_two_object``,
     ``adherence``.
@@ -96,8 +102,8 @@ def evaluate_shapes(
     if pipe.text_encoder is None:
         raise ValueError("pipe: expected a text-conditioned pipeline")
     size = pipe.image_shape[-1]
-    captions = shapes_eval_captions(num_per_kind, 1, size, holdout=holdout)
-    captions += shapes_eval_captions(num_per_kind, 2, size, holdout=holdout)
+    captions = shapes_eval_captions(num_per_kind, 1, size, caption_seed, holdout)
+    captions += shapes_eval_captions(num_per_kind, 2, size, caption_seed, holdout)
     gen = torch.Generator(device=pipe.device).manual_seed(seed)
     samples = pipe.sample(
         len(captions), sampler=sampler, steps=steps, guidance=guidance, prompt=captions, generator=gen
@@ -110,3 +116,63 @@ def evaluate_shapes(
         "num_images": len(captions),
     }
     return metrics, samples.cpu(), captions
+
+
+class ShapesAdherenceProbe(Callback):
+    """A Trainer callback that measures caption adherence of the model being trained at chosen steps.
+
+    It samples from the EMA weights when the Trainer keeps them (else the live weights, put back in training
+    mode afterwards) on ``num_per_kind`` one- and two-object captions of a seed the evaluation does not use,
+    so a learning curve costs no extra training run. ``history`` holds one dict per probe:
+    ``{"step", "adherence_one_object", "adherence_two_object", "adherence", "seconds"}``.
+
+    Args:
+        at_steps: optimizer steps after which to probe.
+        schedule, prediction: the pipeline's path and parameterisation (as :class:`ImagePipeline` takes them).
+        sample_shape: ``(C, H, W)`` of the diffused tensor.
+        num_per_kind, sampler, steps, guidance, holdout: as for :func:`evaluate_shapes`.
+        seed: seeds the probe captions (offset from the evaluation's 10 000) and the noise.
+    """
+
+    def __init__(
+        self,
+        at_steps: Sequence[int],
+        schedule: str,
+        prediction: str,
+        sample_shape: Sequence[int],
+        num_per_kind: int = 100,
+        sampler: str = "euler",
+        steps: int = 30,
+        guidance: float = 4.0,
+        holdout: tuple[str, ...] = (),
+        seed: int = 1,
+    ) -> None:
+        if any(s < 1 for s in at_steps):
+            raise ValueError(f"at_steps: expected steps >= 1, got {list(at_steps)}")
+        self.at_steps = set(int(s) for s in at_steps)
+        self.schedule, self.prediction = schedule, prediction
+        self.sample_shape = tuple(int(v) for v in sample_shape)
+        self.num_per_kind, self.sampler, self.steps, self.guidance = num_per_kind, sampler, steps, guidance
+        self.holdout, self.seed = holdout, seed
+        self.history: list[dict[str, float]] = []
+
+    def on_step_end(self, trainer: Trainer, step: int) -> None:
+        if step not in self.at_steps:
+            return
+        start = time.perf_counter()
+        model = trainer.ema_model if trainer.ema_model is not None else trainer.unwrapped_model
+        was_training = model.training
+        pipe = ImagePipeline(
+            model.backbone,  # a TextConditionedModel
+            self.schedule,
+            self.prediction,
+            text_encoder=model.text_encoder,
+            sample_shape=self.sample_shape,
+        )
+        metrics, _, _ = evaluate_shapes(
+            pipe, self.num_per_kind, self.sampler, self.steps, self.guidance, self.seed, self.holdout,
+            caption_seed=10_000 + 1000 * self.seed,
+        )  # fmt: skip
+        model.train(was_training)
+        record = {k: float(metrics[k]) for k in ("adherence_one_object", "adherence_two_object", "adherence")}
+        self.history.append({"step": float(step), **record, "seconds": time.perf_counter() - start})

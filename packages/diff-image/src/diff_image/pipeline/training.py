@@ -9,7 +9,7 @@ scaled latents) before the diffusion objective sees it.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from diffcore import objectives
 from diffcore.objectives import DiffusionObjective
-from diffcore.train import TrainConfig, Trainer
+from diffcore.train import Callback, TrainConfig, Trainer
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
@@ -164,12 +164,14 @@ def train(
     config: TrainImageConfig,
     perceptual: Callable[[Tensor], Tensor] | None = None,
     save: bool = True,
+    callbacks: Sequence[Callback] = (),
 ) -> ImagePipeline:
     """Train a pipeline as ``config`` says; save it to ``config.output_dir/pipeline`` when ``save``.
 
     Stages: (latent only) the autoencoder and its latent scaling; then the diffusion model with
     ``config.objective``, classifier-free-guidance condition dropout and EMA. ``perceptual`` is the feature
-    map of the autoencoder's optional perceptual loss.
+    map of the autoencoder's optional perceptual loss. ``callbacks`` go to the diffusion model's Trainer (e.g.
+    :class:`~diff_image.pipeline.evaluate.ShapesAdherenceProbe` for a learning curve).
     """
     device = resolve_device(config.device)
     data = build_training_data(config)
@@ -197,7 +199,7 @@ def train(
     )
     tc = _train_config(config, config.steps, Path(config.output_dir), device)
     tokenize = text_encoder.tokenize if text_encoder is not None else None
-    trainer = Trainer(network, objective, _loader(data, config, device, tokenize), tc)
+    trainer = Trainer(network, objective, _loader(data, config, device, tokenize), tc, callbacks=callbacks)
     trainer.fit()
     trained = copy.deepcopy(trainer.ema_model if trainer.ema_model is not None else trainer.unwrapped_model)
     trained = trained.to(device).eval()

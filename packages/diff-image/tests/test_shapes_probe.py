@@ -1,0 +1,45 @@
+"""The training-time caption-adherence probe and the pass-through of pre-tokenised batches."""
+
+from __future__ import annotations
+
+import torch
+from diff_image.config import ImageModelConfig, TrainImageConfig
+from diff_image.pipeline import PreparedObjective, ShapesAdherenceProbe, train
+
+
+def test_probe_records_adherence_at_the_chosen_steps_and_restores_train_mode(tmp_path) -> None:
+    cfg = TrainImageConfig(
+        model=ImageModelConfig(backbone="mmdit", conditioning="text", width=32, depth=1, heads=2, patch_size=4,
+                               text_width=16, text_layers=1, text_heads=2, text_max_length=24),
+        dataset="shapes", image_size=16, shapes_length=16, steps=3, batch_size=4, ema_decay=None,
+        output_dir=str(tmp_path / "run"), device="cpu", objective="rectified_flow", render_workers=0,
+    )  # fmt: skip
+    probe = ShapesAdherenceProbe([1, 3], "rectified-flow", "velocity", (3, 16, 16), num_per_kind=2, steps=2)
+    modes = []
+
+    class Spy(ShapesAdherenceProbe):  # a second probe that checks the model trains again after the first
+        def on_step_end(self, trainer, step):
+            modes.append(trainer.unwrapped_model.training)
+
+    train(cfg, save=False, callbacks=[probe, Spy([1], "rectified-flow", "velocity", (3, 16, 16))])
+    assert [r["step"] for r in probe.history] == [1.0, 3.0]
+    for record in probe.history:
+        for key in ("adherence_one_object", "adherence_two_object", "adherence"):
+            assert 0.0 <= record[key] <= 1.0
+        assert record["adherence"] == 0.5 * (record["adherence_one_object"] + record["adherence_two_object"])
+    assert modes == [True, True, True]
+
+
+def test_prepared_objective_keeps_given_input_ids() -> None:
+    seen = {}
+
+    def inner(model, batch, generator=None):
+        seen.update(batch)
+        return torch.zeros(())
+
+    def tokenize(captions, device):
+        raise AssertionError("a batch with input_ids must not be tokenised again")
+
+    ids = torch.arange(6).reshape(2, 3)
+    PreparedObjective(inner, tokenize=tokenize)(None, {"x": torch.zeros(2, 3, 4, 4), "input_ids": ids})
+    assert torch.equal(seen["input_ids"], ids)
