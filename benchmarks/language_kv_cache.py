@@ -6,8 +6,11 @@ denoiser call, from the same random numbers. Prints a table and writes
 benchmarks/results/language_kv_cache[_quick].json.
 
     uv run python benchmarks/language_kv_cache.py                   # 512 tokens on CPU
-    uv run python benchmarks/language_kv_cache.py --device cuda     # on a GPU
+    uv run python benchmarks/language_kv_cache.py --device cuda --hidden 768 --layers 12 --heads 12 \
+        --cuda-graph --dtype bf16                                   # the paper's small model on a GPU
     uv run python benchmarks/language_kv_cache.py --quick           # smoke run
+
+Each configuration is run once untimed first (warm-up: CUDA context, kernel selection, graph capture paths).
 """
 
 from __future__ import annotations
@@ -22,14 +25,14 @@ from diff_language.model import BD3LM, BD3LMConfig
 from diff_language.sampling import SamplingConfig, generate
 
 
-def timed(model: BD3LM, args, cache: bool) -> tuple[torch.Tensor, float]:
+def timed(model: BD3LM, args, cache: bool, tokens: int | None = None) -> tuple[torch.Tensor, float]:
     device = torch.device(args.device)
     g = torch.Generator(device=device).manual_seed(0)
-    cfg = SamplingConfig(sampler=args.sampler, use_kv_cache=cache)
+    cfg = SamplingConfig(sampler=args.sampler, use_kv_cache=cache, cuda_graph=args.cuda_graph)
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    out = generate(model, args.tokens, batch_size=args.batch_size, config=cfg, generator=g)
+    out = generate(model, tokens or args.tokens, batch_size=args.batch_size, config=cfg, generator=g)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return out, time.perf_counter() - start
@@ -39,12 +42,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokens", type=int, default=512)
     p.add_argument("--block-sizes", default="4,16")
-    p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--hidden", "--dim", dest="dim", type=int, default=128, help="model width")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--vocab", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--sampler", choices=["ancestral", "first-hitting"], default="ancestral")
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--cuda-graph", action="store_true", help="replay each cached block call as a CUDA graph")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true")
@@ -70,9 +75,11 @@ def main() -> None:
                     attention="sdpa",
                 )
             )
-            .to(args.device)
+            .to(args.device, dtype=torch.bfloat16 if args.dtype == "bf16" else torch.float32)
             .eval()
         )
+        for cache in (True, False):  # warm-up, untimed
+            timed(model, args, cache=cache, tokens=min(args.tokens, 8 * block))
         with_cache, t_cache = timed(model, args, cache=True)
         without, t_plain = timed(model, args, cache=False)
         rows.append(
@@ -80,6 +87,8 @@ def main() -> None:
                 "block_size": block,
                 "tokens": args.tokens,
                 "device": str(args.device),
+                "gpu": torch.cuda.get_device_name() if torch.device(args.device).type == "cuda" else None,
+                "params": sum(p.numel() for p in model.parameters()),
                 "seconds_with_cache": t_cache,
                 "seconds_without_cache": t_plain,
                 "speedup": t_plain / t_cache,

@@ -23,10 +23,40 @@ from torch import Tensor, nn
 
 from diff_language.masks import bd3_mask, bd3_mask_mod, block_causal_mask
 
-__all__ = ["BD3LM", "BD3LMConfig", "KVCache"]
+__all__ = ["BD3LM", "BD3LMConfig", "RingKVCache"]
 
-KVCache = list[tuple[Tensor, Tensor]]
-"""Per layer ``(keys, values)``, each (B, heads, T, head_dim), rotary already applied."""
+
+@dataclass
+class RingKVCache:
+    """A preallocated KV cache of ``capacity`` token slots per layer, written in place (static shapes).
+
+    keys, values: per layer (B, heads, capacity, head_dim), rotary already applied.
+    slots: (T,) long, where the keys/values of the tokens of the next call are written.
+    valid: (capacity,) bool, the slots the next call attends to (its own slots included).
+    The caller moves ``slots`` and ``valid`` in place between calls; nothing is concatenated or reallocated,
+    so a call can be captured in a CUDA graph. Attention has no order, so a ring buffer of whole blocks
+    serves a sliding window without copying.
+    """
+
+    keys: list[Tensor]
+    values: list[Tensor]
+    slots: Tensor
+    valid: Tensor
+
+    @classmethod
+    def empty(
+        cls, config: BD3LMConfig, batch: int, capacity: int, tokens_per_call: int, device, dtype
+    ) -> RingKVCache:
+        """Zeroed buffers for ``batch`` sequences; ``slots`` = the first ``tokens_per_call``, nothing valid."""
+        head_dim = config.dim // config.n_heads
+        shape = (batch, config.n_heads, capacity, head_dim)
+        return cls(
+            keys=[torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layers)],
+            values=[torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layers)],
+            slots=torch.arange(tokens_per_call, device=device),
+            valid=torch.zeros(capacity, dtype=torch.bool, device=device),
+        )
+
 
 try:  # FlexAttention exists from torch 2.5
     from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
@@ -113,20 +143,23 @@ class Attention(nn.Module):
         cos: Tensor,
         sin: Tensor,
         mask: Tensor | BlockMask | None,
-        past: tuple[Tensor, Tensor] | None,
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        cache: tuple[Tensor, Tensor, Tensor] | None,
+    ) -> Tensor:
+        """cache: ``(keys, values, slots)`` of a :class:`RingKVCache` layer; ``mask`` is then its ``valid``."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        new_kv = (k, v)
-        if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        if cache is not None:
+            keys, values, slots = cache
+            keys.index_copy_(2, slots, k.to(keys.dtype))
+            values.index_copy_(2, slots, v.to(values.dtype))
+            k, v = keys, values
         if HAS_FLEX and isinstance(mask, BlockMask):
             attend = _compiled_flex() if q.is_cuda else flex_attention
             y = attend(q, k, v, block_mask=mask)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.out(y.transpose(1, 2).reshape(b, t, d)), new_kv
+        return self.out(y.transpose(1, 2).reshape(b, t, d))
 
 
 class Block(nn.Module):
@@ -139,10 +172,9 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(config.dim, hidden), nn.GELU(), nn.Linear(hidden, config.dim))
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x, cos, sin, mask, past):
-        h, kv = self.attn(self.norm1(x), cos, sin, mask, past)
-        x = x + self.drop(h)
-        return x + self.drop(self.mlp(self.norm2(x))), kv
+    def forward(self, x, cos, sin, mask, cache):
+        x = x + self.drop(self.attn(self.norm1(x), cos, sin, mask, cache))
+        return x + self.drop(self.mlp(self.norm2(x)))
 
 
 class BD3LM(PretrainedModel):
@@ -179,21 +211,25 @@ class BD3LM(PretrainedModel):
         tokens: Tensor,
         positions: Tensor,
         mask: Tensor | BlockMask | None = None,
-        past: KVCache | None = None,
-    ) -> tuple[Tensor, KVCache]:
-        """Logits (B, T, V) of ``tokens`` (B, T) at integer ``positions`` (T,), and their keys/values per layer.
+        cache: RingKVCache | None = None,
+    ) -> Tensor:
+        """Logits (B, T, V) of ``tokens`` (B, T) at integer ``positions`` (T,).
 
-        mask: bool (T, T_past + T) (True = attend), a FlexAttention block mask, or None (attend to all).
-        past: keys/values of earlier tokens (the KV cache), attended to before ``tokens``.
+        mask: bool (T, T) (True = attend), a FlexAttention block mask, or None (attend to all).
+        cache: a :class:`RingKVCache`; the tokens' keys/values are written at ``cache.slots`` and the tokens
+        attend to the slots marked ``cache.valid`` (``mask`` must then be None).
         """
         head_dim = self.config.dim // self.config.n_heads
         cos, sin = rotary(positions, head_dim, self.config.rope_base)
         x = self.embed(tokens)
-        new: KVCache = []
+        if cache is not None:
+            if mask is not None:
+                raise ValueError("mask: expected None when a cache is given (cache.valid is the mask)")
+            mask = cache.valid.view(1, -1)  # (1, capacity): broadcast over the queries
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, cos, sin, mask, None if past is None else past[i])
-            new.append(kv)
-        return self.head(self.norm(x)), new
+            layer = None if cache is None else (cache.keys[i], cache.values[i], cache.slots)
+            x = block(x, cos, sin, mask, layer)
+        return self.head(self.norm(x))
 
     def forward_train(self, x_t: Tensor, x0: Tensor) -> Tensor:
         """Vectorised BD3-LM training pass over ``[x_t, x_0]`` (Arriola et al. 2025, Sec. 3.2).
@@ -210,7 +246,7 @@ class BD3LM(PretrainedModel):
             mask = _flex_block_mask(n, self.config.block_size, str(x_t.device))
         else:
             mask = bd3_mask(n, self.config.block_size, device=x_t.device)
-        logits, _ = self.forward_tokens(torch.cat([x_t, x0], dim=1), pos, mask)
+        logits = self.forward_tokens(torch.cat([x_t, x0], dim=1), pos, mask)
         return logits[:, :n]
 
     def forward(self, x_t: Tensor, t: Tensor | None = None, x0: Tensor | None = None) -> Tensor:
@@ -224,4 +260,4 @@ class BD3LM(PretrainedModel):
             return self.forward_train(x_t, x0)
         pos = torch.arange(x_t.shape[1], device=x_t.device)
         mask = block_causal_mask(x_t.shape[1], self.config.block_size, device=x_t.device)
-        return self.forward_tokens(x_t, pos, mask)[0]
+        return self.forward_tokens(x_t, pos, mask)

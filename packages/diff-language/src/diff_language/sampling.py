@@ -11,6 +11,8 @@ so each denoiser call costs one block instead of the whole prefix.
   MDLM's full infilling).
 - Lengths beyond the training context: the attention window slides; the cache keeps the last
   ``seq_len - L'`` tokens (rotary embeddings make attention depend on relative positions only).
+- The cache is preallocated (a ring of ``seq_len`` slots written in place), so the cached denoiser call has
+  fixed shapes and, on CUDA with ``SamplingConfig(cuda_graph=True)``, runs as one replayed CUDA graph.
 - EOS: generation stops after the block in which every sequence has produced ``eos_id``; each output is cut
   after its first EOS.
 """
@@ -30,7 +32,7 @@ from diffcore.discrete import (
 from torch import Tensor
 
 from diff_language.masks import block_causal_mask
-from diff_language.model import BD3LM, KVCache
+from diff_language.model import BD3LM, RingKVCache
 
 __all__ = ["SamplingConfig", "generate", "infill", "truncate_at_eos"]
 
@@ -41,7 +43,8 @@ class SamplingConfig:
 
     sampler: ``"ancestral"`` (MDLM ancestral with cached predictions) or ``"first-hitting"`` (exact, one token
     per call). steps: time steps per block for ancestral (default ``2 * L'``). use_kv_cache: cache finished
-    blocks (False recomputes the prefix at every call; same tokens, slower).
+    blocks (False recomputes the prefix at every call; same tokens, slower). cuda_graph: on CUDA, run each
+    cached block call as one replayed CUDA graph (removes the kernel-launch cost of small models).
     """
 
     sampler: str = "ancestral"
@@ -49,6 +52,7 @@ class SamplingConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     use_kv_cache: bool = True
+    cuda_graph: bool = False
 
     def __post_init__(self) -> None:
         if self.sampler not in ("ancestral", "first-hitting"):
@@ -57,50 +61,99 @@ class SamplingConfig:
             raise ValueError(f"steps: expected >= 1, got {self.steps}")
 
 
-class _Context:
-    """The finished prefix: its tokens, and with caching its keys/values, limited to the attention window."""
+class _Prefix:
+    """The finished prefix kept as tokens; every call recomputes it (``use_kv_cache=False``, the reference)."""
 
-    def __init__(self, model: BD3LM, batch: int, device: torch.device, use_cache: bool) -> None:
-        self.model, self.use_cache = model, use_cache
+    def __init__(self, model: BD3LM, batch: int, device: torch.device) -> None:
+        self.model = model
         self.window = model.config.seq_len - model.config.block_size
         self.tokens = torch.zeros(batch, 0, dtype=torch.long, device=device)
         self.start = 0  # absolute position of self.tokens[:, 0]
-        self.cache: KVCache | None = None
-
-    def positions(self, n: int) -> Tensor:
-        end = self.start + self.tokens.shape[1]
-        return torch.arange(end, end + n, device=self.tokens.device)
 
     def logits(self, block: Tensor) -> Tensor:
         """Logits (B, L', V) of a noisy block given the finished prefix."""
-        if self.use_cache:
-            return self.model.forward_tokens(block, self.positions(block.shape[1]), None, self.cache)[0]
         seq = torch.cat([self.tokens, block], dim=1)
         pos = torch.arange(self.start, self.start + seq.shape[1], device=seq.device)
         mask = block_causal_mask(seq.shape[1], self.model.config.block_size, device=seq.device)
-        return self.model.forward_tokens(seq, pos, mask)[0][:, -block.shape[1] :]
+        return self.model.forward_tokens(seq, pos, mask)[:, -block.shape[1] :]
 
     def append(self, block: Tensor) -> None:
-        """Add a finished block; evict the oldest blocks beyond the window."""
-        if self.use_cache:
-            _, kv = self.model.forward_tokens(block, self.positions(block.shape[1]), None, self.cache)
-            if self.cache is None:
-                self.cache = kv
-            else:
-                self.cache = [
-                    (torch.cat([k0, k], 2), torch.cat([v0, v], 2)) for (k0, v0), (k, v) in zip(self.cache, kv)
-                ]
+        """Add a finished block; drop the oldest tokens beyond the window."""
         self.tokens = torch.cat([self.tokens, block], dim=1)
         excess = self.tokens.shape[1] - self.window
         if excess > 0:
             self.tokens = self.tokens[:, excess:]
             self.start += excess
-            if self.cache is not None:
-                self.cache = [(k[:, :, excess:], v[:, :, excess:]) for k, v in self.cache]
+
+
+class _CachedPrefix:
+    """The finished prefix as an exact KV cache: a preallocated ring of ``seq_len`` slots (whole blocks).
+
+    Block ``j`` writes its keys/values into slots ``(j mod n_blocks) L' ...`` and attends to the valid slots
+    (the last ``seq_len / L' - 1`` finished blocks and itself). Every call has the same shapes and moves only
+    device tensors in place (no concatenation, no host sync), so on CUDA it can run as one CUDA graph
+    (``graph=True``): captured at the first call, replayed after.
+    """
+
+    def __init__(self, model: BD3LM, batch: int, device: torch.device, graph: bool) -> None:
+        cfg = model.config
+        self.model, self.block = model, cfg.block_size
+        self.n_slots_blocks = cfg.seq_len // cfg.block_size
+        dtype = next(model.parameters()).dtype
+        self.cache = RingKVCache.empty(cfg, batch, cfg.seq_len, cfg.block_size, device, dtype)
+        self.offsets = torch.arange(cfg.block_size, device=device)
+        self.positions = self.offsets.clone()
+        self.tokens = torch.zeros(batch, cfg.block_size, dtype=torch.long, device=device)
+        self.use_graph = graph and device.type == "cuda"
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.out: Tensor | None = None
+        self.done = 0
+        self._start_block()
+
+    def _start_block(self) -> None:
+        """Point slots, positions and the valid mask at block ``self.done`` (in place, on the device)."""
+        j, size = self.done, self.block
+        self.cache.slots.copy_(self.offsets + (j % self.n_slots_blocks) * size)
+        self.positions.copy_(self.offsets + j * size)
+        self.cache.valid[: min(j + 1, self.n_slots_blocks) * size] = True
+
+    def _forward(self) -> Tensor:
+        return self.model.forward_tokens(self.tokens, self.positions, None, self.cache)
+
+    def _capture(self) -> None:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up (allocations, kernel selection) off the capture
+            for _ in range(2):
+                self._forward()
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.out = self._forward()
+
+    def logits(self, block: Tensor) -> Tensor:
+        """Logits (B, L', V) of a noisy block given the cached prefix (writes the block's keys/values)."""
+        self.tokens.copy_(block)
+        if not self.use_graph:
+            return self._forward()
+        if self.graph is None:
+            self._capture()
+        self.graph.replay()
+        return self.out.clone()
+
+    def append(self, block: Tensor) -> None:
+        """Write the finished block's keys/values into its slots and move to the next block."""
+        self.logits(block)
+        self.done += 1
+        self._start_block()
 
 
 def _denoise_block(
-    model: BD3LM, ctx: _Context, block: Tensor, config: SamplingConfig, generator: torch.Generator | None
+    model: BD3LM,
+    ctx: _Prefix | _CachedPrefix,
+    block: Tensor,
+    config: SamplingConfig,
+    generator: torch.Generator | None,
 ) -> Tensor:
     mask_id = model.mask_id
 
@@ -155,13 +208,19 @@ def infill(
     b, total = template.shape
     pad = (-total) % block
     work = torch.cat([template, template.new_full((b, pad), model.mask_id)], dim=1)
-    ctx = _Context(model, b, template.device, config.use_kv_cache)
+    ctx: _Prefix | _CachedPrefix = (
+        _CachedPrefix(model, b, template.device, config.cuda_graph)
+        if config.use_kv_cache
+        else _Prefix(model, b, template.device)
+    )
+    # which blocks have anything to generate, read once (one host sync, not one per block)
+    todo = (work == model.mask_id).view(b, -1, block).any(-1).any(0).tolist()
     done = torch.zeros(b, dtype=torch.bool, device=template.device)
     out = []
-    for start in range(0, work.shape[1], block):
+    for index, start in enumerate(range(0, work.shape[1], block)):
         noisy = work[:, start : start + block]
         generated = noisy == model.mask_id
-        clean = _denoise_block(model, ctx, noisy, config, generator) if bool(generated.any()) else noisy
+        clean = _denoise_block(model, ctx, noisy, config, generator) if todo[index] else noisy
         out.append(clean)
         if eos_id is not None:
             done |= ((clean == eos_id) & generated).any(-1)
