@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from diffcore import grids as grids_mod
-from diffcore.denoiser import DenoiserBase
+from diffcore.denoiser import DenoiserBase, scalar_coefficients
 from diffcore.samplers.registry import get as get_sampler
 
 
@@ -90,10 +90,10 @@ def sample(
         )
     den = _wrap_guidance(denoiser, guidance, uncond)
 
-    t0 = torch.tensor(float(times[0]), dtype=torch.float64)
-    x = float(schedule.sigma(t0)) * noise
+    start = scalar_coefficients(schedule, float(times[0]))
+    x = start.sigma * noise
     if x_start is not None:
-        x = x + float(schedule.alpha(t0)) * x_start.to(noise.dtype)
+        x = x + start.alpha * x_start.to(noise.dtype)
 
     trajectory: list[Tensor] = [x] if return_trajectory else []
     user_callback = options.pop("callback", None)
