@@ -21,34 +21,11 @@ SAMPLERS = ["dpm_solver_1", "dpm_solver_2", "dpm_solver_3", "dpmpp_2m", "dpmpp_3
 STOCHASTIC = ["dpmpp_2m_sde", "dpmpp_2s_ancestral"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: thread start-up dominates on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def run(name: str, den, x, grid, **kw):
-    return diffcore.samplers.get(name).fn(den, x, grid, cond={}, generator=None, callback=None, **kw)
-
-
-def lambda_grid(schedule, t0: float, t1: float, n: int, warm: bool = False) -> torch.Tensor:
-    """``n`` steps uniform in half-log-SNR; ``warm`` adds two tiny first steps so that the low-order
-    warm-up of multistep solvers does not limit the measured order."""
-    lam = [float(schedule.log_snr(torch.tensor(t, dtype=torch.float64))) / 2 for t in (t0, t1)]
-    lams = torch.linspace(lam[0], lam[1], n + 1, dtype=torch.float64)
-    if warm:
-        h = (lam[1] - lam[0]) / n
-        lams = torch.cat([torch.tensor([lam[0], lam[0] + h / 1000, lam[0] + 2 * h / 1000]), lams[1:]])
-    grid = schedule.t_from_log_snr(2 * lams).to(torch.float64)
-    grid[0], grid[-1] = t0, t1
-    return grid
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @functools.cache
-def problem(schedule: str, t0: float, t1: float):
+def problem(run, lambda_grid, schedule: str, t0: float, t1: float):
     """Exact denoiser, a start state and the reference ODE solution (DPM-Solver-3, 300 steps)."""
     sched = get(schedule)
     den = GM.denoiser(sched, "eps")
@@ -57,8 +34,8 @@ def problem(schedule: str, t0: float, t1: float):
     return sched, den, x, run("dpm_solver_3", den, x, lambda_grid(sched, t0, t1, 300))
 
 
-def errors(schedule: str, t0: float, t1: float, name: str, steps, **kw) -> list[float]:
-    sched, den, x, ref = problem(schedule, t0, t1)
+def errors(run, lambda_grid, schedule: str, t0: float, t1: float, name: str, steps, **kw) -> list[float]:
+    sched, den, x, ref = problem(run, lambda_grid, schedule, t0, t1)
     out = [run(name, den, x, lambda_grid(sched, t0, t1, n, warm=True), **kw) for n in steps]
     return [float((o - ref).norm(dim=1).mean()) for o in out]
 
@@ -74,18 +51,18 @@ def errors(schedule: str, t0: float, t1: float, name: str, steps, **kw) -> list[
         ("dpmpp_3m", {"lower_order_final": False}, 3),
     ],
 )
-def test_convergence_order(name, kw, order):
+def test_convergence_order(run, lambda_grid, name, kw, order):
     """Error against the reference ODE solution falls like ``steps^-order`` (slope of log2 error)."""
-    errs = errors("vp-linear", 0.9, 0.05, name, (20, 40), **kw)
+    errs = errors(run, lambda_grid, "vp-linear", 0.9, 0.05, name, (20, 40), **kw)
     slope = math.log2(errs[0] / errs[1])
     assert order - 0.4 < slope < order + 0.7, (errs, slope)
 
 
-def test_third_order_weight_is_taylor_consistent():
+def test_third_order_weight_is_taylor_consistent(run, lambda_grid):
     """diffusers' / k-diffusion's 3M weight on D2 is half the Taylor weight: the method stays second order."""
     kw = {"lower_order_final": False}
-    taylor = errors("edm", 1.0, 0.002, "dpmpp_3m", (60,), d2_weight="taylor", **kw)[0]
-    diffusers = errors("edm", 1.0, 0.002, "dpmpp_3m", (60,), d2_weight="diffusers", **kw)[0]
+    taylor = errors(run, lambda_grid, "edm", 1.0, 0.002, "dpmpp_3m", (60,), d2_weight="taylor", **kw)[0]
+    diffusers = errors(run, lambda_grid, "edm", 1.0, 0.002, "dpmpp_3m", (60,), d2_weight="diffusers", **kw)[0]
     assert taylor < 0.7 * diffusers
 
 
@@ -128,7 +105,7 @@ SCHEDULES = {
 
 @pytest.mark.parametrize("sampler", SAMPLERS + STOCHASTIC)
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
-def test_every_schedule_reaches_the_target(sampler, schedule):
+def test_every_schedule_reaches_the_target(lambda_grid, sampler, schedule):
     sched, pred = SCHEDULES[schedule]
     den = GM.denoiser(sched, pred)
     g = torch.Generator().manual_seed(2)

@@ -18,33 +18,11 @@ from diffcore.schedules import ZeroTerminalSNR, get
 GM = GaussianMixture.random(2, 3, seed=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: thread start-up dominates on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def run(name: str, den, x, grid, **kw):
-    return diffcore.samplers.get(name).fn(den, x, grid, cond={}, generator=None, callback=None, **kw)
-
-
-def lambda_grid(schedule, t0: float, t1: float, n: int, warm: bool = False) -> torch.Tensor:
-    """``n`` steps uniform in half-log-SNR; ``warm`` adds two tiny first steps (multistep warm-up)."""
-    lam = [float(schedule.log_snr(torch.tensor(t, dtype=torch.float64))) / 2 for t in (t0, t1)]
-    lams = torch.linspace(lam[0], lam[1], n + 1, dtype=torch.float64)
-    if warm:
-        h = (lam[1] - lam[0]) / n
-        lams = torch.cat([torch.tensor([lam[0], lam[0] + h / 1000, lam[0] + 2 * h / 1000]), lams[1:]])
-    grid = schedule.t_from_log_snr(2 * lams).to(torch.float64)
-    grid[0], grid[-1] = t0, t1
-    return grid
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @functools.cache
-def problem():
+def problem(run, lambda_grid):
     sched = get("vp-linear")
     den = GM.denoiser(sched, "eps")
     x = float(sched.sigma(torch.tensor(0.9))) * torch.randn(
@@ -65,9 +43,9 @@ def problem():
         ({"order": 2, "predict_x0": False}, 3),
     ],
 )
-def test_convergence_order(kw, order):
+def test_convergence_order(run, lambda_grid, kw, order):
     """UniC-p on UniP-p has order p + 1 (Zhao et al. 2023, Theorem 3.3); UniP-p alone has order p."""
-    sched, den, x, ref = problem()
+    sched, den, x, ref = problem(run, lambda_grid)
     errs = [
         float(
             (
@@ -84,10 +62,10 @@ def test_convergence_order(kw, order):
 
 
 @pytest.mark.parametrize("order, dpm", [(2, "dpmpp_2m"), (3, "dpmpp_3m")])
-def test_predictor_alone_is_dpm_solver_pp(order, dpm):
+def test_predictor_alone_is_dpm_solver_pp(run, lambda_grid, order, dpm):
     """UniP-2 with B(h) = e^h - 1 and a = 1/2 is DPM-Solver++(2M); UniP-3 solves for the Taylor weights,
     which is DPM-Solver++(3M) with the Taylor-consistent D2 weight."""
-    sched, den, x, _ = problem()
+    sched, den, x, _ = problem(run, lambda_grid)
     grid = lambda_grid(sched, 0.9, 0.05, 12)
     a = run("unipc", den, x, grid, order=order, use_corrector=False, variant="bh2")
     b = run(dpm, den, x, grid)
@@ -123,7 +101,7 @@ SCHEDULES = {
 
 @pytest.mark.parametrize("kw", [{}, {"order": 3, "variant": "bh1"}, {"predict_x0": False}])
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
-def test_every_schedule_reaches_the_target(schedule, kw):
+def test_every_schedule_reaches_the_target(lambda_grid, schedule, kw):
     sched, pred = SCHEDULES[schedule]
     den = GM.denoiser(sched, pred)
     noise = torch.randn(1500, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
