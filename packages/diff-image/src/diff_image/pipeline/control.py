@@ -298,10 +298,11 @@ def evaluate_control(
 
 def _sample_controlled(
     pipe: Any, n: int, sampler: str, steps: int, guidance: float, seed: int,
-    prompt: list[str] | None, y: list[int] | None, maps: Tensor | None, scales: list[float],
+    prompt: list[str] | None, y: list[int] | None, maps: Tensor | None, scales: list[float], batch_size: int = 256,
 ) -> Tensor:  # fmt: skip
-    """``n`` images ``(n, 3, H, W)`` on CPU, as :meth:`ImagePipeline.sample` draws them, with ``control_maps=maps``
-    (``None``: the base alone) and each ControlNet's residuals times its scale; noise seeded by ``seed``."""
+    """``n`` images ``(n, 3, H, W)`` on CPU, as :meth:`ImagePipeline.sample` draws them (``batch_size`` at a
+    time), with ``control_maps=maps`` (``None``: the base alone) and each ControlNet's residuals times its
+    scale; noise seeded by ``seed``, so two calls differing only in ``maps`` or ``scales`` share their noise."""
     from diffcore import sample as diffcore_sample
 
     net = pipe.network.eval()
@@ -312,7 +313,12 @@ def _sample_controlled(
         cond["control_maps"] = maps
     den = pipe.guided(pipe.denoiser(net), uncond, guidance)
     gen = torch.Generator(device=pipe.device).manual_seed(seed)
-    noise = torch.randn((n, *pipe.sample_shape), generator=gen, device=pipe.device)
+    out = []
     with torch.no_grad():
-        x = diffcore_sample(den, noise, sampler=sampler, steps=steps, cond=cond, generator=gen)
-        return pipe.decode(x).cpu()
+        for start in range(0, n, batch_size):
+            b = min(batch_size, n - start)
+            noise = torch.randn((b, *pipe.sample_shape), generator=gen, device=pipe.device)
+            part = {k: v[start : start + b] for k, v in cond.items()}
+            x = diffcore_sample(den, noise, sampler=sampler, steps=steps, cond=part, generator=gen)
+            out.append(pipe.decode(x).cpu())
+    return torch.cat(out)
