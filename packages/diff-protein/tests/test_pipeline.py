@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
 from diff_protein import metrics as M
 from diff_protein.data.profiles import ProfileFamilies, ProfileFamiliesConfig
 from diff_protein.data.synthetic import SyntheticBackboneConfig, SyntheticBackbones
+from diff_protein.diffusion.objective import collate_frames
 from diff_protein.models.ipa import FrameDenoiserConfig
 from diff_protein.models.sequence import SequenceDenoiserConfig
 from diff_protein.pipeline import (
     FitConfig,
     evaluate_backbones,
     evaluate_sequences,
+    fit,
     generate_sequences,
     load_backbone_run,
     load_sequence_run,
@@ -99,3 +103,27 @@ def test_bench_dataset_matches_the_synthetic_set(synthetic) -> None:
     for i in range(len(items)):
         for key in ("atoms", "rots", "trans"):
             assert torch.equal(items[i][key], synthetic[i][key])
+
+
+def test_fit_stops_at_the_time_budget(tmp_path) -> None:
+    """``FitConfig.max_seconds`` ends training early (with a warning) and still returns the model."""
+
+    class _Slow(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+    calls = []
+
+    def objective(model, batch, generator=None):
+        calls.append(1)
+        time.sleep(0.05)
+        return (model.w - 1.0) ** 2
+
+    items = [{"rots": torch.eye(3).expand(4, 3, 3), "trans": torch.zeros(4, 3)}] * 4
+    cfg = FitConfig(steps=1000, batch_size=2, lr=1e-2, cpu=True, output_dir=str(tmp_path), max_seconds=0.3)
+    with pytest.warns(UserWarning, match="max_seconds"):
+        model = fit(_Slow(), objective, items, collate_frames, cfg)
+    assert 1 <= len(calls) < 100 and 0 < float(model.w.detach()) < 1  # Adam moved w, but far from 1000 steps
+    with pytest.raises(ValueError, match="max_seconds"):
+        FitConfig(max_seconds=0)

@@ -180,3 +180,40 @@ def test_objective_gives_finite_loss_and_gradients(proc) -> None:
     loss.backward()
     assert torch.isfinite(loss) and set(logs) >= {"rot_loss", "trans_loss", "bb_atom_loss", "dist_loss"}
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+def test_flow_exponential_rotation_schedule() -> None:
+    """FrameFlow's exp schedule: each Euler step moves the rotation a fraction ``c (t - s)`` of the way to
+    the prediction (velocity ``c log(R_t^T R0_hat)``), translations as the plain flow."""
+    from diff_protein.diffusion import FrameFlowConfig
+
+    proc = FrameFlow(FrameFlowConfig(rotation_schedule="exp", rotation_rate=10.0))
+    f0, ft = _frames(2, 16, seed=1), _frames(2, 16, seed=2)
+    mask = torch.ones(2, 16, dtype=torch.bool)
+    fs = proc.step(ft, f0, 0.8, 0.78, mask)
+    d_t = so3.geodesic_distance(f0.rots, ft.rots)
+    d_s = so3.geodesic_distance(f0.rots, fs.rots)
+    torch.testing.assert_close(d_s, d_t * (1 - 10 * 0.02), atol=1e-8, rtol=1e-6)
+    torch.testing.assert_close(fs.trans - f0.trans, (ft.trans - f0.trans) * 0.78 / 0.8)
+    fs = proc.step(ft, f0, 0.8, 0.6, mask)  # c (t - s) > 1: lands on the prediction
+    assert so3.geodesic_distance(f0.rots, fs.rots).max() < 1e-6
+    with pytest.raises(ValueError, match="rotation_schedule"):
+        FrameFlowConfig(rotation_schedule="cosine")
+
+
+def test_flow_aux_losses_are_time_normalised() -> None:
+    """FrameFlow divides the auxiliary losses like its vector-field loss, by max(t, t_clip)^2."""
+    from diff_protein.diffusion.base import AuxLossConfig
+    from diff_protein.diffusion.objective import BackboneObjectiveConfig
+
+    proc = FrameFlow()
+    f0 = _first(_frames(1, 12, dtype=torch.float32))
+    pred = Rigid(f0.rots[None], f0.trans[None] + 0.5)
+    cfg = BackboneObjectiveConfig(rot_weight=0.0, trans_weight=0.0, aux=AuxLossConfig(t_max=1.0))
+    obj = BackboneObjective(proc, cfg)
+    mask = torch.ones(1, 12, dtype=torch.bool)
+    frames0 = Rigid(f0.rots[None], f0.trans[None])
+    losses = [float(obj._loss(pred, frames0, frames0, torch.tensor([t]), mask)[0]) for t in (0.05, 0.2, 0.4)]
+    assert losses[0] > 0
+    assert losses[0] / losses[1] == pytest.approx(4.0, rel=1e-4)  # 0.2^2 / 0.1^2 (t = 0.05 is clipped)
+    assert losses[1] / losses[2] == pytest.approx(4.0, rel=1e-4)  # 0.4^2 / 0.2^2

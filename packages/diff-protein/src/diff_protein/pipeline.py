@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 from diffcore.train import TrainConfig, Trainer
+from diffcore.train.callbacks import Callback
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -87,10 +90,35 @@ class FitConfig:
     cpu: bool = False
     output_dir: str = "runs/protein"
     log_every: int = 50
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size: expected >= 1, got {self.batch_size}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError(f"max_seconds: expected > 0 or None, got {self.max_seconds}")
+
+
+class _TimeBudgetReached(Exception):
+    """Raised by :class:`_TimeBudget` to end training early."""
+
+
+class _TimeBudget(Callback):
+    """Stops training once ``seconds`` of wall time have passed since the first step (a guard for
+    benchmarks with a hard time limit; the learning-rate schedule is then cut short)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.start = 0.0
+        self.stopped_at: int | None = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.start = time.perf_counter()
+
+    def on_step_end(self, trainer: Trainer, step: int) -> None:
+        if time.perf_counter() - self.start > self.seconds:
+            self.stopped_at = step
+            raise _TimeBudgetReached
 
 
 def fit(
@@ -100,7 +128,10 @@ def fit(
     collate: Callable[[list], dict[str, Tensor]],
     config: FitConfig,
 ) -> nn.Module:
-    """Train ``model`` with :class:`diffcore.train.Trainer`; returns the EMA model if any, else the model."""
+    """Train ``model`` with :class:`diffcore.train.Trainer`; returns the EMA model if any, else the model.
+
+    With ``config.max_seconds`` training ends (with a warning) once that much wall time has passed.
+    """
     loader = DataLoader(
         dataset, batch_size=config.batch_size, shuffle=True, collate_fn=collate, drop_last=False
     )
@@ -121,8 +152,16 @@ def fit(
         tensorboard=False,
         cpu=config.cpu,
     )
-    trainer = Trainer(model, objective, loader, train_config)
-    trainer.fit()
+    budget = [_TimeBudget(config.max_seconds)] if config.max_seconds is not None else []
+    trainer = Trainer(model, objective, loader, train_config, callbacks=budget)
+    try:
+        trainer.fit()
+    except _TimeBudgetReached:
+        warnings.warn(
+            f"training stopped by max_seconds={config.max_seconds} at step {budget[0].stopped_at} "
+            f"of {config.steps}",
+            stacklevel=2,
+        )
     trained = trainer.ema_model if trainer.ema_model is not None else trainer.unwrapped_model
     return trained.eval()
 

@@ -109,7 +109,9 @@ class AuxLossConfig:
 
     ``backbone``: weight of the MSE of the N, CA, C positions (in nm^2); ``distance``: weight of the MSE
     of pairwise backbone-atom distances below ``cutoff`` angstrom (local geometry, which sets the
-    CA-CA bond lengths); ``weight`` multiplies both.
+    CA-CA bond lengths); ``weight`` multiplies both. The objective also multiplies them by the
+    process's translation weight (1 for FrameDiff; ``1 / max(t, t_clip)^2`` for FrameFlow, whose
+    auxiliary losses are normalised like its vector-field loss and applied for ``t < 0.75``).
     """
 
     weight: float = 1.0

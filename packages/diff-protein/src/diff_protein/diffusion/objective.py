@@ -11,7 +11,8 @@ angstrom, "mask": (B, L) bool}`` (see :func:`collate_frames`). Per example:
 3. with probability ``self_cond_prob`` a first pass without gradient gives the self-conditioning CA
    positions (Chen et al. 2022, "Analog Bits", Sec. 3; FrameDiff App. I.1);
 4. loss = rotation loss + translation x0 MSE (nm^2, weighted by the process) + FrameDiff's auxiliary
-   backbone-atom and local-distance losses for ``t < aux.t_max`` (Yim et al. 2023, Eq. 9-10).
+   backbone-atom and local-distance losses for ``t < aux.t_max`` (Yim et al. 2023, Eq. 9-10), weighted
+   by the process's translation weight too (FrameFlow normalises them by ``max(t, t_clip)^2``).
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ class BackboneObjective:
         trans_err = ((pred.trans - frames0.trans) * scale).pow(2).sum(-1)
         trans = masked_mean(trans_err, diffuse) * self.process.translation_weight(t)
         bb, dist = aux_losses(pred, frames0, diffuse, c.aux)
-        use_aux = (t < c.aux.t_max).to(bb.dtype)
+        use_aux = (t < c.aux.t_max).to(bb.dtype) * self.process.translation_weight(t)
         aux = c.aux.weight * use_aux * (c.aux.backbone * bb + c.aux.distance * dist)
         loss = (c.rot_weight * rot + c.trans_weight * trans + aux).mean()
         logs = {
