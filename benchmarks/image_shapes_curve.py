@@ -1,6 +1,6 @@
 """CPU learning curve of the shapes text-to-image model: caption adherence against training steps.
 
-A small MMDiT (width 128, depth 3, patch 4) on the 32x32 shapes set, probed with
+A small MMDiT (width 96, depth 2, patch 4) on the 32x32 shapes set, probed with
 :class:`diff_image.pipeline.ShapesAdherenceProbe` every ``--probe-every`` steps, then evaluated like the GPU
 benchmark (``diff_image.bench.shapes_benchmark``). It shows that the data, model and sampler can learn the
 task before a GPU run is spent on it; it does not aim at the GPU targets.
@@ -23,9 +23,9 @@ from diff_image.bench import BenchSettings, shapes_benchmark
 
 def settings_for(steps: int, probe_every: int, quick: bool) -> BenchSettings:
     return BenchSettings(
-        shapes_steps=steps, shapes_width=64 if quick else 128, shapes_depth=1 if quick else 3, shapes_patch=4,
+        shapes_steps=steps, shapes_width=64 if quick else 96, shapes_depth=1 if quick else 2, shapes_patch=4,
         shapes_batch=8 if quick else 32, shapes_lr=1e-3, shapes_warmup=min(50, steps // 4),
-        shapes_ema=0.99, shapes_length=64 if quick else 20_000, shapes_eval=4 if quick else 32,
+        shapes_ema=0.99, shapes_length=64 if quick else 10_000, shapes_eval=4 if quick else 32,
         shapes_sample_steps=4 if quick else 20, shapes_guidances=(4.0,), shapes_probe_every=probe_every,
         device="cpu",
     )  # fmt: skip
@@ -36,8 +36,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="Seconds-long run that checks the script.")
-    parser.add_argument("--steps", type=int, default=600, help="Training steps.")
-    parser.add_argument("--probe-every", type=int, default=150, help="Steps between adherence probes.")
+    parser.add_argument("--steps", type=int, default=400, help="Training steps.")
+    parser.add_argument("--probe-every", type=int, default=100, help="Steps between adherence probes.")
     parser.add_argument("--out", type=Path, default=Path("runs/image_shapes_curve"), help="Run folder.")
     args = parser.parse_args()
     steps, every = (4, 2) if args.quick else (args.steps, args.probe_every)

@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from diffcore.modality import BenchResult
 
@@ -29,7 +31,11 @@ __all__ = ["BenchSettings", "bench", "digits_benchmark", "lora_benchmark", "shap
 
 @dataclass
 class BenchSettings:
-    """Sizes of the benchmark runs (``quick``: two CPU cores, a few minutes)."""
+    """Sizes of the benchmark runs (``quick``: two CPU cores, a few minutes).
+
+    ``shapes_train_budget_s > 0`` times a short calibration run of the shapes model and trains for as many steps
+    as fit in that many seconds, at most ``shapes_steps``.
+    """
 
     digits_steps: int = 1200
     digits_width: int = 64
@@ -50,6 +56,7 @@ class BenchSettings:
     shapes_sample_steps: int = 40
     shapes_guidances: tuple[float, ...] = (2.0, 3.0, 4.0, 6.0)
     shapes_probe_every: int = 0
+    shapes_train_budget_s: float = 0.0
     lora_steps: int = 400
     device: str = "auto"
 
@@ -59,7 +66,10 @@ class BenchSettings:
 
     @classmethod
     def full(cls) -> BenchSettings:
-        return cls(digits_steps=8000, digits_width=192, digits_depth=6, digits_samples=2000)
+        return cls(
+            digits_steps=8000, digits_width=192, digits_depth=6, digits_samples=2000,
+            shapes_steps=12_000, shapes_train_budget_s=270.0,
+        )  # fmt: skip
 
 
 def digits_benchmark(out_dir: Path, settings: BenchSettings) -> tuple[dict[str, float], list[str]]:
@@ -103,7 +113,29 @@ def _shapes_config(settings: BenchSettings, out: Path, holdout: tuple[str, ...])
     )  # fmt: skip
 
 
-def _probe(settings: BenchSettings, holdout: tuple[str, ...]) -> ShapesAdherenceProbe | None:
+def measure_shapes_step_seconds(
+    settings: BenchSettings, out: Path, holdout: tuple[str, ...] = ("red",), steps: int = 40
+) -> float:
+    """Seconds per training step of the shapes model as ``settings`` builds it, from a ``steps``-step run whose
+    last log windows exclude start-up (kernel selection, allocator warm-up)."""
+    from diff_image.pipeline import train
+
+    if steps < 20:
+        raise ValueError(f"steps: expected >= 20 for a steady-state window, got {steps}")
+    trial = replace(
+        settings, shapes_steps=steps, shapes_warmup=1, shapes_probe_every=0,
+        shapes_length=min(settings.shapes_length, 8 * settings.shapes_batch),
+    )  # fmt: skip
+    run = out / "shapes_step_timing"
+    if (run / "log.jsonl").exists():
+        (run / "log.jsonl").unlink()
+    train(_shapes_config(trial, run, holdout), save=False)
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    late = [r["samples_per_sec"] for r in records if r["step"] > steps // 2]
+    return settings.shapes_batch / float(np.median(late))
+
+
+def _probe(settings: BenchSettings, out: Path, holdout: tuple[str, ...]) -> ShapesAdherenceProbe | None:
     from diff_image.pipeline import ShapesAdherenceProbe
 
     every = settings.shapes_probe_every
@@ -114,6 +146,7 @@ def _probe(settings: BenchSettings, holdout: tuple[str, ...]) -> ShapesAdherence
         range(every, settings.shapes_steps, every), "rectified-flow", "velocity", (3, size, size),
         num_per_kind=max(1, settings.shapes_eval // 2), sampler=settings.shapes_sampler,
         steps=settings.shapes_sample_steps, guidance=max(settings.shapes_guidances), holdout=holdout,
+        log_path=out / "shapes_probe.jsonl",
     )  # fmt: skip
 
 
@@ -149,8 +182,15 @@ def shapes_benchmark(
     """
     from diff_image.pipeline import evaluate_shapes, train
 
+    timing: dict[str, float] = {}
+    if settings.shapes_train_budget_s > 0:
+        start = time.perf_counter()
+        step_s = measure_shapes_step_seconds(settings, out_dir, holdout)
+        fit = max(1, int(settings.shapes_train_budget_s / step_s))
+        settings = replace(settings, shapes_steps=min(settings.shapes_steps, fit))
+        timing = {"calibration_step_seconds": step_s, "calibration_seconds": time.perf_counter() - start}
     start = time.perf_counter()
-    probe = _probe(settings, holdout)
+    probe = _probe(settings, out_dir, holdout)
     pipe = train(
         _shapes_config(settings, out_dir / "shapes_run", holdout), callbacks=[probe] if probe else []
     )
@@ -163,6 +203,7 @@ def shapes_benchmark(
     )  # fmt: skip
     metrics.update(scores)
     metrics.update(train_seconds=train_s, eval_seconds=time.perf_counter() - start, guidance=guidance)
+    metrics.update(timing, train_steps=settings.shapes_steps)
     metrics["train_steps_per_second"] = settings.shapes_steps / train_s
     for record in probe.history if probe else []:
         step = int(record["step"])

@@ -9,8 +9,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -132,6 +135,7 @@ class ShapesAdherenceProbe(Callback):
         sample_shape: ``(C, H, W)`` of the diffused tensor.
         num_per_kind, sampler, steps, guidance, holdout: as for :func:`evaluate_shapes`.
         seed: seeds the probe captions (offset from the evaluation's 10 000) and the noise.
+        log_path: a JSONL file that gets each record as soon as it is measured (kept if the run is cut off).
     """
 
     def __init__(
@@ -146,6 +150,7 @@ class ShapesAdherenceProbe(Callback):
         guidance: float = 4.0,
         holdout: tuple[str, ...] = (),
         seed: int = 1,
+        log_path: str | os.PathLike[str] | None = None,
     ) -> None:
         if any(s < 1 for s in at_steps):
             raise ValueError(f"at_steps: expected steps >= 1, got {list(at_steps)}")
@@ -154,6 +159,7 @@ class ShapesAdherenceProbe(Callback):
         self.sample_shape = tuple(int(v) for v in sample_shape)
         self.num_per_kind, self.sampler, self.steps, self.guidance = num_per_kind, sampler, steps, guidance
         self.holdout, self.seed = holdout, seed
+        self.log_path = Path(log_path) if log_path is not None else None
         self.history: list[dict[str, float]] = []
 
     def on_step_end(self, trainer: Trainer, step: int) -> None:
@@ -176,3 +182,7 @@ class ShapesAdherenceProbe(Callback):
         model.train(was_training)
         record = {k: float(metrics[k]) for k in ("adherence_one_object", "adherence_two_object", "adherence")}
         self.history.append({"step": float(step), **record, "seconds": time.perf_counter() - start})
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with self.log_path.open("a") as f:
+                f.write(json.dumps(self.history[-1]) + "\n")
