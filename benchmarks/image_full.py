@@ -41,7 +41,8 @@ def quick_settings() -> BenchSettings:
     return BenchSettings(
         digits_steps=20, digits_width=32, digits_depth=1, digits_samples=50,
         shapes_steps=4, shapes_width=64, shapes_depth=1, shapes_batch=8, shapes_eval=4, shapes_length=64,
-        shapes_sample_steps=4, shapes_guidances=(2.0, 4.0), lora_steps=2, device="cpu",
+        shapes_sample_steps=4, shapes_guidances=(2.0, 4.0), shapes_train_budget_s=3600.0, lora_steps=2,
+        device="cpu",
     )  # fmt: skip
 
 

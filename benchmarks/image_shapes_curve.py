@@ -1,11 +1,11 @@
 """CPU learning curve of the shapes text-to-image model: caption adherence against training steps.
 
-A small MMDiT (width 96, depth 2, patch 4) on the 32x32 shapes set, probed with
+A small MMDiT (width 96, depth 2, patch 2) on the 16x16 shapes set (``--image-size 32``: patch 4), probed with
 :class:`diff_image.pipeline.ShapesAdherenceProbe` every ``--probe-every`` steps, then evaluated like the GPU
 benchmark (``diff_image.bench.shapes_benchmark``). It shows that the data, model and sampler can learn the
 task before a GPU run is spent on it; it does not aim at the GPU targets.
 
-    OMP_NUM_THREADS=2 uv run python benchmarks/image_shapes_curve.py             # ~25 min on 2 busy cores
+    OMP_NUM_THREADS=2 uv run python benchmarks/image_shapes_curve.py             # ~10 min on an idle core
     OMP_NUM_THREADS=2 uv run python benchmarks/image_shapes_curve.py --quick     # seconds: checks the script
 
 Prints the curve and writes benchmarks/results/image_full_shapes_cpu_curve[_quick].json.
@@ -21,9 +21,10 @@ from pathlib import Path
 from diff_image.bench import BenchSettings, shapes_benchmark
 
 
-def settings_for(steps: int, probe_every: int, quick: bool) -> BenchSettings:
+def settings_for(steps: int, probe_every: int, quick: bool, image_size: int) -> BenchSettings:
     return BenchSettings(
-        shapes_steps=steps, shapes_width=64 if quick else 96, shapes_depth=1 if quick else 2, shapes_patch=4,
+        shapes_steps=steps, shapes_width=64 if quick else 96, shapes_depth=1 if quick else 2,
+        shapes_patch=2 if image_size <= 16 else 4, shapes_image_size=image_size,
         shapes_batch=8 if quick else 32, shapes_lr=1e-3, shapes_warmup=min(50, steps // 4),
         shapes_ema=0.99, shapes_length=64 if quick else 10_000, shapes_eval=4 if quick else 32,
         shapes_sample_steps=4 if quick else 20, shapes_guidances=(4.0,), shapes_probe_every=probe_every,
@@ -36,13 +37,16 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="Seconds-long run that checks the script.")
-    parser.add_argument("--steps", type=int, default=400, help="Training steps.")
-    parser.add_argument("--probe-every", type=int, default=100, help="Steps between adherence probes.")
+    parser.add_argument("--steps", type=int, default=300, help="Training steps.")
+    parser.add_argument("--probe-every", type=int, default=75, help="Steps between adherence probes.")
+    parser.add_argument(
+        "--image-size", type=int, default=16, help="Scene side in pixels (16: patch 2; larger: patch 4)."
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/image_shapes_curve"), help="Run folder.")
     args = parser.parse_args()
     steps, every = (4, 2) if args.quick else (args.steps, args.probe_every)
     start = time.perf_counter()
-    _, metrics, _ = shapes_benchmark(args.out, settings_for(steps, every, args.quick))
+    _, metrics, _ = shapes_benchmark(args.out, settings_for(steps, every, args.quick, args.image_size))
     metrics["total_seconds"] = time.perf_counter() - start
     print(f"{'step':>6s} {'one-object':>11s} {'two-object':>11s}")
     for key in sorted((k for k in metrics if k.endswith("_one_object") and "probe_step" in k),
@@ -54,7 +58,13 @@ def main() -> None:
     results = Path(__file__).parent / "results"
     results.mkdir(exist_ok=True)
     path = results / f"image_full_shapes_cpu_curve{'_quick' if args.quick else ''}.json"
-    report = {"quick": args.quick, "device": "cpu", "steps": steps, "metrics": metrics}
+    report = {
+        "quick": args.quick,
+        "device": "cpu",
+        "steps": steps,
+        "image_size": args.image_size,
+        "metrics": metrics,
+    }
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
 
