@@ -44,7 +44,13 @@ def test_boundary_condition_identity_at_t_min_and_x0_at_pure_noise(schedule):
     net = MLPDenoiser(MLPDenoiserConfig(width=16, depth=1))
     x = torch.randn(5, 2)
     f = param(net, x, torch.full((5,), 0.002))
-    torch.testing.assert_close(f, x)  # f(x, t_min) = x whatever the network
+    alpha = float(sched.alpha(torch.tensor(0.002, dtype=torch.float64)))
+    torch.testing.assert_close(f, x / alpha)  # f(x, t_min) = x / alpha (identity in data units), any network
+    t = torch.full((5,), 0.3)
+    c_skip_mid, c_out_mid = (float(c[1]) for c in (c_skip, c_out))
+    x0_net = param(lambda x_, t_: torch.zeros_like(x_), x, t)  # eps-net = 0: x0 estimate = x / alpha
+    alpha_mid = float(sched.alpha(torch.tensor(0.3, dtype=torch.float64)))
+    torch.testing.assert_close(x0_net, (c_skip_mid + c_out_mid) * x / alpha_mid)
 
 
 def test_discretisation_curriculum_and_lognormal_proposal():

@@ -2,8 +2,8 @@
 
 A consistency model maps any point ``x_t`` of a probability-flow ODE trajectory to the trajectory's
 start; it must be the identity at the smallest time ``t_min``. With a free network ``F`` this holds by
-construction with ``f(x, t) = c_skip(t) x + c_out(t) x0_F(x, t)``, where ``x0_F`` is the network's data
-estimate (converted from whatever it predicts through :mod:`diffcore.predictions`; LCM's form, Luo et
+construction with ``f(x, t) = c_skip(t) x / alpha(t) + c_out(t) x0_F(x, t)``, where ``x0_F`` is the network's
+data estimate (converted from whatever it predicts through :mod:`diffcore.predictions`; LCM's form, Luo et
 al. 2023, Eq. 9), and, in data-unit noise ``s = sigma / alpha`` (EDM's sigma),
 
     c_skip = sigma_data^2 / ((s - s_min)^2 + sigma_data^2),
@@ -11,6 +11,13 @@ al. 2023, Eq. 9), and, in data-unit noise ``s = sigma / alpha`` (EDM's sigma),
 
 so ``c_skip(t_min) = 1, c_out(t_min) = 0`` and, where ``alpha = 0`` (``s = inf``), ``c_skip = 0,
 c_out = 1`` (Song et al. 2023, App. C, with ``c_out`` normalised to reach 1 at pure noise).
+
+The skip connection carries ``x / alpha(t) = x0 + s eps``, the state in data units: Song et al. write ``f`` for
+the variance-exploding path (``alpha = 1``), where ``x`` *is* in data units. Applying ``c_skip`` to ``x`` itself
+on a path with ``alpha < 1`` (VP, rectified flow) would shrink the data part of the skip by ``alpha(t)``, so at
+moderate noise (``c_skip`` near 1, ``c_out`` small) the network had to undo a 10-30% shrinkage through a
+small ``c_out``; the one-step maps were then worst at low noise, and multistep sampling got worse with more
+steps. The boundary condition is ``f(x, t_min) = x / alpha(t_min)`` (the identity in data units).
 """
 
 from __future__ import annotations
@@ -30,12 +37,13 @@ from diffcore.schedules import get as get_schedule
 
 @dataclass
 class ConsistencyParameterization:
-    """``f(net, x, t) = c_skip(t) x + c_out(t) x0_net(x, t)``.
+    """``f(net, x, t) = c_skip(t) x / alpha(t) + c_out(t) x0_net(x, t)``.
 
     Args:
         schedule: the Gaussian path (a Schedule or a registered name).
         prediction: what the raw network predicts (eps, x0, v, velocity or score).
-        t_min: the boundary time where ``f`` is the identity (> 0; the ODE is not integrated below it).
+        t_min: the boundary time where ``f`` is the identity in data units, ``f = x / alpha`` (> 0; the ODE is
+            not integrated below it).
         sigma_data: the data standard deviation of the c_skip/c_out formulas (0.5 in EDM and CM).
     """
 
@@ -75,10 +83,12 @@ class ConsistencyParameterization:
             )
         out = out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
         xf = x.to(out.dtype)
-        x0, _ = to_x0_eps(out, self.prediction, xf, coefficients(self.schedule, t, xf))
+        coeffs = coefficients(self.schedule, t, xf)
+        x0, _ = to_x0_eps(out, self.prediction, xf, coeffs)
         shape = (-1,) + (1,) * (x.ndim - 1)
         c_skip, c_out = (c.to(out.dtype).reshape(shape) for c in self.scalings(t))
-        return c_skip * xf + c_out * x0
+        alpha = coeffs.alpha.clamp_min(torch.finfo(out.dtype).tiny)  # c_skip = 0 wherever alpha = 0
+        return c_skip * (xf / alpha) + c_out * x0
 
     def denoiser(self, net: NetworkFn) -> Denoiser:
         """A :class:`~diffcore.denoiser.Denoiser` whose ``x0`` is ``f``: feed it to the ``consistency``
