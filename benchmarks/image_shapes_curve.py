@@ -48,13 +48,16 @@ def main() -> None:
     start = time.perf_counter()
     _, metrics, _ = shapes_benchmark(args.out, settings_for(steps, every, args.quick, args.image_size))
     metrics["total_seconds"] = time.perf_counter() - start
-    print(f"{'step':>6s} {'one-object':>11s} {'two-object':>11s}")
-    for key in sorted((k for k in metrics if k.endswith("_one_object") and "probe_step" in k),
+    print(f"{'step':>6s} {'one-object':>11s} {'two-object':>11s} {'colour found (one)':>19s}")
+    for key in sorted((k for k in metrics if k.endswith("_one_object") and "probe_step" in k and "colours" not in k),
                       key=lambda k: int(k.split("probe_step")[1].split("_")[0])):  # fmt: skip
         step = key.split("probe_step")[1].split("_")[0]
-        print(f"{step:>6s} {metrics[key]:11.3f} {metrics[key.replace('one_object', 'two_object')]:11.3f}")
+        colour = metrics[key.replace("_one_object", "_colours_found_one_object")]
+        print(
+            f"{step:>6s} {metrics[key]:11.3f} {metrics[key.replace('one_object', 'two_object')]:11.3f} {colour:19.3f}"
+        )
     print(f"{steps:>6d} {metrics['shapes_adherence_one_object']:11.3f} {metrics['shapes_adherence_two_object']:11.3f}"
-          "  (final, test captions)")  # fmt: skip
+          f" {metrics['shapes_colours_found_one_object']:19.3f}  (final, test captions)")  # fmt: skip
     results = Path(__file__).parent / "results"
     results.mkdir(exist_ok=True)
     path = results / f"image_full_shapes_cpu_curve{'_quick' if args.quick else ''}.json"

@@ -24,7 +24,7 @@ def test_probe_records_adherence_at_the_chosen_steps_and_restores_train_mode(tmp
     train(cfg, save=False, callbacks=[probe, Spy([1], "rectified-flow", "velocity", (3, 16, 16))])
     assert [r["step"] for r in probe.history] == [1.0, 3.0]
     for record in probe.history:
-        for key in ("adherence_one_object", "adherence_two_object", "adherence"):
+        for key in ("adherence_one_object", "adherence_two_object", "adherence", "colours_found_one_object"):
             assert 0.0 <= record[key] <= 1.0
         assert record["adherence"] == 0.5 * (record["adherence_one_object"] + record["adherence_two_object"])
     assert modes == [True, True, True]
@@ -43,3 +43,16 @@ def test_prepared_objective_keeps_given_input_ids() -> None:
     ids = torch.arange(6).reshape(2, 3)
     PreparedObjective(inner, tokenize=tokenize)(None, {"x": torch.zeros(2, 3, 4, 4), "input_ids": ids})
     assert torch.equal(seen["input_ids"], ids)
+
+
+def test_colours_found_is_true_on_renders_and_false_on_blank_images() -> None:
+    from diff_image.data.shapes import ShapesConfig
+    from diff_image.data.shapes_render import render_shapes
+    from diff_image.metrics import caption_adherence
+    from diff_image.pipeline.evaluate import _colours_found
+
+    scenes = render_shapes(12, seed=4, config=ShapesConfig(image_size=16), workers=0)
+    real = caption_adherence(scenes.images.float() / 127.5 - 1.0, scenes.captions)
+    blank = caption_adherence(-torch.ones(12, 3, 16, 16), scenes.captions)
+    assert all(_colours_found(r) for r in real.results)
+    assert not any(_colours_found(r) for r in blank.results)

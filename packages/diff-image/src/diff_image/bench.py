@@ -209,6 +209,7 @@ def shapes_benchmark(
         step = int(record["step"])
         metrics[f"probe_step{step}_one_object"] = record["adherence_one_object"]
         metrics[f"probe_step{step}_two_object"] = record["adherence_two_object"]
+        metrics[f"probe_step{step}_colours_found_one_object"] = record["colours_found_one_object"]
     save_grid(samples[:64], out_dir / "shapes_grid.png", nrow=8)
     (out_dir / "shapes_captions.txt").write_text("\n".join(captions[:64]) + "\n")
     save_metrics_json(metrics, out_dir / "shapes_metrics.json")

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from diffcore.train import Callback, Trainer
 from torch import Tensor
@@ -29,6 +30,7 @@ from diff_image.metrics import (
     frechet_distance,
     precision_recall,
 )
+from diff_image.metrics.adherence import ImageAdherence, parse_caption
 from diff_image.pipeline.core import ImagePipeline
 
 __all__ = ["ShapesAdherenceProbe", "evaluate_digits", "evaluate_shapes", "shapes_eval_captions"]
@@ -85,6 +87,12 @@ def shapes_eval_captions(
     return [data.sample(i).caption for i in range(num)]
 
 
+def _colours_found(result: ImageAdherence) -> bool:
+    """Every colour the caption names is among the detected objects' colours."""
+    colours = {d.colour for d in result.detected}
+    return all(c in colours for c, _ in parse_caption(result.caption).objects)
+
+
 def evaluate_shapes(
     pipe: ImagePipeline,
     num_per_kind: int = 200,
@@ -100,7 +108,8 @@ def evaluate_shapes(
     ``caption_seed`` draws the captions (the default 10 000 is never a training seed here); ``seed`` the noise.
 
     Returns ``(metrics, samples, captions)``; metrics: ``adherence_one_object``, ``adherence_two_object``,
-    ``adherence``.
+    ``adherence``, and the weaker diagnostic ``colours_found_one_object`` / ``colours_found_two_object``: the
+    fraction of images holding an object of every colour the caption names (shapes, extras, relations unchecked).
     """
     if pipe.text_encoder is None:
         raise ValueError("pipe: expected a text-conditioned pipeline")
@@ -112,10 +121,13 @@ def evaluate_shapes(
         len(captions), sampler=sampler, steps=steps, guidance=guidance, prompt=captions, generator=gen
     )
     report = caption_adherence(samples.cpu(), captions)
+    found = [_colours_found(r) for r in report.results]
     metrics = {
         "adherence_one_object": report.one_object,
         "adherence_two_object": report.multi_object,
         "adherence": report.overall,
+        "colours_found_one_object": float(np.mean(found[:num_per_kind])),
+        "colours_found_two_object": float(np.mean(found[num_per_kind:])),
         "num_images": len(captions),
     }
     return metrics, samples.cpu(), captions
@@ -180,7 +192,9 @@ class ShapesAdherenceProbe(Callback):
             caption_seed=10_000 + 1000 * self.seed,
         )  # fmt: skip
         model.train(was_training)
-        record = {k: float(metrics[k]) for k in ("adherence_one_object", "adherence_two_object", "adherence")}
+        keys = ("adherence_one_object", "adherence_two_object", "adherence", "colours_found_one_object",
+                "colours_found_two_object")  # fmt: skip
+        record = {k: float(metrics[k]) for k in keys}
         self.history.append({"step": float(step), **record, "seconds": time.perf_counter() - start})
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
