@@ -70,6 +70,13 @@ def main() -> None:
     parser.add_argument("--skip-digits", action="store_true", help="Run only shapes + LoRA.")
     parser.add_argument("--shapes-steps", type=int, default=None, help="Override the shapes training steps.")
     parser.add_argument(
+        "--shapes-budget-s",
+        type=float,
+        default=None,
+        help="Seconds of shapes training (steps from a timed calibration, at most --shapes-steps; 0: exactly "
+        "--shapes-steps).",
+    )
+    parser.add_argument(
         "--probe-every",
         type=int,
         default=None,
@@ -79,6 +86,8 @@ def main() -> None:
     settings = quick_settings() if args.quick else BenchSettings.full()
     if args.shapes_steps is not None:
         settings.shapes_steps = args.shapes_steps
+    if args.shapes_budget_s is not None:
+        settings.shapes_train_budget_s = args.shapes_budget_s
     if args.probe_every is not None:
         settings.shapes_probe_every = args.probe_every
     elif args.quick:
