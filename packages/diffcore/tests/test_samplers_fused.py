@@ -9,6 +9,7 @@ from collections import Counter
 import diffcore
 import pytest
 import torch
+from diffcore.denoiser import DenoiserBase
 from diffcore.predictions import PREDICTIONS, PathCoefficients, affine_x0_eps, from_x0_eps, to_x0_eps
 from diffcore.samplers.lambda_steps import phi, step_length
 from diffcore.samplers.steps import ddim_update, grid_points
@@ -93,6 +94,27 @@ def test_fused_equals_unfused(sampler: str, prediction: str, schedule: str) -> N
     fused = diffcore.sample(den, _noise(), sampler, 6, grid=grid)
     ref = REFERENCES[sampler](den, x, grid)
     torch.testing.assert_close(fused, ref, rtol=1e-10, atol=1e-10)
+
+
+class _Wrapped(DenoiserBase):
+    """A wrapper that only implements ``x0_eps`` (like guidance): samplers use the generic ``x0`` output."""
+
+    def __init__(self, inner: DenoiserBase) -> None:
+        self.inner, self.schedule = inner, inner.schedule
+
+    def x0_eps(self, x, t, **cond):
+        return self.inner.x0_eps(x, t, **cond)
+
+
+@pytest.mark.parametrize("sampler", sorted(REFERENCES))
+@pytest.mark.parametrize("prediction", ["eps", "velocity"])
+def test_fused_generic_wrapper_equals_unfused(sampler: str, prediction: str) -> None:
+    den = _Wrapped(diffcore.Denoiser(_network, "vp-linear", prediction=prediction))
+    assert den.output_kind == "x0"
+    grid = diffcore.grids.make("uniform", den.schedule, 6)
+    x = float(den.schedule.sigma(grid[:1].to(torch.float64))) * _noise()
+    fused = diffcore.sample(den, _noise(), sampler, 6, grid=grid)
+    torch.testing.assert_close(fused, REFERENCES[sampler](den, x, grid), rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
