@@ -147,7 +147,7 @@ def evaluate_target(dim: int, args) -> dict[str, Any]:
                 if res is not None:
                     record(sampler, grid, nfe, res[1], res[0])
         for sampler in OPTIMIZED_SAMPLERS:
-            if nfe > args.optimize_up_to:
+            if nfe > args.optimize_up_to or (args.optimize_nfe and nfe not in args.optimize_nfe):
                 continue
             g0 = time.time()
             grid = optimize_grid(
@@ -256,6 +256,13 @@ def main() -> None:
         "--tag", default="", help="suffix of the output files (a partial run: --nfe 5 10 --tag nfe5-10)"
     )
     parser.add_argument("--optimize-up-to", type=int, default=20, help="largest NFE with an optimised grid")
+    parser.add_argument(
+        "--optimize-nfe",
+        type=int,
+        nargs="*",
+        default=None,
+        help="only these NFE get an optimised grid (default: all)",
+    )
     parser.add_argument("--sweeps", type=int, default=2)
     parser.add_argument("--samplers", nargs="*", default=None)
     parser.add_argument("--threads", type=int, default=1)
