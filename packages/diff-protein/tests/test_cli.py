@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from diff_protein.bench import QUICK, bench
 from diff_protein.cli import app, modality
 from diff_protein.data.sequences import read_fasta
@@ -119,10 +120,15 @@ def test_errors_name_the_bad_option(tmp_path) -> None:
     assert result.exit_code != 0 and "run.json" in result.output
 
 
-def test_run_bench_tiny_writes_pdb_fasta_and_every_metric(tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("process", "second"), [("diffusion", "backbone_noise0.1_"), ("flow", "backbone_rot_exp10_")]
+)
+def test_run_bench_tiny_writes_pdb_fasta_and_every_metric(tmp_path, process: str, second: str) -> None:
     from diff_protein.bench import BenchSettings, run_bench
 
     settings = BenchSettings(
+        process=process,
+        compare_rotation=(("exp", 10.0),),
         num_backbones=4,
         min_length=24,
         max_length=26,
@@ -154,7 +160,7 @@ def test_run_bench_tiny_writes_pdb_fasta_and_every_metric(tmp_path) -> None:
         "backbone_ca_ca_valid",
         "backbone_clash_free",
         "backbone_sse_max_abs_diff",
-        "backbone_noise0.1_ca_ca_valid",
+        f"{second}ca_ca_valid",
         "sequence_w2_adherence_classifier",
         "sequence_w2_adherence_bayes",
         "motif_rmsd",
