@@ -121,13 +121,17 @@ def evaluate_shapes(
         len(captions), sampler=sampler, steps=steps, guidance=guidance, prompt=captions, generator=gen
     )
     report = caption_adherence(samples.cpu(), captions)
-    found = [_colours_found(r) for r in report.results]
+    # split like the report: by the objects the caption names (a scene with no room for its second object
+    # has a one-object caption)
+    found = {
+        n: [_colours_found(r) for r in report.results if (r.num_objects == 1) == (n == 1)] for n in (1, 2)
+    }
     metrics = {
         "adherence_one_object": report.one_object,
         "adherence_two_object": report.multi_object,
         "adherence": report.overall,
-        "colours_found_one_object": float(np.mean(found[:num_per_kind])),
-        "colours_found_two_object": float(np.mean(found[num_per_kind:])),
+        "colours_found_one_object": float(np.mean(found[1])) if found[1] else float("nan"),
+        "colours_found_two_object": float(np.mean(found[2])) if found[2] else float("nan"),
         "num_images": len(captions),
     }
     return metrics, samples.cpu(), captions
