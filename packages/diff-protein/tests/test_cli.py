@@ -21,7 +21,7 @@ def _ok(args: list[str]) -> str:
 
 def test_modality_has_app_and_real_bench() -> None:
     assert modality.name == "protein" and modality.app is app and modality.bench is bench
-    assert QUICK.cpu and QUICK.backbone_steps <= 200
+    assert QUICK.cpu and QUICK.backbone_steps <= 300
 
 
 def test_sequence_train_sample_evaluate(tmp_path) -> None:

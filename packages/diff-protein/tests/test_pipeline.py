@@ -125,5 +125,14 @@ def test_fit_stops_at_the_time_budget(tmp_path) -> None:
     with pytest.warns(UserWarning, match="max_seconds"):
         model = fit(_Slow(), objective, items, collate_frames, cfg)
     assert 1 <= len(calls) < 100 and 0 < float(model.w.detach()) < 1  # Adam moved w, but far from 1000 steps
+    # a later training in the same process runs normally
+    again = fit(
+        _Slow(),
+        objective,
+        items,
+        collate_frames,
+        FitConfig(steps=3, batch_size=2, lr=1e-2, cpu=True, output_dir=str(tmp_path / "again")),
+    )
+    assert float(again.w.detach()) > 0
     with pytest.raises(ValueError, match="max_seconds"):
         FitConfig(max_seconds=0)

@@ -80,7 +80,7 @@ class BenchSettings:
     node_dim: int = 64
     pair_dim: int = 32
     num_blocks: int = 2
-    backbone_steps: int = 150
+    backbone_steps: int = 250
     backbone_batch: int = 8
     backbone_lr: float = 1e-3
     backbone_max_seconds: float | None = None
@@ -92,7 +92,7 @@ class BenchSettings:
     aux_t_max: float | None = None
     motif_prob: float = 0.2
     num_samples: int = 4
-    sample_steps: int = 25
+    sample_steps: int = 50
     noise_scales: tuple[float, ...] = (1.0,)
     num_families: int = 4
     seq_length: int = 32
