@@ -6,9 +6,9 @@ distances are invariant under a global rigid motion. The trunk follows FrameDiff
 (Yim et al. 2023, Sec. 4.1 / App. I.1): per block IPA -> LayerNorm -> transition MLP -> backbone update
 (AF2 Alg. 23, a quaternion ``(1, b, c, d)`` and a translation applied on the right, ``T <- T o dT``)
 -> pair update; gradients flow through the rotations of every block (FrameDiff's and FrameFlow's
-score networks do not detach them). Every input the network reads apart from the frames is invariant (time, residue
-index, motif flag, distances), so the predicted frames move with the input frames: for any rigid
-motion ``G``, ``net(G o T) = G o net(T)``, and the per-residue features are unchanged.
+score networks do not detach them). Every input the network reads apart from the frames is invariant
+(time, residue index, motif flag, distances), so the predicted frames move with the input frames: for
+any rigid motion ``G``, ``net(G o T) = G o net(T)``, and the per-residue features are unchanged.
 
 Contract: ``net(rots, trans, t, **cond) -> Rigid`` of the clean frames, ``rots: (B, L, 3, 3)``,
 ``trans: (B, L, 3)`` in angstrom, ``t: (B,)`` in [0, 1] (0 = data). Conditioning keywords:
