@@ -15,9 +15,7 @@ with ``diff_image.pipeline.train``, or loaded with ``--digits-teacher DIR``) is 
 Every model is sampled through ``diffcore.sample`` (teacher: ``dpmpp_2m`` at 50 / 20 / 10 steps; students at
 1 / 2 / 4 steps with their own sampler) and scored with diff-image's metrics: Frechet distance in the
 evaluation classifier's feature space against the test split, class accuracy, and sampling wall time.
-``--shapes-teacher DIR`` adds the text-to-image shapes model (a saved ``ImagePipeline`` trained by
-``benchmarks/image_full.py``): its teacher rows and the students that need no data-only training, scored by
-caption adherence.
+The shapes text-to-image model (caption adherence) is not part of this script yet.
 
     uv run python benchmarks/few_step.py --quick                  # CPU, tiny (checks the script)
     uv run python benchmarks/few_step.py --device cuda            # the full digits run (one H100 call)
@@ -531,7 +529,6 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny CPU run (checks the script)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     parser.add_argument("--digits-teacher", default=None, help="a saved digits ImagePipeline to distil")
-    parser.add_argument("--shapes-teacher", default=None, help="a saved shapes ImagePipeline (adds its rows)")
     parser.add_argument("--out", default="benchmarks/few_step.json")
     parser.add_argument("--workdir", default=None, help="where models are saved (default: a new temp folder)")
     args = parser.parse_args()
