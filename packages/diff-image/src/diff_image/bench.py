@@ -68,7 +68,7 @@ class BenchSettings:
     def full(cls) -> BenchSettings:
         return cls(
             digits_steps=8000, digits_width=192, digits_depth=6, digits_samples=2000,
-            shapes_steps=12_000, shapes_train_budget_s=330.0,
+            shapes_steps=12_000, shapes_train_budget_s=300.0,
         )  # fmt: skip
 
 
