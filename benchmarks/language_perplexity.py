@@ -204,7 +204,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.quick:
         args.steps, args.eval_windows, args.eval_repeats, args.samples, args.seq_len = 20, 32, 4, 4, 16
-        args.block_sizes, args.seeds = "1,4,full", "0,1"
+        args.block_sizes, args.seeds, args.clip_search_every = "1,4,full", "0,1", 10
         if args.out == DEFAULT_OUT:
             args.out = Path("benchmarks/results/language_perplexity_quick.json")
     corpora = ["synthetic", "pydoc"] if args.corpus == "both" else [args.corpus]
