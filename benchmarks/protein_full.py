@@ -105,10 +105,11 @@ def print_table(metrics: dict[str, float]) -> None:
     """The backbone metrics (synthetic and real rows) and the sequence adherence, as Markdown."""
     print("| set | " + " | ".join(TABLE_KEYS) + " |")
     print("| --- |" + " --- |" * len(TABLE_KEYS))
-    for name, prefix in (("synthetic", "backbone_"), ("real", "real_")):
-        if f"{prefix}ca_ca_valid" in metrics:
-            row = " | ".join(f"{metrics[prefix + k]:.3f}" for k in TABLE_KEYS)
-            print(f"| {name} | {row} |")
+    prefixes = [k[: -len("ca_ca_valid")] for k in metrics if k.endswith("ca_ca_valid")]
+    for prefix in sorted(p for p in prefixes if not p.startswith("motif_")):
+        name = {"backbone_": "synthetic", "real_": "real"}.get(prefix, prefix.removeprefix("backbone_")[:-1])
+        row = " | ".join(f"{metrics[prefix + k]:.3f}" for k in TABLE_KEYS)
+        print(f"| {name} | {row} |")
     print("| targets | >= 0.98 | 3.80 | >= 0.90 | ~1 | ref | ref | ref | <= 0.10 |")
     for key in sorted(metrics):
         if key.endswith(("adherence_classifier", "adherence_bayes")) or key.startswith(
