@@ -81,7 +81,7 @@ def test_lcm_with_guidance_scale_input_generates_each_class_in_one_step(tmp_path
     )
     net = MLPDenoiser(MLPDenoiserConfig(width=64, depth=2, num_classes=4, guidance_embedding=True))
     Trainer(
-        net, obj, _loader(data, labels), _config(tmp_path, "lcm", 200), callbacks=[ConsistencyCallback(obj)]
+        net, obj, _loader(data, labels), _config(tmp_path, "lcm", 600), callbacks=[ConsistencyCallback(obj)]
     ).fit()
     student = param.denoiser(net.eval())
     y = torch.arange(4).repeat_interleave(250)
