@@ -62,7 +62,7 @@ def run_one(corpus: TokenCorpus, block_size: int, seed: int, args) -> tuple[dict
         batch_size=args.batch_size,
         lr=args.lr,
         warmup=max(1, min(200, args.steps // 10)),
-        clip_search_every=args.clip_search_every or max(1, args.steps // 8),
+        clip_search_every=0 if args.no_clip_search else (args.clip_search_every or max(1, args.steps // 8)),
         seed=seed,
         log_every=max(1, args.steps // 5),
         device=args.device,
@@ -188,6 +188,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--clip-search-every", type=int, default=0, help="0: steps // 8")
+    p.add_argument(
+        "--no-clip-search", action="store_true", help="control: train every L' > 1 on the full range [0, 1]"
+    )
     p.add_argument("--eval-windows", type=int, default=None, help="default: the whole validation set")
     p.add_argument("--eval-repeats", type=int, default=32)
     p.add_argument("--samples", type=int, default=64)
