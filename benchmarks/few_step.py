@@ -31,7 +31,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -447,7 +447,7 @@ def run(settings: Settings, out: Path, teacher_dir: str | None) -> dict[str, Any
     ctx = Context(net, Denoiser(net, SCHEDULE, "velocity"), digits_loader(images, labels, settings.batch),
                   torch.arange(settings.num_eval, device=device) % NUM_CLASSES, DigitsScorer(), settings, out)  # fmt: skip
     log(f"teacher ready ({teacher_s:.0f} s)")
-    rows: dict[str, Row] = {}
+    rows: dict[str, Row] = LoggedRows()
     rows["teacher (dpmpp_2m)"] = evaluate(ctx.teacher, "dpmpp_2m", TEACHER_STEPS, ctx.labels, ctx.scorer)
     rows["teacher (dpmpp_2m)"].train_seconds = teacher_s
     rows["teacher (euler)"] = evaluate(ctx.teacher, "euler", STUDENT_STEPS, ctx.labels, ctx.scorer)
@@ -468,6 +468,15 @@ def run(settings: Settings, out: Path, teacher_dir: str | None) -> dict[str, Any
     rows["LCM-LoRA + concept LoRA (lcm)"] = lcm_lora_concept(ctx, images, labels)
     log(f"lcm_lora_concept done ({time.perf_counter() - start:.0f} s)")
     return summarise(rows, extra["straightness"], ctx.scorer.floor, settings, time.perf_counter() - start)
+
+
+class LoggedRows(dict):
+    """The table's rows; each row is printed as it is added, so a run cut short still shows what it measured."""
+
+    def __setitem__(self, name: str, row: Row) -> None:
+        super().__setitem__(name, row)
+        cells = ", ".join(f"{k} steps FD {v:.3f} acc {row.accuracy[k]:.3f}" for k, v in row.frechet.items())
+        log(f"row {name}: {cells}")
 
 
 def summarise(
@@ -531,10 +540,18 @@ def main() -> None:
     parser.add_argument("--digits-teacher", default=None, help="a saved digits ImagePipeline to distil")
     parser.add_argument("--out", default="benchmarks/few_step.json")
     parser.add_argument("--workdir", default=None, help="where models are saved (default: a new temp folder)")
+    parser.add_argument("--step-scale", type=float, default=1.0,
+                        help="multiply every training step count (teacher and students) by this factor")  # fmt: skip
     args = parser.parse_args()
     settings = Settings.quick() if args.quick else Settings()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     settings = replace(settings, device=device)
+    if args.step_scale != 1.0:
+        if args.step_scale <= 0:
+            parser.error(f"--step-scale: expected a positive factor, got {args.step_scale}")
+        scaled = {f.name: max(1, round(getattr(settings, f.name) * args.step_scale))
+                  for f in fields(settings) if f.name.endswith("_steps")}  # fmt: skip
+        settings = replace(settings, **scaled)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="few_step_"))
     result = run(settings, workdir / ("quick" if args.quick else "full"), args.digits_teacher)
     result["quick"] = args.quick
