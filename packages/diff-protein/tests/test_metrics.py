@@ -46,6 +46,21 @@ def test_clash_count_and_radius_of_gyration():
     assert M.rg_ratio(two) == pytest.approx(2.0 / (2.2 * 2**0.38))
 
 
+def test_rg_vs_reference_compares_with_the_reference_not_the_globule_law():
+    # Issue #8: the benchmark's "rg_ratio 2.0" was Rg over the globule law 2.2 L^0.38, which elongated
+    # training chains exceed themselves; the size relative to the training set must be measured apart.
+    helix, strand = _chain(-63, -42, 40), _chain(-120, 130, 40)
+    ref = [helix, strand]
+    assert M.rg_ratio(strand) > 2.0  # an extended chain is far from the globule law...
+    assert M.rg_vs_reference(ref, ref) == pytest.approx(1.0)  # ...but a set against itself gives 1
+    assert M.rg_vs_reference([a * 2.0 for a in ref], ref) == pytest.approx(2.0)
+    # lengths are put on the law's scale: a rigid-body move or rotation changes nothing
+    rot = Rotation.random(random_state=0).as_matrix()
+    assert M.rg_vs_reference([helix @ rot.T + 5.0], [helix]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="reference"):
+        M.rg_vs_reference([helix], [])
+
+
 def test_kabsch_rmsd_matches_scipy_and_is_invariant():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(25, 3)) * 5

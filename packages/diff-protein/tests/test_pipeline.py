@@ -43,9 +43,11 @@ def test_evaluate_backbones_on_the_training_set_meets_every_target(synthetic) ->
     m = evaluate_backbones(ref, ref)
     assert m["ca_ca_valid"] == 1.0 and m["clash_free"] == 1.0 and m["sse_max_abs_diff"] == 0.0
     assert m["met_ca_ca_valid"] == m["met_clash_free"] == m["met_sse"] == 1.0
+    assert m["rg_vs_ref"] == pytest.approx(1.0) and m["rg_ratio"] == pytest.approx(m["ref_rg_ratio"])
     stretched = [a * 1.1 for a in ref]
     bad = evaluate_backbones(stretched, ref)
     assert bad["ca_ca_valid"] == 0.0 and bad["met_ca_ca_valid"] == 0.0
+    assert bad["rg_vs_ref"] == pytest.approx(1.1)
     # pooled over all bonds, not averaged per chain
     half = [ref[0], ref[1] * 1.1]
     bonds = [len(ref[0]) - 1, len(ref[1]) - 1]

@@ -267,7 +267,9 @@ def evaluate_backbones(samples: Sequence[np.ndarray], reference: Sequence[np.nda
     ``ca_ca_valid``: fraction of all consecutive CA-CA distances within 0.1 A of 3.80 A (pooled over
     samples); ``clash_free``: fraction of backbones without a CA clash (metrics.clash_count);
     ``helix/strand/coil`` and ``ref_*``: mean P-SEA fractions; ``sse_max_abs_diff``: the largest gap;
-    ``rg_ratio``; ``met_*``: 1.0 where a target is met.
+    ``rg_ratio`` and ``ref_rg_ratio``: mean Rg over the compact-globule law ``2.2 L^0.38`` of samples and
+    reference; ``rg_vs_ref``: their quotient (:func:`metrics.rg_vs_reference`, 1.0 = as compact as the
+    training set); ``met_*``: 1.0 where a target is met.
     """
     if not samples or not reference:
         raise ValueError("samples, reference: expected non-empty lists of (L, 4, 3) backbones")
@@ -278,6 +280,8 @@ def evaluate_backbones(samples: Sequence[np.ndarray], reference: Sequence[np.nda
         "ca_ca_mean": float(bonds.mean()),
         "clash_free": float(np.mean([M.clash_count(s) == 0 for s in samples])),
         "rg_ratio": float(np.mean([M.rg_ratio(s) for s in samples])),
+        "ref_rg_ratio": float(np.mean([M.rg_ratio(r) for r in reference])),
+        "rg_vs_ref": M.rg_vs_reference(samples, reference),
     }
     gen = np.mean([list(M.sse_composition(s).values()) for s in samples], axis=0)
     ref = np.mean([list(M.sse_composition(s).values()) for s in reference], axis=0)
