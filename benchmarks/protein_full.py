@@ -108,7 +108,11 @@ def print_table(metrics: dict[str, float]) -> None:
     """The backbone metrics (synthetic and real rows) and the sequence adherence, as Markdown."""
     print("| set | " + " | ".join(TABLE_KEYS) + " |")
     print("| --- |" + " --- |" * len(TABLE_KEYS))
-    prefixes = [k[: -len("ca_ca_valid")] for k in metrics if k.endswith("ca_ca_valid")]
+    prefixes = [
+        k[: -len("ca_ca_valid")]
+        for k in metrics
+        if k.endswith("ca_ca_valid") and not k.endswith("met_ca_ca_valid")  # not the met_* flags
+    ]
     for prefix in sorted(p for p in prefixes if not p.startswith("motif_")):
         name = {"backbone_": "synthetic", "real_": "real"}.get(prefix, prefix.removeprefix("backbone_")[:-1])
         row = " | ".join(f"{metrics[prefix + k]:.3f}" for k in TABLE_KEYS)
