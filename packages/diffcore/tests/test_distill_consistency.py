@@ -30,18 +30,6 @@ SCHEDULE = "rectified-flow"
 GMM = four_mode_mixture()
 
 
-def _config(tmp_path, name, steps):
-    return small_train_config(tmp_path / name, steps)
-
-
-def _loader(*tensors):
-    return tensor_loader(*tensors)
-
-
-def _swd(den, sampler, steps, noise, ref, t_start=1.0, **kw):
-    return sample_distance(den, sampler, steps, noise, ref, t_start=t_start, **kw)
-
-
 def _setup():
     torch.manual_seed(0)
     return reference_sets(GMM)
@@ -53,14 +41,20 @@ def test_consistency_distillation_beats_the_teacher_at_one_step(tmp_path):
     param = ConsistencyParameterization(SCHEDULE, "x0")
     obj = ConsistencyDistillation(param, teacher=teacher, num_points=12, solver="ddim")
     net = MLPDenoiser(MLPDenoiserConfig(width=64, depth=2))
-    untrained = _swd(param.denoiser(copy.deepcopy(net)), "consistency", 1, noise, ref, obj.t_max)
+    untrained = sample_distance(
+        param.denoiser(copy.deepcopy(net)), "consistency", 1, noise, ref, t_start=obj.t_max
+    )
     summary = Trainer(
-        net, obj, _loader(data), _config(tmp_path, "cd", 200), callbacks=[ConsistencyCallback(obj)]
+        net,
+        obj,
+        tensor_loader(data),
+        small_train_config(tmp_path / "cd", 200),
+        callbacks=[ConsistencyCallback(obj)],
     ).fit()
     student = param.denoiser(MLPDenoiser.from_pretrained(summary.model_dir).eval())
     for steps in (1, 2):
-        got = _swd(student, "consistency", steps, noise, ref, obj.t_max)
-        teacher_same = _swd(teacher, "euler", steps, noise, ref)
+        got = sample_distance(student, "consistency", steps, noise, ref, t_start=obj.t_max)
+        teacher_same = sample_distance(teacher, "euler", steps, noise, ref)
         assert got < 0.5 * untrained, (steps, got, untrained)
         if steps == 1:  # one step: far better than the teacher's single Euler step (which gives the mean)
             assert got < 0.6 * teacher_same, (steps, got, teacher_same)

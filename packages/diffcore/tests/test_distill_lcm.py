@@ -35,18 +35,6 @@ SCHEDULE = "rectified-flow"
 GMM = four_mode_mixture()
 
 
-def _config(tmp_path, name, steps):
-    return small_train_config(tmp_path / name, steps)
-
-
-def _loader(*tensors):
-    return tensor_loader(*tensors)
-
-
-def _swd(den, sampler, steps, noise, ref, t_start=1.0, **kw):
-    return sample_distance(den, sampler, steps, noise, ref, t_start=t_start, **kw)
-
-
 def _setup():
     torch.manual_seed(0)
     return reference_sets(GMM)
@@ -81,7 +69,11 @@ def test_lcm_with_guidance_scale_input_generates_each_class_in_one_step(tmp_path
     )
     net = MLPDenoiser(MLPDenoiserConfig(width=64, depth=2, num_classes=4, guidance_embedding=True))
     Trainer(
-        net, obj, _loader(data, labels), _config(tmp_path, "lcm", 600), callbacks=[ConsistencyCallback(obj)]
+        net,
+        obj,
+        tensor_loader(data, labels),
+        small_train_config(tmp_path / "lcm", 600),
+        callbacks=[ConsistencyCallback(obj)],
     ).fit()
     student = param.denoiser(net.eval())
     y = torch.arange(4).repeat_interleave(250)
@@ -106,7 +98,11 @@ def test_lcm_lora_trains_only_the_adapter_and_gives_a_few_step_generator(tmp_pat
         param, teacher=teacher, guidance_range=(1.0, 1.0), guidance_key=None, num_points=12
     )
     Trainer(
-        net, obj, _loader(data), _config(tmp_path, "lora", 300), callbacks=[ConsistencyCallback(obj)]
+        net,
+        obj,
+        tensor_loader(data),
+        small_train_config(tmp_path / "lora", 300),
+        callbacks=[ConsistencyCallback(obj)],
     ).fit()
     state = net.state_dict()
     for k, v in frozen.items():  # every base weight is untouched (PEFT keeps them as base_layer.*)
@@ -124,8 +120,8 @@ def test_lcm_lora_trains_only_the_adapter_and_gives_a_few_step_generator(tmp_pat
     fresh.load_state_dict(frozen)
     fresh_base = copy.deepcopy(fresh).eval()
     load_lora(fresh, tmp_path / "adapter", adapter_name="lcm")
-    got = _swd(param.denoiser(fresh.eval()), "lcm", 1, noise, ref, obj.t_max)
-    assert got < 0.6 * _swd(teacher, "euler", 1, noise, ref), got
-    assert got < _swd(Denoiser(fresh_base, SCHEDULE, "velocity"), "euler", 1, noise, ref), (
+    got = sample_distance(param.denoiser(fresh.eval()), "lcm", 1, noise, ref, t_start=obj.t_max)
+    assert got < 0.6 * sample_distance(teacher, "euler", 1, noise, ref), got
+    assert got < sample_distance(Denoiser(fresh_base, SCHEDULE, "velocity"), "euler", 1, noise, ref), (
         got
     )  # the base alone

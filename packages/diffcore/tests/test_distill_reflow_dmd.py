@@ -33,14 +33,6 @@ SCHEDULE = "rectified-flow"
 GMM = four_mode_mixture()
 
 
-def _config(tmp_path, name, steps, lr=3e-3):
-    return small_train_config(tmp_path / name, steps, lr)
-
-
-def _swd(den, sampler, steps, noise, ref):
-    return sample_distance(den, sampler, steps, noise, ref)
-
-
 def _pairs():
     teacher = GMM.denoiser(SCHEDULE, "velocity")
     z = torch.randn(4096, 2, generator=torch.Generator().manual_seed(1))
@@ -53,7 +45,7 @@ def test_reflow_straightens_trajectories_and_improves_one_step_sampling(tmp_path
     teacher, z, x0 = _pairs()
     net = MLPDenoiser(MLPDenoiserConfig(width=64, depth=2))
     summary = Trainer(
-        net, CoupledFlowMatching(), couplings_loader(x0, z, 128), _config(tmp_path, "reflow", 250)
+        net, CoupledFlowMatching(), couplings_loader(x0, z, 128), small_train_config(tmp_path / "reflow", 250)
     ).fit()
     rf2 = Denoiser(MLPDenoiser.from_pretrained(summary.model_dir).eval(), SCHEDULE, "velocity")
     probe = torch.randn(500, 2, generator=torch.Generator().manual_seed(2))
@@ -63,7 +55,9 @@ def test_reflow_straightens_trajectories_and_improves_one_step_sampling(tmp_path
     assert after.one_step_error < 0.5 * before.one_step_error, (before, after)
     ref = GMM.sample(1500, torch.Generator().manual_seed(3))
     noise = torch.randn(1500, 2, generator=torch.Generator().manual_seed(4))
-    assert _swd(rf2, "euler", 1, noise, ref) < 0.6 * _swd(teacher, "euler", 1, noise, ref)
+    assert sample_distance(rf2, "euler", 1, noise, ref) < 0.6 * sample_distance(
+        teacher, "euler", 1, noise, ref
+    )
 
 
 def test_dmd_one_step_generator_approaches_the_target(tmp_path):
@@ -75,13 +69,13 @@ def test_dmd_one_step_generator_approaches_the_target(tmp_path):
     obj = DistributionMatchingDistillation(teacher)
     ref = GMM.sample(1500, torch.Generator().manual_seed(3))
     noise = torch.randn(1500, 2, generator=torch.Generator().manual_seed(4))
-    untrained = _swd(
+    untrained = sample_distance(
         obj.generator_denoiser(copy.deepcopy(model.generator).eval()), "consistency", 1, noise, ref
     )
-    config = _config(tmp_path, "dmd", 250, lr=2e-3)
+    config = small_train_config(tmp_path / "dmd", 250, lr=2e-3)
     Trainer(model, obj, couplings_loader(x0, z, 128), config, optimizer=dmd_optimizer(model, 2e-3)).fit()
     model.generator.save_pretrained(tmp_path / "generator")
     gen = MLPDenoiser.from_pretrained(tmp_path / "generator").eval()
-    got = _swd(obj.generator_denoiser(gen), "consistency", 1, noise, ref)
+    got = sample_distance(obj.generator_denoiser(gen), "consistency", 1, noise, ref)
     assert got < 0.5 * untrained, (got, untrained)
-    assert got < 0.6 * _swd(teacher, "euler", 1, noise, ref), got
+    assert got < 0.6 * sample_distance(teacher, "euler", 1, noise, ref), got
