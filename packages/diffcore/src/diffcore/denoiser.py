@@ -15,7 +15,6 @@ tensor of shape ``(B,)``; ``t = 0`` is data, ``t = 1`` noise.
 
 from __future__ import annotations
 
-import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,31 +31,19 @@ from diffcore.predictions import (
     from_x0_eps,
     to_x0_eps,
 )
-from diffcore.schedules import Schedule
+from diffcore.schedules import Schedule, memoise_per_schedule
 from diffcore.schedules import get as get_schedule
 
 NetworkFn = Callable[..., Tensor]
 
 
-def _scalar_coefficients(schedule: Schedule, t: float) -> PathCoefficients:
-    c = PathCoefficients.at(schedule, torch.tensor(t, dtype=torch.float64), 0)
-    return PathCoefficients(*(float(v) for v in (c.alpha, c.sigma, c.d_alpha, c.d_sigma)))
-
-
-_cached_scalar_coefficients = functools.lru_cache(maxsize=8192)(_scalar_coefficients)
-
-
+@memoise_per_schedule(maxsize=8192)
 def scalar_coefficients(schedule: Schedule, t: float) -> PathCoefficients:
     """Python-float path coefficients of ``schedule`` at time ``t``, memoised: a sampler asks for the same
     few grid times at every network call, and evaluating a schedule on the host costs far more than a
-    step's own arithmetic (a discrete table: ~20 small tensor ops). Schedules are immutable; a learnable
-    one (an ``nn.Module``, whose parameters change) or an unhashable one is evaluated every time."""
-    if isinstance(schedule, torch.nn.Module):
-        return _scalar_coefficients(schedule, t)
-    try:
-        return _cached_scalar_coefficients(schedule, t)
-    except TypeError:
-        return _scalar_coefficients(schedule, t)
+    step's own arithmetic (a discrete table: ~20 small tensor ops)."""
+    c = PathCoefficients.at(schedule, torch.tensor(t, dtype=torch.float64), 0)
+    return PathCoefficients(*(float(v) for v in (c.alpha, c.sigma, c.d_alpha, c.d_sigma)))
 
 
 def _time_dtype(x: Tensor) -> torch.dtype:

@@ -16,9 +16,11 @@ Names for :func:`get`: ``vp-linear``, ``vp-cosine``, ``vp-scaled-linear`` (conti
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -38,6 +40,7 @@ __all__ = [
     "available",
     "betas_for",
     "get",
+    "memoise_per_schedule",
     "register",
     "resolution_shift",
 ]
@@ -46,6 +49,36 @@ __all__ = [
 SIGMA_FLOOR = 1e-4
 """VP schedules have ``d sigma / dt = inf`` at ``t = 0``; derivatives divide by ``max(sigma, SIGMA_FLOOR)``
 so that velocities stay finite (also in float16) at the very edge. Away from ``t < 1e-8`` nothing changes."""
+
+
+_Key = TypeVar("_Key")
+_Value = TypeVar("_Value")
+
+
+def memoise_per_schedule(
+    maxsize: int,
+) -> Callable[[Callable[[Schedule, _Key], _Value]], Callable[[Schedule, _Key], _Value]]:
+    """Memoise ``fn(schedule, key)`` (host-side evaluations of a schedule at fixed times) in an LRU cache.
+
+    Schedules are immutable, so their values at given times can be reused across sampling calls. A
+    learnable schedule (an ``nn.Module``, whose parameters change) or an unhashable one is evaluated every
+    time instead."""
+
+    def decorate(fn: Callable[[Schedule, _Key], _Value]) -> Callable[[Schedule, _Key], _Value]:
+        cached = functools.lru_cache(maxsize=maxsize)(fn)
+
+        @functools.wraps(fn)
+        def memoised(schedule: Schedule, key: _Key) -> _Value:
+            if isinstance(schedule, torch.nn.Module):
+                return fn(schedule, key)
+            try:
+                return cached(schedule, key)
+            except TypeError:  # unhashable schedule
+                return fn(schedule, key)
+
+        return memoised
+
+    return decorate
 
 
 def _as_tensor(t: Tensor | float) -> Tensor:

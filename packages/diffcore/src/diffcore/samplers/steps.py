@@ -9,7 +9,6 @@ Notation: a step goes from the current time ``t`` to the next time ``s < t`` (to
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from torch import Tensor
 
 from diffcore.denoiser import DenoiserBase
 from diffcore.predictions import AffineX0Eps, PathCoefficients, from_x0_eps, lincomb
-from diffcore.schedules import Schedule
+from diffcore.schedules import Schedule, memoise_per_schedule
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
@@ -59,29 +58,22 @@ class GridPoint:
         return half_log_snr(self.alpha, self.sigma)
 
 
-def _evaluate_points(schedule: Schedule, times: tuple[float, ...]) -> tuple[GridPoint, ...]:
+@memoise_per_schedule(maxsize=1024)
+def _points_at(schedule: Schedule, times: tuple[float, ...]) -> tuple[GridPoint, ...]:
     columns = [
         c.reshape(-1).tolist() for c in schedule.coefficients(torch.tensor(times, dtype=torch.float64))
     ]
     return tuple(GridPoint(t, *cs) for t, *cs in zip(times, *columns))
 
 
-_cached_points = functools.lru_cache(maxsize=1024)(_evaluate_points)
-
-
 def grid_points(schedule: Schedule, grid: Tensor | list[float]) -> list[GridPoint]:
     """The coefficients of ``schedule`` at every time of ``grid`` ((N+1,) float64 CPU), evaluated once.
 
-    Memoised per (schedule, grid) like :func:`~diffcore.denoiser.scalar_coefficients`: a host evaluation of
+    Memoised per (schedule, grid) (:func:`~diffcore.schedules.memoise_per_schedule`): a host evaluation of
     a discrete table costs ~20 small tensor ops, which repeated sampling calls on one grid need not pay
-    again. Learnable (``nn.Module``) and unhashable schedules are evaluated every time."""
+    again."""
     times = tuple(torch.as_tensor(grid, dtype=torch.float64).cpu().reshape(-1).tolist())
-    if isinstance(schedule, torch.nn.Module):
-        return list(_evaluate_points(schedule, times))
-    try:
-        return list(_cached_points(schedule, times))
-    except TypeError:
-        return list(_evaluate_points(schedule, times))
+    return list(_points_at(schedule, times))
 
 
 def snr_ratio(cur: GridPoint, nxt: GridPoint) -> float:
