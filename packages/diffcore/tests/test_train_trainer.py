@@ -179,6 +179,18 @@ def test_bf16_mixed_precision_runs_on_cpu(tmp_path: Path) -> None:
     assert math.isfinite(summary.final_loss)
 
 
+def test_max_seconds_ends_training_cleanly_before_the_step_budget(tmp_path: Path) -> None:
+    cfg = config(tmp_path, steps=1_000_000, cpu=True, tensorboard=False, max_seconds=0.3)
+    summary = Trainer(make_model(), flow_objective, DataLoader(data(), batch_size=8), cfg).fit()
+    assert summary.stopped_by_time
+    assert 0 < summary.steps < 1_000_000
+    assert summary.last_checkpoint is not None
+    assert summary.last_checkpoint.name == f"checkpoint-{summary.steps:08d}"  # final checkpoint written
+    Tiny.from_pretrained(summary.model_dir)  # and the final model
+    with pytest.raises(ValueError, match="max_seconds"):
+        TrainConfig(max_seconds=0)
+
+
 def test_fp16_on_cpu_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"^mixed_precision:"):
         Trainer(

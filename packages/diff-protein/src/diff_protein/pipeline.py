@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 from diffcore.train import TrainConfig, Trainer
-from diffcore.train.callbacks import Callback
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -99,28 +97,6 @@ class FitConfig:
             raise ValueError(f"max_seconds: expected > 0 or None, got {self.max_seconds}")
 
 
-class _TimeBudgetReached(Exception):
-    """Raised by :class:`_TimeBudget` to end training early."""
-
-
-class _TimeBudget(Callback):
-    """Stops training once ``seconds`` of wall time have passed since the first step (a guard for
-    benchmarks with a hard time limit; the learning-rate schedule is then cut short)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.start = 0.0
-        self.stopped_at: int | None = None
-
-    def on_train_start(self, trainer: Trainer) -> None:
-        self.start = time.perf_counter()
-
-    def on_step_end(self, trainer: Trainer, step: int) -> None:
-        if time.perf_counter() - self.start > self.seconds:
-            self.stopped_at = step
-            raise _TimeBudgetReached
-
-
 def fit(
     model: nn.Module,
     objective: Callable[..., Any],
@@ -151,15 +127,13 @@ def fit(
         progress_bar=False,
         tensorboard=False,
         cpu=config.cpu,
+        max_seconds=config.max_seconds,
     )
-    budget = [_TimeBudget(config.max_seconds)] if config.max_seconds is not None else []
-    trainer = Trainer(model, objective, loader, train_config, callbacks=budget)
-    try:
-        trainer.fit()
-    except _TimeBudgetReached:
+    trainer = Trainer(model, objective, loader, train_config)
+    summary = trainer.fit()
+    if summary.stopped_by_time:
         warnings.warn(
-            f"training stopped by max_seconds={config.max_seconds} at step {budget[0].stopped_at} "
-            f"of {config.steps}",
+            f"training stopped by max_seconds={config.max_seconds} at step {summary.steps} of {config.steps}",
             stacklevel=2,
         )
     trained = trainer.ema_model if trainer.ema_model is not None else trainer.unwrapped_model

@@ -53,6 +53,9 @@ class TrainConfig:
         progress_bar: show a tqdm progress bar (main process only).
         tensorboard: log scalars to TensorBoard through accelerate's tracker.
         cpu: force the CPU even when a GPU is present.
+        max_seconds: optional wall-time budget of one ``fit`` call: training ends cleanly (final log,
+            checkpoint and models, ``TrainSummary.stopped_by_time``) after the first optimizer step that
+            finds it spent; the learning-rate schedule is then cut short. For benchmarks with hard limits.
     """
 
     steps: int = 1000
@@ -77,6 +80,7 @@ class TrainConfig:
     progress_bar: bool = True
     tensorboard: bool = True
     cpu: bool = False
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # type: ignore[assignment]  # JSON and YAML give lists
@@ -90,6 +94,8 @@ class TrainConfig:
         _non_negative_int("warmup_steps", self.warmup_steps)
         _non_negative_int("ema_warmup_steps", self.ema_warmup_steps)
         _non_negative_int("seed", self.seed)
+        if self.max_seconds is not None and not (math.isfinite(self.max_seconds) and self.max_seconds > 0):
+            raise ValueError(f"max_seconds: expected a finite number > 0 or None, got {self.max_seconds!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr: expected a finite number > 0, got {self.lr!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, skip_first_batches
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import KwargsHandler, find_batch_size, set_seed
+from accelerate.utils import KwargsHandler, broadcast, find_batch_size, set_seed
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -74,6 +74,7 @@ class TrainSummary:
         last_checkpoint: the final resumable checkpoint.
         model_dir: the trained model, ``save_pretrained`` format.
         ema_dir: the EMA model, ``save_pretrained`` format (``None`` without EMA).
+        stopped_by_time: training ended before ``config.steps`` because ``config.max_seconds`` ran out.
     """
 
     steps: int
@@ -85,6 +86,7 @@ class TrainSummary:
     last_checkpoint: Path | None
     model_dir: Path
     ema_dir: Path | None
+    stopped_by_time: bool = False
 
 
 class Trainer:
@@ -216,12 +218,16 @@ class Trainer:
         batches = self._batches()
         for cb in self.callbacks:
             cb.on_train_start(self)
+        stopped_by_time = False
         try:
             while self.step < self.config.steps:
                 batch = next(batches)
                 samples += self._train_micro_batch(batch)
                 if self.accelerator.sync_gradients:
                     self._after_optimizer_step(bar)
+                    if self.step < self.config.steps and self._out_of_time(start):
+                        stopped_by_time = True
+                        break
         finally:
             batches.close()
             # Leaving an epoch early does not unregister its loader from accelerate's gradient state.
@@ -248,10 +254,22 @@ class Trainer:
             last_checkpoint=self.last_checkpoint,
             model_dir=model_dir,
             ema_dir=ema_dir,
+            stopped_by_time=stopped_by_time,
         )
         for cb in self.callbacks:
             cb.on_train_end(self, summary)
         return summary
+
+    def _out_of_time(self, start: float) -> bool:
+        """Whether ``config.max_seconds`` has passed since ``start``; every process takes the same decision
+        (the main process's clock), so distributed training stops at one step everywhere."""
+        if self.config.max_seconds is None:
+            return False
+        spent = time.perf_counter() - start > self.config.max_seconds
+        if self.accelerator.num_processes == 1:
+            return spent
+        flag = torch.tensor([float(spent)], device=self.accelerator.device)
+        return bool(broadcast(flag, from_process=0).item())
 
     def save_checkpoint(self) -> Path:
         """Write a resumable checkpoint of the current step atomically; returns its folder."""
