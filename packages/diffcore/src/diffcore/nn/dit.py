@@ -1,12 +1,15 @@
 """DiT: Diffusion Transformer with adaLN-Zero blocks (Peebles & Xie 2023, "Scalable Diffusion Models
 with Transformers", Sec. 3.2).
 
-Contract: ``DiT(x, t, y=None, control=None)`` with ``x`` ``(B, C, *spatial)`` (1, 2 or 3 spatial
+Contract: ``DiT(x, t, y=None, control=None, w=None)`` with ``x`` ``(B, C, *spatial)`` (1, 2 or 3 spatial
 axes: sequence, image, spacetime volume), ``t`` ``(B,)`` in [0, 1] (0 = data, 1 = noise) and ``y``
 ``(B,)`` int64 class labels; returns a tensor shaped like ``x`` (``2C`` channels when
 ``learn_sigma``: the first ``C`` are the prediction, the last ``C`` the variance interpolation of
 Nichol & Dhariwal 2021). ``y=None`` (or label ``num_classes``) is the null class for classifier-free
 guidance; label dropout during training is the caller's job (:func:`diffcore.nn.embeddings.drop_labels`).
+With ``guidance_embed`` on, ``w`` ``(B,)`` (a classifier-free guidance scale) is required and embedded like
+``t`` (:class:`GuidanceEmbedder`): the guidance-scale conditioning of LCM (Luo et al. 2023, Sec. 4.2) and
+FLUX's guidance-distilled models.
 
 Every adaLN modulation and the final projection start at zero, so a fresh model outputs exactly zero
 and each block starts as the identity ("adaLN-Zero", Sec. 3.2). The forward pass has no
@@ -75,6 +78,56 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return torch.addcmul(shift, x, scale + 1)
 
 
+def check_guidance_max(guidance_max: float) -> None:
+    """``guidance_max`` (the largest guidance scale the embedding is laid out for) must be positive."""
+    if not guidance_max > 0:
+        raise ValueError(f"guidance_max: expected a positive guidance scale, got {guidance_max}")
+
+
+class GuidanceEmbedder(nn.Module):
+    """Guidance-scale conditioning: ``w`` ``(B,)`` -> ``(B, hidden_size)``, added to the conditioning vector.
+
+    LCM (Luo et al. 2023, Sec. 4.2) feeds the classifier-free guidance scale ``w`` to the student so that one
+    network serves every scale without a second (unconditional) forward; FLUX's guidance-distilled models
+    do the same. ``w`` goes through the same sinusoidal features and MLP as the time
+    (:class:`~diffcore.nn.embeddings.TimestepEmbedder`) after division by ``guidance_max``, so scales in
+    ``[0, guidance_max]`` use the frequencies that ``t`` in [0, 1] uses. The MLP's output layer starts at zero:
+    a student built from a teacher without this input starts as exactly the teacher, at every ``w``.
+    """
+
+    def __init__(self, hidden_size: int, guidance_max: float) -> None:
+        super().__init__()
+        check_guidance_max(guidance_max)
+        self.guidance_max = float(guidance_max)
+        self.embedder = TimestepEmbedder(hidden_size)
+
+    def zero_output(self) -> None:
+        """Zero the last layer, so the embedding adds nothing until trained."""
+        nn.init.zeros_(self.embedder.mlp[2].weight)
+        nn.init.zeros_(self.embedder.mlp[2].bias)
+
+    def forward(self, w: Tensor) -> Tensor:
+        """``w``: ``(B,)`` guidance scales -> ``(B, hidden_size)``."""
+        return self.embedder(w.float() / self.guidance_max)
+
+
+def check_guidance_input(w: Tensor | None, embedder: GuidanceEmbedder | None, batch: int, owner: str) -> None:
+    """Raise a ``ValueError`` unless ``w`` fits: a ``(batch,)`` tensor exactly when ``owner`` embeds guidance."""
+    if embedder is None:
+        if w is not None:
+            raise ValueError(
+                f"w: this {owner} takes no guidance scale (guidance_embed = False in its config); pass w=None"
+            )
+        return
+    if w is None:
+        raise ValueError(
+            f"w: this {owner} embeds the guidance scale (guidance_embed = True); pass w of shape ({batch},)"
+        )
+    if not isinstance(w, Tensor) or w.shape != (batch,) or w.is_complex() or w.dtype == torch.bool:
+        shape = tuple(w.shape) if isinstance(w, Tensor) else type(w).__name__
+        raise ValueError(f"w: expected a real tensor of shape ({batch},) of guidance scales, got {shape}")
+
+
 class Mlp(nn.Module):
     """Transformer feed-forward ``Linear -> GELU(tanh) -> Linear``: ``(B, N, D)`` -> ``(B, N, D)``."""
 
@@ -93,7 +146,8 @@ class DiTConfig:
 
     ``patch_size`` may be given as one int for every axis; lists (from JSON) become tuples.
     ``num_classes = 0`` makes an unconditional model. ``pos_embed`` is ``"sincos"`` (fixed, as in
-    DiT) or ``"rope"`` (axial rotary embedding in every attention layer).
+    DiT) or ``"rope"`` (axial rotary embedding in every attention layer). ``guidance_embed`` adds a
+    guidance-scale input ``w`` (see :class:`GuidanceEmbedder`), scaled by ``1 / guidance_max``.
     """
 
     input_size: tuple[int, ...] = (32, 32)
@@ -109,10 +163,13 @@ class DiTConfig:
     pos_embed: str = "sincos"
     rope_theta: float = 10000.0
     gradient_checkpointing: bool = False
+    guidance_embed: bool = False
+    guidance_max: float = 8.0
 
     def __post_init__(self) -> None:
         self.input_size, self.patch_size = patch_geometry(self.input_size, self.patch_size)
         check_attention_layout(self.hidden_size, self.num_heads, self.pos_embed)
+        check_guidance_max(self.guidance_max)
         if self.num_classes < 0 or self.depth < 1:
             raise ValueError(
                 f"num_classes >= 0 and depth >= 1 expected, got {self.num_classes}, {self.depth}"
@@ -191,6 +248,7 @@ class DiT(PretrainedModel):
     ``control``: optional list of ``K <= depth`` residuals, each ``(B, N, hidden_size)`` in token
     layout; ``control[i]`` is added to the tokens after block ``i`` for ``i < K``. A ControlNet
     (a trainable copy of the first ``K`` blocks with zero-initialised outputs) produces them.
+    ``w``: ``(B,)`` guidance scales, required when ``config.guidance_embed`` and refused otherwise.
     """
 
     config_class = DiTConfig
@@ -203,6 +261,7 @@ class DiT(PretrainedModel):
         self.x_embedder = PatchEmbed(config.in_channels, d, config.patch_size, ndim=len(config.input_size))
         self.t_embedder = TimestepEmbedder(d)
         self.y_embedder = LabelEmbedder(config.num_classes, d) if config.num_classes > 0 else None
+        self.w_embedder = GuidanceEmbedder(d, config.guidance_max) if config.guidance_embed else None
         self.rope = RotaryEmbedding(d // config.num_heads, len(config.input_size), config.rope_theta)
         if config.pos_embed == "sincos":
             self.register_buffer("pos_embed", sincos_pos_embed(d, config.grid_size)[None], persistent=False)
@@ -219,6 +278,8 @@ class DiT(PretrainedModel):
         init_adaln_zero(self, zeroed)
         if self.y_embedder is not None:
             nn.init.normal_(self.y_embedder.table.weight, std=0.02)
+        if self.w_embedder is not None:
+            self.w_embedder.zero_output()
 
     @property
     def null_class(self) -> int:
@@ -228,10 +289,17 @@ class DiT(PretrainedModel):
         return self.y_embedder.null_class
 
     def forward(
-        self, x: Tensor, t: Tensor, y: Tensor | None = None, control: list[Tensor] | None = None
+        self,
+        x: Tensor,
+        t: Tensor,
+        y: Tensor | None = None,
+        control: list[Tensor] | None = None,
+        w: Tensor | None = None,
     ) -> Tensor:
-        """``x``: ``(B, C, *spatial)``, ``t``: ``(B,)`` in [0, 1] -> ``(B, out_channels, *spatial)``."""
+        """``x``: ``(B, C, *spatial)``, ``t``: ``(B,)`` in [0, 1], ``w``: ``(B,)`` guidance scales (only with
+        ``guidance_embed``) -> ``(B, out_channels, *spatial)``."""
         self._check_inputs(x, t, y, control)
+        check_guidance_input(w, self.w_embedder, x.shape[0], "DiT")
         grid = self.x_embedder.grid_size(x.shape[2:])
         h = self.x_embedder(x)
         rope = None
@@ -239,7 +307,10 @@ class DiT(PretrainedModel):
             h = h + self._sincos(grid, h)
         else:
             rope = self.rope(grid_positions(grid, device=x.device))
-        c = F.silu(self._condition(t, y, x.shape[0]))
+        c = self._condition(t, y, x.shape[0])
+        if self.w_embedder is not None:
+            c = c + self.w_embedder(w).to(c.dtype)
+        c = F.silu(c)
         for i, block in enumerate(self.blocks):
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 h = checkpoint(block, h, c, rope, use_reentrant=False)

@@ -8,14 +8,17 @@ output projection, MLP) and meet in one joint attention over their concatenation
 is a sequence encoder's tokens (SD3: T5-XXL, 4096 wide, with CLIP tokens zero-padded to that width)
 projected to the model width.
 
-Contract: ``MMDiT(x, t, context=None, context_mask=None, pooled=None, control=None)`` with ``x`` ``(B, C, *spatial)``,
+Contract: ``MMDiT(x, t, context=None, context_mask=None, pooled=None, control=None, w=None)`` with ``x`` ``(B, C, *spatial)``,
 ``t`` ``(B,)`` in [0, 1] (0 = data, 1 = noise), ``context`` ``(B, M, context_dim)``, ``context_mask``
 ``(B, M)`` bool (True = real token), ``pooled`` ``(B, pooled_dim)``; returns a tensor shaped like
 ``x``. The context can be dropped at inference: ``context=None`` runs the image stream alone (the
 same as a fully masked context), and zeros (SD3's stand-in for a missing T5) run as ordinary tokens.
 ``pooled=None`` adds nothing to the conditioning vector. ``control``: optional list of ``K <= depth``
 residuals ``(B, N, hidden_size)`` in image-token layout, ``control[i]`` added to the image tokens after
-block ``i`` (an :class:`~diffcore.nn.controlnet.MMDiTControlNet`, SD3-ControlNet style).
+block ``i`` (an :class:`~diffcore.nn.controlnet.MMDiTControlNet`, SD3-ControlNet style). ``w``: ``(B,)``
+classifier-free guidance scales, required exactly when the config has ``guidance_embed`` (FLUX's guidance
+embedding; LCM's guidance-scale conditioning, Luo et al. 2023, Sec. 4.2), embedded like ``t`` and added to the
+conditioning vector (:class:`~diffcore.nn.dit.GuidanceEmbedder`).
 
 The modulations of both streams and the output layer start at zero, so a fresh model outputs zero.
 """
@@ -34,8 +37,11 @@ from torch.utils.checkpoint import checkpoint
 from diffcore.nn.attention import QKVProjection, Rope, attend
 from diffcore.nn.dit import (
     FinalLayer,
+    GuidanceEmbedder,
     Mlp,
     check_attention_layout,
+    check_guidance_input,
+    check_guidance_max,
     init_adaln_zero,
     modulate,
     patch_geometry,
@@ -58,7 +64,8 @@ class MMDiTConfig:
 
     ``pooled_dim = 0`` builds no pooled-text embedder. ``pos_embed`` is ``"sincos"`` (fixed
     embedding added to image tokens, as SD3) or ``"rope"`` (axial RoPE on image tokens; context
-    tokens are not rotated).
+    tokens are not rotated). ``guidance_embed`` adds a guidance-scale input ``w`` scaled by
+    ``1 / guidance_max`` (:class:`~diffcore.nn.dit.GuidanceEmbedder`).
     """
 
     input_size: tuple[int, ...] = (128, 128)
@@ -74,10 +81,13 @@ class MMDiTConfig:
     pos_embed: str = "sincos"
     rope_theta: float = 10000.0
     gradient_checkpointing: bool = False
+    guidance_embed: bool = False
+    guidance_max: float = 8.0
 
     def __post_init__(self) -> None:
         self.input_size, self.patch_size = patch_geometry(self.input_size, self.patch_size)
         check_attention_layout(self.hidden_size, self.num_heads, self.pos_embed)
+        check_guidance_max(self.guidance_max)
         if self.pooled_dim < 0 or self.context_dim < 1 or self.depth < 1:
             raise ValueError(
                 f"pooled_dim >= 0, context_dim >= 1, depth >= 1 expected, got "
@@ -179,6 +189,7 @@ class MMDiT(PretrainedModel):
             else None
         )
         self.context_embedder = nn.Linear(config.context_dim, d)
+        self.w_embedder = GuidanceEmbedder(d, config.guidance_max) if config.guidance_embed else None
         self.rope = RotaryEmbedding(d // config.num_heads, len(config.input_size), config.rope_theta)
         if config.pos_embed == "sincos":
             self.register_buffer("pos_embed", sincos_pos_embed(d, config.grid_size)[None], persistent=False)
@@ -197,6 +208,8 @@ class MMDiT(PretrainedModel):
         zeroed = [self.final_layer.modulation, self.final_layer.linear]
         zeroed += [m for b in self.blocks for m in (b.x_modulation, b.c_modulation)]
         init_adaln_zero(self, zeroed)
+        if self.w_embedder is not None:
+            self.w_embedder.zero_output()
 
     def forward(
         self,
@@ -206,13 +219,16 @@ class MMDiT(PretrainedModel):
         context_mask: Tensor | None = None,
         pooled: Tensor | None = None,
         control: list[Tensor] | None = None,
+        w: Tensor | None = None,
     ) -> Tensor:
         """``x``: ``(B, C, *spatial)``, ``t``: ``(B,)`` in [0, 1] -> ``(B, C, *spatial)``.
 
         ``control``: ControlNet residuals, ``control[i]`` ``(B, N, hidden_size)`` added to the image tokens
-        after block ``i`` (see the module docstring).
+        after block ``i`` (see the module docstring). ``w``: ``(B,)`` guidance scales (only with
+        ``guidance_embed``).
         """
         check_mmdit_inputs(self.config, x, t, context, context_mask, pooled)
+        check_guidance_input(w, self.w_embedder, x.shape[0], "MMDiT")
         if control is not None and len(control) > self.config.depth:
             raise ValueError(
                 f"control: got {len(control)} residuals for an MMDiT of depth {self.config.depth}"
@@ -224,7 +240,8 @@ class MMDiT(PretrainedModel):
             h = h + self._sincos(grid, h)
         else:
             rope = self.rope(grid_positions(grid, device=x.device))
-        c = mmdit_conditioning(self.t_embedder, self.pooled_embedder, t, pooled)
+        guidance = self.w_embedder(w) if self.w_embedder is not None else None
+        c = mmdit_conditioning(self.t_embedder, self.pooled_embedder, t, pooled, guidance)
         ctx = self.context_embedder(context) if context is not None else None
         mask = joint_attention_mask(context_mask, h) if ctx is not None else None
         for i, block in enumerate(self.blocks):
@@ -244,12 +261,19 @@ class MMDiT(PretrainedModel):
 
 
 def mmdit_conditioning(
-    t_embedder: nn.Module, pooled_embedder: nn.Module | None, t: Tensor, pooled: Tensor | None
+    t_embedder: nn.Module,
+    pooled_embedder: nn.Module | None,
+    t: Tensor,
+    pooled: Tensor | None,
+    guidance: Tensor | None = None,
 ) -> Tensor:
-    """SD3's conditioning vector ``SiLU(timestep embedding + MLP(pooled))`` ``(B, D)`` (``pooled=None``: time only)."""
+    """SD3's conditioning vector ``SiLU(timestep embedding + MLP(pooled) [+ guidance])`` ``(B, D)``
+    (``pooled=None``: time only; ``guidance``: an already embedded guidance scale ``(B, D)``, FLUX-style)."""
     c = t_embedder(t)
     if pooled is not None and pooled_embedder is not None:
         c = c + pooled_embedder(pooled.to(c.dtype))
+    if guidance is not None:
+        c = c + guidance.to(c.dtype)
     return F.silu(c)
 
 
