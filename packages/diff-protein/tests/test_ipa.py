@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diff_protein.models.ipa import FrameDenoiser, FrameDenoiserConfig, distogram
+from diff_protein.frames import Rigid
+from diff_protein.models.ipa import (
+    NEIGHBOUR_FEATURES,
+    NEIGHBOUR_RBF_CENTRES,
+    FrameDenoiser,
+    FrameDenoiserConfig,
+    distogram,
+    neighbour_geometry,
+)
 from diffcore.manifolds import so3
 
 
@@ -104,3 +112,32 @@ def test_distogram_bins_and_errors() -> None:
         FrameDenoiserConfig(num_blocks=0)
     with pytest.raises(ValueError, match="rots, trans, t"):
         _net()(torch.zeros(2, 9, 3), torch.zeros(2, 9, 3), torch.zeros(2))
+
+
+def test_neighbour_geometry_is_invariant_and_exact() -> None:
+    """The neighbour features read relative geometry only (unchanged by a rigid motion), recover the
+    exact neighbour distance, and are zero (flag included) at chain ends and across padding."""
+    rots, trans, _, _ = _inputs(2, 6, seed=3)
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    mask[1, 4:] = False  # chain 1 has 4 residues
+    frames = Rigid(rots, trans * 0.1)
+    feats = neighbour_geometry(frames, mask, coordinate_scale=0.1)
+    assert feats.shape == (2, 6, NEIGHBOUR_FEATURES)
+    g = torch.Generator().manual_seed(11)
+    rot = so3.random_rotations(1, g, torch.float64)[0]
+    moved = Rigid(rot @ rots, (trans @ rot.T + torch.randn(3, generator=g, dtype=torch.float64)) * 0.1)
+    assert (neighbour_geometry(moved, mask, coordinate_scale=0.1) - feats).abs().max() < 1e-10
+    half = NEIGHBOUR_FEATURES // 2
+    prev, nxt = feats[..., :half], feats[..., half:]
+    # The previous neighbour's position in residue i's frame, times 4, is R_i^T (x_{i-1} - x_i) in angstrom.
+    expected = rots[0, 3].T @ (trans[0, 2] - trans[0, 3])
+    assert torch.allclose(prev[0, 3, :3] * 4, expected, atol=1e-10)
+    assert torch.allclose(prev[0, 3, 3:12].reshape(3, 3), rots[0, 3].T @ rots[0, 2], atol=1e-10)
+    assert prev[0, 0].abs().max() == 0 and nxt[0, 5].abs().max() == 0  # chain ends
+    assert nxt[1, 3].abs().max() == 0 and feats[1, 4:].abs().max() == 0  # last real residue, padding
+    assert prev[1, 3, -1] == 1 and nxt[1, 2, -1] == 1
+    # The radial basis peaks at the bin nearest to the true distance.
+    dist = float(torch.linalg.norm(trans[0, 2] - trans[0, 3]))
+    rbf = prev[0, 3, 12:-1]
+    assert dist < 8.0  # inside the basis's range for this seed
+    assert abs(NEIGHBOUR_RBF_CENTRES[int(rbf.argmax())] - dist) <= 0.125 + 1e-9

@@ -6,8 +6,10 @@ distances are invariant under a global rigid motion. The trunk follows FrameDiff
 (Yim et al. 2023, Sec. 4.1 / App. I.1): per block IPA -> LayerNorm -> transition MLP -> backbone update
 (AF2 Alg. 23, a quaternion ``(1, b, c, d)`` and a translation applied on the right, ``T <- T o dT``)
 -> pair update; gradients flow through the rotations of every block (FrameDiff's and FrameFlow's
-score networks do not detach them). Every input the network reads apart from the frames is invariant
-(time, residue index, motif flag, distances), so the predicted frames move with the input frames: for
+score networks do not detach them). Each block also reads the exact geometry of every residue's chain
+neighbours in its frame (relative position, rotation and a fine radial basis of the CA-CA distance), so
+bond lengths are seen at full precision. Every input the network reads apart from the frames is invariant
+(time, residue index, motif flag, distances, relative neighbour geometry), so the predicted frames move with the input frames: for
 any rigid motion ``G``, ``net(G o T) = G o net(T)``, and the per-residue features are unchanged.
 
 Contract: ``net(rots, trans, t, **cond) -> Rigid`` of the clean frames, ``rots: (B, L, 3, 3)``,
@@ -29,7 +31,15 @@ from torch import Tensor, nn
 
 from diff_protein.frames import Rigid
 
-__all__ = ["FrameDenoiser", "FrameDenoiserConfig", "InvariantPointAttention", "distogram"]
+__all__ = [
+    "NEIGHBOUR_FEATURES",
+    "NEIGHBOUR_RBF_CENTRES",
+    "FrameDenoiser",
+    "FrameDenoiserConfig",
+    "InvariantPointAttention",
+    "distogram",
+    "neighbour_geometry",
+]
 
 
 @dataclass
@@ -40,7 +50,9 @@ class FrameDenoiserConfig:
     ``head_dim``, ``qk_points``, ``v_points``: IPA heads (AF2 defaults 12, 16, 4, 8);
     ``coordinate_scale``: angstrom -> network units (0.1, nm); ``max_relpos``: clip of the relative
     residue index; ``num_bins``/``max_distance``: CA distograms (angstrom) of the noisy input and of
-    the self-conditioning prediction.
+    the self-conditioning prediction; ``neighbour_features``: every block also reads the exact geometry
+    of each residue's chain neighbours in its own frame (:func:`neighbour_geometry`), so local
+    geometry (bond lengths, angles) is seen at full precision rather than through 1 A distogram bins.
     """
 
     node_dim: int = 128
@@ -55,11 +67,18 @@ class FrameDenoiserConfig:
     num_bins: int = 22
     max_distance: float = 22.0
     self_condition: bool = True
+    neighbour_features: bool = True
+    time_scaled_updates: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("node_dim", "pair_dim", "num_blocks", "num_heads", "head_dim", "qk_points", "v_points"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if self.time_scaled_updates not in ("none", "translations", "frames"):
+            raise ValueError(
+                "time_scaled_updates: expected 'none', 'translations' or 'frames', "
+                f"got {self.time_scaled_updates!r}"
+            )
         if self.coordinate_scale <= 0 or self.max_distance <= 0 or self.num_bins < 2:
             raise ValueError("coordinate_scale > 0, max_distance > 0 and num_bins >= 2 expected")
 
@@ -72,6 +91,42 @@ def distogram(ca: Tensor, num_bins: int, max_distance: float) -> Tensor:
     d = torch.cdist(ca, ca)
     index = (d / max_distance * (num_bins - 1)).floor().clamp(0, num_bins - 1).long()
     return nn.functional.one_hot(index, num_bins).to(ca.dtype)
+
+
+NEIGHBOUR_RBF_CENTRES = tuple(0.25 * k for k in range(33))
+"""Centres (angstrom) of the radial basis on neighbour CA distances: 0 to 8 A every 0.25 A."""
+NEIGHBOUR_FEATURES = 2 * (3 + 9 + len(NEIGHBOUR_RBF_CENTRES) + 1)
+"""Width of :func:`neighbour_geometry`: per neighbour (previous, next) position, rotation, RBF, flag."""
+
+
+def neighbour_geometry(frames: Rigid, mask: Tensor, coordinate_scale: float = 1.0) -> Tensor:
+    """Invariant local geometry of each residue's chain neighbours ``(B, L, NEIGHBOUR_FEATURES)``.
+
+    For residue ``i`` and each neighbour ``j = i - 1, i + 1``: the neighbour's origin in ``i``'s frame
+    ``R_i^T (x_j - x_i)`` (angstrom / 4), the relative rotation ``R_i^T R_j`` (9 entries), a Gaussian
+    radial basis of the distance ``|x_j - x_i|`` (width 0.25 A, centres :data:`NEIGHBOUR_RBF_CENTRES`) and
+    a presence flag (0 at chain ends and padding, where the other entries are 0 too). ``frames`` hold
+    translations in angstrom times ``coordinate_scale``; ``mask (B, L)`` is True on real residues. Every entry is invariant under a global rigid motion
+    ``x -> G x + g`` (it reads only relative quantities), so equivariance of the trunk is kept.
+    """
+    rots, trans = frames.rots, frames.trans * (1.0 / coordinate_scale)
+    rbf_centres = torch.tensor(NEIGHBOUR_RBF_CENTRES, dtype=trans.dtype, device=trans.device)
+    feats = []
+    for shift in (1, -1):  # previous residue (j = i - 1), then next (j = i + 1)
+        rots_j = torch.roll(rots, shift, dims=1)
+        trans_j = torch.roll(trans, shift, dims=1)
+        present = mask & torch.roll(mask, shift, dims=1)
+        if shift == 1:
+            present[:, 0] = False
+        else:
+            present[:, -1] = False
+        rel = ((trans_j - trans)[..., None, :] @ rots)[..., 0, :]  # R_i^T (x_j - x_i) as a row vector
+        rel_rot = rots.transpose(-1, -2) @ rots_j
+        dist = torch.sqrt((rel**2).sum(-1, keepdim=True) + 1e-10)
+        rbf = torch.exp(-(((dist - rbf_centres) / 0.25) ** 2))
+        p = present[..., None].to(trans.dtype)
+        feats.append(torch.cat([rel / 4.0, rel_rot.flatten(-2), rbf, torch.ones_like(dist)], dim=-1) * p)
+    return torch.cat(feats, dim=-1)
 
 
 class InvariantPointAttention(nn.Module):
@@ -141,11 +196,15 @@ class _BackboneUpdate(nn.Module):
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
-    def forward(self, s: Tensor, frames: Rigid, update_mask: Tensor) -> Rigid:
+    def forward(
+        self, s: Tensor, frames: Rigid, update_mask: Tensor, rot_scale: Tensor, trans_scale: Tensor
+    ) -> Rigid:
+        """``rot_scale``/``trans_scale``: ``(B, 1, 1)`` factors on the quaternion's vector part and on the
+        translation (1 = AF2's update)."""
         bcd, t = self.linear(s).split(3, dim=-1)
         m = update_mask.to(s.dtype)[..., None]
-        quat = torch.cat([torch.ones_like(bcd[..., :1]), bcd * m], dim=-1)
-        delta = Rigid(so3.quaternion_to_matrix(quat), t * m)
+        quat = torch.cat([torch.ones_like(bcd[..., :1]), bcd * m * rot_scale], dim=-1)
+        delta = Rigid(so3.quaternion_to_matrix(quat), t * m * trans_scale)
         return frames.compose(delta)
 
 
@@ -157,6 +216,8 @@ class _Block(nn.Module):
             cs, cz, config.num_heads, config.head_dim, config.qk_points, config.v_points
         )
         self.ipa_norm = nn.LayerNorm(cs)
+        self.neighbours = nn.Linear(NEIGHBOUR_FEATURES, cs) if config.neighbour_features else None
+        self.coordinate_scale = config.coordinate_scale
         self.transition = nn.Sequential(
             nn.Linear(cs, cs), nn.ReLU(), nn.Linear(cs, cs), nn.ReLU(), nn.Linear(cs, cs)
         )
@@ -166,11 +227,20 @@ class _Block(nn.Module):
         self.pair_norm = nn.LayerNorm(cz)
 
     def forward(
-        self, s: Tensor, z: Tensor, frames: Rigid, mask: Tensor, update_mask: Tensor
+        self,
+        s: Tensor,
+        z: Tensor,
+        frames: Rigid,
+        mask: Tensor,
+        update_mask: Tensor,
+        rot_scale: Tensor,
+        trans_scale: Tensor,
     ) -> tuple[Tensor, Tensor, Rigid]:
+        if self.neighbours is not None:
+            s = s + self.neighbours(neighbour_geometry(frames, mask, self.coordinate_scale))
         s = self.ipa_norm(s + self.ipa(s, z, frames, mask))
         s = self.transition_norm(s + self.transition(s))
-        frames = self.update(s, frames, update_mask)
+        frames = self.update(s, frames, update_mask, rot_scale, trans_scale)
         n = s.shape[1]
         pair_in = torch.cat(
             [z, s[:, :, None].expand(-1, -1, n, -1), s[:, None].expand(-1, n, -1, -1)], dim=-1
@@ -232,8 +302,13 @@ class FrameDenoiser(PretrainedModel):
         # Rotations are not detached between blocks: AF2 does (Suppl. Alg. 20, line 20) because it trains
         # every block with an auxiliary FAPE loss; with one loss on the final frames (FrameDiff, FrameFlow)
         # a detach leaves the rotation updates without any gradient.
+        one = torch.ones(b, 1, 1, dtype=trans.dtype, device=dev)
+        scale = t.to(trans.dtype).clamp_min(1e-3)[:, None, None]
+        mode = self.config.time_scaled_updates
+        trans_scale = scale if mode != "none" else one
+        rot_scale = scale if mode == "frames" else one
         for block in self.blocks:
-            s, z, frames = block(s, z, frames, mask, update_mask)
+            s, z, frames = block(s, z, frames, mask, update_mask, rot_scale, trans_scale)
         out = Rigid(frames.rots, frames.trans / self.config.coordinate_scale)
         return out, s
 
