@@ -1,0 +1,255 @@
+"""The shapes part of ``benchmarks/few_step.py``: few-step students of diff-image's text-to-image teacher.
+
+The teacher is diff-image's shapes model (an MMDiT with a CLIP text encoder trained from scratch, rectified
+flow, velocity prediction, never shown the colour red), trained here by ``diff_image.bench.shapes_benchmark``
+within ``ShapesSettings.teacher_seconds`` or loaded with ``ImagePipeline.from_pretrained``. It samples with
+classifier-free guidance at scale 6 (the scale ``diff_image.bench`` chose on validation captions). Every
+student except LCM distils the GUIDED teacher (guided distillation, Meng et al. 2023, "On Distillation of
+Guided Diffusion Models"): its target is ``x0_u + 6 (x0_c - x0_u)``, so it samples with one forward per step and
+no CFG. LCM distils the conditional teacher under a guidance scale drawn per sample and takes that scale as an
+input (Luo et al. 2023, Sec. 4.2); it is sampled at ``w = 1`` and at the teacher's ``w``.
+
+Scores (diff-image's own, offline), on ``num_per_kind`` one-object and as many two-object captions of the
+evaluation seed (10 000, as ``evaluate_shapes``; red excluded):
+
+- Frechet distance in the penultimate features of ``diff_image.metrics.shapes_classifier`` against the very
+  scenes the evaluation captions were drawn from (the floor: a second set of real scenes, seed 30 000);
+- caption adherence (``caption_adherence``, read from the pixels), one-object and two-object separately;
+- sampling wall time of the whole evaluation set.
+
+Run through ``benchmarks/few_step.py --shapes`` (or ``--quick``); this module has no command line of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffcore.guidance import ClassifierFreeGuidance
+from few_step import (
+    STUDENT_STEPS,
+    TEACHER_STEPS,
+    Context,
+    LoggedRows,
+    Row,
+    Settings,
+    Task,
+    evaluate,
+    log,
+    method_rows,
+    summarise,
+)
+from torch import Tensor
+
+EVAL_CAPTION_SEED = 10_000  # evaluate_shapes' caption seed: never a training seed
+FLOOR_SEED = 30_000
+
+
+@dataclass
+class ShapesSettings(Settings):
+    """Sizes of the shapes run; the inherited student fields mean what they mean for digits.
+
+    ``teacher_seconds > 0``: the teacher trains for as many steps as a timed calibration says fit (at most
+    ``teacher_steps``); 0 trains exactly ``teacher_steps``. ``student_seconds`` caps every student's training
+    (each progressive-distillation round gets half of it). ``data_length`` training scenes serve the students.
+    """
+
+    teacher_steps: int = 12_000
+    teacher_seconds: float = 120.0
+    width: int = 256
+    depth: int = 6
+    patch: int = 2
+    teacher_batch: int = 256
+    teacher_length: int = 60_000
+    image_size: int = 32
+    holdout: tuple[str, ...] = ("red",)
+    teacher_guidance: float = 6.0
+    teacher_sampler: str = "euler"
+    data_length: int = 20_000
+    num_per_kind: int = 200
+    classifier_train: int = 3000
+    classifier_epochs: int = 15
+    batch: int = 128
+    pd_round_steps: int = 400
+    cd_steps: int = 1500
+    ict_steps: int = 1500
+    lcm_steps: int = 1500
+    reflow_pairs: int = 2048
+    reflow_steps: int = 1500
+    one_step_steps: int = 1500
+    dmd_steps: int = 1500
+    lcm_guidance: tuple[float, float] = (1.0, 6.0)
+    student_seconds: float | None = 15.0
+    mixed_precision: str = "bf16"
+
+    @classmethod
+    def quick(cls) -> ShapesSettings:
+        return cls(teacher_steps=30, teacher_seconds=0.0, width=64, depth=1, patch=4, teacher_batch=16,
+                   teacher_length=256, data_length=256, num_per_kind=12, classifier_train=400,
+                   classifier_epochs=2, batch=16, pd_round_steps=4, cd_steps=6, ict_steps=6, lcm_steps=6,
+                   reflow_pairs=32, reflow_steps=6, one_step_steps=4, dmd_steps=4, student_seconds=None,
+                   mixed_precision="no", device="cpu")  # fmt: skip
+
+    def scaled(self, factor: float) -> ShapesSettings:
+        """Every student's step count and ``student_seconds`` multiplied by ``factor`` (the teacher unchanged)."""
+        if factor <= 0:
+            raise ValueError(f"factor: expected a positive step scale, got {factor}")
+        steps = {f.name: max(1, round(getattr(self, f.name) * factor))
+                 for f in fields(self) if f.name.endswith("_steps") and f.name != "teacher_steps"}  # fmt: skip
+        seconds = self.student_seconds * factor if self.student_seconds is not None else None
+        return replace(self, student_seconds=seconds, **steps)
+
+
+def train_teacher(settings: ShapesSettings, out: Path) -> tuple[Any, dict[str, float]]:
+    """diff-image's shapes benchmark model (``diff_image.bench.shapes_benchmark``) at the CFG scale
+    ``settings.teacher_guidance``; returns the pipeline and the benchmark's own metrics (40 Euler steps)."""
+    from diff_image.bench import BenchSettings, shapes_benchmark
+
+    bench = BenchSettings(
+        shapes_steps=settings.teacher_steps, shapes_width=settings.width, shapes_depth=settings.depth,
+        shapes_patch=settings.patch, shapes_batch=settings.teacher_batch, shapes_length=settings.teacher_length,
+        shapes_image_size=settings.image_size, shapes_eval=settings.num_per_kind,
+        shapes_guidances=(settings.teacher_guidance,), shapes_train_budget_s=settings.teacher_seconds,
+        shapes_warmup=min(300, max(1, settings.teacher_steps // 10)), device=settings.device,
+    )  # fmt: skip
+    pipe, metrics, _ = shapes_benchmark(out, bench, holdout=settings.holdout)
+    return pipe, metrics
+
+
+def _scenes(num: int, objects: int, seed: int, settings: ShapesSettings) -> tuple[Tensor, list[str]]:
+    """Images ``(num, 3, H, W)`` in [-1, 1] and captions of ``num`` scenes with exactly ``objects`` objects
+    (the same draw as ``diff_image.pipeline.shapes_eval_captions`` for that seed)."""
+    from diff_image.data import ShapesConfig, ShapesDataset
+
+    cfg = ShapesConfig(image_size=settings.image_size, min_objects=objects, max_objects=objects,
+                       holdout=settings.holdout)  # fmt: skip
+    data = ShapesDataset(num, seed=seed, split="train" if settings.holdout else "all", config=cfg)
+    samples = [data.sample(i) for i in range(num)]
+    return torch.stack([s.to_tensor() for s in samples]), [s.caption for s in samples]
+
+
+def _eval_set(settings: ShapesSettings, seed: int) -> tuple[Tensor, list[str]]:
+    one, cap1 = _scenes(settings.num_per_kind, 1, seed, settings)
+    two, cap2 = _scenes(settings.num_per_kind, 2, seed, settings)
+    return torch.cat([one, two]), cap1 + cap2
+
+
+class ShapesScorer:
+    """Frechet distance in the shapes classifier's features (vs the scenes of the evaluation captions) and
+    one- / two-object caption adherence of samples drawn for those captions."""
+
+    def __init__(self, settings: ShapesSettings) -> None:
+        from diff_image.data import ShapesConfig
+        from diff_image.metrics import (
+            ClassifierTraining,
+            extract_features,
+            frechet_distance,
+            shapes_classifier,
+        )
+
+        self.clf = shapes_classifier(
+            ShapesConfig(image_size=settings.image_size), num_train=settings.classifier_train,
+            training=ClassifierTraining(epochs=settings.classifier_epochs), device=settings.device,
+        ).cpu()  # fmt: skip
+        real, self.captions = _eval_set(settings, EVAL_CAPTION_SEED)
+        self.real = extract_features(self.clf, real)
+        other, _ = _eval_set(settings, FLOOR_SEED)
+        self.floor = frechet_distance(extract_features(self.clf, other), self.real)
+
+    def __call__(self, images: Tensor, cond: dict[str, Tensor]) -> dict[str, float]:
+        from diff_image.metrics import caption_adherence, extract_features, frechet_distance
+
+        images = images.cpu().float()
+        if images.shape[0] != len(self.captions):
+            raise ValueError(
+                f"images: expected {len(self.captions)} samples (one per caption), got {images.shape[0]}"
+            )
+        report = caption_adherence(images, self.captions)
+        return {
+            "frechet": frechet_distance(extract_features(self.clf, images), self.real),
+            "adherence_one_object": report.one_object,
+            "adherence_two_object": report.multi_object,
+        }
+
+
+def _tokenize(pipe: Any, captions: list[str], device: torch.device, chunk: int = 4096) -> Tensor:
+    return torch.cat([pipe.text_encoder.tokenize(captions[i : i + chunk], device=device)
+                      for i in range(0, len(captions), chunk)])  # fmt: skip
+
+
+def shapes_context(
+    settings: ShapesSettings, out: Path, teacher_dir: str | None
+) -> tuple[Context, dict[str, Any]]:
+    """The shapes teacher (trained within ``settings.teacher_seconds``, or loaded), its training scenes as
+    student data, and the evaluation task. Returns the context and what is known about the teacher."""
+    import time
+
+    from diff_image.data import ShapesConfig
+    from diff_image.data.shapes_render import render_shapes
+    from diff_image.pipeline import ImagePipeline
+    from diff_image.pipeline.datasets import DeviceBatches, device_batch_loader
+
+    device = torch.device(settings.device)
+    start = time.perf_counter()
+    info: dict[str, Any] = {"guidance": settings.teacher_guidance, "sampler": settings.teacher_sampler}
+    if teacher_dir:
+        pipe = ImagePipeline.from_pretrained(teacher_dir, device=device)
+        info["loaded_from"] = teacher_dir
+    else:
+        pipe, metrics = train_teacher(settings, out / "teacher")
+        info["bench_metrics"] = metrics
+    if pipe.text_encoder is None or pipe.schedule != "rectified-flow" or pipe.prediction != "velocity":
+        raise ValueError(
+            f"shapes teacher: expected a text-conditioned rectified-flow velocity pipeline, got {pipe.schedule}, "
+            f"{pipe.prediction}, text encoder {pipe.text_encoder is not None}"
+        )
+    info["seconds"] = time.perf_counter() - start
+    net = pipe.network.to(device).eval().requires_grad_(False)
+    conditional = pipe.denoiser(net)
+    uncond = {"input_ids": pipe.text_encoder.tokenize([""], device=device)}
+    teacher = ClassifierFreeGuidance(conditional, settings.teacher_guidance, uncond)
+    scenes = render_shapes(settings.data_length, seed=0, split="train",
+                           config=ShapesConfig(image_size=settings.image_size, holdout=settings.holdout))  # fmt: skip
+    ids = _tokenize(pipe, scenes.captions, device)
+    loader = device_batch_loader(DeviceBatches(scenes.images, ids, device), settings.batch)
+    scorer = ShapesScorer(settings)
+
+    def random_cond(n: int, gen: torch.Generator) -> dict[str, Tensor]:
+        return {"input_ids": ids[torch.randint(0, ids.shape[0], (n,), generator=gen, device=device)]}
+
+    task = Task(
+        "shapes", tuple(pipe.sample_shape), {"input_ids": _tokenize(pipe, scorer.captions, device)}, uncond,
+        scorer, random_cond, scorer.floor, ("adherence_one_object", "adherence_two_object"),
+    )  # fmt: skip
+    ctx = Context(net, teacher, conditional, settings.teacher_guidance, loader, task, settings, out)
+    return ctx, info
+
+
+def run_shapes(settings: ShapesSettings, out: Path, teacher_dir: str | None) -> dict[str, Any]:
+    """Every shapes row: the guided teacher at 50 / 20 / 10 steps (and 4 / 2 / 1 for reference), then every
+    student at 1 / 2 / 4 steps without CFG (LCM at ``w = 1`` and at the teacher's scale)."""
+    import time
+
+    start = time.perf_counter()
+    ctx, info = shapes_context(settings, out, teacher_dir)
+    log(
+        f"shapes teacher ready ({info['seconds']:.0f} s); data and scorer ready ({time.perf_counter() - start:.0f} s)"
+    )
+    rows: dict[str, Row] = LoggedRows()
+    w, sampler = settings.teacher_guidance, settings.teacher_sampler
+    name = f"teacher ({sampler}, CFG {w:g})"
+    rows[name] = evaluate(ctx.teacher, sampler, TEACHER_STEPS, ctx.task)
+    rows[name].train_seconds = info["seconds"]
+    rows[f"teacher at few steps ({sampler}, CFG {w:g})"] = evaluate(
+        ctx.teacher, sampler, STUDENT_STEPS, ctx.task
+    )
+    method_rows(ctx, rows, start, lcm_scales=(1.0, w))
+    doc = summarise("shapes", rows, ctx, time.perf_counter() - start)
+    doc["teacher"] = info
+    doc["guided_distillation"] = (
+        f"every student but LCM distils the teacher guided at w = {w:g} (Meng et al. 2023) and samples without "
+        "CFG; LCM takes w as an input (trained on the range in settings.lcm_guidance)"
+    )
+    return doc
