@@ -437,8 +437,11 @@ def couplings(ctx: Context, den: DenoiserBase, n: int, seed: int) -> tuple[Tenso
     gen = torch.Generator(device=ctx.device).manual_seed(seed)
     z = torch.randn((n, *ctx.task.sample_shape), generator=gen, device=ctx.device)
     cond = ctx.task.random_cond(n, gen)
-    x0 = generate_couplings(den, z, "heun", 32, cond=cond, batch_size=1024)
-    return x0, z, cond
+    # bf16 where the students train in bf16 (shapes on a GPU): the couplings are the bulk of reflow's cost
+    fast = ctx.device.type == "cuda" and ctx.settings.mixed_precision == "bf16"
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=fast):
+        x0 = generate_couplings(den, z, "heun", 32, cond=cond, batch_size=1024)
+    return x0.float(), z, cond
 
 
 def reflow(ctx: Context) -> tuple[Row, Row, dict[str, Any]]:
