@@ -128,6 +128,28 @@ def print_table(metrics: dict[str, float]) -> None:
             print(f"{key}: {metrics[key]:.1f}")
 
 
+def parse_overrides(items: list[str]) -> dict[str, object]:
+    """``["num_blocks=6", "neighbour_features=false"]`` -> typed BenchSettings overrides (the field's type)."""
+    types = {f.name: type(getattr(FULL, f.name)) for f in dataclasses.fields(BenchSettings)}
+    out: dict[str, object] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or name not in types:
+            raise SystemExit(f"--set: expected FIELD=VALUE with FIELD one of {sorted(types)}, got {item!r}")
+        kind = types[name]
+        if kind is bool:
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise SystemExit(f"--set {name}: expected true or false, got {raw!r}")
+            out[name] = raw.lower() in ("true", "1")
+        elif kind in (int, float, str):
+            out[name] = kind(raw)
+        else:
+            raise SystemExit(
+                f"--set {name}: only int, float, str and bool fields can be set, not {kind.__name__}"
+            )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -147,6 +169,15 @@ def main() -> None:
         help="folder of PDB/mmCIF/BinaryCIF files to train and evaluate on as well (optional)",
     )
     parser.add_argument("--real-steps", type=int, default=1000)
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a BenchSettings field, e.g. --set num_blocks=6 (repeatable; ints, floats, booleans)",
+    )
+    parser.add_argument("--backbones-only", action="store_true", help="skip the sequence part")
     parser.add_argument("--out", type=Path, default=Path("runs/protein_full"))
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -161,9 +192,10 @@ def main() -> None:
         overrides["seq_steps"] = args.seq_steps
     if not torch.cuda.is_available():
         overrides["cpu"] = True
+    overrides |= parse_overrides(args.overrides)
     settings = dataclasses.replace(settings, **overrides)
     t0 = time.perf_counter()
-    result = run_bench(args.out, settings)
+    result = run_bench(args.out, settings, sequences=not args.backbones_only)
     metrics = dict(result.metrics)
     if args.real_dir is not None:
         metrics |= real_data_metrics(args.real_dir, settings, args.out, 20 if args.quick else args.real_steps)

@@ -71,7 +71,8 @@ class BenchSettings:
     training, see docs/diff-protein.md); ``compare_rotation``: further ``(schedule, rate)`` pairs sampled
     and reported with the prefix ``backbone_rot_<schedule><rate>_``; ``aux_t_max``: window of the
     auxiliary losses (``None``: the paper's); ``backbone_max_seconds``: wall-time cap of the backbone
-    training (``None``: none); ``noise_scales``: FrameDiff's reverse-SDE noise scales to evaluate.
+    training (``None``: none); ``noise_scales``: FrameDiff's reverse-SDE noise scales to evaluate;
+    ``neighbour_features``: the IPA blocks read their chain neighbours' exact geometry (an ablation switch).
     """
 
     num_backbones: int = 24
@@ -81,6 +82,7 @@ class BenchSettings:
     node_dim: int = 64
     pair_dim: int = 32
     num_blocks: int = 2
+    neighbour_features: bool = True
     backbone_steps: int = 250
     backbone_batch: int = 8
     backbone_lr: float = 1e-3
@@ -114,16 +116,16 @@ class BenchSettings:
 QUICK = BenchSettings()
 """The ``diffuse bench protein --quick`` settings (CPU, about a minute)."""
 FULL = BenchSettings(
-    num_backbones=256,
+    num_backbones=1024,
     min_length=40,
     max_length=96,
     topologies=("helical_hairpin", "helix_bundle", "beta_hairpin"),
     node_dim=128,
     pair_dim=64,
     num_blocks=4,
-    backbone_steps=3200,
-    backbone_batch=32,
-    backbone_lr=6e-4,
+    backbone_steps=6000,
+    backbone_batch=64,
+    backbone_lr=8e-4,
     backbone_max_seconds=220.0,
     ema_decay=0.999,
     num_samples=64,
@@ -142,11 +144,13 @@ FULL = BenchSettings(
 )
 """What ``benchmarks/protein_full.py`` runs on one H100 (backbone training capped at 220 s of wall time).
 
-The H100 run of 2026-11-26 (``benchmarks/results/protein_full-h100.json``) sampled the same model with
-linear x 20, linear x 10 and exp x 10 and got CA-CA valid 0.669 / 0.664 / 0.655 (clash-free 0.36 / 0.41 /
-0.33), and on CPU 50, 100 and 200 Euler steps gave 0.49 / 0.47 / 0.50 (docs/diff-protein.md): the
-sampler is not what limits quality, training is. So the two comparison samplers (~21 s) were dropped and
-their time given to backbone training (200 -> 220 s, ~2700 -> ~3000 steps at 13.5 steps/s)."""
+The step count is sized to the cap by a 60-step pilot run (``backbone_steps`` is only an upper bound), so
+the cosine learning-rate decay completes: in the 2026-11-27 H100 run with 3200 planned steps the cap cut
+training at step 2161 with the learning rate still at a third of its peak. The IPA model at these sizes is
+bound by kernel launches, not arithmetic (about 100 ms per step at batch 32), so batch 64 costs little
+time per step; the synthetic set has 1024 chains so the larger batches do not cycle a small set. Earlier
+runs (docs/diff-protein.md) showed the sampler is not what limits quality (linear x 20 / x 10 / exp x 10
+within 0.015 of each other in CA-CA validity), so one sampler is evaluated."""
 
 
 def backbone_process_config(s: BenchSettings) -> dict[str, Any]:
@@ -209,18 +213,29 @@ def _backbone_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, f
         num_samples=s.num_backbones, min_length=s.min_length, max_length=s.max_length, topologies=s.topologies
     )
     data = BackboneList(generate_synthetic(data_cfg, workers=s.data_workers))
-    model_cfg = FrameDenoiserConfig(node_dim=s.node_dim, pair_dim=s.pair_dim, num_blocks=s.num_blocks)
+    model_cfg = FrameDenoiserConfig(
+        node_dim=s.node_dim,
+        pair_dim=s.pair_dim,
+        num_blocks=s.num_blocks,
+        neighbour_features=s.neighbour_features,
+    )
+    steps = s.backbone_steps
+    metrics: dict[str, float] = {}
+    if s.backbone_max_seconds is not None and not s.cpu:
+        rate = _pilot_steps_per_second(data, model_cfg, s, out)
+        steps = min(steps, max(1, int(0.95 * rate * s.backbone_max_seconds)))
+        metrics |= {"backbone_pilot_steps_per_s": rate, "backbone_planned_steps": float(steps)}
     fit_cfg = FitConfig(
-        steps=s.backbone_steps,
+        steps=steps,
         batch_size=s.backbone_batch,
         lr=s.backbone_lr,
-        warmup_steps=min(100, s.backbone_steps // 10),
+        warmup_steps=min(100, steps // 10),
         ema_decay=s.ema_decay,
-        ema_warmup_steps=s.backbone_steps // 8,
+        ema_warmup_steps=steps // 8,
         seed=s.seed,
         cpu=s.cpu,
         output_dir=str(out / "backbone_train"),
-        log_every=max(1, s.backbone_steps // 20),
+        log_every=max(1, steps // 20),
         max_seconds=s.backbone_max_seconds,
     )
     t0 = time.perf_counter()
@@ -241,7 +256,7 @@ def _backbone_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, f
     lengths = [int(x) for x in np.repeat(drawn, per_length)][: s.num_samples]
     device = "cpu" if s.cpu or not torch.cuda.is_available() else "cuda"
     reference = [data.items[i].atoms.numpy() for i in range(min(len(data), 128))]
-    metrics: dict[str, float] = {"backbone_train_s": train_s}
+    metrics["backbone_train_s"] = train_s
     base = dict(run.process_config)
     for prefix, overrides in _sampling_variants(s):
         run.process_config = base | overrides
@@ -255,6 +270,34 @@ def _backbone_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, f
     run.process_config = base
     metrics |= _motif_sample(run, data, s, out, files, device)
     return metrics
+
+
+def _pilot_steps_per_second(
+    data: BackboneList, model_cfg: FrameDenoiserConfig, s: BenchSettings, out: Path, steps: int = 60
+) -> float:
+    """Training steps per second of this run's model, batch and device, from a short pilot run (its last
+    log window, after start-up). Used to size the learning-rate schedule to ``backbone_max_seconds``, so
+    that the cosine decay completes before the wall-time cap instead of being cut off part way."""
+    fit_cfg = FitConfig(
+        steps=steps,
+        batch_size=s.backbone_batch,
+        lr=s.backbone_lr,
+        seed=s.seed,
+        cpu=s.cpu,
+        output_dir=str(out / "backbone_pilot"),
+        log_every=steps // 3,
+    )
+    train_backbones(
+        data,
+        model_cfg,
+        fit_cfg,
+        s.process,
+        process_config=backbone_process_config(s),
+        objective_config=backbone_objective_config(s),
+    )
+    records = [json.loads(line) for line in (out / "backbone_pilot" / "log.jsonl").read_text().splitlines()]
+    last = [r for r in records if "samples_per_sec" in r][-1]
+    return float(last["samples_per_sec"]) / s.backbone_batch
 
 
 def _sampling_variants(s: BenchSettings) -> list[tuple[str, dict[str, Any]]]:
@@ -348,15 +391,17 @@ def _sequence_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, f
     return metrics
 
 
-def run_bench(out_dir: Path, settings: BenchSettings) -> BenchResult:
-    """Run both parts with ``settings``; writes models, PDB/FASTA files and ``metrics.json`` in ``out_dir``."""
+def run_bench(out_dir: Path, settings: BenchSettings, sequences: bool = True) -> BenchResult:
+    """Run both parts with ``settings`` (only the backbone part when ``sequences`` is False); writes models,
+    PDB/FASTA files and ``metrics.json`` in ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     files: list[str] = []
     torch.manual_seed(settings.seed)
     metrics = _backbone_part(settings, out_dir, files)
-    metrics |= _sequence_part(settings, out_dir, files)
+    if sequences:
+        metrics |= _sequence_part(settings, out_dir, files)
     (out_dir / "metrics.json").write_text(
         json.dumps({"settings": dataclasses.asdict(settings), "metrics": metrics}, indent=2)
     )

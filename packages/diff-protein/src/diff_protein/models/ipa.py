@@ -68,17 +68,11 @@ class FrameDenoiserConfig:
     max_distance: float = 22.0
     self_condition: bool = True
     neighbour_features: bool = True
-    time_scaled_updates: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("node_dim", "pair_dim", "num_blocks", "num_heads", "head_dim", "qk_points", "v_points"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-        if self.time_scaled_updates not in ("none", "translations", "frames"):
-            raise ValueError(
-                "time_scaled_updates: expected 'none', 'translations' or 'frames', "
-                f"got {self.time_scaled_updates!r}"
-            )
         if self.coordinate_scale <= 0 or self.max_distance <= 0 or self.num_bins < 2:
             raise ValueError("coordinate_scale > 0, max_distance > 0 and num_bins >= 2 expected")
 
@@ -196,15 +190,11 @@ class _BackboneUpdate(nn.Module):
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
-    def forward(
-        self, s: Tensor, frames: Rigid, update_mask: Tensor, rot_scale: Tensor, trans_scale: Tensor
-    ) -> Rigid:
-        """``rot_scale``/``trans_scale``: ``(B, 1, 1)`` factors on the quaternion's vector part and on the
-        translation (1 = AF2's update)."""
+    def forward(self, s: Tensor, frames: Rigid, update_mask: Tensor) -> Rigid:
         bcd, t = self.linear(s).split(3, dim=-1)
         m = update_mask.to(s.dtype)[..., None]
-        quat = torch.cat([torch.ones_like(bcd[..., :1]), bcd * m * rot_scale], dim=-1)
-        delta = Rigid(so3.quaternion_to_matrix(quat), t * m * trans_scale)
+        quat = torch.cat([torch.ones_like(bcd[..., :1]), bcd * m], dim=-1)
+        delta = Rigid(so3.quaternion_to_matrix(quat), t * m)
         return frames.compose(delta)
 
 
@@ -233,14 +223,12 @@ class _Block(nn.Module):
         frames: Rigid,
         mask: Tensor,
         update_mask: Tensor,
-        rot_scale: Tensor,
-        trans_scale: Tensor,
     ) -> tuple[Tensor, Tensor, Rigid]:
         if self.neighbours is not None:
             s = s + self.neighbours(neighbour_geometry(frames, mask, self.coordinate_scale))
         s = self.ipa_norm(s + self.ipa(s, z, frames, mask))
         s = self.transition_norm(s + self.transition(s))
-        frames = self.update(s, frames, update_mask, rot_scale, trans_scale)
+        frames = self.update(s, frames, update_mask)
         n = s.shape[1]
         pair_in = torch.cat(
             [z, s[:, :, None].expand(-1, -1, n, -1), s[:, None].expand(-1, n, -1, -1)], dim=-1
@@ -302,13 +290,8 @@ class FrameDenoiser(PretrainedModel):
         # Rotations are not detached between blocks: AF2 does (Suppl. Alg. 20, line 20) because it trains
         # every block with an auxiliary FAPE loss; with one loss on the final frames (FrameDiff, FrameFlow)
         # a detach leaves the rotation updates without any gradient.
-        one = torch.ones(b, 1, 1, dtype=trans.dtype, device=dev)
-        scale = t.to(trans.dtype).clamp_min(1e-3)[:, None, None]
-        mode = self.config.time_scaled_updates
-        trans_scale = scale if mode != "none" else one
-        rot_scale = scale if mode == "frames" else one
         for block in self.blocks:
-            s, z, frames = block(s, z, frames, mask, update_mask, rot_scale, trans_scale)
+            s, z, frames = block(s, z, frames, mask, update_mask)
         out = Rigid(frames.rots, frames.trans / self.config.coordinate_scale)
         return out, s
 
