@@ -788,11 +788,15 @@ def main() -> None:
         "--shapes-teacher-seconds",
         type=float,
         default=None,
-        help="training budget of the shapes teacher trained in the run (default 150 on a GPU)",
+        help="training budget of the shapes teacher trained in the run (default 100 on a GPU, 0 = a fixed step count in --quick)",
     )
     parser.add_argument(
         "--out", default=None, help=f"JSON path (default benchmarks/few_step.json; --quick: {QUICK_OUT})"
     )
+    parser.add_argument(
+        "--shapes-guidance", type=float, default=None,
+        help="CFG scale of the shapes teacher (default 6, diff-image's choice on validation captions)",
+    )  # fmt: skip
     parser.add_argument("--workdir", default=None, help="where models are saved (default: a new temp folder)")
     parser.add_argument(
         "--step-scale",
@@ -832,6 +836,13 @@ def main() -> None:
         ss = replace(ShapesSettings.quick() if args.quick else ShapesSettings(), device=device)
         if args.shapes_teacher_seconds is not None:
             ss = replace(ss, teacher_seconds=args.shapes_teacher_seconds)
+        if args.shapes_guidance is not None:
+            if args.shapes_guidance < 1:
+                parser.error(f"--shapes-guidance: expected a CFG scale >= 1, got {args.shapes_guidance}")
+            lo = ss.lcm_guidance[0]
+            ss = replace(ss, teacher_guidance=args.shapes_guidance,
+                         lcm_guidance=(lo, max(args.shapes_guidance, lo)),
+                         guidance_max=max(ss.guidance_max, args.shapes_guidance))  # fmt: skip
         if args.shapes_step_scale != 1.0:
             ss = ss.scaled(args.shapes_step_scale)
         docs["shapes"] = run_shapes(ss, workdir / "shapes", args.shapes_teacher)
