@@ -45,6 +45,15 @@ def _sample(den, sampler, steps, noise, t_start=1.0):
         )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks: one intra-op thread is faster than several, and does not spin on a loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_lcm_lora_keeps_a_lora_fine_tuned_concept_at_four_steps(tmp_path):
     torch.manual_seed(0)
     data, _, noise = reference_sets(GMM, n_train=4096, n_eval=1000)
@@ -58,7 +67,7 @@ def test_lcm_lora_keeps_a_lora_fine_tuned_concept_at_four_steps(tmp_path):
     concept_data = data[(data[:, 0] > 0) & (data[:, 1] > 0)]
     targets = find_lora_targets(base)
     tuned = add_lora(copy.deepcopy(base), rank=8, target_modules=targets, adapter_name="concept")
-    Trainer(tuned, fm, tensor_loader(concept_data), small_train_config(tmp_path / "concept", 250)).fit()
+    Trainer(tuned, fm, tensor_loader(concept_data), small_train_config(tmp_path / "concept", 150)).fit()
 
     # The LCM-LoRA, distilled from the base alone.
     accel = add_lcm_lora(copy.deepcopy(base), rank=16, target_modules=targets)
@@ -70,7 +79,7 @@ def test_lcm_lora_keeps_a_lora_fine_tuned_concept_at_four_steps(tmp_path):
         accel,
         obj,
         tensor_loader(data),
-        small_train_config(tmp_path / "lcm", 400),
+        small_train_config(tmp_path / "lcm", 250),
         callbacks=[ConsistencyCallback(obj)],
     ).fit()
 
