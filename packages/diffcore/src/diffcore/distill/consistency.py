@@ -223,9 +223,7 @@ class ConsistencyTraining(_ConsistencyObjective):
         total_steps: training steps ``K`` of the curriculum (:func:`ict_num_points`). ``None`` (the default)
             takes the Trainer run's ``config.steps`` through :class:`ConsistencyCallback`, so the doubling
             stages always span the real run; an explicit value must equal it.
-        s0, s1: initial and final numbers of intervals (10 and 1280 in the paper, for 400k steps; a run of a
-            few thousand steps learns faster with a smaller ``s1``: the consistency constraint has to be carried
-            from ``t_min`` across every one of the ``N - 1`` intervals).
+        s0, s1: initial and final numbers of intervals (10 and 1280 in the paper, over 400k steps).
         p_mean, p_std: the lognormal proposal (-1.1 and 2.0).
 
     The distance defaults to the paper's pseudo-Huber, which is right for images but biased for
