@@ -85,6 +85,9 @@ class ShapesSettings(Settings):
     one_step_steps: int = 1500
     dmd_steps: int = 1500
     lcm_guidance: tuple[float, float] = (1.0, 6.0)
+    ict_distance: str = "pseudo-huber"  # the paper's, for 32x32x3 images (Song & Dhariwal 2023)
+    ict_lr: float = 1e-3
+    ict_warmup: int = 0
     student_seconds: float | None = 12.0
     mixed_precision: str = "bf16"
 
