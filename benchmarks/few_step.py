@@ -806,7 +806,7 @@ def main() -> None:
         "--shapes-teacher-seconds",
         type=float,
         default=None,
-        help="training budget of the shapes teacher trained in the run (default 100 on a GPU, 0 = a fixed step count in --quick)",
+        help="training budget of the shapes teacher trained in the run (default 285 s on a GPU, 0 = a fixed step count in --quick)",
     )
     parser.add_argument(
         "--out", default=None, help=f"JSON path (default benchmarks/few_step.json; --quick: {QUICK_OUT})"

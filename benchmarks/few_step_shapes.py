@@ -60,7 +60,7 @@ class ShapesSettings(Settings):
     """
 
     teacher_steps: int = 12_000
-    teacher_seconds: float = 100.0
+    teacher_seconds: float = 285.0
     width: int = 256
     depth: int = 6
     patch: int = 2
@@ -88,7 +88,7 @@ class ShapesSettings(Settings):
     ict_distance: str = "pseudo-huber"  # the paper's, for 32x32x3 images (Song & Dhariwal 2023)
     ict_lr: float = 1e-3
     ict_warmup: int = 0
-    student_seconds: float | None = 12.0
+    student_seconds: float | None = 18.0
     mixed_precision: str = "bf16"
 
     @classmethod
