@@ -25,19 +25,13 @@ from diffcore.distill.evaluation import (
 )
 from diffcore.train import Trainer
 
-pytestmark = pytest.mark.slow  # trains one small network through the Trainer (~20 s)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.usefixtures("one_thread"),
+]  # trains one small network through the Trainer (~20 s); tiny nets: one thread
 
 SCHEDULE = "rectified-flow"
 GMM = four_mode_mixture()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: one intra-op thread is faster than several, and does not spin on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_ict_one_step_is_close_and_more_steps_are_not_worse(tmp_path):

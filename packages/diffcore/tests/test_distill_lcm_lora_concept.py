@@ -27,7 +27,10 @@ from diffcore.distill.evaluation import four_mode_mixture, reference_sets, small
 from diffcore.nn.lora import add_lora, find_lora_targets, lora_parameters, set_adapters
 from diffcore.train import Trainer
 
-pytestmark = pytest.mark.slow  # trains three small networks through the Trainer
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.usefixtures("one_thread"),
+]  # trains three small networks through the Trainer; tiny nets: one thread
 
 SCHEDULE = "rectified-flow"
 GMM = four_mode_mixture()
@@ -43,15 +46,6 @@ def _sample(den, sampler, steps, noise, t_start=1.0):
         return diffcore.sample(
             den, noise, sampler, steps, t_start=t_start, generator=torch.Generator().manual_seed(3)
         )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: one intra-op thread is faster than several, and does not spin on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_lcm_lora_keeps_a_lora_fine_tuned_concept_at_four_steps(tmp_path):
