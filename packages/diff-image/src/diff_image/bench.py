@@ -10,15 +10,15 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from diffcore.modality import BenchResult
+from diffcore.train import steady_samples_per_sec
+from diffcore.train.log_writers import LOG_FILE
 
 from diff_image.config import ImageModelConfig, LoraImageConfig, TrainImageConfig
 from diff_image.io import save_grid, save_metrics_json
@@ -127,12 +127,10 @@ def measure_shapes_step_seconds(
         shapes_length=min(settings.shapes_length, 8 * settings.shapes_batch),
     )  # fmt: skip
     run = out / "shapes_step_timing"
-    if (run / "log.jsonl").exists():
-        (run / "log.jsonl").unlink()
+    if (run / LOG_FILE).exists():
+        (run / LOG_FILE).unlink()
     train(_shapes_config(trial, run, holdout), save=False)
-    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
-    late = [r["samples_per_sec"] for r in records if r["step"] > steps // 2]
-    return settings.shapes_batch / float(np.median(late))
+    return settings.shapes_batch / steady_samples_per_sec(run, after_step=steps // 2)
 
 
 def _probe(settings: BenchSettings, out: Path, holdout: tuple[str, ...]) -> ShapesAdherenceProbe | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 from diffcore.train import TrainConfig as TrainerConfig
-from diffcore.train import Trainer
+from diffcore.train import Trainer, read_run_log
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -122,11 +122,8 @@ def _trainer_config(config: TrainConfig, output_dir: str) -> TrainerConfig:
     )
 
 
-def _read_losses(log_file: Path) -> list[tuple[int, float]]:
-    if not log_file.is_file():
-        return []
-    records = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
-    return [(int(r["step"]), float(r["loss"])) for r in records]
+def _read_losses(output_dir: str | Path) -> list[tuple[int, float]]:
+    return [(int(r["step"]), float(r["loss"])) for r in read_run_log(output_dir)]
 
 
 def train(model: BD3LM, stream: Tensor, config: TrainConfig) -> tuple[BD3LM, TrainResult]:
@@ -156,7 +153,7 @@ def train(model: BD3LM, stream: Tensor, config: TrainConfig) -> tuple[BD3LM, Tra
         out = config.output_dir or tmp
         trainer = Trainer(model, objective, loader, _trainer_config(config, out), callbacks=search)
         summary = trainer.fit()
-        losses = _read_losses(Path(out) / "log.jsonl")
+        losses = _read_losses(out)
     trained = trainer.ema_model if trainer.ema_model is not None else trainer.unwrapped_model
     result = TrainResult(
         losses=losses,

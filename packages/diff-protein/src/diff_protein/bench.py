@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from diffcore.modality import BenchResult
+from diffcore.train import steady_samples_per_sec
 from torch.utils.data import Dataset
 
 from diff_protein import io
@@ -239,14 +240,7 @@ def _backbone_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, f
         max_seconds=s.backbone_max_seconds,
     )
     t0 = time.perf_counter()
-    run = train_backbones(
-        data,
-        model_cfg,
-        fit_cfg,
-        s.process,
-        process_config=backbone_process_config(s),
-        objective_config=backbone_objective_config(s),
-    )
+    run = _train(data, model_cfg, fit_cfg, s)
     train_s = time.perf_counter() - t0
     run.save(out / "backbone_model")
     rng = np.random.default_rng(s.seed)
@@ -272,6 +266,18 @@ def _backbone_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, f
     return metrics
 
 
+def _train(data: BackboneList, model_cfg: FrameDenoiserConfig, fit_cfg: FitConfig, s: BenchSettings) -> Any:
+    """Train a backbone model with the run's process and objective settings."""
+    return train_backbones(
+        data,
+        model_cfg,
+        fit_cfg,
+        s.process,
+        process_config=backbone_process_config(s),
+        objective_config=backbone_objective_config(s),
+    )
+
+
 def _pilot_steps_per_second(
     data: BackboneList, model_cfg: FrameDenoiserConfig, s: BenchSettings, out: Path, steps: int = 60
 ) -> float:
@@ -287,17 +293,9 @@ def _pilot_steps_per_second(
         output_dir=str(out / "backbone_pilot"),
         log_every=steps // 3,
     )
-    train_backbones(
-        data,
-        model_cfg,
-        fit_cfg,
-        s.process,
-        process_config=backbone_process_config(s),
-        objective_config=backbone_objective_config(s),
-    )
-    records = [json.loads(line) for line in (out / "backbone_pilot" / "log.jsonl").read_text().splitlines()]
-    last = [r for r in records if "samples_per_sec" in r][-1]
-    return float(last["samples_per_sec"]) / s.backbone_batch
+    _train(data, model_cfg, fit_cfg, s)
+    # Log windows end at steps / 3, 2 steps / 3 and steps: the last one alone is past start-up.
+    return steady_samples_per_sec(out / "backbone_pilot", after_step=2 * steps // 3) / s.backbone_batch
 
 
 def _sampling_variants(s: BenchSettings) -> list[tuple[str, dict[str, Any]]]:

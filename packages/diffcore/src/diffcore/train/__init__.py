@@ -11,6 +11,7 @@ from diffcore.train.callbacks import Callback
 from diffcore.train.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints
 from diffcore.train.config import TrainConfig
 from diffcore.train.ema import EMA
+from diffcore.train.log_writers import read_run_log, steady_samples_per_sec
 from diffcore.train.lr_schedules import build_lr_scheduler, lr_factor
 from diffcore.train.trainer import NonFiniteLossError, Objective, Trainer, TrainSummary
 
@@ -27,4 +28,6 @@ __all__ = [
     "latest_checkpoint",
     "list_checkpoints",
     "lr_factor",
+    "read_run_log",
+    "steady_samples_per_sec",
 ]

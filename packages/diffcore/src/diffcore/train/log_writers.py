@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,30 @@ class JsonlLog:
             return
         kept = [r for r in self.read() if r.get("step", 0) <= step]
         atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+
+LOG_FILE = "log.jsonl"
+"""The name of the Trainer's JSONL log inside its ``output_dir``."""
+
+
+def read_run_log(output_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The log records of the Trainer run in ``output_dir`` (``[]`` when it has none)."""
+    return JsonlLog(Path(output_dir) / LOG_FILE).read()
+
+
+def steady_samples_per_sec(output_dir: str | os.PathLike[str], after_step: int) -> float:
+    """Training throughput of the run in ``output_dir`` once start-up is over: the median ``samples_per_sec``
+    of its log windows that end after ``after_step`` (kernel selection, allocator and data-loader warm-up fall
+    in the earlier ones). Benchmarks use it to size a step count to a wall-time budget from a short trial run.
+    """
+    late = [
+        r["samples_per_sec"]
+        for r in read_run_log(output_dir)
+        if r.get("step", 0) > after_step and "samples_per_sec" in r
+    ]
+    if not late:
+        raise ValueError(f"after_step: no log window of {output_dir} ends after step {after_step}")
+    return float(statistics.median(late))
 
 
 class ProgressBar:

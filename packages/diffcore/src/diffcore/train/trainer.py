@@ -40,13 +40,12 @@ from diffcore.train import checkpoint as ckpt
 from diffcore.train.callbacks import Callback
 from diffcore.train.config import TrainConfig
 from diffcore.train.ema import EMA
-from diffcore.train.log_writers import JsonlLog, ProgressBar
+from diffcore.train.log_writers import LOG_FILE, JsonlLog, ProgressBar
 from diffcore.train.lr_schedules import build_lr_scheduler
 
 ObjectiveOutput = torch.Tensor | tuple[torch.Tensor, dict[str, Any]]
 Objective = Callable[..., ObjectiveOutput]
 
-LOG_FILE = "log.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 MODEL_DIR = "model"
 EMA_DIR = "model_ema"
