@@ -28,7 +28,6 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from diffcore.guidance import ClassifierFreeGuidance
 from few_step import (
@@ -127,12 +126,10 @@ def train_teacher(settings: ShapesSettings, out: Path) -> tuple[Any, dict[str, f
 
 def _scenes(num: int, objects: int, seed: int, settings: ShapesSettings) -> tuple[Tensor, list[str]]:
     """Images ``(num, 3, H, W)`` in [-1, 1] and captions of ``num`` scenes with exactly ``objects`` objects
-    (the same draw as ``diff_image.pipeline.shapes_eval_captions`` for that seed)."""
-    from diff_image.data import ShapesConfig, ShapesDataset
+    (``diff_image.pipeline.shapes_eval_dataset``, so the captions of ``shapes_eval_captions`` for that seed)."""
+    from diff_image.pipeline import shapes_eval_dataset
 
-    cfg = ShapesConfig(image_size=settings.image_size, min_objects=objects, max_objects=objects,
-                       holdout=settings.holdout)  # fmt: skip
-    data = ShapesDataset(num, seed=seed, split="train" if settings.holdout else "all", config=cfg)
+    data = shapes_eval_dataset(num, objects, settings.image_size, seed, settings.holdout)
     samples = [data.sample(i) for i in range(num)]
     return torch.stack([s.to_tensor() for s in samples]), [s.caption for s in samples]
 
@@ -143,20 +140,12 @@ def _eval_set(settings: ShapesSettings, seed: int) -> tuple[Tensor, list[str]]:
     return torch.cat([one, two]), cap1 + cap2
 
 
-def _check_chunk(images: np.ndarray, captions: list[str]) -> list[tuple[bool, int]]:
-    """``(passed, objects named)`` of ``diff_image.metrics.check_image`` for each uint8 ``(H, W, 3)`` image."""
-    from diff_image.metrics import check_image
-
-    return [(r.passed, r.num_objects) for r in (check_image(i, c) for i, c in zip(images, captions))]
-
-
 class ShapesScorer:
     """Frechet distance in the shapes classifier's features (vs the scenes of the evaluation captions) and
     one- / two-object caption adherence of samples drawn for those captions.
 
-    Adherence is ``diff_image.metrics.check_image`` per image, split by the number of objects the caption
-    names (as ``caption_adherence`` reports it); with ``adherence_workers > 1`` the images are checked in that
-    many processes (reading a noisy sample's connected components costs ~20 ms of CPU per image).
+    Adherence is ``diff_image.metrics.caption_adherence``; with ``adherence_workers > 1`` the images are
+    checked in that many processes (one pool for the whole run).
     """
 
     def __init__(self, settings: ShapesSettings) -> None:
@@ -183,19 +172,10 @@ class ShapesScorer:
 
     def adherence(self, images: Tensor) -> tuple[float, float]:
         """One-object and two-object pass rates of ``images`` ``(N, 3, H, W)`` for the evaluation captions."""
-        from diff_image.io import to_uint8
+        from diff_image.metrics import caption_adherence
 
-        arr, caps = to_uint8(images), self.captions
-        if self.pool is None:
-            verdicts = _check_chunk(arr, caps)
-        else:
-            size = -(-len(caps) // self.pool._max_workers)
-            parts = [self.pool.submit(_check_chunk, arr[i : i + size], caps[i : i + size])
-                     for i in range(0, len(caps), size)]  # fmt: skip
-            verdicts = [v for p in parts for v in p.result()]
-        one = [ok for ok, n in verdicts if n == 1]
-        two = [ok for ok, n in verdicts if n > 1]
-        return (float(np.mean(one)) if one else float("nan"), float(np.mean(two)) if two else float("nan"))
+        report = caption_adherence(images, self.captions, executor=self.pool)
+        return report.one_object, report.multi_object
 
     def __call__(self, images: Tensor, cond: dict[str, Tensor]) -> dict[str, float]:
         from diff_image.metrics import extract_features, frechet_distance

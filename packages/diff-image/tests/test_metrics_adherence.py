@@ -117,3 +117,21 @@ def test_plain_background_and_subset_palette():
     assert caption_adherence(images, captions).overall >= 0.99
     with pytest.raises(ValueError, match="RGB"):
         caption_adherence(torch.zeros(1, 1, 8, 8), ["a red circle"])
+
+
+def test_executor_gives_the_same_report():
+    """Checking chunks on an executor changes nothing in the report (order, rates, counts)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ds = ShapesDataset(50, seed=5)
+    images = np.stack([ds.sample(i).image for i in range(50)])
+    # Right captions for even images, another scene's for odd ones: a mix of verdicts.
+    captions = [ds.sample(i if i % 2 == 0 else (i + 1) % 50).caption for i in range(50)]
+    serial = caption_adherence(images, captions)
+    with ThreadPoolExecutor(3) as pool:
+        parallel = caption_adherence(images, captions, executor=pool, chunk_size=7)
+    assert 0 < serial.overall < 1
+    assert [r.passed for r in parallel.results] == [r.passed for r in serial.results]
+    assert parallel.to_dict() == serial.to_dict()
+    with pytest.raises(ValueError, match="chunk_size"):
+        caption_adherence(images, captions, chunk_size=0)

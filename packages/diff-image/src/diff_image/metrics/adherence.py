@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -300,8 +301,18 @@ def _as_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
     return arr
 
 
+def _check_chunk(
+    images: np.ndarray, captions: list[str], config: AdherenceConfig | None
+) -> list[ImageAdherence]:
+    return [check_image(img, cap, config) for img, cap in zip(images, captions)]
+
+
 def caption_adherence(
-    images: torch.Tensor | np.ndarray, captions: list[str], config: AdherenceConfig | None = None
+    images: torch.Tensor | np.ndarray,
+    captions: list[str],
+    config: AdherenceConfig | None = None,
+    executor: Executor | None = None,
+    chunk_size: int = 32,
 ) -> AdherenceReport:
     """Check every image against its caption.
 
@@ -309,11 +320,22 @@ def caption_adherence(
         images: float tensor ``(B, 3, H, W)`` in ``[-1, 1]`` or uint8 array ``(B, H, W, 3)``.
         captions: ``B`` captions in the shapes grammar.
         config: how pixels are read (:class:`AdherenceConfig`).
+        executor: checks chunks of ``chunk_size`` images in parallel (e.g. a ``ProcessPoolExecutor``: reading
+            a noisy sample's connected components costs ~20 ms of CPU per image); the report is the same.
     """
     arr = _as_uint8(images)
     if len(captions) != len(arr):
         raise ValueError(f"captions: expected {len(arr)} captions (one per image), got {len(captions)}")
-    results = [check_image(img, cap, config) for img, cap in zip(arr, captions)]
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size: expected a positive number of images, got {chunk_size}")
+    if executor is None:
+        results = _check_chunk(arr, captions, config)
+    else:
+        parts = [
+            executor.submit(_check_chunk, arr[i : i + chunk_size], captions[i : i + chunk_size], config)
+            for i in range(0, len(arr), chunk_size)
+        ]
+        results = [r for part in parts for r in part.result()]
     one = [r for r in results if r.num_objects == 1]
     multi = [r for r in results if r.num_objects > 1]
     return AdherenceReport(tuple(results), _rate(results), _rate(one), _rate(multi), len(one), len(multi))

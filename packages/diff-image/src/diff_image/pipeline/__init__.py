@@ -7,6 +7,7 @@ from diff_image.pipeline.evaluate import (
     evaluate_digits,
     evaluate_shapes,
     shapes_eval_captions,
+    shapes_eval_dataset,
 )
 from diff_image.pipeline.training import (
     PreparedObjective,
@@ -29,6 +30,7 @@ __all__ = [
     "evaluate_shapes",
     "resolve_device",
     "shapes_eval_captions",
+    "shapes_eval_dataset",
     "train",
     "train_autoencoder",
     "train_controlnets",

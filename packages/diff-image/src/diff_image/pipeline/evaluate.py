@@ -33,7 +33,13 @@ from diff_image.metrics import (
 from diff_image.metrics.adherence import ImageAdherence, parse_caption
 from diff_image.pipeline.core import ImagePipeline
 
-__all__ = ["ShapesAdherenceProbe", "evaluate_digits", "evaluate_shapes", "shapes_eval_captions"]
+__all__ = [
+    "ShapesAdherenceProbe",
+    "evaluate_digits",
+    "evaluate_shapes",
+    "shapes_eval_captions",
+    "shapes_eval_dataset",
+]
 
 
 def evaluate_digits(
@@ -77,13 +83,20 @@ def evaluate_digits(
     return metrics, samples, labels
 
 
+def shapes_eval_dataset(
+    num: int, objects: int, image_size: int = 32, seed: int = 10_000, holdout: tuple[str, ...] = ()
+) -> ShapesDataset:
+    """``num`` scenes with exactly ``objects`` objects, drawn with a seed not used in training, without the
+    ``holdout`` concepts (those the model never saw)."""
+    cfg = ShapesConfig(image_size=image_size, min_objects=objects, max_objects=objects, holdout=holdout)
+    return ShapesDataset(num, seed=seed, split="train" if holdout else "all", config=cfg)
+
+
 def shapes_eval_captions(
     num: int, objects: int, image_size: int = 32, seed: int = 10_000, holdout: tuple[str, ...] = ()
 ) -> list[str]:
-    """``num`` captions with exactly ``objects`` objects, drawn with a seed not used in training, without the
-    ``holdout`` concepts (those the model never saw)."""
-    cfg = ShapesConfig(image_size=image_size, min_objects=objects, max_objects=objects, holdout=holdout)
-    data = ShapesDataset(num, seed=seed, split="train" if holdout else "all", config=cfg)
+    """The captions of :func:`shapes_eval_dataset`."""
+    data = shapes_eval_dataset(num, objects, image_size, seed, holdout)
     return [data.sample(i).caption for i in range(num)]
 
 
