@@ -256,8 +256,8 @@ def fresh_copy(model: nn.Module) -> nn.Module:
 
 
 def _backbone_swap(model: nn.Module, make: Callable[[PretrainedModel], nn.Module]) -> nn.Module:
-    """``make(backbone)`` for a backbone, or a copy of a wrapper (``.backbone``, e.g. a text-conditioned
-    model) holding ``make(wrapper.backbone)``."""
+    """``make(backbone)`` for a backbone, or a trainable copy of a wrapper (``.backbone``, e.g. a
+    text-conditioned model) holding ``make(wrapper.backbone)``; ``make`` builds a new (trainable) module."""
     if isinstance(model, PretrainedModel):
         return make(model)
     inner = getattr(model, "backbone", None)
@@ -296,7 +296,7 @@ def with_guidance_input(model: nn.Module, guidance_max: float) -> nn.Module:
             raise RuntimeError(f"guidance student: unexpected state mismatch {missing}, {unexpected}")
         return student
 
-    return fresh_copy(_backbone_swap(model, make))
+    return _backbone_swap(model, make)
 
 
 def save_model(model: nn.Module, directory: Path) -> Path:
