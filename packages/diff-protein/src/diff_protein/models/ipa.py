@@ -100,26 +100,25 @@ def neighbour_geometry(frames: Rigid, mask: Tensor, coordinate_scale: float = 1.
     ``R_i^T (x_j - x_i)`` (angstrom / 4), the relative rotation ``R_i^T R_j`` (9 entries), a Gaussian
     radial basis of the distance ``|x_j - x_i|`` (width 0.25 A, centres :data:`NEIGHBOUR_RBF_CENTRES`) and
     a presence flag (0 at chain ends and padding, where the other entries are 0 too). ``frames`` hold
-    translations in angstrom times ``coordinate_scale``; ``mask (B, L)`` is True on real residues. Every entry is invariant under a global rigid motion
-    ``x -> G x + g`` (it reads only relative quantities), so equivariance of the trunk is kept.
+    translations in angstrom times ``coordinate_scale``; ``mask (B, L)`` is True on real residues. Every
+    entry is invariant under a global rigid motion ``x -> G x + g`` (it reads only relative quantities), so
+    equivariance of the trunk is kept.
     """
-    rots, trans = frames.rots, frames.trans * (1.0 / coordinate_scale)
-    rbf_centres = torch.tensor(NEIGHBOUR_RBF_CENTRES, dtype=trans.dtype, device=trans.device)
+    frames = Rigid(frames.rots, frames.trans * (1.0 / coordinate_scale))  # angstrom
+    to_local = frames.invert()
+    rbf_centres = torch.tensor(NEIGHBOUR_RBF_CENTRES, dtype=frames.trans.dtype, device=frames.trans.device)
     feats = []
     for shift in (1, -1):  # previous residue (j = i - 1), then next (j = i + 1)
-        rots_j = torch.roll(rots, shift, dims=1)
-        trans_j = torch.roll(trans, shift, dims=1)
+        neighbour = Rigid(torch.roll(frames.rots, shift, dims=1), torch.roll(frames.trans, shift, dims=1))
+        rel = to_local.compose(neighbour)  # (R_i^T R_j, R_i^T (x_j - x_i))
         present = mask & torch.roll(mask, shift, dims=1)
-        if shift == 1:
-            present[:, 0] = False
-        else:
-            present[:, -1] = False
-        rel = ((trans_j - trans)[..., None, :] @ rots)[..., 0, :]  # R_i^T (x_j - x_i) as a row vector
-        rel_rot = rots.transpose(-1, -2) @ rots_j
-        dist = torch.sqrt((rel**2).sum(-1, keepdim=True) + 1e-10)
+        present[:, 0 if shift == 1 else -1] = False
+        dist = torch.sqrt((rel.trans**2).sum(-1, keepdim=True) + 1e-10)
         rbf = torch.exp(-(((dist - rbf_centres) / 0.25) ** 2))
-        p = present[..., None].to(trans.dtype)
-        feats.append(torch.cat([rel / 4.0, rel_rot.flatten(-2), rbf, torch.ones_like(dist)], dim=-1) * p)
+        p = present[..., None].to(dist.dtype)
+        feats.append(
+            torch.cat([rel.trans / 4.0, rel.rots.flatten(-2), rbf, torch.ones_like(dist)], dim=-1) * p
+        )
     return torch.cat(feats, dim=-1)
 
 
