@@ -38,6 +38,7 @@ from diff_protein.bench import (
 from diff_protein.data.structures import StructureDataset, StructureFilter
 from diff_protein.models.ipa import FrameDenoiserConfig
 from diff_protein.pipeline import FitConfig, evaluate_backbones, sample_backbones, train_backbones
+from diffcore.config import apply_overrides
 
 RESULTS = Path(__file__).parent / "results" / "protein_full.json"
 
@@ -128,28 +129,6 @@ def print_table(metrics: dict[str, float]) -> None:
             print(f"{key}: {metrics[key]:.1f}")
 
 
-def parse_overrides(items: list[str]) -> dict[str, object]:
-    """``["num_blocks=6", "neighbour_features=false"]`` -> typed BenchSettings overrides (the field's type)."""
-    types = {f.name: type(getattr(FULL, f.name)) for f in dataclasses.fields(BenchSettings)}
-    out: dict[str, object] = {}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        if not sep or name not in types:
-            raise SystemExit(f"--set: expected FIELD=VALUE with FIELD one of {sorted(types)}, got {item!r}")
-        kind = types[name]
-        if kind is bool:
-            if raw.lower() not in ("true", "false", "1", "0"):
-                raise SystemExit(f"--set {name}: expected true or false, got {raw!r}")
-            out[name] = raw.lower() in ("true", "1")
-        elif kind in (int, float, str):
-            out[name] = kind(raw)
-        else:
-            raise SystemExit(
-                f"--set {name}: only int, float, str and bool fields can be set, not {kind.__name__}"
-            )
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -175,7 +154,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="override a BenchSettings field, e.g. --set num_blocks=6 (repeatable; ints, floats, booleans)",
+        help="override a BenchSettings field, e.g. --set num_blocks=6 (repeatable; values are read as YAML)",
     )
     parser.add_argument("--backbones-only", action="store_true", help="skip the sequence part")
     parser.add_argument("--out", type=Path, default=Path("runs/protein_full"))
@@ -192,8 +171,7 @@ def main() -> None:
         overrides["seq_steps"] = args.seq_steps
     if not torch.cuda.is_available():
         overrides["cpu"] = True
-    overrides |= parse_overrides(args.overrides)
-    settings = dataclasses.replace(settings, **overrides)
+    settings = apply_overrides(dataclasses.replace(settings, **overrides), args.overrides)
     t0 = time.perf_counter()
     result = run_bench(args.out, settings, sequences=not args.backbones_only)
     metrics = dict(result.metrics)

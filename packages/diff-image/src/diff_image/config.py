@@ -9,17 +9,17 @@ values (``guidance=3.5``, ``holdout=[red]``, ``ema_decay=null``)::
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import types
-import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import tomllib
-import yaml
+from diffcore.config import (
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    parse_overrides,
+    read_config_file,
+)
 
 __all__ = [
     "AutoencoderConfig",
@@ -31,9 +31,10 @@ __all__ = [
     "apply_overrides",
     "config_from_dict",
     "load_config",
+    "parse_overrides",
+    "read_config_file",
 ]
 
-C = TypeVar("C")
 
 Backbone = Literal["dit", "unet", "mmdit"]
 Conditioning = Literal["none", "class", "text"]
@@ -325,125 +326,3 @@ class ControlImageConfig:
             raise ValueError(f"cond_dropout: expected a probability in [0, 1), got {self.cond_dropout}")
         if self.guidance < 0:
             raise ValueError(f"guidance: expected >= 0, got {self.guidance}")
-
-
-# ------------------------------------------------------------------------------------------ loading
-
-
-def _resolve_type(cls: type, name: str) -> Any:
-    return typing.get_type_hints(cls)[name]
-
-
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Turn a YAML/TOML value into the field's type (nested dataclasses, tuples, Literal checks)."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if dataclasses.is_dataclass(annotation):
-        if isinstance(value, annotation):
-            return value
-        if not isinstance(value, Mapping):
-            raise TypeError(f"{where}: expected a table of {annotation.__name__} fields, got {value!r}")
-        return config_from_dict(annotation, value, prefix=f"{where}.")
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where) if len(inner) == 1 else value
-    if origin is Literal:
-        if value not in args:
-            raise ValueError(f"{where}: expected one of {args}, got {value!r}")
-        return value
-    if origin is tuple:
-        items = [value] if isinstance(value, (str, int, float)) else list(value)
-        elem = args[0] if args else Any
-        return tuple(_coerce(v, elem, where) for v in items)
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation in (int, float, str, bool) and not isinstance(value, annotation):
-        raise TypeError(f"{where}: expected {annotation.__name__}, got {value!r}")
-    return value
-
-
-def config_from_dict(cls: type[C], data: Mapping[str, Any], prefix: str = "") -> C:
-    """Build dataclass ``cls`` from a mapping, checking names and types (nested tables become dataclasses)."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(
-            f"{prefix or cls.__name__ + ': '}unknown keys {unknown}; expected some of {sorted(names)}"
-        )
-    kwargs = {k: _coerce(v, _resolve_type(cls, k), f"{prefix}{k}") for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ValueError(f"overrides: {key!r} descends into a non-table value")
-    node[parts[-1]] = value
-
-
-def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
-    """``["a=1", "model.depth=6"]`` -> ``{"a": 1, "model": {"depth": 6}}`` (values parsed as YAML)."""
-    out: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"overrides: expected 'key=value', got {item!r}")
-        _set_dotted(out, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
-    return out
-
-
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def read_config_file(path: str | os.PathLike[str], section: str | None = None) -> dict[str, Any]:
-    """Read a ``.yaml``/``.yml``/``.toml`` file; with ``section``, return that table if the file has it."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"config: {p} is not a file")
-    if p.suffix == ".toml":
-        data = tomllib.loads(p.read_text())
-    elif p.suffix in (".yaml", ".yml"):
-        data = yaml.safe_load(p.read_text()) or {}
-    else:
-        raise ValueError(f"config: expected a .yaml, .yml or .toml file, got {p.name}")
-    if not isinstance(data, dict):
-        raise ValueError(f"config: {p} must hold a table of settings, got {type(data).__name__}")
-    if section is not None and isinstance(data.get(section), dict):
-        return data[section]
-    return data
-
-
-def apply_overrides(config: C, overrides: Mapping[str, Any] | Sequence[str]) -> C:
-    """A copy of dataclass ``config`` with ``overrides`` (a nested mapping or ``key=value`` strings) applied."""
-    extra = parse_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)
-    merged = _merge(_as_plain(config), extra)
-    return config_from_dict(type(config), merged)
-
-
-def _as_plain(config: Any) -> dict[str, Any]:
-    return {f.name: _plain_value(getattr(config, f.name)) for f in dataclasses.fields(config)}
-
-
-def _plain_value(v: Any) -> Any:
-    return _as_plain(v) if dataclasses.is_dataclass(v) else v
-
-
-def load_config(
-    cls: type[C],
-    path: str | os.PathLike[str] | None = None,
-    overrides: Mapping[str, Any] | Sequence[str] = (),
-    section: str | None = None,
-) -> C:
-    """``cls`` from its defaults, then the file at ``path`` (its ``section`` table if present), then overrides."""
-    data = read_config_file(path, section) if path is not None else {}
-    base = config_from_dict(cls, data)
-    return apply_overrides(base, overrides) if overrides else base
