@@ -32,7 +32,7 @@ def test_overrides_are_typed_nested_and_checked() -> None:
         apply_overrides(Outer(), ["lrr=1"])
     with pytest.raises(TypeError, match="lr"):
         apply_overrides(Outer(), ["lr=fast"])
-    with pytest.raises(TypeError, match="inner.depth"):
+    with pytest.raises(TypeError, match=r"inner\.depth"):
         apply_overrides(Outer(), ["inner.depth=deep"])
     with pytest.raises(ValueError, match="expected 2 items"):
         config_from_dict(Outer, {"pairs": [["lin", 10, 3]]})
