@@ -803,6 +803,10 @@ def main() -> None:
     parser.add_argument("--shapes", action="store_true", help="also run the shapes part (implied by --quick)")
     parser.add_argument("--shapes-teacher", default=None, help="a saved shapes ImagePipeline to distil")
     parser.add_argument(
+        "--shapes-teacher-only", action="store_true",
+        help="train the shapes teacher into WORKDIR/full/shapes/teacher and stop (then distil it with --shapes-teacher)",
+    )  # fmt: skip
+    parser.add_argument(
         "--shapes-teacher-seconds",
         type=float,
         default=None,
@@ -836,6 +840,10 @@ def main() -> None:
     out_path = Path(args.out or (QUICK_OUT if args.quick else "benchmarks/few_step.json"))
     if args.quick and out_path.resolve() == Path("benchmarks/few_step.json").resolve():
         parser.error("--out: quick numbers never overwrite benchmarks/few_step.json")
+    if args.shapes_teacher_only and (args.shapes_teacher or not args.skip_digits):
+        parser.error(
+            "--shapes-teacher-only: trains a new teacher alone; pass --skip-digits and no --shapes-teacher"
+        )
     shapes = args.quick or args.shapes or args.shapes_teacher is not None or args.skip_digits
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="few_step_")) / ("quick" if args.quick else "full")
     docs = _previous(out_path)
@@ -863,6 +871,13 @@ def main() -> None:
                          guidance_max=max(ss.guidance_max, args.shapes_guidance))  # fmt: skip
         if args.shapes_step_scale != 1.0:
             ss = ss.scaled(args.shapes_step_scale)
+        if args.shapes_teacher_only:
+            from few_step_shapes import train_teacher
+
+            _, metrics = train_teacher(ss, workdir / "shapes" / "teacher")
+            print(json.dumps(metrics, indent=2))
+            print(f"teacher saved in {workdir / 'shapes' / 'teacher' / 'shapes_run' / 'pipeline'}")
+            return
         docs["shapes"] = run_shapes(ss, workdir / "shapes", args.shapes_teacher)
         docs["shapes"]["quick"] = args.quick
         _write(out_path, docs)
