@@ -300,8 +300,9 @@ def with_guidance_input(model: nn.Module, guidance_max: float) -> nn.Module:
 
 
 def save_model(model: nn.Module, directory: Path) -> Path:
-    """``save_pretrained`` for a backbone; a wrapper's whole state as ``model.safetensors``."""
-    if isinstance(model, PretrainedModel):
+    """``save_pretrained`` (a backbone, or a wrapper that saves its parts, e.g. diff-image's
+    ``TextConditionedModel``); any other module's whole state as ``model.safetensors``."""
+    if callable(getattr(model, "save_pretrained", None)):
         return model.save_pretrained(directory)
     directory.mkdir(parents=True, exist_ok=True)
     atomic_save_safetensors(model.state_dict(), directory / WEIGHTS_NAME, metadata={"format": "pt"})
@@ -310,10 +311,11 @@ def save_model(model: nn.Module, directory: Path) -> Path:
 
 def load_model(template: nn.Module, directory: Path) -> nn.Module:
     """The model saved in ``directory`` (by the Trainer or :func:`save_model`), in eval mode on the template's
-    device: ``from_pretrained`` for a backbone, else ``template``'s structure with the saved weights."""
+    device: ``from_pretrained`` of the template's class where it has one, else ``template``'s structure with
+    the saved weights."""
     device = next(template.parameters()).device
-    if isinstance(template, PretrainedModel):
-        return type(template).from_pretrained(directory).to(device).eval()
+    if callable(getattr(type(template), "from_pretrained", None)):
+        return type(template).from_pretrained(directory, device=device).eval()
     out = copy.deepcopy(template)
     out.load_state_dict(load_file(str(directory / WEIGHTS_NAME), device=str(device)))
     return out.eval()

@@ -60,6 +60,24 @@ def test_mmdit_text_model_depends_on_the_prompt():
     assert a.shape == x.shape and not torch.allclose(a, b)
 
 
+def test_text_conditioned_model_saves_and_loads_its_parts(tmp_path):
+    torch.manual_seed(0)
+    enc = TextEncoder.from_scratch(WORDS, width=32, layers=1, heads=2, max_length=12)
+    cfg = ImageModelConfig(backbone="mmdit", conditioning="text", width=32, depth=1, heads=2, patch_size=2)
+    net = TextConditionedModel(build_backbone(cfg, (3, 8, 8), context_dim=32, pooled_dim=32), enc, False)
+    for p in net.backbone.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    folder = net.save_pretrained(tmp_path / "net")
+    assert (folder / "model" / "model.safetensors").is_file() and (folder / "text_encoder").is_dir()
+    back = TextConditionedModel.from_pretrained(folder)
+    assert not back.train_text_encoder and not any(p.requires_grad for p in back.text_encoder.parameters())
+    x, t = torch.randn(2, 3, 8, 8), torch.rand(2)
+    ids = enc.tokenize(["a red circle", "a green diamond"])
+    torch.testing.assert_close(back(x, t, input_ids=ids), net(x, t, input_ids=ids))
+    with pytest.raises(FileNotFoundError, match=r"text_conditioned\.json"):
+        TextConditionedModel.from_pretrained(tmp_path / "net" / "model")
+
+
 def test_bad_configurations_are_named():
     with pytest.raises(ValueError, match="conditioning"):
         ImageModelConfig(backbone="mmdit", conditioning="class")

@@ -179,6 +179,28 @@ def test_bf16_mixed_precision_runs_on_cpu(tmp_path: Path) -> None:
     assert math.isfinite(summary.final_loss)
 
 
+class Wrapped(nn.Module):
+    """A composite model that saves itself (as diff-image's text-conditioned wrapper does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = make_model()
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.inner(x, t)
+
+    def save_pretrained(self, directory: Path) -> Path:
+        return self.inner.save_pretrained(Path(directory) / "inner")
+
+
+def test_final_models_use_their_own_save_pretrained(tmp_path: Path) -> None:
+    cfg = config(tmp_path, steps=2, cpu=True, tensorboard=False, ema_decay=0.9)
+    summary = Trainer(Wrapped(), flow_objective, DataLoader(data(), batch_size=8), cfg).fit()
+    for folder in (summary.model_dir, summary.ema_dir):
+        assert folder is not None and (folder / "inner" / "config.json").is_file()
+        assert not (folder / "model.safetensors").exists()
+
+
 def test_max_seconds_ends_training_cleanly_before_the_step_budget(tmp_path: Path) -> None:
     cfg = config(tmp_path, steps=1_000_000, cpu=True, tensorboard=False, max_seconds=0.3)
     summary = Trainer(make_model(), flow_objective, DataLoader(data(), batch_size=8), cfg).fit()

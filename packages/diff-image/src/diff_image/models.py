@@ -14,6 +14,7 @@ Every network meets diffcore's contract ``net(x_t, t, **cond) -> tensor shaped l
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,13 +22,14 @@ from typing import Any
 
 import torch
 from diffcore.nn import DiT, DiTConfig, MMDiT, MMDiTConfig, UNet, UNetConfig
-from diffcore.pretrained import PretrainedModel
+from diffcore.pretrained import PretrainedModel, atomic_write_bytes, load_pretrained
 from torch import Tensor, nn
 
 from diff_image.config import ImageModelConfig
 
 __all__ = ["TextConditionedModel", "TextEncoder", "build_backbone", "caption_vocabulary"]
 
+TEXT_CONDITIONED_FILE = "text_conditioned.json"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
 
 
@@ -236,6 +238,35 @@ class TextConditionedModel(nn.Module):
         self.backbone = backbone
         self.text_encoder = text_encoder.requires_grad_(train_text_encoder)
         self.train_text_encoder = train_text_encoder
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``model/`` (the backbone's ``save_pretrained``), ``text_encoder/`` and ``text_conditioned.json``."""
+        out = Path(directory)
+        if not isinstance(self.backbone, PretrainedModel):
+            raise TypeError(
+                f"backbone: expected a PretrainedModel to save, got {type(self.backbone).__name__}"
+            )
+        self.backbone.save_pretrained(out / "model")
+        self.text_encoder.save_pretrained(out / "text_encoder")
+        meta = {"train_text_encoder": self.train_text_encoder}
+        atomic_write_bytes(out / TEXT_CONDITIONED_FILE, json.dumps(meta, indent=2).encode())
+        return out
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu"
+    ) -> TextConditionedModel:
+        """Load a folder written by :meth:`save_pretrained`."""
+        folder = Path(directory)
+        meta_path = folder / TEXT_CONDITIONED_FILE
+        if not meta_path.is_file():
+            raise FileNotFoundError(
+                f"directory: {folder} has no {TEXT_CONDITIONED_FILE} (expected a saved TextConditionedModel)"
+            )
+        meta = json.loads(meta_path.read_text())
+        backbone = load_pretrained(folder / "model", device=device)
+        text_encoder = TextEncoder.from_pretrained(folder / "text_encoder").to(device)
+        return cls(backbone, text_encoder, train_text_encoder=bool(meta["train_text_encoder"]))
 
     def forward(self, x: Tensor, t: Tensor, input_ids: Tensor | None = None, **rest: Any) -> Tensor:
         """``x`` ``(B, C, H, W)``, ``t`` ``(B,)`` in [0, 1], ``input_ids`` ``(B, L)`` -> ``(B, C, H, W)``."""

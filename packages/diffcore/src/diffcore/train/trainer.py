@@ -93,7 +93,8 @@ class Trainer:
 
     Args:
         model: any ``nn.Module``; a :class:`~diffcore.pretrained.PretrainedModel` is saved with
-            ``save_pretrained`` at the end (others as a bare ``model.safetensors``).
+            ``save_pretrained`` at the end, as is any model with a ``save_pretrained(directory)`` method
+            (others as a bare ``model.safetensors``).
         objective: ``objective(model, batch, generator=None) -> loss | (loss, logs)`` (see module doc).
         train_loader: a ``torch.utils.data.DataLoader``; its batch size is the per-process micro-batch.
             A shuffling loader is re-seeded each epoch from ``config.seed`` (accelerate's seedable
@@ -586,7 +587,9 @@ def _micro_seed(seed: int, rank: int, micro_step: int) -> int:
 
 
 def _save_model(model: nn.Module, directory: Path) -> None:
-    if isinstance(model, PretrainedModel):
+    """``save_pretrained`` where the model has one (a :class:`PretrainedModel`, or a composite such as a
+    text-conditioned wrapper that saves its parts), else the bare state as ``model.safetensors``."""
+    if isinstance(model, PretrainedModel) or callable(getattr(model, "save_pretrained", None)):
         model.save_pretrained(directory)
     else:
         atomic_save_safetensors(model.state_dict(), directory / WEIGHTS_NAME, metadata={"format": "pt"})
