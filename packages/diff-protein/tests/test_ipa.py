@@ -12,6 +12,8 @@ from diff_protein.models.ipa import (
     FrameDenoiserConfig,
     distogram,
     neighbour_geometry,
+    outer_linear,
+    point_distances,
 )
 from diffcore.manifolds import so3
 
@@ -112,6 +114,48 @@ def test_distogram_bins_and_errors() -> None:
         FrameDenoiserConfig(num_blocks=0)
     with pytest.raises(ValueError, match="rots, trans, t"):
         _net()(torch.zeros(2, 9, 3), torch.zeros(2, 9, 3), torch.zeros(2))
+
+
+def test_pair_features_equal_the_concatenated_linear_maps() -> None:
+    """The pair embedding and pair updates gather weight columns and sum per-residue projections; they must
+    equal the plain linear maps of the concatenated inputs (one-hot relative index, one-hot distograms,
+    s_i, s_j) that they replace."""
+    net = _net()
+    _rots, trans, t, _ = _inputs(2, 9, seed=4)
+    c = net.config
+    self_cond = torch.stack(
+        [torch.zeros_like(trans[0]), trans[1] + 0.7]
+    )  # example 0 without self-conditioning
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    fixed = torch.zeros_like(mask)
+    s, z = net._embed(trans, t, mask, fixed, self_cond)
+    n = trans.shape[1]
+    idx = torch.arange(n)
+    rel = (idx[None, :] - idx[:, None]).clamp(-c.max_relpos, c.max_relpos) + c.max_relpos
+    rel = torch.nn.functional.one_hot(rel, 2 * c.max_relpos + 1).double()[None].expand(2, -1, -1, -1)
+    has_sc = torch.tensor([0.0, 1.0], dtype=torch.float64)[:, None, None, None]
+    pair = torch.cat(
+        [
+            rel,
+            distogram(trans, c.num_bins, c.max_distance),
+            distogram(self_cond, c.num_bins, c.max_distance) * has_sc,
+            s[:, :, None].expand(-1, -1, n, -1),
+            s[:, None].expand(-1, n, -1, -1),
+        ],
+        dim=-1,
+    )
+    torch.testing.assert_close(z, net.pair_in(pair), atol=1e-12, rtol=1e-12)
+    lin = net.blocks[0].pair_update[0]
+    concat = torch.cat([z, s[:, :, None].expand(-1, -1, n, -1), s[:, None].expand(-1, n, -1, -1)], dim=-1)
+    torch.testing.assert_close(outer_linear(lin.weight, lin.bias, z, s), lin(concat), atol=1e-12, rtol=1e-12)
+
+
+def test_point_distances_match_the_difference_formula() -> None:
+    g = torch.Generator().manual_seed(5)
+    q = torch.randn(2, 7, 3, 4, 3, generator=g, dtype=torch.float64) * 3
+    k = torch.randn(2, 5, 3, 4, 3, generator=g, dtype=torch.float64) * 3
+    direct = ((q[:, :, None] - k[:, None]) ** 2).sum((-1, -2)).permute(0, 3, 1, 2)  # (B, H, I, J)
+    torch.testing.assert_close(point_distances(q, k), direct, atol=1e-10, rtol=1e-10)
 
 
 def test_neighbour_geometry_is_invariant_and_exact() -> None:
