@@ -62,7 +62,7 @@ from diffcore.distill import (
 )
 from diffcore.nn.lora import add_lora, find_lora_targets, set_adapters
 from diffcore.pretrained import WEIGHTS_NAME, PretrainedModel, atomic_save_safetensors
-from diffcore.train import TrainConfig, Trainer
+from diffcore.train import TrainConfig, Trainer, saves_itself
 from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -302,7 +302,7 @@ def with_guidance_input(model: nn.Module, guidance_max: float) -> nn.Module:
 def save_model(model: nn.Module, directory: Path) -> Path:
     """``save_pretrained`` (a backbone, or a wrapper that saves its parts, e.g. diff-image's
     ``TextConditionedModel``); any other module's whole state as ``model.safetensors``."""
-    if callable(getattr(model, "save_pretrained", None)):
+    if saves_itself(model):
         return model.save_pretrained(directory)
     directory.mkdir(parents=True, exist_ok=True)
     atomic_save_safetensors(model.state_dict(), directory / WEIGHTS_NAME, metadata={"format": "pt"})
@@ -314,7 +314,7 @@ def load_model(template: nn.Module, directory: Path) -> nn.Module:
     device: ``from_pretrained`` of the template's class where it has one, else ``template``'s structure with
     the saved weights."""
     device = next(template.parameters()).device
-    if callable(getattr(type(template), "from_pretrained", None)):
+    if saves_itself(template):  # saved by save_pretrained (Trainer and save_model alike)
         return type(template).from_pretrained(directory, device=device).eval()
     out = copy.deepcopy(template)
     out.load_state_dict(load_file(str(directory / WEIGHTS_NAME), device=str(device)))

@@ -74,6 +74,7 @@ def test_text_conditioned_model_saves_and_loads_its_parts(tmp_path):
     x, t = torch.randn(2, 3, 8, 8), torch.rand(2)
     ids = enc.tokenize(["a red circle", "a green diamond"])
     torch.testing.assert_close(back(x, t, input_ids=ids), net(x, t, input_ids=ids))
+    assert net.supports_save_pretrained
     with pytest.raises(FileNotFoundError, match=r"text_conditioned\.json"):
         TextConditionedModel.from_pretrained(tmp_path / "net" / "model")
 

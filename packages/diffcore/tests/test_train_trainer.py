@@ -199,6 +199,11 @@ def test_final_models_use_their_own_save_pretrained(tmp_path: Path) -> None:
     for folder in (summary.model_dir, summary.ema_dir):
         assert folder is not None and (folder / "inner" / "config.json").is_file()
         assert not (folder / "model.safetensors").exists()
+    opted_out = Wrapped()
+    opted_out.supports_save_pretrained = False  # a wrapper whose parts cannot all be saved
+    cfg = config(tmp_path / "bare", steps=2, cpu=True, tensorboard=False)
+    summary = Trainer(opted_out, flow_objective, DataLoader(data(), batch_size=8), cfg).fit()
+    assert (summary.model_dir / "model.safetensors").is_file() and not (summary.model_dir / "inner").exists()
 
 
 def test_max_seconds_ends_training_cleanly_before_the_step_budget(tmp_path: Path) -> None:

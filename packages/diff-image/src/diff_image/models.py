@@ -239,6 +239,12 @@ class TextConditionedModel(nn.Module):
         self.text_encoder = text_encoder.requires_grad_(train_text_encoder)
         self.train_text_encoder = train_text_encoder
 
+    @property
+    def supports_save_pretrained(self) -> bool:
+        """Whether :meth:`save_pretrained` can write this model: the backbone is a ``PretrainedModel`` (a
+        ControlNet-wrapped backbone is not; the Trainer then saves the bare state dict instead)."""
+        return isinstance(self.backbone, PretrainedModel)
+
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``model/`` (the backbone's ``save_pretrained``), ``text_encoder/`` and ``text_conditioned.json``."""
         out = Path(directory)

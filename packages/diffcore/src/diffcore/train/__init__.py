@@ -13,7 +13,7 @@ from diffcore.train.config import TrainConfig
 from diffcore.train.ema import EMA
 from diffcore.train.log_writers import read_run_log, steady_samples_per_sec
 from diffcore.train.lr_schedules import build_lr_scheduler, lr_factor
-from diffcore.train.trainer import NonFiniteLossError, Objective, Trainer, TrainSummary
+from diffcore.train.trainer import NonFiniteLossError, Objective, Trainer, TrainSummary, saves_itself
 
 __all__ = [
     "EMA",
@@ -29,5 +29,6 @@ __all__ = [
     "list_checkpoints",
     "lr_factor",
     "read_run_log",
+    "saves_itself",
     "steady_samples_per_sec",
 ]

@@ -94,7 +94,7 @@ class Trainer:
     Args:
         model: any ``nn.Module``; a :class:`~diffcore.pretrained.PretrainedModel` is saved with
             ``save_pretrained`` at the end, as is any model with a ``save_pretrained(directory)`` method
-            (others as a bare ``model.safetensors``).
+            that does not set ``supports_save_pretrained = False`` (others as a bare ``model.safetensors``).
         objective: ``objective(model, batch, generator=None) -> loss | (loss, logs)`` (see module doc).
         train_loader: a ``torch.utils.data.DataLoader``; its batch size is the per-process micro-batch.
             A shuffling loader is re-seeded each epoch from ``config.seed`` (accelerate's seedable
@@ -586,10 +586,19 @@ def _micro_seed(seed: int, rank: int, micro_step: int) -> int:
     return int(np.random.SeedSequence([seed, rank, micro_step]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
+def saves_itself(model: nn.Module) -> bool:
+    """Whether ``model`` has a callable ``save_pretrained`` and does not opt out with a false
+    ``supports_save_pretrained`` attribute (a wrapper whose parts cannot all be saved)."""
+    return callable(getattr(model, "save_pretrained", None)) and bool(
+        getattr(model, "supports_save_pretrained", True)
+    )
+
+
 def _save_model(model: nn.Module, directory: Path) -> None:
     """``save_pretrained`` where the model has one (a :class:`PretrainedModel`, or a composite such as a
-    text-conditioned wrapper that saves its parts), else the bare state as ``model.safetensors``."""
-    if isinstance(model, PretrainedModel) or callable(getattr(model, "save_pretrained", None)):
+    text-conditioned wrapper that saves its parts, unless it says ``supports_save_pretrained = False``),
+    else the bare state as ``model.safetensors``."""
+    if isinstance(model, PretrainedModel) or saves_itself(model):
         model.save_pretrained(directory)
     else:
         atomic_save_safetensors(model.state_dict(), directory / WEIGHTS_NAME, metadata={"format": "pt"})
