@@ -15,6 +15,11 @@ and ``rg_vs_ref`` (the same over the training set's value; 1 = as compact as the
     uv run python benchmarks/protein_full.py --quick --real-dir /work/shared/data/proteins  # CPU smoke run
 
 Prints a table and writes benchmarks/results/protein_full.json (models, PDB and FASTA under --out).
+
+Longer training than one command may run: ``--set backbone_legs=3`` plans the backbone training for three
+times ``backbone_max_seconds``; each call trains one leg and stops with a checkpoint in
+``--out/backbone_train`` (about 21 MB at the FULL sizes), and the call that finishes the plan evaluates. On
+the device machine, carry that folder back between calls (e.g. ``tar cf - backbone_train | split -b 15M``).
 """
 
 from __future__ import annotations
@@ -175,6 +180,10 @@ def main() -> None:
     t0 = time.perf_counter()
     result = run_bench(args.out, settings, sequences=not args.backbones_only)
     metrics = dict(result.metrics)
+    if metrics.get("backbone_unfinished"):  # one leg of --set backbone_legs=N: nothing to evaluate yet
+        print(result.summary)
+        print(f"carry {args.out / 'backbone_train'} (checkpoint and plan) into the next call's --out")
+        return
     if args.real_dir is not None:
         metrics |= real_data_metrics(args.real_dir, settings, args.out, 20 if args.quick else args.real_steps)
     report = {

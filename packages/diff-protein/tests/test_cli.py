@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import warnings
 
 import pytest
 from diff_protein.bench import QUICK, bench
@@ -168,3 +170,32 @@ def test_run_bench_tiny_writes_pdb_fasta_and_every_metric(tmp_path, process: str
         assert 0.0 <= result.metrics[key] <= 1.0 or key == "motif_rmsd"
     assert result.metrics["motif_rmsd"] < 1e-3  # motif residues are held exactly
     assert json.loads((tmp_path / "metrics.json").read_text())["metrics"] == result.metrics
+
+
+def test_run_bench_backbone_legs_resume_until_the_plan_is_done(tmp_path) -> None:
+    """With ``backbone_legs`` each call trains for at most ``backbone_max_seconds``, stops with a checkpoint and
+    the plan, and evaluates nothing; calling again with the same folder resumes, and the call that reaches
+    the planned step count evaluates."""
+    from diff_protein.bench import LEG_FILE, BenchSettings, run_bench
+
+    settings = BenchSettings(num_backbones=4, min_length=24, max_length=26, node_dim=16, pair_dim=8,
+                             num_blocks=1, backbone_steps=12, backbone_batch=2, backbone_legs=3,
+                             backbone_max_seconds=0.02, num_samples=2, sample_steps=2)  # fmt: skip
+    plan = tmp_path / "backbone_train" / LEG_FILE
+    results = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "training stopped by max_seconds" at every leg
+        for _ in range(40):
+            results.append(run_bench(tmp_path, settings, sequences=False))
+            if not results[-1].metrics.get("backbone_unfinished"):
+                break
+    first, last = results[0], results[-1]
+    assert len(results) > 1 and first.metrics["backbone_unfinished"] == 1.0 and "leg 1 of 3" in first.summary
+    assert first.metrics["backbone_trained_steps"] < 12 and "backbone_ca_ca_valid" not in first.metrics
+    assert not last.metrics.get("backbone_unfinished") and not plan.exists()
+    assert last.metrics["backbone_trained_steps"] == 12 and last.metrics["backbone_planned_steps"] == 12
+    assert (
+        last.metrics["backbone_legs_run"] == len(results) and 0 <= last.metrics["backbone_ca_ca_valid"] <= 1
+    )
+    with pytest.raises(ValueError, match="backbone_max_seconds"):
+        run_bench(tmp_path / "bad", dataclasses.replace(settings, backbone_max_seconds=None))

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from diffcore.modality import BenchResult
-from diffcore.train import steady_samples_per_sec
+from diffcore.train import list_checkpoints, steady_samples_per_sec
 from torch.utils.data import Dataset
 
 from diff_protein import io
@@ -52,6 +52,7 @@ from diff_protein.pipeline import (
 
 __all__ = [
     "FULL",
+    "LEG_FILE",
     "QUICK",
     "BackboneList",
     "BenchSettings",
@@ -73,7 +74,12 @@ class BenchSettings:
     and reported with the prefix ``backbone_rot_<schedule><rate>_``; ``aux_t_max``: window of the
     auxiliary losses (``None``: the paper's); ``backbone_max_seconds``: wall-time cap of the backbone
     training (``None``: none); ``noise_scales``: FrameDiff's reverse-SDE noise scales to evaluate;
-    ``neighbour_features``: the IPA blocks read their chain neighbours' exact geometry (an ablation switch).
+    ``neighbour_features``: the IPA blocks read their chain neighbours' exact geometry (an ablation switch);
+    ``backbone_legs``: plan the backbone training for ``backbone_legs x backbone_max_seconds`` and run it in
+    that many calls of at most ``backbone_max_seconds`` each (for machines that limit one command's time):
+    a call whose training stops short of the plan writes a checkpoint and :data:`LEG_FILE` under
+    ``out_dir/backbone_train`` and returns with ``backbone_unfinished = 1`` and no evaluation; calling again
+    with the same ``out_dir`` resumes it, and the call that completes the plan evaluates.
     """
 
     num_backbones: int = 24
@@ -85,6 +91,7 @@ class BenchSettings:
     num_blocks: int = 2
     neighbour_features: bool = True
     backbone_steps: int = 250
+    backbone_legs: int = 1
     backbone_batch: int = 8
     backbone_lr: float = 1e-3
     backbone_max_seconds: float | None = None
@@ -113,6 +120,9 @@ class BenchSettings:
     seed: int = 0
     cpu: bool = True
 
+
+LEG_FILE = "leg_plan.json"
+"""The plan and progress of a backbone training run split into legs (``BenchSettings.backbone_legs``)."""
 
 QUICK = BenchSettings()
 """The ``diffuse bench protein --quick`` settings (CPU, about a minute)."""
@@ -220,12 +230,25 @@ def _backbone_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, f
         num_blocks=s.num_blocks,
         neighbour_features=s.neighbour_features,
     )
-    steps = s.backbone_steps
+    if s.backbone_legs < 1:
+        raise ValueError(f"backbone_legs: expected >= 1, got {s.backbone_legs}")
+    if s.backbone_legs > 1 and s.backbone_max_seconds is None:
+        raise ValueError("backbone_legs: more than one leg needs backbone_max_seconds (the length of a leg)")
+    train_dir = out / "backbone_train"
+    plan_path = train_dir / LEG_FILE
+    resume = plan_path.is_file()
     metrics: dict[str, float] = {}
-    if s.backbone_max_seconds is not None and not s.cpu:
-        rate = _pilot_steps_per_second(data, model_cfg, s, out)
-        steps = min(steps, max(1, int(0.95 * rate * s.backbone_max_seconds)))
-        metrics |= {"backbone_pilot_steps_per_s": rate, "backbone_planned_steps": float(steps)}
+    if resume:  # a later leg: the plan of the first one, so the schedule and EMA warmup stay the same
+        metrics |= json.loads(plan_path.read_text())
+        steps = int(metrics["backbone_planned_steps"])
+    else:
+        steps = s.backbone_steps
+        if s.backbone_max_seconds is not None and not s.cpu:
+            rate = _pilot_steps_per_second(data, model_cfg, s, out)
+            budget = s.backbone_max_seconds * s.backbone_legs
+            steps = min(steps, max(1, int(0.95 * rate * budget)))
+            metrics |= {"backbone_pilot_steps_per_s": rate}
+        metrics["backbone_planned_steps"] = float(steps)
     fit_cfg = FitConfig(
         steps=steps,
         batch_size=s.backbone_batch,
@@ -235,13 +258,22 @@ def _backbone_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, f
         ema_warmup_steps=steps // 8,
         seed=s.seed,
         cpu=s.cpu,
-        output_dir=str(out / "backbone_train"),
+        output_dir=str(train_dir),
         log_every=max(1, steps // 20),
         max_seconds=s.backbone_max_seconds,
+        resume_from="latest" if resume else None,
     )
     t0 = time.perf_counter()
     run = _train(data, model_cfg, fit_cfg, s)
     train_s = time.perf_counter() - t0
+    done = list_checkpoints(train_dir / "checkpoints")[-1][0]
+    metrics["backbone_legs_run"] = metrics.get("backbone_legs_run", 0.0) + 1
+    metrics["backbone_train_s"] = metrics.get("backbone_train_s", 0.0) + train_s
+    metrics["backbone_trained_steps"] = float(done)
+    if done < steps:  # this leg ran out of time: keep the plan for the next call, evaluate nothing yet
+        plan_path.write_text(json.dumps(metrics, indent=2))
+        return metrics | {"backbone_unfinished": 1.0}
+    plan_path.unlink(missing_ok=True)
     run.save(out / "backbone_model")
     rng = np.random.default_rng(s.seed)
     # Lengths of the training distribution, 8 samples per length: each length is one batched sampling loop.
@@ -250,7 +282,6 @@ def _backbone_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, f
     lengths = [int(x) for x in np.repeat(drawn, per_length)][: s.num_samples]
     device = "cpu" if s.cpu or not torch.cuda.is_available() else "cuda"
     reference = [data.items[i].atoms.numpy() for i in range(min(len(data), 128))]
-    metrics["backbone_train_s"] = train_s
     base = dict(run.process_config)
     for prefix, overrides in _sampling_variants(s):
         run.process_config = base | overrides
@@ -398,6 +429,14 @@ def run_bench(out_dir: Path, settings: BenchSettings, sequences: bool = True) ->
     files: list[str] = []
     torch.manual_seed(settings.seed)
     metrics = _backbone_part(settings, out_dir, files)
+    if metrics.get("backbone_unfinished"):
+        summary = (
+            f"backbone training leg {int(metrics['backbone_legs_run'])} of {settings.backbone_legs} ended at step "
+            f"{int(metrics['backbone_trained_steps'])} of {int(metrics['backbone_planned_steps'])}; run again with "
+            f"the same output folder ({out_dir}) to continue"
+        )
+        return BenchResult(modality="protein", status="ok", summary=summary,
+                           seconds=time.perf_counter() - t0, metrics=metrics, files=files)  # fmt: skip
     if sequences:
         metrics |= _sequence_part(settings, out_dir, files)
     (out_dir / "metrics.json").write_text(

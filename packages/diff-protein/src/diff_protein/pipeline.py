@@ -89,6 +89,7 @@ class FitConfig:
     output_dir: str = "runs/protein"
     log_every: int = 50
     max_seconds: float | None = None
+    resume_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -106,7 +107,10 @@ def fit(
 ) -> nn.Module:
     """Train ``model`` with :class:`diffcore.train.Trainer`; returns the EMA model if any, else the model.
 
-    With ``config.max_seconds`` training ends (with a warning) once that much wall time has passed.
+    With ``config.max_seconds`` training ends (with a warning) once that much wall time has passed, after
+    writing a resumable checkpoint; ``config.resume_from`` (a checkpoint folder, or ``"latest"`` under
+    ``output_dir``) continues such a run (the Trainer restores weights, optimizer, EMA, schedule, RNG and the
+    position in the data).
     """
     loader = DataLoader(
         dataset, batch_size=config.batch_size, shuffle=True, collate_fn=collate, drop_last=False
@@ -129,7 +133,7 @@ def fit(
         cpu=config.cpu,
         max_seconds=config.max_seconds,
     )
-    trainer = Trainer(model, objective, loader, train_config)
+    trainer = Trainer(model, objective, loader, train_config, resume_from=config.resume_from)
     summary = trainer.fit()
     if summary.stopped_by_time:
         warnings.warn(
