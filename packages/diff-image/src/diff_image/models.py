@@ -33,6 +33,14 @@ TEXT_CONDITIONED_FILE = "text_conditioned.json"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
 
 
+def read_folder_meta(folder: Path, name: str, expected: str) -> dict[str, Any]:
+    """The JSON file ``folder / name`` of a saved composite model; a clear error naming what was expected."""
+    path = folder / name
+    if not path.is_file():
+        raise FileNotFoundError(f"directory: {folder} has no {name} (expected {expected})")
+    return json.loads(path.read_text())
+
+
 def build_backbone(
     config: ImageModelConfig,
     image_shape: tuple[int, int, int],
@@ -264,12 +272,7 @@ class TextConditionedModel(nn.Module):
     ) -> TextConditionedModel:
         """Load a folder written by :meth:`save_pretrained`."""
         folder = Path(directory)
-        meta_path = folder / TEXT_CONDITIONED_FILE
-        if not meta_path.is_file():
-            raise FileNotFoundError(
-                f"directory: {folder} has no {TEXT_CONDITIONED_FILE} (expected a saved TextConditionedModel)"
-            )
-        meta = json.loads(meta_path.read_text())
+        meta = read_folder_meta(folder, TEXT_CONDITIONED_FILE, "a saved TextConditionedModel")
         backbone = load_pretrained(folder / "model", device=device)
         text_encoder = TextEncoder.from_pretrained(folder / "text_encoder").to(device)
         return cls(backbone, text_encoder, train_text_encoder=bool(meta["train_text_encoder"]))

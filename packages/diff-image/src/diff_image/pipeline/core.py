@@ -29,7 +29,7 @@ from diffcore.schedules import get as get_schedule
 from torch import Tensor, nn
 
 from diff_image.autoencoder import AutoencoderKL
-from diff_image.models import TextConditionedModel, TextEncoder
+from diff_image.models import TextConditionedModel, TextEncoder, read_folder_meta
 
 __all__ = ["PIPELINE_FILE", "ImagePipeline"]
 
@@ -263,12 +263,7 @@ class ImagePipeline:
     ) -> ImagePipeline:
         """Load a folder written by :meth:`save_pretrained`."""
         folder = Path(directory)
-        meta_path = folder / PIPELINE_FILE
-        if not meta_path.is_file():
-            raise FileNotFoundError(
-                f"directory: {folder} has no {PIPELINE_FILE} (expected a saved ImagePipeline)"
-            )
-        meta = json.loads(meta_path.read_text())
+        meta = read_folder_meta(folder, PIPELINE_FILE, "a saved ImagePipeline")
         model = load_pretrained(folder / "model", device=device)
         autoencoder = (
             AutoencoderKL.from_pretrained(folder / "autoencoder", device=device)
