@@ -95,7 +95,7 @@ class BackboneObjective:
 
     def __call__(
         self, model: nn.Module, batch: dict[str, Tensor], generator: torch.Generator | None = None
-    ) -> tuple[Tensor, dict[str, float]]:
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.config
         rots, trans, mask = batch["rots"], batch["trans"], batch["mask"].bool()
         b = trans.shape[0]
@@ -120,7 +120,7 @@ class BackboneObjective:
 
     def _loss(
         self, pred: Rigid, frames0: Rigid, frames_t: Rigid, t: Tensor, diffuse: Tensor
-    ) -> tuple[Tensor, dict[str, float]]:
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.config
         scale = self.process.coordinate_scale
         rot = masked_mean(self.process.rotation_loss(pred, frames0, frames_t, t), diffuse)
@@ -130,10 +130,11 @@ class BackboneObjective:
         use_aux = (t < c.aux.t_max).to(bb.dtype) * self.process.translation_weight(t)
         aux = c.aux.weight * use_aux * (c.aux.backbone * bb + c.aux.distance * dist)
         loss = (c.rot_weight * rot + c.trans_weight * trans + aux).mean()
+        # Tensors, not floats: the Trainer averages them on the device, so no step waits for the GPU to log.
         logs = {
-            "rot_loss": float(rot.detach().mean()),
-            "trans_loss": float(trans.detach().mean()),
-            "bb_atom_loss": float(bb.detach().mean()),
-            "dist_loss": float(dist.detach().mean()),
+            "rot_loss": rot.detach().mean(),
+            "trans_loss": trans.detach().mean(),
+            "bb_atom_loss": bb.detach().mean(),
+            "dist_loss": dist.detach().mean(),
         }
         return loss, logs
