@@ -36,12 +36,12 @@ from diff_protein.bench import (
     FULL,
     QUICK,
     BenchSettings,
+    backbone_model_config,
     backbone_objective_config,
     backbone_process_config,
     run_bench,
 )
 from diff_protein.data.structures import StructureDataset, StructureFilter
-from diff_protein.models.ipa import FrameDenoiserConfig
 from diff_protein.pipeline import FitConfig, evaluate_backbones, sample_backbones, train_backbones
 from diffcore.config import apply_overrides
 
@@ -57,9 +57,7 @@ def real_data_metrics(folder: Path, settings: BenchSettings, out: Path, steps: i
     )
     if len(data) == 0:
         raise SystemExit(f"--real-dir: no usable chains in {folder}")
-    model_cfg = FrameDenoiserConfig(
-        node_dim=settings.node_dim, pair_dim=settings.pair_dim, num_blocks=settings.num_blocks
-    )
+    model_cfg = backbone_model_config(settings)
     fit = FitConfig(
         steps=steps,
         batch_size=min(8, len(data)),

@@ -19,13 +19,14 @@ import torch
 from diff_protein.bench import (
     FULL,
     BackboneList,
+    backbone_model_config,
     backbone_objective_config,
     backbone_process_config,
     generate_synthetic,
 )
 from diff_protein.data.synthetic import SyntheticBackboneConfig
 from diff_protein.diffusion.objective import BackboneObjective, collate_frames
-from diff_protein.models.ipa import FrameDenoiser, FrameDenoiserConfig
+from diff_protein.models.ipa import FrameDenoiser
 from diff_protein.pipeline import make_process
 from torch.utils.data import DataLoader
 
@@ -67,9 +68,7 @@ def main() -> None:
     data_s = (time.perf_counter() - start) / len(batches)
     batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
     torch.manual_seed(0)
-    model = FrameDenoiser(
-        FrameDenoiserConfig(node_dim=s.node_dim, pair_dim=s.pair_dim, num_blocks=s.num_blocks)
-    ).to(device)
+    model = FrameDenoiser(backbone_model_config(s)).to(device)
     objective = BackboneObjective(
         make_process(s.process, **backbone_process_config(s)), backbone_objective_config(s)
     )

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from diffcore.modality import BenchResult
+from diffcore.pretrained import atomic_write_bytes
 from diffcore.train import list_checkpoints, steady_samples_per_sec
 from torch.utils.data import Dataset
 
@@ -56,6 +57,7 @@ __all__ = [
     "QUICK",
     "BackboneList",
     "BenchSettings",
+    "backbone_model_config",
     "backbone_objective_config",
     "backbone_process_config",
     "bench",
@@ -164,6 +166,16 @@ runs (docs/diff-protein.md) showed the sampler is not what limits quality (linea
 within 0.015 of each other in CA-CA validity), so one sampler is evaluated."""
 
 
+def backbone_model_config(s: BenchSettings) -> FrameDenoiserConfig:
+    """The IPA frame denoiser's sizes of a run."""
+    return FrameDenoiserConfig(
+        node_dim=s.node_dim,
+        pair_dim=s.pair_dim,
+        num_blocks=s.num_blocks,
+        neighbour_features=s.neighbour_features,
+    )
+
+
 def backbone_process_config(s: BenchSettings) -> dict[str, Any]:
     """Process overrides of a run: FrameFlow's sampling rotation schedule (only sampling reads it)."""
     if s.process == "flow":
@@ -224,12 +236,7 @@ def _backbone_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, f
         num_samples=s.num_backbones, min_length=s.min_length, max_length=s.max_length, topologies=s.topologies
     )
     data = BackboneList(generate_synthetic(data_cfg, workers=s.data_workers))
-    model_cfg = FrameDenoiserConfig(
-        node_dim=s.node_dim,
-        pair_dim=s.pair_dim,
-        num_blocks=s.num_blocks,
-        neighbour_features=s.neighbour_features,
-    )
+    model_cfg = backbone_model_config(s)
     if s.backbone_legs < 1:
         raise ValueError(f"backbone_legs: expected >= 1, got {s.backbone_legs}")
     if s.backbone_legs > 1 and s.backbone_max_seconds is None:
@@ -271,7 +278,7 @@ def _backbone_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, f
     metrics["backbone_train_s"] = metrics.get("backbone_train_s", 0.0) + train_s
     metrics["backbone_trained_steps"] = float(done)
     if done < steps:  # this leg ran out of time: keep the plan for the next call, evaluate nothing yet
-        plan_path.write_text(json.dumps(metrics, indent=2))
+        atomic_write_bytes(plan_path, json.dumps(metrics, indent=2).encode())  # never a half-written plan
         return metrics | {"backbone_unfinished": 1.0}
     plan_path.unlink(missing_ok=True)
     run.save(out / "backbone_model")

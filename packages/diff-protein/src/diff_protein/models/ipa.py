@@ -38,7 +38,6 @@ __all__ = [
     "FrameDenoiserConfig",
     "InvariantPointAttention",
     "distogram",
-    "distogram_bins",
     "neighbour_geometry",
     "outer_linear",
     "point_distances",
@@ -80,18 +79,14 @@ class FrameDenoiserConfig:
             raise ValueError("coordinate_scale > 0, max_distance > 0 and num_bins >= 2 expected")
 
 
-def distogram_bins(ca: Tensor, num_bins: int, max_distance: float) -> Tensor:
-    """CA-CA distance bin indices ``(B, L, L)`` (int64) from ``ca: (B, L, 3)`` (angstrom).
+def distogram(ca: Tensor, num_bins: int, max_distance: float) -> Tensor:
+    """One-hot CA-CA distance bins ``(B, L, L, num_bins)`` from ``ca: (B, L, 3)`` (angstrom).
 
     Bins are uniform on ``[0, max_distance]``; the last bin also takes every longer distance.
     """
     d = torch.cdist(ca, ca)
-    return (d / max_distance * (num_bins - 1)).floor().clamp(0, num_bins - 1).long()
-
-
-def distogram(ca: Tensor, num_bins: int, max_distance: float) -> Tensor:
-    """One-hot CA-CA distance bins ``(B, L, L, num_bins)`` of :func:`distogram_bins`."""
-    return nn.functional.one_hot(distogram_bins(ca, num_bins, max_distance), num_bins).to(ca.dtype)
+    index = (d / max_distance * (num_bins - 1)).floor().clamp(0, num_bins - 1).long()
+    return nn.functional.one_hot(index, num_bins).to(ca.dtype)
 
 
 def outer_linear(weight: Tensor, bias: Tensor | None, z: Tensor | None, s: Tensor) -> Tensor:

@@ -35,7 +35,7 @@ from accelerate.utils import KwargsHandler, broadcast, find_batch_size, set_seed
 from torch import nn
 from torch.utils.data import DataLoader
 
-from diffcore.pretrained import WEIGHTS_NAME, PretrainedModel, atomic_save_safetensors
+from diffcore.pretrained import WEIGHTS_NAME, atomic_save_safetensors
 from diffcore.train import checkpoint as ckpt
 from diffcore.train.callbacks import Callback
 from diffcore.train.config import TrainConfig
@@ -598,7 +598,7 @@ def _save_model(model: nn.Module, directory: Path) -> None:
     """``save_pretrained`` where the model has one (a :class:`PretrainedModel`, or a composite such as a
     text-conditioned wrapper that saves its parts, unless it says ``supports_save_pretrained = False``),
     else the bare state as ``model.safetensors``."""
-    if isinstance(model, PretrainedModel) or saves_itself(model):
+    if saves_itself(model):  # every PretrainedModel has save_pretrained
         model.save_pretrained(directory)
     else:
         atomic_save_safetensors(model.state_dict(), directory / WEIGHTS_NAME, metadata={"format": "pt"})
