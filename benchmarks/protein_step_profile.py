@@ -1,9 +1,11 @@
 """Where the time of one diff-protein backbone training step goes (the FULL benchmark's model and batch).
 
 Times, per step, on one device: drawing and collating a batch (``DataLoader`` over the synthetic set), the
-objective's forward and backward plus AdamW on a batch already on the device, and the same under
-``torch.compile``; a ``torch.profiler`` table of the eager step lists the busiest kernels and the
-device-busy fraction (how much of the wall time the GPU computes, the rest being launch and host work).
+objective's forward and backward plus AdamW on a batch already on the device (eager; eager on batches
+padded to the longest chain; replayed from CUDA graphs on the padded batches, after checking that the
+graphed loss and gradients equal the eager ones), and optionally under ``torch.compile``; a
+``torch.profiler`` table of the eager step lists the busiest kernels and the device-busy fraction (how
+much of the wall time the GPU computes, the rest being launch and host work).
 
     python benchmarks/protein_step_profile.py --device cuda --out protein_step_profile.json
 """
@@ -11,6 +13,7 @@ device-busy fraction (how much of the wall time the GPU computes, the rest being
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -48,6 +51,31 @@ def time_steps(step, batches, device: torch.device, warmup: int, steps: int) -> 
     return (time.perf_counter() - start) / steps
 
 
+def loss_and_grads(model, objective, batch, device: torch.device, seed: int) -> tuple[float, list]:
+    """The objective's loss and parameter gradients with every random draw seeded by ``seed``."""
+    torch.manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    model.zero_grad(set_to_none=True)
+    loss, _ = objective(model, batch, generator)
+    loss.backward()
+    grads = [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad(set_to_none=True)
+    return float(loss), grads
+
+
+def compare_graphed(model, eager, graphed, batch, device: torch.device) -> dict[str, float]:
+    """Largest relative difference of loss and gradients between the eager and the graphed objective, over
+    seeds with and without the self-conditioning pass."""
+    worst_loss = worst_grad = 0.0
+    for seed in range(4):
+        loss_e, grads_e = loss_and_grads(model, eager, batch, device, seed)
+        loss_g, grads_g = loss_and_grads(model, graphed, batch, device, seed)
+        worst_loss = max(worst_loss, abs(loss_e - loss_g) / max(abs(loss_e), 1e-12))
+        for a, b in zip(grads_e, grads_g, strict=True):
+            worst_grad = max(worst_grad, float((a - b).norm() / a.norm().clamp_min(1e-12)))
+    return {"graphed_max_rel_loss_diff": worst_loss, "graphed_max_rel_grad_diff": worst_grad}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -67,14 +95,19 @@ def main() -> None:
     batches = [b for _, b in zip(range(4), loader)]
     data_s = (time.perf_counter() - start) / len(batches)
     batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
+    padded = [
+        collate_frames([data[i] for i in range(j * args.batch, (j + 1) * args.batch)], pad_to=s.max_length)
+        for j in range(4)
+    ]
+    padded = [{k: v.to(device) for k, v in b.items()} for b in padded]
     torch.manual_seed(0)
     model = FrameDenoiser(backbone_model_config(s)).to(device)
-    objective = BackboneObjective(
-        make_process(s.process, **backbone_process_config(s)), backbone_objective_config(s)
-    )
+    process = make_process(s.process, **backbone_process_config(s))
+    objective = BackboneObjective(process, backbone_objective_config(s))
+    graphed = BackboneObjective(process, dataclasses.replace(backbone_objective_config(s), cuda_graphs=True))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
 
-    def step_with(net):
+    def step_with(net, objective=objective):
         def step(batch):
             loss, _ = objective(net, batch)
             loss.backward()
@@ -87,6 +120,11 @@ def main() -> None:
     result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
               "batch": args.batch, "data_s_per_batch": data_s}  # fmt: skip
     result["eager_s_per_step"] = time_steps(step_with(model), batches, device, 3, args.steps)
+    result["eager_padded_s_per_step"] = time_steps(step_with(model), padded, device, 3, args.steps)
+    if device.type == "cuda":
+        result |= compare_graphed(model, objective, graphed, padded[0], device)
+        result["graphed_s_per_step"] = time_steps(step_with(model, graphed), padded, device, 3, args.steps)
+        print(json.dumps(result, indent=2), flush=True)
     with torch.autocast(device.type, dtype=torch.bfloat16):
         result["eager_bf16_s_per_step"] = time_steps(step_with(model), batches, device, 3, args.steps)
     if device.type == "cuda":

@@ -217,3 +217,55 @@ def test_flow_aux_losses_are_time_normalised() -> None:
     assert losses[0] > 0
     assert losses[0] / losses[1] == pytest.approx(4.0, rel=1e-4)  # 0.2^2 / 0.1^2 (t = 0.05 is clipped)
     assert losses[1] / losses[2] == pytest.approx(4.0, rel=1e-4)  # 0.4^2 / 0.2^2
+
+
+def test_collate_pads_to_one_length_and_rejects_longer_chains() -> None:
+    items = [{"rots": torch.eye(3).expand(n, 3, 3), "trans": torch.randn(n, 3)} for n in (5, 7)]
+    batch = collate_frames(items, pad_to=10)
+    assert batch["trans"].shape == (2, 10, 3) and batch["mask"].sum().item() == 12
+    assert torch.equal(batch["rots"][0, 9], torch.eye(3)) and not batch["trans"][:, 7:].any()
+    with pytest.raises(ValueError, match="pad_to"):
+        collate_frames(items, pad_to=6)
+
+
+def test_random_motif_mask_spans_are_contiguous_and_cover_5_to_30_percent() -> None:
+    mask = torch.zeros(256, 60, dtype=torch.bool)
+    lengths = torch.randint(20, 61, (256,), generator=torch.Generator().manual_seed(1))
+    for i, n in enumerate(lengths.tolist()):
+        mask[i, :n] = True
+    fixed = random_motif_mask(mask, torch.Generator().manual_seed(2))
+    covered = fixed.sum(-1).float() / lengths
+    runs = (fixed[:, 1:] & ~fixed[:, :-1]).sum(-1) + fixed[:, 0].long()  # contiguous spans per row
+    assert fixed.any(-1).all() and not (fixed & ~mask).any()
+    assert covered.max() <= 0.31 and covered.min() >= 0.0 and runs.max() <= 3 and runs.min() >= 1
+    assert set(runs.tolist()) == {1, 2, 3}  # (overlapping spans merge, so 3 appears less often than 1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_objective_replayed_from_cuda_graphs_matches_eager() -> None:
+    from diff_protein.diffusion.objective import BackboneObjectiveConfig
+
+    items = []
+    for n in (18, 24, 21, 24):
+        f = _first(_frames(1, n, seed=n, dtype=torch.float32))
+        items.append({"rots": f.rots, "trans": f.trans})
+    batch = {k: v.cuda() for k, v in collate_frames(items, pad_to=24).items()}
+    torch.manual_seed(0)
+    net = FrameDenoiser(FrameDenoiserConfig(node_dim=32, pair_dim=16, num_blocks=2, num_heads=4, head_dim=8))
+    net = net.cuda().train()
+    cfg = BackboneObjectiveConfig(self_cond_prob=0.5, motif_prob=0.5)
+    eager, graphed = BackboneObjective(FrameFlow(), cfg), BackboneObjective(
+        FrameFlow(), BackboneObjectiveConfig(self_cond_prob=0.5, motif_prob=0.5, cuda_graphs=True)
+    )
+    for seed in range(4):  # both branches of the self-conditioning coin
+        results = []
+        for objective in (eager, graphed):
+            torch.manual_seed(seed)
+            loss, _ = objective(net, batch, torch.Generator(device="cuda").manual_seed(seed))
+            loss.backward()
+            results.append((loss.detach(), [p.grad.clone() for p in net.parameters()]))
+            net.zero_grad(set_to_none=True)
+        (loss_e, grads_e), (loss_g, grads_g) = results
+        torch.testing.assert_close(loss_g, loss_e, rtol=1e-4, atol=1e-6)
+        for a, b in zip(grads_g, grads_e, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)

@@ -81,7 +81,9 @@ class BenchSettings:
     that many calls of at most ``backbone_max_seconds`` each (for machines that limit one command's time):
     a call whose training stops short of the plan writes a checkpoint and :data:`LEG_FILE` under
     ``out_dir/backbone_train`` and returns with ``backbone_unfinished = 1`` and no evaluation; calling again
-    with the same ``out_dir`` resumes it, and the call that completes the plan evaluates.
+    with the same ``out_dir`` resumes it, and the call that completes the plan evaluates; ``cuda_graphs``:
+    on a GPU, replay the denoiser's training forward and backward from CUDA graphs (batches padded to the
+    longest chain; see :class:`~diff_protein.diffusion.objective.BackboneObjectiveConfig`).
     """
 
     num_backbones: int = 24
@@ -94,6 +96,7 @@ class BenchSettings:
     neighbour_features: bool = True
     backbone_steps: int = 250
     backbone_legs: int = 1
+    cuda_graphs: bool = False
     backbone_batch: int = 8
     backbone_lr: float = 1e-3
     backbone_max_seconds: float | None = None
@@ -188,7 +191,9 @@ def backbone_objective_config(s: BenchSettings) -> BackboneObjectiveConfig:
     (Yim et al. 2023, Sec. 4.2), ``t < 0.75`` for FrameFlow (its ``aux_loss_t_pass = 0.25`` in the
     flow's time direction, t = 1 data)."""
     t_max = s.aux_t_max if s.aux_t_max is not None else (0.75 if s.process == "flow" else 0.25)
-    return BackboneObjectiveConfig(motif_prob=s.motif_prob, aux=AuxLossConfig(t_max=t_max))
+    return BackboneObjectiveConfig(
+        motif_prob=s.motif_prob, aux=AuxLossConfig(t_max=t_max), cuda_graphs=s.cuda_graphs
+    )
 
 
 class BackboneList(Dataset):

@@ -15,6 +15,7 @@ families are known).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import warnings
@@ -90,6 +91,7 @@ class FitConfig:
     log_every: int = 50
     max_seconds: float | None = None
     resume_from: str | None = None
+    drop_last: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -113,7 +115,7 @@ def fit(
     position in the data).
     """
     loader = DataLoader(
-        dataset, batch_size=config.batch_size, shuffle=True, collate_fn=collate, drop_last=False
+        dataset, batch_size=config.batch_size, shuffle=True, collate_fn=collate, drop_last=config.drop_last
     )
     train_config = TrainConfig(
         steps=config.steps,
@@ -213,8 +215,18 @@ def train_backbones(
     process = make_process(process_kind, **process_config)
     torch.manual_seed(fit_config.seed)
     model = FrameDenoiser(model_config)
-    model = fit(model, BackboneObjective(process, objective_config), dataset, collate_frames, fit_config)
     lengths = [int(dataset[i]["trans"].shape[0]) for i in range(len(dataset))]
+    collate: Callable[[list], dict[str, Tensor]] = collate_frames
+    if objective_config is not None and objective_config.cuda_graphs:
+        # CUDA graphs replay one shape: every batch padded to the longest chain, whole batches only.
+        if fit_config.batch_size > len(dataset):
+            raise ValueError(
+                f"batch_size: {fit_config.batch_size} exceeds the dataset ({len(dataset)} items), which leaves "
+                "no whole batch to train on with cuda_graphs"
+            )
+        collate = functools.partial(collate_frames, pad_to=max(lengths))
+        fit_config = dataclasses.replace(fit_config, drop_last=True)
+    model = fit(model, BackboneObjective(process, objective_config), dataset, collate, fit_config)
     return BackboneRun(model.cpu(), process_kind, process_config, lengths)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from diffcore.nn.cuda_graphs import GraphedCall
 from torch import Tensor, nn
 
 from diff_protein.diffusion.base import AuxLossConfig, FrameProcess, aux_losses, centre, masked_mean
@@ -33,7 +34,10 @@ __all__ = ["BackboneObjective", "BackboneObjectiveConfig", "collate_frames", "ra
 @dataclass(frozen=True)
 class BackboneObjectiveConfig:
     """``min_t``: smallest training time; ``self_cond_prob``; ``motif_prob``: fraction of examples
-    trained as motif scaffolding; ``rot_weight``/``trans_weight``: loss weights; ``aux``: auxiliary losses."""
+    trained as motif scaffolding; ``rot_weight``/``trans_weight``: loss weights; ``aux``: auxiliary losses;
+    ``cuda_graphs``: on CUDA, replay the denoiser's forward and backward from CUDA graphs
+    (:class:`diffcore.nn.GraphedCall`; batches must then share one shape: ``collate_frames(pad_to=...)``
+    and whole batches only), which removes most of a step's kernel-launch overhead."""
 
     min_t: float = 0.01
     self_cond_prob: float = 0.5
@@ -41,6 +45,7 @@ class BackboneObjectiveConfig:
     rot_weight: float = 0.5
     trans_weight: float = 1.0
     aux: AuxLossConfig = field(default_factory=AuxLossConfig)
+    cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_t < 1:
@@ -50,14 +55,19 @@ class BackboneObjectiveConfig:
                 raise ValueError(f"{name}: expected a probability in [0, 1], got {getattr(self, name)}")
 
 
-def collate_frames(items: Sequence[dict[str, Any]]) -> dict[str, Tensor]:
-    """Pad dataset items with ``rots (L, 3, 3)`` and ``trans (L, 3)`` to the longest chain.
+def collate_frames(items: Sequence[dict[str, Any]], pad_to: int | None = None) -> dict[str, Tensor]:
+    """Pad dataset items with ``rots (L, 3, 3)`` and ``trans (L, 3)`` to the longest chain, or to ``pad_to``.
 
     Padding is identity rotations and zero translations; ``mask (B, L)`` is True on real residues.
+    ``pad_to`` gives every batch one shape (for CUDA graphs); a longer chain is an error.
     """
     if not items:
         raise ValueError("items: expected at least one item")
     n = max(item["trans"].shape[0] for item in items)
+    if pad_to is not None:
+        if n > pad_to:
+            raise ValueError(f"pad_to: {pad_to} is shorter than a chain of the batch ({n} residues)")
+        n = pad_to
     b = len(items)
     rots = torch.eye(3).expand(b, n, 3, 3).clone()
     trans = torch.zeros(b, n, 3)
@@ -71,19 +81,25 @@ def collate_frames(items: Sequence[dict[str, Any]]) -> dict[str, Tensor]:
 
 
 def random_motif_mask(mask: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Fixed-residue masks ``(B, L)``: 1-3 contiguous spans covering about 5-30 % of each chain."""
-    b, _n = mask.shape
-    fixed = torch.zeros_like(mask)
-    lengths = mask.sum(-1).tolist()
-    for i in range(b):
-        length = int(lengths[i])
-        spans = int(torch.randint(1, 4, (1,), generator=generator))
-        total = max(1, int(length * (0.05 + 0.25 * float(torch.rand((), generator=generator)))))
-        size = max(1, total // spans)
-        for _ in range(spans):
-            start = int(torch.randint(0, max(1, length - size + 1), (1,), generator=generator))
-            fixed[i, start : start + size] = True
-    return fixed & mask
+    """Fixed-residue masks ``(B, L)``: 1-3 contiguous spans covering about 5-30 % of each chain.
+
+    ``mask (B, L)`` is True on real residues, which come first in each row (padding at the end, as
+    :func:`collate_frames` writes). Computed on ``mask``'s device without reading anything back to the host
+    (no synchronisation in a training step); ``generator`` must live on that device, or be ``None``.
+    """
+    b, n = mask.shape
+    dev = mask.device
+    lengths = mask.sum(-1)
+    u = torch.rand(b, 5, generator=generator, device=dev, dtype=torch.float64)
+    spans = 1 + (u[:, 0] * 3).long().clamp(max=2)  # 1, 2 or 3 spans
+    total = (lengths * (0.05 + 0.25 * u[:, 1])).long().clamp_min(1)
+    size = (total // spans).clamp_min(1)
+    room = (lengths - size + 1).clamp_min(1)  # span starts lie in [0, length - size]
+    starts = (u[:, 2:] * room[:, None]).long().minimum(room[:, None] - 1)  # (B, 3)
+    pos = torch.arange(n, device=dev)
+    inside = (pos >= starts[..., None]) & (pos < (starts + size[:, None])[..., None])  # (B, 3, L)
+    used = torch.arange(3, device=dev) < spans[:, None]
+    return (inside & used[..., None]).any(1) & mask
 
 
 class BackboneObjective:
@@ -92,6 +108,7 @@ class BackboneObjective:
     def __init__(self, process: FrameProcess, config: BackboneObjectiveConfig | None = None) -> None:
         self.process = process
         self.config = config or BackboneObjectiveConfig()
+        self._denoise = GraphedCall(_denoise) if self.config.cuda_graphs else _denoise
 
     def __call__(
         self, model: nn.Module, batch: dict[str, Tensor], generator: torch.Generator | None = None
@@ -99,23 +116,23 @@ class BackboneObjective:
         c = self.config
         rots, trans, mask = batch["rots"], batch["trans"], batch["mask"].bool()
         b = trans.shape[0]
-        gen_cpu = generator if generator is None or generator.device.type == "cpu" else None
+        gen = generator if generator is None or generator.device.type == trans.device.type else None
         fixed = torch.zeros_like(mask)
         if c.motif_prob > 0:
-            use = torch.rand(b, generator=gen_cpu) < c.motif_prob
-            fixed = random_motif_mask(mask.cpu(), gen_cpu).to(mask.device) & use.to(mask.device)[:, None]
+            use = torch.rand(b, generator=gen, device=trans.device) < c.motif_prob
+            fixed = random_motif_mask(mask, gen) & use[:, None]
         centre_on = torch.where(fixed.any(-1, keepdim=True), fixed, mask)
         frames0 = Rigid(rots, centre(trans, centre_on) * mask[..., None])
         diffuse = mask & ~fixed
-        t = c.min_t + (1 - c.min_t) * torch.rand(
-            b, generator=generator, device=trans.device, dtype=trans.dtype
-        )
-        frames_t = self.process.corrupt(frames0, t, diffuse, generator)
-        self_cond = None
-        if c.self_cond_prob > 0 and float(torch.rand((), generator=gen_cpu)) < c.self_cond_prob:
+        t = c.min_t + (1 - c.min_t) * torch.rand(b, generator=gen, device=trans.device, dtype=trans.dtype)
+        frames_t = self.process.corrupt(frames0, t, diffuse, gen)
+        # One coin per batch, drawn on the host so that no step waits for the device.
+        coin_gen = generator if generator is not None and generator.device.type == "cpu" else None
+        self_cond = torch.zeros_like(frames_t.trans)
+        if c.self_cond_prob > 0 and float(torch.rand((), generator=coin_gen)) < c.self_cond_prob:
             with torch.no_grad():
-                self_cond = model(frames_t.rots, frames_t.trans, t, mask=mask, fixed_mask=fixed).trans
-        pred = model(frames_t.rots, frames_t.trans, t, mask=mask, fixed_mask=fixed, self_cond=self_cond)
+                self_cond = self._denoise(model, frames_t.rots, frames_t.trans, t, mask, fixed, self_cond)[1]
+        pred = Rigid(*self._denoise(model, frames_t.rots, frames_t.trans, t, mask, fixed, self_cond))
         return self._loss(pred, frames0, frames_t, t, diffuse)
 
     def _loss(
@@ -138,3 +155,11 @@ class BackboneObjective:
             "dist_loss": dist.detach().mean(),
         }
         return loss, logs
+
+
+def _denoise(
+    model: nn.Module, rots: Tensor, trans: Tensor, t: Tensor, mask: Tensor, fixed: Tensor, self_cond: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The denoiser's clean-frame prediction as tensors (the form :class:`GraphedCall` replays)."""
+    out = model(rots, trans, t, mask=mask, fixed_mask=fixed, self_cond=self_cond)
+    return out.rots, out.trans

@@ -126,7 +126,10 @@ def neighbour_geometry(frames: Rigid, mask: Tensor, coordinate_scale: float = 1.
     """
     frames = Rigid(frames.rots, frames.trans * (1.0 / coordinate_scale))  # angstrom
     to_local = frames.invert()
-    rbf_centres = torch.tensor(NEIGHBOUR_RBF_CENTRES, dtype=frames.trans.dtype, device=frames.trans.device)
+    # Built on the device (no host-to-device copy, so the forward can be captured in a CUDA graph).
+    rbf_centres = 0.25 * torch.arange(
+        len(NEIGHBOUR_RBF_CENTRES), dtype=frames.trans.dtype, device=frames.trans.device
+    )
     feats = []
     for shift in (1, -1):  # previous residue (j = i - 1), then next (j = i + 1)
         neighbour = Rigid(torch.roll(frames.rots, shift, dims=1), torch.roll(frames.trans, shift, dims=1))

@@ -17,6 +17,7 @@ from diffcore.nn.controlnet import (
     UNetControlNet,
     UNetControlNetConfig,
 )
+from diffcore.nn.cuda_graphs import GraphedCall
 from diffcore.nn.dit import (
     DiT,
     DiT_B_2,

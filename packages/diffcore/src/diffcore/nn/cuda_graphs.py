@@ -1,0 +1,106 @@
+"""Replay a module's training forward and backward from CUDA graphs.
+
+Small networks on large GPUs are often limited by the host, not the device: every operator is a Python
+call and a kernel launch of a few microseconds, and a step of a few thousand launches leaves the GPU idle
+between them. A CUDA graph records the launches of one forward and one backward once and replays them as a
+single launch (``torch.cuda.make_graphed_callables``). The price is static shapes: a graph is valid for
+one set of input shapes, dtypes and devices, so batches should be padded to one length.
+
+:class:`GraphedCall` wraps a function ``fn(module, *tensors) -> tuple[Tensor, ...]`` (the module's call as
+a loss uses it) and captures one graph pair per input signature on first use, at most ``max_graphs``;
+later signatures, evaluation mode, CPU tensors, autocast and DDP-wrapped modules run ``fn`` eagerly, so the
+wrapper is always safe to call. Parameters are read in place, so optimizer steps, EMA and
+``load_state_dict`` between calls need nothing special.
+
+Limits (PyTorch's, documented in ``make_graphed_callables``): ``fn`` must be free of host syncs and of
+data-dependent shapes and control flow; the inputs' ``requires_grad`` must match the first call's; and the
+parameters' ``.grad`` may alias the graph's gradient buffers, so one backward per optimizer step (no
+gradient accumulation over several backward passes through the graph).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["GraphedCall"]
+
+
+class _Bound(nn.Module):
+    """``forward(*tensors) = fn(module, *tensors)``: a fresh module per graph, so each capture replaces only
+    its own ``forward`` (``make_graphed_callables`` rebinds the forward of the module it is given)."""
+
+    def __init__(self, module: nn.Module, fn: Callable[..., tuple[Tensor, ...]]) -> None:
+        super().__init__()
+        self.module = module
+        self._fn = fn
+
+    def forward(self, *tensors: Tensor) -> tuple[Tensor, ...]:
+        return tuple(self._fn(self.module, *tensors))
+
+
+class GraphedCall:
+    """``GraphedCall(fn)(module, *tensors)`` equals ``fn(module, *tensors)``, replayed from CUDA graphs.
+
+    ``fn`` returns a tuple of tensors. ``max_graphs``: graph pairs kept (one per input signature);
+    ``warmup_iters``: eager iterations before each capture (on a side stream, as PyTorch requires).
+    Calls under ``torch.no_grad()`` replay the same forward graph (its outputs are then detached).
+    """
+
+    def __init__(
+        self, fn: Callable[..., tuple[Tensor, ...]], max_graphs: int = 2, warmup_iters: int = 3
+    ) -> None:
+        if max_graphs < 1:
+            raise ValueError(f"max_graphs: expected >= 1, got {max_graphs}")
+        if warmup_iters < 1:
+            raise ValueError(f"warmup_iters: expected >= 1, got {warmup_iters}")
+        self.fn = fn
+        self.max_graphs = max_graphs
+        self.warmup_iters = warmup_iters
+        self._graphs: dict[tuple, nn.Module] = {}
+        self._warned = False
+
+    @property
+    def num_graphs(self) -> int:
+        """How many graph pairs have been captured."""
+        return len(self._graphs)
+
+    @staticmethod
+    def graphable(module: nn.Module, tensors: tuple[Tensor, ...]) -> bool:
+        """Whether this call can be replayed from a graph (else it runs eagerly)."""
+        if not module.training or isinstance(module, nn.parallel.DistributedDataParallel):
+            return False
+        if not tensors or not all(t.is_cuda for t in tensors) or torch.is_autocast_enabled("cuda"):
+            return False
+        return all(p.is_cuda for p in module.parameters())
+
+    def __call__(self, module: nn.Module, *tensors: Tensor) -> tuple[Tensor, ...]:
+        if not self.graphable(module, tensors):
+            return tuple(self.fn(module, *tensors))
+        key = (id(module), *((tuple(t.shape), t.dtype, t.device, t.requires_grad) for t in tensors))
+        graphed = self._graphs.get(key)
+        if graphed is None:
+            if len(self._graphs) >= self.max_graphs:
+                if not self._warned:
+                    warnings.warn(
+                        f"GraphedCall: more than max_graphs={self.max_graphs} input signatures; new ones "
+                        "run eagerly (pad batches to one shape to replay every step)",
+                        stacklevel=2,
+                    )
+                    self._warned = True
+                return tuple(self.fn(module, *tensors))
+            graphed = self._capture(module, tensors)
+            self._graphs[key] = graphed
+        return graphed(*tensors)
+
+    def _capture(self, module: nn.Module, tensors: tuple[Tensor, ...]) -> nn.Module:
+        bound = _Bound(module, self.fn).train()
+        # The sample arguments become the graph's static input buffers: copies, never the caller's tensors.
+        samples = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in tensors)
+        with torch.enable_grad():
+            return torch.cuda.make_graphed_callables(
+                bound, samples, num_warmup_iters=self.warmup_iters, allow_unused_input=True
+            )
