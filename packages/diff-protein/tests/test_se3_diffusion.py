@@ -254,8 +254,11 @@ def test_objective_replayed_from_cuda_graphs_matches_eager() -> None:
     net = FrameDenoiser(FrameDenoiserConfig(node_dim=32, pair_dim=16, num_blocks=2, num_heads=4, head_dim=8))
     net = net.cuda().train()
     cfg = BackboneObjectiveConfig(self_cond_prob=0.5, motif_prob=0.5)
-    eager, graphed = BackboneObjective(FrameFlow(), cfg), BackboneObjective(
-        FrameFlow(), BackboneObjectiveConfig(self_cond_prob=0.5, motif_prob=0.5, cuda_graphs=True)
+    eager, graphed = (
+        BackboneObjective(FrameFlow(), cfg),
+        BackboneObjective(
+            FrameFlow(), BackboneObjectiveConfig(self_cond_prob=0.5, motif_prob=0.5, cuda_graphs=True)
+        ),
     )
     for seed in range(4):  # both branches of the self-conditioning coin
         results = []
