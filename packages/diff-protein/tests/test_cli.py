@@ -91,6 +91,10 @@ def test_backbone_train_sample_motif_evaluate(tmp_path) -> None:
     samples = tmp_path / "pdb"
     _ok(["sample", "--run", str(run), "--out", str(samples), "--num", "2", "--length", "20", "--steps", "3"])
     assert len(list(samples.glob("*.pdb"))) == 2
+    guided = tmp_path / "guided"
+    _ok(["sample", "--run", str(run), "--out", str(guided), "--num", "2", "--length", "20", "--steps", "3",
+         "--clash-radius", "4.0"])  # fmt: skip
+    assert len(list(guided.glob("*.pdb"))) == 2
     motif_out = tmp_path / "motif"
     _ok(
         [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -138,3 +139,28 @@ def test_fit_stops_at_the_time_budget(tmp_path) -> None:
     assert float(again.w.detach()) > 0
     with pytest.raises(ValueError, match="max_seconds"):
         FitConfig(max_seconds=0)
+
+
+def test_backbone_training_starts_from_a_saved_run_and_pads_for_cuda_graphs(tmp_path, synthetic) -> None:
+    from diff_protein.diffusion.objective import BackboneObjectiveConfig
+
+    cfg = FrameDenoiserConfig(node_dim=16, pair_dim=8, num_blocks=1, num_heads=2, head_dim=4)
+    first = FitConfig(steps=3, batch_size=2, lr=1e-2, cpu=True, output_dir=str(tmp_path / "a"), log_every=1)
+    run = train_backbones(synthetic, cfg, first, "flow")
+    run.save(tmp_path / "run")
+    # A vanishing lr keeps the loaded weights: the second run ends where the first one did, not at a fresh init.
+    again = FitConfig(steps=1, batch_size=4, lr=1e-12, cpu=True, output_dir=str(tmp_path / "b"), log_every=1)
+    graphs = BackboneObjectiveConfig(cuda_graphs=True)  # on the CPU: padded batches, eager replays
+    cont = train_backbones(synthetic, cfg, again, "flow", objective_config=graphs, init_from=tmp_path / "run")
+    for a, b in zip(run.model.state_dict().values(), cont.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    fresh = train_backbones(
+        synthetic, cfg, dataclasses.replace(again, output_dir=str(tmp_path / "d")), "flow"
+    )
+    assert any(not torch.equal(a, b) for a, b in zip(run.model.parameters(), fresh.model.parameters()))
+    with pytest.raises(ValueError, match="init_from"):
+        train_backbones(synthetic, FrameDenoiserConfig(node_dim=8, pair_dim=8, num_blocks=1, num_heads=2,
+                        head_dim=4), again, "flow", init_from=tmp_path / "run")  # fmt: skip
+    with pytest.raises(ValueError, match="batch_size"):
+        big = FitConfig(steps=1, batch_size=8, cpu=True, output_dir=str(tmp_path / "c"))
+        train_backbones(synthetic, cfg, big, "flow", objective_config=graphs)

@@ -81,7 +81,9 @@ class BenchSettings:
     that many calls of at most ``backbone_max_seconds`` each (for machines that limit one command's time):
     a call whose training stops short of the plan writes a checkpoint and :data:`LEG_FILE` under
     ``out_dir/backbone_train`` and returns with ``backbone_unfinished = 1`` and no evaluation; calling again
-    with the same ``out_dir`` resumes it, and the call that completes the plan evaluates; ``cuda_graphs``:
+    with the same ``out_dir`` resumes it, and the call that completes the plan evaluates; ``backbone_init``:
+    a saved backbone run folder (``out_dir/backbone_model`` of an earlier run with the same network sizes)
+    whose weights start the training, so a finished schedule can be followed by another; ``cuda_graphs``:
     on a GPU, replay the denoiser's training forward and backward from CUDA graphs (batches padded to the
     longest chain; see :class:`~diff_protein.diffusion.objective.BackboneObjectiveConfig`).
     """
@@ -96,6 +98,7 @@ class BenchSettings:
     neighbour_features: bool = True
     backbone_steps: int = 250
     backbone_legs: int = 1
+    backbone_init: str | None = None
     cuda_graphs: bool = False
     backbone_batch: int = 8
     backbone_lr: float = 1e-3
@@ -139,7 +142,8 @@ FULL = BenchSettings(
     node_dim=128,
     pair_dim=64,
     num_blocks=4,
-    backbone_steps=6000,
+    backbone_steps=100_000,  # in effect time-bound: the pilot run sizes the plan to the time budget
+    cuda_graphs=True,
     backbone_batch=64,
     backbone_lr=8e-4,
     backbone_max_seconds=220.0,
@@ -318,6 +322,7 @@ def _train(data: BackboneList, model_cfg: FrameDenoiserConfig, fit_cfg: FitConfi
         s.process,
         process_config=backbone_process_config(s),
         objective_config=backbone_objective_config(s),
+        init_from=s.backbone_init,
     )
 
 

@@ -41,7 +41,7 @@ from diff_protein.diffusion import (
     FrameProcess,
 )
 from diff_protein.diffusion.objective import BackboneObjective, BackboneObjectiveConfig, collate_frames
-from diff_protein.diffusion.sampling import Motif, sample_frames
+from diff_protein.diffusion.sampling import ClashGuidance, Motif, sample_frames
 from diff_protein.diffusion.sequence import SequenceObjective, collate_sequences, sample_sequences
 from diff_protein.frames import backbone_from_frames
 from diff_protein.models.ipa import FrameDenoiser, FrameDenoiserConfig
@@ -208,13 +208,25 @@ def train_backbones(
     process_kind: str = "diffusion",
     process_config: dict[str, Any] | None = None,
     objective_config: BackboneObjectiveConfig | None = None,
+    init_from: str | os.PathLike[str] | None = None,
 ) -> BackboneRun:
     """Train a :class:`FrameDenoiser` on a dataset of ``{"rots", "trans"}`` items (e.g.
-    :class:`~diff_protein.data.synthetic.SyntheticBackbones`, :class:`~diff_protein.data.structures.StructureDataset`)."""
+    :class:`~diff_protein.data.synthetic.SyntheticBackbones`, :class:`~diff_protein.data.structures.StructureDataset`).
+
+    ``init_from``: a run folder (:meth:`BackboneRun.save`) whose weights start the training (fine-tuning, or
+    a further schedule after one has ended); its network config must equal ``model_config``.
+    """
     process_config = dict(process_config or {})
     process = make_process(process_kind, **process_config)
     torch.manual_seed(fit_config.seed)
     model = FrameDenoiser(model_config)
+    if init_from is not None:
+        start = load_backbone_run(init_from).model
+        if start.config != model_config:
+            raise ValueError(
+                f"init_from: {init_from} holds a network of config {start.config}, expected {model_config}"
+            )
+        model.load_state_dict(start.state_dict())
     lengths = [int(dataset[i]["trans"].shape[0]) for i in range(len(dataset))]
     collate: Callable[[list], dict[str, Tensor]] = collate_frames
     if objective_config is not None and objective_config.cuda_graphs:
@@ -237,15 +249,20 @@ def sample_backbones(
     motif: Motif | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    clash_guidance: ClashGuidance | None = None,
 ) -> list[np.ndarray]:
-    """One backbone ``(L, 4, 3)`` (N, CA, C, O; angstrom) per requested length; equal lengths are batched."""
+    """One backbone ``(L, 4, 3)`` (N, CA, C, O; angstrom) per requested length; equal lengths are batched.
+    ``clash_guidance``: steer the samples away from steric clashes (off by default; see :class:`ClashGuidance`)."""
     g = torch.Generator(device=device).manual_seed(seed)
     model = run.model.to(device)
     process = run.process
     out: dict[int, list[np.ndarray]] = {}
     for length in sorted(set(lengths)):
         count = sum(1 for x in lengths if x == length)
-        frames = sample_frames(model, process, count, length, steps, motif=motif, generator=g, device=device)
+        frames = sample_frames(
+            model, process, count, length, steps, motif=motif, generator=g, device=device,
+            clash_guidance=clash_guidance,
+        )  # fmt: skip
         atoms = backbone_from_frames(frames.to(torch.float64)).cpu().numpy()
         out[length] = list(atoms)
     return [out[length].pop() for length in lengths]

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from diff_protein.diffusion.base import FrameProcess, centre
 from diff_protein.frames import Rigid, backbone_from_frames
 
-__all__ = ["Motif", "sample_backbones", "sample_frames", "sampling_grid"]
+__all__ = ["ClashGuidance", "Motif", "sample_backbones", "sample_frames", "sampling_grid"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,49 @@ class Motif:
             )
         if not self.fixed.any():
             raise ValueError("fixed: expected at least one fixed residue")
+
+
+@dataclass(frozen=True)
+class ClashGuidance:
+    """Steer sampling away from steric clashes (an auxiliary potential, as RFdiffusion's).
+
+    While ``t >= t_min``, the network's predicted CA positions are pushed apart wherever two residues at
+    least ``min_separation`` apart in the chain are closer than ``radius`` angstrom: ``iterations`` steps of
+    ``x_i += step_size * sum_j relu(radius - d_ij) (x_i - x_j) / d_ij`` (gradient descent on the overlap
+    energy ``1/2 sum_{i<j} relu(radius - d_ij)^2`` with step ``step_size``); rotations are left alone. The
+    process then steps towards the moved prediction. Below ``t_min`` the network alone denoises, so the
+    final bond geometry is the model's, not the potential's. Fixed (motif) residues never move.
+    """
+
+    radius: float = 4.0
+    min_separation: int = 3
+    step_size: float = 0.5
+    iterations: int = 5
+    t_min: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.radius <= 0 or self.step_size <= 0 or not 0 <= self.t_min < 1:
+            raise ValueError(
+                f"radius > 0, step_size > 0, 0 <= t_min < 1 expected; got {self.radius}, {self.step_size}, "
+                f"{self.t_min}"
+            )
+        if self.min_separation < 1 or self.iterations < 1:
+            raise ValueError(
+                f"min_separation, iterations: expected >= 1, got {self.min_separation}, {self.iterations}"
+            )
+
+    def push_apart(self, ca: Tensor, movable: Tensor) -> Tensor:
+        """``ca (B, L, 3)`` with clashing residues moved apart; ``movable (B, L)`` bool (real, not fixed)."""
+        idx = torch.arange(ca.shape[1], device=ca.device)
+        far = (idx[:, None] - idx[None, :]).abs() >= self.min_separation
+        real = movable[:, :, None] | movable[:, None, :]  # a fixed residue still pushes a movable one
+        x = ca
+        for _ in range(self.iterations):
+            diff = x[:, :, None] - x[:, None, :]  # (B, L, L, 3): x_i - x_j
+            d = diff.norm(dim=-1).clamp_min(1e-6)
+            overlap = torch.relu(self.radius - d) * (far & real)
+            x = x + self.step_size * movable[..., None] * (overlap[..., None] * diff / d[..., None]).sum(2)
+        return x
 
 
 def sampling_grid(steps: int, min_t: float = 0.01) -> list[float]:
@@ -62,10 +105,12 @@ def sample_frames(
     min_t: float = 0.01,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    clash_guidance: ClashGuidance | None = None,
 ) -> Rigid:
     """Generate ``num_samples`` chains of ``length`` residues: frames ``Rigid (num_samples, length)``.
 
-    ``model(rots, trans, t, mask=, fixed_mask=, self_cond=) -> Rigid`` predicts clean frames.
+    ``model(rots, trans, t, mask=, fixed_mask=, self_cond=) -> Rigid`` predicts clean frames;
+    ``clash_guidance`` optionally steers the predictions away from steric clashes (:class:`ClashGuidance`).
     """
     if num_samples < 1 or length < 1:
         raise ValueError(f"num_samples, length: expected >= 1, got {num_samples}, {length}")
@@ -90,6 +135,8 @@ def sample_frames(
     for t, s in itertools.pairwise(grid):
         tt = torch.full((num_samples,), t, dtype=dtype, device=device)
         pred = model(frames.rots, frames.trans, tt, mask=mask, fixed_mask=fixed, self_cond=self_cond)
+        if clash_guidance is not None and t >= clash_guidance.t_min:
+            pred = Rigid(pred.rots, clash_guidance.push_apart(pred.trans, diffuse))
         if self_condition:
             self_cond = pred.trans
         frames = process.step(frames, pred, t, s, diffuse, generator)
