@@ -3,7 +3,7 @@
 Loads a run folder (``--out/backbone_model`` of ``benchmarks/protein_full.py``), draws the sample lengths as
 the benchmark does (8 samples per drawn training length, seed 0), and for each variant samples and scores
 CA-CA validity, clash-free fraction and the secondary-structure gap against a fresh synthetic reference
-set of the ``FULL`` topologies (128 chains). Variants: ``base`` (the run's own sampler), ``steps200``,
+set of the ``FULL`` topologies (``--reference-chains``, 128). Variants: ``base`` (the run's own sampler), ``steps200``,
 ``clash_guided`` (:class:`diff_protein.diffusion.sampling.ClashGuidance`, defaults) and any
 ``--variant NAME:FIELD=VALUE,...`` (``steps``, ``rotation_rate``, or a ``ClashGuidance`` field prefixed
 ``guide_``). Prints a table and writes JSON.
@@ -45,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a backbone run folder (run.json + model/)")
     parser.add_argument("--num-samples", type=int, default=64)
+    parser.add_argument("--reference-chains", type=int, default=128, help="synthetic reference set size")
     parser.add_argument("--variant", action="append", default=None, help="NAME:FIELD=VALUE,... (repeatable)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path("protein_sampling_variants.json"))
@@ -54,7 +55,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     drawn = rng.choice(run.lengths, size=max(1, args.num_samples // 8))
     lengths = [int(x) for x in np.repeat(drawn, 8)][: args.num_samples]
-    ref_cfg = SyntheticBackboneConfig(num_samples=128, min_length=FULL.min_length, max_length=FULL.max_length,
+    ref_cfg = SyntheticBackboneConfig(num_samples=args.reference_chains, min_length=FULL.min_length, max_length=FULL.max_length,
                                       topologies=FULL.topologies)  # fmt: skip
     reference = [b.atoms.numpy() for b in BackboneList(generate_synthetic(ref_cfg, workers=-1)).items]
     results = {}

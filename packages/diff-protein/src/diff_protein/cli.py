@@ -141,7 +141,7 @@ def sample_cmd(
     clash_radius: float = typer.Option(
         0.0,
         help="backbone: steer sampling away from steric clashes, pushing predicted CAs >= 3 residues apart "
-        "to at least this many angstrom while t >= 0.1 (0 = off; 4.0 is a typical value).",
+        "to at least this many angstrom while t >= 0.1 (0 = off; 5.0 is the measured setting).",
     ),
     seed: int = typer.Option(0),
 ) -> None:
