@@ -307,3 +307,12 @@ def test_sampling_with_clash_guidance_runs_and_changes_the_samples() -> None:
     guided = sample_frames(net, FrameFlow(), 2, 12, steps=4, generator=torch.Generator().manual_seed(0),
                            clash_guidance=ClashGuidance(radius=12.0, t_min=0.0))  # fmt: skip
     assert torch.isfinite(guided.trans).all() and not torch.allclose(plain.trans, guided.trans)
+
+
+def test_clash_guidance_ignores_padding() -> None:
+    from diff_protein.diffusion.sampling import ClashGuidance
+
+    ca = torch.tensor([[[0.0, 0, 0], [3.8, 0, 0], [7.6, 0, 0], [0.5, 0.5, 0]]], dtype=torch.float64)
+    present = torch.tensor([[True, True, True, False]])
+    out = ClashGuidance(radius=4.0).push_apart(ca, present, present)
+    assert torch.equal(out, ca)  # the only clash is with a padding position, which neither moves nor pushes

@@ -60,6 +60,11 @@ def test_graphed_call_matches_eager_gradients_on_cuda() -> None:
         opt.step()
         net.zero_grad(set_to_none=True)
         assert graphed.num_graphs == 1, step
+    x, scale = torch.randn(8, 6, device="cuda"), torch.rand(8, device="cuda")
+    graphed(net, x, scale)[1].sum().backward()
+    with pytest.raises(RuntimeError, match="zero_grad"):  # accumulating through the graph would be wrong
+        graphed(net, x, scale)
+    net.zero_grad(set_to_none=True)
     with pytest.warns(UserWarning, match="max_graphs"):  # a second shape runs eagerly once the cache is full
         out = graphed(net, torch.randn(5, 6, device="cuda"), torch.rand(5, device="cuda"))
     assert out[0].shape == (5, 3) and graphed.num_graphs == 1

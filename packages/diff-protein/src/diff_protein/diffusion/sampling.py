@@ -70,11 +70,14 @@ class ClashGuidance:
                 f"min_separation, iterations: expected >= 1, got {self.min_separation}, {self.iterations}"
             )
 
-    def push_apart(self, ca: Tensor, movable: Tensor) -> Tensor:
-        """``ca (B, L, 3)`` with clashing residues moved apart; ``movable (B, L)`` bool (real, not fixed)."""
+    def push_apart(self, ca: Tensor, movable: Tensor, present: Tensor | None = None) -> Tensor:
+        """``ca (B, L, 3)`` with clashing residues moved apart. ``movable (B, L)`` bool: residues that may
+        move (generated ones); ``present (B, L)`` bool: real residues (default all), the only ones that push
+        (a fixed motif residue pushes a movable one; padding pushes nothing)."""
         idx = torch.arange(ca.shape[1], device=ca.device)
         far = (idx[:, None] - idx[None, :]).abs() >= self.min_separation
-        real = movable[:, :, None] | movable[:, None, :]  # a fixed residue still pushes a movable one
+        present = torch.ones_like(movable) if present is None else present
+        real = present[:, :, None] & present[:, None, :]
         x = ca
         for _ in range(self.iterations):
             diff = x[:, :, None] - x[:, None, :]  # (B, L, L, 3): x_i - x_j
@@ -137,7 +140,7 @@ def sample_frames(
         tt = torch.full((num_samples,), t, dtype=dtype, device=device)
         pred = model(frames.rots, frames.trans, tt, mask=mask, fixed_mask=fixed, self_cond=self_cond)
         if clash_guidance is not None and t >= clash_guidance.t_min:
-            pred = Rigid(pred.rots, clash_guidance.push_apart(pred.trans, diffuse))
+            pred = Rigid(pred.rots, clash_guidance.push_apart(pred.trans, diffuse, mask))
         if self_condition:
             self_cond = pred.trans
         frames = process.step(frames, pred, t, s, diffuse, generator)

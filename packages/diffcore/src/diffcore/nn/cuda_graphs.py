@@ -14,8 +14,10 @@ wrapper is always safe to call. Parameters are read in place, so optimizer steps
 
 Limits (PyTorch's, documented in ``make_graphed_callables``): ``fn`` must be free of host syncs and of
 data-dependent shapes and control flow; the inputs' ``requires_grad`` must match the first call's; and the
-parameters' ``.grad`` may alias the graph's gradient buffers, so one backward per optimizer step (no
-gradient accumulation over several backward passes through the graph).
+parameters' ``.grad`` may alias the graph's gradient buffers, so one backward per optimizer step with the
+gradients reset to ``None`` in between (``zero_grad(set_to_none=True)``, PyTorch's default). A graphed call
+with gradients enabled while a parameter still holds a gradient raises instead of silently accumulating
+wrong sums (gradient accumulation over several backward passes through the graph is not supported).
 """
 
 from __future__ import annotations
@@ -94,6 +96,12 @@ class GraphedCall:
                 return tuple(self.fn(module, *tensors))
             graphed = self._capture(module, tensors)
             self._graphs[key] = graphed
+        if torch.is_grad_enabled() and any(p.grad is not None for p in module.parameters()):
+            raise RuntimeError(
+                "GraphedCall: a parameter already holds a gradient; the graph's backward would overwrite the "
+                "buffer it aliases. Reset gradients with zero_grad(set_to_none=True) before each graphed step "
+                "(gradient accumulation through a CUDA graph is not supported)."
+            )
         return graphed(*tensors)
 
     def _capture(self, module: nn.Module, tensors: tuple[Tensor, ...]) -> nn.Module:
