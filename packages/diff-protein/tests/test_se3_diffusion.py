@@ -213,7 +213,9 @@ def test_flow_aux_losses_are_time_normalised() -> None:
     obj = BackboneObjective(proc, cfg)
     mask = torch.ones(1, 12, dtype=torch.bool)
     frames0 = Rigid(f0.rots[None], f0.trans[None])
-    losses = [float(obj._loss(pred, frames0, frames0, torch.tensor([t]), mask)[0]) for t in (0.05, 0.2, 0.4)]
+    losses = [
+        float(obj._loss(pred, frames0, frames0, torch.tensor([t]), mask, mask)[0]) for t in (0.05, 0.2, 0.4)
+    ]
     assert losses[0] > 0
     assert losses[0] / losses[1] == pytest.approx(4.0, rel=1e-4)  # 0.2^2 / 0.1^2 (t = 0.05 is clipped)
     assert losses[1] / losses[2] == pytest.approx(4.0, rel=1e-4)  # 0.4^2 / 0.2^2
@@ -316,3 +318,47 @@ def test_clash_guidance_ignores_padding() -> None:
     present = torch.tensor([[True, True, True, False]])
     out = ClashGuidance(radius=4.0).push_apart(ca, present, present)
     assert torch.equal(out, ca)  # the only clash is with a padding position, which neither moves nor pushes
+
+
+def test_clash_loss_is_zero_on_the_data_and_penalises_only_compressed_far_pairs() -> None:
+    from diff_protein.diffusion.base import clash_loss
+
+    true = torch.tensor(
+        [[[0.0, 0, 0], [3.8, 0, 0], [7.6, 0, 0], [11.4, 0, 0], [15.2, 0, 0]]], dtype=torch.float64
+    )
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    assert float(clash_loss(true, true, mask, radius=4.0)) == 0.0
+    stretched = true * 1.5  # pairs further apart than in the data: no penalty
+    assert float(clash_loss(stretched, true, mask, radius=4.0)) == 0.0
+    packed = true.clone()
+    packed[0, 4] = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)  # residue 4 on top of residue 0
+    packed.requires_grad_(True)
+    loss = clash_loss(packed, true, mask, radius=4.0)
+    # Pairs (0, 4) at 1.0 A and (1, 4) at 2.8 A (both far in the chain) are compressed below 4 A.
+    expected = ((4.0 - 1.0) ** 2 + (4.0 - 2.8) ** 2) / 100.0 / 5
+    assert float(loss.detach()) == pytest.approx(expected)
+    loss.backward()
+    assert packed.grad[0, 4, 0] < 0  # descending the loss moves residue 4 away from residues 0 and 1 (+x)
+    padded = torch.tensor([[True, True, True, True, False]])
+    assert float(clash_loss(packed.detach(), true, padded, radius=4.0)) == 0.0  # padding never clashes
+    from diff_protein.diffusion.base import AuxLossConfig
+
+    with pytest.raises(ValueError, match="clash"):
+        AuxLossConfig(clash=-1.0)
+
+
+def test_objective_logs_the_clash_loss_when_it_is_on() -> None:
+    from diff_protein.diffusion.base import AuxLossConfig
+    from diff_protein.diffusion.objective import BackboneObjectiveConfig
+
+    items = [
+        {"rots": f.rots, "trans": f.trans}
+        for f in (_first(_frames(1, n, seed=n, dtype=torch.float32)) for n in (9, 12))
+    ]
+    batch = collate_frames(items)
+    net = FrameDenoiser(FrameDenoiserConfig(node_dim=16, pair_dim=8, num_blocks=1, num_heads=2, head_dim=4))
+    cfg = BackboneObjectiveConfig(aux=AuxLossConfig(t_max=1.0, clash=1.0))
+    loss, logs = BackboneObjective(FrameFlow(), cfg)(net, batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and "clash_loss" in logs and float(logs["clash_loss"]) >= 0
+    _, plain = BackboneObjective(FrameFlow())(net, batch, torch.Generator().manual_seed(0))
+    assert "clash_loss" not in plain

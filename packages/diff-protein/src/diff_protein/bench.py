@@ -74,7 +74,8 @@ class BenchSettings:
     ``rotation_rate``: FrameFlow's rotation sampling (``"linear"`` x 20 measured best after short
     training, see docs/diff-protein.md); ``compare_rotation``: further ``(schedule, rate)`` pairs sampled
     and reported with the prefix ``backbone_rot_<schedule><rate>_``; ``aux_t_max``: window of the
-    auxiliary losses (``None``: the paper's); ``backbone_max_seconds``: wall-time cap of the backbone
+    auxiliary losses (``None``: the paper's); ``aux_clash``: weight of the steric-violation loss
+    (:func:`~diff_protein.diffusion.base.clash_loss`, off by default); ``backbone_max_seconds``: wall-time cap of the backbone
     training (``None``: none); ``noise_scales``: FrameDiff's reverse-SDE noise scales to evaluate;
     ``neighbour_features``: the IPA blocks read their chain neighbours' exact geometry (an ablation switch);
     ``backbone_legs``: plan the backbone training for ``backbone_legs x backbone_max_seconds`` and run it in
@@ -109,6 +110,7 @@ class BenchSettings:
     rotation_rate: float = 20.0
     compare_rotation: tuple[tuple[str, float], ...] = ()
     aux_t_max: float | None = None
+    aux_clash: float = 0.0
     motif_prob: float = 0.2
     num_samples: int = 4
     sample_steps: int = 50
@@ -196,7 +198,7 @@ def backbone_objective_config(s: BenchSettings) -> BackboneObjectiveConfig:
     flow's time direction, t = 1 data)."""
     t_max = s.aux_t_max if s.aux_t_max is not None else (0.75 if s.process == "flow" else 0.25)
     return BackboneObjectiveConfig(
-        motif_prob=s.motif_prob, aux=AuxLossConfig(t_max=t_max), cuda_graphs=s.cuda_graphs
+        motif_prob=s.motif_prob, aux=AuxLossConfig(t_max=t_max, clash=s.aux_clash), cuda_graphs=s.cuda_graphs
     )
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "backbone_atoms",
     "centre",
     "check_batch",
+    "clash_loss",
     "local_distance_loss",
     "masked_mean",
 ]
@@ -109,7 +110,8 @@ class AuxLossConfig:
 
     ``backbone``: weight of the MSE of the N, CA, C positions (in nm^2); ``distance``: weight of the MSE
     of pairwise backbone-atom distances below ``cutoff`` angstrom (local geometry, which sets the
-    CA-CA bond lengths); ``weight`` multiplies both. The objective also multiplies them by the
+    CA-CA bond lengths); ``clash``: weight of :func:`clash_loss` (off by default; a steric-violation term in
+    the manner of AlphaFold 2's, Suppl. 1.9.11, on CA pairs, with ``clash_radius``); ``weight`` multiplies all. The objective also multiplies them by the
     process's translation weight (1 for FrameDiff; ``1 / max(t, t_clip)^2`` for FrameFlow, whose
     auxiliary losses are normalised like its vector-field loss and applied for ``t < 0.75``).
     """
@@ -119,11 +121,17 @@ class AuxLossConfig:
     cutoff: float = 6.0
     backbone: float = 1.0
     distance: float = 1.0
+    clash: float = 0.0
+    clash_radius: float = 4.0
 
     def __post_init__(self) -> None:
         if self.weight < 0 or not 0 <= self.t_max <= 1 or self.cutoff <= 0:
             raise ValueError(
                 f"weight, t_max, cutoff: expected >= 0, in [0, 1], > 0; got {self.weight}, {self.t_max}, {self.cutoff}"
+            )
+        if self.clash < 0 or self.clash_radius <= 0:
+            raise ValueError(
+                f"clash >= 0 and clash_radius > 0 expected; got {self.clash}, {self.clash_radius}"
             )
 
 
@@ -138,6 +146,26 @@ def local_distance_loss(pred: Tensor, true: Tensor, mask: Tensor, cutoff: float)
     pair &= ~torch.eye(true.shape[1], dtype=torch.bool, device=true.device)
     err = ((d_pred - d_true) / 10.0) ** 2
     return (err * pair).sum((1, 2)) / pair.sum((1, 2)).clamp_min(1)
+
+
+def clash_loss(
+    ca_pred: Tensor, ca_true: Tensor, mask: Tensor, radius: float, min_separation: int = 3
+) -> Tensor:
+    """Per-example steric violation ``(B,)``: CA pairs at least ``min_separation`` apart in the chain that the
+    prediction puts closer than ``min(radius, true distance)``.
+
+    ``sum_{i<j} relu(min(radius, d_true) - d_pred)^2`` over real pairs (nm^2), divided by the number of real
+    residues. It is zero on the data itself and never pulls a pair apart beyond its true distance, so unlike
+    the local-distance loss (pairs close in the data) it reaches the long-range pairs a sample packs through
+    each other. ``ca_pred, ca_true: (B, L, 3)`` angstrom, ``mask (B, L)`` bool.
+    """
+    d_pred = torch.cdist(ca_pred, ca_pred)
+    d_true = torch.cdist(ca_true, ca_true)
+    idx = torch.arange(mask.shape[1], device=mask.device)
+    far = (idx[None, :] - idx[:, None]) >= min_separation  # i < j only
+    pair = mask[:, :, None] & mask[:, None, :] & far
+    violation = torch.relu(d_true.clamp(max=radius) - d_pred) / 10.0
+    return (violation.pow(2) * pair).sum((1, 2)) / mask.sum(-1).clamp_min(1)
 
 
 def aux_losses(pred0: Rigid, frames0: Rigid, mask: Tensor, config: AuxLossConfig) -> tuple[Tensor, Tensor]:

@@ -25,7 +25,14 @@ import torch
 from diffcore.nn.cuda_graphs import GraphedCall
 from torch import Tensor, nn
 
-from diff_protein.diffusion.base import AuxLossConfig, FrameProcess, aux_losses, centre, masked_mean
+from diff_protein.diffusion.base import (
+    AuxLossConfig,
+    FrameProcess,
+    aux_losses,
+    centre,
+    clash_loss,
+    masked_mean,
+)
 from diff_protein.frames import Rigid
 
 __all__ = ["BackboneObjective", "BackboneObjectiveConfig", "collate_frames", "random_motif_mask"]
@@ -133,10 +140,10 @@ class BackboneObjective:
             with torch.no_grad():
                 self_cond = self._denoise(model, frames_t.rots, frames_t.trans, t, mask, fixed, self_cond)[1]
         pred = Rigid(*self._denoise(model, frames_t.rots, frames_t.trans, t, mask, fixed, self_cond))
-        return self._loss(pred, frames0, frames_t, t, diffuse)
+        return self._loss(pred, frames0, frames_t, t, diffuse, mask)
 
     def _loss(
-        self, pred: Rigid, frames0: Rigid, frames_t: Rigid, t: Tensor, diffuse: Tensor
+        self, pred: Rigid, frames0: Rigid, frames_t: Rigid, t: Tensor, diffuse: Tensor, mask: Tensor
     ) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.config
         scale = self.process.coordinate_scale
@@ -145,7 +152,12 @@ class BackboneObjective:
         trans = masked_mean(trans_err, diffuse) * self.process.translation_weight(t)
         bb, dist = aux_losses(pred, frames0, diffuse, c.aux)
         use_aux = (t < c.aux.t_max).to(bb.dtype) * self.process.translation_weight(t)
-        aux = c.aux.weight * use_aux * (c.aux.backbone * bb + c.aux.distance * dist)
+        aux = c.aux.backbone * bb + c.aux.distance * dist
+        clash = None
+        if c.aux.clash > 0:
+            clash = clash_loss(pred.trans, frames0.trans, mask, c.aux.clash_radius)
+            aux = aux + c.aux.clash * clash
+        aux = c.aux.weight * use_aux * aux
         loss = (c.rot_weight * rot + c.trans_weight * trans + aux).mean()
         # Tensors, not floats: the Trainer averages them on the device, so no step waits for the GPU to log.
         logs = {
@@ -154,6 +166,8 @@ class BackboneObjective:
             "bb_atom_loss": bb.detach().mean(),
             "dist_loss": dist.detach().mean(),
         }
+        if clash is not None:
+            logs["clash_loss"] = clash.detach().mean()
         return loss, logs
 
 
