@@ -91,6 +91,11 @@ def test_backbone_train_sample_motif_evaluate(tmp_path) -> None:
     samples = tmp_path / "pdb"
     _ok(["sample", "--run", str(run), "--out", str(samples), "--num", "2", "--length", "20", "--steps", "3"])
     assert len(list(samples.glob("*.pdb"))) == 2
+    again = tmp_path / "bb2"  # a further training run from the first one's weights, CUDA graphs requested
+    _ok(["train", "--out", str(again), "--what", "backbone", "--process", "flow", "--steps", "1", "--batch-size",
+         "2", "--width", "16", "--depth", "1", "--num-examples", "2", "--max-length", "26", "--cpu",
+         "--cuda-graphs", "--init-from", str(run)])  # fmt: skip
+    assert (again / "run.json").is_file()
     guided = tmp_path / "guided"
     _ok(["sample", "--run", str(run), "--out", str(guided), "--num", "2", "--length", "20", "--steps", "3",
          "--clash-radius", "4.0"])  # fmt: skip

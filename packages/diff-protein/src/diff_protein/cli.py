@@ -85,6 +85,14 @@ def train_cmd(
         0.2, help="backbone: fraction of examples trained as motif scaffolding."
     ),
     cpu: bool = typer.Option(False, help="Train on the CPU even if a GPU is present."),
+    cuda_graphs: bool = typer.Option(
+        False,
+        help="backbone: replay the network's training forward and backward from CUDA graphs on a GPU "
+        "(batches padded to the longest chain; about 1.6x faster steps for small networks).",
+    ),
+    init_from: Path = typer.Option(
+        None, help="backbone: a run folder written by `train` whose weights start the training."
+    ),
     seed: int = typer.Option(0),
 ) -> None:
     """Train a backbone or a sequence model into OUT."""
@@ -104,7 +112,7 @@ def train_cmd(
         cfg = FrameDenoiserConfig(node_dim=width, pair_dim=width // 2, num_blocks=depth)
         # The benchmark's process and loss settings (FrameFlow: its auxiliary-loss window, rotations
         # sampled 20x faster; FrameDiff: the paper's).
-        settings = BenchSettings(process=process, motif_prob=motif_prob)
+        settings = BenchSettings(process=process, motif_prob=motif_prob, cuda_graphs=cuda_graphs)
         run = train_backbones(
             dataset,
             cfg,
@@ -112,6 +120,7 @@ def train_cmd(
             process,
             process_config=backbone_process_config(settings),
             objective_config=backbone_objective_config(settings),
+            init_from=init_from,
         )
     elif what == "sequence":
         dataset = _sequence_data(data, length, 4, num_examples, seed)
