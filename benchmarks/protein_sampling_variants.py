@@ -61,8 +61,7 @@ def main() -> None:
     results = {}
     for name, fields in map(parse_variant, args.variant or DEFAULT_VARIANTS):
         guide = {k.removeprefix("guide_"): v for k, v in fields.items() if k.startswith("guide_")}
-        if "iterations" in guide or "min_separation" in guide:
-            guide = {k: int(v) if k in ("iterations", "min_separation") else v for k, v in guide.items()}
+        guide = {k: int(v) if k in ("iterations", "min_separation") else v for k, v in guide.items()}
         run.process_config = base_config | {k: v for k, v in fields.items() if k not in ("steps",)
                                             and not k.startswith("guide_")}  # fmt: skip
         t0 = time.perf_counter()

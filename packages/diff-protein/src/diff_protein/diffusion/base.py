@@ -28,6 +28,7 @@ __all__ = [
     "centre",
     "check_batch",
     "clash_loss",
+    "far_pairs",
     "local_distance_loss",
     "masked_mean",
 ]
@@ -148,6 +149,12 @@ def local_distance_loss(pred: Tensor, true: Tensor, mask: Tensor, cutoff: float)
     return (err * pair).sum((1, 2)) / pair.sum((1, 2)).clamp_min(1)
 
 
+def far_pairs(length: int, min_separation: int, device: torch.device | str = "cpu") -> Tensor:
+    """``(L, L)`` bool: residue pairs at least ``min_separation`` apart in the chain, ``|i - j| >= min_separation``."""
+    idx = torch.arange(length, device=device)
+    return (idx[:, None] - idx[None, :]).abs() >= min_separation
+
+
 def clash_loss(
     ca_pred: Tensor, ca_true: Tensor, mask: Tensor, radius: float, min_separation: int = 3
 ) -> Tensor:
@@ -161,8 +168,7 @@ def clash_loss(
     """
     d_pred = torch.cdist(ca_pred, ca_pred)
     d_true = torch.cdist(ca_true, ca_true)
-    idx = torch.arange(mask.shape[1], device=mask.device)
-    far = (idx[None, :] - idx[:, None]) >= min_separation  # i < j only
+    far = far_pairs(mask.shape[1], min_separation, mask.device).triu()  # i < j only
     pair = mask[:, :, None] & mask[:, None, :] & far
     violation = torch.relu(d_true.clamp(max=radius) - d_pred) / 10.0
     return (violation.pow(2) * pair).sum((1, 2)) / mask.sum(-1).clamp_min(1)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from diff_protein.diffusion.base import FrameProcess, centre
+from diff_protein.diffusion.base import FrameProcess, centre, far_pairs
 from diff_protein.frames import Rigid, backbone_from_frames
 
 __all__ = ["ClashGuidance", "Motif", "sample_backbones", "sample_frames", "sampling_grid"]
@@ -74,8 +74,7 @@ class ClashGuidance:
         """``ca (B, L, 3)`` with clashing residues moved apart. ``movable (B, L)`` bool: residues that may
         move (generated ones); ``present (B, L)`` bool: real residues (default all), the only ones that push
         (a fixed motif residue pushes a movable one; padding pushes nothing)."""
-        idx = torch.arange(ca.shape[1], device=ca.device)
-        far = (idx[:, None] - idx[None, :]).abs() >= self.min_separation
+        far = far_pairs(ca.shape[1], self.min_separation, ca.device)
         present = torch.ones_like(movable) if present is None else present
         real = present[:, :, None] & present[:, None, :]
         x = ca

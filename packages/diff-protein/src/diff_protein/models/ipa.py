@@ -107,7 +107,8 @@ def outer_linear(weight: Tensor, bias: Tensor | None, z: Tensor | None, s: Tenso
     return out
 
 
-NEIGHBOUR_RBF_CENTRES = tuple(0.25 * k for k in range(33))
+_RBF_STEP = 0.25  # angstrom: spacing and width of the neighbour-distance radial basis
+NEIGHBOUR_RBF_CENTRES = tuple(_RBF_STEP * k for k in range(33))
 """Centres (angstrom) of the radial basis on neighbour CA distances: 0 to 8 A every 0.25 A."""
 NEIGHBOUR_FEATURES = 2 * (3 + 9 + len(NEIGHBOUR_RBF_CENTRES) + 1)
 """Width of :func:`neighbour_geometry`: per neighbour (previous, next) position, rotation, RBF, flag."""
@@ -127,7 +128,7 @@ def neighbour_geometry(frames: Rigid, mask: Tensor, coordinate_scale: float = 1.
     frames = Rigid(frames.rots, frames.trans * (1.0 / coordinate_scale))  # angstrom
     to_local = frames.invert()
     # Built on the device (no host-to-device copy, so the forward can be captured in a CUDA graph).
-    rbf_centres = 0.25 * torch.arange(
+    rbf_centres = _RBF_STEP * torch.arange(
         len(NEIGHBOUR_RBF_CENTRES), dtype=frames.trans.dtype, device=frames.trans.device
     )
     feats = []
@@ -137,7 +138,7 @@ def neighbour_geometry(frames: Rigid, mask: Tensor, coordinate_scale: float = 1.
         present = mask & torch.roll(mask, shift, dims=1)
         present[:, 0 if shift == 1 else -1] = False
         dist = torch.sqrt((rel.trans**2).sum(-1, keepdim=True) + 1e-10)
-        rbf = torch.exp(-(((dist - rbf_centres) / 0.25) ** 2))
+        rbf = torch.exp(-(((dist - rbf_centres) / _RBF_STEP) ** 2))
         p = present[..., None].to(dist.dtype)
         feats.append(
             torch.cat([rel.trans / 4.0, rel.rots.flatten(-2), rbf, torch.ones_like(dist)], dim=-1) * p
