@@ -262,16 +262,20 @@ def test_objective_replayed_from_cuda_graphs_matches_eager() -> None:
             FrameFlow(), BackboneObjectiveConfig(self_cond_prob=0.5, motif_prob=0.5, cuda_graphs=True)
         ),
     )
+
+    def loss_and_grads(objective: BackboneObjective, seed: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        # A function, so that the step's autograd graph (and its parameters' gradient nodes, which remember
+        # the stream they ran on) is gone before the next call: a graph kept alive across the first graphed
+        # call makes its capture fail with a CUDA stream error (GraphedCall names that cause).
+        torch.manual_seed(seed)
+        loss, _ = objective(net, batch, torch.Generator(device="cuda").manual_seed(seed))
+        loss.backward()
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in net.parameters()]
+        net.zero_grad(set_to_none=True)  # (the last block's pair update gets no gradient)
+        return loss.detach(), grads
+
     for seed in range(4):  # both branches of the self-conditioning coin
-        results = []
-        for objective in (eager, graphed):
-            torch.manual_seed(seed)
-            loss, _ = objective(net, batch, torch.Generator(device="cuda").manual_seed(seed))
-            loss.backward()
-            grads = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in net.parameters()]
-            results.append((loss.detach(), grads))  # (the last block's pair update gets no gradient)
-            net.zero_grad(set_to_none=True)
-        (loss_e, grads_e), (loss_g, grads_g) = results
+        (loss_e, grads_e), (loss_g, grads_g) = (loss_and_grads(o, seed) for o in (eager, graphed))
         torch.testing.assert_close(loss_g, loss_e, rtol=1e-4, atol=1e-6)
         for a, b in zip(grads_g, grads_e, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)

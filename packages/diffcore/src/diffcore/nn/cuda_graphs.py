@@ -15,7 +15,9 @@ wrapper is always safe to call. Parameters are read in place, so optimizer steps
 Limits (PyTorch's, documented in ``make_graphed_callables``): ``fn`` must be free of host syncs and of
 data-dependent shapes and control flow; the inputs' ``requires_grad`` must match the first call's; and the
 parameters' ``.grad`` may alias the graph's gradient buffers, so one backward per optimizer step with the
-gradients reset to ``None`` in between (``zero_grad(set_to_none=True)``, PyTorch's default). A graphed call
+gradients reset to ``None`` in between (``zero_grad(set_to_none=True)``, PyTorch's default); and no autograd
+graph of an earlier eager step may still be alive at the first graphed call (a loss kept in a variable holds
+its parameters' gradient nodes, which remember the default stream, and the capture then fails). A graphed call
 with gradients enabled while a parameter still holds a gradient raises instead of silently accumulating
 wrong sums (gradient accumulation over several backward passes through the graph is not supported).
 """
@@ -108,7 +110,16 @@ class GraphedCall:
         bound = _Bound(module, self.fn).train()
         # The sample arguments become the graph's static input buffers: copies, never the caller's tensors.
         samples = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in tensors)
-        with torch.enable_grad():
-            return torch.cuda.make_graphed_callables(
-                bound, samples, num_warmup_iters=self.warmup_iters, allow_unused_input=True
-            )
+        try:
+            with torch.enable_grad():
+                return torch.cuda.make_graphed_callables(
+                    bound, samples, num_warmup_iters=self.warmup_iters, allow_unused_input=True
+                )
+        except RuntimeError as err:  # (torch.AcceleratorError is a RuntimeError)
+            raise RuntimeError(
+                "GraphedCall: capturing the CUDA graph failed. A common cause is an autograd graph of an earlier "
+                "eager step still alive (a loss or its parts kept in a variable): its parameters' gradient "
+                "nodes remember the default stream, which the capture may not touch. Drop those references "
+                "(e.g. `del loss`) before the first graphed call. Otherwise fn must be free of host syncs "
+                "and host-to-device copies."
+            ) from err
