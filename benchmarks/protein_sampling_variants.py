@@ -1,9 +1,9 @@
 """Sample one trained backbone run with several samplers and compare the issue's metrics.
 
 Loads a run folder (``--out/backbone_model`` of ``benchmarks/protein_full.py``), draws the sample lengths as
-the benchmark does (8 samples per drawn training length, seed 0), and for each variant samples and scores
+the benchmark does (8 samples per drawn training length, ``--seed``, 0 by default), and for each variant samples and scores
 CA-CA validity, clash-free fraction and the secondary-structure gap against a fresh synthetic reference
-set of the ``FULL`` topologies (``--reference-chains``, 128). Variants: ``base`` (the run's own sampler), ``steps200``,
+set of the ``FULL`` topologies (``--reference-chains``, 1024: the benchmark's training set). Variants: ``base`` (the run's own sampler), ``steps200``,
 ``clash_guided`` (:class:`diff_protein.diffusion.sampling.ClashGuidance`, defaults) and any
 ``--variant NAME:FIELD=VALUE,...`` (``steps``, ``rotation_rate``, or a ``ClashGuidance`` field prefixed
 ``guide_``). Prints a table and writes JSON.
@@ -45,14 +45,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a backbone run folder (run.json + model/)")
     parser.add_argument("--num-samples", type=int, default=64)
-    parser.add_argument("--reference-chains", type=int, default=128, help="synthetic reference set size")
+    parser.add_argument("--reference-chains", type=int, default=1024, help="synthetic reference set size")
     parser.add_argument("--variant", action="append", default=None, help="NAME:FIELD=VALUE,... (repeatable)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path("protein_sampling_variants.json"))
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the drawn lengths and of the sampling noise"
+    )
     args = parser.parse_args()
     run = load_backbone_run(args.run)
     base_config = dict(run.process_config)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(args.seed)
     drawn = rng.choice(run.lengths, size=max(1, args.num_samples // 8))
     lengths = [int(x) for x in np.repeat(drawn, 8)][: args.num_samples]
     ref_cfg = SyntheticBackboneConfig(num_samples=args.reference_chains, min_length=FULL.min_length, max_length=FULL.max_length,
@@ -66,7 +69,7 @@ def main() -> None:
                                             and not k.startswith("guide_")}  # fmt: skip
         t0 = time.perf_counter()
         samples = sample_backbones(
-            run, lengths, steps=int(fields.get("steps", 100)), seed=0, device=args.device,
+            run, lengths, steps=int(fields.get("steps", 100)), seed=args.seed, device=args.device,
             clash_guidance=ClashGuidance(**guide) if guide else None,
         )  # fmt: skip
         metrics = evaluate_backbones(samples, reference)
@@ -77,7 +80,7 @@ def main() -> None:
               f"SSE gap {metrics['sse_max_abs_diff']:.3f}  rg_vs_ref {metrics['rg_vs_ref']:.2f}  "
               f"({metrics['sample_s']:.0f} s)", flush=True)  # fmt: skip
     device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    report = {"run": str(args.run), "device": device, "num_samples": len(lengths), "lengths": lengths,
+    report = {"run": str(args.run), "device": device, "seed": args.seed, "num_samples": len(lengths), "lengths": lengths,
               "variants": results}  # fmt: skip
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -61,6 +61,28 @@ def test_rg_vs_reference_compares_with_the_reference_not_the_globule_law():
         M.rg_vs_reference([helix], [])
 
 
+def test_length_matched_weights_give_the_reference_the_samples_lengths():
+    w = M.length_matched_weights([40, 40, 60], [40, 40, 50, 60, 90])
+    assert w == pytest.approx([1 / 3, 1 / 3, 0.0, 1 / 3, 0.0])  # two samples at 40 share its two chains
+    assert M.length_matched_weights([52], [40, 50, 54, 60]) == pytest.approx(
+        [0, 0.5, 0.5, 0]
+    )  # nearest: ties
+    lengths = [40, 40, 55, 70]
+    assert M.length_matched_weights(lengths, lengths) == pytest.approx(
+        np.full(4, 0.25)
+    )  # a set against itself
+    with pytest.raises(ValueError, match="reference_lengths"):
+        M.length_matched_weights([40], [])
+
+
+def test_rg_vs_reference_matches_lengths():
+    # A short extended chain against a reference of short extended and long compact chains: only the short
+    # ones are its peers, so it is exactly as spread out as the reference; a plain mean says otherwise.
+    short, long = _chain(-120, 130, 30), _chain(-63, -42, 80)
+    assert M.rg_vs_reference([short], [short, long]) == pytest.approx(1.0)
+    assert M.rg_vs_reference([short], [short, long], match_lengths=False) > 1.05
+
+
 def test_kabsch_rmsd_matches_scipy_and_is_invariant():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(25, 3)) * 5

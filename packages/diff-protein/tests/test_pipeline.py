@@ -42,7 +42,7 @@ def synthetic() -> SyntheticBackbones:
 def test_evaluate_backbones_on_the_training_set_meets_every_target(synthetic) -> None:
     ref = [synthetic.backbone(i).atoms.numpy() for i in range(len(synthetic))]
     m = evaluate_backbones(ref, ref)
-    assert m["ca_ca_valid"] == 1.0 and m["clash_free"] == 1.0 and m["sse_max_abs_diff"] == 0.0
+    assert m["ca_ca_valid"] == 1.0 and m["clash_free"] == 1.0 and m["sse_max_abs_diff"] < 1e-12
     assert m["met_ca_ca_valid"] == m["met_clash_free"] == m["met_sse"] == 1.0
     assert m["rg_vs_ref"] == pytest.approx(1.0) and m["rg_ratio"] == pytest.approx(m["ref_rg_ratio"])
     stretched = [a * 1.1 for a in ref]
@@ -54,6 +54,27 @@ def test_evaluate_backbones_on_the_training_set_meets_every_target(synthetic) ->
     bonds = [len(ref[0]) - 1, len(ref[1]) - 1]
     assert evaluate_backbones(half, ref)["ca_ca_valid"] == pytest.approx(bonds[0] / sum(bonds))
     assert M.clash_count(ref[0]) == 0
+
+
+def test_evaluate_backbones_compares_composition_at_the_samples_lengths() -> None:
+    # Beta hairpins are short and helix bundles long in the synthetic set: samples of the short lengths only
+    # must be judged against the short training chains, not against the whole set's mix.
+    def chains_of(topology: str, min_length: int, max_length: int) -> list[np.ndarray]:
+        cfg = SyntheticBackboneConfig(
+            num_samples=3, min_length=min_length, max_length=max_length, topologies=(topology,)
+        )
+        data = SyntheticBackbones(cfg)
+        return [data.backbone(i).atoms.numpy() for i in range(len(data))]
+
+    strands, helical = chains_of("beta_hairpin", 40, 50), chains_of("helix_bundle", 80, 90)
+    assert all(M.sse_composition(c)["b"] > 0.2 for c in strands)  # (the premise)
+    assert all(M.sse_composition(c)["b"] == 0.0 for c in helical)
+    chains = strands + helical
+    matched = evaluate_backbones(strands, chains)
+    assert matched["sse_max_abs_diff"] == pytest.approx(0.0, abs=1e-12) and matched["met_sse"] == 1.0
+    assert matched["rg_vs_ref"] == pytest.approx(1.0)
+    plain = evaluate_backbones(strands, chains, match_lengths=False)
+    assert plain["sse_max_abs_diff"] > 0.1 and plain["met_sse"] == 0.0
 
 
 def test_make_process_rejects_unknown_kind() -> None:

@@ -38,6 +38,19 @@ def test_graphed_call_rejects_bad_settings() -> None:
         GraphedCall(_call, warmup_iters=0)
 
 
+def test_graphed_call_names_the_likely_cause_when_a_capture_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The capture itself needs a GPU; what is checked here is only how its failure is reported.
+    def failing_capture(*args, **kwargs):
+        raise RuntimeError(
+            "CUDA error: operation would make the legacy stream depend on a capturing blocking stream"
+        )
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", failing_capture)
+    with pytest.raises(RuntimeError, match="autograd graph of an earlier eager step") as info:
+        GraphedCall(_call)._capture(_net(), (torch.randn(4, 6), torch.rand(4)))
+    assert "legacy stream" in str(info.value.__cause__)
+
+
 @cuda
 def test_graphed_call_matches_eager_gradients_on_cuda() -> None:
     net = _net().cuda().train()

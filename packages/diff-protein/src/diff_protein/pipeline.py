@@ -268,7 +268,9 @@ def sample_backbones(
     return [out[length].pop() for length in lengths]
 
 
-def evaluate_backbones(samples: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> dict[str, float]:
+def evaluate_backbones(
+    samples: Sequence[np.ndarray], reference: Sequence[np.ndarray], match_lengths: bool = True
+) -> dict[str, float]:
     """The issue's targets on generated backbones against a reference (training) set.
 
     ``ca_ca_valid``: fraction of all consecutive CA-CA distances within 0.1 A of 3.80 A (pooled over
@@ -276,22 +278,29 @@ def evaluate_backbones(samples: Sequence[np.ndarray], reference: Sequence[np.nda
     ``helix/strand/coil`` and ``ref_*``: mean P-SEA fractions; ``sse_max_abs_diff``: the largest gap;
     ``rg_ratio`` and ``ref_rg_ratio``: mean Rg over the compact-globule law ``2.2 L^0.38`` of samples and
     reference; ``rg_vs_ref``: their quotient (:func:`metrics.rg_vs_reference`, 1.0 = as compact as the
-    training set); ``met_*``: 1.0 where a target is met.
+    training set); ``met_*``: 1.0 where a target is met. With ``match_lengths`` (the default) every
+    reference mean is taken at the samples' lengths (:func:`metrics.length_matched_weights`): the
+    composition of a training set can depend on length, and a few drawn lengths need not represent it.
     """
     if not samples or not reference:
         raise ValueError("samples, reference: expected non-empty lists of (L, 4, 3) backbones")
+    if match_lengths:
+        weights = M.length_matched_weights([len(s) for s in samples], [len(r) for r in reference])
+    else:
+        weights = np.full(len(reference), 1.0 / len(reference))
     bonds = np.concatenate([np.linalg.norm(np.diff(s[:, 1], axis=0), axis=-1) for s in samples])
+    ref_rg = float(weights @ np.array([M.rg_ratio(r) for r in reference]))
     result = {
         "num_samples": float(len(samples)),
         "ca_ca_valid": float(np.mean(np.abs(bonds - 3.80) < 0.1)),
         "ca_ca_mean": float(bonds.mean()),
         "clash_free": float(np.mean([M.clash_count(s) == 0 for s in samples])),
         "rg_ratio": float(np.mean([M.rg_ratio(s) for s in samples])),
-        "ref_rg_ratio": float(np.mean([M.rg_ratio(r) for r in reference])),
-        "rg_vs_ref": M.rg_vs_reference(samples, reference),
+        "ref_rg_ratio": ref_rg,
     }
+    result["rg_vs_ref"] = result["rg_ratio"] / ref_rg
     gen = np.mean([list(M.sse_composition(s).values()) for s in samples], axis=0)
-    ref = np.mean([list(M.sse_composition(s).values()) for s in reference], axis=0)
+    ref = weights @ np.array([list(M.sse_composition(r).values()) for r in reference])
     for name, g_val, r_val in zip(("helix", "strand", "coil"), gen, ref):
         result[name], result[f"ref_{name}"] = float(g_val), float(r_val)
     result["sse_max_abs_diff"] = float(np.max(np.abs(gen - ref)))
