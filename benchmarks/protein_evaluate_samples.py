@@ -2,7 +2,7 @@
 
 ``matched``: every reference mean taken at the samples' lengths (``evaluate_backbones``' default, see
 ``diff_protein.metrics.length_matched_weights``); ``plain``: the whole training set's mean, as the
-benchmark reported before the sixth session. Beta hairpins are at most 63 residues long in that set
+benchmark reported before the sixth session. Beta hairpins are at most 64 residues long in that set
 and helix bundles fill the longer lengths, so composition depends on length and the plain comparison
 can hide, or invent, a gap when the drawn lengths are few. Also prints the composition by sample length
 next to the training set's at the same lengths. Prints tables and writes JSON.

@@ -108,7 +108,7 @@ def length_matched_weights(sample_lengths: Sequence[int], reference_lengths: Seq
     Each of the N samples contributes ``1 / N``, shared equally by the reference chains nearest to it in
     length (all of them at the smallest ``|L_ref - L|``). A reference mean taken with these weights is what
     the training set shows *at the generated lengths*. That matters whenever composition depends on length:
-    in the synthetic set, beta hairpins are at most 63 residues long and helix bundles fill the longer
+    in the synthetic set, beta hairpins are at most 64 residues long and helix bundles fill the longer
     lengths, so a plain mean is off for any draw of lengths that is not representative. For a set
     against itself the weighted mean equals the plain one.
     """
