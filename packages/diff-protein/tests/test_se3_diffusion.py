@@ -182,6 +182,30 @@ def test_objective_gives_finite_loss_and_gradients(proc) -> None:
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
 
 
+def test_objective_draws_training_times_in_its_window() -> None:
+    from diff_protein.diffusion.objective import BackboneObjectiveConfig
+
+    seen: list[torch.Tensor] = []
+
+    class RecordingFlow(FrameFlow):  # the real process, remembering the times it corrupts to
+        def corrupt(self, frames0, t, diffuse_mask, generator=None):
+            seen.append(t.clone())
+            return super().corrupt(frames0, t, diffuse_mask, generator)
+
+    f = _first(_frames(1, 10, seed=3, dtype=torch.float32))
+    batch = collate_frames([{"rots": f.rots, "trans": f.trans}] * 64)
+    net = FrameDenoiser(FrameDenoiserConfig(node_dim=16, pair_dim=8, num_blocks=1, num_heads=2, head_dim=4))
+    proc = RecordingFlow()
+    BackboneObjective(proc, BackboneObjectiveConfig(min_t=0.7, max_t=0.9))(
+        net, batch, torch.Generator().manual_seed(0)
+    )
+    t = torch.cat(seen)
+    assert t.min() >= 0.7 and t.max() <= 0.9 and t.max() - t.min() > 0.1  # the whole window, nothing outside
+    for bad in ({"min_t": 0.5, "max_t": 0.5}, {"max_t": 1.5}, {"min_t": -0.1}):
+        with pytest.raises(ValueError, match="min_t, max_t"):
+            BackboneObjectiveConfig(**bad)
+
+
 def test_flow_exponential_rotation_schedule() -> None:
     """FrameFlow's exp schedule: each Euler step moves the rotation a fraction ``c (t - s)`` of the way to
     the prediction (velocity ``c log(R_t^T R0_hat)``), translations as the plain flow."""

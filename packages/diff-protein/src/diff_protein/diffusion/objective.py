@@ -40,13 +40,16 @@ __all__ = ["BackboneObjective", "BackboneObjectiveConfig", "collate_frames", "ra
 
 @dataclass(frozen=True)
 class BackboneObjectiveConfig:
-    """``min_t``: smallest training time; ``self_cond_prob``; ``motif_prob``: fraction of examples
+    """``min_t``, ``max_t``: training times are drawn uniformly from ``[min_t, max_t]`` (``t = 1`` is the
+    prior; a ``max_t`` below 1 or a ``min_t`` well above 0 focuses training, e.g. a fine-tuning of the
+    high-noise steps where the topology is chosen); ``self_cond_prob``; ``motif_prob``: fraction of examples
     trained as motif scaffolding; ``rot_weight``/``trans_weight``: loss weights; ``aux``: auxiliary losses;
     ``cuda_graphs``: on CUDA, replay the denoiser's forward and backward from CUDA graphs
     (:class:`diffcore.nn.GraphedCall`; batches must then share one shape: ``collate_frames(pad_to=...)``
     and whole batches only), which removes most of a step's kernel-launch overhead."""
 
     min_t: float = 0.01
+    max_t: float = 1.0
     self_cond_prob: float = 0.5
     motif_prob: float = 0.0
     rot_weight: float = 0.5
@@ -55,8 +58,10 @@ class BackboneObjectiveConfig:
     cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
-        if not 0 <= self.min_t < 1:
-            raise ValueError(f"min_t: expected a value in [0, 1), got {self.min_t}")
+        if not 0 <= self.min_t < self.max_t <= 1:
+            raise ValueError(
+                f"min_t, max_t: expected 0 <= min_t < max_t <= 1, got {self.min_t}, {self.max_t}"
+            )
         for name in ("self_cond_prob", "motif_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name}: expected a probability in [0, 1], got {getattr(self, name)}")
@@ -131,7 +136,9 @@ class BackboneObjective:
         centre_on = torch.where(fixed.any(-1, keepdim=True), fixed, mask)
         frames0 = Rigid(rots, centre(trans, centre_on) * mask[..., None])
         diffuse = mask & ~fixed
-        t = c.min_t + (1 - c.min_t) * torch.rand(b, generator=gen, device=trans.device, dtype=trans.dtype)
+        t = c.min_t + (c.max_t - c.min_t) * torch.rand(
+            b, generator=gen, device=trans.device, dtype=trans.dtype
+        )
         frames_t = self.process.corrupt(frames0, t, diffuse, gen)
         # One coin per batch, drawn on the host so that no step waits for the device.
         coin_gen = generator if generator is not None and generator.device.type == "cpu" else None
