@@ -1,7 +1,7 @@
 """Sample one trained backbone run with several samplers and compare the issue's metrics.
 
 Loads a run folder (``--out/backbone_model`` of ``benchmarks/protein_full.py``), draws the sample lengths as
-the benchmark does (8 samples per drawn training length, ``--seed``, 0 by default), and for each variant samples and scores
+the benchmark does (``diff_protein.bench.draw_sample_lengths``: 2 samples per drawn training length, ``--seed``, 0 by default), and for each variant samples and scores
 CA-CA validity, clash-free fraction and the secondary-structure gap against a fresh synthetic reference
 set of the ``FULL`` topologies (``--reference-chains``, 1024: the benchmark's training set). Variants: ``base`` (the run's own sampler), ``steps200``,
 ``clash_guided`` (:class:`diff_protein.diffusion.sampling.ClashGuidance`, defaults) and any
@@ -18,9 +18,8 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from diff_protein.bench import FULL, BackboneList, generate_synthetic
+from diff_protein.bench import FULL, BackboneList, draw_sample_lengths, generate_synthetic
 from diff_protein.data.synthetic import SyntheticBackboneConfig
 from diff_protein.diffusion.sampling import ClashGuidance
 from diff_protein.metrics import clash_count
@@ -55,9 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     run = load_backbone_run(args.run)
     base_config = dict(run.process_config)
-    rng = np.random.default_rng(args.seed)
-    drawn = rng.choice(run.lengths, size=max(1, args.num_samples // 8))
-    lengths = [int(x) for x in np.repeat(drawn, 8)][: args.num_samples]
+    lengths = draw_sample_lengths(run.lengths, args.num_samples, args.seed)
     ref_cfg = SyntheticBackboneConfig(num_samples=args.reference_chains, min_length=FULL.min_length, max_length=FULL.max_length,
                                       topologies=FULL.topologies)  # fmt: skip
     reference = [b.atoms.numpy() for b in BackboneList(generate_synthetic(ref_cfg, workers=-1)).items]

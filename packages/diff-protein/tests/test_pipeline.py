@@ -77,6 +77,24 @@ def test_evaluate_backbones_compares_composition_at_the_samples_lengths() -> Non
     assert plain["sse_max_abs_diff"] > 0.1 and plain["met_sse"] == 0.0
 
 
+def test_draw_sample_lengths_spreads_samples_over_many_training_lengths() -> None:
+    from diff_protein.bench import draw_sample_lengths
+
+    train = list(range(40, 97))
+    lengths = draw_sample_lengths(train, 64, seed=0)
+    assert len(lengths) == 64 and set(lengths) <= set(train)
+    assert all(lengths[i] == lengths[i + 1] for i in range(0, 64, 2))  # pairs: one batched loop per length
+    assert len(set(lengths)) >= 20  # 32 draws from 57 lengths, not 8
+    assert lengths == draw_sample_lengths(train, 64, seed=0) != draw_sample_lengths(train, 64, seed=1)
+    assert (
+        draw_sample_lengths(train, 5, seed=0, per_length=8)
+        == [draw_sample_lengths(train, 5, seed=0, per_length=8)[0]] * 5
+    )
+    assert len(draw_sample_lengths(train, 7, seed=0)) == 7
+    with pytest.raises(ValueError, match="num_samples"):
+        draw_sample_lengths([], 4, seed=0)
+
+
 def test_make_process_rejects_unknown_kind() -> None:
     with pytest.raises(ValueError, match="kind"):
         make_process("ddpm")
