@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from diff_protein import io
-from diff_protein.bench import FULL, BackboneList, generate_synthetic
-from diff_protein.data.synthetic import SyntheticBackboneConfig
+from diff_protein.bench import FULL, synthetic_chains
 from diff_protein.metrics import rg_ratio, sse_composition
 from diff_protein.pipeline import evaluate_backbones
 
@@ -62,9 +61,7 @@ def main() -> None:
     parser.add_argument("--pattern", default="backbone_sample_*.pdb", help="which files of a folder (glob)")
     parser.add_argument("--out", type=Path, default=Path("protein_evaluate_samples.json"))
     args = parser.parse_args()
-    cfg = SyntheticBackboneConfig(num_samples=FULL.num_backbones, min_length=FULL.min_length,
-                                  max_length=FULL.max_length, topologies=FULL.topologies)  # fmt: skip
-    reference = [b.atoms.numpy() for b in BackboneList(generate_synthetic(cfg, workers=-1)).items]
+    reference = [b.atoms.numpy() for b in synthetic_chains(FULL).items]
     report: dict[str, dict] = {}
     for folder in args.folders:
         paths = sorted(folder.glob(args.pattern))

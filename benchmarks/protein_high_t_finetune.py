@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from diff_protein.bench import FULL, BackboneList, backbone_objective_config, generate_synthetic
-from diff_protein.data.synthetic import SyntheticBackboneConfig
+from diff_protein.bench import FULL, backbone_objective_config, synthetic_chains
 from diff_protein.pipeline import FitConfig, load_backbone_run, train_backbones
 
 
@@ -37,9 +36,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/protein_high_t"))
     args = parser.parse_args()
     start = load_backbone_run(args.run)
-    cfg = SyntheticBackboneConfig(num_samples=min(args.pool, FULL.num_backbones), min_length=FULL.min_length,
-                                  max_length=FULL.max_length, topologies=FULL.topologies)  # fmt: skip
-    data = BackboneList(generate_synthetic(cfg, workers=-1))
+    data = synthetic_chains(FULL, args.pool)
     objective = dataclasses.replace(
         backbone_objective_config(FULL), min_t=args.min_t, max_t=args.max_t, cuda_graphs=False
     )

@@ -14,17 +14,15 @@ evenly in both directions as ``t0`` grows. If one topology flips to the other fa
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from diff_protein.bench import FULL, generate_synthetic
-from diff_protein.data.synthetic import SyntheticBackboneConfig
+from diff_protein.bench import FULL, synthetic_chains
 from diff_protein.diffusion.base import centre
-from diff_protein.diffusion.sampling import sampling_grid
+from diff_protein.diffusion.sampling import sample_frames
 from diff_protein.frames import Rigid, backbone_from_frames, frames_from_backbone
 from diff_protein.metrics import sse_composition
 from diff_protein.pipeline import load_backbone_run
@@ -36,29 +34,17 @@ def strand_rich(atoms: np.ndarray) -> bool:
 
 @torch.no_grad()
 def denoise_from(run, atoms: torch.Tensor, t0: float, draws: int, steps: int, seed: int) -> list[np.ndarray]:
-    """``draws`` chains: ``atoms (L, 4, 3)`` corrupted to ``t0`` and sampled back to 0 with the run's process,
-    on the sampler's grid (``steps`` over [1, 0.01]) from ``t0`` down, self-conditioning on."""
+    """``draws`` chains: ``atoms (L, 4, 3)`` corrupted to ``t0`` and sampled back to 0 with the run's process
+    (``sample_frames(start=, t_start=t0)``, the sampler's grid of ``steps`` from ``t0`` down)."""
     g = torch.Generator().manual_seed(seed)
-    model, process = run.model.eval(), run.process
     length = atoms.shape[0]
     f = frames_from_backbone(atoms[:, 0], atoms[:, 1], atoms[:, 2])
     mask = torch.ones(draws, length, dtype=torch.bool)
-    fixed = torch.zeros_like(mask)
     frames0 = Rigid(f.rots.expand(draws, length, 3, 3), centre(f.trans[None].expand(draws, length, 3), mask))
-    frames = process.corrupt(frames0, torch.full((draws,), t0), mask, g)
-    grid = [t0, *[t for t in sampling_grid(steps) if t < t0]]
-    self_cond = None
-    for t, s in itertools.pairwise(grid):
-        pred = model(
-            frames.rots,
-            frames.trans,
-            torch.full((draws,), t),
-            mask=mask,
-            fixed_mask=fixed,
-            self_cond=self_cond,
-        )
-        self_cond = pred.trans
-        frames = process.step(frames, pred, t, s, mask, g)
+    start = run.process.corrupt(frames0, torch.full((draws,), t0), mask, g)
+    frames = sample_frames(
+        run.model.eval(), run.process, draws, length, steps, generator=g, start=start, t_start=t0
+    )
     return list(backbone_from_frames(frames.to(torch.float64)).numpy())
 
 
@@ -75,9 +61,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("protein_mode_flips.json"))
     args = parser.parse_args()
     run = load_backbone_run(args.run)
-    cfg = SyntheticBackboneConfig(num_samples=min(args.pool, FULL.num_backbones), min_length=FULL.min_length,
-                                  max_length=FULL.max_length, topologies=FULL.topologies)  # fmt: skip
-    data = generate_synthetic(cfg, workers=-1)
+    data = synthetic_chains(FULL, args.pool).items
     lo, hi = args.lengths
     report: dict[str, dict] = {
         "run": str(args.run),

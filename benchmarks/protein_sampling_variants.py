@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from diff_protein.bench import FULL, BackboneList, draw_sample_lengths, generate_synthetic
-from diff_protein.data.synthetic import SyntheticBackboneConfig
+from diff_protein.bench import FULL, draw_sample_lengths, synthetic_chains
 from diff_protein.diffusion.sampling import ClashGuidance
 from diff_protein.metrics import clash_count
 from diff_protein.pipeline import evaluate_backbones, load_backbone_run, sample_backbones
@@ -55,9 +54,7 @@ def main() -> None:
     run = load_backbone_run(args.run)
     base_config = dict(run.process_config)
     lengths = draw_sample_lengths(run.lengths, args.num_samples, args.seed)
-    ref_cfg = SyntheticBackboneConfig(num_samples=args.reference_chains, min_length=FULL.min_length, max_length=FULL.max_length,
-                                      topologies=FULL.topologies)  # fmt: skip
-    reference = [b.atoms.numpy() for b in BackboneList(generate_synthetic(ref_cfg, workers=-1)).items]
+    reference = [b.atoms.numpy() for b in synthetic_chains(FULL, args.reference_chains).items]
     results = {}
     for name, fields in map(parse_variant, args.variant or DEFAULT_VARIANTS):
         guide = {k.removeprefix("guide_"): v for k, v in fields.items() if k.startswith("guide_")}

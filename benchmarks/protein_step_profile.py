@@ -21,13 +21,11 @@ from pathlib import Path
 import torch
 from diff_protein.bench import (
     FULL,
-    BackboneList,
     backbone_model_config,
     backbone_objective_config,
     backbone_process_config,
-    generate_synthetic,
+    synthetic_chains,
 )
-from diff_protein.data.synthetic import SyntheticBackboneConfig
 from diff_protein.diffusion.objective import BackboneObjective, collate_frames
 from diff_protein.models.ipa import FrameDenoiser
 from diff_protein.pipeline import make_process
@@ -87,9 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     s = FULL
-    data_cfg = SyntheticBackboneConfig(num_samples=args.chains, min_length=s.min_length,
-                                       max_length=s.max_length, topologies=s.topologies)  # fmt: skip
-    data = BackboneList(generate_synthetic(data_cfg, workers=-1))
+    data = synthetic_chains(s, args.chains)
     loader = DataLoader(data, batch_size=args.batch, shuffle=True, collate_fn=collate_frames, drop_last=True)
     start = time.perf_counter()
     batches = [b for _, b in zip(range(4), loader)]

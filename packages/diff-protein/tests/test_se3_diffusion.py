@@ -390,3 +390,39 @@ def test_objective_logs_the_clash_loss_when_it_is_on() -> None:
     assert torch.isfinite(loss) and "clash_loss" in logs and float(logs["clash_loss"]) >= 0
     _, plain = BackboneObjective(FrameFlow())(net, batch, torch.Generator().manual_seed(0))
     assert "clash_loss" not in plain
+
+
+def test_sampling_from_given_frames_at_t_start() -> None:
+    torch.manual_seed(0)
+    net = FrameDenoiser(
+        FrameDenoiserConfig(node_dim=16, pair_dim=8, num_blocks=1, num_heads=2, head_dim=4)
+    ).eval()
+    proc = FrameFlow()
+    plain = sample_frames(net, proc, 2, 12, steps=6, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    prior = proc.prior((2, 12), g, torch.float32, "cpu")  # the draw sample_frames makes itself
+    given = sample_frames(net, proc, 2, 12, steps=6, generator=g, start=prior, t_start=1.0)
+    assert torch.equal(plain.trans, given.trans) and torch.equal(plain.rots, given.rots)
+    seen: list[float] = []
+
+    class Recording(torch.nn.Module):  # the same network, remembering the times it is called at
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, rots, trans, t, **kw):
+            seen.append(float(t[0]))
+            return self.net(rots, trans, t, **kw)
+
+    recording = Recording()
+    late = sample_frames(
+        recording, proc, 2, 12, steps=6, generator=torch.Generator(), start=prior, t_start=0.5
+    )
+    grid = sampling_grid(6)  # 1, 0.802, ..., 0.01, 0: the calls from 0.5 on are 0.5 and the grid below it
+    assert (
+        seen == pytest.approx([0.5, *[t for t in grid[:-1] if t < 0.5]]) and torch.isfinite(late.trans).all()
+    )
+    with pytest.raises(ValueError, match="t_start"):
+        sample_frames(net, proc, 2, 12, start=prior, t_start=0.0)
+    with pytest.raises(ValueError, match="start"):
+        sample_frames(net, proc, 3, 12, start=prior, t_start=0.5)

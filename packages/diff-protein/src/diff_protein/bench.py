@@ -64,6 +64,7 @@ __all__ = [
     "draw_sample_lengths",
     "generate_synthetic",
     "run_bench",
+    "synthetic_chains",
 ]
 
 
@@ -243,11 +244,18 @@ def generate_synthetic(config: SyntheticBackboneConfig, workers: int = 0) -> lis
     return out  # type: ignore[return-value]
 
 
-def _backbone_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, float]:
-    data_cfg = SyntheticBackboneConfig(
-        num_samples=s.num_backbones, min_length=s.min_length, max_length=s.max_length, topologies=s.topologies
+def synthetic_chains(s: BenchSettings, num_backbones: int | None = None) -> BackboneList:
+    """The synthetic training chains of a run's settings: all ``s.num_backbones`` of them, or the first
+    ``num_backbones`` (item ``i`` is the same either way), generated in ``s.data_workers`` processes."""
+    n = s.num_backbones if num_backbones is None else min(num_backbones, s.num_backbones)
+    config = SyntheticBackboneConfig(
+        num_samples=n, min_length=s.min_length, max_length=s.max_length, topologies=s.topologies
     )
-    data = BackboneList(generate_synthetic(data_cfg, workers=s.data_workers))
+    return BackboneList(generate_synthetic(config, workers=s.data_workers))
+
+
+def _backbone_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, float]:
+    data = synthetic_chains(s)
     model_cfg = backbone_model_config(s)
     if s.backbone_legs < 1:
         raise ValueError(f"backbone_legs: expected >= 1, got {s.backbone_legs}")
@@ -296,9 +304,8 @@ def _backbone_part(s: BenchSettings, out: Path, files: list[str]) -> dict[str, f
     run.save(out / "backbone_model")
     lengths = draw_sample_lengths(run.lengths, s.num_samples, s.seed)
     device = "cpu" if s.cpu or not torch.cuda.is_available() else "cuda"
-    reference = [
-        item.atoms.numpy() for item in data.items
-    ]  # all of it: the metrics match lengths to the samples'
+    # The whole training set: the metrics take its means at the samples' lengths.
+    reference = [item.atoms.numpy() for item in data.items]
     base = dict(run.process_config)
     for prefix, overrides in _sampling_variants(s):
         run.process_config = base | overrides

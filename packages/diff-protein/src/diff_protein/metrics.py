@@ -41,6 +41,7 @@ __all__ = [
     "pairwise_identity",
     "pairwise_structure_similarity",
     "radius_of_gyration",
+    "reference_weights",
     "rg_ratio",
     "rg_vs_reference",
     "sequence_identity",
@@ -116,11 +117,24 @@ def length_matched_weights(sample_lengths: Sequence[int], reference_lengths: Seq
         raise ValueError("sample_lengths, reference_lengths: expected non-empty sequences")
     ref = np.asarray(reference_lengths)
     weights = np.zeros(len(ref))
-    for length in sample_lengths:
+    lengths, counts = np.unique(np.asarray(sample_lengths), return_counts=True)
+    for length, count in zip(lengths, counts, strict=True):
         gap = np.abs(ref - length)
         nearest = gap == gap.min()
-        weights[nearest] += 1.0 / (nearest.sum() * len(sample_lengths))
+        weights[nearest] += count / (nearest.sum() * len(sample_lengths))
     return weights
+
+
+def reference_weights(
+    samples: Sequence[np.ndarray | torch.Tensor],
+    reference: Sequence[np.ndarray | torch.Tensor],
+    match_lengths: bool = True,
+) -> np.ndarray:
+    """Weights ``(R,)`` of the reference chains in a reference mean: :func:`length_matched_weights` of the two
+    sets' lengths, or equal weights without ``match_lengths``."""
+    if not match_lengths:
+        return np.full(len(reference), 1.0 / len(reference))
+    return length_matched_weights([len(_ca(s)) for s in samples], [len(_ca(r)) for r in reference])
 
 
 def rg_vs_reference(
@@ -141,14 +155,9 @@ def rg_vs_reference(
     """
     if not samples or not reference:
         raise ValueError("samples, reference: expected non-empty lists of backbones")
-    ref_values = np.array([rg_ratio(r) for r in reference])
-    if match_lengths:
-        ref = float(
-            length_matched_weights([len(_ca(s)) for s in samples], [len(_ca(r)) for r in reference])
-            @ ref_values
-        )
-    else:
-        ref = float(ref_values.mean())
+    ref = float(
+        reference_weights(samples, reference, match_lengths) @ np.array([rg_ratio(r) for r in reference])
+    )
     return float(np.mean([rg_ratio(s) for s in samples])) / ref
 
 

@@ -284,10 +284,7 @@ def evaluate_backbones(
     """
     if not samples or not reference:
         raise ValueError("samples, reference: expected non-empty lists of (L, 4, 3) backbones")
-    if match_lengths:
-        weights = M.length_matched_weights([len(s) for s in samples], [len(r) for r in reference])
-    else:
-        weights = np.full(len(reference), 1.0 / len(reference))
+    weights = M.reference_weights(samples, reference, match_lengths)
     bonds = np.concatenate([np.linalg.norm(np.diff(s[:, 1], axis=0), axis=-1) for s in samples])
     ref_rg = float(weights @ np.array([M.rg_ratio(r) for r in reference]))
     result = {

@@ -109,19 +109,28 @@ def sample_frames(
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
     clash_guidance: ClashGuidance | None = None,
+    start: Rigid | None = None,
+    t_start: float = 1.0,
 ) -> Rigid:
     """Generate ``num_samples`` chains of ``length`` residues: frames ``Rigid (num_samples, length)``.
 
     ``model(rots, trans, t, mask=, fixed_mask=, self_cond=) -> Rigid`` predicts clean frames;
     ``clash_guidance`` optionally steers the predictions away from steric clashes (:class:`ClashGuidance`).
+    ``start``, ``t_start``: begin from these frames ``(num_samples, length)`` at time ``t_start`` instead of
+    a prior draw at ``t = 1`` (partial denoising: corrupt chains to ``t_start`` with ``process.corrupt``, then
+    sample the rest of the sampler's grid).
     """
     if num_samples < 1 or length < 1:
         raise ValueError(f"num_samples, length: expected >= 1, got {num_samples}, {length}")
+    if not 0 < t_start <= 1:
+        raise ValueError(f"t_start: expected a time in (0, 1], got {t_start}")
+    if start is not None and tuple(start.shape) != (num_samples, length):
+        raise ValueError(f"start: expected frames of shape {(num_samples, length)}, got {tuple(start.shape)}")
     if motif is not None and motif.fixed.shape[0] != length:
         raise ValueError(f"motif: expected {length} residues, got {motif.fixed.shape[0]}")
     dtype = next(model.parameters()).dtype
     shape = (num_samples, length)
-    frames = process.prior(shape, generator, dtype, device)
+    frames = process.prior(shape, generator, dtype, device) if start is None else start.to(dtype, device)
     mask = torch.ones(shape, dtype=torch.bool, device=device)
     fixed = torch.zeros_like(mask)
     if motif is not None:
@@ -135,6 +144,8 @@ def sample_frames(
     diffuse = mask & ~fixed
     self_cond = None
     grid = sampling_grid(steps, min_t)
+    if t_start < 1:
+        grid = [t_start, *(t for t in grid if t < t_start)]
     for t, s in itertools.pairwise(grid):
         tt = torch.full((num_samples,), t, dtype=dtype, device=device)
         pred = model(frames.rots, frames.trans, tt, mask=mask, fixed_mask=fixed, self_cond=self_cond)
