@@ -48,13 +48,27 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path("protein_sampling_variants.json"))
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the drawn lengths and of the sampling noise"
-    )
+        "--seed", type=int, nargs="+", default=[0],
+        help="seeds of the drawn lengths and of the sampling noise; several write one JSON each (OUT-seedN.json)",
+    )  # fmt: skip
     args = parser.parse_args()
     run = load_backbone_run(args.run)
     base_config = dict(run.process_config)
-    lengths = draw_sample_lengths(run.lengths, args.num_samples, args.seed)
     reference = [b.atoms.numpy() for b in synthetic_chains(FULL, args.reference_chains).items]
+    for seed in args.seed:
+        out = (
+            args.out
+            if len(args.seed) == 1
+            else args.out.with_name(f"{args.out.stem}-seed{seed}{args.out.suffix}")
+        )
+        sample_variants(run, base_config, reference, args, seed, out)
+
+
+def sample_variants(
+    run, base_config: dict, reference: list, args: argparse.Namespace, seed: int, out: Path
+) -> None:
+    """Sample and score every variant on one draw of lengths and noise (``seed``); write ``out``."""
+    lengths = draw_sample_lengths(run.lengths, args.num_samples, seed)
     results = {}
     for name, fields in map(parse_variant, args.variant or DEFAULT_VARIANTS):
         guide = {k.removeprefix("guide_"): v for k, v in fields.items() if k.startswith("guide_")}
@@ -63,7 +77,7 @@ def main() -> None:
                                             and not k.startswith("guide_")}  # fmt: skip
         t0 = time.perf_counter()
         samples = sample_backbones(
-            run, lengths, steps=int(fields.get("steps", 100)), seed=args.seed, device=args.device,
+            run, lengths, steps=int(fields.get("steps", 100)), seed=seed, device=args.device,
             clash_guidance=ClashGuidance(**guide) if guide else None,
         )  # fmt: skip
         metrics = evaluate_backbones(samples, reference)
@@ -74,10 +88,10 @@ def main() -> None:
               f"SSE gap {metrics['sse_max_abs_diff']:.3f}  rg_vs_ref {metrics['rg_vs_ref']:.2f}  "
               f"({metrics['sample_s']:.0f} s)", flush=True)  # fmt: skip
     device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    report = {"run": str(args.run), "device": device, "seed": args.seed, "num_samples": len(lengths), "lengths": lengths,
+    report = {"run": str(args.run), "device": device, "seed": seed, "num_samples": len(lengths), "lengths": lengths,
               "variants": results}  # fmt: skip
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -112,6 +112,11 @@ def test_backbone_train_save_load_sample(tmp_path, synthetic, kind) -> None:
     samples = sample_backbones(again, [24, 26, 24], steps=3, seed=0)
     assert [s.shape for s in samples] == [(24, 4, 3), (26, 4, 3), (24, 4, 3)]
     assert all(np.isfinite(s).all() for s in samples)
+    # Batches of two, padded (sample_frames(mask=), tested in test_se3_diffusion): the requested order comes back.
+    mixed = sample_backbones(again, [26, 24, 25, 24], steps=3, seed=1, batch_size=2)
+    assert [s.shape[0] for s in mixed] == [26, 24, 25, 24] and all(np.isfinite(s).all() for s in mixed)
+    with pytest.raises(ValueError, match="batch_size"):
+        sample_backbones(again, [24], batch_size=0)
 
 
 def test_sequence_train_save_load_generate_evaluate(tmp_path) -> None:

@@ -426,3 +426,50 @@ def test_sampling_from_given_frames_at_t_start() -> None:
         sample_frames(net, proc, 2, 12, start=prior, t_start=0.0)
     with pytest.raises(ValueError, match="start"):
         sample_frames(net, proc, 3, 12, start=prior, t_start=0.5)
+
+
+def test_flow_rotation_rate_applies_only_below_its_time_window() -> None:
+    """``rotation_rate_t_max``: above it rotations follow the plain geodesic ODE (a fraction ``(t - s) / t``
+    of the way to the prediction per step), below it the sped-up schedule; translations are unaffected."""
+    from diff_protein.diffusion import FrameFlowConfig
+
+    proc = FrameFlow(FrameFlowConfig(rotation_rate=20.0, rotation_rate_t_max=0.7))
+    f0, ft = _frames(2, 16, seed=1), _frames(2, 16, seed=2)
+    mask = torch.ones(2, 16, dtype=torch.bool)
+    d_t = so3.geodesic_distance(f0.rots, ft.rots)
+    for t, s, frac in ((0.8, 0.78, 0.02 / 0.8), (0.7, 0.68, 20 * 0.02 / 0.7)):
+        fs = proc.step(ft, f0, t, s, mask)
+        torch.testing.assert_close(
+            so3.geodesic_distance(f0.rots, fs.rots), d_t * (1 - frac), atol=1e-8, rtol=1e-6
+        )
+        torch.testing.assert_close(fs.trans - f0.trans, (ft.trans - f0.trans) * s / t)
+    with pytest.raises(ValueError, match="rotation_rate_t_max"):
+        FrameFlowConfig(rotation_rate_t_max=0.0)
+
+
+def test_sampling_chains_of_several_lengths_in_one_padded_batch() -> None:
+    """``sample_frames(mask=)``: each chain of a padded batch is sampled as it would be alone (same start,
+    deterministic flow), and the padding stays identity frames at the origin."""
+    torch.manual_seed(0)
+    net = FrameDenoiser(FrameDenoiserConfig(node_dim=16, pair_dim=8, num_blocks=1, num_heads=2, head_dim=4))
+    net = net.double().eval()
+    proc = FrameFlow()
+    lengths = (12, 9)
+    starts = [proc.prior((1, n), torch.Generator().manual_seed(n), torch.float64) for n in lengths]
+    alone = [sample_frames(net, proc, 1, n, steps=5, start=f) for n, f in zip(lengths, starts)]
+    mask = torch.arange(12)[None] < torch.tensor(lengths)[:, None]
+    eye, zero = (
+        torch.eye(3, dtype=torch.float64).expand(1, 3, 3, 3),
+        torch.zeros(1, 3, 3, dtype=torch.float64),
+    )
+    start = Rigid(
+        torch.cat([starts[0].rots, torch.cat([starts[1].rots, eye], 1)]),
+        torch.cat([starts[0].trans, torch.cat([starts[1].trans, zero], 1)]),
+    )
+    batch = sample_frames(net, proc, 2, 12, steps=5, start=start, mask=mask)
+    for row, (n, one) in enumerate(zip(lengths, alone)):
+        torch.testing.assert_close(batch.trans[row, :n], one.trans[0], atol=1e-9, rtol=1e-9)
+        torch.testing.assert_close(batch.rots[row, :n], one.rots[0], atol=1e-9, rtol=1e-9)
+    assert torch.equal(batch.trans[1, 9:], zero[0]) and torch.equal(batch.rots[1, 9:], eye[0])
+    with pytest.raises(ValueError, match="mask"):
+        sample_frames(net, proc, 2, 12, mask=mask[:, :10])

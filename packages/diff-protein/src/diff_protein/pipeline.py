@@ -250,22 +250,33 @@ def sample_backbones(
     seed: int = 0,
     device: str | torch.device = "cpu",
     clash_guidance: ClashGuidance | None = None,
+    batch_size: int = 256,
 ) -> list[np.ndarray]:
-    """One backbone ``(L, 4, 3)`` (N, CA, C, O; angstrom) per requested length; equal lengths are batched.
-    ``clash_guidance``: steer the samples away from steric clashes (off by default; see :class:`ClashGuidance`)."""
+    """One backbone ``(L, 4, 3)`` (N, CA, C, O; angstrom) per requested length, in the requested order.
+
+    Chains of all lengths are sampled together, sorted by length, ``batch_size`` at a time, each batch
+    padded to its longest chain (``sample_frames(mask=)``); with a ``motif`` every length must be the
+    motif's. ``clash_guidance``: steer the samples away from steric clashes (off by default; see
+    :class:`ClashGuidance`)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
     g = torch.Generator(device=device).manual_seed(seed)
     model = run.model.to(device)
-    process = run.process
-    out: dict[int, list[np.ndarray]] = {}
-    for length in sorted(set(lengths)):
-        count = sum(1 for x in lengths if x == length)
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    out: list[np.ndarray | None] = [None] * len(lengths)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        sizes = torch.tensor([lengths[i] for i in chunk], device=device)
+        longest = int(sizes.max())
+        mask = torch.arange(longest, device=device)[None] < sizes[:, None]
         frames = sample_frames(
-            model, process, count, length, steps, motif=motif, generator=g, device=device,
-            clash_guidance=clash_guidance,
+            model, run.process, len(chunk), longest, steps, motif=motif, generator=g, device=device,
+            clash_guidance=clash_guidance, mask=mask,
         )  # fmt: skip
         atoms = backbone_from_frames(frames.to(torch.float64)).cpu().numpy()
-        out[length] = list(atoms)
-    return [out[length].pop() for length in lengths]
+        for row, i in enumerate(chunk):
+            out[i] = atoms[row, : lengths[i]]
+    return out  # type: ignore[return-value]
 
 
 def evaluate_backbones(

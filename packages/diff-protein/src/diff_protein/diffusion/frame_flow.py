@@ -45,12 +45,17 @@ class FrameFlowConfig:
     t_clip: float = 0.1
     rotation_rate: float = 1.0
     rotation_schedule: str = "linear"
+    rotation_rate_t_max: float = 1.0
 
     def __post_init__(self) -> None:
         if self.coordinate_scale <= 0 or not 0 < self.t_clip <= 1 or self.rotation_rate <= 0:
             raise ValueError(
                 f"coordinate_scale > 0, 0 < t_clip <= 1, rotation_rate > 0 expected; got {self.coordinate_scale}, "
                 f"{self.t_clip}, {self.rotation_rate}"
+            )
+        if not 0 < self.rotation_rate_t_max <= 1:
+            raise ValueError(
+                f"rotation_rate_t_max: expected a time in (0, 1], got {self.rotation_rate_t_max}"
             )
         if self.rotation_schedule not in ("linear", "exp"):
             raise ValueError(f"rotation_schedule: expected 'linear' or 'exp', got {self.rotation_schedule!r}")
@@ -119,7 +124,10 @@ class FrameFlow:
             raise ValueError(f"t, s: expected 0 <= s < t <= 1, got {t}, {s}")
         frac = (t - s) / t
         c = self.config
-        rot_frac = min(1.0, (frac if c.rotation_schedule == "linear" else t - s) * c.rotation_rate)
+        if t > c.rotation_rate_t_max:
+            rot_frac = frac
+        else:
+            rot_frac = min(1.0, (frac if c.rotation_schedule == "linear" else t - s) * c.rotation_rate)
         rots = so3.geodesic_interpolate(frames_t.rots, pred0.rots, rot_frac)
         trans = frames_t.trans + frac * (pred0.trans - frames_t.trans)
         keep = ~diffuse_mask

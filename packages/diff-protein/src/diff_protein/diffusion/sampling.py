@@ -111,6 +111,7 @@ def sample_frames(
     clash_guidance: ClashGuidance | None = None,
     start: Rigid | None = None,
     t_start: float = 1.0,
+    mask: Tensor | None = None,
 ) -> Rigid:
     """Generate ``num_samples`` chains of ``length`` residues: frames ``Rigid (num_samples, length)``.
 
@@ -118,7 +119,9 @@ def sample_frames(
     ``clash_guidance`` optionally steers the predictions away from steric clashes (:class:`ClashGuidance`).
     ``start``, ``t_start``: begin from these frames ``(num_samples, length)`` at time ``t_start`` instead of
     a prior draw at ``t = 1`` (partial denoising: corrupt chains to ``t_start`` with ``process.corrupt``, then
-    sample the rest of the sampler's grid).
+    sample the rest of the sampler's grid). ``mask (num_samples, length)`` bool: True on real residues,
+    padding at the end of each row, so chains of several lengths share one batch (padding holds identity
+    rotations and zero translations and is returned as such); default all real.
     """
     if num_samples < 1 or length < 1:
         raise ValueError(f"num_samples, length: expected >= 1, got {num_samples}, {length}")
@@ -131,7 +134,21 @@ def sample_frames(
     dtype = next(model.parameters()).dtype
     shape = (num_samples, length)
     frames = process.prior(shape, generator, dtype, device) if start is None else start.to(dtype, device)
-    mask = torch.ones(shape, dtype=torch.bool, device=device)
+    if mask is None:
+        mask = torch.ones(shape, dtype=torch.bool, device=device)
+    else:
+        mask = mask.to(device).bool()
+        if tuple(mask.shape) != shape or not mask[:, 0].all():
+            raise ValueError(
+                f"mask: expected {shape} with at least one real residue per row, got {tuple(mask.shape)}"
+            )
+        if motif is not None and not mask.all():
+            raise ValueError("mask: motif scaffolding needs chains of the motif's length (an all-True mask)")
+        eye = torch.eye(3, dtype=dtype, device=device).expand(*shape, 3, 3)
+        frames = Rigid(
+            torch.where(mask[..., None, None], frames.rots, eye),
+            centre(frames.trans, mask) * mask[..., None],
+        )
     fixed = torch.zeros_like(mask)
     if motif is not None:
         fixed = motif.fixed.to(device).bool()[None].expand(shape)
