@@ -100,6 +100,11 @@ def test_backbone_train_sample_motif_evaluate(tmp_path) -> None:
     _ok(["sample", "--run", str(run), "--out", str(guided), "--num", "2", "--length", "20", "--steps", "3",
          "--clash-radius", "4.0"])  # fmt: skip
     assert len(list(guided.glob("*.pdb"))) == 2
+    assert json.loads((run / "run.json").read_text())["process_config"]["rotation_rate_t_max"] == 0.9
+    plain = tmp_path / "plain"  # the sped-up rotations everywhere: other samples from the same noise
+    _ok(["sample", "--run", str(run), "--out", str(plain), "--num", "2", "--length", "20", "--steps", "3",
+         "--rotation-rate-t-max", "1.0"])  # fmt: skip
+    assert (plain / "sample_000.pdb").read_text() != (samples / "sample_000.pdb").read_text()
     motif_out = tmp_path / "motif"
     _ok(
         [
