@@ -119,6 +119,19 @@ def test_backbone_train_save_load_sample(tmp_path, synthetic, kind) -> None:
         sample_backbones(again, [24], batch_size=0)
 
 
+def test_length_batches_bound_size_and_padding() -> None:
+    from diff_protein.pipeline import _length_batches
+
+    lengths = [96, 40, 50, 41, 64, 80, 51, 40]
+    batches = _length_batches(lengths, batch_size=2, max_length_ratio=1.25)
+    assert sorted(i for b in batches for i in b) == list(range(8))
+    assert all(
+        len(b) <= 2 and max(lengths[i] for i in b) <= 1.25 * min(lengths[i] for i in b) for b in batches
+    )
+    assert [[lengths[i] for i in b] for b in batches] == [[40, 40], [41, 50], [51], [64, 80], [96]]
+    assert len(_length_batches(lengths, batch_size=256, max_length_ratio=3.0)) == 1
+
+
 def test_sequence_train_save_load_generate_evaluate(tmp_path) -> None:
     families = ProfileFamilies(ProfileFamiliesConfig(num_families=2, length=12))
     data = families.dataset(8, torch.Generator().manual_seed(0))

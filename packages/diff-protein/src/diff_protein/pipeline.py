@@ -251,21 +251,26 @@ def sample_backbones(
     device: str | torch.device = "cpu",
     clash_guidance: ClashGuidance | None = None,
     batch_size: int = 256,
+    max_length_ratio: float | None = None,
 ) -> list[np.ndarray]:
     """One backbone ``(L, 4, 3)`` (N, CA, C, O; angstrom) per requested length, in the requested order.
 
-    Chains of all lengths are sampled together, sorted by length, ``batch_size`` at a time, each batch
-    padded to its longest chain (``sample_frames(mask=)``); with a ``motif`` every length must be the
-    motif's. ``clash_guidance``: steer the samples away from steric clashes (off by default; see
-    :class:`ClashGuidance`)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+    Chains are sampled together in batches padded to their longest chain (``sample_frames(mask=)``): sorted by
+    length, at most ``batch_size`` per batch, and a batch's longest chain at most ``max_length_ratio`` times its
+    shortest, which bounds the compute spent on padding. ``None``: no bound on CUDA, where kernel launches
+    dominate and one large batch is fastest (256 samples of 40-96 residues: 8 s on an H100, against 87 s one
+    length at a time), 1.25 elsewhere, where arithmetic dominates. With a ``motif`` every length must be the
+    motif's. ``clash_guidance``: steer the samples away from steric clashes (off by default; see :class:`ClashGuidance`)."""
+    if max_length_ratio is None:
+        max_length_ratio = float("inf") if torch.device(device).type == "cuda" else 1.25
+    if batch_size < 1 or max_length_ratio < 1:
+        raise ValueError(
+            f"batch_size >= 1, max_length_ratio >= 1 expected; got {batch_size}, {max_length_ratio}"
+        )
     g = torch.Generator(device=device).manual_seed(seed)
     model = run.model.to(device)
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     out: list[np.ndarray | None] = [None] * len(lengths)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
+    for chunk in _length_batches(lengths, batch_size, max_length_ratio):
         sizes = torch.tensor([lengths[i] for i in chunk], device=device)
         longest = int(sizes.max())
         mask = torch.arange(longest, device=device)[None] < sizes[:, None]
@@ -277,6 +282,19 @@ def sample_backbones(
         for row, i in enumerate(chunk):
             out[i] = atoms[row, : lengths[i]]
     return out  # type: ignore[return-value]
+
+
+def _length_batches(lengths: Sequence[int], batch_size: int, max_length_ratio: float) -> list[list[int]]:
+    """Indices of ``lengths`` in batches: sorted by length, at most ``batch_size`` each, longest at most
+    ``max_length_ratio`` times the shortest."""
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda k: lengths[k]):
+        b = batches[-1] if batches else None
+        if b is None or len(b) == batch_size or lengths[i] > max_length_ratio * lengths[b[0]]:
+            batches.append([i])
+        else:
+            b.append(i)
+    return batches
 
 
 def evaluate_backbones(
