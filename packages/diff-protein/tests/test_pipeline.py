@@ -158,7 +158,13 @@ def test_sequence_train_save_load_generate_evaluate(tmp_path) -> None:
 def test_bench_dataset_matches_the_synthetic_set(synthetic) -> None:
     from diff_protein.bench import BackboneList, generate_synthetic
 
-    items = BackboneList(generate_synthetic(synthetic.config, workers=0))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        items = BackboneList(generate_synthetic(synthetic.config, workers=0))
+        assert torch.get_num_threads() == 2  # generating in this process leaves its thread count alone
+    finally:
+        torch.set_num_threads(threads)
     assert len(items) == len(synthetic)
     for i in range(len(items)):
         for key in ("atoms", "rots", "trans"):

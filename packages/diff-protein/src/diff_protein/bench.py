@@ -241,7 +241,11 @@ def generate_synthetic(config: SyntheticBackboneConfig, workers: int = 0) -> lis
     if workers < 0:
         workers = max(1, (os.cpu_count() or 2) - 1)
     if workers <= 1 or n < 2 * workers:
-        return _generate_chunk((config, list(range(n))))
+        threads = torch.get_num_threads()  # _generate_chunk pins a worker to one thread; not this process
+        try:
+            return _generate_chunk((config, list(range(n))))
+        finally:
+            torch.set_num_threads(threads)
     chunks = [(config, list(range(k, n, workers))) for k in range(workers)]
     with mp.get_context("spawn").Pool(workers) as pool:
         parts = pool.map(_generate_chunk, chunks)
