@@ -82,7 +82,7 @@ def real_data_metrics(folder: Path, settings: BenchSettings, out: Path, steps: i
     )
     train_s = time.perf_counter() - t0
     device = "cuda" if torch.cuda.is_available() and not settings.cpu else "cpu"
-    # Every training length, twice (quick: the shortest, twice): each length is one batched loop.
+    # Every training length, twice (quick: the shortest, twice); sample_backbones batches them together.
     lengths = sorted(set(run.lengths))[: 1 if settings.cpu else None]
     t0 = time.perf_counter()
     samples = sample_backbones(

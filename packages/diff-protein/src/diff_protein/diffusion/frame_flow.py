@@ -39,7 +39,10 @@ class FrameFlowConfig:
     ``rotation_schedule``: ``"linear"`` samples rotations with the conditional-path velocity
     ``log(R_t^T R0_hat) / t`` times ``rotation_rate`` (1 = the plain geodesic ODE), ``"exp"`` with
     FrameFlow's exponential schedule, velocity ``rotation_rate * log(R_t^T R0_hat)`` (FrameFlow uses
-    ``rotation_rate = 10``). Training is the same for both."""
+    ``rotation_rate = 10``); ``rotation_rate_t_max``: either schedule applies only for steps from ``t <=
+    rotation_rate_t_max``, above it rotations follow the plain geodesic ODE (rate 1), which keeps the data's
+    balance between topologies, chosen at high noise (docs/diff-protein.md; 1 = the schedule everywhere).
+    Training is the same for all of them."""
 
     coordinate_scale: float = 0.1
     t_clip: float = 0.1
