@@ -20,6 +20,7 @@ the same run with an 8192^3 bf16 matmul. Results: a table on stdout and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -50,7 +51,12 @@ class DiffusersDiT(nn.Module):
         return self.inner(x, timestep=t * 1000, class_labels=y).sample
 
 
-IMPLEMENTATIONS: dict[str, Callable[[DiTConfig], nn.Module]] = {"diffcore": DiT, "diffusers": DiffusersDiT}
+IMPLEMENTATIONS: dict[str, Callable[[DiTConfig], nn.Module]] = {
+    "diffcore": DiT,
+    # The same model with the adaLN steps left to torch.compile instead of diffcore's Triton kernels.
+    "diffcore-unfused": lambda cfg: DiT(dataclasses.replace(cfg, fused_kernels=False)),
+    "diffusers": DiffusersDiT,
+}
 
 
 def model_configs(quick: bool, names: list[str]) -> dict[str, DiTConfig]:

@@ -38,6 +38,7 @@ from diffcore.nn.embeddings import (
     sincos_pos_embed,
     unpatchify,
 )
+from diffcore.nn.fused_adaln import adaln_modulate
 from diffcore.pretrained import PretrainedModel
 
 POS_EMBEDS = ("sincos", "rope")
@@ -148,6 +149,9 @@ class DiTConfig:
     ``num_classes = 0`` makes an unconditional model. ``pos_embed`` is ``"sincos"`` (fixed, as in
     DiT) or ``"rope"`` (axial rotary embedding in every attention layer). ``guidance_embed`` adds a
     guidance-scale input ``w`` (see :class:`GuidanceEmbedder`), scaled by ``1 / guidance_max``.
+    ``fused_kernels``: on CUDA, run each adaLN step (gated residual + LayerNorm + modulate) as one Triton
+    kernel (:mod:`diffcore.nn.fused_adaln`); the math is unchanged. Turn it off for double backward or
+    forward-mode AD, which the fused kernels do not support.
     """
 
     input_size: tuple[int, ...] = (32, 32)
@@ -165,6 +169,7 @@ class DiTConfig:
     gradient_checkpointing: bool = False
     guidance_embed: bool = False
     guidance_max: float = 8.0
+    fused_kernels: bool = True
 
     def __post_init__(self) -> None:
         self.input_size, self.patch_size = patch_geometry(self.input_size, self.patch_size)
@@ -208,13 +213,20 @@ def init_adaln_zero(model: nn.Module, zeroed: list[nn.Linear]) -> None:
 class DiTBlock(nn.Module):
     """adaLN-Zero transformer block (DiT Fig. 3): attention and MLP, each scaled by a learned gate.
 
-    ``x``: ``(B, N, D)``; ``c``: ``(B, D)`` conditioning already passed through SiLU.
+    ``x``: ``(B, N, D)``; ``c``: ``(B, D)`` conditioning already passed through SiLU. ``fused_kernels``:
+    the adaLN steps through :func:`~diffcore.nn.fused_adaln.adaln_modulate`'s Triton kernels on CUDA.
     """
 
     def __init__(
-        self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, qk_norm: bool = False
+        self,
+        hidden_size: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qk_norm: bool = False,
+        fused_kernels: bool = True,
     ) -> None:
         super().__init__()
+        self.fused_kernels = fused_kernels
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(hidden_size, num_heads, qkv_bias=True, qk_norm=qk_norm)
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
@@ -223,23 +235,36 @@ class DiTBlock(nn.Module):
 
     def forward(self, x: Tensor, c: Tensor, rope: Rope | None = None) -> Tensor:
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.modulation(c)[:, None].chunk(6, dim=-1)
-        # Gated residuals ``x + gate * f(x)`` as one fused addcmul each.
-        x = torch.addcmul(x, gate_a, self.attn(modulate(self.norm1(x), shift_a, scale_a), rope=rope))
-        return torch.addcmul(x, gate_m, self.mlp(modulate(self.norm2(x), shift_m, scale_m)))
+        fused = self.fused_kernels
+        _, h = adaln_modulate(x, shift_a, scale_a, eps=self.norm1.eps, fused=fused)
+        # The attention's gated residual and the MLP's adaLN in one step; the MLP's gated residual as an addcmul.
+        x, h = adaln_modulate(
+            x,
+            shift_m,
+            scale_m,
+            residual=self.attn(h, rope=rope),
+            gate=gate_a,
+            eps=self.norm2.eps,
+            fused=fused,
+        )
+        return torch.addcmul(x, gate_m, self.mlp(h))
 
 
 class FinalLayer(nn.Module):
     """adaLN-modulated LayerNorm and a linear map to ``prod(patch) * out_channels`` per token."""
 
-    def __init__(self, hidden_size: int, patch_volume: int, out_channels: int) -> None:
+    def __init__(
+        self, hidden_size: int, patch_volume: int, out_channels: int, fused_kernels: bool = True
+    ) -> None:
         super().__init__()
+        self.fused_kernels = fused_kernels
         self.norm = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.linear = nn.Linear(hidden_size, patch_volume * out_channels)
         self.modulation = nn.Linear(hidden_size, 2 * hidden_size)
 
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
         shift, scale = self.modulation(c)[:, None].chunk(2, dim=-1)
-        return self.linear(modulate(self.norm(x), shift, scale))
+        return self.linear(adaln_modulate(x, shift, scale, eps=self.norm.eps, fused=self.fused_kernels)[1])
 
 
 class DiT(PretrainedModel):
@@ -266,9 +291,12 @@ class DiT(PretrainedModel):
         if config.pos_embed == "sincos":
             self.register_buffer("pos_embed", sincos_pos_embed(d, config.grid_size)[None], persistent=False)
         self.blocks = nn.ModuleList(
-            DiTBlock(d, config.num_heads, config.mlp_ratio, config.qk_norm) for _ in range(config.depth)
+            DiTBlock(d, config.num_heads, config.mlp_ratio, config.qk_norm, config.fused_kernels)
+            for _ in range(config.depth)
         )
-        self.final_layer = FinalLayer(d, math.prod(config.patch_size), config.out_channels)
+        self.final_layer = FinalLayer(
+            d, math.prod(config.patch_size), config.out_channels, config.fused_kernels
+        )
         self.gradient_checkpointing = config.gradient_checkpointing
         self.initialize_weights()
 

@@ -1,0 +1,156 @@
+"""The fused adaLN kernel against torch.compile's fusion of the same ops, at DiT-XL/2 training shapes.
+
+One adaLN step (``x' = x + gate * y``, ``h = LayerNorm(x') * (1 + scale) + shift``; see
+``diffcore.nn.fused_adaln``) forward and backward in bf16 on ``(B, N, D)`` tokens, timed three ways:
+diffcore's Triton kernels, ``torch.compile`` of the plain ops (what a compiled model gets without
+them), and the plain ops eagerly. Times are the GPU kernels' own (``torch.profiler``), not wall time:
+inside a compiled model the host runs ahead, so launch overhead does not count there. The bytes each must move (bf16 tensors of B x N x D elements: forward
+reads x, y and writes x', h; backward reads dh, dx', x', y and writes dx, dy) over the time gives the
+achieved bandwidth, to compare with the card's copy bandwidth measured in the same run. Also checks the
+Triton result against a float32 reference. Table on stdout, JSON under benchmarks/results.
+
+    python benchmarks/adaln_kernel.py [--batch 128 --tokens 256 --dim 1152]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffcore.nn.fused_adaln import adaln_modulate, adaln_reference
+from torch import Tensor
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def inputs(b: int, n: int, d: int, dtype: torch.dtype, device: str) -> list[Tensor]:
+    gen = torch.Generator(device).manual_seed(0)
+    x, y = (torch.randn(b, n, d, device=device, dtype=dtype, generator=gen) for _ in range(2))
+    mod = 0.5 * torch.randn(b, 1, 6 * d, device=device, dtype=dtype, generator=gen)
+    gate, shift, scale = mod[..., :d], mod[..., d : 2 * d], mod[..., 2 * d : 3 * d]  # chunks, as in a block
+    return [t.requires_grad_() for t in (x, y)] + [t.detach().requires_grad_() for t in (gate, shift, scale)]
+
+
+ITERS = 20
+
+
+def kernel_ms(fn: Callable[[], object]) -> float:
+    """GPU kernel time (ms) per call of ``fn``, summed over all kernels, from ``ITERS`` profiled calls."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(ITERS):
+            fn()
+        torch.cuda.synchronize()
+    total_us = 0.0
+    for event in prof.key_averages():
+        us = getattr(event, "self_device_time_total", None)
+        total_us += us if us is not None else getattr(event, "self_cuda_time_total", 0.0)
+    return total_us / 1000 / ITERS
+
+
+def copy_bandwidth(device: str) -> float:
+    """Bytes read plus written per second by a 1 GiB device-to-device copy."""
+    from triton.testing import do_bench
+
+    src = torch.empty(2**29, dtype=torch.bfloat16, device=device)
+    dst = torch.empty_like(src)
+    ms = do_bench(lambda: dst.copy_(src))
+    return 2 * src.numel() * 2 / (ms / 1000)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    device = "cuda"
+    b, n, d = args.batch, args.tokens, args.dim
+    x, y, gate, shift, scale = inputs(b, n, d, torch.bfloat16, device)
+    grads = [torch.randn_like(x), torch.randn_like(x)]
+
+    def fused(*a: Tensor) -> tuple[Tensor, Tensor]:
+        return adaln_modulate(a[0], a[3], a[4], residual=a[1], gate=a[2])
+
+    compiled = torch.compile(adaln_reference)
+
+    def plain_compiled(*a: Tensor) -> tuple[Tensor, Tensor]:
+        return compiled(a[0], a[3], a[4], a[1], a[2])
+
+    def plain_eager(*a: Tensor) -> tuple[Tensor, Tensor]:
+        return adaln_reference(a[0], a[3], a[4], a[1], a[2])
+
+    # Accuracy: bf16 Triton vs float32 reference on the same (bf16-rounded) inputs.
+    ref_in = [t.detach().float().requires_grad_() for t in (x, y, gate, shift, scale)]
+    ref_out = plain_eager(*ref_in)
+    ref_grads = torch.autograd.grad(ref_out, ref_in, [g.float() for g in grads])
+    out = fused(x, y, gate, shift, scale)
+    got_grads = torch.autograd.grad(out, [x, y, gate, shift, scale], grads)
+    errors = {
+        name: float((a.float() - r).abs().max() / r.abs().max())
+        for name, a, r in zip(
+            ("x_new", "h", "dx", "dy", "dgate", "dshift", "dscale"),
+            (*out, *got_grads),
+            (*ref_out, *ref_grads),
+            strict=True,
+        )
+    }
+
+    unit = b * n * d * 2  # bytes of one bf16 (B, N, D) tensor
+    rows = []
+    for name, fn in (("triton (diffcore)", fused), ("torch.compile", plain_compiled), ("eager", plain_eager)):
+        for _ in range(3):
+            o = fn(x, y, gate, shift, scale)
+            torch.autograd.backward(o, grads)
+        fwd = kernel_ms(lambda fn=fn: fn(x, y, gate, shift, scale))
+        outs = [fn(x, y, gate, shift, scale) for _ in range(ITERS)]
+        bwd = kernel_ms(lambda outs=outs: torch.autograd.backward(outs.pop(), grads))
+        rows.append(
+            {
+                "impl": name,
+                "forward_ms": fwd,
+                "backward_ms": bwd,
+                "forward_tb_s": 4 * unit / (fwd / 1000) / 1e12,
+                "backward_tb_s": 6 * unit / (bwd / 1000) / 1e12,
+            }
+        )
+    return {
+        "benchmark": "adaln_kernel",
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "shape": [b, n, d],
+        "dtype": "bf16",
+        "copy_tb_s": copy_bandwidth(device) / 1e12,
+        "max_rel_error_vs_fp32": errors,
+        "rows": rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--dim", type=int, default=1152)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        raise SystemExit("adaln_kernel.py needs a CUDA GPU (the fused kernels are Triton)")
+    result = run(args)
+    print(f"device: {result['device']}  shape {result['shape']} bf16  copy {result['copy_tb_s']:.2f} TB/s")
+    print(f"{'impl':20} {'fwd ms':>8} {'bwd ms':>8} {'fwd TB/s':>9} {'bwd TB/s':>9}")
+    for r in result["rows"]:
+        print(
+            f"{r['impl']:20} {r['forward_ms']:8.3f} {r['backward_ms']:8.3f} "
+            f"{r['forward_tb_s']:9.2f} {r['backward_tb_s']:9.2f}"
+        )
+    print("max relative error vs float32:", {k: f"{v:.1e}" for k, v in result["max_rel_error_vs_fp32"].items()})
+    out = args.out or RESULTS / "adaln_kernel.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
