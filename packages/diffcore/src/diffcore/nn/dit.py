@@ -39,6 +39,7 @@ from diffcore.nn.embeddings import (
     unpatchify,
 )
 from diffcore.nn.fused_adaln import adaln_modulate
+from diffcore.nn.fused_mlp import gelu_mlp
 from diffcore.pretrained import PretrainedModel
 
 POS_EMBEDS = ("sincos", "rope")
@@ -130,15 +131,20 @@ def check_guidance_input(w: Tensor | None, embedder: GuidanceEmbedder | None, ba
 
 
 class Mlp(nn.Module):
-    """Transformer feed-forward ``Linear -> GELU(tanh) -> Linear``: ``(B, N, D)`` -> ``(B, N, D)``."""
+    """Transformer feed-forward ``Linear -> GELU(tanh) -> Linear``: ``(B, N, D)`` -> ``(B, N, D)``.
 
-    def __init__(self, dim: int, hidden_dim: int) -> None:
+    ``fused_kernels``: on CUDA in bf16/fp16, GELU and the first bias gradient run in cuBLASLt's matmul
+    epilogues (:func:`~diffcore.nn.fused_mlp.gelu_mlp`); same math, fewer passes over the hidden layer.
+    """
+
+    def __init__(self, dim: int, hidden_dim: int, fused_kernels: bool = False) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim)
         self.fc2 = nn.Linear(hidden_dim, dim)
+        self.fused_kernels = fused_kernels
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+        return gelu_mlp(x, self.fc1, self.fc2, fused=self.fused_kernels)
 
 
 @dataclass
@@ -150,7 +156,8 @@ class DiTConfig:
     DiT) or ``"rope"`` (axial rotary embedding in every attention layer). ``guidance_embed`` adds a
     guidance-scale input ``w`` (see :class:`GuidanceEmbedder`), scaled by ``1 / guidance_max``.
     ``fused_kernels``: on CUDA, run each adaLN step (gated residual + LayerNorm + modulate) as one Triton
-    kernel (:mod:`diffcore.nn.fused_adaln`); the math is unchanged. Turn it off for double backward or
+    kernel (:mod:`diffcore.nn.fused_adaln`) and, in bf16/fp16, the MLP's GELU in cuBLASLt's matmul
+    epilogues (:mod:`diffcore.nn.fused_mlp`); the math is unchanged. Turn it off for double backward or
     forward-mode AD, which the fused kernels do not support.
     """
 
@@ -214,7 +221,7 @@ class DiTBlock(nn.Module):
     """adaLN-Zero transformer block (DiT Fig. 3): attention and MLP, each scaled by a learned gate.
 
     ``x``: ``(B, N, D)``; ``c``: ``(B, D)`` conditioning already passed through SiLU. ``fused_kernels``:
-    the adaLN steps through :func:`~diffcore.nn.fused_adaln.adaln_modulate`'s Triton kernels on CUDA.
+    the adaLN steps and the MLP through diffcore's fused kernels on CUDA (see :class:`DiTConfig`).
     """
 
     def __init__(
@@ -230,7 +237,7 @@ class DiTBlock(nn.Module):
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(hidden_size, num_heads, qkv_bias=True, qk_norm=qk_norm)
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio))
+        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), fused_kernels)
         self.modulation = nn.Linear(hidden_size, 6 * hidden_size)
 
     def forward(self, x: Tensor, c: Tensor, rope: Rope | None = None) -> Tensor:

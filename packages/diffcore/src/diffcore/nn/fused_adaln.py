@@ -12,7 +12,7 @@ kernel forward (reads ``x``, ``y``; writes ``x'``, ``h`` and two floats per toke
 per-chunk partial sums for ``gate``, ``shift``, ``scale``). ``torch.compile``'s own fusion of the same
 ops re-reads its inputs and keeps the normalised ``x`` for the backward, moving about twice the bytes
 (docs/diffcore.md, "DiT throughput"). Elsewhere (CPU, no Triton, ``fused=False``) it is the same
-math in plain torch ops. Both paths compute in float32 and return ``x.dtype``; the Triton ops are
+math in plain torch ops. Both paths compute in float32 (or float64) and return ``x.dtype``; the Triton ops are
 ``torch.library`` custom ops (``diffcore::adaln_forward`` / ``adaln_backward``), so ``torch.compile``
 keeps them whole without a graph break. Double backward and forward-mode AD are not supported on the
 fused path; pass ``fused=False`` (``DiTConfig.fused_kernels = False``) for those.
@@ -34,10 +34,15 @@ __all__ = ["adaln_modulate", "adaln_reference", "fused_adaln_available"]
 ROWS_PER_PROGRAM = 16  # tokens per Triton program; the backward writes one partial sum per chunk
 
 
-@functools.cache
+_HAS_TRITON = importlib.util.find_spec("triton") is not None
+
+
+@torch.compiler.assume_constant_result
 def fused_adaln_available() -> bool:
-    """Whether Triton is installed (the fused path also needs CUDA tensors)."""
-    return importlib.util.find_spec("triton") is not None
+    """Whether Triton is installed (the fused path also needs CUDA tensors); registers the custom ops."""
+    if _HAS_TRITON:
+        _define_ops()
+    return _HAS_TRITON
 
 
 def adaln_reference(
@@ -51,8 +56,9 @@ def adaln_reference(
     """:func:`adaln_modulate` in plain torch ops (the CPU path and the tests' reference)."""
     if residual is not None:
         x = torch.addcmul(x, _per_token(gate, x), residual)
-    normed = F.layer_norm(x.float(), (x.shape[-1],), eps=eps)
-    h = torch.addcmul(_per_token(shift, x).float(), normed, _per_token(scale, x).float() + 1)
+    compute = torch.promote_types(x.dtype, torch.float32)  # float32 at least, as the kernels
+    normed = F.layer_norm(x.to(compute), (x.shape[-1],), eps=eps)
+    h = torch.addcmul(_per_token(shift, x).to(compute), normed, _per_token(scale, x).to(compute) + 1)
     return x, h.to(x.dtype)
 
 
@@ -74,9 +80,9 @@ def adaln_modulate(
     if (residual is None) != (gate is None):
         raise ValueError("residual and gate: pass both (a gated residual) or neither")
     _check_shapes(x, shift, scale, residual, gate)
-    if not (fused and x.is_cuda and fused_adaln_available()):
+    if not (fused and x.is_cuda and fused_adaln_available()):  # (registers the ops on first use)
         return adaln_reference(x, shift, scale, residual, gate, eps)
-    x_new, h, _, _ = _custom_ops().adaln_forward(
+    x_new, h, _, _ = torch.ops.diffcore.adaln_forward(
         x.contiguous(),
         None if residual is None else residual.contiguous(),
         _last_axis_contiguous(gate),
@@ -120,7 +126,7 @@ def _row_stride(v: Tensor | None) -> int:
 
 
 @functools.cache
-def _custom_ops():
+def _define_ops() -> None:
     """Define the Triton kernels and register them as ``diffcore::adaln_*`` custom ops (once)."""
     import triton
     import triton.language as tl
@@ -300,4 +306,3 @@ def _custom_ops():
         )
 
     adaln_forward.register_autograd(backward, setup_context=setup_context)
-    return torch.ops.diffcore

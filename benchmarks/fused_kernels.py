@@ -1,15 +1,21 @@
-"""The fused adaLN kernel against torch.compile's fusion of the same ops, at DiT-XL/2 training shapes.
+"""diffcore's fused kernels against torch.compile's fusion of the same ops, at DiT-XL/2 training shapes.
 
-One adaLN step (``x' = x + gate * y``, ``h = LayerNorm(x') * (1 + scale) + shift``; see
+adaLN (``diffcore.nn.fused_adaln``): one adaLN step (``x' = x + gate * y``, ``h = LayerNorm(x') * (1 + scale) + shift``; see
 ``diffcore.nn.fused_adaln``) forward and backward in bf16 on ``(B, N, D)`` tokens, timed three ways:
 diffcore's Triton kernels, ``torch.compile`` of the plain ops (what a compiled model gets without
 them), and the plain ops eagerly. Times are the GPU kernels' own (``torch.profiler``), not wall time:
 inside a compiled model the host runs ahead, so launch overhead does not count there. The bytes each must move (bf16 tensors of B x N x D elements: forward
 reads x, y and writes x', h; backward reads dh, dx', x', y and writes dx, dy) over the time gives the
 achieved bandwidth, to compare with the card's copy bandwidth measured in the same run. Also checks the
-Triton result against a float32 reference. Table on stdout, JSON under benchmarks/results.
+Triton result against a float32 reference.
 
-    python benchmarks/adaln_kernel.py [--batch 128 --tokens 256 --dim 1152]
+MLP (``diffcore.nn.fused_mlp``): ``fc2(gelu_tanh(fc1(x)))`` forward and backward under bf16 autocast with
+float32 weights, cuBLASLt's GELU epilogues against torch.compile of the plain module, eager, with the
+same float32 check.
+
+Table on stdout, JSON under benchmarks/results.
+
+    python benchmarks/fused_kernels.py [--batch 128 --tokens 256 --dim 1152]
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from typing import Any
 
 import torch
 from diffcore.nn.fused_adaln import adaln_modulate, adaln_reference
-from torch import Tensor
+from diffcore.nn.fused_mlp import gelu_mlp, gelu_mlp_reference
+from torch import Tensor, nn
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -64,7 +71,7 @@ def copy_bandwidth(device: str) -> float:
     return 2 * src.numel() * 2 / (ms / 1000)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run_adaln(args: argparse.Namespace) -> dict[str, Any]:
     device = "cuda"
     b, n, d = args.batch, args.tokens, args.dim
     x, y, gate, shift, scale = inputs(b, n, d, torch.bfloat16, device)
@@ -115,15 +122,65 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "backward_tb_s": 6 * unit / (bwd / 1000) / 1e12,
             }
         )
+    return {"max_rel_error_vs_fp32": errors, "rows": rows}
+
+
+def run_mlp(args: argparse.Namespace) -> dict[str, Any]:
+    """The MLP at (B * N, D) -> 4D -> D tokens: fused (cuBLASLt epilogues), compiled, eager; bf16 autocast."""
+    torch.manual_seed(0)
+    d = args.dim
+    fc1, fc2 = nn.Linear(d, 4 * d).cuda(), nn.Linear(4 * d, d).cuda()
+    params = [fc1.weight, fc1.bias, fc2.weight, fc2.bias]
+    x = torch.randn(args.batch, args.tokens, d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    grad = torch.randn_like(x)
+    compiled = torch.compile(gelu_mlp_reference)
+    impls = {
+        "cuBLASLt epilogues (diffcore)": lambda: gelu_mlp(x, fc1, fc2),
+        "torch.compile": lambda: compiled(x, fc1, fc2),
+        "eager": lambda: gelu_mlp_reference(x, fc1, fc2),
+    }
+
+    def grads_of(fn: Callable[[], Tensor]) -> list[Tensor]:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = fn()
+        return [out, *torch.autograd.grad(out, [x, *params], grad)]
+
+    ref_x = x.detach().float().requires_grad_()
+    ref_out = gelu_mlp_reference(ref_x, fc1, fc2)
+    ref = [ref_out, *torch.autograd.grad(ref_out, [ref_x, *params], grad.float())]
+    got = grads_of(impls["cuBLASLt epilogues (diffcore)"])
+    names = ("y", "dx", "dw1", "db1", "dw2", "db2")
+    errors = {
+        n: float((a.float() - r).abs().max() / r.abs().max()) for n, a, r in zip(names, got, ref, strict=True)
+    }
+    rows = []
+    for name, fn in impls.items():
+        for _ in range(3):
+            grads_of(fn)
+
+        def forward(fn: Callable[[], Tensor] = fn) -> Tensor:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return fn()
+
+        fwd = kernel_ms(forward)
+        outs = [forward() for _ in range(ITERS)]
+        bwd = kernel_ms(lambda outs=outs: torch.autograd.backward(outs.pop(), grad))
+        for p in [x, *params]:
+            p.grad = None
+        rows.append({"impl": name, "forward_ms": fwd, "backward_ms": bwd})
+    return {"max_rel_error_vs_fp32": errors, "rows": rows}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "benchmark": "adaln_kernel",
+        "benchmark": "fused_kernels",
         "device": torch.cuda.get_device_name(),
         "torch": torch.__version__,
-        "shape": [b, n, d],
+        "shape": [args.batch, args.tokens, args.dim],
         "dtype": "bf16",
-        "copy_tb_s": copy_bandwidth(device) / 1e12,
-        "max_rel_error_vs_fp32": errors,
-        "rows": rows,
+        "copy_tb_s": copy_bandwidth("cuda") / 1e12,
+        "adaln": run_adaln(args),
+        "mlp": run_mlp(args),
     }
 
 
@@ -135,17 +192,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
-        raise SystemExit("adaln_kernel.py needs a CUDA GPU (the fused kernels are Triton)")
+        raise SystemExit("fused_kernels.py needs a CUDA GPU (Triton and cuBLASLt kernels)")
     result = run(args)
     print(f"device: {result['device']}  shape {result['shape']} bf16  copy {result['copy_tb_s']:.2f} TB/s")
-    print(f"{'impl':20} {'fwd ms':>8} {'bwd ms':>8} {'fwd TB/s':>9} {'bwd TB/s':>9}")
-    for r in result["rows"]:
-        print(
-            f"{r['impl']:20} {r['forward_ms']:8.3f} {r['backward_ms']:8.3f} "
-            f"{r['forward_tb_s']:9.2f} {r['backward_tb_s']:9.2f}"
-        )
-    print("max relative error vs float32:", {k: f"{v:.1e}" for k, v in result["max_rel_error_vs_fp32"].items()})
-    out = args.out or RESULTS / "adaln_kernel.json"
+    for part in ("adaln", "mlp"):
+        print(f"{part}: GPU kernel time per call")
+        print(f"  {'impl':32} {'fwd ms':>8} {'bwd ms':>8} {'total':>8}")
+        for r in result[part]["rows"]:
+            total = r["forward_ms"] + r["backward_ms"]
+            print(f"  {r['impl']:32} {r['forward_ms']:8.3f} {r['backward_ms']:8.3f} {total:8.3f}")
+        errors = {k: f"{v:.1e}" for k, v in result[part]["max_rel_error_vs_fp32"].items()}
+        print("  max relative error vs float32:", errors)
+    out = args.out or RESULTS / "fused_kernels.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
