@@ -135,7 +135,7 @@ def run_mlp(args: argparse.Namespace) -> dict[str, Any]:
     grad = torch.randn_like(x)
     compiled = torch.compile(gelu_mlp_reference)
     impls = {
-        "cuBLASLt epilogues (diffcore)": lambda: gelu_mlp(x, fc1, fc2),
+        "cuBLASLt GELU epilogue (diffcore)": lambda: gelu_mlp(x, fc1, fc2),
         "torch.compile": lambda: compiled(x, fc1, fc2),
         "eager": lambda: gelu_mlp_reference(x, fc1, fc2),
     }
@@ -148,7 +148,7 @@ def run_mlp(args: argparse.Namespace) -> dict[str, Any]:
     ref_x = x.detach().float().requires_grad_()
     ref_out = gelu_mlp_reference(ref_x, fc1, fc2)
     ref = [ref_out, *torch.autograd.grad(ref_out, [ref_x, *params], grad.float())]
-    got = grads_of(impls["cuBLASLt epilogues (diffcore)"])
+    got = grads_of(impls["cuBLASLt GELU epilogue (diffcore)"])
     names = ("y", "dx", "dw1", "db1", "dw2", "db2")
     errors = {
         n: float((a.float() - r).abs().max() / r.abs().max()) for n, a, r in zip(names, got, ref, strict=True)

@@ -1,13 +1,14 @@
-"""The transformer MLP ``fc2(gelu_tanh(fc1(x)))`` with GELU and the bias gradient in cuBLASLt's epilogues.
+"""The transformer MLP ``fc2(gelu_tanh(fc1(x)))`` with bias and GELU in the first matmul's epilogue.
 
-Forward: one matmul writes ``gelu(h)`` and keeps ``h = fc1(x)`` (``GELU_AUX_BIAS``), then ``fc2``.
-Backward: ``fc2``'s weight and bias gradients, then one matmul gives ``grad_h = (grad_y @ W2) * gelu'(h)``
-and ``fc1``'s bias gradient (``DGELU_BGRAD``), then ``fc1``'s weight and input gradients. Unfused, the GELU
-forward, its backward and the bias-gradient sum are three extra passes over the ``(tokens, 4 * dim)``
-hidden activations (see docs/diffcore.md, "DiT throughput"). :func:`gelu_mlp` takes this path for
-bf16/fp16 CUDA tensors (autocast included) when cuBLASLt loads, and plain torch ops otherwise; the two
-agree to bf16 rounding (tests). The fused path is a ``torch.library`` custom op (``diffcore::gelu_mlp``),
-opaque to ``torch.compile`` and without double backward.
+Forward: one cuBLASLt matmul writes ``gelu(h)`` and keeps ``h = fc1(x)`` for the backward
+(``GELU_AUX_BIAS``), then ``fc2``; unfused, GELU is an extra pass that reads ``h`` back over the
+``(tokens, 4 * dim)`` hidden activations. Backward: plain torch ops (which ``torch.compile`` traces and
+fuses). cuBLASLt's matching backward epilogue (``DGELU_BGRAD``,
+:func:`~diffcore.nn.cublaslt.matmul_dgelu_bgrad`) ran as a separate, slower kernel on an H100 (measured
+in docs/diffcore.md), so it is not used here. :func:`gelu_mlp` takes this path for bf16/fp16 CUDA tensors
+(autocast included) when cuBLASLt loads, and plain torch ops otherwise; the two agree to bf16 rounding
+(tests). The forward is a ``torch.library`` custom op (``diffcore::gelu_mlp``), opaque to
+``torch.compile``; double backward is not supported.
 """
 
 from __future__ import annotations
@@ -74,32 +75,15 @@ def _define_ops() -> None:
         hidden = x.new_empty(x.shape[0], w1.shape[0])
         return x.new_empty(x.shape[0], w2.shape[0]), hidden, torch.empty_like(hidden)
 
-    @torch.library.custom_op("diffcore::gelu_mlp_backward", mutates_args=())
-    def gelu_mlp_backward(
-        grad_y: Tensor, x: Tensor, w1: Tensor, w2: Tensor, a: Tensor, h: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        grad_y = grad_y.contiguous()
-        grad_w2 = grad_y.t() @ a
-        grad_b2 = grad_y.sum(0)
-        grad_h, grad_b1 = cublaslt.matmul_dgelu_bgrad(grad_y, w2, h)
-        return grad_h @ w1, grad_h.t() @ x, grad_b1, grad_w2, grad_b2
-
-    @gelu_mlp_backward.register_fake
-    def _(grad_y, x, w1, w2, a, h):
-        return (
-            torch.empty_like(x),
-            torch.empty_like(w1),
-            w1.new_empty(w1.shape[0]),
-            torch.empty_like(w2),
-            w2.new_empty(w2.shape[0]),
-        )
-
     def setup_context(ctx, inputs, output) -> None:
         x, w1, _, w2, _ = inputs
         _, a, h = output
         ctx.save_for_backward(x, w1, w2, a, h)
 
     def backward(ctx, grad_y, _grad_a, _grad_h):
-        return gelu_mlp_backward(grad_y, *ctx.saved_tensors)
+        # Plain torch ops, which torch.compile traces and fuses (GELU's backward with the bias sum).
+        x, w1, w2, a, h = ctx.saved_tensors
+        grad_h = torch.ops.aten.gelu_backward(grad_y @ w2, h, approximate="tanh")
+        return grad_h @ w1, grad_h.t() @ x, grad_h.sum(0), grad_y.t() @ a, grad_y.sum(0)
 
     gelu_mlp_op.register_autograd(backward, setup_context=setup_context)
