@@ -279,7 +279,7 @@ class DiTControlNet(PretrainedModel):
         self.rope = RotaryEmbedding(d // d_cfg.num_heads, ndim, d_cfg.rope_theta)
         self.register_buffer("pos_embed", sincos_pos_embed(d, d_cfg.grid_size)[None], persistent=False)
         self.blocks = nn.ModuleList(
-            DiTBlock(d, d_cfg.num_heads, d_cfg.mlp_ratio, d_cfg.qk_norm)
+            DiTBlock(d, d_cfg.num_heads, d_cfg.mlp_ratio, d_cfg.qk_norm, d_cfg.fused_kernels)
             for _ in range(config.num_blocks or 1)
         )
         hint_out = config.hint_channels[-1]
