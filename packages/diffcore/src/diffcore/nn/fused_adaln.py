@@ -10,8 +10,8 @@ sample. :func:`adaln_modulate` returns ``(x', h)``. On CUDA, with Triton install
 kernel forward (reads ``x``, ``y``; writes ``x'``, ``h`` and two floats per token) and one backward
 (reads the two incoming gradients, ``x'`` and ``y``; writes the gradients of ``x`` and ``y`` and
 per-chunk partial sums for ``gate``, ``shift``, ``scale``). ``torch.compile``'s own fusion of the same
-ops re-reads its inputs and keeps the normalised ``x`` for the backward, moving about twice the bytes
-(docs/diffcore.md, "DiT throughput"). Elsewhere (CPU, no Triton, ``fused=False``) it is the same
+ops re-reads its inputs and keeps the normalised ``x`` for the backward; at DiT-XL/2 training shapes on an
+H100 the forward takes 0.112 ms against its 0.163 ms (docs/diffcore.md, "DiT throughput"). Elsewhere (CPU, no Triton, ``fused=False``) it is the same
 math in plain torch ops. Both paths compute in float32 (or float64) and return ``x.dtype``; the Triton ops are
 ``torch.library`` custom ops (``diffcore::adaln_forward`` / ``adaln_backward``), so ``torch.compile``
 keeps them whole without a graph break. Double backward and forward-mode AD are not supported on the
