@@ -30,11 +30,11 @@ def gelu_mlp_reference(x: Tensor, fc1: nn.Linear, fc2: nn.Linear) -> Tensor:
 
 
 def gelu_mlp(x: Tensor, fc1: nn.Linear, fc2: nn.Linear, fused: bool = True) -> Tensor:
-    """``fc2(gelu_tanh(fc1(x)))`` for ``x`` ``(..., dim)``; cuBLASLt epilogues on CUDA when ``fused``.
+    """``fc2(gelu_tanh(fc1(x)))`` for ``x`` ``(..., dim)``; cuBLASLt's GELU epilogue on CUDA when ``fused``.
 
     The fused path needs bf16 or fp16 ``x`` (as under autocast) and linears with biases; the weights are
-    cast to ``x.dtype`` as autocast's ``nn.Linear`` would. Call :func:`register` once before
-    ``torch.compile`` traces it (the modules using it do so when built).
+    cast to ``x.dtype`` as autocast's ``nn.Linear`` would. The custom op is registered on first use
+    (:func:`register`, which ``torch.compile`` runs eagerly while tracing).
     """
     usable = (
         fused
