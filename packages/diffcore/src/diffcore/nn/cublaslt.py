@@ -133,7 +133,7 @@ class _Plan:
             _check(
                 lib.cublasLtMatrixLayoutCreate(ctypes.byref(layout), dtype, rows, cols, ld), "LayoutCreate"
             )
-        self.n = n
+        _set(set_desc, self.desc, _DESC_AUX_LD, ctypes.c_int64(n), "EPILOGUE_AUX_LD")  # aux laid out like D
         _check(lib.cublasLtMatmulPreferenceCreate(ctypes.byref(pref)), "PreferenceCreate")
         _set(
             lib.cublasLtMatmulPreferenceSetAttribute,
@@ -161,7 +161,6 @@ class _Plan:
         set_desc = _library().cublasLtMatmulDescSetAttribute
         _set(set_desc, self.desc, _DESC_BIAS_POINTER, ctypes.c_void_p(bias), "BIAS_POINTER")
         _set(set_desc, self.desc, _DESC_AUX_POINTER, ctypes.c_void_p(aux), "EPILOGUE_AUX_POINTER")
-        _set(set_desc, self.desc, _DESC_AUX_LD, ctypes.c_int64(self.n), "EPILOGUE_AUX_LD")
 
     def run(self, a: Tensor, b: Tensor, d: Tensor, bias: Tensor, aux: Tensor) -> None:
         self.set_pointers(bias.data_ptr(), aux.data_ptr())

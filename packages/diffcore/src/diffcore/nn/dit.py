@@ -39,6 +39,7 @@ from diffcore.nn.embeddings import (
     unpatchify,
 )
 from diffcore.nn.fused_adaln import adaln_modulate
+from diffcore.nn.fused_adaln import modulate as modulate  # re-exported: MMDiT and diff-protein use it
 from diffcore.nn.fused_mlp import gelu_mlp
 from diffcore.pretrained import PretrainedModel
 
@@ -73,11 +74,6 @@ def check_attention_layout(hidden_size: int, num_heads: int, pos_embed: str) -> 
         raise ValueError(f"num_heads: {num_heads} must divide hidden_size {hidden_size}")
     if pos_embed not in POS_EMBEDS:
         raise ValueError(f"pos_embed: expected one of {POS_EMBEDS}, got {pos_embed!r}")
-
-
-def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    """adaLN modulation ``x * (1 + scale) + shift`` as one fused ``addcmul``; shift/scale ``(B, 1, D)``."""
-    return torch.addcmul(shift, x, scale + 1)
 
 
 def check_guidance_max(guidance_max: float) -> None:
@@ -133,8 +129,8 @@ def check_guidance_input(w: Tensor | None, embedder: GuidanceEmbedder | None, ba
 class Mlp(nn.Module):
     """Transformer feed-forward ``Linear -> GELU(tanh) -> Linear``: ``(B, N, D)`` -> ``(B, N, D)``.
 
-    ``fused_kernels``: on CUDA in bf16/fp16, GELU and the first bias gradient run in cuBLASLt's matmul
-    epilogues (:func:`~diffcore.nn.fused_mlp.gelu_mlp`); same math, fewer passes over the hidden layer.
+    ``fused_kernels``: on CUDA in bf16/fp16, the first linear's bias and GELU run in cuBLASLt's matmul
+    epilogue (:func:`~diffcore.nn.fused_mlp.gelu_mlp`); same math, one pass fewer over the hidden layer.
     """
 
     def __init__(self, dim: int, hidden_dim: int, fused_kernels: bool = False) -> None:
@@ -156,8 +152,8 @@ class DiTConfig:
     DiT) or ``"rope"`` (axial rotary embedding in every attention layer). ``guidance_embed`` adds a
     guidance-scale input ``w`` (see :class:`GuidanceEmbedder`), scaled by ``1 / guidance_max``.
     ``fused_kernels``: on CUDA, run each adaLN step (gated residual + LayerNorm + modulate) as one Triton
-    kernel (:mod:`diffcore.nn.fused_adaln`) and, in bf16/fp16, the MLP's GELU in cuBLASLt's matmul
-    epilogues (:mod:`diffcore.nn.fused_mlp`); the math is unchanged. Turn it off for double backward or
+    kernel (:mod:`diffcore.nn.fused_adaln`) and, in bf16/fp16, the MLP's forward GELU in cuBLASLt's
+    matmul epilogue (:mod:`diffcore.nn.fused_mlp`); the math is unchanged. Turn it off for double backward or
     forward-mode AD, which the fused kernels do not support.
     """
 

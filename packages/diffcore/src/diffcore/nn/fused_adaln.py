@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["adaln_modulate", "adaln_reference", "fused_adaln_available"]
+__all__ = ["adaln_modulate", "adaln_reference", "fused_adaln_available", "modulate"]
 
 ROWS_PER_PROGRAM = 16  # tokens per Triton program; the backward writes one partial sum per chunk
 
@@ -45,6 +45,11 @@ def fused_adaln_available() -> bool:
     return _HAS_TRITON
 
 
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """adaLN modulation ``x * (1 + scale) + shift`` as one fused ``addcmul``; shift/scale ``(B, 1, D)``."""
+    return torch.addcmul(shift, x, scale + 1)
+
+
 def adaln_reference(
     x: Tensor,
     shift: Tensor,
@@ -58,7 +63,7 @@ def adaln_reference(
         x = torch.addcmul(x, _per_token(gate, x), residual)
     compute = torch.promote_types(x.dtype, torch.float32)  # float32 at least, as the kernels
     normed = F.layer_norm(x.to(compute), (x.shape[-1],), eps=eps)
-    h = torch.addcmul(_per_token(shift, x).to(compute), normed, _per_token(scale, x).to(compute) + 1)
+    h = modulate(normed, _per_token(shift, x).to(compute), _per_token(scale, x).to(compute))
     return x, h.to(x.dtype)
 
 
@@ -260,23 +265,25 @@ def _define_ops() -> None:
         chunks = triton.cdiv(n, ROWS_PER_PROGRAM)
         dx = torch.empty_like(x_new)
         dy = torch.empty_like(y) if y is not None else x_new.new_empty(0)
-        partial = torch.empty(3, b, chunks, d, device=x_new.device, dtype=torch.float32)
+        # Per-chunk partial sums for shift, scale (and gate, with a residual).
+        partial = torch.empty(2 + (y is not None), b, chunks, d, device=x_new.device, dtype=torch.float32)
         with _on_device(x_new):
             backward_tuned[(b, chunks)](
                 grad_h.contiguous(), None if grad_x is None else grad_x.contiguous(), x_new, y, gate, scale,
-                mean, rstd, dx, dy, partial[0], partial[1], partial[2],
+                mean, rstd, dx, dy, partial[0], partial[1], partial[2] if y is not None else None,
                 n, d, _row_stride(gate), _row_stride(scale), chunks,
                 ROWS=ROWS_PER_PROGRAM, BLOCK_D=triton.next_power_of_2(d), HAS_RES=y is not None,
                 HAS_GX=grad_x is not None, **fixed,
             )  # fmt: skip
-        dshift, dscale, dgate = (p.sum(1) for p in partial)  # separate tensors: outputs may not alias
-        return dx, dy, dgate, dshift, dscale
+        dshift, dscale, *dgate = (p.sum(1) for p in partial)  # separate tensors: outputs may not alias
+        return dx, dy, dgate[0] if dgate else x_new.new_empty(0), dshift, dscale
 
     @adaln_backward.register_fake
     def _(grad_h, grad_x, x_new, y, gate, scale, mean, rstd):
         b, _, d = x_new.shape
         dy = torch.empty_like(y) if y is not None else x_new.new_empty(0)
-        dgate, dshift, dscale = (x_new.new_empty(b, d, dtype=torch.float32) for _ in range(3))
+        dgate = x_new.new_empty((b, d) if y is not None else (0,), dtype=torch.float32)
+        dshift, dscale = (x_new.new_empty(b, d, dtype=torch.float32) for _ in range(2))
         return torch.empty_like(x_new), dy, dgate, dshift, dscale
 
     def setup_context(ctx, inputs, output) -> None:
