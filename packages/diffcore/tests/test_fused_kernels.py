@@ -162,6 +162,7 @@ def test_cublaslt_gelu_epilogue_is_the_tanh_gelu() -> None:
     )
     assert rel_err(grad_h, ref) < 1.5e-2
     assert rel_err(grad_b, ref.sum(0)) < 1.5e-2
+    assert rel_err(cublaslt.matmul_dgelu(grad_out, w2, aux), ref) < 1.5e-2
 
 
 @cuda

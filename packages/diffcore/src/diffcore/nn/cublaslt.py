@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["available", "linear_gelu_aux", "matmul_dgelu_bgrad"]
+__all__ = ["available", "linear_gelu_aux", "matmul_dgelu", "matmul_dgelu_bgrad"]
 
 # Enum values from cublasLt.h / cublas_api.h / library_types.h (stable across CUDA 11-13).
 _COMPUTE_32F = 68
@@ -33,7 +33,9 @@ _DESC_TRANSA, _DESC_TRANSB, _DESC_EPILOGUE = 3, 4, 7
 _DESC_BIAS_POINTER, _DESC_AUX_POINTER, _DESC_AUX_LD = 8, 11, 12
 _PREF_MAX_WORKSPACE_BYTES = 1
 _EPILOGUE_GELU_AUX_BIAS = 32 | 128 | 4
-_EPILOGUE_DGELU_BGRAD = 64 | 128 | 16
+_EPILOGUE_DGELU = 64 | 128
+_EPILOGUE_DGELU_BGRAD = _EPILOGUE_DGELU | 16
+_CANDIDATES = 8  # algorithms asked of the heuristic; the fastest on the first call is kept
 _DTYPES = {torch.bfloat16: _R_16BF, torch.float16: _R_16F}
 _WORKSPACE_BYTES = 32 * 2**20  # what cuBLAS itself uses on Hopper
 
@@ -142,34 +144,55 @@ class _Plan:
             ctypes.c_uint64(_WORKSPACE_BYTES),
             "MAX_WORKSPACE_BYTES",
         )
-        self.result = _HeuristicResult()  # its first field is the algorithm, passed by address
+        results = (_HeuristicResult * _CANDIDATES)()  # each starts with its algorithm, passed by address
         count = ctypes.c_int()
         # The heuristic looks at pointer alignment through these attributes; real pointers come per call.
         self.set_pointers(256, 256)
         _check(
             lib.cublasLtMatmulAlgoGetHeuristic(
-                _handle(), self.desc, self.a, self.b, self.d, self.d, pref, 1, ctypes.addressof(self.result),
+                _handle(), self.desc, self.a, self.b, self.d, self.d, pref, _CANDIDATES, ctypes.addressof(results),
                 ctypes.addressof(count),
             ),
             "MatmulAlgoGetHeuristic",
         )  # fmt: skip
         lib.cublasLtMatmulPreferenceDestroy(pref)
-        if count.value < 1:
+        self.candidates = [r for r in results[: count.value] if r.state == 0]
+        if not self.candidates:
             raise RuntimeError(f"cuBLASLt: no algorithm for m={m} n={n} k={k} epilogue={epilogue}")
+        self.result = self.candidates[0] if len(self.candidates) == 1 else None
 
     def set_pointers(self, bias: int, aux: int) -> None:
         set_desc = _library().cublasLtMatmulDescSetAttribute
         _set(set_desc, self.desc, _DESC_BIAS_POINTER, ctypes.c_void_p(bias), "BIAS_POINTER")
         _set(set_desc, self.desc, _DESC_AUX_POINTER, ctypes.c_void_p(aux), "EPILOGUE_AUX_POINTER")
 
-    def run(self, a: Tensor, b: Tensor, d: Tensor, bias: Tensor, aux: Tensor) -> None:
-        self.set_pointers(bias.data_ptr(), aux.data_ptr())
+    def run(self, a: Tensor, b: Tensor, d: Tensor, bias: Tensor | None, aux: Tensor) -> None:
+        """``d = epilogue(op(a) @ b)``; on the first call outside graph capture, time each candidate."""
+        self.set_pointers(0 if bias is None else bias.data_ptr(), aux.data_ptr())
+        if self.result is None:
+            if torch.cuda.is_current_stream_capturing():
+                self.result = self.candidates[0]
+            else:
+                self.result = min(self.candidates, key=lambda r: self._time(r, a, b, d))
+        self._launch(self.result, a, b, d)
+
+    def _time(self, result: _HeuristicResult, a: Tensor, b: Tensor, d: Tensor, repeats: int = 3) -> float:
+        self._launch(result, a, b, d)  # warm-up (the output is overwritten by the final call)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(repeats):
+            self._launch(result, a, b, d)
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+
+    def _launch(self, result: _HeuristicResult, a: Tensor, b: Tensor, d: Tensor) -> None:
         one, zero = ctypes.c_float(1.0), ctypes.c_float(0.0)
         workspace = _workspace(d.device)
         _check(
             _library().cublasLtMatmul(
                 _handle(), self.desc, ctypes.addressof(one), a.data_ptr(), self.a, b.data_ptr(), self.b,
-                ctypes.addressof(zero), d.data_ptr(), self.d, d.data_ptr(), self.d, ctypes.addressof(self.result),
+                ctypes.addressof(zero), d.data_ptr(), self.d, d.data_ptr(), self.d, ctypes.addressof(result),
                 workspace.data_ptr(), _WORKSPACE_BYTES, torch.cuda.current_stream(d.device).cuda_stream,
             ),
             "cublasLtMatmul",
@@ -204,6 +227,18 @@ def linear_gelu_aux(x: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Te
         plan = _plan(m, n, k, _OP_T, k, k, _dtype_code(x), _EPILOGUE_GELU_AUX_BIAS)
         plan.run(weight, x, out, bias, aux)
     return out, aux
+
+
+def matmul_dgelu(grad_out: Tensor, weight: Tensor, gelu_input: Tensor) -> Tensor:
+    """``(grad_out @ weight) * gelu_tanh'(gelu_input)`` in one matmul (``DGELU``): ``(M, N)``, ``(N, K)``,
+    ``(M, K)`` -> ``(M, K)``, the MLP's gradient at its hidden pre-activation."""
+    m, n = grad_out.shape
+    k = weight.shape[1]
+    grad_h = torch.empty(m, k, device=grad_out.device, dtype=grad_out.dtype)
+    with torch.cuda.device(grad_out.device):
+        plan = _plan(m, k, n, _OP_N, k, n, _dtype_code(grad_out), _EPILOGUE_DGELU)
+        plan.run(weight, grad_out, grad_h, None, gelu_input)
+    return grad_h
 
 
 def matmul_dgelu_bgrad(grad_out: Tensor, weight: Tensor, gelu_input: Tensor) -> tuple[Tensor, Tensor]:
