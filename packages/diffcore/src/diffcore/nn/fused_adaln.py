@@ -260,7 +260,7 @@ def _define_ops() -> None:
         scale: Tensor,
         mean: Tensor,
         rstd: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor]:
         b, n, d = x_new.shape
         chunks = triton.cdiv(n, ROWS_PER_PROGRAM)
         dx = torch.empty_like(x_new)
@@ -275,16 +275,13 @@ def _define_ops() -> None:
                 ROWS=ROWS_PER_PROGRAM, BLOCK_D=triton.next_power_of_2(d), HAS_RES=y is not None,
                 HAS_GX=grad_x is not None, **fixed,
             )  # fmt: skip
-        dshift, dscale, *dgate = (p.sum(1) for p in partial)  # separate tensors: outputs may not alias
-        return dx, dy, dgate[0] if dgate else x_new.new_empty(0), dshift, dscale
+        return dx, dy, partial.sum(2)  # (2 or 3, B, D): shift, scale[, gate] sums in one reduction
 
     @adaln_backward.register_fake
     def _(grad_h, grad_x, x_new, y, gate, scale, mean, rstd):
         b, _, d = x_new.shape
         dy = torch.empty_like(y) if y is not None else x_new.new_empty(0)
-        dgate = x_new.new_empty((b, d) if y is not None else (0,), dtype=torch.float32)
-        dshift, dscale = (x_new.new_empty(b, d, dtype=torch.float32) for _ in range(2))
-        return torch.empty_like(x_new), dy, dgate, dshift, dscale
+        return torch.empty_like(x_new), dy, x_new.new_empty(2 + (y is not None), b, d, dtype=torch.float32)
 
     def setup_context(ctx, inputs, output) -> None:
         x, y, gate, shift, scale, _ = inputs
@@ -296,17 +293,18 @@ def _define_ops() -> None:
     def backward(ctx, grad_x_new, grad_h, _grad_mean, _grad_rstd):
         x_saved, y, gate, scale, mean, rstd = ctx.saved_tensors
         has_res = y is not None
-        dx, dy, dgate, dshift, dscale = adaln_backward(
+        dx, dy, sums = adaln_backward(
             grad_h, grad_x_new if has_res else None, x_saved, y, gate, scale, mean, rstd
         )
         (gate_shape, shift_shape, scale_shape), (gate_dtype, shift_dtype, scale_dtype) = (
             ctx.shapes,
             ctx.dtypes,
         )
+        dshift, dscale, *dgate = sums
         return (
             dx,
             dy if has_res else None,
-            dgate.to(gate_dtype).view(gate_shape) if has_res else None,
+            dgate[0].to(gate_dtype).view(gate_shape) if has_res else None,
             dshift.to(shift_dtype).view(shift_shape),
             dscale.to(scale_dtype).view(scale_shape),
             None,
