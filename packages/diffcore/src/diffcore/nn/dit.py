@@ -44,6 +44,7 @@ from diffcore.nn.fused_mlp import gelu_mlp
 from diffcore.pretrained import PretrainedModel
 
 POS_EMBEDS = ("sincos", "rope")
+Pending = tuple[Tensor, Tensor]  # a gated residual ``(y, gate)`` still to be added: ``x + gate * y``
 
 
 def patch_geometry(
@@ -237,10 +238,19 @@ class DiTBlock(nn.Module):
         self.modulation = nn.Linear(hidden_size, 6 * hidden_size)
 
     def forward(self, x: Tensor, c: Tensor, rope: Rope | None = None) -> Tensor:
+        x, (y, gate) = self.forward_deferred(x, None, c, rope)
+        return torch.addcmul(x, gate, y)
+
+    def forward_deferred(
+        self, x: Tensor, pending: Pending | None, c: Tensor, rope: Rope | None = None
+    ) -> tuple[Tensor, Pending]:
+        """The block with its last gated residual left to the caller: ``pending = (y, gate)`` of the block
+        before (``x + gate * y`` still to add; None for none) in, this block's ``(mlp_out, gate_m)`` out,
+        so that each residual add runs inside the next adaLN kernel."""
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.modulation(c)[:, None].chunk(6, dim=-1)
         fused = self.fused_kernels
-        _, h = adaln_modulate(x, shift_a, scale_a, eps=self.norm1.eps, fused=fused)
-        # The attention's gated residual and the MLP's adaLN in one step; the MLP's gated residual as an addcmul.
+        y, gate = pending if pending is not None else (None, None)
+        x, h = adaln_modulate(x, shift_a, scale_a, residual=y, gate=gate, eps=self.norm1.eps, fused=fused)
         x, h = adaln_modulate(
             x,
             shift_m,
@@ -250,7 +260,7 @@ class DiTBlock(nn.Module):
             eps=self.norm2.eps,
             fused=fused,
         )
-        return torch.addcmul(x, gate_m, self.mlp(h))
+        return x, (self.mlp(h), gate_m)
 
 
 class FinalLayer(nn.Module):
@@ -265,9 +275,14 @@ class FinalLayer(nn.Module):
         self.linear = nn.Linear(hidden_size, patch_volume * out_channels)
         self.modulation = nn.Linear(hidden_size, 2 * hidden_size)
 
-    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+    def forward(self, x: Tensor, c: Tensor, pending: Pending | None = None) -> Tensor:
+        """``pending``: the last block's ``(y, gate)`` residual still to add (:meth:`DiTBlock.forward_deferred`)."""
         shift, scale = self.modulation(c)[:, None].chunk(2, dim=-1)
-        return self.linear(adaln_modulate(x, shift, scale, eps=self.norm.eps, fused=self.fused_kernels)[1])
+        y, gate = pending if pending is not None else (None, None)
+        _, h = adaln_modulate(
+            x, shift, scale, residual=y, gate=gate, eps=self.norm.eps, fused=self.fused_kernels
+        )
+        return self.linear(h)
 
 
 class DiT(PretrainedModel):
@@ -342,14 +357,16 @@ class DiT(PretrainedModel):
         if self.w_embedder is not None:
             c = c + self.w_embedder(w).to(c.dtype)
         c = F.silu(c)
+        pending = None  # each block's last gated residual, added inside the next adaLN step
         for i, block in enumerate(self.blocks):
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                h = checkpoint(block, h, c, rope, use_reentrant=False)
+                h, pending = checkpoint(block.forward_deferred, h, pending, c, rope, use_reentrant=False)
             else:
-                h = block(h, c, rope)
+                h, pending = block.forward_deferred(h, pending, c, rope)
             if control is not None and i < len(control):
-                h = h + control[i]
-        h = self.final_layer(h, c)
+                h = torch.addcmul(h, pending[1], pending[0]) + control[i]
+                pending = None
+        h = self.final_layer(h, c, pending)
         return unpatchify(h, grid, self.config.patch_size, self.config.out_channels)
 
     def _condition(self, t: Tensor, y: Tensor | None, batch: int) -> Tensor:
