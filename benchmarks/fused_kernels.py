@@ -13,6 +13,10 @@ MLP (``diffcore.nn.fused_mlp``): ``fc2(gelu_tanh(fc1(x)))`` forward and backward
 float32 weights, cuBLASLt's GELU epilogues against torch.compile of the plain module, eager, with the
 same float32 check.
 
+Attention (``diffcore.nn.fused_attention``): self-attention from the (B, N, 3, H, Dh) q/k/v projection
+(XL/2: 16 heads of 72), the Triton kernels against SDPA's cuDNN and flash backends on the q/k/v views, in
+bf16, with the same float32 check.
+
 Table on stdout, JSON under benchmarks/results.
 
     python benchmarks/fused_kernels.py [--batch 128 --tokens 256 --dim 1152]
@@ -28,6 +32,7 @@ from typing import Any
 
 import torch
 from diffcore.nn.fused_adaln import adaln_modulate, adaln_reference
+from diffcore.nn.fused_attention import qkv_attention, qkv_attention_reference
 from diffcore.nn.fused_mlp import gelu_mlp, gelu_mlp_reference
 from torch import Tensor, nn
 
@@ -171,6 +176,63 @@ def run_mlp(args: argparse.Namespace) -> dict[str, Any]:
     return {"max_rel_error_vs_fp32": errors, "rows": rows}
 
 
+def run_attention(args: argparse.Namespace) -> dict[str, Any]:
+    """Self-attention from a (B, N, 3, H, Dh) q/k/v projection: the Triton kernels against SDPA's backends on
+    the q/k/v views (whose backward stacks the three gradients back into that layout), bf16."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    b, n, h = args.batch, args.tokens, args.heads
+    dh = args.dim // h
+    gen = torch.Generator("cuda").manual_seed(0)
+    qkv = torch.randn(b, n, 3, h, dh, device="cuda", dtype=torch.bfloat16, generator=gen).requires_grad_()
+    grad = torch.randn(b, n, h * dh, device="cuda", dtype=torch.bfloat16, generator=gen)
+    compiled = torch.compile(qkv_attention_reference)
+
+    def sdpa(
+        backend: SDPBackend, fn: Callable[[Tensor], Tensor] = qkv_attention_reference
+    ) -> Callable[[], Tensor]:
+        def call() -> Tensor:
+            with sdpa_kernel(backend):
+                return fn(qkv)
+
+        return call
+
+    impls = {
+        "triton qkv_attention (diffcore)": lambda: qkv_attention(qkv),
+        "SDPA cuDNN": sdpa(SDPBackend.CUDNN_ATTENTION),
+        "SDPA flash": sdpa(SDPBackend.FLASH_ATTENTION),
+        "torch.compile, SDPA cuDNN": sdpa(SDPBackend.CUDNN_ATTENTION, compiled),
+    }
+    ref_in = qkv.detach().float().requires_grad_()
+    ref = qkv_attention_reference(ref_in)
+    (ref_grad,) = torch.autograd.grad(ref, ref_in, grad.float())
+    out = impls["triton qkv_attention (diffcore)"]()
+    (got_grad,) = torch.autograd.grad(out, qkv, grad)
+    errors = {
+        "out": float((out.float() - ref).abs().max() / ref.abs().max()),
+        "dqkv": float((got_grad.float() - ref_grad).abs().max() / ref_grad.abs().max()),
+    }
+    flops = 4 * b * h * n * n * dh  # forward: two (N x N x Dh) products per head
+    rows = []
+    for name, fn in impls.items():
+        for _ in range(3):
+            torch.autograd.backward(fn(), grad)
+        fwd = kernel_ms(fn)
+        outs = [fn() for _ in range(ITERS)]
+        bwd = kernel_ms(lambda outs=outs: torch.autograd.backward(outs.pop(), grad))
+        qkv.grad = None
+        rows.append(
+            {
+                "impl": name,
+                "forward_ms": fwd,
+                "backward_ms": bwd,
+                "forward_tflop_s": flops / (fwd / 1000) / 1e12,
+                "backward_tflop_s": 2.5 * flops / (bwd / 1000) / 1e12,
+            }
+        )
+    return {"max_rel_error_vs_fp32": errors, "rows": rows}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "fused_kernels",
@@ -181,6 +243,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "copy_tb_s": copy_bandwidth("cuda") / 1e12,
         "adaln": run_adaln(args),
         "mlp": run_mlp(args),
+        "attention": run_attention(args),
     }
 
 
@@ -189,13 +252,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--dim", type=int, default=1152)
+    parser.add_argument("--heads", type=int, default=16)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("fused_kernels.py needs a CUDA GPU (Triton and cuBLASLt kernels)")
     result = run(args)
     print(f"device: {result['device']}  shape {result['shape']} bf16  copy {result['copy_tb_s']:.2f} TB/s")
-    for part in ("adaln", "mlp"):
+    for part in ("adaln", "mlp", "attention"):
         print(f"{part}: GPU kernel time per call")
         print(f"  {'impl':32} {'fwd ms':>8} {'bwd ms':>8} {'total':>8}")
         for r in result[part]["rows"]:

@@ -232,7 +232,9 @@ class DiTBlock(nn.Module):
         super().__init__()
         self.fused_kernels = fused_kernels
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(hidden_size, num_heads, qkv_bias=True, qk_norm=qk_norm)
+        self.attn = Attention(
+            hidden_size, num_heads, qkv_bias=True, qk_norm=qk_norm, fused_kernels=fused_kernels
+        )
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), fused_kernels)
         self.modulation = nn.Linear(hidden_size, 6 * hidden_size)
