@@ -154,3 +154,23 @@ def backward_dq_kernel(
             dq1 += tl.dot(ds, k1)
     dbase = DQKV + b.to(tl.int64) * N * row_stride + h * DH
     store_head(dbase, rows, N, row_stride, dq0 * scale, dq1 * scale, D0, D1, DH)
+
+
+@triton.jit
+def delta_kernel(
+    OUT, DOUT, DELTA, N, H, n_rows, ROWS: tl.constexpr,
+    DH: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr,
+):  # fmt: skip
+    """``delta[b * H + h, n] = sum_d dO[b, n, h, d] * O[b, n, h, d]`` (float32) over the ``n_rows = B * N * H``
+    rows ``(b, n, h)``, ``ROWS`` a program."""
+    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    o0, o1 = load_head(OUT, rows, n_rows, DH, D0, D1, DH)
+    g0, g1 = load_head(DOUT, rows, n_rows, DH, D0, D1, DH)
+    delta = tl.sum(o0.to(tl.float32) * g0.to(tl.float32), axis=1)
+    if D1 > 0:
+        delta += tl.sum(o1.to(tl.float32) * g1.to(tl.float32), axis=1)
+    token = rows // H  # b * N + n
+    h = rows % H
+    b = token // N
+    n = token % N
+    tl.store(DELTA + (b * H + h).to(tl.int64) * N + n, delta, mask=rows < n_rows)

@@ -33,6 +33,7 @@ __all__ = ["head_split", "qkv_attention", "qkv_attention_reference"]
 
 _HAS_TRITON = importlib.util.find_spec("triton") is not None
 _LOG2E = 1.4426950408889634
+DELTA_ROWS = 64  # (token, head) rows per program of the backward's rowsum(dO * O)
 
 
 def head_split(head_dim: int) -> tuple[int, int]:
@@ -73,7 +74,12 @@ def qkv_attention(qkv: Tensor, fused: bool = True) -> Tensor:
 def _define_ops() -> None:
     import triton
 
-    from diffcore.nn._attention_kernels import backward_dkdv_kernel, backward_dq_kernel, forward_kernel
+    from diffcore.nn._attention_kernels import (
+        backward_dkdv_kernel,
+        backward_dq_kernel,
+        delta_kernel,
+        forward_kernel,
+    )
 
     if os.environ.get("TRITON_INTERPRET") == "1":  # the CPU interpreter (tests): one fixed configuration
         fwd, dkdv, dq = forward_kernel, backward_dkdv_kernel, backward_dq_kernel
@@ -116,11 +122,14 @@ def _define_ops() -> None:
         b, n, _, h, dh = qkv.shape
         d0, d1 = head_split(dh)
         grad_out = grad_out.contiguous()
-        # delta = rowsum(dO * O) per (b, h, query), laid out like lse.
-        delta = (grad_out.float() * out.float()).view(b, n, h, dh).sum(-1).transpose(1, 2).reshape(b * h, n)
+        delta = torch.empty_like(lse)  # rowsum(dO * O) per (b, h, query), laid out like lse
         dqkv = torch.empty_like(qkv)
-        args = (qkv, grad_out, lse, delta.contiguous(), dqkv, n, h, _LOG2E / math.sqrt(dh), 1 / math.sqrt(dh))
+        args = (qkv, grad_out, lse, delta, dqkv, n, h, _LOG2E / math.sqrt(dh), 1 / math.sqrt(dh))
         with _on_device(qkv):
+            rows = b * n * h
+            delta_kernel[(triton.cdiv(rows, DELTA_ROWS),)](
+                out, grad_out, delta, n, h, rows, ROWS=DELTA_ROWS, DH=dh, D0=d0, D1=d1
+            )
             dkdv[grid("BLOCK_N", n, b * h)](*args, DH=dh, D0=d0, D1=d1, **fixed)
             dq[grid("BLOCK_M", n, b * h)](*args, DH=dh, D0=d0, D1=d1, **fixed)
         return dqkv
