@@ -80,18 +80,10 @@ def _define_ops() -> None:
         _, a, h = output
         ctx.save_for_backward(x, w1, w2, a, h)
 
-    @torch.library.custom_op("diffcore::matmul_dgelu", mutates_args=())
-    def matmul_dgelu(grad_y: Tensor, w2: Tensor, h: Tensor) -> Tensor:
-        return cublaslt.matmul_dgelu(grad_y.contiguous(), w2, h)
-
-    @matmul_dgelu.register_fake
-    def _(grad_y, w2, h):
-        return torch.empty_like(h)
-
     def backward(ctx, grad_y, _grad_a, _grad_h):
-        # GELU's backward in the fc2 input-gradient matmul's epilogue; the rest plain torch ops.
+        # Plain torch ops, which torch.compile traces and fuses (GELU's backward with the bias sum).
         x, w1, w2, a, h = ctx.saved_tensors
-        grad_h = matmul_dgelu(grad_y, w2, h)
+        grad_h = torch.ops.aten.gelu_backward(grad_y @ w2, h, approximate="tanh")
         return grad_h @ w1, grad_h.t() @ x, grad_h.sum(0), grad_y.t() @ a, grad_y.sum(0)
 
     gelu_mlp_op.register_autograd(backward, setup_context=setup_context)
