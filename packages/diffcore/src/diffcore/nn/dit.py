@@ -154,7 +154,8 @@ class DiTConfig:
     guidance-scale input ``w`` (see :class:`GuidanceEmbedder`), scaled by ``1 / guidance_max``.
     ``fused_kernels``: on CUDA, run each adaLN step (gated residual + LayerNorm + modulate) as one Triton
     kernel (:mod:`diffcore.nn.fused_adaln`) and, in bf16/fp16, the MLP's forward GELU in cuBLASLt's
-    matmul epilogue (:mod:`diffcore.nn.fused_mlp`); the math is unchanged. Turn it off for double backward or
+    matmul epilogue (:mod:`diffcore.nn.fused_mlp`), and self-attention without RoPE or QK-norm straight from
+    the q/k/v projection in Triton (:mod:`diffcore.nn.fused_attention`); the math is unchanged. Turn it off for double backward or
     forward-mode AD, which the fused kernels do not support.
     """
 
@@ -218,7 +219,7 @@ class DiTBlock(nn.Module):
     """adaLN-Zero transformer block (DiT Fig. 3): attention and MLP, each scaled by a learned gate.
 
     ``x``: ``(B, N, D)``; ``c``: ``(B, D)`` conditioning already passed through SiLU. ``fused_kernels``:
-    the adaLN steps and the MLP through diffcore's fused kernels on CUDA (see :class:`DiTConfig`).
+    the adaLN steps, the attention and the MLP through diffcore's fused kernels on CUDA (see :class:`DiTConfig`).
     """
 
     def __init__(
