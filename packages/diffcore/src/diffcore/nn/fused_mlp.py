@@ -32,12 +32,15 @@ def gelu_mlp_reference(x: Tensor, fc1: nn.Linear, fc2: nn.Linear) -> Tensor:
 def gelu_mlp(x: Tensor, fc1: nn.Linear, fc2: nn.Linear, fused: bool = True) -> Tensor:
     """``fc2(gelu_tanh(fc1(x)))`` for ``x`` ``(..., dim)``; cuBLASLt's GELU epilogue on CUDA when ``fused``.
 
-    The fused path needs bf16 or fp16 ``x`` (as under autocast) and linears with biases; the weights are
+    The fused path needs bf16 or fp16 ``x`` (as under autocast) and plain ``nn.Linear`` layers with biases
+    (layers wrapped by an adapter, such as PEFT's LoRA, run their own forward instead); the weights are
     cast to ``x.dtype`` as autocast's ``nn.Linear`` would. The custom op is registered on first use
     (:func:`register`, which ``torch.compile`` runs eagerly while tracing).
     """
     usable = (
         fused
+        and isinstance(fc1, nn.Linear)  # not wrapped (a PEFT LoRA layer runs its own forward)
+        and isinstance(fc2, nn.Linear)
         and x.is_cuda
         and x.dtype in (torch.bfloat16, torch.float16)
         and fc1.bias is not None
