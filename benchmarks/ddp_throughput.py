@@ -91,7 +91,7 @@ def flow_matching_loss(
     return ((model(xt, t, y=y) - (eps - x0)) ** 2).mean()
 
 
-def build_model(name: str, quick: bool) -> tuple[nn.Module, tuple[int, ...], int]:
+def build_model(name: str, quick: bool, unfused: bool = False) -> tuple[nn.Module, tuple[int, ...], int]:
     """The model, its per-sample input shape and its number of classes."""
     if name.lower() == "mlp":
         cfg = MLPConfig(dim=16, hidden=32, depth=2) if quick else MLPConfig()
@@ -104,7 +104,9 @@ def build_model(name: str, quick: bool) -> tuple[nn.Module, tuple[int, ...], int
             f"--model: expected 'mlp' or a factory of diffcore.nn.dit (e.g. DiT_B_2), got {name!r}"
         )
     tiny = {"input_size": (8, 8), "depth": 2, "hidden_size": 64, "num_heads": 4, "num_classes": 10}
-    overrides: dict[str, Any] = tiny if quick else {}
+    overrides: dict[str, Any] = dict(tiny) if quick else {}
+    if unfused:
+        overrides["fused_kernels"] = False
     model = factory(**overrides)
     return model, (model.config.in_channels, *model.config.input_size), model.config.num_classes
 
@@ -149,6 +151,9 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--workdir", default="/tmp/diffcore-ddp-throughput", help="scratch output_dir (deleted)")
     p.add_argument("--out", default=None, help="result JSON (default benchmarks/results/...)")
+    p.add_argument(
+        "--unfused", action="store_true", help="DiT with fused_kernels=False (plain torch ops; for A/B runs)"
+    )
     p.add_argument("--quick", action="store_true", help="tiny model, few steps, CPU: checks the script runs")
     return p.parse_args()
 
@@ -163,7 +168,7 @@ def main() -> None:
     gpu = torch.cuda.is_available() and not args.quick
     precision = args.mixed_precision or ("bf16" if gpu else "no")
     torch.manual_seed(0)
-    model, shape, num_classes = build_model(name, args.quick)
+    model, shape, num_classes = build_model(name, args.quick, args.unfused)
     params = sum(p.numel() for p in model.parameters())
     data = SyntheticData(shape, size=max(64, 8 * args.batch_size), num_classes=num_classes)
     loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, drop_last=True, pin_memory=gpu)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -115,6 +116,31 @@ def test_ema_matches_closed_form_with_warmup_and_update_every() -> None:
         torch.testing.assert_close(g.double(), e, rtol=0, atol=1e-6)
     assert ema.num_updates == len(range(every, 16, every))
     assert all(not p.requires_grad for p in ema.module.parameters())
+
+
+def test_ema_update_equals_averaged_models_own_update_and_survives_a_reload() -> None:
+    """EMA.update (updates counted on the host, no device sync) is AveragedModel.update_parameters."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    model[1].num_batches_tracked.fill_(5)  # an integer buffer takes the non-foreach branch
+    ema = EMA(model, 0.9)
+    reference = AveragedModel(copy.deepcopy(model), multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    for step in range(1, 6):
+        with torch.no_grad():
+            for t in [*model.parameters(), model[1].running_var]:
+                t.add_(torch.rand_like(t))
+            model[1].num_batches_tracked.add_(10)
+        ema.update(model, step)
+        reference.update_parameters(model)
+        if step == 3:  # a resumed run continues the count
+            state = ema.state_dict()
+            ema = EMA(model, 0.9)
+            ema.load_state_dict(state)
+    for got, want in zip(ema.averaged.state_dict().values(), reference.state_dict().values(), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert ema.num_updates == 5 == int(ema.averaged.n_averaged)
 
 
 def test_ema_rejects_bad_decay() -> None:

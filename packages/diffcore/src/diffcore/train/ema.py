@@ -5,11 +5,17 @@ After the ``n``-th update the average is ``ema_n = decay * ema_{n-1} + (1 - deca
 The first update copies the weights. During the first ``warmup_steps`` optimizer steps the decay
 is 0, so the average follows the weights exactly and starts averaging from trained weights, not
 from the random initialisation. Buffers (e.g. normalisation statistics) are averaged too.
+
+The update applies torch's averaging function (``get_ema_multi_avg_fn``, one ``_foreach_lerp_`` per
+device and dtype) to the :class:`AveragedModel`'s tensors, as ``AveragedModel.update_parameters`` does,
+but counts the updates on the host: ``update_parameters`` reads its ``n_averaged`` buffer (on the GPU)
+with Python ``if``s, two device syncs per update, which stall a host-bound training loop every step.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -39,6 +45,7 @@ class EMA:
         # The copy keeps requires_grad off: the average is never trained.
         self.averaged = AveragedModel(copy.deepcopy(model), multi_avg_fn=self._decay_fn, use_buffers=True)
         self.averaged.requires_grad_(False)
+        self._host_updates = 0  # == averaged.n_averaged, kept on the host so updates never sync
 
     @property
     def module(self) -> nn.Module:
@@ -48,7 +55,7 @@ class EMA:
     @property
     def num_updates(self) -> int:
         """How many times the average has been updated."""
-        return int(self.averaged.n_averaged.item())
+        return self._host_updates
 
     def due(self, step: int) -> bool:
         """Whether the update after optimizer step ``step`` (1-based, as counted by the Trainer) is due."""
@@ -57,8 +64,19 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         """Average in ``model``'s current weights after 1-based optimizer step ``step``."""
-        self.averaged.multi_avg_fn = self._copy_fn if step <= self.warmup_steps else self._decay_fn
-        self.averaged.update_parameters(model)
+        average_fn = self._copy_fn if step <= self.warmup_steps else self._decay_fn
+        groups: dict[tuple[torch.device, torch.dtype], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        for averaged, current in zip(_tensors(self.averaged.module), _tensors(model), strict=True):
+            mine, theirs = groups.setdefault((averaged.device, averaged.dtype), ([], []))
+            mine.append(averaged.detach())
+            theirs.append(current.detach().to(averaged.device))
+        for mine, theirs in groups.values():
+            if self._host_updates == 0:  # the first update copies, as AveragedModel's does
+                torch._foreach_copy_(mine, theirs)
+            else:
+                average_fn(mine, theirs, None)  # (EMA functions ignore the update count)
+        self.averaged.n_averaged += 1
+        self._host_updates += 1
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The averaged weights and buffers (keys prefixed ``module.``) and ``n_averaged``."""
@@ -67,3 +85,10 @@ class EMA:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore from :meth:`state_dict` (strict: every key must match)."""
         self.averaged.load_state_dict(state, strict=True)
+        self._host_updates = int(self.averaged.n_averaged.item())
+
+
+def _tensors(module: nn.Module) -> Iterator[torch.Tensor]:
+    """Parameters then buffers, in ``AveragedModel``'s order (``use_buffers=True``)."""
+    yield from module.parameters()
+    yield from module.buffers()
