@@ -45,7 +45,9 @@ class EMA:
         # The copy keeps requires_grad off: the average is never trained.
         self.averaged = AveragedModel(copy.deepcopy(model), multi_avg_fn=self._decay_fn, use_buffers=True)
         self.averaged.requires_grad_(False)
-        self._host_updates = 0  # == averaged.n_averaged, kept on the host so updates never sync
+        # averaged.n_averaged mirrored on the host, so updates never sync; None after a load (re-read once).
+        self._host_updates: int | None = 0
+        self.averaged.register_load_state_dict_post_hook(self._forget_count)
 
     @property
     def module(self) -> nn.Module:
@@ -55,7 +57,7 @@ class EMA:
     @property
     def num_updates(self) -> int:
         """How many times the average has been updated."""
-        return self._host_updates
+        return self._count()
 
     def due(self, step: int) -> bool:
         """Whether the update after optimizer step ``step`` (1-based, as counted by the Trainer) is due."""
@@ -65,18 +67,19 @@ class EMA:
     def update(self, model: nn.Module, step: int) -> None:
         """Average in ``model``'s current weights after 1-based optimizer step ``step``."""
         average_fn = self._copy_fn if step <= self.warmup_steps else self._decay_fn
+        count = self._count()
         groups: dict[tuple[torch.device, torch.dtype], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
         for averaged, current in zip(_tensors(self.averaged.module), _tensors(model), strict=True):
             mine, theirs = groups.setdefault((averaged.device, averaged.dtype), ([], []))
             mine.append(averaged.detach())
             theirs.append(current.detach().to(averaged.device))
         for mine, theirs in groups.values():
-            if self._host_updates == 0:  # the first update copies, as AveragedModel's does
+            if count == 0:  # the first update copies, as AveragedModel's does
                 torch._foreach_copy_(mine, theirs)
             else:
                 average_fn(mine, theirs, None)  # (EMA functions ignore the update count)
         self.averaged.n_averaged += 1
-        self._host_updates += 1
+        self._host_updates = count + 1
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The averaged weights and buffers (keys prefixed ``module.``) and ``n_averaged``."""
@@ -85,7 +88,15 @@ class EMA:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore from :meth:`state_dict` (strict: every key must match)."""
         self.averaged.load_state_dict(state, strict=True)
-        self._host_updates = int(self.averaged.n_averaged.item())
+
+    def _count(self) -> int:
+        if self._host_updates is None:
+            self._host_updates = int(self.averaged.n_averaged.item())
+        return self._host_updates
+
+    def _forget_count(self, module: nn.Module, incompatible_keys: object) -> None:
+        """After any ``load_state_dict`` into the average (ours, a checkpoint loader's), re-read the count."""
+        self._host_updates = None
 
 
 def _tensors(module: nn.Module) -> Iterator[torch.Tensor]:
