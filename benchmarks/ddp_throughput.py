@@ -12,6 +12,9 @@ and times the steps after a warm-up. Run it once per process count and compare t
 256 setting). ``--batch-size`` is per process, so the global batch grows with the process count
 (weak scaling). Results go to ``benchmarks/results/ddp_throughput-<model>-<K>proc.json``; when the
 1-process file of the same model and per-process batch exists, the scaling efficiency is printed.
+``--compile`` trains the ``torch.compile``d model (``TrainConfig.compile``); ``--unfused`` builds the DiT
+without diffcore's fused kernels. Eager DiT-B/2 at 64 images per GPU is host-bound (docs/diffcore.md), so
+compare variants on one machine, in alternating order.
 """
 
 from __future__ import annotations
@@ -152,6 +155,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--workdir", default="/tmp/diffcore-ddp-throughput", help="scratch output_dir (deleted)")
     p.add_argument("--out", default=None, help="result JSON (default benchmarks/results/...)")
     p.add_argument(
+        "--compile", action="store_true", help="TrainConfig(compile=True): torch.compile the model (inductor)"
+    )
+    p.add_argument(
         "--unfused", action="store_true", help="DiT with fused_kernels=False (plain torch ops; for A/B runs)"
     )
     p.add_argument("--quick", action="store_true", help="tiny model, few steps, CPU: checks the script runs")
@@ -186,6 +192,7 @@ def main() -> None:
         progress_bar=False,
         tensorboard=False,
         cpu=not gpu,
+        compile=args.compile,
     )
     clock = StepClock(args.warmup)
     shutil.rmtree(args.workdir, ignore_errors=True)
@@ -206,6 +213,8 @@ def main() -> None:
         "grad_accum_steps": args.grad_accum,
         "global_batch": args.batch_size * args.grad_accum * acc.num_processes,
         "mixed_precision": precision,
+        "compile": args.compile,
+        "fused_kernels": not args.unfused,
         "steps": args.steps,
         "timed_steps": timed,
         "seconds": seconds,

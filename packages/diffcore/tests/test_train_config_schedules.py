@@ -32,6 +32,7 @@ from torch import nn
         ("checkpoint_every", 0),
         ("keep_last", 0),
         ("output_dir", ""),
+        ("compile", "yes"),
     ],
 )
 def test_bad_config_value_names_the_field(field: str, value: object) -> None:

@@ -149,6 +149,36 @@ def test_ema_in_trainer_equals_ema_of_the_weight_trajectory(tmp_path: Path) -> N
     assert not torch.allclose(expected[0], traj.weights[10][0])  # the EMA lags the weights
 
 
+def test_compiled_training_equals_eager_and_saves_the_plain_model(tmp_path: Path) -> None:
+    """compile=True: the Trainer runs torch.compile's module, but checkpoints, EMA and saved models hold
+    the module that was passed in (no ``_orig_mod.`` keys), and the weights equal an eager run's."""
+    from safetensors import safe_open
+
+    results = []
+    for compile in (False, True):
+        model = make_model()
+        cfg = config(
+            tmp_path / str(compile),
+            steps=4,
+            compile=compile,
+            ema_decay=0.5,
+            checkpoint_every=4,
+            tensorboard=False,
+        )
+        trainer = Trainer(model, flow_objective, DataLoader(data(), batch_size=8, shuffle=True), cfg)
+        assert isinstance(trainer.model, torch._dynamo.eval_frame.OptimizedModule) == compile
+        summary = trainer.fit()
+        assert trainer.unwrapped_model is model
+        results.append({k: v.clone() for k, v in model.state_dict().items()})
+        with safe_open(str(summary.last_checkpoint / "model.safetensors"), "pt") as f:
+            assert set(f.keys()) == set(model.state_dict())
+        assert set(load_pretrained(summary.model_dir).state_dict()) == set(model.state_dict())
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    for name in results[0]:
+        torch.testing.assert_close(results[1][name], results[0][name], rtol=0, atol=1e-6)
+
+
 def test_jsonl_log_keys_lr_schedule_and_tensorboard(tmp_path: Path) -> None:
     cfg = config(tmp_path, steps=7, log_every=2, lr_schedule="cosine", warmup_steps=3, min_lr_ratio=0.1)
     summary = Trainer(make_model(), flow_objective, DataLoader(data(), batch_size=8, shuffle=True), cfg).fit()

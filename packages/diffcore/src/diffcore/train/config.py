@@ -53,6 +53,11 @@ class TrainConfig:
         progress_bar: show a tqdm progress bar (main process only).
         tensorboard: log scalars to TensorBoard through accelerate's tracker.
         cpu: force the CPU even when a GPU is present.
+        compile: compile the model with ``torch.compile`` (inductor) through accelerate's dynamo plugin.
+            The first steps spend time compiling; later steps issue fused kernels instead of one Python
+            call per operator, which is what keeps a small model from being host-bound on a GPU. When
+            ``False``, accelerate's own setting applies (``accelerate launch --dynamo_backend ...``).
+            Checkpoints and saved models hold the plain model's weights either way.
         max_seconds: optional wall-time budget of one ``fit`` call: training ends cleanly (final log,
             checkpoint and models, ``TrainSummary.stopped_by_time``) after the first optimizer step that
             finds it spent; the learning-rate schedule is then cut short. For benchmarks with hard limits.
@@ -80,6 +85,7 @@ class TrainConfig:
     progress_bar: bool = True
     tensorboard: bool = True
     cpu: bool = False
+    compile: bool = False
     max_seconds: float | None = None
 
     def __post_init__(self) -> None:
@@ -118,6 +124,8 @@ class TrainConfig:
             raise ValueError(f"mixed_precision: expected one of {_PRECISIONS}, got {self.mixed_precision!r}")
         if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay: expected a number in [0, 1) or None, got {self.ema_decay!r}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile: expected True or False, got {self.compile!r}")
         if not self.output_dir:
             raise ValueError("output_dir: expected a folder path, got an empty string")
 

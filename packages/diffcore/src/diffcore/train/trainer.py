@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, skip_first_batches
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import KwargsHandler, broadcast, find_batch_size, set_seed
+from accelerate.utils import KwargsHandler, TorchDynamoPlugin, broadcast, find_batch_size, set_seed
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -143,6 +143,8 @@ class Trainer:
             project_dir=str(self.output_dir),
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
             kwargs_handlers=list(kwargs_handlers),
+            # None: accelerate's default plugin, which reads ACCELERATE_DYNAMO_* (accelerate launch / config).
+            dynamo_plugin=TorchDynamoPlugin(backend="inductor") if config.compile else None,
         )
         set_seed(config.seed, device_specific=True)
         model.to(self.accelerator.device)
@@ -188,8 +190,8 @@ class Trainer:
 
     @property
     def unwrapped_model(self) -> nn.Module:
-        """The model without its DDP / mixed-precision wrappers."""
-        return self.accelerator.unwrap_model(self.model)
+        """The model without its DDP / mixed-precision / ``torch.compile`` wrappers (the module passed in)."""
+        return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
 
     @property
     def ema_model(self) -> nn.Module | None:
