@@ -74,25 +74,30 @@ def test_adaln_triton_kernels_in_the_interpreter() -> None:
         """
         import torch
         from diffcore.nn import fused_adaln as fa
+        from diffcore.nn._custom_ops import EAGER
         from diffcore.nn.fused_adaln import adaln_reference
         fa._define_ops()
         torch.manual_seed(0)
         b, n, d = 3, 37, 48
-        for res in (False, True):
-            x = torch.randn(b, n, d, requires_grad=True)
-            y = torch.randn(b, n, d, requires_grad=True) if res else None
-            gate = torch.randn(b, 1, 6 * d)[..., :d].requires_grad_() if res else None
-            shift = torch.randn(b, 1, d, requires_grad=True)
-            scale = torch.randn(b, d, requires_grad=True)
-            x_new, h, _, _ = torch.ops.diffcore.adaln_forward(x, y, gate, shift, scale, 1e-6)
-            xr, hr = adaln_reference(x, shift, scale, y, gate)
-            assert torch.allclose(h, hr, atol=1e-5), (h - hr).abs().max()
-            gh, gx = torch.randn_like(hr), torch.randn_like(xr)
-            ins = [t for t in (x, y, gate, shift, scale) if t is not None]
-            loss_ref = (hr * gh).sum() + ((xr * gx).sum() if res else 0)
-            loss = (h * gh).sum() + ((x_new * gx).sum() if res else 0)
-            for a, r in zip(torch.autograd.grad(loss, ins), torch.autograd.grad(loss_ref, ins)):
-                assert a.shape == r.shape and torch.allclose(a, r, atol=1e-4), (a - r).abs().max()
+        # The custom op (what torch.compile sees) and the eager autograd.Function (what eager calls run).
+        for op in (torch.ops.diffcore.adaln_forward, EAGER["adaln_forward"]):
+            for res, use_x_new in ((False, False), (True, True), (True, False)):
+                x = torch.randn(b, n, d, requires_grad=True)
+                y = torch.randn(b, n, d, requires_grad=True) if res else None
+                gate = torch.randn(b, 1, 6 * d)[..., :d].requires_grad_() if res else None
+                shift = torch.randn(b, 1, d, requires_grad=True)
+                scale = torch.randn(b, d, requires_grad=True)
+                x_new, h, mean, _ = op(x, y, gate, shift, scale, 1e-6)
+                xr, hr = adaln_reference(x, shift, scale, y, gate)
+                assert torch.allclose(h, hr, atol=1e-5), (h - hr).abs().max()
+                gh, gx = torch.randn_like(hr), torch.randn_like(xr)
+                ins = [t for t in (x, y, gate, shift, scale) if t is not None]
+                loss_ref = (hr * gh).sum() + ((xr * gx).sum() if use_x_new else 0)
+                loss = (h * gh).sum() + ((x_new * gx).sum() if use_x_new else 0)
+                for a, r in zip(torch.autograd.grad(loss, ins), torch.autograd.grad(loss_ref, ins)):
+                    assert a.shape == r.shape and torch.allclose(a, r, atol=1e-4), (op, (a - r).abs().max())
+            if op is EAGER["adaln_forward"]:
+                assert not mean.requires_grad  # saved statistics get no gradient buffers
         print("ok")
         """
     )
@@ -234,9 +239,13 @@ def test_qkv_attention_triton_kernels_in_the_interpreter() -> None:
         from diffcore.nn import fused_attention as fa
         fa._define_ops()
         torch.manual_seed(0)
-        for b, n, h, dh in [(2, 37, 2, 24), (1, 20, 3, 16), (1, 33, 2, 40)]:
+        from diffcore.nn._custom_ops import EAGER
+        cases = [(2, 37, 2, 24), (1, 20, 3, 16), (1, 33, 2, 40)]
+        # The custom op (what torch.compile sees) and the eager autograd.Function (what eager calls run).
+        for op, (b, n, h, dh) in [(o, c) for o in (torch.ops.diffcore.qkv_attention, EAGER["qkv_attention"]) for c in cases]:
             qkv = torch.randn(b, n, 3, h, dh, requires_grad=True)
-            out, _ = torch.ops.diffcore.qkv_attention(qkv)
+            out, lse = op(qkv)
+            assert op is not EAGER["qkv_attention"] or not lse.requires_grad
             ref = fa.qkv_attention_reference(qkv)
             assert out.shape == ref.shape and torch.allclose(out, ref, atol=1e-5), (out - ref).abs().max()
             g = torch.randn_like(ref)

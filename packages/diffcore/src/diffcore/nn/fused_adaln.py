@@ -12,9 +12,11 @@ kernel forward (reads ``x``, ``y``; writes ``x'``, ``h`` and two floats per toke
 per-chunk partial sums for ``gate``, ``shift``, ``scale``). ``torch.compile``'s own fusion of the same
 ops re-reads its inputs and keeps the normalised ``x`` for the backward; at DiT-XL/2 training shapes on an
 H100 the forward takes 0.112 ms against its 0.163 ms (docs/diffcore.md, "DiT throughput"). Elsewhere (CPU, no Triton, ``fused=False``) it is the same
-math in plain torch ops. Both paths compute in float32 (or float64) and return ``x.dtype``; the Triton ops are
-``torch.library`` custom ops (``diffcore::adaln_forward`` / ``adaln_backward``), so ``torch.compile``
-keeps them whole without a graph break. Double backward and forward-mode AD are not supported on the
+math in plain torch ops. Both paths compute in float32 (or float64) and return ``x.dtype``. Under
+``torch.compile`` the Triton kernels are ``torch.library`` custom ops (``diffcore::adaln_forward`` /
+``adaln_backward``), kept whole without a graph break; eagerly, the same functions run in a plain
+``autograd.Function`` (``diffcore.nn._custom_ops``: less host time per call, no zero-filled gradients
+for the saved statistics). Double backward and forward-mode AD are not supported on the
 fused path; pass ``fused=False`` (``DiTConfig.fused_kernels = False``) for those.
 """
 
@@ -28,6 +30,8 @@ import os
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from diffcore.nn._custom_ops import EAGER, custom_op, eager_function
 
 __all__ = ["adaln_modulate", "adaln_reference", "fused_adaln_available", "modulate"]
 
@@ -87,7 +91,8 @@ def adaln_modulate(
     _check_shapes(x, shift, scale, residual, gate)
     if not (fused and x.is_cuda and fused_adaln_available()):  # (registers the ops on first use)
         return adaln_reference(x, shift, scale, residual, gate, eps)
-    x_new, h, _, _ = torch.ops.diffcore.adaln_forward(
+    op = torch.ops.diffcore.adaln_forward if torch.compiler.is_compiling() else EAGER["adaln_forward"]
+    x_new, h, _, _ = op(
         x.contiguous(),
         None if residual is None else residual.contiguous(),
         _last_axis_contiguous(gate),
@@ -225,7 +230,6 @@ def _define_ops() -> None:
         backward_tuned = triton.autotune(configs, key=["D", "HAS_RES", "HAS_GX"])(backward_kernel)
         fixed = {}
 
-    @torch.library.custom_op("diffcore::adaln_forward", mutates_args=())
     def adaln_forward(
         x: Tensor, y: Tensor | None, gate: Tensor | None, shift: Tensor, scale: Tensor, eps: float
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -243,14 +247,12 @@ def _define_ops() -> None:
             )  # fmt: skip
         return x_new, h, mean, rstd
 
-    @adaln_forward.register_fake
-    def _(x, y, gate, shift, scale, eps):
+    def adaln_forward_fake(x, y, gate, shift, scale, eps):
         b, n, _ = x.shape
         x_new = torch.empty_like(x) if y is not None else x.new_empty(0)
         stats = x.new_empty(b * n, dtype=torch.float32)
         return x_new, torch.empty_like(x), stats, torch.empty_like(stats)
 
-    @torch.library.custom_op("diffcore::adaln_backward", mutates_args=())
     def adaln_backward(
         grad_h: Tensor,
         grad_x: Tensor | None,
@@ -277,8 +279,7 @@ def _define_ops() -> None:
             )  # fmt: skip
         return dx, dy, partial.sum(2)  # (2 or 3, B, D): shift, scale[, gate] sums in one reduction
 
-    @adaln_backward.register_fake
-    def _(grad_h, grad_x, x_new, y, gate, scale, mean, rstd):
+    def adaln_backward_fake(grad_h, grad_x, x_new, y, gate, scale, mean, rstd):
         b, _, d = x_new.shape
         dy = torch.empty_like(y) if y is not None else x_new.new_empty(0)
         return torch.empty_like(x_new), dy, x_new.new_empty(2 + (y is not None), b, d, dtype=torch.float32)
@@ -290,24 +291,34 @@ def _define_ops() -> None:
         ctx.dtypes = (gate.dtype if gate is not None else None, shift.dtype, scale.dtype)
         ctx.save_for_backward(x_new if y is not None else x, y, gate, scale, mean, rstd)
 
-    def backward(ctx, grad_x_new, grad_h, _grad_mean, _grad_rstd):
-        x_saved, y, gate, scale, mean, rstd = ctx.saved_tensors
-        has_res = y is not None
-        dx, dy, sums = adaln_backward(
-            grad_h, grad_x_new if has_res else None, x_saved, y, gate, scale, mean, rstd
-        )
-        (gate_shape, shift_shape, scale_shape), (gate_dtype, shift_dtype, scale_dtype) = (
-            ctx.shapes,
-            ctx.dtypes,
-        )
-        dshift, dscale, *dgate = sums
-        return (
-            dx,
-            dy if has_res else None,
-            dgate[0].to(gate_dtype).view(gate_shape) if has_res else None,
-            dshift.to(shift_dtype).view(shift_shape),
-            dscale.to(scale_dtype).view(scale_shape),
-            None,
-        )
+    def backward_through(kernels):
+        """The autograd backward, running the backward kernels through ``kernels`` (op or function)."""
 
-    adaln_forward.register_autograd(backward, setup_context=setup_context)
+        def backward(ctx, grad_x_new, grad_h, _grad_mean, _grad_rstd):
+            x_saved, y, gate, scale, mean, rstd = ctx.saved_tensors
+            has_res = y is not None
+            dx, dy, sums = kernels(
+                grad_h, grad_x_new if has_res else None, x_saved, y, gate, scale, mean, rstd
+            )
+            (gate_shape, shift_shape, scale_shape), (gate_dtype, shift_dtype, scale_dtype) = (
+                ctx.shapes,
+                ctx.dtypes,
+            )
+            dshift, dscale, *dgate = sums
+            return (
+                dx,
+                dy if has_res else None,
+                dgate[0].to(gate_dtype).view(gate_shape) if has_res else None,
+                dshift.to(shift_dtype).view(shift_shape),
+                dscale.to(scale_dtype).view(scale_shape),
+                None,
+            )
+
+        return backward
+
+    backward_op = custom_op("adaln_backward", adaln_backward, adaln_backward_fake)
+    custom_op(
+        "adaln_forward", adaln_forward, adaln_forward_fake, setup_context, backward_through(backward_op)
+    )
+    # (x_new, h) carry gradients; mean and rstd are saved statistics.
+    eager_function("adaln_forward", adaln_forward, setup_context, backward_through(adaln_backward), (0, 1))

@@ -12,8 +12,9 @@ things differ from ``scaled_dot_product_attention`` on the views ``q, k, v = qkv
 Forward: online softmax over key blocks, saving the log-sum-exp per query. Backward: ``delta =
 rowsum(dO * O)``, then one kernel per key block for ``dK, dV`` and one per query block for ``dQ``
 (Dao 2023, "FlashAttention-2", Algorithm 2). No mask, no dropout; any ``N``; ``Dh >= 16``.
-:func:`qkv_attention_reference` is the same through SDPA. The kernels are ``torch.library`` custom ops
-(``diffcore::qkv_attention`` / ``qkv_attention_backward``), opaque to ``torch.compile``.
+:func:`qkv_attention_reference` is the same through SDPA. Under ``torch.compile`` the kernels are
+``torch.library`` custom ops (``diffcore::qkv_attention`` / ``qkv_attention_backward``), opaque to the
+compiler; eagerly, the same functions run in a plain ``autograd.Function`` (``diffcore.nn._custom_ops``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from diffcore.nn._custom_ops import EAGER, custom_op, eager_function
 from diffcore.nn.fused_adaln import _on_device
 
 __all__ = ["head_split", "qkv_attention", "qkv_attention_reference"]
@@ -66,7 +68,8 @@ def qkv_attention(qkv: Tensor, fused: bool = True) -> Tensor:
         raise ValueError(f"qkv: expected (B, N, 3, H, Dh), got shape {tuple(qkv.shape)}")
     if not (fused and qkv.is_cuda and qkv.shape[-1] >= 16 and fused_attention_available()):
         return qkv_attention_reference(qkv)
-    out, _ = torch.ops.diffcore.qkv_attention(qkv.contiguous())
+    op = torch.ops.diffcore.qkv_attention if torch.compiler.is_compiling() else EAGER["qkv_attention"]
+    out, _ = op(qkv.contiguous())
     return out
 
 
@@ -100,8 +103,7 @@ def _define_ops() -> None:
     def grid(axis_block: str, n: int, bh: int):
         return lambda meta: (triton.cdiv(n, meta[axis_block]), bh)
 
-    @torch.library.custom_op("diffcore::qkv_attention", mutates_args=())
-    def qkv_attention_op(qkv: Tensor) -> tuple[Tensor, Tensor]:
+    def qkv_attention_forward(qkv: Tensor) -> tuple[Tensor, Tensor]:
         b, n, _, h, dh = qkv.shape
         d0, d1 = head_split(dh)
         out = qkv.new_empty(b, n, h * dh)
@@ -112,12 +114,10 @@ def _define_ops() -> None:
             )
         return out, lse
 
-    @qkv_attention_op.register_fake
-    def _(qkv):
+    def qkv_attention_fake(qkv):
         b, n, _, h, dh = qkv.shape
         return qkv.new_empty(b, n, h * dh), qkv.new_empty(b * h, n, dtype=torch.float32)
 
-    @torch.library.custom_op("diffcore::qkv_attention_backward", mutates_args=())
     def qkv_attention_backward(grad_out: Tensor, qkv: Tensor, out: Tensor, lse: Tensor) -> Tensor:
         b, n, _, h, dh = qkv.shape
         d0, d1 = head_split(dh)
@@ -134,15 +134,30 @@ def _define_ops() -> None:
             dq[grid("BLOCK_M", n, b * h)](*args, DH=dh, D0=d0, D1=d1, **fixed)
         return dqkv
 
-    @qkv_attention_backward.register_fake
-    def _(grad_out, qkv, out, lse):
+    def qkv_attention_backward_fake(grad_out, qkv, out, lse):
         return torch.empty_like(qkv)
 
     def setup_context(ctx, inputs, output) -> None:
         ctx.save_for_backward(inputs[0], *output)
 
-    def backward(ctx, grad_out, _grad_lse):
-        qkv, out, lse = ctx.saved_tensors
-        return qkv_attention_backward(grad_out, qkv, out, lse)
+    def backward_through(kernels):
+        """The autograd backward, running the backward kernels through ``kernels`` (op or function)."""
 
-    qkv_attention_op.register_autograd(backward, setup_context=setup_context)
+        def backward(ctx, grad_out, _grad_lse):
+            qkv, out, lse = ctx.saved_tensors
+            return kernels(grad_out, qkv, out, lse)
+
+        return backward
+
+    backward_op = custom_op("qkv_attention_backward", qkv_attention_backward, qkv_attention_backward_fake)
+    custom_op(
+        "qkv_attention",
+        qkv_attention_forward,
+        qkv_attention_fake,
+        setup_context,
+        backward_through(backward_op),
+    )
+    # out carries gradients; lse (log-sum-exp per query) is saved for the backward.
+    eager_function(
+        "qkv_attention", qkv_attention_forward, setup_context, backward_through(qkv_attention_backward), (0,)
+    )

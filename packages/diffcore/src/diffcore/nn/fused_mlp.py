@@ -7,8 +7,10 @@ fuses). cuBLASLt's matching backward epilogue (``DGELU_BGRAD``,
 :func:`~diffcore.nn.cublaslt.matmul_dgelu_bgrad`) ran as a separate, slower kernel on an H100 (measured
 in docs/diffcore.md), so it is not used here. :func:`gelu_mlp` takes this path for bf16/fp16 CUDA tensors
 (autocast included) when cuBLASLt loads, and plain torch ops otherwise; the two agree to bf16 rounding
-(tests). The forward is a ``torch.library`` custom op (``diffcore::gelu_mlp``), opaque to
-``torch.compile``; double backward is not supported.
+(tests). Under ``torch.compile`` the forward is a ``torch.library`` custom op (``diffcore::gelu_mlp``),
+opaque to the compiler; eagerly, the same function runs in a plain ``autograd.Function``
+(``diffcore.nn._custom_ops``), which gives the saved activations no zero-filled gradients. Double
+backward is not supported.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from diffcore.nn import cublaslt
+from diffcore.nn._custom_ops import EAGER, custom_op, eager_function
 
 __all__ = ["gelu_mlp", "gelu_mlp_reference"]
 
@@ -53,7 +56,8 @@ def gelu_mlp(x: Tensor, fc1: nn.Linear, fc2: nn.Linear, fused: bool = True) -> T
     register()
     flat = x.reshape(-1, x.shape[-1]).contiguous()
     weights = (fc1.weight, fc1.bias, fc2.weight, fc2.bias)
-    y, _, _ = torch.ops.diffcore.gelu_mlp(flat, *(w.to(x.dtype).contiguous() for w in weights))
+    op = torch.ops.diffcore.gelu_mlp if torch.compiler.is_compiling() else EAGER["gelu_mlp"]
+    y, _, _ = op(flat, *(w.to(x.dtype).contiguous() for w in weights))
     return y.view(*x.shape[:-1], y.shape[-1])
 
 
@@ -66,15 +70,13 @@ def register() -> bool:
 
 @functools.cache
 def _define_ops() -> None:
-    @torch.library.custom_op("diffcore::gelu_mlp", mutates_args=())
-    def gelu_mlp_op(
+    def gelu_mlp_forward(
         x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         a, h = cublaslt.linear_gelu_aux(x, w1, b1)
         return torch.addmm(b2, a, w2.t()), a, h
 
-    @gelu_mlp_op.register_fake
-    def _(x, w1, b1, w2, b2):
+    def gelu_mlp_fake(x, w1, b1, w2, b2):
         hidden = x.new_empty(x.shape[0], w1.shape[0])
         return x.new_empty(x.shape[0], w2.shape[0]), hidden, torch.empty_like(hidden)
 
@@ -89,4 +91,6 @@ def _define_ops() -> None:
         grad_h = torch.ops.aten.gelu_backward(grad_y @ w2, h, approximate="tanh")
         return grad_h @ w1, grad_h.t() @ x, grad_h.sum(0), grad_y.t() @ a, grad_y.sum(0)
 
-    gelu_mlp_op.register_autograd(backward, setup_context=setup_context)
+    custom_op("gelu_mlp", gelu_mlp_forward, gelu_mlp_fake, setup_context, backward)
+    # y carries gradients; a = gelu(h) and h are saved activations (no zero-filled gradients for them).
+    eager_function("gelu_mlp", gelu_mlp_forward, setup_context, backward, (0,))
