@@ -43,16 +43,24 @@ def scores(q0, q1, k0, k1, D1: tl.constexpr):
 
 
 @triton.jit
+def head_offsets(N: tl.constexpr, H, DH: tl.constexpr):
+    """This program's ``b * H + h`` (program axis 1) and where its head starts in ``qkv`` / ``d qkv``
+    ``(B, N, 3, H, DH)`` and in ``out`` / ``d out`` ``(B, N, H, DH)``."""
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = bh % H
+    return bh, b * N * 3 * H * DH + h * DH, b * N * H * DH + h * DH
+
+
+@triton.jit
 def forward_kernel(
     QKV, OUT, LSE, N: tl.constexpr, H, scale_log2,
     DH: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     # qkv (B, N, 3, H, DH) contiguous: a token's row of one head is 3 * H * DH apart from the next.
-    bh = tl.program_id(1)
-    b = bh // H
-    h = bh % H
+    bh, qkv_offset, out_offset = head_offsets(N, H, DH)
+    base = QKV + qkv_offset
     row_stride = 3 * H * DH
-    base = QKV + b.to(tl.int64) * N * row_stride + h * DH
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     q0, q1 = load_head(base, rows, N, row_stride, D0, D1, DH)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
@@ -74,8 +82,7 @@ def forward_kernel(
         if D1 > 0:
             acc1 = acc1 * alpha[:, None] + tl.dot(p, v1)
         m_i = m_new
-    out_base = OUT + b.to(tl.int64) * N * H * DH + h * DH  # (B, N, H, DH)
-    store_head(out_base, rows, N, H * DH, acc0 / l_i[:, None], acc1 / l_i[:, None], D0, D1, DH)
+    store_head(OUT + out_offset, rows, N, H * DH, acc0 / l_i[:, None], acc1 / l_i[:, None], D0, D1, DH)
     tl.store(LSE + bh.to(tl.int64) * N + rows, m_i + tl.math.log2(l_i), mask=rows < N)  # base 2
 
 
@@ -84,12 +91,9 @@ def backward_dkdv_kernel(
     QKV, DOUT, LSE, DELTA, DQKV, N: tl.constexpr, H, scale_log2, scale,
     DH: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
-    bh = tl.program_id(1)
-    b = bh // H
-    h = bh % H
+    bh, qkv_offset, out_offset = head_offsets(N, H, DH)
+    base, dout_base = QKV + qkv_offset, DOUT + out_offset
     row_stride = 3 * H * DH
-    base = QKV + b.to(tl.int64) * N * row_stride + h * DH
-    dout_base = DOUT + b.to(tl.int64) * N * H * DH + h * DH
     cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     k0, k1 = load_head(base + H * DH, cols, N, row_stride, D0, D1, DH)
     v0, v1 = load_head(base + 2 * H * DH, cols, N, row_stride, D0, D1, DH)
@@ -117,7 +121,7 @@ def backward_dkdv_kernel(
         dk0 += tl.dot(dst, q0)
         if D1 > 0:
             dk1 += tl.dot(dst, q1)
-    dbase = DQKV + b.to(tl.int64) * N * row_stride + h * DH
+    dbase = DQKV + qkv_offset
     store_head(dbase + H * DH, cols, N, row_stride, dk0 * scale, dk1 * scale, D0, D1, DH)
     store_head(dbase + 2 * H * DH, cols, N, row_stride, dv0, dv1, D0, D1, DH)
 
@@ -127,12 +131,9 @@ def backward_dq_kernel(
     QKV, DOUT, LSE, DELTA, DQKV, N: tl.constexpr, H, scale_log2, scale,
     DH: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
-    bh = tl.program_id(1)
-    b = bh // H
-    h = bh % H
+    bh, qkv_offset, out_offset = head_offsets(N, H, DH)
+    base, dout_base = QKV + qkv_offset, DOUT + out_offset
     row_stride = 3 * H * DH
-    base = QKV + b.to(tl.int64) * N * row_stride + h * DH
-    dout_base = DOUT + b.to(tl.int64) * N * H * DH + h * DH
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     q0, q1 = load_head(base, rows, N, row_stride, D0, D1, DH)
     do0, do1 = load_head(dout_base, rows, N, H * DH, D0, D1, DH)
@@ -152,7 +153,7 @@ def backward_dq_kernel(
         dq0 += tl.dot(ds, k0)
         if D1 > 0:
             dq1 += tl.dot(ds, k1)
-    dbase = DQKV + b.to(tl.int64) * N * row_stride + h * DH
+    dbase = DQKV + qkv_offset
     store_head(dbase, rows, N, row_stride, dq0 * scale, dq1 * scale, D0, D1, DH)
 
 
