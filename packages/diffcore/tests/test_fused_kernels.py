@@ -98,6 +98,15 @@ def test_adaln_triton_kernels_in_the_interpreter() -> None:
                     assert a.shape == r.shape and torch.allclose(a, r, atol=1e-4), (op, (a - r).abs().max())
             if op is EAGER["adaln_forward"]:
                 assert not mean.requires_grad  # saved statistics get no gradient buffers
+        # The eager Function keeps no reference cycle to its outputs: they die with their last user.
+        import gc, weakref
+        gc.disable()
+        x_new, h, mean, rstd = EAGER["adaln_forward"](x, y, gate, shift, scale, 1e-6)
+        alive = weakref.ref(h)
+        loss = h.sum() + x_new.sum()
+        del x_new, h, mean, rstd, loss
+        assert alive() is None
+        gc.enable()
         print("ok")
         """
     )

@@ -54,13 +54,16 @@ def eager_function(
             setup_context(ctx, inputs, outputs)
             ctx.mark_non_differentiable(*(o for i, o in enumerate(outputs) if i not in keep))
             ctx.set_materialize_grads(False)
-            ctx.like = tuple(o if i in keep else None for i, o in enumerate(outputs))
+            # Shapes only: an output kept on ctx would hold itself alive through its own grad_fn.
+            ctx.like = tuple(
+                (o.shape, o.dtype, o.device) if i in keep else None for i, o in enumerate(outputs)
+            )
             return outputs
 
         @staticmethod
         def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor | None, ...]:
             grads = tuple(
-                torch.zeros_like(like) if g is None and like is not None else g
+                torch.zeros(like[0], dtype=like[1], device=like[2]) if g is None and like is not None else g
                 for g, like in zip(grads, ctx.like, strict=True)
             )
             return backward(ctx, *grads)
