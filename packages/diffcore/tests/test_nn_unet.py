@@ -211,3 +211,24 @@ def test_per_level_transformer_depth_and_roundtrip(tmp_path) -> None:
         tiny_config(transformer_depth=(1, 2, 3))
     with pytest.raises(ValueError, match="level 1 has attention but depth 0"):
         tiny_config(transformer_depth=(1, 0))
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_torch_compile_fullgraph_without_graph_breaks(dims: int) -> None:
+    """The forward traces as one graph (fullgraph=True raises on a break) with class, text and mask
+    conditioning, and the compiled module gives the eager output (aot_eager: tracing, not codegen)."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    model = make(tiny_config(dims=dims, num_classes=5, context_dim=12))
+    shape = (2, 3, 8, 8) if dims == 2 else (2, 3, 16)
+    x, t = torch.randn(shape), torch.rand(2)
+    cond = dict(
+        y=torch.tensor([1, 5]),
+        context=torch.randn(2, 7, 12),
+        context_mask=torch.tensor([[True] * 7, [True] * 4 + [False] * 3]),
+    )
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager")
+    out = torch.compile(model, backend=counter, fullgraph=True)(x, t, **cond)
+    assert counter.frame_count == 1
+    torch.testing.assert_close(out, model(x, t, **cond), rtol=1e-5, atol=1e-6)
