@@ -87,6 +87,14 @@ def forward_kernel(
 
 
 @triton.jit
+def load_row_stats(LSE, DELTA, bh, N: tl.constexpr, rows):
+    """The forward's log-sum-exp (base 2) and ``rowsum(dO * O)`` of queries ``rows`` of head ``bh``."""
+    offsets = bh.to(tl.int64) * N + rows
+    lse = tl.load(LSE + offsets, mask=rows < N, other=float("inf"))
+    return lse, tl.load(DELTA + offsets, mask=rows < N, other=0.0)
+
+
+@triton.jit
 def backward_dkdv_kernel(
     QKV, DOUT, LSE, DELTA, DQKV, N: tl.constexpr, H, scale_log2, scale,
     DH: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -105,8 +113,7 @@ def backward_dkdv_kernel(
         rows = start + tl.arange(0, BLOCK_M)
         q0, q1 = load_head(base, rows, N, row_stride, D0, D1, DH)
         do0, do1 = load_head(dout_base, rows, N, H * DH, D0, D1, DH)
-        lse = tl.load(LSE + bh.to(tl.int64) * N + rows, mask=rows < N, other=float("inf"))
-        delta = tl.load(DELTA + bh.to(tl.int64) * N + rows, mask=rows < N, other=0.0)
+        lse, delta = load_row_stats(LSE, DELTA, bh, N, rows)
         # P^T (BLOCK_N, BLOCK_M) directly: keys as rows.
         st = scores(k0, k1, q0, q1, D1) * scale_log2
         pt = tl.math.exp2(st - lse[None, :])
@@ -137,8 +144,7 @@ def backward_dq_kernel(
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     q0, q1 = load_head(base, rows, N, row_stride, D0, D1, DH)
     do0, do1 = load_head(dout_base, rows, N, H * DH, D0, D1, DH)
-    lse = tl.load(LSE + bh.to(tl.int64) * N + rows, mask=rows < N, other=float("inf"))
-    delta = tl.load(DELTA + bh.to(tl.int64) * N + rows, mask=rows < N, other=0.0)
+    lse, delta = load_row_stats(LSE, DELTA, bh, N, rows)
     dq0 = tl.zeros([BLOCK_M, D0], dtype=tl.float32)
     dq1 = tl.zeros([BLOCK_M, D1 if D1 > 0 else 16], dtype=tl.float32)
     for start in range(0, N, BLOCK_N):

@@ -12,8 +12,8 @@ Each fused operator is written once as plain functions (``forward(*inputs) -> ou
   at a small batch is host-bound, so that cost is its step time. The ``Function`` marks the auxiliary
   outputs non-differentiable and materialises nothing.
 
-The fused layers pick the door with ``torch.compiler.is_compiling()``, so compiled graphs hold exactly
-the custom ops.
+The fused layers call :func:`fused_op`, which picks the door with ``torch.compiler.is_compiling()``, so
+compiled graphs hold exactly the custom ops.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["EAGER", "custom_op", "eager_function"]
+__all__ = ["EAGER", "custom_op", "eager_function", "fused_op"]
 
 EAGER: dict[str, Callable[..., tuple[Tensor, ...]]] = {}
 """The eager entry points by op name (``"adaln_forward"`` ...), filled when each module defines its ops."""
@@ -90,3 +90,11 @@ def custom_op(
     if backward is not None:
         op.register_autograd(backward, setup_context=setup_context)
     return op
+
+
+def fused_op(name: str) -> Callable[..., tuple[Tensor, ...]]:
+    """The entry point of op ``name``: ``torch.ops.diffcore.<name>`` while ``torch.compile`` traces, the eager
+    ``autograd.Function`` otherwise (the op's module must have defined it)."""
+    if torch.compiler.is_compiling():
+        return getattr(torch.ops.diffcore, name)
+    return EAGER[name]

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from diffcore.nn._custom_ops import EAGER, custom_op, eager_function
+from diffcore.nn._custom_ops import custom_op, eager_function, fused_op
 
 __all__ = ["adaln_modulate", "adaln_reference", "fused_adaln_available", "modulate"]
 
@@ -91,7 +91,7 @@ def adaln_modulate(
     _check_shapes(x, shift, scale, residual, gate)
     if not (fused and x.is_cuda and fused_adaln_available()):  # (registers the ops on first use)
         return adaln_reference(x, shift, scale, residual, gate, eps)
-    op = torch.ops.diffcore.adaln_forward if torch.compiler.is_compiling() else EAGER["adaln_forward"]
+    op = fused_op("adaln_forward")
     x_new, h, _, _ = op(
         x.contiguous(),
         None if residual is None else residual.contiguous(),

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from diffcore.nn._custom_ops import EAGER, custom_op, eager_function
+from diffcore.nn._custom_ops import custom_op, eager_function, fused_op
 from diffcore.nn.fused_adaln import _on_device
 
 __all__ = ["head_split", "qkv_attention", "qkv_attention_reference"]
@@ -68,7 +68,7 @@ def qkv_attention(qkv: Tensor, fused: bool = True) -> Tensor:
         raise ValueError(f"qkv: expected (B, N, 3, H, Dh), got shape {tuple(qkv.shape)}")
     if not (fused and qkv.is_cuda and qkv.shape[-1] >= 16 and fused_attention_available()):
         return qkv_attention_reference(qkv)
-    op = torch.ops.diffcore.qkv_attention if torch.compiler.is_compiling() else EAGER["qkv_attention"]
+    op = fused_op("qkv_attention")
     out, _ = op(qkv.contiguous())
     return out
 

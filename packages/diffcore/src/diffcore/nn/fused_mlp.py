@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from diffcore.nn import cublaslt
-from diffcore.nn._custom_ops import EAGER, custom_op, eager_function
+from diffcore.nn._custom_ops import custom_op, eager_function, fused_op
 
 __all__ = ["gelu_mlp", "gelu_mlp_reference"]
 
@@ -56,7 +56,7 @@ def gelu_mlp(x: Tensor, fc1: nn.Linear, fc2: nn.Linear, fused: bool = True) -> T
     register()
     flat = x.reshape(-1, x.shape[-1]).contiguous()
     weights = (fc1.weight, fc1.bias, fc2.weight, fc2.bias)
-    op = torch.ops.diffcore.gelu_mlp if torch.compiler.is_compiling() else EAGER["gelu_mlp"]
+    op = fused_op("gelu_mlp")
     y, _, _ = op(flat, *(w.to(x.dtype).contiguous() for w in weights))
     return y.view(*x.shape[:-1], y.shape[-1])
 
