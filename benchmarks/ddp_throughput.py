@@ -158,6 +158,11 @@ def parse_args() -> argparse.Namespace:
         "--compile", action="store_true", help="TrainConfig(compile=True): torch.compile the model (inductor)"
     )
     p.add_argument(
+        "--compile-ddp-optimizer",
+        action="store_true",
+        help="with --compile: let dynamo's DDPOptimizer split the graph at gradient buckets (torch's default)",
+    )
+    p.add_argument(
         "--unfused", action="store_true", help="DiT with fused_kernels=False (plain torch ops; for A/B runs)"
     )
     p.add_argument("--quick", action="store_true", help="tiny model, few steps, CPU: checks the script runs")
@@ -193,6 +198,7 @@ def main() -> None:
         tensorboard=False,
         cpu=not gpu,
         compile=args.compile,
+        compile_ddp_optimizer=args.compile_ddp_optimizer,
     )
     clock = StepClock(args.warmup)
     shutil.rmtree(args.workdir, ignore_errors=True)
@@ -214,6 +220,7 @@ def main() -> None:
         "global_batch": args.batch_size * args.grad_accum * acc.num_processes,
         "mixed_precision": precision,
         "compile": args.compile,
+        "compile_ddp_optimizer": args.compile and args.compile_ddp_optimizer,
         "fused_kernels": not args.unfused,
         "steps": args.steps,
         "timed_steps": timed,

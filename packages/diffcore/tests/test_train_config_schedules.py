@@ -33,6 +33,7 @@ from torch import nn
         ("keep_last", 0),
         ("output_dir", ""),
         ("compile", "yes"),
+        ("compile_ddp_optimizer", 1),
     ],
 )
 def test_bad_config_value_names_the_field(field: str, value: object) -> None:

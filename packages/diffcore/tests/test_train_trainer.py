@@ -151,9 +151,17 @@ def test_ema_in_trainer_equals_ema_of_the_weight_trajectory(tmp_path: Path) -> N
 
 def test_compiled_training_equals_eager_and_saves_the_plain_model(tmp_path: Path) -> None:
     """compile=True: the Trainer runs torch.compile's module, but checkpoints, EMA and saved models hold
-    the module that was passed in (no ``_orig_mod.`` keys), and the weights equal an eager run's."""
+    the module that was passed in (no ``_orig_mod.`` keys), and the weights equal an eager run's. The
+    training step (and only it) runs with dynamo's DDP graph splitting as configured (off by default)."""
     from safetensors import safe_open
 
+    seen: list[object] = []
+
+    def objective(model, batch, generator=None):
+        seen.append(torch._dynamo.config.optimize_ddp)
+        return flow_objective(model, batch, generator=generator)
+
+    default = torch._dynamo.config.optimize_ddp
     results = []
     for compile in (False, True):
         model = make_model()
@@ -165,9 +173,12 @@ def test_compiled_training_equals_eager_and_saves_the_plain_model(tmp_path: Path
             checkpoint_every=4,
             tensorboard=False,
         )
-        trainer = Trainer(model, flow_objective, DataLoader(data(), batch_size=8, shuffle=True), cfg)
+        trainer = Trainer(model, objective, DataLoader(data(), batch_size=8, shuffle=True), cfg)
         assert isinstance(trainer.model, torch._dynamo.eval_frame.OptimizedModule) == compile
+        seen.clear()
         summary = trainer.fit()
+        assert seen == [default if not compile else False] * 4
+        assert torch._dynamo.config.optimize_ddp == default
         assert trainer.unwrapped_model is model
         results.append({k: v.clone() for k, v in model.state_dict().items()})
         with safe_open(str(summary.last_checkpoint / "model.safetensors"), "pt") as f:

@@ -19,6 +19,7 @@ Run on several GPUs with ``accelerate launch --num_processes 2 train.py``; nothi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -175,6 +176,13 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self._pending_rng: Path | None = None
         self._generator = torch.Generator(device=self.accelerator.device)
+        # Dynamo reads optimize_ddp when it compiles a frame, so the training step (where the model's
+        # frames are compiled, and recompiled) runs under the configured value, and nothing else does.
+        self._compile_settings = (
+            torch._dynamo.config.patch(optimize_ddp=config.compile_ddp_optimizer)
+            if config.compile
+            else contextlib.nullcontext()
+        )
         self._log = JsonlLog(self.output_dir / LOG_FILE)
         self._fitted = False
         self._active_loader = self.train_loader
@@ -309,7 +317,8 @@ class Trainer:
         acc = self.accelerator
         self._generator.manual_seed(_micro_seed(self.config.seed, acc.process_index, self.micro_step))
         with acc.accumulate(self.model):
-            loss, extras = _split_output(self.objective(self.model, batch, generator=self._generator))
+            with self._compile_settings:
+                loss, extras = _split_output(self.objective(self.model, batch, generator=self._generator))
             acc.backward(loss)
             if acc.sync_gradients:
                 max_norm = self.config.max_grad_norm if self.config.max_grad_norm is not None else math.inf
