@@ -134,7 +134,9 @@ class TrainConfig:
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile: expected True or False, got {self.compile!r}")
         if not isinstance(self.compile_ddp_optimizer, bool):
-            raise ValueError(f"compile_ddp_optimizer: expected True or False, got {self.compile_ddp_optimizer!r}")
+            raise ValueError(
+                f"compile_ddp_optimizer: expected True or False, got {self.compile_ddp_optimizer!r}"
+            )
         if not self.output_dir:
             raise ValueError("output_dir: expected a folder path, got an empty string")
 
