@@ -376,3 +376,39 @@ def test_keep_last_prunes_incomplete_folders_are_ignored_and_hooks_fire(tmp_path
     (root / "checkpoint-00000012").mkdir()  # no manifest: incomplete
     latest = latest_checkpoint(root)
     assert latest is not None and latest.name == "checkpoint-00000008"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_steps_issue_no_device_sync_on_gpu(tmp_path: Path) -> None:
+    """Once warm, a Trainer step (batch copy to the GPU, forward and backward of a DiT with the fused kernels,
+    clipping, fused AdamW, EMA, loss bookkeeping) never waits for the GPU, so the host can queue the next
+    step while the GPU runs this one. Under ``torch.cuda.set_sync_debug_mode("error")`` any synchronising
+    call raises (a blocking host-to-device batch copy, an ``.item()``, a ``float(tensor)``)."""
+    from diffcore.nn.dit import DiT, dit_config
+
+    cfg = dit_config("S", 2, depth=2, hidden_size=64, num_heads=4, input_size=(8, 8), num_classes=10)
+    g = torch.Generator().manual_seed(0)
+    dataset = TensorDataset(torch.randn(64, 4, 8, 8, generator=g), torch.randint(0, 10, (64,), generator=g))
+
+    def objective(model: nn.Module, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
+        x0, y = batch
+        t = torch.rand(x0.shape[0], generator=generator, device=x0.device)
+        eps = torch.randn(x0.shape, generator=generator, device=x0.device)
+        xt = (1 - t)[:, None, None, None] * x0 + t[:, None, None, None] * eps
+        return ((model(xt, t, y=y)[:, :4].float() - (eps - x0)) ** 2).mean()
+
+    class NoSyncWindow(Callback):
+        """Steps 3..steps run with synchronising CUDA calls turned into errors (steps 1-2 autotune)."""
+
+        def on_step_end(self, trainer: Trainer, step: int) -> None:
+            torch.cuda.set_sync_debug_mode("error" if 2 <= step < trainer.config.steps else "default")
+
+    torch.manual_seed(0)
+    model = DiT(cfg)
+    train_cfg = config(tmp_path, steps=8, log_every=8, mixed_precision="bf16", ema_decay=0.99, tensorboard=False)
+    loader = DataLoader(dataset, batch_size=16, shuffle=True, pin_memory=True)
+    try:
+        summary = Trainer(model, objective, loader, train_cfg, callbacks=[NoSyncWindow()]).fit()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert summary.steps == 8 and math.isfinite(summary.final_loss)

@@ -142,7 +142,14 @@ class Trainer:
             cpu=config.cpu or not torch.accelerator.is_available(),
             log_with="tensorboard" if config.tensorboard else None,
             project_dir=str(self.output_dir),
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+            # non_blocking: batches go to the GPU with asynchronous copies. accelerate's default copy waits
+            # for the stream, i.e. for the whole previous step, once a step: the host then cannot queue a
+            # step while the GPU runs the last one. From a pinned loader (pin_memory=True) the copy is truly
+            # asynchronous; from pageable memory it is what it was. (A resumed epoch's remainder, rebuilt
+            # by accelerate's skip_first_batches, copies synchronously.)
+            dataloader_config=DataLoaderConfiguration(
+                use_seedable_sampler=True, data_seed=config.seed, non_blocking=True
+            ),
             kwargs_handlers=list(kwargs_handlers),
             # None: accelerate's default plugin, which reads ACCELERATE_DYNAMO_* (accelerate launch / config).
             dynamo_plugin=TorchDynamoPlugin(backend="inductor") if config.compile else None,
