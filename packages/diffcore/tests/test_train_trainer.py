@@ -405,7 +405,9 @@ def test_training_steps_issue_no_device_sync_on_gpu(tmp_path: Path) -> None:
 
     torch.manual_seed(0)
     model = DiT(cfg)
-    train_cfg = config(tmp_path, steps=8, log_every=8, mixed_precision="bf16", ema_decay=0.99, tensorboard=False)
+    train_cfg = config(
+        tmp_path, steps=8, log_every=8, mixed_precision="bf16", ema_decay=0.99, tensorboard=False
+    )
     loader = DataLoader(dataset, batch_size=16, shuffle=True, pin_memory=True)
     try:
         summary = Trainer(model, objective, loader, train_cfg, callbacks=[NoSyncWindow()]).fit()
