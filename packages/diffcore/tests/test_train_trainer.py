@@ -380,22 +380,19 @@ def test_keep_last_prunes_incomplete_folders_are_ignored_and_hooks_fire(tmp_path
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_steps_issue_no_device_sync_on_gpu(tmp_path: Path) -> None:
-    """Once warm, a Trainer step (batch copy to the GPU, forward and backward of a DiT with the fused kernels,
-    clipping, fused AdamW, EMA, loss bookkeeping) never waits for the GPU, so the host can queue the next
-    step while the GPU runs this one. Under ``torch.cuda.set_sync_debug_mode("error")`` any synchronising
-    call raises (a blocking host-to-device batch copy, an ``.item()``, a ``float(tensor)``)."""
+    """Once warm, a Trainer step (batch copy to the GPU, diffcore's rectified-flow objective with CFG label
+    dropout, forward and backward of a DiT with the fused kernels, clipping, fused AdamW, EMA, loss
+    bookkeeping) never waits for the GPU, so the host can queue the next step while the GPU runs this one.
+    Under ``torch.cuda.set_sync_debug_mode("error")`` any synchronising call raises (a blocking
+    host-to-device batch copy, an ``.item()``, a ``float(tensor)``)."""
     from diffcore.nn.dit import DiT, dit_config
+    from diffcore.objectives import rectified_flow
 
     cfg = dit_config("S", 2, depth=2, hidden_size=64, num_heads=4, input_size=(8, 8), num_classes=10)
     g = torch.Generator().manual_seed(0)
-    dataset = TensorDataset(torch.randn(64, 4, 8, 8, generator=g), torch.randint(0, 10, (64,), generator=g))
-
-    def objective(model: nn.Module, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
-        x0, y = batch
-        t = torch.rand(x0.shape[0], generator=generator, device=x0.device)
-        eps = torch.randn(x0.shape, generator=generator, device=x0.device)
-        xt = (1 - t)[:, None, None, None] * x0 + t[:, None, None, None] * eps
-        return ((model(xt, t, y=y)[:, :4].float() - (eps - x0)) ** 2).mean()
+    x, y = torch.randn(64, 4, 8, 8, generator=g), torch.randint(0, 10, (64,), generator=g)
+    dataset = [{"x": x[i], "y": y[i]} for i in range(64)]
+    objective = rectified_flow(cond_dropout=0.1, null_cond={"y": 10})
 
     class NoSyncWindow(Callback):
         """Steps 3..steps run with synchronising CUDA calls turned into errors (steps 1-2 autotune)."""
