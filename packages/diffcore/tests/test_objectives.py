@@ -176,6 +176,22 @@ def test_condition_dropout_replaces_whole_samples():
         DiffusionObjective("vp-cosine", cond_dropout=0.1)
 
 
+def test_condition_dropout_null_values_take_the_conditions_dtype():
+    """A scalar null becomes the entry's dtype (an int label stays int; a float 0 on bf16 stays bf16); a
+    tensor null of one sample's shape is broadcast over the dropped samples."""
+    g = torch.Generator().manual_seed(1)
+    y, pooled = torch.arange(400), torch.ones(400, 8, dtype=torch.bfloat16)
+    null_embedding = torch.full((8,), -2.0)
+    out = drop_conditions({"y": y, "pooled": pooled}, {"y": 7.0, "pooled": null_embedding}, 0.5, g)
+    assert out["y"].dtype == torch.long and out["pooled"].dtype == torch.bfloat16
+    dropped = out["pooled"][:, 0] == -2
+    assert 100 < int(dropped.sum()) < 300
+    assert bool((out["y"][dropped] == 7).all()) and bool((out["y"][~dropped] == y[~dropped]).all())
+    assert bool((out["pooled"][~dropped] == 1).all())
+    scale = drop_conditions({"s": torch.ones(400)}, {"s": 0}, 1.0, g)["s"]
+    assert scale.dtype == torch.float32 and not bool(scale.any())
+
+
 def test_ot_coupling_is_a_permutation_that_lowers_transport_cost():
     g = torch.Generator().manual_seed(0)
     x0, noise = torch.randn(64, 5, generator=g), torch.randn(64, 5, generator=g)

@@ -62,13 +62,23 @@ def drop_conditions(
         if key not in cond:
             continue
         value = cond[key]
-        null_value = (
-            null(value) if callable(null) else torch.as_tensor(null, device=device, dtype=value.dtype)
-        )
+        null_value = _null_value(null, value)
         null_value = null_value.expand_as(value) if null_value.shape != value.shape else null_value
         mask = drop.reshape((b,) + (1,) * (value.ndim - 1))
         out[key] = torch.where(mask, null_value, value)
     return out
+
+
+def _null_value(null: Any, value: Tensor) -> Tensor:
+    """The null value of one conditioning entry, made on ``value``'s device without a host-to-device copy
+    (a pageable copy waits for the GPU) where ``null`` is a Python scalar or already a tensor there."""
+    if callable(null):
+        return null(value)
+    if isinstance(null, Tensor):
+        return null.to(device=value.device, dtype=value.dtype, non_blocking=True)
+    if isinstance(null, (bool, int, float)):
+        return torch.full_like(value, null)
+    return torch.as_tensor(null, device=value.device, dtype=value.dtype)
 
 
 @dataclass
