@@ -312,6 +312,33 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path: 
     assert all(torch.isfinite(p).all() for p in resumed.unwrapped_model.parameters())
 
 
+def test_batches_are_copied_non_blocking_also_in_a_resumed_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every batch, in a fresh run and in the rest of an epoch after a resume (accelerate's rebuilt
+    loader), goes to the device with ``non_blocking=True`` (a blocking copy waits for the GPU)."""
+    import accelerate.data_loader
+
+    modes: list[bool] = []
+    send = accelerate.data_loader.send_to_device
+
+    def recording_send(*args: Any, non_blocking: bool = False, **kw: Any) -> Any:
+        modes.append(non_blocking)
+        return send(*args, non_blocking=non_blocking, **kw)
+
+    monkeypatch.setattr(accelerate.data_loader, "send_to_device", recording_send)
+    loader = DataLoader(data(), batch_size=4, shuffle=True)  # 8 batches an epoch
+    Trainer(make_model(), flow_objective, loader, config(tmp_path, steps=3, checkpoint_every=3)).fit()
+    assert modes and all(modes)
+    modes.clear()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    resumed = Trainer(make_model(), flow_objective, loader, config(tmp_path, steps=6), resume_from="latest")
+    resumed.fit()
+    assert resumed.step == 6 and resumed.epoch == 0  # ended inside the resumed epoch
+    assert len(modes) >= 3 and all(modes)
+
+
 def test_corrupt_or_missing_checkpoint_is_a_clear_error_and_nothing_is_overwritten(tmp_path: Path) -> None:
     loader = DataLoader(data(), batch_size=8, shuffle=True)
     cfg = config(tmp_path, steps=4, checkpoint_every=2, keep_last=2, ema_decay=0.9, tensorboard=False)

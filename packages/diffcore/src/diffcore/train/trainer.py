@@ -145,8 +145,7 @@ class Trainer:
             # non_blocking: batches go to the GPU with asynchronous copies. accelerate's default copy waits
             # for the stream, i.e. for the whole previous step, once a step: the host then cannot queue a
             # step while the GPU runs the last one. From a pinned loader (pin_memory=True) the copy is truly
-            # asynchronous; from pageable memory it is what it was. (A resumed epoch's remainder, rebuilt
-            # by accelerate's skip_first_batches, copies synchronously.)
+            # asynchronous; from pageable memory it is what it was.
             dataloader_config=DataLoaderConfiguration(
                 use_seedable_sampler=True, data_seed=config.seed, non_blocking=True
             ),
@@ -368,7 +367,7 @@ class Trainer:
             self.train_loader.set_epoch(self.epoch)
             loader = self.train_loader
             if self.batches_in_epoch > 0:
-                loader = skip_first_batches(self.train_loader, self.batches_in_epoch)
+                loader = _keep_non_blocking(skip_first_batches(self.train_loader, self.batches_in_epoch))
             self._active_loader = loader
             iterator = iter(loader)
             yielded = False
@@ -597,6 +596,14 @@ def _as_tensor(value: Any, device: torch.device) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value.detach().to(device=device, dtype=torch.float64).reshape(())
     return torch.tensor(float(value), device=device, dtype=torch.float64)
+
+
+def _keep_non_blocking(loader: Any) -> Any:
+    """accelerate's ``skip_first_batches`` (1.15) rebuilds a prepared loader without its ``non_blocking``
+    copy setting, so a resumed epoch's remainder would copy each batch with a device sync; set it back."""
+    if hasattr(loader, "_non_blocking"):
+        loader._non_blocking = True
+    return loader
 
 
 def _micro_seed(seed: int, rank: int, micro_step: int) -> int:
