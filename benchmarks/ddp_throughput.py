@@ -2,7 +2,8 @@
 
 Trains a model on synthetic data with diffcore's rectified-flow objective (velocity target, t = 0 data,
 t = 1 noise, logit-normal t; a class-conditional DiT drops its label to the null class 10% of the time,
-as in classifier-free-guidance training) and times the steps after a warm-up. Run it once per process count and compare the JSON files:
+as in classifier-free-guidance training) and times the steps after a warm-up. Run it once per process
+count and compare the JSON files:
 
     python benchmarks/ddp_throughput.py --model DiT_B_2                              # 1 GPU
     accelerate launch --num_processes 2 benchmarks/ddp_throughput.py --model DiT_B_2  # 2 GPUs (DDP)
@@ -14,8 +15,9 @@ as in classifier-free-guidance training) and times the steps after a warm-up. Ru
 (weak scaling). Results go to ``benchmarks/results/ddp_throughput-<model>-<K>proc.json``; when the
 1-process file of the same model and per-process batch exists, the scaling efficiency is printed.
 ``--compile`` trains the ``torch.compile``d model (``TrainConfig.compile``); ``--unfused`` builds the DiT
-without diffcore's fused kernels. Eager DiT-B/2 at 64 images per GPU is host-bound (docs/diffcore.md), so
-compare variants on one machine, in alternating order.
+without diffcore's fused kernels. DiT-B/2 at 64 images per GPU is host-bound (docs/diffcore.md): its
+numbers follow the host's CPU, so compare variants on one machine, in alternating order, and judge DDP
+scaling at a GPU-bound batch (``--batch-size 256``).
 """
 
 from __future__ import annotations
