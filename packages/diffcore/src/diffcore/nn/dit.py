@@ -154,9 +154,9 @@ class DiTConfig:
     guidance-scale input ``w`` (see :class:`GuidanceEmbedder`), scaled by ``1 / guidance_max``.
     ``fused_kernels``: on CUDA, run each adaLN step (gated residual + LayerNorm + modulate) as one Triton
     kernel (:mod:`diffcore.nn.fused_adaln`) and, in bf16/fp16, the MLP's forward GELU in cuBLASLt's
-    matmul epilogue (:mod:`diffcore.nn.fused_mlp`), and self-attention without RoPE or QK-norm straight from
-    the q/k/v projection in Triton (:mod:`diffcore.nn.fused_attention`); the math is unchanged. Turn it off for double backward or
-    forward-mode AD, which the fused kernels do not support.
+    matmul epilogue (:mod:`diffcore.nn.fused_mlp`), and self-attention without RoPE or QK-norm straight
+    from the q/k/v projection in Triton (:mod:`diffcore.nn.fused_attention`); the math is unchanged. Turn
+    it off for double backward or forward-mode AD, which the fused kernels do not support.
     """
 
     input_size: tuple[int, ...] = (32, 32)
@@ -219,7 +219,8 @@ class DiTBlock(nn.Module):
     """adaLN-Zero transformer block (DiT Fig. 3): attention and MLP, each scaled by a learned gate.
 
     ``x``: ``(B, N, D)``; ``c``: ``(B, D)`` conditioning already passed through SiLU. ``fused_kernels``:
-    the adaLN steps, the attention and the MLP through diffcore's fused kernels on CUDA (see :class:`DiTConfig`).
+    the adaLN steps, the attention and the MLP through diffcore's fused kernels on CUDA (see
+    :class:`DiTConfig`).
     """
 
     def __init__(
@@ -279,7 +280,8 @@ class FinalLayer(nn.Module):
         self.modulation = nn.Linear(hidden_size, 2 * hidden_size)
 
     def forward(self, x: Tensor, c: Tensor, pending: Pending | None = None) -> Tensor:
-        """``pending``: the last block's ``(y, gate)`` residual still to add (:meth:`DiTBlock.forward_deferred`)."""
+        """``pending``: the last block's ``(y, gate)`` residual still to add
+        (:meth:`DiTBlock.forward_deferred`)."""
         shift, scale = self.modulation(c)[:, None].chunk(2, dim=-1)
         y, gate = pending if pending is not None else (None, None)
         _, h = adaln_modulate(

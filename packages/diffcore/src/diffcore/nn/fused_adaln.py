@@ -10,9 +10,9 @@ sample. :func:`adaln_modulate` returns ``(x', h)``. On CUDA, with Triton install
 kernel forward (reads ``x``, ``y``; writes ``x'``, ``h`` and two floats per token) and one backward
 (reads the two incoming gradients, ``x'`` and ``y``; writes the gradients of ``x`` and ``y`` and
 per-chunk partial sums for ``gate``, ``shift``, ``scale``). ``torch.compile``'s own fusion of the same
-ops re-reads its inputs and keeps the normalised ``x`` for the backward; at DiT-XL/2 training shapes on an
-H100 the forward takes 0.112 ms against its 0.163 ms (docs/diffcore.md, "DiT throughput"). Elsewhere (CPU, no Triton, ``fused=False``) it is the same
-math in plain torch ops. Both paths compute in float32 (or float64) and return ``x.dtype``. Under
+ops re-reads its inputs and keeps the normalised ``x`` for the backward; at DiT-XL/2 training shapes on
+an H100 the forward takes 0.112 ms against its 0.163 ms (docs/diffcore.md, "DiT throughput"). Elsewhere
+(CPU, no Triton, ``fused=False``) it is the same math in plain torch ops. Both paths compute in float32 (or float64) and return ``x.dtype``. Under
 ``torch.compile`` the Triton kernels are ``torch.library`` custom ops (``diffcore::adaln_forward`` /
 ``adaln_backward``), kept whole without a graph break; eagerly, the same functions run in a plain
 ``autograd.Function`` (``diffcore.nn._custom_ops``: less host time per call, no zero-filled gradients

@@ -367,7 +367,8 @@ class Trainer:
             self.train_loader.set_epoch(self.epoch)
             loader = self.train_loader
             if self.batches_in_epoch > 0:
-                loader = _keep_non_blocking(skip_first_batches(self.train_loader, self.batches_in_epoch))
+                loader = skip_first_batches(self.train_loader, self.batches_in_epoch)
+                _copy_non_blocking(self.train_loader, loader)
             self._active_loader = loader
             iterator = iter(loader)
             yielded = False
@@ -598,12 +599,11 @@ def _as_tensor(value: Any, device: torch.device) -> torch.Tensor:
     return torch.tensor(float(value), device=device, dtype=torch.float64)
 
 
-def _keep_non_blocking(loader: Any) -> Any:
+def _copy_non_blocking(prepared: Any, rebuilt: Any) -> None:
     """accelerate's ``skip_first_batches`` (1.15) rebuilds a prepared loader without its ``non_blocking``
-    copy setting, so a resumed epoch's remainder would copy each batch with a device sync; set it back."""
-    if hasattr(loader, "_non_blocking"):
-        loader._non_blocking = True
-    return loader
+    copy setting, so a resumed epoch's remainder would copy each batch with a device sync; carry it over."""
+    if hasattr(prepared, "_non_blocking") and hasattr(rebuilt, "_non_blocking"):
+        rebuilt._non_blocking = prepared._non_blocking
 
 
 def _micro_seed(seed: int, rank: int, micro_step: int) -> int:
