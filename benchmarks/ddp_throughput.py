@@ -34,9 +34,9 @@ from typing import Any
 
 import accelerate
 import torch
-from diffcore.objectives import DiffusionObjective, rectified_flow
 from diffcore.pretrained import PretrainedModel
-from diffcore.train import Callback, TrainConfig, Trainer
+from diffcore.training import Callback, TrainConfig, Trainer
+from diffcore.training.objectives import DiffusionObjective, rectified_flow
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -195,7 +195,7 @@ def main() -> None:
         output_dir=args.workdir,
         progress_bar=False,
         tensorboard=False,
-        cpu=not gpu,
+        device="auto" if gpu else "cpu",
         compile=args.compile,
         compile_ddp_optimizer=args.compile_ddp_optimizer,
     )

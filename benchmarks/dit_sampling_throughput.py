@@ -54,7 +54,7 @@ def ours_sampler(cfg: DiTConfig, device: torch.device, dtype: torch.dtype, compi
             "diffcore.sample / diffcore.Denoiser are missing: the sampler module is not installed in this "
             "checkout yet, so our side of this benchmark cannot run."
         )
-    from diffcore.schedules import DiscreteVP
+    from diffcore.paths.schedules import DiscreteVP
 
     model = DiT(cfg).to(device=device, dtype=dtype).eval()
     net = torch.compile(model) if compile else model

@@ -42,7 +42,6 @@ from typing import Any
 
 import diffcore
 import torch
-from diffcore.denoiser import Denoiser, DenoiserBase
 from diffcore.distill import (
     ConsistencyCallback,
     ConsistencyDistillation,
@@ -61,8 +60,9 @@ from diffcore.distill import (
     straightness,
 )
 from diffcore.nn.lora import add_lora, find_lora_targets, set_adapters
+from diffcore.paths.denoiser import Denoiser, DenoiserBase
 from diffcore.pretrained import WEIGHTS_NAME, PretrainedModel, atomic_save_safetensors
-from diffcore.train import TrainConfig, Trainer, saves_itself
+from diffcore.training import TrainConfig, Trainer, saves_itself
 from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -332,7 +332,7 @@ def train_config(
         steps=steps, lr=lr or settings.lr, warmup_steps=min(warmup_steps, steps // 2), ema_decay=None,
         checkpoint_every=None, tensorboard=False,
         progress_bar=False, output_dir=str(out / name), log_every=max(steps // 4, 1), max_grad_norm=1.0,
-        cpu=settings.device == "cpu", seed=0, max_seconds=settings.student_seconds,
+        device="cpu" if settings.device == "cpu" else "auto", seed=0, max_seconds=settings.student_seconds,
         mixed_precision=settings.mixed_precision,
     )  # fmt: skip
 
@@ -512,7 +512,7 @@ def dmd(ctx: Context, pairs: tuple[Tensor, Tensor, dict[str, Tensor]]) -> Row:
 def best_guidance(ctx: Context, sampler: str, steps: int) -> tuple[float, dict[str, float]]:
     """The teacher's guidance scale of lowest Frechet distance among ``1`` and ``settings.guidance_grid``
     (``steps`` steps of ``sampler``, noise seed 7, not the table's), and the distance at each scale."""
-    from diffcore.guidance import ClassifierFreeGuidance
+    from diffcore.guidance.wrappers import ClassifierFreeGuidance
 
     fds: dict[str, float] = {}
     for w in (1.0, *ctx.settings.guidance_grid):
@@ -592,7 +592,7 @@ def lcm_lora_concept(ctx: Context, images: Tensor, labels: Tensor) -> Row:
     s, task = ctx.settings, ctx.task
     targets = find_lora_targets(ctx.teacher_net)
     tuned = add_lora(copy.deepcopy(ctx.teacher_net), rank=8, target_modules=targets, adapter_name="concept")
-    from diffcore import objectives
+    from diffcore.training import objectives
 
     concept_loader = digits_loader(_Inverted.apply(images), labels, s.batch)
     train_s = _fit(tuned, objectives.flow_matching(), concept_loader,

@@ -20,9 +20,6 @@ from pathlib import Path
 
 import diffcore
 import torch
-from diffcore import objectives
-from diffcore.analytic import GaussianMixture, sliced_wasserstein
-from diffcore.denoiser import Denoiser
 from diffcore.distill import (
     ConsistencyCallback,
     ConsistencyDistillation,
@@ -42,7 +39,9 @@ from diffcore.distill import (
     one_step_distillation,
     straightness,
 )
-from diffcore.train import TrainConfig, Trainer
+from diffcore.paths.analytic import GaussianMixture, sliced_wasserstein
+from diffcore.paths.denoiser import Denoiser
+from diffcore.training import TrainConfig, Trainer, objectives
 from torch.utils.data import DataLoader, TensorDataset
 
 SCHEDULE = "rectified-flow"

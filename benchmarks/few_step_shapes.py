@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffcore.guidance import ClassifierFreeGuidance
+from diffcore.guidance.wrappers import ClassifierFreeGuidance
 from few_step import (
     STUDENT_STEPS,
     TEACHER_STEPS,

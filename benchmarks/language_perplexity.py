@@ -1,6 +1,6 @@
 """Perplexity bound of BD3-LM for block sizes L' = 1 (AR), 4, 8, 16 and L (MDLM): same model, steps and data.
 
-For every (corpus, seed, L') a model of the same size is trained through ``diffcore.train.Trainer`` for the
+For every (corpus, seed, L') a model of the same size is trained through ``diffcore.training.Trainer`` for the
 same number of steps on the same windows in the same order (the seed fixes the initialisation and the data
 order), with warm-up + cosine learning rate, AR on the masking range [1, 1] for L' = 1, and BD3-LM's
 clip-range search (Sec. 4.2) for L' > 1. Each model is evaluated on the WHOLE validation set (every

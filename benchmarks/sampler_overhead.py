@@ -31,7 +31,7 @@ from typing import Any
 
 import diffcore
 import torch
-from diffcore.schedules import DiscreteVP, betas_for
+from diffcore.paths.schedules import DiscreteVP, betas_for
 from torch import Tensor
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -131,7 +131,7 @@ def graph_replay(
 def ours(name: str, steps: int) -> tuple[Callable[[Tensor], Tensor], int]:
     """``run(noise)`` for our sampler ``name`` and its network calls per step."""
     denoiser = diffcore.Denoiser(network, DiscreteVP(betas_for("linear")), prediction="eps")
-    spec = diffcore.samplers.get(name)
+    spec = diffcore.sampling.get(name)
 
     def run(noise: Tensor) -> Tensor:
         return diffcore.sample(denoiser, noise, sampler=name, steps=steps)
@@ -196,7 +196,7 @@ def main() -> None:
     net_s = network_seconds(noise, device, args.repeats)
 
     rows = []
-    available = set(diffcore.samplers.available())
+    available = set(diffcore.sampling.available())
     for name in OURS:
         if name not in available:
             print(f"skipping ours:{name} (not registered)")

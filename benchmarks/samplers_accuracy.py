@@ -7,7 +7,7 @@ true mixture (``floor``: the same distance between two true sample sets, the noi
 
 Rows: every registered diffcore sampler on the fixed grids (uniform, log-snr, karras) and, for
 the best deterministic samplers, on a grid optimised for this model and NFE
-(:func:`diffcore.grids_optimized.optimize_grid`, fitted on 1024 separate noise draws by minimising the
+(:func:`diffcore.sampling.grid_search.optimize_grid`, fitted on 1024 separate noise draws by minimising the
 sliced W2 distance between the sampler's and the reference ODE's end points; the truth is never used); network calls are
 counted, and a run that would exceed the NFE budget (adaptive solvers) is left out. Anchors: diffusers'
 DPMSolverMultistep (2M), UniPC (bh2, order 2), Euler with Karras sigmas and DDIM, each with its own
@@ -33,10 +33,10 @@ from typing import Any
 
 import diffcore
 import torch
-from diffcore.analytic import GaussianMixture, sliced_wasserstein
-from diffcore.denoiser import DenoiserBase
-from diffcore.grids_optimized import optimize_grid, reference_solution
-from diffcore.schedules import EDM, DiscreteVP
+from diffcore.paths.analytic import GaussianMixture, sliced_wasserstein
+from diffcore.paths.denoiser import DenoiserBase
+from diffcore.paths.schedules import EDM, DiscreteVP
+from diffcore.sampling.grid_search import optimize_grid, reference_solution
 
 ROOT = Path(__file__).resolve().parent
 T = 1000
@@ -67,7 +67,7 @@ def diffusers_table() -> tuple[torch.Tensor, DiscreteVP]:
 
 
 def run_diffcore(den, noise, sampler: str, nfe: int, grid, seed: int) -> tuple[torch.Tensor, int] | None:
-    spec = diffcore.samplers.get(sampler)
+    spec = diffcore.sampling.get(sampler)
     if nfe % spec.nfe_per_step:
         return None
     steps = nfe // spec.nfe_per_step
@@ -138,7 +138,7 @@ def evaluate_target(dim: int, args) -> dict[str, Any]:
             | (extra or {})
         )
 
-    samplers = args.samplers or diffcore.samplers.available()
+    samplers = args.samplers or diffcore.sampling.available()
     for nfe in args.nfe:
         t0 = time.time()
         for sampler in samplers:

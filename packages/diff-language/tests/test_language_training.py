@@ -1,4 +1,4 @@
-"""Training through diffcore.train.Trainer, and the ring KV cache against the uncached forward."""
+"""Training through diffcore.training.Trainer, and the ring KV cache against the uncached forward."""
 
 import math
 

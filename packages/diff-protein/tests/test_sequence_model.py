@@ -19,7 +19,7 @@ from diff_protein.models.sequence import (
     TaxonomyClassifier,
     TaxonomyClassifierConfig,
 )
-from diffcore.discrete.guidance import guided_log_probs
+from diffcore.guidance.discrete import guided_log_probs
 from torch import nn
 
 

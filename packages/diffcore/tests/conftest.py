@@ -14,7 +14,7 @@ from torch import Tensor
 def run_sampler(name: str, den, x: Tensor, grid: Tensor, **kw: Any) -> Tensor:
     """Call the registered sampler ``name`` directly on the state ``x`` at ``grid[0]`` (no grid making,
     no starting-noise scaling), deterministic and without callback."""
-    return diffcore.samplers.get(name).fn(den, x, grid, cond={}, generator=None, callback=None, **kw)
+    return diffcore.sampling.get(name).fn(den, x, grid, cond={}, generator=None, callback=None, **kw)
 
 
 def half_log_snr_grid(schedule, t0: float, t1: float, n: int, warm: bool = False) -> Tensor:

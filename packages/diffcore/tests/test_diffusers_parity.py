@@ -2,7 +2,7 @@
 
 Setup. The model is the exact eps-predictor of a Gaussian mixture. diffusers indexes its beta table by a
 discrete timestep ``k = 0..T-1`` whose ``alphas_cumprod[k]`` is ``abar`` after ``k + 1`` noising steps, so
-``k <-> t = (k + 1) / T`` on diffcore's :class:`~diffcore.schedules.DiscreteVP` (whose table point ``i``
+``k <-> t = (k + 1) / T`` on diffcore's :class:`~diffcore.paths.schedules.DiscreteVP` (whose table point ``i``
 sits at ``t = i / T``). Our grid is ``[(k + 1) / T for k in scheduler.timesteps] + [0]``: diffusers' last
 step goes to ``abar = 1`` (``set_alpha_to_one`` / ``final_sigmas_type="zero"``), our ``t = 0``.
 
@@ -18,7 +18,7 @@ Differences that remain, and why the tolerance is 1e-4 relative:
   scheduler, and the model is the mixture's eps-predictor as a function of that sigma. diffusers' Euler
   also steps in float32.
 - DPM-Solver++(3M): diffusers weights the second divided difference by ``I_2 / h^2``, half of the Taylor
-  weight (see :func:`diffcore.samplers.dpm_solver.multistep_weights`); parity runs ``d2_weight="diffusers"``,
+  weight (see :func:`diffcore.sampling.dpm_solver.multistep_weights`); parity runs ``d2_weight="diffusers"``,
   and the last test shows how much the default differs.
 - diffusers' UniPC "bh1" returns NaN on a last step to sigma = 0 (``B(h) = -inf`` times 0); its bh1 runs
   end at ``t = 1 / T`` (``final_sigmas_type="sigma_min"``) here. Ours takes that step at first order.
@@ -31,8 +31,8 @@ from __future__ import annotations
 import diffcore
 import pytest
 import torch
-from diffcore.analytic import GaussianMixture
-from diffcore.schedules import EDM, DiscreteVP
+from diffcore.paths.analytic import GaussianMixture
+from diffcore.paths.schedules import EDM, DiscreteVP
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -86,7 +86,7 @@ def run_diffusers_vp(scheduler, steps: int, x: torch.Tensor, seed: int | None = 
 def run_ours(sampler: str, scheduler, x: torch.Tensor, seed: int | None = None, **options) -> torch.Tensor:
     den = GM.denoiser(matching_schedule(scheduler), "eps")
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    spec = diffcore.samplers.get(sampler)
+    spec = diffcore.sampling.get(sampler)
     final = 1 / T if getattr(scheduler.config, "final_sigmas_type", "zero") == "sigma_min" else 0.0
     grid = vp_grid(scheduler.timesteps, final)
     return spec.fn(den, x, grid, cond={}, generator=gen, callback=None, **options)
@@ -182,5 +182,5 @@ def test_euler_and_heun_in_ve_units(sampler, cls, steps):
     grid = (sigmas / sigmas[0]).clamp(0, 1)
     grid[0] = 1.0
     x = noise() * float(sch.init_noise_sigma)
-    ours = diffcore.samplers.get(sampler).fn(den, x, grid, cond={}, generator=None, callback=None)
+    ours = diffcore.sampling.get(sampler).fn(den, x, grid, cond={}, generator=None, callback=None)
     assert_parity(ours, theirs)

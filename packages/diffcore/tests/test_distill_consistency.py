@@ -22,7 +22,7 @@ from diffcore.distill.evaluation import (
     small_train_config,
     tensor_loader,
 )
-from diffcore.train import Trainer
+from diffcore.training import Trainer
 
 pytestmark = pytest.mark.slow  # trains small networks through the Trainer (tens of seconds each)
 

@@ -18,7 +18,7 @@ from diffcore.distill import (
 )
 from diffcore.distill import consistency as consistency_module
 from diffcore.distill.evaluation import four_mode_mixture, small_train_config, tensor_loader
-from diffcore.train import Callback, Trainer
+from diffcore.training import Callback, Trainer
 
 SCHEDULE = "rectified-flow"
 

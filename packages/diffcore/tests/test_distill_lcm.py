@@ -9,8 +9,6 @@ import copy
 import diffcore
 import pytest
 import torch
-from diffcore.analytic import GaussianMixture
-from diffcore.denoiser import Denoiser
 from diffcore.distill import (
     ConsistencyCallback,
     ConsistencyParameterization,
@@ -27,7 +25,9 @@ from diffcore.distill.evaluation import (
     tensor_loader,
 )
 from diffcore.nn.lora import load_lora, lora_parameters, save_lora
-from diffcore.train import Trainer
+from diffcore.paths.analytic import GaussianMixture
+from diffcore.paths.denoiser import Denoiser
+from diffcore.training import Trainer
 
 pytestmark = pytest.mark.slow  # trains small networks through the Trainer (tens of seconds each)
 

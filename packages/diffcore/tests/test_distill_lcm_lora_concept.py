@@ -13,8 +13,6 @@ import copy
 import diffcore
 import pytest
 import torch
-from diffcore import objectives
-from diffcore.denoiser import Denoiser
 from diffcore.distill import (
     ConsistencyCallback,
     ConsistencyParameterization,
@@ -25,7 +23,8 @@ from diffcore.distill import (
 )
 from diffcore.distill.evaluation import four_mode_mixture, reference_sets, small_train_config, tensor_loader
 from diffcore.nn.lora import add_lora, find_lora_targets, lora_parameters, set_adapters
-from diffcore.train import Trainer
+from diffcore.paths.denoiser import Denoiser
+from diffcore.training import Trainer, objectives
 
 pytestmark = [
     pytest.mark.slow,

@@ -8,7 +8,6 @@ import copy
 
 import pytest
 import torch
-from diffcore.denoiser import Denoiser
 from diffcore.distill import (
     CoupledFlowMatching,
     DistributionMatchingDistillation,
@@ -25,7 +24,8 @@ from diffcore.distill.evaluation import (
     sample_distance,
     small_train_config,
 )
-from diffcore.train import Trainer
+from diffcore.paths.denoiser import Denoiser
+from diffcore.training import Trainer
 
 pytestmark = pytest.mark.slow  # trains small networks through the Trainer (tens of seconds each)
 

@@ -8,7 +8,6 @@ import math
 import diffcore
 import pytest
 import torch
-from diffcore.analytic import GaussianMixture
 from diffcore.distill import (
     ConsistencyParameterization,
     ConsistencyTraining,
@@ -26,7 +25,8 @@ from diffcore.distill import (
     time_of_data_sigma,
     two_step_target,
 )
-from diffcore.schedules import get as get_schedule
+from diffcore.paths.analytic import GaussianMixture
+from diffcore.paths.schedules import get as get_schedule
 from torch import nn
 
 SCHEDULES = ["rectified-flow", "vp-cosine", "vp-linear"]
@@ -152,7 +152,7 @@ def _exact_gaussian_consistency(mu, var, schedule):
 
 
 def _den(fn, sched):
-    from diffcore.denoiser import Denoiser
+    from diffcore.paths.denoiser import Denoiser
 
     return Denoiser(fn, sched, "x0")
 

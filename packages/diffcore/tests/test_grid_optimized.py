@@ -8,9 +8,9 @@ import functools
 import diffcore
 import pytest
 import torch
-from diffcore.analytic import GaussianMixture, sliced_wasserstein
-from diffcore.grids_optimized import optimize_grid, reference_solution
-from diffcore.schedules import get
+from diffcore.paths.analytic import GaussianMixture, sliced_wasserstein
+from diffcore.paths.schedules import get
+from diffcore.sampling.grid_search import optimize_grid, reference_solution
 
 GM = GaussianMixture.random(2, 4, seed=0)
 
@@ -69,12 +69,12 @@ def test_registered_grid_and_errors():
     den = GM.denoiser(get("edm"), "eps")
     noise = normal(32, 6)
     opts = {"denoiser": den, "sampler": "dpmpp_2m", "noise_batch": noise, "sweeps": 1, "reference_steps": 60}
-    grid = diffcore.grids.make("optimized", den.schedule, 3, **opts)
+    grid = diffcore.sampling.grids.make("optimized", den.schedule, 3, **opts)
     direct = optimize_grid(den, "dpmpp_2m", 3, noise, sweeps=1, reference_steps=60)
     torch.testing.assert_close(grid, direct)
     out = diffcore.sample(den, noise, "dpmpp_2m", 3, grid="optimized", grid_options=opts)
     torch.testing.assert_close(out, diffcore.sample(den, noise, "dpmpp_2m", 3, grid=direct))
     with pytest.raises(ValueError, match="noise_batch"):
-        diffcore.grids.make("optimized", den.schedule, 3)
+        diffcore.sampling.grids.make("optimized", den.schedule, 3)
     with pytest.raises(ValueError, match="deterministic"):
         optimize_grid(den, "dpmpp_2m_sde", 3, noise)

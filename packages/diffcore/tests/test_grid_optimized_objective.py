@@ -6,9 +6,9 @@ from __future__ import annotations
 import diffcore
 import pytest
 import torch
-from diffcore.analytic import GaussianMixture
-from diffcore.grids_optimized import objective_value, optimize_grid, reference_solution
-from diffcore.schedules import get
+from diffcore.paths.analytic import GaussianMixture
+from diffcore.paths.schedules import get
+from diffcore.sampling.grid_search import objective_value, optimize_grid, reference_solution
 
 GM = GaussianMixture.random(2, 4, seed=0)
 

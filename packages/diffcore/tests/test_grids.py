@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from diffcore import grids
-from diffcore import schedules as S
+from diffcore.paths import schedules as S
+from diffcore.sampling import grids
 
 SCHEDULES = {
     "vp-linear": S.get("vp-linear"),

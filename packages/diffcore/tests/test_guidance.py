@@ -3,8 +3,8 @@
 import diffcore
 import pytest
 import torch
-from diffcore.analytic import GaussianMixture
-from diffcore.guidance import ClassifierFreeGuidance, ClassifierGuidance
+from diffcore.guidance.wrappers import ClassifierFreeGuidance, ClassifierGuidance
+from diffcore.paths.analytic import GaussianMixture
 
 
 class CountingNet:
@@ -80,7 +80,7 @@ def test_classifier_guidance_with_the_exact_posterior_equals_the_conditional_sco
     gm = GaussianMixture(
         torch.tensor([0.3, 0.7]), torch.tensor([[-2.0, 0.0], [2.0, 1.0]]), torch.full((2, 2), 0.2)
     )
-    sched = diffcore.schedules.get("vp-linear")
+    sched = diffcore.paths.schedules.get("vp-linear")
     k = 0
 
     def log_prob(x, t):

@@ -202,8 +202,8 @@ def test_lcm_objective_trains_the_guidance_embedding_of_a_dit_student():
     """LCM (Luo et al. 2023, Sec. 4.2) on a DiT student with ``guidance_embed``: the objective passes ``w`` to
     the student, the zero-initialised embedding receives a gradient, and after a few steps the student's output
     depends on ``w``."""
-    from diffcore.denoiser import Denoiser
     from diffcore.distill import ConsistencyParameterization, LatentConsistencyDistillation
+    from diffcore.paths.denoiser import Denoiser
 
     teacher_net = randomize(build("dit")).eval().requires_grad_(False)
     teacher = Denoiser(teacher_net, "rectified-flow", "velocity")

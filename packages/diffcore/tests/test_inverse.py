@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from diffcore import schedules
-from diffcore.analytic import GaussianMixture
-from diffcore.inverse import ChannelMean, Mask, colorize, inpaint, sdedit
+from diffcore.editing.inpainting import ChannelMean, Mask, colorize, inpaint, sdedit
+from diffcore.paths import schedules
+from diffcore.paths.analytic import GaussianMixture
 
 GM = GaussianMixture(
     torch.tensor([0.5, 0.5]), torch.tensor([[-1.5, -1.5], [1.5, 1.5]]), torch.full((2, 2), 0.15)

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-from diffcore import schedules as S
-from diffcore.analytic import GaussianMixture
-from diffcore.inversion import decode, interpolate, invert
+from diffcore.editing.inversion import decode, interpolate, invert
+from diffcore.paths import schedules as S
+from diffcore.paths.analytic import GaussianMixture
 
 GM = GaussianMixture.random(2, seed=0)
 X0 = GM.sample(128, torch.Generator().manual_seed(3))

@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
-from diffcore import schedules
-from diffcore.analytic import GaussianMixture
 from diffcore.likelihood import divergence, log_likelihood
+from diffcore.paths import schedules
+from diffcore.paths.analytic import GaussianMixture
 
 
 def _bpd(log_prob, dim):

@@ -4,11 +4,13 @@ import math
 
 import pytest
 import torch
-from diffcore import objectives, schedules, timesteps, weighting
-from diffcore.analytic import GaussianMixture
-from diffcore.objectives import DiffusionObjective, drop_conditions
-from diffcore.ot import ot_permutation
-from diffcore.predictions import PathCoefficients, from_x0_eps
+from diffcore.paths import schedules
+from diffcore.paths.analytic import GaussianMixture
+from diffcore.paths.predictions import PathCoefficients, from_x0_eps
+from diffcore.training import objectives, weighting
+from diffcore.training import time_sampling as timesteps
+from diffcore.training.objectives import DiffusionObjective, drop_conditions
+from diffcore.training.ot import ot_permutation
 
 # ----------------------------------------------------------------------------- time samplers
 

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from diffcore import schedules
-from diffcore.denoiser import Denoiser
-from diffcore.predictions import PREDICTIONS, PathCoefficients, convert, from_x0_eps, to_x0_eps
+from diffcore.paths import schedules
+from diffcore.paths.denoiser import Denoiser
+from diffcore.paths.predictions import PREDICTIONS, PathCoefficients, convert, from_x0_eps, to_x0_eps
 
 SCHEDULES = schedules.available()
 

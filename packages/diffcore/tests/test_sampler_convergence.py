@@ -17,8 +17,8 @@ import math
 import diffcore
 import pytest
 import torch
-from diffcore.analytic import GaussianMixture, sliced_wasserstein
-from diffcore.samplers import get
+from diffcore.paths.analytic import GaussianMixture, sliced_wasserstein
+from diffcore.sampling import get
 
 # (sampler, expected order, options, step counts for the slope fit)
 SAMPLER_ORDERS: list[tuple[str, float, dict, tuple[int, ...]]] = [

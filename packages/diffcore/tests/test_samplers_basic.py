@@ -9,10 +9,10 @@ import math
 import diffcore
 import pytest
 import torch
-from diffcore import schedules as S
-from diffcore.analytic import GaussianMixture
-from diffcore.samplers import get
-from diffcore.samplers.steps import grid_points, reverse_sde_coefficients
+from diffcore.paths import schedules as S
+from diffcore.paths.analytic import GaussianMixture
+from diffcore.sampling import get
+from diffcore.sampling.steps import grid_points, reverse_sde_coefficients
 
 MINE = [
     "ddim",
@@ -183,7 +183,7 @@ def test_grid_ending_above_zero_is_not_denoised():
 
 def test_ddim_eta_one_equals_ddpm_small_and_euler_ancestral():
     den = GM.denoiser("vp-linear", "eps")
-    grid = diffcore.grids.make("uniform", den.schedule, 10)
+    grid = diffcore.sampling.grids.make("uniform", den.schedule, 10)
     x = _noise(dtype=torch.float64)
     outs = [
         get(name).fn(den, x, grid, cond={}, generator=torch.Generator().manual_seed(7), callback=None, **opt)
@@ -194,7 +194,7 @@ def test_ddim_eta_one_equals_ddpm_small_and_euler_ancestral():
 
 def test_ddpm_large_variance_is_beta():
     """On a discrete table and adjacent steps, "large" uses beta_t and "small" beta-tilde (Ho et al. Sec. 3.2)."""
-    from diffcore.samplers.ddpm import posterior_std
+    from diffcore.sampling.ddpm import posterior_std
 
     sched = S.get("ddpm-linear")
     T = sched.num_steps
@@ -223,7 +223,7 @@ def test_reverse_sde_coefficients_match_closed_forms():
 
 def test_pc_without_corrector_is_euler_maruyama():
     den = GM.denoiser("vp-cosine", "v")
-    grid = diffcore.grids.make("uniform", den.schedule, 12)
+    grid = diffcore.sampling.grids.make("uniform", den.schedule, 12)
     x = _noise(dtype=torch.float64)
     a = get("pc").fn(
         den, x, grid, cond={}, generator=torch.Generator().manual_seed(3), callback=None, corrector_steps=0
@@ -300,7 +300,7 @@ def test_loop_never_reads_device_values(name):
     or data-dependent branch raises, so a loop that completes there never reads a device value.
     (dopri5 is excluded: adaptive step control reads the error norm by design.)"""
     den = diffcore.Denoiser(lambda x, t: 0.5 * x, "vp-cosine", "eps")
-    grid = diffcore.grids.make("log-snr", den.schedule, 5)
+    grid = diffcore.sampling.grids.make("log-snr", den.schedule, 5)
     x = torch.empty(SHAPE, device="meta")
     options = {"s_churn": 5.0} if name == "heun" else {}
     out = get(name).fn(den, x, grid, cond={}, generator=None, callback=None, **options)
@@ -316,7 +316,7 @@ def test_no_host_device_sync_inside_the_loop(name):
     den = diffcore.Denoiser(lambda x, t: 0.5 * x, "vp-cosine", "eps")  # a network that never syncs
     noise = _noise().cuda()
     g = torch.Generator(device="cuda").manual_seed(0)
-    grid = diffcore.grids.make("log-snr", den.schedule, 5)
+    grid = diffcore.sampling.grids.make("log-snr", den.schedule, 5)
     x = float(den.schedule.sigma(grid[0])) * noise
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")

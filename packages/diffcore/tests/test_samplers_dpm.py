@@ -10,11 +10,11 @@ import math
 import diffcore
 import pytest
 import torch
-from diffcore.analytic import GaussianMixture, sliced_wasserstein
-from diffcore.denoiser import Denoiser
-from diffcore.samplers.dpm_solver import multistep_weights
-from diffcore.samplers.lambda_steps import phi
-from diffcore.schedules import ZeroTerminalSNR, get
+from diffcore.paths.analytic import GaussianMixture, sliced_wasserstein
+from diffcore.paths.denoiser import Denoiser
+from diffcore.paths.schedules import ZeroTerminalSNR, get
+from diffcore.sampling.dpm_solver import multistep_weights
+from diffcore.sampling.lambda_steps import phi
 
 GM = GaussianMixture.random(2, 3, seed=1)
 SAMPLERS = ["dpm_solver_1", "dpm_solver_2", "dpm_solver_3", "dpmpp_2m", "dpmpp_3m"]
@@ -110,7 +110,7 @@ def test_every_schedule_reaches_the_target(lambda_grid, sampler, schedule):
     den = GM.denoiser(sched, pred)
     g = torch.Generator().manual_seed(2)
     noise = torch.randn(1500, 2, generator=g, dtype=torch.float64)
-    steps = 30 if diffcore.samplers.get(sampler).nfe_per_step == 1 else 15
+    steps = 30 if diffcore.sampling.get(sampler).nfe_per_step == 1 else 15
     grid = None  # uniform in t, except where sigma spans decades: uniform in log-SNR, then t = 0
     if schedule in ("edm", "ve"):
         grid = torch.cat([lambda_grid(sched, 1.0, 1e-3, steps - 1), torch.zeros(1, dtype=torch.float64)])
@@ -128,7 +128,7 @@ def test_final_step_returns_the_data_estimate(sampler):
     states = []
     grid = torch.linspace(0.99, 0.0, 7, dtype=torch.float64)
     x = torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
-    out = diffcore.samplers.get(sampler).fn(
+    out = diffcore.sampling.get(sampler).fn(
         den,
         x,
         grid,

@@ -9,10 +9,10 @@ from collections import Counter
 import diffcore
 import pytest
 import torch
-from diffcore.denoiser import DenoiserBase
-from diffcore.predictions import PREDICTIONS, PathCoefficients, affine_x0_eps, from_x0_eps, to_x0_eps
-from diffcore.samplers.lambda_steps import phi, step_length
-from diffcore.samplers.steps import ddim_update, grid_points
+from diffcore.paths.denoiser import DenoiserBase
+from diffcore.paths.predictions import PREDICTIONS, PathCoefficients, affine_x0_eps, from_x0_eps, to_x0_eps
+from diffcore.sampling.lambda_steps import phi, step_length
+from diffcore.sampling.steps import ddim_update, grid_points
 from torch.utils._python_dispatch import TorchDispatchMode
 
 SCHEDULES = ("vp-cosine", "rectified-flow", "edm")
@@ -89,7 +89,7 @@ REFERENCES = {"euler": _ref_euler, "heun": _ref_heun, "ddim": _ref_ddim, "dpmpp_
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_fused_equals_unfused(sampler: str, prediction: str, schedule: str) -> None:
     den = diffcore.Denoiser(_network, schedule, prediction=prediction)
-    grid = diffcore.grids.make("uniform", den.schedule, 6)
+    grid = diffcore.sampling.grids.make("uniform", den.schedule, 6)
     x = float(den.schedule.sigma(grid[:1].to(torch.float64))) * _noise()
     fused = diffcore.sample(den, _noise(), sampler, 6, grid=grid)
     ref = REFERENCES[sampler](den, x, grid)
@@ -111,7 +111,7 @@ class _Wrapped(DenoiserBase):
 def test_fused_generic_wrapper_equals_unfused(sampler: str, prediction: str) -> None:
     den = _Wrapped(diffcore.Denoiser(_network, "vp-linear", prediction=prediction))
     assert den.output_kind == "x0"
-    grid = diffcore.grids.make("uniform", den.schedule, 6)
+    grid = diffcore.sampling.grids.make("uniform", den.schedule, 6)
     x = float(den.schedule.sigma(grid[:1].to(torch.float64))) * _noise()
     fused = diffcore.sample(den, _noise(), sampler, 6, grid=grid)
     torch.testing.assert_close(fused, REFERENCES[sampler](den, x, grid), rtol=1e-9, atol=1e-9)

@@ -10,10 +10,10 @@ import math
 import diffcore
 import pytest
 import torch
-from diffcore.analytic import GaussianMixture, sliced_wasserstein
-from diffcore.denoiser import Denoiser
-from diffcore.samplers.unipc import phi_k, unipc_weights
-from diffcore.schedules import ZeroTerminalSNR, get
+from diffcore.paths.analytic import GaussianMixture, sliced_wasserstein
+from diffcore.paths.denoiser import Denoiser
+from diffcore.paths.schedules import ZeroTerminalSNR, get
+from diffcore.sampling.unipc import phi_k, unipc_weights
 
 GM = GaussianMixture.random(2, 3, seed=1)
 

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from diffcore import schedules
-from diffcore.analytic import GaussianMixture
-from diffcore.sde import SDE, VESDE, VPSDE, SubVPSDE
+from diffcore.paths import schedules
+from diffcore.paths.analytic import GaussianMixture
+from diffcore.paths.sde import SDE, VESDE, VPSDE, SubVPSDE
 
 T = torch.linspace(0.02, 0.98, 9, dtype=torch.float64)
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from diffcore.train import EMA, TrainConfig, build_lr_scheduler, lr_factor
+from diffcore.training import EMA, TrainConfig, build_lr_scheduler, lr_factor
 from torch import nn
 
 

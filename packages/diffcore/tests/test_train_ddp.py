@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from diffcore.train import TrainConfig, Trainer
+from diffcore.training import TrainConfig, Trainer
 
 
 def objective(model, batch, generator=None):

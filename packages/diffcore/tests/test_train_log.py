@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from diffcore.train import read_run_log, steady_samples_per_sec
-from diffcore.train.log_writers import LOG_FILE, JsonlLog
+from diffcore.training import read_run_log, steady_samples_per_sec
+from diffcore.training.log_writers import LOG_FILE, JsonlLog
 
 
 def test_steady_samples_per_sec_is_the_median_of_late_windows(tmp_path) -> None:

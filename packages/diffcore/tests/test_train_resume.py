@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from diffcore.pretrained import PretrainedModel
-from diffcore.train import Callback, TrainConfig, Trainer
+from diffcore.training import Callback, TrainConfig, Trainer
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Several Trainers in one process (e.g. an autoencoder in float32, then a diffusion model in bf16)."""
 
 import torch
-from diffcore.train import TrainConfig, Trainer
+from diffcore.training import TrainConfig, Trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 

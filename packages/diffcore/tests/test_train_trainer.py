@@ -12,7 +12,7 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState, GradientState
 from diffcore.pretrained import PretrainedModel, load_pretrained
-from diffcore.train import (
+from diffcore.training import (
     Callback,
     CheckpointError,
     NonFiniteLossError,
@@ -21,7 +21,7 @@ from diffcore.train import (
     latest_checkpoint,
     lr_factor,
 )
-from diffcore.train.checkpoint import hash_tree
+from diffcore.training.checkpoint import hash_tree
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -213,7 +213,7 @@ def test_jsonl_log_keys_lr_schedule_and_tensorboard(tmp_path: Path) -> None:
 
 def test_bf16_mixed_precision_runs_on_cpu(tmp_path: Path) -> None:
     model = make_model()
-    cfg = config(tmp_path, steps=3, mixed_precision="bf16", cpu=True, tensorboard=False)
+    cfg = config(tmp_path, steps=3, mixed_precision="bf16", device="cpu", tensorboard=False)
     summary = Trainer(model, flow_objective, DataLoader(data(), batch_size=8), cfg).fit()
     assert torch.bfloat16 in model.seen_dtypes  # the forward ran under autocast
     assert model.out.weight.dtype == torch.float32  # master weights stay fp32
@@ -235,20 +235,20 @@ class Wrapped(nn.Module):
 
 
 def test_final_models_use_their_own_save_pretrained(tmp_path: Path) -> None:
-    cfg = config(tmp_path, steps=2, cpu=True, tensorboard=False, ema_decay=0.9)
+    cfg = config(tmp_path, steps=2, device="cpu", tensorboard=False, ema_decay=0.9)
     summary = Trainer(Wrapped(), flow_objective, DataLoader(data(), batch_size=8), cfg).fit()
     for folder in (summary.model_dir, summary.ema_dir):
         assert folder is not None and (folder / "inner" / "config.json").is_file()
         assert not (folder / "model.safetensors").exists()
     opted_out = Wrapped()
     opted_out.supports_save_pretrained = False  # a wrapper whose parts cannot all be saved
-    cfg = config(tmp_path / "bare", steps=2, cpu=True, tensorboard=False)
+    cfg = config(tmp_path / "bare", steps=2, device="cpu", tensorboard=False)
     summary = Trainer(opted_out, flow_objective, DataLoader(data(), batch_size=8), cfg).fit()
     assert (summary.model_dir / "model.safetensors").is_file() and not (summary.model_dir / "inner").exists()
 
 
 def test_max_seconds_ends_training_cleanly_before_the_step_budget(tmp_path: Path) -> None:
-    cfg = config(tmp_path, steps=1_000_000, cpu=True, tensorboard=False, max_seconds=0.3)
+    cfg = config(tmp_path, steps=1_000_000, device="cpu", tensorboard=False, max_seconds=0.3)
     summary = Trainer(make_model(), flow_objective, DataLoader(data(), batch_size=8), cfg).fit()
     assert summary.stopped_by_time
     assert 0 < summary.steps < 1_000_000
@@ -265,7 +265,7 @@ def test_fp16_on_cpu_is_refused(tmp_path: Path) -> None:
             make_model(),
             flow_objective,
             DataLoader(data()),
-            config(tmp_path, mixed_precision="fp16", cpu=True),
+            config(tmp_path, mixed_precision="fp16", device="cpu"),
         )
 
 
@@ -413,7 +413,7 @@ def test_training_steps_issue_no_device_sync_on_gpu(tmp_path: Path) -> None:
     Under ``torch.cuda.set_sync_debug_mode("error")`` any synchronising call raises (a blocking
     host-to-device batch copy, an ``.item()``, a ``float(tensor)``)."""
     from diffcore.nn.dit import DiT, dit_config
-    from diffcore.objectives import rectified_flow
+    from diffcore.training.objectives import rectified_flow
 
     cfg = dit_config("S", 2, depth=2, hidden_size=64, num_heads=4, input_size=(8, 8), num_classes=10)
     g = torch.Generator().manual_seed(0)

@@ -1,9 +1,52 @@
-"""Registration of ``diff-3d`` with the ``diffuse`` command line (entry point ``diffcore.modalities``)."""
+"""``diffuse 3d train | sample | evaluate``, registered through the entry point ``diffcore.modalities``.
 
-from diffcore.modality import Modality, not_implemented_bench
+Options come from the configuration dataclasses (:mod:`diff_3d.config`) through
+:func:`diffcore.cli.options.config_command`, the same way in every modality.
+"""
 
-modality = Modality(
-    name="3d",
-    description="3D diffusion: Gaussian-splat latents and score distillation, rendered through gsplat.",
-    bench=not_implemented_bench("3d", "Gaussian-splat latents and SDS through gsplat"),
-)
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from diffcore.cli.options import config_command
+from diffcore.modality import Modality
+
+from diff_3d.bench import bench
+from diff_3d.config import SplatEvaluateConfig, SplatSampleConfig, SplatTrainConfig
+
+__all__ = ["app", "modality"]
+
+DESCRIPTION = "Diffusion on 3D Gaussian splats (DiffGS, L3DG) and score distillation (DreamFusion) (scaffold)."
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=DESCRIPTION)
+PIPELINE = "diff_3d.pipeline:SplatPipeline"
+
+
+@config_command(app, "train", SplatTrainConfig, options=["data_path", "batch_size", "train.steps", "train.lr"])
+def train_cmd(config: SplatTrainConfig, out: Path) -> None:
+    """Train a model; write the run (checkpoints, logs, OUT/pipeline)."""
+    from diff_3d.pipeline import train
+
+    train(config)
+
+
+@config_command(app, "sample", SplatSampleConfig, pipeline=PIPELINE, default_out="runs/3d-samples",
+                options=["num_samples", "sampler", "steps"])  # fmt: skip
+def sample_cmd(config: SplatSampleConfig, out: Path, pipeline: object) -> None:
+    """Draw samples from a saved pipeline; write them to OUT (PLY)."""
+    from diff_3d.pipeline import sample
+
+    sample(pipeline, config)  # type: ignore[arg-type]
+
+
+@config_command(app, "evaluate", SplatEvaluateConfig, pipeline=PIPELINE, default_out="runs/3d-eval",
+                options=["num_samples"])  # fmt: skip
+def evaluate_cmd(config: SplatEvaluateConfig, out: Path, pipeline: object) -> None:
+    """Score a saved pipeline; write OUT/metrics.json."""
+    from diff_3d.pipeline import evaluate
+
+    evaluate(pipeline, config)  # type: ignore[arg-type]
+
+
+modality = Modality(name="3d", description=DESCRIPTION, app=app, bench=bench)

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from diffcore.objectives import split_batch
 from diffcore.pretrained import PretrainedModel
+from diffcore.training.objectives import split_batch
 from torch import Tensor, nn
 
 from diff_image.config import AutoencoderConfig
@@ -180,7 +180,7 @@ class AutoencoderKL(PretrainedModel):
 
 @dataclass
 class AutoencoderObjective:
-    """The autoencoder loss for :class:`diffcore.train.Trainer` (see the module docstring).
+    """The autoencoder loss for :class:`diffcore.training.Trainer` (see the module docstring).
 
     ``perceptual``: a frozen feature map ``phi(x) -> (B, ...)`` (e.g. ``FeatureClassifier.features`` of a
     network trained locally, not the evaluation classifier); used when ``perceptual_weight > 0``.

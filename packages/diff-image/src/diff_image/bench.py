@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from diffcore.modality import BenchResult
-from diffcore.train import steady_samples_per_sec
-from diffcore.train.log_writers import LOG_FILE
+from diffcore.training import steady_samples_per_sec
+from diffcore.training.log_writers import LOG_FILE
 
 from diff_image.config import ImageModelConfig, LoraImageConfig, TrainImageConfig
 from diff_image.io import save_grid, save_metrics_json

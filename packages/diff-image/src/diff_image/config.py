@@ -151,7 +151,7 @@ class TrainImageConfig:
         holdout: shapes concepts never drawn in training (e.g. ``["red"]`` for a LoRA concept test).
         objective: ``eps``, ``v``, ``x0`` (on ``schedule``), ``flow_matching`` or ``rectified_flow``
             (on the rectified-flow path, velocity prediction).
-        schedule: a ``diffcore.schedules`` name for the eps/v/x0 objectives.
+        schedule: a ``diffcore.paths.schedules`` name for the eps/v/x0 objectives.
         cond_dropout: probability of training with the null condition (classifier-free guidance).
         latent: train in the latent space of an autoencoder (trained first, with ``autoencoder``).
         autoencoder_steps: training steps of the autoencoder.
@@ -209,7 +209,7 @@ class SampleImageConfig:
 
     Attributes:
         num_samples: images to draw.
-        sampler: a ``diffcore.samplers.available()`` name.
+        sampler: a ``diffcore.sampling.available()`` name.
         steps: sampler steps.
         guidance: classifier-free guidance scale (1 = no guidance).
         labels: class labels to cycle through (class-conditional models; empty: 0..num_classes-1).

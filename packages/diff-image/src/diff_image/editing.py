@@ -1,13 +1,13 @@
 """Image editing with a trained :class:`~diff_image.pipeline.ImagePipeline`, all through diffcore's tools.
 
 * :func:`inpaint` / :func:`outpaint` — fill the unknown region (mask 0) consistently with the known one (mask 1),
-  by replacement with optional RePaint resampling (:func:`diffcore.inverse.inpaint`);
+  by replacement with optional RePaint resampling (:func:`diffcore.editing.inpainting.inpaint`);
 * :func:`colorize` — colour a grey image: the channel mean is kept, chroma is generated
-  (:func:`diffcore.inverse.colorize`);
+  (:func:`diffcore.editing.inpainting.colorize`);
 * :func:`sdedit` — image-to-image by partial noising to ``t = strength`` (Meng et al. 2022;
-  :func:`diffcore.inverse.sdedit`);
+  :func:`diffcore.editing.inpainting.sdedit`);
 * :func:`invert` and :func:`interpolate` — deterministic DDIM inversion (Song et al. 2021, Sec. 4.3) and
-  spherical interpolation between two images' latents (:mod:`diffcore.inversion`).
+  spherical interpolation between two images' latents (:mod:`diffcore.editing.inversion`).
 
 Images are ``(B, C, H, W)`` in ``[-1, 1]``; masks ``(B or 1, 1, H, W)`` with 1 = known. For a latent pipeline the
 edit runs on latents (the mask is reduced to the latent grid: a latent cell is known when all its pixels are)
@@ -20,8 +20,9 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from diffcore import inverse, inversion
-from diffcore.denoiser import DenoiserBase
+from diffcore.editing import inpainting as inverse
+from diffcore.editing import inversion
+from diffcore.paths.denoiser import DenoiserBase
 from torch import Tensor
 
 from diff_image.pipeline import ImagePipeline

@@ -3,7 +3,7 @@
 DreamBooth (Ruiz et al. 2023) fine-tunes a text-to-image model on 3-5 images of a subject bound to a prompt;
 here only low-rank adapters (Hu et al. 2021) of the backbone's attention and MLP projections train, through
 diffcore's PEFT helpers (:mod:`diffcore.nn.lora`), with the pipeline's own objective (schedule and
-prediction) and :class:`diffcore.train.Trainer`. The adapter is saved alone in the PEFT format
+prediction) and :class:`diffcore.training.Trainer`. The adapter is saved alone in the PEFT format
 (``adapter_config.json`` + ``adapter_model.safetensors``, a few hundred KB) and several adapters can be
 loaded into one pipeline with weights (``W + sum_i w_i (alpha_i / r_i) B_i A_i``).
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from diffcore.nn import add_lora, load_lora, lora_parameters, save_lora, set_adapters
-from diffcore.train import TrainConfig, Trainer
+from diffcore.training import TrainConfig, Trainer
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -136,7 +136,7 @@ def finetune_lora(
     tc = TrainConfig(
         steps=config.steps, lr=config.lr, ema_decay=None, checkpoint_every=None, keep_last=1,
         output_dir=str(out / "lora_run"), seed=config.seed, progress_bar=False, tensorboard=False,
-        cpu=pipe.device.type == "cpu", log_every=max(1, config.steps // 10), weight_decay=0.0,
+        device="cpu" if pipe.device.type == "cpu" else "auto", log_every=max(1, config.steps // 10), weight_decay=0.0,
     )  # fmt: skip
     Trainer(network, objective, loader, tc).fit()
     pipe.model.eval()

@@ -1,4 +1,4 @@
-"""The BD3-LM training objective for :class:`diffcore.train.Trainer`, and the clip-range search as a callback.
+"""The BD3-LM training objective for :class:`diffcore.training.Trainer`, and the clip-range search as a callback.
 
 :class:`BD3Objective` turns a batch of clean windows (B, L) into the mean per-token NELBO with masking rates
 drawn from its current clip range (BD3-LM, Arriola et al. 2025, Eq. 8 with Sec. 4's clipped schedule).
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
-from diffcore.train import Callback
+from diffcore.training import Callback
 from torch import Tensor
 
 from diff_language.data import random_windows
@@ -27,7 +27,7 @@ from diff_language.diffusion import (
 )
 
 if TYPE_CHECKING:
-    from diffcore.train import Trainer
+    from diffcore.training import Trainer
 
 __all__ = ["BD3Objective", "ClipSearch", "initial_clip"]
 

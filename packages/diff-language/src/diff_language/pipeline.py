@@ -1,6 +1,6 @@
 """``train``, ``evaluate`` and run folders (model + tokeniser + metrics) for BD3-LM.
 
-Training runs on :class:`diffcore.train.Trainer` (accelerate: CPU, one or several GPUs, mixed precision, EMA,
+Training runs on :class:`diffcore.training.Trainer` (accelerate: CPU, one or several GPUs, mixed precision, EMA,
 checkpoints and exact resume) with :class:`diff_language.objective.BD3Objective`; the data are all windows of
 the training stream at a fixed stride, shuffled by the Trainer's seeded sampler, so every block size sees the
 same windows in the same order for the same seed. For ``L' > 1`` :class:`diff_language.objective.ClipSearch`
@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from diffcore.train import TrainConfig as TrainerConfig
-from diffcore.train import Trainer, read_run_log
+from diffcore.training import TrainConfig as TrainerConfig
+from diffcore.training import Trainer, read_run_log
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -33,7 +33,7 @@ __all__ = ["StreamWindows", "TrainConfig", "TrainResult", "evaluate", "load_run"
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings (a subset of :class:`diffcore.train.TrainConfig`).
+    """Optimisation settings (a subset of :class:`diffcore.training.TrainConfig`).
 
     steps: optimizer steps (the same for every block size). lr: peak of a linear warm-up (``warmup``
     steps) then cosine decay to ``min_lr_ratio * lr``. clip_search_every: steps between clip-range searches
@@ -118,7 +118,7 @@ def _trainer_config(config: TrainConfig, output_dir: str) -> TrainerConfig:
         seed=config.seed,
         progress_bar=False,
         tensorboard=False,
-        cpu=config.device == "cpu",
+        device="cpu" if config.device == "cpu" else "auto",
     )
 
 
@@ -127,7 +127,7 @@ def _read_losses(output_dir: str | Path) -> list[tuple[int, float]]:
 
 
 def train(model: BD3LM, stream: Tensor, config: TrainConfig) -> tuple[BD3LM, TrainResult]:
-    """Train ``model`` on windows of ``stream`` (rows, length) with :class:`diffcore.train.Trainer`.
+    """Train ``model`` on windows of ``stream`` (rows, length) with :class:`diffcore.training.Trainer`.
 
     Returns the trained model (the EMA copy when ``ema_decay`` is set), in eval mode, and the run record.
     """

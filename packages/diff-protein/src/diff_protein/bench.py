@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from diffcore.modality import BenchResult
 from diffcore.pretrained import atomic_write_bytes
-from diffcore.train import list_checkpoints, steady_samples_per_sec
+from diffcore.training import list_checkpoints, steady_samples_per_sec
 from torch.utils.data import Dataset
 
 from diff_protein import io

@@ -1,6 +1,6 @@
 """Train, sample and evaluate: backbones (FrameDiff / FrameFlow + IPA) and sequences (TaxDiff).
 
-Training runs on :class:`diffcore.train.Trainer` with the objectives of :mod:`diff_protein.diffusion`;
+Training runs on :class:`diffcore.training.Trainer` with the objectives of :mod:`diff_protein.diffusion`;
 a run folder holds ``run.json`` (what was trained and how to rebuild the process), ``model/``
 (``save_pretrained``) and, for sequences, ``classifier/`` (the independent taxonomy classifier) and
 the label vocabulary.
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffcore.train import TrainConfig, Trainer
+from diffcore.training import TrainConfig, Trainer
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -77,7 +77,7 @@ SEQUENCE_TARGETS = {"adherence_classifier": 0.90}
 
 @dataclass
 class FitConfig:
-    """Optimisation settings shared by every model here (a subset of :class:`diffcore.train.TrainConfig`)."""
+    """Optimisation settings shared by every model here (a subset of :class:`diffcore.training.TrainConfig`)."""
 
     steps: int = 1000
     batch_size: int = 16
@@ -107,7 +107,7 @@ def fit(
     collate: Callable[[list], dict[str, Tensor]],
     config: FitConfig,
 ) -> nn.Module:
-    """Train ``model`` with :class:`diffcore.train.Trainer`; returns the EMA model if any, else the model.
+    """Train ``model`` with :class:`diffcore.training.Trainer`; returns the EMA model if any, else the model.
 
     With ``config.max_seconds`` training ends (with a warning) once that much wall time has passed, after
     writing a resumable checkpoint; ``config.resume_from`` (a checkpoint folder, or ``"latest"`` under
@@ -132,7 +132,7 @@ def fit(
         seed=config.seed,
         progress_bar=False,
         tensorboard=False,
-        cpu=config.cpu,
+        device="cpu" if config.cpu else "auto",
         max_seconds=config.max_seconds,
     )
     trainer = Trainer(model, objective, loader, train_config, resume_from=config.resume_from)

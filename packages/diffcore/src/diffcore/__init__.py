@@ -4,50 +4,61 @@ Time convention everywhere: continuous ``t`` in [0, 1], ``t = 0`` is data and ``
 Gaussian paths are ``x_t = alpha(t) * x_0 + sigma(t) * eps``.
 
     import diffcore
-    sched = diffcore.schedules.get("vp-cosine")
+    sched = diffcore.paths.schedules.get("vp-cosine")
     den = diffcore.Denoiser(net, schedule=sched, prediction="eps")
     x0 = diffcore.sample(den, torch.randn(16, 4, 32, 32), sampler="dpmpp_2m", steps=10)
+
+The core is laid out by concern; each folder's ``__init__`` says what it holds:
+
+- ``paths``: schedules, predictions, the :class:`Denoiser`, forward/reverse SDEs, analytic Gaussian mixtures
+- ``sampling``: time grids, every sampler family, :func:`sample`
+- ``guidance``: classifier-free and classifier guidance as denoiser wrappers
+- ``editing``: inpainting / inverse problems, DDIM inversion
+- ``likelihood``: exact log-likelihood through the probability-flow ODE
+- ``training``: the Trainer, its config, objectives, training-time ``t`` sampling, loss weighting
+- ``nn``: backbones (DiT, MMDiT, U-Net), ControlNet, LoRA, text encoders
+- ``distill``, ``discrete``, ``manifolds``: few-step students, discrete diffusion, SO(3) and the torus
+- ``config``, ``pretrained``, ``pipeline``, ``modality``, ``cli``: configuration files, models and pipelines on
+  disk, the contract of the modality packages, the ``diffuse`` command
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-from diffcore import (
-    analytic,
-    grids,
-    guidance,
-    inverse,
-    likelihood,
-    objectives,
-    predictions,
-    samplers,
-    schedules,
-    sde,
-    timesteps,
-    weighting,
-)
-from diffcore.denoiser import Denoiser, DenoiserBase
-from diffcore.sampling import sample
+from diffcore import _moved
+
+_moved.install()
+
+from diffcore import editing, guidance, likelihood, paths, sampling, training  # noqa: E402
+from diffcore.paths.denoiser import Denoiser, DenoiserBase  # noqa: E402
+from diffcore.sampling.sample import sample  # noqa: E402
 
 try:
     __version__ = version("diffcore")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
+
+def __getattr__(name: str) -> Any:
+    """``diffcore.schedules`` and the other pre-0.2 top-level modules, with a deprecation warning."""
+    new = _moved.MOVED_ATTRIBUTES.get(name)
+    if new is None:
+        raise AttributeError(f"module 'diffcore' has no attribute {name!r}")
+    import importlib
+
+    _moved.warn_moved(f"diffcore.{name}", new)
+    return importlib.import_module(new)
+
+
 __all__ = [
     "Denoiser",
     "DenoiserBase",
     "__version__",
-    "analytic",
-    "grids",
+    "editing",
     "guidance",
-    "inverse",
     "likelihood",
-    "objectives",
-    "predictions",
+    "paths",
     "sample",
-    "samplers",
-    "schedules",
-    "sde",
-    "timesteps",
-    "weighting",
+    "sampling",
+    "training",
 ]

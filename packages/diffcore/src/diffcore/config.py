@@ -21,7 +21,17 @@ from typing import Any, Literal, TypeVar
 import tomllib
 import yaml
 
-__all__ = ["apply_overrides", "config_from_dict", "load_config", "parse_overrides", "read_config_file"]
+__all__ = [
+    "apply_overrides",
+    "config_from_dict",
+    "field_default",
+    "field_docs",
+    "field_type",
+    "has_field",
+    "load_config",
+    "parse_overrides",
+    "read_config_file",
+]
 
 C = TypeVar("C")
 
@@ -74,9 +84,8 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any], prefix: str = "") ->
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(
-            f"{prefix or cls.__name__ + ': '}unknown keys {unknown}; expected some of {sorted(names)}"
-        )
+        where = prefix.rstrip(".") or cls.__name__
+        raise ValueError(f"{where}: unknown keys {unknown}; expected some of {sorted(names)}")
     kwargs = {k: _coerce(v, _resolve_type(cls, k), f"{prefix}{k}") for k, v in data.items()}
     return cls(**kwargs)
 
@@ -152,3 +161,87 @@ def load_config(
     data = read_config_file(path, section) if path is not None else {}
     base = config_from_dict(cls, data)
     return apply_overrides(base, overrides) if overrides else base
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The ``Attributes:`` section of a dataclass's docstring, one line of text per field name.
+
+    Google style: ``name: text`` (continued on deeper-indented lines); ``a, b, c: text`` documents several
+    fields at once. This is where a setting's meaning is written once, for the reader of the code, for
+    ``--help`` and for the docs.
+    """
+    import inspect
+    import re
+
+    doc = inspect.getdoc(cls) or ""
+    lines = doc.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Attributes:")
+    except StopIteration:
+        return {}
+    entries: dict[str, str] = {}
+    current: list[str] = []
+    names: list[str] = []
+    base_indent: int | None = None
+
+    def flush() -> None:
+        text = " ".join(s.strip() for s in current).strip()
+        for n in names:
+            entries[n] = text
+
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        if base_indent is None:
+            base_indent = indent
+        if indent < base_indent:
+            break
+        match = re.match(r"^([A-Za-z_][\w]*(?:\s*,\s*[A-Za-z_][\w]*)*)\s*:\s*(.*)$", line.strip())
+        if indent == base_indent and match:
+            flush()
+            names = [n.strip() for n in match.group(1).split(",")]
+            current = [match.group(2)]
+        else:
+            current.append(line)
+    flush()
+    return entries
+
+
+def _field(cls: type, dotted: str) -> tuple[type, dataclasses.Field[Any]]:
+    """The dataclass owning the last part of ``dotted`` (``"train.lr"``) and that field."""
+    owner: Any = cls
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        fields = {f.name: f for f in dataclasses.fields(owner)}
+        if part not in fields:
+            raise KeyError(f"{dotted}: {owner.__name__} has no field {part!r}")
+        if i == len(parts) - 1:
+            return owner, fields[part]
+        owner = _resolve_type(owner, part)
+        if not dataclasses.is_dataclass(owner):
+            raise KeyError(f"{dotted}: {part!r} is not a nested configuration")
+    raise KeyError(dotted)
+
+
+def field_type(cls: type, dotted: str) -> Any:
+    """The annotation of the (possibly nested, ``"train.lr"``) field ``dotted`` of dataclass ``cls``."""
+    owner, f = _field(cls, dotted)
+    return _resolve_type(owner, f.name)
+
+
+def field_default(cls: type, dotted: str) -> Any:
+    """The default of field ``dotted`` as ``cls()`` sets it (so a nested default factory's value counts)."""
+    value: Any = cls()
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def has_field(cls: type, dotted: str) -> bool:
+    """Whether dataclass ``cls`` has the (possibly nested) field ``dotted``."""
+    try:
+        _field(cls, dotted)
+    except KeyError:
+        return False
+    return True

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from diffcore.denoiser import DenoiserBase
+from diffcore.paths.denoiser import DenoiserBase
 
 Divergence = Literal["exact", "hutchinson"]
 

@@ -1,6 +1,6 @@
 """``ImagePipeline``: a trained image diffusion model with everything needed to sample from it.
 
-A pipeline holds the network, its path (a ``diffcore.schedules`` name) and parameterisation, and optionally a
+A pipeline holds the network, its path (a ``diffcore.paths.schedules`` name) and parameterisation, and optionally a
 KL autoencoder (latent diffusion) and a text encoder. On disk it is one folder::
 
     pipeline.json        schedule, prediction, sample shape, classes, which components exist
@@ -22,10 +22,10 @@ from typing import Any
 import torch
 from diffcore import Denoiser
 from diffcore import sample as diffcore_sample
-from diffcore.denoiser import DenoiserBase
-from diffcore.guidance import ClassifierFreeGuidance
+from diffcore.guidance.wrappers import ClassifierFreeGuidance
+from diffcore.paths.denoiser import DenoiserBase
+from diffcore.paths.schedules import get as get_schedule
 from diffcore.pretrained import PretrainedModel, atomic_write_bytes, load_pretrained
-from diffcore.schedules import get as get_schedule
 from torch import Tensor, nn
 
 from diff_image.autoencoder import AutoencoderKL
@@ -51,7 +51,7 @@ class ImagePipeline:
     Args:
         model: the backbone (a :class:`~diffcore.pretrained.PretrainedModel`: DiT, U-Net, MMDiT) meeting
             ``model(x_t, t, **cond)``.
-        schedule: a registered ``diffcore.schedules`` name (``"vp-cosine"``, ``"rectified-flow"``, ...).
+        schedule: a registered ``diffcore.paths.schedules`` name (``"vp-cosine"``, ``"rectified-flow"``, ...).
         prediction: what the model predicts (``eps``, ``x0``, ``v``, ``velocity``, ``score``).
         autoencoder: a KL autoencoder; the model then works on its scaled latents.
         text_encoder: a :class:`~diff_image.models.TextEncoder`; the model then takes ``context``/``pooled``.
@@ -201,7 +201,7 @@ class ImagePipeline:
         """Draw ``n`` images ``(n, C, H, W)`` in ``[-1, 1]``.
 
         Args:
-            sampler: any ``diffcore.samplers.available()`` name; ``steps`` its grid intervals.
+            sampler: any ``diffcore.sampling.available()`` name; ``steps`` its grid intervals.
             guidance: classifier-free guidance scale ``w`` (Ho & Salimans 2022, Eq. 6); 1 = conditional model.
             y: class labels (cycled to ``n``; default ``0, 1, ..., num_classes - 1, 0, ...``).
             prompt: one caption or a list (cycled to ``n``) for text-conditioned models.

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffcore.train import Callback, Trainer
+from diffcore.training import Callback, Trainer
 from torch import Tensor
 
 from diff_image.data import DigitsDataset, ShapesConfig, ShapesDataset

@@ -1,6 +1,6 @@
 """Training an :class:`~diff_image.pipeline.core.ImagePipeline` from a :class:`~diff_image.config.TrainImageConfig`.
 
-Everything runs through :class:`diffcore.train.Trainer` with a :class:`diffcore.objectives.DiffusionObjective`
+Everything runs through :class:`diffcore.training.Trainer` with a :class:`diffcore.training.objectives.DiffusionObjective`
 (or the autoencoder's objective for the first stage of latent diffusion). The only image-specific step is
 :class:`PreparedObjective`, which turns a data batch into the network's inputs (captions -> token ids, images ->
 scaled latents) before the diffusion objective sees it.
@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffcore import objectives
-from diffcore.objectives import DiffusionObjective
-from diffcore.train import Callback, TrainConfig, Trainer
+from diffcore.training import Callback, TrainConfig, Trainer, objectives
+from diffcore.training.objectives import DiffusionObjective
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
@@ -103,7 +102,7 @@ def _train_config(
         seed=config.seed,
         progress_bar=False,
         tensorboard=False,
-        cpu=device == "cpu",
+        device="cpu" if device == "cpu" else "auto",
         **kw,
     )
 

@@ -7,7 +7,7 @@ Each residue frame ``T = (R, x)`` is corrupted independently in its two parts:
   (Eq. 4-6): exact sampling by inverse CDF and the score of the truncated series expansion, both from
   :mod:`diffcore.manifolds.igso3` (grid precomputed once and cached);
 * translations, scaled to network units by ``coordinate_scale`` (0.1: angstrom -> nm, as FrameDiff),
-  by a VP Gaussian path ``x_t = alpha(t) x_0 + sigma(t) eps`` of :mod:`diffcore.schedules` with the
+  by a VP Gaussian path ``x_t = alpha(t) x_0 + sigma(t) eps`` of :mod:`diffcore.paths.schedules` with the
   centre of mass removed from the noise (the model lives in the zero-centroid subspace, Sec. 3.3).
 
 The network predicts the clean frames ``T_0``. Rotation loss: denoising score matching with the score
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import torch
 from diffcore.manifolds import igso3, so3
-from diffcore.samplers.ddpm import posterior_std
-from diffcore.samplers.steps import grid_points, snr_ratio
-from diffcore.schedules import VPLinear
+from diffcore.paths.schedules import VPLinear
+from diffcore.sampling.ddpm import posterior_std
+from diffcore.sampling.steps import grid_points, snr_ratio
 from torch import Tensor
 
 from diff_protein.diffusion.base import centre, check_batch

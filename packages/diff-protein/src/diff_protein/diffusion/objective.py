@@ -1,7 +1,7 @@
 """The training objective of backbone models, for any :class:`~diff_protein.diffusion.base.FrameProcess`.
 
 ``BackboneObjective(process)(model, batch, generator) -> (loss, logs)`` follows the
-:class:`diffcore.train.Trainer` contract. A batch is ``{"rots": (B, L, 3, 3), "trans": (B, L, 3)
+:class:`diffcore.training.Trainer` contract. A batch is ``{"rots": (B, L, 3, 3), "trans": (B, L, 3)
 angstrom, "mask": (B, L) bool}`` (see :func:`collate_frames`). Per example:
 
 1. ``t ~ U[min_t, 1]``; with probability ``motif_prob`` a motif (1-3 contiguous spans, 5-30 % of the

@@ -23,7 +23,7 @@ from diffcore.discrete import (
     subs_log_probs,
     time_grid,
 )
-from diffcore.discrete.guidance import guided_log_probs
+from diffcore.guidance.discrete import guided_log_probs
 from diffcore.nn.embeddings import drop_labels
 from torch import Tensor, nn
 
@@ -60,7 +60,7 @@ def _antithetic_times(
 class SequenceObjective:
     """NELBO of masked diffusion per residue (nats), with CFG label dropout ``p_uncond``.
 
-    ``objective(model, batch, generator) -> (loss, logs)`` for :class:`diffcore.train.Trainer`;
+    ``objective(model, batch, generator) -> (loss, logs)`` for :class:`diffcore.training.Trainer`;
     ``model(x_t, t, y=, mask=) -> logits``. Residues that were unknown in the data (tokenised to the
     mask) and padding are excluded from the loss.
     """
@@ -93,7 +93,7 @@ class GuidedSequenceDenoiser:
     """A :data:`diffcore.discrete.DiscreteDenoiser` for labels ``y: (B,)`` with guidance ``scale``.
 
     ``scale = 1``: the conditional model alone; ``scale = 0``: unconditional; ``> 1``: CFG
-    (:func:`diffcore.discrete.guidance.guided_log_probs`). Both branches run in one batched forward.
+    (:func:`diffcore.guidance.discrete.guided_log_probs`). Both branches run in one batched forward.
     """
 
     def __init__(self, model: nn.Module, y: Tensor | None, scale: float = 1.0) -> None:

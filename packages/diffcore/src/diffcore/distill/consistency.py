@@ -29,7 +29,6 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from diffcore.denoiser import DenoiserBase
 from diffcore.distill.discretization import (
     ict_num_points,
     karras_sigmas,
@@ -38,8 +37,9 @@ from diffcore.distill.discretization import (
 )
 from diffcore.distill.parameterization import ConsistencyParameterization
 from diffcore.distill.teacher import Solver, bind, check_solver, noised, ode_step
-from diffcore.objectives import split_batch
-from diffcore.train.callbacks import Callback
+from diffcore.paths.denoiser import DenoiserBase
+from diffcore.training.callbacks import Callback
+from diffcore.training.objectives import split_batch
 
 Distance = Literal["l2", "l1", "pseudo-huber"]
 Weighting = Literal["uniform", "ict"]
@@ -178,7 +178,7 @@ class ConsistencyDistillation(_ConsistencyObjective):
     """Consistency distillation (Song et al. 2023, Algorithm 2) from a frozen teacher.
 
     Args:
-        teacher: the frozen teacher (any :class:`~diffcore.denoiser.DenoiserBase`; its schedule must be the
+        teacher: the frozen teacher (any :class:`~diffcore.paths.denoiser.DenoiserBase`; its schedule must be the
             parameterisation's).
         parameterization: the student's boundary-conditioned consistency function.
         num_points: points ``N`` of the fixed discretisation (18 in the paper's CIFAR-10 runs).

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from diffcore.schedules import Schedule
+from diffcore.paths.schedules import Schedule
 
 
 def time_of_data_sigma(schedule: Schedule, s: Tensor | float) -> Tensor:

@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from diffcore.denoiser import Denoiser, DenoiserBase
 from diffcore.distill.teacher import coefficients
-from diffcore.predictions import Prediction, check_prediction, from_x0_eps, to_x0_eps
+from diffcore.paths.denoiser import Denoiser, DenoiserBase
+from diffcore.paths.predictions import Prediction, check_prediction, from_x0_eps, to_x0_eps
 
 
 class DMDModel(nn.Module):

@@ -10,10 +10,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from diffcore.analytic import GaussianMixture, sliced_wasserstein
-from diffcore.denoiser import DenoiserBase
-from diffcore.sampling import sample
-from diffcore.train import TrainConfig
+from diffcore.paths.analytic import GaussianMixture, sliced_wasserstein
+from diffcore.paths.denoiser import DenoiserBase
+from diffcore.sampling.sample import sample
+from diffcore.training import TrainConfig
 
 
 def four_mode_mixture(spread: float = 1.5, variance: float = 0.05) -> GaussianMixture:

@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from diffcore.denoiser import DenoiserBase
 from diffcore.distill.consistency import _ConsistencyObjective
 from diffcore.distill.teacher import Solver, check_solver, guided, noised, ode_step
-from diffcore.objectives import split_batch
+from diffcore.paths.denoiser import DenoiserBase
+from diffcore.training.objectives import split_batch
 
 
 @dataclass

@@ -3,7 +3,7 @@
 A consistency model maps any point ``x_t`` of a probability-flow ODE trajectory to the trajectory's
 start; it must be the identity at the smallest time ``t_min``. With a free network ``F`` this holds by
 construction with ``f(x, t) = c_skip(t) x / alpha(t) + c_out(t) x0_F(x, t)``, where ``x0_F`` is the network's
-data estimate (converted from whatever it predicts through :mod:`diffcore.predictions`; LCM's form, Luo et
+data estimate (converted from whatever it predicts through :mod:`diffcore.paths.predictions`; LCM's form, Luo et
 al. 2023, Eq. 9), and, in data-unit noise ``s = sigma / alpha`` (EDM's sigma),
 
     c_skip = sigma_data^2 / ((s - s_min)^2 + sigma_data^2),
@@ -28,11 +28,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffcore.denoiser import Denoiser, NetworkFn
 from diffcore.distill.teacher import coefficients
-from diffcore.predictions import Prediction, check_prediction, to_x0_eps
-from diffcore.schedules import Schedule
-from diffcore.schedules import get as get_schedule
+from diffcore.paths.denoiser import Denoiser, NetworkFn
+from diffcore.paths.predictions import Prediction, check_prediction, to_x0_eps
+from diffcore.paths.schedules import Schedule
+from diffcore.paths.schedules import get as get_schedule
 
 
 @dataclass
@@ -91,7 +91,7 @@ class ConsistencyParameterization:
         return c_skip * (xf / alpha) + c_out * x0
 
     def denoiser(self, net: NetworkFn) -> Denoiser:
-        """A :class:`~diffcore.denoiser.Denoiser` whose ``x0`` is ``f``: feed it to the ``consistency``
+        """A :class:`~diffcore.paths.denoiser.Denoiser` whose ``x0`` is ``f``: feed it to the ``consistency``
         or ``lcm`` sampler."""
 
         def fn(x: Tensor, t: Tensor, **cond: Any) -> Tensor:

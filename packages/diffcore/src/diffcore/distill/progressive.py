@@ -26,13 +26,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from diffcore.denoiser import Denoiser, DenoiserBase
 from diffcore.distill.teacher import bind, coefficients, noised, ode_step
-from diffcore.objectives import split_batch
-from diffcore.predictions import Prediction, check_prediction, to_x0_eps
-from diffcore.schedules import Schedule
-from diffcore.schedules import get as get_schedule
-from diffcore.train import TrainConfig, Trainer
+from diffcore.paths.denoiser import Denoiser, DenoiserBase
+from diffcore.paths.predictions import Prediction, check_prediction, to_x0_eps
+from diffcore.paths.schedules import Schedule
+from diffcore.paths.schedules import get as get_schedule
+from diffcore.training import TrainConfig, Trainer
+from diffcore.training.objectives import split_batch
 
 
 def two_step_target(

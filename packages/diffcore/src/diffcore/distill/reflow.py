@@ -6,7 +6,7 @@ from noise ``z`` (``t = 1``) to data ``x0 = Phi(z)`` (``t = 0``). Reflow retrain
 ``x_t = alpha_t x0 + sigma_t z`` with the *coupled* ``z`` (the 2-rectified flow); its paths are straighter,
 so few Euler steps suffice. Training the velocity only at ``t = 1`` on the pairs distils the flow to one
 step (``x0 = z - v(z, 1)`` on the rectified-flow path). Lee et al. sample ``t`` from a U-shaped density
-(``diffcore.timesteps.UShaped``), the default here.
+(``diffcore.training.time_sampling.UShaped``), the default here.
 
 Batches are dicts ``{"x": x0, "noise": z, **cond}``; :func:`couplings_loader` builds them.
 """
@@ -21,13 +21,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from diffcore import timesteps as timesteps_mod
-from diffcore.denoiser import DenoiserBase
 from diffcore.distill.teacher import coefficients
-from diffcore.predictions import Prediction, check_prediction, from_x0_eps, to_x0_eps
-from diffcore.sampling import sample
-from diffcore.schedules import Schedule
-from diffcore.schedules import get as get_schedule
+from diffcore.paths.denoiser import DenoiserBase
+from diffcore.paths.predictions import Prediction, check_prediction, from_x0_eps, to_x0_eps
+from diffcore.paths.schedules import Schedule
+from diffcore.paths.schedules import get as get_schedule
+from diffcore.sampling.sample import sample
+from diffcore.training import time_sampling as timesteps_mod
 
 
 @torch.no_grad()
@@ -85,7 +85,7 @@ class CoupledFlowMatching:
     Args:
         schedule: the path (default the rectified-flow path ``alpha = 1 - t``, ``sigma = t``).
         prediction: what the network outputs (default ``velocity``: target ``d_alpha x0 + d_sigma z``).
-        time_sampler: a ``diffcore.timesteps`` sampler or name (default ``u-shaped``, Lee et al. 2024);
+        time_sampler: a ``diffcore.training.time_sampling`` sampler or name (default ``u-shaped``, Lee et al. 2024);
             ``timesteps.Constant(1.0)`` is one-step distillation.
     """
 

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffcore.denoiser import DenoiserBase
-from diffcore.sampling import sample
+from diffcore.paths.denoiser import DenoiserBase
+from diffcore.sampling.sample import sample
 
 
 @dataclass(frozen=True)

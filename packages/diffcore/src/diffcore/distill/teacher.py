@@ -17,8 +17,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from diffcore.denoiser import DenoiserBase
-from diffcore.predictions import PathCoefficients, from_x0_eps
+from diffcore.paths.denoiser import DenoiserBase
+from diffcore.paths.predictions import PathCoefficients, from_x0_eps
 
 Solver = Literal["ddim", "euler", "heun"]
 SOLVERS: tuple[str, ...] = ("ddim", "euler", "heun")

@@ -1,0 +1,77 @@
+"""Configurations of diff-materials: dataclasses, read from YAML / TOML files and ``--set key=value`` overrides
+through :mod:`diffcore.config`. Training settings are the core's :class:`~diffcore.training.TrainConfig`,
+nested as ``train`` (``--set train.lr=1e-4``), never restated here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from diffcore.device import Device
+from diffcore.training import TrainConfig
+
+__all__ = ["CrystalEvaluateConfig", "CrystalModelConfig", "CrystalSampleConfig", "CrystalTrainConfig"]
+
+
+@dataclass
+class CrystalModelConfig:
+    """The denoising network (not implemented yet: issue #28).
+
+    Attributes:
+        width: hidden size of the backbone.
+        depth: number of blocks.
+    """
+
+    width: int = 128
+    depth: int = 4
+
+
+@dataclass
+class CrystalTrainConfig:
+    """One training run.
+
+    Attributes:
+        model: the network.
+        data_path: a local folder of real data; empty uses the default generated toy crystals.
+        batch_size: examples per optimizer step (per process).
+        train: the optimisation, checkpoints, device and seed (:class:`diffcore.training.TrainConfig`).
+    """
+
+    model: CrystalModelConfig = field(default_factory=CrystalModelConfig)
+    data_path: str = ""
+    batch_size: int = 32
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(output_dir="runs/materials"))
+
+
+@dataclass
+class CrystalSampleConfig:
+    """Drawing samples from a saved pipeline.
+
+    Attributes:
+        num_samples: how many to draw.
+        sampler: a ``diffcore.sampling.available()`` name.
+        steps: sampler steps.
+        seed: seeds the noise.
+        device: where to run.
+    """
+
+    num_samples: int = 16
+    sampler: str = "dpmpp_2m"
+    steps: int = 20
+    seed: int = 0
+    device: Device = "auto"
+
+
+@dataclass
+class CrystalEvaluateConfig:
+    """Scoring a saved pipeline against held-out data.
+
+    Attributes:
+        num_samples: samples drawn for the metrics.
+        seed: seeds the noise.
+        device: where to run.
+    """
+
+    num_samples: int = 256
+    seed: int = 0
+    device: Device = "auto"

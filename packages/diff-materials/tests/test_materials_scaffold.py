@@ -1,0 +1,25 @@
+"""diff-materials is a scaffold: registered, with the contract's shape, and honest that nothing runs yet."""
+
+import pytest
+from diffcore.modality import discover
+from typer.testing import CliRunner
+
+import diff_materials
+from diff_materials.cli import app
+
+
+def test_diff_materials_registers_with_diffuse():
+    installed = discover()
+    assert installed["materials"].distribution == "diff-materials"
+    assert installed["materials"].version == diff_materials.__version__
+
+
+def test_the_verbs_say_they_are_not_implemented_yet():
+    with pytest.raises(NotImplementedError, match="issue #28"):
+        diff_materials.train(diff_materials.CrystalTrainConfig())
+
+
+def test_train_command_fails_with_one_line_and_exit_2(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: diff-materials: training is not implemented yet (issue #28)"

@@ -1,0 +1,2 @@
+"""Networks of diff-timeseries: configurations of the core backbones (:mod:`diffcore.nn`) and any field-specific
+network. Not implemented yet (issue #29)."""

@@ -1,0 +1,1 @@
+"""The field's own measures of quality and validity, computed offline. Not implemented yet (issue #25)."""

@@ -1,0 +1,343 @@
+"""One shape for every modality's ``train | sample | evaluate`` commands.
+
+A command is a function of one dataclass configuration; :func:`config_command` gives it the options every
+``diffuse`` command shares and builds the configuration in one order of precedence:
+
+    the dataclass defaults  <  the ``--config`` file (its ``[section]`` table, or top-level keys)
+                            <  ``--set key=value`` (dotted keys for nested settings, YAML values)
+                            <  the named options (``--device``, ``--seed``, ``--out`` and the command's own)
+
+Shared options (same name, same meaning in every modality):
+
+- ``--config FILE``, ``--set key=value`` (repeatable)
+- ``--device auto|cpu|cuda``, ``--seed N`` (mapped to the configuration's ``device`` / ``seed``, top-level
+  or under ``train.``)
+- ``--out DIR`` (the configuration's ``output_dir`` where it has one, else the folder the command writes)
+- ``--pipeline DIR`` for commands that use a saved pipeline (``sample``, ``evaluate``)
+- ``--debug``: show the traceback of an error instead of the one-line message
+
+A named option's help is the field's line of the dataclass docstring (``Attributes:``) and its default the
+dataclass's own, so every default is stated once. Mistakes (a bad value, a missing file, an unknown key)
+print ``error: <message>`` on one line and exit with status 2.
+
+    @config_command(app, "train", TrainImageConfig, section="train", options=["train.steps", "data.path"])
+    def train_cmd(config: TrainImageConfig, out: Path) -> None:
+        pipe = train(config)
+        ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import typer
+
+from diffcore.config import (
+    apply_overrides,
+    field_default,
+    field_docs,
+    field_type,
+    has_field,
+    load_config,
+)
+
+__all__ = ["USER_ERRORS", "CommandError", "config_command", "fail", "option_help", "run_or_fail"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+    NotImplementedError,
+)
+"""Exceptions that mean "the input was wrong" (or "not built yet"): one line and exit 2, not a traceback."""
+
+
+class CommandError(Exception):
+    """An error a command reports to the user as one line (``error: ...``, exit status 2)."""
+
+
+def fail(message: str, code: int = 2) -> typing.NoReturn:
+    """Print ``error: message`` on standard error and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=code)
+
+
+def run_or_fail(fn: Callable[[], Any], debug: bool = False) -> Any:
+    """Run ``fn``; a user error becomes a one-line message and exit 2 (the traceback with ``debug``)."""
+    try:
+        return fn()
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except (CommandError, *USER_ERRORS) as exc:
+        if debug:
+            raise
+        fail(str(exc) or type(exc).__name__)
+
+
+def _strip_optional(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(inner) == 1:
+            return inner[0]
+    return annotation
+
+
+def _literal_choices(annotation: Any) -> tuple[Any, ...] | None:
+    annotation = _strip_optional(annotation)
+    return typing.get_args(annotation) if typing.get_origin(annotation) is Literal else None
+
+
+def _cli_type(annotation: Any) -> Any:
+    """The type typer parses a field's value as (``None`` default means "not given")."""
+    annotation = _strip_optional(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return str
+    if origin is tuple:
+        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        elem = _strip_optional(args[0]) if args else str
+        return list[elem if elem in (int, float, str) else str]  # type: ignore[valid-type]
+    if annotation in (int, float, str, bool):
+        return annotation
+    if annotation is Path:
+        return str
+    return str  # anything else is parsed as YAML by the configuration loader
+
+
+def _format_default(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ", ".join(str(v) for v in value) or "none"
+    if value is None:
+        return "none"
+    if value == "":
+        return "empty"
+    return str(value)
+
+
+def _first_sentence(text: str) -> str:
+    """The docstring line up to its first full stop, without reST markup (help stays short)."""
+    import re
+
+    text = text.replace("``", "").replace(":class:", "").replace(":func:", "").replace(":mod:", "")
+    text = re.sub(r"`~?([\w.]+)`", r"\1", text)
+    match = re.search(r"\.\s+(?=[A-Z(])", text)
+    return text[: match.start()] if match else text.rstrip(".")
+
+
+def option_help(config_class: type, key: str) -> str:
+    """Help text of setting ``key`` (``"train.lr"``): its docstring line, choices and default."""
+    owner_key, _, leaf = key.rpartition(".")
+    owner = field_type(config_class, owner_key) if owner_key else config_class
+    text = _first_sentence(field_docs(_strip_optional(owner)).get(leaf, ""))
+    choices = _literal_choices(field_type(config_class, key))
+    parts = [text.rstrip(".")] if text else []
+    if choices:
+        parts.append("one of " + " | ".join(str(c) for c in choices))
+    parts.append(f"default: {_format_default(field_default(config_class, key))}")
+    return "; ".join(parts) + "."
+
+
+def _find_key(config_class: type, name: str) -> str | None:
+    for key in (name, f"train.{name}"):
+        if has_field(config_class, key):
+            return key
+    return None
+
+
+def _set_nested(data: dict[str, Any], key: str, value: Any) -> None:
+    node = data
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def _get_nested(config: Any, key: str) -> Any:
+    for part in key.split("."):
+        config = getattr(config, part)
+    return config
+
+
+def _option_name(key: str, explicit: str | None) -> str:
+    return explicit or "--" + key.rpartition(".")[2].replace("_", "-")
+
+
+def _resolve_pipeline_class(spec: str | type) -> type:
+    if isinstance(spec, type):
+        return spec
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Option:
+    param: str  # python parameter name in the generated signature
+    key: str  # dotted configuration key
+    flag: str  # command-line option name
+
+
+def config_command(
+    app: typer.Typer,
+    name: str,
+    config_class: type,
+    *,
+    section: str | None = None,
+    options: Sequence[str] | Mapping[str, str] = (),
+    pipeline: str | type | None = None,
+    default_out: str | None = None,
+    help: str | None = None,
+) -> Callable[[F], F]:
+    """Register the decorated function as command ``name`` of ``app``, taking a ``config_class`` instance.
+
+    Args:
+        app: the modality's ``typer.Typer``.
+        name: the command (``"train"``, ``"sample"``, ``"evaluate"``, ...).
+        config_class: the dataclass the command runs on; it must have ``device`` and ``seed`` fields, at the
+            top level or under ``train``.
+        section: the table of a ``--config`` file to read (default: ``name``).
+        options: configuration keys offered as named options: ``["train.steps", "data.path"]`` gives
+            ``--steps`` and ``--path``; a mapping ``{"data.path": "--data"}`` names the option itself.
+        pipeline: for commands on a saved pipeline: its class (or ``"module:Class"``, imported when the
+            command runs). Adds a required ``--pipeline DIR``; the function receives ``pipeline=`` loaded on
+            the configuration's device.
+        default_out: ``--out``'s default when the configuration has no ``output_dir`` (top-level or under
+            ``train``).
+        help: the command's help (default: the function's docstring).
+
+    The decorated function is called as ``fn(config, out=Path, [pipeline=...], **its_own_options)``: any
+    further parameters it declares (typer options or arguments) stay on the command line as written.
+    """
+    section = section or name
+    device_key = _find_key(config_class, "device")
+    seed_key = _find_key(config_class, "seed")
+    if device_key is None or seed_key is None:
+        raise TypeError(
+            f"{config_class.__name__}: a command's configuration needs 'device' and 'seed' fields "
+            "(top-level or under 'train')"
+        )
+    out_key = _find_key(config_class, "output_dir")
+    if out_key is None and default_out is None:
+        raise TypeError(f"{config_class.__name__} has no output_dir; pass default_out for --out")
+    if isinstance(options, Mapping):
+        named = [(key, flag) for key, flag in options.items()]
+    else:
+        named = [(key, None) for key in options]
+    shortcut: list[_Option] = []
+    for key, flag in named:
+        if not has_field(config_class, key):
+            raise TypeError(f"options: {config_class.__name__} has no setting {key!r}")
+        shortcut.append(_Option(param=f"opt_{key.replace('.', '__')}", key=key, flag=_option_name(key, flag)))
+
+    def decorate(fn: F) -> F:
+        own = [
+            p
+            for p in inspect.signature(fn, eval_str=True).parameters.values()
+            if p.name not in ("config", "out", "pipeline")
+        ]
+        params: list[inspect.Parameter] = list(own)
+        kw = inspect.Parameter.KEYWORD_ONLY
+
+        def add(pname: str, annotation: Any, option: Any) -> None:
+            params.append(inspect.Parameter(pname, kw, default=option, annotation=annotation))
+
+        if pipeline is not None:
+            add("opt_pipeline", Path, typer.Option(..., "--pipeline", help="A saved pipeline folder."))
+        out_help = (
+            f"Output folder ({out_key}; default: {field_default(config_class, out_key)})."
+            if out_key
+            else f"Output folder (default: {default_out})."
+        )
+        add("opt_out", Path | None, typer.Option(None, "--out", help=out_help))
+        add("opt_device", str | None, typer.Option(None, "--device", help=option_help(config_class, device_key)))
+        add("opt_seed", int | None, typer.Option(None, "--seed", help=option_help(config_class, seed_key)))
+        for opt in shortcut:
+            annotation = field_type(config_class, opt.key)
+            cli_type = _cli_type(annotation)
+            flag = opt.flag if cli_type is not bool else f"{opt.flag}/--no-{opt.flag.removeprefix('--')}"
+            add(opt.param, cli_type | None, typer.Option(None, flag, help=option_help(config_class, opt.key)))
+        add(
+            "opt_config",
+            Path | None,
+            typer.Option(
+                None,
+                "--config",
+                help=f"YAML or TOML file of settings: a '{section}' table, or top-level keys.",
+            ),
+        )
+        add(
+            "opt_set",
+            list[str] | None,
+            typer.Option(
+                None,
+                "--set",
+                help="Override one setting, key=value (YAML value; dotted keys for nested settings, "
+                "e.g. train.lr=1e-4). Repeatable.",
+            ),
+        )
+        add("opt_debug", bool, typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."))
+
+        def command(**kwargs: Any) -> Any:
+            debug = bool(kwargs.pop("opt_debug"))
+            named_values: dict[str, Any] = {}
+            for opt in shortcut:
+                value = kwargs.pop(opt.param)
+                if value is not None:
+                    _set_nested(named_values, opt.key, tuple(value) if isinstance(value, list) else value)
+            for key, value in (
+                (device_key, kwargs.pop("opt_device")),
+                (seed_key, kwargs.pop("opt_seed")),
+            ):
+                if value is not None:
+                    _set_nested(named_values, key, value)
+            out_value = kwargs.pop("opt_out")
+            if out_key and out_value is not None:
+                _set_nested(named_values, out_key, str(out_value))
+            config_file, sets = kwargs.pop("opt_config"), kwargs.pop("opt_set")
+            pipeline_dir = kwargs.pop("opt_pipeline", None)
+
+            def build() -> Any:
+                try:
+                    cfg = load_config(config_class, config_file, overrides=list(sets or []), section=section)
+                    return apply_overrides(cfg, named_values) if named_values else cfg
+                except (TypeError, KeyError) as exc:  # a wrong type or key in the user's settings
+                    raise CommandError(str(exc)) from exc
+
+            cfg = run_or_fail(build, debug)
+            out = Path(_get_nested(cfg, out_key)) if out_key else Path(out_value or default_out)
+            call: dict[str, Any] = dict(kwargs, out=out)
+            if pipeline is not None:
+                call["pipeline"] = run_or_fail(
+                    lambda: _load_pipeline(pipeline, pipeline_dir, _get_nested(cfg, device_key)), debug
+                )
+            return run_or_fail(lambda: fn(cfg, **call), debug)
+
+        command.__name__, command.__qualname__ = fn.__name__, fn.__qualname__
+        command.__doc__, command.__module__ = fn.__doc__, fn.__module__
+        command.__annotations__ = {}
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        app.command(name, help=help)(command)
+        return fn
+
+    return decorate
+
+
+def _load_pipeline(spec: str | type, folder: Path, device: str) -> Any:
+    from diffcore.device import resolve_device
+
+    cls = _resolve_pipeline_class(spec)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--pipeline: {folder} is not a folder (expected a saved pipeline)")
+    return cls.from_pretrained(folder, device=resolve_device(device))

@@ -1,0 +1,650 @@
+"""The training loop: any model, any objective, on CPU, one GPU or several (``accelerate launch``).
+
+The Trainer does not know which objective it runs. An objective is a callable
+
+    objective(model, batch, generator=None) -> loss                      # a scalar Tensor
+    objective(model, batch, generator=None) -> (loss, {"name": value})   # plus extra scalars to log
+
+``generator`` is a ``torch.Generator`` on the training device, re-seeded from
+``(config.seed, process index, micro-batch index)`` before every call: an objective that draws its
+noise and times from it is reproducible and resumes exactly.
+
+Example::
+
+    trainer = Trainer(model, objective, loader, TrainConfig(steps=10_000, output_dir="runs/x"))
+    summary = trainer.fit()        # or Trainer(..., resume_from="latest").fit() after a crash
+
+Run on several GPUs with ``accelerate launch --num_processes 2 train.py``; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration, skip_first_batches
+from accelerate.state import AcceleratorState, GradientState
+from accelerate.utils import KwargsHandler, TorchDynamoPlugin, broadcast, find_batch_size, set_seed
+from torch import nn
+from torch.utils.data import DataLoader
+
+from diffcore.pretrained import WEIGHTS_NAME, atomic_save_safetensors
+from diffcore.training import checkpoint as ckpt
+from diffcore.training.callbacks import Callback
+from diffcore.training.config import TrainConfig
+from diffcore.training.ema import EMA
+from diffcore.training.log_writers import LOG_FILE, JsonlLog, ProgressBar
+from diffcore.training.lr_schedules import build_lr_scheduler
+
+ObjectiveOutput = torch.Tensor | tuple[torch.Tensor, dict[str, Any]]
+Objective = Callable[..., ObjectiveOutput]
+
+CHECKPOINT_DIR = "checkpoints"
+MODEL_DIR = "model"
+EMA_DIR = "model_ema"
+TENSORBOARD_DIR = "tensorboard"
+
+# Config fields whose change between a checkpoint and its resume breaks exact reproducibility.
+_RESUME_SENSITIVE = ("seed", "grad_accum_steps", "mixed_precision", "lr", "lr_schedule", "warmup_steps")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; raised before any further checkpoint is written."""
+
+
+@dataclasses.dataclass
+class TrainSummary:
+    """What :meth:`Trainer.fit` returns.
+
+    Attributes:
+        steps: optimizer steps done in total (including those before a resume).
+        start_step: the step training started (or resumed) from.
+        final_loss: mean loss over the last log window (all processes).
+        seconds: wall time of this ``fit`` call.
+        samples_per_sec: samples (all processes) per second over this ``fit`` call.
+        output_dir: the run folder.
+        last_checkpoint: the final resumable checkpoint.
+        model_dir: the trained model, ``save_pretrained`` format.
+        ema_dir: the EMA model, ``save_pretrained`` format (``None`` without EMA).
+        stopped_by_time: training ended before ``config.steps`` because ``config.max_seconds`` ran out.
+    """
+
+    steps: int
+    start_step: int
+    final_loss: float
+    seconds: float
+    samples_per_sec: float
+    output_dir: Path
+    last_checkpoint: Path | None
+    model_dir: Path
+    ema_dir: Path | None
+    stopped_by_time: bool = False
+
+
+class Trainer:
+    """Train ``model`` on ``objective`` over ``train_loader`` with an ``accelerate.Accelerator``.
+
+    Args:
+        model: any ``nn.Module``; a :class:`~diffcore.pretrained.PretrainedModel` is saved with
+            ``save_pretrained`` at the end, as is any model with a ``save_pretrained(directory)`` method
+            that does not set ``supports_save_pretrained = False`` (others as a bare ``model.safetensors``).
+        objective: ``objective(model, batch, generator=None) -> loss | (loss, logs)`` (see module doc).
+        train_loader: a ``torch.utils.data.DataLoader``; its batch size is the per-process micro-batch.
+            A shuffling loader is re-seeded each epoch from ``config.seed`` (accelerate's seedable
+            sampler), so the data order, and the position in it, survive a resume.
+        config: the :class:`TrainConfig`.
+        optimizer: optional optimizer over ``model``'s parameters; default AdamW (fused on CUDA)
+            from the config. Its ``lr`` is the peak of the schedule.
+        callbacks: :class:`Callback` objects called at start, each step, each log, each checkpoint, end.
+        resume_from: ``None`` (fresh run), ``"latest"`` (the newest checkpoint under
+            ``output_dir/checkpoints``; an error if there is none), ``"auto"`` (the newest if any,
+            else fresh) or the path of a ``checkpoint-<step>`` folder.
+        kwargs_handlers: extra accelerate handlers, e.g. ``DistributedDataParallelKwargs(find_unused_parameters=True)``.
+
+    Only one Trainer should train at a time in a process: accelerate's state is process-wide.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: Objective,
+        train_loader: DataLoader,
+        config: TrainConfig,
+        optimizer: torch.optim.Optimizer | None = None,
+        *,
+        callbacks: Sequence[Callback] = (),
+        resume_from: str | Path | None = None,
+        kwargs_handlers: Sequence[KwargsHandler] = (),
+    ) -> None:
+        _check_arguments(model, objective, train_loader, config)
+        self.config = config
+        self.objective = objective
+        self.callbacks = list(callbacks)
+        self.output_dir = Path(config.output_dir)
+        self.checkpoint_dir = self.output_dir / CHECKPOINT_DIR
+        # accelerate keeps its mixed-precision and accumulation settings in process-wide singletons; a
+        # second Trainer in the same process (a pipeline that trains an autoencoder, then a diffusion model
+        # in bf16) must start from clean ones. The distributed state (PartialState) is kept.
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
+        self.accelerator = Accelerator(
+            mixed_precision=config.mixed_precision,
+            gradient_accumulation_steps=config.grad_accum_steps,
+            # accelerate only forms a multi-process CPU group (gloo) when told cpu=True.
+            cpu=config.device == "cpu" or not torch.accelerator.is_available(),
+            log_with="tensorboard" if config.tensorboard else None,
+            project_dir=str(self.output_dir),
+            # non_blocking: batches go to the GPU with asynchronous copies. accelerate's default copy waits
+            # for the stream, i.e. for the whole previous step, once a step: the host then cannot queue a
+            # step while the GPU runs the last one. From a pinned loader (pin_memory=True) the copy is truly
+            # asynchronous; from pageable memory it is what it was.
+            dataloader_config=DataLoaderConfiguration(
+                use_seedable_sampler=True, data_seed=config.seed, non_blocking=True
+            ),
+            kwargs_handlers=list(kwargs_handlers),
+            # None: accelerate's default plugin, which reads ACCELERATE_DYNAMO_* (accelerate launch / config).
+            dynamo_plugin=TorchDynamoPlugin(backend="inductor") if config.compile else None,
+        )
+        set_seed(config.seed, device_specific=True)
+        model.to(self.accelerator.device)
+        if optimizer is None:
+            optimizer = _default_optimizer(model, config, self.accelerator.device)
+        # The schedule counts optimizer steps, so it is stepped by hand and not prepared
+        # (a prepared scheduler advances num_processes times per step).
+        self.lr_scheduler = build_lr_scheduler(
+            optimizer,
+            schedule=config.lr_schedule,
+            warmup_steps=config.warmup_steps,
+            total_steps=config.steps,
+            min_lr_ratio=config.min_lr_ratio,
+        )
+        self.model, self.optimizer, self.train_loader = self.accelerator.prepare(
+            model, optimizer, train_loader
+        )
+        self.ema = (
+            EMA(self.unwrapped_model, config.ema_decay, config.ema_warmup_steps, config.ema_update_every)
+            if config.ema_decay is not None
+            else None
+        )
+        self.step = 0
+        self.epoch = 0
+        self.batches_in_epoch = 0
+        self.micro_step = 0
+        self.start_step = 0
+        self.last_checkpoint: Path | None = None
+        self._pending_rng: Path | None = None
+        self._generator = torch.Generator(device=self.accelerator.device)
+        # Dynamo reads optimize_ddp when it compiles a frame, so the training step (where the model's
+        # frames are compiled, and recompiled) runs under the configured value, and nothing else does.
+        self._compile_settings = (
+            torch._dynamo.config.patch(optimize_ddp=config.compile_ddp_optimizer)
+            if config.compile
+            else contextlib.nullcontext()
+        )
+        self._log = JsonlLog(self.output_dir / LOG_FILE)
+        self._fitted = False
+        self._active_loader = self.train_loader
+        self._first_bad = torch.full((), -1, device=self.accelerator.device, dtype=torch.int64)
+        self._last_record: dict[str, Any] = {}
+        self._reset_window()
+        path = self._resolve_resume(resume_from)
+        if path is not None:
+            self._load(path)
+        self._refuse_newer_checkpoints()
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def unwrapped_model(self) -> nn.Module:
+        """The model without its DDP / mixed-precision / ``torch.compile`` wrappers (the module passed in)."""
+        return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+
+    @property
+    def ema_model(self) -> nn.Module | None:
+        """The EMA copy of the model (``None`` when EMA is off)."""
+        return self.ema.module if self.ema is not None else None
+
+    def fit(self) -> TrainSummary:
+        """Train up to ``config.steps`` optimizer steps; save the final checkpoint and models.
+
+        Raises:
+            NonFiniteLossError: the loss became NaN/inf; the message names the first such step.
+                Checked at every log step, before every checkpoint and at the end, so no
+                checkpoint holding non-finite weights is ever written.
+        """
+        if self._fitted:
+            raise RuntimeError(
+                "fit: this Trainer has already trained; build a new one (resume_from='latest')"
+            )
+        self._fitted = True
+        self._prepare_outputs()
+        self._reset_window()  # restart the throughput clock
+        bar = ProgressBar(
+            self.config.steps, self.step, self.config.progress_bar and self.accelerator.is_main_process
+        )
+        start, samples = time.perf_counter(), 0
+        batches = self._batches()
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        stopped_by_time = False
+        try:
+            while self.step < self.config.steps:
+                batch = next(batches)
+                samples += self._train_micro_batch(batch)
+                if self.accelerator.sync_gradients:
+                    self._after_optimizer_step(bar)
+                    if self.step < self.config.steps and self._out_of_time(start):
+                        stopped_by_time = True
+                        break
+        finally:
+            batches.close()
+            # Leaving an epoch early does not unregister its loader from accelerate's gradient state.
+            self._active_loader.end()
+            bar.close()
+        if self._window["micro"] > 0:
+            self._write_log()
+        self._check_finite()
+        if self.last_checkpoint is None or self.last_checkpoint.name != ckpt.checkpoint_name(self.step):
+            self.save_checkpoint()
+        model_dir, ema_dir = self._save_models()
+        # Not accelerator.end_training(): it also destroys the process group, which the caller
+        # may still need after fit (sampling, evaluation); call it at the end of the script.
+        for tracker in self.accelerator.trackers:
+            tracker.finish()
+        seconds = time.perf_counter() - start
+        summary = TrainSummary(
+            steps=self.step,
+            start_step=self.start_step,
+            final_loss=self._last_record.get("loss", math.nan),
+            seconds=seconds,
+            samples_per_sec=samples * self.accelerator.num_processes / max(seconds, 1e-9),
+            output_dir=self.output_dir,
+            last_checkpoint=self.last_checkpoint,
+            model_dir=model_dir,
+            ema_dir=ema_dir,
+            stopped_by_time=stopped_by_time,
+        )
+        for cb in self.callbacks:
+            cb.on_train_end(self, summary)
+        return summary
+
+    def _out_of_time(self, start: float) -> bool:
+        """Whether ``config.max_seconds`` has passed since ``start``; every process takes the same decision
+        (the main process's clock), so distributed training stops at one step everywhere."""
+        if self.config.max_seconds is None:
+            return False
+        spent = time.perf_counter() - start > self.config.max_seconds
+        if self.accelerator.num_processes == 1:
+            return spent
+        flag = torch.tensor([float(spent)], device=self.accelerator.device)
+        return bool(broadcast(flag, from_process=0).item())
+
+    def save_checkpoint(self) -> Path:
+        """Write a resumable checkpoint of the current step atomically; returns its folder."""
+        self._check_finite()
+        acc = self.accelerator
+        staging = ckpt.staging_dir(self.checkpoint_dir, self.step)
+        final = self.checkpoint_dir / ckpt.checkpoint_name(self.step)
+        if acc.is_main_process:
+            if staging.exists():
+                ckpt.remove_tree(staging)
+            staging.mkdir(parents=True)
+        acc.wait_for_everyone()
+        ckpt.write_rng_state(staging, acc.process_index)
+        if acc.is_main_process:
+            ckpt.write_main_state(
+                staging,
+                model=self.unwrapped_model,
+                optimizer=self.optimizer,
+                ema=self.ema.averaged if self.ema is not None else None,
+                trainer_state=self._trainer_state(),
+            )
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            ckpt.publish(staging, final, self.config.keep_last)
+        acc.wait_for_everyone()
+        self.last_checkpoint = final
+        for cb in self.callbacks:
+            cb.on_checkpoint(self, final)
+        return final
+
+    # ------------------------------------------------------------------ one step
+
+    def _train_micro_batch(self, batch: Any) -> int:
+        """Forward, backward and (at the end of an accumulation window) the optimizer step."""
+        acc = self.accelerator
+        self._generator.manual_seed(_micro_seed(self.config.seed, acc.process_index, self.micro_step))
+        with acc.accumulate(self.model):
+            with self._compile_settings:
+                loss, extras = _split_output(self.objective(self.model, batch, generator=self._generator))
+            acc.backward(loss)
+            if acc.sync_gradients:
+                max_norm = self.config.max_grad_norm if self.config.max_grad_norm is not None else math.inf
+                grad_norm = acc.clip_grad_norm_(self.model.parameters(), max_norm)
+                self._window["lr"] = self.optimizer.param_groups[0]["lr"]
+                self.optimizer.step()
+                self.lr_scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self._window["grad_norm"] = self._window["grad_norm"] + _as_tensor(grad_norm, loss.device)
+        self.batches_in_epoch += 1
+        self.micro_step += 1
+        size = find_batch_size(batch)
+        self._accumulate_window(loss.detach(), extras, size)
+        return size
+
+    def _after_optimizer_step(self, bar: ProgressBar) -> None:
+        self.step += 1
+        self._window["steps"] += 1
+        if self.ema is not None and self.ema.due(self.step):
+            self.ema.update(self.unwrapped_model, self.step)
+        bar.advance()
+        for cb in self.callbacks:
+            cb.on_step_end(self, self.step)
+        if self.step % self.config.log_every == 0 or self.step == self.config.steps:
+            record = self._write_log()
+            bar.show(record)
+        every = self.config.checkpoint_every
+        if every is not None and self.step % every == 0:
+            self.save_checkpoint()
+
+    def _batches(self) -> Iterator[Any]:
+        """Micro-batches across epochs, starting at the saved data position; restores RNG after a resume.
+
+        The RNG states of a checkpoint are restored right after the resumed epoch's first fetch,
+        the point an uninterrupted run had already passed when it saved them (the DataLoader draws
+        its base seed there).
+        """
+        end = object()
+        while True:
+            self.train_loader.set_epoch(self.epoch)
+            loader = self.train_loader
+            if self.batches_in_epoch > 0:
+                loader = skip_first_batches(self.train_loader, self.batches_in_epoch)
+                _copy_non_blocking(self.train_loader, loader)
+            self._active_loader = loader
+            iterator = iter(loader)
+            yielded = False
+            while True:
+                batch = next(iterator, end)
+                if self._pending_rng is not None:
+                    ckpt.load_rng_state(self._pending_rng, self.accelerator.process_index)
+                    self._pending_rng = None
+                if batch is end:
+                    break
+                yielded = True
+                yield batch
+            if not yielded and self.batches_in_epoch == 0:
+                raise ValueError("train_loader: yielded no batches (an empty dataset?)")
+            self.epoch += 1
+            self.batches_in_epoch = 0
+
+    # ------------------------------------------------------------------ logging
+
+    def _reset_window(self) -> None:
+        zero = torch.zeros((), device=self.accelerator.device, dtype=torch.float64)
+        self._window: dict[str, Any] = {
+            "loss": zero.clone(),
+            "grad_norm": zero.clone(),
+            "extras": {},
+            "micro": 0,
+            "steps": 0,
+            "samples": 0,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "start": time.perf_counter(),
+        }
+
+    def _accumulate_window(self, loss: torch.Tensor, extras: dict[str, Any], samples: int) -> None:
+        w = self._window
+        w["samples"] += samples
+        # Record the first optimizer step whose loss is not finite, without a host sync.
+        bad = ~torch.isfinite(loss)
+        self._first_bad = torch.where(bad & (self._first_bad < 0), self.step + 1, self._first_bad)
+        w["loss"] = w["loss"] + loss.double()
+        for name, value in extras.items():
+            w["extras"][name] = w["extras"].get(name, 0.0) + _as_tensor(value, loss.device)
+        w["micro"] += 1
+
+    def _write_log(self) -> dict[str, Any]:
+        """Reduce the window over processes, write one JSONL line and TensorBoard scalars."""
+        self._check_finite()
+        w = self._window
+        names = sorted(w["extras"])
+        values = torch.stack(
+            [w["loss"] / w["micro"], w["grad_norm"] / max(w["steps"], 1)]
+            + [w["extras"][n].double() / w["micro"] for n in names]
+        )
+        values = self.accelerator.reduce(values, reduction="mean").tolist()
+        seconds = time.perf_counter() - w["start"]
+        samples = w["samples"] * self.accelerator.num_processes
+        record = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "loss": values[0],
+            "lr": w["lr"],
+            "grad_norm": values[1],
+            "samples_per_sec": samples / max(seconds, 1e-9),
+            **dict(zip(names, values[2:])),
+        }
+        if self.accelerator.is_main_process:
+            self._log.write(record)
+        if self.config.tensorboard:
+            self.accelerator.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=self.step)
+        self._last_record = record
+        self._reset_window()
+        for cb in self.callbacks:
+            cb.on_log(self, record)
+        return record
+
+    def _check_finite(self) -> None:
+        """Raise :class:`NonFiniteLossError` on every process if any process saw a non-finite loss."""
+        flags = self.accelerator.gather(self._first_bad.reshape(1))
+        bad = [int(s) for s in flags.tolist() if s >= 0]
+        if bad:
+            kept = (
+                f"the last checkpoint {self.last_checkpoint} is left untouched"
+                if self.last_checkpoint
+                else "no checkpoint was written"
+            )
+            raise NonFiniteLossError(
+                f"loss is not finite (NaN or inf) at step {min(bad)}; training stopped at step {self.step} "
+                f"and {kept}. Lower lr, set max_grad_norm, or check the data and objective."
+            )
+
+    # ------------------------------------------------------------------ saving and resuming
+
+    def _trainer_state(self) -> dict[str, Any]:
+        scaler = self.accelerator.scaler
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batches_in_epoch": self.batches_in_epoch,
+            "micro_step": self.micro_step,
+            "num_processes": self.accelerator.num_processes,
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "grad_scaler": scaler.state_dict() if scaler is not None else None,
+            "config": dataclasses.asdict(self.config),
+        }
+
+    def _resolve_resume(self, resume_from: str | Path | None) -> Path | None:
+        if resume_from is None:
+            return None
+        if resume_from in ("latest", "auto"):
+            latest = ckpt.latest_checkpoint(self.checkpoint_dir)
+            if latest is None and resume_from == "latest":
+                raise FileNotFoundError(
+                    f"resume_from='latest': no complete checkpoint under {self.checkpoint_dir} "
+                    "(use resume_from=None or 'auto' to start fresh)"
+                )
+            return latest
+        return Path(resume_from)
+
+    def _load(self, path: Path) -> None:
+        """Restore everything from checkpoint ``path``; raises before touching any file on disk."""
+        state = ckpt.verify(path)
+        ckpt.load_weights(self.unwrapped_model, path / ckpt.MODEL_FILE)
+        has_ema = (path / ckpt.EMA_FILE).is_file()
+        if self.ema is not None and not has_ema:
+            raise ckpt.CheckpointError(f"checkpoint: {path} has no {ckpt.EMA_FILE} but ema_decay is set")
+        if self.ema is not None:
+            ckpt.load_weights(self.ema.averaged, path / ckpt.EMA_FILE)
+        ckpt.load_optimizer(self.optimizer, path / ckpt.OPTIMIZER_FILE)
+        try:
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+            if self.accelerator.scaler is not None and state.get("grad_scaler"):
+                self.accelerator.scaler.load_state_dict(state["grad_scaler"])
+            self.step = int(state["step"])
+            self.epoch = int(state["epoch"])
+            self.batches_in_epoch = int(state["batches_in_epoch"])
+            self.micro_step = int(state["micro_step"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ckpt.CheckpointError(
+                f"checkpoint: {path / ckpt.STATE_FILE} is missing a field ({exc})"
+            ) from exc
+        _warn_config_changes(
+            state.get("config", {}), self.config, state.get("num_processes"), self.accelerator
+        )
+        self.start_step = self.step
+        self.last_checkpoint = path
+        self._pending_rng = path
+
+    def _refuse_newer_checkpoints(self) -> None:
+        newer = [s for s, _ in ckpt.list_checkpoints(self.checkpoint_dir) if s > self.step]
+        if newer:
+            raise ValueError(
+                f"output_dir: {self.checkpoint_dir} already holds checkpoints after step {self.step} "
+                f"(steps {newer}); resume from the latest (resume_from='latest') or choose another output_dir, "
+                "so they are not overwritten"
+            )
+
+    def _prepare_outputs(self) -> None:
+        if self.accelerator.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.remove_leftovers(self.checkpoint_dir)
+            # A killed run may have logged past the checkpoint we resume from; a fresh run starts a fresh log.
+            self._log.truncate_after(self.step)
+        if self.config.tensorboard:
+            self.accelerator.init_trackers(TENSORBOARD_DIR)
+        self.accelerator.wait_for_everyone()
+
+    def _save_models(self) -> tuple[Path, Path | None]:
+        model_dir = self.output_dir / MODEL_DIR
+        ema_dir = self.output_dir / EMA_DIR if self.ema is not None else None
+        if self.accelerator.is_main_process:
+            _save_model(self.unwrapped_model, model_dir)
+            if self.ema is not None and ema_dir is not None:
+                _save_model(self.ema.module, ema_dir)
+        self.accelerator.wait_for_everyone()
+        return model_dir, ema_dir
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _check_arguments(model: Any, objective: Any, train_loader: Any, config: Any) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not callable(objective):
+        raise TypeError(
+            f"objective: expected a callable objective(model, batch, generator=None), got {objective!r}"
+        )
+    if not isinstance(train_loader, DataLoader):
+        raise TypeError(
+            f"train_loader: expected a torch.utils.data.DataLoader, got {type(train_loader).__name__}"
+        )
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' was asked for but no CUDA device is available; use 'cpu' or 'auto'")
+    if config.mixed_precision == "fp16" and (config.device == "cpu" or not torch.cuda.is_available()):
+        raise ValueError("mixed_precision: 'fp16' needs a CUDA GPU; use 'bf16' (CPU or GPU) or 'no'")
+
+
+def _default_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model: has no parameters with requires_grad=True to train")
+    return torch.optim.AdamW(
+        params,
+        lr=config.lr,
+        betas=config.betas,
+        eps=config.eps,
+        weight_decay=config.weight_decay,
+        fused=device.type == "cuda",
+    )
+
+
+def _split_output(output: ObjectiveOutput) -> tuple[torch.Tensor, dict[str, Any]]:
+    loss, extras = output if isinstance(output, tuple) else (output, {})
+    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(f"objective: must return a scalar loss tensor (or (loss, dict)), got {shape}")
+    if not isinstance(extras, dict):
+        raise ValueError(
+            f"objective: the second returned value must be a dict of scalars, got {type(extras).__name__}"
+        )
+    return loss, extras
+
+
+def _as_tensor(value: Any, device: torch.device) -> torch.Tensor:
+    if value is None:  # a backend that does not report the gradient norm
+        return torch.tensor(math.nan, device=device, dtype=torch.float64)
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(device=device, dtype=torch.float64).reshape(())
+    return torch.tensor(float(value), device=device, dtype=torch.float64)
+
+
+def _copy_non_blocking(prepared: Any, rebuilt: Any) -> None:
+    """accelerate's ``skip_first_batches`` (1.15) rebuilds a prepared loader without its ``non_blocking``
+    copy setting, so a resumed epoch's remainder would copy each batch with a device sync; carry it over."""
+    if hasattr(prepared, "_non_blocking") and hasattr(rebuilt, "_non_blocking"):
+        rebuilt._non_blocking = prepared._non_blocking
+
+
+def _micro_seed(seed: int, rank: int, micro_step: int) -> int:
+    """A well-mixed 63-bit seed for the objective's generator at one micro-batch of one process."""
+    return int(np.random.SeedSequence([seed, rank, micro_step]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def saves_itself(model: nn.Module) -> bool:
+    """Whether ``model`` has a callable ``save_pretrained`` and does not opt out with a false
+    ``supports_save_pretrained`` attribute (a wrapper whose parts cannot all be saved)."""
+    return callable(getattr(model, "save_pretrained", None)) and bool(
+        getattr(model, "supports_save_pretrained", True)
+    )
+
+
+def _save_model(model: nn.Module, directory: Path) -> None:
+    """``save_pretrained`` where the model has one (a :class:`PretrainedModel`, or a composite such as a
+    text-conditioned wrapper that saves its parts, unless it says ``supports_save_pretrained = False``),
+    else the bare state as ``model.safetensors``."""
+    if saves_itself(model):  # every PretrainedModel has save_pretrained
+        model.save_pretrained(directory)
+    else:
+        atomic_save_safetensors(model.state_dict(), directory / WEIGHTS_NAME, metadata={"format": "pt"})
+
+
+def _warn_config_changes(
+    saved: dict[str, Any], config: TrainConfig, saved_procs: Any, acc: Accelerator
+) -> None:
+    current = dataclasses.asdict(config)
+    changed = [
+        f"{k}: {saved[k]!r} -> {current[k]!r}"
+        for k in _RESUME_SENSITIVE
+        if k in saved and saved[k] != current[k]
+    ]
+    if saved_procs is not None and saved_procs != acc.num_processes:
+        changed.append(f"num_processes: {saved_procs} -> {acc.num_processes}")
+    if changed:
+        warnings.warn(
+            "resuming with changed settings, the run will not match an uninterrupted one: "
+            + "; ".join(changed),
+            stacklevel=3,
+        )
