@@ -1,11 +1,10 @@
 """diff-3d is a scaffold: registered, with the contract's shape, and honest that nothing runs yet."""
 
+import diff_3d
 import pytest
+from diff_3d.cli import app
 from diffcore.modality import discover
 from typer.testing import CliRunner
-
-import diff_3d
-from diff_3d.cli import app
 
 
 def test_diff_3d_registers_with_diffuse():

@@ -1,11 +1,10 @@
 """diff-audio is a scaffold: registered, with the contract's shape, and honest that nothing runs yet."""
 
+import diff_audio
 import pytest
+from diff_audio.cli import app
 from diffcore.modality import discover
 from typer.testing import CliRunner
-
-import diff_audio
-from diff_audio.cli import app
 
 
 def test_diff_audio_registers_with_diffuse():

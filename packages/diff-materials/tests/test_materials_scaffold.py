@@ -1,11 +1,10 @@
 """diff-materials is a scaffold: registered, with the contract's shape, and honest that nothing runs yet."""
 
+import diff_materials
 import pytest
+from diff_materials.cli import app
 from diffcore.modality import discover
 from typer.testing import CliRunner
-
-import diff_materials
-from diff_materials.cli import app
 
 
 def test_diff_materials_registers_with_diffuse():

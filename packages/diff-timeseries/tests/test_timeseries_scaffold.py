@@ -1,11 +1,10 @@
 """diff-timeseries is a scaffold: registered, with the contract's shape, and honest that nothing runs yet."""
 
+import diff_timeseries
 import pytest
+from diff_timeseries.cli import app
 from diffcore.modality import discover
 from typer.testing import CliRunner
-
-import diff_timeseries
-from diff_timeseries.cli import app
 
 
 def test_diff_timeseries_registers_with_diffuse():

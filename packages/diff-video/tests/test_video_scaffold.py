@@ -1,11 +1,10 @@
 """diff-video is a scaffold: registered, with the contract's shape, and honest that nothing runs yet."""
 
+import diff_video
 import pytest
+from diff_video.cli import app
 from diffcore.modality import discover
 from typer.testing import CliRunner
-
-import diff_video
-from diff_video.cli import app
 
 
 def test_diff_video_registers_with_diffuse():

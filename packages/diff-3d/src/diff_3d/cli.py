@@ -17,13 +17,17 @@ from diff_3d.config import SplatEvaluateConfig, SplatSampleConfig, SplatTrainCon
 
 __all__ = ["app", "modality"]
 
-DESCRIPTION = "Diffusion on 3D Gaussian splats (DiffGS, L3DG) and score distillation (DreamFusion) (scaffold)."
+DESCRIPTION = (
+    "Diffusion on 3D Gaussian splats (DiffGS, L3DG) and score distillation (DreamFusion) (scaffold)."
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=DESCRIPTION)
 PIPELINE = "diff_3d.pipeline:SplatPipeline"
 
 
-@config_command(app, "train", SplatTrainConfig, options=["data_path", "batch_size", "train.steps", "train.lr"])
+@config_command(
+    app, "train", SplatTrainConfig, options=["data_path", "batch_size", "train.steps", "train.lr"]
+)
 def train_cmd(config: SplatTrainConfig, out: Path) -> None:
     """Train a model; write the run (checkpoints, logs, OUT/pipeline)."""
     from diff_3d.pipeline import train

@@ -26,7 +26,9 @@ def train(config: SplatTrainConfig) -> SplatPipeline:
     raise NotImplementedError(_NOT_YET.format(what="training"))
 
 
-def sample(pipeline: SplatPipeline, config: SplatSampleConfig, *, generator: torch.Generator | None = None) -> Any:
+def sample(
+    pipeline: SplatPipeline, config: SplatSampleConfig, *, generator: torch.Generator | None = None
+) -> Any:
     """Draw ``config.num_samples`` samples (Gaussian splat sets)."""
     raise NotImplementedError(_NOT_YET.format(what="sampling"))
 

@@ -26,7 +26,9 @@ def train(config: AudioTrainConfig) -> AudioPipeline:
     raise NotImplementedError(_NOT_YET.format(what="training"))
 
 
-def sample(pipeline: AudioPipeline, config: AudioSampleConfig, *, generator: torch.Generator | None = None) -> Any:
+def sample(
+    pipeline: AudioPipeline, config: AudioSampleConfig, *, generator: torch.Generator | None = None
+) -> Any:
     """Draw ``config.num_samples`` samples (waveforms (B, channels, samples) in [-1, 1])."""
     raise NotImplementedError(_NOT_YET.format(what="sampling"))
 

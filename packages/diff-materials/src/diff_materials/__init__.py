@@ -6,7 +6,12 @@ raise ``NotImplementedError`` until issue #28 lands.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from diff_materials.config import CrystalEvaluateConfig, CrystalModelConfig, CrystalSampleConfig, CrystalTrainConfig
+from diff_materials.config import (
+    CrystalEvaluateConfig,
+    CrystalModelConfig,
+    CrystalSampleConfig,
+    CrystalTrainConfig,
+)
 from diff_materials.pipeline import CrystalPipeline, evaluate, sample, train
 
 try:

@@ -23,7 +23,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=DESCRIPTION)
 PIPELINE = "diff_materials.pipeline:CrystalPipeline"
 
 
-@config_command(app, "train", CrystalTrainConfig, options=["data_path", "batch_size", "train.steps", "train.lr"])
+@config_command(
+    app, "train", CrystalTrainConfig, options=["data_path", "batch_size", "train.steps", "train.lr"]
+)
 def train_cmd(config: CrystalTrainConfig, out: Path) -> None:
     """Train a model; write the run (checkpoints, logs, OUT/pipeline)."""
     from diff_materials.pipeline import train

@@ -26,7 +26,9 @@ def train(config: CrystalTrainConfig) -> CrystalPipeline:
     raise NotImplementedError(_NOT_YET.format(what="training"))
 
 
-def sample(pipeline: CrystalPipeline, config: CrystalSampleConfig, *, generator: torch.Generator | None = None) -> Any:
+def sample(
+    pipeline: CrystalPipeline, config: CrystalSampleConfig, *, generator: torch.Generator | None = None
+) -> Any:
     """Draw ``config.num_samples`` samples (crystal structures (lattice, fractional coordinates, atom types))."""
     raise NotImplementedError(_NOT_YET.format(what="sampling"))
 

@@ -6,7 +6,12 @@ raise ``NotImplementedError`` until issue #29 lands.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from diff_timeseries.config import SeriesEvaluateConfig, SeriesModelConfig, SeriesSampleConfig, SeriesTrainConfig
+from diff_timeseries.config import (
+    SeriesEvaluateConfig,
+    SeriesModelConfig,
+    SeriesSampleConfig,
+    SeriesTrainConfig,
+)
 from diff_timeseries.pipeline import SeriesPipeline, evaluate, sample, train
 
 try:

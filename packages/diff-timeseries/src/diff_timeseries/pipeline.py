@@ -26,7 +26,9 @@ def train(config: SeriesTrainConfig) -> SeriesPipeline:
     raise NotImplementedError(_NOT_YET.format(what="training"))
 
 
-def sample(pipeline: SeriesPipeline, config: SeriesSampleConfig, *, generator: torch.Generator | None = None) -> Any:
+def sample(
+    pipeline: SeriesPipeline, config: SeriesSampleConfig, *, generator: torch.Generator | None = None
+) -> Any:
     """Draw ``config.num_samples`` samples (series (B, channels, length))."""
     raise NotImplementedError(_NOT_YET.format(what="sampling"))
 

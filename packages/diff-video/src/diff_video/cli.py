@@ -23,7 +23,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=DESCRIPTION)
 PIPELINE = "diff_video.pipeline:VideoPipeline"
 
 
-@config_command(app, "train", VideoTrainConfig, options=["data_path", "batch_size", "train.steps", "train.lr"])
+@config_command(
+    app, "train", VideoTrainConfig, options=["data_path", "batch_size", "train.steps", "train.lr"]
+)
 def train_cmd(config: VideoTrainConfig, out: Path) -> None:
     """Train a model; write the run (checkpoints, logs, OUT/pipeline)."""
     from diff_video.pipeline import train

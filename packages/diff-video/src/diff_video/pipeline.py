@@ -26,7 +26,9 @@ def train(config: VideoTrainConfig) -> VideoPipeline:
     raise NotImplementedError(_NOT_YET.format(what="training"))
 
 
-def sample(pipeline: VideoPipeline, config: VideoSampleConfig, *, generator: torch.Generator | None = None) -> Any:
+def sample(
+    pipeline: VideoPipeline, config: VideoSampleConfig, *, generator: torch.Generator | None = None
+) -> Any:
     """Draw ``config.num_samples`` samples (clips (B, C, T, H, W) in [-1, 1])."""
     raise NotImplementedError(_NOT_YET.format(what="sampling"))
 

@@ -26,5 +26,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     else:
         raise ValueError(f"device: expected one of {DEVICES} (or 'cuda:N'), got {device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: 'cuda' was asked for but no CUDA device is available; use --device cpu or auto")
+        raise ValueError(
+            "device: 'cuda' was asked for but no CUDA device is available; use --device cpu or auto"
+        )
     return dev

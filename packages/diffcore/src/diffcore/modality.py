@@ -61,11 +61,15 @@ class Modality:
 
 @dataclass(frozen=True)
 class InstalledModality:
-    """A discovered modality together with the distribution that provides it."""
+    """A discovered modality together with the distribution that provides it.
+
+    package: the import name of the package (``diff_image``), from the entry point's module.
+    """
 
     modality: Modality
     distribution: str
     version: str
+    package: str = ""
 
 
 def not_implemented_bench(name: str, what: str) -> BenchFn:
@@ -95,5 +99,6 @@ def discover() -> dict[str, InstalledModality]:
             modality=obj,
             distribution=dist.name if dist is not None else "?",
             version=dist.version if dist is not None else "?",
+            package=ep.module.partition(".")[0],
         )
     return dict(sorted(found.items()))

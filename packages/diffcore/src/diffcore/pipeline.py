@@ -45,7 +45,9 @@ def read_pipeline_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """``pipeline.json`` of a saved pipeline folder, with an error naming the file when it is missing or bad."""
     path = Path(directory) / PIPELINE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"pipeline: {Path(directory)} has no {PIPELINE_FILE} (expected a saved pipeline)")
+        raise FileNotFoundError(
+            f"pipeline: {Path(directory)} has no {PIPELINE_FILE} (expected a saved pipeline)"
+        )
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -122,7 +124,9 @@ class Pipeline:
         if target.exists() and not target.is_dir():
             raise NotADirectoryError(f"directory: {target} exists and is not a folder")
         if target.is_dir() and any(target.iterdir()) and not (target / self.pipeline_file).is_file():
-            raise FileExistsError(f"directory: {target} holds files but no saved pipeline; refusing to replace it")
+            raise FileExistsError(
+                f"directory: {target} holds files but no saved pipeline; refusing to replace it"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.saving-"))
         try:
@@ -165,7 +169,9 @@ class Pipeline:
         for name in meta.get("components", []):
             sub = folder / name
             if not sub.is_dir():
-                raise FileNotFoundError(f"pipeline: {folder} lists component {name!r} but has no {name}/ folder")
+                raise FileNotFoundError(
+                    f"pipeline: {folder} lists component {name!r} but has no {name}/ folder"
+                )
             components[name] = cls.load_component(name, sub, dev)
         return cls.from_parts(meta.get("config", {}), components)
 

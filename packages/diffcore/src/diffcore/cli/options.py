@@ -261,7 +261,11 @@ def config_command(
             else f"Output folder (default: {default_out})."
         )
         add("opt_out", Path | None, typer.Option(None, "--out", help=out_help))
-        add("opt_device", str | None, typer.Option(None, "--device", help=option_help(config_class, device_key)))
+        add(
+            "opt_device",
+            str | None,
+            typer.Option(None, "--device", help=option_help(config_class, device_key)),
+        )
         add("opt_seed", int | None, typer.Option(None, "--seed", help=option_help(config_class, seed_key)))
         for opt in shortcut:
             annotation = field_type(config_class, opt.key)
@@ -287,7 +291,11 @@ def config_command(
                 "e.g. train.lr=1e-4). Repeatable.",
             ),
         )
-        add("opt_debug", bool, typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."))
+        add(
+            "opt_debug",
+            bool,
+            typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+        )
 
         def command(**kwargs: Any) -> Any:
             debug = bool(kwargs.pop("opt_debug"))
