@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["DEVICES", "Device", "resolve_device"]
 
@@ -17,6 +18,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
     Asking for CUDA on a machine without it is an error, not a silent fall-back to the CPU.
     """
+    import torch  # here, so that configurations can import Device without loading torch
+
     if isinstance(device, torch.device):
         dev = device
     elif device == "auto":
