@@ -36,3 +36,27 @@ def test_overrides_are_typed_nested_and_checked() -> None:
         apply_overrides(Outer(), ["inner.depth=deep"])
     with pytest.raises(ValueError, match="expected 2 items"):
         config_from_dict(Outer, {"pairs": [["lin", 10, 3]]})
+
+
+@dataclass
+class Optim:
+    steps: int = 100
+    lr: float = 1e-4
+
+
+@dataclass
+class Run:
+    optim: Optim = field(default_factory=lambda: Optim(steps=5, lr=0.5))
+    name: str = "run"
+
+
+def test_a_file_keeps_the_defaults_a_nested_factory_sets(tmp_path) -> None:
+    from diffcore.config import load_config
+
+    (tmp_path / "c.yaml").write_text("run:\n  optim: {steps: 7}\n")
+    cfg = load_config(Run, tmp_path / "c.yaml", section="run")
+    assert cfg == Run(optim=Optim(steps=7, lr=0.5))  # lr from Run's factory, not Optim's own 1e-4
+    assert load_config(Run, tmp_path / "c.yaml", ["optim.lr=2"], section="run").optim == Optim(7, 2.0)
+    (tmp_path / "bad.yaml").write_text("optim: {stepz: 7}\n")
+    with pytest.raises(ValueError, match="stepz"):
+        load_config(Run, tmp_path / "bad.yaml")

@@ -157,9 +157,18 @@ def load_config(
     overrides: Mapping[str, Any] | Sequence[str] = (),
     section: str | None = None,
 ) -> C:
-    """``cls`` from its defaults, then the file at ``path`` (its ``section`` table if present), then overrides."""
+    """``cls`` from its defaults, then the file at ``path`` (its ``section`` table if present), then overrides.
+
+    The file's tables are laid over the defaults of ``cls()``, so a nested configuration keeps the settings the
+    file leaves out as the outer dataclass's ``default_factory`` set them (``train: TrainConfig`` with a
+    package's own ``lr``), not as the nested class's own defaults.
+    """
     data = read_config_file(path, section) if path is not None else {}
-    base = config_from_dict(cls, data)
+    if all(f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+           for f in dataclasses.fields(cls)):  # fmt: skip
+        base = apply_overrides(cls(), data) if data else cls()
+    else:
+        base = config_from_dict(cls, data)
     return apply_overrides(base, overrides) if overrides else base
 
 
