@@ -6,10 +6,11 @@ import re
 
 import torch
 from diff_image.cli import app
-from diff_image.config import ControlImageConfig, ImageModelConfig, load_config
+from diff_image.config import ImageControlConfig, ImageModelConfig
 from diff_image.io import read_png
 from diff_image.models import build_backbone
 from diff_image.pipeline import ImagePipeline
+from diffcore.config import load_config
 from typer.testing import CliRunner
 
 runner = CliRunner()
@@ -27,11 +28,11 @@ def test_help_explains_every_option():
 
 def test_config_file_and_errors(tmp_path):
     (tmp_path / "c.yaml").write_text("control:\n  kinds: [edges, boxes]\n  scales: [1.0, 0.5]\n  steps: 3\n")
-    cfg = load_config(ControlImageConfig, tmp_path / "c.yaml", ["num_blocks=2"], section="control")
+    cfg = load_config(ImageControlConfig, tmp_path / "c.yaml", ["num_blocks=2"], section="control")
     assert (cfg.kinds, cfg.scales, cfg.steps, cfg.num_blocks) == (("edges", "boxes"), (1.0, 0.5), 3, 2)
     for bad, match in ((["kinds=[depth]"], "kinds"), (["scales=[1, 2]"], "scales"), (["steps=-1"], "steps")):
         try:
-            load_config(ControlImageConfig, overrides=bad)
+            load_config(ImageControlConfig, overrides=bad)
         except ValueError as exc:
             assert match in str(exc)
         else:
@@ -46,7 +47,7 @@ def test_train_then_evaluate_held_controlnets(tmp_path):
         torch.nn.init.normal_(p, std=0.05)
     ImagePipeline(net, "vp-cosine", "eps").save_pretrained(tmp_path / "base")
     out = tmp_path / "out"
-    common = ["-n", "3", "--sample-steps", "2", "--device", "cpu"]
+    common = ["--num-samples", "3", "--sample-steps", "2", "--device", "cpu"]
     r = runner.invoke(app, ["control", "--pipeline", str(tmp_path / "base"), "--out", str(out), "--kind", "edges",
                             "--steps", "1", "--batch-size", "2", "--shapes-length", "2", *common])  # fmt: skip
     assert r.exit_code == 0, r.output

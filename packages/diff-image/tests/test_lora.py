@@ -5,7 +5,7 @@ import copy
 
 import pytest
 import torch
-from diff_image.config import ImageModelConfig, LoraImageConfig
+from diff_image.config import ImageLoraConfig, ImageModelConfig
 from diff_image.data import ShapesConfig, ShapesDataset
 from diff_image.lora import (
     adapter_parameter_count,
@@ -31,7 +31,7 @@ def test_finetune_changes_only_the_adapter_and_saves_it_small(tmp_path):
     pipe = tiny_pipe()
     base = copy.deepcopy(pipe)
     images, _ = concept_images("red", 4, image_size=16)
-    cfg = LoraImageConfig(
+    cfg = ImageLoraConfig(
         concept="red", label=2, rank=2, alpha=2, steps=3, batch_size=4, lr=1e-2, device="cpu"
     )
     finetune_lora(pipe, images, cfg, tmp_path)

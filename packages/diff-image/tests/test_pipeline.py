@@ -1,10 +1,23 @@
-"""ImagePipeline: conditions, guidance, sampling with diffcore samplers, save/load, and training end to end."""
+"""ImagePipeline: conditions, guidance, sampling with diffcore samplers, save/load (the diffcore.pipeline folder,
+and folders of diff-image 0.1), the verbs sample / evaluate, and training end to end."""
+
+import json
+from dataclasses import replace
 
 import pytest
 import torch
-from diff_image.config import ImageModelConfig, TrainImageConfig
+from diff_image.config import (
+    ImageDataConfig,
+    ImageEvaluateConfig,
+    ImageModelConfig,
+    ImageSampleConfig,
+    ImageTrainConfig,
+)
 from diff_image.models import build_backbone
-from diff_image.pipeline import ImagePipeline, PreparedObjective, build_objective, train
+from diff_image.pipeline import ImagePipeline, PreparedObjective, build_objective, evaluate, sample, train
+from diffcore.paths import schedules
+from diffcore.pipeline import Pipeline
+from diffcore.rng import make_generator
 
 
 def tiny_pipe(prediction: str = "v", schedule: str = "vp-cosine") -> ImagePipeline:
@@ -73,7 +86,7 @@ def test_save_load_gives_identical_samples(tmp_path):
 def test_objectives_by_name(name, prediction, schedule):
     obj = build_objective(name, "vp-cosine")
     assert obj.prediction == prediction
-    assert type(obj.schedule).__name__ == type(__import__("diffcore").schedules.get(schedule)).__name__
+    assert type(obj.schedule).__name__ == type(schedules.get(schedule)).__name__
     with pytest.raises(ValueError, match="objective"):
         build_objective("edm-ish", "vp-cosine")
 
@@ -92,15 +105,100 @@ def test_prepared_objective_tokenizes_and_encodes():
     assert seen["x"].shape == (2, 1, 4, 4) and seen["input_ids"].shape == (2, 3) and "caption" not in seen
 
 
+def _steps(steps, run):
+    """The image run's optimisation, shortened to ``steps`` steps on the CPU (warmup as long as it fits)."""
+    return replace(
+        ImageTrainConfig().train, steps=steps, warmup_steps=steps - 1, output_dir=str(run), device="cpu"
+    )
+
+
+def test_the_saved_folder_is_a_diffcore_pipeline(tmp_path):
+    pipe = tiny_pipe("eps", "vp-linear")
+    pipe.save_pretrained(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
+    assert meta["pipeline_class"] == "diff_image.pipeline.core:ImagePipeline" and meta["components"] == [
+        "model"
+    ]
+    assert meta["config"] == {"schedule": "vp-linear", "prediction": "eps", "sample_shape": [1, 8, 8],
+                              "num_classes": 10, "train_text_encoder": True, "controlnets": []}  # fmt: skip
+    assert isinstance(pipe, Pipeline) and pipe.device == torch.device("cpu")
+    with pytest.raises(FileNotFoundError, match=r"pipeline\.json"):
+        ImagePipeline.from_pretrained(tmp_path)
+
+
+def test_a_folder_of_diff_image_0_1_still_loads(tmp_path):
+    pipe = tiny_pipe("x0")
+    pipe.model.save_pretrained(tmp_path / "old" / "model")
+    flat = {"schedule": "vp-cosine", "prediction": "x0", "sample_shape": [1, 8, 8], "num_classes": 10,
+            "autoencoder": False, "text_encoder": False, "train_text_encoder": True, "controlnets": []}  # fmt: skip
+    (tmp_path / "old" / "pipeline.json").write_text(json.dumps(flat))
+    back = ImagePipeline.from_pretrained(tmp_path / "old")
+    assert (back.prediction, back.num_classes, back.autoencoder) == ("x0", 10, None)
+    a = pipe.sample(3, steps=2, generator=make_generator(0))
+    torch.testing.assert_close(back.sample(3, steps=2, generator=make_generator(0)), a)
+    flat["controlnets"] = ["edges"]
+    (tmp_path / "old" / "pipeline.json").write_text(json.dumps(flat))
+    with pytest.raises(FileNotFoundError, match="controlnet_edges"):
+        ImagePipeline.from_pretrained(tmp_path / "old")
+
+
+def test_the_sample_verb_draws_what_the_config_says():
+    pipe = tiny_pipe()
+    cfg = ImageSampleConfig(
+        num_samples=5, sampler="ddim", steps=3, guidance=2.0, labels=(4, 1), seed=7, device="cpu"
+    )
+    out = sample(pipe, cfg)
+    ref = pipe.sample(
+        5, sampler="ddim", steps=3, guidance=2.0, y=[4, 1, 4, 1, 4], generator=make_generator(7)
+    )
+    torch.testing.assert_close(out, ref)  # the seed seeds the noise; labels cycle
+    torch.testing.assert_close(sample(pipe, replace(cfg, seed=0), generator=make_generator(7)), ref)
+    assert not torch.allclose(sample(pipe, replace(cfg, seed=8)), ref)
+    with pytest.raises(ValueError, match="labels"):
+        sample(pipe, replace(cfg, labels=(12,)))
+
+
+def test_the_evaluate_verb_picks_the_metrics_from_the_pipeline(monkeypatch):
+    from diff_image.pipeline import evaluation
+
+    calls = []
+
+    def fake(kind):
+        def run(pipe, num, sampler, steps, guidance, seed, **kw):
+            calls.append((kind, num, sampler, steps, guidance, seed, kw))
+            return {"score": 1, "num_images": 2 * num}, torch.zeros(2 * num, 3, 4, 4), None
+
+        return run
+
+    monkeypatch.setattr(evaluation, "evaluate_digits", fake("digits"))
+    monkeypatch.setattr(evaluation, "evaluate_shapes", fake("shapes"))
+    cfg = ImageEvaluateConfig(
+        num_samples=3, sampler="euler", steps=4, guidance=1.5, holdout=("red",), seed=2, device="cpu"
+    )
+    metrics = evaluate(tiny_pipe(), cfg)
+    assert metrics == {"score": 1.0, "num_images": 6.0} and all(
+        isinstance(v, float) for v in metrics.values()
+    )
+    assert calls == [("digits", 3, "euler", 4, 1.5, 2, {})]
+    text = tiny_pipe()
+    text.num_classes, text.text_encoder = 0, object()  # what evaluate looks at: a text-conditioned pipeline
+    evaluate(text, cfg)
+    assert calls[-1] == ("shapes", 3, "euler", 4, 1.5, 2, {"holdout": ("red",)})
+    text.text_encoder = None
+    with pytest.raises(ValueError, match="unconditional"):
+        evaluate(text, cfg)
+
+
 @pytest.mark.slow
 def test_latent_class_training_end_to_end(tmp_path):
-    cfg = TrainImageConfig(
+    cfg = ImageTrainConfig(
         model=ImageModelConfig(backbone="unet", width=16, depth=1, heads=2, channel_mult=(1,), attention_levels=()),
-        dataset="digits", image_size=16, latent=True, autoencoder_steps=2, steps=2, batch_size=16,
-        output_dir=str(tmp_path / "run"), device="cpu", objective="eps",
+        data=ImageDataConfig(dataset="digits", image_size=16), latent=True, autoencoder_steps=2, batch_size=16,
+        objective="eps", train=_steps(2, tmp_path / "run"),
     )  # fmt: skip
     cfg.autoencoder.base_channels = 8
     pipe = train(cfg)
+    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["config"]["latent"] is True
     assert pipe.autoencoder is not None and pipe.sample_shape == (4, 4, 4) and pipe.image_shape == (1, 16, 16)
     back = ImagePipeline.from_pretrained(tmp_path / "run" / "pipeline")
     g = torch.Generator().manual_seed(0)
@@ -111,11 +209,11 @@ def test_latent_class_training_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_text_to_image_training_end_to_end(tmp_path):
-    cfg = TrainImageConfig(
+    cfg = ImageTrainConfig(
         model=ImageModelConfig(backbone="mmdit", conditioning="text", width=32, depth=2, heads=2, patch_size=4,
                                text_width=16, text_layers=1, text_heads=2, text_max_length=24),
-        dataset="shapes", image_size=16, shapes_length=32, steps=2, batch_size=8,
-        output_dir=str(tmp_path / "run"), device="cpu", objective="rectified_flow",
+        data=ImageDataConfig(dataset="shapes", image_size=16, shapes_length=32), batch_size=8,
+        objective="rectified_flow", train=_steps(2, tmp_path / "run"),
     )  # fmt: skip
     pipe = train(cfg)
     back = ImagePipeline.from_pretrained(tmp_path / "run" / "pipeline")

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
-from diff_image.config import ImageModelConfig, TrainImageConfig
+from diff_image.config import ImageDataConfig, ImageModelConfig, ImageTrainConfig
 from diff_image.pipeline import PreparedObjective, ShapesAdherenceProbe, train
 
 
 def test_probe_records_adherence_at_the_chosen_steps_and_restores_train_mode(tmp_path) -> None:
-    cfg = TrainImageConfig(
+    cfg = ImageTrainConfig(
         model=ImageModelConfig(backbone="mmdit", conditioning="text", width=32, depth=1, heads=2, patch_size=4,
                                text_width=16, text_layers=1, text_heads=2, text_max_length=24),
-        dataset="shapes", image_size=16, shapes_length=16, steps=3, batch_size=4, ema_decay=None,
-        output_dir=str(tmp_path / "run"), device="cpu", objective="rectified_flow", render_workers=0,
+        data=ImageDataConfig(dataset="shapes", image_size=16, shapes_length=16, render_workers=0),
+        batch_size=4, objective="rectified_flow",
+        train=replace(ImageTrainConfig().train, steps=3, warmup_steps=2, ema_decay=None,
+                      output_dir=str(tmp_path / "run"), device="cpu"),
     )  # fmt: skip
     probe = ShapesAdherenceProbe([1, 3], "rectified-flow", "velocity", (3, 16, 16), num_per_kind=2, steps=2)
     modes = []
@@ -49,7 +53,7 @@ def test_colours_found_is_true_on_renders_and_false_on_blank_images() -> None:
     from diff_image.data.shapes import ShapesConfig
     from diff_image.data.shapes_render import render_shapes
     from diff_image.metrics import caption_adherence
-    from diff_image.pipeline.evaluate import _colours_found
+    from diff_image.pipeline.evaluation import _colours_found
 
     scenes = render_shapes(12, seed=4, config=ShapesConfig(image_size=16), workers=0)
     real = caption_adherence(scenes.images.float() / 127.5 - 1.0, scenes.captions)

@@ -15,16 +15,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 from diffcore.modality import BenchResult
-from diffcore.training import steady_samples_per_sec
-from diffcore.training.log_writers import LOG_FILE
 
-from diff_image.config import ImageModelConfig, LoraImageConfig, TrainImageConfig
-from diff_image.io import save_grid, save_metrics_json
+from diff_image.config import ImageDataConfig, ImageModelConfig, ImageTrainConfig
 
-if TYPE_CHECKING:
-    from diff_image.pipeline.evaluate import ShapesAdherenceProbe
+if TYPE_CHECKING:  # the rest is imported when a benchmark runs, so that ``diffuse --help`` stays light
+    from diffcore.training import TrainConfig
+
+    from diff_image.pipeline.evaluation import ShapesAdherenceProbe
 
 __all__ = ["BenchSettings", "bench", "digits_benchmark", "lora_benchmark", "shapes_benchmark"]
 
@@ -72,16 +70,28 @@ class BenchSettings:
         )  # fmt: skip
 
 
+def _optimisation(steps: int, warmup_steps: int, output_dir: Path, **settings: Any) -> TrainConfig:
+    """The image run's default optimisation (:class:`~diff_image.config.ImageTrainConfig`'s ``train``) for
+    ``steps`` steps: warmup cut to ``steps - 1`` and one log record per ``steps // 10`` steps (at most 100), so
+    short runs stay valid and leave a log to time; ``settings`` replace further fields."""
+    return replace(
+        ImageTrainConfig().train, steps=steps, warmup_steps=min(warmup_steps, steps - 1),
+        log_every=max(1, min(100, steps // 10)), output_dir=str(output_dir), **settings,
+    )  # fmt: skip
+
+
 def digits_benchmark(out_dir: Path, settings: BenchSettings) -> tuple[dict[str, float], list[str]]:
     """Train the class-conditional digits DiT, sample with CFG and evaluate; returns (metrics, files)."""
+    from diff_image.io import save_grid, save_metrics_json
     from diff_image.pipeline import evaluate_digits, train
 
-    cfg = TrainImageConfig(
+    cfg = ImageTrainConfig(
         model=ImageModelConfig(backbone="dit", conditioning="class", width=settings.digits_width,
                                depth=settings.digits_depth, heads=4, patch_size=2),
-        dataset="digits", image_size=8, objective="v", schedule="vp-cosine", cond_dropout=0.1,
-        steps=settings.digits_steps, batch_size=128, lr=2e-3, warmup_steps=100, ema_decay=0.995,
-        output_dir=str(out_dir / "digits_run"), device=settings.device, seed=0,
+        data=ImageDataConfig(dataset="digits", image_size=8), objective="v", schedule="vp-cosine",
+        cond_dropout=0.1, batch_size=128,
+        train=_optimisation(settings.digits_steps, 100, out_dir / "digits_run", lr=2e-3, ema_decay=0.995,
+                            device=settings.device, seed=0),
     )  # fmt: skip
     start = time.perf_counter()
     pipe = train(cfg)
@@ -98,18 +108,19 @@ def digits_benchmark(out_dir: Path, settings: BenchSettings) -> tuple[dict[str, 
     return {f"digits_{k}": v for k, v in metrics.items()}, ["digits_grid.png", "digits_metrics.json"]
 
 
-def _shapes_config(settings: BenchSettings, out: Path, holdout: tuple[str, ...]) -> TrainImageConfig:
+def _shapes_config(settings: BenchSettings, out: Path, holdout: tuple[str, ...]) -> ImageTrainConfig:
     gpu = settings.device != "cpu"
-    return TrainImageConfig(
+    return ImageTrainConfig(
         model=ImageModelConfig(backbone="mmdit", conditioning="text", width=settings.shapes_width,
                                depth=settings.shapes_depth, heads=max(1, settings.shapes_width // 64),
                                patch_size=settings.shapes_patch, text_width=128, text_layers=2, text_heads=4,
                                text_max_length=32),
-        dataset="shapes", image_size=settings.shapes_image_size, shapes_length=settings.shapes_length,
-        holdout=holdout, objective="rectified_flow", cond_dropout=0.1, steps=settings.shapes_steps,
-        batch_size=settings.shapes_batch, lr=settings.shapes_lr, warmup_steps=settings.shapes_warmup,
-        ema_decay=settings.shapes_ema, mixed_precision="bf16" if gpu else "no", cache_data=True,
-        output_dir=str(out), device=settings.device, seed=0,
+        data=ImageDataConfig(dataset="shapes", image_size=settings.shapes_image_size,
+                             shapes_length=settings.shapes_length, holdout=holdout, cache=True),
+        objective="rectified_flow", cond_dropout=0.1, batch_size=settings.shapes_batch,
+        train=_optimisation(settings.shapes_steps, settings.shapes_warmup, out, lr=settings.shapes_lr,
+                            ema_decay=settings.shapes_ema, mixed_precision="bf16" if gpu else "no",
+                            device=settings.device, seed=0),
     )  # fmt: skip
 
 
@@ -118,6 +129,9 @@ def measure_shapes_step_seconds(
 ) -> float:
     """Seconds per training step of the shapes model as ``settings`` builds it, from a ``steps``-step run whose
     last log windows exclude start-up (kernel selection, allocator warm-up)."""
+    from diffcore.training import steady_samples_per_sec
+    from diffcore.training.log_writers import LOG_FILE
+
     from diff_image.pipeline import train
 
     if steps < 20:
@@ -178,6 +192,9 @@ def shapes_benchmark(
     measured on the (disjointly seeded) test captions. The trained pipeline is saved with ``save_pretrained`` in
     ``out_dir/shapes_run/pipeline`` (load it with ``ImagePipeline.from_pretrained``).
     """
+    from diffcore.io import write_text
+
+    from diff_image.io import save_grid, save_metrics_json
     from diff_image.pipeline import evaluate_shapes, train
 
     timing: dict[str, float] = {}
@@ -209,7 +226,7 @@ def shapes_benchmark(
         metrics[f"probe_step{step}_two_object"] = record["adherence_two_object"]
         metrics[f"probe_step{step}_colours_found_one_object"] = record["colours_found_one_object"]
     save_grid(samples[:64], out_dir / "shapes_grid.png", nrow=8)
-    (out_dir / "shapes_captions.txt").write_text("\n".join(captions[:64]) + "\n")
+    write_text(out_dir / "shapes_captions.txt", "\n".join(captions[:64]) + "\n")
     save_metrics_json(metrics, out_dir / "shapes_metrics.json")
     return (
         pipe,
@@ -222,17 +239,21 @@ def lora_benchmark(
     pipe: Any, out_dir: Path, settings: BenchSettings, concept: str = "red"
 ) -> tuple[dict[str, float], list[str]]:
     """LoRA on 8 images of ``concept`` (absent from the base's training); concept rate before and after."""
+    import torch
+    from diffcore.rng import make_generator
+
+    from diff_image.config import ImageLoraConfig
+    from diff_image.io import save_grid, save_metrics_json
     from diff_image.lora import concept_images, concept_rate, finetune_lora
 
     images, captions = concept_images(concept, 8, image_size=pipe.image_shape[-1])
     prompts = [f"a {concept} {s}" for s in ("circle", "square", "triangle", "diamond")]
-    gen = torch.Generator(device=pipe.device).manual_seed(0)
-    before = pipe.sample(64, sampler="euler", steps=30, guidance=4.0, prompt=prompts, generator=gen)
-    cfg = LoraImageConfig(concept=concept, num_images=8, rank=8, alpha=8, steps=settings.lora_steps, lr=1e-3,
+    sample = {"sampler": "euler", "steps": 30, "guidance": 4.0, "prompt": prompts}
+    before = pipe.sample(64, **sample, generator=make_generator(0, pipe.device))
+    cfg = ImageLoraConfig(concept=concept, num_images=8, rank=8, alpha=8, steps=settings.lora_steps, lr=1e-3,
                           batch_size=8, prompt="", device=settings.device)  # fmt: skip
     finetune_lora(pipe, images, cfg, out_dir / "lora", captions=captions)
-    gen.manual_seed(0)
-    after = pipe.sample(64, sampler="euler", steps=30, guidance=4.0, prompt=prompts, generator=gen)
+    after = pipe.sample(64, **sample, generator=make_generator(0, pipe.device))
     save_grid(torch.cat([before[:32], after[:32]]).cpu(), out_dir / "lora_grid.png", nrow=8)
     size = (out_dir / "lora" / "adapter" / "adapter_model.safetensors").stat().st_size
     metrics = {"concept_rate_base": concept_rate(before.cpu(), concept), "concept_rate_lora": concept_rate(after.cpu(), concept),
@@ -243,6 +264,8 @@ def lora_benchmark(
 
 def bench(out_dir: Path, quick: bool) -> BenchResult:
     """``diffuse bench image``: quick = the CPU digits run; full = digits (long) + shapes + LoRA on a GPU."""
+    from diff_image.io import save_metrics_json
+
     start = time.perf_counter()
     settings = BenchSettings.quick() if quick else BenchSettings.full()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,9 @@
-"""Configurations of diff-image as dataclasses, loadable from YAML / TOML and overridable by ``key=value``.
+"""Configurations of diff-image: dataclasses, read from YAML / TOML files and ``--set key=value`` overrides
+through :mod:`diffcore.config` (``load_config(ImageTrainConfig, "train.yaml", overrides=["model.depth=6"])``).
 
-One file may hold several sections (``[model]``, ``[train]``, ``[sample]`` ...) or just the fields of one
-configuration. Overrides use dotted keys for nested dataclasses (``model.depth=6``) and YAML syntax for
-values (``guidance=3.5``, ``holdout=[red]``, ``ema_decay=null``)::
-
-    cfg = load_config(TrainImageConfig, "train.yaml", overrides=["steps=2000", "model.backbone=unet"])
+Training settings are the core's :class:`~diffcore.training.TrainConfig`, nested as ``train``
+(``--set train.lr=1e-4``), never restated here. Each default is stated once, in its dataclass; each setting's
+meaning once, in the dataclass docstring's ``Attributes:`` section (also its ``--help`` line).
 """
 
 from __future__ import annotations
@@ -13,26 +12,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from diffcore.config import (
-    apply_overrides,
-    config_from_dict,
-    load_config,
-    parse_overrides,
-    read_config_file,
-)
+from diffcore.device import Device
+from diffcore.training import TrainConfig
 
 __all__ = [
     "AutoencoderConfig",
-    "ControlImageConfig",
+    "EditMode",
+    "ImageControlConfig",
+    "ImageDataConfig",
+    "ImageEditConfig",
+    "ImageEvaluateConfig",
+    "ImageLoraConfig",
     "ImageModelConfig",
-    "LoraImageConfig",
-    "SampleImageConfig",
-    "TrainImageConfig",
-    "apply_overrides",
-    "config_from_dict",
-    "load_config",
-    "parse_overrides",
-    "read_config_file",
+    "ImageSampleConfig",
+    "ImageTrainConfig",
 ]
 
 
@@ -40,11 +33,14 @@ Backbone = Literal["dit", "unet", "mmdit"]
 Conditioning = Literal["none", "class", "text"]
 DatasetName = Literal["digits", "shapes", "folder"]
 ObjectiveName = Literal["eps", "v", "x0", "flow_matching", "rectified_flow"]
+EditMode = Literal["inpaint", "outpaint", "colorize", "sdedit", "interpolate"]
 
 OBJECTIVES: tuple[str, ...] = ("eps", "v", "x0", "flow_matching", "rectified_flow")
 BACKBONES: tuple[str, ...] = ("dit", "unet", "mmdit")
 CONDITIONINGS: tuple[str, ...] = ("none", "class", "text")
 DATASETS: tuple[str, ...] = ("digits", "shapes", "folder")
+EDIT_MODES: tuple[str, ...] = ("inpaint", "outpaint", "colorize", "sdedit", "interpolate")
+CONTROL_KINDS: tuple[str, ...] = ("edges", "segmentation", "boxes")
 
 
 def _one_of(name: str, value: Any, allowed: Sequence[Any]) -> None:
@@ -55,6 +51,11 @@ def _one_of(name: str, value: Any, allowed: Sequence[Any]) -> None:
 def _positive(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError(f"{name}: expected a number > 0, got {value!r}")
+
+
+def _probability(name: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name}: expected a probability in [0, 1), got {value}")
 
 
 @dataclass
@@ -140,71 +141,101 @@ class AutoencoderConfig:
 
 
 @dataclass
-class TrainImageConfig:
-    """One training run of an image diffusion model.
+class ImageDataConfig:
+    """The training images.
 
     Attributes:
-        dataset: ``digits`` (sklearn, 10 classes), ``shapes`` (generated captions) or ``folder`` (``data_path``).
-        data_path: image folder for ``dataset="folder"`` (class sub-folders, captions, or flat).
+        dataset: ``digits`` (sklearn, 10 classes), ``shapes`` (generated scenes with captions) or ``folder``
+            (``path``).
+        path: image folder for ``dataset="folder"`` (class sub-folders, captions, or flat).
         image_size: image side in pixels (digits: 8, 16 or 32; shapes: >= 16).
         shapes_length: number of generated shapes scenes per epoch.
         holdout: shapes concepts never drawn in training (e.g. ``["red"]`` for a LoRA concept test).
+        cache: ``shapes`` only: render the whole set once (in ``render_workers`` processes), tokenise its
+            captions once and keep both on the training device, so a step is one gather on the device.
+        render_workers: processes that pre-render the shapes set; None = the usable CPUs minus one.
+        num_workers: DataLoader workers (used when ``cache`` is off or the data set is not ``shapes``).
+    """
+
+    dataset: DatasetName = "digits"
+    path: str = ""
+    image_size: int = 8
+    shapes_length: int = 20_000
+    holdout: tuple[str, ...] = ()
+    cache: bool = True
+    render_workers: int | None = None
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        self.holdout = tuple(self.holdout)
+        _one_of("dataset", self.dataset, DATASETS)
+        if self.dataset == "folder" and not self.path:
+            raise ValueError("path: dataset 'folder' needs the folder's path (data.path)")
+        for name in ("image_size", "shapes_length"):
+            _positive(name, getattr(self, name))
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers: expected >= 0, got {self.num_workers}")
+
+
+def _image_training() -> TrainConfig:
+    """The optimisation of an image run: AdamW with warmup and a cosine decay to 0.1 lr, EMA, gradient clipping;
+    one resumable checkpoint at the end, no progress bar or TensorBoard."""
+    return TrainConfig(
+        steps=2000,
+        lr=1e-3,
+        warmup_steps=100,
+        lr_schedule="cosine",
+        min_lr_ratio=0.1,
+        ema_decay=0.999,
+        max_grad_norm=1.0,
+        log_every=100,
+        checkpoint_every=None,
+        keep_last=1,
+        output_dir="runs/image",
+        progress_bar=False,
+        tensorboard=False,
+    )
+
+
+@dataclass
+class ImageTrainConfig:
+    """One training run of an image diffusion model.
+
+    Attributes:
+        model: the denoising network.
+        autoencoder: the first-stage autoencoder of latent diffusion (``latent``).
+        data: the training images.
         objective: ``eps``, ``v``, ``x0`` (on ``schedule``), ``flow_matching`` or ``rectified_flow``
             (on the rectified-flow path, velocity prediction).
         schedule: a ``diffcore.paths.schedules`` name for the eps/v/x0 objectives.
         cond_dropout: probability of training with the null condition (classifier-free guidance).
         latent: train in the latent space of an autoencoder (trained first, with ``autoencoder``).
-        autoencoder_steps: training steps of the autoencoder.
-        steps, batch_size, lr, warmup_steps, ema_decay, max_grad_norm, mixed_precision: the optimisation.
-        output_dir: the run folder (the pipeline is saved in ``output_dir/pipeline``).
-        seed: seeds data order, noise and initialisation.
-        device: ``cpu``, ``cuda`` or ``auto``.
-        num_workers: DataLoader workers (only when ``cache_data`` is off or the data set is not ``shapes``).
-        cache_data: ``shapes`` only: render the whole set once (in ``render_workers`` processes), tokenise its
-            captions once and keep both on the training device, so a step is one gather on the device.
-        render_workers: processes that pre-render the shapes set; None = the usable CPUs minus one.
+        autoencoder_steps: training steps of the autoencoder (the rest of its optimisation is ``train``'s).
+        batch_size: images per optimizer step (per process).
+        train: the optimisation, run folder (the pipeline is saved in ``train.output_dir/pipeline``), seed
+            (data order, noise and initialisation) and device (:class:`diffcore.training.TrainConfig`).
     """
 
     model: ImageModelConfig = field(default_factory=ImageModelConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
-    dataset: DatasetName = "digits"
-    data_path: str = ""
-    image_size: int = 8
-    shapes_length: int = 20_000
-    holdout: tuple[str, ...] = ()
+    data: ImageDataConfig = field(default_factory=ImageDataConfig)
     objective: ObjectiveName = "v"
     schedule: str = "vp-cosine"
     cond_dropout: float = 0.1
     latent: bool = False
     autoencoder_steps: int = 2000
-    steps: int = 2000
     batch_size: int = 128
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    ema_decay: float | None = 0.999
-    max_grad_norm: float | None = 1.0
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    output_dir: str = "runs/image"
-    seed: int = 0
-    device: str = "auto"
-    num_workers: int = 0
-    cache_data: bool = True
-    render_workers: int | None = None
+    train: TrainConfig = field(default_factory=_image_training)
 
     def __post_init__(self) -> None:
-        self.holdout = tuple(self.holdout)
-        _one_of("dataset", self.dataset, DATASETS)
         _one_of("objective", self.objective, OBJECTIVES)
-        if self.dataset == "folder" and not self.data_path:
-            raise ValueError("data_path: dataset 'folder' needs the folder's path")
-        for name in ("image_size", "shapes_length", "autoencoder_steps", "steps", "batch_size", "lr"):
+        for name in ("autoencoder_steps", "batch_size"):
             _positive(name, getattr(self, name))
-        if not 0.0 <= self.cond_dropout < 1.0:
-            raise ValueError(f"cond_dropout: expected a probability in [0, 1), got {self.cond_dropout}")
+        _probability("cond_dropout", self.cond_dropout)
 
 
 @dataclass
-class SampleImageConfig:
+class ImageSampleConfig:
     """Drawing samples from a saved pipeline.
 
     Attributes:
@@ -216,7 +247,7 @@ class SampleImageConfig:
         prompts: captions to cycle through (text-to-image models).
         batch_size: images per network batch.
         seed: seeds the noise.
-        device: ``cpu``, ``cuda`` or ``auto``.
+        device: where to run (the pipeline is moved there).
     """
 
     num_samples: int = 64
@@ -227,7 +258,7 @@ class SampleImageConfig:
     prompts: tuple[str, ...] = ()
     batch_size: int = 256
     seed: int = 0
-    device: str = "auto"
+    device: Device = "auto"
 
     def __post_init__(self) -> None:
         self.labels = tuple(int(v) for v in self.labels)
@@ -239,19 +270,114 @@ class SampleImageConfig:
 
 
 @dataclass
-class LoraImageConfig:
+class ImageEvaluateConfig:
+    """Scoring a saved pipeline: class accuracy, Frechet distance and precision / recall of a class-conditional
+    digits pipeline; caption adherence on one- and two-object captions of a text-to-image shapes pipeline.
+
+    Attributes:
+        num_samples: digits: samples (labels cycling 0..9); shapes: captions per kind (one and two objects).
+        sampler: a ``diffcore.sampling.available()`` name.
+        steps: sampler steps.
+        guidance: classifier-free guidance scale (1 = no guidance).
+        holdout: shapes: concepts left out of the evaluation captions (those the model never saw).
+        seed: seeds the noise.
+        device: where to run (the pipeline is moved there).
+    """
+
+    num_samples: int = 1000
+    sampler: str = "dpmpp_2m"
+    steps: int = 20
+    guidance: float = 2.0
+    holdout: tuple[str, ...] = ()
+    seed: int = 0
+    device: Device = "auto"
+
+    def __post_init__(self) -> None:
+        self.holdout = tuple(self.holdout)
+        for name in ("num_samples", "steps"):
+            _positive(name, getattr(self, name))
+        if self.guidance < 0:
+            raise ValueError(f"guidance: expected >= 0, got {self.guidance}")
+
+
+@dataclass
+class ImageEditConfig:
+    """Editing images with a saved pipeline (``diffuse image edit MODE``; :mod:`diff_image.editing`).
+
+    Attributes:
+        mode: ``inpaint`` (regenerate the mask's black or the box), ``outpaint`` (keep the box, generate
+            around it), ``colorize`` (keep the grey level, generate colour), ``sdedit`` (noise to ``strength``
+            and denoise) or ``interpolate`` (DDIM-invert two images and morph between them).
+        input: input PNG, or a folder of PNGs (a batch).
+        input_b: interpolate: the second image.
+        mask: inpaint / outpaint: a PNG mask, white = keep, black = generate.
+        box: ``x0,y0,x1,y1`` in pixels (end-exclusive): inpaint regenerates it, outpaint keeps it.
+        strength: sdedit: the noise level ``t0`` in [0, 1] (0 keeps the input).
+        frames: interpolate: number of frames.
+        steps: sampler steps.
+        guidance: classifier-free guidance scale (1 = no guidance).
+        labels: class labels of the edit (class-conditional models), cycled over the images.
+        prompts: captions of the edit (text-to-image models), cycled over the images.
+        resample: inpaint / outpaint / colorize: RePaint resampling jumps per step (1 = none).
+        seed: seeds the noise.
+        device: where to run (the pipeline is moved there).
+    """
+
+    mode: EditMode = "inpaint"
+    input: str = ""
+    input_b: str = ""
+    mask: str = ""
+    box: str = ""
+    strength: float = 0.5
+    frames: int = 8
+    steps: int = 50
+    guidance: float = 1.0
+    labels: tuple[int, ...] = ()
+    prompts: tuple[str, ...] = ()
+    resample: int = 1
+    seed: int = 0
+    device: Device = "auto"
+
+    def __post_init__(self) -> None:
+        self.labels = tuple(int(v) for v in self.labels)
+        self.prompts = tuple(self.prompts)
+        _one_of("mode", self.mode, EDIT_MODES)
+        for name in ("frames", "steps", "resample"):
+            _positive(name, getattr(self, name))
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"strength: expected a noise level in [0, 1], got {self.strength}")
+        if self.guidance < 0:
+            raise ValueError(f"guidance: expected >= 0, got {self.guidance}")
+
+    def box_coordinates(self) -> tuple[int, int, int, int] | None:
+        """``box`` as ``(x0, y0, x1, y1)``, or None when empty."""
+        if not self.box:
+            return None
+        try:
+            x0, y0, x1, y1 = (int(v) for v in self.box.split(","))
+        except ValueError as exc:
+            raise ValueError(f"box: expected 'x0,y0,x1,y1' (four integers), got {self.box!r}") from exc
+        return x0, y0, x1, y1
+
+
+@dataclass
+class ImageLoraConfig:
     """DreamBooth-style LoRA fine-tuning (Ruiz et al. 2023; Hu et al. 2021) on a few images of one concept.
 
     Attributes:
         images: folder of the concept's images (PNG); empty: draw ``num_images`` shapes holding ``concept``.
-        concept: the shapes concept (``"red"``, ``"circle"``, ``"red circle"``) when ``images`` is empty.
+        concept: the shapes concept (``red``, ``circle``, ``red circle``) when ``images`` is empty.
         num_images: how many concept images to fine-tune on.
         label: class label attached to the concept images (class-conditional models).
-        prompt: caption attached to them (text models); empty: the generated captions.
-        rank, alpha: LoRA rank and scale (``alpha / rank``).
-        steps, batch_size, lr: the optimisation.
+        prompt: caption attached to them (text models); empty: the concept's name.
+        rank: LoRA rank.
+        alpha: LoRA scale numerator; the update is scaled by ``alpha / rank``.
+        steps: fine-tuning steps.
+        batch_size: images per step.
+        lr: learning rate of the adapter.
+        num_samples: samples drawn with and without the adapter (``diffuse image lora``).
         seed: seeds data, noise and the adapter's initialisation.
-        device: ``cpu``, ``cuda`` or ``auto``.
+        device: where to run (the pipeline is moved there).
     """
 
     images: str = ""
@@ -264,31 +390,36 @@ class LoraImageConfig:
     steps: int = 300
     batch_size: int = 8
     lr: float = 1e-3
+    num_samples: int = 32
     seed: int = 0
-    device: str = "auto"
+    device: Device = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("num_images", "rank", "alpha", "steps", "batch_size", "lr"):
+        for name in ("num_images", "rank", "alpha", "steps", "batch_size", "lr", "num_samples"):
             _positive(name, getattr(self, name))
 
 
 @dataclass
-class ControlImageConfig:
+class ImageControlConfig:
     """ControlNet training on a frozen saved pipeline and its evaluation (``diffuse image control``).
 
     Attributes:
-        kinds: control inputs from the shapes data, any of ``edges``, ``segmentation``, ``boxes`` (one
-            ControlNet each; several are summed with ``scales``).
-        scales: per-kind strength at sampling (empty: 1 each).
+        kinds: control inputs from the shapes data, any of ``edges`` (outlines, 1 channel), ``segmentation``
+            (one-hot shape classes, 5 channels), ``boxes`` (filled boxes per shape, 4 channels); one ControlNet
+            each, residuals summed with ``scales``.
+        scales: per-kind strength at sampling, in the order of ``kinds`` (empty: 1 each).
         num_blocks: DiT / MMDiT blocks each ControlNet copies (0: half the depth; the U-Net copies its encoder).
-        steps, batch_size, lr: the ControlNets' optimisation (0 steps: evaluate the ControlNets the pipeline
-            already holds).
+        steps: ControlNet training steps (0: evaluate the ControlNets the pipeline already holds).
+        batch_size: training images per step.
+        lr: learning rate of the ControlNets.
         shapes_length: generated training scenes.
         cond_dropout: probability of an empty caption during training (text models).
         num_samples: held-out scenes sampled with and without control for the grid and the IoU.
-        sampler, sample_steps, guidance: sampling (guidance is classifier-free, 1 = none).
-        seed: seeds training and noise.
-        device: ``cpu``, ``cuda`` or ``auto``.
+        sampler: a ``diffcore.sampling.available()`` name.
+        sample_steps: sampler steps.
+        guidance: classifier-free guidance scale on the caption (1 = none).
+        seed: seeds training and the sampling noise.
+        device: where to run (the pipeline is moved there).
     """
 
     kinds: tuple[str, ...] = ("segmentation",)
@@ -304,12 +435,12 @@ class ControlImageConfig:
     sample_steps: int = 20
     guidance: float = 1.0
     seed: int = 0
-    device: str = "auto"
+    device: Device = "auto"
 
     def __post_init__(self) -> None:
         self.kinds = tuple(self.kinds)
         self.scales = tuple(float(v) for v in self.scales)
-        bad = [k for k in self.kinds if k not in ("edges", "segmentation", "boxes")]
+        bad = [k for k in self.kinds if k not in CONTROL_KINDS]
         if not self.kinds or bad or len(set(self.kinds)) != len(self.kinds):
             raise ValueError(
                 f"kinds: expected distinct names among edges, segmentation, boxes, got {self.kinds}"
@@ -322,7 +453,4 @@ class ControlImageConfig:
             raise ValueError(f"steps, num_blocks: expected >= 0, got {self.steps}, {self.num_blocks}")
         for name in ("batch_size", "lr", "shapes_length", "num_samples", "sample_steps"):
             _positive(name, getattr(self, name))
-        if not 0.0 <= self.cond_dropout < 1.0:
-            raise ValueError(f"cond_dropout: expected a probability in [0, 1), got {self.cond_dropout}")
-        if self.guidance < 0:
-            raise ValueError(f"guidance: expected >= 0, got {self.guidance}")
+        _probability("cond_dropout", self.cond_dropout)

@@ -7,7 +7,9 @@
 * :func:`sdedit` — image-to-image by partial noising to ``t = strength`` (Meng et al. 2022;
   :func:`diffcore.editing.inpainting.sdedit`);
 * :func:`invert` and :func:`interpolate` — deterministic DDIM inversion (Song et al. 2021, Sec. 4.3) and
-  spherical interpolation between two images' latents (:mod:`diffcore.editing.inversion`).
+  spherical interpolation between two images' latents (:mod:`diffcore.editing.inversion`);
+* :func:`edit` — one of the above as an :class:`~diff_image.config.ImageEditConfig` says, on PNG files
+  (``diffuse image edit``).
 
 Images are ``(B, C, H, W)`` in ``[-1, 1]``; masks ``(B or 1, 1, H, W)`` with 1 = known. For a latent pipeline the
 edit runs on latents (the mask is reduced to the latent grid: a latent cell is known when all its pixels are)
@@ -17,17 +19,22 @@ and known pixels are pasted back after decoding.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from diffcore.device import resolve_device
 from diffcore.editing import inpainting as inverse
 from diffcore.editing import inversion
 from diffcore.paths.denoiser import DenoiserBase
+from diffcore.rng import make_generator
 from torch import Tensor
 
+from diff_image.config import ImageEditConfig
+from diff_image.io import read_png, read_pngs
 from diff_image.pipeline import ImagePipeline
 
-__all__ = ["box_mask", "colorize", "inpaint", "interpolate", "invert", "outpaint", "sdedit"]
+__all__ = ["box_mask", "colorize", "edit", "inpaint", "interpolate", "invert", "outpaint", "sdedit"]
 
 Labels = Sequence[int] | Tensor | None
 Prompts = str | Sequence[str] | None
@@ -230,3 +237,49 @@ def interpolate(
     cond, _ = pipe.condition(num, y1, prompt)
     out = inversion.decode(pipe.denoiser(), latents, steps, t=t, cond=cond)
     return pipe.decode(out)
+
+
+def _read_images(path: str, name: str) -> Tensor:
+    """A PNG ``(1, C, H, W)`` or a folder of PNGs ``(B, C, H, W)``, in ``[-1, 1]``."""
+    if not path:
+        raise ValueError(f"{name}: expected a PNG file or a folder of PNGs, got nothing")
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{name}: {p} does not exist (expected a PNG file or a folder of PNGs)")
+    return read_pngs(p) if p.is_dir() else read_png(p).unsqueeze(0)
+
+
+def _edit_mask(config: ImageEditConfig, images: Tensor) -> Tensor:
+    """inpaint / outpaint: the ``mask`` PNG (white = keep), else 1 outside the box (inpaint) or inside it."""
+    if config.mask:
+        return (read_png(config.mask, mode="L") > 0).float().unsqueeze(0)
+    box = config.box_coordinates()
+    if box is None:
+        raise ValueError(f"mask, box: {config.mode} needs a mask PNG or a box x0,y0,x1,y1")
+    inside = box_mask(tuple(images.shape[2:]), box)  # type: ignore[arg-type]
+    return 1 - inside if config.mode == "inpaint" else inside
+
+
+@torch.no_grad()
+def edit(
+    pipe: ImagePipeline, config: ImageEditConfig, *, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Run ``config.mode`` on the images of ``config.input`` (a PNG or a folder of PNGs); the pipeline is moved to
+    ``config.device`` and the noise drawn from ``generator`` (else one seeded with ``config.seed``).
+
+    Returns ``(inputs, edited)``: images ``(B, C, H, W)`` in ``[-1, 1]`` (``interpolate``: the first input image
+    and ``config.frames`` frames from it to ``config.input_b``).
+    """
+    pipe.to(resolve_device(config.device))
+    x = _read_images(config.input, "input").to(pipe.device)
+    gen = make_generator(generator if generator is not None else config.seed, pipe.device)
+    cond = {"y": list(config.labels) or None, "prompt": list(config.prompts) or None}
+    sampling = {"steps": config.steps, "guidance": config.guidance, "generator": gen, **cond}
+    if config.mode in ("inpaint", "outpaint"):
+        return x, inpaint(pipe, x, _edit_mask(config, x), resample=config.resample, **sampling)  # type: ignore[arg-type]
+    if config.mode == "colorize":
+        return x, colorize(pipe, x.mean(1, keepdim=True), resample=config.resample, **sampling)  # type: ignore[arg-type]
+    if config.mode == "sdedit":
+        return x, sdedit(pipe, x, config.strength, **sampling)  # type: ignore[arg-type]
+    b = _read_images(config.input_b, "input_b").to(pipe.device)
+    return x, interpolate(pipe, x[0], b[0], num=config.frames, steps=config.steps, **cond)  # type: ignore[arg-type]

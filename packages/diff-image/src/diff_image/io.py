@@ -4,8 +4,8 @@ Pixel convention: model-side images are float tensors ``(B, C, H, W)`` in ``[-1,
 8-bit PNGs. The conversion is ``u = round((x + 1) * 127.5)`` clamped to ``[0, 255]`` (so -1 -> 0, 1 -> 255),
 and back ``x = u / 127.5 - 1``; a uint8 image survives the round trip exactly. ``C`` is 1 (grey) or 3 (RGB).
 
-Every write is atomic (temporary file in the same folder, then rename), so an interrupted run never leaves
-a half-written PNG or JSON behind.
+Every write goes through :mod:`diffcore.io` (a temporary file in the same folder, then an atomic rename), so an
+interrupted run never leaves a half-written PNG or JSON behind.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffcore.pretrained import atomic_write_bytes
+from diffcore.io import write_bytes
 from PIL import Image
 
 __all__ = [
@@ -118,7 +118,7 @@ def save_grid(
 ) -> Path:
     """Save ``images`` ``(B, C, H, W)`` in ``[-1, 1]`` as one PNG grid at ``path`` (see :func:`make_grid`)."""
     out = Path(path)
-    atomic_write_bytes(out, _png_bytes(make_grid(images, nrow=nrow, padding=padding, pad_value=pad_value)))
+    write_bytes(out, _png_bytes(make_grid(images, nrow=nrow, padding=padding, pad_value=pad_value)))
     return out
 
 
@@ -138,7 +138,7 @@ def save_images(
     paths = []
     for i, arr in enumerate(u):
         p = folder / f"{prefix}{start_index + i:0{digits}d}.png"
-        atomic_write_bytes(p, _png_bytes(arr))
+        write_bytes(p, _png_bytes(arr))
         paths.append(p)
     return paths
 
@@ -208,5 +208,5 @@ def save_metrics_json(metrics: Mapping[str, Any], path: str | os.PathLike[str]) 
         raise TypeError(f"metrics: expected a mapping, got {type(metrics).__name__}")
     text = json.dumps(_jsonable(metrics), indent=2, sort_keys=True, allow_nan=False)
     out = Path(path)
-    atomic_write_bytes(out, (text + "\n").encode())
+    write_bytes(out, (text + "\n").encode())
     return out

@@ -19,15 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffcore.device import resolve_device
 from diffcore.nn import add_lora, load_lora, lora_parameters, save_lora, set_adapters
+from diffcore.rng import make_generator, seeded
 from diffcore.training import TrainConfig, Trainer
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from diff_image.config import LoraImageConfig
+from diff_image.config import ImageLoraConfig
 from diff_image.data import ShapesConfig, ShapesDataset
 from diff_image.data.shapes import parse_concept
-from diff_image.io import to_uint8
+from diff_image.io import read_pngs, to_uint8
 from diff_image.metrics.adherence import detect_objects
 from diff_image.pipeline import ImagePipeline, build_objective
 from diff_image.pipeline.training import PreparedObjective
@@ -38,6 +40,7 @@ __all__ = [
     "concept_rate",
     "finetune_lora",
     "load_adapters",
+    "run_lora",
     "save_adapter",
 ]
 
@@ -93,7 +96,7 @@ def concept_rate(images: Tensor, concept: str) -> float:
 def finetune_lora(
     pipe: ImagePipeline,
     images: Tensor,
-    config: LoraImageConfig,
+    config: ImageLoraConfig,
     output_dir: str | os.PathLike[str],
     adapter_name: str = "concept",
     captions: Sequence[str] | None = None,
@@ -117,8 +120,8 @@ def finetune_lora(
         prompts = list(captions) if captions is not None else [config.prompt or config.concept] * len(images)
         if len(prompts) != len(images):
             raise ValueError(f"captions: expected {len(images)} captions (one per image), got {len(prompts)}")
-    torch.manual_seed(config.seed)
-    add_lora(pipe.model, rank=config.rank, alpha=config.alpha, adapter_name=adapter_name)
+    with seeded(config.seed):
+        add_lora(pipe.model, rank=config.rank, alpha=config.alpha, adapter_name=adapter_name)
     network = pipe.network
     if pipe.text_encoder is not None:
         pipe.text_encoder.requires_grad_(False)
@@ -142,6 +145,41 @@ def finetune_lora(
     pipe.model.eval()
     save_adapter(pipe, out / "adapter", adapter_name)
     return pipe
+
+
+def run_lora(
+    pipe: ImagePipeline, config: ImageLoraConfig, output_dir: str | os.PathLike[str]
+) -> tuple[Tensor, Tensor, dict[str, float]]:
+    """``diffuse image lora``: fine-tune an adapter on the concept images and sample before and after.
+
+    The images are ``config.images`` (PNGs) or ``config.num_images`` generated shapes holding ``config.concept``;
+    ``config.num_samples`` samples carry ``config.label`` (class models) or ``config.prompt`` (default: the
+    concept; text models) and the same noise (``config.seed``) before and after. The pipeline is moved to
+    ``config.device``; the adapter is written to ``output_dir/adapter`` and stays active in ``pipe``.
+
+    Returns ``(before, after, metrics)``: images ``(num_samples, C, H, W)`` in ``[-1, 1]`` and ``adapter_bytes``,
+    plus, for generated RGB concept images, ``concept_rate_base`` / ``concept_rate_lora`` (:func:`concept_rate`).
+    """
+    pipe.to(resolve_device(config.device))
+    if config.images:
+        images = read_pngs(config.images)
+    else:
+        images, _ = concept_images(config.concept, config.num_images, image_size=pipe.image_shape[-1])
+    y = [config.label] if pipe.num_classes else None
+    prompt = [config.prompt or config.concept] if pipe.text_encoder is not None else None
+    before = pipe.sample(
+        config.num_samples, y=y, prompt=prompt, generator=make_generator(config.seed, pipe.device)
+    )
+    finetune_lora(pipe, images, config, output_dir)
+    after = pipe.sample(
+        config.num_samples, y=y, prompt=prompt, generator=make_generator(config.seed, pipe.device)
+    )
+    adapter = Path(output_dir) / "adapter" / "adapter_model.safetensors"
+    metrics = {"adapter_bytes": float(adapter.stat().st_size)}
+    if pipe.image_shape[0] == 3 and not config.images:
+        metrics["concept_rate_base"] = concept_rate(before, config.concept)
+        metrics["concept_rate_lora"] = concept_rate(after, config.concept)
+    return before, after, metrics
 
 
 def _objective_name(pipe: ImagePipeline) -> str:

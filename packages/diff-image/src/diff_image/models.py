@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from diffcore.io import write_json
 from diffcore.nn import DiT, DiTConfig, MMDiT, MMDiTConfig, UNet, UNetConfig
-from diffcore.pretrained import PretrainedModel, atomic_write_bytes, load_pretrained
+from diffcore.pretrained import PretrainedModel, load_pretrained
 from torch import Tensor, nn
 
 from diff_image.config import ImageModelConfig
@@ -262,8 +263,7 @@ class TextConditionedModel(nn.Module):
             )
         self.backbone.save_pretrained(out / "model")
         self.text_encoder.save_pretrained(out / "text_encoder")
-        meta = {"train_text_encoder": self.train_text_encoder}
-        atomic_write_bytes(out / TEXT_CONDITIONED_FILE, json.dumps(meta, indent=2).encode())
+        write_json({"train_text_encoder": self.train_text_encoder}, out / TEXT_CONDITIONED_FILE)
         return out
 
     @classmethod

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from diffcore.pretrained import PretrainedModel
+from diffcore.rng import make_generator, seeded
 from torch import nn
 
 from diff_image.data.shapes import ShapesConfig, ShapesDataset
@@ -181,9 +182,8 @@ def train_classifier(
         raise ValueError(
             f"labels: expected values in [0, {config.num_classes}), got [{int(labels.min())}, {int(labels.max())}]"
         )
-    gen = torch.Generator().manual_seed(training.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(training.seed)
+    gen = make_generator(training.seed)
+    with seeded(training.seed):  # initialisation and dropout draw from the global RNG, restored afterwards
         model = FeatureClassifier(config).to(device)
         steps_per_epoch = -(-len(images) // training.batch_size)
         opt = torch.optim.AdamW(model.parameters(), lr=training.lr, weight_decay=training.weight_decay)

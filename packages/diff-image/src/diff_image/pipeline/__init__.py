@@ -1,18 +1,21 @@
-"""Image pipelines: :class:`ImagePipeline` (sample, save, load), :func:`train` and the evaluations."""
+"""Image pipelines: :class:`ImagePipeline` (sample, save, load), the verbs :func:`train`, :func:`sample` and
+:func:`evaluate`, the digits and shapes evaluations behind ``evaluate``, and ControlNets."""
 
 from diff_image.pipeline.control import CONTROL_CHANNELS, ControlMapsModel, control_maps, train_controlnets
 from diff_image.pipeline.core import PIPELINE_FILE, ImagePipeline
-from diff_image.pipeline.evaluate import (
+from diff_image.pipeline.evaluation import (
     ShapesAdherenceProbe,
+    evaluate,
+    evaluate_and_sample,
     evaluate_digits,
     evaluate_shapes,
     shapes_eval_captions,
     shapes_eval_dataset,
 )
+from diff_image.pipeline.sampling import sample
 from diff_image.pipeline.training import (
     PreparedObjective,
     build_objective,
-    resolve_device,
     train,
     train_autoencoder,
 )
@@ -26,9 +29,11 @@ __all__ = [
     "ShapesAdherenceProbe",
     "build_objective",
     "control_maps",
+    "evaluate",
+    "evaluate_and_sample",
     "evaluate_digits",
     "evaluate_shapes",
-    "resolve_device",
+    "sample",
     "shapes_eval_captions",
     "shapes_eval_dataset",
     "train",

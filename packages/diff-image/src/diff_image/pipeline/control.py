@@ -27,11 +27,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from diffcore.device import resolve_device
 from diffcore.nn import ControlledModel, DiT, DiTControlNet, MMDiT, MMDiTControlNet, UNet, UNetControlNet
+from diffcore.rng import make_generator, seeded
 from diffcore.training import TrainConfig, Trainer
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from diff_image.config import ImageControlConfig
 from diff_image.data import PALETTE, SHAPES, ShapesConfig, ShapesDataset
 from diff_image.metrics.control import foreground_iou
 
@@ -44,6 +47,7 @@ __all__ = [
     "evaluate_control",
     "make_controlnet",
     "render_control",
+    "run_control",
     "train_controlnets",
 ]
 
@@ -164,8 +168,8 @@ def train_controlnets(
     if not 0.0 <= cond_dropout < 1.0:
         raise ValueError(f"cond_dropout: expected a probability in [0, 1), got {cond_dropout}")
     down = pipe.autoencoder.config.downsample if pipe.autoencoder is not None else 1
-    torch.manual_seed(seed)
-    nets = {k: make_controlnet(pipe.model, k, down, num_blocks) for k in kinds}
+    with seeded(seed):
+        nets = {k: make_controlnet(pipe.model, k, down, num_blocks) for k in kinds}
     pipe.controlnets = nets
     network = pipe.network
     if pipe.text_encoder is not None:
@@ -312,7 +316,7 @@ def _sample_controlled(
     if maps is not None:
         cond["control_maps"] = maps
     den = pipe.guided(pipe.denoiser(net), uncond, guidance)
-    gen = torch.Generator(device=pipe.device).manual_seed(seed)
+    gen = make_generator(seed, pipe.device)
     out = []
     with torch.no_grad():
         for start in range(0, n, batch_size):
@@ -322,3 +326,37 @@ def _sample_controlled(
             x = diffcore_sample(den, noise, sampler=sampler, steps=steps, cond=part, generator=gen)
             out.append(pipe.decode(x).cpu())
     return torch.cat(out)
+
+
+def run_control(
+    pipe: Any, config: ImageControlConfig, output_dir: str | Path
+) -> tuple[dict[str, Any], ControlExamples, Tensor, Tensor]:
+    """``diffuse image control``: train ``config.kinds`` ControlNets on the frozen ``pipe`` (RGB shapes images)
+    and save the result to ``output_dir/pipeline`` (the Trainer's run in ``output_dir/control_run``), or, with
+    ``config.steps == 0``, take the ControlNets ``pipe`` holds; then :func:`evaluate_control` with
+    ``config``'s sampling settings. The pipeline is moved to ``config.device``.
+
+    Returns :func:`evaluate_control`'s ``(metrics, examples, controlled, uncontrolled)``.
+    """
+    if pipe.image_shape[0] != 3:
+        raise ValueError(
+            f"pipeline: expected a pipeline of RGB images (the shapes data), got image shape {pipe.image_shape}"
+        )
+    pipe.to(resolve_device(config.device))
+    out = Path(output_dir)
+    if config.steps > 0:
+        train_controlnets(
+            pipe, config.kinds, config.steps, out / "control_run", batch_size=config.batch_size, lr=config.lr,
+            shapes_length=config.shapes_length, seed=config.seed, num_blocks=config.num_blocks or None,
+            cond_dropout=config.cond_dropout,
+        )  # fmt: skip
+        pipe.save_pretrained(out / "pipeline")
+    elif list(pipe.controlnets) != list(config.kinds):
+        raise ValueError(
+            f"steps: 0 evaluates the pipeline's ControlNets {list(pipe.controlnets)}, but kinds asks for "
+            f"{list(config.kinds)}"
+        )
+    return evaluate_control(
+        pipe, config.num_samples, config.sampler, config.sample_steps, config.guidance, config.seed,
+        list(config.scales) or None,
+    )  # fmt: skip

@@ -1,39 +1,43 @@
 """``ImagePipeline``: a trained image diffusion model with everything needed to sample from it.
 
 A pipeline holds the network, its path (a ``diffcore.paths.schedules`` name) and parameterisation, and optionally a
-KL autoencoder (latent diffusion) and a text encoder. On disk it is one folder::
+KL autoencoder (latent diffusion), a text encoder and ControlNets. It is a :class:`diffcore.pipeline.Pipeline`, so
+on disk it is one folder, written atomically::
 
-    pipeline.json        schedule, prediction, sample shape, classes, which components exist
+    pipeline.json        the class, format and versions; "config": schedule, prediction, sample shape, classes,
+                         control kinds; "components": the sub-folders below that exist
     model/               the backbone (config.json + model.safetensors)
     autoencoder/         the AutoencoderKL, when latent
     text_encoder/        the transformers text model + tokenizer, when text-conditioned
+    controlnet_<kind>/   one ControlNet per control kind
+
+Folders written by diff-image 0.1 (a flat ``pipeline.json`` of the settings) still load.
 
 Images are ``(B, C, H, W)`` floats in ``[-1, 1]``; time runs from ``t = 1`` (noise) to ``t = 0`` (data).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from diffcore import Denoiser
-from diffcore import sample as diffcore_sample
 from diffcore.guidance.wrappers import ClassifierFreeGuidance
-from diffcore.paths.denoiser import DenoiserBase
+from diffcore.paths.denoiser import Denoiser, DenoiserBase
 from diffcore.paths.schedules import get as get_schedule
-from diffcore.pretrained import PretrainedModel, atomic_write_bytes, load_pretrained
+from diffcore.pipeline import PIPELINE_FILE, Pipeline, read_pipeline_meta
+from diffcore.pretrained import PretrainedModel, load_pretrained
+from diffcore.sampling import sample as diffcore_sample
 from torch import Tensor, nn
 
 from diff_image.autoencoder import AutoencoderKL
-from diff_image.models import TextConditionedModel, TextEncoder, read_folder_meta
+from diff_image.models import TextConditionedModel, TextEncoder
 
 __all__ = ["PIPELINE_FILE", "ImagePipeline"]
 
-PIPELINE_FILE = "pipeline.json"
+CONTROLNET_PREFIX = "controlnet_"
 PREDICTIONS = ("eps", "x0", "v", "velocity", "score")
 
 
@@ -45,7 +49,7 @@ def _infer_shape(model: nn.Module) -> tuple[int, int, int] | None:
     return (int(cfg.in_channels), int(size[0]), int(size[1]))
 
 
-class ImagePipeline:
+class ImagePipeline(Pipeline):
     """Sampling and saving for one trained model.
 
     Args:
@@ -94,17 +98,6 @@ class ImagePipeline:
         self.controlnets = dict(controlnets or {})
 
     # ------------------------------------------------------------------ the network as diffcore sees it
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def to(self, device: str | torch.device) -> ImagePipeline:
-        """Move every component to ``device``."""
-        for part in (self.model, self.autoencoder, self.text_encoder, *self.controlnets.values()):
-            if part is not None:
-                part.to(device)
-        return self
 
     @property
     def network(self) -> nn.Module:
@@ -225,11 +218,59 @@ class ImagePipeline:
             out.append(self.decode(x))
         return torch.cat(out)
 
-    # ------------------------------------------------------------------ disk
+    # ------------------------------------------------------------------ disk (diffcore.pipeline.Pipeline)
+
+    def components(self) -> dict[str, Any]:
+        """``model``, ``autoencoder``, ``text_encoder`` and ``controlnet_<kind>`` (absent parts are None)."""
+        parts: dict[str, Any] = {
+            "model": self.model,
+            "autoencoder": self.autoencoder,
+            "text_encoder": self.text_encoder,
+        }
+        parts.update({f"{CONTROLNET_PREFIX}{kind}": net for kind, net in self.controlnets.items()})
+        return parts
+
+    def pipeline_config(self) -> dict[str, Any]:
+        """Schedule, prediction, sample shape, class count, text-encoder training and the control kinds in order."""
+        return {
+            "schedule": self.schedule,
+            "prediction": self.prediction,
+            "sample_shape": list(self.sample_shape),
+            "num_classes": self.num_classes,
+            "train_text_encoder": self.train_text_encoder,
+            "controlnets": list(self.controlnets),
+        }
+
+    @classmethod
+    def from_parts(cls, config: dict[str, Any], components: dict[str, Any]) -> ImagePipeline:
+        """The pipeline of :meth:`pipeline_config`'s ``config`` and the loaded ``components``."""
+        kinds = list(config.get("controlnets", []))
+        missing = [n for n in ["model", *(CONTROLNET_PREFIX + k for k in kinds)] if n not in components]
+        if missing:
+            raise ValueError(
+                f"components: expected {missing} among the pipeline's parts, got {sorted(components)}"
+            )
+        return cls(
+            components["model"],
+            config["schedule"],
+            config["prediction"],
+            autoencoder=components.get("autoencoder"),
+            text_encoder=components.get("text_encoder"),
+            sample_shape=config["sample_shape"],
+            num_classes=config["num_classes"],
+            train_text_encoder=config.get("train_text_encoder", True),
+            controlnets={k: components[f"{CONTROLNET_PREFIX}{k}"] for k in kinds},
+        )
+
+    @classmethod
+    def load_component(cls, name: str, folder: Path, device: torch.device) -> Any:
+        """The text encoder through transformers; every other part as a :class:`~diffcore.pretrained.PretrainedModel`."""
+        if name == "text_encoder":
+            return TextEncoder.from_pretrained(folder).to(device)
+        return load_pretrained(folder, device=device)
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        """Write ``pipeline.json`` and one ``save_pretrained`` subfolder per component into ``directory``."""
-        out = Path(directory)
+        """Write the pipeline folder at ``directory`` (see the module docstring), replacing one there atomically."""
         if not isinstance(self.model, PretrainedModel):
             raise TypeError(f"model: expected a PretrainedModel to save, got {type(self.model).__name__}")
         if getattr(self.model, "peft_config", None):
@@ -237,53 +278,26 @@ class ImagePipeline:
                 "model: holds LoRA adapters; save them alone with diff_image.lora.save_adapter and load them into "
                 "the saved base with diff_image.lora.load_adapters"
             )
-        self.model.save_pretrained(out / "model")
-        if self.autoencoder is not None:
-            self.autoencoder.save_pretrained(out / "autoencoder")
-        if self.text_encoder is not None:
-            self.text_encoder.save_pretrained(out / "text_encoder")
-        for kind, net in self.controlnets.items():
-            net.save_pretrained(out / f"controlnet_{kind}")
-        meta = {
-            "schedule": self.schedule,
-            "prediction": self.prediction,
-            "sample_shape": list(self.sample_shape),
-            "num_classes": self.num_classes,
-            "autoencoder": self.autoencoder is not None,
-            "text_encoder": self.text_encoder is not None,
-            "train_text_encoder": self.train_text_encoder,
-            "controlnets": list(self.controlnets),
-        }
-        atomic_write_bytes(out / PIPELINE_FILE, json.dumps(meta, indent=2).encode())
-        return out
+        return super().save_pretrained(directory)
 
     @classmethod
     def from_pretrained(
         cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu"
     ) -> ImagePipeline:
-        """Load a folder written by :meth:`save_pretrained`."""
-        folder = Path(directory)
-        meta = read_folder_meta(folder, PIPELINE_FILE, "a saved ImagePipeline")
-        model = load_pretrained(folder / "model", device=device)
-        autoencoder = (
-            AutoencoderKL.from_pretrained(folder / "autoencoder", device=device)
-            if meta["autoencoder"]
-            else None
-        )
-        text_encoder = (
-            TextEncoder.from_pretrained(folder / "text_encoder").to(device) if meta["text_encoder"] else None
-        )
-        controlnets = {
-            k: load_pretrained(folder / f"controlnet_{k}", device=device) for k in meta.get("controlnets", [])
-        }
-        return cls(
-            model,
-            meta["schedule"],
-            meta["prediction"],
-            autoencoder=autoencoder,
-            text_encoder=text_encoder,
-            sample_shape=meta["sample_shape"],
-            num_classes=meta["num_classes"],
-            train_text_encoder=meta.get("train_text_encoder", True),
-            controlnets=controlnets,
-        )
+        """Load a folder written by :meth:`save_pretrained` (or by diff-image 0.1) onto ``device``."""
+        meta = read_pipeline_meta(directory)
+        if "format" not in meta and "schedule" in meta:
+            return cls._from_flat_meta(Path(directory), meta, torch.device(device))
+        return super().from_pretrained(directory, device)
+
+    @classmethod
+    def _from_flat_meta(cls, folder: Path, meta: dict[str, Any], device: torch.device) -> ImagePipeline:
+        """A folder of diff-image 0.1: ``pipeline.json`` holds the settings and flags for the optional parts."""
+        names = ["model"] + [n for n in ("autoencoder", "text_encoder") if meta.get(n)]
+        names += [f"{CONTROLNET_PREFIX}{k}" for k in meta.get("controlnets", [])]
+        for name in names:
+            if not (folder / name).is_dir():
+                raise FileNotFoundError(
+                    f"pipeline: {folder} lists component {name!r} but has no {name}/ folder"
+                )
+        return cls.from_parts(meta, {name: cls.load_component(name, folder / name, device) for name in names})

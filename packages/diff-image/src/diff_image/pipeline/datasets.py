@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from diff_image.config import TrainImageConfig
+from diff_image.config import ImageTrainConfig
 from diff_image.data import DigitsDataset, ImageFolderDataset, ImageTransform, ShapesConfig, ShapesDataset
 from diff_image.data.shapes import PALETTE, RELATIONS, SHAPES
 from diff_image.data.shapes_render import RenderedShapes, render_shapes
@@ -73,7 +73,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 class TrainingData:
     """The training set, its image shape ``(C, H, W)``, class count (0 if unlabelled) and, for text, captions
     to build a vocabulary from. ``rendered``: the whole (shapes) set pre-rendered as tensors, when
-    ``TrainImageConfig.cache_data`` asked for it; training then indexes it on the device (:class:`DeviceBatches`)."""
+    ``ImageDataConfig.cache`` asked for it; training then indexes it on the device (:class:`DeviceBatches`)."""
 
     dataset: Dataset
     image_shape: tuple[int, int, int]
@@ -82,32 +82,27 @@ class TrainingData:
     rendered: RenderedShapes | None = None
 
 
-def _shapes_config(config: TrainImageConfig) -> ShapesConfig:
-    return ShapesConfig(image_size=config.image_size, holdout=tuple(config.holdout))
-
-
-def build_training_data(config: TrainImageConfig) -> TrainingData:
-    """The data set named by ``config.dataset`` with the items the model's conditioning needs."""
-    cond = config.model.conditioning
-    if config.dataset == "digits":
-        base: Dataset = DigitsDataset("train", size=config.image_size)
+def build_training_data(config: ImageTrainConfig) -> TrainingData:
+    """The data set named by ``config.data.dataset`` with the items the model's conditioning needs (generated
+    shapes and a folder's random crops are seeded by ``config.train.seed``)."""
+    cond, data, seed = config.model.conditioning, config.data, config.train.seed
+    size = data.image_size
+    if data.dataset == "digits":
+        base: Dataset = DigitsDataset("train", size=size)
         if cond == "text":
             raise ValueError("conditioning: the digits have no captions; use 'class' or 'none'")
-        return TrainingData(
-            _Items(base, cond == "class", False), (1, config.image_size, config.image_size), 10, []
-        )
-    if config.dataset == "shapes":
+        return TrainingData(_Items(base, cond == "class", False), (1, size, size), 10, [])
+    if data.dataset == "shapes":
         if cond == "class":
             raise ValueError(
                 "conditioning: the shapes data set has captions, not classes; use 'text' or 'none'"
             )
-        shapes = ShapesDataset(
-            config.shapes_length, seed=config.seed, split="train", config=_shapes_config(config)
-        )
+        shapes_cfg = ShapesConfig(image_size=size, holdout=tuple(data.holdout))
+        shapes = ShapesDataset(data.shapes_length, seed=seed, split="train", config=shapes_cfg)
         rendered = None
-        if config.cache_data:
+        if data.cache:
             rendered = render_shapes(
-                config.shapes_length, config.seed, "train", shapes.config, workers=config.render_workers
+                data.shapes_length, seed, "train", shapes.config, workers=data.render_workers
             )
         captions = []
         if cond == "text":  # the whole grammar's words, held-out concepts included (for later fine-tuning)
@@ -116,18 +111,12 @@ def build_training_data(config: TrainImageConfig) -> TrainingData:
             else:
                 captions = [shapes.sample(i).caption for i in range(min(len(shapes), 2000))]
             captions += [" ".join((*PALETTE, *SHAPES, *RELATIONS))]
-        shape = (3, config.image_size, config.image_size)
-        return TrainingData(_Items(shapes, False, cond == "text"), shape, 0, captions, rendered)
-    folder = ImageFolderDataset(
-        config.data_path, transform=ImageTransform(size=config.image_size), seed=config.seed
-    )
+        return TrainingData(_Items(shapes, False, cond == "text"), (3, size, size), 0, captions, rendered)
+    folder = ImageFolderDataset(data.path, transform=ImageTransform(size=size), seed=seed)
     channels = 3 if folder.transform.mode == "RGB" else 1
     captions = [e.caption for e in folder.entries if e.caption is not None] if cond == "text" else []
     return TrainingData(
-        _Items(folder, cond == "class", cond == "text"),
-        (channels, config.image_size, config.image_size),
-        len(folder.classes),
-        captions,
+        _Items(folder, cond == "class", cond == "text"), (channels, size, size), len(folder.classes), captions
     )
 
 

@@ -1,5 +1,7 @@
 """Evaluation of trained pipelines with the package's offline metrics.
 
+* :func:`evaluate` — the verb every modality offers: picks the digits or the shapes metrics from what the
+  pipeline is (class-conditional with 10 classes, or text-conditioned) and returns name -> value;
 * :func:`evaluate_digits` — class accuracy of guided samples by the independent digits classifier, Frechet
   distance in its feature space against the test split, the train-vs-test floor of that distance, and
   improved precision / recall.
@@ -18,9 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from diffcore.device import resolve_device
+from diffcore.rng import make_generator
 from diffcore.training import Callback, Trainer
 from torch import Tensor
 
+from diff_image.config import ImageEvaluateConfig
 from diff_image.data import DigitsDataset, ShapesConfig, ShapesDataset
 from diff_image.metrics import (
     caption_adherence,
@@ -35,11 +40,39 @@ from diff_image.pipeline.core import ImagePipeline
 
 __all__ = [
     "ShapesAdherenceProbe",
+    "evaluate",
+    "evaluate_and_sample",
     "evaluate_digits",
     "evaluate_shapes",
     "shapes_eval_captions",
     "shapes_eval_dataset",
 ]
+
+
+def evaluate(pipeline: ImagePipeline, config: ImageEvaluateConfig) -> dict[str, float]:
+    """Score ``pipeline`` on ``config.device``: :func:`evaluate_digits` for a class-conditional digits pipeline,
+    :func:`evaluate_shapes` for a text-to-image shapes pipeline (``config.num_samples`` captions per kind).
+
+    Returns metric name -> value (see those functions; counts as floats)."""
+    return evaluate_and_sample(pipeline, config)[0]
+
+
+def evaluate_and_sample(
+    pipeline: ImagePipeline, config: ImageEvaluateConfig
+) -> tuple[dict[str, float], Tensor]:
+    """:func:`evaluate`'s metrics and the scored samples ``(N, C, H, W)`` in ``[-1, 1]`` on the CPU."""
+    pipeline.to(resolve_device(config.device))
+    run = (config.num_samples, config.sampler, config.steps, config.guidance, config.seed)
+    if pipeline.num_classes:
+        metrics, samples, _ = evaluate_digits(pipeline, *run)
+    elif pipeline.text_encoder is not None:
+        metrics, samples, _ = evaluate_shapes(pipeline, *run, holdout=config.holdout)
+    else:
+        raise ValueError(
+            "pipeline: evaluate needs a class-conditional digits or a text-conditioned shapes pipeline, "
+            "got an unconditional one"
+        )
+    return {k: float(v) for k, v in metrics.items()}, samples
 
 
 def evaluate_digits(
@@ -63,7 +96,7 @@ def evaluate_digits(
     size = pipe.image_shape[-1]
     clf = digits_classifier(size=size, cache_dir=classifier_cache)
     labels = torch.arange(num_samples) % 10
-    gen = torch.Generator(device=pipe.device).manual_seed(seed)
+    gen = make_generator(seed, pipe.device)
     samples = pipe.sample(
         num_samples, sampler=sampler, steps=steps, guidance=guidance, y=labels, generator=gen
     ).cpu()
@@ -129,7 +162,7 @@ def evaluate_shapes(
     size = pipe.image_shape[-1]
     captions = shapes_eval_captions(num_per_kind, 1, size, caption_seed, holdout)
     captions += shapes_eval_captions(num_per_kind, 2, size, caption_seed, holdout)
-    gen = torch.Generator(device=pipe.device).manual_seed(seed)
+    gen = make_generator(seed, pipe.device)
     samples = pipe.sample(
         len(captions), sampler=sampler, steps=steps, guidance=guidance, prompt=captions, generator=gen
     )

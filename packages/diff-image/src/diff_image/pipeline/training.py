@@ -1,4 +1,4 @@
-"""Training an :class:`~diff_image.pipeline.core.ImagePipeline` from a :class:`~diff_image.config.TrainImageConfig`.
+"""Training an :class:`~diff_image.pipeline.core.ImagePipeline` from an :class:`~diff_image.config.ImageTrainConfig`.
 
 Everything runs through :class:`diffcore.training.Trainer` with a :class:`diffcore.training.objectives.DiffusionObjective`
 (or the autoencoder's objective for the first stage of latent diffusion). The only image-specific step is
@@ -9,19 +9,23 @@ scaled latents) before the diffusion objective sees it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from diffcore.device import resolve_device
+from diffcore.io import write_json
+from diffcore.rng import seeded
 from diffcore.training import Callback, TrainConfig, Trainer, objectives
 from diffcore.training.objectives import DiffusionObjective
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from diff_image.autoencoder import AutoencoderKL, AutoencoderObjective, fit_latent_scaling
-from diff_image.config import AutoencoderConfig, TrainImageConfig
+from diff_image.config import AutoencoderConfig, ImageTrainConfig
 from diff_image.models import TextConditionedModel, TextEncoder, build_backbone, caption_vocabulary
 from diff_image.pipeline.core import ImagePipeline
 from diff_image.pipeline.datasets import (
@@ -34,16 +38,9 @@ from diff_image.pipeline.datasets import (
     tokenize_unique,
 )
 
-__all__ = ["PreparedObjective", "build_objective", "resolve_device", "train", "train_autoencoder"]
+__all__ = ["CONFIG_FILE", "PreparedObjective", "build_objective", "train", "train_autoencoder"]
 
-
-def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; other names pass through."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} requested but no CUDA device is available")
-    return device
+CONFIG_FILE = "train_config.json"
 
 
 def build_objective(name: str, schedule: str, **kw: Any) -> DiffusionObjective:
@@ -83,67 +80,55 @@ class PreparedObjective:
         return self.inner(model, prepared, generator=generator)
 
 
-def _train_config(
-    config: TrainImageConfig, steps: int, output_dir: Path, device: str, **kw: Any
-) -> TrainConfig:
-    return TrainConfig(
-        steps=steps,
-        lr=config.lr,
-        warmup_steps=min(config.warmup_steps, steps - 1),
-        lr_schedule="cosine",
-        min_lr_ratio=0.1,
-        ema_decay=config.ema_decay,
-        max_grad_norm=config.max_grad_norm,
-        mixed_precision=config.mixed_precision,
-        log_every=max(1, min(100, steps // 10)),
-        checkpoint_every=None,
-        keep_last=1,
-        output_dir=str(output_dir),
-        seed=config.seed,
-        progress_bar=False,
-        tensorboard=False,
-        device="cpu" if device == "cpu" else "auto",
-        **kw,
+def _stage(train: TrainConfig, steps: int, output_dir: Path) -> TrainConfig:
+    """``train`` for a stage of ``steps`` steps written to ``output_dir`` (warmup cut to fit the stage)."""
+    return dataclasses.replace(
+        train, steps=steps, warmup_steps=min(train.warmup_steps, steps - 1), output_dir=str(output_dir)
     )
 
 
 def _loader(
     data: TrainingData,
-    config: TrainImageConfig,
-    device: str | None = None,
+    config: ImageTrainConfig,
+    device: torch.device | None = None,
     tokenize: Callable[[list[str]], Tensor] | None = None,
 ) -> DataLoader:
     """Batches of ``data``: from the pre-rendered tensors on ``device`` when there are any (captions tokenised
-    once with ``tokenize``), else a per-item DataLoader with ``config.num_workers`` workers."""
+    once with ``tokenize``), else a per-item DataLoader with ``config.data.num_workers`` workers."""
     if data.rendered is not None and device is not None:
         ids = tokenize_unique(data.rendered.captions, tokenize) if tokenize is not None else None
         dataset = DeviceBatches(data.rendered.images, ids, device)
         return device_batch_loader(dataset, config.batch_size)
+    workers = config.data.num_workers
     return DataLoader(
         data.dataset,
         batch_size=config.batch_size,
         shuffle=True,
         drop_last=len(data.dataset) >= config.batch_size,  # type: ignore[arg-type]
         collate_fn=collate,
-        num_workers=config.num_workers,
-        persistent_workers=config.num_workers > 0,
+        num_workers=workers,
+        persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available(),
     )
 
 
 def train_autoencoder(
     data: TrainingData,
-    config: TrainImageConfig,
-    device: str,
+    config: ImageTrainConfig,
+    device: torch.device,
     perceptual: Callable[[Tensor], Tensor] | None = None,
 ) -> AutoencoderKL:
-    """Train the KL autoencoder on the images of ``data`` and fit its latent scaling to them (first stage)."""
+    """Train the KL autoencoder on the images of ``data`` for ``config.autoencoder_steps`` steps (the rest of its
+    optimisation is ``config.train``'s; run folder ``train.output_dir/autoencoder_run``) and fit its latent
+    scaling to them (first stage of latent diffusion)."""
     ae_cfg = AutoencoderConfig(**{**vars(config.autoencoder), "in_channels": data.image_shape[0]})
-    torch.manual_seed(config.seed)
-    autoencoder = AutoencoderKL(ae_cfg)
+    with seeded(config.train.seed):
+        autoencoder = AutoencoderKL(ae_cfg)
     objective = AutoencoderObjective(ae_cfg.kl_weight, ae_cfg.perceptual_weight, perceptual)
-    tc = _train_config(config, config.autoencoder_steps, Path(config.output_dir) / "autoencoder_run", device)
-    trainer = Trainer(autoencoder, objective, _loader(data, config), tc)
+    run = Path(config.train.output_dir) / "autoencoder_run"
+    trainer = Trainer(
+        autoencoder, objective, _loader(data, config), _stage(config.train, config.autoencoder_steps, run)
+    )
     trainer.fit()
     trained = trainer.ema_model if trainer.ema_model is not None else trainer.unwrapped_model
     trained = trained.to(device).eval()
@@ -151,37 +136,46 @@ def train_autoencoder(
     return trained  # type: ignore[return-value]
 
 
-def _text_encoder(config: TrainImageConfig, data: TrainingData) -> tuple[TextEncoder, bool]:
+def _text_encoder(config: ImageTrainConfig, data: TrainingData) -> tuple[TextEncoder, bool]:
     m = config.model
     if m.text_encoder:
         return TextEncoder.from_pretrained(m.text_encoder, freeze=True), False
     words = caption_vocabulary(data.captions)
-    return TextEncoder.from_scratch(words, m.text_width, m.text_layers, m.text_heads, m.text_max_length), True
+    with seeded(config.train.seed):
+        encoder = TextEncoder.from_scratch(
+            words, m.text_width, m.text_layers, m.text_heads, m.text_max_length
+        )
+    return encoder, True
 
 
 def train(
-    config: TrainImageConfig,
+    config: ImageTrainConfig,
+    *,
     perceptual: Callable[[Tensor], Tensor] | None = None,
     save: bool = True,
     callbacks: Sequence[Callback] = (),
 ) -> ImagePipeline:
-    """Train a pipeline as ``config`` says; save it to ``config.output_dir/pipeline`` when ``save``.
+    """Train a pipeline as ``config`` says; the run goes to ``config.train.output_dir``: ``train_config.json``
+    (the settings), the Trainer's logs, checkpoints and models, and (when ``save``) the pipeline in ``pipeline/``.
 
     Stages: (latent only) the autoencoder and its latent scaling; then the diffusion model with
-    ``config.objective``, classifier-free-guidance condition dropout and EMA. ``perceptual`` is the feature
-    map of the autoencoder's optional perceptual loss. ``callbacks`` go to the diffusion model's Trainer (e.g.
-    :class:`~diff_image.pipeline.evaluate.ShapesAdherenceProbe` for a learning curve).
+    ``config.objective``, classifier-free-guidance condition dropout and EMA (``config.train.ema_decay``; None
+    turns it off). ``perceptual`` is the feature map of the autoencoder's optional perceptual loss. ``callbacks``
+    go to the diffusion model's Trainer (e.g. :class:`~diff_image.pipeline.evaluation.ShapesAdherenceProbe` for a
+    learning curve). Initialisation is seeded by ``config.train.seed``; the caller's global RNG is left as it was.
     """
-    device = resolve_device(config.device)
+    device = resolve_device(config.train.device)
+    run = Path(config.train.output_dir)
+    write_json({"config": config}, run / CONFIG_FILE)
     data = build_training_data(config)
     autoencoder = train_autoencoder(data, config, device, perceptual) if config.latent else None
     shape = autoencoder.latent_shape(data.image_shape) if autoencoder is not None else data.image_shape
     text_encoder, train_text = (None, False)
     if config.model.conditioning == "text":
         text_encoder, train_text = _text_encoder(config, data)
-    torch.manual_seed(config.seed)
     width = text_encoder.width if text_encoder is not None else 0
-    backbone = build_backbone(config.model, shape, data.num_classes, context_dim=width, pooled_dim=width)
+    with seeded(config.train.seed):
+        backbone = build_backbone(config.model, shape, data.num_classes, context_dim=width, pooled_dim=width)
     network: nn.Module = backbone
     null_cond: dict[str, Any] = {}
     if config.model.conditioning == "class":
@@ -196,9 +190,11 @@ def train(
         encode=autoencoder.encode if autoencoder is not None else None,
         tokenize=text_encoder.tokenize if text_encoder is not None else None,
     )
-    tc = _train_config(config, config.steps, Path(config.output_dir), device)
     tokenize = text_encoder.tokenize if text_encoder is not None else None
-    trainer = Trainer(network, objective, _loader(data, config, device, tokenize), tc, callbacks=callbacks)
+    loader = _loader(data, config, device, tokenize)
+    trainer = Trainer(
+        network, objective, loader, _stage(config.train, config.train.steps, run), callbacks=callbacks
+    )
     trainer.fit()
     trained = copy.deepcopy(trainer.ema_model if trainer.ema_model is not None else trainer.unwrapped_model)
     trained = trained.to(device).eval()
@@ -217,9 +213,9 @@ def train(
         train_text_encoder=train_text,
     )
     if save:
-        pipe.save_pretrained(Path(config.output_dir) / "pipeline")
+        pipe.save_pretrained(run / "pipeline")
     return pipe
 
 
-def _schedule_name(config: TrainImageConfig) -> str:
+def _schedule_name(config: ImageTrainConfig) -> str:
     return "rectified-flow" if config.objective in ("flow_matching", "rectified_flow") else config.schedule
