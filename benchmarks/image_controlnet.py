@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
-from diff_image.config import ImageModelConfig, TrainImageConfig
+from diff_image.config import ImageDataConfig, ImageModelConfig, ImageTrainConfig
 from diff_image.io import save_grid
 from diff_image.pipeline import ImagePipeline, train
 from diff_image.pipeline.control import evaluate_control, render_control, train_controlnets
@@ -32,10 +33,12 @@ def _base(args: argparse.Namespace, device: str) -> ImagePipeline:
         return ImagePipeline.from_pretrained(args.pipeline, device=device)
     model = ImageModelConfig(backbone="mmdit", conditioning="text", width=args.width, depth=args.depth,
                              heads=max(1, args.width // 32), patch_size=2, text_width=args.width // 2)  # fmt: skip
-    cfg = TrainImageConfig(model=model, dataset="shapes", image_size=args.image_size, objective="rectified_flow",
-                           steps=args.base_steps, batch_size=args.batch_size, lr=args.base_lr,
-                           shapes_length=args.shapes_length, output_dir=str(args.out / "base_run"), device=device,
-                           mixed_precision="bf16" if device == "cuda" else "no")  # fmt: skip
+    train_settings = replace(ImageTrainConfig().train, steps=args.base_steps, lr=args.base_lr,
+                             warmup_steps=min(100, args.base_steps - 1), output_dir=str(args.out / "base_run"),
+                             device=device, mixed_precision="bf16" if device == "cuda" else "no")  # fmt: skip
+    cfg = ImageTrainConfig(model=model, objective="rectified_flow", batch_size=args.batch_size, train=train_settings,
+                           data=ImageDataConfig(dataset="shapes", image_size=args.image_size,
+                                                shapes_length=args.shapes_length))  # fmt: skip
     return train(cfg)
 
 

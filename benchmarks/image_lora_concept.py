@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
-from diff_image.config import ImageModelConfig, LoraImageConfig, TrainImageConfig
+from diff_image.config import ImageDataConfig, ImageLoraConfig, ImageModelConfig, ImageTrainConfig
 from diff_image.io import save_grid
 from diff_image.lora import concept_images, concept_rate, finetune_lora
 from diff_image.pipeline import train
@@ -43,19 +44,20 @@ def main() -> None:
     steps, lora_steps, n = (3, 2, 4) if args.quick else (args.steps, args.lora_steps, args.samples)
     concept = "red"
     start = time.perf_counter()
-    cfg = TrainImageConfig(
+    cfg = ImageTrainConfig(
         model=ImageModelConfig(backbone="dit", conditioning="none", width=32 if args.quick else 96,
                                depth=1 if args.quick else 4, heads=4, patch_size=4),
-        dataset="shapes", image_size=16, shapes_length=20_000, holdout=(concept,), objective="v",
-        steps=steps, batch_size=64, lr=1e-3, warmup_steps=100, ema_decay=0.995, output_dir=str(args.out / "base"),
-        device=args.device, seed=0,
+        data=ImageDataConfig(dataset="shapes", image_size=16, shapes_length=20_000, holdout=(concept,)),
+        objective="v", batch_size=64,
+        train=replace(ImageTrainConfig().train, steps=steps, lr=1e-3, warmup_steps=min(100, steps - 1),
+                      ema_decay=0.995, output_dir=str(args.out / "base"), device=args.device, seed=0),
     )  # fmt: skip
     pipe = train(cfg)
     base_seconds = time.perf_counter() - start
     gen = torch.Generator(device=pipe.device).manual_seed(0)
     before = pipe.sample(n, sampler="dpmpp_2m", steps=20, generator=gen).cpu()
     images, _ = concept_images(concept, 8, image_size=16)
-    lora = LoraImageConfig(
+    lora = ImageLoraConfig(
         concept=concept, num_images=8, rank=8, alpha=8, steps=lora_steps, batch_size=8, lr=1e-3
     )
     finetune_lora(pipe, images, lora, args.out / "lora")

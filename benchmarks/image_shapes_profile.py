@@ -48,7 +48,7 @@ def main() -> None:
     settings = BenchSettings.full()
     b = 8 if args.quick else args.batch
     cfg = _shapes_config(settings, Path("unused"), ("red",))
-    shapes_cfg = ShapesConfig(image_size=cfg.image_size, holdout=cfg.holdout)
+    shapes_cfg = ShapesConfig(image_size=cfg.data.image_size, holdout=cfg.data.holdout)
     items = _Items(ShapesDataset(10_000, seed=0, config=shapes_cfg), False, True)
     out: dict[str, float] = {"batch": float(b)}
     batch_items: list = []
@@ -69,7 +69,7 @@ def main() -> None:
     width, depth = (64, 1) if args.quick else (m.width, m.depth)
     backbone = build_backbone(
         type(m)(**{**vars(m), "width": width, "depth": depth, "heads": max(1, width // 64)}),
-        (3, cfg.image_size, cfg.image_size), context_dim=enc.width, pooled_dim=enc.width,
+        (3, cfg.data.image_size, cfg.data.image_size), context_dim=enc.width, pooled_dim=enc.width,
     )  # fmt: skip
     net = TextConditionedModel(backbone, enc)
     fb = min(b, 16)  # a CPU forward + backward of the whole batch takes minutes; time a slice and scale
