@@ -559,15 +559,18 @@ class DigitsScorer:
 
 def train_digits_teacher(out: Path, settings: Settings):
     """The digits teacher: ``diff_image.pipeline.train`` of a class-conditional DiT on the rectified-flow path."""
-    from diff_image.config import ImageModelConfig, TrainImageConfig
+    from diff_image.config import ImageDataConfig, ImageModelConfig, ImageTrainConfig
     from diff_image.pipeline import train
 
-    cfg = TrainImageConfig(
+    steps = settings.teacher_steps
+    cfg = ImageTrainConfig(
         model=ImageModelConfig(backbone="dit", conditioning="class", width=settings.width, depth=settings.depth,
                                heads=4, patch_size=2),
-        dataset="digits", image_size=8, objective="rectified_flow", cond_dropout=0.1,
-        steps=settings.teacher_steps, batch_size=128, lr=2e-3, warmup_steps=100, ema_decay=0.995,
-        output_dir=str(out / "teacher"), device=settings.device, seed=0,
+        data=ImageDataConfig(dataset="digits", image_size=8), objective="rectified_flow", cond_dropout=0.1,
+        batch_size=128,
+        train=replace(ImageTrainConfig().train, steps=steps, lr=2e-3, warmup_steps=min(100, steps - 1),
+                      ema_decay=0.995, output_dir=str(out / "teacher"), seed=0,
+                      device="cpu" if torch.device(settings.device).type == "cpu" else "auto"),
     )  # fmt: skip
     return train(cfg)
 
