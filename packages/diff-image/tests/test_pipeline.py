@@ -224,3 +224,18 @@ def test_text_to_image_training_end_to_end(tmp_path):
     a = pipe.sample(2, steps=2, guidance=3.0, prompt="a red circle", generator=g)
     g.manual_seed(0)
     torch.testing.assert_close(a, back.sample(2, steps=2, guidance=3.0, prompt="a red circle", generator=g))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_verbs_run_on_the_configured_cuda_device(tmp_path):
+    pipe = tiny_pipe()
+    pipe.save_pretrained(tmp_path / "p")
+    cfg = ImageSampleConfig(num_samples=4, steps=3, labels=(2,), seed=5, device="cuda")
+    out = sample(pipe, cfg)  # moves the pipeline to the GPU; the noise is drawn there
+    assert out.device.type == "cuda" and pipe.device.type == "cuda"
+    back = ImagePipeline.from_pretrained(tmp_path / "p", device="cuda")
+    ref = back.sample(4, steps=3, guidance=2.0, y=[2], generator=make_generator(5, "cuda"))
+    torch.testing.assert_close(out, ref)
+    with pytest.raises(ValueError, match="generator"):  # CPU noise would not match CUDA noise
+        sample(back, cfg, generator=make_generator(5, "cpu"))
