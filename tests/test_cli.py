@@ -11,6 +11,16 @@ from diffcore.cli import build_app
 from diffcore.modality import BenchResult, InstalledModality, Modality, discover
 from typer.testing import CliRunner
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _project_version(distribution: str) -> str:
+    """The version a package's own pyproject.toml declares (what an installed workspace must report)."""
+    import tomllib
+
+    return tomllib.loads((ROOT / "packages" / distribution / "pyproject.toml").read_text())["project"]["version"]
+
+
 EXPECTED = {"image", "video", "audio", "3d", "protein", "materials", "language", "timeseries"}
 
 
@@ -18,7 +28,7 @@ def test_every_workspace_modality_is_discovered_with_its_version():
     installed = discover()
     assert set(installed) == EXPECTED
     for item in installed.values():
-        assert item.version == "0.1.0"
+        assert item.version == _project_version(item.distribution)
         assert item.distribution.startswith("diff-")
 
 
