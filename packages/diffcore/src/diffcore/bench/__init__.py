@@ -19,7 +19,16 @@ with :func:`resume_bench` (``diffuse bench --resume <folder>``)::
 """
 
 from diffcore.bench.report import write_report
-from diffcore.bench.runner import BenchReport, Call, load_report, resume_bench, run_bench, run_one, select
+from diffcore.bench.runner import (
+    BenchReport,
+    Call,
+    load_report,
+    resume_bench,
+    run_bench,
+    run_one,
+    select,
+    still_to_run,
+)
 
 __all__ = [
     "BenchReport",
@@ -29,5 +38,6 @@ __all__ = [
     "run_bench",
     "run_one",
     "select",
+    "still_to_run",
     "write_report",
 ]

@@ -90,7 +90,8 @@ def structure_preview(structure: Structure, title: str, size: int = 180, max_poi
     _, _, axes = np.linalg.svd(points - centre, full_matrices=False)
     plane = axes[:2].T  # (3, 2): the two directions of largest spread
     flat_all = (points - centre) @ plane
-    extent = float(np.abs(flat_all).max()) or 1.0
+    middle = (flat_all.min(0) + flat_all.max(0)) / 2  # the drawing's centre is its bounding box's
+    extent = float(np.abs(flat_all - middle).max()) or 1.0
     scale = (size / 2 - 6) / extent
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" '
@@ -101,7 +102,7 @@ def structure_preview(structure: Structure, title: str, size: int = 180, max_poi
     budget = max(max_points // max(len(structure.chains), 1), 2)
     for k, chain in enumerate(structure.chains):
         step = max(math.ceil(len(chain) / budget), 1)
-        flat = (chain[::step] - centre) @ plane * scale + size / 2
+        flat = ((chain[::step] - centre) @ plane - middle) * scale + size / 2
         colour = CHAIN_COLOURS[k % len(CHAIN_COLOURS)]
         coords = " ".join(f"{u:.1f},{size - v:.1f}" for u, v in flat)
         if structure.trace:

@@ -69,7 +69,7 @@ def render_markdown(report: BenchReport) -> str:
     for r in report.results:
         lines.append(
             f"| {r.modality} | {report.packages.get(r.modality, '')} | {r.status} | {r.seconds:.1f} "
-            f"| {targets_met(r)} | {_cell(r.summary)} |"
+            f"| {targets_met(r)} | {_cell(r.summary or r.error or '')} |"
         )
     for r in report.results:
         lines += _markdown_section(r)

@@ -151,17 +151,22 @@ def resume_bench(
 ) -> BenchReport:
     """Continue the run in ``folder``: keep the finished benchmarks, run the others (see :func:`run_bench`)."""
     report = load_report(folder)
+    items = still_to_run(report, installed)
+    for item in items:
+        report.packages[item.modality.name] = f"{item.distribution} {item.version}"
+    return _run(report, items, on_start, max_seconds, stop)
+
+
+def still_to_run(report: BenchReport, installed: Mapping[str, InstalledModality]) -> list[InstalledModality]:
+    """The installed modalities whose benchmarks ``report`` has not finished; an error names any missing."""
     todo = [r.modality for r in report.unfinished]
     missing = [n for n in todo if n not in installed]
     if missing:
         have = ", ".join(installed) or "none"
         raise ValueError(
-            f"resume: {folder} still has to run {missing}, not installed here (installed: {have})"
+            f"resume: {report.folder} still has to run {missing}, not installed here (installed: {have})"
         )
-    for name in todo:
-        item = installed[name]
-        report.packages[name] = f"{item.distribution} {item.version}"
-    return _run(report, [installed[n] for n in todo], on_start, max_seconds, stop)
+    return [installed[n] for n in todo]
 
 
 def load_report(folder: Path) -> BenchReport:

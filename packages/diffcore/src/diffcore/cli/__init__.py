@@ -18,8 +18,9 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from diffcore import __version__
-from diffcore.bench import BenchReport, load_report, resume_bench, run_bench, select
-from diffcore.modality import discover
+from diffcore.bench import BenchReport, load_report, resume_bench, run_bench, select, still_to_run
+from diffcore.cli.options import fail
+from diffcore.modality import InstalledModality, discover
 
 console = Console()
 
@@ -76,40 +77,18 @@ def build_app() -> typer.Typer:
         Exits 0 when every benchmark finished, 1 when one failed, 3 when the run is unfinished (resume it).
         """
         if max_minutes is not None and not max_minutes > 0:
-            raise typer.BadParameter(
-                f"expected a positive number of minutes, got {max_minutes:g}", param_hint="--max-minutes"
-            )
+            fail(f"--max-minutes: expected a positive number of minutes, got {max_minutes:g}")
         max_seconds = None if max_minutes is None else 60 * max_minutes
-        hint = "--resume" if resume is not None else "MODALITIES"
-        try:
+        try:  # the user's mistakes, found before anything runs
             if resume is not None:
                 saved = load_report(resume)
                 _check_resume_arguments(saved, modalities or [], quick)
-                todo = [r.modality for r in saved.unfinished]
+                todo = still_to_run(saved, installed)
             else:
-                items = select(installed, modalities or [])
-                todo = [i.modality.name for i in items]
+                todo = select(installed, modalities or [])
         except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint=hint) from exc
-        with (
-            _stop_on_sigterm() as stop,
-            Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
-            ) as bar,
-        ):
-            task = bar.add_task("benchmarks", total=len(todo))
-
-            def on_start(name: str) -> None:
-                bar.update(task, description=f"benchmark: {name}")
-
-            try:
-                if resume is not None:
-                    report = resume_bench(resume, installed, on_start, max_seconds=max_seconds, stop=stop)
-                else:
-                    report = run_bench(items, out, quick, on_start, max_seconds=max_seconds, stop=stop)
-            except ValueError as exc:  # a resumed run needs a modality not installed here
-                raise typer.BadParameter(str(exc), param_hint=hint) from exc
-            bar.update(task, completed=len(todo), description="benchmarks done")
+            fail(str(exc))
+        report = _run_or_resume(todo, quick, out, resume, max_seconds)
         _print_summary(report)
         if not report.finished:
             why = report.calls[-1].stopped or "stopped"
@@ -127,13 +106,36 @@ def build_app() -> typer.Typer:
     return app
 
 
+def _run_or_resume(
+    todo: list[InstalledModality], quick: bool, out: Path, resume: Path | None, max_seconds: float | None
+) -> BenchReport:
+    """Run ``todo`` in a new run under ``out`` or in the run ``resume``, with a progress line and SIGTERM as
+    a stop request."""
+    columns = SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()
+    with _stop_on_sigterm() as stop, Progress(*columns, console=console) as bar:
+        task = bar.add_task("benchmarks", total=len(todo))
+
+        def on_start(name: str) -> None:
+            bar.update(task, description=f"benchmark: {name}")
+
+        if resume is not None:
+            installed = {i.modality.name: i for i in todo}
+            report = resume_bench(resume, installed, on_start, max_seconds=max_seconds, stop=stop)
+        else:
+            report = run_bench(todo, out, quick, on_start, max_seconds=max_seconds, stop=stop)
+        bar.update(task, completed=len(todo), description="benchmarks done")
+    return report
+
+
 def _check_resume_arguments(saved: BenchReport, modalities: list[str], quick: bool) -> None:
     """A resumed run keeps its own modalities and setting; naming others is a mistake, not a new run."""
     if quick and not saved.quick:
         raise ValueError(f"--quick: the run in {saved.folder} is a full one; resume it without --quick")
     ran = [r.modality for r in saved.results]
     if modalities and modalities != ran:
-        raise ValueError(f"the run in {saved.folder} benchmarks {ran}; resume it without naming modalities")
+        raise ValueError(
+            f"MODALITIES: the run in {saved.folder} benchmarks {ran}; resume it without naming modalities"
+        )
 
 
 @contextmanager
