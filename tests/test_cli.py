@@ -135,6 +135,21 @@ def test_bench_stops_at_a_checkpoint_on_sigterm(tmp_path: Path, stepping, monkey
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_a_second_sigterm_ends_the_process_at_once():
+    code = (
+        "import os, signal, time\n"
+        "from diffcore.cli import _stop_on_sigterm\n"
+        "with _stop_on_sigterm() as stop:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    print(stop(), flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+        "    print('survived')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["True"] and done.returncode == -signal.SIGTERM
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

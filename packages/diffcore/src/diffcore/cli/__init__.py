@@ -141,10 +141,14 @@ def _check_resume_arguments(saved: BenchReport, modalities: list[str], quick: bo
 @contextmanager
 def _stop_on_sigterm() -> Iterator[Callable[[], bool]]:
     """Yield ``stop()``, which turns True once SIGTERM arrives (``timeout`` and machine leases send it before
-    killing): the running benchmark stops at its next checkpoint and the report is written."""
+    killing): the running benchmark stops at its next checkpoint and the report is written. A second SIGTERM
+    gets the previous handling (by default, the process ends at once)."""
     event = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
+        if event.is_set():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+            signal.raise_signal(signal.SIGTERM)
         event.set()
 
     try:
