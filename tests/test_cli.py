@@ -1,14 +1,18 @@
 """The ``diffuse`` command line and the bench runner, exercised as a user would."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from diffcore.bench import run_bench, select
+from diffcore.bench import load_report, run_bench, select
 from diffcore.cli import build_app
-from diffcore.modality import BenchResult, InstalledModality, Modality, discover
+from diffcore.io import write_text
+from diffcore.modality import BenchContext, BenchResult, InstalledModality, Modality, discover
 from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +74,8 @@ def test_bench_report_records_success_failure_and_missing(tmp_path: Path):
     assert (report.folder / "bad" / "error.txt").read_text().count("RuntimeError") >= 1
     md = (report.folder / "report.md").read_text()
     assert "## good" in md and "[good/grid.png](good/grid.png)" in md and "| acc | 0.9 |" in md
+    html = (report.folder / "report.html").read_text()
+    assert '<img src="good/grid.png"' in html and "exploded on purpose" in html
     assert len(report.failed) == 1
 
 
@@ -93,3 +99,79 @@ def test_bench_command_writes_report_and_exit_code(tmp_path: Path):
 def test_python_dash_m_not_needed():
     # the console script is installed in the environment's bin folder next to the interpreter
     assert (Path(sys.executable).parent / "diffuse").exists()
+
+
+def _stepping(out_dir: Path, quick: bool, context: BenchContext = BenchContext()) -> BenchResult:
+    """Five steps of 0.2 s, the count saved after each; stops at a step when its context says so."""
+    done = int((out_dir / "done").read_text()) if context.resume else 0
+    first = done
+    for step in range(done, 5):
+        context.stop_if_due(f"{step} of 5 steps")
+        if step == 1 and os.environ.get("BENCH_TEST_SIGTERM"):
+            os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+        write_text(out_dir / "done", str(step + 1))
+    return BenchResult("steps", "ok", metrics={"steps": 5.0, "steps_this_call": float(5 - first)})
+
+
+@pytest.fixture
+def stepping(monkeypatch):
+    item = InstalledModality(Modality(name="steps", description="test", bench=_stepping), "diff-steps", "1.0")
+    monkeypatch.setattr("diffcore.cli.discover", lambda: {"steps": item})
+
+
+def test_bench_max_minutes_stops_cleanly_and_resume_finishes(tmp_path: Path, stepping):
+    runner = CliRunner()
+    result = runner.invoke(build_app(), ["bench", "--out", str(tmp_path), "--max-minutes", "0.01"])
+    assert result.exit_code == 3, result.output
+    assert "unfinished (time budget)" in result.output and "--resume" in result.output
+    (folder,) = tmp_path.glob("bench-*")
+    assert load_report(folder).result("steps").status == "unfinished"
+
+    result = runner.invoke(build_app(), ["bench", "--resume", str(folder)])
+    assert result.exit_code == 0, result.output
+    steps = load_report(folder).result("steps")
+    assert steps.status == "ok" and 0 < steps.metrics["steps_this_call"] < 5
+
+
+def test_bench_stops_at_a_checkpoint_on_sigterm(tmp_path: Path, stepping, monkeypatch):
+    monkeypatch.setenv("BENCH_TEST_SIGTERM", "1")
+    before = signal.getsignal(signal.SIGTERM)
+    result = CliRunner().invoke(build_app(), ["bench", "--out", str(tmp_path)])
+    assert result.exit_code == 3, result.output
+    assert "unfinished (stop requested)" in result.output
+    (folder,) = tmp_path.glob("bench-*")
+    assert load_report(folder).result("steps").summary == "2 of 5 steps"
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_second_sigterm_ends_the_process_at_once():
+    code = (
+        "import os, signal, time\n"
+        "from diffcore.cli import _stop_on_sigterm\n"
+        "with _stop_on_sigterm() as stop:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    print(stop(), flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+        "    print('survived')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["True"] and done.returncode == -signal.SIGTERM
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-minutes", "0"], "expected a positive number of minutes"),
+        (["--resume", "{tmp}/nothing-here"], "expected a folder written by diffuse bench"),
+        (["--resume", "{run}", "--quick"], "is a full one"),
+        (["--resume", "{run}", "other"], "resume it without naming modalities"),
+    ],
+)
+def test_bench_options_name_what_is_wrong(tmp_path: Path, stepping, args, message):
+    run = run_bench([InstalledModality(Modality("steps", "t", bench=_stepping), "d", "1")], tmp_path, False)
+    args = [a.format(tmp=tmp_path, run=run.folder) for a in args]
+    result = CliRunner().invoke(build_app(), ["bench", *args])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())  # rich wraps long lines

@@ -6,6 +6,10 @@ installed modality adds its own subcommands (``diffuse image train``, ...).
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -14,10 +18,14 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from diffcore import __version__
-from diffcore.bench import run_bench, select
-from diffcore.modality import discover
+from diffcore.bench import BenchReport, load_report, resume_bench, run_bench, select, still_to_run
+from diffcore.cli.options import fail
+from diffcore.modality import InstalledModality, discover
 
 console = Console()
+
+EXIT_UNFINISHED = 3
+"""``diffuse bench``'s exit status when the run stopped before the end (a time budget, SIGTERM)."""
 
 
 def build_app() -> typer.Typer:
@@ -51,32 +59,44 @@ def build_app() -> typer.Typer:
         out: Path = typer.Option(
             Path("runs"), "--out", help="Folder under which bench-<timestamp>/ is written."
         ),
+        resume: Path | None = typer.Option(
+            None,
+            "--resume",
+            help="Continue the run in this bench-<timestamp> folder: finished benchmarks are kept, an "
+            "unfinished one continues from its checkpoints.",
+        ),
+        max_minutes: float | None = typer.Option(
+            None,
+            "--max-minutes",
+            help="Time budget of this call: benchmarks stop at their next checkpoint after it, and the "
+            "run is left to --resume.",
+        ),
     ) -> None:
-        """Run each installed modality's benchmark; write report.md and report.json."""
-        try:
-            chosen = select(installed, modalities or [])
+        """Run each installed modality's benchmark; write report.md, report.html and report.json.
+
+        Exits 0 when every benchmark finished, 1 when one failed, 3 when the run is unfinished (resume it).
+        """
+        if max_minutes is not None and not max_minutes > 0:
+            fail(f"--max-minutes: expected a positive number of minutes, got {max_minutes:g}")
+        max_seconds = None if max_minutes is None else 60 * max_minutes
+        try:  # the user's mistakes, found before anything runs
+            if resume is not None:
+                saved = load_report(resume)
+                _check_resume_arguments(saved, modalities or [], quick)
+                todo = still_to_run(saved, installed)
+            else:
+                todo = select(installed, modalities or [])
         except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="MODALITIES") from exc
-        with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
-        ) as bar:
-            task = bar.add_task("benchmarks", total=len(chosen))
-
-            def on_start(name: str) -> None:
-                bar.update(task, description=f"benchmark: {name}")
-
-            report = run_bench(chosen, out, quick, on_start=on_start)
-            bar.update(task, completed=len(chosen), description="benchmarks done")
-        table = Table(title=f"diffuse bench ({'quick' if quick else 'full'})")
-        for col in ("modality", "status", "seconds", "summary"):
-            table.add_column(col)
-        for r in report.results:
-            style = {"ok": "green", "failed": "red"}.get(r.status, "yellow")
-            table.add_row(
-                r.modality, f"[{style}]{r.status}[/{style}]", f"{r.seconds:.1f}", r.summary or (r.error or "")
+            fail(str(exc))
+        report = _run_or_resume(todo, quick, out, resume, max_seconds)
+        _print_summary(report)
+        if not report.finished:
+            why = report.calls[-1].stopped or "stopped"
+            again = f" --max-minutes {max_minutes:g}" if max_minutes is not None else ""
+            console.print(
+                f"[yellow]unfinished ({why}):[/yellow] continue with  {report.resume_command}{again}"
             )
-        console.print(table)
-        console.print(f"report: {report.folder / 'report.md'}")
+            raise typer.Exit(code=EXIT_UNFINISHED)
         if report.failed:
             raise typer.Exit(code=1)
 
@@ -84,6 +104,75 @@ def build_app() -> typer.Typer:
         if item.modality.app is not None:
             app.add_typer(item.modality.app, name=name, help=item.modality.description)
     return app
+
+
+def _run_or_resume(
+    todo: list[InstalledModality], quick: bool, out: Path, resume: Path | None, max_seconds: float | None
+) -> BenchReport:
+    """Run ``todo`` in a new run under ``out`` or in the run ``resume``, with a progress line and SIGTERM as
+    a stop request."""
+    columns = SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()
+    with _stop_on_sigterm() as stop, Progress(*columns, console=console) as bar:
+        task = bar.add_task("benchmarks", total=len(todo))
+
+        def on_start(name: str) -> None:
+            bar.update(task, description=f"benchmark: {name}")
+
+        if resume is not None:
+            installed = {i.modality.name: i for i in todo}
+            report = resume_bench(resume, installed, on_start, max_seconds=max_seconds, stop=stop)
+        else:
+            report = run_bench(todo, out, quick, on_start, max_seconds=max_seconds, stop=stop)
+        bar.update(task, completed=len(todo), description="benchmarks done")
+    return report
+
+
+def _check_resume_arguments(saved: BenchReport, modalities: list[str], quick: bool) -> None:
+    """A resumed run keeps its own modalities and setting; naming others is a mistake, not a new run."""
+    if quick and not saved.quick:
+        raise ValueError(f"--quick: the run in {saved.folder} is a full one; resume it without --quick")
+    ran = [r.modality for r in saved.results]
+    if modalities and modalities != ran:
+        raise ValueError(
+            f"MODALITIES: the run in {saved.folder} benchmarks {ran}; resume it without naming modalities"
+        )
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[Callable[[], bool]]:
+    """Yield ``stop()``, which turns True once SIGTERM arrives (``timeout`` and machine leases send it before
+    killing): the running benchmark stops at its next checkpoint and the report is written. A second SIGTERM
+    gets the previous handling (by default, the process ends at once)."""
+    event = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        if event.is_set():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+            signal.raise_signal(signal.SIGTERM)
+        event.set()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an embedding application): no handler, never asked to stop
+        yield event.is_set
+        return
+    try:
+        yield event.is_set
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _print_summary(report: BenchReport) -> None:
+    table = Table(title=f"diffuse bench ({'quick' if report.quick else 'full'})")
+    for col in ("modality", "status", "seconds", "summary"):
+        table.add_column(col)
+    for r in report.results:
+        style = {"ok": "green", "failed": "red"}.get(r.status, "yellow")
+        table.add_row(
+            r.modality, f"[{style}]{r.status}[/{style}]", f"{r.seconds:.1f}", r.summary or (r.error or "")
+        )
+    console.print(table)
+    console.print(f"report: {report.folder / 'report.html'} (and report.md, report.json)")
 
 
 def main() -> None:
