@@ -83,8 +83,7 @@ def test_bad_settings_name_the_key(tmp_path):
 @pytest.mark.slow
 def test_train_sample_edit_from_the_command_line(tmp_path):
     (tmp_path / "t.toml").write_text(
-        "[train]\nbatch_size = 16\n[train.model]\nwidth = 32\ndepth = 1\nheads = 2\n"
-        "[train.train]\nsteps = 2\nwarmup_steps = 1\n"
+        "batch_size = 16\n[model]\nwidth = 32\ndepth = 1\nheads = 2\n[train]\nsteps = 2\nwarmup_steps = 1\n"
     )
     run = tmp_path / "run"
     r = runner.invoke(app, ["train", "--config", str(tmp_path / "t.toml"), "--set", "train.lr=0.002",

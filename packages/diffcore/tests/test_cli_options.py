@@ -78,7 +78,9 @@ class FakePipeline:
         return ("loaded", Path(folder).name, str(device))
 
 
-@config_command(app, "sample", SampleCfg, pipeline=FakePipeline, default_out="runs/s", options=["n"])
+@config_command(
+    app, "sample", SampleCfg, pipeline=FakePipeline, default_out="runs/s", options={"n": ("--n", "-k")}
+)
 def sample_cmd(config: SampleCfg, out: Path, pipeline) -> None:
     seen.update(config=config, out=out, pipeline=pipeline)
 
@@ -87,8 +89,8 @@ runner = CliRunner()
 
 
 def test_precedence_defaults_file_set_named(tmp_path):
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("train:\n  train: {steps: 20, lr: 0.1}\n  kind: b\n")
+    cfg = tmp_path / "c.yaml"  # the command's settings at the top level: [train] is the nested TrainConfig
+    cfg.write_text("train: {steps: 20, lr: 0.1}\nkind: b\n")
     res = runner.invoke(app, ["train", "--config", str(cfg), "--set", "train.steps=30", "--steps", "40",
                               "--seed", "3", "--out", str(tmp_path / "o"), "--tags", "x", "--tags", "y"])  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -136,7 +138,7 @@ def test_debug_shows_the_traceback_and_bugs_are_not_hidden():
 
 def test_pipeline_commands_load_the_pipeline_on_the_configured_device(tmp_path):
     (tmp_path / "pipe").mkdir()
-    res = runner.invoke(app, ["sample", "--pipeline", str(tmp_path / "pipe"), "--device", "cpu", "--n", "2"])
+    res = runner.invoke(app, ["sample", "--pipeline", str(tmp_path / "pipe"), "--device", "cpu", "-k", "2"])
     assert res.exit_code == 0, res.output
     assert (
         seen["pipeline"] == ("loaded", "pipe", "cpu")

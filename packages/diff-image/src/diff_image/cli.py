@@ -70,7 +70,7 @@ def train_cmd(config: ImageTrainConfig, out: Path) -> None:
     pipeline=PIPELINE,
     default_out="runs/image-samples",
     options={
-        "num_samples": "--num-samples",
+        "num_samples": ("--num-samples", "-n"),
         "sampler": "--sampler",
         "steps": "--steps",
         "guidance": "--guidance",
@@ -110,7 +110,7 @@ def sample_cmd(
     pipeline=PIPELINE,
     default_out="runs/image-eval",
     options={
-        "num_samples": "--num-samples",
+        "num_samples": ("--num-samples", "-n"),
         "sampler": "--sampler",
         "steps": "--steps",
         "guidance": "--guidance",
@@ -191,7 +191,7 @@ def edit_cmd(
         "alpha": "--alpha",
         "steps": "--steps",
         "lr": "--lr",
-        "num_samples": "--num-samples",
+        "num_samples": ("--num-samples", "-n"),
     },
 )
 def lora_cmd(config: ImageLoraConfig, out: Path, pipeline: object) -> None:
@@ -222,7 +222,7 @@ def lora_cmd(config: ImageLoraConfig, out: Path, pipeline: object) -> None:
         "lr": "--lr",
         "shapes_length": "--shapes-length",
         "cond_dropout": "--cond-dropout",
-        "num_samples": "--num-samples",
+        "num_samples": ("--num-samples", "-n"),
         "sampler": "--sampler",
         "sample_steps": "--sample-steps",
         "guidance": "--guidance",

@@ -3,7 +3,7 @@
 A command is a function of one dataclass configuration; :func:`config_command` gives it the options every
 ``diffuse`` command shares and builds the configuration in one order of precedence:
 
-    the dataclass defaults  <  the ``--config`` file (its ``[section]`` table, or top-level keys)
+    the dataclass defaults  <  the ``--config`` file (YAML or TOML, the command's settings as top-level keys)
                             <  ``--set key=value`` (dotted keys for nested settings, YAML values)
                             <  the named options (``--device``, ``--seed``, ``--out`` and the command's own)
 
@@ -20,7 +20,7 @@ A named option's help is the field's line of the dataclass docstring (``Attribut
 dataclass's own, so every default is stated once. Mistakes (a bad value, a missing file, an unknown key)
 print ``error: <message>`` on one line and exit with status 2.
 
-    @config_command(app, "train", TrainImageConfig, section="train", options=["train.steps", "data.path"])
+    @config_command(app, "train", ImageTrainConfig, options=["train.steps", "data.path"])
     def train_cmd(config: TrainImageConfig, out: Path) -> None:
         pipe = train(config)
         ...
@@ -171,8 +171,10 @@ def _get_nested(config: Any, key: str) -> Any:
     return config
 
 
-def _option_name(key: str, explicit: str | None) -> str:
-    return explicit or "--" + key.rpartition(".")[2].replace("_", "-")
+def _option_names(key: str, explicit: str | Sequence[str] | None) -> tuple[str, ...]:
+    if explicit is None:
+        return ("--" + key.rpartition(".")[2].replace("_", "-"),)
+    return (explicit,) if isinstance(explicit, str) else tuple(explicit)
 
 
 def _resolve_pipeline_class(spec: str | type) -> type:
@@ -186,7 +188,7 @@ def _resolve_pipeline_class(spec: str | type) -> type:
 class _Option:
     param: str  # python parameter name in the generated signature
     key: str  # dotted configuration key
-    flag: str  # command-line option name
+    flags: tuple[str, ...]  # command-line option names, the long one first
 
 
 def config_command(
@@ -195,7 +197,7 @@ def config_command(
     config_class: type,
     *,
     section: str | None = None,
-    options: Sequence[str] | Mapping[str, str] = (),
+    options: Sequence[str] | Mapping[str, str | Sequence[str]] = (),
     pipeline: str | type | None = None,
     default_out: str | None = None,
     help: str | None = None,
@@ -207,9 +209,11 @@ def config_command(
         name: the command (``"train"``, ``"sample"``, ``"evaluate"``, ...).
         config_class: the dataclass the command runs on; it must have ``device`` and ``seed`` fields, at the
             top level or under ``train``.
-        section: the table of a ``--config`` file to read (default: ``name``).
+        section: read this table of a ``--config`` file instead of its top level (default: the top level, so
+            that a file's ``[train]`` table is unambiguously the nested ``TrainConfig``).
         options: configuration keys offered as named options: ``["train.steps", "data.path"]`` gives
-            ``--steps`` and ``--path``; a mapping ``{"data.path": "--data"}`` names the option itself.
+            ``--steps`` and ``--path``; a mapping ``{"data.path": "--data"}`` names the option itself, and
+            ``{"num_samples": ("--num-samples", "-n")}`` adds a short alias.
         pipeline: for commands on a saved pipeline: its class (or ``"module:Class"``, imported when the
             command runs). Adds a required ``--pipeline DIR``; the function receives ``pipeline=`` loaded on
             the configuration's device.
@@ -220,7 +224,6 @@ def config_command(
     The decorated function is called as ``fn(config, out=Path, [pipeline=...], **its_own_options)``: any
     further parameters it declares (typer options or arguments) stay on the command line as written.
     """
-    section = section or name
     device_key = _find_key(config_class, "device")
     seed_key = _find_key(config_class, "seed")
     if device_key is None or seed_key is None:
@@ -239,7 +242,9 @@ def config_command(
     for key, flag in named:
         if not has_field(config_class, key):
             raise TypeError(f"options: {config_class.__name__} has no setting {key!r}")
-        shortcut.append(_Option(param=f"opt_{key.replace('.', '__')}", key=key, flag=_option_name(key, flag)))
+        shortcut.append(
+            _Option(param=f"opt_{key.replace('.', '__')}", key=key, flags=_option_names(key, flag))
+        )
 
     def decorate(fn: F) -> F:
         own = [
@@ -270,15 +275,23 @@ def config_command(
         for opt in shortcut:
             annotation = field_type(config_class, opt.key)
             cli_type = _cli_type(annotation)
-            flag = opt.flag if cli_type is not bool else f"{opt.flag}/--no-{opt.flag.removeprefix('--')}"
-            add(opt.param, cli_type | None, typer.Option(None, flag, help=option_help(config_class, opt.key)))
+            long, *short = opt.flags
+            flags = (long, *short) if cli_type is not bool else (f"{long}/--no-{long.removeprefix('--')}",)
+            add(
+                opt.param,
+                cli_type | None,
+                typer.Option(None, *flags, help=option_help(config_class, opt.key)),
+            )
         add(
             "opt_config",
             Path | None,
             typer.Option(
                 None,
                 "--config",
-                help=f"YAML or TOML file of settings: a '{section}' table, or top-level keys.",
+                help="YAML or TOML file of settings (this command's fields as top-level keys; nested "
+                "settings as tables, e.g. [train] for the optimisation)."
+                if section is None
+                else f"YAML or TOML file of settings: its '{section}' table.",
             ),
         )
         add(
