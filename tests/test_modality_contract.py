@@ -34,9 +34,6 @@ TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 PENDING_MODALITIES = {"image", "language", "protein"}
 PENDING_FILES = {
     "diffcore/bench.py",
-    "diffcore/manifolds/igso3.py",
-    "diffcore/training/checkpoint.py",
-    "diffcore/training/trainer.py",
 }
 
 
