@@ -242,6 +242,9 @@ class Trainer:
     def fit(self) -> TrainSummary:
         """Train up to ``config.steps`` optimizer steps; save the final checkpoint and models.
 
+        A run whose EMA still holds more than 5% of the weights training started from warns (a Python
+        warning and a ``warning`` in the last log record): its ``model_ema`` is mostly the initialisation.
+
         Raises:
             NonFiniteLossError: the loss became NaN/inf; the message names the first such step.
                 Checked at every log step, before every checkpoint and at the end, so no
@@ -569,6 +572,9 @@ class Trainer:
             )
 
     def _prepare_outputs(self) -> None:
+        # Every process has looked at output_dir (in __init__: a previous run? newer checkpoints?) before
+        # the main one writes into it, so all of them take the same decision.
+        self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             ckpt.remove_leftovers(self.checkpoint_dir)
