@@ -152,6 +152,9 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / CHECKPOINT_DIR
+        resume_path = self._resolve_resume(config.resume)  # before any set-up: these errors are cheap
+        if resume_path is None and config.resume is None:
+            self._refuse_previous_run()
         # A second Trainer in the same process (an autoencoder, then a diffusion model in bf16) must start
         # from clean accelerate settings; the distributed state (PartialState) is kept.
         _compat.reset_accelerate_state()
@@ -220,11 +223,8 @@ class Trainer:
         self._first_bad = torch.full((), -1, device=self.accelerator.device, dtype=torch.int64)
         self._last_record: dict[str, Any] = {}
         self._reset_window()
-        path = self._resolve_resume(config.resume)
-        if path is not None:
-            self._load(path)
-        elif config.resume is None:
-            self._refuse_previous_run()
+        if resume_path is not None:
+            self._load(resume_path)
         self._refuse_newer_checkpoints()
 
     # ------------------------------------------------------------------ public
