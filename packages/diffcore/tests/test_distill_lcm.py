@@ -67,6 +67,7 @@ def test_lcm_with_guidance_scale_input_generates_each_class_in_one_step(tmp_path
     obj = LatentConsistencyDistillation(
         param, teacher=teacher, uncond={"y": torch.tensor(4)}, guidance_range=(1.0, 3.0), num_points=12
     )
+    torch.manual_seed(0)  # the student's initialisation (the Trainer seeds no global RNG)
     net = MLPDenoiser(MLPDenoiserConfig(width=64, depth=2, num_classes=4, guidance_embedding=True))
     Trainer(
         net,

@@ -121,6 +121,26 @@ def test_table_cache_on_disk_and_in_memory(tmp_path):
     assert (np.diff(a.cdf, axis=1) >= 0).all() and np.allclose(a.cdf[:, -1], 1.0)
 
 
+def test_table_save_is_atomic_and_appends_npz_as_numpy_does(tmp_path, monkeypatch):
+    small = igso3.IGSO3Table.build(0.1, 1.5, 4, 32)
+    small.save(tmp_path / "table")
+    assert [p.name for p in tmp_path.iterdir()] == ["table.npz"]
+    before = (tmp_path / "table.npz").read_bytes()
+
+    def dies_half_way(file, **arrays):
+        with open(file, "wb") as f:
+            f.write(b"PK half a zip")
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(np, "savez", dies_half_way)
+    with pytest.raises(OSError, match="no space left"):
+        igso3.IGSO3Table.build(0.1, 1.5, 4, 64).save(tmp_path / "table.npz")
+    assert [p.name for p in tmp_path.iterdir()] == ["table.npz"]  # no temporary file left behind
+    assert (tmp_path / "table.npz").read_bytes() == before
+    monkeypatch.undo()
+    np.testing.assert_array_equal(igso3.IGSO3Table.load(tmp_path / "table.npz").cdf, small.cdf)
+
+
 def test_score_norm_matches_monte_carlo(table):
     v = igso3.sample(torch.full((20000,), 0.4), torch.Generator().manual_seed(3), table)
     mc = igso3.score_from_rotvec(v, 0.4).pow(2).sum(-1).mean().sqrt()

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 SCRIPT = """
+import os
 import sys
 
 import torch
@@ -36,12 +37,13 @@ def objective(model, batch, generator=None):
 out, resume = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else None)
 torch.manual_seed(0)
 model = nn.Sequential(nn.Linear(5, 32), nn.Dropout(0.1), nn.SiLU(), nn.Linear(32, 4))
+torch.manual_seed(100 + int(os.environ["RANK"]))  # dropout masks differ per process (the Trainer seeds no RNG)
 data = TensorDataset(torch.randn(60, 4, generator=torch.Generator().manual_seed(1)))
 config = TrainConfig(
     steps=12, lr=1e-2, grad_accum_steps=2, ema_decay=0.9, log_every=2, checkpoint_every=3, keep_last=10,
-    output_dir=out, progress_bar=False, tensorboard=False, seed=3,
+    output_dir=out, progress_bar=False, tensorboard=False, seed=3, resume=resume,
 )
-trainer = Trainer(model, objective, DataLoader(data, batch_size=4, shuffle=True), config, resume_from=resume)
+trainer = Trainer(model, objective, DataLoader(data, batch_size=4, shuffle=True), config)
 summary = trainer.fit()
 assert trainer.accelerator.num_processes == 2, trainer.accelerator.num_processes
 if trainer.accelerator.is_main_process:

@@ -3,7 +3,8 @@
 The training script below runs as a subprocess (to be killed) and in-process (for the reference
 and the resume). It exercises everything resume has to restore: shuffled data order and position
 inside an epoch, gradient accumulation with a short last window per epoch (7 micro-batches, 2 per
-step), dropout (global torch RNG), the objective's noise generator, AdamW state, cosine LR, EMA.
+step), dropout (the global torch RNG, which the script seeds; the Trainer does not), the objective's noise
+generator, AdamW state, cosine LR, EMA.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
+from diffcore.training._compat import reset_accelerate_state
 
 SCRIPT = """
 import sys
@@ -83,10 +84,10 @@ def main(output_dir, steps, resume=None, slow_after=None, checkpoint_every=5):
     config = TrainConfig(
         steps=steps, lr=3e-3, lr_schedule="cosine", warmup_steps=4, grad_accum_steps=2, max_grad_norm=1.0,
         ema_decay=0.9, ema_warmup_steps=2, log_every=3, checkpoint_every=checkpoint_every, keep_last=20,
-        output_dir=output_dir, seed=7, progress_bar=False, tensorboard=False,
+        output_dir=output_dir, seed=7, progress_bar=False, tensorboard=False, resume=resume,
     )
     callbacks = [Slow(slow_after)] if slow_after is not None else []
-    trainer = Trainer(model, objective, loader, config, callbacks=callbacks, resume_from=resume)
+    trainer = Trainer(model, objective, loader, config, callbacks=callbacks)
     return trainer, trainer.fit()
 
 
@@ -102,8 +103,7 @@ def _isolated_accelerate_and_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate_state(distributed=True)
 
 
 def load_script(folder: Path) -> ModuleType:
@@ -121,8 +121,7 @@ def load_script(folder: Path) -> ModuleType:
 def run_in_process(output_dir: Path, **kw: Any) -> tuple[Any, Any]:
     script = sys.modules.get("train_resume_script") or load_script(output_dir.parent)
     trainer, summary = script.main(str(output_dir), STEPS, **kw)
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate_state(distributed=True)
     return trainer, summary
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from diffcore.io import atomic_path
 from diffcore.manifolds import so3
 
 __all__ = [
@@ -237,8 +238,13 @@ class IGSO3Table:
         return out.reshape(sigma.shape)
 
     def save(self, path: str | Path) -> None:
-        """Write the table as ``.npz``."""
-        np.savez(path, sigmas=self.sigmas, omegas=self.omegas, cdf=self.cdf, score_norm=self.score_norm)
+        """Write the table as ``.npz`` (``.npz`` is appended to a name without it, as ``np.savez`` does),
+        atomically: a failed write leaves an existing file as it was."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        with atomic_path(path) as tmp:
+            np.savez(tmp, sigmas=self.sigmas, omegas=self.omegas, cdf=self.cdf, score_norm=self.score_norm)
 
     @classmethod
     def load(cls, path: str | Path) -> IGSO3Table:
@@ -277,10 +283,7 @@ def igso3_table(
     if path.is_file():
         return IGSO3Table.load(path)
     table = IGSO3Table.build(sigma_min, sigma_max, num_sigma, num_omega)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{np.random.default_rng().integers(1 << 30)}.tmp.npz")
-    table.save(tmp)
-    tmp.replace(path)
+    table.save(path)  # atomic: processes building the same table at once each replace it whole
     return table
 
 

@@ -9,11 +9,12 @@ A checkpoint is a folder ``<root>/checkpoint-<step:08d>/`` holding::
     trainer_state.json     step, data position, LR scheduler, loss scaler, the config that wrote it
     manifest.json          size and SHA-256 of every file above, written last
 
-Everything is first written into ``<root>/.staging-checkpoint-<step>/``, each file fsynced, then the
-folder is renamed into place (an atomic rename on a POSIX file system) and the parent folder
-fsynced. A process killed mid-write leaves only a staging folder, which is never read back; a
-checkpoint folder exists complete or not at all. On reading, the manifest is checked first, so a
-truncated or altered file is reported instead of half-loaded.
+Everything is first written into ``<root>/.staging-checkpoint-<step>/`` (each file through
+:mod:`diffcore.io`, then fsynced), then the folder is renamed into place (an atomic rename on a POSIX
+file system) and the parent folder fsynced. A process killed or an exception raised mid-write leaves
+only a staging folder, which is never read back; a checkpoint folder exists complete or not at all, and
+the previous checkpoints are untouched. On reading, the manifest is checked first, so a truncated or
+altered file is reported instead of half-loaded.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_model, save_file, save_model
 from torch import nn
+
+from diffcore.io import atomic_path, write_json
 
 MODEL_FILE = "model.safetensors"
 EMA_FILE = "ema.safetensors"
@@ -119,9 +122,8 @@ def staging_dir(root: Path, step: int) -> Path:
 def write_rng_state(folder: Path, rank: int) -> None:
     """Write this process's RNG states into ``folder`` (every process calls this)."""
     tensors, metadata = capture_rng_state()
-    save_file(
-        {k: v.contiguous().cpu() for k, v in tensors.items()}, str(folder / rng_file(rank)), metadata=metadata
-    )
+    with atomic_path(folder / rng_file(rank)) as tmp:
+        save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def write_main_state(
@@ -133,12 +135,14 @@ def write_main_state(
     trainer_state: dict[str, Any],
 ) -> None:
     """Write the model, EMA, optimizer and trainer state into ``folder`` (main process only)."""
-    save_model(model, str(folder / MODEL_FILE), metadata={"format": "pt"})
+    with atomic_path(folder / MODEL_FILE) as tmp:
+        save_model(model, str(tmp), metadata={"format": "pt"})
     if ema is not None:
-        save_model(ema, str(folder / EMA_FILE), metadata={"format": "pt"})
-    torch.save(optimizer.state_dict(), folder / OPTIMIZER_FILE)
-    state = {"format_version": FORMAT_VERSION, **trainer_state}
-    (folder / STATE_FILE).write_text(json.dumps(state, indent=2))
+        with atomic_path(folder / EMA_FILE) as tmp:
+            save_model(ema, str(tmp), metadata={"format": "pt"})
+    with atomic_path(folder / OPTIMIZER_FILE) as tmp:
+        torch.save(optimizer.state_dict(), tmp)
+    write_json({"format_version": FORMAT_VERSION, **trainer_state}, folder / STATE_FILE)
 
 
 def publish(staging: Path, final: Path, keep_last: int) -> Path:
@@ -149,7 +153,7 @@ def publish(staging: Path, final: Path, keep_last: int) -> Path:
     """
     files = sorted(p for p in staging.iterdir() if p.is_file())
     manifest = {"format_version": FORMAT_VERSION, "files": {p.name: _describe(p) for p in files}}
-    (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    write_json(manifest, staging / MANIFEST_FILE)
     for path in [*files, staging / MANIFEST_FILE]:
         _fsync_path(path)
     _fsync_path(staging)
@@ -176,11 +180,28 @@ def prune(root: Path, keep_last: int) -> None:
 
 
 def remove_leftovers(root: Path) -> None:
-    """Delete staging and trash folders that a killed run left under ``root``."""
+    """Delete staging and trash folders that a killed run left under ``root``.
+
+    A checkpoint that :func:`publish` moved aside and whose replacement never arrived (a kill between
+    the two renames) is moved back instead, if it is still complete.
+    """
     if root.is_dir():
         for child in root.iterdir():
-            if child.is_dir() and child.name.startswith((".staging-", ".trash-")):
+            if not (child.is_dir() and child.name.startswith((".staging-", ".trash-"))):
+                continue
+            original = root / child.name.removeprefix(".trash-")
+            if child.name.startswith(".trash-") and not original.exists() and _is_complete(child):
+                os.replace(child, original)
+            else:
                 remove_tree(child)
+
+
+def _is_complete(folder: Path) -> bool:
+    try:
+        verify(folder)
+    except (CheckpointError, OSError, ValueError):
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------- reading

@@ -8,6 +8,7 @@ EMA settings are all in the same unit.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,17 +43,33 @@ class TrainConfig:
         max_grad_norm: clip the global gradient 2-norm to this value; ``None`` disables clipping
             (the norm is still measured and logged).
         mixed_precision: ``"no"``, ``"bf16"`` (CPU or GPU) or ``"fp16"`` (GPU only, with a loss scaler).
-        ema_decay: decay of the exponential moving average of the weights; ``None`` disables EMA.
+        ema_decay: decay of the exponential moving average of the weights (the largest decay, with
+            ``ema_warmup``); ``None`` disables EMA.
+        ema_warmup: grow the EMA decay with the number of updates, ``min(ema_decay, (1 + n) / (10 + n))``
+            at the ``n``-th update (LDM's ``LitEma``; diffusers' ``EMAModel`` default), so the average
+            forgets the random initialisation within its first updates. ``False``: every update uses
+            ``ema_decay`` (then 300 updates at 0.999 still hold 74% of the initialisation; a run that ends
+            with more than 5% left warns).
         ema_warmup_steps: during the first ``ema_warmup_steps`` steps the EMA copies the weights
-            (decay 0), so it does not average in the random initialisation.
+            (decay 0); the ``ema_warmup`` count starts after them.
         ema_update_every: update the EMA every this many optimizer steps.
         log_every: write one JSONL / TensorBoard record every this many steps.
         checkpoint_every: write a resumable checkpoint every this many steps (``None``: only at the end).
         keep_last: keep this many most recent checkpoints (older ones are deleted).
         output_dir: where ``checkpoints/``, ``log.jsonl``, ``tensorboard/``, ``model/`` and
             ``model_ema/`` are written.
-        seed: seeds the model-independent randomness: data order, objective noise, global RNGs.
-        progress_bar: show a tqdm progress bar (main process only).
+        resume: ``None``: start a fresh run (refused when ``output_dir`` already holds a run's
+            checkpoints, log or models); ``"latest"``: continue from the newest complete checkpoint under
+            ``output_dir`` (an error when there is none); ``"auto"``: the newest if any, else fresh; or the
+            path of a ``checkpoint-<step>`` folder. From the command line: ``--set train.resume=latest``.
+        seed: seeds the data order (the shuffle of epoch ``e`` is drawn from ``seed + e``) and the
+            objective's ``generator`` (re-seeded from ``(seed, process index, micro-batch index)`` before
+            each micro-batch). The global RNGs are not seeded: what draws from them during training
+            (dropout, an objective that ignores its generator) follows the caller's RNG state, so seed it in
+            the script for a reproducible run (under several processes, seed each differently for
+            independent dropout masks). Checkpoints save those states and a resume restores them.
+        progress_bar: show progress on standard error (main process only): a bar with the loss, steps/s
+            and ETA on a terminal; a plain line every ``log_every`` steps when standard error is not one.
         tensorboard: log scalars to TensorBoard through accelerate's tracker.
         device: ``"auto"`` (a GPU when one is present, else the CPU), ``"cpu"`` (even when a GPU is present)
             or ``"cuda"`` (an error without one). Under ``accelerate launch`` each process takes its own GPU.
@@ -84,12 +101,14 @@ class TrainConfig:
     max_grad_norm: float | None = 1.0
     mixed_precision: MixedPrecision = "no"
     ema_decay: float | None = 0.9999
+    ema_warmup: bool = True
     ema_warmup_steps: int = 0
     ema_update_every: int = 1
     log_every: int = 50
     checkpoint_every: int | None = 1000
     keep_last: int = 3
     output_dir: str = "runs/train"
+    resume: str | None = None
     seed: int = 0
     progress_bar: bool = True
     tensorboard: bool = True
@@ -144,6 +163,14 @@ class TrainConfig:
             )
         if not self.output_dir:
             raise ValueError("output_dir: expected a folder path, got an empty string")
+        if not isinstance(self.ema_warmup, bool):
+            raise ValueError(f"ema_warmup: expected True or False, got {self.ema_warmup!r}")
+        if isinstance(self.resume, os.PathLike):
+            self.resume = os.fspath(self.resume)
+        if self.resume is not None and not (isinstance(self.resume, str) and self.resume):
+            raise ValueError(
+                f"resume: expected None, 'latest', 'auto' or a checkpoint folder, got {self.resume!r}"
+            )
 
 
 def _positive_int(name: str, value: object) -> None:

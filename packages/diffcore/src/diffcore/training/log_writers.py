@@ -1,4 +1,4 @@
-"""Where training records go: a JSONL file (one line per log step) and a tqdm progress bar.
+"""Where training records go: a JSONL file (one line per log step) and the progress on standard error.
 
 TensorBoard is written through accelerate's tracker by the Trainer itself.
 """
@@ -9,12 +9,14 @@ import json
 import math
 import os
 import statistics
+import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from tqdm.auto import tqdm
 
-from diffcore.pretrained import atomic_write_bytes
+from diffcore.io import write_text
 
 
 class JsonlLog:
@@ -52,7 +54,7 @@ class JsonlLog:
         if not self.path.is_file():
             return
         kept = [r for r in self.read() if r.get("step", 0) <= step]
-        atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+        write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 LOG_FILE = "log.jsonl"
@@ -80,23 +82,81 @@ def steady_samples_per_sec(output_dir: str | os.PathLike[str], after_step: int) 
 
 
 class ProgressBar:
-    """A tqdm bar over optimizer steps showing loss, learning rate and samples/s; silent when disabled."""
+    """Training progress on ``stream`` (standard error): loss, steps/s and ETA.
 
-    def __init__(self, total: int, initial: int, enabled: bool) -> None:
-        self._bar = tqdm(total=total, initial=initial, disable=not enabled, desc="train", dynamic_ncols=True)
+    On a terminal (or a Jupyter kernel) a tqdm bar; otherwise (a log file, a batch job) one plain line per
+    :meth:`show`, which the Trainer calls every ``log_every`` steps, so logs are not filled with bar redraws.
+    Nothing at all when ``enabled`` is false.
+
+    Args:
+        total: the run's last step.
+        initial: the step training starts from (after a resume); steps/s and ETA count from here.
+        enabled: show anything at all.
+        stream: where to write; default ``sys.stderr`` at construction.
+    """
+
+    def __init__(self, total: int, initial: int, enabled: bool, stream: TextIO | None = None) -> None:
+        self._stream = sys.stderr if stream is None else stream
+        self.interactive = enabled and is_interactive(self._stream)
+        self.plain = enabled and not self.interactive
+        self._total, self._initial, self._step = total, initial, initial
+        self._start = time.perf_counter()
+        self._bar = tqdm(
+            total=total,
+            initial=initial,
+            disable=not self.interactive,
+            desc="train",
+            unit=" steps",
+            file=self._stream,
+            dynamic_ncols=True,
+            bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}, ETA {remaining}, "
+            "{rate_fmt}{postfix}]",
+        )
 
     def advance(self) -> None:
         """One optimizer step done."""
+        self._step += 1
         self._bar.update(1)
 
     def show(self, record: dict[str, Any]) -> None:
-        """Show the latest log record's loss, learning rate and throughput."""
-        self._bar.set_postfix(
-            loss=f"{record['loss']:.4g}",
-            lr=f"{record['lr']:.3g}",
-            samples_s=f"{record['samples_per_sec']:.1f}",
+        """Show the latest log record's loss and learning rate (with steps/s and ETA)."""
+        if self.interactive:
+            self._bar.set_postfix(loss=f"{record['loss']:.4g}", lr=f"{record['lr']:.3g}")
+        elif self.plain:
+            self._stream.write(self.line(record) + "\n")
+            self._stream.flush()
+
+    def line(self, record: dict[str, Any]) -> str:
+        """The plain progress line for ``record``:
+        ``train step 40/100 (40%): loss 0.1234, lr 0.0001, 12.5 steps/s, ETA 0:00:04``."""
+        done = self._step - self._initial
+        rate = done / max(time.perf_counter() - self._start, 1e-9)
+        eta = format_seconds((self._total - self._step) / rate) if rate > 0 else "?"
+        return (
+            f"train step {self._step}/{self._total} ({100 * self._step / self._total:.0f}%): "
+            f"loss {record['loss']:.4g}, lr {record['lr']:.3g}, {rate:.3g} steps/s, ETA {eta}"
         )
 
     def close(self) -> None:
         """Close the bar."""
         self._bar.close()
+
+
+def is_interactive(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal or a Jupyter kernel's output (where a redrawn bar reads well)."""
+    if type(stream).__module__.startswith("ipykernel"):
+        return True
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if callable(isatty) else False
+    except (OSError, ValueError):  # a closed stream
+        return False
+
+
+def format_seconds(seconds: float) -> str:
+    """``3725.2`` -> ``"1:02:05"``."""
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(round(max(seconds, 0.0)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"

@@ -7,12 +7,13 @@ The Trainer does not know which objective it runs. An objective is a callable
 
 ``generator`` is a ``torch.Generator`` on the training device, re-seeded from
 ``(config.seed, process index, micro-batch index)`` before every call: an objective that draws its
-noise and times from it is reproducible and resumes exactly.
+noise and times from it is reproducible and resumes exactly. The Trainer never seeds the global RNGs;
+what draws from them (dropout) follows the caller's, and a checkpoint saves and a resume restores them.
 
 Example::
 
     trainer = Trainer(model, objective, loader, TrainConfig(steps=10_000, output_dir="runs/x"))
-    summary = trainer.fit()        # or Trainer(..., resume_from="latest").fit() after a crash
+    summary = trainer.fit()        # after a crash: TrainConfig(..., resume="latest")
 
 Run on several GPUs with ``accelerate launch --num_processes 2 train.py``; nothing else changes.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -30,13 +32,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration, skip_first_batches
-from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import KwargsHandler, TorchDynamoPlugin, broadcast, find_batch_size, set_seed
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import KwargsHandler, TorchDynamoPlugin, broadcast, find_batch_size
 from torch import nn
 from torch.utils.data import DataLoader
 
 from diffcore.pretrained import WEIGHTS_NAME, atomic_save_safetensors
+from diffcore.training import _compat
 from diffcore.training import checkpoint as ckpt
 from diffcore.training.callbacks import Callback
 from diffcore.training.config import TrainConfig
@@ -52,8 +54,22 @@ MODEL_DIR = "model"
 EMA_DIR = "model_ema"
 TENSORBOARD_DIR = "tensorboard"
 
+# What a run writes into its output_dir: a fresh run (config.resume=None) refuses a folder holding any of them.
+RUN_FILES = (CHECKPOINT_DIR, LOG_FILE, MODEL_DIR, EMA_DIR, TENSORBOARD_DIR)
+
 # Config fields whose change between a checkpoint and its resume breaks exact reproducibility.
-_RESUME_SENSITIVE = ("seed", "grad_accum_steps", "mixed_precision", "lr", "lr_schedule", "warmup_steps")
+_RESUME_SENSITIVE = (
+    "seed",
+    "grad_accum_steps",
+    "mixed_precision",
+    "lr",
+    "lr_schedule",
+    "warmup_steps",
+    "ema_decay",
+    "ema_warmup",
+    "ema_warmup_steps",
+    "ema_update_every",
+)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -104,12 +120,11 @@ class Trainer:
         optimizer: optional optimizer over ``model``'s parameters; default AdamW (fused on CUDA)
             from the config. Its ``lr`` is the peak of the schedule.
         callbacks: :class:`Callback` objects called at start, each step, each log, each checkpoint, end.
-        resume_from: ``None`` (fresh run), ``"latest"`` (the newest checkpoint under
-            ``output_dir/checkpoints``; an error if there is none), ``"auto"`` (the newest if any,
-            else fresh) or the path of a ``checkpoint-<step>`` folder.
+        resume_from: deprecated, set ``config.resume`` (same values); when given it replaces it.
         kwargs_handlers: extra accelerate handlers, e.g. ``DistributedDataParallelKwargs(find_unused_parameters=True)``.
 
-    Only one Trainer should train at a time in a process: accelerate's state is process-wide.
+    Whether the run starts fresh or continues a checkpoint is ``config.resume``. Only one Trainer should
+    train at a time in a process: accelerate's state is process-wide.
     """
 
     def __init__(
@@ -125,16 +140,24 @@ class Trainer:
         kwargs_handlers: Sequence[KwargsHandler] = (),
     ) -> None:
         _check_arguments(model, objective, train_loader, config)
+        if resume_from is not None:
+            warnings.warn(
+                "Trainer(resume_from=...) is deprecated; set TrainConfig.resume (--set train.resume=latest)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            config = dataclasses.replace(config, resume=os.fspath(resume_from))
         self.config = config
         self.objective = objective
         self.callbacks = list(callbacks)
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / CHECKPOINT_DIR
-        # accelerate keeps its mixed-precision and accumulation settings in process-wide singletons; a
-        # second Trainer in the same process (a pipeline that trains an autoencoder, then a diffusion model
-        # in bf16) must start from clean ones. The distributed state (PartialState) is kept.
-        AcceleratorState._reset_state(reset_partial_state=False)
-        GradientState._reset_state()
+        resume_path = self._resolve_resume(config.resume)  # before any set-up: these errors are cheap
+        if resume_path is None and config.resume is None:
+            self._refuse_previous_run()
+        # A second Trainer in the same process (an autoencoder, then a diffusion model in bf16) must start
+        # from clean accelerate settings; the distributed state (PartialState) is kept.
+        _compat.reset_accelerate_state()
         self.accelerator = Accelerator(
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.grad_accum_steps,
@@ -153,7 +176,6 @@ class Trainer:
             # None: accelerate's default plugin, which reads ACCELERATE_DYNAMO_* (accelerate launch / config).
             dynamo_plugin=TorchDynamoPlugin(backend="inductor") if config.compile else None,
         )
-        set_seed(config.seed, device_specific=True)
         model.to(self.accelerator.device)
         if optimizer is None:
             optimizer = _default_optimizer(model, config, self.accelerator.device)
@@ -170,7 +192,13 @@ class Trainer:
             model, optimizer, train_loader
         )
         self.ema = (
-            EMA(self.unwrapped_model, config.ema_decay, config.ema_warmup_steps, config.ema_update_every)
+            EMA(
+                self.unwrapped_model,
+                config.ema_decay,
+                config.ema_warmup_steps,
+                config.ema_update_every,
+                warmup=config.ema_warmup,
+            )
             if config.ema_decay is not None
             else None
         )
@@ -185,7 +213,7 @@ class Trainer:
         # Dynamo reads optimize_ddp when it compiles a frame, so the training step (where the model's
         # frames are compiled, and recompiled) runs under the configured value, and nothing else does.
         self._compile_settings = (
-            torch._dynamo.config.patch(optimize_ddp=config.compile_ddp_optimizer)
+            _compat.dynamo_optimize_ddp(config.compile_ddp_optimizer)
             if config.compile
             else contextlib.nullcontext()
         )
@@ -195,9 +223,8 @@ class Trainer:
         self._first_bad = torch.full((), -1, device=self.accelerator.device, dtype=torch.int64)
         self._last_record: dict[str, Any] = {}
         self._reset_window()
-        path = self._resolve_resume(resume_from)
-        if path is not None:
-            self._load(path)
+        if resume_path is not None:
+            self._load(resume_path)
         self._refuse_newer_checkpoints()
 
     # ------------------------------------------------------------------ public
@@ -215,6 +242,9 @@ class Trainer:
     def fit(self) -> TrainSummary:
         """Train up to ``config.steps`` optimizer steps; save the final checkpoint and models.
 
+        A run whose EMA still holds more than 5% of the weights training started from warns (a Python
+        warning and a ``warning`` in the last log record): its ``model_ema`` is mostly the initialisation.
+
         Raises:
             NonFiniteLossError: the loss became NaN/inf; the message names the first such step.
                 Checked at every log step, before every checkpoint and at the end, so no
@@ -222,7 +252,7 @@ class Trainer:
         """
         if self._fitted:
             raise RuntimeError(
-                "fit: this Trainer has already trained; build a new one (resume_from='latest')"
+                "fit: this Trainer has already trained; build a new one (TrainConfig.resume='latest')"
             )
         self._fitted = True
         self._prepare_outputs()
@@ -236,21 +266,16 @@ class Trainer:
             cb.on_train_start(self)
         stopped_by_time = False
         try:
-            while self.step < self.config.steps:
+            while self.step < self.config.steps and not stopped_by_time:
                 batch = next(batches)
                 samples += self._train_micro_batch(batch)
                 if self.accelerator.sync_gradients:
-                    self._after_optimizer_step(bar)
-                    if self.step < self.config.steps and self._out_of_time(start):
-                        stopped_by_time = True
-                        break
+                    stopped_by_time = self._after_optimizer_step(bar, start)
         finally:
             batches.close()
             # Leaving an epoch early does not unregister its loader from accelerate's gradient state.
             self._active_loader.end()
             bar.close()
-        if self._window["micro"] > 0:
-            self._write_log()
         self._check_finite()
         if self.last_checkpoint is None or self.last_checkpoint.name != ckpt.checkpoint_name(self.step):
             self.save_checkpoint()
@@ -340,20 +365,24 @@ class Trainer:
         self._accumulate_window(loss.detach(), extras, size)
         return size
 
-    def _after_optimizer_step(self, bar: ProgressBar) -> None:
+    def _after_optimizer_step(self, bar: ProgressBar, start: float) -> bool:
+        """EMA, hooks, log and checkpoint after an optimizer step; whether ``max_seconds`` ends the run here."""
         self.step += 1
         self._window["steps"] += 1
         if self.ema is not None and self.ema.due(self.step):
-            self.ema.update(self.unwrapped_model, self.step)
+            self.ema.update(self.unwrapped_model)
         bar.advance()
         for cb in self.callbacks:
             cb.on_step_end(self, self.step)
-        if self.step % self.config.log_every == 0 or self.step == self.config.steps:
-            record = self._write_log()
+        out_of_time = self.step < self.config.steps and self._out_of_time(start)
+        last = out_of_time or self.step == self.config.steps
+        if self.step % self.config.log_every == 0 or last:
+            record = self._write_log(last=last)
             bar.show(record)
         every = self.config.checkpoint_every
         if every is not None and self.step % every == 0:
             self.save_checkpoint()
+        return out_of_time
 
     def _batches(self) -> Iterator[Any]:
         """Micro-batches across epochs, starting at the saved data position; restores RNG after a resume.
@@ -367,8 +396,9 @@ class Trainer:
             self.train_loader.set_epoch(self.epoch)
             loader = self.train_loader
             if self.batches_in_epoch > 0:
-                loader = skip_first_batches(self.train_loader, self.batches_in_epoch)
-                _copy_non_blocking(self.train_loader, loader)
+                loader = _compat.skip_first_batches(
+                    self.accelerator, self.train_loader, self.batches_in_epoch
+                )
             self._active_loader = loader
             iterator = iter(loader)
             yielded = False
@@ -412,8 +442,9 @@ class Trainer:
             w["extras"][name] = w["extras"].get(name, 0.0) + _as_tensor(value, loss.device)
         w["micro"] += 1
 
-    def _write_log(self) -> dict[str, Any]:
-        """Reduce the window over processes, write one JSONL line and TensorBoard scalars."""
+    def _write_log(self, last: bool = False) -> dict[str, Any]:
+        """Reduce the window over processes, write one JSONL line and TensorBoard scalars. The ``last``
+        record of a run carries the EMA's warning, if any (:meth:`EMA.undertrained_warning`)."""
         self._check_finite()
         w = self._window
         names = sorted(w["extras"])
@@ -433,10 +464,16 @@ class Trainer:
             "samples_per_sec": samples / max(seconds, 1e-9),
             **dict(zip(names, values[2:])),
         }
+        warning = self.ema.undertrained_warning() if last and self.ema is not None else None
+        if warning is not None:
+            record["warning"] = warning
         if self.accelerator.is_main_process:
             self._log.write(record)
+            if warning is not None:
+                warnings.warn(warning, stacklevel=4)
         if self.config.tensorboard:
-            self.accelerator.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=self.step)
+            scalars = {f"train/{k}": v for k, v in record.items() if k not in ("step", "warning")}
+            self.accelerator.log(scalars, step=self.step)
         self._last_record = record
         self._reset_window()
         for cb in self.callbacks:
@@ -473,18 +510,28 @@ class Trainer:
             "config": dataclasses.asdict(self.config),
         }
 
-    def _resolve_resume(self, resume_from: str | Path | None) -> Path | None:
-        if resume_from is None:
+    def _resolve_resume(self, resume: str | None) -> Path | None:
+        """The checkpoint ``config.resume`` names, or ``None`` for a fresh run."""
+        if resume is None:
             return None
-        if resume_from in ("latest", "auto"):
+        if resume in ("latest", "auto"):
             latest = ckpt.latest_checkpoint(self.checkpoint_dir)
-            if latest is None and resume_from == "latest":
+            if latest is None and resume == "latest":
                 raise FileNotFoundError(
-                    f"resume_from='latest': no complete checkpoint under {self.checkpoint_dir} "
-                    "(use resume_from=None or 'auto' to start fresh)"
+                    f"resume: 'latest' found no complete checkpoint under {self.checkpoint_dir}; to start fresh "
+                    "choose another output_dir or delete this one (resume='auto' starts fresh when there is none)"
                 )
             return latest
-        return Path(resume_from)
+        return Path(resume)
+
+    def _refuse_previous_run(self) -> None:
+        """A fresh run must not mix its files with (or overwrite) a previous run's in ``output_dir``."""
+        found = [name for name in RUN_FILES if (self.output_dir / name).exists()]
+        if found:
+            raise ValueError(
+                f"output_dir: {self.output_dir} already holds a training run ({', '.join(found)}); continue it "
+                "with --set train.resume=latest (TrainConfig.resume='latest'), or choose another output_dir"
+            )
 
     def _load(self, path: Path) -> None:
         """Restore everything from checkpoint ``path``; raises before touching any file on disk."""
@@ -520,11 +567,14 @@ class Trainer:
         if newer:
             raise ValueError(
                 f"output_dir: {self.checkpoint_dir} already holds checkpoints after step {self.step} "
-                f"(steps {newer}); resume from the latest (resume_from='latest') or choose another output_dir, "
-                "so they are not overwritten"
+                f"(steps {newer}); resume from the latest (TrainConfig.resume='latest') or choose another "
+                "output_dir, so they are not overwritten"
             )
 
     def _prepare_outputs(self) -> None:
+        # Every process has looked at output_dir (in __init__: a previous run? newer checkpoints?) before
+        # the main one writes into it, so all of them take the same decision.
+        self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             ckpt.remove_leftovers(self.checkpoint_dir)
@@ -599,13 +649,6 @@ def _as_tensor(value: Any, device: torch.device) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value.detach().to(device=device, dtype=torch.float64).reshape(())
     return torch.tensor(float(value), device=device, dtype=torch.float64)
-
-
-def _copy_non_blocking(prepared: Any, rebuilt: Any) -> None:
-    """accelerate's ``skip_first_batches`` (1.15) rebuilds a prepared loader without its ``non_blocking``
-    copy setting, so a resumed epoch's remainder would copy each batch with a device sync; carry it over."""
-    if hasattr(prepared, "_non_blocking") and hasattr(rebuilt, "_non_blocking"):
-        rebuilt._non_blocking = prepared._non_blocking
 
 
 def _micro_seed(seed: int, rank: int, micro_step: int) -> int:
