@@ -49,6 +49,80 @@ from diffcore.pretrained import PretrainedModel
 POS_EMBEDS = ("sincos", "rope")
 
 
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """adaLN modulation ``x * (1 + scale) + shift`` (one ``addcmul``): ``x`` ``(B, N, D)``, ``shift`` and
+    ``scale`` ``(B, 1, D)``."""
+    return torch.addcmul(shift, x, scale + 1)
+
+
+class Mlp(nn.Module):
+    """Transformer feed-forward ``Linear -> GELU(tanh) -> Linear``: ``(B, N, D)`` -> ``(B, N, D)``."""
+
+    def __init__(self, dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class DiTBlock(nn.Module):
+    """adaLN-Zero transformer block (Peebles & Xie 2023, Sec. 3.2 and Fig. 3).
+
+    ``x``: ``(B, N, D)`` tokens; ``c``: ``(B, D)`` conditioning already passed through SiLU; ``rope``: optional
+    ``(cos, sin)``. The conditioning regresses a shift, scale and gate for each branch; each branch sees the
+    modulated LayerNorm of ``x`` and adds its output back scaled by its gate (zero at initialisation).
+    """
+
+    attention_class: type[Attention] = Attention
+    mlp_class: type[Mlp] = Mlp
+
+    def __init__(
+        self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, qk_norm: bool = False
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.attn = self.attention_class(hidden_size, num_heads, qkv_bias=True, qk_norm=qk_norm)
+        self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.mlp = self.mlp_class(hidden_size, int(hidden_size * mlp_ratio))
+        self.modulation = nn.Linear(hidden_size, 6 * hidden_size)
+
+    def forward(self, x: Tensor, c: Tensor, rope: Rope | None = None) -> Tensor:
+        mod = self.modulation(c)[:, None]  # (B, 1, 6D): per-sample shift, scale, gate of both branches
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.chunk(6, dim=-1)
+        x = x + gate_msa * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope=rope)
+        x = x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        return x
+
+
+class FinalLayer(nn.Module):
+    """adaLN-modulated LayerNorm and a linear map to ``prod(patch) * out_channels`` per token.
+
+    ``x``: ``(B, N, D)``; ``c``: ``(B, D)`` after SiLU -> ``(B, N, prod(patch) * out_channels)``.
+    """
+
+    def __init__(self, hidden_size: int, patch_volume: int, out_channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(hidden_size, patch_volume * out_channels)
+        self.modulation = nn.Linear(hidden_size, 2 * hidden_size)
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        shift, scale = self.modulation(c)[:, None].chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+def dit_layers(fused_kernels: bool) -> tuple[type[DiTBlock], type[FinalLayer]]:
+    """The block and final-layer classes of a DiT: the plain ones above, or with ``fused_kernels`` their fused
+    forms (:mod:`diffcore.nn.dit_fused`; subclasses with the same parameters)."""
+    if not fused_kernels:
+        return DiTBlock, FinalLayer
+    from diffcore.nn.dit_fused import FusedDiTBlock, FusedFinalLayer  # (that module imports this one)
+
+    return FusedDiTBlock, FusedFinalLayer
+
+
 def patch_geometry(
     input_size: Sequence[int], patch_size: Sequence[int] | int
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -129,24 +203,6 @@ def check_guidance_input(w: Tensor | None, embedder: GuidanceEmbedder | None, ba
         raise ValueError(f"w: expected a real tensor of shape ({batch},) of guidance scales, got {shape}")
 
 
-def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    """adaLN modulation ``x * (1 + scale) + shift`` (one ``addcmul``): ``x`` ``(B, N, D)``, ``shift`` and
-    ``scale`` ``(B, 1, D)``."""
-    return torch.addcmul(shift, x, scale + 1)
-
-
-class Mlp(nn.Module):
-    """Transformer feed-forward ``Linear -> GELU(tanh) -> Linear``: ``(B, N, D)`` -> ``(B, N, D)``."""
-
-    def __init__(self, dim: int, hidden_dim: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.fc2 = nn.Linear(hidden_dim, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
-
-
 @dataclass
 class DiTConfig:
     """DiT hyper-parameters. ``input_size``/``patch_size`` have one entry per spatial axis (1-3).
@@ -220,62 +276,6 @@ def init_adaln_zero(model: nn.Module, zeroed: list[nn.Linear]) -> None:
         nn.init.zeros_(layer.bias)
 
 
-class DiTBlock(nn.Module):
-    """adaLN-Zero transformer block (Peebles & Xie 2023, Sec. 3.2 and Fig. 3).
-
-    ``x``: ``(B, N, D)`` tokens; ``c``: ``(B, D)`` conditioning already passed through SiLU; ``rope``: optional
-    ``(cos, sin)``. The conditioning regresses a shift, scale and gate for each branch; each branch sees the
-    modulated LayerNorm of ``x`` and adds its output back scaled by its gate (zero at initialisation).
-    """
-
-    attention_class: type[Attention] = Attention
-    mlp_class: type[Mlp] = Mlp
-
-    def __init__(
-        self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, qk_norm: bool = False
-    ) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.attn = self.attention_class(hidden_size, num_heads, qkv_bias=True, qk_norm=qk_norm)
-        self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.mlp = self.mlp_class(hidden_size, int(hidden_size * mlp_ratio))
-        self.modulation = nn.Linear(hidden_size, 6 * hidden_size)
-
-    def forward(self, x: Tensor, c: Tensor, rope: Rope | None = None) -> Tensor:
-        mod = self.modulation(c)[:, None]  # (B, 1, 6D): per-sample shift, scale, gate of both branches
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.chunk(6, dim=-1)
-        x = x + gate_msa * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope=rope)
-        x = x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
-        return x
-
-
-class FinalLayer(nn.Module):
-    """adaLN-modulated LayerNorm and a linear map to ``prod(patch) * out_channels`` per token.
-
-    ``x``: ``(B, N, D)``; ``c``: ``(B, D)`` after SiLU -> ``(B, N, prod(patch) * out_channels)``.
-    """
-
-    def __init__(self, hidden_size: int, patch_volume: int, out_channels: int) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.linear = nn.Linear(hidden_size, patch_volume * out_channels)
-        self.modulation = nn.Linear(hidden_size, 2 * hidden_size)
-
-    def forward(self, x: Tensor, c: Tensor) -> Tensor:
-        shift, scale = self.modulation(c)[:, None].chunk(2, dim=-1)
-        return self.linear(modulate(self.norm(x), shift, scale))
-
-
-def dit_layers(fused_kernels: bool) -> tuple[type[DiTBlock], type[FinalLayer]]:
-    """The block and final-layer classes of a DiT: the plain ones above, or with ``fused_kernels`` their fused
-    forms (:mod:`diffcore.nn.dit_fused`; subclasses with the same parameters)."""
-    if not fused_kernels:
-        return DiTBlock, FinalLayer
-    from diffcore.nn.dit_fused import FusedDiTBlock, FusedFinalLayer  # (that module imports this one)
-
-    return FusedDiTBlock, FusedFinalLayer
-
-
 class DiT(PretrainedModel):
     """Diffusion Transformer (Peebles & Xie 2023) over 1D, 2D or 3D inputs.
 
@@ -305,7 +305,7 @@ class DiT(PretrainedModel):
         )
         self.final_layer = final_layer(d, math.prod(config.patch_size), config.out_channels)
         self.gradient_checkpointing = config.gradient_checkpointing
-        self._fused_forward: Callable[..., Tensor] | None = None
+        self._fused_forward: Callable[..., Tensor] | None = None  # what chains the fused layers
         if config.fused_kernels:
             from diffcore.nn.dit_fused import forward_fused
 
@@ -355,11 +355,10 @@ class DiT(PretrainedModel):
             h = self._fused_forward(self, h, c, rope, control)
         else:
             for i, block in enumerate(self.blocks):
-                h = (
-                    checkpoint(block, h, c, rope, use_reentrant=False)
-                    if self.checkpointing
-                    else block(h, c, rope)
-                )
+                if self.checkpointing:
+                    h = checkpoint(block, h, c, rope, use_reentrant=False)
+                else:
+                    h = block(h, c, rope)
                 if control is not None and i < len(control):
                     h = h + control[i]
             h = self.final_layer(h, c)
