@@ -52,7 +52,8 @@ def fused_and_plain(cfg: DiTConfig, dtype: torch.dtype = torch.float32) -> tuple
 
 
 def rel_err(a: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((a.float() - ref.float()).abs().max() / ref.float().abs().max())
+    a, ref = a.detach().float(), ref.detach().float()
+    return float((a - ref).abs().max() / ref.abs().max())
 
 
 @contextlib.contextmanager
@@ -161,7 +162,8 @@ def test_fused_dit_with_triton_kernels_in_the_interpreter(triton_interpreter) ->
         from diffcore.nn.dit import DiT, DiTConfig
         from torch._dynamo.backends.registry import lookup_backend
 
-        assert triton_runs_on(torch.zeros(1))  # the interpreter runs the kernels on CPU tensors
+        assert triton_runs_on(torch.zeros(1))  # the interpreter runs the kernels on float32 CPU tensors ...
+        assert not triton_runs_on(torch.zeros(1, dtype=torch.bfloat16))  # ... (numpy has no bfloat16)
         adaln._define_ops(); attention._define_ops()
         counts = {"adaln_forward": 0, "qkv_attention": 0}
         for name in counts:
@@ -218,14 +220,17 @@ def test_fused_dit_with_triton_kernels_in_the_interpreter(triton_interpreter) ->
 def test_fused_dit_matches_the_plain_dit_on_gpu(dtype: torch.dtype) -> None:
     """Outputs and all gradients, eager and compiled (``fullgraph``), with every kernel counted.
 
-    Tolerances (largest error over the largest reference value): float32 1e-2, because Triton's ``tl.dot`` rounds
-    float32 attention inputs to TF32 (10-bit mantissa, unit roundoff 4.9e-4, compounded through q k^T, softmax
-    and P V and their backward) while SDPA computes in float32; bfloat16 3e-2, as before this split: both forms
-    round to bfloat16 (unit roundoff 3.9e-3) at different points (the kernels keep adaLN in float32 and round
-    once; the plain block rounds ``gate * y`` and then the sum). A wrong residual, gate or modulation is O(1).
+    Tolerances (largest error over the largest reference value). float32: 2e-3. Triton's ``tl.dot`` rounds the
+    float32 attention operands to TF32 (10-bit mantissa, unit roundoff 4.9e-4) in the forward and backward, while
+    SDPA and the linears compute in float32; emulating that rounding on the CPU for this model and these weights
+    gives 3.4e-5 (outputs and every gradient), and the adaLN kernel's float32 reductions add ~1e-6. bfloat16: 3e-2,
+    as before the split: both forms round to bfloat16 (unit roundoff 3.9e-3) at different points (the kernels keep
+    each adaLN step in float32 and round once; the plain block rounds ``gate * y`` and then the sum); the same
+    structural difference measured on the CPU under bf16 autocast is 8e-3. A wrong residual, gate or modulation
+    is an O(1) error.
     """
     torch._dynamo.reset()
-    cfg = dit_config("S", 2, depth=2, hidden_size=128, num_heads=2, input_size=(16, 16), num_classes=10)
+    cfg = dit_config("S", 2, depth=2, hidden_size=128, num_heads=4, input_size=(16, 16), num_classes=10)
     fused, plain = (m.cuda() for m in fused_and_plain(cfg))
     g = torch.Generator("cuda").manual_seed(0)
     x = torch.randn(4, 4, 16, 16, device="cuda", generator=g)
@@ -242,7 +247,7 @@ def test_fused_dit_matches_the_plain_dit_on_gpu(dtype: torch.dtype) -> None:
     # 2 adaLN steps a block + the final layer's; Triton attention a block; cuBLASLt's MLP in bf16 only.
     assert counts == {"adaln_forward": 5, "qkv_attention": 2, "gelu_mlp": 2 if dtype == torch.bfloat16 else 0}
     want = run(plain, list(plain.parameters()))
-    tol = 1e-2 if dtype == torch.float32 else 3e-2
+    tol = 2e-3 if dtype == torch.float32 else 3e-2
     for a, r in zip(got, want, strict=True):
         assert a.shape == r.shape and rel_err(a, r) < tol
     compiled = torch.compile(fused, fullgraph=True)

@@ -16,8 +16,8 @@ cannot run (CPU, no Triton, no cuBLASLt, unsupported dtype) and which the tests 
 - :mod:`~diffcore.kernels.cuda_graphs`: :class:`GraphedCall`, a module's training forward and backward
   replayed from CUDA graphs.
 
-:func:`triton_runs_on` says whether the Triton kernels run on a tensor (CUDA and Triton installed, or the
-CPU under Triton's interpreter, ``TRITON_INTERPRET=1``, which the tests use).
+:func:`triton_runs_on` says whether the Triton kernels run on a tensor (CUDA and Triton installed, or float32
+on the CPU under Triton's interpreter, ``TRITON_INTERPRET=1``, which the tests use).
 """
 
 from diffcore.kernels._triton import triton_runs_on
