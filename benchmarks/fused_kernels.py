@@ -1,7 +1,7 @@
 """diffcore's fused kernels against torch.compile's fusion of the same ops, at DiT-XL/2 training shapes.
 
-adaLN (``diffcore.nn.fused_adaln``): one adaLN step (``x' = x + gate * y``, ``h = LayerNorm(x') * (1 + scale) + shift``; see
-``diffcore.nn.fused_adaln``) forward and backward in bf16 on ``(B, N, D)`` tokens, timed three ways:
+adaLN (``diffcore.kernels.adaln``): one adaLN step (``x' = x + gate * y``, ``h = LayerNorm(x') * (1 + scale) + shift``; see
+``diffcore.kernels.adaln``) forward and backward in bf16 on ``(B, N, D)`` tokens, timed three ways:
 diffcore's Triton kernels, ``torch.compile`` of the plain ops (what a compiled model gets without
 them), and the plain ops eagerly. Times are the GPU kernels' own (``torch.profiler``), not wall time:
 inside a compiled model the host runs ahead, so launch overhead does not count there. The bytes each must move (bf16 tensors of B x N x D elements: forward
@@ -9,11 +9,11 @@ reads x, y and writes x', h; backward reads dh, dx', x', y and writes dx, dy) ov
 achieved bandwidth, to compare with the card's copy bandwidth measured in the same run. Also checks the
 Triton result against a float32 reference.
 
-MLP (``diffcore.nn.fused_mlp``): ``fc2(gelu_tanh(fc1(x)))`` forward and backward under bf16 autocast with
+MLP (``diffcore.kernels.mlp``): ``fc2(gelu_tanh(fc1(x)))`` forward and backward under bf16 autocast with
 float32 weights, cuBLASLt's GELU epilogues against torch.compile of the plain module, eager, with the
 same float32 check.
 
-Attention (``diffcore.nn.fused_attention``): self-attention from the (B, N, 3, H, Dh) q/k/v projection
+Attention (``diffcore.kernels.attention``): self-attention from the (B, N, 3, H, Dh) q/k/v projection
 (XL/2: 16 heads of 72), the Triton kernels against SDPA's cuDNN and flash backends on the q/k/v views, in
 bf16, with the same float32 check.
 
@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffcore.nn.fused_adaln import adaln_modulate, adaln_reference
-from diffcore.nn.fused_attention import qkv_attention, qkv_attention_reference
-from diffcore.nn.fused_mlp import gelu_mlp, gelu_mlp_reference
+from diffcore.kernels.adaln import adaln_modulate, adaln_reference
+from diffcore.kernels.attention import qkv_attention, qkv_attention_reference
+from diffcore.kernels.mlp import gelu_mlp, gelu_mlp_reference
 from torch import Tensor, nn
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -1,7 +1,12 @@
-"""Fixtures shared by the diffcore sampler tests (``test_samplers_dpm.py``, ``test_samplers_unipc.py``)."""
+"""Fixtures shared by the diffcore sampler tests (``test_samplers_dpm.py``, ``test_samplers_unipc.py``) and the
+kernel tests (``test_kernels.py``, ``test_dit_fused.py``)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -50,3 +55,19 @@ def run() -> Callable[..., Tensor]:
 def lambda_grid() -> Callable[..., Tensor]:
     """:func:`half_log_snr_grid`: ``lambda_grid(schedule, t0, t1, n, warm=False)``."""
     return half_log_snr_grid
+
+
+def run_in_triton_interpreter(script: str) -> None:
+    """Run the Python ``script`` in a subprocess under Triton's CPU interpreter (``TRITON_INTERPRET=1``, which
+    must be set before Triton is imported); it must print ``ok`` last. Fails with the end of its stderr."""
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def triton_interpreter() -> Callable[[str], None]:
+    """:func:`run_in_triton_interpreter`: ``triton_interpreter(script)``."""
+    return run_in_triton_interpreter

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffcore.nn import GraphedCall
+from diffcore.kernels import GraphedCall
 from torch import nn
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+def cuda(test):
+    """A GPU test: marked ``gpu`` and skipped without CUDA."""
+    return pytest.mark.gpu(
+        pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")(test)
+    )
 
 
 def _net() -> nn.Module:

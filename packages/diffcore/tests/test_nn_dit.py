@@ -179,10 +179,12 @@ def test_bf16_forward_runs_and_tracks_float32():
     assert (out.float() - ref).abs().max() < 0.05 * ref.abs().max()
 
 
-def test_forward_and_backward_trace_as_one_graph():
-    """fullgraph=True fails on any graph break; aot_eager also traces the backward without codegen."""
+@pytest.mark.parametrize("fused_kernels", [False, True], ids=["plain", "fused-config-on-cpu"])
+def test_forward_and_backward_trace_as_one_graph(fused_kernels):
+    """fullgraph=True fails on any graph break; aot_eager also traces the backward without codegen. On the CPU
+    a fused-kernel config runs the plain blocks, and traces as well."""
     torch._dynamo.reset()
-    model = randomize(DiT(tiny_config(depth=1, pos_embed="rope", qk_norm=True)))
+    model = randomize(DiT(tiny_config(depth=1, pos_embed="rope", qk_norm=True, fused_kernels=fused_kernels)))
     compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
     x, t, y = torch.randn(2, 3, 8, 8), torch.rand(2), torch.tensor([0, 3])
     out = compiled(x, t, y)
@@ -194,7 +196,7 @@ def test_forward_and_backward_trace_as_one_graph():
 @pytest.mark.slow
 def test_torch_compile_inductor_fullgraph_matches_eager():
     torch._dynamo.reset()
-    model = randomize(DiT(tiny_config(depth=1))).eval()
+    model = randomize(DiT(tiny_config(depth=1, fused_kernels=False))).eval()  # the paper's DiTBlock
     compiled = torch.compile(model, fullgraph=True)
     x, t, y = torch.randn(2, 3, 8, 8), torch.rand(2), torch.tensor([0, 3])
     with torch.no_grad():

@@ -51,6 +51,14 @@ MOVED: dict[str, str] = {
     "diffcore.train.callbacks": "diffcore.training.callbacks",
     "diffcore.train.log_writers": "diffcore.training.log_writers",
     "diffcore.train.lr_schedules": "diffcore.training.lr_schedules",
+    # The CUDA-specific code left diffcore.nn for diffcore.kernels (ops only; nn builds on them).
+    "diffcore.nn.fused_adaln": "diffcore.kernels.adaln",
+    "diffcore.nn.fused_attention": "diffcore.kernels.attention",
+    "diffcore.nn._attention_kernels": "diffcore.kernels._attention_triton",
+    "diffcore.nn.fused_mlp": "diffcore.kernels.mlp",
+    "diffcore.nn.cublaslt": "diffcore.kernels.cublaslt",
+    "diffcore.nn._custom_ops": "diffcore.kernels._custom_ops",
+    "diffcore.nn.cuda_graphs": "diffcore.kernels.cuda_graphs",
 }
 
 # old top-level attribute (``diffcore.schedules`` after ``import diffcore``) -> new module path

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from diffcore.nn.cuda_graphs import GraphedCall
+from diffcore.kernels import GraphedCall
 from torch import Tensor, nn
 
 from diff_protein.diffusion.base import (
@@ -45,7 +45,7 @@ class BackboneObjectiveConfig:
     high-noise steps where the topology is chosen); ``self_cond_prob``; ``motif_prob``: fraction of examples
     trained as motif scaffolding; ``rot_weight``/``trans_weight``: loss weights; ``aux``: auxiliary losses;
     ``cuda_graphs``: on CUDA, replay the denoiser's forward and backward from CUDA graphs
-    (:class:`diffcore.nn.GraphedCall`; batches must then share one shape: ``collate_frames(pad_to=...)``
+    (:class:`diffcore.kernels.GraphedCall`; batches must then share one shape: ``collate_frames(pad_to=...)``
     and whole batches only), which removes most of a step's kernel-launch overhead."""
 
     min_t: float = 0.01

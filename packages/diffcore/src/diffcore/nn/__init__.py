@@ -2,8 +2,11 @@
 """Neural-network backbones and layers: embeddings, attention, DiT, MMDiT, text encoders, cost counting.
 
 Every backbone meets the network contract ``net(x_t, t, **cond) -> tensor shaped like x_t`` with
-``t`` of shape ``(B,)`` in [0, 1] (0 = data, 1 = noise).
+``t`` of shape ``(B,)`` in [0, 1] (0 = data, 1 = noise). The modules read as their papers write them;
+DiT's fast form on CUDA (``DiTConfig.fused_kernels``) is ``dit_fused.py``, built on :mod:`diffcore.kernels`.
 """
+
+from typing import Any
 
 from diffcore.nn.attention import Attention, CrossAttention, QKVProjection, attend
 from diffcore.nn.controlnet import (
@@ -17,7 +20,6 @@ from diffcore.nn.controlnet import (
     UNetControlNet,
     UNetControlNetConfig,
 )
-from diffcore.nn.cuda_graphs import GraphedCall
 from diffcore.nn.dit import (
     DiT,
     DiT_B_2,
@@ -34,8 +36,12 @@ from diffcore.nn.dit import (
     DiT_XL_8,
     DiTBlock,
     DiTConfig,
+    FinalLayer,
+    Mlp,
     dit_config,
+    modulate,
 )
+from diffcore.nn.dit_fused import FusedAttention, FusedDiTBlock, FusedFinalLayer, FusedMlp
 from diffcore.nn.embeddings import (
     LabelEmbedder,
     PatchEmbed,
@@ -71,3 +77,14 @@ from diffcore.nn.unet import (
     sd15_unet_config,
     sdxl_unet_config,
 )
+
+
+def __getattr__(name: str) -> Any:
+    """``diffcore.nn.GraphedCall``, which moved to :mod:`diffcore.kernels` in 0.2, with a deprecation warning."""
+    if name != "GraphedCall":
+        raise AttributeError(f"module 'diffcore.nn' has no attribute {name!r}")
+    from diffcore import _moved
+    from diffcore.kernels import GraphedCall
+
+    _moved.warn_moved("diffcore.nn.GraphedCall", "diffcore.kernels.GraphedCall")
+    return GraphedCall

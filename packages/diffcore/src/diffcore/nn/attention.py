@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from diffcore.nn.embeddings import apply_rope
-from diffcore.nn.fused_attention import qkv_attention
 
 Rope = tuple[Tensor, Tensor]
 
@@ -89,29 +88,17 @@ class QKVProjection(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention: ``(B, N, D)`` -> ``(B, N, D)``.
 
-    ``fused_kernels``: without mask, RoPE or QK-norm, attend straight from the fused q/k/v projection with
-    :func:`~diffcore.nn.fused_attention.qkv_attention` (Triton on CUDA; SDPA elsewhere).
+    (DiT's fused form, attending straight from the q/k/v projection in Triton, is
+    :class:`diffcore.nn.dit_fused.FusedAttention`.)
     """
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        qkv_bias: bool = True,
-        qk_norm: bool = False,
-        fused_kernels: bool = False,
-    ) -> None:
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, qk_norm: bool = False) -> None:
         super().__init__()
         self.qkv = QKVProjection(dim, num_heads, bias=qkv_bias, qk_norm=qk_norm)
         self.proj = nn.Linear(dim, dim)
-        self.fused_kernels = fused_kernels and not qk_norm
 
     def forward(self, x: Tensor, mask: Tensor | None = None, rope: Rope | None = None) -> Tensor:
         """``x``: ``(B, N, D)``; ``mask``: optional ``(B, N)`` bool key-padding mask; ``rope``: (cos, sin)."""
-        if self.fused_kernels and mask is None and rope is None:
-            b, n, _ = x.shape
-            qkv = self.qkv.qkv(x).view(b, n, 3, self.qkv.num_heads, self.qkv.head_dim)
-            return self.proj(qkv_attention(qkv))
         return self.proj(attend(*self.qkv(x, rope), mask))
 
 

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from diffcore.nn.dit import DiT, DiTBlock, DiTConfig
+from diffcore.nn.dit import DiT, DiTConfig, dit_layers
 from diffcore.nn.embeddings import (
     LabelEmbedder,
     PatchEmbed,
@@ -278,9 +278,9 @@ class DiTControlNet(PretrainedModel):
         self.y_embedder = LabelEmbedder(d_cfg.num_classes, d) if d_cfg.num_classes > 0 else None
         self.rope = RotaryEmbedding(d // d_cfg.num_heads, ndim, d_cfg.rope_theta)
         self.register_buffer("pos_embed", sincos_pos_embed(d, d_cfg.grid_size)[None], persistent=False)
+        block, _ = dit_layers(d_cfg.fused_kernels)  # the base's block, plain or fused
         self.blocks = nn.ModuleList(
-            DiTBlock(d, d_cfg.num_heads, d_cfg.mlp_ratio, d_cfg.qk_norm, d_cfg.fused_kernels)
-            for _ in range(config.num_blocks or 1)
+            block(d, d_cfg.num_heads, d_cfg.mlp_ratio, d_cfg.qk_norm) for _ in range(config.num_blocks or 1)
         )
         hint_out = config.hint_channels[-1]
         self.cond_encoder = ConditionEncoder(

@@ -14,12 +14,17 @@ FLUX's guidance-distilled models.
 Every adaLN modulation and the final projection start at zero, so a fresh model outputs exactly zero
 and each block starts as the identity ("adaLN-Zero", Sec. 3.2). The forward pass has no
 data-dependent Python control flow and compiles with ``torch.compile(fullgraph=True)``.
+
+This file is the model as the paper writes it. ``DiTConfig.fused_kernels`` builds the blocks and the final
+layer in their fast form instead (:mod:`diffcore.nn.dit_fused`: the same parameters and state-dict keys,
+the same math through :mod:`diffcore.kernels` on CUDA); where the kernels cannot run, the model runs the
+plain forward of this file.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from diffcore.kernels import triton_runs_on
 from diffcore.nn.attention import Attention, Rope
 from diffcore.nn.embeddings import (
     LabelEmbedder,
@@ -38,13 +44,83 @@ from diffcore.nn.embeddings import (
     sincos_pos_embed,
     unpatchify,
 )
-from diffcore.nn.fused_adaln import adaln_modulate
-from diffcore.nn.fused_adaln import modulate as modulate  # re-exported: MMDiT and diff-protein use it
-from diffcore.nn.fused_mlp import gelu_mlp
 from diffcore.pretrained import PretrainedModel
 
 POS_EMBEDS = ("sincos", "rope")
-Pending = tuple[Tensor, Tensor]  # a gated residual ``(y, gate)`` still to be added: ``x + gate * y``
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """adaLN modulation ``x * (1 + scale) + shift`` (one ``addcmul``): ``x`` ``(B, N, D)``, ``shift`` and
+    ``scale`` ``(B, 1, D)``."""
+    return torch.addcmul(shift, x, scale + 1)
+
+
+class Mlp(nn.Module):
+    """Transformer feed-forward ``Linear -> GELU(tanh) -> Linear``: ``(B, N, D)`` -> ``(B, N, D)``."""
+
+    def __init__(self, dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class DiTBlock(nn.Module):
+    """adaLN-Zero transformer block (Peebles & Xie 2023, Sec. 3.2 and Fig. 3).
+
+    ``x``: ``(B, N, D)`` tokens; ``c``: ``(B, D)`` conditioning already passed through SiLU; ``rope``: optional
+    ``(cos, sin)``. The conditioning regresses a shift, scale and gate for each branch; each branch sees the
+    modulated LayerNorm of ``x`` and adds its output back scaled by its gate (zero at initialisation).
+    """
+
+    attention_class: type[Attention] = Attention
+    mlp_class: type[Mlp] = Mlp
+
+    def __init__(
+        self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, qk_norm: bool = False
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.attn = self.attention_class(hidden_size, num_heads, qkv_bias=True, qk_norm=qk_norm)
+        self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.mlp = self.mlp_class(hidden_size, int(hidden_size * mlp_ratio))
+        self.modulation = nn.Linear(hidden_size, 6 * hidden_size)
+
+    def forward(self, x: Tensor, c: Tensor, rope: Rope | None = None) -> Tensor:
+        mod = self.modulation(c)[:, None]  # (B, 1, 6D): per-sample shift, scale, gate of both branches
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.chunk(6, dim=-1)
+        x = x + gate_msa * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope=rope)
+        x = x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        return x
+
+
+class FinalLayer(nn.Module):
+    """adaLN-modulated LayerNorm and a linear map to ``prod(patch) * out_channels`` per token.
+
+    ``x``: ``(B, N, D)``; ``c``: ``(B, D)`` after SiLU -> ``(B, N, prod(patch) * out_channels)``.
+    """
+
+    def __init__(self, hidden_size: int, patch_volume: int, out_channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(hidden_size, patch_volume * out_channels)
+        self.modulation = nn.Linear(hidden_size, 2 * hidden_size)
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        shift, scale = self.modulation(c)[:, None].chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+def dit_layers(fused_kernels: bool) -> tuple[type[DiTBlock], type[FinalLayer]]:
+    """The block and final-layer classes of a DiT: the plain ones above, or with ``fused_kernels`` their fused
+    forms (:mod:`diffcore.nn.dit_fused`; subclasses with the same parameters)."""
+    if not fused_kernels:
+        return DiTBlock, FinalLayer
+    from diffcore.nn.dit_fused import FusedDiTBlock, FusedFinalLayer  # (that module imports this one)
+
+    return FusedDiTBlock, FusedFinalLayer
 
 
 def patch_geometry(
@@ -127,23 +203,6 @@ def check_guidance_input(w: Tensor | None, embedder: GuidanceEmbedder | None, ba
         raise ValueError(f"w: expected a real tensor of shape ({batch},) of guidance scales, got {shape}")
 
 
-class Mlp(nn.Module):
-    """Transformer feed-forward ``Linear -> GELU(tanh) -> Linear``: ``(B, N, D)`` -> ``(B, N, D)``.
-
-    ``fused_kernels``: on CUDA in bf16/fp16, the first linear's bias and GELU run in cuBLASLt's matmul
-    epilogue (:func:`~diffcore.nn.fused_mlp.gelu_mlp`); same math, one pass fewer over the hidden layer.
-    """
-
-    def __init__(self, dim: int, hidden_dim: int, fused_kernels: bool = False) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.fc2 = nn.Linear(hidden_dim, dim)
-        self.fused_kernels = fused_kernels
-
-    def forward(self, x: Tensor) -> Tensor:
-        return gelu_mlp(x, self.fc1, self.fc2, fused=self.fused_kernels)
-
-
 @dataclass
 class DiTConfig:
     """DiT hyper-parameters. ``input_size``/``patch_size`` have one entry per spatial axis (1-3).
@@ -152,11 +211,13 @@ class DiTConfig:
     ``num_classes = 0`` makes an unconditional model. ``pos_embed`` is ``"sincos"`` (fixed, as in
     DiT) or ``"rope"`` (axial rotary embedding in every attention layer). ``guidance_embed`` adds a
     guidance-scale input ``w`` (see :class:`GuidanceEmbedder`), scaled by ``1 / guidance_max``.
-    ``fused_kernels``: on CUDA, run each adaLN step (gated residual + LayerNorm + modulate) as one Triton
-    kernel (:mod:`diffcore.nn.fused_adaln`) and, in bf16/fp16, the MLP's forward GELU in cuBLASLt's
-    matmul epilogue (:mod:`diffcore.nn.fused_mlp`), and self-attention without RoPE or QK-norm straight
-    from the q/k/v projection in Triton (:mod:`diffcore.nn.fused_attention`); the math is unchanged. Turn
-    it off for double backward or forward-mode AD, which the fused kernels do not support.
+    ``fused_kernels``: build the blocks and final layer in their fused form (:mod:`diffcore.nn.dit_fused`,
+    same parameters and math), which on CUDA with Triton runs each adaLN step (gated residual + LayerNorm +
+    modulate) as one Triton kernel (:mod:`diffcore.kernels.adaln`), self-attention without RoPE or QK-norm
+    straight from the q/k/v projection in Triton (:mod:`diffcore.kernels.attention`) and, in bf16/fp16, the
+    MLP's forward GELU in cuBLASLt's matmul epilogue (:mod:`diffcore.kernels.mlp`). On the CPU, or without
+    Triton, the plain blocks run. Turn it off for double backward or forward-mode AD, which the fused
+    kernels do not support.
     """
 
     input_size: tuple[int, ...] = (32, 32)
@@ -215,81 +276,6 @@ def init_adaln_zero(model: nn.Module, zeroed: list[nn.Linear]) -> None:
         nn.init.zeros_(layer.bias)
 
 
-class DiTBlock(nn.Module):
-    """adaLN-Zero transformer block (DiT Fig. 3): attention and MLP, each scaled by a learned gate.
-
-    ``x``: ``(B, N, D)``; ``c``: ``(B, D)`` conditioning already passed through SiLU. ``fused_kernels``:
-    the adaLN steps, the attention and the MLP through diffcore's fused kernels on CUDA (see
-    :class:`DiTConfig`).
-    """
-
-    def __init__(
-        self,
-        hidden_size: int,
-        num_heads: int,
-        mlp_ratio: float = 4.0,
-        qk_norm: bool = False,
-        fused_kernels: bool = True,
-    ) -> None:
-        super().__init__()
-        self.fused_kernels = fused_kernels
-        self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(
-            hidden_size, num_heads, qkv_bias=True, qk_norm=qk_norm, fused_kernels=fused_kernels
-        )
-        self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), fused_kernels)
-        self.modulation = nn.Linear(hidden_size, 6 * hidden_size)
-
-    def forward(self, x: Tensor, c: Tensor, rope: Rope | None = None) -> Tensor:
-        x, (y, gate) = self.forward_deferred(x, None, c, rope)
-        return torch.addcmul(x, gate, y)
-
-    def forward_deferred(
-        self, x: Tensor, pending: Pending | None, c: Tensor, rope: Rope | None = None
-    ) -> tuple[Tensor, Pending]:
-        """The block with its last gated residual left to the caller: ``pending = (y, gate)`` of the block
-        before (``x + gate * y`` still to add; None for none) in, this block's ``(mlp_out, gate_m)`` out,
-        so that each residual add runs inside the next adaLN kernel."""
-        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.modulation(c)[:, None].chunk(6, dim=-1)
-        fused = self.fused_kernels
-        y, gate = pending if pending is not None else (None, None)
-        x, h = adaln_modulate(x, shift_a, scale_a, residual=y, gate=gate, eps=self.norm1.eps, fused=fused)
-        x, h = adaln_modulate(
-            x,
-            shift_m,
-            scale_m,
-            residual=self.attn(h, rope=rope),
-            gate=gate_a,
-            eps=self.norm2.eps,
-            fused=fused,
-        )
-        return x, (self.mlp(h), gate_m)
-
-
-class FinalLayer(nn.Module):
-    """adaLN-modulated LayerNorm and a linear map to ``prod(patch) * out_channels`` per token."""
-
-    def __init__(
-        self, hidden_size: int, patch_volume: int, out_channels: int, fused_kernels: bool = True
-    ) -> None:
-        super().__init__()
-        self.fused_kernels = fused_kernels
-        self.norm = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.linear = nn.Linear(hidden_size, patch_volume * out_channels)
-        self.modulation = nn.Linear(hidden_size, 2 * hidden_size)
-
-    def forward(self, x: Tensor, c: Tensor, pending: Pending | None = None) -> Tensor:
-        """``pending``: the last block's ``(y, gate)`` residual still to add
-        (:meth:`DiTBlock.forward_deferred`)."""
-        shift, scale = self.modulation(c)[:, None].chunk(2, dim=-1)
-        y, gate = pending if pending is not None else (None, None)
-        _, h = adaln_modulate(
-            x, shift, scale, residual=y, gate=gate, eps=self.norm.eps, fused=self.fused_kernels
-        )
-        return self.linear(h)
-
-
 class DiT(PretrainedModel):
     """Diffusion Transformer (Peebles & Xie 2023) over 1D, 2D or 3D inputs.
 
@@ -313,14 +299,17 @@ class DiT(PretrainedModel):
         self.rope = RotaryEmbedding(d // config.num_heads, len(config.input_size), config.rope_theta)
         if config.pos_embed == "sincos":
             self.register_buffer("pos_embed", sincos_pos_embed(d, config.grid_size)[None], persistent=False)
+        block, final_layer = dit_layers(config.fused_kernels)
         self.blocks = nn.ModuleList(
-            DiTBlock(d, config.num_heads, config.mlp_ratio, config.qk_norm, config.fused_kernels)
-            for _ in range(config.depth)
+            block(d, config.num_heads, config.mlp_ratio, config.qk_norm) for _ in range(config.depth)
         )
-        self.final_layer = FinalLayer(
-            d, math.prod(config.patch_size), config.out_channels, config.fused_kernels
-        )
+        self.final_layer = final_layer(d, math.prod(config.patch_size), config.out_channels)
         self.gradient_checkpointing = config.gradient_checkpointing
+        self._fused_forward: Callable[..., Tensor] | None = None  # what chains the fused layers
+        if config.fused_kernels:
+            from diffcore.nn.dit_fused import forward_fused
+
+            self._fused_forward = forward_fused
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -362,17 +351,23 @@ class DiT(PretrainedModel):
         if self.w_embedder is not None:
             c = c + self.w_embedder(w).to(c.dtype)
         c = F.silu(c)
-        pending = None  # each block's last gated residual, added inside the next adaLN step
-        for i, block in enumerate(self.blocks):
-            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                h, pending = checkpoint(block.forward_deferred, h, pending, c, rope, use_reentrant=False)
-            else:
-                h, pending = block.forward_deferred(h, pending, c, rope)
-            if control is not None and i < len(control):
-                h = torch.addcmul(h, pending[1], pending[0]) + control[i]
-                pending = None
-        h = self.final_layer(h, c, pending)
+        if self._fused_forward is not None and triton_runs_on(h):  # the same math through the kernels
+            h = self._fused_forward(self, h, c, rope, control)
+        else:
+            for i, block in enumerate(self.blocks):
+                if self.checkpointing:
+                    h = checkpoint(block, h, c, rope, use_reentrant=False)
+                else:
+                    h = block(h, c, rope)
+                if control is not None and i < len(control):
+                    h = h + control[i]
+            h = self.final_layer(h, c)
         return unpatchify(h, grid, self.config.patch_size, self.config.out_channels)
+
+    @property
+    def checkpointing(self) -> bool:
+        """Whether this forward recomputes each block in the backward (gradient checkpointing while training)."""
+        return self.gradient_checkpointing and self.training and torch.is_grad_enabled()
 
     def _condition(self, t: Tensor, y: Tensor | None, batch: int) -> Tensor:
         c = self.t_embedder(t)

@@ -4,12 +4,12 @@ Forward: one cuBLASLt matmul writes ``gelu(h)`` and keeps ``h = fc1(x)`` for the
 (``GELU_AUX_BIAS``), then ``fc2``; unfused, GELU is an extra pass that reads ``h`` back over the
 ``(tokens, 4 * dim)`` hidden activations. Backward: plain torch ops (which ``torch.compile`` traces and
 fuses). cuBLASLt's matching backward epilogue (``DGELU_BGRAD``,
-:func:`~diffcore.nn.cublaslt.matmul_dgelu_bgrad`) ran as a separate, slower kernel on an H100 (measured
+:func:`~diffcore.kernels.cublaslt.matmul_dgelu_bgrad`) ran as a separate, slower kernel on an H100 (measured
 in docs/diffcore.md), so it is not used here. :func:`gelu_mlp` takes this path for bf16/fp16 CUDA tensors
 (autocast included) when cuBLASLt loads, and plain torch ops otherwise; the two agree to bf16 rounding
 (tests). Under ``torch.compile`` the forward is a ``torch.library`` custom op (``diffcore::gelu_mlp``),
 opaque to the compiler; eagerly, the same function runs in a plain ``autograd.Function``
-(``diffcore.nn._custom_ops``), which gives the saved activations no zero-filled gradients. Double
+(:mod:`diffcore.kernels._custom_ops`), which gives the saved activations no zero-filled gradients. Double
 backward is not supported.
 """
 
@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from diffcore.nn import cublaslt
-from diffcore.nn._custom_ops import custom_op, eager_function, fused_op
+from diffcore.kernels import cublaslt
+from diffcore.kernels._custom_ops import custom_op, eager_function, fused_op
 
-__all__ = ["gelu_mlp", "gelu_mlp_reference"]
+__all__ = ["gelu_mlp", "gelu_mlp_reference", "gelu_mlp_runs_on"]
 
 
 def gelu_mlp_reference(x: Tensor, fc1: nn.Linear, fc2: nn.Linear) -> Tensor:
@@ -32,17 +32,12 @@ def gelu_mlp_reference(x: Tensor, fc1: nn.Linear, fc2: nn.Linear) -> Tensor:
     return fc2(F.gelu(fc1(x), approximate="tanh"))
 
 
-def gelu_mlp(x: Tensor, fc1: nn.Linear, fc2: nn.Linear, fused: bool = True) -> Tensor:
-    """``fc2(gelu_tanh(fc1(x)))`` for ``x`` ``(..., dim)``; cuBLASLt's GELU epilogue on CUDA when ``fused``.
-
-    The fused path needs bf16 or fp16 ``x`` (as under autocast) and plain ``nn.Linear`` layers with biases
-    (layers wrapped by an adapter, such as PEFT's LoRA, run their own forward instead); the weights are
-    cast to ``x.dtype`` as autocast's ``nn.Linear`` would. The custom op is registered on first use
-    (:func:`register`, which ``torch.compile`` runs eagerly while tracing).
-    """
-    usable = (
-        fused
-        and isinstance(fc1, nn.Linear)  # not wrapped (a PEFT LoRA layer runs its own forward)
+def gelu_mlp_runs_on(x: Tensor, fc1: nn.Module, fc2: nn.Module) -> bool:
+    """Whether :func:`gelu_mlp` takes the cuBLASLt path: ``x`` a non-empty bf16 or fp16 CUDA tensor (as under
+    autocast), ``fc1`` and ``fc2`` plain ``nn.Linear`` layers with biases (a layer wrapped by an adapter, such as
+    PEFT's LoRA, runs its own forward instead) and cuBLASLt loaded."""
+    return (
+        isinstance(fc1, nn.Linear)
         and isinstance(fc2, nn.Linear)
         and x.is_cuda
         and x.dtype in (torch.bfloat16, torch.float16)
@@ -51,7 +46,16 @@ def gelu_mlp(x: Tensor, fc1: nn.Linear, fc2: nn.Linear, fused: bool = True) -> T
         and x.numel() > 0
         and cublaslt.available()
     )
-    if not usable:
+
+
+def gelu_mlp(x: Tensor, fc1: nn.Linear, fc2: nn.Linear, fused: bool = True) -> Tensor:
+    """``fc2(gelu_tanh(fc1(x)))`` for ``x`` ``(..., dim)``; cuBLASLt's GELU epilogue on CUDA when ``fused``.
+
+    The fused path is taken where :func:`gelu_mlp_runs_on`; the weights are then cast to ``x.dtype`` as
+    autocast's ``nn.Linear`` would. Elsewhere: :func:`gelu_mlp_reference`. The custom op is registered on
+    first use (:func:`register`, which ``torch.compile`` runs eagerly while tracing).
+    """
+    if not (fused and gelu_mlp_runs_on(x, fc1, fc2)):
         return gelu_mlp_reference(x, fc1, fc2)
     register()
     flat = x.reshape(-1, x.shape[-1]).contiguous()

@@ -12,46 +12,37 @@ kernel forward (reads ``x``, ``y``; writes ``x'``, ``h`` and two floats per toke
 per-chunk partial sums for ``gate``, ``shift``, ``scale``). ``torch.compile``'s own fusion of the same
 ops re-reads its inputs and keeps the normalised ``x`` for the backward; at DiT-XL/2 training shapes on
 an H100 the forward takes 0.112 ms against its 0.163 ms (docs/diffcore.md, "DiT throughput"). Elsewhere
-(CPU, no Triton, ``fused=False``) it is the same math in plain torch ops. Both paths compute in float32 (or float64) and return ``x.dtype``. Under
-``torch.compile`` the Triton kernels are ``torch.library`` custom ops (``diffcore::adaln_forward`` /
-``adaln_backward``), kept whole without a graph break; eagerly, the same functions run in a plain
-``autograd.Function`` (``diffcore.nn._custom_ops``: less host time per call, no zero-filled gradients
-for the saved statistics). Double backward and forward-mode AD are not supported on the
-fused path; pass ``fused=False`` (``DiTConfig.fused_kernels = False``) for those.
+(CPU, no Triton, ``fused=False``) it is the same math in plain torch ops (:func:`adaln_reference`). Both
+paths compute in float32 (or float64) and return ``x.dtype``. Under ``torch.compile`` the Triton kernels
+are ``torch.library`` custom ops (``diffcore::adaln_forward`` / ``adaln_backward``), kept whole without a
+graph break; eagerly, the same functions run in a plain ``autograd.Function``
+(:mod:`diffcore.kernels._custom_ops`: less host time per call, no zero-filled gradients for the saved
+statistics). Double backward and forward-mode AD are not supported on the fused path; pass
+``fused=False`` (``DiTConfig.fused_kernels = False``) for those.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import importlib.util
-import os
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from diffcore.nn._custom_ops import custom_op, eager_function, fused_op
+from diffcore.kernels._custom_ops import custom_op, eager_function, fused_op
+from diffcore.kernels._triton import HAS_TRITON, INTERPRET, on_device, triton_runs_on
 
-__all__ = ["adaln_modulate", "adaln_reference", "fused_adaln_available", "modulate"]
+__all__ = ["adaln_modulate", "adaln_reference", "fused_adaln_available"]
 
 ROWS_PER_PROGRAM = 16  # tokens per Triton program; the backward writes one partial sum per chunk
-
-
-_HAS_TRITON = importlib.util.find_spec("triton") is not None
 
 
 @torch.compiler.assume_constant_result
 def fused_adaln_available() -> bool:
     """Whether Triton is installed (the fused path also needs CUDA tensors); registers the custom ops."""
-    if _HAS_TRITON:
+    if HAS_TRITON:
         _define_ops()
-    return _HAS_TRITON
-
-
-def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    """adaLN modulation ``x * (1 + scale) + shift`` as one fused ``addcmul``; shift/scale ``(B, 1, D)``."""
-    return torch.addcmul(shift, x, scale + 1)
+    return HAS_TRITON
 
 
 def adaln_reference(
@@ -67,7 +58,8 @@ def adaln_reference(
         x = torch.addcmul(x, _per_token(gate, x), residual)
     compute = torch.promote_types(x.dtype, torch.float32)  # float32 at least, as the kernels
     normed = F.layer_norm(x.to(compute), (x.shape[-1],), eps=eps)
-    h = modulate(normed, _per_token(shift, x).to(compute), _per_token(scale, x).to(compute))
+    shift, scale = _per_token(shift, x).to(compute), _per_token(scale, x).to(compute)
+    h = torch.addcmul(shift, normed, scale + 1)  # normed * (1 + scale) + shift
     return x, h.to(x.dtype)
 
 
@@ -84,12 +76,13 @@ def adaln_modulate(
 
     ``x``, ``residual``: ``(B, N, D)``; ``gate``, ``shift``, ``scale``: ``(B, 1, D)`` or ``(B, D)``.
     Without ``residual`` (and ``gate``) the first output is ``x`` itself. ``fused``: use the Triton
-    kernels when ``x`` is on CUDA and Triton is installed. Returns ``(x', h)``, both of ``x.dtype``.
+    kernels where they run (:func:`~diffcore.kernels.triton_runs_on`: ``x`` on CUDA, Triton installed).
+    Returns ``(x', h)``, both of ``x.dtype``.
     """
     if (residual is None) != (gate is None):
         raise ValueError("residual and gate: pass both (a gated residual) or neither")
     _check_shapes(x, shift, scale, residual, gate)
-    if not (fused and x.is_cuda and fused_adaln_available()):  # (registers the ops on first use)
+    if not (fused and triton_runs_on(x) and fused_adaln_available()):  # (registers the ops on first use)
         return adaln_reference(x, shift, scale, residual, gate, eps)
     op = fused_op("adaln_forward")
     x_new, h, _, _ = op(
@@ -123,11 +116,6 @@ def _check_shapes(
 
 def _last_axis_contiguous(v: Tensor | None) -> Tensor | None:
     return v if v is None or v.stride(-1) == 1 else v.contiguous()
-
-
-def _on_device(t: Tensor) -> contextlib.AbstractContextManager:
-    """Make ``t``'s GPU the current one for a Triton launch (nothing to do on CPU: the interpreter)."""
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
 def _row_stride(v: Tensor | None) -> int:
@@ -221,7 +209,7 @@ def _define_ops() -> None:
         if HAS_RES:
             tl.store(PGATE + part, acc_gate, mask=pmask)
 
-    if os.environ.get("TRITON_INTERPRET") == "1":  # the CPU interpreter (tests): one fixed configuration
+    if INTERPRET:  # the CPU interpreter (tests): one fixed configuration
         forward_tuned, backward_tuned = forward_kernel, backward_kernel
         fixed = {"R": 2, "num_warps": 4}
     else:  # on a GPU: time the tile height and warps once per width and variant, keep the fastest
@@ -239,7 +227,7 @@ def _define_ops() -> None:
         mean = torch.empty(b * n, device=x.device, dtype=torch.float32)
         rstd = torch.empty_like(mean)
         grid = (b, triton.cdiv(n, ROWS_PER_PROGRAM))
-        with _on_device(x):
+        with on_device(x):
             forward_tuned[grid](
                 x, y, gate, shift, scale, x_new, h, mean, rstd,
                 n, d, _row_stride(gate), _row_stride(shift), _row_stride(scale), eps,
@@ -269,7 +257,7 @@ def _define_ops() -> None:
         dy = torch.empty_like(y) if y is not None else x_new.new_empty(0)
         # Per-chunk partial sums for shift, scale (and gate, with a residual).
         partial = torch.empty(2 + (y is not None), b, chunks, d, device=x_new.device, dtype=torch.float32)
-        with _on_device(x_new):
+        with on_device(x_new):
             backward_tuned[(b, chunks)](
                 grad_h.contiguous(), None if grad_x is None else grad_x.contiguous(), x_new, y, gate, scale,
                 mean, rstd, dx, dy, partial[0], partial[1], partial[2] if y is not None else None,

@@ -9,7 +9,7 @@ activations for GELU forward, one for its backward and one for the bias gradient
 Row-major torch tensors are handed to cuBLASLt (column-major) transposed: ``Y = X @ W.T`` for
 ``X`` ``(M, K)`` and ``W`` ``(N, K)`` is the column-major product ``Y.T = op(W) @ X.T``.
 :func:`available` says whether the library loads; the matmuls raise ``RuntimeError`` naming the failing
-call. Used by :mod:`diffcore.nn.fused_mlp`.
+call. Used by :mod:`diffcore.kernels.mlp`.
 """
 
 from __future__ import annotations

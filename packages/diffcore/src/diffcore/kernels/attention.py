@@ -14,26 +14,24 @@ rowsum(dO * O)``, then one kernel per key block for ``dK, dV`` and one per query
 (Dao 2023, "FlashAttention-2", Algorithm 2). No mask, no dropout; any ``N``; ``Dh >= 16``.
 :func:`qkv_attention_reference` is the same through SDPA. Under ``torch.compile`` the kernels are
 ``torch.library`` custom ops (``diffcore::qkv_attention`` / ``qkv_attention_backward``), opaque to the
-compiler; eagerly, the same functions run in a plain ``autograd.Function`` (``diffcore.nn._custom_ops``).
+compiler; eagerly, the same functions run in a plain ``autograd.Function``
+(:mod:`diffcore.kernels._custom_ops`).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
-import os
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from diffcore.nn._custom_ops import custom_op, eager_function, fused_op
-from diffcore.nn.fused_adaln import _on_device
+from diffcore.kernels._custom_ops import custom_op, eager_function, fused_op
+from diffcore.kernels._triton import HAS_TRITON, INTERPRET, on_device, triton_runs_on
 
-__all__ = ["head_split", "qkv_attention", "qkv_attention_reference"]
+__all__ = ["fused_attention_available", "head_split", "qkv_attention", "qkv_attention_reference"]
 
-_HAS_TRITON = importlib.util.find_spec("triton") is not None
 _LOG2E = 1.4426950408889634
 DELTA_ROWS = 64  # (token, head) rows per program of the backward's rowsum(dO * O)
 
@@ -57,16 +55,17 @@ def qkv_attention_reference(qkv: Tensor) -> Tensor:
 @torch.compiler.assume_constant_result
 def fused_attention_available() -> bool:
     """Whether Triton is installed (the fused path also needs CUDA tensors); registers the custom ops."""
-    if _HAS_TRITON:
+    if HAS_TRITON:
         _define_ops()
-    return _HAS_TRITON
+    return HAS_TRITON
 
 
 def qkv_attention(qkv: Tensor, fused: bool = True) -> Tensor:
-    """Self-attention of ``qkv`` ``(B, N, 3, H, Dh)`` -> ``(B, N, H * Dh)``; Triton on CUDA when ``fused``."""
+    """Self-attention of ``qkv`` ``(B, N, 3, H, Dh)`` -> ``(B, N, H * Dh)``; Triton when ``fused`` and the kernels
+    run on ``qkv`` (:func:`~diffcore.kernels.triton_runs_on`) with ``Dh >= 16``, SDPA otherwise."""
     if qkv.ndim != 5 or qkv.shape[2] != 3:
         raise ValueError(f"qkv: expected (B, N, 3, H, Dh), got shape {tuple(qkv.shape)}")
-    if not (fused and qkv.is_cuda and qkv.shape[-1] >= 16 and fused_attention_available()):
+    if not (fused and triton_runs_on(qkv) and qkv.shape[-1] >= 16 and fused_attention_available()):
         return qkv_attention_reference(qkv)
     op = fused_op("qkv_attention")
     out, _ = op(qkv.contiguous())
@@ -77,14 +76,14 @@ def qkv_attention(qkv: Tensor, fused: bool = True) -> Tensor:
 def _define_ops() -> None:
     import triton
 
-    from diffcore.nn._attention_kernels import (
+    from diffcore.kernels._attention_triton import (
         backward_dkdv_kernel,
         backward_dq_kernel,
         delta_kernel,
         forward_kernel,
     )
 
-    if os.environ.get("TRITON_INTERPRET") == "1":  # the CPU interpreter (tests): one fixed configuration
+    if INTERPRET:  # the CPU interpreter (tests): one fixed configuration
         fwd, dkdv, dq = forward_kernel, backward_dkdv_kernel, backward_dq_kernel
         fixed = {"BLOCK_M": 16, "BLOCK_N": 16}
     else:  # on a GPU: time tile sizes, warps and pipeline depth once per shape, keep the fastest
@@ -108,7 +107,7 @@ def _define_ops() -> None:
         d0, d1 = head_split(dh)
         out = qkv.new_empty(b, n, h * dh)
         lse = torch.empty(b * h, n, device=qkv.device, dtype=torch.float32)
-        with _on_device(qkv):
+        with on_device(qkv):
             fwd[grid("BLOCK_M", n, b * h)](
                 qkv, out, lse, n, h, _LOG2E / math.sqrt(dh), DH=dh, D0=d0, D1=d1, **fixed
             )
@@ -125,7 +124,7 @@ def _define_ops() -> None:
         delta = torch.empty_like(lse)  # rowsum(dO * O) per (b, h, query), laid out like lse
         dqkv = torch.empty_like(qkv)
         args = (qkv, grad_out, lse, delta, dqkv, n, h, _LOG2E / math.sqrt(dh), 1 / math.sqrt(dh))
-        with _on_device(qkv):
+        with on_device(qkv):
             rows = b * n * h
             delta_kernel[(triton.cdiv(rows, DELTA_ROWS),)](
                 out, grad_out, delta, n, h, rows, ROWS=DELTA_ROWS, DH=dh, D0=d0, D1=d1

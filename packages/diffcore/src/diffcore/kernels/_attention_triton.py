@@ -1,4 +1,4 @@
-"""Triton kernels of :mod:`diffcore.nn.fused_attention` (imported only where Triton is installed).
+"""Triton kernels of :mod:`diffcore.kernels.attention` (imported only where Triton is installed).
 
 Layouts: ``qkv`` ``(B, N, 3, H, DH)`` and ``d qkv`` contiguous, so a token's row of one head is ``3 * H * DH``
 elements from the next; ``out`` and ``d out`` ``(B, N, H, DH)``; ``lse`` (base 2) and ``delta`` ``(B * H, N)``
