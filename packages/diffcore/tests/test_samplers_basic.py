@@ -12,7 +12,7 @@ import torch
 from diffcore.paths import schedules as S
 from diffcore.paths.analytic import GaussianMixture
 from diffcore.sampling import get
-from diffcore.sampling.steps import grid_points, reverse_sde_coefficients
+from diffcore.sampling.steps import grid_points, posterior_std, reverse_sde_coefficients, transition_std
 
 MINE = [
     "ddim",
@@ -193,19 +193,16 @@ def test_ddim_eta_one_equals_ddpm_small_and_euler_ancestral():
 
 
 def test_ddpm_large_variance_is_beta():
-    """On a discrete table and adjacent steps, "large" uses beta_t and "small" beta-tilde (Ho et al. Sec. 3.2)."""
-    from diffcore.sampling.ddpm import posterior_std
-
+    """On a discrete table and adjacent steps, "large" uses beta_t (the forward transition's variance) and
+    "small" beta-tilde (the posterior's; Ho et al. Sec. 3.2)."""
     sched = S.get("ddpm-linear")
     T = sched.num_steps
     i = 500
     cur, nxt = grid_points(sched, torch.tensor([i / T, (i - 1) / T], dtype=torch.float64))
     beta = float(sched.betas[i - 1])
     abar_t, abar_s = (float(v) for v in sched.alphas_cumprod[[i - 1, i - 2]])
-    assert math.isclose(posterior_std(cur, nxt, "large") ** 2, beta, rel_tol=1e-9)
-    assert math.isclose(
-        posterior_std(cur, nxt, "small") ** 2, beta * (1 - abar_s) / (1 - abar_t), rel_tol=1e-9
-    )
+    assert math.isclose(transition_std(nxt, cur) ** 2, beta, rel_tol=1e-9)
+    assert math.isclose(posterior_std(cur, nxt) ** 2, beta * (1 - abar_s) / (1 - abar_t), rel_tol=1e-9)
 
 
 def test_reverse_sde_coefficients_match_closed_forms():

@@ -14,7 +14,7 @@ from diffcore.paths.analytic import GaussianMixture, sliced_wasserstein
 from diffcore.paths.denoiser import Denoiser
 from diffcore.paths.schedules import ZeroTerminalSNR, get
 from diffcore.sampling.dpm_solver import multistep_weights
-from diffcore.sampling.lambda_steps import phi
+from diffcore.sampling.steps import phi
 
 GM = GaussianMixture.random(2, 3, seed=1)
 SAMPLERS = ["dpm_solver_1", "dpm_solver_2", "dpm_solver_3", "dpmpp_2m", "dpmpp_3m"]

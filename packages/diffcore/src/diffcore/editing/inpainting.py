@@ -19,10 +19,10 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from diffcore.paths.denoiser import DenoiserBase
+from diffcore.paths.denoiser import DenoiserBase, weighted_sum
 from diffcore.sampling import grids as grids_mod
 from diffcore.sampling.sample import sample
-from diffcore.sampling.steps import GridPoint, ddim_update, grid_points, randn
+from diffcore.sampling.steps import GridPoint, ddim_step, grid_points, randn, transition_std
 
 
 class Measurement(Protocol):
@@ -73,9 +73,7 @@ def _noised_measurement(op: Measurement, y: Tensor, p: GridPoint, like: Tensor, 
 
 def _renoise(x: Tensor, cur: GridPoint, nxt: GridPoint, generator) -> Tensor:
     """A draw from the forward transition ``q(x_t | x_s)`` from ``nxt`` (s) back up to ``cur`` (t)."""
-    a = cur.alpha / nxt.alpha
-    std = max(cur.sigma**2 - (a * nxt.sigma) ** 2, 0.0) ** 0.5
-    return a * x + std * randn(x, generator)
+    return weighted_sum([(x, cur.alpha / nxt.alpha), (randn(x, generator), transition_std(nxt, cur))])
 
 
 def solve(
@@ -117,9 +115,7 @@ def solve(
     x = points[0].sigma * noise + points[0].alpha * measurement.insert(torch.zeros_like(noise), y)
     for cur, nxt in itertools.pairwise(points):
         for u in range(resample):
-            x0, eps = denoiser.x0_eps(x, cur.t, **cond)
-            z = randn(x, generator) if eta > 0 and not nxt.is_data else None
-            x_next = ddim_update(x0, eps, cur, nxt, eta, z)
+            x_next = ddim_step(denoiser.estimate(x, cur.t, **cond), cur, nxt, eta, generator)
             known = y if nxt.is_data else _noised_measurement(measurement, y, nxt, x, generator)
             x_next = measurement.insert(x_next, known)
             if u < resample - 1 and not nxt.is_data:

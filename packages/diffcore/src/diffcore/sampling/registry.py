@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from torch import Tensor
 
 from diffcore.paths.denoiser import DenoiserBase
+from diffcore.registry import Registry
 
 Callback = Callable[[int, float, Tensor, Tensor], None]
 
@@ -61,7 +62,7 @@ class SamplerSpec:
     description: str = ""
 
 
-_REGISTRY: dict[str, SamplerSpec] = {}
+SAMPLERS: Registry[SamplerSpec] = Registry("sampler")
 
 
 def register(
@@ -75,9 +76,7 @@ def register(
     """Decorator registering a sampler function under ``name``."""
 
     def wrap(fn: SamplerFn) -> SamplerFn:
-        if name in _REGISTRY:
-            raise ValueError(f"sampler: {name!r} is already registered")
-        _REGISTRY[name] = SamplerSpec(name, fn, stochastic, nfe_per_step, default_grid, description)
+        SAMPLERS.add(name, SamplerSpec(name, fn, stochastic, nfe_per_step, default_grid, description))
         return fn
 
     return wrap
@@ -85,12 +84,9 @@ def register(
 
 def available() -> list[str]:
     """Names of every registered sampler."""
-    return sorted(_REGISTRY)
+    return SAMPLERS.names()
 
 
 def get(name: str) -> SamplerSpec:
     """The sampler registered as ``name``."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"sampler: unknown name {name!r}; expected one of {available()}") from None
+    return SAMPLERS.get(name)
