@@ -123,16 +123,6 @@ def test_zero_terminal_snr_with_v_prediction(name):
 
 
 @pytest.mark.parametrize("name", MINE)
-def test_steps_to_t_zero_return_the_x0_estimate(name):
-    """One step from t to 0 returns the denoiser's x0 there (annealed Langevin: after its level-t steps)."""
-    den = GM.denoiser("ve", "eps")
-    x = _noise(dtype=torch.float64) * 3.0
-    grid = torch.tensor([0.6, 0.0], dtype=torch.float64)
-    out = get(name).fn(den, x, grid, cond={}, generator=torch.Generator().manual_seed(0), callback=None)
-    assert torch.allclose(out, den.x0(x, 0.6), atol=1e-12)
-
-
-@pytest.mark.parametrize("name", MINE)
 def test_single_step_from_pure_noise_returns_the_data_mean(name):
     """t = 1 edge: with alpha(1) = 0 the state carries no information, so one step to t = 0 must return
     E[x0] = the mixture mean for every sample, exactly (rectified flow and cosine VP)."""

@@ -106,12 +106,7 @@ def solve(
     if resample < 1:
         raise ValueError(f"resample: expected >= 1, got {resample}")
     cond = cond or {}
-    times = (
-        grids_mod.check_grid(grid)
-        if isinstance(grid, Tensor)
-        else grids_mod.make(grid, denoiser.schedule, steps)
-    )
-    points = grid_points(denoiser.schedule, times)
+    points = grid_points(denoiser.schedule, grids_mod.resolve(grid, denoiser.schedule, steps))
     x = points[0].sigma * noise + points[0].alpha * measurement.insert(torch.zeros_like(noise), y)
     for cur, nxt in itertools.pairwise(points):
         for u in range(resample):

@@ -30,14 +30,6 @@ from diffcore.sampling.ddim import sample_ddim
 from diffcore.sampling.steps import GridPoint, ddim_step, grid_points
 
 
-def _inversion_grid(
-    denoiser: DenoiserBase, steps: int, grid: str | Tensor, t: float, options: dict
-) -> Tensor:
-    if isinstance(grid, Tensor):
-        return grids_mod.check_grid(grid)
-    return grids_mod.make(grid, denoiser.schedule, steps, t_start=t, t_end=0.0, **options)
-
-
 def _as_sampled(p: GridPoint) -> PathCoefficients:
     """The path coefficients of the state the DDIM sampler leaves at ``p``: at ``t = 0`` it returns the ``x0``
     estimate itself, i.e. ``alpha = 1, sigma = 0`` (VE's ``sigma(0) = sigma_min`` is dropped)."""
@@ -109,9 +101,7 @@ def invert(
     """
     if not isinstance(fixed_point_iters, int) or fixed_point_iters < 0:
         raise ValueError(f"fixed_point_iters: expected an integer >= 0, got {fixed_point_iters!r}")
-    if not isinstance(grid, Tensor) and (not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
-    times = _inversion_grid(denoiser, steps, grid, t, grid_options or {})
+    times = grids_mod.resolve(grid, denoiser.schedule, steps, t, 0.0, **(grid_options or {}))
     if float(times[-1]) != 0.0:
         raise ValueError(f"grid: expected a sampling grid ending at t = 0, got grid[-1] = {float(times[-1])}")
     points = grid_points(denoiser.schedule, times)[::-1]
@@ -135,9 +125,7 @@ def decode(
     grid_options: dict[str, Any] | None = None,
 ) -> Tensor:
     """Decode a latent at time ``t`` (from :func:`invert`) with deterministic DDIM over the same grid."""
-    if not isinstance(grid, Tensor) and (not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
-    times = _inversion_grid(denoiser, steps, grid, t, grid_options or {})
+    times = grids_mod.resolve(grid, denoiser.schedule, steps, t, 0.0, **(grid_options or {}))
     return sample_ddim(denoiser, latent, times, cond=cond or {}, generator=None, callback=None, eta=0.0)
 
 

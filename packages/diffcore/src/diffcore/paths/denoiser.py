@@ -3,7 +3,7 @@
 Two methods, one for each side of the interface:
 
 - ``x0_eps(x, t, **cond)`` is what a denoiser *implements*: the data and noise estimates ``(x_0, eps)`` from
-  one network call. Guidance wrappers implement only this. ``x0``, ``eps``, ``v``, ``velocity`` and ``score``
+  one network call. Guidance wrappers implement only this. ``x0``, ``eps``, ``velocity`` and ``score``
   follow from it through :mod:`diffcore.paths.predictions`; ``t`` is a python float (one time for the batch)
   or a ``(B,)`` tensor (per-sample times, as training and distillation use).
 - ``estimate(x, t, **cond)`` is what every *sampler* calls: one network evaluation at a python-float time,
@@ -42,6 +42,8 @@ from diffcore.paths.schedules import get as get_schedule
 
 NetworkFn = Callable[..., Tensor]
 HALF_DTYPES = (torch.float16, torch.bfloat16)
+TIME_TENSORS_KEPT = 512
+"""How many ``(B,)`` network time tensors a :class:`Denoiser` keeps for reuse (a few grids' worth)."""
 
 
 @memoise_per_schedule(maxsize=8192)
@@ -189,9 +191,6 @@ class DenoiserBase(ABC):
     def eps(self, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
         return self.x0_eps(x, t, **cond)[1]
 
-    def v(self, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
-        return self.predict("v", x, t, **cond)
-
     def velocity(self, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
         """``dx_t/dt`` of the probability-flow ODE for this path (the flow-matching velocity)."""
         return self.predict("velocity", x, t, **cond)
@@ -220,6 +219,7 @@ class Denoiser(DenoiserBase):
                 f"schedule: expected a Schedule or a registered name, got {type(schedule).__name__}"
             )
         self.prediction: Prediction = check_prediction(prediction)
+        self._time_tensors: dict[tuple[float, int, torch.device, torch.dtype], Tensor] = {}
 
     def estimate(self, x: Tensor, t: float, **cond: Any) -> Estimate:
         """The raw network output at the python-float time ``t``, with the affine map of its parameterisation."""
@@ -228,7 +228,11 @@ class Denoiser(DenoiserBase):
         return Estimate(x, self.raw(x, t, **cond), affine_x0_eps(self.prediction, c), c, t)
 
     def time_tensor(self, t: float | Tensor, x: Tensor) -> Tensor:
-        """``t`` as a ``(B,)`` tensor on ``x``'s device, the form the network contract asks for."""
+        """``t`` as a ``(B,)`` tensor on ``x``'s device, the form the network contract asks for.
+
+        The tensors of python-float times are kept (up to :data:`TIME_TENSORS_KEPT`, never modified), so a
+        sampler that asks again for the same grid time, in this call or the next, launches no fill kernel for
+        it; none is kept while a CUDA graph is captured or under ``torch.inference_mode``."""
         dtype = _time_dtype(x)
         if isinstance(t, Tensor):
             if t.ndim == 0:
@@ -238,7 +242,17 @@ class Denoiser(DenoiserBase):
                     f"t: expected a float or a tensor of shape ({x.shape[0]},), got {tuple(t.shape)}"
                 )
             return t.to(device=x.device, dtype=dtype)
-        return torch.full((x.shape[0],), float(t), device=x.device, dtype=dtype)
+        key = (float(t), x.shape[0], x.device, dtype)
+        kept = self._time_tensors.get(key)
+        if kept is not None:
+            return kept
+        tensor = torch.full((x.shape[0],), float(t), device=x.device, dtype=dtype)
+        capturing = x.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+        if not capturing and not torch.is_inference_mode_enabled():
+            if len(self._time_tensors) >= TIME_TENSORS_KEPT:
+                self._time_tensors.pop(next(iter(self._time_tensors)))  # the oldest
+            self._time_tensors[key] = tensor
+        return tensor
 
     def raw(self, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
         """The network output itself (of kind ``self.prediction``)."""

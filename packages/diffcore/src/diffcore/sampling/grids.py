@@ -72,6 +72,16 @@ def make(
     return check_grid(GRIDS.get(name)(schedule, steps, t_start, t_end, **options))
 
 
+def resolve(
+    grid: str | Tensor, schedule: Schedule, steps: int, t_start: float = 1.0, t_end: float = 0.0, **options
+) -> Tensor:
+    """``grid`` itself when it is a tensor (checked; ``steps`` and the ends are then ignored), else the
+    registered grid of that name (:func:`make`)."""
+    if isinstance(grid, Tensor):
+        return check_grid(grid)
+    return make(grid, schedule, steps, t_start, t_end, **options)
+
+
 @register("uniform")
 def uniform(schedule: Schedule, steps: int, t_start: float = 1.0, t_end: float = 0.0) -> Tensor:
     """Equally spaced in ``t``."""

@@ -6,6 +6,8 @@ A sampler is a plain function with one shared signature (the k-diffusion habit):
     def sample_euler(denoiser, x, grid, *, cond, generator, callback, **options) -> Tensor
 
 - ``denoiser``: a :class:`~diffcore.paths.denoiser.DenoiserBase` (guidance, if any, already wrapped around it);
+  samplers call its ``estimate(x, t, **cond)`` and write their update through the returned
+  :class:`~diffcore.paths.denoiser.Estimate`, and share :mod:`~diffcore.sampling.steps`;
 - ``x``: the starting state at ``grid[0]`` (``(B, ...)``, already scaled: ``sigma(t_0) * noise``);
 - ``grid``: float64 CPU tensor of times, strictly decreasing from ``grid[0]`` to ``grid[-1]``
   (``t = 0`` is data). Samplers read it with ``grid.tolist()`` once, so per-step coefficients are
@@ -14,7 +16,8 @@ A sampler is a plain function with one shared signature (the k-diffusion habit):
 - ``generator``: a ``torch.Generator`` for stochastic samplers (on ``x``'s device);
 - ``callback(i, t, x, x0)``: called after step ``i`` with the new state and the current ``x0`` estimate.
 
-Samplers keep no state between calls.
+Samplers keep no state between calls. A step that lands on ``t = 0`` returns the ``x0`` estimate at its start
+(:attr:`~diffcore.sampling.steps.GridPoint.is_data`, the one last-step rule).
 """
 
 from __future__ import annotations
