@@ -19,10 +19,10 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from diffcore.paths.denoiser import DenoiserBase, weighted_sum
+from diffcore.paths.denoiser import DenoiserBase
 from diffcore.sampling import grids as grids_mod
 from diffcore.sampling.sample import sample
-from diffcore.sampling.steps import GridPoint, ddim_step, grid_points, randn, transition_std
+from diffcore.sampling.steps import GridPoint, ddim_step, grid_points, randn, renoise
 
 
 class Measurement(Protocol):
@@ -71,11 +71,6 @@ def _noised_measurement(op: Measurement, y: Tensor, p: GridPoint, like: Tensor, 
     return p.alpha * y + p.sigma * op.measure(randn(like, generator))
 
 
-def _renoise(x: Tensor, cur: GridPoint, nxt: GridPoint, generator) -> Tensor:
-    """A draw from the forward transition ``q(x_t | x_s)`` from ``nxt`` (s) back up to ``cur`` (t)."""
-    return weighted_sum([(x, cur.alpha / nxt.alpha), (randn(x, generator), transition_std(nxt, cur))])
-
-
 def solve(
     denoiser: DenoiserBase,
     measurement: Measurement,
@@ -114,7 +109,7 @@ def solve(
             known = y if nxt.is_data else _noised_measurement(measurement, y, nxt, x, generator)
             x_next = measurement.insert(x_next, known)
             if u < resample - 1 and not nxt.is_data:
-                x = _renoise(x_next, cur, nxt, generator)
+                x = renoise(x_next, nxt, cur, randn(x_next, generator))  # back up to t: q(x_t | x_s)
             else:
                 x = x_next
     return measurement.insert(x, y)

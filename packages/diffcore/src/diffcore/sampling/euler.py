@@ -19,7 +19,7 @@ from diffcore.paths.denoiser import DenoiserBase, weighted_sum
 from diffcore.sampling.ddim import sample_ddim
 from diffcore.sampling.grids import time_at_log_snr
 from diffcore.sampling.registry import Callback, register
-from diffcore.sampling.steps import GridPoint, grid_points, randn, scaled_sigma, transition_std
+from diffcore.sampling.steps import GridPoint, grid_points, randn, renoise, scaled_sigma
 
 
 @register("euler", description="Euler on the probability-flow ODE in t (first order)")
@@ -55,13 +55,6 @@ def churn_time(denoiser: DenoiserBase, p: GridPoint, gamma: float) -> GridPoint:
     ``log_snr(t_hat) = log_snr(t) - 2 log(1 + gamma)`` (Algorithm 2, line 5), clamped to ``t <= t_hat <= 1``."""
     t_hat = time_at_log_snr(denoiser.schedule, 2.0 * (p.lam - math.log1p(gamma)))
     return grid_points(denoiser.schedule, [min(max(t_hat, p.t), 1.0)])[0]
-
-
-def add_churn_noise(x: Tensor, p: GridPoint, hat: GridPoint, noise: Tensor, s_noise: float) -> Tensor:
-    """Move ``x`` from time ``p.t`` up to ``hat.t >= p.t`` along the forward path,
-    ``x_hat = (alpha_hat / alpha) x + S_noise std z`` with the forward transition's ``std``
-    (:func:`~diffcore.sampling.steps.transition_std`; Algorithm 2, line 6, for a general path)."""
-    return weighted_sum([(x, hat.alpha / p.alpha), (noise, transition_std(p, hat) * s_noise)])
 
 
 @register(
@@ -101,7 +94,7 @@ def sample_heun(
         gamma = churn_gamma(cur, steps, s_churn, s_tmin, s_tmax)
         if gamma > 0.0:  # lines 4-6: raise the noise level to t_hat
             hat = churn_time(denoiser, cur, gamma)
-            x = add_churn_noise(x, cur, hat, randn(x, generator), s_noise)
+            x = renoise(x, cur, hat, randn(x, generator), s_noise)  # line 6
         d = denoiser.estimate(x, hat.t, **cond)  # line 7: the slope d = v(x_hat, t_hat)
         if nxt.is_data:
             x_next = d.x0

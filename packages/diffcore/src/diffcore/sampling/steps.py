@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from diffcore.paths.denoiser import Estimate
+from diffcore.paths.denoiser import Estimate, weighted_sum
 from diffcore.paths.schedules import Schedule, memoise_per_schedule
 from diffcore.sampling.grids import time_at_log_snr
 
@@ -40,6 +40,7 @@ __all__ = [
     "point_at_lambda",
     "posterior_std",
     "randn",
+    "renoise",
     "reverse_sde_coefficients",
     "scaled_sigma",
     "snr_ratio",
@@ -134,6 +135,13 @@ def transition_std(lower: GridPoint, upper: GridPoint) -> float:
     adjacent steps ``std^2 = beta`` (DDPM's "large" variance, Ho et al. 2020, Sec. 3.2). Needs ``alpha_l > 0``."""
     a = upper.alpha / lower.alpha
     return math.sqrt(max(upper.sigma**2 - (a * lower.sigma) ** 2, 0.0))
+
+
+def renoise(x: Tensor, lower: GridPoint, upper: GridPoint, noise: Tensor, scale: float = 1.0) -> Tensor:
+    """Move the state ``x`` at ``lower`` up to ``upper`` along the forward path: a draw from
+    ``q(x_u | x_l)``, ``(alpha_u / alpha_l) x + scale * transition_std * z`` for standard normal ``noise`` ``z``
+    (``scale``: EDM's ``S_noise``; 1 for the exact transition)."""
+    return weighted_sum([(x, upper.alpha / lower.alpha), (noise, scale * transition_std(lower, upper))])
 
 
 def ddim_step(
