@@ -1,5 +1,7 @@
-"""Fixtures shared by the diffcore sampler tests (``test_samplers_dpm.py``, ``test_samplers_unipc.py``) and the
-kernel tests (``test_kernels.py``, ``test_dit_fused.py``)."""
+"""Fixtures shared by the diffcore tests: ``run`` and ``lambda_grid`` for the sampler tests
+(``test_samplers_dpm.py``, ``test_samplers_unipc.py``), ``one_thread``, ``triton_interpreter`` for the kernel tests
+(``test_kernels.py``, ``test_dit_fused.py``), and ``few_step``, the analytic target and helpers of the few-step
+(distillation) tests (``test_distill_*.py``)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,17 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import diffcore
 import pytest
 import torch
+from diffcore.paths.analytic import GaussianMixture, sliced_wasserstein
+from diffcore.paths.denoiser import DenoiserBase
+from diffcore.training import TrainConfig
 from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
 
 
 def run_sampler(name: str, den, x: Tensor, grid: Tensor, **kw: Any) -> Tensor:
@@ -71,3 +78,70 @@ def run_in_triton_interpreter(script: str) -> None:
 def triton_interpreter() -> Callable[[str], None]:
     """:func:`run_in_triton_interpreter`: ``triton_interpreter(script)``."""
     return run_in_triton_interpreter
+
+
+class FewStepKit:
+    """The four-mode Gaussian mixture the distillation tests train few-step students on, and their helpers."""
+
+    def __init__(self, spread: float = 1.5, variance: float = 0.05) -> None:
+        s = spread
+        means = torch.tensor([[s, s], [-s, s], [s, -s], [-s, -s]])
+        self.gmm = GaussianMixture(torch.full((4,), 0.25), means, torch.full((4, 2), variance))
+        """Four equal-weight 2-D Gaussians at ``(+-spread, +-spread)``: class ``k`` is component ``k``."""
+
+    def reference_sets(
+        self, n_train: int = 4096, n_eval: int = 1500, seed: int = 1
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(training data (float32), reference samples (float64), evaluation noise)``, each from its own seed."""
+        data = self.gmm.sample(n_train, torch.Generator().manual_seed(seed)).float()
+        ref = self.gmm.sample(n_eval, torch.Generator().manual_seed(seed + 1))
+        noise = torch.randn(n_eval, self.gmm.dim, generator=torch.Generator().manual_seed(seed + 2))
+        return data, ref, noise
+
+    @staticmethod
+    def loader(x: Tensor, y: Tensor | None = None, batch_size: int = 128) -> DataLoader:
+        """Shuffled full batches of ``x`` (or ``{"x": x, "y": y}`` with labels), the Trainer's batch format."""
+
+        def stack(items: list[tuple[Tensor, ...]]) -> Tensor | dict[str, Tensor]:
+            if len(items[0]) == 1:
+                return torch.stack([i[0] for i in items])
+            return {"x": torch.stack([i[0] for i in items]), "y": torch.stack([i[1] for i in items])}
+
+        tensors = (x,) if y is None else (x, y)
+        return DataLoader(
+            TensorDataset(*tensors), batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=stack
+        )
+
+    @staticmethod
+    @torch.no_grad()
+    def distance(
+        denoiser: DenoiserBase,
+        sampler: str,
+        steps: int,
+        noise: Tensor,
+        reference: Tensor,
+        *,
+        t_start: float = 1.0,
+        seed: int = 5,
+        projections: int = 64,
+        **options: Any,
+    ) -> float:
+        """Sliced W2 between ``steps``-step samples of ``sampler`` from ``noise`` and ``reference`` samples."""
+        g = torch.Generator().manual_seed(seed)
+        x = diffcore.sample(denoiser, noise, sampler, steps, t_start=t_start, generator=g, **options)
+        return sliced_wasserstein(x.double(), reference, projections=projections)
+
+    @staticmethod
+    def train_config(output_dir: str | Path, steps: int, lr: float = 3e-3) -> TrainConfig:
+        """A quiet CPU training configuration for small students (no EMA, checkpoints or TensorBoard)."""
+        return TrainConfig(
+            steps=steps, lr=lr, ema_decay=None, checkpoint_every=None, tensorboard=False, progress_bar=False,
+            output_dir=str(output_dir), log_every=steps, max_grad_norm=1.0,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def few_step() -> FewStepKit:
+    """:class:`FewStepKit`: ``few_step.gmm``, ``.reference_sets()``, ``.loader(x)``, ``.distance(...)``,
+    ``.train_config(dir, steps)``."""
+    return FewStepKit()

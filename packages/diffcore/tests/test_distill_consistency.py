@@ -15,46 +15,34 @@ from diffcore.distill import (
     MLPDenoiser,
     MLPDenoiserConfig,
 )
-from diffcore.distill.evaluation import (
-    four_mode_mixture,
-    reference_sets,
-    sample_distance,
-    small_train_config,
-    tensor_loader,
-)
 from diffcore.training import Trainer
 
 pytestmark = pytest.mark.slow  # trains small networks through the Trainer (tens of seconds each)
 
 SCHEDULE = "rectified-flow"
-GMM = four_mode_mixture()
 
 
-def _setup():
+def test_consistency_distillation_beats_the_teacher_at_one_step(tmp_path, few_step):
     torch.manual_seed(0)
-    return reference_sets(GMM)
-
-
-def test_consistency_distillation_beats_the_teacher_at_one_step(tmp_path):
-    data, ref, noise = _setup()
-    teacher = GMM.denoiser(SCHEDULE, "velocity")
+    data, ref, noise = few_step.reference_sets()
+    teacher = few_step.gmm.denoiser(SCHEDULE, "velocity")
     param = ConsistencyParameterization(SCHEDULE, "x0")
     obj = ConsistencyDistillation(param, teacher=teacher, num_points=12, solver="ddim")
     net = MLPDenoiser(MLPDenoiserConfig(width=64, depth=2))
-    untrained = sample_distance(
+    untrained = few_step.distance(
         param.denoiser(copy.deepcopy(net)), "consistency", 1, noise, ref, t_start=obj.t_max
     )
     summary = Trainer(
         net,
         obj,
-        tensor_loader(data),
-        small_train_config(tmp_path / "cd", 200),
+        few_step.loader(data),
+        few_step.train_config(tmp_path / "cd", 200),
         callbacks=[ConsistencyCallback(obj)],
     ).fit()
     student = param.denoiser(MLPDenoiser.from_pretrained(summary.model_dir).eval())
     for steps in (1, 2):
-        got = sample_distance(student, "consistency", steps, noise, ref, t_start=obj.t_max)
-        teacher_same = sample_distance(teacher, "euler", steps, noise, ref)
+        got = few_step.distance(student, "consistency", steps, noise, ref, t_start=obj.t_max)
+        teacher_same = few_step.distance(teacher, "euler", steps, noise, ref)
         assert got < 0.5 * untrained, (steps, got, untrained)
         if steps == 1:  # one step: far better than the teacher's single Euler step (which gives the mean)
             assert got < 0.6 * teacher_same, (steps, got, teacher_same)

@@ -17,7 +17,6 @@ from diffcore.distill import (
     ict_num_points,
 )
 from diffcore.distill import consistency as consistency_module
-from diffcore.distill.evaluation import four_mode_mixture, small_train_config, tensor_loader
 from diffcore.training import Callback, Trainer
 
 SCHEDULE = "rectified-flow"
@@ -38,22 +37,26 @@ def _objective(**kw) -> ConsistencyTraining:
     return ConsistencyTraining(ConsistencyParameterization(SCHEDULE, "x0"), s0=2, s1=16, distance="l2", **kw)
 
 
-def _fit(tmp_path, obj: ConsistencyTraining, steps: int) -> _Record:
+def _fit(tmp_path, few_step, obj: ConsistencyTraining, steps: int) -> _Record:
     torch.manual_seed(0)
-    data = four_mode_mixture().sample(256, torch.Generator().manual_seed(0)).float()
+    data = few_step.gmm.sample(256, torch.Generator().manual_seed(0)).float()
     record = _Record(obj)
     net = MLPDenoiser(MLPDenoiserConfig(width=8, depth=1, time_features=8))
     callbacks = [ConsistencyCallback(obj), record]
     Trainer(
-        net, obj, tensor_loader(data, batch_size=32), small_train_config(tmp_path, steps), callbacks=callbacks
+        net,
+        obj,
+        few_step.loader(data, batch_size=32),
+        few_step.train_config(tmp_path, steps),
+        callbacks=callbacks,
     ).fit()
     return record
 
 
-def test_curriculum_takes_the_trainer_step_count(tmp_path):
+def test_curriculum_takes_the_trainer_step_count(tmp_path, few_step):
     obj = _objective()
     assert obj.total_steps is None
-    record = _fit(tmp_path, obj, 20)
+    record = _fit(tmp_path, few_step, obj, 20)
     assert obj.total_steps == 20 and obj.step == 20
     # recorded after step k = 1..20: N(k) of a 20-step run, ending on the last stage s1 + 1
     assert record.points == [ict_num_points(k, 20, 2, 16) for k in range(1, 21)]
@@ -61,9 +64,9 @@ def test_curriculum_takes_the_trainer_step_count(tmp_path):
     assert sorted(set(record.points)) == [3, 5, 9, 17]  # every doubling stage is visited
 
 
-def test_curriculum_refuses_a_different_explicit_length(tmp_path):
+def test_curriculum_refuses_a_different_explicit_length(tmp_path, few_step):
     with pytest.raises(ValueError, match="total_steps"):
-        _fit(tmp_path, _objective(total_steps=1000), 10)
+        _fit(tmp_path, few_step, _objective(total_steps=1000), 10)
 
 
 def test_curriculum_without_a_length_names_the_missing_parameter():

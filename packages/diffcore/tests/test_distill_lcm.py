@@ -17,13 +17,6 @@ from diffcore.distill import (
     MLPDenoiserConfig,
     add_lcm_lora,
 )
-from diffcore.distill.evaluation import (
-    four_mode_mixture,
-    reference_sets,
-    sample_distance,
-    small_train_config,
-    tensor_loader,
-)
 from diffcore.nn.lora import load_lora, lora_parameters, save_lora
 from diffcore.paths.analytic import GaussianMixture
 from diffcore.paths.denoiser import Denoiser
@@ -32,22 +25,21 @@ from diffcore.training import Trainer
 pytestmark = pytest.mark.slow  # trains small networks through the Trainer (tens of seconds each)
 
 SCHEDULE = "rectified-flow"
-GMM = four_mode_mixture()
 
 
-def _setup():
+def _setup(few_step):
     torch.manual_seed(0)
-    return reference_sets(GMM)
+    return few_step.reference_sets()
 
 
 class _ClassTeacher:
     """Exact denoisers of each component (labels 0..3) and of the whole mixture (label 4 = null)."""
 
-    def __init__(self):
+    def __init__(self, gmm: GaussianMixture):
         self.parts = [
-            GaussianMixture.gaussian(GMM.means[k], GMM.variances[k]).network(SCHEDULE, "velocity")
+            GaussianMixture.gaussian(gmm.means[k], gmm.variances[k]).network(SCHEDULE, "velocity")
             for k in range(4)
-        ] + [GMM.network(SCHEDULE, "velocity")]
+        ] + [gmm.network(SCHEDULE, "velocity")]
 
     def __call__(self, x, t, y):
         out = torch.zeros_like(x)
@@ -58,11 +50,13 @@ class _ClassTeacher:
         return out
 
 
-def test_lcm_with_guidance_scale_input_generates_each_class_in_one_step(tmp_path):
+def test_lcm_with_guidance_scale_input_generates_each_class_in_one_step(tmp_path, few_step):
     g = torch.Generator().manual_seed(4)
     labels = torch.randint(0, 4, (4096,), generator=g)
-    data = (GMM.means[labels] + 0.2236 * torch.randn(4096, 2, generator=g, dtype=torch.float64)).float()
-    teacher = Denoiser(_ClassTeacher(), SCHEDULE, "velocity")
+    data = (
+        few_step.gmm.means[labels] + 0.2236 * torch.randn(4096, 2, generator=g, dtype=torch.float64)
+    ).float()
+    teacher = Denoiser(_ClassTeacher(few_step.gmm), SCHEDULE, "velocity")
     param = ConsistencyParameterization(SCHEDULE, "x0")
     obj = LatentConsistencyDistillation(
         param, teacher=teacher, uncond={"y": torch.tensor(4)}, guidance_range=(1.0, 3.0), num_points=12
@@ -72,8 +66,8 @@ def test_lcm_with_guidance_scale_input_generates_each_class_in_one_step(tmp_path
     Trainer(
         net,
         obj,
-        tensor_loader(data, labels),
-        small_train_config(tmp_path / "lcm", 600),
+        few_step.loader(data, labels),
+        few_step.train_config(tmp_path / "lcm", 600),
         callbacks=[ConsistencyCallback(obj)],
     ).fit()
     student = param.denoiser(net.eval())
@@ -82,15 +76,15 @@ def test_lcm_with_guidance_scale_input_generates_each_class_in_one_step(tmp_path
     for w in (1.0, 2.5):
         with torch.no_grad():
             x = diffcore.sample(student, noise, "lcm", 1, t_start=obj.t_max, cond={"y": y}, guidance_scale=w)
-        nearest = torch.cdist(x.double(), GMM.means).argmin(1)
+        nearest = torch.cdist(x.double(), few_step.gmm.means).argmin(1)
         assert float((nearest == y).double().mean()) > 0.9, w
-        own = x.double() - GMM.means[y]
+        own = x.double() - few_step.gmm.means[y]
         assert float(own.norm(dim=1).mean()) < 0.6, w
 
 
-def test_lcm_lora_trains_only_the_adapter_and_gives_a_few_step_generator(tmp_path):
-    data, ref, noise = _setup()
-    teacher = GMM.denoiser(SCHEDULE, "velocity")
+def test_lcm_lora_trains_only_the_adapter_and_gives_a_few_step_generator(tmp_path, few_step):
+    data, ref, noise = _setup(few_step)
+    teacher = few_step.gmm.denoiser(SCHEDULE, "velocity")
     base = MLPDenoiser(MLPDenoiserConfig(width=64, depth=2))
     frozen = {k: v.clone() for k, v in base.state_dict().items()}
     net = add_lcm_lora(base, rank=16)
@@ -101,8 +95,8 @@ def test_lcm_lora_trains_only_the_adapter_and_gives_a_few_step_generator(tmp_pat
     Trainer(
         net,
         obj,
-        tensor_loader(data),
-        small_train_config(tmp_path / "lora", 300),
+        few_step.loader(data),
+        few_step.train_config(tmp_path / "lora", 300),
         callbacks=[ConsistencyCallback(obj)],
     ).fit()
     state = net.state_dict()
@@ -121,8 +115,8 @@ def test_lcm_lora_trains_only_the_adapter_and_gives_a_few_step_generator(tmp_pat
     fresh.load_state_dict(frozen)
     fresh_base = copy.deepcopy(fresh).eval()
     load_lora(fresh, tmp_path / "adapter", adapter_name="lcm")
-    got = sample_distance(param.denoiser(fresh.eval()), "lcm", 1, noise, ref, t_start=obj.t_max)
-    assert got < 0.6 * sample_distance(teacher, "euler", 1, noise, ref), got
-    assert got < sample_distance(Denoiser(fresh_base, SCHEDULE, "velocity"), "euler", 1, noise, ref), (
+    got = few_step.distance(param.denoiser(fresh.eval()), "lcm", 1, noise, ref, t_start=obj.t_max)
+    assert got < 0.6 * few_step.distance(teacher, "euler", 1, noise, ref), got
+    assert got < few_step.distance(Denoiser(fresh_base, SCHEDULE, "velocity"), "euler", 1, noise, ref), (
         got
     )  # the base alone

@@ -21,7 +21,6 @@ from diffcore.distill import (
     MLPDenoiserConfig,
     add_lcm_lora,
 )
-from diffcore.distill.evaluation import four_mode_mixture, reference_sets, small_train_config, tensor_loader
 from diffcore.nn.lora import add_lora, find_lora_targets, lora_parameters, set_adapters
 from diffcore.paths.denoiser import Denoiser
 from diffcore.training import Trainer, objectives
@@ -32,7 +31,6 @@ pytestmark = [
 ]  # trains three small networks through the Trainer; tiny nets: one thread
 
 SCHEDULE = "rectified-flow"
-GMM = four_mode_mixture()
 
 
 def _concept_rate(x: torch.Tensor) -> float:
@@ -47,12 +45,12 @@ def _sample(den, sampler, steps, noise, t_start=1.0):
         )
 
 
-def test_lcm_lora_keeps_a_lora_fine_tuned_concept_at_four_steps(tmp_path):
+def test_lcm_lora_keeps_a_lora_fine_tuned_concept_at_four_steps(tmp_path, few_step):
     torch.manual_seed(0)
-    data, _, noise = reference_sets(GMM, n_train=4096, n_eval=1000)
+    data, _, noise = few_step.reference_sets(n_train=4096, n_eval=1000)
     base = MLPDenoiser(MLPDenoiserConfig(width=64, depth=2))
     fm = objectives.flow_matching()
-    Trainer(base, fm, tensor_loader(data), small_train_config(tmp_path / "base", 500)).fit()
+    Trainer(base, fm, few_step.loader(data), few_step.train_config(tmp_path / "base", 500)).fit()
     base.eval().requires_grad_(False)
     base_den = Denoiser(base, SCHEDULE, "velocity")
 
@@ -60,7 +58,7 @@ def test_lcm_lora_keeps_a_lora_fine_tuned_concept_at_four_steps(tmp_path):
     concept_data = data[(data[:, 0] > 0) & (data[:, 1] > 0)]
     targets = find_lora_targets(base)
     tuned = add_lora(copy.deepcopy(base), rank=8, target_modules=targets, adapter_name="concept")
-    Trainer(tuned, fm, tensor_loader(concept_data), small_train_config(tmp_path / "concept", 150)).fit()
+    Trainer(tuned, fm, few_step.loader(concept_data), few_step.train_config(tmp_path / "concept", 150)).fit()
 
     # The LCM-LoRA, distilled from the base alone.
     accel = add_lcm_lora(copy.deepcopy(base), rank=16, target_modules=targets)
@@ -71,8 +69,8 @@ def test_lcm_lora_keeps_a_lora_fine_tuned_concept_at_four_steps(tmp_path):
     Trainer(
         accel,
         obj,
-        tensor_loader(data),
-        small_train_config(tmp_path / "lcm", 250),
+        few_step.loader(data),
+        few_step.train_config(tmp_path / "lcm", 250),
         callbacks=[ConsistencyCallback(obj)],
     ).fit()
 
@@ -99,4 +97,4 @@ def test_lcm_lora_keeps_a_lora_fine_tuned_concept_at_four_steps(tmp_path):
     assert both_rate > 0.8, (both_rate, tuned_rate)  # LCM-LoRA + concept LoRA keep it at 4 steps
     # and the 4-step samples sit near the concept component (modes are 3 apart), not at the origin
     inside = both[(both[:, 0] > 0) & (both[:, 1] > 0)]
-    assert float((inside - GMM.means[0]).norm(dim=1).median()) < 1.5
+    assert float((inside - few_step.gmm.means[0]).norm(dim=1).median()) < 1.5

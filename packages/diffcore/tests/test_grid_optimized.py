@@ -1,5 +1,5 @@
-"""The optimised grid beats the fixed grids at low NFE on held-out noise, never loses on its own batch,
-and is reachable as the registered grid ``"optimized"``."""
+"""The optimised grid beats the fixed grids at low NFE on held-out noise, never loses on its own batch, is
+a plain grid tensor for ``diffcore.sample`` and is not a grid name (it needs a model and a sampler)."""
 
 from __future__ import annotations
 
@@ -65,16 +65,17 @@ def test_reference_solution_is_converged():
     assert float((a - b).norm(dim=1).max()) < 1e-4
 
 
-def test_registered_grid_and_errors():
+def test_grid_is_a_tensor_for_sample_not_a_name_and_errors():
     den = GM.denoiser(get("edm"), "eps")
     noise = normal(32, 6)
-    opts = {"denoiser": den, "sampler": "dpmpp_2m", "noise_batch": noise, "sweeps": 1, "reference_steps": 60}
-    grid = diffcore.sampling.grids.make("optimized", den.schedule, 3, **opts)
-    direct = optimize_grid(den, "dpmpp_2m", 3, noise, sweeps=1, reference_steps=60)
-    torch.testing.assert_close(grid, direct)
-    out = diffcore.sample(den, noise, "dpmpp_2m", 3, grid="optimized", grid_options=opts)
-    torch.testing.assert_close(out, diffcore.sample(den, noise, "dpmpp_2m", 3, grid=direct))
-    with pytest.raises(ValueError, match="noise_batch"):
-        diffcore.sampling.grids.make("optimized", den.schedule, 3)
+    grid = optimize_grid(den, "dpmpp_2m", 3, noise, sweeps=1, reference_steps=60)
+    assert grid.dtype == torch.float64 and grid.shape == (4,) and grid[0] == 1.0 and grid[-1] == 0.0
+    out = diffcore.sample(den, noise, "dpmpp_2m", 3, grid=grid)
+    torch.testing.assert_close(out, diffcore.sampling.get("dpmpp_2m").fn(
+        den, float(den.schedule.sigma(grid[:1])) * noise, grid, cond={}, generator=None, callback=None
+    ))  # fmt: skip
+    assert "optimized" not in diffcore.sampling.grids.available()
+    with pytest.raises(ValueError, match="grid: unknown name 'optimized'"):
+        diffcore.sample(den, noise, "dpmpp_2m", 3, grid="optimized")
     with pytest.raises(ValueError, match="deterministic"):
         optimize_grid(den, "dpmpp_2m_sde", 3, noise)

@@ -1,3 +1,4 @@
+import json
 from dataclasses import dataclass
 
 import pytest
@@ -42,3 +43,16 @@ def test_missing_and_corrupt_files_raise_clear_errors(tmp_path):
 def test_wrong_config_type_is_rejected():
     with pytest.raises(TypeError, match="config"):
         Tiny({"width": 3})
+
+
+def test_config_json_goes_through_the_one_config_reader(tmp_path):
+    """Types are checked and unknown keys refused as for configuration files, naming the file."""
+    Tiny(TinyConfig()).save_pretrained(tmp_path)
+    config = tmp_path / "config.json"
+    saved = json.loads(config.read_text())
+    config.write_text(json.dumps({**saved, "config": {"width": 3, "depth": 2}}))
+    with pytest.raises(ValueError, match=r"config\.json .*unknown keys \['depth'\]"):
+        Tiny.from_pretrained(tmp_path)
+    config.write_text(json.dumps({**saved, "config": {"width": "wide"}}))
+    with pytest.raises(ValueError, match=r"width: expected int"):
+        Tiny.from_pretrained(tmp_path)

@@ -1,6 +1,7 @@
 """DPM-Solver / DPM-Solver++ against analytic answers: convergence orders on a Gaussian mixture with the
-exact denoiser, exactness of the multistep weights on polynomials, every schedule, dtypes, shapes, the
-final step to ``t = 0``, and no host-device synchronisation (the loop runs on the meta device)."""
+exact denoiser, exactness of the multistep weights on polynomials, every schedule, dtypes, shapes and no
+host-device synchronisation (the loop runs on the meta device). The final step to ``t = 0`` is checked for
+every sampler in ``test_samplers_last_step.py``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from diffcore.paths.analytic import GaussianMixture, sliced_wasserstein
 from diffcore.paths.denoiser import Denoiser
 from diffcore.paths.schedules import ZeroTerminalSNR, get
 from diffcore.sampling.dpm_solver import multistep_weights
-from diffcore.sampling.lambda_steps import phi
+from diffcore.sampling.steps import phi
 
 GM = GaussianMixture.random(2, 3, seed=1)
 SAMPLERS = ["dpm_solver_1", "dpm_solver_2", "dpm_solver_3", "dpmpp_2m", "dpmpp_3m"]
@@ -119,25 +120,6 @@ def test_every_schedule_reaches_the_target(lambda_grid, sampler, schedule):
     truth = GM.sample(1500, generator=torch.Generator().manual_seed(3))
     floor = sliced_wasserstein(GM.sample(1500, generator=torch.Generator().manual_seed(4)), truth)
     assert sliced_wasserstein(out, truth) < floor + 0.12
-
-
-@pytest.mark.parametrize("sampler", [*SAMPLERS, "dpmpp_2m_sde"])
-def test_final_step_returns_the_data_estimate(sampler):
-    sched = get("vp-cosine")
-    den = GM.denoiser(sched, "eps")
-    states = []
-    grid = torch.linspace(0.99, 0.0, 7, dtype=torch.float64)
-    x = torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
-    out = diffcore.sampling.get(sampler).fn(
-        den,
-        x,
-        grid,
-        cond={},
-        generator=torch.Generator().manual_seed(0),
-        callback=lambda i, t, xi, x0: states.append(xi),
-    )
-    assert len(states) == 6
-    torch.testing.assert_close(out, den.x0(states[-2], float(grid[-2])))
 
 
 @pytest.mark.parametrize("sampler", ["dpmpp_2m", "dpmpp_3m", "dpm_solver_2"])

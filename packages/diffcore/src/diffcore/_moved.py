@@ -27,7 +27,7 @@ MOVED: dict[str, str] = {
     "diffcore.samplers": "diffcore.sampling",
     "diffcore.samplers.registry": "diffcore.sampling.registry",
     "diffcore.samplers.steps": "diffcore.sampling.steps",
-    "diffcore.samplers.lambda_steps": "diffcore.sampling.lambda_steps",
+    "diffcore.samplers.lambda_steps": "diffcore.sampling.steps",
     "diffcore.samplers.ddim": "diffcore.sampling.ddim",
     "diffcore.samplers.ddpm": "diffcore.sampling.ddpm",
     "diffcore.samplers.euler": "diffcore.sampling.euler",
@@ -35,6 +35,7 @@ MOVED: dict[str, str] = {
     "diffcore.samplers.unipc": "diffcore.sampling.unipc",
     "diffcore.samplers.consistency": "diffcore.sampling.consistency",
     "diffcore.samplers.ode": "diffcore.sampling.ode_solvers",
+    "diffcore.sampling.lambda_steps": "diffcore.sampling.steps",  # merged into the one steps module
     "diffcore.samplers.sde": "diffcore.sampling.sde_solvers",
     "diffcore.discrete.guidance": "diffcore.guidance.discrete",
     "diffcore.inverse": "diffcore.editing.inpainting",

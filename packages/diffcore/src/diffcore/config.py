@@ -59,6 +59,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if value not in args:
             raise ValueError(f"{where}: expected one of {args}, got {value!r}")
         return value
+    if annotation is tuple and isinstance(value, (list, tuple)):  # a bare ``tuple`` field: JSON/YAML lists
+        return tuple(value)
     if origin is tuple:
         items = [value] if isinstance(value, (str, int, float)) else list(value)
         if args and args[-1] is not Ellipsis:  # fixed length, e.g. tuple[str, float]

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from diffcore.paths.denoiser import DenoiserBase
+from diffcore.sampling.ode_solvers import rk4_step
 
 Divergence = Literal["exact", "hutchinson"]
 
@@ -159,16 +160,13 @@ def log_likelihood(
 def _fixed_step(
     fn, x: Tensor, d: Tensor, t0: float, t1: float, steps: int, method: str
 ) -> tuple[Tensor, Tensor]:
+    """Integrate the augmented state ``(x, delta)`` from ``t0`` to ``t1`` in ``steps`` Euler or RK4 steps."""
     h = (t1 - t0) / steps
+    state = (x, d)
     for i in range(steps):
         t = torch.tensor(t0 + i * h, dtype=x.dtype, device=x.device)
-        k1 = fn(t, (x, d))
         if method == "euler":
-            x, d = x + h * k1[0], d + h * k1[1]
-            continue
-        k2 = fn(t + h / 2, (x + h / 2 * k1[0], d))
-        k3 = fn(t + h / 2, (x + h / 2 * k2[0], d))
-        k4 = fn(t + h, (x + h * k3[0], d))
-        x = x + h / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0])
-        d = d + h / 6 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1])
-    return x, d
+            state = tuple(a + h * b for a, b in zip(state, fn(t, state), strict=True))
+        else:
+            state = rk4_step(fn, t, state, h)
+    return state

@@ -33,6 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from diffcore.config import config_from_dict
 from diffcore.io import atomic_path, write_bytes
 
 CONFIG_NAME = "config.json"
@@ -58,22 +59,6 @@ def _config_to_dict(config: Any) -> dict[str, Any]:
     if not dataclasses.is_dataclass(config):
         raise TypeError(f"config must be a dataclass instance, got {type(config).__name__}")
     return dataclasses.asdict(config)
-
-
-def _config_from_dict(config_class: type, data: dict[str, Any]) -> Any:
-    names = {f.name for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"config.json has keys {unknown} that {config_class.__name__} does not know")
-    kwargs = {}
-    for f in dataclasses.fields(config_class):
-        if f.name in data:
-            value = data[f.name]
-            # JSON has no tuples; restore them where the dataclass default is a tuple.
-            if isinstance(value, list) and isinstance(getattr(config_class(), f.name, None), tuple):
-                value = tuple(value)
-            kwargs[f.name] = value
-    return config_class(**kwargs)
 
 
 class PretrainedModel(nn.Module):
@@ -129,7 +114,12 @@ class PretrainedModel(nn.Module):
         model_cls: type[M] = cls
         if cls is PretrainedModel:
             model_cls = _import_class(data.get("model_class", ""))
-        config = _config_from_dict(model_cls.config_class, data.get("config", {}))
+        try:
+            config = config_from_dict(model_cls.config_class, data.get("config", {}))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"directory: {config_path} does not describe a {model_cls.__name__} ({exc})"
+            ) from exc
         model = model_cls(config)
         try:
             state = load_file(str(weights_path), device="cpu")

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 import torch
 from diffcore.manifolds import igso3, so3
 from diffcore.paths.schedules import VPLinear
-from diffcore.sampling.ddpm import posterior_std
-from diffcore.sampling.steps import grid_points, snr_ratio
+from diffcore.sampling.steps import grid_points, posterior_std, snr_ratio
 from torch import Tensor
 
 from diff_protein.diffusion.base import centre, check_batch
@@ -174,7 +173,7 @@ class FrameDiffusion:
         eps = (x_t - cur.alpha * x0) / cur.sigma
         mean = nxt.alpha * x0 + snr_ratio(cur, nxt) * nxt.sigma * eps
         z = centre(torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype, device=x_t.device), mask)
-        return mean + self.config.trans_noise_scale * posterior_std(cur, nxt, "small") * z
+        return mean + self.config.trans_noise_scale * posterior_std(cur, nxt) * z
 
     def __repr__(self) -> str:
         return f"FrameDiffusion({self.config})"

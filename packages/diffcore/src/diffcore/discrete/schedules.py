@@ -27,7 +27,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from diffcore.registry import Registry
+
 __all__ = [
+    "DISCRETE_SCHEDULES",
     "Cosine",
     "DiscreteSchedule",
     "Linear",
@@ -159,23 +162,18 @@ class Polynomial(DiscreteSchedule):
         return f"Polynomial(power={self.power})"
 
 
-_REGISTRY: dict[str, Callable[..., DiscreteSchedule]] = {
-    "log-linear": LogLinear,
-    "linear": Linear,
-    "cosine": Cosine,
-    "polynomial": Polynomial,
-}
+DISCRETE_SCHEDULES: Registry[Callable[..., DiscreteSchedule]] = Registry("discrete schedule")
+DISCRETE_SCHEDULES.add("log-linear", LogLinear)
+DISCRETE_SCHEDULES.add("linear", Linear)
+DISCRETE_SCHEDULES.add("cosine", Cosine)
+DISCRETE_SCHEDULES.add("polynomial", Polynomial)
 
 
 def available_discrete_schedules() -> list[str]:
     """Names accepted by :func:`get_discrete_schedule`."""
-    return sorted(_REGISTRY)
+    return DISCRETE_SCHEDULES.names()
 
 
 def get_discrete_schedule(name: str, **kwargs: float) -> DiscreteSchedule:
     """Build a discrete schedule by name (see the module docstring); ``kwargs`` go to its constructor."""
-    if name not in _REGISTRY:
-        raise ValueError(
-            f"name: unknown discrete schedule {name!r}; expected one of {available_discrete_schedules()}"
-        )
-    return _REGISTRY[name](**kwargs)
+    return DISCRETE_SCHEDULES.get(name)(**kwargs)

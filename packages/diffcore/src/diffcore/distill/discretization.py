@@ -2,7 +2,8 @@
 
 Consistency models pair adjacent times ``t_n < t_{n+1}`` of a fixed discretisation. Following Karras
 et al. 2022 (Eq. 5) the discretisation is spaced with ``rho = 7`` in the data-unit noise level
-``s = sigma / alpha`` between ``s_min`` and ``s_max``; each ``s`` is mapped to the time of any schedule
+``s = sigma / alpha`` between ``s_min`` and ``s_max`` (:func:`~diffcore.sampling.grids.karras_sigmas`, the ramp
+of the ``karras`` sampling grid); each ``s`` is mapped to the time of any schedule
 through the inverse log-SNR (``log_snr = -2 ln s``), so the same code serves VP, VE/EDM and rectified flow.
 """
 
@@ -14,6 +15,9 @@ import torch
 from torch import Tensor
 
 from diffcore.paths.schedules import Schedule
+from diffcore.sampling.grids import karras_sigmas
+
+__all__ = ["ict_num_points", "karras_sigmas", "lognormal_interval_probs", "time_of_data_sigma"]
 
 
 def time_of_data_sigma(schedule: Schedule, s: Tensor | float) -> Tensor:
@@ -22,19 +26,6 @@ def time_of_data_sigma(schedule: Schedule, s: Tensor | float) -> Tensor:
     if bool((s <= 0).any()):
         raise ValueError("s: expected data-unit noise levels > 0")
     return schedule.t_from_log_snr(-2.0 * torch.log(s)).to(torch.float64)
-
-
-def karras_sigmas(num_points: int, s_min: float = 0.002, s_max: float = 80.0, rho: float = 7.0) -> Tensor:
-    """``num_points`` increasing data-unit noise levels, ``s_i = (s_min^(1/rho) + i/(N-1) (s_max^(1/rho) -
-    s_min^(1/rho)))^rho`` (Song et al. 2023, Sec. 5; Karras et al. 2022, Eq. 5), float64."""
-    if num_points < 2:
-        raise ValueError(
-            f"num_points: expected >= 2 (a discretisation has at least one interval), got {num_points}"
-        )
-    if not 0 < s_min < s_max:
-        raise ValueError(f"s_min, s_max: expected 0 < s_min < s_max, got {s_min}, {s_max}")
-    ramp = torch.linspace(0, 1, num_points, dtype=torch.float64)
-    return (s_min ** (1 / rho) + ramp * (s_max ** (1 / rho) - s_min ** (1 / rho))) ** rho
 
 
 def ict_num_points(step: int, total_steps: int, s0: int = 10, s1: int = 1280) -> int:

@@ -22,7 +22,7 @@ from torch import Tensor
 from diffcore.paths.denoiser import DenoiserBase
 from diffcore.sampling import grids as grids_mod
 from diffcore.sampling.sample import sample
-from diffcore.sampling.steps import GridPoint, ddim_update, grid_points, randn
+from diffcore.sampling.steps import GridPoint, ddim_step, grid_points, randn, renoise
 
 
 class Measurement(Protocol):
@@ -71,13 +71,6 @@ def _noised_measurement(op: Measurement, y: Tensor, p: GridPoint, like: Tensor, 
     return p.alpha * y + p.sigma * op.measure(randn(like, generator))
 
 
-def _renoise(x: Tensor, cur: GridPoint, nxt: GridPoint, generator) -> Tensor:
-    """A draw from the forward transition ``q(x_t | x_s)`` from ``nxt`` (s) back up to ``cur`` (t)."""
-    a = cur.alpha / nxt.alpha
-    std = max(cur.sigma**2 - (a * nxt.sigma) ** 2, 0.0) ** 0.5
-    return a * x + std * randn(x, generator)
-
-
 def solve(
     denoiser: DenoiserBase,
     measurement: Measurement,
@@ -108,22 +101,15 @@ def solve(
     if resample < 1:
         raise ValueError(f"resample: expected >= 1, got {resample}")
     cond = cond or {}
-    times = (
-        grids_mod.check_grid(grid)
-        if isinstance(grid, Tensor)
-        else grids_mod.make(grid, denoiser.schedule, steps)
-    )
-    points = grid_points(denoiser.schedule, times)
+    points = grid_points(denoiser.schedule, grids_mod.resolve(grid, denoiser.schedule, steps))
     x = points[0].sigma * noise + points[0].alpha * measurement.insert(torch.zeros_like(noise), y)
     for cur, nxt in itertools.pairwise(points):
         for u in range(resample):
-            x0, eps = denoiser.x0_eps(x, cur.t, **cond)
-            z = randn(x, generator) if eta > 0 and not nxt.is_data else None
-            x_next = ddim_update(x0, eps, cur, nxt, eta, z)
+            x_next = ddim_step(denoiser.estimate(x, cur.t, **cond), cur, nxt, eta, generator)
             known = y if nxt.is_data else _noised_measurement(measurement, y, nxt, x, generator)
             x_next = measurement.insert(x_next, known)
             if u < resample - 1 and not nxt.is_data:
-                x = _renoise(x_next, cur, nxt, generator)
+                x = renoise(x_next, nxt, cur, randn(x_next, generator))  # back up to t: q(x_t | x_s)
             else:
                 x = x_next
     return measurement.insert(x, y)

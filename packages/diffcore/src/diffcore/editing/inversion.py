@@ -23,24 +23,17 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from diffcore.paths.denoiser import DenoiserBase
+from diffcore.paths.denoiser import DenoiserBase, Estimate
+from diffcore.paths.predictions import PathCoefficients
 from diffcore.sampling import grids as grids_mod
 from diffcore.sampling.ddim import sample_ddim
-from diffcore.sampling.steps import GridPoint, grid_points
+from diffcore.sampling.steps import GridPoint, ddim_step, grid_points
 
 
-def _inversion_grid(
-    denoiser: DenoiserBase, steps: int, grid: str | Tensor, t: float, options: dict
-) -> Tensor:
-    if isinstance(grid, Tensor):
-        return grids_mod.check_grid(grid)
-    return grids_mod.make(grid, denoiser.schedule, steps, t_start=t, t_end=0.0, **options)
-
-
-def _as_sampled(p: GridPoint) -> tuple[float, float]:
-    """``(alpha, sigma)`` of the state the DDIM sampler leaves at ``p``: at ``t = 0`` it returns the
-    ``x0`` estimate itself, i.e. ``alpha = 1, sigma = 0`` (VE's ``sigma(0) = sigma_min`` is dropped)."""
-    return (1.0, 0.0) if p.is_data else (p.alpha, p.sigma)
+def _as_sampled(p: GridPoint) -> PathCoefficients:
+    """The path coefficients of the state the DDIM sampler leaves at ``p``: at ``t = 0`` it returns the ``x0``
+    estimate itself, i.e. ``alpha = 1, sigma = 0`` (VE's ``sigma(0) = sigma_min`` is dropped)."""
+    return PathCoefficients(1.0, 0.0, 0.0, 0.0) if p.is_data else PathCoefficients(p.alpha, p.sigma, 0.0, 0.0)
 
 
 def _inverse_step(
@@ -54,26 +47,26 @@ def _inverse_step(
     """Map the state ``x`` at ``low`` to the state at ``high > low`` that DDIM sends back to ``x``.
 
     DDIM from ``high`` gives ``x = alpha_l x0_hat + sigma_l eps_hat`` with the estimates ``(x0_hat, eps_hat)``
-    at ``(x_high, high)`` and ``x_high = alpha_h x0_hat + sigma_h eps_hat``. Eliminating ``x0_hat`` gives
-    ``x_high = (alpha_h / alpha_l) x + (sigma_h - alpha_h sigma_l / alpha_l) eps_hat`` (at the data end the
-    sampler returned ``x0_hat`` itself: ``alpha_l = 1, sigma_l = 0``). The estimates are first taken at
-    ``(x, high)`` (plain DDIM inversion, as diffusers' ``DDIMInverseScheduler``), then at ``(x_high, high)``
-    for each fixed-point iteration; on Gaussian data that map contracts by ``(1 - r) / (1 + SNR_h var)``,
-    ``r = alpha_h sigma_l / (alpha_l sigma_h)``. Where ``alpha_h = 0`` (zero terminal SNR) it would not
-    contract and the relation carries no ``x``; eliminating ``eps_hat`` instead gives
-    ``x_high = (sigma_h / sigma_l) x - (alpha_l sigma_h / sigma_l) x0_hat``, exact after one iteration."""
-    a_l, s_l = _as_sampled(low)
+    at ``(x_high, high)``, and ``x_high = alpha_h x0_hat + sigma_h eps_hat``. So ``x_high`` is the DDIM step from
+    ``(x, low)`` to ``high`` with the network's ``eps_hat``, ``x0_hat`` read off ``x`` (at the data end the
+    sampler returned ``x0_hat`` itself: ``alpha_l = 1, sigma_l = 0``):
+    ``x_high = (alpha_h / alpha_l) x + (sigma_h - alpha_h sigma_l / alpha_l) eps_hat``. The estimate is first
+    taken at ``(x, high)`` (plain DDIM inversion, as diffusers' ``DDIMInverseScheduler``), then at
+    ``(x_high, high)`` for each fixed-point iteration; on Gaussian data that map contracts by
+    ``(1 - r) / (1 + SNR_h var)``, ``r = alpha_h sigma_l / (alpha_l sigma_h)``. Where ``alpha_h = 0`` (zero
+    terminal SNR) it would not contract and the step carries no ``x``; the network's ``x0_hat`` is used instead,
+    with ``eps_hat`` read off ``x``: ``x_high = (sigma_h / sigma_l) (x - alpha_l x0_hat)``, exact after one
+    iteration."""
+    at_low = _as_sampled(low)
+    kind = "x0" if high.alpha == 0.0 else "eps"
 
-    def update(x0_hat: Tensor, eps_hat: Tensor) -> Tensor:
-        if high.alpha == 0.0:
-            ratio = high.sigma / s_l
-            return ratio * x - (a_l * ratio) * x0_hat
-        ratio = high.alpha / a_l
-        return ratio * x + (high.sigma - ratio * s_l) * eps_hat
+    def update(d: Estimate) -> Tensor:
+        anchored = Estimate.of(x, kind, d.x0 if kind == "x0" else d.eps, low.t, at_low)
+        return ddim_step(anchored, low, high)
 
-    x_high = update(*denoiser.x0_eps(x, high.t, **cond))
+    x_high = update(denoiser.estimate(x, high.t, **cond))
     for _ in range(fixed_point_iters):
-        x_high = update(*denoiser.x0_eps(x_high, high.t, **cond))
+        x_high = update(denoiser.estimate(x_high, high.t, **cond))
     return x_high
 
 
@@ -108,9 +101,7 @@ def invert(
     """
     if not isinstance(fixed_point_iters, int) or fixed_point_iters < 0:
         raise ValueError(f"fixed_point_iters: expected an integer >= 0, got {fixed_point_iters!r}")
-    if not isinstance(grid, Tensor) and (not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
-    times = _inversion_grid(denoiser, steps, grid, t, grid_options or {})
+    times = grids_mod.resolve(grid, denoiser.schedule, steps, t, 0.0, **(grid_options or {}))
     if float(times[-1]) != 0.0:
         raise ValueError(f"grid: expected a sampling grid ending at t = 0, got grid[-1] = {float(times[-1])}")
     points = grid_points(denoiser.schedule, times)[::-1]
@@ -134,9 +125,7 @@ def decode(
     grid_options: dict[str, Any] | None = None,
 ) -> Tensor:
     """Decode a latent at time ``t`` (from :func:`invert`) with deterministic DDIM over the same grid."""
-    if not isinstance(grid, Tensor) and (not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
-    times = _inversion_grid(denoiser, steps, grid, t, grid_options or {})
+    times = grids_mod.resolve(grid, denoiser.schedule, steps, t, 0.0, **(grid_options or {}))
     return sample_ddim(denoiser, latent, times, cond=cond or {}, generator=None, callback=None, eta=0.0)
 
 

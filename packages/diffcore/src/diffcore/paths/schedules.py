@@ -25,8 +25,11 @@ from typing import TypeVar
 import torch
 from torch import Tensor
 
+from diffcore.registry import Registry
+
 __all__ = [
     "EDM",
+    "SCHEDULES",
     "VE",
     "DiscreteVP",
     "RectifiedFlow",
@@ -613,28 +616,24 @@ class Shifted(Schedule):
 # Registry.
 # --------------------------------------------------------------------------------------------
 
-_REGISTRY: dict[str, Callable[..., Schedule]] = {}
+SCHEDULES: Registry[Callable[..., Schedule]] = Registry("schedule")
 
 
-def register(name: str, factory: Callable[..., Schedule]) -> None:
-    """Register a schedule factory under ``name`` for :func:`get`."""
-    _REGISTRY[name] = factory
+def register(name: str, factory: Callable[..., Schedule], *, replace: bool = False) -> None:
+    """Register a schedule factory under ``name`` for :func:`get` (a taken name needs ``replace=True``)."""
+    SCHEDULES.add(name, factory, replace=replace)
 
 
 def available() -> list[str]:
     """Names accepted by :func:`get`."""
-    return sorted(_REGISTRY)
+    return SCHEDULES.names()
 
 
 def get(name: str, **kwargs: float) -> Schedule:
     """A schedule by name, e.g. ``get("vp-cosine")``, ``get("ve", sigma_max=80)``, ``get("rectified-flow")``."""
     if isinstance(name, Schedule):
         return name
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"schedule: unknown name {name!r}; expected one of {available()}") from None
-    return factory(**kwargs)
+    return SCHEDULES.get(name)(**kwargs)
 
 
 register("vp-linear", VPLinear)

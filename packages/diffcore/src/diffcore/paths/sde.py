@@ -101,18 +101,13 @@ class VPSDE(SDE):
         return self.beta(t)
 
 
-class SubVPSDE(SDE):
-    """sub-VP SDE (Eq. 11): ``dx = -beta x / 2 dt + sqrt(beta (1 - exp(-2 int_0^t beta))) dW``."""
+class SubVPSDE(VPSDE):
+    """sub-VP SDE (Eq. 11): ``dx = -beta x / 2 dt + sqrt(beta (1 - exp(-2 int_0^t beta))) dW``: the VP drift
+    with a smaller diffusion."""
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0) -> None:
-        super().__init__(SubVP(beta_min, beta_max))
+        SDE.__init__(self, SubVP(beta_min, beta_max))
         self.beta_min, self.beta_max = beta_min, beta_max
-
-    def beta(self, t: Tensor | float) -> Tensor:
-        return self.beta_min + _t(t) * (self.beta_max - self.beta_min)
-
-    def f(self, t: Tensor | float) -> Tensor:
-        return -0.5 * self.beta(t)
 
     def g2(self, t: Tensor | float) -> Tensor:
         t = _t(t)

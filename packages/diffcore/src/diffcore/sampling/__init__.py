@@ -2,8 +2,9 @@
 
 - :func:`sample`: run any registered sampler on a :class:`~diffcore.paths.Denoiser` with any grid.
 - :mod:`~diffcore.sampling.grids`: time grids (uniform, log-SNR, Karras rho, trailing), apart from samplers.
-- :mod:`~diffcore.sampling.grid_search`: grids optimised for a sampler and step count.
-- :mod:`~diffcore.sampling.steps`: the single steps the samplers are built from.
+- :mod:`~diffcore.sampling.grid_search`: grid tensors optimised for a model, a sampler and a step count.
+- :mod:`~diffcore.sampling.steps`: what the samplers share: the grid's coefficients, the one DDIM step, the DDPM
+  posterior, the exponential integrators' half-log-SNR steps and the one last-step rule.
 - one module per family: ``ddim``, ``ddpm``, ``euler`` (Euler, Heun), ``dpm_solver``, ``unipc``,
   ``ode_solvers`` (midpoint, RK4, dopri5), ``sde_solvers`` (Euler-Maruyama, predictor-corrector,
   Langevin), ``consistency``. Each registers itself on import; :func:`available` lists them.
@@ -14,7 +15,7 @@ from diffcore.sampling import grids
 from diffcore.sampling.registry import SamplerSpec, available, get, register
 from diffcore.sampling.sample import sample
 
-from diffcore.sampling import (  # isort: skip  (families register themselves; grid_search registers a grid)
+from diffcore.sampling import (  # isort: skip  (the families register themselves on import)
     consistency,
     ddim,
     ddpm,

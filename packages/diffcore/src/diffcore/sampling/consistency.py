@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffcore.paths.denoiser import DenoiserBase
+from diffcore.paths.denoiser import DenoiserBase, weighted_sum
 from diffcore.sampling.registry import Callback, register
 from diffcore.sampling.steps import grid_points, randn
 
@@ -41,10 +41,9 @@ def sample_consistency(
     """Consistency sampling over ``grid`` (decreasing times, ``t = 0`` data); ``x``: the state at ``grid[0]``.
 
     Returns the state at ``grid[-1]`` (the last ``x0`` when ``grid[-1] = 0``)."""
-    points = grid_points(denoiser.schedule, grid)
-    for i, (cur, nxt) in enumerate(itertools.pairwise(points)):
-        x0 = denoiser.x0(x, cur.t, **cond)
-        x = x0 if nxt.is_data else nxt.alpha * x0 + nxt.sigma * randn(x0, generator)
+    for i, (cur, nxt) in enumerate(itertools.pairwise(grid_points(denoiser.schedule, grid))):
+        x0 = denoiser.estimate(x, cur.t, **cond).x0
+        x = x0 if nxt.is_data else weighted_sum([(x0, nxt.alpha), (randn(x0, generator), nxt.sigma)])
         if callback is not None:
             callback(i, nxt.t, x, x0)
     return x

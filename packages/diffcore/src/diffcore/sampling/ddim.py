@@ -16,7 +16,7 @@ from torch import Tensor
 
 from diffcore.paths.denoiser import DenoiserBase
 from diffcore.sampling.registry import Callback, register
-from diffcore.sampling.steps import combine, ddim_coefficients, prepare_grid, randn, x0_of
+from diffcore.sampling.steps import ddim_step, grid_points
 
 
 def check_eta(eta: float) -> float:
@@ -52,18 +52,9 @@ def sample_ddim(
         the state at ``grid[-1]`` (the ``x0`` estimate when ``grid[-1] = 0``).
     """
     eta = check_eta(eta)
-    g = prepare_grid(denoiser, grid, x)
-    for i, (cur, nxt) in enumerate(itertools.pairwise(g.points)):
-        out, f = denoiser.output(x, g.times[i], **cond), g.affine[i]
-        if nxt.is_data:
-            x_next = x0_of(x, out, f)
-        else:
-            c_x0, c_eps, c = ddim_coefficients(cur, nxt, eta)
-            x_next = combine(x, out, *f.fold(0.0, c_x0, c_eps))  # Eq. 12 folded into one multiply-add
-            if eta > 0:
-                noise = randn(x, generator)
-                x_next = torch.add(x_next, noise, alpha=c) if c > 0.0 else x_next
+    for i, (cur, nxt) in enumerate(itertools.pairwise(grid_points(denoiser.schedule, grid))):
+        d = denoiser.estimate(x, cur.t, **cond)
+        x = ddim_step(d, cur, nxt, eta, generator)  # Eq. 12
         if callback is not None:
-            callback(i, nxt.t, x_next, x_next if nxt.is_data else x0_of(x, out, f))
-        x = x_next
+            callback(i, nxt.t, x, d.x0)
     return x

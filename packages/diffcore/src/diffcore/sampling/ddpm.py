@@ -15,29 +15,16 @@ The last step to ``t = 0`` returns the mean, i.e. the ``x0`` estimate (Algorithm
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from diffcore.paths.denoiser import DenoiserBase
+from diffcore.paths.denoiser import DenoiserBase, weighted_sum
 from diffcore.sampling.registry import Callback, register
-from diffcore.sampling.steps import GridPoint, grid_points, randn, snr_ratio
+from diffcore.sampling.steps import grid_points, posterior_std, randn, snr_ratio, transition_std
 
 Variance = Literal["small", "large"]
-
-
-def posterior_std(cur: GridPoint, nxt: GridPoint, variance: Variance) -> float:
-    """Standard deviation of the ancestral step ``cur -> nxt``: ``sqrt(beta-tilde)`` ("small") or
-    ``sqrt(beta)`` ("large") in general alpha/sigma form."""
-    if variance == "small":
-        r = snr_ratio(cur, nxt)
-        return nxt.sigma * math.sqrt(max(1.0 - r * r, 0.0))
-    if variance == "large":
-        a = cur.alpha / nxt.alpha
-        return math.sqrt(max(cur.sigma**2 - (a * nxt.sigma) ** 2, 0.0))
-    raise ValueError(f"variance: expected 'small' or 'large', got {variance!r}")
 
 
 @register(
@@ -67,14 +54,14 @@ def sample_ddpm(
     """
     if variance not in ("small", "large"):
         raise ValueError(f"variance: expected 'small' or 'large', got {variance!r}")
-    points = grid_points(denoiser.schedule, grid)
-    for i, (cur, nxt) in enumerate(itertools.pairwise(points)):
-        x0, eps = denoiser.x0_eps(x, cur.t, **cond)
+    for i, (cur, nxt) in enumerate(itertools.pairwise(grid_points(denoiser.schedule, grid))):
+        d = denoiser.estimate(x, cur.t, **cond)
         if nxt.is_data:
-            x = x0
-        else:
-            mean = nxt.alpha * x0 + (snr_ratio(cur, nxt) * nxt.sigma) * eps
-            x = mean + posterior_std(cur, nxt, variance) * randn(x, generator)
+            x = d.x0
+        else:  # the posterior mean alpha_s x0 + r sigma_s eps (Eq. 7) plus std z
+            std = posterior_std(cur, nxt) if variance == "small" else transition_std(nxt, cur)
+            mean = d.terms(x0=nxt.alpha, eps=snr_ratio(cur, nxt) * nxt.sigma)
+            x = weighted_sum([*mean, (randn(x, generator), std)])
         if callback is not None:
-            callback(i, nxt.t, x, x0)
+            callback(i, nxt.t, x, d.x0)
     return x

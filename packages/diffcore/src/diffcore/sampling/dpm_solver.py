@@ -31,26 +31,21 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from diffcore.paths.denoiser import DenoiserBase
-from diffcore.sampling.lambda_steps import (
+from diffcore.paths.denoiser import DenoiserBase, Estimate, weighted_sum
+from diffcore.sampling.registry import Callback, register
+from diffcore.sampling.steps import (
     GridPoint,
-    data_step,
     ddim_step,
     grid_points,
     phi,
     point_at_lambda,
+    posterior_std,
+    randn,
     step_length,
 )
-from diffcore.sampling.registry import Callback, register
-from diffcore.sampling.steps import prepare_grid, weighted_sum, x0_of
 
 SolverType = Literal["midpoint", "heun"]
 D2Weight = Literal["taylor", "diffusers"]
-
-
-def _is_final(t: GridPoint) -> bool:
-    """A step ending at ``t = 0`` (or at ``sigma = 0``) returns the data estimate."""
-    return t.t == 0.0 or t.sigma == 0.0
 
 
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
@@ -69,7 +64,7 @@ def _intermediate_points(denoiser: DenoiserBase, pts: list[GridPoint], fractions
     out: list[list[GridPoint] | None] = []
     for s, t in itertools.pairwise(pts):
         h = step_length(s, t)
-        if not math.isfinite(h) or _is_final(t):
+        if not math.isfinite(h) or t.is_data:
             out.append(None)
         else:
             out.append([point_at_lambda(denoiser.schedule, s.lam + r * h) for r in fractions])
@@ -77,27 +72,18 @@ def _intermediate_points(denoiser: DenoiserBase, pts: list[GridPoint], fractions
 
 
 def _dpm_solver_2_step(
-    denoiser: DenoiserBase,
-    x0: Tensor,
-    eps: Tensor,
-    s: GridPoint,
-    mid: GridPoint,
-    t: GridPoint,
-    r1: float,
-    cond: dict,
+    denoiser: DenoiserBase, d: Estimate, s: GridPoint, mid: GridPoint, t: GridPoint, r1: float, cond: dict
 ) -> Tensor:
-    """DPM-Solver-2 (Lu et al. 2022, Algorithm 1): ``u = `` first-order step to ``lambda_s + r1 h``, then
+    """DPM-Solver-2 (Lu et al. 2022, Algorithm 1): ``u`` = the first-order (DDIM) step to ``lambda_s + r1 h``, then
     ``x_t = alpha_t x0 + sigma_t eps - sigma_t / (2 r1) (e^h - 1) (eps(u) - eps)`` (first part = Eq. 3.7)."""
     h = step_length(s, t)
-    u = ddim_step(x0, eps, mid)
-    eps_u = denoiser.eps(u, mid.t, **cond)
-    return ddim_step(x0, eps, t) - (t.sigma / (2 * r1) * math.expm1(h)) * (eps_u - eps)
+    eps_u = denoiser.estimate(ddim_step(d, s, mid), mid.t, **cond).eps
+    return ddim_step(d, s, t) - (t.sigma / (2 * r1) * math.expm1(h)) * (eps_u - d.eps)
 
 
 def _dpm_solver_3_step(
     denoiser: DenoiserBase,
-    x0: Tensor,
-    eps: Tensor,
+    d: Estimate,
     s: GridPoint,
     m1: GridPoint,
     m2: GridPoint,
@@ -106,15 +92,13 @@ def _dpm_solver_3_step(
     r2: float,
     cond: dict,
 ) -> Tensor:
-    """DPM-Solver-3 (Lu et al. 2022, Algorithm 2), with the first-order parts written as
+    """DPM-Solver-3 (Lu et al. 2022, Algorithm 2), with the first-order parts written as DDIM steps
     ``alpha x0 + sigma eps`` so that nothing divides by ``alpha_s``."""
     h = step_length(s, t)
-    u1 = ddim_step(x0, eps, m1)
-    d1 = denoiser.eps(u1, m1.t, **cond) - eps
+    d1 = denoiser.estimate(ddim_step(d, s, m1), m1.t, **cond).eps - d.eps
     c2 = m2.sigma * (r2 / r1) * (math.expm1(r2 * h) / (r2 * h) - 1)
-    u2 = ddim_step(x0, eps, m2) - c2 * d1
-    d2 = denoiser.eps(u2, m2.t, **cond) - eps
-    return ddim_step(x0, eps, t) - (t.sigma / r2 * (math.expm1(h) / h - 1)) * d2
+    d2 = denoiser.estimate(ddim_step(d, s, m2) - c2 * d1, m2.t, **cond).eps - d.eps
+    return ddim_step(d, s, t) - (t.sigma / r2 * (math.expm1(h) / h - 1)) * d2
 
 
 def _single_step(
@@ -131,17 +115,15 @@ def _single_step(
     fractions = {1: [], 2: [r1], 3: [r1, r2]}[order]
     mids = _intermediate_points(denoiser, pts, fractions) if order > 1 else [None] * (len(pts) - 1)
     for i, (s, t) in enumerate(itertools.pairwise(pts)):
-        x0, eps = denoiser.x0_eps(x, s.t, **cond)
-        if _is_final(t):
-            x = x0
-        elif mids[i] is None:
-            x = ddim_step(x0, eps, t)
+        d = denoiser.estimate(x, s.t, **cond)
+        if t.is_data or mids[i] is None:
+            x = ddim_step(d, s, t)  # the data estimate at t = 0, else first order
         elif order == 2:
-            x = _dpm_solver_2_step(denoiser, x0, eps, s, mids[i][0], t, r1, cond)
+            x = _dpm_solver_2_step(denoiser, d, s, mids[i][0], t, r1, cond)
         else:
-            x = _dpm_solver_3_step(denoiser, x0, eps, s, mids[i][0], mids[i][1], t, r1, r2, cond)
+            x = _dpm_solver_3_step(denoiser, d, s, mids[i][0], mids[i][1], t, r1, r2, cond)
         if callback is not None:
-            callback(i, t.t, x, x0)
+            callback(i, t.t, x, d.x0)
     return x
 
 
@@ -286,14 +268,14 @@ def _dpmpp_multistep(
     solver_type: SolverType,
     d2_weight: D2Weight,
 ) -> Tensor:
-    g = prepare_grid(denoiser, grid, x)
-    steps = len(g.points) - 1
+    pts = grid_points(denoiser.schedule, grid)
+    steps = len(pts) - 1
     history: list[GridPoint] = []
     outputs: list[Tensor] = []
-    for i, (s, t) in enumerate(itertools.pairwise(g.points)):
-        x0 = x0_of(x, denoiser.output(x, g.times[i], **cond), g.affine[i])
+    for i, (s, t) in enumerate(itertools.pairwise(pts)):
+        x0 = denoiser.estimate(x, s.t, **cond).x0
         history, outputs = ([*history, s])[-order:], ([*outputs, x0])[-order:]
-        if _is_final(t):
+        if t.is_data:
             x = x0
         else:
             p = _multistep_order(order, i, steps, lower_order_final, history)
@@ -399,8 +381,8 @@ def sample_dpmpp_2m_sde(
     pts = grid_points(denoiser.schedule, grid)
     prev: tuple[GridPoint, Tensor] | None = None
     for i, (s, t) in enumerate(itertools.pairwise(pts)):
-        x0 = denoiser.x0(x, s.t, **cond)
-        if _is_final(t):
+        x0 = denoiser.estimate(x, s.t, **cond).x0
+        if t.is_data:
             x = x0
         else:
             h = step_length(s, t)
@@ -412,20 +394,11 @@ def sample_dpmpp_2m_sde(
                 c = 0.5 * phi(0, h_eta) if solver_type == "midpoint" else phi(1, h_eta) / h_eta
                 x = x + (t.alpha * c / r) * (x0 - prev[1])
             if eta > 0:
-                z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-                x = x + (t.sigma * s_noise * math.sqrt(phi(0, 2 * eta * h))) * z
+                x = x + (t.sigma * s_noise * math.sqrt(phi(0, 2 * eta * h))) * randn(x, generator)
         prev = (s, x0)
         if callback is not None:
             callback(i, t.t, x, x0)
     return x
-
-
-def _ancestral_target(s: GridPoint, t: GridPoint, eta: float) -> tuple[float, float]:
-    """``(sigma_down, sigma_up)`` in "VE units" ``sigma / alpha`` (k-diffusion's ``get_ancestral_step``):
-    ``sigma_up = eta sqrt(v_t (v_s - v_t) / v_s)`` with ``v = (sigma / alpha)^2``, ``sigma_down^2 = v_t - sigma_up^2``."""
-    vs, vt = math.exp(-2 * s.lam), math.exp(-2 * t.lam)
-    up = min(math.sqrt(vt), eta * math.sqrt(max(vt * (vs - vt) / vs, 0.0)))
-    return math.sqrt(max(vt - up**2, 0.0)), up
 
 
 @register(
@@ -445,27 +418,29 @@ def sample_dpmpp_2s_ancestral(
     eta: float = 1.0,
     s_noise: float = 1.0,
 ) -> Tensor:
-    """Each step: a DPM-Solver++(2S) step (midpoint in ``lambda``) down to the point with noise-to-signal
-    ratio ``sigma_down``, then fresh noise of ratio ``sigma_up`` (scaled by ``alpha_t``), so that the marginal
-    noise level at ``t`` is right. Steps from ``alpha = 0`` take the first-order (DDIM-like) step to ``sigma_down``;
-    the step to ``t = 0`` returns the data estimate."""
+    """Each step: a DPM-Solver++(2S) step (midpoint in ``lambda``) down to the noise level ``sigma_down``, then
+    fresh noise ``c = eta * posterior_std`` (k-diffusion's ``sigma_up`` scaled by ``alpha_t``, at most
+    ``sigma_t``) with ``sigma_down^2 = sigma_t^2 - c^2``, so that the marginal noise level at ``t`` is right.
+    Steps from ``alpha = 0`` take the first-order (DDIM) step to ``t`` without noise; the step to ``t = 0``
+    returns the data estimate."""
     if eta < 0:
         raise ValueError(f"eta: expected >= 0, got {eta}")
     pts = grid_points(denoiser.schedule, grid)
     for i, (s, t) in enumerate(itertools.pairwise(pts)):
-        x0 = denoiser.x0(x, s.t, **cond)
-        if _is_final(t):
+        d = denoiser.estimate(x, s.t, **cond)
+        x0 = d.x0
+        if t.is_data:
             x = x0
         else:
-            down, up = _ancestral_target(s, t, eta) if math.isfinite(s.lam) else (t.sigma / t.alpha, 0.0)
-            target = GridPoint(t.t, t.alpha, t.alpha * down)
+            up = min(eta * posterior_std(s, t), t.sigma) if math.isfinite(s.lam) else 0.0
+            target = GridPoint(t.t, t.alpha, math.sqrt(max(t.sigma**2 - up**2, 0.0)))
             if math.isfinite(s.lam) and math.isfinite(target.lam):
                 mid = point_at_lambda(denoiser.schedule, 0.5 * (s.lam + target.lam))
-                x0 = denoiser.x0(data_step(x, x0, s, mid), mid.t, **cond)
-            x = data_step(x, x0, s, target)
+                x0 = denoiser.estimate(ddim_step(d, s, mid), mid.t, **cond).x0
+                d = d.with_x0(x0)  # DPM-Solver++(2S): the first-order step with the midpoint's data estimate
+            x = ddim_step(d, s, target)
             if up > 0:
-                z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-                x = x + (t.alpha * up * s_noise) * z
+                x = x + (up * s_noise) * randn(x, generator)
         if callback is not None:
             callback(i, t.t, x, x0)
     return x

@@ -15,20 +15,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffcore.paths.denoiser import DenoiserBase
-from diffcore.paths.predictions import AffineX0Eps
+from diffcore.paths.denoiser import DenoiserBase, weighted_sum
 from diffcore.sampling.ddim import sample_ddim
+from diffcore.sampling.grids import time_at_log_snr
 from diffcore.sampling.registry import Callback, register
-from diffcore.sampling.steps import (
-    GridPoint,
-    combine,
-    grid_points,
-    prepare_grid,
-    randn,
-    scaled_sigma,
-    weighted_sum,
-    x0_of,
-)
+from diffcore.sampling.steps import GridPoint, grid_points, randn, renoise, scaled_sigma
 
 
 @register("euler", description="Euler on the probability-flow ODE in t (first order)")
@@ -41,23 +32,13 @@ def sample_euler(
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
 ) -> Tensor:
-    """Explicit Euler ``x_s = x_t + (s - t) v(x_t, t)`` over ``grid``; the last step to ``t = 0``
-    returns the ``x0`` estimate (for EDM and rectified flow that *is* the Euler step).
-
-    With ``v = d_alpha x0 + d_sigma eps`` and ``(x0, eps)`` affine in ``(x_t, out)`` for the network output
-    ``out`` (:func:`~diffcore.paths.predictions.affine_x0_eps`), the step is ``k_x x_t + k_out out`` with python-float
-    coefficients computed once per grid: one fused multiply-add per step besides the network."""
-    g = prepare_grid(denoiser, grid, x)
-    fused = [
-        f.fold(1.0, (nxt.t - cur.t) * cur.d_alpha, (nxt.t - cur.t) * cur.d_sigma)
-        for cur, nxt, f in zip(g.points, g.points[1:], g.affine)
-    ]
-    for i, nxt in enumerate(g.points[1:]):
-        out = denoiser.output(x, g.times[i], **cond)
-        x_next = x0_of(x, out, g.affine[i]) if nxt.is_data else combine(x, out, *fused[i])
+    """Explicit Euler ``x_s = x_t + (s - t) v(x_t, t)`` over ``grid``, ``v = d_alpha x0 + d_sigma eps``; the last
+    step to ``t = 0`` returns the ``x0`` estimate (for EDM and rectified flow that *is* the Euler step)."""
+    for i, (cur, nxt) in enumerate(itertools.pairwise(grid_points(denoiser.schedule, grid))):
+        d = denoiser.estimate(x, cur.t, **cond)
+        x = d.x0 if nxt.is_data else d.combine(x=1.0, velocity=nxt.t - cur.t)
         if callback is not None:
-            callback(i, nxt.t, x_next, x_next if nxt.is_data else x0_of(x, out, g.affine[i]))
-        x = x_next
+            callback(i, nxt.t, x, d.x0)
     return x
 
 
@@ -72,20 +53,8 @@ def churn_gamma(p: GridPoint, steps: int, s_churn: float, s_tmin: float, s_tmax:
 def churn_time(denoiser: DenoiserBase, p: GridPoint, gamma: float) -> GridPoint:
     """The grid point ``t_hat >= t`` whose data-unit noise level is ``(1 + gamma) sigma / alpha``, i.e.
     ``log_snr(t_hat) = log_snr(t) - 2 log(1 + gamma)`` (Algorithm 2, line 5), clamped to ``t <= t_hat <= 1``."""
-    sched = denoiser.schedule
-    lam = math.log(p.alpha**2 / p.sigma**2) - 2.0 * math.log1p(gamma)
-    t_hat = float(sched.t_from_log_snr(torch.tensor(lam, dtype=torch.float64)))
-    t_hat = min(max(t_hat, p.t), 1.0)
-    return grid_points(sched, torch.tensor([t_hat], dtype=torch.float64))[0]
-
-
-def add_churn_noise(x: Tensor, p: GridPoint, hat: GridPoint, noise: Tensor, s_noise: float) -> Tensor:
-    """Move ``x`` from time ``p.t`` to ``hat.t >= p.t`` along the forward path:
-    ``x_hat = (alpha_hat / alpha) x + sqrt(sigma_hat^2 - (alpha_hat / alpha)^2 sigma^2) S_noise z``
-    (Algorithm 2, line 6, for a general path)."""
-    a = hat.alpha / p.alpha
-    std = math.sqrt(max(hat.sigma**2 - (a * p.sigma) ** 2, 0.0))
-    return a * x + (std * s_noise) * noise
+    t_hat = time_at_log_snr(denoiser.schedule, 2.0 * (p.lam - math.log1p(gamma)))
+    return grid_points(denoiser.schedule, [min(max(t_hat, p.t), 1.0)])[0]
 
 
 @register(
@@ -118,68 +87,27 @@ def sample_heun(
     """
     if s_churn < 0 or s_noise < 0:
         raise ValueError(f"s_churn, s_noise: expected >= 0, got {s_churn}, {s_noise}")
-    g = prepare_grid(denoiser, grid, x)
-    steps = len(g.points) - 1
-    for i, (cur, nxt) in enumerate(itertools.pairwise(g.points)):
+    points = grid_points(denoiser.schedule, grid)
+    steps = len(points) - 1
+    for i, (cur, nxt) in enumerate(itertools.pairwise(points)):
+        hat = cur
         gamma = churn_gamma(cur, steps, s_churn, s_tmin, s_tmax)
-        hat, t_hat, f = cur, g.times[i], g.affine[i]
-        if gamma > 0.0:
+        if gamma > 0.0:  # lines 4-6: raise the noise level to t_hat
             hat = churn_time(denoiser, cur, gamma)
-            x = add_churn_noise(x, cur, hat, randn(x, generator), s_noise)
-            t_hat, f = hat.t, denoiser.output_affine(hat.t)
-        out = denoiser.output(x, t_hat, **cond)
+            x = renoise(x, cur, hat, randn(x, generator), s_noise)  # line 6
+        d = denoiser.estimate(x, hat.t, **cond)  # line 7: the slope d = v(x_hat, t_hat)
         if nxt.is_data:
-            x_next = x0_of(x, out, f)
+            x_next = d.x0
         else:
-            out_next = _heun_predictor(denoiser, x, out, f, hat, nxt, g.times[i + 1], cond)
-            x_next = _heun_corrector(x, out, f, hat, out_next, g.affine[i + 1], nxt)
+            h = nxt.t - hat.t
+            x_euler = d.combine(x=1.0, velocity=h)  # line 8: x_hat + h d
+            d_euler = denoiser.estimate(x_euler, nxt.t, **cond)  # line 9: the slope d' at (x_euler, t_next)
+            # line 10, Heun's corrector: x_hat + h / 2 (d + d')
+            x_next = weighted_sum([(x, 1.0), *d.terms(velocity=h / 2), *d_euler.terms(velocity=h / 2)])
         if callback is not None:
-            callback(i, nxt.t, x_next, x_next if nxt.is_data else x0_of(x, out, f))
+            callback(i, nxt.t, x_next, d.x0)
         x = x_next
     return x
-
-
-def _velocity_coefficients(f: AffineX0Eps, p: GridPoint) -> tuple[float, float]:
-    """``(k_x, k_out)`` of the ODE velocity ``d_alpha x0 + d_sigma eps = k_x x + k_out out`` at ``p``."""
-    return f.fold(0.0, p.d_alpha, p.d_sigma)
-
-
-def _heun_predictor(
-    denoiser: DenoiserBase,
-    x: Tensor,
-    out: Tensor,
-    f: AffineX0Eps,
-    hat: GridPoint,
-    nxt: GridPoint,
-    t_next: float | Tensor,
-    cond: dict[str, Any],
-) -> Tensor:
-    """The network output at the Euler predictor ``x_e = x + h d`` (Algorithm 2, line 8) and ``t_next``."""
-    h = nxt.t - hat.t
-    d_x, d_out = _velocity_coefficients(f, hat)
-    x_euler = combine(x, out, 1.0 + h * d_x, h * d_out)
-    return denoiser.output(x_euler, t_next, **cond)
-
-
-def _heun_corrector(
-    x: Tensor,
-    out: Tensor,
-    f: AffineX0Eps,
-    hat: GridPoint,
-    out_next: Tensor,
-    f_next: AffineX0Eps,
-    nxt: GridPoint,
-) -> Tensor:
-    """The trapezoidal corrector ``x + h/2 (d + d_e)`` (Algorithm 2, line 10) with the predictor
-    ``x_e = e_x x + e_out out`` substituted, so it is one weighted sum of ``x``, ``out`` and ``out_next``."""
-    h = nxt.t - hat.t
-    d_x, d_out = _velocity_coefficients(f, hat)
-    e_x, e_out = 1.0 + h * d_x, h * d_out
-    n_x, n_out = _velocity_coefficients(f_next, nxt)
-    half = 0.5 * h
-    return weighted_sum(
-        [(x, 1.0 + half * (d_x + n_x * e_x)), (out, half * (d_out + n_x * e_out)), (out_next, half * n_out)]
-    )
 
 
 @register(

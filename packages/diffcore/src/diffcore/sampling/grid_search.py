@@ -19,8 +19,10 @@ then golden-section refinement), so the grid stays strictly decreasing. It start
 fixed grids and never accepts a worse grid, so on the optimisation batch it is at least as good as each.
 
 The result is a plain float64 tensor: save it (``torch.save``) and pass it to
-``diffcore.sample(..., grid=tensor)``. The registered grid ``"optimized"`` calls :func:`optimize_grid` with
-``grid_options={"denoiser": ..., "sampler": ..., "noise_batch": ...}``.
+``diffcore.sample(..., grid=tensor)``. It is deliberately not a registered grid name: a named grid is a
+function of the schedule alone (:mod:`~diffcore.sampling.grids`, below the samplers), while this search
+depends on a model and a sampler and runs that sampler hundreds of times, so it sits above
+:func:`~diffcore.sampling.sample.sample` and is run once, not on every sampling call.
 """
 
 from __future__ import annotations
@@ -35,17 +37,11 @@ from torch import Tensor
 from diffcore.paths.denoiser import DenoiserBase
 from diffcore.paths.schedules import Schedule
 from diffcore.sampling import grids
+from diffcore.sampling.registry import get as get_sampler
+from diffcore.sampling.sample import sample
 
 GOLDEN = (math.sqrt(5) - 1) / 2
 FIXED_GRIDS = ("uniform", "log-snr", "karras")
-
-
-def _log_snr(schedule: Schedule, t: float) -> float:
-    return float(schedule.log_snr(torch.tensor(t, dtype=torch.float64)))
-
-
-def _time_at(schedule: Schedule, log_snr: float) -> float:
-    return float(schedule.t_from_log_snr(torch.tensor(log_snr, dtype=torch.float64)))
 
 
 def reference_solution(
@@ -58,8 +54,6 @@ def reference_solution(
 ) -> Tensor:
     """The probability-flow ODE's end point from ``sigma(t_start) * noise``: UniPC (order 3 with corrector,
     fourth order) on ``steps`` log-SNR-spaced intervals. ``noise``: ``(B, ...)``; returns ``(B, ...)``."""
-    from diffcore.sampling.sample import sample
-
     grid = grids.make("log-snr", denoiser.schedule, steps, t_start, t_end, t_min=1e-4)
     return sample(denoiser, noise, "unipc", steps, grid=grid, cond=cond, order=3)
 
@@ -95,12 +89,12 @@ def objective_value(objective: str, out: Tensor, reference: Tensor, projections:
 def _bounds(schedule: Schedule, upper: float, lower: float, t_floor: float) -> tuple[float, float]:
     """Log-SNR interval strictly between two neighbouring times (infinite ends replaced by those of
     ``1 - t_floor`` and ``t_floor``)."""
-    lo = _log_snr(schedule, upper)
-    hi = _log_snr(schedule, lower)
+    lo = grids.log_snr_at(schedule, upper)
+    hi = grids.log_snr_at(schedule, lower)
     if math.isinf(lo):
-        lo = _log_snr(schedule, min(1.0 - t_floor, upper - t_floor))
+        lo = grids.log_snr_at(schedule, min(1.0 - t_floor, upper - t_floor))
     if math.isinf(hi):
-        hi = _log_snr(schedule, max(t_floor, lower + t_floor))
+        hi = grids.log_snr_at(schedule, max(t_floor, lower + t_floor))
     return lo, hi
 
 
@@ -169,9 +163,6 @@ def optimize_grid(
     Returns:
         float64 CPU tensor of ``steps + 1`` strictly decreasing times from ``t_start`` to ``t_end``.
     """
-    from diffcore.sampling.registry import get as get_sampler
-    from diffcore.sampling.sample import sample
-
     spec = get_sampler(sampler)
     if spec.stochastic:
         raise ValueError(f"sampler: expected a deterministic sampler, got the stochastic {sampler!r}")
@@ -205,7 +196,7 @@ def optimize_grid(
             lo, hi = _bounds(schedule, float(grid[i - 1]), float(grid[i + 1]), t_floor)
 
             def time_of(f: float, lo: float = lo, hi: float = hi) -> float:
-                return _time_at(schedule, lo + f * (hi - lo))
+                return grids.time_at_log_snr(schedule, lo + f * (hi - lo))
 
             def loss_at(f: float, i: int = i, time_of=time_of) -> float:
                 t = time_of(f)
@@ -215,7 +206,7 @@ def optimize_grid(
                 trial[i] = t
                 return loss(trial)
 
-            lam_i = _log_snr(schedule, float(grid[i]))
+            lam_i = grids.log_snr_at(schedule, float(grid[i]))
             current = min(max((lam_i - lo) / (hi - lo), 0.0), 1.0) if math.isfinite(lam_i) else 0.5
             f, value = _line_search(loss_at, current, best, scan, refine)
             if value < best:
@@ -223,27 +214,3 @@ def optimize_grid(
         if best > before * (1 - 1e-3):
             break
     return grids.check_grid(grid)
-
-
-@grids.register("optimized")
-def optimized(
-    schedule: Schedule,
-    steps: int,
-    t_start: float = 1.0,
-    t_end: float = 0.0,
-    *,
-    denoiser: DenoiserBase | None = None,
-    sampler: str | None = None,
-    noise_batch: Tensor | None = None,
-    **options: Any,
-) -> Tensor:
-    """The grid of :func:`optimize_grid`; needs ``denoiser``, ``sampler`` and ``noise_batch`` in
-    ``grid_options`` (a grid name alone knows only the schedule)."""
-    if denoiser is None or sampler is None or noise_batch is None:
-        raise ValueError(
-            "grid 'optimized': expected grid_options with denoiser=, sampler= and noise_batch= "
-            "(or call diffcore.sampling.grid_search.optimize_grid and pass its tensor as grid=)"
-        )
-    if denoiser.schedule is not schedule:
-        raise ValueError("denoiser: expected the denoiser whose schedule the grid is made for")
-    return optimize_grid(denoiser, sampler, steps, noise_batch, t_start=t_start, t_end=t_end, **options)

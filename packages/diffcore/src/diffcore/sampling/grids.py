@@ -32,24 +32,20 @@ import torch
 from torch import Tensor
 
 from diffcore.paths.schedules import Schedule
+from diffcore.registry import Registry
 
 GridFn = Callable[..., Tensor]
-_REGISTRY: dict[str, GridFn] = {}
+GRIDS: Registry[GridFn] = Registry("grid")
 
 
-def register(name: str) -> Callable[[GridFn], GridFn]:
+def register(name: str, *, replace: bool = False) -> Callable[[GridFn], GridFn]:
     """Decorator registering a grid function under ``name``."""
-
-    def wrap(fn: GridFn) -> GridFn:
-        _REGISTRY[name] = fn
-        return fn
-
-    return wrap
+    return GRIDS.register(name, replace=replace)
 
 
 def available() -> list[str]:
     """Names of every registered grid."""
-    return sorted(_REGISTRY)
+    return GRIDS.names()
 
 
 def check_grid(grid: Tensor) -> Tensor:
@@ -73,11 +69,17 @@ def make(
         raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
     if not 0 <= t_end < t_start <= 1:
         raise ValueError(f"t_start, t_end: expected 0 <= t_end < t_start <= 1, got {t_start}, {t_end}")
-    try:
-        fn = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"grid: unknown name {name!r}; expected one of {available()}") from None
-    return check_grid(fn(schedule, steps, t_start, t_end, **options))
+    return check_grid(GRIDS.get(name)(schedule, steps, t_start, t_end, **options))
+
+
+def resolve(
+    grid: str | Tensor, schedule: Schedule, steps: int, t_start: float = 1.0, t_end: float = 0.0, **options
+) -> Tensor:
+    """``grid`` itself when it is a tensor (checked; ``steps`` and the ends are then ignored), else the
+    registered grid of that name (:func:`make`)."""
+    if isinstance(grid, Tensor):
+        return check_grid(grid)
+    return make(grid, schedule, steps, t_start, t_end, **options)
 
 
 @register("uniform")
@@ -86,8 +88,14 @@ def uniform(schedule: Schedule, steps: int, t_start: float = 1.0, t_end: float =
     return torch.linspace(t_start, t_end, steps + 1, dtype=torch.float64)
 
 
-def _log_snr(schedule: Schedule, t: float) -> float:
+def log_snr_at(schedule: Schedule, t: float) -> float:
+    """``log(alpha^2 / sigma^2)`` of ``schedule`` at the python-float time ``t`` (float64, on the host)."""
     return float(schedule.log_snr(torch.tensor(t, dtype=torch.float64)))
+
+
+def time_at_log_snr(schedule: Schedule, lam: float) -> float:
+    """The python-float time where ``schedule``'s log-SNR ``log(alpha^2 / sigma^2)`` is ``lam`` (on the host)."""
+    return float(schedule.t_from_log_snr(torch.tensor(lam, dtype=torch.float64)))
 
 
 def _check_clamp(t_min: float, t_max: float, t_start: float, t_end: float) -> None:
@@ -113,7 +121,7 @@ def _spaced_in_log_snr(
 
     ``lam_hi``/``lam_lo`` replace an infinite log-SNR at ``t_start``/``t_end`` (see the module docstring);
     a replaced ``t_end`` is appended after the ``steps`` spaced points, the ends are kept exactly."""
-    lam_start, lam_end = _log_snr(schedule, t_start), _log_snr(schedule, t_end)
+    lam_start, lam_end = log_snr_at(schedule, t_start), log_snr_at(schedule, t_end)
     append_end = math.isinf(lam_end)
     if math.isinf(lam_start):
         lam_start = float(lam_hi)
@@ -157,8 +165,26 @@ def log_snr(
         return torch.linspace(lo, hi, n, dtype=torch.float64)
 
     return _spaced_in_log_snr(
-        schedule, steps, t_start, t_end, _log_snr(schedule, t_max), _log_snr(schedule, t_min), spacing
+        schedule, steps, t_start, t_end, log_snr_at(schedule, t_max), log_snr_at(schedule, t_min), spacing
     )
+
+
+def karras_sigmas(num_points: int, s_min: float = 0.002, s_max: float = 80.0, rho: float = 7.0) -> Tensor:
+    """``num_points`` increasing data-unit noise levels ``s = sigma / alpha`` with Karras et al.'s ``rho``
+    spacing (2022, Eq. 5): ``s_i = (s_min^(1/rho) + i/(N-1) (s_max^(1/rho) - s_min^(1/rho)))^rho``, float64.
+
+    The ``karras`` grid runs them from ``s_max`` down to ``s_min``; consistency models pair neighbours
+    (Song et al. 2023, Sec. 5)."""
+    if num_points < 2:
+        raise ValueError(
+            f"num_points: expected >= 2 (a discretisation has at least one interval), got {num_points}"
+        )
+    if not 0 < s_min < s_max:
+        raise ValueError(f"s_min, s_max: expected 0 < s_min < s_max, got {s_min}, {s_max}")
+    if not rho > 0:
+        raise ValueError(f"rho: expected > 0, got {rho!r}")
+    ramp = torch.linspace(0, 1, num_points, dtype=torch.float64)
+    return (s_min ** (1 / rho) + ramp * (s_max ** (1 / rho) - s_min ** (1 / rho))) ** rho
 
 
 @register("karras")
@@ -173,8 +199,8 @@ def karras(
     t_min: float = 1e-3,
     t_max: float = 1.0 - 1e-3,
 ) -> Tensor:
-    """Karras et al. 2022, Eq. 5: ``s_i = (s_max^(1/rho) + i/(n-1) (s_min^(1/rho) - s_max^(1/rho)))^rho``
-    in the data-unit noise level ``s = sigma / alpha = exp(-lambda / 2)``, mapped back to ``t`` through
+    """Karras et al. 2022, Eq. 5: the data-unit noise levels ``s = sigma / alpha = exp(-lambda / 2)`` of
+    :func:`karras_sigmas` from ``s_max`` down to ``s_min``, mapped back to ``t`` through
     ``schedule.t_from_log_snr``. On the EDM path (``sigma = 80 t``) this is EDM's grid.
 
     Args:
@@ -189,13 +215,13 @@ def karras(
     for name, value in (("sigma_min", sigma_min), ("sigma_max", sigma_max)):
         if value is not None and not value > 0:
             raise ValueError(f"{name}: expected > 0, got {value!r}")
-    lam_hi = -2 * math.log(sigma_max) if sigma_max is not None else _log_snr(schedule, t_max)
-    lam_lo = -2 * math.log(sigma_min) if sigma_min is not None else _log_snr(schedule, t_min)
+    lam_hi = -2 * math.log(sigma_max) if sigma_max is not None else log_snr_at(schedule, t_max)
+    lam_lo = -2 * math.log(sigma_min) if sigma_min is not None else log_snr_at(schedule, t_min)
 
     def spacing(lo: float, hi: float, n: int) -> Tensor:
-        s_max, s_min = math.exp(-0.5 * lo), math.exp(-0.5 * hi)
-        ramp = torch.linspace(0, 1, n, dtype=torch.float64)
-        s = (s_max ** (1 / rho) + ramp * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
+        if n == 1:  # one point: the start alone (the exact t_end is appended after it)
+            return torch.tensor([lo], dtype=torch.float64)
+        s = karras_sigmas(n, math.exp(-0.5 * hi), math.exp(-0.5 * lo), rho).flip(0)
         return -2 * torch.log(s)
 
     return _spaced_in_log_snr(schedule, steps, t_start, t_end, lam_hi, lam_lo, spacing)

@@ -13,47 +13,64 @@ exactly an Euler step.
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
 
 from diffcore.paths.denoiser import DenoiserBase
 from diffcore.sampling.registry import Callback, register
-from diffcore.sampling.steps import velocity
+from diffcore.sampling.steps import grid_points
+
+State = TypeVar("State", Tensor, tuple[Tensor, ...])
+"""An ODE state: a tensor, or a tuple of tensors integrated together (the likelihood's ``(x, delta)``)."""
+
+
+def _axpy(y: State, h: float, k: State) -> State:
+    """``y + h k`` for a tensor or a tuple of tensors."""
+    if isinstance(y, Tensor):
+        return y + h * k
+    return tuple(a + h * b for a, b in zip(y, k, strict=True))
 
 
 def midpoint_step(
-    denoiser: DenoiserBase, x: Tensor, t: float, s: float, cond: dict[str, Any]
-) -> tuple[Tensor, Tensor]:
-    """``x_s = x + h v(x + (h/2) v(x, t), t + h/2)`` with ``h = s - t``; returns ``(x_s, x0 at t)``."""
-    h = s - t
-    k1, x0 = velocity(denoiser, x, t, cond)
-    k2, _ = velocity(denoiser, x + (0.5 * h) * k1, t + 0.5 * h, cond)
-    return x + h * k2, x0
+    f: Callable[[float, State], State], t: float, y: State, h: float, k1: State | None = None
+) -> State:
+    """The explicit midpoint rule for ``dy/dt = f(t, y)``: ``y + h f(t + h/2, y + (h/2) f(t, y))`` (second
+    order). ``k1``: ``f(t, y)`` if already evaluated."""
+    k1 = f(t, y) if k1 is None else k1
+    return _axpy(y, h, f(t + 0.5 * h, _axpy(y, 0.5 * h, k1)))
 
 
 def rk4_step(
-    denoiser: DenoiserBase, x: Tensor, t: float, s: float, cond: dict[str, Any]
-) -> tuple[Tensor, Tensor]:
-    """Classical RK4 from ``t`` to ``s``; returns ``(x_s, x0 at t)``."""
-    h = s - t
-    k1, x0 = velocity(denoiser, x, t, cond)
-    k2, _ = velocity(denoiser, x + (0.5 * h) * k1, t + 0.5 * h, cond)
-    k3, _ = velocity(denoiser, x + (0.5 * h) * k2, t + 0.5 * h, cond)
-    k4, _ = velocity(denoiser, x + h * k3, s, cond)
-    return x + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4), x0
+    f: Callable[[float, State], State], t: float, y: State, h: float, k1: State | None = None
+) -> State:
+    """The classical fourth-order Runge-Kutta step for ``dy/dt = f(t, y)`` from ``t`` to ``t + h``:
+    ``y + h/6 (k1 + 2 k2 + 2 k3 + k4)``. ``k1``: ``f(t, y)`` if already evaluated."""
+    k1 = f(t, y) if k1 is None else k1
+    k2 = f(t + 0.5 * h, _axpy(y, 0.5 * h, k1))
+    k3 = f(t + 0.5 * h, _axpy(y, 0.5 * h, k2))
+    k4 = f(t + h, _axpy(y, h, k3))
+    if isinstance(y, Tensor):
+        return y + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+    return tuple(
+        a + (h / 6.0) * (b1 + 2.0 * b2 + 2.0 * b3 + b4)
+        for a, b1, b2, b3, b4 in zip(y, k1, k2, k3, k4, strict=True)
+    )
 
 
-def _fixed_step(step_fn, denoiser, x, grid, cond, callback) -> Tensor:
-    times = grid.tolist()
-    for i, (t, s) in enumerate(itertools.pairwise(times)):
-        if s == 0.0:
-            x = x0 = denoiser.x0(x, t, **cond)
-        else:
-            x, x0 = step_fn(denoiser, x, t, s, cond)
+def _fixed_step(step_fn, denoiser: DenoiserBase, x: Tensor, grid: Tensor, cond, callback) -> Tensor:
+    """Fixed steps of ``step_fn`` on the probability-flow ODE ``dx/dt = v(x, t)`` over ``grid``."""
+
+    def velocity(t: float, y: Tensor) -> Tensor:
+        return denoiser.estimate(y, t, **cond).velocity
+
+    for i, (cur, nxt) in enumerate(itertools.pairwise(grid_points(denoiser.schedule, grid))):
+        d = denoiser.estimate(x, cur.t, **cond)
+        x = d.x0 if nxt.is_data else step_fn(velocity, cur.t, x, nxt.t - cur.t, k1=d.velocity)
         if callback is not None:
-            callback(i, s, x, x0)
+            callback(i, nxt.t, x, d.x0)
     return x
 
 
@@ -118,14 +135,13 @@ def sample_dopri5(
     # would shrink the step forever chasing rounding noise.
     resolution = torch.finfo(x.dtype).eps
     rtol, atol = max(rtol, resolution), max(atol, resolution)
-    times = grid.tolist()
-    ends_at_data = times[-1] == 0.0
-    out_times = times[:-1] if ends_at_data else times
+    points = grid_points(denoiser.schedule, grid)
+    ends_at_data = points[-1].is_data
+    out_times = [p.t for p in (points[:-1] if ends_at_data else points)]
     work_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
 
     def func(t: Tensor, y: Tensor) -> Tensor:
-        v, _ = velocity(denoiser, y.to(x.dtype), float(t), cond)
-        return v.to(work_dtype)
+        return denoiser.estimate(y.to(x.dtype), float(t), **cond).velocity.to(work_dtype)
 
     if len(out_times) > 1:
         t_eval = torch.tensor(out_times, dtype=work_dtype, device=x.device)
@@ -138,7 +154,7 @@ def sample_dopri5(
             callback(i, s, state, state)
     x = path[-1] if path else x
     if ends_at_data:
-        x = denoiser.x0(x, out_times[-1], **cond)
+        x = denoiser.estimate(x, out_times[-1], **cond).x0
         if callback is not None:
             callback(len(out_times) - 1, 0.0, x, x)
     return x

@@ -6,6 +6,8 @@ A sampler is a plain function with one shared signature (the k-diffusion habit):
     def sample_euler(denoiser, x, grid, *, cond, generator, callback, **options) -> Tensor
 
 - ``denoiser``: a :class:`~diffcore.paths.denoiser.DenoiserBase` (guidance, if any, already wrapped around it);
+  samplers call its ``estimate(x, t, **cond)`` and write their update through the returned
+  :class:`~diffcore.paths.denoiser.Estimate`, and share :mod:`~diffcore.sampling.steps`;
 - ``x``: the starting state at ``grid[0]`` (``(B, ...)``, already scaled: ``sigma(t_0) * noise``);
 - ``grid``: float64 CPU tensor of times, strictly decreasing from ``grid[0]`` to ``grid[-1]``
   (``t = 0`` is data). Samplers read it with ``grid.tolist()`` once, so per-step coefficients are
@@ -14,7 +16,8 @@ A sampler is a plain function with one shared signature (the k-diffusion habit):
 - ``generator``: a ``torch.Generator`` for stochastic samplers (on ``x``'s device);
 - ``callback(i, t, x, x0)``: called after step ``i`` with the new state and the current ``x0`` estimate.
 
-Samplers keep no state between calls.
+Samplers keep no state between calls. A step that lands on ``t = 0`` returns the ``x0`` estimate at its start
+(:attr:`~diffcore.sampling.steps.GridPoint.is_data`, the one last-step rule).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any, Protocol
 from torch import Tensor
 
 from diffcore.paths.denoiser import DenoiserBase
+from diffcore.registry import Registry
 
 Callback = Callable[[int, float, Tensor, Tensor], None]
 
@@ -61,7 +65,7 @@ class SamplerSpec:
     description: str = ""
 
 
-_REGISTRY: dict[str, SamplerSpec] = {}
+SAMPLERS: Registry[SamplerSpec] = Registry("sampler")
 
 
 def register(
@@ -75,9 +79,7 @@ def register(
     """Decorator registering a sampler function under ``name``."""
 
     def wrap(fn: SamplerFn) -> SamplerFn:
-        if name in _REGISTRY:
-            raise ValueError(f"sampler: {name!r} is already registered")
-        _REGISTRY[name] = SamplerSpec(name, fn, stochastic, nfe_per_step, default_grid, description)
+        SAMPLERS.add(name, SamplerSpec(name, fn, stochastic, nfe_per_step, default_grid, description))
         return fn
 
     return wrap
@@ -85,12 +87,9 @@ def register(
 
 def available() -> list[str]:
     """Names of every registered sampler."""
-    return sorted(_REGISTRY)
+    return SAMPLERS.names()
 
 
 def get(name: str) -> SamplerSpec:
     """The sampler registered as ``name``."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"sampler: unknown name {name!r}; expected one of {available()}") from None
+    return SAMPLERS.get(name)

@@ -82,12 +82,8 @@ def sample(
             f"x_start: expected shape {tuple(noise.shape)} (that of noise), got {tuple(x_start.shape)}"
         )
     schedule = denoiser.schedule
-    if isinstance(grid, Tensor):
-        times = grids_mod.check_grid(grid)
-    else:
-        times = grids_mod.make(
-            grid or spec.default_grid, schedule, steps, t_start, t_end, **(grid_options or {})
-        )
+    grid = spec.default_grid if grid is None else grid
+    times = grids_mod.resolve(grid, schedule, steps, t_start, t_end, **(grid_options or {}))
     den = _wrap_guidance(denoiser, guidance, uncond)
 
     start = scalar_coefficients(schedule, float(times[0]))

@@ -24,23 +24,25 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffcore.paths.denoiser import DenoiserBase
+from diffcore.paths.denoiser import DenoiserBase, Estimate, weighted_sum
 from diffcore.sampling.registry import Callback, register
-from diffcore.sampling.steps import GridPoint, ddim_update, grid_points, randn, reverse_sde_coefficients
+from diffcore.sampling.steps import GridPoint, ddim_step, grid_points, randn, reverse_sde_coefficients
 
 
 def euler_maruyama_step(
-    x: Tensor, x0: Tensor, eps: Tensor, cur: GridPoint, nxt: GridPoint, noise: Tensor
+    d: Estimate, cur: GridPoint, nxt: GridPoint, generator: torch.Generator | None
 ) -> Tensor:
-    """One reverse-time Euler-Maruyama step ``cur -> nxt`` (``h = s - t < 0``):
-    ``x_s = x + (f x + g^2 eps / sigma) h + g sqrt(-h) z`` (the score is ``-eps / sigma``)."""
+    """One reverse-time Euler-Maruyama step from the estimate ``d`` at ``cur`` to ``nxt`` (``h = s - t < 0``):
+    ``x_s = x + (f x + g^2 eps / sigma) h + g sqrt(-h) z`` (the score is ``-eps / sigma``). Where
+    ``alpha_t = 0`` the DDPM posterior step (DDIM with ``eta = 1``) instead; landing on ``t = 0``: ``x0``."""
     if nxt.is_data:
-        return x0
+        return d.x0
     if cur.alpha == 0.0:
-        return ddim_update(x0, eps, cur, nxt, 1.0, noise)
+        return ddim_step(d, cur, nxt, 1.0, generator)
     f, g2 = reverse_sde_coefficients(cur)
     h = nxt.t - cur.t
-    return (1.0 + f * h) * x + (g2 / cur.sigma * h) * eps + math.sqrt(-g2 * h) * noise
+    drift = d.terms(x=1.0 + f * h, eps=g2 / cur.sigma * h)
+    return weighted_sum([*drift, (randn(d.x, generator), math.sqrt(-g2 * h))])
 
 
 @register(
@@ -59,12 +61,11 @@ def sample_euler_maruyama(
 ) -> Tensor:
     """Euler-Maruyama over ``grid`` (decreasing, ``t = 0`` data); the last step to ``t = 0`` returns the
     ``x0`` estimate (the noise-free "denoising" step of Song et al.'s code)."""
-    points = grid_points(denoiser.schedule, grid)
-    for i, (cur, nxt) in enumerate(itertools.pairwise(points)):
-        x0, eps = denoiser.x0_eps(x, cur.t, **cond)
-        x = euler_maruyama_step(x, x0, eps, cur, nxt, randn(x, generator))
+    for i, (cur, nxt) in enumerate(itertools.pairwise(grid_points(denoiser.schedule, grid))):
+        d = denoiser.estimate(x, cur.t, **cond)
+        x = euler_maruyama_step(d, cur, nxt, generator)
         if callback is not None:
-            callback(i, nxt.t, x, x0)
+            callback(i, nxt.t, x, d.x0)
     return x
 
 
@@ -80,8 +81,7 @@ def langevin_corrector_step(
     ``x + e s + sqrt(2 e) z`` with ``e = 2 (snr ||z|| / ||s||)^2`` and ``s = -eps / sigma``. As in the
     paper's code, both norms are batch means (per-sample norms of low-dimensional data swing wildly);
     the step size stays a device tensor, so no value leaves the device."""
-    _, eps = denoiser.x0_eps(x, p.t, **cond)
-    score = eps * (-1.0 / p.sigma)
+    score = denoiser.estimate(x, p.t, **cond).eps * (-1.0 / p.sigma)
     ratio = _mean_norm(noise) / _mean_norm(score).clamp_min(1e-12)
     step = (2.0 * snr * snr) * ratio.square()
     return (x.float() + step * score.float() + (2.0 * step).sqrt() * noise.float()).to(x.dtype)
@@ -116,15 +116,14 @@ def sample_pc(
         raise ValueError(f"snr: expected > 0, got {snr!r}")
     if not isinstance(corrector_steps, int) or corrector_steps < 0:
         raise ValueError(f"corrector_steps: expected an integer >= 0, got {corrector_steps!r}")
-    points = grid_points(denoiser.schedule, grid)
-    for i, (cur, nxt) in enumerate(itertools.pairwise(points)):
-        x0, eps = denoiser.x0_eps(x, cur.t, **cond)
-        x = euler_maruyama_step(x, x0, eps, cur, nxt, randn(x, generator))
+    for i, (cur, nxt) in enumerate(itertools.pairwise(grid_points(denoiser.schedule, grid))):
+        d = denoiser.estimate(x, cur.t, **cond)
+        x = euler_maruyama_step(d, cur, nxt, generator)
         if not nxt.is_data:
             for _ in range(corrector_steps):
                 x = langevin_corrector_step(denoiser, x, nxt, snr, randn(x, generator), cond)
         if callback is not None:
-            callback(i, nxt.t, x, x0)
+            callback(i, nxt.t, x, d.x0)
     return x
 
 
@@ -165,12 +164,15 @@ def sample_langevin(
         raise ValueError(f"epsilon: expected > 0, got {epsilon!r}")
     for i, (cur, nxt) in enumerate(itertools.pairwise(points)):
         if nxt.is_data:
-            x = x0 = denoiser.x0(x, cur.t, **cond)
-        else:
+            d = denoiser.estimate(x, cur.t, **cond)
+            x = d.x0
+        else:  # x <- x + (a / 2) score + sqrt(a) z, with score = -eps / sigma
             a = eps_l * (nxt.sigma / sigma_last) ** 2
             for _ in range(steps_each):
-                x0, eps = denoiser.x0_eps(x, nxt.t, **cond)
-                x = x + (-0.5 * a / nxt.sigma) * eps + math.sqrt(a) * randn(x, generator)
+                d = denoiser.estimate(x, nxt.t, **cond)
+                x = weighted_sum(
+                    [*d.terms(x=1.0, eps=-0.5 * a / nxt.sigma), (randn(x, generator), math.sqrt(a))]
+                )
         if callback is not None:
-            callback(i, nxt.t, x, x0)
+            callback(i, nxt.t, x, d.x0)
     return x

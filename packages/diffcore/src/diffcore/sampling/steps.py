@@ -1,27 +1,52 @@
-"""Per-step arithmetic shared by the Gaussian-path samplers (DDPM, DDIM, Euler, Heun, SDE, ODE).
+"""What sampler steps are built from: the grid's path coefficients as python floats, the one DDIM step, the
+DDPM posterior and forward-transition spreads, the reverse SDE's coefficients, and the half-log-SNR
+quantities of exponential integrators (DPM-Solver, DPM-Solver++, UniPC).
 
-Everything here works on python floats read once from the CPU grid, so a sampler loop built from
-these pieces never synchronises with the device and can be captured as a CUDA graph.
+Everything here is computed on the host from the float64 CPU grid, once, so a sampling loop built from these
+pieces and :meth:`~diffcore.paths.denoiser.DenoiserBase.estimate` never synchronises with the device and can be
+captured as a CUDA graph.
 
-Notation: a step goes from the current time ``t`` to the next time ``s < t`` (towards data, ``t = 0``);
-``x_t = alpha_t x_0 + sigma_t eps``.
+Notation: a step goes from the current time ``t`` (``cur``) to the next time ``s < t`` (``nxt``, towards data,
+``t = 0``); ``x_t = alpha_t x_0 + sigma_t eps``. Exponential integrators step in ``lambda = log(alpha / sigma)``
+(Lu et al. 2022, Eq. 3.4; Lu et al. 2022b, Eq. 8), which is ``+inf`` where ``sigma = 0`` (``t = 0`` of VP, EDM and
+rectified flow) and ``-inf`` where ``alpha = 0`` (``t = 1`` of rectified flow or zero-terminal-SNR schedules); a
+step of infinite length in ``lambda`` is taken at first order.
+
+**The last step.** Every sampler applies one rule, :attr:`GridPoint.is_data`: a step that lands on ``t = 0``
+returns the ``x0`` estimate at the step's start (the noise-free final step of DDPM's Algorithm 2 and of
+Song et al.'s SDE samplers). It holds for every schedule, also VE, whose ``sigma(0) = sigma_min > 0``: the
+samplers denoise fully instead of stopping at ``sigma_min`` of noise. A grid ending at ``t > 0`` returns the
+noisy state there.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from diffcore.paths.denoiser import DenoiserBase
-from diffcore.paths.predictions import AffineX0Eps, PathCoefficients, from_x0_eps, lincomb
+from diffcore.paths.denoiser import Estimate, weighted_sum
 from diffcore.paths.schedules import Schedule, memoise_per_schedule
+from diffcore.sampling.grids import time_at_log_snr
 
-HALF_DTYPES = (torch.float16, torch.bfloat16)
+__all__ = [
+    "GridPoint",
+    "ddim_step",
+    "grid_points",
+    "half_log_snr",
+    "phi",
+    "point_at_lambda",
+    "posterior_std",
+    "randn",
+    "renoise",
+    "reverse_sde_coefficients",
+    "scaled_sigma",
+    "snr_ratio",
+    "step_length",
+    "transition_std",
+]
 
 
 def half_log_snr(alpha: float, sigma: float) -> float:
@@ -48,7 +73,7 @@ class GridPoint:
 
     @property
     def is_data(self) -> bool:
-        """True at ``t = 0``: a step landing here returns the ``x0`` estimate."""
+        """The last-step rule of every sampler: a step landing here (``t = 0``) returns the ``x0`` estimate."""
         return self.t == 0.0
 
     @property
@@ -76,8 +101,18 @@ def grid_points(schedule: Schedule, grid: Tensor | list[float]) -> list[GridPoin
     return list(_points_at(schedule, times))
 
 
+def randn(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard normal noise shaped, placed and typed like ``x``."""
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+# ------------------------------------------------------------------------------------------------
+# DDPM / DDIM: the posterior of the forward path and the DDIM step.
+# ------------------------------------------------------------------------------------------------
+
+
 def snr_ratio(cur: GridPoint, nxt: GridPoint) -> float:
-    """``r = (alpha_t sigma_s) / (alpha_s sigma_t) = exp((lambda_t - lambda_s) / 2)`` in [0, 1].
+    """``r = (alpha_t sigma_s) / (alpha_s sigma_t) = exp(lambda_t - lambda_s)`` in [0, 1].
 
     The DDPM posterior ``q(x_s | x_t, x_0)`` has mean ``alpha_s x_0 + r sigma_s eps`` and variance
     ``sigma_s^2 (1 - r^2)`` (Ho et al. 2020, Eq. 6-7, written for a general Gaussian path; Kingma et al.
@@ -86,51 +121,49 @@ def snr_ratio(cur: GridPoint, nxt: GridPoint) -> float:
     return (cur.alpha * nxt.sigma) / (nxt.alpha * cur.sigma)
 
 
-def randn(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Standard normal noise shaped, placed and typed like ``x``."""
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-
-
-def ddim_coefficients(cur: GridPoint, nxt: GridPoint, eta: float) -> tuple[float, float, float]:
-    """``(c_x0, c_eps, c)`` of the DDIM step (Song et al. 2021, Eq. 12) from ``cur`` to ``nxt`` (not data):
-    ``x_s = alpha_s x0 + sqrt(sigma_s^2 - c^2) eps + c z`` with ``c = eta * sigma_s sqrt(1 - r^2)``
-    (:func:`snr_ratio`). ``eta = 0``: the deterministic DDIM / probability-flow step; ``eta = 1``: the
-    DDPM posterior with the "small" variance ``beta-tilde``."""
+def posterior_std(cur: GridPoint, nxt: GridPoint) -> float:
+    """Standard deviation of the DDPM posterior ``q(x_s | x_t, x_0)``, ``sigma_s sqrt(1 - r^2)``
+    (:func:`snr_ratio`): DDPM's "small" variance ``beta-tilde`` (Ho et al. 2020, Eq. 7) in general form, and
+    DDIM's ``sigma_t(eta = 1)`` (Song et al. 2021, Eq. 16)."""
     r = snr_ratio(cur, nxt)
-    c = eta * nxt.sigma * math.sqrt(max(1.0 - r * r, 0.0))
-    return nxt.alpha, math.sqrt(max(nxt.sigma**2 - c * c, 0.0)), c
+    return nxt.sigma * math.sqrt(max(1.0 - r * r, 0.0))
 
 
-def ddim_update(
-    x0: Tensor, eps: Tensor, cur: GridPoint, nxt: GridPoint, eta: float, noise: Tensor | None
+def transition_std(lower: GridPoint, upper: GridPoint) -> float:
+    """Standard deviation of the forward transition ``q(x_u | x_l) = N((alpha_u / alpha_l) x_l, std^2)`` from
+    ``lower`` up to ``upper``: ``sqrt(sigma_u^2 - (alpha_u / alpha_l)^2 sigma_l^2)``; for a DDPM table and
+    adjacent steps ``std^2 = beta`` (DDPM's "large" variance, Ho et al. 2020, Sec. 3.2). Needs ``alpha_l > 0``."""
+    a = upper.alpha / lower.alpha
+    return math.sqrt(max(upper.sigma**2 - (a * lower.sigma) ** 2, 0.0))
+
+
+def renoise(x: Tensor, lower: GridPoint, upper: GridPoint, noise: Tensor, scale: float = 1.0) -> Tensor:
+    """Move the state ``x`` at ``lower`` up to ``upper`` along the forward path: a draw from
+    ``q(x_u | x_l)``, ``(alpha_u / alpha_l) x + scale * transition_std * z`` for standard normal ``noise`` ``z``
+    (``scale``: EDM's ``S_noise``; 1 for the exact transition)."""
+    return weighted_sum([(x, upper.alpha / lower.alpha), (noise, scale * transition_std(lower, upper))])
+
+
+def ddim_step(
+    d: Estimate, cur: GridPoint, nxt: GridPoint, eta: float = 0.0, generator: torch.Generator | None = None
 ) -> Tensor:
-    """One DDIM step from ``cur`` to ``nxt`` for a general Gaussian path with the coefficients of
-    :func:`ddim_coefficients`; ``noise`` ``z`` is needed when ``c > 0``. Landing on ``t = 0`` returns ``x0``.
-    """
+    """One DDIM step (Song et al. 2021, Eq. 12) from the estimate ``d`` at ``cur`` to ``nxt``, any Gaussian path:
+
+        x_s = alpha_s x_0 + sqrt(sigma_s^2 - c^2) eps + c z,     c = eta * posterior_std(cur, nxt).
+
+    ``eta = 0``: deterministic DDIM, the probability-flow ODE solved exactly for a constant ``eps`` in
+    ``lambda`` (= DPM-Solver-1, Lu et al. 2022, Eq. 3.7); ``eta = 1``: the DDPM posterior with the "small"
+    variance. ``z`` is drawn from ``generator`` when ``c > 0``. Landing on ``t = 0`` returns ``x0``."""
     if nxt.is_data:
-        return x0
-    c_x0, c_eps, c = ddim_coefficients(cur, nxt, eta)
-    out = c_x0 * x0 + c_eps * eps
-    if c > 0.0:
-        if noise is None:
-            raise ValueError("noise: a stochastic DDIM step (eta > 0) needs a noise tensor")
-        out = out + c * noise
-    return out
+        return d.x0
+    c = eta * posterior_std(cur, nxt) if eta > 0 else 0.0
+    x = d.combine(x0=nxt.alpha, eps=math.sqrt(max(nxt.sigma**2 - c * c, 0.0)))
+    return torch.add(x, randn(x, generator), alpha=c) if c > 0 else x
 
 
-def velocity(
-    denoiser: DenoiserBase, x: Tensor, t: float, cond: dict[str, Any], at: GridPoint | None = None
-) -> tuple[Tensor, Tensor]:
-    """The probability-flow ODE velocity ``dx/dt = d_alpha x0 + d_sigma eps`` at ``(x, t)`` and the
-    ``x0`` estimate, from one network call. ``at``: the grid point of ``t`` if known (saves evaluating
-    the schedule again on the host)."""
-    x0, eps = denoiser.x0_eps(x, t, **cond)
-    c = (
-        PathCoefficients(at.alpha, at.sigma, at.d_alpha, at.d_sigma)
-        if at is not None
-        else denoiser.coefficients(t, x)
-    )
-    return from_x0_eps(x0, eps, "velocity", c), x0
+# ------------------------------------------------------------------------------------------------
+# The SDE view and data-unit noise levels.
+# ------------------------------------------------------------------------------------------------
 
 
 def scaled_sigma(p: GridPoint) -> float:
@@ -148,50 +181,38 @@ def reverse_sde_coefficients(p: GridPoint) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------------------------------------------
-# Fused steps: the conversion of the network output folded into the update.
+# Exponential integrators: steps in lambda = log(alpha / sigma).
 # ------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PreparedGrid:
-    """Everything a fused sampler loop needs, computed once per call before the loop.
-
-    ``points``: the grid's coefficients (:func:`grid_points`); ``times``: what to pass to
-    ``denoiser.output`` at each point (the network's time tensors, built at once); ``affine``: python-float
-    ``(x_0, eps)`` as affine functions of ``(x, output)`` at each point."""
-
-    points: list[GridPoint]
-    times: list[float] | list[Tensor]
-    affine: list[AffineX0Eps]
+def point_at_lambda(schedule: Schedule, lam: float) -> GridPoint:
+    """The grid point whose half-log-SNR is ``lam`` (through ``schedule.t_from_log_snr(2 lam)``)."""
+    if not math.isfinite(lam):
+        raise ValueError(f"lam: expected a finite half-log-SNR, got {lam}")
+    return grid_points(schedule, [time_at_log_snr(schedule, 2.0 * lam)])[0]
 
 
-def prepare_grid(denoiser: DenoiserBase, grid: Tensor, x: Tensor) -> PreparedGrid:
-    """The :class:`PreparedGrid` of ``grid`` ((N+1,) float64 CPU) for states like ``x`` ``(B, ...)``."""
-    points = grid_points(denoiser.schedule, grid)
-    times = denoiser.network_times([p.t for p in points], x)
-    return PreparedGrid(points, times, [denoiser.output_affine(p.t) for p in points])
+def step_length(s: GridPoint, t: GridPoint) -> float:
+    """``h = lambda_t - lambda_s`` (``inf`` when either end is at the edge of the path)."""
+    if math.isinf(t.lam) or math.isinf(s.lam):
+        return math.inf
+    return t.lam - s.lam
 
 
-def combine(x: Tensor, out: Tensor, k_x: float, k_out: float) -> Tensor:
-    """``k_x x + k_out out`` for a state ``x`` and a network output ``out`` (both ``(B, ...)``): one fused
-    multiply-add, in float32 at least (half-precision states are upcast and the result cast back)."""
-    if x.dtype in HALF_DTYPES:
-        return lincomb(k_x, x.float(), k_out, out.float()).to(x.dtype)
-    return lincomb(k_x, x, k_out, out)
-
-
-def weighted_sum(terms: Sequence[tuple[Tensor, float]]) -> Tensor:
-    """``sum_j k_j y_j`` over ``terms = [(y_j, k_j), ...]`` (tensors ``(B, ...)`` of one dtype): one
-    multiplication and one in-place ``add_`` per further term on the fresh product, in float32 at least."""
-    (first, k), *rest = terms
-    if first.dtype in HALF_DTYPES:
-        return weighted_sum([(y.float(), c) for y, c in terms]).to(first.dtype)
-    acc = first * k
-    for y, c in rest:
-        acc.add_(y, alpha=c)
-    return acc
-
-
-def x0_of(x: Tensor, out: Tensor, f: AffineX0Eps) -> Tensor:
-    """The data estimate ``x_0`` from a state and its network output (:class:`AffineX0Eps` ``f``)."""
-    return combine(x, out, f.x0_x, f.x0_out)
+def phi(k: int, h: float) -> float:
+    """``I_k(h) = int_0^h exp(-(h - u)) u^k / k! du``, the weights of a data-prediction exponential
+    integrator (Lu et al. 2022b, Eq. 9 expanded in ``lambda``). ``I_0 = 1 - e^{-h}``,
+    ``I_k = h^k / k! - I_{k-1}``; a series for small ``h`` avoids cancellation."""
+    if k < 0:
+        raise ValueError(f"k: expected >= 0, got {k}")
+    if math.isinf(h):
+        if k == 0:
+            return 1.0
+        raise ValueError(f"h: phi_{k} diverges for an infinite step")
+    if abs(h) < 0.1 * (k + 1):
+        # I_k(h) = sum_{j >= 0} (-1)^j h^{k + 1 + j} / (k + 1 + j)!
+        return sum((-1) ** j * h ** (k + 1 + j) / math.factorial(k + 1 + j) for j in range(20))
+    value = -math.expm1(-h)
+    for j in range(1, k + 1):
+        value = h**j / math.factorial(j) - value
+    return value

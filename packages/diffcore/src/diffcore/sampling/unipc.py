@@ -2,7 +2,7 @@
 Framework for Fast Sampling of Diffusion Models").
 
 Both parts are exponential integrators in ``lambda = log(alpha / sigma)`` (see
-:mod:`diffcore.sampling.lambda_steps`). In data-prediction form, from ``s`` to ``t`` with ``h = lambda_t -
+:mod:`diffcore.sampling.steps`). In data-prediction form, from ``s`` to ``t`` with ``h = lambda_t -
 lambda_s`` and the model outputs ``m_k`` at earlier points ``lambda_{s_k} = lambda_s + r_k h``:
 
 - UniP-p (Algorithm 2): ``x_t = (sigma_t / sigma_s) x_s + alpha_t (1 - e^{-h}) m_0 - alpha_t B(h) sum_k
@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 
 from diffcore.paths.denoiser import DenoiserBase
-from diffcore.sampling.lambda_steps import GridPoint, ddim_step, grid_points, step_length
 from diffcore.sampling.registry import Callback, register
+from diffcore.sampling.steps import GridPoint, ddim_step, grid_points, step_length
 
 Variant = Literal["bh1", "bh2"]
 
@@ -151,20 +151,18 @@ def sample_unipc(
     earlier: list[tuple[GridPoint, Tensor]] = []  # (point, output), most recent first
     x_prev, prev_order = x, 0
     for i, (s, t) in enumerate(itertools.pairwise(pts)):
-        x0, eps = denoiser.x0_eps(x, s.t, **cond)
-        m = x0 if predict_x0 else eps
+        d = denoiser.estimate(x, s.t, **cond)
+        m = d.x0 if predict_x0 else d.eps
         if use_corrector and i > 0 and math.isfinite(step_length(pts[i - 1], s)):
             p0, m0 = earlier[0]
             x = _update(x_prev, p0, s, m0, earlier[1:], prev_order, variant, predict_x0, m_t=m)
         earlier = [(s, m), *earlier][:order]
         p = _step_order(order, i, steps, lower_order_final, pts)
         x_prev, prev_order = x, p
-        if t.t == 0.0 or t.sigma == 0.0:
-            x = x0
-        elif p == 1 and not math.isfinite(step_length(s, t)):
-            x = ddim_step(x0, eps, t)
+        if t.is_data or (p == 1 and not math.isfinite(step_length(s, t))):
+            x = ddim_step(d, s, t)  # the data estimate at t = 0, else the first-order step
         else:
             x = _update(x, s, t, m, earlier[1:], p, variant, predict_x0)
         if callback is not None:
-            callback(i, t.t, x, x0)
+            callback(i, t.t, x, d.x0)
     return x

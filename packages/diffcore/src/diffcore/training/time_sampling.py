@@ -16,6 +16,7 @@ from torch import Tensor
 
 from diffcore.paths.schedules import Schedule
 from diffcore.paths.schedules import get as get_schedule
+from diffcore.registry import Registry
 
 
 def _rand(n: int, device, generator) -> Tensor:
@@ -122,28 +123,25 @@ class Constant:
 
 TimeSampler = Callable[..., Tensor]
 
-_REGISTRY: dict[str, Callable[..., TimeSampler]] = {
-    "uniform": Uniform,
-    "logit-normal": LogitNormal,
-    "u-shaped": UShaped,
-    "edm-lognormal": lambda schedule="edm", **kw: EDMLogNormal(get_schedule(schedule), **kw),
-    "discrete": Discrete,
-    "constant": Constant,
-}
+TIME_SAMPLERS: Registry[Callable[..., TimeSampler]] = Registry("time_sampler")
+TIME_SAMPLERS.add("uniform", Uniform)
+TIME_SAMPLERS.add("logit-normal", LogitNormal)
+TIME_SAMPLERS.add("u-shaped", UShaped)
+TIME_SAMPLERS.add("edm-lognormal", lambda schedule="edm", **kw: EDMLogNormal(get_schedule(schedule), **kw))
+TIME_SAMPLERS.add("discrete", Discrete)
+TIME_SAMPLERS.add("constant", Constant)
 
 
-def register(name: str, factory: Callable[..., TimeSampler]) -> None:
-    """Register a time-sampler factory under ``name``."""
-    _REGISTRY[name] = factory
+def register(name: str, factory: Callable[..., TimeSampler], *, replace: bool = False) -> None:
+    """Register a time-sampler factory under ``name`` (a taken name needs ``replace=True``)."""
+    TIME_SAMPLERS.add(name, factory, replace=replace)
 
 
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    """Names accepted by :func:`get`."""
+    return TIME_SAMPLERS.names()
 
 
 def get(name: str, **kwargs) -> TimeSampler:
     """A time sampler by name, e.g. ``get("logit-normal", m=0.0, s=1.0)``."""
-    try:
-        return _REGISTRY[name](**kwargs)
-    except KeyError:
-        raise ValueError(f"time_sampler: unknown name {name!r}; expected one of {available()}") from None
+    return TIME_SAMPLERS.get(name)(**kwargs)

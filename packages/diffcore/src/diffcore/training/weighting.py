@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from diffcore.registry import Registry
+
 Weighting = Callable[[Tensor, str], Tensor]
 """``weighting(log_snr, target) -> weight`` with ``target`` in eps|x0|v|velocity|score."""
 
@@ -80,16 +82,16 @@ def sigmoid(bias: float = -3.0) -> Weighting:
     return weight
 
 
-_REGISTRY: dict[str, Callable[..., Weighting]] = {
-    "uniform": lambda: uniform,
-    "min-snr": min_snr,
-    "edm": edm,
-    "sigmoid": sigmoid,
-}
+WEIGHTINGS: Registry[Callable[..., Weighting]] = Registry("weighting")
+WEIGHTINGS.add("uniform", lambda: uniform)
+WEIGHTINGS.add("min-snr", min_snr)
+WEIGHTINGS.add("edm", edm)
+WEIGHTINGS.add("sigmoid", sigmoid)
 
 
 def available() -> list[str]:
-    return sorted([*_REGISTRY, "likelihood"])
+    """Names accepted by :func:`get`, and ``likelihood`` (which only the objective can build)."""
+    return sorted([*WEIGHTINGS.names(), "likelihood"])
 
 
 def get(name: str, **kwargs) -> Weighting:
@@ -100,7 +102,4 @@ def get(name: str, **kwargs) -> Weighting:
         raise ValueError(
             "weighting: 'likelihood' depends on d(log_snr)/dt; pass it to DiffusionObjective by name"
         )
-    try:
-        return _REGISTRY[name](**kwargs)
-    except KeyError:
-        raise ValueError(f"weighting: unknown name {name!r}; expected one of {available()}") from None
+    return WEIGHTINGS.get(name)(**kwargs)
