@@ -30,6 +30,7 @@ from diffcore.discrete import (
     masked_nelbo_terms,
     subs_log_probs,
 )
+from diffcore.rng import make_generator
 from diffcore.training import Callback
 from torch import Tensor
 
@@ -230,12 +231,12 @@ class ClipSearch(Callback):
         if model.config.block_size == 1 or step % self.every != 0 or step >= trainer.config.steps:
             return
         device = trainer.accelerator.device
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        g = make_generator(self.seed * 1_000_003 + step)
         seq_len = model.config.seq_len
         batches = [
             random_windows(self.stream, seq_len, self.batch_size, g).to(device) for _ in range(self.n_batches)
         ]
-        noise = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + step)
+        noise = make_generator(self.seed * 1_000_003 + step, device)
         clip, _ = search_clip_range(model, batches, candidates=self.candidates, generator=noise)
         self.objective.clip = clip
         self.history.append((step, clip.low, clip.high))

@@ -214,16 +214,23 @@ def train(config: LanguageTrainConfig) -> LanguagePipeline:
             seed=config.train.seed,
         )
     pipe = LanguagePipeline(model, data.tokenizer, config.corpus)
-    pipe.save_pretrained(out / PIPELINE_DIR)
-    metrics = {
-        "validation": validation.as_dict(),
-        "train_seconds": result.seconds,
-        "losses": result.losses,
-        "clips": result.clips,
-    }
-    write_json(metrics, out / "metrics.json")
-    write_json(config, out / "train_config.json")
+    if _is_main_process():  # under `accelerate launch`, one process writes the run's files
+        pipe.save_pretrained(out / PIPELINE_DIR)
+        metrics = {
+            "validation": validation.as_dict(),
+            "train_seconds": result.seconds,
+            "losses": result.losses,
+            "clips": result.clips,
+        }
+        write_json(metrics, out / "metrics.json")
+        write_json(config, out / "train_config.json")
     return pipe
+
+
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 # ---------------------------------------------------------------------------------------------------- sample
