@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from diff_language.model import BD3LM, BD3LMConfig
+from diff_language.models import BD3LM, BD3LMConfig
 from diff_language.sampling import SamplingConfig, generate
 
 

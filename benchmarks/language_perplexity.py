@@ -5,7 +5,7 @@ same number of steps on the same windows in the same order (the seed fixes the i
 order), with warm-up + cosine learning rate, AR on the masking range [1, 1] for L' = 1, and BD3-LM's
 clip-range search (Sec. 4.2) for L' > 1. Each model is evaluated on the WHOLE validation set (every
 non-overlapping window) with the masked-count form of the NELBO and stratified draws
-(``diff_language.evaluation``): full time range, unbiased, with the standard error over windows and its
+(``diff_language.metrics``): full time range, unbiased, with the standard error over windows and its
 Monte-Carlo part. Consecutive block sizes are compared by paired differences over the same windows.
 The summary gives mean +- s.e. over seeds and says for each neighbouring pair whether the gap is resolved.
 
@@ -25,14 +25,21 @@ import time
 from pathlib import Path
 
 import torch
-from diff_language.data import TokenCorpus, pydoc_documents, synthetic_corpus, text_corpus
-from diff_language.evaluation import NelboEstimate, paired_difference
-from diff_language.metrics import distinct_n, grammaticality, token_entropy
-from diff_language.model import BD3LM, BD3LMConfig
-from diff_language.pipeline import TrainConfig, evaluate, train
-from diff_language.sampling import SamplingConfig, generate
-from diff_language.synthetic import SparseHMM
+from diff_language.config import LanguageTrainConfig, SamplingConfig
+from diff_language.data import SparseHMM, TokenCorpus, pydoc_documents, synthetic_corpus, text_corpus
+from diff_language.metrics import (
+    NelboEstimate,
+    distinct_n,
+    grammaticality,
+    paired_difference,
+    token_entropy,
+    validation_nelbo,
+)
+from diff_language.models import BD3LM, BD3LMConfig
+from diff_language.pipeline import train_model
+from diff_language.sampling import generate
 from diff_language.tokenizer import train_bpe
+from diffcore.config import apply_overrides
 
 DEFAULT_OUT = Path("benchmarks/results/language_perplexity.json")
 
@@ -57,19 +64,31 @@ def run_one(corpus: TokenCorpus, block_size: int, seed: int, args) -> tuple[dict
     )
     torch.manual_seed(seed)
     model = BD3LM(config)
-    tc = TrainConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup=max(1, min(200, args.steps // 10)),
-        clip_search_every=0 if args.no_clip_search else (args.clip_search_every or max(1, args.steps // 8)),
-        seed=seed,
-        log_every=max(1, args.steps // 5),
-        device=args.device,
-        mixed_precision=args.mixed_precision,
+    warmup = max(1, min(200, args.steps // 10))
+    tc = apply_overrides(
+        LanguageTrainConfig(),
+        {
+            "batch_size": args.batch_size,
+            "clip_search_every": 0
+            if args.no_clip_search
+            else (args.clip_search_every or max(1, args.steps // 8)),
+            "train": {
+                "steps": args.steps,
+                "lr": args.lr,
+                # cosine after a linear warm-up; a run no longer than its warm-up keeps a constant rate
+                "lr_schedule": "cosine" if args.steps > warmup else "constant",
+                "warmup_steps": warmup if args.steps > warmup else 0,
+                "seed": seed,
+                "log_every": max(1, args.steps // 5),
+                "device": args.device,
+                "mixed_precision": args.mixed_precision,
+            },
+        },
     )
-    model, res = train(model, corpus.train, tc)
-    ev = evaluate(model, corpus.val, max_windows=args.eval_windows, repeats=args.eval_repeats, seed=1234)
+    model, res = train_model(model, corpus.train, tc, keep_run=False)
+    ev = validation_nelbo(
+        model, corpus.val, max_windows=args.eval_windows, repeats=args.eval_repeats, seed=1234
+    )
     row = {
         "seed": seed,
         "corpus": corpus.name,

@@ -1,11 +1,12 @@
-"""BD3-LM masks, attention backends, AR/MDLM limits and the exact KV cache."""
+"""BD3-LM masks, attention backends, AR/MDLM limits, the exact KV cache, and bfloat16 models."""
 
 import pytest
 import torch
-from diff_language.diffusion import ClipRange, bd3_loss_terms, search_clip_range
+from diff_language.config import SamplingConfig
 from diff_language.masks import bd3_mask
-from diff_language.model import BD3LM, HAS_FLEX, BD3LMConfig
-from diff_language.sampling import SamplingConfig, generate, infill
+from diff_language.models import BD3LM, HAS_FLEX, BD3LMConfig, RingKVCache, apply_rotary, rotary
+from diff_language.objective import ClipRange, bd3_loss_terms, search_clip_range
+from diff_language.sampling import generate, infill
 from diffcore.discrete import mask_tokens, subs_log_probs
 
 
@@ -157,3 +158,60 @@ def test_clip_search_picks_the_zero_variance_range_for_autoregression():
     best, variances = search_clip_range(model, [x0] * 4, candidates=candidates)
     assert best == ClipRange(1.0, 1.0)
     assert variances[best] < 1e-10 < variances[ClipRange(0.0, 1.0)]
+
+
+def test_rotary_keeps_a_bfloat16_input_bfloat16_and_rotates_it_in_float32():
+    """The float32 rotary tables used to promote bfloat16 queries to float32 (bug: SDPA then met float32
+    queries and bfloat16 cached keys/values)."""
+    x = torch.randn(2, 3, 5, 8, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    cos, sin = rotary(torch.arange(5), 8, 10000.0)
+    y = apply_rotary(x, cos, sin)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y, apply_rotary(x.float(), cos, sin).to(torch.bfloat16), atol=0, rtol=0)
+    # a rotation: the norm of every pair (i, i + D/2) is kept
+    pairs = lambda t: t.float()[..., :4] ** 2 + t.float()[..., 4:] ** 2  # noqa: E731
+    torch.testing.assert_close(pairs(y), pairs(x), atol=0.05, rtol=0.02)
+
+
+@torch.no_grad()
+def test_bfloat16_model_with_the_kv_cache_matches_its_uncached_forward():
+    """``language_kv_cache.py --dtype bf16`` crashed in SDPA (float32 query, bfloat16 keys); a bfloat16 model
+    now runs cached and uncached, and the cached logits equal the block-causal forward's (bf16 rounding)."""
+    model = _model(block_size=4, seq_len=16).to(torch.bfloat16)
+    x = torch.randint(0, 10, (2, 16), generator=torch.Generator().manual_seed(1))
+    reference = model(x)
+    assert reference.dtype == torch.bfloat16
+    cache = RingKVCache.empty(model.config, 2, 16, 4, "cpu", torch.bfloat16)
+    offsets = torch.arange(4)
+    for j in range(4):
+        cache.slots.copy_(offsets + 4 * j)
+        cache.valid[: 4 * (j + 1)] = True
+        logits = model.forward_tokens(x[:, 4 * j : 4 * j + 4], offsets + 4 * j, None, cache)
+        assert logits.dtype == torch.bfloat16
+        torch.testing.assert_close(
+            logits.float(), reference[:, 4 * j : 4 * j + 4].float(), atol=2e-2, rtol=2e-2
+        )
+    # and the float32 model's logits are what the bfloat16 model approximates
+    torch.testing.assert_close(reference.float(), _model(block_size=4, seq_len=16)(x), atol=5e-2, rtol=5e-2)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_bfloat16_generation_runs_with_and_without_the_cache(cache):
+    model = _model(block_size=4, seq_len=32).to(torch.bfloat16)
+    g = torch.Generator().manual_seed(0)
+    out = generate(model, 12, batch_size=2, config=SamplingConfig(use_kv_cache=cache), generator=g)
+    assert out.shape == (2, 12) and int(out.max()) < model.mask_id
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bfloat16_cached_generation_on_gpu_with_a_cuda_graph():
+    """The GPU form of the bug: ``language_kv_cache.py --device cuda --dtype bf16 --cuda-graph``."""
+    model = _model(block_size=4, seq_len=32).to("cuda", torch.bfloat16)
+    outs = []
+    for cfg in (SamplingConfig(cuda_graph=True), SamplingConfig(use_kv_cache=False)):
+        g = torch.Generator(device="cuda").manual_seed(0)
+        outs.append(generate(model, 24, batch_size=2, config=cfg, generator=g))
+    assert outs[0].shape == (2, 24) and int(outs[0].max()) < model.mask_id
+    # in bfloat16 the two paths round differently, so most (not necessarily all) tokens agree
+    assert float((outs[0] == outs[1]).float().mean()) > 0.5

@@ -5,4 +5,4 @@ def test_diff_language_registers_with_diffuse():
     installed = discover()
     assert "language" in installed
     assert installed["language"].distribution == "diff-language"
-    assert installed["language"].version == "0.1.0"
+    assert installed["language"].version == "0.2.0"

@@ -5,9 +5,9 @@ import math
 
 import pytest
 import torch
-from diff_language.diffusion import bd3_loss_terms
-from diff_language.evaluation import estimate_nelbo, paired_difference
-from diff_language.model import BD3LM, BD3LMConfig
+from diff_language.metrics import estimate_nelbo, paired_difference, validation_nelbo
+from diff_language.models import BD3LM, BD3LMConfig
+from diff_language.objective import bd3_loss_terms
 from diffcore.discrete import subs_log_probs
 
 
@@ -88,3 +88,14 @@ def test_paired_difference_and_bad_arguments():
         estimate_nelbo(model, windows, repeats=3)
     with pytest.raises(ValueError, match="windows"):
         estimate_nelbo(model, windows[:, :2], repeats=4)
+
+
+def test_validation_nelbo_scores_the_non_overlapping_windows_of_a_stream():
+    model = _model(2)
+    stream = torch.randint(0, 5, (2, 10), generator=torch.Generator().manual_seed(4))
+    windows = torch.stack([stream[0, :4], stream[0, 4:8], stream[1, :4], stream[1, 4:8]])  # rows, in order
+    est = validation_nelbo(model, stream, repeats=4, seed=7)
+    torch.testing.assert_close(est.per_window, estimate_nelbo(model, windows, repeats=4, seed=7).per_window)
+    assert validation_nelbo(model, stream, max_windows=3, repeats=4).per_window.shape == (3,)
+    with pytest.raises(ValueError, match="stream: expected at least 2 windows"):
+        validation_nelbo(model, stream[:1, :5], repeats=4)

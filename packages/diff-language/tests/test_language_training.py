@@ -2,12 +2,20 @@
 
 import math
 
+import pytest
 import torch
-from diff_language.data import synthetic_corpus
-from diff_language.model import BD3LM, BD3LMConfig, RingKVCache
+from diff_language.config import LanguageTrainConfig
+from diff_language.data import SparseHMM, StreamWindows, synthetic_corpus
+from diff_language.models import BD3LM, BD3LMConfig, RingKVCache
 from diff_language.objective import BD3Objective, initial_clip
-from diff_language.pipeline import StreamWindows, TrainConfig, train
-from diff_language.synthetic import SparseHMM
+from diff_language.pipeline import cpu_threads, train_model
+from diffcore.config import apply_overrides
+
+
+def _config(**settings) -> LanguageTrainConfig:
+    """The package's defaults with ``settings`` (``train`` a dict of core settings) applied, on the CPU."""
+    train = {"device": "cpu", **settings.pop("train", {})}
+    return apply_overrides(LanguageTrainConfig(), {**settings, "train": train})
 
 
 def _model(block_size: int, seq_len: int = 16) -> BD3LM:
@@ -21,17 +29,19 @@ def test_trainer_lowers_the_loss_and_searches_the_clip_range(tmp_path):
     corpus = synthetic_corpus(
         SparseHMM(n_states=3, vocab_size=8, seed=0), train_tokens=20_000, val_tokens=4_000
     )
-    cfg = TrainConfig(
-        steps=30,
+    cfg = _config(
         batch_size=16,
-        lr=3e-3,
-        warmup=4,
         clip_search_every=15,
         clip_search_batches=2,
-        log_every=10,
-        output_dir=str(tmp_path / "run"),
+        train={
+            "steps": 30,
+            "lr": 3e-3,
+            "warmup_steps": 4,
+            "log_every": 10,
+            "output_dir": str(tmp_path / "run"),
+        },
     )
-    model, result = train(_model(4), corpus.train, cfg)
+    model, result = train_model(_model(4), corpus.train, cfg)
     assert isinstance(model, BD3LM) and not model.training
     assert result.losses[-1][1] < math.log(8) - 0.15  # it learns: below the uniform distribution's entropy
     assert [step for step, _, _ in result.clips] == [15]  # searched once (not at the last step)
@@ -45,8 +55,9 @@ def test_autoregressive_training_uses_the_full_mask_and_no_search():
     assert initial_clip(1).low == initial_clip(1).high == 1.0
     assert (initial_clip(4).low, initial_clip(4).high) == (0.0, 1.0)
     stream = torch.randint(0, 8, (2, 200), generator=torch.Generator().manual_seed(0))
-    _, result = train(_model(1), stream, TrainConfig(steps=3, batch_size=4, clip_search_every=1, warmup=1))
-    assert result.clips == []
+    cfg = _config(batch_size=4, clip_search_every=1, train={"steps": 3, "warmup_steps": 1})
+    _, result = train_model(_model(1), stream, cfg, keep_run=False)
+    assert result.clips == [] and result.output_dir == ""
     loss, logs = BD3Objective(initial_clip(1))(_model(1), stream[:, :16])
     assert loss.ndim == 0 and logs["clip_low"] == 1.0
 
@@ -71,3 +82,30 @@ def test_ring_cache_logits_equal_the_block_causal_forward():
         cache.valid[: 4 * (j + 1)] = True
         logits = model.forward_tokens(x[:, 4 * j : 4 * j + 4], offsets + 4 * j, None, cache)
         torch.testing.assert_close(logits, reference[:, 4 * j : 4 * j + 4], atol=1e-5, rtol=1e-5)
+
+
+def test_default_training_settings_are_the_cores_with_the_packages_choices():
+    cfg = LanguageTrainConfig()
+    assert cfg.train.ema_decay is None  # EMA off
+    assert (cfg.train.lr, cfg.train.betas, cfg.train.lr_schedule) == (1e-3, (0.9, 0.98), "cosine")
+    assert (cfg.train.warmup_steps, cfg.train.max_grad_norm, cfg.train.device) == (50, 1.0, "auto")
+    assert cfg.model.seq_len == 64 and cfg.model.block_size == 4
+    with pytest.raises(ValueError, match="eval_repeats"):
+        LanguageTrainConfig(eval_repeats=3)
+    with pytest.raises(ValueError, match="block_size"):
+        apply_overrides(LanguageTrainConfig(), ["model.block_size=5"])
+
+
+def test_a_batch_larger_than_the_training_windows_is_refused():
+    stream = torch.randint(0, 8, (1, 40), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="batch_size: expected at most the 4 training windows"):
+        train_model(_model(4), stream, _config(batch_size=8), keep_run=False)
+
+
+def test_cpu_threads_are_set_for_the_block_and_restored():
+    before = torch.get_num_threads()
+    with cpu_threads(1, torch.device("cpu")):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with cpu_threads(None, torch.device("cpu")):
+        assert torch.get_num_threads() == before

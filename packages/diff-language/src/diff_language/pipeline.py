@@ -1,4 +1,5 @@
-"""``train``, ``evaluate`` and run folders (model + tokeniser + metrics) for BD3-LM.
+"""``LanguagePipeline`` (a BD3-LM and its tokeniser) and the three verbs every modality offers:
+:func:`train`, :func:`sample`, :func:`evaluate`.
 
 Training runs on :class:`diffcore.training.Trainer` (accelerate: CPU, one or several GPUs, mixed precision, EMA,
 checkpoints and exact resume) with :class:`diff_language.objective.BD3Objective`; the data are all windows of
@@ -6,64 +7,129 @@ the training stream at a fixed stride, shuffled by the Trainer's seeded sampler,
 same windows in the same order for the same seed. For ``L' > 1`` :class:`diff_language.objective.ClipSearch`
 re-chooses the masking-rate range every ``clip_search_every`` steps (BD3-LM Sec. 4.2); ``L' = 1`` trains on
 ``[1, 1]``, exactly the autoregressive loss. Evaluation always uses the full range
-(:mod:`diff_language.evaluation`).
+(:func:`diff_language.metrics.estimate_nelbo`).
+
+A run folder (``config.train.output_dir``) holds the Trainer's ``checkpoints/``, ``log.jsonl`` and ``model/``,
+then ``pipeline/`` (the saved :class:`LanguagePipeline`), ``metrics.json`` and ``train_config.json``.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
-from diffcore.training import TrainConfig as TrainerConfig
-from diffcore.training import Trainer, read_run_log
+from diffcore.config import config_from_dict
+from diffcore.device import resolve_device
+from diffcore.io import write_json
+from diffcore.pipeline import Pipeline
+from diffcore.rng import make_generator, seeded
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from diff_language.data import fixed_windows
-from diff_language.evaluation import NelboEstimate, estimate_nelbo
-from diff_language.model import BD3LM
+from diff_language.config import (
+    CorpusConfig,
+    LanguageEvaluateConfig,
+    LanguageSampleConfig,
+    LanguageTrainConfig,
+)
+from diff_language.data import StreamWindows, build_corpus, read_documents
+from diff_language.io import load_tokenizer, save_tokenizer
+from diff_language.metrics import validation_nelbo
+from diff_language.models import BD3LM, BD3LMConfig
 from diff_language.objective import BD3Objective, ClipSearch, initial_clip
-from diff_language.tokenizer import TextTokenizer, load_tokenizer
+from diff_language.sampling import generate, truncate_at_eos
+from diff_language.tokenizer import TextTokenizer
 
-__all__ = ["StreamWindows", "TrainConfig", "TrainResult", "evaluate", "load_run", "save_run", "train"]
+__all__ = [
+    "PIPELINE_DIR",
+    "LanguagePipeline",
+    "TrainResult",
+    "cpu_threads",
+    "evaluate",
+    "sample",
+    "train",
+    "train_model",
+]
+
+PIPELINE_DIR = "pipeline"
+"""The saved pipeline's folder inside a run folder."""
 
 
-@dataclass
-class TrainConfig:
-    """Optimisation settings (a subset of :class:`diffcore.training.TrainConfig`).
+class LanguagePipeline(Pipeline):
+    """A trained BD3-LM with its tokeniser, and the corpus it was trained on (to rebuild its validation split).
 
-    steps: optimizer steps (the same for every block size). lr: peak of a linear warm-up (``warmup``
-    steps) then cosine decay to ``min_lr_ratio * lr``. clip_search_every: steps between clip-range searches
-    for ``L' > 1`` (0: the full range [0, 1] throughout). stride: offset between training windows (default
-    ``seq_len // 2``). output_dir: the Trainer's run folder (checkpoints, ``log.jsonl``); a temporary folder
-    when ``None``. mixed_precision: ``"no"`` or ``"bf16"``.
+    ``model`` maps token ids (B, T) to logits (B, T, V) with ``V = tokenizer.vocab_size + 1``: the last id is
+    ``[MASK]``. Saved as ``model/`` (``config.json`` + ``model.safetensors``) and ``tokenizer/`` (the
+    tokeniser's file, :mod:`diff_language.io`); the corpus settings go into ``pipeline.json``.
     """
 
-    steps: int = 2000
-    batch_size: int = 32
-    lr: float = 1e-3
-    warmup: int = 100
-    min_lr_ratio: float = 0.0
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    clip_search_every: int = 500
-    clip_search_batches: int = 8
-    ema_decay: float | None = None
-    stride: int | None = None
-    log_every: int = 100
-    seed: int = 0
-    device: str = "cpu"
-    mixed_precision: str = "no"
-    output_dir: str | None = None
+    def __init__(self, model: BD3LM, tokenizer: TextTokenizer, corpus: CorpusConfig | None = None) -> None:
+        if model.config.vocab_size != tokenizer.vocab_size + 1:
+            raise ValueError(
+                f"model: expected vocab_size = tokenizer.vocab_size + 1 = {tokenizer.vocab_size + 1} "
+                f"(the tokens and [MASK]), got {model.config.vocab_size}"
+            )
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.corpus = corpus
 
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps, batch_size: expected >= 1, got {self.steps}, {self.batch_size}")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"device: expected 'cpu' or 'cuda', got {self.device!r}")
+    def components(self) -> dict[str, Any]:
+        return {"model": self.model, "tokenizer": self.tokenizer}
+
+    def pipeline_config(self) -> dict[str, Any]:
+        return {"corpus": asdict(self.corpus) if self.corpus is not None else None}
+
+    @classmethod
+    def from_parts(cls, config: dict[str, Any], components: dict[str, Any]) -> LanguagePipeline:
+        for name in ("model", "tokenizer"):
+            if name not in components:
+                raise ValueError(f"pipeline: expected a {name!r} component, got {sorted(components)}")
+        corpus = config.get("corpus")
+        return cls(
+            components["model"],
+            components["tokenizer"],
+            config_from_dict(CorpusConfig, corpus) if corpus is not None else None,
+        )
+
+    def save_component(self, name: str, component: Any, folder: Path) -> None:
+        if name == "tokenizer":
+            save_tokenizer(component, folder)
+        else:
+            super().save_component(name, component, folder)
+
+    @classmethod
+    def load_component(cls, name: str, folder: Path, device: torch.device) -> Any:
+        if name == "tokenizer":
+            return load_tokenizer(folder)
+        if name == "model":  # by class, so that folders saved before the 0.2 module names still load
+            return BD3LM.from_pretrained(folder, device=device).eval()
+        return super().load_component(name, folder, device)
+
+
+@contextmanager
+def cpu_threads(threads: int | None, device: torch.device) -> Iterator[None]:
+    """Run a block with ``threads`` intra-op threads when ``device`` is the CPU; restores the count afterwards.
+
+    ``None`` (or a GPU device) leaves torch's setting alone.
+    """
+    if threads is None or device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------------------------------- train
 
 
 @dataclass
@@ -76,124 +142,162 @@ class TrainResult:
     output_dir: str = ""
 
 
-class StreamWindows(Dataset):
-    """Every window (seq_len,) of ``stream`` (rows, length) starting at a multiple of ``stride`` in its row."""
-
-    def __init__(self, stream: Tensor, seq_len: int, stride: int) -> None:
-        rows, length = stream.shape
-        if length < seq_len or stride < 1:
-            raise ValueError(
-                f"seq_len, stride: expected seq_len <= row length {length} and stride >= 1, got {seq_len}, {stride}"
-            )
-        self.stream, self.seq_len = stream, seq_len
-        self.starts = torch.arange(0, length - seq_len + 1, stride)
-        self.rows = rows
-
-    def __len__(self) -> int:
-        return self.rows * len(self.starts)
-
-    def __getitem__(self, i: int) -> Tensor:
-        row, k = divmod(i, len(self.starts))
-        start = int(self.starts[k])
-        return self.stream[row, start : start + self.seq_len]
-
-
-def _trainer_config(config: TrainConfig, output_dir: str) -> TrainerConfig:
-    cosine = config.steps > config.warmup
-    return TrainerConfig(
-        steps=config.steps,
-        lr=config.lr,
-        betas=(0.9, 0.98),
-        weight_decay=config.weight_decay,
-        lr_schedule="cosine" if cosine else "constant",
-        warmup_steps=config.warmup if cosine else 0,
-        min_lr_ratio=config.min_lr_ratio,
-        max_grad_norm=config.grad_clip,
-        mixed_precision=config.mixed_precision,  # type: ignore[arg-type]
-        ema_decay=config.ema_decay,
-        log_every=config.log_every,
-        checkpoint_every=None,
-        keep_last=1,
-        output_dir=output_dir,
-        seed=config.seed,
-        progress_bar=False,
-        tensorboard=False,
-        device="cpu" if config.device == "cpu" else "auto",
-    )
-
-
-def _read_losses(output_dir: str | Path) -> list[tuple[int, float]]:
-    return [(int(r["step"]), float(r["loss"])) for r in read_run_log(output_dir)]
-
-
-def train(model: BD3LM, stream: Tensor, config: TrainConfig) -> tuple[BD3LM, TrainResult]:
+def train_model(
+    model: BD3LM, stream: Tensor, config: LanguageTrainConfig, *, keep_run: bool = True
+) -> tuple[BD3LM, TrainResult]:
     """Train ``model`` on windows of ``stream`` (rows, length) with :class:`diffcore.training.Trainer`.
 
-    Returns the trained model (the EMA copy when ``ema_decay`` is set), in eval mode, and the run record.
+    ``config.model`` and ``config.corpus`` are not read (the model and the stream are given). The Trainer
+    writes into ``config.train.output_dir``, or into a temporary folder removed afterwards when ``keep_run``
+    is False. Returns the trained model (the EMA copy when ``train.ema_decay`` is set), in eval mode, and the
+    run record.
     """
+    from diffcore.training import Trainer, read_run_log
+
     seq_len, block = model.config.seq_len, model.config.block_size
     dataset = StreamWindows(stream, seq_len, config.stride or max(1, seq_len // 2))
+    if len(dataset) < config.batch_size:
+        raise ValueError(
+            f"batch_size: expected at most the {len(dataset)} training windows of {seq_len} tokens, "
+            f"got {config.batch_size} (use more text or a smaller batch)"
+        )
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True)
     objective = BD3Objective(initial_clip(block))
-    search = (
-        [
+    search = []
+    if config.clip_search_every and block > 1:
+        search.append(
             ClipSearch(
                 objective,
                 stream,
                 every=config.clip_search_every,
                 batch_size=config.batch_size,
                 n_batches=config.clip_search_batches,
-                seed=config.seed,
+                seed=config.train.seed,
             )
-        ]
-        if config.clip_search_every and block > 1
-        else []
-    )
+        )
     with tempfile.TemporaryDirectory(prefix="bd3lm-") as tmp:
-        out = config.output_dir or tmp
-        trainer = Trainer(model, objective, loader, _trainer_config(config, out), callbacks=search)
+        out = config.train.output_dir if keep_run else tmp
+        trainer_config = dataclasses.replace(config.train, output_dir=out)
+        trainer = Trainer(model, objective, loader, trainer_config, callbacks=search)
         summary = trainer.fit()
-        losses = _read_losses(out)
+        losses = [(int(r["step"]), float(r["loss"])) for r in read_run_log(out)]
     trained = trainer.ema_model if trainer.ema_model is not None else trainer.unwrapped_model
     result = TrainResult(
         losses=losses,
         clips=search[0].history if search else [],
         seconds=summary.seconds,
-        output_dir=config.output_dir or "",
+        output_dir=out if keep_run else "",
     )
     return trained.eval(), result
 
 
-def evaluate(
-    model: BD3LM,
-    stream: Tensor,
-    *,
-    max_windows: int | None = None,
-    repeats: int = 32,
-    batch_size: int = 256,
-    seed: int = 0,
-) -> NelboEstimate:
-    """Validation NELBO (full time range) on the non-overlapping windows of ``stream`` (all by default)."""
-    windows = fixed_windows(stream, model.config.seq_len, max_windows)
-    return estimate_nelbo(model, windows, repeats=repeats, batch_size=batch_size, seed=seed)
+def train(config: LanguageTrainConfig) -> LanguagePipeline:
+    """Build the corpus, train a BD3-LM on it and score it on the validation split, as ``config`` says.
+
+    Writes the run under ``config.train.output_dir``: the Trainer's files, ``pipeline/`` (the returned
+    pipeline, saved), ``metrics.json`` (validation NELBO of ``eval_windows`` x ``eval_repeats``, training
+    seconds, logged losses, chosen clip ranges) and ``train_config.json``. The model's initialisation is
+    seeded by ``config.train.seed``.
+    """
+    out = Path(config.train.output_dir)
+    with cpu_threads(config.cpu_threads, resolve_device(config.train.device)):
+        data = build_corpus(config.corpus)
+        model_config = BD3LMConfig(vocab_size=data.tokenizer.vocab_size + 1, **asdict(config.model))
+        with seeded(config.train.seed):
+            model = BD3LM(model_config)
+        model, result = train_model(model, data.train, config)
+        validation = validation_nelbo(
+            model,
+            data.val,
+            max_windows=config.eval_windows,
+            repeats=config.eval_repeats,
+            seed=config.train.seed,
+        )
+    pipe = LanguagePipeline(model, data.tokenizer, config.corpus)
+    if _is_main_process():  # under `accelerate launch`, one process writes the run's files
+        pipe.save_pretrained(out / PIPELINE_DIR)
+        metrics = {
+            "validation": validation.as_dict(),
+            "train_seconds": result.seconds,
+            "losses": result.losses,
+            "clips": result.clips,
+        }
+        write_json(metrics, out / "metrics.json")
+        write_json(config, out / "train_config.json")
+    return pipe
 
 
-def save_run(
-    directory: str | Path, model: BD3LM, tokenizer: TextTokenizer, metrics: dict | None = None
-) -> Path:
-    """Write ``config.json`` + ``model.safetensors``, the tokeniser, and ``metrics.json`` into ``directory``."""
-    out = Path(directory)
-    model.save_pretrained(out)
-    tokenizer.save(out)
-    if metrics is not None:
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_jsonable))
-    return out
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
-def _jsonable(obj: object) -> object:
-    return asdict(obj) if hasattr(obj, "__dataclass_fields__") else str(obj)
+# ---------------------------------------------------------------------------------------------------- sample
 
 
-def load_run(directory: str | Path, device: str = "cpu") -> tuple[BD3LM, TextTokenizer]:
-    """The model and tokeniser saved by :func:`save_run`."""
-    return BD3LM.from_pretrained(directory, device=device).eval(), load_tokenizer(directory)
+def sample(
+    pipeline: LanguagePipeline, config: LanguageSampleConfig, *, generator: torch.Generator | None = None
+) -> list[str]:
+    """Generate ``config.num_samples`` texts of up to ``config.num_tokens`` new tokens each, block by block.
+
+    Each text is the prompt's tokens followed by the continuation (cut at the first EOS with ``stop_at_eos``),
+    decoded together (so a word-level vocabulary puts a space between them). The noise comes from ``generator``
+    (on the pipeline's device), else from a generator seeded by ``config.seed``.
+    """
+    device = resolve_device(config.device)
+    pipeline.to(device)
+    tok = pipeline.tokenizer
+    with cpu_threads(config.cpu_threads, device):
+        ids = tok.encode(config.prompt) if config.prompt else []
+        prompt = torch.tensor([ids] * config.num_samples, dtype=torch.long, device=device) if ids else None
+        tokens = generate(
+            pipeline.model,
+            config.num_tokens,
+            batch_size=config.num_samples,
+            prompt=prompt,
+            config=config.sampling,
+            eos_id=tok.eos_id if config.stop_at_eos else None,
+            generator=make_generator(generator if generator is not None else config.seed, device),
+        )
+    new = tokens[:, len(ids) :]
+    rows = truncate_at_eos(new, tok.eos_id) if config.stop_at_eos else new.tolist()
+    return [tok.decode(ids + row) for row in rows]
+
+
+# ---------------------------------------------------------------------------------------------------- evaluate
+
+
+def evaluate(pipeline: LanguagePipeline, config: LanguageEvaluateConfig) -> dict[str, float]:
+    """The NELBO per token (full time range) and its perplexity bound on held-out text.
+
+    The text is the validation split of the pipeline's corpus, or ``config.paths``. Returns ``nelbo``,
+    ``perplexity``, ``stderr``, ``mc_stderr``, ``tokens``, ``repeats`` (:class:`~diff_language.metrics.
+    NelboEstimate`), and for the synthetic language ``true_window_entropy`` and ``true_entropy_stderr``,
+    the entropy per token of the windows (what a perfect model's NELBO would be).
+    """
+    device = resolve_device(config.device)
+    pipeline.to(device)
+    model, tok = pipeline.model, pipeline.tokenizer
+    with cpu_threads(config.cpu_threads, device):
+        hmm = None
+        if config.paths:
+            stream = torch.tensor(tok.encode_documents(read_documents(config.paths)), dtype=torch.long)[None]
+        elif pipeline.corpus is None:
+            raise ValueError("paths: this pipeline records no corpus; give the .txt / .jsonl files to score")
+        else:
+            data = build_corpus(pipeline.corpus, tokenizer=tok)
+            stream, hmm = data.val, data.hmm
+        estimate = validation_nelbo(
+            model,
+            stream,
+            max_windows=config.windows,
+            repeats=config.repeats,
+            batch_size=config.batch_size,
+            seed=config.seed,
+        )
+        result: dict[str, float] = estimate.as_dict()
+        if hmm is not None:
+            h, se = hmm.window_entropy(model.config.seq_len, generator=make_generator(config.seed))
+            result.update(true_window_entropy=h, true_entropy_stderr=se)
+    return result

@@ -19,8 +19,6 @@ so each denoiser call costs one block instead of the whole prefix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from diffcore.discrete import (
     LogLinear,
@@ -31,34 +29,11 @@ from diffcore.discrete import (
 )
 from torch import Tensor
 
+from diff_language.config import SamplingConfig
 from diff_language.masks import block_causal_mask
-from diff_language.model import BD3LM, RingKVCache
+from diff_language.models import BD3LM, RingKVCache
 
 __all__ = ["SamplingConfig", "generate", "infill", "truncate_at_eos"]
-
-
-@dataclass
-class SamplingConfig:
-    """How each block is denoised.
-
-    sampler: ``"ancestral"`` (MDLM ancestral with cached predictions) or ``"first-hitting"`` (exact, one token
-    per call). steps: time steps per block for ancestral (default ``2 * L'``). use_kv_cache: cache finished
-    blocks (False recomputes the prefix at every call; same tokens, slower). cuda_graph: on CUDA, run each
-    cached block call as one replayed CUDA graph (removes the kernel-launch cost of small models).
-    """
-
-    sampler: str = "ancestral"
-    steps: int | None = None
-    temperature: float = 1.0
-    top_p: float = 1.0
-    use_kv_cache: bool = True
-    cuda_graph: bool = False
-
-    def __post_init__(self) -> None:
-        if self.sampler not in ("ancestral", "first-hitting"):
-            raise ValueError(f"sampler: expected 'ancestral' or 'first-hitting', got {self.sampler!r}")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps: expected >= 1, got {self.steps}")
 
 
 class _Prefix:

@@ -1,5 +1,5 @@
 """Tokenisers: raw bytes, or a ``tokenizers`` model (a byte-level BPE trained on the corpus, or a word-level
-vocabulary), saved next to the model so a run folder is self-contained.
+vocabulary). A pipeline saves its tokeniser in its own folder (:func:`diff_language.io.save_tokenizer`).
 
 Every tokeniser has an end-of-sequence id ``eos_id``; the model adds ``[MASK]`` as one more id on top of
 ``vocab_size``.
@@ -7,21 +7,17 @@ Every tokeniser has an end-of-sequence id ``eos_id``; the model adds ``[MASK]`` 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-__all__ = ["ByteTokenizer", "HFTokenizer", "TextTokenizer", "load_tokenizer", "train_bpe", "word_level"]
+__all__ = ["EOS", "ByteTokenizer", "HFTokenizer", "TextTokenizer", "train_bpe", "word_level"]
 
 EOS = "[EOS]"
-_BYTES_FILE = "byte_tokenizer.json"
-_HF_FILE = "tokenizer.json"
 
 
 class TextTokenizer:
-    """Common interface: ``encode``, ``decode``, ``vocab_size``, ``eos_id``, ``save``."""
+    """Common interface: ``encode``, ``decode``, ``vocab_size``, ``eos_id``."""
 
     vocab_size: int
     eos_id: int
@@ -31,9 +27,6 @@ class TextTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         raise TypeError(f"{type(self).__name__} must implement decode")
-
-    def save(self, directory: str | Path) -> Path:
-        raise TypeError(f"{type(self).__name__} must implement save")
 
     def encode_documents(self, docs: Iterable[str]) -> list[int]:
         """All documents, each followed by EOS, as one stream of ids."""
@@ -56,12 +49,6 @@ class ByteTokenizer(TextTokenizer):
     def decode(self, ids: Sequence[int]) -> str:
         return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
 
-    def save(self, directory: str | Path) -> Path:
-        path = Path(directory) / _BYTES_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"type": "bytes", "vocab_size": self.vocab_size}))
-        return path
-
 
 class HFTokenizer(TextTokenizer):
     """A ``tokenizers.Tokenizer`` with an ``[EOS]`` special token."""
@@ -79,12 +66,6 @@ class HFTokenizer(TextTokenizer):
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode([i for i in ids if 0 <= i < self.vocab_size])
-
-    def save(self, directory: str | Path) -> Path:
-        path = Path(directory) / _HF_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.tokenizer.save(str(path))
-        return path
 
 
 def train_bpe(docs: Iterable[str], vocab_size: int = 512) -> HFTokenizer:
@@ -114,13 +95,3 @@ def word_level(words: Sequence[str]) -> HFTokenizer:
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
     return HFTokenizer(tok)
-
-
-def load_tokenizer(directory: str | Path) -> TextTokenizer:
-    """The tokeniser saved in ``directory`` by :meth:`TextTokenizer.save`."""
-    folder = Path(directory)
-    if (folder / _BYTES_FILE).is_file():
-        return ByteTokenizer()
-    if (folder / _HF_FILE).is_file():
-        return HFTokenizer(Tokenizer.from_file(str(folder / _HF_FILE)))
-    raise FileNotFoundError(f"directory: {folder} has neither {_HF_FILE} nor {_BYTES_FILE}")

@@ -1,13 +1,14 @@
-"""Offline corpora as token streams, and random / fixed windows over them.
+"""Offline corpora as token streams.
 
-- :func:`synthetic_corpus`: the sparse HMM language (:mod:`diff_language.synthetic`), word-level tokens.
+- :func:`synthetic_corpus`: the sparse HMM language (:mod:`diff_language.data.synthetic`), word-level tokens.
 - :func:`pydoc_documents`: English prose on every Python install, ``pydoc_data.topics`` (the ``help()``
   topics), split by a fixed rule: every 10th topic (sorted by name) is validation.
 - :func:`read_documents`: the user's ``.txt`` files (one document each) or ``.jsonl`` files (one document per
   line, the ``text`` field).
 
-A corpus is a :class:`TokenCorpus`: train and validation streams of shape (rows, length); windows never
-cross rows.
+A corpus is a :class:`TokenCorpus`: train and validation streams of shape (rows, length); windows
+(:mod:`diff_language.data.windows`) never cross rows. :func:`build_corpus` makes the one a
+:class:`~diff_language.config.CorpusConfig` describes.
 """
 
 from __future__ import annotations
@@ -18,18 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from diffcore.rng import make_generator
 from torch import Tensor
 
-from diff_language.synthetic import SparseHMM
+from diff_language.config import CorpusConfig
+from diff_language.data.synthetic import SparseHMM
 from diff_language.tokenizer import TextTokenizer, word_level
 
 __all__ = [
-    "CorpusSpec",
     "TokenCorpus",
     "build_corpus",
-    "fixed_windows",
+    "corpus_hmm",
     "pydoc_documents",
-    "random_windows",
     "read_documents",
     "split_documents",
     "synthetic_corpus",
@@ -48,27 +49,6 @@ class TokenCorpus:
     hmm: SparseHMM | None = None
 
 
-def random_windows(
-    stream: Tensor, seq_len: int, batch_size: int, generator: torch.Generator | None = None
-) -> Tensor:
-    """``batch_size`` windows (B, seq_len) at uniform random rows and offsets of ``stream`` (rows, length)."""
-    rows, length = stream.shape
-    if length < seq_len:
-        raise ValueError(f"seq_len: expected <= stream length {length}, got {seq_len}")
-    r = torch.randint(0, rows, (batch_size,), generator=generator)
-    o = torch.randint(0, length - seq_len + 1, (batch_size,), generator=generator)
-    idx = o[:, None] + torch.arange(seq_len)[None, :]
-    return stream[r[:, None], idx]
-
-
-def fixed_windows(stream: Tensor, seq_len: int, max_windows: int | None = None) -> Tensor:
-    """Non-overlapping windows (N, seq_len) of every row of ``stream``, in order (for evaluation)."""
-    rows, length = stream.shape
-    n = length // seq_len
-    out = stream[:, : n * seq_len].reshape(rows * n, seq_len)
-    return out if max_windows is None else out[:max_windows]
-
-
 def synthetic_corpus(
     hmm: SparseHMM | None = None,
     train_tokens: int = 1_000_000,
@@ -78,7 +58,7 @@ def synthetic_corpus(
 ) -> TokenCorpus:
     """Stationary HMM runs cut into rows of ``row_len`` symbols; symbol ``i`` is the word ``s<i>`` (id ``i``)."""
     hmm = hmm or SparseHMM()
-    g = torch.Generator().manual_seed(seed)
+    g = make_generator(seed)
     train = hmm.sample(max(1, train_tokens // row_len), row_len, g)
     val = hmm.sample(max(1, val_tokens // row_len), row_len, g)
     tok = word_level([f"s{i}" for i in range(hmm.vocab_size)])
@@ -104,13 +84,20 @@ def read_documents(paths: Sequence[str | Path], jsonl_field: str = "text") -> li
         if p.suffix == ".jsonl":
             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
                 if line.strip():
-                    record = json.loads(line)
-                    if jsonl_field not in record:
-                        raise ValueError(f"paths: {p}:{n} has no field {jsonl_field!r}")
-                    docs.append(str(record[jsonl_field]))
+                    docs.append(_jsonl_text(line, jsonl_field, f"{p}:{n}"))
         else:
             docs.append(p.read_text(encoding="utf-8", errors="replace"))
     return docs
+
+
+def _jsonl_text(line: str, key: str, where: str) -> str:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"paths: {where} is not valid JSON ({exc.msg})") from exc
+    if not isinstance(record, dict) or key not in record:
+        raise ValueError(f"paths: {where} has no field {key!r}")
+    return str(record[key])
 
 
 def text_corpus(
@@ -124,36 +111,11 @@ def text_corpus(
     return TokenCorpus(name, train, val, tokenizer)
 
 
-@dataclass
-class CorpusSpec:
-    """How to rebuild a corpus (saved as ``corpus.json`` in a run folder).
-
-    kind: ``"synthetic"`` (the HMM with ``hmm_*`` settings), ``"pydoc"`` or ``"files"`` (``paths``).
-    tokenizer: ``"bpe"`` (trained on the training split, ``bpe_vocab`` ids) or ``"bytes"``; the synthetic
-    language always uses its word-level vocabulary.
-    """
-
-    kind: str = "synthetic"
-    paths: tuple[str, ...] = ()
-    tokenizer: str = "bpe"
-    bpe_vocab: int = 512
-    hmm_states: int = 6
-    hmm_vocab: int = 16
-    hmm_branching: int = 3
-    hmm_emit: int = 3
-    hmm_seed: int = 0
-    train_tokens: int = 1_000_000
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("synthetic", "pydoc", "files"):
-            raise ValueError(f"kind: expected 'synthetic', 'pydoc' or 'files', got {self.kind!r}")
-        if self.tokenizer not in ("bpe", "bytes"):
-            raise ValueError(f"tokenizer: expected 'bpe' or 'bytes', got {self.tokenizer!r}")
-        if self.kind == "files" and not self.paths:
-            raise ValueError("paths: expected at least one .txt or .jsonl file for kind='files'")
-
-    def hmm(self) -> SparseHMM:
-        return SparseHMM(self.hmm_states, self.hmm_vocab, self.hmm_branching, self.hmm_emit, self.hmm_seed)
+def corpus_hmm(config: CorpusConfig) -> SparseHMM:
+    """The synthetic language's HMM of ``config`` (its ``hmm_*`` settings)."""
+    return SparseHMM(
+        config.hmm_states, config.hmm_vocab, config.hmm_branching, config.hmm_emit, config.hmm_seed
+    )
 
 
 def split_documents(docs: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -164,18 +126,22 @@ def split_documents(docs: Sequence[str]) -> tuple[list[str], list[str]]:
     return [d for i, d in enumerate(docs) if i % 10 != 0], [d for i, d in enumerate(docs) if i % 10 == 0]
 
 
-def build_corpus(spec: CorpusSpec, tokenizer: TextTokenizer | None = None) -> TokenCorpus:
-    """The corpus ``spec`` describes; ``tokenizer`` (e.g. loaded from a run) replaces training a new one."""
+def build_corpus(config: CorpusConfig, tokenizer: TextTokenizer | None = None) -> TokenCorpus:
+    """The corpus ``config`` describes; ``tokenizer`` (e.g. a saved pipeline's) replaces training a new one."""
     from diff_language.tokenizer import ByteTokenizer, train_bpe
 
-    if spec.kind == "synthetic":
+    if config.kind == "synthetic":
         return synthetic_corpus(
-            spec.hmm(), train_tokens=spec.train_tokens, val_tokens=max(20_000, spec.train_tokens // 10)
+            corpus_hmm(config),
+            train_tokens=config.train_tokens,
+            val_tokens=max(20_000, config.train_tokens // 10),
         )
-    if spec.kind == "pydoc":
+    if config.kind == "pydoc":
         train_docs, val_docs = pydoc_documents()
     else:
-        train_docs, val_docs = split_documents(read_documents(spec.paths))
+        train_docs, val_docs = split_documents(read_documents(config.paths))
     if tokenizer is None:
-        tokenizer = ByteTokenizer() if spec.tokenizer == "bytes" else train_bpe(train_docs, spec.bpe_vocab)
-    return text_corpus(spec.kind, train_docs, val_docs, tokenizer)
+        tokenizer = (
+            ByteTokenizer() if config.tokenizer == "bytes" else train_bpe(train_docs, config.bpe_vocab)
+        )
+    return text_corpus(config.kind, train_docs, val_docs, tokenizer)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
+from diffcore.rng import make_generator
 from torch import Tensor
 
 __all__ = ["SparseHMM"]
@@ -29,7 +30,7 @@ class SparseHMM:
             raise ValueError(f"branching: expected in [1, n_states={n_states}], got {branching}")
         if not 1 <= emit <= vocab_size:
             raise ValueError(f"emit: expected in [1, vocab_size={vocab_size}], got {emit}")
-        g = torch.Generator().manual_seed(seed)
+        g = make_generator(seed)
         self.n_states, self.vocab_size = n_states, vocab_size
         trans = torch.zeros(n_states, n_states, dtype=torch.float64)
         emis = torch.zeros(n_states, vocab_size, dtype=torch.float64)

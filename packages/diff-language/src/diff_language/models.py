@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from diffcore.pretrained import PretrainedModel
 from torch import Tensor, nn
 
+from diff_language.config import LanguageModelConfig
 from diff_language.masks import bd3_mask, bd3_mask_mod, block_causal_mask
 
 __all__ = ["BD3LM", "BD3LMConfig", "RingKVCache"]
@@ -67,36 +68,19 @@ except ImportError:  # pragma: no cover - older torch
 
 
 @dataclass
-class BD3LMConfig:
-    """Size and block structure of a BD3-LM.
+class BD3LMConfig(LanguageModelConfig):
+    """A BD3-LM's configuration: its shape and block structure (:class:`LanguageModelConfig`) and vocabulary.
 
-    vocab_size: tokenizer vocabulary + 1; the last id is ``[MASK]`` (``mask_id``).
-    seq_len: training context L. block_size: L' (a divisor of L); 1 = autoregressive, L = MDLM.
-    attention: ``"sdpa"``, ``"flex"`` or ``"auto"`` (flex on CUDA when available, else SDPA).
+    Attributes:
+        vocab_size: tokenizer vocabulary + 1; the last id is ``[MASK]`` (``mask_id``).
     """
 
     vocab_size: int = 258
-    seq_len: int = 128
-    block_size: int = 4
-    dim: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    mlp_ratio: float = 4.0
-    dropout: float = 0.0
-    rope_base: float = 10000.0
-    attention: str = "auto"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.vocab_size < 2:
             raise ValueError(f"vocab_size: expected >= 2 (tokens + mask), got {self.vocab_size}")
-        if self.block_size < 1 or self.seq_len % self.block_size != 0:
-            raise ValueError(
-                f"block_size: expected a divisor of seq_len={self.seq_len}, got {self.block_size}"
-            )
-        if self.dim % self.n_heads != 0 or (self.dim // self.n_heads) % 2 != 0:
-            raise ValueError(f"dim: expected a multiple of 2 * n_heads={2 * self.n_heads}, got {self.dim}")
-        if self.attention not in ("sdpa", "flex", "auto"):
-            raise ValueError(f"attention: expected 'sdpa', 'flex' or 'auto', got {self.attention!r}")
 
     @property
     def mask_id(self) -> int:
@@ -114,9 +98,14 @@ def rotary(positions: Tensor, head_dim: int, base: float) -> tuple[Tensor, Tenso
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate (B, H, T, D) by the tables (T, D)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+    """Rotate (B, H, T, D) by the float32 tables (T, D); the result keeps ``x``'s dtype.
+
+    The rotation is computed in float32 (as the tables are) and cast back, so that a bfloat16 model's queries
+    stay bfloat16 and meet the bfloat16 keys and values of its cache in attention.
+    """
+    xf = x.float()
+    x1, x2 = xf.chunk(2, dim=-1)
+    return (xf * cos + torch.cat([-x2, x1], dim=-1) * sin).to(x.dtype)
 
 
 @functools.lru_cache(maxsize=16)
