@@ -4,15 +4,29 @@ Status: scaffold. The public API below has its final shape; :func:`train`, :func
 raise ``NotImplementedError`` until issue #27 lands.
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from diff_3d.config import SplatEvaluateConfig, SplatModelConfig, SplatSampleConfig, SplatTrainConfig
-from diff_3d.pipeline import SplatPipeline, evaluate, sample, train
 
 try:
     __version__ = version("diff-3d")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
+
+# The pipeline and the verbs load torch and model code on first use (PEP 562), so that the command line
+# (which reads only the configuration) stays light.
+_LAZY = {"SplatPipeline": "pipeline", "evaluate": "pipeline", "sample": "pipeline", "train": "pipeline"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"diff_3d.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'diff_3d' has no attribute {name!r}")
+
 
 __all__ = [
     "SplatEvaluateConfig",

@@ -4,7 +4,9 @@ Status: scaffold. The public API below has its final shape; :func:`train`, :func
 raise ``NotImplementedError`` until issue #28 lands.
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from diff_materials.config import (
     CrystalEvaluateConfig,
@@ -12,12 +14,24 @@ from diff_materials.config import (
     CrystalSampleConfig,
     CrystalTrainConfig,
 )
-from diff_materials.pipeline import CrystalPipeline, evaluate, sample, train
 
 try:
     __version__ = version("diff-materials")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
+
+# The pipeline and the verbs load torch and model code on first use (PEP 562), so that the command line
+# (which reads only the configuration) stays light.
+_LAZY = {"CrystalPipeline": "pipeline", "evaluate": "pipeline", "sample": "pipeline", "train": "pipeline"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"diff_materials.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'diff_materials' has no attribute {name!r}")
+
 
 __all__ = [
     "CrystalEvaluateConfig",

@@ -22,32 +22,53 @@ The core is laid out by concern; each folder's ``__init__`` says what it holds:
   disk, the contract of the modality packages, the ``diffuse`` command
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diffcore import _moved
 
 _moved.install()
-
-from diffcore import editing, guidance, likelihood, paths, sampling, training  # noqa: E402
-from diffcore.paths.denoiser import Denoiser, DenoiserBase  # noqa: E402
-from diffcore.sampling.sample import sample  # noqa: E402
 
 try:
     __version__ = version("diffcore")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
+# Everything below loads on first use (PEP 562), so that ``import diffcore`` and the ``diffuse`` command stay
+# light: a configuration or ``diffuse --help`` never imports torch.
+_SUBPACKAGES = ("editing", "guidance", "likelihood", "paths", "sampling", "training")
+_OBJECTS = {
+    "Denoiser": "diffcore.paths.denoiser",
+    "DenoiserBase": "diffcore.paths.denoiser",
+    "sample": "diffcore.sampling.sample",
+}
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from diffcore import editing, guidance, likelihood, paths, sampling, training
+    from diffcore.paths.denoiser import Denoiser, DenoiserBase
+    from diffcore.sampling.sample import sample
+
 
 def __getattr__(name: str) -> Any:
-    """``diffcore.schedules`` and the other pre-0.2 top-level modules, with a deprecation warning."""
-    new = _moved.MOVED_ATTRIBUTES.get(name)
-    if new is None:
+    """The subpackages and the top-level objects, imported on first use; the pre-0.2 top-level modules
+    (``diffcore.schedules``, ...) with a deprecation warning."""
+    if name in _SUBPACKAGES:
+        value = importlib.import_module(f"diffcore.{name}")
+    elif name in _OBJECTS:
+        value = getattr(importlib.import_module(_OBJECTS[name]), name)
+    elif name in _moved.MOVED_ATTRIBUTES:
+        new = _moved.MOVED_ATTRIBUTES[name]
+        _moved.warn_moved(f"diffcore.{name}", new)
+        return importlib.import_module(new)
+    else:
         raise AttributeError(f"module 'diffcore' has no attribute {name!r}")
-    import importlib
+    globals()[name] = value
+    return value
 
-    _moved.warn_moved(f"diffcore.{name}", new)
-    return importlib.import_module(new)
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -18,9 +19,11 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from diffcore import __version__
-from diffcore.bench import BenchReport, load_report, resume_bench, run_bench, select, still_to_run
 from diffcore.cli.options import fail
 from diffcore.modality import InstalledModality, discover
+
+if TYPE_CHECKING:
+    from diffcore.bench import BenchReport
 
 console = Console()
 
@@ -79,6 +82,8 @@ def build_app() -> typer.Typer:
         if max_minutes is not None and not max_minutes > 0:
             fail(f"--max-minutes: expected a positive number of minutes, got {max_minutes:g}")
         max_seconds = None if max_minutes is None else 60 * max_minutes
+        from diffcore.bench import load_report, select, still_to_run  # here: diffuse --help stays light
+
         try:  # the user's mistakes, found before anything runs
             if resume is not None:
                 saved = load_report(resume)
@@ -102,8 +107,17 @@ def build_app() -> typer.Typer:
 
     for name, item in installed.items():
         if item.modality.app is not None:
-            app.add_typer(item.modality.app, name=name, help=item.modality.description)
+            app.add_typer(item.modality.app, name=name, help=_group_help(item))
     return app
+
+
+def _group_help(item: InstalledModality) -> str:
+    """A modality's line in ``diffuse --help``: its description, then its subcommands."""
+    commands = [
+        c.name or (c.callback.__name__ if c.callback else "?") for c in item.modality.app.registered_commands
+    ]
+    described = item.modality.description.rstrip(".")
+    return f"{described}. Commands: {', '.join(commands)}." if commands else described
 
 
 def _run_or_resume(
@@ -111,6 +125,8 @@ def _run_or_resume(
 ) -> BenchReport:
     """Run ``todo`` in a new run under ``out`` or in the run ``resume``, with a progress line and SIGTERM as
     a stop request."""
+    from diffcore.bench import resume_bench, run_bench
+
     columns = SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()
     with _stop_on_sigterm() as stop, Progress(*columns, console=console) as bar:
         task = bar.add_task("benchmarks", total=len(todo))

@@ -11,13 +11,13 @@ too.
 """
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from diffcore.training import objectives, ot, time_sampling, weighting
 from diffcore.training.config import TrainConfig
 
-# The Trainer and its parts import accelerate; they load on first use so that ``diffcore.training.objectives``
-# stays a light import.
+# Everything but the configuration loads on first use (PEP 562): the Trainer imports accelerate and the
+# objectives torch, while a package's configuration needs only ``TrainConfig``.
+_SUBMODULES = ("objectives", "ot", "time_sampling", "weighting")
 _LAZY = {
     "Callback": "callbacks",
     "CheckpointError": "checkpoint",
@@ -36,7 +36,21 @@ _LAZY = {
 }
 
 
+if TYPE_CHECKING:
+    from diffcore.training import objectives, ot, time_sampling, weighting
+    from diffcore.training.callbacks import Callback
+    from diffcore.training.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints
+    from diffcore.training.ema import EMA
+    from diffcore.training.log_writers import read_run_log, steady_samples_per_sec
+    from diffcore.training.lr_schedules import build_lr_scheduler, lr_factor
+    from diffcore.training.trainer import NonFiniteLossError, Objective, Trainer, TrainSummary, saves_itself
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"diffcore.training.{name}")
+        globals()[name] = value
+        return value
     if name in _LAZY:
         value = getattr(importlib.import_module(f"diffcore.training.{_LAZY[name]}"), name)
         globals()[name] = value
