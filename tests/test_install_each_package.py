@@ -1,9 +1,13 @@
 """Every package builds as a wheel and each modality package installs alone, bringing diffcore and its
-own field libraries and nothing of another package's field (e.g. diff-audio does not bring pymatgen)."""
+own field libraries and nothing of another package's field (e.g. diff-audio does not bring pymatgen), nor
+what sits behind an extra (tensorboard, decord). One package is also installed the way a user outside the
+workspace does it, with plain pip in a `python -m venv`; diff-audio's torch / torchaudio bounds admit only
+matching pairs."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,18 +24,22 @@ def _project_version(package: str) -> str:
 
     return tomllib.loads((ROOT / "packages" / package / "pyproject.toml").read_text())["project"]["version"]
 
-# import name of each field library -> the packages allowed to bring it
+
+# import name of each field library (or library behind an extra) -> the packages allowed to bring it
 FIELD_LIBRARIES = {
     "torchaudio": {"diff-audio"},
     "soundfile": {"diff-audio"},
-    "decord": {"diff-video"},
+    "decord": set(),  # diff-video[decord] only; PyAV is diff-video's default reader
     "av": {"diff-video"},
     "gsplat": {"diff-3d"},
     "biotite": {"diff-protein"},
     "pymatgen": {"diff-materials"},
     "torch_geometric": {"diff-materials"},
-    "transformers": {"diff-image", "diff-language", "diff-timeseries"},
+    "transformers": {"diff-image"},  # diffcore[text]: only where a package imports it
+    "sentencepiece": {"diff-image"},
+    "tokenizers": {"diff-image", "diff-language"},
     "sklearn": {"diff-image"},
+    "tensorboard": set(),  # diffcore[tensorboard] only
 }
 MODALITY_OF = {
     "diff-image": "image",
@@ -107,7 +115,7 @@ def test_modality_package_installs_alone(package, wheels, constraints, tmp_path)
     present = _importable(python, sorted(FIELD_LIBRARIES))
     foreign = {lib for lib in present if package not in FIELD_LIBRARIES[lib]}
     assert not foreign, (
-        f"installing {package} alone brought other packages' field libraries: {sorted(foreign)}"
+        f"installing {package} alone brought other packages' field libraries or extras: {sorted(foreign)}"
     )
     listing = subprocess.run(
         [str(python.parent / "diffuse"), "list"], capture_output=True, text=True, check=True
@@ -123,3 +131,83 @@ def test_diffcore_installs_alone_with_no_modality(wheels, constraints, tmp_path)
         [str(python.parent / "diffuse"), "list"], capture_output=True, text=True, check=True
     ).stdout
     assert "No modality package is installed" in listing
+
+
+def _distributions(python: Path) -> set[str]:
+    code = "import importlib.metadata as m; print(' '.join(d.metadata['Name'] for d in m.distributions()))"
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout
+    return {re.sub(r"[-_.]+", "-", n).lower() for n in out.split()}
+
+
+_TRAIN_WITH_DEFAULTS = """
+import sys, torch
+from diffcore.training import TrainConfig, Trainer, read_run_log
+from torch.utils.data import DataLoader, TensorDataset
+model = torch.nn.Linear(2, 2)
+loader = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4)
+cfg = TrainConfig(steps=2, log_every=1, ema_decay=None, checkpoint_every=None, progress_bar=False,
+                  device="cpu", output_dir=sys.argv[1])  # tensorboard=True, the default
+Trainer(model, lambda m, b, generator=None: m(b[0]).pow(2).mean(), loader, cfg).fit()
+print(len(read_run_log(sys.argv[1])))
+"""
+
+
+def test_plain_pip_installs_diff_language_from_wheels(wheels, tmp_path):
+    """The README's way outside the workspace: a fresh `python -m venv`, then plain pip on the two wheels
+    (pip takes diffcore from its wheel, as it would from ./packages/diffcore, and resolves the rest).
+
+    torch and its own dependencies are put in first, by uv from its cache: through pip they would be a
+    download of GBs (on Linux, the CUDA libraries) on every CI run, and a user installs torch first anyway
+    on the CPU-only path (README). Everything else is resolved and installed by pip from the index.
+    diff-language imports no text encoder and no TensorBoard, so neither may come with it, and its Trainer
+    must run with TrainConfig's defaults (tensorboard on) without tensorboard installed."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
+    subprocess.run(
+        [_uv(), "pip", "install", "-q", "--no-config", "--python", str(python), "torch==2.9.1"],
+        check=True,
+        env=env,
+    )
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, str(wheels["diffcore"]), str(wheels["diff-language"])], check=True, env=env)
+    subprocess.run([str(python), "-m", "pip", "check"], check=True, env=env)
+    present = _distributions(python)
+    assert {"diffcore", "diff-language", "torch", "tokenizers", "accelerate", "sympy"} <= present
+    unwanted = {"transformers", "sentencepiece", "tensorboard", "grpcio", "protobuf"} & present
+    assert not unwanted, f"plain pip install of diff-language brought {sorted(unwanted)}"
+    listing = subprocess.run(
+        [str(venv / "bin" / "diffuse"), "list"], capture_output=True, text=True, check=True
+    ).stdout
+    assert " language " in listing, listing
+    run = subprocess.run(
+        [str(python), "-c", _TRAIN_WITH_DEFAULTS, str(tmp_path / "run")], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split()[-1] == "2"  # both steps logged to log.jsonl
+    assert "pip install 'diffcore[tensorboard]'" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("torch_pin", "want"),
+    [(None, "2.11"), ("torch==2.9.1", "2.9"), ("torch==2.10.0", "2.10"), ("torch>=2.12", None)],
+)
+def test_diff_audio_pairs_torch_and_torchaudio_of_one_minor(torch_pin, want, wheels, tmp_path):
+    """torchaudio is built for one torch minor, but 2.11.0 declares no torch and 2.11.1 only torch>=2.11:
+    diff-audio's bounds must leave a resolver no mismatched pair (before them, torch==2.9.1 resolved
+    with torchaudio 2.11.0, and a free resolution took torch 2.15 with torchaudio 2.11.1)."""
+    reqs = tmp_path / "requirements.in"
+    reqs.write_text("\n".join([str(wheels["diff-audio"]), str(wheels["diffcore"]), torch_pin or ""]) + "\n")
+    out = subprocess.run(
+        [_uv(), "pip", "compile", "-q", "--no-config", "--no-header", "--no-annotate", str(reqs)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    if want is None:
+        assert out.returncode != 0, out.stdout
+        return
+    assert out.returncode == 0, out.stderr
+    pins = dict(re.findall(r"^(torch|torchaudio)==(\d+\.\d+)\.", out.stdout, flags=re.M))
+    assert pins == {"torch": want, "torchaudio": want}, out.stdout

@@ -70,7 +70,9 @@ class TrainConfig:
             independent dropout masks). Checkpoints save those states and a resume restores them.
         progress_bar: show progress on standard error (main process only): a bar with the loss, steps/s
             and ETA on a terminal; a plain line every ``log_every`` steps when standard error is not one.
-        tensorboard: log scalars to TensorBoard through accelerate's tracker.
+        tensorboard: log scalars to TensorBoard through accelerate's tracker. Needs the ``tensorboard``
+            extra (``pip install 'diffcore[tensorboard]'``); without it the Trainer warns once and logs to
+            ``log.jsonl`` only.
         device: ``"auto"`` (a GPU when one is present, else the CPU), ``"cpu"`` (even when a GPU is present)
             or ``"cuda"`` (an error without one). Under ``accelerate launch`` each process takes its own GPU.
         compile: compile the model with ``torch.compile`` (inductor) through accelerate's dynamo plugin.

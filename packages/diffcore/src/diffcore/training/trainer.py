@@ -33,7 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import KwargsHandler, TorchDynamoPlugin, broadcast, find_batch_size
+from accelerate.utils import (
+    KwargsHandler,
+    TorchDynamoPlugin,
+    broadcast,
+    find_batch_size,
+    is_tensorboard_available,
+)
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -53,6 +59,10 @@ CHECKPOINT_DIR = "checkpoints"
 MODEL_DIR = "model"
 EMA_DIR = "model_ema"
 TENSORBOARD_DIR = "tensorboard"
+TENSORBOARD_MISSING = (
+    "TrainConfig.tensorboard is on but tensorboard is not installed: logging to log.jsonl only "
+    "(pip install 'diffcore[tensorboard]', or set tensorboard=False)"
+)
 
 # What a run writes into its output_dir: a fresh run (config.resume=None) refuses a folder holding any of them.
 RUN_FILES = (CHECKPOINT_DIR, LOG_FILE, MODEL_DIR, EMA_DIR, TENSORBOARD_DIR)
@@ -158,12 +168,14 @@ class Trainer:
         # A second Trainer in the same process (an autoencoder, then a diffusion model in bf16) must start
         # from clean accelerate settings; the distributed state (PartialState) is kept.
         _compat.reset_accelerate_state()
+        # TensorBoard is an extra (diffcore[tensorboard]): without it the run logs to log.jsonl only.
+        self._tensorboard = config.tensorboard and _tensorboard_available()
         self.accelerator = Accelerator(
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.grad_accum_steps,
             # accelerate only forms a multi-process CPU group (gloo) when told cpu=True.
             cpu=config.device == "cpu" or not torch.accelerator.is_available(),
-            log_with="tensorboard" if config.tensorboard else None,
+            log_with="tensorboard" if self._tensorboard else None,
             project_dir=str(self.output_dir),
             # non_blocking: batches go to the GPU with asynchronous copies. accelerate's default copy waits
             # for the stream, i.e. for the whole previous step, once a step: the host then cannot queue a
@@ -176,6 +188,8 @@ class Trainer:
             # None: accelerate's default plugin, which reads ACCELERATE_DYNAMO_* (accelerate launch / config).
             dynamo_plugin=TorchDynamoPlugin(backend="inductor") if config.compile else None,
         )
+        if config.tensorboard and not self._tensorboard and self.accelerator.is_main_process:
+            warnings.warn(TENSORBOARD_MISSING, stacklevel=2)
         model.to(self.accelerator.device)
         if optimizer is None:
             optimizer = _default_optimizer(model, config, self.accelerator.device)
@@ -471,7 +485,7 @@ class Trainer:
             self._log.write(record)
             if warning is not None:
                 warnings.warn(warning, stacklevel=4)
-        if self.config.tensorboard:
+        if self._tensorboard:
             scalars = {f"train/{k}": v for k, v in record.items() if k not in ("step", "warning")}
             self.accelerator.log(scalars, step=self.step)
         self._last_record = record
@@ -580,7 +594,7 @@ class Trainer:
             ckpt.remove_leftovers(self.checkpoint_dir)
             # A killed run may have logged past the checkpoint we resume from; a fresh run starts a fresh log.
             self._log.truncate_after(self.step)
-        if self.config.tensorboard:
+        if self._tensorboard:
             self.accelerator.init_trackers(TENSORBOARD_DIR)
         self.accelerator.wait_for_everyone()
 
@@ -596,6 +610,11 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _tensorboard_available() -> bool:
+    """Whether accelerate's TensorBoard tracker can run (the ``tensorboard`` extra, or tensorboardX)."""
+    return is_tensorboard_available()
 
 
 def _check_arguments(model: Any, objective: Any, train_loader: Any, config: Any) -> None:
