@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from diffcore.nn.cuda_graphs import GraphedCall
+from diffcore.nn import GraphedCall  # the public name (the module may move to diffcore.kernels)
 from torch import Tensor, nn
 
 from diff_protein.diffusion.base import (
