@@ -52,7 +52,6 @@ from diff_protein.config import (
 )
 from diff_protein.data.profiles import ProfileFamilies, ProfileFamiliesConfig
 from diff_protein.data.sequences import (
-    UNKNOWN_LABEL,
     LabelVocabulary,
     SequenceDataset,
     detokenize,
@@ -718,7 +717,7 @@ def _label_ids(pipeline: ProteinPipeline, names: Sequence[str]) -> list[int]:
     unknown = [n for n in names if n not in vocabulary.labels]
     if unknown:
         raise ValueError(f"labels: {unknown} not among the pipeline's labels {vocabulary.labels[1:]}")
-    return [vocabulary.encode(n) if n != UNKNOWN_LABEL else 0 for n in names]
+    return [vocabulary.encode(n) for n in names]
 
 
 def generate_sequences(
