@@ -89,8 +89,8 @@ class ProteinTrainConfig:
         what: what to train: backbone (residue frames, written as PDB) or sequence (amino-acid sequences
             conditioned on a taxonomy label).
         process: backbone: flow (FrameFlow, Yim et al. 2023b) or diffusion (FrameDiff, Yim et al. 2023).
-        data_path: local training data: a folder of PDB / mmCIF / BinaryCIF files (backbone) or a FASTA / A3M
-            file labelled by UniRef ``Tax=`` (sequence). Empty: the generated default set (synthetic
+        data_path: local training data, a folder of PDB / mmCIF / BinaryCIF files (backbone) or a FASTA / A3M
+            file labelled by UniRef ``Tax=`` (sequence); empty: the generated default set (synthetic
             backbones, or profile families), drawn from ``train.seed``.
         num_examples: generated set: backbones, or sequences per family.
         min_length: backbone, generated set: shortest chain (capped at ``max_length``; at least 24).

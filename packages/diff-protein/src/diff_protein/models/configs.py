@@ -15,9 +15,9 @@ class FrameDenoiserConfig:
     """Sizes of the IPA frame denoiser (:class:`~diff_protein.models.ipa.FrameDenoiser`).
 
     Attributes:
-        node_dim: width of the single (per-residue) representation.
+        node_dim: width of the backbone network's single (per-residue) representation.
         pair_dim: width of the pair representation.
-        num_blocks: IPA blocks.
+        num_blocks: IPA blocks of the backbone network.
         num_heads: IPA heads (AF2: 12).
         head_dim: width of an IPA head (AF2: 16).
         qk_points: query / key points per IPA head (AF2: 4).
@@ -62,8 +62,8 @@ class SequenceDenoiserConfig:
         vocab_size: tokens including the mask (21).
         num_classes: taxonomy labels including "unknown" (the null label for classifier-free guidance is the
             extra index ``num_classes``); training sets it from the data's label vocabulary.
-        hidden_size: width of the transformer.
-        depth: transformer blocks.
+        hidden_size: width of the sequence transformer.
+        depth: blocks of the sequence transformer.
         num_heads: attention heads.
         mlp_ratio: hidden width of the MLPs over ``hidden_size``.
     """
