@@ -32,18 +32,12 @@ import time
 from pathlib import Path
 
 import torch
-from diff_protein.bench import (
-    FULL,
-    QUICK,
-    BenchSettings,
-    backbone_model_config,
-    backbone_objective_config,
-    backbone_process_config,
-    run_bench,
-)
+from diff_protein.bench import FULL, QUICK, BenchSettings, backbone_train_config, run_bench
 from diff_protein.data.structures import StructureDataset, StructureFilter
-from diff_protein.pipeline import FitConfig, evaluate_backbones, sample_backbones, train_backbones
+from diff_protein.pipeline import evaluate_backbones, sample_backbones, train_backbones
 from diffcore.config import apply_overrides
+from diffcore.device import resolve_device
+from diffcore.rng import make_generator
 
 RESULTS = Path(__file__).parent / "results" / "protein_full.json"
 
@@ -51,42 +45,33 @@ RESULTS = Path(__file__).parent / "results" / "protein_full.json"
 def real_data_metrics(folder: Path, settings: BenchSettings, out: Path, steps: int) -> dict[str, float]:
     """Train on the real chains of ``folder`` (lengths 40-256; 40-100 on CPU) and evaluate samples
     against them."""
-    max_length = 100 if settings.cpu else 256
+    cpu = settings.device == "cpu"
+    max_length = 100 if cpu else 256
     data = StructureDataset(
         folder, StructureFilter(min_length=40, max_length=max_length), cache_dir=out / "structure_cache"
     )
     if len(data) == 0:
         raise SystemExit(f"--real-dir: no usable chains in {folder}")
-    model_cfg = backbone_model_config(settings)
-    fit = FitConfig(
-        steps=steps,
+    config = backbone_train_config(settings, steps, out / "real_train")
+    config = dataclasses.replace(
+        config,
         batch_size=min(8, len(data)),
-        lr=settings.backbone_lr,
-        warmup_steps=min(100, steps // 10),
-        ema_decay=settings.ema_decay,
-        ema_warmup_steps=steps // 8,
-        seed=settings.seed,
-        cpu=settings.cpu,
-        output_dir=str(out / "real_train"),
-        log_every=max(1, steps // 20),
-        max_seconds=None if settings.cpu else 60.0,
+        init_from=None,
+        train=dataclasses.replace(config.train, max_seconds=None if cpu else 60.0),
     )
     t0 = time.perf_counter()
-    run = train_backbones(
-        data,
-        model_cfg,
-        fit,
-        settings.process,
-        process_config=backbone_process_config(settings),
-        objective_config=backbone_objective_config(settings),
-    )
+    pipe = train_backbones(config, data)
     train_s = time.perf_counter() - t0
-    device = "cuda" if torch.cuda.is_available() and not settings.cpu else "cpu"
+    device = resolve_device(settings.device)
     # Every training length, twice (quick: the shortest, twice); sample_backbones batches them together.
-    lengths = sorted(set(run.lengths))[: 1 if settings.cpu else None]
+    lengths = sorted(set(pipe.lengths))[: 1 if cpu else None]
     t0 = time.perf_counter()
     samples = sample_backbones(
-        run, [n for n in lengths for _ in range(2)], steps=settings.sample_steps, device=device
+        pipe,
+        [n for n in lengths for _ in range(2)],
+        steps=settings.sample_steps,
+        generator=make_generator(settings.seed, device),
+        device=device,
     )
     sample_s = time.perf_counter() - t0
     reference = [data[i]["atoms"].numpy() for i in range(len(data))]
@@ -173,7 +158,7 @@ def main() -> None:
     if args.seq_steps:
         overrides["seq_steps"] = args.seq_steps
     if not torch.cuda.is_available():
-        overrides["cpu"] = True
+        overrides["device"] = "cpu"
     settings = apply_overrides(dataclasses.replace(settings, **overrides), args.overrides)
     t0 = time.perf_counter()
     result = run_bench(args.out, settings, sequences=not args.backbones_only)

@@ -4,7 +4,7 @@ An experiment on where a model's balance between topologies comes from (see
 ``benchmarks/protein_mode_flips.py``). FrameFlow weights its translation loss ``1 / max(t, 0.1)^2``, so the
 high-noise steps, where a chain's topology is chosen, get the least weight. This script continues a run
 on the first ``--pool`` chains of the ``FULL`` synthetic set with ``BackboneObjectiveConfig(min_t, max_t)``,
-everything else as the benchmark trains, and saves the result as a new run folder. Score it with
+everything else as the benchmark trains, and saves the result as a new pipeline folder. Score it with
 ``protein_mode_flips.py`` and ``protein_sampling_variants.py``.
 
     python benchmarks/protein_high_t_finetune.py RUN_DIR --steps 300 --out runs/high_t
@@ -20,12 +20,17 @@ from pathlib import Path
 
 import torch
 from diff_protein.bench import FULL, backbone_objective_config, synthetic_chains
-from diff_protein.pipeline import FitConfig, load_backbone_run, train_backbones
+from diff_protein.config import ProteinTrainConfig, default_train_config
+from diff_protein.pipeline import ProteinPipeline, train_backbones
+
+SAMPLING = ("rotation_schedule", "rotation_rate", "rotation_rate_t_max")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="a backbone run folder (run.json + model/) to start from")
+    parser.add_argument(
+        "run", type=Path, help="a saved backbone pipeline (or a diff-protein 0.1 run folder) to start from"
+    )
     parser.add_argument("--min-t", type=float, default=0.7)
     parser.add_argument("--max-t", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=300)
@@ -35,18 +40,24 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path("runs/protein_high_t"))
     args = parser.parse_args()
-    start = load_backbone_run(args.run)
+    start = ProteinPipeline.from_pretrained(args.run)
+    assert start.backbone is not None, f"{args.run} holds a {start.what} pipeline"
     data = synthetic_chains(FULL, args.pool)
     objective = dataclasses.replace(
         backbone_objective_config(FULL), min_t=args.min_t, max_t=args.max_t, cuda_graphs=False
     )
-    fit_cfg = FitConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=min(20, args.steps // 10),
-                        cpu=args.device == "cpu", output_dir=str(args.out / "train"), log_every=max(1, args.steps // 10))  # fmt: skip
+    warmup = min(20, args.steps // 10)
+    train = default_train_config(
+        steps=args.steps, lr=args.lr, warmup_steps=warmup, device=args.device, output_dir=str(args.out / "train"),
+        lr_schedule="cosine" if args.steps > 2 * warmup + 10 else "constant", log_every=max(1, args.steps // 10),
+    )  # fmt: skip
+    sampling = {k: v for k, v in start.process_config.items() if k in SAMPLING}  # kept as the run had them
+    config = ProteinTrainConfig(process=start.process_kind, batch_size=args.batch,  # type: ignore[arg-type]
+                                backbone=start.backbone.config, init_from=str(args.run), train=train, **sampling)  # fmt: skip
     t0 = time.perf_counter()
-    run = train_backbones(data, start.model.config, fit_cfg, start.process_kind, start.process_config, objective,
-                          init_from=args.run)  # fmt: skip
+    pipe = train_backbones(config, data, objective=objective)
     seconds = time.perf_counter() - t0
-    run.save(args.out / "model_run")
+    pipe.save_pretrained(args.out / "model_run")
     info = {"start": str(args.run), "min_t": args.min_t, "max_t": args.max_t, "steps": args.steps,
             "batch": args.batch, "lr": args.lr, "pool": len(data), "device": args.device, "seconds": seconds}  # fmt: skip
     (args.out / "finetune.json").write_text(json.dumps(info, indent=2))

@@ -25,7 +25,7 @@ from diff_protein.diffusion.base import centre
 from diff_protein.diffusion.sampling import sample_frames
 from diff_protein.frames import Rigid, backbone_from_frames, frames_from_backbone
 from diff_protein.metrics import sse_composition
-from diff_protein.pipeline import load_backbone_run
+from diff_protein.pipeline import ProteinPipeline
 
 
 def strand_rich(atoms: np.ndarray) -> bool:
@@ -43,14 +43,14 @@ def denoise_from(run, atoms: torch.Tensor, t0: float, draws: int, steps: int, se
     frames0 = Rigid(f.rots.expand(draws, length, 3, 3), centre(f.trans[None].expand(draws, length, 3), mask))
     start = run.process.corrupt(frames0, torch.full((draws,), t0), mask, g)
     frames = sample_frames(
-        run.model.eval(), run.process, draws, length, steps, generator=g, start=start, t_start=t0
+        run.backbone.eval(), run.process, draws, length, steps, generator=g, start=start, t_start=t0
     )
     return list(backbone_from_frames(frames.to(torch.float64)).numpy())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="a backbone run folder (run.json + model/)")
+    parser.add_argument("run", type=Path, help="a saved backbone pipeline (or a diff-protein 0.1 run folder)")
     parser.add_argument("--chains", type=int, default=12, help="training chains per topology")
     parser.add_argument("--draws", type=int, default=4, help="noise draws per chain and t0")
     parser.add_argument("--t0", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9])
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=200, help="first training chains to pick from")
     parser.add_argument("--out", type=Path, default=Path("protein_mode_flips.json"))
     args = parser.parse_args()
-    run = load_backbone_run(args.run)
+    run = ProteinPipeline.from_pretrained(args.run)
     data = synthetic_chains(FULL, args.pool).items
     lo, hi = args.lengths
     report: dict[str, dict] = {

@@ -1,6 +1,6 @@
 """Sample one trained backbone run with several samplers and compare the issue's metrics.
 
-Loads a run folder (``--out/backbone_model`` of ``benchmarks/protein_full.py``), draws the sample lengths as
+Loads a saved backbone pipeline (``--out/backbone_model`` of ``benchmarks/protein_full.py``), draws the sample lengths as
 the benchmark does (``diff_protein.bench.draw_sample_lengths``: 2 samples per drawn training length, ``--seed``, 0 by default), and for each variant samples and scores
 CA-CA validity, clash-free fraction and the secondary-structure gap against a fresh synthetic reference
 set of the ``FULL`` topologies (``--reference-chains``, 1024: the benchmark's training set). Variants: ``base`` (the run's own sampler), ``steps200``,
@@ -22,7 +22,8 @@ import torch
 from diff_protein.bench import FULL, draw_sample_lengths, synthetic_chains
 from diff_protein.diffusion.sampling import ClashGuidance
 from diff_protein.metrics import clash_count
-from diff_protein.pipeline import evaluate_backbones, load_backbone_run, sample_backbones
+from diff_protein.pipeline import ProteinPipeline, evaluate_backbones, sample_backbones
+from diffcore.rng import make_generator
 
 DEFAULT_VARIANTS = ("base:", "steps200:steps=200", "clash_guided:guide_t_min=0.1")
 
@@ -41,7 +42,7 @@ def parse_variant(text: str) -> tuple[str, dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="a backbone run folder (run.json + model/)")
+    parser.add_argument("run", type=Path, help="a saved backbone pipeline (or a diff-protein 0.1 run folder)")
     parser.add_argument("--num-samples", type=int, default=64)
     parser.add_argument("--reference-chains", type=int, default=1024, help="synthetic reference set size")
     parser.add_argument("--variant", action="append", default=None, help="NAME:FIELD=VALUE,... (repeatable)")
@@ -52,7 +53,7 @@ def main() -> None:
         help="seeds of the drawn lengths and of the sampling noise; several write one JSON each (OUT-seedN.json)",
     )  # fmt: skip
     args = parser.parse_args()
-    run = load_backbone_run(args.run)
+    run = ProteinPipeline.from_pretrained(args.run)
     base_config = dict(run.process_config)
     reference = [b.atoms.numpy() for b in synthetic_chains(FULL, args.reference_chains).items]
     for seed in args.seed:
@@ -77,7 +78,8 @@ def sample_variants(
                                             and not k.startswith("guide_")}  # fmt: skip
         t0 = time.perf_counter()
         samples = sample_backbones(
-            run, lengths, steps=int(fields.get("steps", 100)), seed=seed, device=args.device,
+            run, lengths, steps=int(fields.get("steps", 100)), generator=make_generator(seed, args.device),
+            device=args.device,
             clash_guidance=ClashGuidance(**guide) if guide else None,
         )  # fmt: skip
         metrics = evaluate_backbones(samples, reference)

@@ -65,3 +65,42 @@ def test_read_real_structure():
     assert np.median(d) == pytest.approx(3.80, abs=0.02)
     with pytest.raises(ValueError, match="chain"):
         io.read_backbone(DATA / "1aki.bcif", chain="Z")
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("text.pdb", b"this is not a PDB file\n"),
+        ("garbage.pdb", b"ATOM  garbage\n"),
+        ("noise.bcif", bytes(range(256)) * 2),
+        ("empty.cif", b"data_x\n_atom_site.foo 1\n"),
+    ],
+)
+def test_a_corrupt_structure_file_is_named_in_the_error(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"path: cannot read .*{name}"):
+        io.read_backbone(path)
+
+
+def test_fasta_written_and_read_back(tmp_path):
+    from diff_protein.data.sequences import read_fasta
+
+    records = [("sample_0 Tax=Homo sapiens", "ACDEFGHIKLMNPQRSTVWY"), ("sample_1", "MKV")]
+    path = io.write_fasta(tmp_path / "out" / "s.fasta", records, width=8)
+    assert path.read_text().splitlines()[:4] == [">sample_0 Tax=Homo sapiens", "ACDEFGHI", "KLMNPQRS", "TVWY"]
+    assert [(r.header, r.sequence) for r in read_fasta(path)] == records
+    assert [p.name for p in path.parent.iterdir()] == ["s.fasta"]  # no temporary file left behind
+    with pytest.raises(ValueError, match="records"):
+        io.write_fasta(tmp_path / "bad.fasta", [("a\nb", "MK")])
+
+
+def test_a_bad_fasta_file_is_named_with_its_line(tmp_path):
+    from diff_protein.data.sequences import read_a3m, read_fasta
+
+    path = tmp_path / "bad.fasta"
+    path.write_text("; comment\nMKV\n>x\nMK\n")
+    with pytest.raises(ValueError, match=r"bad\.fasta: line 2: sequence line before"):
+        read_fasta(path)
+    with pytest.raises(FileNotFoundError, match="path"):
+        read_a3m(tmp_path / "none.a3m")

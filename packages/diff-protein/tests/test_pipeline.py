@@ -9,25 +9,34 @@ import numpy as np
 import pytest
 import torch
 from diff_protein import metrics as M
+from diff_protein.config import ProteinTrainConfig, default_train_config
 from diff_protein.data.profiles import ProfileFamilies, ProfileFamiliesConfig
 from diff_protein.data.synthetic import SyntheticBackboneConfig, SyntheticBackbones
 from diff_protein.diffusion.objective import collate_frames
+from diff_protein.models.configs import TaxonomyClassifierConfig
 from diff_protein.models.ipa import FrameDenoiserConfig
 from diff_protein.models.sequence import SequenceDenoiserConfig
 from diff_protein.pipeline import (
-    FitConfig,
+    ProteinPipeline,
     evaluate_backbones,
     evaluate_sequences,
     fit,
     generate_sequences,
-    load_backbone_run,
-    load_sequence_run,
     make_process,
     sample_backbones,
     train_backbones,
     train_sequences,
     train_taxonomy_classifier,
 )
+from diffcore.rng import make_generator
+
+TINY = FrameDenoiserConfig(node_dim=16, pair_dim=8, num_blocks=1, num_heads=2, head_dim=4)
+
+
+def _backbone_config(out, process: str = "flow", batch_size: int = 2, **train) -> ProteinTrainConfig:
+    train = {"steps": 2, "lr": 1e-3, "device": "cpu", "log_every": 1} | train
+    return ProteinTrainConfig(process=process, batch_size=batch_size, backbone=TINY,
+                              train=default_train_config(output_dir=str(out), **train))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -102,18 +111,22 @@ def test_make_process_rejects_unknown_kind() -> None:
 
 @pytest.mark.parametrize("kind", ["diffusion", "flow"])
 def test_backbone_train_save_load_sample(tmp_path, synthetic, kind) -> None:
-    cfg = FrameDenoiserConfig(node_dim=16, pair_dim=8, num_blocks=1, num_heads=2, head_dim=4)
-    fit = FitConfig(steps=2, batch_size=2, lr=1e-3, cpu=True, output_dir=str(tmp_path / "train"), log_every=1)
-    run = train_backbones(synthetic, cfg, fit, kind)
-    assert sorted(run.lengths) == sorted(synthetic[i]["trans"].shape[0] for i in range(4))
-    run.save(tmp_path / "run")
-    again = load_backbone_run(tmp_path / "run")
-    assert again.process_kind == kind
-    samples = sample_backbones(again, [24, 26, 24], steps=3, seed=0)
+    pipe = train_backbones(_backbone_config(tmp_path / "train", kind), synthetic)
+    assert sorted(pipe.lengths) == sorted(synthetic[i]["trans"].shape[0] for i in range(4))
+    pipe.save_pretrained(tmp_path / "pipe")
+    again = ProteinPipeline.from_pretrained(tmp_path / "pipe")
+    assert again.what == "backbone" and again.process_kind == kind and again.lengths == pipe.lengths
+    assert again.process_config == pipe.process_config
+    for a, b in zip(pipe.backbone.state_dict().values(), again.backbone.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    samples = sample_backbones(again, [24, 26, 24], steps=3, generator=make_generator(0))
     assert [s.shape for s in samples] == [(24, 4, 3), (26, 4, 3), (24, 4, 3)]
     assert all(np.isfinite(s).all() for s in samples)
+    # The saved pipeline samples exactly what the trained one does from the same noise.
+    before = sample_backbones(pipe, [24, 26, 24], steps=3, generator=make_generator(0))
+    assert all(np.array_equal(a, b) for a, b in zip(samples, before, strict=True))
     # Batches of two, padded (sample_frames(mask=), tested in test_se3_diffusion): the requested order comes back.
-    mixed = sample_backbones(again, [26, 24, 25, 24], steps=3, seed=1, batch_size=2)
+    mixed = sample_backbones(again, [26, 24, 25, 24], steps=3, generator=make_generator(1), batch_size=2)
     assert [s.shape[0] for s in mixed] == [26, 24, 25, 24] and all(np.isfinite(s).all() for s in mixed)
     with pytest.raises(ValueError, match="batch_size"):
         sample_backbones(again, [24], batch_size=0)
@@ -135,24 +148,38 @@ def test_length_batches_bound_size_and_padding() -> None:
 def test_sequence_train_save_load_generate_evaluate(tmp_path) -> None:
     families = ProfileFamilies(ProfileFamiliesConfig(num_families=2, length=12))
     data = families.dataset(8, torch.Generator().manual_seed(0))
-    fit = FitConfig(steps=2, batch_size=8, lr=1e-3, cpu=True, output_dir=str(tmp_path / "t"), log_every=1)
-    run = train_sequences(data, SequenceDenoiserConfig(hidden_size=16, depth=1, num_heads=2), fit)
-    run.classifier = train_taxonomy_classifier(data, fit, hidden_size=16, depth=1)
-    run.save(tmp_path / "run")
-    again = load_sequence_run(tmp_path / "run")
-    assert again.vocabulary.labels == data.vocabulary.labels and again.length == 12
+    config = ProteinTrainConfig(
+        what="sequence", batch_size=8, sequence=SequenceDenoiserConfig(hidden_size=16, depth=1, num_heads=2),
+        classifier=TaxonomyClassifierConfig(hidden_size=16, depth=1),
+        train=default_train_config(steps=2, lr=1e-3, device="cpu", output_dir=str(tmp_path / "t"), log_every=1),
+    )  # fmt: skip
+    pipe = train_sequences(config, data)
+    assert pipe.classifier is not None and pipe.classifier.config.num_classes == len(data.vocabulary) == 3
+    assert (tmp_path / "t" / "classifier" / "log.jsonl").is_file()  # its own run, beside the generator's
+    pipe.save_pretrained(tmp_path / "pipe")
+    again = ProteinPipeline.from_pretrained(tmp_path / "pipe")
+    assert again.vocabulary.labels == data.vocabulary.labels and again.sequence_length == 12
     labels = torch.tensor([1, 1, 2, 2])
-    tokens = generate_sequences(again, labels, guidance_scale=2.0, steps=4)
+    tokens = generate_sequences(again, labels, guidance_scale=2.0, steps=4, generator=make_generator(0))
     assert tokens.shape == (4, 12) and (tokens < 20).all()
+    assert torch.equal(tokens, generate_sequences(pipe, labels, 2.0, 4, generator=make_generator(0)))
     m = evaluate_sequences(tokens, labels, again.classifier, families, reference=["ACDEFGHIK"])
     expected = float((families.classify(tokens) == labels - 1).float().mean())
     assert m["adherence_bayes"] == pytest.approx(expected)
-    assert 0.0 <= m["adherence_classifier"] <= 1.0 and 0.0 <= m["composition_jsd"] <= 1.0
+    judged = float((again.classifier(tokens).argmax(-1) == labels).float().mean())
+    assert m["adherence_classifier"] == pytest.approx(judged) and 0.0 <= m["composition_jsd"] <= 1.0
     # samples drawn from the true profiles are judged by the Bayes classifier's own accuracy
     true = families.sample(labels - 1, torch.Generator().manual_seed(1))
     assert evaluate_sequences(true, labels, families=families)["adherence_bayes"] == pytest.approx(
         float((families.classify(true) == labels - 1).float().mean())
     )
+    # no classifier when none is asked for; a separately trained one has its own sizes and steps
+    bare = train_sequences(dataclasses.replace(config, classifier_steps=0).with_train(output_dir=str(tmp_path / "u")),
+                           data)  # fmt: skip
+    assert bare.classifier is None and not (tmp_path / "u" / "classifier").exists()
+    judge_config = dataclasses.replace(config, classifier_steps=1).with_train(output_dir=str(tmp_path / "j"))
+    judge = train_taxonomy_classifier(data, judge_config)
+    assert judge.config.hidden_size == 16 and judge.config.num_classes == 3
 
 
 def test_bench_dataset_matches_the_synthetic_set(synthetic) -> None:
@@ -172,7 +199,7 @@ def test_bench_dataset_matches_the_synthetic_set(synthetic) -> None:
 
 
 def test_fit_stops_at_the_time_budget(tmp_path) -> None:
-    """``FitConfig.max_seconds`` ends training early (with a warning) and still returns the model."""
+    """``train.max_seconds`` ends training early (with a warning) and still returns the model."""
 
     class _Slow(torch.nn.Module):
         def __init__(self) -> None:
@@ -187,43 +214,161 @@ def test_fit_stops_at_the_time_budget(tmp_path) -> None:
         return (model.w - 1.0) ** 2
 
     items = [{"rots": torch.eye(3).expand(4, 3, 3), "trans": torch.zeros(4, 3)}] * 4
-    cfg = FitConfig(steps=1000, batch_size=2, lr=1e-2, cpu=True, output_dir=str(tmp_path), max_seconds=0.3)
+    cfg = default_train_config(steps=1000, lr=1e-2, device="cpu", output_dir=str(tmp_path), max_seconds=0.3)
     with pytest.warns(UserWarning, match="max_seconds"):
-        model = fit(_Slow(), objective, items, collate_frames, cfg)
+        model = fit(_Slow(), objective, items, collate_frames, cfg, batch_size=2)
     assert 1 <= len(calls) < 100 and 0 < float(model.w.detach()) < 1  # Adam moved w, but far from 1000 steps
     # a later training in the same process runs normally
-    again = fit(
-        _Slow(),
-        objective,
-        items,
-        collate_frames,
-        FitConfig(steps=3, batch_size=2, lr=1e-2, cpu=True, output_dir=str(tmp_path / "again")),
-    )
+    again_cfg = default_train_config(steps=3, lr=1e-2, device="cpu", output_dir=str(tmp_path / "again"))
+    again = fit(_Slow(), objective, items, collate_frames, again_cfg, batch_size=2)
     assert float(again.w.detach()) > 0
     with pytest.raises(ValueError, match="max_seconds"):
-        FitConfig(max_seconds=0)
-
-
-def test_backbone_training_starts_from_a_saved_run_and_pads_for_cuda_graphs(tmp_path, synthetic) -> None:
-    from diff_protein.diffusion.objective import BackboneObjectiveConfig
-
-    cfg = FrameDenoiserConfig(node_dim=16, pair_dim=8, num_blocks=1, num_heads=2, head_dim=4)
-    first = FitConfig(steps=3, batch_size=2, lr=1e-2, cpu=True, output_dir=str(tmp_path / "a"), log_every=1)
-    run = train_backbones(synthetic, cfg, first, "flow")
-    run.save(tmp_path / "run")
-    # A vanishing lr keeps the loaded weights: the second run ends where the first one did, not at a fresh init.
-    again = FitConfig(steps=1, batch_size=4, lr=1e-12, cpu=True, output_dir=str(tmp_path / "b"), log_every=1)
-    graphs = BackboneObjectiveConfig(cuda_graphs=True)  # on the CPU: padded batches, eager replays
-    cont = train_backbones(synthetic, cfg, again, "flow", objective_config=graphs, init_from=tmp_path / "run")
-    for a, b in zip(run.model.state_dict().values(), cont.model.state_dict().values(), strict=True):
-        torch.testing.assert_close(a, b)
-    fresh = train_backbones(
-        synthetic, cfg, dataclasses.replace(again, output_dir=str(tmp_path / "d")), "flow"
-    )
-    assert any(not torch.equal(a, b) for a, b in zip(run.model.parameters(), fresh.model.parameters()))
-    with pytest.raises(ValueError, match="init_from"):
-        train_backbones(synthetic, FrameDenoiserConfig(node_dim=8, pair_dim=8, num_blocks=1, num_heads=2,
-                        head_dim=4), again, "flow", init_from=tmp_path / "run")  # fmt: skip
+        default_train_config(max_seconds=0)
     with pytest.raises(ValueError, match="batch_size"):
-        big = FitConfig(steps=1, batch_size=8, cpu=True, output_dir=str(tmp_path / "c"))
-        train_backbones(synthetic, cfg, big, "flow", objective_config=graphs)
+        fit(_Slow(), objective, items, collate_frames, again_cfg, batch_size=0)
+
+
+def test_backbone_training_starts_from_a_saved_pipeline_and_pads_for_cuda_graphs(tmp_path, synthetic) -> None:
+    first = train_backbones(_backbone_config(tmp_path / "a", steps=3, lr=1e-2), synthetic)
+    first.save_pretrained(tmp_path / "pipe")
+    # A vanishing lr keeps the loaded weights: the second run ends where the first one did, not at a fresh init.
+    again = _backbone_config(tmp_path / "b", batch_size=4, steps=1, lr=1e-12)
+    graphs = dataclasses.replace(
+        again, cuda_graphs=True, init_from=str(tmp_path / "pipe")
+    )  # CPU: eager replays
+    cont = train_backbones(graphs, synthetic)
+    for a, b in zip(first.backbone.state_dict().values(), cont.backbone.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    fresh = train_backbones(dataclasses.replace(again, train=dataclasses.replace(again.train,
+                            output_dir=str(tmp_path / "d"))), synthetic)  # fmt: skip
+    assert any(
+        not torch.equal(a, b) for a, b in zip(first.backbone.parameters(), fresh.backbone.parameters())
+    )
+    other = dataclasses.replace(graphs, backbone=FrameDenoiserConfig(node_dim=8, pair_dim=8, num_blocks=1,
+                                num_heads=2, head_dim=4))  # fmt: skip
+    with pytest.raises(ValueError, match="init_from"):
+        train_backbones(other, synthetic)
+    with pytest.raises(ValueError, match="batch_size"):
+        train_backbones(dataclasses.replace(graphs, batch_size=8, init_from=None), synthetic)
+
+
+def test_module_initialisation_is_seeded_without_touching_the_global_rng(tmp_path, synthetic) -> None:
+    """The network's initial weights follow ``train.seed`` (through ``diffcore.rng.seeded``), and sampling draws
+    only from its generator: the caller's global RNG state is left as it was."""
+    one_step = {"steps": 1, "lr": 1e-12}
+    a = train_backbones(_backbone_config(tmp_path / "a", **one_step), synthetic)
+    b = train_backbones(_backbone_config(tmp_path / "b", **one_step), synthetic)
+    c = train_backbones(_backbone_config(tmp_path / "c", seed=1, **one_step), synthetic)
+    pa, pb, pc = (list(p.backbone.parameters()) for p in (a, b, c))
+    assert all(torch.equal(x, y) for x, y in zip(pa, pb)) and any(
+        not torch.equal(x, z) for x, z in zip(pa, pc)
+    )
+    state = torch.get_rng_state()
+    sample_backbones(a, [24], steps=2, generator=make_generator(0))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_diff_protein_0_1_run_folder_still_loads(tmp_path) -> None:
+    """0.1 wrote ``run.json`` beside ``model/`` (and ``classifier/``); ``from_pretrained`` reads such folders."""
+    import json
+
+    from diff_protein.models.ipa import FrameDenoiser
+    from diff_protein.models.sequence import SequenceDenoiser, TaxonomyClassifier
+
+    backbone = FrameDenoiser(TINY)
+    backbone.save_pretrained(tmp_path / "bb" / "model")
+    flow = {"rotation_schedule": "linear", "rotation_rate": 20.0, "rotation_rate_t_max": 0.9}
+    info = {"kind": "backbone", "process": "flow", "process_config": flow, "lengths": [24, 26]}
+    (tmp_path / "bb" / "run.json").write_text(json.dumps(info))
+    pipe = ProteinPipeline.from_pretrained(tmp_path / "bb")
+    assert (pipe.what, pipe.process_kind, pipe.process_config, pipe.lengths) == (
+        "backbone",
+        "flow",
+        flow,
+        [24, 26],
+    )
+    assert all(
+        torch.equal(a, b) for a, b in zip(backbone.parameters(), pipe.backbone.parameters(), strict=True)
+    )
+    assert not pipe.backbone.training
+
+    seq = SequenceDenoiser(SequenceDenoiserConfig(num_classes=3, hidden_size=16, depth=1, num_heads=2))
+    seq.save_pretrained(tmp_path / "seq" / "model")
+    TaxonomyClassifier(TaxonomyClassifierConfig(num_classes=3, hidden_size=16)).save_pretrained(
+        tmp_path / "seq" / "classifier"
+    )
+    labels = ["<unknown>", "taxon_0", "taxon_1"]
+    (tmp_path / "seq" / "run.json").write_text(
+        json.dumps({"kind": "sequence", "labels": labels, "length": 12})
+    )
+    pipe = ProteinPipeline.from_pretrained(tmp_path / "seq")
+    assert pipe.what == "sequence" and pipe.vocabulary.labels == labels and pipe.sequence_length == 12
+    assert pipe.classifier is not None
+    # and saved again, it is a pipeline folder
+    pipe.save_pretrained(tmp_path / "new")
+    assert ProteinPipeline.from_pretrained(tmp_path / "new").vocabulary.labels == labels
+
+
+def test_protein_samples_save_and_sample_dispatch(tmp_path) -> None:
+    from diff_protein.config import ProteinSampleConfig
+    from diff_protein.models.ipa import FrameDenoiser
+    from diff_protein.pipeline import ProteinSamples, parse_ranges, sample
+
+    atoms = [np.zeros((3, 4, 3)) + np.arange(3)[:, None, None] * 3.8, np.zeros((2, 4, 3))]
+    files = ProteinSamples("backbone", backbones=atoms).save(tmp_path / "bb")
+    assert [f.name for f in files] == ["sample_000.pdb", "sample_001.pdb"]
+    tokens = torch.tensor([[0, 1, 2], [19, 18, 17]])
+    out = ProteinSamples("sequence", tokens=tokens, labels=["a", "b"])
+    assert out.sequences == ["ACD", "YWV"] and len(out) == 2
+    (fasta,) = out.save(tmp_path / "seq")
+    assert fasta.read_text() == ">sample_0 Tax=a\nACD\n>sample_1 Tax=b\nYWV\n"
+    assert parse_ranges("1-2, 4", 6).tolist() == [False, True, True, False, True, False]
+    with pytest.raises(ValueError, match="fixed"):
+        parse_ranges("3-9", 6)
+    with pytest.raises(ValueError, match="fixed"):
+        parse_ranges("a-b", 6)
+    pipe = ProteinPipeline("backbone", backbone=FrameDenoiser(TINY), lengths=[24])
+    state = torch.get_rng_state()
+    first = sample(pipe, ProteinSampleConfig(num_samples=2, length=24, steps=2, device="cpu"))
+    assert torch.equal(torch.get_rng_state(), state)  # the noise comes from config.seed's generator only
+    again = sample(pipe, ProteinSampleConfig(num_samples=2, length=24, steps=2, device="cpu"),
+                   generator=make_generator(0))  # fmt: skip
+    assert all(np.array_equal(a, b) for a, b in zip(first.backbones, again.backbones, strict=True))
+    with pytest.raises(ValueError, match="labels"):
+        sample(pipe, ProteinSampleConfig(labels=("taxon_0",), device="cpu"))
+    with pytest.raises(ValueError, match="what"):
+        ProteinPipeline("structure", backbone=FrameDenoiser(TINY))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_verbs_on_a_gpu_train_with_cuda_graphs_and_sample_reproducibly(tmp_path) -> None:
+    from diff_protein.config import ProteinEvaluateConfig, ProteinSampleConfig
+    from diff_protein.pipeline import evaluate, sample, train
+
+    config = dataclasses.replace(
+        _backbone_config(tmp_path / "bb", steps=3, device="cuda"),
+        num_examples=4,
+        max_length=26,
+        cuda_graphs=True,
+    )
+    train(config)
+    pipe = ProteinPipeline.from_pretrained(tmp_path / "bb" / "pipeline", device="cuda")
+    assert pipe.device.type == "cuda"
+    settings = ProteinSampleConfig(num_samples=3, length=24, steps=3, device="cuda", seed=5)
+    first, again = sample(pipe, settings), sample(pipe, settings)
+    assert all(np.array_equal(a, b) for a, b in zip(first.backbones, again.backbones, strict=True))
+    other = sample(pipe, dataclasses.replace(settings, seed=6))
+    assert not np.array_equal(first.backbones[0], other.backbones[0])
+    metrics = evaluate(pipe, ProteinEvaluateConfig(num_samples=2, steps=3, num_reference=4, device="cuda"))
+    assert metrics["num_samples"] == 2 and 0 <= metrics["ca_ca_valid"] <= 1
+    seq = dataclasses.replace(
+        config, what="sequence", num_examples=4, length=8,
+        sequence=SequenceDenoiserConfig(hidden_size=16, depth=1, num_heads=2),
+        classifier=TaxonomyClassifierConfig(hidden_size=16, depth=1),
+    ).with_train(output_dir=str(tmp_path / "seq"))  # fmt: skip
+    seq_pipe = train(seq).to("cuda")
+    drawn = sample(seq_pipe, ProteinSampleConfig(num_samples=2, steps=4, device="cuda"))
+    assert drawn.tokens.shape == (8, 8) and drawn.tokens.device.type == "cpu"
+    scores = evaluate(seq_pipe, ProteinEvaluateConfig(num_samples=2, steps=4, device="cuda"))
+    assert 0 <= scores["adherence_classifier"] <= 1 and 0 <= scores["adherence_bayes"] <= 1

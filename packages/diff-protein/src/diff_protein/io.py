@@ -1,13 +1,15 @@
-"""Reading and writing protein structures (PDB, mmCIF, BinaryCIF) through biotite.
+"""Reading and writing protein files: structures (PDB, mmCIF, BinaryCIF, through biotite) and FASTA.
 
 Reading keeps amino-acid residues that have all four backbone atoms (N, CA, C, O), first altloc,
-first model. Writing produces standard files any viewer reads (PyMOL, ChimeraX, Mol*): the format
-follows the file suffix (``.pdb``, ``.cif``, ``.bcif``).
+first model; a file biotite cannot parse is reported by name. Writing produces standard files any viewer
+reads (PyMOL, ChimeraX, Mol*): the format follows the file suffix (``.pdb``, ``.cif``, ``.bcif``). Every
+write goes through :mod:`diffcore.io` (a temporary file and an atomic rename).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import biotite.structure as struc
 import biotite.structure.io as strucio
 import numpy as np
 from biotite.sequence import ProteinSequence
+from diffcore.io import atomic_path, write_text
 
 from diff_protein.geometry import ATOM_NAMES
 
@@ -27,6 +30,7 @@ __all__ = [
     "read_structure",
     "three_to_one",
     "write_backbone",
+    "write_fasta",
 ]
 
 SUFFIXES = (".pdb", ".cif", ".bcif")
@@ -85,7 +89,10 @@ def read_structure(path: str | os.PathLike[str], model: int = 1) -> struc.AtomAr
     _check_suffix(path)
     if not path.is_file():
         raise FileNotFoundError(f"path: no structure file at {path}")
-    return strucio.load_structure(str(path), model=model)
+    try:
+        return strucio.load_structure(str(path), model=model)
+    except Exception as exc:  # biotite's parsers raise many types (TypeError, KeyError, msgpack errors, ...)
+        raise ValueError(f"path: cannot read {path} as a structure ({type(exc).__name__}: {exc})") from exc
 
 
 def chains_from_atom_array(atoms: struc.AtomArray) -> list[ProteinChain]:
@@ -173,7 +180,19 @@ def write_backbone(
     """Write a backbone ``(L, 4, 3)`` as PDB / mmCIF / BinaryCIF (by suffix); returns the path."""
     path = Path(path)
     _check_suffix(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arr = backbone_to_atom_array(coords, sequence, chain_id)
-    strucio.save_structure(str(path), arr)
+    with atomic_path(path) as tmp:  # the temporary file keeps the suffix, which picks the format
+        strucio.save_structure(str(tmp), arr)
     return path
+
+
+def write_fasta(path: str | os.PathLike[str], records: Sequence[tuple[str, str]], width: int = 0) -> Path:
+    """Write ``(header, sequence)`` records as FASTA (header without ``>``); ``width`` > 0 wraps sequence lines."""
+    lines = []
+    for header, sequence in records:
+        if "\n" in header or "\n" in sequence:
+            raise ValueError(f"records: a header or sequence holds a line break: {header[:40]!r}")
+        lines.append(f">{header}")
+        step = width if width > 0 else max(len(sequence), 1)
+        lines.extend(sequence[i : i + step] for i in range(0, len(sequence), step))
+    return write_text(path, "".join(f"{line}\n" for line in lines))

@@ -82,36 +82,49 @@ def detokenize(tokens: torch.Tensor | Sequence[int]) -> str:
     return "".join(out)
 
 
-def _records(text: str) -> list[tuple[str, str]]:
+def _records(text: str, source: str = "text") -> list[tuple[str, str]]:
     records: list[tuple[str, list[str]]] = []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith((";", "#")):
             continue
         if line.startswith(">"):
             records.append((line[1:].strip(), []))
         elif not records:
-            raise ValueError(f"text: sequence line before the first '>' header: {line[:40]!r}")
+            raise ValueError(
+                f"{source}: line {number}: sequence line before the first '>' header: {line[:40]!r}"
+            )
         else:
             records[-1][1].append(line)
     return [(h, "".join(parts)) for h, parts in records]
 
 
-def parse_fasta(text: str) -> list[SequenceRecord]:
-    """Records of FASTA text (multi-line sequences joined; ``;``/``#`` comment lines skipped)."""
-    return [SequenceRecord(h, s) for h, s in _records(text)]
+def _read_text(path: str | os.PathLike[str], what: str) -> str:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"path: no {what} file at {p}")
+    try:
+        return p.read_text()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"path: {p} is not a text ({what}) file ({exc})") from exc
+
+
+def parse_fasta(text: str, source: str = "text") -> list[SequenceRecord]:
+    """Records of FASTA text (multi-line sequences joined; ``;``/``#`` comment lines skipped); errors name
+    ``source`` and the line."""
+    return [SequenceRecord(h, s) for h, s in _records(text, source)]
 
 
 def read_fasta(path: str | os.PathLike[str]) -> list[SequenceRecord]:
-    """Records of a FASTA file."""
-    return parse_fasta(Path(path).read_text())
+    """Records of a FASTA file (an error names the file and line it cannot read)."""
+    return parse_fasta(_read_text(path, "FASTA"), source=str(path))
 
 
-def parse_a3m(text: str, keep_gaps: bool = False) -> list[SequenceRecord]:
+def parse_a3m(text: str, keep_gaps: bool = False, source: str = "text") -> list[SequenceRecord]:
     """Records of A3M text with lowercase insertions (and ``.``) removed; gaps ``-`` removed too unless
     ``keep_gaps`` (then every row has the query's length). Empty rows are dropped."""
     out = []
-    for header, seq in _records(text):
+    for header, seq in _records(text, source):
         aligned = re.sub(r"[a-z.]", "", seq)
         residues = aligned if keep_gaps else aligned.replace("-", "")
         if residues.replace("-", ""):
@@ -121,7 +134,7 @@ def parse_a3m(text: str, keep_gaps: bool = False) -> list[SequenceRecord]:
 
 def read_a3m(path: str | os.PathLike[str], keep_gaps: bool = False) -> list[SequenceRecord]:
     """Records of an A3M file (see :func:`parse_a3m`)."""
-    return parse_a3m(Path(path).read_text(), keep_gaps)
+    return parse_a3m(_read_text(path, "A3M"), keep_gaps, source=str(path))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffcore.io import atomic_path
 from torch.utils.data import Dataset
 
 from diff_protein import io
@@ -113,23 +114,21 @@ def preprocess(path: str | os.PathLike[str]) -> StructureRecord:
 
 def _save(record: StructureRecord | str, path: Path) -> None:
     """Write a record (or the error text of an unreadable file) atomically as ``.npz``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    fields: dict[str, object]
     if isinstance(record, str):
-        np.savez(tmp, version=_CACHE_VERSION, error=record)
+        fields = {"error": record}
     else:
-        np.savez(
-            tmp,
-            version=_CACHE_VERSION,
-            coords=record.coords,
-            sequence=record.sequence,
-            residue_ids=record.residue_ids,
-            chain_id=record.chain_id,
-            num_chains=record.num_chains,
-            sse=record.sse,
-            rg_ratio=record.rg_ratio,
-        )
-    tmp.replace(path)
+        fields = {
+            "coords": record.coords,
+            "sequence": record.sequence,
+            "residue_ids": record.residue_ids,
+            "chain_id": record.chain_id,
+            "num_chains": record.num_chains,
+            "sse": record.sse,
+            "rg_ratio": record.rg_ratio,
+        }
+    with atomic_path(path) as tmp:  # ends in .npz, so numpy adds no suffix of its own
+        np.savez(tmp, version=_CACHE_VERSION, **fields)
 
 
 def _load(path: Path) -> StructureRecord | str | None:
@@ -191,7 +190,7 @@ class StructureDataset(Dataset):
             return cached
         try:
             record: StructureRecord | str = preprocess(path)
-        except (ValueError, KeyError, OSError) as exc:
+        except (ValueError, KeyError, OSError) as exc:  # io.read_structure names the file and the cause
             record = f"unreadable: {exc}"
         if cache is not None:
             _save(record, cache)

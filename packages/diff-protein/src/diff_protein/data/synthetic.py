@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffcore.io import atomic_path
 from torch.utils.data import Dataset
 
 from diff_protein import geometry as geo
@@ -351,16 +352,14 @@ class SyntheticBackbones(Dataset):
 
 def _save_set(items: list[SyntheticBackbone], path: Path) -> None:
     """All items in one ``.npz``: concatenated atoms, per-item lengths, SS strings and topologies."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(
-        tmp,
-        atoms=torch.cat([b.atoms for b in items]).numpy(),
-        lengths=np.array([len(b.ss) for b in items]),
-        ss=np.array([b.ss for b in items]),
-        topology=np.array([b.topology for b in items]),
-    )
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # ends in .npz, so numpy adds no suffix of its own
+        np.savez(
+            tmp,
+            atoms=torch.cat([b.atoms for b in items]).numpy(),
+            lengths=np.array([len(b.ss) for b in items]),
+            ss=np.array([b.ss for b in items]),
+            topology=np.array([b.topology for b in items]),
+        )
 
 
 def _load_set(path: Path) -> dict[int, SyntheticBackbone]:

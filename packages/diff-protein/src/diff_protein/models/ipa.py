@@ -21,7 +21,6 @@ Contract: ``net(rots, trans, t, **cond) -> Rigid`` of the clean frames, ``rots: 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from diffcore.manifolds import so3
@@ -30,6 +29,7 @@ from diffcore.pretrained import PretrainedModel
 from torch import Tensor, nn
 
 from diff_protein.frames import Rigid
+from diff_protein.models.configs import FrameDenoiserConfig
 
 __all__ = [
     "NEIGHBOUR_FEATURES",
@@ -42,41 +42,6 @@ __all__ = [
     "outer_linear",
     "point_distances",
 ]
-
-
-@dataclass
-class FrameDenoiserConfig:
-    """Sizes of :class:`FrameDenoiser`.
-
-    ``node_dim``/``pair_dim``: single and pair widths; ``num_blocks``: IPA blocks; ``num_heads``,
-    ``head_dim``, ``qk_points``, ``v_points``: IPA heads (AF2 defaults 12, 16, 4, 8);
-    ``coordinate_scale``: angstrom -> network units (0.1, nm); ``max_relpos``: clip of the relative
-    residue index; ``num_bins``/``max_distance``: CA distograms (angstrom) of the noisy input and of
-    the self-conditioning prediction; ``neighbour_features``: every block also reads the exact geometry
-    of each residue's chain neighbours in its own frame (:func:`neighbour_geometry`), so local
-    geometry (bond lengths, angles) is seen at full precision rather than through 1 A distogram bins.
-    """
-
-    node_dim: int = 128
-    pair_dim: int = 64
-    num_blocks: int = 4
-    num_heads: int = 8
-    head_dim: int = 16
-    qk_points: int = 4
-    v_points: int = 8
-    coordinate_scale: float = 0.1
-    max_relpos: int = 32
-    num_bins: int = 22
-    max_distance: float = 22.0
-    self_condition: bool = True
-    neighbour_features: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("node_dim", "pair_dim", "num_blocks", "num_heads", "head_dim", "qk_points", "v_points"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-        if self.coordinate_scale <= 0 or self.max_distance <= 0 or self.num_bins < 2:
-            raise ValueError("coordinate_scale > 0, max_distance > 0 and num_bins >= 2 expected")
 
 
 def distogram(ca: Tensor, num_bins: int, max_distance: float) -> Tensor:

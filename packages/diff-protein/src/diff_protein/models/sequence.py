@@ -14,8 +14,6 @@ are ignored by attention). Output ``(B, L, vocab_size)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from diffcore.nn.attention import Attention
 from diffcore.nn.dit import Mlp, modulate
@@ -23,36 +21,14 @@ from diffcore.nn.embeddings import LabelEmbedder, TimestepEmbedder, sincos_embed
 from diffcore.pretrained import PretrainedModel
 from torch import Tensor, nn
 
+from diff_protein.models.configs import SequenceDenoiserConfig, TaxonomyClassifierConfig
+
 __all__ = [
     "SequenceDenoiser",
     "SequenceDenoiserConfig",
     "TaxonomyClassifier",
     "TaxonomyClassifierConfig",
 ]
-
-
-@dataclass
-class SequenceDenoiserConfig:
-    """``vocab_size``: tokens incl. the mask (21); ``num_classes``: taxonomy labels incl. "unknown"
-    (the null label for CFG is the extra index ``num_classes``); widths of the transformer."""
-
-    vocab_size: int = 21
-    num_classes: int = 2
-    hidden_size: int = 128
-    depth: int = 4
-    num_heads: int = 4
-    mlp_ratio: float = 4.0
-
-    def __post_init__(self) -> None:
-        if self.vocab_size < 2 or self.num_classes < 1 or self.depth < 1:
-            raise ValueError(
-                f"vocab_size >= 2, num_classes >= 1, depth >= 1 expected; got {self.vocab_size}, "
-                f"{self.num_classes}, {self.depth}"
-            )
-        if self.hidden_size % self.num_heads or self.hidden_size % 2:
-            raise ValueError(
-                f"hidden_size: expected an even width divisible by num_heads={self.num_heads}, got {self.hidden_size}"
-            )
 
 
 class _Block(nn.Module):
@@ -115,21 +91,6 @@ class SequenceDenoiser(PretrainedModel):
             h = block(h, c, mask)
         shift, scale = self.final_mod(c)[:, None].chunk(2, dim=-1)
         return self.head(modulate(self.final_norm(h), shift, scale))
-
-
-@dataclass
-class TaxonomyClassifierConfig:
-    """A small transformer encoder classifying clean sequences into ``num_classes`` labels."""
-
-    vocab_size: int = 21
-    num_classes: int = 2
-    hidden_size: int = 64
-    depth: int = 2
-    num_heads: int = 4
-
-    def __post_init__(self) -> None:
-        if self.num_classes < 1 or self.hidden_size % self.num_heads or self.hidden_size % 2:
-            raise ValueError("num_classes >= 1 and hidden_size even and divisible by num_heads expected")
 
 
 class TaxonomyClassifier(PretrainedModel):
