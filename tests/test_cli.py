@@ -22,7 +22,9 @@ def _project_version(distribution: str) -> str:
     """The version a package's own pyproject.toml declares (what an installed workspace must report)."""
     import tomllib
 
-    return tomllib.loads((ROOT / "packages" / distribution / "pyproject.toml").read_text())["project"]["version"]
+    return tomllib.loads((ROOT / "packages" / distribution / "pyproject.toml").read_text())["project"][
+        "version"
+    ]
 
 
 EXPECTED = {"image", "video", "audio", "3d", "protein", "materials", "language", "timeseries"}
@@ -175,3 +177,24 @@ def test_bench_options_name_what_is_wrong(tmp_path: Path, stepping, args, messag
     result = CliRunner().invoke(build_app(), ["bench", *args])
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())  # rich wraps long lines
+
+
+def test_diffuse_help_loads_no_torch_and_lists_every_modality_with_its_commands():
+    """``diffuse --help`` stays fast (under a second on a laptop) because building the app imports no torch,
+    no model code and no benchmark runner: the modality packages load their pipelines on first use."""
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from diffcore.cli import build_app\n"
+        "out = CliRunner().invoke(build_app(), ['--help']).output\n"
+        "heavy = [m for m in ('torch', 'numpy', 'accelerate', 'transformers', 'diffcore.bench') if m in sys.modules]\n"
+        "print(heavy)\n"
+        "print(out)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    heavy, _, help_text = out.partition("\n")
+    assert heavy == "[]", f"diffuse --help imported {heavy}"
+    help_text = " ".join(help_text.replace("│", " ").split())  # undo rich's box and wrapping
+    for name in EXPECTED:
+        assert name in help_text
+    assert "Commands: train, sample, evaluate, edit, lora, control" in help_text
