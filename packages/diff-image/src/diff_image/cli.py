@@ -65,7 +65,13 @@ def train_cmd(config: ImageTrainConfig, out: Path) -> None:
     from diff_image.pipeline import train
 
     pipe = train(config, notes=lambda line: typer.echo(f"note: {line}", err=True))
-    kind = "class-conditional" if pipe.num_classes else "text-conditioned" if pipe.text_encoder else "unconditional"
+    kind = (
+        "class-conditional"
+        if pipe.num_classes
+        else "text-conditioned"
+        if pipe.text_encoder
+        else "unconditional"
+    )
     typer.echo(f"pipeline: {out / 'pipeline'} ({kind}, sample shape {pipe.sample_shape})")
     typer.echo(f"next: diffuse image sample --pipeline {out / 'pipeline'} --out {out / 'samples'}")
 

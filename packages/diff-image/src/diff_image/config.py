@@ -16,6 +16,7 @@ from diffcore.device import Device
 from diffcore.training import TrainConfig
 
 __all__ = [
+    "DEFAULT_GUIDANCE",
     "AutoencoderConfig",
     "EditMode",
     "ImageControlConfig",
@@ -26,7 +27,6 @@ __all__ = [
     "ImageModelConfig",
     "ImageSampleConfig",
     "ImageTrainConfig",
-    "DEFAULT_GUIDANCE",
 ]
 
 
@@ -185,7 +185,9 @@ class ImageDataConfig:
             raise ValueError("path: dataset 'folder' needs the folder's path (data.path)")
         _positive("shapes_length", self.shapes_length)
         if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 0:
-            raise ValueError(f"image_size: expected pixels > 0, or 0 for the data's size, got {self.image_size!r}")
+            raise ValueError(
+                f"image_size: expected pixels > 0, or 0 for the data's size, got {self.image_size!r}"
+            )
         if self.num_workers < 0:
             raise ValueError(f"num_workers: expected >= 0, got {self.num_workers}")
 

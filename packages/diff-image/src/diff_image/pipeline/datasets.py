@@ -130,7 +130,9 @@ def _folder_conditioning(setting: str, folder: ImageFolderDataset, notes: list[s
                     f"conditioning: 'class' needs >= 2 class sub-folders under {root}, found 1 ({names[0]}); "
                     "use --conditioning none or auto"
                 )
-            return _chosen(setting, "none", f"{n} images in one sub-folder, {names[0]!r}: a single class", notes)
+            return _chosen(
+                setting, "none", f"{n} images in one sub-folder, {names[0]!r}: a single class", notes
+            )
         return _chosen(setting, "class", f"{k} class sub-folders of {root}: {shown}", notes)
     if setting in ("class", "text"):
         needs = "class sub-folders (one per class)" if setting == "class" else "captions (metadata.jsonl)"
@@ -138,7 +140,9 @@ def _folder_conditioning(setting: str, folder: ImageFolderDataset, notes: list[s
             f"conditioning: {setting!r} needs {needs}, but the {n} images of {root} lie directly in it; "
             "use --conditioning none (or auto)"
         )
-    return _chosen(setting, "none", f"{n} images directly in {root}, no class sub-folders or metadata.jsonl", notes)
+    return _chosen(
+        setting, "none", f"{n} images directly in {root}, no class sub-folders or metadata.jsonl", notes
+    )
 
 
 def _folder_size(setting: int, folder: ImageFolderDataset, notes: list[str]) -> int:
