@@ -114,21 +114,28 @@ def test_captions_give_text_conditioning_and_an_mmdit(tmp_path):
 
 
 def test_mixed_sizes_name_two_files_unless_a_size_is_given(tmp_path):
-    _png(tmp_path / "a.png", (16, 16))
-    _png(tmp_path / "b.png", (16, 16))
-    _png(tmp_path / "c.png", (20, 12))
+    flat = tmp_path / "flat"
+    _png(flat / "a.png", (16, 16))
+    _png(flat / "b.png", (16, 16))
+    _png(flat / "c.png", (20, 12))
     with pytest.raises(
         ValueError, match=r"^image_size: .* \(a.png is 16x16, c.png is 20x12\); pass --image-size"
     ):
-        build_training_data(_folder(tmp_path))
-    data = build_training_data(_folder(tmp_path, image_size=8))
+        build_training_data(_folder(flat))
+    data = build_training_data(_folder(flat, image_size=8))
     assert data.image_shape == (3, 8, 8) and all(data.dataset[i]["x"].shape == (3, 8, 8) for i in range(3))
     assert data.notes[-1] == (
         "image size: 8 px (image_size); 3 of 3 images (16x16, 20x12) resized, shorter side to 8, and "
         "centre-cropped to 8x8"
     )
-    same = build_training_data(_folder(tmp_path, image_size=16))  # only the odd one is resized
+    same = build_training_data(_folder(flat, image_size=16))  # only the odd one is resized
     assert "1 of 3 images (20x12) resized" in same.notes[-1]
+    nested = tmp_path / "nested"  # files are named by their path under the folder
+    _png(nested / "cats" / "a.png", (16, 16))
+    _png(nested / "dogs" / "b.png", (16, 16))
+    _png(nested / "dogs" / "more" / "b.png", (24, 24))
+    with pytest.raises(ValueError, match=r"\(cats/a.png is 16x16, dogs/more/b.png is 24x24\)"):
+        build_training_data(_folder(nested))
 
 
 def test_non_square_images_need_a_size(tmp_path):
@@ -213,3 +220,15 @@ def test_a_used_run_folder_is_refused_before_anything_is_written(tmp_path):
     assert (run / "train_config.json").read_text() == "{}"  # the earlier run's settings are not overwritten
     r = runner.invoke(app, ["train", "--out", str(run), "--steps", "20", "--device", "cpu"])
     assert r.exit_code == 2 and "--resume latest" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_an_undertrained_ema_is_one_warning_line_and_the_default_has_none(tmp_path):
+    tiny = ["--dataset", "digits", "--steps", "12", "--device", "cpu", "--set", "model.width=16",
+            "--set", "model.depth=1", "--set", "model.heads=2", "--batch-size", "16"]  # fmt: skip
+    r = runner.invoke(app, ["train", *tiny, "--out", str(tmp_path / "a"), "--set", "train.ema_warmup=false"])
+    assert r.exit_code == 0, r.output
+    warned = [line for line in r.output.splitlines() if line.startswith("warning: ema:")]
+    assert len(warned) == 1 and "98.8%" in warned[0]  # 0.999 ** 12 of the initialisation left
+    r = runner.invoke(app, ["train", *tiny, "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0 and "warning" not in r.output, r.output
+    assert "note: conditioning: class (the digits' 10 classes)" in r.output

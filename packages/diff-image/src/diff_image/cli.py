@@ -62,9 +62,16 @@ def train_cmd(config: ImageTrainConfig, out: Path) -> None:
 
     Conditioning and image size default to the data's (a folder: flat -> unconditional, class sub-folders ->
     class, metadata.jsonl -> text; its images' size); each choice is printed as a note."""
+    import warnings
+
     from diff_image.pipeline import train
 
-    pipe = train(config, notes=lambda line: typer.echo(f"note: {line}", err=True))
+    def one_line(message: Warning | str, *args: object, **kwargs: object) -> None:
+        typer.echo(f"warning: {message}", err=True)  # e.g. the Trainer's undertrained-EMA warning
+
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line  # type: ignore[assignment]
+        pipe = train(config, notes=lambda line: typer.echo(f"note: {line}", err=True))
     kind = (
         "class-conditional"
         if pipe.num_classes

@@ -100,8 +100,8 @@ def _chosen(setting: str, data_choice: str, why: str, notes: list[str]) -> str:
     return setting
 
 
-def _listing(paths: Sequence[Path], limit: int = 3) -> str:
-    names = ", ".join(p.name for p in paths[:limit])
+def _listing(paths: Sequence[Path], root: Path, limit: int = 3) -> str:
+    names = ", ".join(str(p.relative_to(root)) for p in paths[:limit])
     return names + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
@@ -149,7 +149,7 @@ def _folder_size(setting: int, folder: ImageFolderDataset, notes: list[str]) -> 
     """The side to train a folder at: ``setting``, or for 0 the images' own when all are one square size (else an
     error naming two files). Images of another size than the one trained at are resized and cropped, noted."""
     sizes = folder.image_sizes()
-    paths = [e.path for e in folder.entries]
+    paths = [e.path.relative_to(folder.root) for e in folder.entries]
     if setting == 0:
         first = sizes[0]
         other = next((i for i, s in enumerate(sizes) if s != first), None)
@@ -157,8 +157,8 @@ def _folder_size(setting: int, folder: ImageFolderDataset, notes: list[str]) -> 
             w0, h0 = first
             w1, h1 = sizes[other]
             raise ValueError(
-                f"image_size: the images of {folder.root} differ in size ({paths[0].name} is {w0}x{h0}, "
-                f"{paths[other].name} is {w1}x{h1}); pass --image-size S to resize them all (shorter side to S, "
+                f"image_size: the images of {folder.root} differ in size ({paths[0]} is {w0}x{h0}, "
+                f"{paths[other]} is {w1}x{h1}); pass --image-size S to resize them all (shorter side to S, "
                 "centre crop to SxS)"
             )
         w, h = first
@@ -230,13 +230,13 @@ def build_training_data(config: ImageTrainConfig) -> TrainingData:
     if loose and folder.layout == "classes":
         raise ValueError(
             f"path: {folder.root} holds class sub-folders ({', '.join(folder.classes[:5])}) and also "
-            f"{len(loose)} images directly in it ({_listing(loose)}), which a class layout leaves out; move "
+            f"{len(loose)} images directly in it ({_listing(loose, folder.root)}), which a class layout leaves out; move "
             "them into a class sub-folder (or out of the folder)"
         )
     if loose:
         notes.append(
             f"data: {len(loose)} images under {folder.root} are not listed in metadata.jsonl and are left out "
-            f"({_listing(loose)})"
+            f"({_listing(loose, folder.root)})"
         )
     cond = _folder_conditioning(setting, folder, notes)
     resolve_model(config.model, cond)
