@@ -53,14 +53,34 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=DESCRIPTION)
         "train.warmup_steps": "--warmup-steps",
         "batch_size": "--batch-size",
         "train.lr": "--lr",
+        "train.ema_decay": "--ema-decay",
+        "train.resume": "--resume",
     },
 )
 def train_cmd(config: ImageTrainConfig, out: Path) -> None:
-    """Train a model (and, with --latent, its autoencoder first); write OUT/pipeline and OUT/train_config.json."""
+    """Train a model (and, with --latent, its autoencoder first); write OUT/pipeline and OUT/train_config.json.
+
+    Conditioning and image size default to the data's (a folder: flat -> unconditional, class sub-folders ->
+    class, metadata.jsonl -> text; its images' size); each choice is printed as a note."""
+    import warnings
+
     from diff_image.pipeline import train
 
-    pipe = train(config)
-    typer.echo(f"pipeline: {out / 'pipeline'} (sample shape {pipe.sample_shape})")
+    def one_line(message: Warning | str, *args: object, **kwargs: object) -> None:
+        typer.echo(f"warning: {message}", err=True)  # e.g. the Trainer's undertrained-EMA warning
+
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line  # type: ignore[assignment]
+        pipe = train(config, notes=lambda line: typer.echo(f"note: {line}", err=True))
+    kind = (
+        "class-conditional"
+        if pipe.num_classes
+        else "text-conditioned"
+        if pipe.text_encoder
+        else "unconditional"
+    )
+    typer.echo(f"pipeline: {out / 'pipeline'} ({kind}, sample shape {pipe.sample_shape})")
+    typer.echo(f"next: diffuse image sample --pipeline {out / 'pipeline'} --out {out / 'samples'}")
 
 
 @config_command(

@@ -16,6 +16,7 @@ from diffcore.device import Device
 from diffcore.training import TrainConfig
 
 __all__ = [
+    "DEFAULT_GUIDANCE",
     "AutoencoderConfig",
     "EditMode",
     "ImageControlConfig",
@@ -29,18 +30,22 @@ __all__ = [
 ]
 
 
-Backbone = Literal["dit", "unet", "mmdit"]
-Conditioning = Literal["none", "class", "text"]
+Backbone = Literal["auto", "dit", "unet", "mmdit"]
+Conditioning = Literal["auto", "none", "class", "text"]
 DatasetName = Literal["digits", "shapes", "folder"]
 ObjectiveName = Literal["eps", "v", "x0", "flow_matching", "rectified_flow"]
 EditMode = Literal["inpaint", "outpaint", "colorize", "sdedit", "interpolate"]
 
 OBJECTIVES: tuple[str, ...] = ("eps", "v", "x0", "flow_matching", "rectified_flow")
-BACKBONES: tuple[str, ...] = ("dit", "unet", "mmdit")
-CONDITIONINGS: tuple[str, ...] = ("none", "class", "text")
+BACKBONES: tuple[str, ...] = ("auto", "dit", "unet", "mmdit")
+CONDITIONINGS: tuple[str, ...] = ("auto", "none", "class", "text")
 DATASETS: tuple[str, ...] = ("digits", "shapes", "folder")
 EDIT_MODES: tuple[str, ...] = ("inpaint", "outpaint", "colorize", "sdedit", "interpolate")
 CONTROL_KINDS: tuple[str, ...] = ("edges", "segmentation", "boxes")
+
+DEFAULT_GUIDANCE = 2.0
+"""The classifier-free guidance scale that ``guidance: None`` means for a conditional (class or text) model;
+an unconditional model is sampled without guidance."""
 
 
 def _one_of(name: str, value: Any, allowed: Sequence[Any]) -> None:
@@ -63,9 +68,11 @@ class ImageModelConfig:
     """The denoising network.
 
     Attributes:
-        backbone: ``dit`` (Peebles & Xie 2023), ``unet`` (ADM-style, Dhariwal & Nichol 2021) or ``mmdit``
-            (SD3, Esser et al. 2024; text conditioning only).
-        conditioning: ``none``, ``class`` (``y=`` labels, null class for CFG) or ``text`` (token ids through a
+        backbone: ``auto`` (``mmdit`` for text conditioning, else ``dit``), ``dit`` (Peebles & Xie 2023),
+            ``unet`` (ADM-style, Dhariwal & Nichol 2021) or ``mmdit`` (SD3, Esser et al. 2024; text only).
+        conditioning: ``auto`` (from the data: ``class`` for class sub-folders and the digits, ``text`` for a
+            ``metadata.jsonl`` folder and the shapes, ``none`` for a flat folder; training prints what it
+            chose), ``none``, ``class`` (``y=`` labels, null class for CFG) or ``text`` (token ids through a
             text encoder; MMDiT gets ``context``/``pooled``, U-Net cross-attention).
         width: DiT/MMDiT hidden size, or the U-Net's ``model_channels``.
         depth: DiT/MMDiT blocks, or U-Net residual blocks per level.
@@ -78,8 +85,8 @@ class ImageModelConfig:
         text_width, text_layers, text_heads, text_max_length: the from-scratch text encoder's shape.
     """
 
-    backbone: Backbone = "dit"
-    conditioning: Conditioning = "class"
+    backbone: Backbone = "auto"
+    conditioning: Conditioning = "auto"
     width: int = 128
     depth: int = 4
     heads: int = 4
@@ -97,8 +104,10 @@ class ImageModelConfig:
         self.attention_levels = tuple(self.attention_levels)
         _one_of("backbone", self.backbone, BACKBONES)
         _one_of("conditioning", self.conditioning, CONDITIONINGS)
-        if self.backbone == "mmdit" and self.conditioning != "text":
+        if self.backbone == "mmdit" and self.conditioning not in ("text", "auto"):
             raise ValueError(f"conditioning: backbone 'mmdit' needs 'text', got {self.conditioning!r}")
+        if self.backbone == "dit" and self.conditioning == "text":
+            raise ValueError("backbone: 'dit' has no text input; use 'mmdit' or 'unet' for text conditioning")
         for name in ("width", "depth", "heads", "patch_size", "text_width", "text_layers", "text_heads"):
             _positive(name, getattr(self, name))
         if self.width % self.heads:
@@ -148,7 +157,10 @@ class ImageDataConfig:
         dataset: ``digits`` (sklearn, 10 classes), ``shapes`` (generated scenes with captions) or ``folder``
             (``path``).
         path: image folder for ``dataset="folder"`` (class sub-folders, captions, or flat).
-        image_size: image side in pixels (digits: 8, 16 or 32; shapes: >= 16).
+        image_size: image side in pixels; 0 = from the data (digits: 8; shapes: 32; a folder: its images' size
+            when all are one square size, else an error naming two that differ). Set, it is the size trained at
+            (digits: 8, 16 or 32; shapes: >= 16); a folder's images of another size are resized (shorter side)
+            and centre-cropped to it, which training reports.
         shapes_length: number of generated shapes scenes per epoch.
         holdout: shapes concepts never drawn in training (e.g. ``["red"]`` for a LoRA concept test).
         cache: ``shapes`` only: render the whole set once (in ``render_workers`` processes), tokenise its
@@ -159,7 +171,7 @@ class ImageDataConfig:
 
     dataset: DatasetName = "digits"
     path: str = ""
-    image_size: int = 8
+    image_size: int = 0
     shapes_length: int = 20_000
     holdout: tuple[str, ...] = ()
     cache: bool = True
@@ -171,28 +183,34 @@ class ImageDataConfig:
         _one_of("dataset", self.dataset, DATASETS)
         if self.dataset == "folder" and not self.path:
             raise ValueError("path: dataset 'folder' needs the folder's path (data.path)")
-        for name in ("image_size", "shapes_length"):
-            _positive(name, getattr(self, name))
+        _positive("shapes_length", self.shapes_length)
+        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 0:
+            raise ValueError(
+                f"image_size: expected pixels > 0, or 0 for the data's size, got {self.image_size!r}"
+            )
         if self.num_workers < 0:
             raise ValueError(f"num_workers: expected >= 0, got {self.num_workers}")
 
 
 def _image_training() -> TrainConfig:
-    """The optimisation of an image run: AdamW with warmup and a cosine decay to 0.1 lr, EMA, gradient clipping;
-    one resumable checkpoint at the end, no progress bar or TensorBoard."""
+    """The optimisation of an image run: AdamW with a short warmup (10 steps, so that runs of any length from
+    11 steps up keep the default) and a cosine decay to 0.1 lr, EMA with warm-up (a short run's EMA is not
+    the initialisation), gradient clipping; one resumable checkpoint at the end, progress on standard error
+    (a plain line every ``log_every`` steps when it is not a terminal), no TensorBoard."""
     return TrainConfig(
         steps=2000,
         lr=1e-3,
-        warmup_steps=100,
+        warmup_steps=10,
         lr_schedule="cosine",
         min_lr_ratio=0.1,
         ema_decay=0.999,
+        ema_warmup=True,
         max_grad_norm=1.0,
         log_every=100,
         checkpoint_every=None,
         keep_last=1,
         output_dir="runs/image",
-        progress_bar=False,
+        progress_bar=True,
         tensorboard=False,
     )
 
@@ -242,7 +260,9 @@ class ImageSampleConfig:
         num_samples: images to draw.
         sampler: a ``diffcore.sampling.available()`` name.
         steps: sampler steps.
-        guidance: classifier-free guidance scale (1 = no guidance).
+        guidance: classifier-free guidance scale (1 = no guidance); unset (None): 2.0 for a conditional (class
+            or text) model, none for an unconditional one. Set to anything but 1 on an unconditional model it
+            is an error.
         labels: class labels to cycle through (class-conditional models; empty: 0..num_classes-1).
         prompts: captions to cycle through (text-to-image models).
         batch_size: images per network batch.
@@ -253,7 +273,7 @@ class ImageSampleConfig:
     num_samples: int = 64
     sampler: str = "dpmpp_2m"
     steps: int = 20
-    guidance: float = 2.0
+    guidance: float | None = None
     labels: tuple[int, ...] = ()
     prompts: tuple[str, ...] = ()
     batch_size: int = 256
@@ -265,7 +285,7 @@ class ImageSampleConfig:
         self.prompts = tuple(self.prompts)
         for name in ("num_samples", "steps", "batch_size"):
             _positive(name, getattr(self, name))
-        if self.guidance < 0:
+        if self.guidance is not None and self.guidance < 0:
             raise ValueError(f"guidance: expected >= 0, got {self.guidance}")
 
 
@@ -278,7 +298,8 @@ class ImageEvaluateConfig:
         num_samples: digits: samples (labels cycling 0..9); shapes: captions per kind (one and two objects).
         sampler: a ``diffcore.sampling.available()`` name.
         steps: sampler steps.
-        guidance: classifier-free guidance scale (1 = no guidance).
+        guidance: classifier-free guidance scale (1 = no guidance); unset (None): 2.0 (the pipelines evaluated
+            are conditional).
         holdout: shapes: concepts left out of the evaluation captions (those the model never saw).
         seed: seeds the noise.
         device: where to run (the pipeline is moved there).
@@ -287,7 +308,7 @@ class ImageEvaluateConfig:
     num_samples: int = 1000
     sampler: str = "dpmpp_2m"
     steps: int = 20
-    guidance: float = 2.0
+    guidance: float | None = None
     holdout: tuple[str, ...] = ()
     seed: int = 0
     device: Device = "auto"
@@ -296,7 +317,7 @@ class ImageEvaluateConfig:
         self.holdout = tuple(self.holdout)
         for name in ("num_samples", "steps"):
             _positive(name, getattr(self, name))
-        if self.guidance < 0:
+        if self.guidance is not None and self.guidance < 0:
             raise ValueError(f"guidance: expected >= 0, got {self.guidance}")
 
 

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from diff_image.config import ImageModelConfig
 
-__all__ = ["TextConditionedModel", "TextEncoder", "build_backbone", "caption_vocabulary"]
+__all__ = ["TextConditionedModel", "TextEncoder", "build_backbone", "caption_vocabulary", "resolve_model"]
 
 TEXT_CONDITIONED_FILE = "text_conditioned.json"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
@@ -42,6 +42,32 @@ def read_folder_meta(folder: Path, name: str, expected: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def resolve_model(config: ImageModelConfig, conditioning: str) -> ImageModelConfig:
+    """``config`` with ``conditioning`` (``none``, ``class`` or ``text``) in place of ``auto`` and its ``auto``
+    backbone made concrete (``mmdit`` for text, else ``dit``); an explicit setting that contradicts
+    ``conditioning`` is an error naming it."""
+    import dataclasses
+
+    if conditioning not in ("none", "class", "text"):
+        raise ValueError(f"conditioning: expected 'none', 'class' or 'text', got {conditioning!r}")
+    if config.conditioning not in ("auto", conditioning):
+        raise ValueError(f"conditioning: expected {conditioning!r} or 'auto', got {config.conditioning!r}")
+    backbone = config.backbone
+    if backbone == "auto":
+        backbone = "mmdit" if conditioning == "text" else "dit"
+    elif backbone == "dit" and conditioning == "text":
+        raise ValueError(
+            "backbone: 'dit' has no text input, and the data's conditioning is 'text'; use --backbone mmdit "
+            "(or unet, or auto), or --conditioning none"
+        )
+    elif backbone == "mmdit" and conditioning != "text":
+        raise ValueError(
+            f"backbone: 'mmdit' takes text only, and the conditioning is {conditioning!r}; use --backbone "
+            "dit (or unet, or auto), or captioned data"
+        )
+    return dataclasses.replace(config, backbone=backbone, conditioning=conditioning)
+
+
 def build_backbone(
     config: ImageModelConfig,
     image_shape: tuple[int, int, int],
@@ -52,12 +78,22 @@ def build_backbone(
     """The backbone for inputs ``(B, *image_shape)``.
 
     Args:
-        config: which backbone and how large.
+        config: which backbone and how large; ``auto`` conditioning follows the arguments (``class`` with
+            ``num_classes``, ``text`` with ``context_dim``, else ``none``), an ``auto`` backbone is
+            :func:`resolve_model`'s.
         image_shape: ``(C, H, W)`` of the diffused tensor (pixels, or latents for latent diffusion).
         num_classes: classes for ``conditioning="class"`` (the null class is index ``num_classes``).
         context_dim, pooled_dim: text feature widths for ``conditioning="text"``.
     """
     c, h, w = image_shape
+    if config.conditioning == "auto":  # from the arguments: classes, text features or neither
+        if num_classes and context_dim:
+            raise ValueError(
+                "conditioning: 'auto' with both num_classes and context_dim is ambiguous; set 'class' or 'text'"
+            )
+        config = resolve_model(config, "class" if num_classes else "text" if context_dim else "none")
+    elif config.backbone == "auto":
+        config = resolve_model(config, config.conditioning)
     if config.conditioning == "class" and num_classes < 2:
         raise ValueError(f"num_classes: class conditioning needs >= 2 classes, got {num_classes}")
     if config.conditioning == "text" and context_dim < 1:

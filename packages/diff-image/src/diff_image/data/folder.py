@@ -169,6 +169,24 @@ class ImageFolderDataset(Dataset):
                 stacklevel=3,
             )
 
+    def image_sizes(self) -> list[tuple[int, int]]:
+        """``(width, height)`` of every entry, in order, from the file headers (nothing is decoded)."""
+        sizes = []
+        for entry in self.entries:
+            with Image.open(entry.path) as img:
+                sizes.append((int(img.width), int(img.height)))
+        return sizes
+
+    def loose_images(self) -> list[Path]:
+        """Images directly under ``root`` that the layout leaves out: with class sub-folders, those not in
+        one; with ``metadata.jsonl``, those it does not list (anywhere under ``root``). Empty for ``flat``."""
+        if self.layout == "classes":
+            return [p for p in sorted(self.root.iterdir()) if _is_image(p)]
+        if self.layout == "captions":
+            listed = {e.path.resolve() for e in self.entries} | {s.path.resolve() for s in self.skipped}
+            return [p for p in _images_under(self.root) if p.resolve() not in listed]
+        return []
+
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation stream of ``epoch`` (items stay reproducible per (seed, epoch, index))."""
         self.epoch = int(epoch)

@@ -158,8 +158,32 @@ class ImagePipeline(Pipeline):
             raise ValueError("y, prompt: this pipeline is unconditional; pass neither")
         return {}, {}
 
-    def guided(self, denoiser: DenoiserBase, uncond: dict[str, Tensor], guidance: float) -> DenoiserBase:
-        """Wrap ``denoiser`` with classifier-free guidance of scale ``guidance`` (none at 1 or without conditions)."""
+    @property
+    def conditional(self) -> bool:
+        """Whether the model takes a condition (class labels or captions), i.e. guidance can apply."""
+        return bool(self.num_classes) or self.text_encoder is not None
+
+    def resolve_guidance(self, guidance: float | None) -> float:
+        """The classifier-free guidance scale to sample with: ``guidance`` as given, or for ``None``
+        :data:`~diff_image.config.DEFAULT_GUIDANCE` on a conditional model and 1 (none) on an unconditional one.
+        A scale other than 1 on an unconditional model is an error (there is nothing to guide towards)."""
+        from diff_image.config import DEFAULT_GUIDANCE
+
+        if guidance is None:
+            return DEFAULT_GUIDANCE if self.conditional else 1.0
+        if guidance != 1.0 and not self.conditional:
+            raise ValueError(
+                f"guidance: this pipeline is unconditional (no classes, no text), so classifier-free guidance "
+                f"cannot apply; got {guidance:g}, expected 1 or none (leave --guidance unset)"
+            )
+        return float(guidance)
+
+    def guided(
+        self, denoiser: DenoiserBase, uncond: dict[str, Tensor], guidance: float | None
+    ) -> DenoiserBase:
+        """Wrap ``denoiser`` with classifier-free guidance of scale ``guidance`` (:meth:`resolve_guidance`: an
+        error on an unconditional model unless 1 or None; no wrapper at 1)."""
+        guidance = self.resolve_guidance(guidance)
         if guidance == 1.0 or not uncond:
             return denoiser
         return ClassifierFreeGuidance(denoiser, scale=guidance, uncond=uncond)
@@ -183,7 +207,7 @@ class ImagePipeline(Pipeline):
         n: int,
         sampler: str = "dpmpp_2m",
         steps: int = 20,
-        guidance: float = 1.0,
+        guidance: float | None = 1.0,
         y: Sequence[int] | Tensor | None = None,
         prompt: str | Sequence[str] | None = None,
         generator: torch.Generator | None = None,
@@ -195,7 +219,9 @@ class ImagePipeline(Pipeline):
 
         Args:
             sampler: any ``diffcore.sampling.available()`` name; ``steps`` its grid intervals.
-            guidance: classifier-free guidance scale ``w`` (Ho & Salimans 2022, Eq. 6); 1 = conditional model.
+            guidance: classifier-free guidance scale ``w`` (Ho & Salimans 2022, Eq. 6); 1 = conditional model;
+                None: :meth:`resolve_guidance` (2 on a conditional model, none on an unconditional one); other
+                values on an unconditional model are an error.
             y: class labels (cycled to ``n``; default ``0, 1, ..., num_classes - 1, 0, ...``).
             prompt: one caption or a list (cycled to ``n``) for text-conditioned models.
             generator: seeds the noise (on the pipeline's device).

@@ -62,7 +62,8 @@ def evaluate_and_sample(
 ) -> tuple[dict[str, float], Tensor]:
     """:func:`evaluate`'s metrics and the scored samples ``(N, C, H, W)`` in ``[-1, 1]`` on the CPU."""
     pipeline.to(resolve_device(config.device))
-    run = (config.num_samples, config.sampler, config.steps, config.guidance, config.seed)
+    guidance = pipeline.resolve_guidance(config.guidance)  # an error first, if guidance cannot apply
+    run = (config.num_samples, config.sampler, config.steps, guidance, config.seed)
     if pipeline.num_classes:
         metrics, samples, _ = evaluate_digits(pipeline, *run)
     elif pipeline.text_encoder is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +22,19 @@ from diffcore.io import write_json
 from diffcore.rng import seeded
 from diffcore.training import Callback, TrainConfig, Trainer, objectives
 from diffcore.training.objectives import DiffusionObjective
+from diffcore.training.trainer import RUN_FILES
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from diff_image.autoencoder import AutoencoderKL, AutoencoderObjective, fit_latent_scaling
 from diff_image.config import AutoencoderConfig, ImageTrainConfig
-from diff_image.models import TextConditionedModel, TextEncoder, build_backbone, caption_vocabulary
+from diff_image.models import (
+    TextConditionedModel,
+    TextEncoder,
+    build_backbone,
+    caption_vocabulary,
+    resolve_model,
+)
 from diff_image.pipeline.core import ImagePipeline
 from diff_image.pipeline.datasets import (
     DeviceBatches,
@@ -38,9 +46,18 @@ from diff_image.pipeline.datasets import (
     tokenize_unique,
 )
 
-__all__ = ["CONFIG_FILE", "PreparedObjective", "build_objective", "train", "train_autoencoder"]
+__all__ = [
+    "CONFIG_FILE",
+    "PreparedObjective",
+    "build_objective",
+    "resolve_config",
+    "train",
+    "train_autoencoder",
+]
 
 CONFIG_FILE = "train_config.json"
+PIPELINE_DIR = "pipeline"
+AUTOENCODER_RUN = "autoencoder_run"
 
 
 def build_objective(name: str, schedule: str, **kw: Any) -> DiffusionObjective:
@@ -81,7 +98,8 @@ class PreparedObjective:
 
 
 def _stage(train: TrainConfig, steps: int, output_dir: Path) -> TrainConfig:
-    """``train`` for a stage of ``steps`` steps written to ``output_dir`` (warmup cut to fit the stage)."""
+    """``train`` for the autoencoder stage of ``steps`` steps written to ``output_dir`` (the diffusion model's
+    warmup cut to fit this shorter stage, which has no warmup setting of its own)."""
     return dataclasses.replace(
         train, steps=steps, warmup_steps=min(train.warmup_steps, steps - 1), output_dir=str(output_dir)
     )
@@ -125,7 +143,7 @@ def train_autoencoder(
     with seeded(config.train.seed):
         autoencoder = AutoencoderKL(ae_cfg)
     objective = AutoencoderObjective(ae_cfg.kl_weight, ae_cfg.perceptual_weight, perceptual)
-    run = Path(config.train.output_dir) / "autoencoder_run"
+    run = Path(config.train.output_dir) / AUTOENCODER_RUN
     trainer = Trainer(
         autoencoder, objective, _loader(data, config), _stage(config.train, config.autoencoder_steps, run)
     )
@@ -148,15 +166,45 @@ def _text_encoder(config: ImageTrainConfig, data: TrainingData) -> tuple[TextEnc
     return encoder, True
 
 
+def _print_note(line: str) -> None:
+    print(f"note: {line}", file=sys.stderr, flush=True)
+
+
+def _refuse_previous_run(config: ImageTrainConfig) -> None:
+    """A fresh run (``train.resume`` unset) must not mix with, or overwrite, a run already in its folder."""
+    run = Path(config.train.output_dir)
+    found = [name for name in (*RUN_FILES, PIPELINE_DIR, AUTOENCODER_RUN) if (run / name).exists()]
+    if config.train.resume is None and found:
+        raise ValueError(
+            f"output_dir: {run} already holds a training run ({', '.join(found)}); continue it with --resume "
+            "latest (train.resume='latest'), or choose another --out (train.output_dir)"
+        )
+
+
+def resolve_config(config: ImageTrainConfig, data: TrainingData) -> ImageTrainConfig:
+    """``config`` with what :func:`~diff_image.pipeline.datasets.build_training_data` took from the data in
+    place of ``auto`` / 0: the conditioning (and the ``auto`` backbone) and the image size."""
+    model = resolve_model(config.model, data.conditioning)
+    size = data.image_shape[-1]
+    return dataclasses.replace(config, model=model, data=dataclasses.replace(config.data, image_size=size))
+
+
 def train(
     config: ImageTrainConfig,
     *,
     perceptual: Callable[[Tensor], Tensor] | None = None,
     save: bool = True,
     callbacks: Sequence[Callback] = (),
+    notes: Callable[[str], None] | None = None,
 ) -> ImagePipeline:
     """Train a pipeline as ``config`` says; the run goes to ``config.train.output_dir``: ``train_config.json``
-    (the settings), the Trainer's logs, checkpoints and models, and (when ``save``) the pipeline in ``pipeline/``.
+    (the settings as trained, ``auto`` and 0 resolved, and the notes), the Trainer's logs, checkpoints and
+    models, and (when ``save``) the pipeline in ``pipeline/``. A folder that already holds a run is refused
+    unless ``config.train.resume`` continues it.
+
+    Settings left to the data (``model.conditioning = "auto"``, ``model.backbone = "auto"``,
+    ``data.image_size = 0``) are resolved first, each choice one line given to ``notes`` (default: printed as
+    ``note: ...`` on standard error), as is any resizing of a folder's images.
 
     Stages: (latent only) the autoencoder and its latent scaling; then the diffusion model with
     ``config.objective``, classifier-free-guidance condition dropout and EMA (``config.train.ema_decay``; None
@@ -166,8 +214,12 @@ def train(
     """
     device = resolve_device(config.train.device)
     run = Path(config.train.output_dir)
-    write_json({"config": config}, run / CONFIG_FILE)
+    _refuse_previous_run(config)
     data = build_training_data(config)
+    config = resolve_config(config, data)
+    for line in data.notes:
+        (notes or _print_note)(line)
+    write_json({"config": config, "notes": data.notes}, run / CONFIG_FILE)
     autoencoder = train_autoencoder(data, config, device, perceptual) if config.latent else None
     shape = autoencoder.latent_shape(data.image_shape) if autoencoder is not None else data.image_shape
     text_encoder, train_text = (None, False)
@@ -192,9 +244,7 @@ def train(
     )
     tokenize = text_encoder.tokenize if text_encoder is not None else None
     loader = _loader(data, config, device, tokenize)
-    trainer = Trainer(
-        network, objective, loader, _stage(config.train, config.train.steps, run), callbacks=callbacks
-    )
+    trainer = Trainer(network, objective, loader, config.train, callbacks=callbacks)
     trainer.fit()
     trained = copy.deepcopy(trainer.ema_model if trainer.ema_model is not None else trainer.unwrapped_model)
     trained = trained.to(device).eval()
@@ -213,7 +263,7 @@ def train(
         train_text_encoder=train_text,
     )
     if save:
-        pipe.save_pretrained(run / "pipeline")
+        pipe.save_pretrained(run / PIPELINE_DIR)
     return pipe
 
 
