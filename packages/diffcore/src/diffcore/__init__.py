@@ -17,6 +17,7 @@ The core is laid out by concern; each folder's ``__init__`` says what it holds:
 - ``likelihood``: exact log-likelihood through the probability-flow ODE
 - ``training``: the Trainer, its config, objectives, training-time ``t`` sampling, loss weighting
 - ``nn``: backbones (DiT, MMDiT, U-Net), ControlNet, LoRA, text encoders
+- ``kernels``: everything CUDA-specific (Triton adaLN and attention, cuBLASLt, custom ops, CUDA graphs)
 - ``distill``, ``discrete``, ``manifolds``: few-step students, discrete diffusion, SO(3) and the torus
 - ``config``, ``pretrained``, ``pipeline``, ``modality``, ``cli``: configuration files, models and pipelines on
   disk, the contract of the modality packages, the ``diffuse`` command
