@@ -102,8 +102,9 @@ def sample_heun(
             h = nxt.t - hat.t
             x_euler = d.combine(x=1.0, velocity=h)  # line 8: x_hat + h d
             d_euler = denoiser.estimate(x_euler, nxt.t, **cond)  # line 9: the slope d' at (x_euler, t_next)
-            # line 10, Heun's corrector: x_hat + h / 2 (d + d')
-            x_next = weighted_sum([(x, 1.0), *d.terms(velocity=h / 2), *d_euler.terms(velocity=h / 2)])
+            # line 10, Heun's corrector x_hat + h / 2 (d + d'), the trapezoid rule; since x_euler = x_hat + h d this
+            # is (x_hat + x_euler) / 2 + h / 2 d', a sum of three tensors instead of four (one kernel fewer a step)
+            x_next = weighted_sum([(x, 0.5), (x_euler, 0.5), *d_euler.terms(velocity=h / 2)])
         if callback is not None:
             callback(i, nxt.t, x_next, d.x0)
         x = x_next
