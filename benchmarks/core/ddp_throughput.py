@@ -5,15 +5,17 @@ t = 1 noise, logit-normal t; a class-conditional DiT drops its label to the null
 as in classifier-free-guidance training) and times the steps after a warm-up. Run it once per process
 count and compare the JSON files:
 
-    python benchmarks/ddp_throughput.py --model DiT_B_2                              # 1 GPU
-    accelerate launch --num_processes 2 benchmarks/ddp_throughput.py --model DiT_B_2  # 2 GPUs (DDP)
-    python benchmarks/ddp_throughput.py --quick                                       # tiny CPU check
+    python benchmarks/core/ddp_throughput.py --batch-size 256                               # 1 GPU
+    accelerate launch --multi_gpu --num_processes 2 benchmarks/core/ddp_throughput.py --batch-size 256  # 2 GPUs
+    python benchmarks/core/ddp_throughput.py --quick                                        # tiny CPU check
 
 ``--model`` is ``mlp`` or the name of a factory in ``diffcore.nn.dit`` (``DiT_S_2``, ``DiT_B_2``,
 ``DiT_XL_2``, ...; default ``DiT_B_2`` on 32x32x4 latents with 1000 classes, as in DiT's ImageNet
 256 setting). ``--batch-size`` is per process, so the global batch grows with the process count
-(weak scaling). Results go to ``benchmarks/results/ddp_throughput-<model>-<K>proc.json``; when the
-1-process file of the same model and per-process batch exists, the scaling efficiency is printed.
+(weak scaling). Results go to
+``benchmarks/results/ddp_throughput-<model>-b<batch>-<eager|compile>[-ddpoptimizer][-unfused]-<K>proc-<device>.json``
+(``--out`` elsewhere); a run of K > 1 processes whose 1-process file exists there records its speed-up and
+scaling efficiency.
 ``--compile`` trains the ``torch.compile``d model (``TrainConfig.compile``); ``--unfused`` builds the DiT
 without diffcore's fused kernels. DiT-B/2 at 64 images per GPU is host-bound (docs/diffcore.md): its
 numbers follow the host's CPU, so compare variants on one machine, in alternating order, and judge DDP
@@ -27,6 +29,7 @@ import json
 import math
 import platform
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +43,8 @@ from diffcore.training.objectives import DiffusionObjective, rectified_flow
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import result_path, write_result
 
 
 @dataclass
@@ -241,18 +245,31 @@ def main() -> None:
     acc.end_training()
 
 
+def variant(result: dict[str, Any], args: argparse.Namespace, processes: int | None = None) -> str:
+    """``dit_b_2-b64-compile-2proc``: model, per-process batch, mode, DDPOptimizer, unfused, processes."""
+    parts = ["quick"] if args.quick else [result["model"].lower(), f"b{result['batch_per_process']}"]
+    parts.append("compile" if result["compile"] else "eager")
+    if result["compile_ddp_optimizer"]:
+        parts.append("ddpoptimizer")
+    if not result["fused_kernels"]:
+        parts.append("unfused")
+    return "-".join([*parts, f"{processes or result['num_processes']}proc"])
+
+
 def report(result: dict[str, Any], args: argparse.Namespace) -> None:
-    tag = f"{result['model']}-{result['num_processes']}proc" + ("-quick" if args.quick else "")
-    out = Path(args.out) if args.out else RESULTS / f"ddp_throughput-{tag}.json"
-    single = out.with_name(out.name.replace(f"-{result['num_processes']}proc", "-1proc"))
+    device = "cpu" if result["peak_memory_gib"] is None else "cuda"
+    out = Path(args.out) if args.out else result_path("ddp_throughput", variant(result, args), device)
+    single = result_path("ddp_throughput", variant(result, args, processes=1), device)
     if result["num_processes"] > 1 and single.is_file():
         base = json.loads(single.read_text())
         if base.get("batch_per_process") == result["batch_per_process"]:
             speedup = result["samples_per_sec"] / base["samples_per_sec"]
             result["speedup_vs_1proc"] = speedup
             result["scaling_efficiency"] = speedup / result["num_processes"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    name = variant(result, args)
+    write_result(
+        result, script="ddp_throughput", variant=name, device=device, packages=("accelerate",), path=out
+    )
     width = max(len(k) for k in result)
     for key, value in result.items():
         shown = f"{value:.4g}" if isinstance(value, float) and math.isfinite(value) else value

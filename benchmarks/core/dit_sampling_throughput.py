@@ -7,27 +7,29 @@ DiTTransformer2DModel of the same configuration with ``DPMSolverMultistepSchedul
 DiTPipeline-style loop (batched [cond; uncond] forward, guidance on the eps channels). Both use
 random weights (speed does not depend on them), bf16 weights and SDPA; ``--compile`` compiles both
 networks. Reported: seconds per batch, images/s, network evaluations (NFE) and peak memory; JSON in
-``benchmarks/results/dit_sampling_throughput[-quick].json``.
+``benchmarks/results/dit_sampling_throughput-<model>-<eager|compile>-<device>.json`` (``-quick-cpu``).
 
-    python benchmarks/dit_sampling_throughput.py --model XL/2 --batch 64 --steps 50 [--compile]
-    python benchmarks/dit_sampling_throughput.py --quick           # tiny model on CPU
+    python benchmarks/core/dit_sampling_throughput.py --model XL/2 --batch 64 --steps 50 [--compile]
+    python benchmarks/core/dit_sampling_throughput.py --quick      # tiny model on CPU
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffcore.nn.dit import DiT, DiTConfig, dit_config
-from diffusers_reference import diffusers_dit
 from torch import Tensor, nn
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from diffusers_reference import diffusers_dit
+from results_io import write_result
+
 BETA_START, BETA_END, TRAIN_STEPS = 1e-4, 0.02, 1000  # DiT's DDPM linear schedule
 
 
@@ -191,9 +193,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{r['impl']:10} {r['nfe']:5d} {r['seconds_per_batch']:9.3f} {r['images_per_s']:9.1f} "
             f"{r['ms_per_step']:9.2f} {r['peak_memory_gib']:9.2f}"
         )
-    out = args.out or RESULTS / f"dit_sampling_throughput{'-quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    variant = (
+        "quick"
+        if args.quick
+        else f"{args.model.lower().replace('/', '')}-{'compile' if args.compile else 'eager'}"
+    )
+    out = write_result(
+        result,
+        script="dit_sampling_throughput",
+        variant=variant,
+        device=device,
+        packages=("diffusers",),
+        path=args.out,
+    )
     print(f"wrote {out}")
     return result
 

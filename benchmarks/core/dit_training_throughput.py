@@ -11,20 +11,22 @@ peak memory and
 with forward FLOPs counted by ``torch.utils.flop_counter`` on the meta device (diffcore.nn.flops)
 for our DiT (diffusers' extra per-block label/time embedders add < 0.1%) and the peak measured in
 the same run with an 8192^3 bf16 matmul. Results: a table on stdout and
-``benchmarks/results/dit_training_throughput[-quick].json``.
+``benchmarks/results/dit_training_throughput-<variant>-<device>.json`` (variant: ``--variant``, by default
+the models and batch, e.g. ``xl2-b192``, ``-eager`` without ``--compile``, ``-profile`` with ``--profile``).
 
-    python benchmarks/dit_training_throughput.py --batch 128 --steps 30 [--compile]
-    python benchmarks/dit_training_throughput.py --quick          # tiny model, CPU, 2 steps
+    python benchmarks/core/dit_training_throughput.py --models XL/2 --batch 192 --steps 20 --compile \
+        --sdpa-backend cudnn --impls diffcore diffusers               # dit_training_throughput-xl2-b192-h100.json
+    python benchmarks/core/dit_training_throughput.py --quick       # tiny model, CPU, 2 steps
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import platform
 import re
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,10 +36,11 @@ import torch
 import torch.nn.functional as F
 from diffcore.nn.dit import DiT, DiTConfig, dit_config
 from diffcore.nn.flops import forward_cost, training_flops_per_sample
-from diffusers_reference import diffusers_dit
 from torch import Tensor, nn
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from diffusers_reference import diffusers_dit
+from results_io import write_result
 
 
 class DiffusersDiT(nn.Module):
@@ -299,6 +302,20 @@ def print_table(result: dict[str, Any]) -> None:
         )
 
 
+def default_variant(args: argparse.Namespace) -> str:
+    """``quick``, or the models and batch (``xl2-b192``) with ``-eager`` / ``-<compile mode>`` / ``-profile``."""
+    if args.quick:
+        return "quick"
+    parts = ["-".join(m.lower().replace("/", "") for m in args.models), f"b{args.batch}"]
+    if not args.compile:
+        parts.append("eager")
+    elif args.compile_mode not in (None, "default"):
+        parts.append(args.compile_mode)
+    if args.profile:
+        parts.append("profile")
+    return "-".join(parts)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["XL/2", "B/2"], help="paper sizes, e.g. XL/2 B/2")
@@ -320,15 +337,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--impls", nargs="+", default=list(IMPLEMENTATIONS), choices=list(IMPLEMENTATIONS))
     parser.add_argument("--sdpa-backend", default="auto", choices=["auto", "cudnn", "flash", "efficient"])
     parser.add_argument("--quick", action="store_true", help="tiny model on CPU, 2 steps (a smoke test)")
+    parser.add_argument("--variant", default=None, help="result file variant (default: models, batch, mode)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default under benchmarks/results)")
     args = parser.parse_args(argv)
     if args.quick:
         args.batch, args.steps, args.warmup = min(args.batch, 4), 2, 1
     result = run(args)
     print_table(result)
-    out = args.out or RESULTS / f"dit_training_throughput{'-quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = write_result(
+        result,
+        script="dit_training_throughput",
+        variant=args.variant or default_variant(args),
+        device="cpu" if args.quick else None,
+        packages=("diffusers",),
+        path=args.out,
+    )
     print(f"wrote {out}")
     return result
 

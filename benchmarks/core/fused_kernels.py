@@ -17,15 +17,15 @@ Attention (``diffcore.kernels.attention``): self-attention from the (B, N, 3, H,
 (XL/2: 16 heads of 72), the Triton kernels against SDPA's cuDNN and flash backends on the q/k/v views, in
 bf16, with the same float32 check.
 
-Table on stdout, JSON under benchmarks/results.
+Table on stdout, JSON in ``benchmarks/results/fused_kernels[-<variant>]-<device>.json``.
 
-    python benchmarks/fused_kernels.py [--batch 128 --tokens 256 --dim 1152]
+    python benchmarks/core/fused_kernels.py [--batch 128 --tokens 256 --dim 1152]   # fused_kernels-h100.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,8 @@ from diffcore.kernels.attention import qkv_attention, qkv_attention_reference
 from diffcore.kernels.mlp import gelu_mlp, gelu_mlp_reference
 from torch import Tensor, nn
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import write_result
 
 
 def inputs(b: int, n: int, d: int, dtype: torch.dtype, device: str) -> list[Tensor]:
@@ -253,6 +254,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--dim", type=int, default=1152)
     parser.add_argument("--heads", type=int, default=16)
+    parser.add_argument("--variant", default=None, help="result file variant (e.g. a kernel under trial)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -267,9 +269,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"  {r['impl']:32} {r['forward_ms']:8.3f} {r['backward_ms']:8.3f} {total:8.3f}")
         errors = {k: f"{v:.1e}" for k, v in result[part]["max_rel_error_vs_fp32"].items()}
         print("  max relative error vs float32:", errors)
-    out = args.out or RESULTS / "fused_kernels.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = write_result(result, script="fused_kernels", variant=args.variant, device="cuda", path=args.out)
     print(f"wrote {out}")
     return result
 

@@ -11,19 +11,19 @@ in eager mode (no ``torch.compile``) are the usual case. For each variant this s
 and lists the operators with the most CPU self time in a profiled step. ``wall ~ host > GPU`` means
 host-bound. Each step is the eps-prediction loss on random 32x32x4 latents, bf16 autocast over float32
 weights, fused AdamW (the setting of ``dit_training_throughput.py``, eager). Results: a table on stdout
-and ``benchmarks/results/host_overhead[-quick].json``.
+and ``benchmarks/results/host_overhead-<model>-b<batch>-<device>.json`` (``-quick-cpu``).
 
-    python benchmarks/host_overhead.py --model B/2 --batch 64
-    python benchmarks/host_overhead.py --quick          # tiny model on CPU: checks that the script runs
+    python benchmarks/core/host_overhead.py --model B/2 --batch 64    # host_overhead-b2-b64-h100.json
+    python benchmarks/core/host_overhead.py --quick     # tiny model on CPU: checks that the script runs
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,9 @@ import torch.nn.functional as F
 from diffcore.nn.dit import DiT, DiTConfig, dit_config
 from torch.profiler import ProfilerActivity, profile
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import write_result
+
 VARIANTS = {"fused": True, "unfused": False}  # DiTConfig.fused_kernels
 
 
@@ -148,9 +150,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "quick": args.quick,
         "rows": rows,
     }
-    out = args.out or RESULTS / f"host_overhead{'-quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    variant = "quick" if args.quick else f"{args.model.lower().replace('/', '')}-b{args.batch}"
+    out = write_result(result, script="host_overhead", variant=variant, device=device, path=args.out)
     print(f"\nwrote {out}")
     return result
 

@@ -12,18 +12,17 @@ network's own time). On CUDA it also checks
 - CUDA-graph capture: one full ``sample()`` call captured with ``torch.cuda.graph`` and replayed on fresh
   noise; the replay must match an eager run, and its time per step is reported.
 
-    uv run python benchmarks/sampler_overhead.py                 # GPU: batch 16 x 4 x 64 x 64, 50 steps
-    uv run python benchmarks/sampler_overhead.py --quick         # tiny CPU smoke run
+    uv run python benchmarks/core/sampler_overhead.py            # GPU: batch 16 x 4 x 64 x 64, 50 steps
+    uv run python benchmarks/core/sampler_overhead.py --quick    # tiny CPU smoke run
 
-Writes ``benchmarks/results/sampler_overhead[-quick].json`` and prints a table.
+Writes ``benchmarks/results/sampler_overhead[-quick]-<device>.json`` and prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +33,9 @@ import torch
 from diffcore.paths.schedules import DiscreteVP, betas_for
 from torch import Tensor
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import write_result
+
 OURS = [
     "ddim",
     "ddpm",
@@ -225,23 +226,19 @@ def main() -> None:
             f"{graph_ok:>7s} {replay:>14s}"
         )
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"sampler_overhead{'-quick' if args.quick else ''}.json"
     payload = {
         "config": {
             "shape": list(noise.shape),
             "steps": args.steps,
             "repeats": args.repeats,
-            "device": str(device),
-            "device_name": torch.cuda.get_device_name(device)
-            if device.type == "cuda"
-            else platform.processor(),
-            "torch": torch.__version__,
             "network_ms_per_call": 1e3 * net_s,
         },
         "rows": rows,
     }
-    out.write_text(json.dumps(payload, indent=1))
+    variant = "quick" if args.quick else None
+    out = write_result(
+        payload, script="sampler_overhead", variant=variant, device=device, packages=("diffusers",)
+    )
     print(f"\nwrote {out}")
 
 

@@ -16,17 +16,18 @@ scheduler loop. k-diffusion is not installed in this environment: no k-diffusion
 Checks (printed and stored): at every NFE in 5..20 the best diffcore run is at least as close as the best
 anchor; with the optimised grid, at least 20 % closer at NFE 5 and 10.
 
-    uv run python benchmarks/samplers_accuracy.py           # full table (CPU, several minutes)
-    uv run python benchmarks/samplers_accuracy.py --quick   # smoke run (NFE 5 and 10, small batches)
+    uv run python benchmarks/core/samplers_accuracy.py --optimize-nfe 5 10   # the committed table (CPU, ~20 min)
+    uv run python benchmarks/core/samplers_accuracy.py --quick              # smoke run (NFE 5 and 10, small batches)
 
-Writes benchmarks/results/samplers_accuracy[-quick].json and docs/samplers_accuracy[-quick].md.
+Writes benchmarks/results/samplers_accuracy[-quick][-<tag>]-cpu.json (with the summary tables) and
+docs/samplers_accuracy[-quick][-<tag>].md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,9 @@ from diffcore.paths.denoiser import DenoiserBase
 from diffcore.paths.schedules import EDM, DiscreteVP
 from diffcore.sampling.grid_search import optimize_grid, reference_solution
 
-ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import ROOT, result_path, write_result
+
 T = 1000
 FIXED_GRIDS = ("uniform", "log-snr", "karras")  # trailing = uniform on a 1000-step table
 OPTIMIZED_SAMPLERS = ("dpmpp_2m", "dpmpp_3m", "unipc")
@@ -195,7 +198,9 @@ def summarise(result: dict, nfes: list[int]) -> tuple[list[dict], list[str]]:
     return summary, failures
 
 
-def markdown(results: list[dict], summaries: list[list[dict]], failures: list[str], args) -> str:
+def markdown(
+    results: list[dict], summaries: list[list[dict]], failures: list[str], args, result_file: Path
+) -> str:
     lines = [
         "# Sampler accuracy vs NFE (analytic Gaussian mixtures)",
         "",
@@ -205,6 +210,8 @@ def markdown(results: list[dict], summaries: list[list[dict]], failures: list[st
         + ". Sliced W2 to the true mixture (lower is better); `floor` is the distance between two true sample "
         "sets of the same size. Exact eps-model on diffusers' float32 linear DDPM table; diffusers runs its own "
         "scheduler loops on the same model. k-diffusion is not installed: no k-diffusion anchors.",
+        "",
+        f"Result file: `{result_file.relative_to(ROOT)}`.",
         "",
     ]
     for res, summary in zip(results, summaries):
@@ -280,20 +287,21 @@ def main() -> None:
         s, f = summarise(res, checked)
         summaries.append(s)
         failures += f
-    md = markdown(results, summaries, failures, args)
+    variant = "-".join(v for v in ("quick" if args.quick else "", args.tag) if v) or None
+    out = result_path("samplers_accuracy", variant, "cpu")
+    md = markdown(results, summaries, failures, args, out)
     print(md)
-    suffix = ("-quick" if args.quick else "") + (f"-{args.tag}" if args.tag else "")
-    out = ROOT / "results" / f"samplers_accuracy{suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "args": vars(args),
         "seconds": time.time() - start,
-        "torch": torch.__version__,
         "results": results,
+        "summaries": [
+            [{**e, "gain_vs_anchor": 1 - e["ours"]["sw"] / e["anchor"]["sw"]} for e in s] for s in summaries
+        ],
         "checks_failed": failures,
     }
-    out.write_text(json.dumps(payload, indent=1))
-    doc = ROOT.parent / "docs" / f"samplers_accuracy{suffix}.md"
+    write_result(payload, script="samplers_accuracy", variant=variant, device="cpu", path=out)
+    doc = ROOT / "docs" / f"samplers_accuracy{'-' + variant if variant else ''}.md"
     doc.write_text(md)
     print(f"wrote {out} and {doc} in {time.time() - start:.0f}s")
 

@@ -19,11 +19,11 @@ Every model is sampled through ``diffcore.sample`` (teacher at 50 / 20 / 10 step
 with their own sampler) and scored with diff-image's metrics: Frechet distance in an evaluation classifier's
 feature space, class accuracy (digits) or one- / two-object caption adherence (shapes), sampling wall time.
 
-    uv run python benchmarks/few_step.py --quick                            # CPU, tiny, both data sets
-    uv run python benchmarks/few_step.py --device cuda --shapes             # digits + shapes (one H100 call)
-    uv run python benchmarks/few_step.py --skip-digits --shapes-teacher DIR # shapes only, a saved teacher
+    uv run python benchmarks/few_step/few_step.py --quick                            # CPU, tiny, both data sets
+    uv run python benchmarks/few_step/few_step.py --device cuda                      # digits (one H100 call)
+    uv run python benchmarks/few_step/few_step.py --skip-digits --shapes-teacher DIR # shapes only, a saved teacher
 
-Writes ``benchmarks/few_step.json`` (``--out``; ``--quick`` writes ``benchmarks/results/few_step_quick.json``)
+Writes ``benchmarks/results/few_step-<device>.json`` (``--out``; ``--quick``: ``few_step-quick-cpu.json``)
 with one document per data set (a data set not rerun keeps its previous document) and prints the tables.
 """
 
@@ -67,11 +67,13 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import result_path, write_result
+
 SCHEDULE = "rectified-flow"
 TEACHER_STEPS = (50, 20, 10)
 STUDENT_STEPS = (1, 2, 4)
 NUM_CLASSES = 10
-QUICK_OUT = "benchmarks/results/few_step_quick.json"
 
 
 @dataclass
@@ -818,7 +820,9 @@ def main() -> None:
         help="training budget of the shapes teacher trained in the run (default 285 s on a GPU, 0 = a fixed step count in --quick)",
     )
     parser.add_argument(
-        "--out", default=None, help=f"JSON path (default benchmarks/few_step.json; --quick: {QUICK_OUT})"
+        "--out",
+        default=None,
+        help="JSON path (default benchmarks/results/few_step-<device>.json; --quick: few_step-quick-cpu.json)",
     )
     parser.add_argument(
         "--shapes-guidance", type=float, default=None,
@@ -842,9 +846,9 @@ def main() -> None:
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    out_path = Path(args.out or (QUICK_OUT if args.quick else "benchmarks/few_step.json"))
-    if args.quick and out_path.resolve() == Path("benchmarks/few_step.json").resolve():
-        parser.error("--out: quick numbers never overwrite benchmarks/few_step.json")
+    out_path = Path(args.out or result_path("few_step", "quick" if args.quick else None, device))
+    if args.quick and "quick" not in out_path.name:
+        parser.error(f"--out: quick numbers go to a file named *quick*, not {out_path.name}")
     if args.shapes_teacher_only and (args.shapes_teacher or not args.skip_digits):
         parser.error(
             "--shapes-teacher-only: trains a new teacher alone; pass --skip-digits and no --shapes-teacher"
@@ -859,7 +863,7 @@ def main() -> None:
             settings = settings.scaled(args.step_scale)
         docs["digits"] = run_digits(settings, workdir / "digits", args.digits_teacher)
         docs["digits"]["quick"] = args.quick
-        _write(out_path, docs)
+        _write(out_path, docs, args.quick, device)
     if shapes:
         sys.modules.setdefault("few_step", sys.modules[__name__])  # one copy of this module's classes
         from few_step_shapes import ShapesSettings, run_shapes
@@ -885,16 +889,16 @@ def main() -> None:
             return
         docs["shapes"] = run_shapes(ss, workdir / "shapes", args.shapes_teacher)
         docs["shapes"]["quick"] = args.quick
-        _write(out_path, docs)
+        _write(out_path, docs, args.quick, device)
     for name, doc in docs.items():
         print(f"\n{name}:\n" + table(doc))
         print(json.dumps(doc["targets"], indent=2))
     print(f"total {time.perf_counter() - start:.0f} s; wrote {out_path}")
 
 
-def _write(path: Path, docs: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(docs, indent=2) + "\n")
+def _write(path: Path, docs: dict[str, Any], quick: bool, device: str) -> None:
+    variant = "quick" if quick else None
+    write_result(docs, script="few_step", variant=variant, device=device, packages=("diff-image",), path=path)
 
 
 if __name__ == "__main__":

@@ -4,17 +4,18 @@ The teacher is exact (``GaussianMixture.denoiser``, rectified-flow path), so the
 students' and the solvers'. For each method the student is a small MLP trained through the diffcore
 Trainer; the table gives the sliced Wasserstein distance (``analytic.sliced_wasserstein``) of 1, 2 and 4
 step samples to fresh target samples, next to the teacher's Euler at the same steps and at 50 steps, and
-the trajectory straightness before and after reflow. Results go to ``benchmarks/results/few_step_gmm.json``.
+the trajectory straightness before and after reflow. Results go to
+``benchmarks/results/few_step_gmm-cpu.json`` (the quick run writes nothing).
 
-    uv run python benchmarks/few_step_gmm.py            # full (a few minutes on a CPU)
-    uv run python benchmarks/few_step_gmm.py --quick    # tiny, checks that it runs
+    uv run python benchmarks/few_step/few_step_gmm.py            # full (a few minutes on a CPU)
+    uv run python benchmarks/few_step/few_step_gmm.py --quick    # tiny, checks that it runs
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
+import sys
 import time
 from pathlib import Path
 
@@ -43,6 +44,9 @@ from diffcore.paths.analytic import GaussianMixture, sliced_wasserstein
 from diffcore.paths.denoiser import Denoiser
 from diffcore.training import TrainConfig, Trainer, objectives
 from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import write_result
 
 SCHEDULE = "rectified-flow"
 STEPS = (1, 2, 4)
@@ -290,7 +294,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny run (checks the script)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every training length by this")
-    parser.add_argument("--out", default="benchmarks/results/few_step_gmm.json")
+    parser.add_argument(
+        "--out", default=None, help="JSON path (default benchmarks/results/few_step_gmm-cpu.json)"
+    )
     parser.add_argument("--workdir", default="runs/few_step_gmm")
     args = parser.parse_args()
     torch.set_num_threads(max(torch.get_num_threads(), 1))
@@ -306,9 +312,7 @@ def main() -> None:
             f"straightness {name:30s} S={s['value']:.4f} relative={s['relative']:.4f} 1-step MSE={s['one_step_error']:.4f}"
         )
     if not args.quick:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2))
-        print("wrote", args.out)
+        print("wrote", write_result(result, script="few_step_gmm", device="cpu", path=args.out))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The shapes part of ``benchmarks/few_step.py``: few-step students of diff-image's text-to-image teacher.
+"""The shapes part of ``benchmarks/few_step/few_step.py``: few-step students of diff-image's text-to-image teacher.
 
 The teacher is diff-image's shapes model (an MMDiT with a CLIP text encoder trained from scratch, rectified
 flow, velocity prediction, never shown the colour red), trained here by ``diff_image.bench.shapes_benchmark``
@@ -17,7 +17,7 @@ evaluation seed (10 000, as ``evaluate_shapes``; red excluded):
 - caption adherence (``caption_adherence``, read from the pixels), one-object and two-object separately;
 - sampling wall time of the whole evaluation set.
 
-Run through ``benchmarks/few_step.py --shapes`` (or ``--quick``); this module has no command line of its own.
+Run through ``benchmarks/few_step/few_step.py --shapes`` (or ``--quick``); this module has no command line of its own.
 """
 
 from __future__ import annotations

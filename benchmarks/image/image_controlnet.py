@@ -6,17 +6,17 @@ held-out scenes' maps and captions with and without control from the same noise.
 the generated foreground with the scene's object pixels (``diff_image.metrics.control``): control works when
 ``iou_control`` is clearly above ``iou_no_control``.
 
-    uv run python benchmarks/image_controlnet.py --pipeline runs/image_full/shapes_run/pipeline   # GPU, trained base
-    uv run python benchmarks/image_controlnet.py                  # GPU: trains a small MMDiT base first
-    uv run python benchmarks/image_controlnet.py --quick          # tiny CPU run that checks the script works
+    uv run python benchmarks/image/image_controlnet.py --pipeline runs/image_full/shapes_run/pipeline  # GPU, trained base
+    uv run python benchmarks/image/image_controlnet.py            # trains a small MMDiT base first (GPU, or CPU)
+    uv run python benchmarks/image/image_controlnet.py --quick    # tiny CPU run that checks the script works
 
-Prints a table and writes benchmarks/results/image_controlnet[-<gpu>|_quick|_cpu].json and grids under --out.
+Prints a table and writes benchmarks/results/image_controlnet[-quick]-<device>.json and grids under --out.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +26,9 @@ from diff_image.config import ImageDataConfig, ImageModelConfig, ImageTrainConfi
 from diff_image.io import save_grid
 from diff_image.pipeline import ImagePipeline, train
 from diff_image.pipeline.control import evaluate_control, render_control, train_controlnets
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import write_result
 
 
 def _base(args: argparse.Namespace, device: str) -> ImagePipeline:
@@ -88,10 +91,10 @@ def main() -> None:
               "metrics": metrics}  # fmt: skip
     for key in ("iou_control", "iou_no_control", "iou_gain", "base_seconds", "controlnet_seconds"):
         print(f"{key:20s} {metrics[key]:10.4f}")
-    suffix = "_quick" if args.quick else ("-" + name.split()[-1].lower() if device == "cuda" else "_cpu")
-    out = Path(__file__).parent / "results" / f"image_controlnet{suffix}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    variant = "quick" if args.quick else None
+    out = write_result(
+        report, script="image_controlnet", variant=variant, device=device, packages=("diff-image",)
+    )
     print(f"wrote {out}")
 
 

@@ -8,24 +8,27 @@
 3. LoRA: an adapter trained on 8 images of red objects -> red appears in >= half of the samples for "a red ..."
    prompts, where the base shows it in none.
 
-    uv run python benchmarks/image_full.py            # GPU
-    uv run python benchmarks/image_full.py --skip-digits --probe-every 2000 --out runs/image_full  # shapes + LoRA
-    uv run python benchmarks/image_full.py --quick    # tiny CPU run that checks the script works
+    uv run python benchmarks/image/image_full.py            # GPU: digits, shapes and LoRA
+    uv run python benchmarks/image/image_full.py --skip-digits --probe-every 2000 --out runs/image_full  # shapes + LoRA
+    uv run python benchmarks/image/image_full.py --quick    # tiny CPU run that checks the script works
 
-Prints a table and writes benchmarks/results/image_full[-<gpu>|_quick].json (``-h100`` on an H100; grids under
---out). The trained shapes pipeline is saved in ``<out>/shapes_run/pipeline`` (``ImagePipeline.from_pretrained``).
+Prints a table and writes benchmarks/results/image_full[-shapes|-quick]-<device>.json (``-shapes`` with
+``--skip-digits``; grids under --out). The trained shapes pipeline is saved in ``<out>/shapes_run/pipeline`` (``ImagePipeline.from_pretrained``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from diff_image.bench import BenchSettings, digits_benchmark, lora_benchmark, shapes_benchmark
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import write_result
 
 TARGETS = {
     "digits_class_accuracy": (">=", 0.97),
@@ -44,17 +47,6 @@ def quick_settings() -> BenchSettings:
         shapes_sample_steps=4, shapes_guidances=(2.0, 4.0), shapes_train_budget_s=3600.0, lora_steps=2,
         device="cpu",
     )  # fmt: skip
-
-
-def _suffix(quick: bool, device: str) -> str:
-    """``_quick`` for the CPU check; ``-h100`` / ``-h200`` / ``-<gpu>`` for a GPU run."""
-    if quick:
-        return "_quick"
-    name = device.lower()
-    for gpu in ("h100", "h200", "a100"):
-        if gpu in name:
-            return f"-{gpu}"
-    return "-" + "".join(c if c.isalnum() else "_" for c in name)
 
 
 def main() -> None:
@@ -128,10 +120,9 @@ def main() -> None:
             report["targets"][key] = {"target": f"{op} {bound}", "met": met}
         note = "" if target is None else f"{target[0]} {target[1]}  {'met' if met else 'NOT met'}"
         print(f"{key:34s} {value:10.4f}  {note}")
-    results = Path(__file__).parent / "results"
-    results.mkdir(exist_ok=True)
-    path = results / f"image_full{_suffix(args.quick, device)}.json"
-    path.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
+    variant = "quick" if args.quick else ("shapes" if args.skip_digits else None)
+    where = "cpu" if args.quick else "cuda"
+    path = write_result(report, script="image_full", variant=variant, device=where, packages=("diff-image",))
     print(f"wrote {path}")
 
 

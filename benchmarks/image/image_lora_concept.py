@@ -7,16 +7,16 @@
 
 Target of the issue: the concept appears in at least half of the adapter's samples and in none of the base's.
 
-    OMP_NUM_THREADS=1 uv run python benchmarks/image_lora_concept.py          # ~15 min on a busy 2-core CPU
-    uv run python benchmarks/image_lora_concept.py --quick                      # seconds: checks the script
+    OMP_NUM_THREADS=1 uv run python benchmarks/image/image_lora_concept.py    # ~15 min on a busy 2-core CPU
+    uv run python benchmarks/image/image_lora_concept.py --quick                # seconds: checks the script
 
-Prints the metrics and writes benchmarks/results/image_lora_concept[_quick].json.
+Prints the metrics and writes benchmarks/results/image_lora_concept[-quick]-cpu.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +26,9 @@ from diff_image.config import ImageDataConfig, ImageLoraConfig, ImageModelConfig
 from diff_image.io import save_grid
 from diff_image.lora import concept_images, concept_rate, finetune_lora
 from diff_image.pipeline import train
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import write_result
 
 
 def main() -> None:
@@ -75,10 +78,11 @@ def main() -> None:
     }
     for k, v in metrics.items():
         print(f"{k:22s} {v}")
-    results = Path(__file__).parent / "results"
-    results.mkdir(exist_ok=True)
-    path = results / f"image_lora_concept{'_quick' if args.quick else ''}.json"
-    path.write_text(json.dumps({"quick": args.quick, "metrics": metrics}, indent=2) + "\n")
+    report = {"quick": args.quick, "metrics": metrics}
+    variant = "quick" if args.quick else None
+    path = write_result(
+        report, script="image_lora_concept", variant=variant, device="cpu", packages=("diff-image",)
+    )
     print(f"wrote {path}")
 
 

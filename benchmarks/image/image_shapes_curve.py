@@ -5,20 +5,23 @@ A small MMDiT (width 96, depth 2, patch 2) on the 16x16 shapes set (``--image-si
 benchmark (``diff_image.bench.shapes_benchmark``). It shows that the data, model and sampler can learn the
 task before a GPU run is spent on it; it does not aim at the GPU targets.
 
-    OMP_NUM_THREADS=2 uv run python benchmarks/image_shapes_curve.py             # ~10 min on an idle core
-    OMP_NUM_THREADS=2 uv run python benchmarks/image_shapes_curve.py --quick     # seconds: checks the script
+    OMP_NUM_THREADS=2 uv run python benchmarks/image/image_shapes_curve.py --steps 1500 --probe-every 300  # the committed curve
+    OMP_NUM_THREADS=2 uv run python benchmarks/image/image_shapes_curve.py --quick     # seconds: checks the script
 
-Prints the curve and writes benchmarks/results/image_full_shapes_cpu_curve[_quick].json.
+Prints the curve and writes benchmarks/results/image_shapes_curve[-quick]-cpu.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
 
 from diff_image.bench import BenchSettings, shapes_benchmark
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import write_result
 
 
 def settings_for(steps: int, probe_every: int, quick: bool, image_size: int) -> BenchSettings:
@@ -58,9 +61,6 @@ def main() -> None:
         )
     print(f"{steps:>6d} {metrics['shapes_adherence_one_object']:11.3f} {metrics['shapes_adherence_two_object']:11.3f}"
           f" {metrics['shapes_colours_found_one_object']:19.3f}  (final, test captions)")  # fmt: skip
-    results = Path(__file__).parent / "results"
-    results.mkdir(exist_ok=True)
-    path = results / f"image_full_shapes_cpu_curve{'_quick' if args.quick else ''}.json"
     report = {
         "quick": args.quick,
         "device": "cpu",
@@ -68,7 +68,10 @@ def main() -> None:
         "image_size": args.image_size,
         "metrics": metrics,
     }
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    variant = "quick" if args.quick else None
+    path = write_result(
+        report, script="image_shapes_curve", variant=variant, device="cpu", packages=("diff-image",)
+    )
     print(f"wrote {path}")
 
 

@@ -6,16 +6,16 @@ caption tokenisation, the per-item collate, the gather from the pre-rendered dev
 three, and the model's forward + backward (FLOPs counted by ``torch.utils.flop_counter``); then the cost of
 sampling (one network evaluation per sampler step and CFG branch) and of the pixel adherence check.
 
-    OMP_NUM_THREADS=2 uv run python benchmarks/image_shapes_profile.py            # ~2 min
-    OMP_NUM_THREADS=2 uv run python benchmarks/image_shapes_profile.py --quick    # seconds
+    OMP_NUM_THREADS=2 uv run python benchmarks/image/image_shapes_profile.py            # ~2 min
+    OMP_NUM_THREADS=2 uv run python benchmarks/image/image_shapes_profile.py --quick    # seconds
 
-Writes benchmarks/results/image_full_shapes_profile_cpu[_quick].json.
+Writes benchmarks/results/image_shapes_profile[-quick]-cpu.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +27,9 @@ from diff_image.metrics import caption_adherence
 from diff_image.models import TextConditionedModel, TextEncoder, build_backbone, caption_vocabulary
 from diff_image.pipeline.datasets import DeviceBatches, _Items, collate, tokenize_unique
 from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import write_result
 
 
 def _timed(fn, repeat: int = 1) -> float:
@@ -93,9 +96,11 @@ def main() -> None:
     out["adherence_per_image_s"] = _timed(lambda: caption_adherence(imgs, rendered.captions[:64])) / 64
     for k, v in out.items():
         print(f"{k:34s} {v:12.4f}")
-    results = Path(__file__).parent / "results"
-    path = results / f"image_full_shapes_profile_cpu{'_quick' if args.quick else ''}.json"
-    path.write_text(json.dumps({"quick": args.quick, "device": "cpu", "metrics": out}, indent=2) + "\n")
+    report = {"quick": args.quick, "device": "cpu", "metrics": out}
+    variant = "quick" if args.quick else None
+    path = write_result(
+        report, script="image_shapes_profile", variant=variant, device="cpu", packages=("diff-image",)
+    )
     print(f"wrote {path}")
 
 

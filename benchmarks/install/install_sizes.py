@@ -3,13 +3,14 @@
 Builds every wheel (``uv build --all-packages --wheel``), then for each named package creates a fresh
 virtual environment, installs the given torch first and then the package's wheel with diffcore's wheel
 (everything else resolved from PyPI, as a user outside the workspace gets it), and sums the installed files
-of each distribution (their RECORD). Prints a table and writes benchmarks/results/install_sizes[-LABEL].json.
+of each distribution (their RECORD). Prints a table and writes
+benchmarks/results/install_sizes[-LABEL]-cpu.json (it runs on a CPU machine; LABEL names the torch build).
 
-    uv run python benchmarks/install_sizes.py                       # every package, torch==2.9.1 (CUDA) from PyPI
-    uv run python benchmarks/install_sizes.py --torch 'torch==2.9.1+cpu' \
-        --index https://download.pytorch.org/whl/cpu --label cpu     # the CPU-only install path
-    uv run python benchmarks/install_sizes.py --torch ./torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl \
-        --label cpu-2.13 diff-language                              # a CPU wheel on disk
+    uv run python benchmarks/install/install_sizes.py --label torch2.9.1_cuda   # every package, torch==2.9.1 from PyPI
+    uv run python benchmarks/install/install_sizes.py --torch 'torch==2.9.1+cpu' \\
+        --index https://download.pytorch.org/whl/cpu --label torch2.9.1_cpu    # the CPU-only install path
+    uv run python benchmarks/install/install_sizes.py \\
+        --torch ./torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl --label torch2.13.0_cpu  # a CPU wheel
 
 Columns: ``total`` is every distribution in the environment (pip and setuptools excluded); ``torch part``
 is torch and everything only reachable through torch's requirements (sympy, networkx, the CUDA libraries,
@@ -32,7 +33,9 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import ROOT, write_result
+
 PACKAGES = [
     "diffcore",
     "diff-image",
@@ -141,7 +144,7 @@ def main() -> None:
     p.add_argument("--index", default=None, help="index for the torch requirement (e.g. PyTorch's CPU index)")
     p.add_argument("--extras", default="", help="extras of the measured package, comma-separated")
     p.add_argument("--wheels", type=Path, default=None, help="folder of built wheels (default: build them)")
-    p.add_argument("--label", default="")
+    p.add_argument("--label", default="", help="result file variant: the torch build, e.g. torch2.9.1_cuda")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="install-size-dist-") as dist:
         folder = args.wheels or Path(dist)
@@ -163,9 +166,8 @@ def main() -> None:
             f"{r['package']:<26}{r['torch'] or '-':>14}{r['total_mb']:>10.1f}{r['torch_part_mb']:>12.1f}{r['cuda_mb']:>9.1f}"
             f"{r['own_part_mb']:>10.1f}  {big}"
         )
-    out = ROOT / "benchmarks" / "results" / f"install_sizes{'-' + args.label if args.label else ''}.json"
     payload = {"torch": args.torch, "index": args.index, "python": sys.version.split()[0], "rows": rows}
-    out.write_text(json.dumps(payload, indent=2) + "\n")
+    out = write_result(payload, script="install_sizes", variant=args.label or None, device="cpu")
     print(f"wrote {out.relative_to(ROOT)}")
 
 

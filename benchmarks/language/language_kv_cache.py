@@ -3,12 +3,13 @@
 Generates --tokens tokens block by block with a randomly initialised BD3-LM whose context holds the whole
 generation, once with the exact KV cache over finished blocks and once recomputing the prefix at every
 denoiser call, from the same random numbers. Prints a table and writes
-benchmarks/results/language_kv_cache[_quick].json.
+benchmarks/results/language_kv_cache[-<variant>]-<device>.json (variant ``quick``, or ``b<batch>`` above 1
+sequence on a GPU).
 
-    uv run python benchmarks/language_kv_cache.py                   # 512 tokens on CPU
-    uv run python benchmarks/language_kv_cache.py --device cuda --hidden 768 --layers 12 --heads 12 \
-        --cuda-graph --dtype bf16                                   # the paper's small model on a GPU
-    uv run python benchmarks/language_kv_cache.py --quick           # smoke run
+    uv run python benchmarks/language/language_kv_cache.py               # 512 tokens on CPU
+    uv run python benchmarks/language/language_kv_cache.py --device cuda --hidden 768 --layers 12 --heads 12 \
+        --cuda-graph [--batch-size 8]                                    # the paper's small model's shape, GPU
+    uv run python benchmarks/language/language_kv_cache.py --quick       # smoke run
 
 Each configuration is run once untimed first (warm-up: CUDA context, kernel selection, graph capture paths).
 """
@@ -16,13 +17,16 @@ Each configuration is run once untimed first (warm-up: CUDA context, kernel sele
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
 
 import torch
 from diff_language.models import BD3LM, BD3LMConfig
 from diff_language.sampling import SamplingConfig, generate
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import write_result
 
 
 def timed(model: BD3LM, args, cache: bool, tokens: int | None = None) -> tuple[torch.Tensor, float]:
@@ -58,7 +62,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.quick:
         args.tokens, args.dim, args.layers, args.block_sizes = 64, 32, 2, "4"
-    out_path = args.out or Path(f"benchmarks/results/language_kv_cache{'_quick' if args.quick else ''}.json")
+    on_gpu = torch.device(args.device).type == "cuda"
+    variant = "quick" if args.quick else (f"b{args.batch_size}" if on_gpu else None)
     rows = []
     for block in map(int, args.block_sizes.split(",")):
         seq_len = -(-args.tokens // block) * block
@@ -101,10 +106,16 @@ def main() -> None:
             f"same tokens: {r['same_tokens']}",
             flush=True,
         )
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(
-        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2)
+    report = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
+    out_path = write_result(
+        report,
+        script="language_kv_cache",
+        variant=variant,
+        device=args.device,
+        packages=("diff-language",),
+        path=args.out,
     )
+    print(f"wrote {out_path}")
     print("\n| L' | tokens | device | with cache (s) | without (s) | speed-up | same tokens |")
     print("| ---: | ---: | --- | ---: | ---: | ---: | --- |")
     for r in rows:

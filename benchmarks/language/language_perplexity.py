@@ -9,11 +9,13 @@ non-overlapping window) with the masked-count form of the NELBO and stratified d
 Monte-Carlo part. Consecutive block sizes are compared by paired differences over the same windows.
 The summary gives mean +- s.e. over seeds and says for each neighbouring pair whether the gap is resolved.
 
-    uv run python benchmarks/language_perplexity.py --corpus synthetic --seeds 0,1,2     # one corpus
-    uv run python benchmarks/language_perplexity.py --quick                               # smoke run (CPU)
-    uv run python benchmarks/language_perplexity.py --merge a.json b.json --out all.json  # combine runs
+    uv run python benchmarks/language/language_perplexity.py --corpus synthetic --seeds 0 --samples 0 \
+        --variant synthetic                                 # the CPU pilot: language_perplexity-synthetic-cpu.json
+    uv run python benchmarks/language/language_perplexity.py --quick                    # smoke run (CPU)
+    uv run python benchmarks/language/language_perplexity.py --merge a.json b.json --out all.json  # combine runs
 
-Writes benchmarks/results/language_perplexity[_quick].json (rewritten after every model).
+Writes benchmarks/results/language_perplexity[-<variant>]-<device>.json (``--variant``; ``quick`` for
+``--quick``), rewritten after every model.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -41,7 +44,8 @@ from diff_language.sampling import generate
 from diff_language.tokenizer import train_bpe
 from diffcore.config import apply_overrides
 
-DEFAULT_OUT = Path("benchmarks/results/language_perplexity.json")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import result_path, write_result
 
 
 def build_corpus(name: str, quick: bool) -> TokenCorpus:
@@ -189,7 +193,8 @@ def merge(paths: list[Path], out: Path) -> None:
         results["rows"] += part["rows"]
         results["truth"].update(part.get("truth", {}))
     results["summary"] = summarize(results["rows"])
-    out.write_text(json.dumps(results, indent=2))
+    device = results["args"][0].get("device", "cpu") if results["args"] else "cpu"
+    write_result(results, script="language_perplexity", device=device, packages=("diff-language",), path=out)
     print_table(results)
 
 
@@ -218,23 +223,28 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
     p.add_argument("--merge", type=Path, nargs="+", default=None, help="combine result files into --out")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--variant", default=None, help="result file variant, e.g. synthetic, pydoc-noclip")
+    p.add_argument(
+        "--out", type=Path, default=None, help="default benchmarks/results/language_perplexity-..."
+    )
     args = p.parse_args()
     if args.merge:
+        if args.out is None:
+            p.error("--merge: name the combined file with --out")
         merge(args.merge, args.out)
         return
     torch.set_num_threads(args.threads)
     if args.quick:
         args.steps, args.eval_windows, args.eval_repeats, args.samples, args.seq_len = 20, 32, 4, 4, 16
         args.block_sizes, args.seeds, args.clip_search_every = "1,4,full", "0,1", 10
-        if args.out == DEFAULT_OUT:
-            args.out = Path("benchmarks/results/language_perplexity_quick.json")
+        args.variant = args.variant or "quick"
+    if args.out is None:
+        args.out = result_path("language_perplexity", args.variant, args.device)
     corpora = ["synthetic", "pydoc"] if args.corpus == "both" else [args.corpus]
     sizes = [args.seq_len if b == "full" else int(b) for b in args.block_sizes.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     results: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": [], "truth": {}}
     estimates: dict[tuple[str, int, int], NelboEstimate] = {}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     for name in corpora:
         start = time.perf_counter()
         corpus = build_corpus(name, args.quick)
@@ -258,7 +268,14 @@ def main() -> None:
                 )
                 add_paired_gaps(results["rows"], estimates)
                 results["summary"] = summarize(results["rows"])
-                args.out.write_text(json.dumps(results, indent=2))
+                write_result(
+                    results,
+                    script="language_perplexity",
+                    variant=args.variant,
+                    device=args.device,
+                    packages=("diff-language",),
+                    path=args.out,
+                )
     print_table(results)
 
 

@@ -5,15 +5,17 @@
 benchmark reported before the sixth session. Beta hairpins are at most 64 residues long in that set
 and helix bundles fill the longer lengths, so composition depends on length and the plain comparison
 can hide, or invent, a gap when the drawn lengths are few. Also prints the composition by sample length
-next to the training set's at the same lengths. Prints tables and writes JSON.
+next to the training set's at the same lengths. Prints tables and writes
+``benchmarks/results/protein_evaluate_samples[-<tag>]-cpu.json`` (``--out`` elsewhere). The committed
+``protein_evaluate_samples-h100.json`` scores the 64 samples of two H100 runs.
 
-    python benchmarks/protein_evaluate_samples.py runs/legrun/backbones --out evaluate.json
+    python benchmarks/protein/protein_evaluate_samples.py runs/p44k/backbones --tag 44k
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -22,6 +24,9 @@ from diff_protein import io
 from diff_protein.bench import FULL, synthetic_chains
 from diff_protein.metrics import rg_ratio, sse_composition
 from diff_protein.pipeline import evaluate_backbones
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import write_result
 
 SHOWN = ("clash_free", "ca_ca_valid", "helix", "ref_helix", "strand", "ref_strand", "coil", "ref_coil",
          "sse_max_abs_diff", "rg_vs_ref")  # fmt: skip
@@ -59,7 +64,8 @@ def main() -> None:
         "folders", nargs="+", type=Path, help="folders of generated PDB files (see --pattern)"
     )
     parser.add_argument("--pattern", default="backbone_sample_*.pdb", help="which files of a folder (glob)")
-    parser.add_argument("--out", type=Path, default=Path("protein_evaluate_samples.json"))
+    parser.add_argument("--tag", default=None, help="result file variant, e.g. the model: 44k")
+    parser.add_argument("--out", type=Path, default=None, help="result JSON (default: see above)")
     args = parser.parse_args()
     reference = [b.atoms.numpy() for b in synthetic_chains(FULL).items]
     report: dict[str, dict] = {}
@@ -85,8 +91,9 @@ def main() -> None:
             ref = {k: row.get(f"ref_{k}", float("nan")) for k in ("strand_rich", "strand", "rg_ratio")}
             print(f"| {length} | {row['gen_n']:.0f} | {row['gen_strand_rich']:.2f} / {ref['strand_rich']:.2f} | "
                   f"{row['gen_strand']:.2f} / {ref['strand']:.2f} | {row['gen_rg_ratio']:.2f} / {ref['rg_ratio']:.2f} |")  # fmt: skip
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    out = write_result(report, script="protein_evaluate_samples", variant=args.tag, device="cpu",
+                       packages=("diff-protein",), path=args.out)  # fmt: skip
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

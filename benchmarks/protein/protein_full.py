@@ -11,10 +11,11 @@ and reports the same backbone metrics against those chains (prefix ``real_``). C
 twice: ``rg_ratio`` (Rg over the globule law 2.2 L^0.38; the synthetic training set itself scores ~1.7)
 and ``rg_vs_ref`` (the same over the training set's value; 1 = as compact as the training chains).
 
-    uv run python benchmarks/protein_full.py --real-dir /work/shared/data/proteins   # one H100, ~6.5 min
-    uv run python benchmarks/protein_full.py --quick --real-dir /work/shared/data/proteins  # CPU smoke run
+    uv run python benchmarks/protein/protein_full.py --real-dir /work/shared/data/proteins   # one H100, ~6.5 min
+    uv run python benchmarks/protein/protein_full.py --quick --real-dir /work/shared/data/proteins  # CPU smoke run
 
-Prints a table and writes benchmarks/results/protein_full.json (models, PDB and FASTA under --out).
+Prints a table and writes benchmarks/results/protein_full[-quick]-<device>.json (``--results`` elsewhere;
+models, PDB and FASTA under --out).
 
 Longer training than one command may run: ``--set backbone_legs=3`` plans the backbone training for three
 times ``backbone_max_seconds``; each call trains one leg and stops with a checkpoint in
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -39,7 +39,8 @@ from diffcore.config import apply_overrides
 from diffcore.device import resolve_device
 from diffcore.rng import make_generator
 
-RESULTS = Path(__file__).parent / "results" / "protein_full.json"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import write_result
 
 
 def real_data_metrics(folder: Path, settings: BenchSettings, out: Path, steps: int) -> dict[str, float]:
@@ -146,7 +147,9 @@ def main() -> None:
     )
     parser.add_argument("--backbones-only", action="store_true", help="skip the sequence part")
     parser.add_argument("--out", type=Path, default=Path("runs/protein_full"))
-    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--results", type=Path, default=None, help="result JSON (default benchmarks/results/protein_full-...)"
+    )
     args = parser.parse_args()
 
     settings = QUICK if args.quick else FULL
@@ -170,18 +173,24 @@ def main() -> None:
     if args.real_dir is not None:
         metrics |= real_data_metrics(args.real_dir, settings, args.out, 20 if args.quick else args.real_steps)
     report = {
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "seconds": time.perf_counter() - t0,
-        "command": " ".join(sys.argv),
         "settings": dataclasses.asdict(settings),
         "summary": result.summary,
         "metrics": metrics,
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(report, indent=2))
+    device = "cuda" if settings.device != "cpu" and torch.cuda.is_available() else "cpu"
+    variant = "quick" if args.quick else None
+    path = write_result(
+        report,
+        script="protein_full",
+        variant=variant,
+        device=device,
+        packages=("diff-protein",),
+        path=args.results,
+    )
     print_table(metrics)
     print(result.summary)
-    print(f"wrote {args.results}")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

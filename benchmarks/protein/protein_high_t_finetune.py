@@ -5,9 +5,11 @@ An experiment on where a model's balance between topologies comes from (see
 high-noise steps, where a chain's topology is chosen, get the least weight. This script continues a run
 on the first ``--pool`` chains of the ``FULL`` synthetic set with ``BackboneObjectiveConfig(min_t, max_t)``,
 everything else as the benchmark trains, and saves the result as a new pipeline folder. Score it with
-``protein_mode_flips.py`` and ``protein_sampling_variants.py``.
+``protein_mode_flips.py`` and ``protein_sampling_variants.py``. Writes the run's settings and time to
+``benchmarks/results/protein_high_t_finetune[-<tag>]-<device>.json``; the committed
+``protein_high_t_finetune-44k-cpu.json`` also holds those two scripts' scores of the model before and after.
 
-    python benchmarks/protein_high_t_finetune.py RUN_DIR --steps 300 --out runs/high_t
+    python benchmarks/protein/protein_high_t_finetune.py runs/p44k/backbone_model --steps 300 --out runs/high_t
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +25,9 @@ import torch
 from diff_protein.bench import FULL, backbone_objective_config, synthetic_chains
 from diff_protein.config import ProteinTrainConfig, default_train_config
 from diff_protein.pipeline import ProteinPipeline, train_backbones
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import write_result
 
 SAMPLING = ("rotation_schedule", "rotation_rate", "rotation_rate_t_max")
 
@@ -38,7 +44,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--pool", type=int, default=256, help="first training chains to train on")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", type=Path, default=Path("runs/protein_high_t"))
+    parser.add_argument("--out", type=Path, default=Path("runs/protein_high_t"), help="run folder")
+    parser.add_argument("--tag", default=None, help="result file variant, e.g. the model: 44k")
     args = parser.parse_args()
     start = ProteinPipeline.from_pretrained(args.run)
     assert start.backbone is not None, f"{args.run} holds a {start.what} pipeline"
@@ -62,6 +69,8 @@ def main() -> None:
             "batch": args.batch, "lr": args.lr, "pool": len(data), "device": args.device, "seconds": seconds}  # fmt: skip
     (args.out / "finetune.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(info, indent=2))
+    write_result({"finetune": info}, script="protein_high_t_finetune", variant=args.tag, device=args.device,
+                 packages=("diff-protein",))  # fmt: skip
     print(f"saved {args.out / 'model_run'}")
 
 

@@ -6,15 +6,16 @@ lengths where the synthetic set mixes them about evenly), corrupt each chain to 
 0, and classify the result as strand-rich (P-SEA strand fraction > 0.2) or not. For each ``t0`` it prints
 the share of chains that keep their class. A model whose modes are balanced loses a chain's identity
 evenly in both directions as ``t0`` grows. If one topology flips to the other far more often at some
-``t0``, the bias enters at that noise level. Prints a table and writes JSON.
+``t0``, the bias enters at that noise level. Prints a table and writes
+``benchmarks/results/protein_mode_flips[-<tag>]-cpu.json`` (``--out`` elsewhere; it runs on the CPU).
 
-    python benchmarks/protein_mode_flips.py RUN_DIR --chains 12 --draws 4 --out mode_flips.json
+    python benchmarks/protein/protein_mode_flips.py runs/p44k/backbone_model --chains 12 --draws 4 --tag 44k
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from diff_protein.diffusion.sampling import sample_frames
 from diff_protein.frames import Rigid, backbone_from_frames, frames_from_backbone
 from diff_protein.metrics import sse_composition
 from diff_protein.pipeline import ProteinPipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import write_result
 
 
 def strand_rich(atoms: np.ndarray) -> bool:
@@ -58,7 +62,8 @@ def main() -> None:
     parser.add_argument("--topologies", nargs="+", default=["helical_hairpin", "beta_hairpin"])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--pool", type=int, default=200, help="first training chains to pick from")
-    parser.add_argument("--out", type=Path, default=Path("protein_mode_flips.json"))
+    parser.add_argument("--tag", default=None, help="result file variant, e.g. the model: 44k")
+    parser.add_argument("--out", type=Path, default=None, help="result JSON (default: see above)")
     args = parser.parse_args()
     run = ProteinPipeline.from_pretrained(args.run)
     data = synthetic_chains(FULL, args.pool).items
@@ -94,8 +99,9 @@ def main() -> None:
             "seconds": time.perf_counter() - start,
         }  # fmt: skip
         print(f"| {topology} | {len(chains)} | {np.mean(original):.2f} | " + " | ".join(f"{kept[str(t)]:.2f}" for t in args.t0) + " |")  # fmt: skip
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}", flush=True)
+    out = write_result(report, script="protein_mode_flips", variant=args.tag, device="cpu",
+                       packages=("diff-protein",), path=args.out)  # fmt: skip
+    print(f"wrote {out}", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,15 +6,17 @@ CA-CA validity, clash-free fraction and the secondary-structure gap against a fr
 set of the ``FULL`` topologies (``--reference-chains``, 1024: the benchmark's training set). Variants: ``base`` (the run's own sampler), ``steps200``,
 ``clash_guided`` (:class:`diff_protein.diffusion.sampling.ClashGuidance`, defaults) and any
 ``--variant NAME:FIELD=VALUE,...`` (``steps``, ``rotation_rate``, or a ``ClashGuidance`` field prefixed
-``guide_``). Prints a table and writes JSON.
+``guide_``). Prints a table and writes ``benchmarks/results/protein_sampling_variants[-<tag>]-seed<N>-<device>.json``
+per seed (``--out`` for one seed elsewhere).
 
-    python benchmarks/protein_sampling_variants.py RUN_DIR --num-samples 64 --out variants.json
+    python benchmarks/protein/protein_sampling_variants.py runs/p64k/backbone_model --num-samples 256 \
+        --seed 0 1 2 --variant base: --tag 64k          # protein_sampling_variants-64k-seed{0,1,2}-h100.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +26,9 @@ from diff_protein.diffusion.sampling import ClashGuidance
 from diff_protein.metrics import clash_count
 from diff_protein.pipeline import ProteinPipeline, evaluate_backbones, sample_backbones
 from diffcore.rng import make_generator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import result_path, write_result
 
 DEFAULT_VARIANTS = ("base:", "steps200:steps=200", "clash_guided:guide_t_min=0.1")
 
@@ -47,7 +52,10 @@ def main() -> None:
     parser.add_argument("--reference-chains", type=int, default=1024, help="synthetic reference set size")
     parser.add_argument("--variant", action="append", default=None, help="NAME:FIELD=VALUE,... (repeatable)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", type=Path, default=Path("protein_sampling_variants.json"))
+    parser.add_argument("--tag", default=None, help="result file variant before -seedN, e.g. the model: 64k")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="result JSON of a single seed (default: see above)"
+    )
     parser.add_argument(
         "--seed", type=int, nargs="+", default=[0],
         help="seeds of the drawn lengths and of the sampling noise; several write one JSON each (OUT-seedN.json)",
@@ -56,17 +64,16 @@ def main() -> None:
     run = ProteinPipeline.from_pretrained(args.run)
     base_config = dict(run.process_config)
     reference = [b.atoms.numpy() for b in synthetic_chains(FULL, args.reference_chains).items]
+    if args.out is not None and len(args.seed) > 1:
+        parser.error("--out: names one file; several seeds write their default files")
     for seed in args.seed:
-        out = (
-            args.out
-            if len(args.seed) == 1
-            else args.out.with_name(f"{args.out.stem}-seed{seed}{args.out.suffix}")
-        )
-        sample_variants(run, base_config, reference, args, seed, out)
+        variant = "-".join(p for p in (args.tag, f"seed{seed}") if p)
+        out = args.out or result_path("protein_sampling_variants", variant, args.device)
+        sample_variants(run, base_config, reference, args, seed, out, variant)
 
 
 def sample_variants(
-    run, base_config: dict, reference: list, args: argparse.Namespace, seed: int, out: Path
+    run, base_config: dict, reference: list, args: argparse.Namespace, seed: int, out: Path, variant: str
 ) -> None:
     """Sample and score every variant on one draw of lengths and noise (``seed``); write ``out``."""
     lengths = draw_sample_lengths(run.lengths, args.num_samples, seed)
@@ -89,10 +96,10 @@ def sample_variants(
         print(f"{name:>16}: CA-CA valid {metrics['ca_ca_valid']:.3f}  clash-free {metrics['clash_free']:.3f}  "
               f"SSE gap {metrics['sse_max_abs_diff']:.3f}  rg_vs_ref {metrics['rg_vs_ref']:.2f}  "
               f"({metrics['sample_s']:.0f} s)", flush=True)  # fmt: skip
-    device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    report = {"run": str(args.run), "device": device, "seed": seed, "num_samples": len(lengths), "lengths": lengths,
+    report = {"run": str(args.run), "seed": seed, "num_samples": len(lengths), "lengths": lengths,
               "variants": results}  # fmt: skip
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write_result(report, script="protein_sampling_variants", variant=variant, device=args.device,
+                 packages=("diff-protein",), path=out)  # fmt: skip
     print(f"wrote {out}")
 
 

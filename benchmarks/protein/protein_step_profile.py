@@ -7,7 +7,9 @@ graphed loss and gradients equal the eager ones), and optionally under ``torch.c
 ``torch.profiler`` table of the eager step lists the busiest kernels and the device-busy fraction (how
 much of the wall time the GPU computes, the rest being launch and host work).
 
-    python benchmarks/protein_step_profile.py --device cuda --out protein_step_profile.json
+    python benchmarks/protein/protein_step_profile.py --device cuda     # protein_step_profile-h100.json
+
+Writes ``benchmarks/results/protein_step_profile-<device>.json`` (``--out`` elsewhere), after each part.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +33,9 @@ from diff_protein.diffusion.objective import BackboneObjective, collate_frames
 from diff_protein.models.ipa import FrameDenoiser
 from diff_protein.pipeline import make_process
 from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import write_result
 
 
 def _sync(device: torch.device) -> None:
@@ -81,7 +87,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=FULL.backbone_batch)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--compile", action="store_true", help="also time the model under torch.compile")
-    parser.add_argument("--out", default="protein_step_profile.json")
+    parser.add_argument("--out", default=None, help="result JSON (default benchmarks/results/...)")
     args = parser.parse_args()
     device = torch.device(args.device)
     s = FULL
@@ -141,7 +147,9 @@ def main() -> None:
             e.count for e in events if e.device_type.name == "CUDA"
         ) / len(batches)
         print(events.table(sort_by="self_device_time_total", row_limit=20))
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_result(
+        result, script="protein_step_profile", device=device, packages=("diff-protein",), path=args.out
+    )
     if args.compile:
         compiled = torch.compile(model, dynamic=True)
         start = time.perf_counter()
@@ -150,7 +158,9 @@ def main() -> None:
         result["compile_first_step_s"] = time.perf_counter() - start
         result["compiled_s_per_step"] = time_steps(step_with(compiled), batches, device, 6, args.steps)
     print(json.dumps(result, indent=2))
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_result(
+        result, script="protein_step_profile", device=device, packages=("diff-protein",), path=args.out
+    )
 
 
 if __name__ == "__main__":
