@@ -10,7 +10,8 @@ quoted: a numeric leaf, a number inside a string leaf (``"torch": "2.11.0"``, a 
 also times 100 (percentages), 1000 or 1/1000 (s and ms).
 
 Not checked: numbers in inline code (settings: ```rotation_rate_t_max=0.9```), numbers after a comparison
-(targets: ``>= 0.90``, ``≤ 0.10``) or ``~``, scientific notation, version-like ``0.2.0``, integers in prose.
+(targets: ``>= 0.90``, ``≤ 0.10``) or ``~``, versions (``torch 2.11``, ``0.2.0``), scientific notation,
+integers in prose, indented or fenced code.
 
 **Derived numbers** (a ratio, a mean over files) are stated where they are quoted, as an HTML comment in the
 block or on the line after it::
@@ -58,7 +59,7 @@ DERIVED = re.compile(r"<!--\s*derived:(.*?)-->", re.S)
 COMMENT = re.compile(r"<!--.*?-->", re.S)
 CODE_SPAN = re.compile(r"`[^`]*`")
 LINK_TARGET = re.compile(r"\]\([^)]*\)")
-GUARD = re.compile(r"(>=|<=|≥|≤|<|>|~)\s*$")
+GUARD = re.compile(r"(>=|<=|≥|≤|<|>|~|\b(?:torch|diffusers|Python|CUDA))\s*$")
 SCALES = (1.0, 100.0, 1000.0, 0.001)
 
 
@@ -291,7 +292,7 @@ def _decimals(text: str) -> list[tuple[str, bool]]:
     text = LINK_TARGET.sub("]", CODE_SPAN.sub(" ", text))
     out = []
     for m in DECIMAL.finditer(text):
-        if GUARD.search(text[max(0, m.start() - 4) : m.start()]):
+        if GUARD.search(text[max(0, m.start() - 12) : m.start()]):
             continue
         out.append((m.group(1), m.group(2) == "%"))
     return out
