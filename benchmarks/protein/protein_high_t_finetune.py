@@ -1,7 +1,7 @@
 """Fine-tune a trained backbone run on a window of training times only (by default the noisiest, t in [0.7, 1]).
 
 An experiment on where a model's balance between topologies comes from (see
-``benchmarks/protein_mode_flips.py``). FrameFlow weights its translation loss ``1 / max(t, 0.1)^2``, so the
+``benchmarks/protein/protein_mode_flips.py``). FrameFlow weights its translation loss ``1 / max(t, 0.1)^2``, so the
 high-noise steps, where a chain's topology is chosen, get the least weight. This script continues a run
 on the first ``--pool`` chains of the ``FULL`` synthetic set with ``BackboneObjectiveConfig(min_t, max_t)``,
 everything else as the benchmark trains, and saves the result as a new pipeline folder. Score it with

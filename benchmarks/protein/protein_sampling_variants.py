@@ -1,6 +1,6 @@
 """Sample one trained backbone run with several samplers and compare the issue's metrics.
 
-Loads a saved backbone pipeline (``--out/backbone_model`` of ``benchmarks/protein_full.py``), draws the sample lengths as
+Loads a saved backbone pipeline (``--out/backbone_model`` of ``benchmarks/protein/protein_full.py``), draws the sample lengths as
 the benchmark does (``diff_protein.bench.draw_sample_lengths``: 2 samples per drawn training length, ``--seed``, 0 by default), and for each variant samples and scores
 CA-CA validity, clash-free fraction and the secondary-structure gap against a fresh synthetic reference
 set of the ``FULL`` topologies (``--reference-chains``, 1024: the benchmark's training set). Variants: ``base`` (the run's own sampler), ``steps200``,
