@@ -20,7 +20,7 @@ block or on the line after it::
          / {dit_training_throughput-xl2-b192-h100.json:/rows/[impl=diffusers]/images_per_s} -->
 
 ``{file:/path}`` is a JSON-pointer-like path into a result file (keys, list indices, or ``[key=value]`` to
-pick the list element whose ``key`` is ``value``); the expression may use ``+ - * /``, parentheses and
+pick the list element whose ``key`` is ``value``); the expression may use ``+ - * / **``, parentheses and
 numbers, and several derivations go in one comment separated by ``;``. The checker evaluates each one, fails
 if it does not round to the number stated, and then accepts that number in the comment's block and the
 blocks either side.
@@ -225,7 +225,13 @@ def resolve(reference: str) -> float:
     return float(node)
 
 
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+_OPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Pow: operator.pow,
+}
 
 
 def evaluate(expression: str) -> float:
@@ -249,7 +255,7 @@ def evaluate(expression: str) -> float:
             return float(node.value)
         if isinstance(node, ast.Name) and node.id.startswith("_r"):
             return refs[int(node.id[2:])]
-        raise ValueError(f"derived: only + - * / ( ) and numbers are allowed, got {expression!r}")
+        raise ValueError(f"derived: only + - * / ** ( ) and numbers are allowed, got {expression!r}")
 
     return calc(ast.parse(plain.replace("\n", " "), mode="eval"))
 
