@@ -52,7 +52,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
-FILE_NAME = re.compile(r"(?<![\w./-])(?:benchmarks/results/)?([\w.-]+\.(?:json|txt))(?![\w-])")
+FILE_NAME = re.compile(r"(?<![\w./-])(?:(?:benchmarks/)?results/)?([\w.-]+\.(?:json|txt))(?![\w-])")
 DECIMAL = re.compile(r"(?<![\w.,])(\d+\.\d+)(?!\.\d|\d|[A-Za-wyz_]|x\w)(%?)")
 CELL_NUMBER = re.compile(r"^\**([\d,]+(?:\.\d+)?)\**\s*(%|x|×|s|ms|MB|GiB|img/s)?\**$")
 DERIVED = re.compile(r"<!--\s*derived:(.*?)-->", re.S)
@@ -137,7 +137,7 @@ def cited_files(text: str) -> tuple[set[str], list[str]]:
     found, missing = set(), []
     for match in FILE_NAME.finditer(text):
         name = Path(match.group(1)).name
-        full = match.group(0).startswith("benchmarks/results/")
+        full = match.group(0).startswith(("benchmarks/results/", "results/"))
         if (RESULTS / name).is_file():
             found.add(name)
         elif full or name.split("-")[0].split(".")[0] in _script_stems():
