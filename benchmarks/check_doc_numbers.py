@@ -20,13 +20,14 @@ block or on the line after it::
          / {dit_training_throughput-xl2-b192-h100.json:/rows/[impl=diffusers]/images_per_s} -->
 
 ``{file:/path}`` is a JSON-pointer-like path into a result file (keys, list indices, or ``[key=value]`` to
-pick the list element whose ``key`` is ``value``); the expression may use ``+ - * / **``, parentheses and
+pick the list element whose ``key`` is ``value``; ``[k1=v1,k2=v2]`` for several keys); the expression may use ``+ - * / **``, parentheses and
 numbers, and several derivations go in one comment separated by ``;``. The checker evaluates each one, fails
 if it does not round to the number stated, and then accepts that number in the comment's block and the
 blocks either side.
 
 A name that starts like a result file (a benchmark script's name) but is not in ``benchmarks/results`` fails
-too, so a renamed or deleted file cannot stay cited.
+too, so a renamed or deleted file cannot stay cited. An older file that a current claim rests on is cited as
+``<commit>:benchmarks/results/<name>`` and read from git at that commit.
 
     uv run python benchmarks/check_doc_numbers.py                  # exit 1 and list the mismatches
     uv run python benchmarks/check_doc_numbers.py --list-uncited   # also list blocks quoting decimals
@@ -43,6 +44,7 @@ import json
 import math
 import operator
 import re
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from functools import cache
@@ -53,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 FILE_NAME = re.compile(r"(?<![\w./-])(?:(?:benchmarks/)?results/)?([\w.-]+\.(?:json|txt))(?![\w-])")
+HISTORY = re.compile(r"\b([0-9a-f]{7,40}):benchmarks/results/([\w.-]+\.(?:json|txt))")
 DECIMAL = re.compile(r"(?<![\w.,])(\d+\.\d+)(?!\.\d|\d|[A-Za-wyz_]|x\w)(%?)")
 CELL_NUMBER = re.compile(r"^\**([\d,]+(?:\.\d+)?)\**\s*(%|x|×|s|ms|MB|GiB|img/s)?\**$")
 DERIVED = re.compile(r"<!--\s*derived:(.*?)-->", re.S)
@@ -135,6 +138,12 @@ def cited_files(text: str) -> tuple[set[str], list[str]]:
     """Result files a text names, and names that look like result files but do not exist."""
     text = DERIVED.sub(" ", text)
     found, missing = set(), []
+    for match in HISTORY.finditer(
+        text
+    ):  # an older file that a claim rests on: <commit>:benchmarks/results/<name>
+        commit, name = match.groups()
+        (found.add(f"{commit}:{name}") if in_history(commit, name) else missing.append(f"{commit}:{name}"))
+    text = HISTORY.sub(" ", text)
     for match in FILE_NAME.finditer(text):
         name = Path(match.group(1)).name
         full = match.group(0).startswith(("benchmarks/results/", "results/"))
@@ -151,12 +160,41 @@ def _script_stems() -> frozenset[str]:
     return frozenset(stems | {"diffuse_bench_image", "diffuse_bench_language", "diffuse_bench_protein"})
 
 
+def _read(name: str) -> str:
+    """A result file's text: ``<name>`` in ``benchmarks/results``, or ``<commit>:<name>`` from git."""
+    commit, sep, base = name.rpartition(":")
+    if not sep:
+        return (RESULTS / name).read_text(encoding="utf-8")
+    return subprocess.run(
+        ["git", "show", f"{commit}:benchmarks/results/{base}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+@cache
+def in_history(commit: str, name: str) -> bool:
+    """Whether git holds ``benchmarks/results/<name>`` at ``commit``."""
+    try:
+        subprocess.run(
+            ["git", "cat-file", "-e", f"{commit}:benchmarks/results/{name}"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return True
+
+
 @cache
 def file_values(name: str) -> tuple[float, ...]:
-    """Every number a result file holds (leaves, numbers inside strings and keys)."""
-    path = RESULTS / name
-    if path.suffix == ".txt":
-        return tuple(_numbers_in(path.read_text(encoding="utf-8")))
+    """Every number a result file holds (leaves, numbers inside strings and keys); ``<commit>:<name>`` reads the
+    file as git holds it at that commit."""
+    if name.endswith(".txt"):
+        return tuple(_numbers_in(_read(name)))
     values: list[float] = []
 
     def walk(node: Any) -> None:
@@ -175,7 +213,7 @@ def file_values(name: str) -> tuple[float, ...]:
             for value in node:
                 walk(value)
 
-    walk(json.loads(path.read_text(encoding="utf-8")))
+    walk(json.loads(_read(name)))
     return tuple(values)
 
 
@@ -202,17 +240,18 @@ def held(quoted: str, files: set[str], percent: bool = False) -> bool:
 def resolve(reference: str) -> float:
     """The number at ``file.json:/a/0/[k=v]/b``."""
     name, _, pointer = reference.strip().partition(":")
-    path = RESULTS / name.strip()
-    if not path.is_file():
+    if not (RESULTS / name.strip()).is_file():
         raise ValueError(f"derived: no result file {name.strip()!r}")
-    node: Any = json.loads(path.read_text(encoding="utf-8"))
+    node: Any = json.loads(_read(name.strip()))
     for part in [p for p in pointer.strip().split("/") if p]:
-        selector = re.fullmatch(r"\[(.+?)=(.+)\]", part)
+        selector = re.fullmatch(r"\[(.+)\]", part)
         if selector and isinstance(node, list):
-            key, want = selector.groups()
-            picked = [x for x in node if isinstance(x, dict) and str(x.get(key)) == want]
+            wanted = dict(c.split("=", 1) for c in selector.group(1).split(","))
+            picked = [
+                x for x in node if isinstance(x, dict) and all(str(x.get(k)) == v for k, v in wanted.items())
+            ]
             if len(picked) != 1:
-                raise ValueError(f"derived: {len(picked)} elements with {key}={want} in {reference!r}")
+                raise ValueError(f"derived: {len(picked)} elements with {selector.group(1)} in {reference!r}")
             node = picked[0]
         elif isinstance(node, list):
             node = node[int(part)]
