@@ -4,8 +4,9 @@ Reads ``docs/*.md``, ``README.md`` and ``packages/*/README.md``, cut into blocks
 item, or a table (fenced code is skipped). A block *cites* the result files it names
 (``benchmarks/results/<name>``, or a bare ``<name>.json`` / ``<name>.txt`` that exists there); a table also
 cites what the paragraph just above it names (its caption) and a paragraph right below it that starts with
-``(``. In a citing block, every decimal number (``0.909``, ``58.5%``, ``1.92x``, ``636.7``) and every purely
-numeric table cell outside the first column must be a value of a cited file, rounded to the precision
+``(``. In a citing block, every decimal number (``0.909``, ``58.5%``, ``1.92x``, ``636.7``) and every
+integer of a purely numeric table cell (``7166``, ``7293 / 7209``) outside the first column must be a value of
+a cited file, rounded to the precision
 quoted: a numeric leaf, a number inside a string leaf (``"torch": "2.11.0"``, a command line) or a key,
 also times 100 (percentages), 1000 or 1/1000 (s and ms).
 
@@ -328,6 +329,8 @@ def quoted_numbers(block: Block) -> list[tuple[str, bool]]:
                 whole = CELL_NUMBER.match(cell)
                 if whole and "." not in whole.group(1):
                     out.append((whole.group(1), whole.group(2) == "%"))
+                elif re.fullmatch(r"\**[\d,]+(\s*/\s*[\d,]+)+\**", cell):  # "7293 / 7209 / 7307"
+                    out += [(n, False) for n in re.findall(r"[\d,]+", cell)]
                 out += _decimals(cell)
         return out
     return _decimals(text)
