@@ -4,7 +4,7 @@ Reads ``docs/*.md``, ``README.md`` and ``packages/*/README.md``, cut into blocks
 item, or a table (fenced code is skipped). A block *cites* the result files it names
 (``benchmarks/results/<name>``, or a bare ``<name>.json`` / ``<name>.txt`` that exists there); a table also
 cites what the paragraph just above it names (its caption) and a paragraph right below it that starts with
-``(``. In a citing block, every decimal number (``0.909``, ``58.5%``, ``1.92x``, ``636.7``) and every
+``(``; a paragraph starting ``Result file:`` cites its files for every block of its page (generated pages). In a citing block, every decimal number (``0.909``, ``58.5%``, ``1.92x``, ``636.7``) and every
 integer of a purely numeric table cell (``7166``, ``7293 / 7209``) outside the first column must be a value of
 a cited file, rounded to the precision
 quoted: a numeric leaf, a number inside a string leaf (``"torch": "2.11.0"``, a command line) or a key,
@@ -364,7 +364,9 @@ def check_document(doc: Path) -> tuple[list[Problem], list[Block]]:
                 block.derived[number.rstrip("%")] = expression
         except (ValueError, KeyError, IndexError, SyntaxError, ZeroDivisionError) as err:
             problems.append(Problem(doc, block.line, str(err)))
-    for i, block in enumerate(blocks):  # a table's caption above it, "(files)" below it
+    page = set().union(*(b.cited for b in blocks if re.match(r"Result files?:", b.text.strip())))
+    for i, block in enumerate(blocks):  # a table's caption above it, "(files)" below it; a page's result files
+        block.cited |= page
         if block.table:
             if i > 0 and not blocks[i - 1].table:
                 block.cited |= blocks[i - 1].cited
