@@ -86,7 +86,11 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.doc.relative_to(ROOT)}:{self.line}: {self.message}"
+        return f"{_shown(self.doc)}:{self.line}: {self.message}"
+
+
+def _shown(doc: Path) -> Path:
+    return doc.relative_to(ROOT) if doc.is_relative_to(ROOT) else doc
 
 
 def documents(root: Path = ROOT) -> list[Path]:
@@ -143,7 +147,10 @@ def cited_files(text: str) -> tuple[set[str], list[str]]:
         text
     ):  # an older file that a claim rests on: <commit>:benchmarks/results/<name>
         commit, name = match.groups()
-        (found.add(f"{commit}:{name}") if in_history(commit, name) else missing.append(f"{commit}:{name}"))
+        if in_history(commit, name):
+            found.add(f"{commit}:{name}")
+        else:
+            missing.append(f"{commit}:{name}")
     text = HISTORY.sub(" ", text)
     for match in FILE_NAME.finditer(text):
         name = Path(match.group(1)).name
@@ -365,7 +372,9 @@ def check_document(doc: Path) -> tuple[list[Problem], list[Block]]:
         except (ValueError, KeyError, IndexError, SyntaxError, ZeroDivisionError) as err:
             problems.append(Problem(doc, block.line, str(err)))
     page = set().union(*(b.cited for b in blocks if re.match(r"Result files?:", b.text.strip())))
-    for i, block in enumerate(blocks):  # a table's caption above it, "(files)" below it; a page's result files
+    for i, block in enumerate(
+        blocks
+    ):  # a table's caption above it, "(files)" below it; a page's result files
         block.cited |= page
         if block.table:
             if i > 0 and not blocks[i - 1].table:
@@ -414,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_uncited:
         for block in uncited:
             first = block.text.strip().splitlines()[0][:100]
-            print(f"uncited: {block.doc.relative_to(ROOT)}:{block.line}: {first}")
+            print(f"uncited: {_shown(block.doc)}:{block.line}: {first}")
     print(f"{len(problems)} problem(s)", file=sys.stderr)
     return 1 if problems else 0
 
