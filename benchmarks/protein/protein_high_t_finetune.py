@@ -25,6 +25,7 @@ import torch
 from diff_protein.bench import FULL, backbone_objective_config, synthetic_chains
 from diff_protein.config import ProteinTrainConfig, default_train_config
 from diff_protein.pipeline import ProteinPipeline, train_backbones
+from diffcore.io import write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
 from results_io import write_result
@@ -67,7 +68,7 @@ def main() -> None:
     pipe.save_pretrained(args.out / "model_run")
     info = {"start": str(args.run), "min_t": args.min_t, "max_t": args.max_t, "steps": args.steps,
             "batch": args.batch, "lr": args.lr, "pool": len(data), "device": args.device, "seconds": seconds}  # fmt: skip
-    (args.out / "finetune.json").write_text(json.dumps(info, indent=2))
+    write_json(info, args.out / "finetune.json")  # beside the model it describes
     print(json.dumps(info, indent=2))
     write_result({"finetune": info}, script="protein_high_t_finetune", variant=args.tag, device=args.device,
                  packages=("diff-protein",))  # fmt: skip
