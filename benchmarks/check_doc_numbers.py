@@ -4,15 +4,16 @@ Reads ``docs/*.md``, ``README.md`` and ``packages/*/README.md``, cut into blocks
 item, or a table (fenced code is skipped). A block *cites* the result files it names
 (``benchmarks/results/<name>``, or a bare ``<name>.json`` / ``<name>.txt`` that exists there); a table also
 cites what the paragraph just above it names (its caption) and a paragraph right below it that starts with
-``(``; a paragraph starting ``Result file:`` cites its files for every block of its page (generated pages). In a citing block, every decimal number (``0.909``, ``58.5%``, ``1.92x``, ``636.7``) and every
-integer of a purely numeric table cell (``7166``, ``7293 / 7209``) outside the first column must be a value of
-a cited file, rounded to the precision
-quoted: a numeric leaf, a number inside a string leaf (``"torch": "2.11.0"``, a command line) or a key,
-also times 100 (percentages), 1000 or 1/1000 (s and ms).
+``(``; a paragraph starting ``Result file:`` cites its files for every block of its page (generated pages).
+
+In a citing block, every decimal number (``0.909``, ``58.5%``, ``1.92x``, ``636.7``) and every integer of a
+purely numeric table cell (``7166``, ``7293 / 7209``) outside the first column must be a value of a cited
+file, rounded to the precision quoted: a numeric leaf, a number inside a string leaf (``"torch": "2.11.0"``,
+a command line) or a key, also times 100 (percentages), 1000 or 1/1000 (s and ms).
 
 Not checked: numbers in inline code (settings: ```rotation_rate_t_max=0.9```), numbers after a comparison
 (targets: ``>= 0.90``, ``≤ 0.10``) or ``~``, versions (``torch 2.11``, ``0.2.0``), scientific notation,
-integers in prose, indented or fenced code.
+integers in prose, fenced code.
 
 **Derived numbers** (a ratio, a mean over files) are stated where they are quoted, as an HTML comment in the
 block or on the line after it::
@@ -21,8 +22,8 @@ block or on the line after it::
          / {dit_training_throughput-xl2-b192-h100.json:/rows/[impl=diffusers]/images_per_s} -->
 
 ``{file:/path}`` is a JSON-pointer-like path into a result file (keys, list indices, or ``[key=value]`` to
-pick the list element whose ``key`` is ``value``; ``[k1=v1,k2=v2]`` for several keys); the expression may use ``+ - * / **``, parentheses and
-numbers, and several derivations go in one comment separated by ``;``. The checker evaluates each one, fails
+pick the list element whose ``key`` is ``value``; ``[k1=v1,k2=v2]`` for several keys); the expression may use
+``+ - * / **``, parentheses and numbers, and several derivations go in one comment separated by ``;``. The checker evaluates each one, fails
 if it does not round to the number stated, and then accepts that number in the comment's block and the
 blocks either side.
 
