@@ -1,6 +1,6 @@
 """diffusers' counterparts of our networks, built from our configs, for side-by-side benchmarks.
 
-Imported by the benchmark scripts next to it (``python benchmarks/<script>.py`` puts this folder on the path).
+Imported by the benchmark scripts of ``benchmarks/<area>/``, which put ``benchmarks/`` on the path.
 """
 
 from __future__ import annotations

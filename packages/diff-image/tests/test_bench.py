@@ -1,5 +1,5 @@
 """The benchmark runs end to end at a tiny size and reports what it wrote (the targets are measured by the
-real ``diffuse bench image --quick`` and ``benchmarks/image_full.py``, recorded in the README)."""
+real ``diffuse bench image --quick`` and ``benchmarks/image/image_full.py``, recorded in the README)."""
 
 import json
 

@@ -1,5 +1,5 @@
 """The README quotes what the result files it names hold (issue #22: it attributed the old cache's 0.75x / 0.88x
-and a 110 M-parameter model to ``language_kv_cache-h100.json``, which holds 3.04x / 1.99x at 85.8 M)."""
+and a 110 M-parameter model to ``language_kv_cache-b1-h100.json``, which holds 3.04x / 1.99x at 85.8 M)."""
 
 import json
 import re
@@ -9,7 +9,7 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 RESULTS = Path(__file__).resolve().parents[3] / "benchmarks" / "results"
-KV_FILE = re.compile(r"language_kv_cache-h100(?:-b\d+)?\.json")
+KV_FILE = re.compile(r"language_kv_cache-b\d+-h100\.json")
 
 
 def _sentences(markdown: str) -> list[str]:
@@ -65,7 +65,7 @@ def test_every_parameter_count_of_the_kv_cache_section_is_the_measured_models():
     section = section[: section.index("\n### ")]
     quoted = set().union(*(_quoted(s)[1] for s in _sentences(section)))
     quoted |= set(re.findall(r"(\d+(?:\.\d+)?) M-parameter", section))  # the table's device column
-    held = _held({"language_kv_cache-h100.json", "language_kv_cache-h100-b8.json"})[1]
+    held = _held({"language_kv_cache-b1-h100.json", "language_kv_cache-b8-h100.json"})[1]
     assert quoted and quoted <= held, (
         f"{sorted(quoted - held)} M parameters quoted; the files hold {sorted(held)}"
     )
@@ -73,7 +73,7 @@ def test_every_parameter_count_of_the_kv_cache_section_is_the_measured_models():
 
 def test_the_check_catches_the_numbers_the_readme_used_to_misattribute():
     old = (
-        "The first H100 run (`benchmarks/results/language_kv_cache-h100.json`, the old cache) found the cache "
+        "The first H100 run (`benchmarks/results/language_kv_cache-b1-h100.json`, the old cache) found the cache "
         "slower at this tiny size (0.75x / 0.88x). GPU command (the paper's small model, 110 M parameters)."
     )
     (first, _) = _sentences(old)

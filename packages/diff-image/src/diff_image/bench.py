@@ -1,4 +1,4 @@
-"""The diff-image benchmark behind ``diffuse bench image`` and ``benchmarks/image_full.py``.
+"""The diff-image benchmark behind ``diffuse bench image`` and ``benchmarks/image/image_full.py``.
 
 * quick (CPU, minutes): a class-conditional DiT on the 8x8 sklearn digits, CFG samples scored by the
   independent evaluation classifier (accuracy), Frechet distance in its feature space vs the train-vs-test floor.

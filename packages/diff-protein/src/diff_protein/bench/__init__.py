@@ -8,7 +8,7 @@ sped up 20x, which measured better than FrameFlow's exponential schedule after s
 TaxDiff-style masked diffusion on the profile families, CFG samples, label adherence by an
 independently trained classifier and by the exact Bayes classifier. ``quick`` fits a CPU in a few
 minutes and does not reach the targets; :func:`run_bench` with :data:`FULL` settings is what
-``benchmarks/protein_full.py`` runs on a GPU.
+``benchmarks/protein/protein_full.py`` runs on a GPU.
 
 The settings (:class:`BenchSettings`, :data:`QUICK`, :data:`FULL`) and :func:`bench` are a light import (the
 command line registers :func:`bench`); the runner (:mod:`diff_protein.bench.runner`) loads on first use.
@@ -146,7 +146,7 @@ FULL = BenchSettings(
     data_workers=-1,
     device="auto",
 )
-"""What ``benchmarks/protein_full.py`` runs on one H100 (backbone training capped at 220 s of wall time).
+"""What ``benchmarks/protein/protein_full.py`` runs on one H100 (backbone training capped at 220 s of wall time).
 
 The step count is sized to the cap by a 60-step pilot run (``backbone_steps`` is only an upper bound), so
 the cosine learning-rate decay completes: in the 2026-11-27 H100 run with 3200 planned steps the cap cut

@@ -1,0 +1,319 @@
+"""Few-step generation on an analytic 2-D Gaussian mixture: every diffcore.distill method vs the exact teacher.
+
+The teacher is exact (``GaussianMixture.denoiser``, rectified-flow path), so the only errors are the
+students' and the solvers'. For each method the student is a small MLP trained through the diffcore
+Trainer; the table gives the sliced Wasserstein distance (``analytic.sliced_wasserstein``) of 1, 2 and 4
+step samples to fresh target samples, next to the teacher's Euler at the same steps and at 50 steps, and
+the trajectory straightness before and after reflow. Results go to
+``benchmarks/results/few_step_gmm-cpu.json`` (the quick run writes nothing).
+
+    uv run python benchmarks/few_step/few_step_gmm.py            # full (a few minutes on a CPU)
+    uv run python benchmarks/few_step/few_step_gmm.py --quick    # tiny, checks that it runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import diffcore
+import torch
+from diffcore.distill import (
+    ConsistencyCallback,
+    ConsistencyDistillation,
+    ConsistencyParameterization,
+    ConsistencyTraining,
+    CoupledFlowMatching,
+    DistributionMatchingDistillation,
+    DMDModel,
+    LatentConsistencyDistillation,
+    MLPDenoiser,
+    MLPDenoiserConfig,
+    add_lcm_lora,
+    couplings_loader,
+    distill_progressively,
+    dmd_optimizer,
+    generate_couplings,
+    one_step_distillation,
+    straightness,
+)
+from diffcore.paths.analytic import GaussianMixture, sliced_wasserstein
+from diffcore.paths.denoiser import Denoiser
+from diffcore.training import TrainConfig, Trainer, objectives
+from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from results_io import write_result
+
+SCHEDULE = "rectified-flow"
+STEPS = (1, 2, 4)
+MEANS = torch.tensor([[1.5, 1.5], [-1.5, 1.5], [1.5, -1.5], [-1.5, -1.5]])
+
+
+def mixture() -> GaussianMixture:
+    return GaussianMixture(torch.full((4,), 0.25), MEANS, torch.full((4, 2), 0.05))
+
+
+class ClassConditionalTeacher:
+    """Exact denoisers of a mixture's components: label ``k`` is component ``k``, label ``K`` the whole mixture."""
+
+    def __init__(self, gmm: GaussianMixture) -> None:
+        self.parts = [
+            GaussianMixture.gaussian(gmm.means[k], gmm.variances[k]).network(SCHEDULE, "velocity")
+            for k in range(len(gmm.weights))
+        ] + [gmm.network(SCHEDULE, "velocity")]
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(x)
+        for k, fn in enumerate(self.parts):
+            mask = y == k
+            if bool(mask.any()):
+                out[mask] = fn(x[mask], t[mask])
+        return out
+
+
+def config(out: Path, name: str, steps: int, lr: float = 2e-3) -> TrainConfig:
+    return TrainConfig(
+        steps=steps, lr=lr, ema_decay=None, checkpoint_every=None, tensorboard=False, progress_bar=False,
+        output_dir=str(out / name), log_every=max(steps // 4, 1), max_grad_norm=1.0,
+    )  # fmt: skip
+
+
+def data_loader(x: torch.Tensor, batch: int, y: torch.Tensor | None = None) -> DataLoader:
+    if y is None:
+        return DataLoader(TensorDataset(x), batch_size=batch, shuffle=True, drop_last=True, collate_fn=_stack)
+    return DataLoader(
+        TensorDataset(x, y), batch_size=batch, shuffle=True, drop_last=True, collate_fn=_stack_xy
+    )
+
+
+def _stack(items):
+    return torch.stack([i[0] for i in items])
+
+
+def _stack_xy(items):
+    return {"x": torch.stack([i[0] for i in items]), "y": torch.stack([i[1] for i in items])}
+
+
+def mlp(width: int, **kw) -> MLPDenoiser:
+    return MLPDenoiser(MLPDenoiserConfig(width=width, depth=3, **kw))
+
+
+@torch.no_grad()
+def evaluate(den, sampler: str, ref, noise, t_start: float = 1.0, **options) -> dict[str, float]:
+    out = {}
+    for k in STEPS:
+        x = diffcore.sample(
+            den, noise, sampler, k, t_start=t_start, generator=torch.Generator().manual_seed(7), **options
+        )
+        out[str(k)] = sliced_wasserstein(x.double(), ref)
+    return out
+
+
+def run(quick: bool, out: Path, scale: float = 1.0) -> dict:
+    torch.manual_seed(0)
+    scale = 0.01 if quick else scale
+    n = lambda steps: max(int(steps * scale), 4)  # noqa: E731
+    width = 16 if quick else 128
+    n_eval = 500 if quick else 4000
+    gmm = mixture()
+    teacher = gmm.denoiser(SCHEDULE, "velocity")
+    g = torch.Generator().manual_seed(1)
+    data = gmm.sample(8192, g).float()
+    ref = gmm.sample(n_eval, torch.Generator().manual_seed(2))
+    noise = torch.randn(n_eval, 2, generator=torch.Generator().manual_seed(3))
+    loader = data_loader(data, 256)
+    rows: dict[str, dict] = {}
+    seconds: dict[str, float] = {}
+
+    rows["teacher (euler)"] = evaluate(teacher, "euler", ref, noise)
+    rows["teacher (euler)"]["50"] = sliced_wasserstein(
+        diffcore.sample(teacher, noise, "euler", 50).double(), ref
+    )
+
+    # A trained flow-matching network: the initialisation of progressive distillation and the LCM-LoRA base.
+    start = time.perf_counter()
+    base = mlp(width)
+    Trainer(base, objectives.flow_matching(), loader, config(out, "base", n(3000))).fit()
+    base_den = Denoiser(copy.deepcopy(base).eval().requires_grad_(False), SCHEDULE, "velocity")
+    rows["base flow net (euler)"] = evaluate(base_den, "euler", ref, noise)
+    seconds["base"] = time.perf_counter() - start
+
+    # Progressive distillation: exact teacher at 16 DDIM steps -> students of 8, 4, 2, 1 steps.
+    start = time.perf_counter()
+    student = copy.deepcopy(base).requires_grad_(True)
+    rounds = distill_progressively(
+        student,
+        teacher,
+        loader,
+        config(out, "progressive", n(800)),
+        teacher_steps=16,
+        rounds=4,
+        prediction="velocity",
+    )
+    pd = {}
+    for r in rounds:
+        if r.student_steps in STEPS:
+            net = MLPDenoiser.from_pretrained(r.model_dir).eval()
+            with torch.no_grad():
+                x = diffcore.sample(Denoiser(net, SCHEDULE, "velocity"), noise, "ddim", r.student_steps)
+            pd[str(r.student_steps)] = sliced_wasserstein(x.double(), ref)
+    rows["progressive distillation (ddim)"] = pd
+    seconds["progressive"] = time.perf_counter() - start
+
+    # Consistency distillation and improved consistency training.
+    for name, make in (
+        ("consistency distillation", lambda p: ConsistencyDistillation(p, teacher=teacher, num_points=18)),
+        # iCT with the squared L2 distance: in 2-D the paper's pseudo-Huber (c = 0.00054 sqrt(d)) is the
+        # unsquared norm, whose CT minimiser is a median of the one-sample targets, not the ODE's mean.
+        ("improved consistency training", lambda p: ConsistencyTraining(p, distance="l2")),
+        ("improved consistency training, pseudo-Huber", lambda p: ConsistencyTraining(p)),
+    ):
+        start = time.perf_counter()
+        param = ConsistencyParameterization(SCHEDULE, "x0")
+        obj = make(param)
+        net = mlp(width)
+        steps = n(4000) if "training" in name else n(3000)
+        Trainer(
+            net, obj, loader, config(out, name.replace(" ", "-"), steps), callbacks=[ConsistencyCallback(obj)]
+        ).fit()
+        rows[name + " (consistency)"] = evaluate(
+            param.denoiser(net.eval()), "consistency", ref, noise, obj.t_max
+        )
+        seconds[name] = time.perf_counter() - start
+
+    # LCM: class-conditional exact teacher with CFG, student with a guidance-scale input.
+    start = time.perf_counter()
+    cond_teacher = Denoiser(ClassConditionalTeacher(gmm), SCHEDULE, "velocity")
+    labels = torch.randint(0, 4, (8192,), generator=g)
+    cond_data = (
+        gmm.means[labels]
+        + gmm.variances[labels].sqrt() * torch.randn(8192, 2, generator=g, dtype=torch.float64)
+    ).float()
+    param = ConsistencyParameterization(SCHEDULE, "x0")
+    lcm_obj = LatentConsistencyDistillation(
+        param, teacher=cond_teacher, uncond={"y": torch.tensor(4)}, guidance_range=(1.0, 3.0), num_points=25
+    )
+    lcm_net = mlp(width, num_classes=4, guidance_embedding=True)
+    Trainer(
+        lcm_net,
+        lcm_obj,
+        data_loader(cond_data, 256, labels),
+        config(out, "lcm", n(3000)),
+        callbacks=[ConsistencyCallback(lcm_obj)],
+    ).fit()
+    y_eval = torch.randint(0, 4, (n_eval,), generator=torch.Generator().manual_seed(4))
+    rows["LCM, w=1 (lcm)"] = evaluate(
+        param.denoiser(lcm_net.eval()),
+        "lcm",
+        ref,
+        noise,
+        lcm_obj.t_max,
+        guidance_scale=1.0,
+        cond={"y": y_eval},
+    )
+    seconds["lcm"] = time.perf_counter() - start
+
+    # LCM-LoRA: the consistency objective trained only in a LoRA adapter of the base flow network.
+    start = time.perf_counter()
+    lora_net = add_lcm_lora(copy.deepcopy(base), rank=16)
+    param = ConsistencyParameterization(SCHEDULE, "velocity")
+    lora_obj = LatentConsistencyDistillation(
+        param, teacher=base_den, guidance_range=(1.0, 1.0), guidance_key=None, num_points=25
+    )
+    Trainer(
+        lora_net,
+        lora_obj,
+        loader,
+        config(out, "lcm-lora", n(3000)),
+        callbacks=[ConsistencyCallback(lora_obj)],
+    ).fit()
+    rows["LCM-LoRA on base (lcm)"] = evaluate(
+        param.denoiser(lora_net.eval()), "lcm", ref, noise, lora_obj.t_max
+    )
+    seconds["lcm-lora"] = time.perf_counter() - start
+
+    # Reflow: couplings of the exact (1-rectified) flow, 2-rectified flow, then one-step distillation.
+    start = time.perf_counter()
+    z = torch.randn(8192, 2, generator=g)
+    x_pairs = generate_couplings(teacher, z.double(), "heun", 32).float()
+    rf2 = mlp(width)
+    Trainer(
+        rf2, CoupledFlowMatching(), couplings_loader(x_pairs, z, 256), config(out, "reflow", n(3000))
+    ).fit()
+    rf2_den = Denoiser(rf2.eval(), SCHEDULE, "velocity")
+    rows["2-rectified flow (euler)"] = evaluate(rf2_den, "euler", ref, noise)
+    z2 = torch.randn(8192, 2, generator=g)
+    x2 = generate_couplings(rf2_den, z2, "heun", 32)
+    distilled = copy.deepcopy(rf2).train()
+    Trainer(
+        distilled,
+        one_step_distillation(),
+        couplings_loader(x2, z2, 256),
+        config(out, "reflow-distill", n(1500)),
+    ).fit()
+    rows["2-rectified flow + distill (euler)"] = evaluate(
+        Denoiser(distilled.eval(), SCHEDULE, "velocity"), "euler", ref, noise
+    )
+    probe = noise[:500].double()
+    before, after = straightness(teacher, probe, 32), straightness(rf2_den, probe.float(), 32)
+    seconds["reflow"] = time.perf_counter() - start
+
+    # DMD: one-step generator, fake score, regression on teacher ODE pairs.
+    start = time.perf_counter()
+    dmd_model = DMDModel(mlp(width), mlp(width))
+    dmd_obj = DistributionMatchingDistillation(teacher)
+    Trainer(
+        dmd_model,
+        dmd_obj,
+        couplings_loader(x_pairs, z, 256),
+        config(out, "dmd", n(3000), lr=1e-3),
+        optimizer=dmd_optimizer(dmd_model, 1e-3),
+    ).fit()
+    rows["DMD (consistency)"] = evaluate(
+        dmd_obj.generator_denoiser(dmd_model.generator.eval()), "consistency", ref, noise
+    )
+    seconds["dmd"] = time.perf_counter() - start
+
+    return {
+        "sliced_wasserstein": rows,
+        "straightness": {
+            "exact 1-rectified flow": before.__dict__,
+            "2-rectified flow": after.__dict__,
+        },
+        "train_seconds": seconds,
+        "quick": quick,
+        "train_steps_scale": scale,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny run (checks the script)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every training length by this")
+    parser.add_argument(
+        "--out", default=None, help="JSON path (default benchmarks/results/few_step_gmm-cpu.json)"
+    )
+    parser.add_argument("--workdir", default="runs/few_step_gmm")
+    args = parser.parse_args()
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    result = run(args.quick, Path(args.workdir) / ("quick" if args.quick else "full"), args.scale)
+    print(
+        f"{'method (sampler)':58s} " + " ".join(f"{k + ' step':>9s}" for k in ("1", "2", "4")) + "  50 step"
+    )
+    for name, row in result["sliced_wasserstein"].items():
+        cells = " ".join(f"{row[k]:9.4f}" if k in row else f"{'-':>9s}" for k in ("1", "2", "4"))
+        print(f"{name:58s} {cells}" + (f"  {row['50']:.4f}" if "50" in row else ""))
+    for name, s in result["straightness"].items():
+        print(
+            f"straightness {name:30s} S={s['value']:.4f} relative={s['relative']:.4f} 1-step MSE={s['one_step_error']:.4f}"
+        )
+    if not args.quick:
+        print("wrote", write_result(result, script="few_step_gmm", device="cpu", path=args.out))
+
+
+if __name__ == "__main__":
+    main()
