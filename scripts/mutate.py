@@ -12,10 +12,13 @@ fails on its Python >= 3.15 fork, where torch 2.9.1 has no wheel), and a runner 
 per mutant pays torch's import (~3 s) each time. This one imports the module once, then for each mutant
 forks a child that swaps the changed functions' code objects in place (every live function object compiled
 from the original code: methods, closures, lambdas held by registries, functions behind ``lru_cache`` or
-``torch.no_grad`` wrappers) and runs ``pytest -x`` on the selection. A mutant is
+``torch.no_grad`` wrappers) and runs ``pytest -x`` on the tests of the selection that call a changed function
+(found once, by running the selection with a profiler hook that records which of the module's functions each
+test calls, as mutmut 3 does). A mutant is
 
 - ``killed`` when a test fails (or the run exceeds ``--timeout-factor`` times the unmutated run: ``timeout``),
-- ``survived`` when every selected test passes,
+- ``survived`` when every selected test passes (``uncovered`` when no test of the selection calls the function;
+  counted as survived),
 - ``identical`` when it compiles to the same bytecode as the original (not counted),
 - ``error`` when it cannot be applied (reported, not counted).
 
@@ -273,6 +276,59 @@ def swap_in(pairs: list[tuple[types.CodeType, types.CodeType]], filename: str) -
     return swapped
 
 
+class _CallMap:
+    """A pytest plugin that records, for each test, which functions of ``filename`` it calls (setup included)."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.calls: dict[str, set[tuple[str, int]]] = {}
+        self._current: set[tuple[str, int]] | None = None
+
+    def _profile(self, frame, event, arg) -> None:
+        if event == "call" and self._current is not None and frame.f_code.co_filename == self.filename:
+            self._current.add((frame.f_code.co_name, frame.f_code.co_firstlineno))
+
+    def pytest_runtest_protocol(self, item, nextitem):
+        import threading
+
+        self._current = self.calls.setdefault(item.nodeid, set())
+        sys.setprofile(self._profile)
+        threading.setprofile(self._profile)
+
+    def pytest_runtest_logfinish(self, nodeid, location):
+        import threading
+
+        sys.setprofile(None)
+        threading.setprofile(None)
+        self._current = None
+
+
+def call_map(
+    filename: str, pytest_args: list[str], threads: int, out: Path
+) -> dict[str, set[tuple[str, int]]]:
+    """Run the unmutated selection once in a child, recording the module's functions each test calls."""
+    pid = os.fork()
+    if pid == 0:
+        status = 3
+        try:
+            import pytest
+            import torch
+
+            torch.set_num_threads(threads)
+            plugin = _CallMap(filename)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            status = int(pytest.main([*pytest_args, "-q", "-p", "no:cacheprovider"], plugins=[plugin]))
+            out.write_text(json.dumps({k: sorted(v) for k, v in plugin.calls.items()}))
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit("the unmutated module fails the selection; fix that first")
+    return {k: {tuple(f) for f in v} for k, v in json.loads(out.read_text()).items()}
+
+
 def _run_child(pairs, filename: str, pytest_args: list[str], threads: int) -> None:
     """In the forked child: swap the code in, run pytest quietly, exit with its status (never returns)."""
     status = 3
@@ -356,11 +412,14 @@ def main(argv: list[str] | None = None) -> int:
         importlib.import_module(name)
     original = compile(source, filename, "exec", dont_inherit=True)
 
-    status, base = run_one([], filename, tests, timeout=3600, threads=args.threads)
-    if status != "survived":
-        print(f"the unmutated module fails the selection ({status}); fix that first", file=sys.stderr)
-        return 2
-    print(f"{path.name}: {len(sites)} mutants; unmutated selection passes in {base:.1f} s", flush=True)
+    start = time.perf_counter()
+    calls = call_map(filename, tests, args.threads, Path(f"/tmp/mutate-calls-{os.getpid()}.json"))
+    base = time.perf_counter() - start
+    print(
+        f"{path.name}: {len(sites)} mutants; the unmutated selection ({len(calls)} tests) passes in {base:.1f} s"
+        " (traced)",
+        flush=True,
+    )
 
     chosen = [int(i) for i in args.only.split(",") if i] or range(len(sites))
     results: list[Result] = []
@@ -374,14 +433,21 @@ def main(argv: list[str] | None = None) -> int:
         if not pairs:
             results.append(Result(i, s.line, s.what, "identical", 0.0))
             continue
-        status, secs = run_one(pairs, filename, tests, args.timeout_factor * base + 10, args.threads)
-        results.append(Result(i, s.line, s.what, status, secs))
-        if status == "survived" or status.startswith("error"):
+        changed = {(c.co_name, c.co_firstlineno) for c, _ in pairs}
+        selected = [node for node, funcs in calls.items() if funcs & changed]
+        if selected:
+            status, secs = run_one(pairs, filename, selected, args.timeout_factor * base + 10, args.threads)
+        else:
+            status, secs = "uncovered", 0.0
+        results.append(Result(i, s.line, s.what, status, secs, f"{len(selected)} tests"))
+        if status in ("survived", "uncovered") or status.startswith("error"):
             line = source.splitlines()[s.line - 1].strip()
             print(f"  {status:9s} #{i:<4d} L{s.line:<4d} {s.what:24s} | {line}", flush=True)
+        if len(results) % 25 == 0:
+            print(f"  ... {len(results)} of {len(chosen)} done", flush=True)
 
     killed = sum(r.status in ("killed", "timeout") for r in results)
-    survived = sum(r.status == "survived" for r in results)
+    survived = sum(r.status in ("survived", "uncovered") for r in results)
     other = {st: sum(r.status == st for r in results) for st in sorted({r.status for r in results})}
     score = killed / max(killed + survived, 1)
     print(f"{path.name}: {killed} killed, {survived} survived ({other}); score {100 * score:.1f}%")

@@ -250,3 +250,30 @@ def test_huge_weights_are_capped_instead_of_overflowing():
     """Weights are exp of a log-weight clamped at 80: finite even at log_snr = 1e4."""
     w = weighting.edm(0.5)(torch.tensor([1e4], dtype=F64), "x0")
     torch.testing.assert_close(w, torch.tensor([math.exp(80.0)], dtype=F64))
+
+
+EDGE_LIMITS = {  # (weighting, target) -> weights at SNR = 0 and SNR = inf, the limits of the closed forms above
+    ("min-snr", "x0"): (0.0, 5.0),
+    ("min-snr", "eps"): (1.0, 0.0),
+    ("min-snr", "v"): (0.0, 0.0),
+    ("edm", "x0"): (4.0, math.exp(80.0)),  # SNR + 1 / sd^2, capped
+    ("edm", "eps"): (math.exp(80.0), 1.0),  # (SNR + 4) / SNR
+    ("edm", "v"): (4.0, 1.0),  # (SNR + 4) / (SNR + 1)
+    ("sigmoid", "x0"): (0.0, math.exp(-3.0)),  # sigmoid(b - lam) SNR -> e^b
+    ("sigmoid", "eps"): (1.0, 0.0),
+    ("sigmoid", "v"): (0.0, 0.0),
+}
+
+
+@pytest.mark.parametrize("name, target", list(EDGE_LIMITS), ids=[f"{n}-{t}" for n, t in EDGE_LIMITS])
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_weights_at_snr_zero_and_infinity_are_the_limits_of_their_formulas(name, target, dtype):
+    """At t = 0 (SNR = inf) and at zero terminal SNR. Before the fix EDM's eps weight and the sigmoid's x0 weight
+    were 0 at SNR = inf (inf - inf -> NaN -> 0) instead of their limits 1 and e^b."""
+    w = weighting.get(name)(torch.tensor([-math.inf, math.inf], dtype=dtype), target)
+    torch.testing.assert_close(w, torch.tensor(EDGE_LIMITS[name, target], dtype=dtype), rtol=1e-6, atol=0)
+
+
+def test_a_nan_log_snr_gives_weight_zero():
+    for name in ("min-snr", "edm", "sigmoid"):
+        assert float(weighting.get(name)(torch.tensor([math.nan]), "x0")) == 0.0
