@@ -329,6 +329,29 @@ def call_map(
     return {k: {tuple(f) for f in v} for k, v in json.loads(out.read_text()).items()}
 
 
+def preload(pytest_args: list[str]) -> None:
+    """Collect the selection once in this process, so that every library the tests and their conftest import
+    (accelerate, diffusers, scipy, ...) is imported before forking; then forget the test modules and conftests
+    themselves, so that each child imports them afresh (module-level code runs against the mutant)."""
+    import pytest
+
+    before = set(sys.modules)
+    saved = os.dup(1), os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    try:
+        pytest.main([*pytest_args, "--collect-only", "-q", "-p", "no:cacheprovider"])
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+    for name in set(sys.modules) - before:
+        file = getattr(sys.modules[name], "__file__", None) or ""
+        if "/tests/" in file or name.split(".")[-1] == "conftest" or Path(file).name.startswith("test_"):
+            del sys.modules[name]
+
+
 def _run_child(pairs, filename: str, pytest_args: list[str], threads: int) -> None:
     """In the forked child: swap the code in, run pytest quietly, exit with its status (never returns)."""
     status = 3
@@ -411,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in filter(None, args.preload.split(",")):
         importlib.import_module(name)
     original = compile(source, filename, "exec", dont_inherit=True)
+    preload(tests)
 
     start = time.perf_counter()
     calls = call_map(filename, tests, args.threads, Path(f"/tmp/mutate-calls-{os.getpid()}.json"))
