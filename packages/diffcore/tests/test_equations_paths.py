@@ -350,3 +350,127 @@ def test_zero_terminal_snr_derivatives_and_refusal_of_non_vp_paths():
     assert z.variance_preserving
     with pytest.raises(ValueError, match="VP"):
         schedules.ZeroTerminalSNR(schedules.get("ve"))
+
+
+# ----------------------------------------------------------------------------- the rest of the schedule surface
+
+
+@pytest.mark.parametrize("name", ["vp-linear", "vp-scaled-linear", "vp-cosine", "ddpm-linear", "ddpm-cosine"])
+def test_vp_log_alpha_bar_and_beta_are_the_log_of_alpha_squared_and_its_rate(name):
+    """log abar = log(alpha^2), d log abar / dt = 2 d_alpha / alpha, beta(t) = -d log abar / dt (for VP-linear
+    0.1 + 19.9 t, Song et al. 2021, Eq. 33)."""
+    sched = schedules.get(name)
+    t = INTERIOR[:-1]  # the cosine's rate is infinite at t = 1
+    a, da = sched.alpha(t), sched.d_alpha(t)
+    torch.testing.assert_close(sched.log_alpha_bar(t), torch.log(a**2), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(sched.d_log_alpha_bar(t), 2 * da / a, rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(sched.beta(t), -2 * da / a, rtol=1e-5, atol=1e-8)
+    if name == "vp-linear":
+        torch.testing.assert_close(sched.beta(t), 0.1 + 19.9 * t, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("s", [0.0, 0.008, 0.3])
+def test_cosine_schedule_with_any_offset_is_nichol_and_dhariwal_eq_17(s):
+    """abar(t) = f(t) / f(0), f(t) = cos(((t + s) / (1 + s)) pi / 2)^2, with its derivative and inverse; exactly
+    alpha = 1 at t = 0 and alpha = 0 at t = 1."""
+    sched = schedules.VPCosine(s)
+    t = INTERIOR
+
+    def alpha(t):
+        return torch.cos((t + s) / (1 + s) * math.pi / 2) / math.cos(s / (1 + s) * math.pi / 2)
+
+    torch.testing.assert_close(sched.alpha(t), alpha(t), rtol=1e-12, atol=1e-15)
+    h = 1e-7
+    torch.testing.assert_close(
+        sched.d_alpha(t), (alpha(t + h) - alpha(t - h)) / (2 * h), rtol=1e-6, atol=1e-7
+    )
+    torch.testing.assert_close(sched.t_from_log_snr(sched.log_snr(t)), t, rtol=0, atol=1e-9)
+    edges = _t(0.0, 1.0)
+    # alpha(0) = cos(pi / (2 (1 + s))) / cos(s pi / (2 (1 + s))) is 1 up to rounding (1 - 1.1e-16 at s = 0.3)
+    torch.testing.assert_close(sched.alpha(edges), _t(1.0, 0.0), rtol=0, atol=2e-16)
+    torch.testing.assert_close(sched.sigma(edges), _t(0.0, 1.0), rtol=0, atol=2e-8)
+    assert float(sched.alpha(_t(1.0))) == 0.0 and float(sched.sigma(_t(1.0))) == 1.0
+    assert sched.t_from_log_snr(_t(math.inf, -math.inf)).tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "name", ["vp-linear", "vp-scaled-linear", "ddpm-linear", "rectified-flow", "edm", "ve"]
+)
+def test_t_from_log_snr_decreases_in_log_snr(name):
+    """(VP-linear's closed form extrapolates past t = 1 for log-SNRs below log_snr(1), as ``Shifted`` needs.)"""
+    sched = schedules.get(name)
+    lam = torch.linspace(-20, 20, 41, dtype=F64)
+    t = sched.t_from_log_snr(lam).to(F64)
+    assert bool((t[1:] <= t[:-1]).all()) and bool((t >= 0).all())
+
+
+BAD_ARGUMENTS = [
+    (lambda: schedules.VPLinear(0.0, 20.0), True),
+    (lambda: schedules.VPLinear(5.0, 5.0), True),
+    (lambda: schedules.VPLinear(1e-9, 1e-8), False),
+    (lambda: schedules.VPScaledLinear(0.0, 0.012), True),
+    (lambda: schedules.VPScaledLinear(0.01, 0.01), True),
+    (lambda: schedules.VPScaledLinear(0.5, 1.0), True),
+    (lambda: schedules.VPScaledLinear(0.5, 0.99), False),
+    (lambda: schedules.VPCosine(-1e-9), True),
+    (lambda: schedules.VPCosine(0.0), False),
+    (lambda: schedules.betas_for("linear", 0), True),
+    (lambda: schedules.betas_for("linear", 1), False),
+    (lambda: schedules.betas_for("quadratic"), True),
+    (lambda: DiscreteVP(torch.zeros(0)), True),
+    (lambda: DiscreteVP(torch.full((2, 2), 0.1)), True),
+    (lambda: DiscreteVP(torch.tensor([0.1, 0.0])), True),
+    (lambda: DiscreteVP(torch.tensor([0.1, 1.0 + 1e-9], dtype=F64)), True),
+    (lambda: DiscreteVP(torch.tensor([0.1, 1.0])), False),
+    (lambda: schedules.VE(0.0, 1.0), True),
+    (lambda: schedules.VE(1.0, 1.0), True),
+    (lambda: schedules.EDM(0.0), True),
+    (lambda: schedules.EDM(1e-9), False),
+    (lambda: schedules.Shifted(schedules.RectifiedFlow(), 0.0), True),
+    (lambda: schedules.Shifted(schedules.RectifiedFlow(), 1e-9), False),
+    (lambda: schedules.resolution_shift(0), True),
+    (lambda: schedules.resolution_shift(4, 0), True),
+    (lambda: schedules.resolution_shift(1, 1), False),
+]
+
+
+@pytest.mark.parametrize("make, bad", BAD_ARGUMENTS)
+def test_schedules_refuse_parameters_outside_their_domain_exactly_at_the_boundary(make, bad):
+    if bad:
+        with pytest.raises(ValueError):
+            make()
+    else:
+        make()
+
+
+def test_resolution_shift_is_the_square_root_of_the_token_ratio():
+    """Esser et al. 2024, Sec. 5.3.2: sqrt(m / n); 1024^2 against 256^2 (16x the tokens) is 4."""
+    assert schedules.resolution_shift(4096) == pytest.approx(4.0, rel=1e-15)
+    assert schedules.resolution_shift(4096, 1024) == pytest.approx(2.0, rel=1e-15)
+
+
+def test_shifted_rectified_flow_is_sd3_eq_23():
+    """t' = s t / (1 + (s - 1) t) (Esser et al. 2024, Eq. 23), alpha = 1 - t', with dt'/dt = s / (1 + (s - 1) t)^2."""
+    sched = schedules.Shifted(schedules.RectifiedFlow(), 3.0)
+    t = INTERIOR
+    tw = 3 * t / (1 + 2 * t)
+    torch.testing.assert_close(sched.alpha(t), 1 - tw, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(sched.d_sigma(t), 3 / (1 + 2 * t) ** 2, rtol=1e-12, atol=0)
+    torch.testing.assert_close(sched.log_snr(t), schedules.RectifiedFlow().log_snr(t) - 2 * math.log(3.0))
+    assert sched.variance_preserving is False
+    assert schedules.Shifted(schedules.get("vp-cosine"), 2.0).variance_preserving is True
+
+
+def test_registry_gives_every_named_schedule_and_passes_schedules_through():
+    assert schedules.available() == sorted(schedules.available())
+    assert {"vp-linear", "vp-cosine", "ddpm-linear", "ve", "edm", "rectified-flow"} <= set(
+        schedules.available()
+    )
+    sched = schedules.VE(0.02, 80.0)
+    assert schedules.get(sched) is sched
+    assert schedules.get("ve", sigma_max=80.0).sigma_max == 80.0
+    assert schedules.get("ddpm-linear", num_steps=100).num_steps == 100
+    assert schedules.get("ddpm-scaled-linear", num_steps=100).name == "ddpm-scaled-linear"
+    with pytest.raises(ValueError):
+        schedules.register("ve", schedules.VE)
+    schedules.register("ve", schedules.VE, replace=True)
