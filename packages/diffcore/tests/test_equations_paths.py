@@ -402,6 +402,10 @@ def test_t_from_log_snr_decreases_in_log_snr(name):
     lam = torch.linspace(-20, 20, 41, dtype=F64)
     t = sched.t_from_log_snr(lam).to(F64)
     assert bool((t[1:] <= t[:-1]).all()) and bool((t >= 0).all())
+    if name in ("edm", "ve"):  # these clamp to [0, 1] beyond the path's ends
+        assert float(sched.t_from_log_snr(_t(-60.0))) == 1.0
+    if name == "ve":
+        assert float(sched.t_from_log_snr(_t(60.0))) == 0.0
 
 
 BAD_ARGUMENTS = [
