@@ -134,3 +134,10 @@ def test_path_coefficients_broadcast_per_sample_and_cast():
     torch.testing.assert_close(c.sigma.reshape(-1), sched.sigma(t).float())
     c0 = PathCoefficients.at(sched, torch.tensor(0.3, dtype=F64), 3)
     assert c0.alpha.shape == ()
+
+
+def test_lincomb_of_mixed_dtypes_promotes_like_torch():
+    x, y = torch.randn(3, 2), torch.randn(3, 2, dtype=F64)
+    out = lincomb(2.0, x, 3.0, y)
+    assert out.dtype == F64
+    torch.testing.assert_close(out, 2 * x.double() + 3 * y)

@@ -277,3 +277,98 @@ def test_weights_at_snr_zero_and_infinity_are_the_limits_of_their_formulas(name,
 def test_a_nan_log_snr_gives_weight_zero():
     for name in ("min-snr", "edm", "sigmoid"):
         assert float(weighting.get(name)(torch.tensor([math.nan]), "x0")) == 0.0
+
+
+# ----------------------------------------------------------------------------- the rest of the objective surface
+
+
+def test_a_dict_batch_gives_x0_to_the_path_and_the_rest_to_the_model():
+    seen = {}
+
+    def net(x_t, t, y):
+        seen["y"] = y
+        return torch.zeros_like(x_t)
+
+    x0, y = torch.randn(8, 2, dtype=F64), torch.arange(8)
+    loss, _ = objectives.x0_loss("vp-cosine")(
+        net, {"x": x0, "y": y}, generator=torch.Generator().manual_seed(0)
+    )
+    assert seen["y"] is y
+    torch.testing.assert_close(loss, (x0**2).mean())  # uniform weight, target x0, output 0
+    with pytest.raises(TypeError, match="batch"):
+        objectives.ddpm()(net, {"y": y})
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_condition_dropout_accepts_probabilities_zero_and_one(p):
+    seen = {}
+
+    def net(x_t, t, y):
+        seen["y"] = y
+        return torch.zeros_like(x_t)
+
+    obj = DiffusionObjective("vp-cosine", cond_dropout=p, null_cond={"y": -1})
+    obj(net, {"x": torch.randn(16, 2), "y": torch.arange(16)}, generator=torch.Generator().manual_seed(0))
+    assert bool((seen["y"] == -1).all()) if p == 1.0 else torch.equal(seen["y"], torch.arange(16))
+
+
+@pytest.mark.parametrize("p", [-1e-9, 1.0 + 1e-9])
+def test_condition_dropout_outside_zero_one_is_refused(p):
+    with pytest.raises(ValueError, match="cond_dropout"):
+        DiffusionObjective("vp-cosine", cond_dropout=p, null_cond={"y": -1})
+
+
+LIKELIHOOD_WEIGHTS = {  # -1/2 d log_snr / dt at t = 0.5, written out (Kingma et al. 2021, Eq. 17)
+    "ve(1, 2)": (lambda: schedules.VE(1.0, 2.0), math.log(2.0)),  # log_snr = -2 log sigma: below 1
+    "rectified-flow": (
+        lambda: schedules.get("rectified-flow"),
+        1 / (0.5 * 0.5),
+    ),  # log_snr = 2 log((1 - t) / t)
+    "vp-linear": (
+        lambda: schedules.get("vp-linear"),
+        (0.1 + 19.9 * 0.5) / (2 * (1 - math.exp(-(0.1 * 0.5 + 0.5 * 19.9 * 0.25)))),  # beta / (2 (1 - abar))
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(LIKELIHOOD_WEIGHTS))
+def test_likelihood_weighting_is_minus_half_the_log_snr_rate_on_the_eps_error(name):
+    make, weight = LIKELIHOOD_WEIGHTS[name]
+    obj = DiffusionObjective(
+        make(), prediction="eps", time_sampler=timesteps.Constant(0.5), weighting="likelihood"
+    )
+    loss, logs = obj(
+        lambda x, t: torch.zeros_like(x), torch.randn(64, 2, dtype=F64), generator=torch.Generator()
+    )
+    assert float(loss) == pytest.approx(weight * float(logs["loss_unweighted"]), rel=1e-6)
+
+
+def test_likelihood_weight_is_zero_where_the_elbo_weight_is_infinite():
+    """At t = 0 (sigma = 0) and at zero terminal SNR (alpha = 0), -1/2 d log_snr/dt is infinite: the objective
+    gives those samples weight 0 instead of inf."""
+    sched = schedules.ZeroTerminalSNR(schedules.get("ddpm-scaled-linear"))
+    for t in (0.0, 1.0):
+        obj = DiffusionObjective(
+            sched, prediction="v", time_sampler=timesteps.Constant(t), weighting="likelihood"
+        )
+        loss, logs = obj(lambda x, tt: torch.zeros_like(x), torch.randn(8, 2), generator=torch.Generator())
+        assert float(loss) == 0.0 and float(logs["loss_unweighted"]) > 0
+
+
+def test_ddpm_objective_samples_a_thousand_steps_on_a_continuous_schedule():
+    t = objectives.ddpm("vp-linear").time_sampler(5000, generator=torch.Generator().manual_seed(0)).double()
+    torch.testing.assert_close(t * 1000, torch.round(t * 1000), rtol=0, atol=1e-3)
+    assert float((t * 1000).max()) == pytest.approx(1000, abs=1e-3) and float((t * 1000).min()) >= 0.999
+
+
+def test_score_matching_single_level_is_sigma_max_and_two_levels_are_the_ends():
+    """num_scales = 1: denoising score matching at sigma_max only (Vincent 2011); 2: NCSN's two levels."""
+    one = objectives.score_matching(sigma_min=0.01, sigma_max=10.0, num_scales=1)
+    torch.testing.assert_close(
+        one.schedule.sigma(one.time_sampler(4).double()), torch.full((4,), 10.0, dtype=F64)
+    )
+    two = objectives.score_matching(sigma_min=0.01, sigma_max=10.0, num_scales=2)
+    t = two.time_sampler(400, generator=torch.Generator().manual_seed(0))
+    assert sorted(torch.unique(t).tolist()) == [0.5, 1.0]
+    with pytest.raises(ValueError, match="num_scales"):
+        objectives.score_matching(num_scales=0)
