@@ -79,7 +79,27 @@ def test_cfg_rescale_is_lin_et_al_eq_15_16_for_any_phi():
     torch.testing.assert_close(got_eps, (x - a * x0) / s, rtol=1e-9, atol=1e-10)
     # per-sample times take the same formula
     tt = torch.full((5,), t, dtype=F64)
-    torch.testing.assert_close(ClassifierFreeGuidance(den, w, null, rescale=phi).x0_eps(x, tt, y=y)[0], x0)
+    got_x0, got_eps = ClassifierFreeGuidance(den, w, null, rescale=phi).x0_eps(x, tt, y=y)
+    torch.testing.assert_close(got_x0, x0)
+    torch.testing.assert_close(got_eps, (x - a * x0) / s, rtol=1e-9, atol=1e-10)
+
+
+def test_cfg_rescale_of_small_predictions_and_at_the_path_edges():
+    """The std ratio uses the true standard deviations also when they are far below 1; on EDM at sigma = 1
+    (t = 1/80) eps still absorbs the change of x0; at t = 0 (sigma = 0) eps stays finite."""
+    edm = schedules.get("edm")
+    net = Calls()
+    den = Denoiser(lambda x, t, y: 1e-3 * net(x, t, y), edm, "x0")
+    x, y, null = 1e-3 * torch.randn(4, 6, dtype=F64), torch.ones(4), {"y": torch.zeros(1)}
+    x0_c, x0_u = den.x0(x, 1 / 80, y=y), den.x0(x, 1 / 80, y=torch.zeros(4))
+    x0_cfg = x0_u + 5.0 * (x0_c - x0_u)
+    assert float(x0_cfg.std(1).max()) < 1e-2
+    expected = 0.5 * x0_cfg * x0_c.std(1, keepdim=True) / x0_cfg.std(1, keepdim=True) + 0.5 * x0_cfg
+    got_x0, got_eps = ClassifierFreeGuidance(den, 5.0, null, rescale=0.5).x0_eps(x, 1 / 80, y=y)
+    torch.testing.assert_close(got_x0, expected, rtol=1e-9, atol=1e-15)
+    torch.testing.assert_close(got_x0 + 1.0 * got_eps, x, rtol=1e-9, atol=1e-15)  # alpha = 1, sigma = 1
+    x0_0, eps_0 = ClassifierFreeGuidance(den, 5.0, null, rescale=0.5).x0_eps(x, 0.0, y=y)
+    assert bool(torch.isfinite(eps_0).all() and torch.isfinite(x0_0).all())
 
 
 class Calls:
