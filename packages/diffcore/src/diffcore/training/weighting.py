@@ -4,7 +4,8 @@ A weighting is defined on the x0-error (``w_x0(lambda) * ||x0_hat - x0||^2``) an
 target the objective compares, using ``||eps_hat - eps||^2 = SNR ||x0_hat - x0||^2`` and, for VP paths,
 ``||v_hat - v||^2 = (SNR + 1) ||x0_hat - x0||^2`` (Salimans & Ho 2022; Hang et al. 2023, Sec. 3.4).
 Everything is computed in log space so that ``SNR = 0`` (zero terminal SNR) and ``SNR = inf`` (``t = 0``)
-give finite weights.
+give finite weights: their limits (e.g. EDM's eps weight -> 1 as SNR -> inf), read off at
+``log_snr = +-LOG_SNR_EDGE``, where ``inf - inf`` would otherwise give NaN. A NaN log-SNR gives weight 0.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from diffcore.registry import Registry
+
+LOG_SNR_EDGE = 1e4
+"""Infinite log-SNRs are evaluated here: far beyond any weight's transition (``exp(-1e4) = 0``), exact in
+float32 and float64, so ``logaddexp(lam, c) - lam`` and ``logsigmoid(b - lam) + lam`` reach their limits."""
 
 Weighting = Callable[[Tensor, str], Tensor]
 """``weighting(log_snr, target) -> weight`` with ``target`` in eps|x0|v|velocity|score."""
@@ -31,6 +36,11 @@ def _log_target_factor(log_snr: Tensor, target: str) -> Tensor:
     if target in ("v", "velocity"):
         return F.softplus(log_snr)  # log(SNR + 1); for rectified flow velocity this is the VP-equivalent
     raise ValueError(f"target: expected eps, x0, v, velocity or score, got {target!r}")
+
+
+def _edge(log_snr: Tensor) -> Tensor:
+    """``log_snr`` with ``+-inf`` replaced by ``+-LOG_SNR_EDGE`` (see :data:`LOG_SNR_EDGE`)."""
+    return log_snr.clamp(-LOG_SNR_EDGE, LOG_SNR_EDGE)
 
 
 def _from_x0_weight(log_w_x0: Tensor, log_snr: Tensor, target: str) -> Tensor:
@@ -52,6 +62,7 @@ def min_snr(gamma: float = 5.0) -> Weighting:
     log_gamma = math.log(gamma)
 
     def weight(log_snr: Tensor, target: str) -> Tensor:
+        log_snr = _edge(log_snr)
         if target in ("eps", "score"):  # min(1, gamma / SNR): 1 at SNR = 0, written without inf - inf
             return torch.exp(torch.clamp(log_gamma - log_snr, max=0.0))
         return _from_x0_weight(torch.clamp(log_snr, max=log_gamma), log_snr, target)
@@ -67,6 +78,7 @@ def edm(sigma_data: float = 0.5) -> Weighting:
     log_inv_sd2 = -2 * math.log(sigma_data)
 
     def weight(log_snr: Tensor, target: str) -> Tensor:
+        log_snr = _edge(log_snr)
         log_w = torch.logaddexp(log_snr, torch.full_like(log_snr, log_inv_sd2))
         return _from_x0_weight(log_w, log_snr, target)
 
@@ -77,6 +89,7 @@ def sigmoid(bias: float = -3.0) -> Weighting:
     """The sigmoid weighting of Kingma & Gao 2023 (eps-weight ``sigmoid(bias - lambda)``)."""
 
     def weight(log_snr: Tensor, target: str) -> Tensor:
+        log_snr = _edge(log_snr)
         return _from_x0_weight(F.logsigmoid(bias - log_snr) + log_snr, log_snr, target)
 
     return weight

@@ -1,0 +1,488 @@
+"""Mutation testing for one module at a time: put a wrong but plausible formula in, run a named test selection,
+and report which mutants the tests kill and which survive.
+
+    uv run python scripts/mutate.py packages/diffcore/src/diffcore/paths/schedules.py \\
+        -- packages/diffcore/tests/test_equations_paths.py packages/diffcore/tests/test_sde.py
+    uv run python scripts/mutate.py MODULE --list                      # the mutants, without running anything
+    uv run python scripts/mutate.py MODULE --only 12,40 -- TESTS       # rerun two mutants
+    uv run python scripts/mutate.py MODULE --json out.json -- TESTS    # also write every result as JSON
+
+Why our own runner: mutmut and cosmic-ray cannot be added to this workspace today (any re-lock of ``uv.lock``
+fails on its Python >= 3.15 fork, where torch 2.9.1 has no wheel), and a runner that starts a fresh Python
+per mutant pays torch's import (~3 s) each time. This one imports the module once, then for each mutant
+forks a child that swaps the changed functions' code objects in place (every live function object compiled
+from the original code: methods, closures, lambdas held by registries, functions behind ``lru_cache`` or
+``torch.no_grad`` wrappers) and runs ``pytest -x`` on the tests of the selection that call a changed function
+(found once, by running the selection with a profiler hook that records which of the module's functions each
+test calls, as mutmut 3 does). A mutant is
+
+- ``killed`` when a test fails (or the run exceeds ``--timeout-factor`` times the unmutated run: ``timeout``),
+- ``survived`` when every selected test passes (``uncovered`` when no test of the selection calls the function;
+  counted as survived),
+- ``identical`` when it compiles to the same bytecode as the original (not counted),
+- ``error`` when it cannot be applied (reported, not counted).
+
+Operators (AST, inside function and lambda bodies only, as mutmut 3 does; decorators, default values,
+annotations, docstrings, ``raise`` statements and f-strings are left alone, as are lines marked
+``# pragma: no mutate``): ``+ <-> -``, ``* <-> /``, ``** -> *``, ``// -> /``; a numeric constant ``c -> c + 1``;
+``True <-> False``; ``and <-> or``; unary minus and ``not`` dropped; comparisons ``< <-> <=``,
+``> <-> >=``, ``== <-> !=``, ``is <-> is not``, ``in <-> not in``; the names ``min <-> max``, ``minimum <->
+maximum``, ``clamp_min <-> clamp_max``, ``sin <-> cos``, ``floor <-> ceil``. Score = killed / (killed +
+survived). Runs one mutant at a time with one torch thread by default (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import copy
+import gc
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+import types
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+BINOP_SWAPS: dict[type, type] = {
+    ast.Add: ast.Sub,
+    ast.Sub: ast.Add,
+    ast.Mult: ast.Div,
+    ast.Div: ast.Mult,
+    ast.Pow: ast.Mult,
+    ast.FloorDiv: ast.Div,
+}
+COMPARE_SWAPS: dict[type, type] = {
+    ast.Lt: ast.LtE,
+    ast.LtE: ast.Lt,
+    ast.Gt: ast.GtE,
+    ast.GtE: ast.Gt,
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.Is: ast.IsNot,
+    ast.IsNot: ast.Is,
+    ast.In: ast.NotIn,
+    ast.NotIn: ast.In,
+}
+NAME_SWAPS = {
+    "min": "max",
+    "max": "min",
+    "minimum": "maximum",
+    "maximum": "minimum",
+    "clamp_min": "clamp_max",
+    "clamp_max": "clamp_min",
+    "sin": "cos",
+    "cos": "sin",
+    "floor": "ceil",
+    "ceil": "floor",
+}
+SYMBOL = {
+    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.FloorDiv: "//",
+    ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
+    ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in", ast.And: "and", ast.Or: "or",
+}  # fmt: skip
+
+
+@dataclass
+class Site:
+    """One mutation: the ``index``-th node of the candidate walk, what is done to it, and where."""
+
+    index: int
+    kind: str
+    line: int
+    what: str
+
+
+@dataclass
+class Result:
+    id: int
+    line: int
+    what: str
+    status: str
+    seconds: float
+    detail: str = ""
+
+
+class _Collector(ast.NodeVisitor):
+    """Candidate nodes in a deterministic order; ``sites`` pairs each with its mutation."""
+
+    def __init__(self, skip_lines: set[int]) -> None:
+        self.in_function = False
+        self.skip_lines = skip_lines
+        self.nodes: list[ast.AST] = []
+        self.sites: list[Site] = []
+
+    def _add(self, node: ast.AST, kind: str, what: str) -> None:
+        self.sites.append(Site(len(self.nodes), kind, node.lineno, what))
+        self.nodes.append(node)
+
+    def _body(self, stmts: list[ast.stmt]) -> None:
+        before, self.in_function = self.in_function, True
+        for i, stmt in enumerate(stmts):
+            is_docstring = (
+                i == 0
+                and isinstance(stmt, ast.Expr)
+                and isinstance(stmt.value, ast.Constant)
+                and isinstance(stmt.value.value, str)
+            )
+            if not is_docstring:
+                self.visit(stmt)
+        self.in_function = before
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:  # decorators, defaults, annotations: no
+        self._body(node.body)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        before, self.in_function = self.in_function, True
+        self.visit(node.body)
+        self.in_function = before
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        for stmt in node.body:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                self.visit(stmt)
+
+    def visit_Raise(self, node: ast.Raise) -> None:
+        return
+
+    def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
+        return
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if node.value is not None:
+            self.visit(node.value)
+
+    def generic_visit(self, node: ast.AST) -> None:
+        if self.in_function and getattr(node, "lineno", None) not in self.skip_lines:
+            self._mutations(node)
+        super().generic_visit(node)
+
+    def _mutations(self, node: ast.AST) -> None:
+        if isinstance(node, (ast.BinOp, ast.AugAssign)) and type(node.op) in BINOP_SWAPS:
+            new = BINOP_SWAPS[type(node.op)]
+            self._add(node, "binop", f"{SYMBOL[type(node.op)]} -> {SYMBOL[new]}")
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.Not)):
+            self._add(node, "unary", f"drop {'-' if isinstance(node.op, ast.USub) else 'not'}")
+        elif isinstance(node, ast.BoolOp):
+            self._add(
+                node,
+                "boolop",
+                f"{SYMBOL[type(node.op)]} -> {'or' if isinstance(node.op, ast.And) else 'and'}",
+            )
+        elif isinstance(node, ast.Compare):
+            for j, op in enumerate(node.ops):
+                if type(op) in COMPARE_SWAPS:
+                    self.sites.append(
+                        Site(len(self.nodes), f"compare:{j}", node.lineno,
+                             f"{SYMBOL[type(op)]} -> {SYMBOL[COMPARE_SWAPS[type(op)]]}")
+                    )  # fmt: skip
+            self.nodes.append(node)
+        elif isinstance(node, ast.Constant):
+            v = node.value
+            if isinstance(v, bool):
+                self._add(node, "const", f"{v} -> {not v}")
+            elif isinstance(v, (int, float)):
+                self._add(node, "const", f"{v!r} -> {v + 1!r}")
+        elif isinstance(node, ast.Name) and node.id in NAME_SWAPS and isinstance(node.ctx, ast.Load):
+            self._add(node, "name", f"{node.id} -> {NAME_SWAPS[node.id]}")
+        elif isinstance(node, ast.Attribute) and node.attr in NAME_SWAPS and isinstance(node.ctx, ast.Load):
+            self._add(node, "attr", f".{node.attr} -> .{NAME_SWAPS[node.attr]}")
+
+
+def _collect(tree: ast.AST, source: str) -> _Collector:
+    skip = {i for i, line in enumerate(source.splitlines(), 1) if "pragma: no mutate" in line}
+    c = _Collector(skip)
+    c.visit(tree)
+    return c
+
+
+class _Replace(ast.NodeTransformer):
+    def __init__(self, target: ast.AST, replacement: ast.AST) -> None:
+        self.target, self.replacement = target, replacement
+
+    def visit(self, node: ast.AST) -> ast.AST:
+        if node is self.target:
+            return self.replacement
+        return super().visit(node)
+
+
+def _apply(node: ast.AST, kind: str) -> ast.AST | None:
+    """The mutated copy of ``node`` (None: the node is replaced by its operand, returned instead)."""
+    new = copy.copy(node)
+    if kind == "binop":
+        new.op = BINOP_SWAPS[type(node.op)]()
+    elif kind == "unary":
+        return node.operand
+    elif kind == "boolop":
+        new.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+    elif kind.startswith("compare:"):
+        j = int(kind.split(":")[1])
+        new.ops = list(node.ops)
+        new.ops[j] = COMPARE_SWAPS[type(node.ops[j])]()
+    elif kind == "const":
+        new.value = (not node.value) if isinstance(node.value, bool) else node.value + 1
+    elif kind == "name":
+        new.id = NAME_SWAPS[node.id]
+    elif kind == "attr":
+        new.attr = NAME_SWAPS[node.attr]
+    return new
+
+
+def mutant_code(source: str, filename: str, site: Site) -> types.CodeType:
+    tree = ast.parse(source)
+    node = _collect(tree, source).nodes[site.index]
+    tree = _Replace(node, _apply(node, site.kind)).visit(tree)
+    ast.fix_missing_locations(tree)
+    return compile(tree, filename, "exec", dont_inherit=True)
+
+
+def _function_codes(code: types.CodeType) -> list[types.CodeType]:
+    """Every code object nested in ``code`` (functions, lambdas, class bodies, comprehensions), depth first."""
+    out = []
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            out.append(const)
+            out.extend(_function_codes(const))
+    return out
+
+
+def changed_functions(
+    original: types.CodeType, mutated: types.CodeType
+) -> list[tuple[types.CodeType, types.CodeType]]:
+    """``(original, mutated)`` pairs of the code objects that differ (mutations never add or drop a function, so
+    the nested code objects pair up in order)."""
+    a, b = _function_codes(original), _function_codes(mutated)
+    if len(a) != len(b):
+        raise RuntimeError("the mutant changed the number of code objects")
+    return [(x, y) for x, y in zip(a, b) if x != y]
+
+
+def swap_in(pairs: list[tuple[types.CodeType, types.CodeType]], filename: str) -> int:
+    """Give every live function compiled from one of the original code objects its mutated code; return how many."""
+    by_code = dict(pairs)
+    swapped = 0
+    for obj in gc.get_objects():
+        if type(obj) is types.FunctionType and obj.__code__.co_filename == filename:
+            new = by_code.get(obj.__code__)
+            if new is not None:
+                obj.__code__ = new
+                swapped += 1
+    return swapped
+
+
+class _CallMap:
+    """A pytest plugin that records, for each test, which functions of ``filename`` it calls (setup included)."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.calls: dict[str, set[tuple[str, int]]] = {}
+        self._current: set[tuple[str, int]] | None = None
+
+    def _profile(self, frame, event, arg) -> None:
+        if event == "call" and self._current is not None and frame.f_code.co_filename == self.filename:
+            self._current.add((frame.f_code.co_name, frame.f_code.co_firstlineno))
+
+    def pytest_runtest_protocol(self, item, nextitem):
+        import threading
+
+        self._current = self.calls.setdefault(item.nodeid, set())
+        sys.setprofile(self._profile)
+        threading.setprofile(self._profile)
+
+    def pytest_runtest_logfinish(self, nodeid, location):
+        import threading
+
+        sys.setprofile(None)
+        threading.setprofile(None)
+        self._current = None
+
+
+def call_map(
+    filename: str, pytest_args: list[str], threads: int, out: Path
+) -> dict[str, set[tuple[str, int]]]:
+    """Run the unmutated selection once in a child, recording the module's functions each test calls."""
+    pid = os.fork()
+    if pid == 0:
+        status = 3
+        try:
+            import pytest
+            import torch
+
+            torch.set_num_threads(threads)
+            plugin = _CallMap(filename)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            status = int(pytest.main([*pytest_args, "-q", "-p", "no:cacheprovider"], plugins=[plugin]))
+            out.write_text(json.dumps({k: sorted(v) for k, v in plugin.calls.items()}))
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit("the unmutated module fails the selection; fix that first")
+    return {k: {tuple(f) for f in v} for k, v in json.loads(out.read_text()).items()}
+
+
+def preload(pytest_args: list[str]) -> None:
+    """Collect the selection once in this process, so that every library the tests and their conftest import
+    (accelerate, diffusers, scipy, ...) is imported before forking; then forget the test modules and conftests
+    themselves, so that each child imports them afresh (module-level code runs against the mutant)."""
+    import pytest
+
+    before = set(sys.modules)
+    saved = os.dup(1), os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    try:
+        pytest.main([*pytest_args, "--collect-only", "-q", "-p", "no:cacheprovider"])
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+    for name in set(sys.modules) - before:
+        file = getattr(sys.modules[name], "__file__", None) or ""
+        if "/tests/" in file or name.split(".")[-1] == "conftest" or Path(file).name.startswith("test_"):
+            del sys.modules[name]
+
+
+def _run_child(pairs, filename: str, pytest_args: list[str], threads: int) -> None:
+    """In the forked child: swap the code in, run pytest quietly, exit with its status (never returns)."""
+    status = 3
+    try:
+        if pairs and swap_in(pairs, filename) == 0:
+            os._exit(4)  # nothing live to mutate
+        import pytest
+        import torch
+
+        torch.set_num_threads(threads)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        status = int(pytest.main([*pytest_args, "-x", "-q", "-p", "no:cacheprovider"]))
+    finally:
+        os._exit(status)
+
+
+def run_one(pairs, filename: str, pytest_args: list[str], timeout: float, threads: int) -> tuple[str, float]:
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        _run_child(pairs, filename, pytest_args, threads)
+    deadline = start + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.perf_counter() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return "timeout", time.perf_counter() - start
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    return {0: "survived", 1: "killed", 4: "error: no live function"}.get(
+        code, f"error: exit {code}"
+    ), elapsed
+
+
+def _module_name(path: Path) -> str:
+    parts = path.resolve().with_suffix("").parts
+    if "src" not in parts:
+        raise SystemExit(f"module: expected a file under a src/ folder, got {path}")
+    src = len(parts) - 1 - parts[::-1].index("src")
+    return ".".join(parts[src + 1 :])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    tests: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, tests = argv[:i], argv[i + 1 :]
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("module", type=Path, help="the source file to mutate")
+    p.add_argument("--list", action="store_true", help="list the mutants and exit")
+    p.add_argument("--only", default="", help="comma-separated mutant ids to run")
+    p.add_argument("--json", type=Path, help="write every result to this file")
+    p.add_argument(
+        "--timeout-factor", type=float, default=5.0, help="kill a mutant run after this x baseline"
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch threads in each test run")
+    p.add_argument("--preload", default="", help="comma-separated modules to import once before forking")
+    args = p.parse_args(argv)
+
+    path = args.module.resolve()
+    source = path.read_text()
+    sites = _collect(ast.parse(source), source).sites
+    if args.list:
+        for i, s in enumerate(sites):
+            print(f"{i:4d}  L{s.line:<4d} {s.what}")
+        print(f"{len(sites)} mutants")
+        return 0
+    if not tests:
+        p.error("give the test selection after --")
+
+    module = importlib.import_module(_module_name(path))
+    filename = module.__file__
+    for name in filter(None, args.preload.split(",")):
+        importlib.import_module(name)
+    original = compile(source, filename, "exec", dont_inherit=True)
+    preload(tests)
+
+    start = time.perf_counter()
+    calls = call_map(filename, tests, args.threads, Path(f"/tmp/mutate-calls-{os.getpid()}.json"))
+    base = time.perf_counter() - start
+    print(
+        f"{path.name}: {len(sites)} mutants; the unmutated selection ({len(calls)} tests) passes in {base:.1f} s"
+        " (traced)",
+        flush=True,
+    )
+
+    chosen = [int(i) for i in args.only.split(",") if i] or range(len(sites))
+    results: list[Result] = []
+    for i in chosen:
+        s = sites[i]
+        try:
+            pairs = changed_functions(original, mutant_code(source, filename, s))
+        except (RuntimeError, SyntaxError, ValueError) as exc:
+            results.append(Result(i, s.line, s.what, "error", 0.0, str(exc)))
+            continue
+        if not pairs:
+            results.append(Result(i, s.line, s.what, "identical", 0.0))
+            continue
+        changed = {(c.co_name, c.co_firstlineno) for c, _ in pairs}
+        selected = [node for node, funcs in calls.items() if funcs & changed]
+        if selected:
+            status, secs = run_one(pairs, filename, selected, args.timeout_factor * base + 10, args.threads)
+        else:
+            status, secs = "uncovered", 0.0
+        results.append(Result(i, s.line, s.what, status, secs, f"{len(selected)} tests"))
+        if status in ("survived", "uncovered") or status.startswith("error"):
+            line = source.splitlines()[s.line - 1].strip()
+            print(f"  {status:9s} #{i:<4d} L{s.line:<4d} {s.what:24s} | {line}", flush=True)
+        if len(results) % 25 == 0:
+            print(f"  ... {len(results)} of {len(chosen)} done", flush=True)
+
+    killed = sum(r.status in ("killed", "timeout") for r in results)
+    survived = sum(r.status in ("survived", "uncovered") for r in results)
+    other = {st: sum(r.status == st for r in results) for st in sorted({r.status for r in results})}
+    score = killed / max(killed + survived, 1)
+    print(f"{path.name}: {killed} killed, {survived} survived ({other}); score {100 * score:.1f}%")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"module": str(args.module), "tests": tests, "score": score,
+                        "results": [asdict(r) for r in results]}, indent=1)
+        )  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
