@@ -73,7 +73,9 @@ def test_settings_from_a_file_and_overrides(tmp_path) -> None:
 
 def test_a_files_nested_train_table_keeps_the_packages_train_defaults(tmp_path) -> None:
     path = tmp_path / "protein.toml"
-    path.write_text("[train]\nsteps = 50\n")  # the command's settings at the top level: [train] is TrainConfig
+    path.write_text(
+        "[train]\nsteps = 50\n"
+    )  # the command's settings at the top level: [train] is TrainConfig
     cfg = load_config(ProteinTrainConfig, path)
     assert cfg.train.steps == 50 and cfg.train.ema_decay is None
 

@@ -166,8 +166,8 @@ def train(
     """
     device = resolve_device(config.train.device)
     run = Path(config.train.output_dir)
+    data = build_training_data(config)  # a data mistake is reported before anything is written
     write_json({"config": config}, run / CONFIG_FILE)
-    data = build_training_data(config)
     autoencoder = train_autoencoder(data, config, device, perceptual) if config.latent else None
     shape = autoencoder.latent_shape(data.image_shape) if autoencoder is not None else data.image_shape
     text_encoder, train_text = (None, False)
