@@ -94,10 +94,10 @@ def check_time(t: Tensor | float, name: str = "t") -> None:
     sampling loops); the times the library draws itself (training, distillation) are in range by
     construction, and samplers work with python-float times, which are checked."""
     if isinstance(t, Tensor):
-        if t.device.type != "cpu" or t.numel() == 0:
-            return
         if t.is_complex() or t.dtype == torch.bool:
             raise TypeError(f"{name}: expected real times, got a {t.dtype} tensor")
+        if t.device.type != "cpu" or t.numel() == 0:
+            return
         inside = (t >= 0) & (t <= 1)  # False for NaN
         if not bool(inside.all()):
             bad = t[~inside].reshape(-1)[:3].tolist()
