@@ -60,6 +60,7 @@ def test_flex_attention_matches_sdpa():
     torch.testing.assert_close(flex.forward_train(xt, x0), sdpa.forward_train(xt, x0), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_flex_attention_matches_sdpa_on_gpu():
     sdpa = _model(attention="sdpa").cuda()

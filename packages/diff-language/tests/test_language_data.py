@@ -110,6 +110,16 @@ def test_documents_from_files_and_pydoc_split(tmp_path):
         read_documents([tmp_path / "bad.jsonl"])
     with pytest.raises(FileNotFoundError, match=r"missing\.txt"):
         read_documents([tmp_path / "missing.txt"])
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "blank.jsonl").write_text("\n  \n")
+    (tmp_path / "binary.jsonl").write_bytes(b"\xff\xfe{}")
+    for name, match in (
+        ("empty.txt", "is empty"),
+        ("blank.jsonl", "is empty"),
+        ("binary.jsonl", "is not UTF-8"),
+    ):
+        with pytest.raises(ValueError, match=rf"paths: .*{name} {match}"):
+            read_documents([tmp_path / "a.txt", tmp_path / name])
     train, val = pydoc_documents()
     assert len(val) >= 5 and len(train) >= 8 * len(val)
     assert pydoc_documents() == (train, val)  # a fixed split

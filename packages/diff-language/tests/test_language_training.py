@@ -109,3 +109,20 @@ def test_cpu_threads_are_set_for_the_block_and_restored():
     assert torch.get_num_threads() == before
     with cpu_threads(None, torch.device("cpu")):
         assert torch.get_num_threads() == before
+
+
+def test_a_corpus_shorter_than_one_window_is_named_before_training(tmp_path):
+    from diff_language.pipeline import train
+
+    (tmp_path / "tiny.txt").write_text("a few words")
+    config = apply_overrides(
+        LanguageTrainConfig(),
+        {"corpus": {"kind": "files", "paths": [str(tmp_path / "tiny.txt")], "tokenizer": "bytes"},
+         "model": {"seq_len": 32, "block_size": 4, "dim": 16, "n_layers": 1, "n_heads": 2},
+         "train": {"steps": 2, "warmup_steps": 1, "device": "cpu", "output_dir": str(tmp_path / "run")}},
+    )  # fmt: skip
+    with pytest.raises(
+        ValueError, match=r"corpus: the training text of .*tiny\.txt is \d+ tokens long, shorter than"
+    ):
+        train(config)
+    assert not (tmp_path / "run").exists()

@@ -267,6 +267,7 @@ def test_random_motif_mask_spans_are_contiguous_and_cover_5_to_30_percent() -> N
     assert set(runs.tolist()) == {1, 2, 3}  # (overlapping spans merge, so 3 appears less often than 1)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_objective_replayed_from_cuda_graphs_matches_eager() -> None:
     from diff_protein.diffusion.objective import BackboneObjectiveConfig

@@ -203,7 +203,7 @@ def test_torch_compile_inductor_fullgraph_matches_eager():
         torch.testing.assert_close(compiled(x, t, y), model(x, t, y), rtol=1e-4, atol=1e-4)
 
 
-def test_dit_xl_2_parameters_and_macs_match_the_paper():
+def test_dit_xl_2_parameters_and_macs_match_the_paper(record_property):
     """Peebles & Xie 2023, Table 4: DiT-XL/2 has 675M parameters and 118.6 Gflops (MACs) at 32x32x4."""
     start = time.perf_counter()
     with torch.device("meta"):
@@ -214,7 +214,8 @@ def test_dit_xl_2_parameters_and_macs_match_the_paper():
     assert abs(cost.params / 675e6 - 1) < 0.01
     assert abs(cost.macs / 118.6e9 - 1) < 0.02
     assert cost.flops == 2 * cost.macs
-    assert time.perf_counter() - start < 30
+    assert all(p.device.type == "meta" for p in model.parameters())  # counted, never allocated or run
+    record_property("meta_cost_seconds", round(time.perf_counter() - start, 3))  # a measurement, not a bound
 
 
 @pytest.mark.parametrize(

@@ -82,7 +82,13 @@ def test_loading_names_what_is_wrong(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no pipeline\.json"):
         TinyPipeline.from_pretrained(tmp_path)
     (tmp_path / PIPELINE_FILE).write_text("{not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
+    with pytest.raises(ValueError, match=r"pipeline\.json: not valid JSON"):
+        TinyPipeline.from_pretrained(tmp_path)
+    (tmp_path / PIPELINE_FILE).write_bytes(b"\xff\xfe")
+    with pytest.raises(ValueError, match=r"pipeline\.json: not UTF-8"):
+        TinyPipeline.from_pretrained(tmp_path)
+    (tmp_path / PIPELINE_FILE).write_text('{"config": {}, "components": "model"}')
+    with pytest.raises(ValueError, match="'components' must be a list"):
         TinyPipeline.from_pretrained(tmp_path)
     TinyPipeline(Tiny(TinyConfig(2)), scale=1.0).save_pretrained(tmp_path / "p")
     with pytest.raises(ValueError, match=r"holds a .*TinyPipeline"):

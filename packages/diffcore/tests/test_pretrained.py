@@ -56,3 +56,25 @@ def test_config_json_goes_through_the_one_config_reader(tmp_path):
     config.write_text(json.dumps({**saved, "config": {"width": "wide"}}))
     with pytest.raises(ValueError, match=r"width: expected int"):
         Tiny.from_pretrained(tmp_path)
+
+
+def test_every_unreadable_part_of_a_saved_model_is_named(tmp_path):
+    Tiny(TinyConfig()).save_pretrained(tmp_path)
+    config = tmp_path / "config.json"
+    for content, match in (
+        (b"\xff\xfe\x00", r"config\.json: not UTF-8"),
+        (b'{"model_class": ', r"config\.json: not valid JSON"),
+        (b"[1, 2]", r"config\.json: holds a JSON list"),
+        (b'{"model_class": "no.such.Module", "config": {}}', r"config\.json names no loadable model class"),
+    ):
+        config.write_bytes(content)
+        with pytest.raises(ValueError, match=match):
+            load_pretrained(tmp_path)
+    Tiny(TinyConfig(width=5)).save_pretrained(tmp_path / "wide")
+    (tmp_path / "wide" / "model.safetensors").replace(tmp_path / "model.safetensors")
+    Tiny(TinyConfig(width=4)).save_pretrained(tmp_path / "narrow")
+    (tmp_path / "narrow" / "config.json").replace(config)
+    with pytest.raises(
+        ValueError, match=r"model\.safetensors does not fit the model .*config\.json describes"
+    ):
+        load_pretrained(tmp_path)

@@ -100,12 +100,23 @@ def test_generator_makes_stochastic_samplers_reproducible(name):
         (torch.bfloat16, "vp-linear", "v", "uniform"),
     ],
 )
-def test_low_precision_is_finite(name, dtype, schedule, prediction, grid):
+def test_low_precision_samples_have_the_mixtures_moments(name, dtype, schedule, prediction, grid):
+    """float16 / bfloat16 states and an exact network in that dtype: 1024 samples of 32 steps have the mixture's
+    mean and total variance (``GaussianMixture.mean`` / ``.covariance``, exact). The bounds: the sample mean of
+    1024 draws misses by ``sqrt(tr C / N) = 0.086`` in norm, so 0.3 is 3.5 of those; first-order samplers at 32
+    steps lose up to 15% of the variance (measured in float64: DDIM -13%, DDPM -14%), hence 20%. Annealed Langevin
+    (a corrector alone, no predictor) is the least accurate: measured 0.59 and -29% in the worst configuration."""
     den = GM.denoiser(schedule, prediction)
     g = torch.Generator().manual_seed(0)
-    out = diffcore.sample(den, _noise(dtype=dtype), sampler=name, steps=8, grid=grid, generator=g)
-    assert out.dtype == dtype and bool(torch.isfinite(out).all())
-    assert float(out.float().abs().max()) < 50
+    noise = torch.randn(1024, *SHAPE[1:], generator=torch.Generator().manual_seed(0)).to(dtype)
+    out = diffcore.sample(den, noise, sampler=name, steps=32, grid=grid, generator=g)
+    assert out.dtype == dtype and out.shape == noise.shape
+    flat = out.double().reshape(len(out), -1)
+    mean_error = float((flat.mean(0) - GM.mean).norm())
+    trace = float(torch.trace(GM.covariance))
+    variance_error = float(torch.trace(flat.T.cov())) / trace - 1
+    mean_bound, variance_bound = (0.7, 0.35) if name == "langevin" else (0.3, 0.2)
+    assert mean_error < mean_bound and abs(variance_error) < variance_bound, (mean_error, variance_error)
 
 
 @pytest.mark.parametrize("name", MINE)

@@ -420,6 +420,7 @@ def test_keep_last_prunes_incomplete_folders_are_ignored_and_hooks_fire(tmp_path
     assert latest is not None and latest.name == "checkpoint-00000008"
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_steps_issue_no_device_sync_on_gpu(tmp_path: Path) -> None:
     """Once warm, a Trainer step (batch copy to the GPU, diffcore's rectified-flow objective with CFG label

@@ -14,14 +14,13 @@ Every network meets diffcore's contract ``net(x_t, t, **cond) -> tensor shaped l
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from diffcore.io import write_json
+from diffcore.io import read_json, write_json
 from diffcore.nn import DiT, DiTConfig, MMDiT, MMDiTConfig, UNet, UNetConfig
 from diffcore.pretrained import PretrainedModel, load_pretrained
 from torch import Tensor, nn
@@ -39,7 +38,7 @@ def read_folder_meta(folder: Path, name: str, expected: str) -> dict[str, Any]:
     path = folder / name
     if not path.is_file():
         raise FileNotFoundError(f"directory: {folder} has no {name} (expected {expected})")
-    return json.loads(path.read_text())
+    return read_json(path, expected)
 
 
 def resolve_model(config: ImageModelConfig, conditioning: str) -> ImageModelConfig:

@@ -38,7 +38,7 @@ from diff_language.config import (
     LanguageSampleConfig,
     LanguageTrainConfig,
 )
-from diff_language.data import StreamWindows, build_corpus, read_documents
+from diff_language.data import StreamWindows, TokenCorpus, build_corpus, read_documents
 from diff_language.io import load_tokenizer, save_tokenizer
 from diff_language.metrics import validation_nelbo
 from diff_language.models import BD3LM, BD3LMConfig
@@ -191,6 +191,18 @@ def train_model(
     return trained.eval(), result
 
 
+def check_corpus_length(data: TokenCorpus, config: LanguageTrainConfig) -> None:
+    """Raise a ValueError naming the corpus when its training or validation text is shorter than one window."""
+    seq_len = config.model.seq_len
+    source = ", ".join(map(str, config.corpus.paths)) if config.corpus.kind == "files" else config.corpus.kind
+    for split, stream in (("training", data.train), ("validation", data.val)):
+        if stream.shape[-1] < seq_len:
+            raise ValueError(
+                f"corpus: the {split} text of {source} is {stream.shape[-1]} tokens long, shorter than "
+                f"model.seq_len = {seq_len} (use more text or a smaller seq_len)"
+            )
+
+
 def train(config: LanguageTrainConfig) -> LanguagePipeline:
     """Build the corpus, train a BD3-LM on it and score it on the validation split, as ``config`` says.
 
@@ -202,6 +214,7 @@ def train(config: LanguageTrainConfig) -> LanguagePipeline:
     out = Path(config.train.output_dir)
     with cpu_threads(config.cpu_threads, resolve_device(config.train.device)):
         data = build_corpus(config.corpus)
+        check_corpus_length(data, config)
         model_config = BD3LMConfig(vocab_size=data.tokenizer.vocab_size + 1, **asdict(config.model))
         with seeded(config.train.seed):
             model = BD3LM(model_config)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 from diffcore.device import resolve_device
+from diffcore.io import read_json
 from diffcore.pipeline import PIPELINE_FILE, Pipeline
 from diffcore.rng import make_generator, seeded
 from diffcore.training import TrainConfig, Trainer
@@ -216,7 +216,17 @@ class ProteinPipeline(Pipeline):
 
 def _from_legacy_run(folder: Path, device: torch.device) -> ProteinPipeline:
     """A diff-protein 0.1 run folder: ``run.json`` with ``model/`` (and ``classifier/`` for sequences)."""
-    info = json.loads((folder / LEGACY_RUN_FILE).read_text())
+    run_file = folder / LEGACY_RUN_FILE
+    info = read_json(run_file, "a diff-protein 0.1 run description")
+    try:
+        return _legacy_pipeline(folder, info, device)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(
+            f"directory: {run_file} lacks a usable setting ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _legacy_pipeline(folder: Path, info: dict, device: torch.device) -> ProteinPipeline:
     kind = info.get("kind")
     if kind == "backbone":
         model = FrameDenoiser.from_pretrained(folder / "model", device=device).eval()

@@ -125,12 +125,14 @@ def read_config_file(path: str | os.PathLike[str], section: str | None = None) -
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"config: {p} is not a file")
-    if p.suffix == ".toml":
-        data = tomllib.loads(p.read_text())
-    elif p.suffix in (".yaml", ".yml"):
-        data = yaml.safe_load(p.read_text()) or {}
-    else:
+    if p.suffix not in (".toml", ".yaml", ".yml"):
         raise ValueError(f"config: expected a .yaml, .yml or .toml file, got {p.name}")
+    try:
+        text = p.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if p.suffix == ".toml" else (yaml.safe_load(text) or {})
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        detail = " ".join(str(exc).split())
+        raise ValueError(f"config: {p} is not valid {p.suffix.lstrip('.').upper()} ({detail})") from exc
     if not isinstance(data, dict):
         raise ValueError(f"config: {p} must hold a table of settings, got {type(data).__name__}")
     if section is not None and isinstance(data.get(section), dict):

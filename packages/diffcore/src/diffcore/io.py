@@ -26,6 +26,7 @@ __all__ = [
     "atomic_open",
     "atomic_path",
     "default_file_mode",
+    "read_json",
     "write_bytes",
     "write_json",
     "write_text",
@@ -119,3 +120,20 @@ def write_json(obj: Any, path: PathLike, *, indent: int = 2) -> Path:
     """Write ``obj`` as JSON to ``path`` atomically; dataclasses, tuples, paths and numpy / torch scalars
     and arrays are converted. Non-finite floats are written as ``NaN`` / ``Infinity`` (Python's JSON)."""
     return write_text(path, json.dumps(_jsonable(obj), indent=indent) + "\n")
+
+
+def read_json(path: PathLike, what: str = "a JSON object") -> dict[str, Any]:
+    """The JSON object in ``path``; a missing file is a FileNotFoundError and anything else unreadable (not
+    UTF-8, not JSON, not an object) a ValueError, each naming the file and what it should hold (``what``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file (expected {what})")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{p}: not UTF-8 text (byte {exc.start}: {exc.reason}); expected {what}") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{p}: not valid JSON ({exc}); expected {what}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: holds a JSON {type(data).__name__}, expected {what}")
+    return data

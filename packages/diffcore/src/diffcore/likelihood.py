@@ -134,7 +134,11 @@ def log_likelihood(
     if method == "dopri5":
         from torchdiffeq import odeint
 
-        xs, deltas = odeint(augmented, (x_start, delta0), times, method="dopri5", rtol=rtol, atol=atol)
+        # step_t: the last step lands on t_max instead of stepping past it (no time outside [0, 1]).
+        xs, deltas = odeint(
+            augmented, (x_start, delta0), times, method="dopri5", rtol=rtol, atol=atol,
+            options={"step_t": times[-1:]},
+        )  # fmt: skip
         x_end, delta = xs[-1], deltas[-1]
     elif method in ("rk4", "euler"):
         if steps < 1:

@@ -21,7 +21,6 @@ and swaps it in, so a failed save leaves the previous pipeline intact.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -31,7 +30,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
-from diffcore.io import write_json
+from diffcore.io import read_json, write_json
 
 __all__ = ["PIPELINE_FILE", "Pipeline", "read_pipeline_meta"]
 
@@ -49,11 +48,14 @@ def read_pipeline_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
             f"pipeline: {Path(directory)} has no {PIPELINE_FILE} (expected a saved pipeline)"
         )
     try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"pipeline: {path} is not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict) or not isinstance(meta.get("config", {}), dict):
+        meta = read_json(path, "a saved pipeline's description")
+    except ValueError as exc:
+        raise ValueError(f"pipeline: {exc}") from exc
+    if not isinstance(meta.get("config", {}), dict):
         raise ValueError(f"pipeline: {path} must hold a JSON object with a 'config' object")
+    components = meta.get("components", [])
+    if not isinstance(components, list) or not all(isinstance(c, str) for c in components):
+        raise ValueError(f"pipeline: {path}: 'components' must be a list of folder names, got {components!r}")
     return meta
 
 
@@ -173,7 +175,13 @@ class Pipeline:
                     f"pipeline: {folder} lists component {name!r} but has no {name}/ folder"
                 )
             components[name] = cls.load_component(name, sub, dev)
-        return cls.from_parts(meta.get("config", {}), components)
+        try:
+            return cls.from_parts(meta.get("config", {}), components)
+        except (KeyError, TypeError, ValueError) as exc:
+            detail = f"missing setting {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ValueError(
+                f"pipeline: {folder / PIPELINE_FILE} does not describe a usable {cls.__name__} ({detail})"
+            ) from exc
 
 
 def _umask() -> int:

@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from diffcore.config import config_from_dict
-from diffcore.io import atomic_path, write_bytes
+from diffcore.io import atomic_path, read_json, write_bytes
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -108,12 +108,15 @@ class PretrainedModel(nn.Module):
                     f"directory: {folder} has no {p.name} (expected a save_pretrained folder)"
                 )
         try:
-            data = json.loads(config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"directory: {config_path} is not valid JSON ({exc})") from exc
+            data = read_json(config_path, "a model's class and configuration")
+        except ValueError as exc:
+            raise ValueError(f"directory: {exc}") from exc
         model_cls: type[M] = cls
         if cls is PretrainedModel:
-            model_cls = _import_class(data.get("model_class", ""))
+            try:
+                model_cls = _import_class(str(data.get("model_class", "")))
+            except (ImportError, AttributeError, TypeError, ValueError) as exc:
+                raise ValueError(f"directory: {config_path} names no loadable model class ({exc})") from exc
         try:
             config = config_from_dict(model_cls.config_class, data.get("config", {}))
         except (TypeError, ValueError) as exc:
@@ -125,7 +128,14 @@ class PretrainedModel(nn.Module):
             state = load_file(str(weights_path), device="cpu")
         except Exception as exc:
             raise ValueError(f"directory: {weights_path} is not a readable safetensors file ({exc})") from exc
-        model.load_state_dict(state, strict=True)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            raise ValueError(
+                f"directory: {weights_path} does not fit the model {config_path} describes "
+                f"({first[0] if first else exc}; {' '.join(first[1:3])[:300]})"
+            ) from exc
         return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
 
 

@@ -143,7 +143,11 @@ class ImageFolderDataset(Dataset):
         if not meta.is_file():
             raise ValueError(f"root: layout 'captions' needs {meta} (lines of {{'file_name', 'text'}})")
         entries = []
-        for lineno, line in enumerate(meta.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            lines = meta.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"root: {meta} is not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
+        for lineno, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             where = Path(f"{meta}:{lineno}")

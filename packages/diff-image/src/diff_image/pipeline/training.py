@@ -215,7 +215,7 @@ def train(
     device = resolve_device(config.train.device)
     run = Path(config.train.output_dir)
     _refuse_previous_run(config)
-    data = build_training_data(config)
+    data = build_training_data(config)  # a data mistake is reported before anything is written
     config = resolve_config(config, data)
     for line in data.notes:
         (notes or _print_note)(line)

@@ -82,11 +82,20 @@ def read_documents(paths: Sequence[str | Path], jsonl_field: str = "text") -> li
         if not p.is_file():
             raise FileNotFoundError(f"paths: {p} is not a file")
         if p.suffix == ".jsonl":
-            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-                if line.strip():
-                    docs.append(_jsonl_text(line, jsonl_field, f"{p}:{n}"))
+            try:
+                lines = p.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"paths: {p} is not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
+            found = [
+                _jsonl_text(line, jsonl_field, f"{p}:{n}") for n, line in enumerate(lines, 1) if line.strip()
+            ]
         else:
-            docs.append(p.read_text(encoding="utf-8", errors="replace"))
+            found = [p.read_text(encoding="utf-8", errors="replace")]
+        if not any(doc.strip() for doc in found):
+            raise ValueError(
+                f"paths: {p} is empty (expected text, or JSONL lines with a {jsonl_field!r} field)"
+            )
+        docs.extend(found)
     return docs
 
 

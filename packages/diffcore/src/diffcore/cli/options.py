@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
 from diffcore.config import (
     apply_overrides,
@@ -48,7 +49,15 @@ from diffcore.config import (
     load_config,
 )
 
-__all__ = ["USER_ERRORS", "CommandError", "config_command", "fail", "option_help", "run_or_fail"]
+__all__ = [
+    "USER_ERRORS",
+    "CommandError",
+    "OneLineUsageErrors",
+    "config_command",
+    "fail",
+    "option_help",
+    "run_or_fail",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -84,6 +93,25 @@ def run_or_fail(fn: Callable[[], Any], debug: bool = False) -> Any:
         if debug:
             raise
         fail(str(exc) or type(exc).__name__)
+
+
+# click's UsageError, whichever click typer parses with (its own copy since typer 0.24): the base of typer.BadParameter
+_USAGE_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+class OneLineUsageErrors(TyperCommand):
+    """A command whose mistakes on the command line itself (an unknown option, a value that is not a number,
+    a missing argument) print one ``error: ...`` line and exit 2, like every other user mistake, instead of
+    click's usage box; ``--debug`` keeps click's own report."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        debug = "--debug" in args
+        try:
+            return super().parse_args(ctx, args)
+        except _USAGE_ERROR as exc:
+            if debug:
+                raise
+            fail(" ".join(exc.format_message().split()))
 
 
 def _strip_optional(annotation: Any) -> Any:
@@ -349,7 +377,7 @@ def config_command(
         command.__doc__, command.__module__ = fn.__doc__, fn.__module__
         command.__annotations__ = {}
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-        app.command(name, help=help)(command)
+        app.command(name, help=help, cls=OneLineUsageErrors)(command)
         return fn
 
     return decorate

@@ -7,6 +7,7 @@ classic eps formula and the x0/v/velocity forms agree exactly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +59,8 @@ class ClassifierFreeGuidance(DenoiserBase):
         rescale: float = 0.0,
         interval: tuple[float, float] = (0.0, 1.0),
     ) -> None:
+        if not math.isfinite(float(scale)):
+            raise ValueError(f"scale: expected a finite guidance scale, got {scale!r}")
         if not 0.0 <= rescale <= 1.0:
             raise ValueError(f"rescale: expected phi in [0, 1], got {rescale}")
         lo, hi = interval
@@ -109,6 +112,8 @@ class ClassifierGuidance(DenoiserBase):
     def __init__(self, denoiser: DenoiserBase, log_prob: Callable[..., Tensor], scale: float = 1.0) -> None:
         if not callable(log_prob):
             raise TypeError("log_prob: expected a callable log p(y | x_t, t, **cond) -> (B,)")
+        if not math.isfinite(float(scale)):
+            raise ValueError(f"scale: expected a finite guidance scale, got {scale!r}")
         self.inner, self.log_prob, self.scale = denoiser, log_prob, float(scale)
         self.schedule = denoiser.schedule
 

@@ -318,7 +318,8 @@ class SpatialTransformer(nn.Module):
         self, channels: int, heads: int, depth: int, context_dim: int | None, num_groups: int
     ) -> None:
         super().__init__()
-        self.norm = nn.GroupNorm(num_groups, channels)
+        # eps 1e-6: latent diffusion's Normalize() of its SpatialTransformer (the ResBlocks keep torch's 1e-5)
+        self.norm = nn.GroupNorm(num_groups, channels, eps=1e-6)
         self.proj_in = nn.Linear(channels, channels)
         self.blocks = nn.ModuleList(TransformerBlock(channels, heads, context_dim) for _ in range(depth))
         self.proj_out = zero_module(nn.Linear(channels, channels))

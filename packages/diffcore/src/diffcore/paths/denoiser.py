@@ -37,7 +37,7 @@ from diffcore.paths.predictions import (
     from_x0_eps,
     to_x0_eps,
 )
-from diffcore.paths.schedules import Schedule, memoise_per_schedule
+from diffcore.paths.schedules import Schedule, check_time, memoise_per_schedule
 from diffcore.paths.schedules import get as get_schedule
 
 NetworkFn = Callable[..., Tensor]
@@ -165,6 +165,7 @@ class DenoiserBase(ABC):
         """One network evaluation at the python-float time ``t`` as an :class:`Estimate` (what samplers use).
 
         Here: the ``x0`` of :meth:`x0_eps`, with ``eps`` read off ``x_t = alpha x0 + sigma eps``."""
+        check_time(t)
         t = float(t)
         return Estimate.of(x, "x0", self.x0_eps(x, t, **cond)[0], t, scalar_coefficients(self.schedule, t))
 
@@ -223,6 +224,7 @@ class Denoiser(DenoiserBase):
 
     def estimate(self, x: Tensor, t: float, **cond: Any) -> Estimate:
         """The raw network output at the python-float time ``t``, with the affine map of its parameterisation."""
+        check_time(t)
         t = float(t)
         c = scalar_coefficients(self.schedule, t)
         return Estimate(x, self.raw(x, t, **cond), affine_x0_eps(self.prediction, c), c, t)
@@ -235,6 +237,7 @@ class Denoiser(DenoiserBase):
         it; none is kept while a CUDA graph is captured or under ``torch.inference_mode``."""
         dtype = _time_dtype(x)
         if isinstance(t, Tensor):
+            check_time(t)  # CPU tensors only: a CUDA tensor's values are not read (no synchronisation)
             if t.ndim == 0:
                 return t.to(device=x.device, dtype=dtype).expand(x.shape[0])
             if t.shape != (x.shape[0],):
@@ -246,6 +249,7 @@ class Denoiser(DenoiserBase):
         kept = self._time_tensors.get(key)
         if kept is not None:
             return kept
+        check_time(t)
         tensor = torch.full((x.shape[0],), float(t), device=x.device, dtype=dtype)
         capturing = x.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
         if not capturing and not torch.is_inference_mode_enabled():
@@ -255,7 +259,15 @@ class Denoiser(DenoiserBase):
         return tensor
 
     def raw(self, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
-        """The network output itself (of kind ``self.prediction``)."""
+        """The network output itself (of kind ``self.prediction``).
+
+        ``x``: a floating-point tensor ``(B, ...)``; ``t``: a python float in [0, 1] or a ``(B,)`` tensor."""
+        if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 1:
+            raise TypeError(
+                f"x: expected a floating-point tensor (B, ...), got "
+                f"{x.dtype if isinstance(x, Tensor) else type(x).__name__}"
+                f"{' of shape ' + str(tuple(x.shape)) if isinstance(x, Tensor) else ''}"
+            )
         out = self.fn(x, self.time_tensor(t, x), **cond)
         if out.shape != x.shape:
             raise ValueError(

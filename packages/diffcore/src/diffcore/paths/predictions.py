@@ -56,12 +56,18 @@ class PathCoefficients:
         return cls(*(c.reshape(shape).to(dtype) if dtype is not None else c.reshape(shape) for c in coeffs))
 
 
+NEGLIGIBLE = 1e-30
+"""A coefficient smaller than this in magnitude counts as zero where a conversion divides by it: its inverse
+(> 1e30) would overflow float32 / float16 arithmetic, and what it multiplies is rounding noise there anyway
+(``sigma < 1e-30`` is a time within ~1e-60 of the data for VP schedules, 1e-30 for rectified flow)."""
+
+
 def _safe_inv(den: Tensor | float) -> Tensor | float:
-    """``1 / den`` where ``den != 0``, 0 elsewhere (no inf/NaN, gradients stay finite). Python floats stay
-    python floats: decided on the host, no device work."""
+    """``1 / den`` where ``|den| >= NEGLIGIBLE``, 0 elsewhere (no inf/NaN, gradients stay finite). Python floats
+    stay python floats: decided on the host, no device work."""
     if not isinstance(den, Tensor):
-        return 1.0 / den if den != 0 else 0.0
-    zero = den == 0
+        return 1.0 / den if abs(den) >= NEGLIGIBLE else 0.0
+    zero = den.abs() < NEGLIGIBLE
     return torch.where(zero, torch.zeros_like(den), 1.0 / torch.where(zero, torch.ones_like(den), den))
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TypeVar
@@ -42,6 +43,7 @@ __all__ = [
     "ZeroTerminalSNR",
     "available",
     "betas_for",
+    "check_time",
     "get",
     "memoise_per_schedule",
     "register",
@@ -84,7 +86,39 @@ def memoise_per_schedule(
     return decorate
 
 
+def check_time(t: Tensor | float, name: str = "t") -> None:
+    """Raise a ValueError unless every time in ``t`` lies in [0, 1] (``t = 0`` data, ``t = 1`` noise).
+
+    Checked where the values are on the host, so that no check ever synchronises with a device: python
+    numbers and CPU tensors. A CUDA tensor is not read here (that would stall the device inside training and
+    sampling loops); the times the library draws itself (training, distillation) are in range by
+    construction, and samplers work with python-float times, which are checked."""
+    if isinstance(t, Tensor):
+        if t.is_complex() or t.dtype == torch.bool:
+            raise TypeError(f"{name}: expected real times, got a {t.dtype} tensor")
+        if t.device.type != "cpu" or t.numel() == 0:
+            return
+        inside = (t >= 0) & (t <= 1)  # False for NaN
+        if not bool(inside.all()):
+            bad = t[~inside].reshape(-1)[:3].tolist()
+            raise ValueError(
+                f"{name}: expected times in [0, 1] (t = 0 is data, t = 1 noise), got values such as {bad}"
+            )
+        return
+    if not isinstance(t, numbers.Real) or isinstance(t, bool):
+        raise TypeError(f"{name}: expected a float or a tensor of times, got {type(t).__name__}")
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f"{name}: expected a time in [0, 1] (t = 0 is data, t = 1 noise), got {t!r}")
+
+
+def _lambda_tensor(log_snr: Tensor | float) -> Tensor:
+    """A log-SNR value as a tensor (python numbers as float64 scalars); any real value, +-inf included."""
+    return log_snr if isinstance(log_snr, Tensor) else torch.tensor(log_snr, dtype=torch.float64)
+
+
 def _as_tensor(t: Tensor | float) -> Tensor:
+    """``t`` as a tensor (python numbers as float64 scalars), checked to lie in [0, 1] (:func:`check_time`)."""
+    check_time(t)
     return t if isinstance(t, Tensor) else torch.tensor(t, dtype=torch.float64)
 
 
@@ -121,7 +155,7 @@ class Schedule(ABC):
 
     def t_from_log_snr(self, log_snr: Tensor) -> Tensor:
         """Inverse of :meth:`log_snr` by bisection (float64, 64 halvings); subclasses override with closed forms."""
-        lam = _as_tensor(log_snr).to(torch.float64)
+        lam = _lambda_tensor(log_snr).to(torch.float64)
         lo = torch.zeros_like(lam)
         hi = torch.ones_like(lam)
         for _ in range(64):
@@ -130,7 +164,7 @@ class Schedule(ABC):
             lo = torch.where(above, mid, lo)
             hi = torch.where(above, hi, mid)
         return (0.5 * (lo + hi)).to(
-            _as_tensor(log_snr).dtype if _as_tensor(log_snr).is_floating_point() else torch.float64
+            _lambda_tensor(log_snr).dtype if _lambda_tensor(log_snr).is_floating_point() else torch.float64
         )
 
     def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -213,7 +247,7 @@ class VPLinear(_VP):
 
     def t_from_log_snr(self, log_snr: Tensor) -> Tensor:
         # log abar = -log(1 + exp(-lambda)); solve 0.5 (bmax - bmin) t^2 + bmin t - c = 0.
-        lam = _as_tensor(log_snr)
+        lam = _lambda_tensor(log_snr)
         c = torch.nn.functional.softplus(-lam)
         a = 0.5 * (self.beta_max - self.beta_min)
         return (-self.beta_min + torch.sqrt(self.beta_min**2 + 4 * a * c)) / (2 * a)
@@ -299,7 +333,7 @@ class VPCosine(_VP):
         return 2 * (torch.log(a) - torch.log(s))
 
     def t_from_log_snr(self, log_snr: Tensor) -> Tensor:
-        lam = _as_tensor(log_snr)
+        lam = _lambda_tensor(log_snr)
         f0 = math.cos(self.s / (1 + self.s) * math.pi / 2)
         alpha = torch.sqrt(torch.sigmoid(lam))
         return (torch.acos((alpha * f0).clamp(-1, 1)) * 2 / math.pi * (1 + self.s) - self.s).clamp(0, 1)
@@ -404,7 +438,7 @@ class VE(Schedule):
         return self.sigma(t) * self._log_ratio
 
     def t_from_log_snr(self, log_snr: Tensor) -> Tensor:
-        sigma = torch.exp(-0.5 * _as_tensor(log_snr))
+        sigma = torch.exp(-0.5 * _lambda_tensor(log_snr))
         return (torch.log(sigma / self.sigma_min) / self._log_ratio).clamp(0, 1)
 
     def __repr__(self) -> str:
@@ -438,7 +472,7 @@ class EDM(Schedule):
         return torch.full_like(_as_tensor(t), self.sigma_max)
 
     def t_from_log_snr(self, log_snr: Tensor) -> Tensor:
-        return (torch.exp(-0.5 * _as_tensor(log_snr)) / self.sigma_max).clamp(0, 1)
+        return (torch.exp(-0.5 * _lambda_tensor(log_snr)) / self.sigma_max).clamp(0, 1)
 
     def __repr__(self) -> str:
         return f"EDM(sigma_max={self.sigma_max})"
@@ -465,7 +499,7 @@ class RectifiedFlow(Schedule):
 
     def t_from_log_snr(self, log_snr: Tensor) -> Tensor:
         # alpha / sigma = (1 - t) / t = exp(lambda / 2)  =>  t = sigmoid(-lambda / 2)
-        return torch.sigmoid(-0.5 * _as_tensor(log_snr))
+        return torch.sigmoid(-0.5 * _lambda_tensor(log_snr))
 
 
 class SubVP(Schedule):
@@ -606,7 +640,7 @@ class Shifted(Schedule):
 
     def t_from_log_snr(self, log_snr: Tensor) -> Tensor:
         # log_snr'(t) = log_snr_base(t) - 2 log(shift): invert the base at the unshifted log-SNR.
-        return self.base.t_from_log_snr(_as_tensor(log_snr) + 2 * math.log(self.shift))
+        return self.base.t_from_log_snr(_lambda_tensor(log_snr) + 2 * math.log(self.shift))
 
     def __repr__(self) -> str:
         return f"Shifted({self.base!r}, shift={self.shift})"

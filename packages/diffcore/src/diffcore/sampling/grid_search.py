@@ -177,7 +177,10 @@ def optimize_grid(
         reference = reference_solution(denoiser, noise_batch, t_start, t_end, reference_steps, cond)
 
     def loss(grid: Tensor) -> float:
-        out = sample(denoiser, noise_batch, sampler, steps, grid=grid, cond=cond, **options)
+        # A candidate grid may diverge: its loss is then NaN / inf and it loses, rather than stopping the search.
+        out = sample(
+            denoiser, noise_batch, sampler, steps, grid=grid, cond=cond, check_finite="off", **options
+        )
         return objective_value(objective, out, reference)
 
     candidates = [init] if init is not None else list(FIXED_GRIDS)

@@ -145,7 +145,12 @@ def sample_dopri5(
 
     if len(out_times) > 1:
         t_eval = torch.tensor(out_times, dtype=work_dtype, device=x.device)
-        states = odeint(func, x.to(work_dtype), t_eval, rtol=rtol, atol=atol, method="dopri5")
+        # step_t: the last step lands on the last output time instead of stepping past it and interpolating
+        # back (the path has no times outside [0, 1]).
+        states = odeint(
+            func, x.to(work_dtype), t_eval, rtol=rtol, atol=atol, method="dopri5",
+            options={"step_t": t_eval[-1:]},
+        )  # fmt: skip
         path = [s.to(x.dtype) for s in states[1:]]
     else:
         path = []
