@@ -27,7 +27,7 @@ PACKAGES = {name: item.package for name, item in INSTALLED.items()}
 
 ROOMS = ("data", "models", "pipeline", "metrics", "io", "cli", "bench", "config")
 VERBS = ("train", "sample", "evaluate")
-SHARED_OPTIONS = ("--device", "--seed", "--out", "--config", "--set")
+SHARED_OPTIONS = ("--device", "--seed", "--out", "--config", "--set", "--quiet", "--debug")
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 # Being brought onto the contract (issue #22): each entry is removed when its package or file complies.

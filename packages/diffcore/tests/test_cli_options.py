@@ -156,3 +156,14 @@ def test_a_config_without_device_and_seed_is_refused_when_the_command_is_built()
 
     with pytest.raises(TypeError, match="needs 'device' and 'seed'"):
         config_command(typer.Typer(), "x", Bare, default_out="o")
+
+
+def test_commands_turn_sampling_progress_on_and_quiet_off(monkeypatch):
+    from diffcore import progress
+
+    monkeypatch.delenv(progress.QUIET_ENV, raising=False)
+    monkeypatch.delenv(progress.PROGRESS_ENV, raising=False)
+    assert runner.invoke(app, ["train"]).exit_code == 0
+    assert progress.enabled() and not progress.quiet()  # a command shows progress of every sampling loop
+    assert runner.invoke(app, ["train", "--quiet"]).exit_code == 0
+    assert progress.quiet() and not progress.enabled()

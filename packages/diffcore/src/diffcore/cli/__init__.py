@@ -19,6 +19,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from diffcore import __version__
+from diffcore import progress
 from diffcore.cli.options import fail
 from diffcore.modality import InstalledModality, discover
 
@@ -74,6 +75,7 @@ def build_app() -> typer.Typer:
             help="Time budget of this call: benchmarks stop at their next checkpoint after it, and the "
             "run is left to --resume.",
         ),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display on standard error."),
     ) -> None:
         """Run each installed modality's benchmark; write report.md, report.html and report.json.
 
@@ -82,6 +84,7 @@ def build_app() -> typer.Typer:
         if max_minutes is not None and not max_minutes > 0:
             fail(f"--max-minutes: expected a positive number of minutes, got {max_minutes:g}")
         max_seconds = None if max_minutes is None else 60 * max_minutes
+        progress.configure(quiet=True if quiet else None)
         from diffcore.bench import load_report, select, still_to_run  # here: diffuse --help stays light
 
         try:  # the user's mistakes, found before anything runs
@@ -128,7 +131,7 @@ def _run_or_resume(
     from diffcore.bench import resume_bench, run_bench
 
     columns = SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()
-    with _stop_on_sigterm() as stop, Progress(*columns, console=console) as bar:
+    with _stop_on_sigterm() as stop, Progress(*columns, console=console, disable=progress.quiet()) as bar:
         task = bar.add_task("benchmarks", total=len(todo))
 
         def on_start(name: str) -> None:

@@ -15,6 +15,8 @@ Shared options (same name, same meaning in every modality):
 - ``--out DIR`` (the configuration's ``output_dir`` where it has one, else the folder the command writes)
 - ``--pipeline DIR`` for commands that use a saved pipeline (``sample``, ``evaluate``)
 - ``--debug``: show the traceback of an error instead of the one-line message
+- ``--quiet`` / ``-q``: no progress bars or progress lines (progress is on otherwise: training, every sampling
+  loop, evaluation; see :mod:`diffcore.progress`)
 
 A named option's help is the field's line of the dataclass docstring (``Attributes:``) and its default the
 dataclass's own, so every default is stated once. Mistakes (a bad value, a missing file, an unknown key)
@@ -40,6 +42,7 @@ from typing import Any, Literal, TypeVar
 import typer
 from typer.core import TyperCommand
 
+from diffcore import progress
 from diffcore.config import (
     apply_overrides,
     field_default,
@@ -337,9 +340,15 @@ def config_command(
             bool,
             typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
         )
+        add(
+            "opt_quiet",
+            bool,
+            typer.Option(False, "--quiet", "-q", help="No progress bars or progress lines on standard error."),
+        )
 
         def command(**kwargs: Any) -> Any:
             debug = bool(kwargs.pop("opt_debug"))
+            progress.configure(quiet=True if kwargs.pop("opt_quiet") else None, progress=True)
             named_values: dict[str, Any] = {}
             for opt in shortcut:
                 value = kwargs.pop(opt.param)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from diffcore import progress as progress_mod
 from diffcore.paths.denoiser import DenoiserBase, scalar_coefficients
 from diffcore.sampling import grids as grids_mod
 from diffcore.sampling.registry import SamplerSpec
@@ -181,6 +182,7 @@ def sample(
     return_trajectory: bool = False,
     grid_options: dict[str, Any] | None = None,
     check_finite: CheckFinite | None = None,
+    progress: bool | None = None,
     **options: Any,
 ) -> Tensor | tuple[Tensor, list[Tensor]]:
     """Draw samples by integrating from ``t_start`` (noise) to ``t_end`` (data).
@@ -201,6 +203,9 @@ def sample(
             name the first bad one (one synchronisation per step, for debugging); ``off``: no check. None takes
             the environment variable ``DIFFCORE_CHECK_FINITE``, else ``end``. Nothing is read while a CUDA
             graph is being captured (a replay's output is the caller's to check).
+        progress: show a progress bar over the steps on standard error (plain lines in a log; nothing while a
+            CUDA graph is captured). None follows :func:`diffcore.progress.enabled` (on in ``diffuse``
+            commands, off in library use); :func:`diffcore.progress.quiet` silences it either way.
         options: sampler-specific options (``eta``, ``s_churn``, ``order``, ...).
 
     Returns:
@@ -245,8 +250,16 @@ def sample(
     if step_check is not None and _readable(x) and (cause := _bad_inputs(noise, x_start, cond)):
         raise NonFiniteError(f"sampling ({spec.name}): {cause}; expected finite inputs", samples=None)
     trajectory: list[Tensor] = [x] if return_trajectory else []
+    show = progress_mod.enabled() if progress is None else bool(progress)
+    bar = progress_mod.Progress(
+        len(times) - 1,
+        f"sample {spec.name}",
+        show=show and _readable(x),
+    )
 
     def callback(i: int, t: float, x_i: Tensor, x0: Tensor) -> None:
+        if bar.active:
+            bar.update()
         if step_check is not None:
             step_check(i, t, x_i, x0)
         if return_trajectory:
@@ -260,9 +273,10 @@ def sample(
         times,
         cond=cond,
         generator=generator,
-        callback=callback if (return_trajectory or user_callback or step_check) else None,
+        callback=callback if (return_trajectory or user_callback or step_check or bar.active) else None,
         **options,
     )
+    bar.close()
     if mode != "off" and _readable(out) and (bad := _count_bad(out)):
         cause = _bad_inputs(noise, x_start, cond) or (
             "the inputs were finite, so the network (or guidance) returned non-finite values or the sampler "

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from tqdm.auto import tqdm
 
 from diffcore.io import write_text
+from diffcore.progress import format_seconds, is_interactive, quiet
 
 
 class JsonlLog:
@@ -86,7 +87,7 @@ class ProgressBar:
 
     On a terminal (or a Jupyter kernel) a tqdm bar; otherwise (a log file, a batch job) one plain line per
     :meth:`show`, which the Trainer calls every ``log_every`` steps, so logs are not filled with bar redraws.
-    Nothing at all when ``enabled`` is false.
+    Nothing at all when ``enabled`` is false or progress is silenced (:func:`diffcore.progress.quiet`).
 
     Args:
         total: the run's last step.
@@ -97,6 +98,7 @@ class ProgressBar:
 
     def __init__(self, total: int, initial: int, enabled: bool, stream: TextIO | None = None) -> None:
         self._stream = sys.stderr if stream is None else stream
+        enabled = enabled and not quiet()
         self.interactive = enabled and is_interactive(self._stream)
         self.plain = enabled and not self.interactive
         self._total, self._initial, self._step = total, initial, initial
@@ -140,23 +142,3 @@ class ProgressBar:
     def close(self) -> None:
         """Close the bar."""
         self._bar.close()
-
-
-def is_interactive(stream: Any) -> bool:
-    """Whether ``stream`` is a terminal or a Jupyter kernel's output (where a redrawn bar reads well)."""
-    if type(stream).__module__.startswith("ipykernel"):
-        return True
-    isatty = getattr(stream, "isatty", None)
-    try:
-        return bool(isatty()) if callable(isatty) else False
-    except (OSError, ValueError):  # a closed stream
-        return False
-
-
-def format_seconds(seconds: float) -> str:
-    """``3725.2`` -> ``"1:02:05"``."""
-    if not math.isfinite(seconds):
-        return "?"
-    minutes, secs = divmod(round(max(seconds, 0.0)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
