@@ -127,7 +127,9 @@ class Progress:
                 f"{self.desc} {self.n}/{self.total} ({100 * self.n / self.total:.0f}%), "
                 f"{rate:.3g} {self.unit}/s, ETA {eta}"
             )
-        return f"{self.desc} {self.n} {self.unit}, {rate:.3g} {self.unit}/s, {format_seconds(elapsed)} elapsed"
+        return (
+            f"{self.desc} {self.n} {self.unit}, {rate:.3g} {self.unit}/s, {format_seconds(elapsed)} elapsed"
+        )
 
     def _write_line(self) -> None:
         self._stream.write(self.line() + "\n")

@@ -18,8 +18,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from diffcore import __version__
-from diffcore import progress
+from diffcore import __version__, progress
 from diffcore.cli.options import fail
 from diffcore.modality import InstalledModality, discover
 

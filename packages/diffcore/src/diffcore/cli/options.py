@@ -343,7 +343,9 @@ def config_command(
         add(
             "opt_quiet",
             bool,
-            typer.Option(False, "--quiet", "-q", help="No progress bars or progress lines on standard error."),
+            typer.Option(
+                False, "--quiet", "-q", help="No progress bars or progress lines on standard error."
+            ),
         )
 
         def command(**kwargs: Any) -> Any:
