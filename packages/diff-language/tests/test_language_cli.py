@@ -21,7 +21,7 @@ def test_train_sample_evaluate(tmp_path):
              "--set", "eval_repeats=2", "--device", "cpu"]  # fmt: skip
     res = runner.invoke(app, ["train", "--out", str(run), *data, *SIZE, *short])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["tokens"] == 4 * 16
+    assert json.loads(res.stdout)["tokens"] == 4 * 16
     for name in ("pipeline/pipeline.json", "pipeline/model/model.safetensors",
                  "pipeline/tokenizer/byte_tokenizer.json", "metrics.json", "log.jsonl"):  # fmt: skip
         assert (run / name).is_file(), name
@@ -50,7 +50,7 @@ def test_train_sample_evaluate(tmp_path):
         app, ["evaluate", *pipe, "--windows", "4", "--repeats", "2", "--out", str(tmp_path / "ev")]
     )
     assert res.exit_code == 0, res.output
-    result = json.loads(res.output)
+    result = json.loads(res.stdout)
     assert result["nelbo"] > 0 and result["tokens"] == 4 * 16
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text()) == result
 

@@ -24,7 +24,11 @@ def dataset():
 
 
 def _annotate(atoms: torch.Tensor) -> str:
-    return "".join(struc.annotate_sse(backbone_to_atom_array(atoms.numpy())))
+    """biotite's P-SEA on the full backbone (any biotite version: 1.x symbols, 2.x PSeaElement codes)."""
+    sse = struc.annotate_sse(backbone_to_atom_array(atoms.numpy()))
+    if sse.dtype.kind in "iu":
+        sse = struc.PSeaElement.to_symbols(sse)
+    return "".join(str(code) for code in sse)
 
 
 def test_ideal_geometry_and_no_clashes(dataset):

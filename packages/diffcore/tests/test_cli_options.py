@@ -167,3 +167,9 @@ def test_commands_turn_sampling_progress_on_and_quiet_off(monkeypatch):
     assert progress.enabled() and not progress.quiet()  # a command shows progress of every sampling loop
     assert runner.invoke(app, ["train", "--quiet"]).exit_code == 0
     assert progress.quiet() and not progress.enabled()
+
+
+def test_training_commands_offer_resume_and_ema_decay():
+    res = runner.invoke(app, ["train", "--resume", "latest", "--ema-decay", "0.99"])
+    assert res.exit_code == 0, res.output
+    assert seen["config"].train.resume == "latest" and seen["config"].train.ema_decay == 0.99

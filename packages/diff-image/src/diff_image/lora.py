@@ -138,7 +138,7 @@ def finetune_lora(
     out = Path(output_dir)
     tc = TrainConfig(
         steps=config.steps, lr=config.lr, ema_decay=None, checkpoint_every=None, keep_last=1,
-        output_dir=str(out / "lora_run"), seed=config.seed, progress_bar=False, tensorboard=False,
+        output_dir=str(out / "lora_run"), seed=config.seed, tensorboard=False,
         device="cpu" if pipe.device.type == "cpu" else "auto", log_every=max(1, config.steps // 10), weight_decay=0.0,
     )  # fmt: skip
     Trainer(network, objective, loader, tc).fit()

@@ -39,6 +39,7 @@ TRAIN_OPTIONS = {
     "train.lr": "--lr",
     "train.warmup_steps": "--warmup-steps",
     "train.ema_decay": "--ema-decay",
+    "train.resume": "--resume",
     "train.mixed_precision": "--mixed-precision",
 }
 SAMPLE_OPTIONS = {

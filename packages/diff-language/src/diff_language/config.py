@@ -176,7 +176,6 @@ def _default_train() -> TrainConfig:
         checkpoint_every=None,
         keep_last=1,
         output_dir="runs/language",
-        progress_bar=False,
         tensorboard=False,
     )
 

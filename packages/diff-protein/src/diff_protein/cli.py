@@ -50,7 +50,7 @@ TRAIN_OPTIONS = {
     "motif_prob": "--motif-prob",
     "cuda_graphs": "--cuda-graphs",
     "init_from": "--init-from",
-    "resume_from": "--resume-from",
+    "train.resume": "--resume",
 }
 SAMPLE_OPTIONS = {
     "num_samples": "--num",

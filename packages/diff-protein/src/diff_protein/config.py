@@ -44,8 +44,8 @@ def default_train_config(**overrides: Any) -> TrainConfig:
 
     Cosine learning-rate decay to a tenth of the peak; no EMA (``ema_decay=None``: an EMA showed no gain on
     the short CPU runs, docs/diff-protein.md; the GPU benchmark sets 0.999); one checkpoint, at the end (a
-    run stopped by ``max_seconds`` writes one too, so ``resume_from="latest"`` continues it); no progress bar
-    or TensorBoard (``log.jsonl`` only); runs under ``runs/protein``.
+    run stopped by ``max_seconds`` writes one too, so ``train.resume="latest"`` continues it); progress on
+    standard error and ``log.jsonl``, no TensorBoard; runs under ``runs/protein``.
     """
     base: dict[str, Any] = {
         "output_dir": "runs/protein",
@@ -54,7 +54,6 @@ def default_train_config(**overrides: Any) -> TrainConfig:
         "ema_decay": None,
         "checkpoint_every": None,
         "keep_last": 1,
-        "progress_bar": False,
         "tensorboard": False,
     }
     return TrainConfig(**(base | overrides))
@@ -113,8 +112,6 @@ class ProteinTrainConfig:
             (batches padded to the longest chain; about 1.6x faster steps for small networks).
         init_from: backbone: a saved pipeline whose backbone weights start the training (fine-tuning, or a
             further schedule after one has ended); its network sizes must equal ``backbone``.
-        resume_from: a checkpoint folder, or latest (the newest under ``train.output_dir``), to continue an
-            interrupted run with its optimizer, schedule, EMA and data position.
         sequence: sizes of the sequence denoiser (``num_classes`` is set from the data's labels).
         p_uncond: sequence: probability of dropping the label in training (classifier-free guidance).
         classifier: sizes of the independent taxonomy classifier (``num_classes`` set from the data).
@@ -140,7 +137,6 @@ class ProteinTrainConfig:
     rotation_rate_t_max: float = 0.9
     cuda_graphs: bool = False
     init_from: str | None = None
-    resume_from: str | None = None
     sequence: SequenceDenoiserConfig = field(default_factory=SequenceDenoiserConfig)
     p_uncond: float = 0.1
     classifier: TaxonomyClassifierConfig = field(default_factory=TaxonomyClassifierConfig)

@@ -171,7 +171,10 @@ def annotate_sse(atoms: np.ndarray | torch.Tensor) -> str:
     arr.res_name[:] = "GLY"
     arr.res_id = np.arange(1, len(ca) + 1)
     arr.chain_id[:] = "A"
-    return "".join(struc.annotate_sse(arr))
+    sse = struc.annotate_sse(arr)
+    if np.asarray(sse).dtype.kind in "iu":  # biotite >= 2 returns PSeaElement codes, 1.x the symbols
+        sse = struc.PSeaElement.to_symbols(sse)
+    return "".join(str(code) for code in sse)
 
 
 def sse_composition(atoms: np.ndarray | torch.Tensor) -> dict[str, float]:

@@ -347,20 +347,19 @@ def fit(
     train: TrainConfig,
     batch_size: int,
     *,
-    resume_from: str | os.PathLike[str] | None = None,
     drop_last: bool = False,
 ) -> nn.Module:
     """Train ``model`` with :class:`diffcore.training.Trainer`; returns the EMA model if any, else the model.
 
     With ``train.max_seconds`` training ends (with a warning) once that much wall time has passed, after
-    writing a resumable checkpoint; ``resume_from`` (a checkpoint folder, or ``"latest"`` under
+    writing a resumable checkpoint; ``train.resume`` (a checkpoint folder, or ``"latest"`` under
     ``train.output_dir``) continues such a run (the Trainer restores weights, optimizer, EMA, schedule, RNG
     and the position in the data).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collate, drop_last=drop_last)
-    trainer = Trainer(model, objective, loader, train, resume_from=resume_from)
+    trainer = Trainer(model, objective, loader, train)
     summary = trainer.fit()
     if summary.stopped_by_time:
         warnings.warn(
@@ -449,7 +448,6 @@ def train_backbones(
         collate,
         config.train,
         config.batch_size,
-        resume_from=config.resume_from,
         drop_last=drop_last,
     )
     return ProteinPipeline(
@@ -483,7 +481,6 @@ def train_sequences(
         collate_sequences,
         config.train,
         config.batch_size,
-        resume_from=config.resume_from,
     )
     classifier = None
     if config.classifier_steps != 0:

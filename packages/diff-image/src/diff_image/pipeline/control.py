@@ -194,7 +194,7 @@ def train_controlnets(
         tokenize=pipe.text_encoder.tokenize if pipe.text_encoder is not None else None,
     )
     tc = TrainConfig(steps=steps, lr=lr, ema_decay=None, checkpoint_every=None, keep_last=1, output_dir=str(output_dir),
-                     seed=seed, progress_bar=False, tensorboard=False, device="cpu" if pipe.device.type == "cpu" else "auto",
+                     seed=seed, tensorboard=False, device="cpu" if pipe.device.type == "cpu" else "auto",
                      log_every=max(1, steps // 10))  # fmt: skip
     Trainer(network, objective, loader, tc).fit()
     for net in nets.values():

@@ -123,8 +123,7 @@ def backbone_train_config(
         rotation_rate_t_max=s.rotation_rate_t_max,
         cuda_graphs=s.cuda_graphs,
         init_from=s.backbone_init,
-        resume_from="latest" if resume else None,
-        train=train,
+        train=dataclasses.replace(train, resume="latest" if resume else None),
     )
 
 

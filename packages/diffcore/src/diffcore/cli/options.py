@@ -14,6 +14,7 @@ Shared options (same name, same meaning in every modality):
   or under ``train.``)
 - ``--out DIR`` (the configuration's ``output_dir`` where it has one, else the folder the command writes)
 - ``--pipeline DIR`` for commands that use a saved pipeline (``sample``, ``evaluate``)
+- ``--resume`` and ``--ema-decay`` for commands that train (a configuration with ``train: TrainConfig``)
 - ``--debug``: show the traceback of an error instead of the one-line message
 - ``--quiet`` / ``-q``: no progress bars or progress lines (progress is on otherwise: training, every sampling
   loop, evaluation; see :mod:`diffcore.progress`)
@@ -222,6 +223,12 @@ class _Option:
     flags: tuple[str, ...]  # command-line option names, the long one first
 
 
+TRAINING_OPTIONS: dict[str, str] = {"train.resume": "--resume", "train.ema_decay": "--ema-decay"}
+"""Named options every command whose configuration nests diffcore's ``TrainConfig`` as ``train`` gets, unless it
+names them itself: ``--resume latest`` continues a run, ``--ema-decay`` sets the EMA's decay (``--set
+train.ema_decay=null`` turns the EMA off)."""
+
+
 def config_command(
     app: typer.Typer,
     name: str,
@@ -269,6 +276,13 @@ def config_command(
         named = [(key, flag) for key, flag in options.items()]
     else:
         named = [(key, None) for key in options]
+    taken = {f for key, flag in named for f in _option_names(key, flag)}
+    for (
+        key,
+        flag,
+    ) in TRAINING_OPTIONS.items():  # every training command continues runs and sets its EMA the same way
+        if has_field(config_class, key) and key not in dict(named) and flag not in taken:
+            named.append((key, flag))
     shortcut: list[_Option] = []
     for key, flag in named:
         if not has_field(config_class, key):
