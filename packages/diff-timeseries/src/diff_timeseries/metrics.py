@@ -127,7 +127,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    root = linalg.sqrtm(cov_a @ cov_b)
     if not np.isfinite(root).all():  # nearly singular product: regularise both sides
         eps = 1e-6 * np.eye(cov_a.shape[0])
         root = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
