@@ -25,17 +25,28 @@ from results_io import write_result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="The CPU settings (QUICK); targets: trend adherence.")
-    parser.add_argument("--out", type=Path, default=None, help="Run folder (default runs/timeseries_full[-quick]).")
-    parser.add_argument("--resume", action="store_true", help="Continue the run in --out from its checkpoints.")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="The CPU settings (QUICK); targets: trend adherence."
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="Run folder (default runs/timeseries_full[-quick])."
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="Continue the run in --out from its checkpoints."
+    )
     parser.add_argument("--device", default=None, help="Override the device (cpu | cuda | auto).")
     parser.add_argument("--compile", action="store_true", help="torch.compile the networks (GPU).")
     args = parser.parse_args()
     settings = QUICK if args.quick else FULL
     if args.device:
-        settings = dataclasses.replace(settings, device=args.device,
-                                       mixed_precision="no" if args.device == "cpu" else settings.mixed_precision)
+        settings = dataclasses.replace(
+            settings,
+            device=args.device,
+            mixed_precision="no" if args.device == "cpu" else settings.mixed_precision,
+        )
     if args.compile:
         settings = dataclasses.replace(settings, compile=True)
     out = args.out or Path("runs/timeseries_full" + ("-quick" if args.quick else ""))
@@ -43,8 +54,10 @@ def main() -> None:
     verdicts = result.verdicts()
     print(f"{'metric':48s} {'value':>12s}  target")
     for name in sorted(result.metrics):
-        if name.startswith("forecast_") and not name.startswith(("forecast_beats", "forecast_at_least")) and not (
-            "_crps_" in name
+        if (
+            name.startswith("forecast_")
+            and not name.startswith(("forecast_beats", "forecast_at_least"))
+            and "_crps_" not in name
         ):
             continue
         value = result.metrics[name]
@@ -52,12 +65,20 @@ def main() -> None:
         mark = f"{target.direction} {target.value:g}: {verdicts[name]}" if target else ""
         print(f"{name:48s} {value:12.4f}  {mark}")
     path = write_result(
-        {"settings": dataclasses.asdict(settings), "seconds": result.seconds, "summary": result.summary,
-         "metrics": result.metrics, "targets": {k: [t.direction, t.value] for k, t in result.targets.items()},
-         "verdicts": verdicts, "files": [str(out / f) for f in result.files]},
-        "timeseries_full", "quick" if args.quick else None, settings.device if settings.device != "auto" else None,
+        {
+            "settings": dataclasses.asdict(settings),
+            "seconds": result.seconds,
+            "summary": result.summary,
+            "metrics": result.metrics,
+            "targets": {k: [t.direction, t.value] for k, t in result.targets.items()},
+            "verdicts": verdicts,
+            "files": [str(out / f) for f in result.files],
+        },
+        script="timeseries_full",
+        variant="quick" if args.quick else None,
+        device=settings.device if settings.device != "auto" else None,
         packages=("diffcore", "diff-timeseries", "statsmodels"),
-    )  # fmt: skip
+    )
     print(f"wrote {path}")
 
 

@@ -43,8 +43,16 @@ def test_the_estimators_read_a_hand_made_series():
     x = 0.05 * t + np.sin(2 * np.pi * t / 12) + 0.02 * np.random.default_rng(0).standard_normal(96)
     x[80:] -= 3.0
     a = describe(x)
-    assert (a.trend, a.period, a.noise, a.event, a.event_position) == ("rising", 12, "low", "shift down", "end")
-    assert caption_of(a) == "a rising series with a cycle of period 12, low noise and a sudden drop near the end"
+    assert (a.trend, a.period, a.noise, a.event, a.event_position) == (
+        "rising",
+        12,
+        "low",
+        "shift down",
+        "end",
+    )
+    assert (
+        caption_of(a) == "a rising series with a cycle of period 12, low noise and a sudden drop near the end"
+    )
 
 
 def test_statsmodels_series_are_read_offline_and_windowed_with_captions():
@@ -90,7 +98,9 @@ def test_a_bad_value_names_the_file_the_column_and_the_line(tmp_path):
     path.write_text("time,a\n1,1.0\n2,oops\n")
     with pytest.raises(ValueError, match=r"bad.csv: line 3, column 'a': expected a number.*'oops'"):
         load_table(path)
-    with pytest.raises(ValueError, match=r"value_columns: .* has no column 'z'; its columns are \['time', 'a'\]"):
+    with pytest.raises(
+        ValueError, match=r"value_columns: .* has no column 'z'; its columns are \['time', 'a'\]"
+    ):
         load_table(path, value_columns=["z"])
     path.write_text("time,a\n2,1\n1,2\n")
     with pytest.raises(ValueError, match="line 3, time column 'time': times must increase"):
@@ -121,6 +131,8 @@ def test_tables_train_with_their_windows_and_report_what_was_left_out(tmp_path):
     v = np.sin(t / 5.0) + 0.01 * t
     lines = ["step,value"] + [f"{i},{'' if i == 50 else round(x, 5)}" for i, x in zip(t, v)]
     (tmp_path / "s.csv").write_text("\n".join(lines) + "\n")
-    data = build_series_set("files", [24], 0, 0, path=str(tmp_path / "s.csv"), table_options={"time_column": "step"})
+    data = build_series_set(
+        "files", [24], 0, 0, path=str(tmp_path / "s.csv"), table_options={"time_column": "step"}
+    )
     assert data.values[24].shape[1:] == (1, 24)
     assert any("missing values" in n for n in data.notes)

@@ -12,7 +12,9 @@ def test_crps_of_gaussian_samples_matches_the_closed_form():
     rng = np.random.default_rng(0)
     samples = rng.normal(1.0, 2.0, size=(200_000, 1))
     for y in (1.0, -2.0, 4.5):
-        assert metrics.crps(samples, np.array([y])) == pytest.approx(metrics.crps_gaussian(1.0, 2.0, y), rel=0.01)
+        assert metrics.crps(samples, np.array([y])) == pytest.approx(
+            metrics.crps_gaussian(1.0, 2.0, y), rel=0.01
+        )
 
 
 def test_crps_of_a_point_forecast_is_the_absolute_error_and_is_never_negative():

@@ -27,14 +27,31 @@ from typer.testing import CliRunner
 
 def _config(out, **kw) -> SeriesTrainConfig:
     return SeriesTrainConfig(
-        model=SeriesModelConfig(vae_hidden=16, hidden=32, depth=1, heads=2, text_width=16, text_layers=1,
-                                prior_hidden=32, prior_depth=1),
+        model=SeriesModelConfig(
+            vae_hidden=16,
+            hidden=32,
+            depth=1,
+            heads=2,
+            text_width=16,
+            text_layers=1,
+            prior_hidden=32,
+            prior_depth=1,
+        ),
         data=SeriesDataConfig(num_series=32, lengths="24,48"),
-        batch_size=8, vae_steps=3, prior_steps=3,
-        train=TrainConfig(output_dir=str(out), steps=3, device="cpu", progress_bar=False, ema_decay=None,
-                          tensorboard=False, warmup_steps=1),
+        batch_size=8,
+        vae_steps=3,
+        prior_steps=3,
+        train=TrainConfig(
+            output_dir=str(out),
+            steps=3,
+            device="cpu",
+            progress_bar=False,
+            ema_decay=None,
+            tensorboard=False,
+            warmup_steps=1,
+        ),
         **kw,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +93,14 @@ def test_train_writes_a_run_that_loads_and_samples_the_same(run):
     assert (out / "pipeline" / "pipeline.json").is_file() and (out / "vae_run").is_dir()
     assert pipe.lengths == [24, 48] and pipe.prior is not None
     loaded = SeriesPipeline.from_pretrained(out / "pipeline")
-    cfg = SeriesSampleConfig(captions="a rising series with no cycle, low noise and no sudden events",
-                             num_samples=2, length=36, steps=3, device="cpu", seed=5)  # fmt: skip
+    cfg = SeriesSampleConfig(
+        captions="a rising series with no cycle, low noise and no sudden events",
+        num_samples=2,
+        length=36,
+        steps=3,
+        device="cpu",
+        seed=5,
+    )
     a, b = sample(pipe, cfg), sample(loaded, cfg)
     assert a.values.shape == (2, 1, 36) and np.allclose(a.values, b.values, atol=1e-5)
     assert not np.allclose(a.values, sample(pipe, SeriesSampleConfig(**{**vars(cfg), "seed": 6})).values)
@@ -110,7 +133,9 @@ def test_forecast_and_impute_hold_the_observed_points(run):
     z = torch.randn(1, 1, 48)
     mask = (torch.rand(1, 1, 48, generator=g) > 0.3).float()
     filled = pipe.fill(z, mask, samples=2, steps=3, generator=g)
-    assert torch.allclose(filled[:, 0][mask.expand(2, 1, 48) == 1], z.expand(2, 1, 48)[mask.expand(2, 1, 48) == 1])
+    assert torch.allclose(
+        filled[:, 0][mask.expand(2, 1, 48) == 1], z.expand(2, 1, 48)[mask.expand(2, 1, 48) == 1]
+    )
     values = np.arange(60.0)
     observed = np.random.default_rng(0).random(60) > 0.3
     out = impute_array(pipe, values, observed, samples=2, steps=3, generator=g)
@@ -121,8 +146,12 @@ def test_forecast_and_impute_read_a_csv_and_write_quantiles(run, tmp_path):
     _, pipe = run
     rows = ["step,sales"] + [f"{i},{'' if i in (10, 11) else f'{5 + np.sin(i / 4):.4f}'}" for i in range(80)]
     (tmp_path / "s.csv").write_text("\n".join(rows) + "\n")
-    fc = forecast(pipe, SeriesForecastConfig(input=str(tmp_path / "s.csv"), horizon=6, samples=5, steps=3,
-                                             device="cpu", time_column="step"))  # fmt: skip
+    fc = forecast(
+        pipe,
+        SeriesForecastConfig(
+            input=str(tmp_path / "s.csv"), horizon=6, samples=5, steps=3, device="cpu", time_column="step"
+        ),
+    )
     names = {p.name for p in fc.save(tmp_path / "fc")}
     assert names == {"forecast_paths.csv", "forecast_quantiles.csv", "forecast.png"}
     import pandas as pd
@@ -131,8 +160,12 @@ def test_forecast_and_impute_read_a_csv_and_write_quantiles(run, tmp_path):
     assert list(q.columns) == ["time", "q0.1", "q0.5", "q0.9"] and len(q) == 6
     assert (q["q0.1"] <= q["q0.5"]).all() and (q["q0.5"] <= q["q0.9"]).all()
     assert q["time"].tolist() == list(range(80, 86))
-    imp = impute(pipe, SeriesImputeConfig(input=str(tmp_path / "s.csv"), samples=3, steps=3, device="cpu",
-                                          time_column="step"))  # fmt: skip
+    imp = impute(
+        pipe,
+        SeriesImputeConfig(
+            input=str(tmp_path / "s.csv"), samples=3, steps=3, device="cpu", time_column="step"
+        ),
+    )
     imp.save(tmp_path / "imp")
     frame = pd.read_csv(tmp_path / "imp" / "imputed.csv")
     assert frame["was_missing"].sum() == 2 and frame["imputed"].notna().all()
@@ -140,10 +173,24 @@ def test_forecast_and_impute_read_a_csv_and_write_quantiles(run, tmp_path):
 
 def test_evaluate_reports_every_metric_family(run):
     _, pipe = run
-    m = evaluate(pipe, SeriesEvaluateConfig(num_samples=8, steps=2, metric_encoder_steps=2, forecast=False,
-                                            impute=False, device="cpu"))  # fmt: skip
-    for key in ("adherence_trend_L24", "adherence_trend_L36", "cfid_L48", "cfid_L48_floor", "mrr10_L24",
-                "mse_L24", "wape_L24", "dtw_L24", "acf_distance_L48", "spectral_distance_L36"):  # fmt: skip
+    m = evaluate(
+        pipe,
+        SeriesEvaluateConfig(
+            num_samples=8, steps=2, metric_encoder_steps=2, forecast=False, impute=False, device="cpu"
+        ),
+    )
+    for key in (
+        "adherence_trend_L24",
+        "adherence_trend_L36",
+        "cfid_L48",
+        "cfid_L48_floor",
+        "mrr10_L24",
+        "mse_L24",
+        "wape_L24",
+        "dtw_L24",
+        "acf_distance_L48",
+        "spectral_distance_L36",
+    ):
         assert key in m and np.isfinite(m[key]), key
     assert 0 <= m["mrr10_L24"] <= 1 and m["adherence_trend_L48_floor"] >= 0.9
 
@@ -151,19 +198,75 @@ def test_evaluate_reports_every_metric_family(run):
 def test_the_cli_trains_samples_and_fails_with_one_line(tmp_path):
     runner = CliRunner()
     out = tmp_path / "run"
-    args = ["train", "--out", str(out), "--device", "cpu", "--steps", "2", "--vae-steps", "2", "--prior-steps", "2",
-            "--lengths", "24", "--set", "data.num_series=16", "--set", "batch_size=4", "--set", "model.hidden=32",
-            "--set", "model.depth=1", "--set", "model.prior_depth=1", "--set", "model.prior_hidden=32",
-            "--set", "train.progress_bar=false", "--set", "train.warmup_steps=1"]  # fmt: skip
+    args = [
+        "train",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        "--vae-steps",
+        "2",
+        "--prior-steps",
+        "2",
+        "--lengths",
+        "24",
+        "--set",
+        "data.num_series=16",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "model.hidden=32",
+        "--set",
+        "model.depth=1",
+        "--set",
+        "model.prior_depth=1",
+        "--set",
+        "model.prior_hidden=32",
+        "--set",
+        "train.progress_bar=false",
+        "--set",
+        "train.warmup_steps=1",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["sample", "--pipeline", str(out / "pipeline"), "--out", str(tmp_path / "s"),
-                                 "--device", "cpu", "--captions", "a flat series|a rising series", "-n", "1",
-                                 "--length", "30", "--steps", "2"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "sample",
+            "--pipeline",
+            str(out / "pipeline"),
+            "--out",
+            str(tmp_path / "s"),
+            "--device",
+            "cpu",
+            "--captions",
+            "a flat series|a rising series",
+            "-n",
+            "1",
+            "--length",
+            "30",
+            "--steps",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "s" / "samples.csv").is_file() and (tmp_path / "s" / "samples.png").is_file()
-    result = runner.invoke(app, ["forecast", "--pipeline", str(out / "pipeline"), "--out", str(tmp_path / "f"),
-                                 "--device", "cpu", "--input", str(tmp_path / "missing.csv")])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "forecast",
+            "--pipeline",
+            str(out / "pipeline"),
+            "--out",
+            str(tmp_path / "f"),
+            "--device",
+            "cpu",
+            "--input",
+            str(tmp_path / "missing.csv"),
+        ],
+    )
     assert result.exit_code == 2 and result.output.strip().startswith("error: ")
     assert "missing.csv" in result.output and len(result.output.strip().splitlines()) == 1
     result = runner.invoke(app, ["train", "--out", str(tmp_path / "r2"), "--device", "cpu", "--lengths", "8"])

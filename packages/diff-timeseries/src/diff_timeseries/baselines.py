@@ -18,7 +18,9 @@ import numpy as np
 __all__ = ["arima_paths", "ets_paths", "linear_interpolation", "seasonal_naive_paths"]
 
 
-def seasonal_naive_paths(history: np.ndarray, horizon: int, period: int, samples: int, seed: int = 0) -> np.ndarray:
+def seasonal_naive_paths(
+    history: np.ndarray, horizon: int, period: int, samples: int, seed: int = 0
+) -> np.ndarray:
     """``(samples, horizon)`` paths of the seasonal naive forecast (``period = 1``: the naive forecast)."""
     h = np.asarray(history, np.float64)
     m = max(1, int(period))
@@ -40,8 +42,14 @@ def ets_paths(history: np.ndarray, horizon: int, period: int, samples: int, seed
     seasonal = "add" if period > 1 and h.size >= 2 * period + 2 else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # statsmodels' convergence chatter; the fit is still used
-        model = ETSModel(h, error="add", trend="add", damped_trend=True, seasonal=seasonal,
-                         seasonal_periods=period if seasonal else None)  # fmt: skip
+        model = ETSModel(
+            h,
+            error="add",
+            trend="add",
+            damped_trend=True,
+            seasonal=seasonal,
+            seasonal_periods=period if seasonal else None,
+        )
         fit = model.fit(disp=False, maxiter=200)
         sims = fit.simulate(horizon, repetitions=samples, anchor="end", rng=np.random.default_rng(seed))
     return np.asarray(sims, np.float64).reshape(horizon, samples).T

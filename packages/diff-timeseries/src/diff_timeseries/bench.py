@@ -48,6 +48,7 @@ class BenchSettings:
     vae_hidden: int = 64
     eval_samples: int = 256
     eval_steps: int = 30
+    guidance_scale: float = 3.0
     metric_encoder_steps: int = 300
     forecast_samples: int = 64
     device: str = "auto"
@@ -56,15 +57,40 @@ class BenchSettings:
 
 
 QUICK = BenchSettings(
-    num_series=512, batch_size=32, vae_steps=250, steps=500, prior_steps=250, hidden=64, depth=2,
-    prior_hidden=64, prior_depth=2, vae_hidden=32, eval_samples=48, eval_steps=12, metric_encoder_steps=60,
-    forecast_samples=32, device="cpu",
-)  # fmt: skip
+    num_series=512,
+    batch_size=32,
+    vae_steps=200,
+    steps=900,
+    prior_steps=150,
+    hidden=64,
+    depth=2,
+    prior_hidden=64,
+    prior_depth=2,
+    vae_hidden=32,
+    eval_samples=48,
+    eval_steps=12,
+    metric_encoder_steps=60,
+    forecast_samples=32,
+    device="cpu",
+)
 FULL = BenchSettings(
-    num_series=4000, batch_size=256, vae_steps=3000, steps=8000, prior_steps=5000, hidden=256, depth=6,
-    prior_hidden=192, prior_depth=6, vae_hidden=96, eval_samples=256, eval_steps=40, metric_encoder_steps=600,
-    forecast_samples=100, device="cuda", mixed_precision="bf16",
-)  # fmt: skip
+    num_series=4000,
+    batch_size=256,
+    vae_steps=3000,
+    steps=8000,
+    prior_steps=5000,
+    hidden=256,
+    depth=6,
+    prior_hidden=192,
+    prior_depth=6,
+    vae_hidden=96,
+    eval_samples=256,
+    eval_steps=40,
+    metric_encoder_steps=600,
+    forecast_samples=100,
+    device="cuda",
+    mixed_precision="bf16",
+)
 
 HORIZON = 12
 
@@ -92,16 +118,33 @@ def _train_config(settings: BenchSettings, run: Path, resume: bool):
 
     s = settings
     return SeriesTrainConfig(
-        model=SeriesModelConfig(vae_hidden=s.vae_hidden, hidden=s.hidden, depth=s.depth, prior_hidden=s.prior_hidden,
-                                prior_depth=s.prior_depth),
+        model=SeriesModelConfig(
+            vae_hidden=s.vae_hidden,
+            hidden=s.hidden,
+            depth=s.depth,
+            prior_hidden=s.prior_hidden,
+            prior_depth=s.prior_depth,
+        ),
         data=SeriesDataConfig(source=s.source, num_series=s.num_series, exclude_tail=HORIZON),
-        batch_size=s.batch_size, vae_steps=s.vae_steps, prior_steps=s.prior_steps,
-        train=TrainConfig(output_dir=str(run), steps=s.steps, lr=5e-4 if s.batch_size < 128 else 1e-3,
-                          warmup_steps=min(100, s.steps // 10), lr_schedule="cosine", ema_decay=0.999,
-                          device=s.device, mixed_precision=s.mixed_precision, compile=s.compile,
-                          checkpoint_every=max(100, s.steps // 8), resume="auto" if resume else None,
-                          progress_bar=True, log_every=50),
-    )  # fmt: skip
+        batch_size=s.batch_size,
+        vae_steps=s.vae_steps,
+        prior_steps=s.prior_steps,
+        train=TrainConfig(
+            output_dir=str(run),
+            steps=s.steps,
+            lr=1e-3,
+            warmup_steps=min(100, s.steps // 10),
+            lr_schedule="cosine",
+            ema_decay=0.999,
+            device=s.device,
+            mixed_precision=s.mixed_precision,
+            compile=s.compile,
+            checkpoint_every=max(100, s.steps // 8),
+            resume="auto" if resume else None,
+            progress_bar=True,
+            log_every=50,
+        ),
+    )
 
 
 def run_bench(settings: BenchSettings, out_dir: Path, *, quick: bool, resume: bool = False) -> BenchResult:
@@ -125,16 +168,26 @@ def run_bench(settings: BenchSettings, out_dir: Path, *, quick: bool, resume: bo
     files: list[str] = []
     lengths = sorted({*pipe.lengths, *filter(None, [between_length(pipe.lengths)])})
     for n in lengths:
-        samples = sample(pipe, SeriesSampleConfig(num_samples=2, length=n, steps=settings.eval_steps,
-                                                  device=settings.device))  # fmt: skip
+        samples = sample(
+            pipe,
+            SeriesSampleConfig(num_samples=2, length=n, steps=settings.eval_steps, device=settings.device),
+        )
         folder = out_dir / f"samples_L{n}"
         files += [str(p.relative_to(out_dir)) for p in samples.save(folder)]
     files += _forecast_files(pipe, out_dir, settings, forecast_array)
     t0 = time.monotonic()
-    metrics = evaluate(pipe, SeriesEvaluateConfig(
-        num_samples=settings.eval_samples, steps=settings.eval_steps, metric_encoder_steps=settings.metric_encoder_steps,
-        forecast_samples=settings.forecast_samples, horizon=HORIZON, device=settings.device,
-    ))  # fmt: skip
+    metrics = evaluate(
+        pipe,
+        SeriesEvaluateConfig(
+            num_samples=settings.eval_samples,
+            guidance_scale=settings.guidance_scale,
+            steps=settings.eval_steps,
+            metric_encoder_steps=settings.metric_encoder_steps,
+            forecast_samples=settings.forecast_samples,
+            horizon=HORIZON,
+            device=settings.device,
+        ),
+    )
     metrics["train_seconds"] = train_seconds
     metrics["evaluate_seconds"] = time.monotonic() - t0
     from diffcore.io import write_json
@@ -146,14 +199,16 @@ def run_bench(settings: BenchSettings, out_dir: Path, *, quick: bool, resume: bo
     return BenchResult(
         modality="timeseries",
         status="ok",
-        summary=(f"{'quick CPU' if quick else 'full'} run: trend adherence {trend}; forecasting beats seasonal "
-                 f"naive on {metrics.get('forecast_beats_snaive_fraction', float('nan')):.0%} of the statsmodels "
-                 "series"),
+        summary=(
+            f"{'quick CPU' if quick else 'full'} run: trend adherence {trend}; forecasting beats seasonal "
+            f"naive on {metrics.get('forecast_beats_snaive_fraction', float('nan')):.0%} of the statsmodels "
+            "series"
+        ),
         seconds=time.monotonic() - start,
         metrics=metrics,
         files=files,
         targets=targets,  # type: ignore[arg-type]
-    )  # fmt: skip
+    )
 
 
 def _forecast_files(pipe, out_dir: Path, settings: BenchSettings, forecast_array) -> list[str]:
@@ -167,14 +222,20 @@ def _forecast_files(pipe, out_dir: Path, settings: BenchSettings, forecast_array
     history = co2.values[:-HORIZON]
     from diffcore.rng import make_generator
 
-    paths = forecast_array(pipe, history, HORIZON, samples=settings.forecast_samples, steps=settings.eval_steps,
-                           generator=make_generator(0, pipe.device))  # fmt: skip
+    paths = forecast_array(
+        pipe,
+        history,
+        HORIZON,
+        samples=settings.forecast_samples,
+        steps=settings.eval_steps,
+        generator=make_generator(0, pipe.device),
+    )
     times = np.arange(co2.values.size)
     fc = Forecast("co2 (monthly)", times[:-HORIZON], history, times[-HORIZON:], paths)
     return [str(p.relative_to(out_dir)) for p in fc.save(out_dir / "forecast_co2")]
 
 
-def bench(out_dir: Path, quick: bool, context: BenchContext = BenchContext()) -> BenchResult:  # noqa: B008
+def bench(out_dir: Path, quick: bool, context: BenchContext = BenchContext()) -> BenchResult:
     """What ``diffuse bench timeseries`` runs: :data:`QUICK` (CPU, < 5 minutes) or :data:`FULL` (GPU)."""
     settings = QUICK if quick else FULL
     if not quick:

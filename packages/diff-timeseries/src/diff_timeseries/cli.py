@@ -54,10 +54,22 @@ def train_cmd(config: SeriesTrainConfig, out: Path) -> None:
     typer.echo(f"saved the pipeline to {out / 'pipeline'}")
 
 
-@config_command(app, "sample", SeriesSampleConfig, pipeline=PIPELINE, default_out="runs/timeseries-samples",
-                options={"captions": "--captions", "captions_file": "--captions-file", "num_samples": ("--num", "-n"),
-                         "length": "--length", "guidance_scale": "--guidance", "steps": "--steps",
-                         "sampler": "--sampler"})  # fmt: skip
+@config_command(
+    app,
+    "sample",
+    SeriesSampleConfig,
+    pipeline=PIPELINE,
+    default_out="runs/timeseries-samples",
+    options={
+        "captions": "--captions",
+        "captions_file": "--captions-file",
+        "num_samples": ("--num", "-n"),
+        "length": "--length",
+        "guidance_scale": "--guidance",
+        "steps": "--steps",
+        "sampler": "--sampler",
+    },
+)
 def sample_cmd(config: SeriesSampleConfig, out: Path, pipeline: object) -> None:
     """Generate series from captions; write OUT/samples.csv, OUT/captions.txt and OUT/samples.png."""
     from diff_timeseries.pipeline import sample
@@ -67,9 +79,21 @@ def sample_cmd(config: SeriesSampleConfig, out: Path, pipeline: object) -> None:
     typer.echo(f"wrote {len(samples)} series of length {config.length} to {out}")
 
 
-@config_command(app, "forecast", SeriesForecastConfig, pipeline=PIPELINE, default_out="runs/timeseries-forecast",
-                options={"input": "--input", "column": "--column", "time_column": "--time-column",
-                         "horizon": "--horizon", "samples": "--samples", "context": "--context"})  # fmt: skip
+@config_command(
+    app,
+    "forecast",
+    SeriesForecastConfig,
+    pipeline=PIPELINE,
+    default_out="runs/timeseries-forecast",
+    options={
+        "input": "--input",
+        "column": "--column",
+        "time_column": "--time-column",
+        "horizon": "--horizon",
+        "samples": "--samples",
+        "context": "--context",
+    },
+)
 def forecast_cmd(config: SeriesForecastConfig, out: Path, pipeline: object) -> None:
     """Forecast HORIZON steps after the end of a series in a CSV / Parquet file; write the sample paths
     (OUT/forecast_paths.csv), the 0.1 / 0.5 / 0.9 quantiles (OUT/forecast_quantiles.csv) and a fan chart
@@ -81,9 +105,19 @@ def forecast_cmd(config: SeriesForecastConfig, out: Path, pipeline: object) -> N
     typer.echo(f"wrote {result.paths.shape[0]} sample paths of {config.horizon} steps to {out}")
 
 
-@config_command(app, "impute", SeriesImputeConfig, pipeline=PIPELINE, default_out="runs/timeseries-impute",
-                options={"input": "--input", "column": "--column", "time_column": "--time-column",
-                         "samples": "--samples"})  # fmt: skip
+@config_command(
+    app,
+    "impute",
+    SeriesImputeConfig,
+    pipeline=PIPELINE,
+    default_out="runs/timeseries-impute",
+    options={
+        "input": "--input",
+        "column": "--column",
+        "time_column": "--time-column",
+        "samples": "--samples",
+    },
+)
 def impute_cmd(config: SeriesImputeConfig, out: Path, pipeline: object) -> None:
     """Fill the missing values (empty cells) of a series in a CSV / Parquet file; write OUT/imputed.csv (the
     median and the 10-90% band) and OUT/imputed.png."""
@@ -94,10 +128,22 @@ def impute_cmd(config: SeriesImputeConfig, out: Path, pipeline: object) -> None:
     typer.echo(f"filled {int((~result.observed).sum())} missing values; wrote {out / 'imputed.csv'}")
 
 
-@config_command(app, "evaluate", SeriesEvaluateConfig, pipeline=PIPELINE, default_out="runs/timeseries-eval",
-                options={"num_samples": ("--num", "-n"), "lengths": "--lengths", "guidance_scale": "--guidance",
-                         "steps": "--steps", "forecast": "--forecast", "impute": "--impute",
-                         "horizon": "--horizon"})  # fmt: skip
+@config_command(
+    app,
+    "evaluate",
+    SeriesEvaluateConfig,
+    pipeline=PIPELINE,
+    default_out="runs/timeseries-eval",
+    options={
+        "num_samples": ("--num", "-n"),
+        "lengths": "--lengths",
+        "guidance_scale": "--guidance",
+        "steps": "--steps",
+        "forecast": "--forecast",
+        "impute": "--impute",
+        "horizon": "--horizon",
+    },
+)
 def evaluate_cmd(config: SeriesEvaluateConfig, out: Path, pipeline: object) -> None:
     """Score a saved pipeline (caption adherence, C-FID, MRR@10, forecasting and imputation against the
     baselines); write OUT/metrics.json."""

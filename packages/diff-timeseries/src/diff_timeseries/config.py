@@ -86,7 +86,9 @@ class SeriesDataConfig:
         try:
             out = [int(v) for v in str(self.lengths).split(",") if v.strip()]
         except ValueError:
-            raise ValueError(f"data.lengths: expected comma-separated integers, got {self.lengths!r}") from None
+            raise ValueError(
+                f"data.lengths: expected comma-separated integers, got {self.lengths!r}"
+            ) from None
         if not out or any(n < 16 for n in out):
             raise ValueError(f"data.lengths: expected lengths of at least 16, got {self.lengths!r}")
         return sorted(set(out))
@@ -122,9 +124,14 @@ class SeriesTrainConfig:
     cond_dropout: float = 0.1
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
-            output_dir="runs/timeseries", steps=4000, lr=3e-4, warmup_steps=100, ema_decay=0.999,
-            lr_schedule="cosine", checkpoint_every=1000
-        )  # fmt: skip
+            output_dir="runs/timeseries",
+            steps=4000,
+            lr=3e-4,
+            warmup_steps=100,
+            ema_decay=0.999,
+            lr_schedule="cosine",
+            checkpoint_every=1000,
+        )
     )
 
 

@@ -99,9 +99,14 @@ def _batches(values: Sequence[np.ndarray], batch: int, steps: int, rng: np.rando
 
 
 def train_ts2vec(
-    values: Sequence[np.ndarray], steps: int = 300, *, width: int = 64, batch: int = 64, seed: int = 0,
+    values: Sequence[np.ndarray],
+    steps: int = 300,
+    *,
+    width: int = 64,
+    batch: int = 64,
+    seed: int = 0,
     device: str | torch.device = "cpu",
-) -> SeriesEncoder:  # fmt: skip
+) -> SeriesEncoder:
     """A :class:`SeriesEncoder` trained on ``values`` (a list of ``(N, C, L)`` arrays, one per length, used in
     turn) with the hierarchical contrastive loss; returned in eval mode."""
     rng = np.random.default_rng(seed)
@@ -153,9 +158,14 @@ class RetrievalModel(nn.Module):
 
 
 def train_retrieval(
-    values: Sequence[np.ndarray], captions: Sequence[list[str]], steps: int = 300, *, batch: int = 64,
-    seed: int = 0, device: str | torch.device = "cpu",
-) -> RetrievalModel:  # fmt: skip
+    values: Sequence[np.ndarray],
+    captions: Sequence[list[str]],
+    steps: int = 300,
+    *,
+    batch: int = 64,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> RetrievalModel:
     """A :class:`RetrievalModel` trained on pairs ``(captions[k][i], values[k][i])`` (one array per length,
     used in turn) with the symmetric InfoNCE loss; returned in eval mode."""
     rng = np.random.default_rng(seed)
@@ -171,7 +181,10 @@ def train_retrieval(
         # captions repeat (many series share one): every series of the same caption is a positive
         same = torch.tensor([[a == b for b in caps] for a in caps], device=device, dtype=torch.float32)
         target = same / same.sum(1, keepdim=True)
-        loss = (-(target * F.log_softmax(logits, 1)).sum(1).mean() - (target * F.log_softmax(logits.T, 1)).sum(1).mean()) / 2
+        loss = (
+            -(target * F.log_softmax(logits, 1)).sum(1).mean()
+            - (target * F.log_softmax(logits.T, 1)).sum(1).mean()
+        ) / 2
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -63,14 +63,21 @@ def score_generation(pipe, config: SeriesEvaluateConfig, progress: bool = True) 
         trains[n] = synthetic_set(config.num_samples, n, METRIC_TRAIN_SEED + config.seed)
     encoder = retrieval = None
     if config.metric_encoder_steps > 0:
-        encoder = train_ts2vec([trains[n][0] for n in lengths], config.metric_encoder_steps, seed=config.seed,
-                               device=device)  # fmt: skip
-        retrieval = train_retrieval([trains[n][0] for n in lengths], [trains[n][1] for n in lengths],
-                                    config.metric_encoder_steps, seed=config.seed, device=device)  # fmt: skip
+        encoder = train_ts2vec(
+            [trains[n][0] for n in lengths], config.metric_encoder_steps, seed=config.seed, device=device
+        )
+        retrieval = train_retrieval(
+            [trains[n][0] for n in lengths],
+            [trains[n][1] for n in lengths],
+            config.metric_encoder_steps,
+            seed=config.seed,
+            device=device,
+        )
     for n in tqdm(lengths, desc="evaluate lengths", disable=not progress):
         real, captions, specs = tests[n]
-        gen = pipe.generate(captions, n, guidance_scale=config.guidance_scale, steps=config.steps,
-                            generator=generator).numpy()  # fmt: skip
+        gen = pipe.generate(
+            captions, n, guidance_scale=config.guidance_scale, steps=config.steps, generator=generator
+        ).numpy()
         adherence = metrics.caption_adherence(gen[:, 0], [s.attributes() for s in specs])
         floor = metrics.caption_adherence(real[:, 0], [s.attributes() for s in specs])
         for k, v in adherence.items():
@@ -85,13 +92,19 @@ def score_generation(pipe, config: SeriesEvaluateConfig, progress: bool = True) 
         out[f"spectral_distance_L{n}_floor"] = metrics.spectral_distance(trains[n][0][:, 0], real[:, 0])
         if encoder is not None and retrieval is not None:
             with torch.no_grad():
-                feats = {k: encoder.embed(torch.from_numpy(v).float().to(device)).cpu().numpy()
-                         for k, v in (("gen", gen), ("real", real), ("train", trains[n][0]))}  # fmt: skip
+                feats = {
+                    k: encoder.embed(torch.from_numpy(v).float().to(device)).cpu().numpy()
+                    for k, v in (("gen", gen), ("real", real), ("train", trains[n][0]))
+                }
             out[f"cfid_L{n}"] = metrics.frechet_distance(feats["gen"], feats["real"])
             out[f"cfid_L{n}_floor"] = metrics.frechet_distance(feats["train"], feats["real"])
             k = min(100, len(captions))  # retrieval among 100 candidates, as in T2S
-            out[f"mrr10_L{n}"] = metrics.mrr_at_k(retrieval.similarity(captions[:k], torch.from_numpy(gen[:k])))
-            out[f"mrr10_L{n}_floor"] = metrics.mrr_at_k(retrieval.similarity(captions[:k], torch.from_numpy(real[:k])))
+            out[f"mrr10_L{n}"] = metrics.mrr_at_k(
+                retrieval.similarity(captions[:k], torch.from_numpy(gen[:k]))
+            )
+            out[f"mrr10_L{n}_floor"] = metrics.mrr_at_k(
+                retrieval.similarity(captions[:k], torch.from_numpy(real[:k]))
+            )
     return out
 
 
@@ -138,8 +151,13 @@ def score_imputation(
     interpolation, on ``num`` held-out synthetic windows and on windows of the statsmodels series."""
     rng = np.random.default_rng(seed)
     synth = synthetic_set(num, length, HELD_OUT_SEED + seed)[0][:, 0]
-    real = np.concatenate([windows(s.values, length, stride=length)[:4] for s in statsmodels_series()
-                           if s.values.size >= length])  # fmt: skip
+    real = np.concatenate(
+        [
+            windows(s.values, length, stride=length)[:4]
+            for s in statsmodels_series()
+            if s.values.size >= length
+        ]
+    )
     out: dict[str, float] = {}
     for name, data in (("synthetic", synth), ("statsmodels", real)):
         model_err, linear_err = [], []
@@ -171,14 +189,25 @@ def evaluate_pipeline(pipe, config: SeriesEvaluateConfig, progress: bool = True)
     if pipe.prior is not None:
         generator = make_generator(config.seed, device)
         if config.forecast:
-            out.update(score_forecasts(
-                lambda h, n: forecast_array(pipe, h, n, samples=config.forecast_samples, steps=config.steps,
-                                            generator=generator),
-                config.horizon, config.forecast_samples, progress=progress,
-            ))  # fmt: skip
+            out.update(
+                score_forecasts(
+                    lambda h, n: forecast_array(
+                        pipe, h, n, samples=config.forecast_samples, steps=config.steps, generator=generator
+                    ),
+                    config.horizon,
+                    config.forecast_samples,
+                    progress=progress,
+                )
+            )
         if config.impute:
-            out.update(score_imputation(
-                lambda v, o: impute_array(pipe, v, o, samples=16, steps=config.steps, generator=generator),
-                config.missing, config.seed, length=max(pipe.lengths) // pipe.patch * pipe.patch,
-            ))  # fmt: skip
+            out.update(
+                score_imputation(
+                    lambda v, o: impute_array(
+                        pipe, v, o, samples=16, steps=config.steps, generator=generator
+                    ),
+                    config.missing,
+                    config.seed,
+                    length=max(pipe.lengths) // pipe.patch * pipe.patch,
+                )
+            )
     return out

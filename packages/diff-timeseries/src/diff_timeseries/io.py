@@ -150,8 +150,13 @@ class Forecast:
         for s in range(self.paths.shape[0]):
             paths[f"sample_{s}"] = self.paths[s]
         q = self.quantiles()
-        quant = pd.DataFrame({"time": self.times, **{f"q{lv:g}": q[i] for i, lv in enumerate(self.quantile_levels)}})
-        files = [write_table(paths, folder / "forecast_paths.csv"), write_table(quant, folder / "forecast_quantiles.csv")]
+        quant = pd.DataFrame(
+            {"time": self.times, **{f"q{lv:g}": q[i] for i, lv in enumerate(self.quantile_levels)}}
+        )
+        files = [
+            write_table(paths, folder / "forecast_paths.csv"),
+            write_table(quant, folder / "forecast_quantiles.csv"),
+        ]
         if self.plot:
             files.append(write_bytes(folder / "forecast.png", self.png()))
         return files
@@ -165,8 +170,10 @@ class Forecast:
         ax.fill_between(self.times, q[0], q[4], color="tab:blue", alpha=0.2, label="10-90%")
         ax.fill_between(self.times, q[1], q[3], color="tab:blue", alpha=0.35, label="25-75%")
         ax.plot(self.times, q[2], color="tab:blue", lw=1.5, label="median")
-        ax.set_title(f"{self.column}: {len(self.times)}-step forecast from {self.paths.shape[0]} sample paths",
-                     fontsize=9)  # fmt: skip
+        ax.set_title(
+            f"{self.column}: {len(self.times)}-step forecast from {self.paths.shape[0]} sample paths",
+            fontsize=9,
+        )
         ax.legend(fontsize=7, loc="upper left")
         fig.tight_layout()
         return _figure_png(fig)
@@ -200,8 +207,16 @@ class Imputation:
 
         folder = Path(folder)
         q = np.quantile(self.paths, [0.1, 0.9], axis=0)
-        frame = pd.DataFrame({"time": self.times, "observed": self.values, "imputed": self.median(),
-                              "q0.1": q[0], "q0.9": q[1], "was_missing": ~self.observed})  # fmt: skip
+        frame = pd.DataFrame(
+            {
+                "time": self.times,
+                "observed": self.values,
+                "imputed": self.median(),
+                "q0.1": q[0],
+                "q0.9": q[1],
+                "was_missing": ~self.observed,
+            }
+        )
         files = [write_table(frame, folder / "imputed.csv")]
         if self.plot:
             files.append(write_bytes(folder / "imputed.png", self.png()))
@@ -213,7 +228,9 @@ class Imputation:
         q = np.quantile(self.paths, [0.1, 0.9], axis=0)
         ax.fill_between(self.times, q[0], q[1], color="tab:orange", alpha=0.25, label="10-90%")
         ax.plot(self.times, self.median(), color="tab:orange", lw=1.0, label="imputed median")
-        ax.plot(self.times[self.observed], self.values[self.observed], ".", color="black", ms=3, label="observed")
+        ax.plot(
+            self.times[self.observed], self.values[self.observed], ".", color="black", ms=3, label="observed"
+        )
         ax.set_title(f"{self.column}: {int((~self.observed).sum())} missing values filled", fontsize=9)
         ax.legend(fontsize=7)
         fig.tight_layout()

@@ -167,7 +167,9 @@ def caption_adherence(series: np.ndarray, targets: Sequence[Attributes]) -> dict
     """Fraction of series ``(N, L)`` whose estimated attribute equals the target's, per attribute
     (``event_position`` counted only where the target has an event), and ``all`` (every attribute right)."""
     if len(series) != len(targets):
-        raise ValueError(f"series, targets: expected as many targets as series, got {len(targets)} and {len(series)}")
+        raise ValueError(
+            f"series, targets: expected as many targets as series, got {len(targets)} and {len(series)}"
+        )
     hits = {a: [] for a in ATTRIBUTES}
     every = []
     for x, target in zip(series, targets):

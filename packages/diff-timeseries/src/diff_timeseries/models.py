@@ -138,7 +138,9 @@ def vae_loss(vae: SeriesVAE, batch: dict, kl_weight: float, generator: torch.Gen
     reparameterisation trick (Kingma & Welling 2014, Eq. 7 and 10)."""
     x = batch["x"]
     mu, logvar = vae.encode(x)
-    z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn(
+        mu.shape, device=mu.device, dtype=mu.dtype, generator=generator
+    )
     recon = F.mse_loss(vae.decode(z, x.shape[-1]), x)
     kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean()
     return recon + kl_weight * kl, {"recon": recon.detach(), "kl": kl.detach()}
@@ -192,7 +194,9 @@ class CaptionEncoder(PretrainedModel):
         self.index = {w: i for i, w in enumerate(config.vocabulary)}
         self.embed = nn.Embedding(len(config.vocabulary), d, padding_idx=0)
         self.position = nn.Embedding(config.max_tokens, d)
-        layer = nn.TransformerEncoderLayer(d, config.heads, 4 * d, dropout=0.0, batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d, config.heads, 4 * d, dropout=0.0, batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
 

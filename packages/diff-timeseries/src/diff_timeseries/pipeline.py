@@ -79,7 +79,9 @@ class SeriesPipeline(Pipeline):
         lengths: the lengths it was trained on.
     """
 
-    def __init__(self, vae: SeriesVAE, generator: TextToSeries, prior: DiT | None, lengths: list[int]) -> None:
+    def __init__(
+        self, vae: SeriesVAE, generator: TextToSeries, prior: DiT | None, lengths: list[int]
+    ) -> None:
         self.vae, self.generator, self.prior = vae.eval(), generator.eval(), prior.eval() if prior else None
         self.lengths = sorted(int(n) for n in lengths)
 
@@ -131,13 +133,20 @@ class SeriesPipeline(Pipeline):
             ids = self.text_encoder.tokenize(chunk).to(device)
             lens = torch.full((len(chunk),), float(length), device=device)
             noise = torch.randn(
-                (len(chunk), cfg.in_channels, *cfg.input_size), generator=generator, device=generator.device
-                if generator is not None else "cpu"
-            ).to(device)  # fmt: skip
+                (len(chunk), cfg.in_channels, *cfg.input_size),
+                generator=generator,
+                device=generator.device if generator is not None else "cpu",
+            ).to(device)
             z = diffcore_sample(
-                den, noise, sampler, steps, cond={"input_ids": ids, "length": lens},
-                guidance=guidance_scale, uncond={"input_ids": torch.zeros_like(ids[:1])}, generator=generator,
-            )  # fmt: skip
+                den,
+                noise,
+                sampler,
+                steps,
+                cond={"input_ids": ids, "length": lens},
+                guidance=guidance_scale,
+                uncond={"input_ids": torch.zeros_like(ids[:1])},
+                generator=generator,
+            )
             out.append(self.vae.from_latent(z, length).float().cpu())
         return torch.cat(out)
 
@@ -262,14 +271,21 @@ def train(config: SeriesTrainConfig) -> SeriesPipeline:
     d, m = config.data, config.model
     lengths = d.length_list()
     data = build_series_set(
-        d.source, lengths, d.num_series, config.train.seed, path=d.path, table_options=d.table_options(),
+        d.source,
+        lengths,
+        d.num_series,
+        config.train.seed,
+        path=d.path,
+        table_options=d.table_options(),
         exclude_tail=d.exclude_tail,
-    )  # fmt: skip
+    )
     for line in data.notes:
         _note(line)
     run = Path(config.train.output_dir)
-    write_json({"config": config, "notes": data.notes, "examples": {n: len(v) for n, v in data.values.items()}},
-               run / CONFIG_FILE)  # fmt: skip
+    write_json(
+        {"config": config, "notes": data.notes, "examples": {n: len(v) for n, v in data.values.items()}},
+        run / CONFIG_FILE,
+    )
     seed, bs = config.train.seed, config.batch_size
     batches = max(config.vae_steps, config.train.steps, config.prior_steps) * config.train.grad_accum_steps
 
@@ -292,8 +308,9 @@ def train(config: SeriesTrainConfig) -> SeriesPipeline:
         generator.text_encoder.load_state_dict(text.state_dict())
     objective = _Encoded(
         objectives.flow_matching(cond_dropout=config.cond_dropout, null_cond={"input_ids": 0}),
-        vae, ("input_ids", "length"),
-    )  # fmt: skip
+        vae,
+        ("input_ids", "length"),
+    )
     loader = length_batch_loader(LengthBatches(data, bs, batches, seed + 1, tokenize=text.tokenize))
     generator = _fit(generator, objective, loader, config.train)  # type: ignore[assignment]
 
@@ -304,8 +321,11 @@ def train(config: SeriesTrainConfig) -> SeriesPipeline:
         if bad:
             raise ValueError(f"data.lengths: {bad} are not multiples of model.prior_patch = {m.prior_patch}")
         with seeded(seed + 2):
-            prior = DiT(prior_config(data.channels, max(lengths), m.prior_patch, m.prior_hidden, m.prior_depth,
-                                     m.heads))  # fmt: skip
+            prior = DiT(
+                prior_config(
+                    data.channels, max(lengths), m.prior_patch, m.prior_hidden, m.prior_depth, m.heads
+                )
+            )
         objective = _Encoded(objectives.flow_matching(), None, ())
         loader = length_batch_loader(LengthBatches(data, bs, batches, seed + 2))
         prior = _fit(prior, objective, loader, _stage(config.train, config.prior_steps, run / PRIOR_RUN))
@@ -345,9 +365,13 @@ def sample(
     captions = [c for c in _captions(config) for _ in range(config.num_samples)]
     generator = generator if generator is not None else make_generator(config.seed, device)
     values = pipeline.generate(
-        captions, config.length, guidance_scale=config.guidance_scale, sampler=config.sampler,
-        steps=config.steps, generator=generator,
-    )  # fmt: skip
+        captions,
+        config.length,
+        guidance_scale=config.guidance_scale,
+        sampler=config.sampler,
+        steps=config.steps,
+        generator=generator,
+    )
     return SeriesSamples(values.numpy(), captions, plot=config.plot)
 
 
@@ -393,8 +417,14 @@ def forecast_array(
     observed[window - horizon - ctx : window - horizon] = True
     z, mean, std = _z(x, observed)
     # unobserved padding before the context is generated too (and discarded)
-    out = pipeline.fill(torch.from_numpy(z)[None, None].float(), torch.from_numpy(observed)[None, None],
-                        samples=samples, steps=steps, resample=resample, generator=generator)  # fmt: skip
+    out = pipeline.fill(
+        torch.from_numpy(z)[None, None].float(),
+        torch.from_numpy(observed)[None, None],
+        samples=samples,
+        steps=steps,
+        resample=resample,
+        generator=generator,
+    )
     return out[:, 0, 0, -horizon:].numpy().astype(np.float64) * std + mean
 
 
@@ -433,8 +463,14 @@ def impute_array(
         if seg_obs.sum() < 2:
             raise ValueError(f"values: the window at step {s} has fewer than two observed points")
         z, mean, std = _z(seg, seg_obs)
-        filled = pipeline.fill(torch.from_numpy(z)[None, None].float(), torch.from_numpy(seg_obs)[None, None],
-                               samples=samples, steps=steps, resample=resample, generator=generator)  # fmt: skip
+        filled = pipeline.fill(
+            torch.from_numpy(z)[None, None].float(),
+            torch.from_numpy(seg_obs)[None, None],
+            samples=samples,
+            steps=steps,
+            resample=resample,
+            generator=generator,
+        )
         out[:, s : s + window] = filled[:, 0, 0].numpy() * std + mean
     out = out[:, :n]
     out[:, observed] = values[observed]
@@ -447,15 +483,20 @@ def _single_column(config: SeriesForecastConfig | SeriesImputeConfig):
     if not config.input:
         raise ValueError("input: give the CSV / Parquet file of the series (--input)")
     time_column = None if config.time_column in ("", "none") else config.time_column
-    table = load_table(config.input, time_column=time_column,
-                       value_columns=[config.column] if config.column else None)  # fmt: skip
+    table = load_table(
+        config.input, time_column=time_column, value_columns=[config.column] if config.column else None
+    )
     if len(table.columns) != 1:
-        raise ValueError(f"column: {config.input} has value columns {table.columns}; choose one with --column")
+        raise ValueError(
+            f"column: {config.input} has value columns {table.columns}; choose one with --column"
+        )
     values, mask = table.column(table.columns[0])
     return table, values, mask
 
 
-def forecast(pipeline: SeriesPipeline, config: SeriesForecastConfig, *, generator: torch.Generator | None = None):
+def forecast(
+    pipeline: SeriesPipeline, config: SeriesForecastConfig, *, generator: torch.Generator | None = None
+):
     """Forecast ``config.horizon`` steps after the end of the series in ``config.input``; returns a
     :class:`~diff_timeseries.io.Forecast` (sample paths, 0.1 / 0.5 / 0.9 quantiles; ``.save(folder)``)."""
     from diff_timeseries.io import Forecast, future_times
@@ -470,10 +511,24 @@ def forecast(pipeline: SeriesPipeline, config: SeriesForecastConfig, *, generato
     device = resolve_device(config.device)
     pipeline.to(device)
     generator = generator if generator is not None else make_generator(config.seed, device)
-    paths = forecast_array(pipeline, values, config.horizon, samples=config.samples, context=config.context,
-                           steps=config.steps, resample=config.resample, generator=generator)  # fmt: skip
-    return Forecast(table.columns[0], table.times[-values.size :], values, future_times(table.times, config.horizon),
-                    paths, plot=config.plot)  # fmt: skip
+    paths = forecast_array(
+        pipeline,
+        values,
+        config.horizon,
+        samples=config.samples,
+        context=config.context,
+        steps=config.steps,
+        resample=config.resample,
+        generator=generator,
+    )
+    return Forecast(
+        table.columns[0],
+        table.times[-values.size :],
+        values,
+        future_times(table.times, config.horizon),
+        paths,
+        plot=config.plot,
+    )
 
 
 def impute(pipeline: SeriesPipeline, config: SeriesImputeConfig, *, generator: torch.Generator | None = None):
@@ -487,8 +542,15 @@ def impute(pipeline: SeriesPipeline, config: SeriesImputeConfig, *, generator: t
     device = resolve_device(config.device)
     pipeline.to(device)
     generator = generator if generator is not None else make_generator(config.seed, device)
-    paths = impute_array(pipeline, values, mask, samples=config.samples, steps=config.steps,
-                         resample=config.resample, generator=generator)  # fmt: skip
+    paths = impute_array(
+        pipeline,
+        values,
+        mask,
+        samples=config.samples,
+        steps=config.steps,
+        resample=config.resample,
+        generator=generator,
+    )
     return Imputation(table.columns[0], table.times, values, mask, paths, plot=config.plot)
 
 

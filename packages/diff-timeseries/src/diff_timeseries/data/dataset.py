@@ -84,7 +84,9 @@ def _from_path(path: Path, lengths: Sequence[int], kw: dict) -> SeriesSet:
     elif path.suffix.lower() in SUFFIXES or path.exists():
         tables, skipped = [load_table(path, **kw)], []
     else:
-        raise FileNotFoundError(f"data.path: {path} does not exist (expected a CSV / Parquet file or a folder)")
+        raise FileNotFoundError(
+            f"data.path: {path} does not exist (expected a CSV / Parquet file or a folder)"
+        )
     notes = [f"skipped {line}" for line in skipped]
     channels = {t.values.shape[1] for t in tables}
     if len(channels) > 1:
@@ -192,4 +194,3 @@ def _first(items: list) -> object:
 def length_batch_loader(dataset: LengthBatches) -> DataLoader:
     """A DataLoader over the batches of ``dataset`` in order (the interleaving is the order)."""
     return DataLoader(dataset, batch_size=1, shuffle=False, collate_fn=_first)
-

@@ -143,7 +143,9 @@ def load_table(
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     if time_column == "auto":
-        time_column = next((c for c in columns if c.lower() in ("time", "date", "datetime", "timestamp", "ds")), None)
+        time_column = next(
+            (c for c in columns if c.lower() in ("time", "date", "datetime", "timestamp", "ds")), None
+        )
     for what, name in (("time_column", time_column), ("text_column", text_column)):
         if name is not None and name not in columns:
             raise ValueError(f"{what}: {path} has no column {name!r}; its columns are {columns}")
@@ -159,16 +161,21 @@ def load_table(
     parsed = [_numbers(path, c, frame[c]) for c in chosen]
     values = np.stack([v for v, _ in parsed], 1)
     mask = np.stack([m for _, m in parsed], 1)
-    times = _times(path, time_column, frame[time_column]) if time_column else np.arange(len(frame), dtype=np.float64)
+    times = (
+        _times(path, time_column, frame[time_column])
+        if time_column
+        else np.arange(len(frame), dtype=np.float64)
+    )
     texts = None
     if text_column is not None:
-        texts = [("" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)) for v in frame[text_column]]
+        texts = [
+            ("" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+            for v in frame[text_column]
+        ]
     return SeriesTable(path, times, values, mask, chosen, texts)
 
 
-def load_folder(
-    folder: str | Path, **kw
-) -> tuple[list[SeriesTable], list[str]]:
+def load_folder(folder: str | Path, **kw) -> tuple[list[SeriesTable], list[str]]:
     """Every CSV / Parquet table under ``folder`` (sorted by path), and one line per file that could not be
     read (``"<file>: <reason>"``); ``kw`` as in :func:`load_table`. An empty or missing folder is an error."""
     folder = Path(folder)

@@ -15,7 +15,7 @@ import numpy as np
 from diff_timeseries.data.synthetic import caption_of
 from diff_timeseries.features import describe
 
-__all__ = ["NamedSeries", "STATSMODELS_SERIES", "captioned_windows", "statsmodels_series", "windows"]
+__all__ = ["STATSMODELS_SERIES", "NamedSeries", "captioned_windows", "statsmodels_series", "windows"]
 
 
 @dataclass(frozen=True)

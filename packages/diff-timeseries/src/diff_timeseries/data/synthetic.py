@@ -67,8 +67,15 @@ class SeriesSpec:
 
     def attributes(self) -> Attributes:
         """The spec as the estimators would report it (``change`` and ``noise_std`` are not comparable)."""
-        return Attributes(self.trend, self.change, self.period, self.noise, self.noise_ratio, self.event,
-                          self.event_position)  # fmt: skip
+        return Attributes(
+            self.trend,
+            self.change,
+            self.period,
+            self.noise,
+            self.noise_ratio,
+            self.event,
+            self.event_position,
+        )
 
 
 def _periods_for(length: int) -> list[int]:
@@ -153,9 +160,7 @@ def caption_of(attributes: Attributes | SeriesSpec) -> str:
     return f"{head} {parts[0]}, {parts[1]} and {parts[2]}"
 
 
-def synthetic_set(
-    n: int, length: int, seed: int = 0
-) -> tuple[np.ndarray, list[str], list[SeriesSpec]]:
+def synthetic_set(n: int, length: int, seed: int = 0) -> tuple[np.ndarray, list[str], list[SeriesSpec]]:
     """``n`` synthetic series: values ``(n, 1, length)`` float32 (z-scored), their captions and their specs.
     Deterministic in ``(n, length, seed)``."""
     rng = np.random.default_rng([seed, length])
