@@ -19,7 +19,15 @@ from diff_timeseries import (
     train,
 )
 from diff_timeseries.cli import app
-from diff_timeseries.models import CaptionEncoder, SeriesVAE, SeriesVAEConfig, vae_loss
+from diff_timeseries.models import (
+    CaptionEncoder,
+    ObservedObjective,
+    SeriesVAE,
+    SeriesVAEConfig,
+    draw_masks,
+    observed_statistics,
+    vae_loss,
+)
 from diff_timeseries.pipeline import forecast_array, impute_array
 from diffcore.training import TrainConfig
 from typer.testing import CliRunner
@@ -69,6 +77,103 @@ def test_the_vae_maps_any_length_to_one_latent_shape_and_back():
         assert vae.decode(mu, length).shape == (2, 2, length)
     with pytest.raises(ValueError, match=r"x: expected \(B, 2, L\)"):
         vae.encode(torch.randn(2, 1, 24))
+
+
+def test_fourier_carriers_let_the_vae_decode_a_cycle_its_short_latent_cannot_hold():
+    vae = SeriesVAE(SeriesVAEConfig(hidden=16, latent_channels=2, latent_length=4, fourier_periods=8))
+    assert vae.encode(torch.randn(3, 1, 40))[0].shape == (3, 2, 4)
+    # decoder coefficients start at zero; set the period-5 sine's coefficient to 1: the output gains an exact
+    # period-5 sinusoid at any length, which 4 interpolated latent positions could not draw
+    z = torch.zeros(1, 2, 4)
+    base = vae.decode(z, 40)
+    with torch.no_grad():
+        vae.dec_fourier.bias[5 - 2] = 1.0  # carrier order: sin p=2..8, then cos p=2..8
+    diff = (vae.decode(z, 40) - base)[0, 0].detach().numpy()
+    assert np.allclose(diff, np.sin(2 * np.pi * np.arange(40) / 5), atol=1e-5)
+    with pytest.raises(ValueError, match="fourier_periods"):
+        SeriesVAE(SeriesVAEConfig(fourier_periods=1))
+
+
+def test_training_masks_cover_forecasting_and_missing_values():
+    g = torch.Generator().manual_seed(0)
+    m = draw_masks((4000, 1, 48), g)
+    assert set(m.unique().tolist()) <= {0.0, 1.0} and (m.sum(-1) >= 2).all()
+    observed_tail = m[:, 0, -1] == 1
+    forecast_like = (~observed_tail) & (m[:, 0, :24] == 1).all(1)
+    assert 0.3 < forecast_like.float().mean() < 0.6  # about half the rows hide a tail
+    rate = 1 - m.mean()
+    assert 0.15 < rate < 0.5
+
+
+def test_observed_statistics_ignore_the_hidden_entries():
+    x = torch.tensor([[[1.0, 3.0, 100.0, -50.0]]])
+    mask = torch.tensor([[[1.0, 1.0, 0.0, 0.0]]])
+    mean, std = observed_statistics(x, mask)
+    assert float(mean) == pytest.approx(2.0) and float(std) == pytest.approx(1.0)
+    _, std = observed_statistics(torch.ones(1, 1, 4), torch.ones(1, 1, 4))
+    assert float(std) == 1.0  # a constant observed part keeps its units
+
+
+def test_the_objective_scores_only_the_hidden_entries():
+    class Oracle(torch.nn.Module):  # the exact velocity where hidden, garbage where observed
+        def forward(self, x, t, observed, mask):
+            return torch.where(mask == 1, torch.full_like(x, 1e3), self.v)
+
+    x = torch.randn(8, 1, 24)
+    oracle = Oracle()
+    # replay the objective's draws to know its velocity target
+    g = torch.Generator().manual_seed(3)
+    mask = draw_masks((8, 1, 24), g)
+    mean, std = observed_statistics(x, mask)
+    x0 = (x - mean) / std
+    noise = torch.randn(x.shape, generator=g)
+    oracle.v = noise - x0
+    loss, _ = ObservedObjective()(oracle, {"x": x}, torch.Generator().manual_seed(3))
+    assert float(loss) == pytest.approx(0.0, abs=1e-8)
+
+
+def _linear_oracle(pipe):
+    """Make the pipeline's prior the exact flow to the least-squares line through the observed points (a
+    delta target: velocity ``(x_t - f) / t``), so forecasts and imputations must be that line."""
+
+    def forward(x, t, observed, mask):
+        n = x.shape[-1]
+        s = torch.arange(n, dtype=x.dtype)
+        w = mask
+        sw, st, sy = w.sum(-1, True), (w * s).sum(-1, True), (w * observed).sum(-1, True)
+        stt, sty = (w * s * s).sum(-1, True), (w * s * observed).sum(-1, True)
+        slope = (sw * sty - st * sy) / (sw * stt - st * st)
+        f = (sy - slope * st) / sw + slope * s
+        return (x - f) / t.clamp_min(1e-6)[:, None, None]
+
+    pipe.prior.forward = forward
+    return pipe
+
+
+def test_forecast_and_impute_put_the_model_in_the_units_of_the_observed_part(run):
+    _, trained = run
+    pipe = _linear_oracle(
+        SeriesPipeline(trained.vae, trained.generator, _copy(trained.prior), trained.lengths)
+    )
+    g = torch.Generator().manual_seed(0)
+    t = np.arange(70.0)
+    paths = forecast_array(pipe, 1000.0 + 5.0 * t, 6, samples=2, steps=8, generator=g)
+    assert np.allclose(paths, 1000.0 + 5.0 * np.arange(70, 76), atol=1e-3)
+    two = np.stack([3.0 - 0.5 * t, 40.0 + 2.0 * t], 1)
+    paths = forecast_array(pipe, two, 4, samples=2, steps=8, generator=g)
+    assert paths.shape == (2, 4, 2)
+    future = np.arange(70, 74.0)
+    assert np.allclose(paths[..., 0], 3.0 - 0.5 * future, atol=1e-3)
+    assert np.allclose(paths[..., 1], 40.0 + 2.0 * future, atol=1e-3)
+    observed = np.random.default_rng(0).random((60, 2)) > 0.3
+    filled = impute_array(pipe, two[:60], observed, samples=2, steps=8, generator=g)
+    assert filled.shape == (2, 60, 2) and np.allclose(filled, two[:60], atol=1e-3)
+
+
+def _copy(module):
+    import copy
+
+    return copy.deepcopy(module)
 
 
 def test_the_vae_kl_term_is_the_closed_form():
@@ -169,6 +274,22 @@ def test_forecast_and_impute_read_a_csv_and_write_quantiles(run, tmp_path):
     imp.save(tmp_path / "imp")
     frame = pd.read_csv(tmp_path / "imp" / "imputed.csv")
     assert frame["was_missing"].sum() == 2 and frame["imputed"].notna().all()
+
+
+def test_several_columns_are_forecast_and_imputed_together(run, tmp_path):
+    _, pipe = run
+    rows = ["time,a,b"] + [f"{i},{np.sin(i / 3):.4f},{'' if i == 7 else f'{i * 0.1:.4f}'}" for i in range(50)]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    fc = forecast(
+        pipe, SeriesForecastConfig(input=str(tmp_path / "m.csv"), horizon=4, samples=3, steps=2, device="cpu")
+    )
+    assert fc.paths.shape == (3, 4, 2)
+    names = {str(p.relative_to(tmp_path / "fc")) for p in fc.save(tmp_path / "fc")}
+    assert {"a/forecast_quantiles.csv", "b/forecast_quantiles.csv"} <= names
+    imp = impute(pipe, SeriesImputeConfig(input=str(tmp_path / "m.csv"), samples=2, steps=2, device="cpu"))
+    assert imp.paths.shape == (2, 50, 2) and int((~imp.observed).sum()) == 1
+    with pytest.raises(ValueError, match="column"):
+        forecast(pipe, SeriesForecastConfig(input=str(tmp_path / "m.csv"), column="c", device="cpu"))
 
 
 def test_evaluate_reports_every_metric_family(run):

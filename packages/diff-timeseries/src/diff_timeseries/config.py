@@ -38,15 +38,18 @@ class SeriesModelConfig:
         heads: its attention heads.
         text_width: width of the caption encoder (trained from scratch with the generator).
         text_layers: transformer layers of the caption encoder.
-        prior_hidden: width of the data-space DiT used for forecasting and imputation (0: no prior).
+        fourier_periods: the VAE also sees and emits carriers ``sin / cos(2 pi t / p)`` for every integer period
+            ``p`` up to this (0: none), so cycles shorter than the latent's spacing survive the fixed latent.
+        prior_hidden: width of the data-space DiT that forecasts and imputes given the observed part (0: none).
         prior_depth: its blocks.
         prior_patch: its patch length (series lengths given to it must be multiples of it).
     """
 
     vae_hidden: int = 64
     latent_channels: int = 4
-    latent_length: int = 16
+    latent_length: int = 32
     kl_weight: float = 1e-3
+    fourier_periods: int = 0
     hidden: int = 128
     depth: int = 4
     heads: int = 4
@@ -201,17 +204,17 @@ class SeriesEvaluateConfig:
 
 @dataclass
 class SeriesForecastConfig:
-    """Forecasting the points after the end of a series (any series; the pipeline's data-space prior fills the
-    horizon with the observed context held).
+    """Forecasting the points after the end of a series (any series; the pipeline's observed-part prior
+    generates the horizon given the context).
 
     Attributes:
         input: a CSV / Parquet file with the series.
-        column: its value column (empty: the only one).
+        column: its value column, or several separated by commas, forecast together (empty: every value
+            column).
         time_column: its time column (``auto``: one named time/date/...; ``none``: row order).
         horizon: steps to forecast.
         samples: sample paths.
         context: observed steps the model sees (0: as many as fit the longest trained length).
-        resample: RePaint resampling rounds per step (1: plain replacement).
         steps: sampler steps.
         plot: also write a fan chart PNG.
         seed: seeds the noise.
@@ -224,7 +227,6 @@ class SeriesForecastConfig:
     horizon: int = 12
     samples: int = 100
     context: int = 0
-    resample: int = 2
     steps: int = 50
     plot: bool = True
     seed: int = 0
@@ -237,10 +239,9 @@ class SeriesImputeConfig:
 
     Attributes:
         input: a CSV / Parquet file with the series.
-        column: its value column (empty: the only one).
+        column: its value column, or several separated by commas, filled together (empty: every value column).
         time_column: its time column (``auto``: one named time/date/...; ``none``: row order).
         samples: sample paths (the median is the point imputation).
-        resample: RePaint resampling rounds per step.
         steps: sampler steps.
         plot: also write a PNG.
         seed: seeds the noise.
@@ -251,7 +252,6 @@ class SeriesImputeConfig:
     column: str = ""
     time_column: str = "auto"
     samples: int = 32
-    resample: int = 2
     steps: int = 50
     plot: bool = True
     seed: int = 0

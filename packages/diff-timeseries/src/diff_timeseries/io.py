@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from diffcore.io import atomic_path, write_bytes, write_text
 
-__all__ = ["Forecast", "Imputation", "SeriesSamples", "future_times", "write_table"]
+__all__ = ["Forecast", "Imputation", "PerColumn", "SeriesSamples", "future_times", "write_table"]
 
 QUANTILES = (0.1, 0.5, 0.9)
 
@@ -235,3 +235,28 @@ class Imputation:
         ax.legend(fontsize=7)
         fig.tight_layout()
         return _figure_png(fig)
+
+
+@dataclass
+class PerColumn:
+    """Results of several columns (:class:`Forecast` or :class:`Imputation`), each saved in a folder named
+    after its column."""
+
+    parts: list
+
+    @property
+    def paths(self) -> np.ndarray:
+        """``(S, ..., C)``: the sample paths of every column."""
+        return np.stack([p.paths for p in self.parts], -1)
+
+    @property
+    def observed(self) -> np.ndarray:
+        return np.stack([p.observed for p in self.parts], -1)
+
+    def save(self, folder: str | Path) -> list[Path]:
+        import re
+
+        files: list[Path] = []
+        for p in self.parts:
+            files += p.save(Path(folder) / (re.sub(r"[^A-Za-z0-9_.-]+", "_", str(p.column)) or "column"))
+        return files

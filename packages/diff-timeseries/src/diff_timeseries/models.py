@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from diffcore.nn import DiTConfig
+from diffcore.nn import DiT, DiTConfig
 from diffcore.nn.embeddings import TimestepEmbedder
 from diffcore.nn.mmdit import MMDiT, MMDiTConfig
 from diffcore.pretrained import PretrainedModel
@@ -34,6 +34,9 @@ from torch import Tensor, nn
 __all__ = [
     "CaptionEncoder",
     "CaptionEncoderConfig",
+    "ObservedObjective",
+    "ObservedPrior",
+    "ObservedPriorConfig",
     "SeriesVAE",
     "SeriesVAEConfig",
     "TextToSeries",
@@ -66,6 +69,19 @@ class SeriesVAEConfig:
     latent_channels: int = 4
     latent_length: int = 16
     blocks: int = 2
+    fourier_periods: int = 0
+
+
+def fourier_features(length: int, max_period: int, device=None, dtype=None) -> Tensor:
+    """``(1, 2 * (max_period - 1), length)``: ``sin`` and ``cos`` of ``2 pi t / p`` at the absolute step ``t``
+    for every integer period ``p`` in ``2 .. max_period`` (seasonality of discrete series is in whole steps).
+    Given to the VAE beside its features, they let a smooth latent say "a cycle of period p with this
+    amplitude and phase" (slowly varying coefficients of these carriers) at any length, which an
+    interpolated latent shorter than the series cannot hold by itself."""
+    t = torch.arange(length, device=device, dtype=torch.float32)
+    p = torch.arange(2, max_period + 1, device=device, dtype=torch.float32)
+    angle = 2 * math.pi * t[None] / p[:, None]
+    return torch.cat([angle.sin(), angle.cos()])[None].to(dtype or torch.float32)
 
 
 class _ResBlock(nn.Module):
@@ -100,7 +116,16 @@ class SeriesVAE(PretrainedModel):
     def __init__(self, config: SeriesVAEConfig) -> None:
         super().__init__(config)
         h = config.hidden
-        self.enc_in = nn.Conv1d(config.channels, h, 3, padding=1, padding_mode="replicate")
+        if config.fourier_periods == 1 or config.fourier_periods < 0:
+            raise ValueError(f"fourier_periods: expected 0 (none) or >= 2, got {config.fourier_periods}")
+        self.carriers = nf = 2 * (config.fourier_periods - 1) if config.fourier_periods else 0
+        # the encoder also sees the series demodulated by every carrier (x sin, x cos): pooled, these are
+        # local Fourier coefficients; the decoder adds smooth coefficients times the carriers to its output
+        self.dec_fourier = nn.Conv1d(h, config.channels * nf, 1) if nf else None
+        if self.dec_fourier is not None:
+            nn.init.zeros_(self.dec_fourier.weight)
+            nn.init.zeros_(self.dec_fourier.bias)
+        self.enc_in = nn.Conv1d(config.channels * (1 + nf), h, 3, padding=1, padding_mode="replicate")
         self.enc_pre = nn.Sequential(*[_ResBlock(h) for _ in range(config.blocks)])
         self.enc_post = nn.Sequential(*[_ResBlock(h) for _ in range(config.blocks)])
         self.enc_out = nn.Conv1d(h, 2 * config.latent_channels, 1)
@@ -114,6 +139,9 @@ class SeriesVAE(PretrainedModel):
         """``x`` ``(B, C, L)`` -> ``(mu, logvar)``, each ``(B, zc, Lz)``."""
         if x.ndim != 3 or x.shape[1] != self.config.channels:
             raise ValueError(f"x: expected (B, {self.config.channels}, L), got {tuple(x.shape)}")
+        if self.carriers:
+            carriers = self._carriers(x.shape[-1], x)  # (1, nf, L)
+            x = torch.cat([x, (x[:, :, None] * carriers[:, None]).flatten(1, 2)], 1)
         h = self.enc_pre(self.enc_in(x))
         h = self.enc_post(resample(h, self.config.latent_length))
         mu, logvar = self.enc_out(h).chunk(2, dim=1)
@@ -121,8 +149,15 @@ class SeriesVAE(PretrainedModel):
 
     def decode(self, z: Tensor, length: int) -> Tensor:
         """``z`` ``(B, zc, Lz)`` -> ``(B, C, length)``."""
-        h = self.dec_pre(self.dec_in(z))
-        return self.dec_out(self.dec_post(resample(h, int(length))))
+        h = self.dec_post(resample(self.dec_pre(self.dec_in(z)), int(length)))
+        out = self.dec_out(h)
+        if self.dec_fourier is not None:
+            coef = self.dec_fourier(h).unflatten(1, (self.config.channels, self.carriers))
+            out = out + (coef * self._carriers(int(length), h)[:, None]).sum(2)
+        return out
+
+    def _carriers(self, length: int, like: Tensor) -> Tensor:
+        return fourier_features(length, self.config.fourier_periods, like.device, like.dtype)
 
     def to_latent(self, x: Tensor) -> Tensor:
         """The diffusion model's latent of ``x``: the posterior mean times ``latent_scale``."""
@@ -249,12 +284,13 @@ def latent_dit_config(
 
 
 def prior_config(channels: int, length: int, patch: int, hidden: int, depth: int, heads: int) -> DiTConfig:
-    """The unconditional data-space DiT over ``(B, C, L)`` in patches of ``patch`` steps (any ``L`` divisible by
-    ``patch`` at run time; the sin-cos positions follow the length)."""
+    """The data-space DiT of :class:`ObservedPrior` over ``(B, 3C, L)`` (noisy series, observed values, mask)
+    in patches of ``patch`` steps (any ``L`` divisible by ``patch`` at run time; the sin-cos positions follow
+    the length)."""
     return DiTConfig(
         input_size=(length,),
         patch_size=patch,
-        in_channels=channels,
+        in_channels=3 * channels,
         hidden_size=hidden,
         depth=depth,
         num_heads=heads,
@@ -262,6 +298,100 @@ def prior_config(channels: int, length: int, patch: int, hidden: int, depth: int
         qk_norm=True,
         fused_kernels=False,
     )
+
+
+@dataclass
+class ObservedPriorConfig:
+    """Attributes:
+    channels: series channels ``C``.
+    backbone: the DiT over ``(B, 3C, L)`` (:func:`prior_config`).
+    """
+
+    channels: int = 1
+    backbone: DiTConfig = field(default_factory=DiTConfig)
+
+
+class ObservedPrior(PretrainedModel):
+    """The forecasting / imputation model: flow matching over a window ``(B, C, L)`` conditioned on its observed
+    part (CSDI's conditional score model, Tashiro et al. 2021, Sec. 4, on a DiT).
+    ``net(x_t, t, observed=(B, C, L), mask=(B, C, L)) -> velocity (B, C, L)``: the DiT sees the noisy series
+    where unobserved (zero where observed), the observed values (zero elsewhere) and the mask, and its first
+    ``C`` output channels are the velocity. Training (:class:`ObservedObjective`) scores only unobserved
+    entries, so the observed ones are never generated: they are given."""
+
+    config_class = ObservedPriorConfig
+    config: ObservedPriorConfig
+
+    def __init__(self, config: ObservedPriorConfig) -> None:
+        super().__init__(config)
+        if config.backbone.in_channels != 3 * config.channels:
+            raise ValueError(
+                f"backbone.in_channels: expected 3 * channels = {3 * config.channels}, "
+                f"got {config.backbone.in_channels}"
+            )
+        self.backbone = DiT(config.backbone)
+
+    def forward(self, x: Tensor, t: Tensor, observed: Tensor, mask: Tensor) -> Tensor:
+        m = mask.to(x.dtype)
+        inputs = torch.cat([x * (1 - m), observed.to(x.dtype) * m, m], 1)
+        return self.backbone(inputs, t)[:, : self.config.channels]
+
+
+def observed_statistics(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation ``(B, C, 1)`` of the observed entries of ``x`` (a deviation below 1e-6
+    counts as 1), the units the forecasting model works in (the future is unknown, so the whole window
+    cannot be z-scored)."""
+    m = mask.to(x.dtype)
+    count = m.sum(-1, keepdim=True).clamp_min(1.0)
+    mean = (x * m).sum(-1, keepdim=True) / count
+    var = (((x - mean) * m) ** 2).sum(-1, keepdim=True) / count
+    std = var.sqrt()
+    return mean, torch.where(std > 1e-6, std, torch.ones_like(std))
+
+
+def draw_masks(shape: tuple[int, ...], generator: torch.Generator | None = None) -> Tensor:
+    """Training masks ``(B, C, L)`` (1 = observed) of the tasks the model serves, one task per row: forecasting
+    (the last ``h`` steps hidden, ``h`` up to ``L / 2``, sometimes a hidden oldest part too, as when the history
+    is shorter than the window), random missing values (rate 10-90%, per channel) and a missing block
+    (up to ``L / 2`` steps) with a few random gaps. At least two points per row and channel stay observed."""
+    b, c, n = shape
+    dev = generator.device if generator is not None else torch.device("cpu")
+    u = torch.rand(b, 6, generator=generator, device=dev)
+    steps = torch.arange(n, device=dev)[None]
+    horizon = (1 + u[:, 1] * (n // 2)).long()[:, None]
+    prefix = torch.where(u[:, 2] < 0.2, (u[:, 3] * n / 4).long(), 0)[:, None]
+    forecast = ((steps < n - horizon) & (steps >= prefix)).float()[:, None].expand(b, c, n)
+    rate = (0.1 + 0.8 * u[:, 4])[:, None, None]
+    scattered = (torch.rand(b, c, n, generator=generator, device=dev) >= rate).float()
+    start = (u[:, 3] * n).long()[:, None]
+    block = ~((steps >= start) & (steps < start + horizon))
+    sparse = (torch.rand(b, c, n, generator=generator, device=dev) >= 0.1).float()
+    blocked = block.float()[:, None] * sparse
+    task = u[:, 0][:, None, None]
+    mask = torch.where(task < 0.5, forecast, torch.where(task < 0.8, scattered, blocked))
+    few = mask.sum(-1, keepdim=True) < 2
+    mask[..., :2] = torch.where(few, 1.0, mask[..., :2])
+    return mask
+
+
+@dataclass
+class ObservedObjective:
+    """The Trainer's objective for :class:`ObservedPrior`: conditional flow matching (rectified-flow path,
+    velocity ``eps - x0``, ``t ~ U(0, 1)``) on the unobserved entries of windows masked by :func:`draw_masks`,
+    each window put in the units of its observed part (:func:`observed_statistics`), as at inference."""
+
+    def __call__(self, model: nn.Module, batch: dict, generator: torch.Generator | None = None):
+        x = batch["x"]
+        mask = draw_masks(tuple(x.shape), generator).to(x.device, x.dtype)
+        mean, std = observed_statistics(x, mask)
+        x0 = (x - mean) / std
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        t = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
+        x_t = (1 - t[:, None, None]) * x0 + t[:, None, None] * noise
+        out = model(x_t, t, observed=x0 * mask, mask=mask)
+        hidden = 1 - mask
+        loss = (((out - (noise - x0)) ** 2) * hidden).sum() / hidden.sum().clamp_min(1.0)
+        return loss, {}
 
 
 class LengthEmbedder(nn.Module):

@@ -27,9 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 from diffcore.device import resolve_device
-from diffcore.editing.inpainting import inpaint
 from diffcore.io import write_json
-from diffcore.nn import DiT
 from diffcore.paths.denoiser import Denoiser
 from diffcore.pipeline import Pipeline
 from diffcore.rng import make_generator, seeded
@@ -50,12 +48,16 @@ from diff_timeseries.data.synthetic import synthetic_set
 from diff_timeseries.io import SeriesSamples
 from diff_timeseries.models import (
     CaptionEncoder,
+    ObservedObjective,
+    ObservedPrior,
+    ObservedPriorConfig,
     SeriesVAE,
     SeriesVAEConfig,
     TextToSeries,
     TextToSeriesConfig,
     VAEObjective,
     latent_dit_config,
+    observed_statistics,
     prior_config,
 )
 
@@ -80,7 +82,7 @@ class SeriesPipeline(Pipeline):
     """
 
     def __init__(
-        self, vae: SeriesVAE, generator: TextToSeries, prior: DiT | None, lengths: list[int]
+        self, vae: SeriesVAE, generator: TextToSeries, prior: ObservedPrior | None, lengths: list[int]
     ) -> None:
         self.vae, self.generator, self.prior = vae.eval(), generator.eval(), prior.eval() if prior else None
         self.lengths = sorted(int(n) for n in lengths)
@@ -150,14 +152,14 @@ class SeriesPipeline(Pipeline):
             out.append(self.vae.from_latent(z, length).float().cpu())
         return torch.cat(out)
 
-    def _prior(self) -> DiT:
+    def _prior(self) -> ObservedPrior:
         if self.prior is None:
             raise ValueError("pipeline: this pipeline has no data-space prior (trained with prior_steps = 0)")
         return self.prior
 
     @property
     def patch(self) -> int:
-        return int(self._prior().config.patch_size[0])
+        return int(self._prior().config.backbone.patch_size[0])
 
     @torch.no_grad()
     def fill(
@@ -167,13 +169,15 @@ class SeriesPipeline(Pipeline):
         *,
         samples: int,
         steps: int = 50,
-        resample: int = 2,
+        sampler: str = "euler",
         generator: torch.Generator | None = None,
+        batch_size: int = 1024,
     ) -> Tensor:
-        """Sample the unobserved entries of z-scored windows with the prior, the observed ones held.
+        """Sample the unobserved entries of windows given their observed ones, with the observed-part prior.
 
         Args:
-            values: ``(B, C, L)`` z-scored, ``L`` a multiple of the prior's patch; anything where unobserved.
+            values: ``(B, C, L)`` in the units of their observed part (:func:`observed_statistics`), ``L`` a
+                multiple of the prior's patch; anything where unobserved.
             mask: ``(B, C, L)`` 1 where observed.
             samples: draws per window.
 
@@ -182,6 +186,8 @@ class SeriesPipeline(Pipeline):
         """
         prior = self._prior()
         b, c, n = values.shape
+        if c != prior.config.channels:
+            raise ValueError(f"values: expected {prior.config.channels} channels, got {c}")
         if n % self.patch:
             raise ValueError(f"values: length {n} must be a multiple of the prior's patch {self.patch}")
         device = self.device
@@ -189,8 +195,20 @@ class SeriesPipeline(Pipeline):
         known = values.to(device).float().repeat(samples, 1, 1)
         m = mask.to(device).float().repeat(samples, 1, 1)
         noise = torch.randn(known.shape, generator=generator, device=generator.device if generator else "cpu")
-        out = inpaint(den, known * m, m, noise.to(device), steps, resample=resample, generator=generator)
-        return out.reshape(samples, b, c, n).float().cpu()
+        noise = noise.to(device)
+        out = []
+        for s in range(0, known.shape[0], batch_size):
+            k, mm = known[s : s + batch_size], m[s : s + batch_size]
+            x = diffcore_sample(
+                den,
+                noise[s : s + batch_size],
+                sampler,
+                steps,
+                cond={"observed": k * mm, "mask": mm},
+                generator=generator,
+            )
+            out.append(mm * k + (1 - mm) * x)
+        return torch.cat(out).reshape(samples, b, c, n).float().cpu()
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -291,7 +309,15 @@ def train(config: SeriesTrainConfig) -> SeriesPipeline:
 
     # 1. the VAE
     with seeded(seed):
-        vae = SeriesVAE(SeriesVAEConfig(data.channels, m.vae_hidden, m.latent_channels, m.latent_length))
+        vae = SeriesVAE(
+            SeriesVAEConfig(
+                data.channels,
+                m.vae_hidden,
+                m.latent_channels,
+                m.latent_length,
+                fourier_periods=m.fourier_periods,
+            )
+        )
     loader = length_batch_loader(LengthBatches(data, bs, batches, seed))
     vae = _fit(vae, VAEObjective(m.kl_weight), loader, _stage(config.train, config.vae_steps, run / VAE_RUN))
     vae = vae.to(device)  # type: ignore[assignment]
@@ -321,12 +347,11 @@ def train(config: SeriesTrainConfig) -> SeriesPipeline:
         if bad:
             raise ValueError(f"data.lengths: {bad} are not multiples of model.prior_patch = {m.prior_patch}")
         with seeded(seed + 2):
-            prior = DiT(
-                prior_config(
-                    data.channels, max(lengths), m.prior_patch, m.prior_hidden, m.prior_depth, m.heads
-                )
+            backbone = prior_config(
+                data.channels, max(lengths), m.prior_patch, m.prior_hidden, m.prior_depth, m.heads
             )
-        objective = _Encoded(objectives.flow_matching(), None, ())
+            prior = ObservedPrior(ObservedPriorConfig(data.channels, backbone))
+        objective = ObservedObjective()
         loader = length_batch_loader(LengthBatches(data, bs, batches, seed + 2))
         prior = _fit(prior, objective, loader, _stage(config.train, config.prior_steps, run / PRIOR_RUN))
 
@@ -378,11 +403,39 @@ def sample(
 # ----------------------------------------------------------------------------------------------- forecast / impute
 
 
-def _z(x: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, float, float]:
-    mean = float(x[observed].mean())
-    std = float(x[observed].std())
-    std = std if std > 1e-12 else 1.0
-    return np.where(observed, (x - mean) / std, 0.0), mean, std
+def _as_columns(x: np.ndarray, name: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim not in (1, 2) or x.shape[0] == 0:
+        raise ValueError(f"{name}: expected a (T,) or (T, C) series, got shape {x.shape}")
+    return x.reshape(x.shape[0], -1)
+
+
+def _fill_window(
+    pipeline: SeriesPipeline,
+    x: np.ndarray,
+    observed: np.ndarray,
+    samples: int,
+    steps: int,
+    generator: torch.Generator | None,
+) -> np.ndarray:
+    """Sample paths ``(samples, W, C)`` of one window ``x`` ``(W, C)`` (observed where ``observed``), in its
+    units: put in the units of its observed part per channel, filled by the prior, mapped back. A prior of
+    ``C`` channels fills the channels jointly; a univariate prior fills each channel on its own."""
+    w, c = x.shape
+    values = torch.from_numpy(np.where(observed, x, 0.0).T.copy()).float()[None]  # (1, C, W)
+    mask = torch.from_numpy(observed.T.copy()).float()[None]
+    if pipeline.channels == 1 and c > 1:
+        values, mask = values.transpose(0, 1), mask.transpose(0, 1)  # (C, 1, W): channels as a batch
+    elif pipeline.channels != c:
+        raise ValueError(f"values: the pipeline models {pipeline.channels} channels; the series has {c}")
+    if bool((mask.sum(-1) < 2).any()):
+        raise ValueError("values: every channel needs at least two observed points in each window")
+    mean, std = observed_statistics(values.double(), mask.double())
+    filled = pipeline.fill(
+        ((values - mean) / std).float() * mask, mask, samples=samples, steps=steps, generator=generator
+    )
+    out = filled.double() * std + mean  # (S, B, C', W)
+    return out.reshape(samples, c, w).transpose(1, 2).numpy()
 
 
 def forecast_array(
@@ -393,39 +446,33 @@ def forecast_array(
     samples: int = 100,
     context: int = 0,
     steps: int = 50,
-    resample: int = 2,
     generator: torch.Generator | None = None,
 ) -> np.ndarray:
-    """Sample paths ``(samples, horizon)`` continuing the univariate ``history`` ``(T,)`` (no missing values),
-    in its units. The model sees the last ``context`` points (0: as many as fit its longest trained length
-    with the horizon), z-scored by their own mean and deviation."""
-    history = np.asarray(history, dtype=np.float64)
-    if history.ndim != 1 or not np.isfinite(history).all():
-        raise ValueError("history: expected a (T,) series without missing values")
+    """Sample paths ``(samples, horizon)`` continuing ``history`` ``(T,)`` (``(samples, horizon, C)`` for a
+    ``(T, C)`` history of several columns), in its units, without missing values. The model sees the last
+    ``context`` points (0: as many as fit its longest trained length with the horizon), in the units of their
+    own mean and deviation per column."""
+    history = _as_columns(np.asarray(history, dtype=np.float64), "history")
+    if not np.isfinite(history).all():
+        raise ValueError("history: expected a series without missing values")
     if horizon < 1:
         raise ValueError(f"horizon: expected >= 1, got {horizon}")
+    if context < 0:
+        raise ValueError(f"context: expected >= 0, got {context}")
     patch, longest = pipeline.patch, max(pipeline.lengths)
     window = (context + horizon) if context else max(longest, horizon + 2 * patch)
     window = max(patch, (window // patch) * patch)
-    ctx = min(window - horizon, history.size)
+    ctx = min(window - horizon, history.shape[0])
     if ctx < 2:
         raise ValueError(f"horizon: {horizon} leaves no context in a window of {window} steps")
-    window = ((ctx + horizon + patch - 1) // patch) * patch  # pad the oldest end when history is short
-    x = np.zeros(window)
-    observed = np.zeros(window, dtype=bool)
+    window = ((ctx + horizon + patch - 1) // patch) * patch  # the oldest end is left unobserved if short
+    c = history.shape[1]
+    x = np.zeros((window, c))
+    observed = np.zeros((window, c), dtype=bool)
     x[window - horizon - ctx : window - horizon] = history[-ctx:]
     observed[window - horizon - ctx : window - horizon] = True
-    z, mean, std = _z(x, observed)
-    # unobserved padding before the context is generated too (and discarded)
-    out = pipeline.fill(
-        torch.from_numpy(z)[None, None].float(),
-        torch.from_numpy(observed)[None, None],
-        samples=samples,
-        steps=steps,
-        resample=resample,
-        generator=generator,
-    )
-    return out[:, 0, 0, -horizon:].numpy().astype(np.float64) * std + mean
+    paths = _fill_window(pipeline, x, observed, samples, steps, generator)[:, -horizon:]
+    return paths[..., 0] if c == 1 else paths
 
 
 def impute_array(
@@ -435,79 +482,69 @@ def impute_array(
     *,
     samples: int = 32,
     steps: int = 50,
-    resample: int = 2,
     generator: torch.Generator | None = None,
 ) -> np.ndarray:
-    """Sample paths ``(samples, T)`` of a univariate series ``(T,)`` with its missing points (``observed`` False)
-    generated and its observed points held, in its units. Long series are filled in consecutive windows of the
-    longest trained length."""
-    values = np.asarray(values, dtype=np.float64)
-    observed = np.asarray(observed, dtype=bool) & np.isfinite(values)
-    if values.ndim != 1 or observed.shape != values.shape:
-        raise ValueError(f"values, observed: expected two (T,) arrays, got {values.shape}, {observed.shape}")
-    if observed.sum() < 2:
-        raise ValueError("values: at least two observed points are needed")
+    """Sample paths ``(samples, T)`` of a series ``(T,)`` (``(samples, T, C)`` for ``(T, C)``) with its missing
+    points (``observed`` False or a non-finite value) generated and its observed points held, in its units.
+    Long series are filled in consecutive windows of the longest trained length."""
+    flat = np.asarray(values).ndim == 1
+    values = _as_columns(np.asarray(values, dtype=np.float64), "values")
+    observed = _as_columns(np.asarray(observed, dtype=bool), "observed")
+    if observed.shape != values.shape:
+        raise ValueError(f"values, observed: expected the same shape, got {values.shape}, {observed.shape}")
+    observed = observed & np.isfinite(values)
+    if (observed.sum(0) < 2).any():
+        raise ValueError("values: at least two observed points per column are needed")
     patch, longest = pipeline.patch, max(pipeline.lengths)
-    n = values.size
+    n, c = values.shape
     padded = ((n + patch - 1) // patch) * patch
     window = min(longest, padded)
-    x = np.zeros(padded)
-    obs = np.zeros(padded, dtype=bool)
+    x = np.zeros((padded, c))
+    obs = np.zeros((padded, c), dtype=bool)
     x[:n], obs[:n] = np.where(observed, values, 0.0), observed
-    out = np.zeros((samples, padded))
+    out = np.zeros((samples, padded, c))
     starts = list(range(0, padded - window + 1, window))
     if starts[-1] + window < padded:
         starts.append(padded - window)
     for s in starts:
         seg, seg_obs = x[s : s + window], obs[s : s + window]
-        if seg_obs.sum() < 2:
+        if (seg_obs.sum(0) < 2).any():
             raise ValueError(f"values: the window at step {s} has fewer than two observed points")
-        z, mean, std = _z(seg, seg_obs)
-        filled = pipeline.fill(
-            torch.from_numpy(z)[None, None].float(),
-            torch.from_numpy(seg_obs)[None, None],
-            samples=samples,
-            steps=steps,
-            resample=resample,
-            generator=generator,
-        )
-        out[:, s : s + window] = filled[:, 0, 0].numpy() * std + mean
+        out[:, s : s + window] = _fill_window(pipeline, seg, seg_obs, samples, steps, generator)
     out = out[:, :n]
-    out[:, observed] = values[observed]
-    return out
+    out = np.where(observed[None], values[None], out)
+    return out[..., 0] if flat else out
 
 
-def _single_column(config: SeriesForecastConfig | SeriesImputeConfig):
+def _read_columns(config: SeriesForecastConfig | SeriesImputeConfig):
     from diff_timeseries.data.files import load_table
 
     if not config.input:
         raise ValueError("input: give the CSV / Parquet file of the series (--input)")
     time_column = None if config.time_column in ("", "none") else config.time_column
-    table = load_table(
-        config.input, time_column=time_column, value_columns=[config.column] if config.column else None
-    )
-    if len(table.columns) != 1:
-        raise ValueError(
-            f"column: {config.input} has value columns {table.columns}; choose one with --column"
-        )
-    values, mask = table.column(table.columns[0])
-    return table, values, mask
+    columns = [c.strip() for c in config.column.split(",") if c.strip()]
+    table = load_table(config.input, time_column=time_column, value_columns=columns or None)
+    return table
 
 
 def forecast(
     pipeline: SeriesPipeline, config: SeriesForecastConfig, *, generator: torch.Generator | None = None
 ):
     """Forecast ``config.horizon`` steps after the end of the series in ``config.input``; returns a
-    :class:`~diff_timeseries.io.Forecast` (sample paths, 0.1 / 0.5 / 0.9 quantiles; ``.save(folder)``)."""
-    from diff_timeseries.io import Forecast, future_times
+    :class:`~diff_timeseries.io.Forecast` (sample paths, 0.1 / 0.5 / 0.9 quantiles; ``.save(folder)``), or
+    a :class:`~diff_timeseries.io.PerColumn` of them for several columns (forecast together)."""
+    from diff_timeseries.io import Forecast, PerColumn, future_times
 
-    if config.samples < 1:
-        raise ValueError(f"samples: expected >= 1, got {config.samples}")
-    table, values, mask = _single_column(config)
+    if config.samples < 1 or config.steps < 1:
+        raise ValueError(f"samples and steps: expected >= 1, got {config.samples}, {config.steps}")
+    table = _read_columns(config)
+    values, mask = table.values, table.mask
     if not mask.all():
-        last_gap = int(np.flatnonzero(~mask)[-1])
+        last_gap = int(np.flatnonzero(~mask.all(1))[-1])
         values, mask = values[last_gap + 1 :], mask[last_gap + 1 :]
-        _note(f"{config.input}: missing values; forecasting from the {values.size} points after the last gap")
+        _note(f"{config.input}: missing values; forecasting from the {len(values)} rows after the last gap")
+    if len(values) < 2:
+        raise ValueError(f"input: {config.input} has fewer than two complete rows after its last gap")
     device = resolve_device(config.device)
     pipeline.to(device)
     generator = generator if generator is not None else make_generator(config.seed, device)
@@ -518,40 +555,40 @@ def forecast(
         samples=config.samples,
         context=config.context,
         steps=config.steps,
-        resample=config.resample,
         generator=generator,
     )
-    return Forecast(
-        table.columns[0],
-        table.times[-values.size :],
-        values,
-        future_times(table.times, config.horizon),
-        paths,
-        plot=config.plot,
-    )
+    paths = paths.reshape(config.samples, config.horizon, -1)
+    times, future = table.times[-len(values) :], future_times(table.times, config.horizon)
+    parts = [
+        Forecast(name, times, values[:, i], future, paths[..., i], plot=config.plot)
+        for i, name in enumerate(table.columns)
+    ]
+    return parts[0] if len(parts) == 1 else PerColumn(parts)
 
 
 def impute(pipeline: SeriesPipeline, config: SeriesImputeConfig, *, generator: torch.Generator | None = None):
     """Fill the missing values of the series in ``config.input``; returns an
-    :class:`~diff_timeseries.io.Imputation` (sample paths and their median; ``.save(folder)``)."""
-    from diff_timeseries.io import Imputation
+    :class:`~diff_timeseries.io.Imputation` (sample paths and their median; ``.save(folder)``), or a
+    :class:`~diff_timeseries.io.PerColumn` of them for several columns (filled together)."""
+    from diff_timeseries.io import Imputation, PerColumn
 
-    table, values, mask = _single_column(config)
-    if mask.all():
-        raise ValueError(f"input: {config.input} column {table.columns[0]!r} has no missing value to fill")
+    if config.samples < 1 or config.steps < 1:
+        raise ValueError(f"samples and steps: expected >= 1, got {config.samples}, {config.steps}")
+    table = _read_columns(config)
+    if table.mask.all():
+        raise ValueError(f"input: {config.input} columns {table.columns} have no missing value to fill")
     device = resolve_device(config.device)
     pipeline.to(device)
     generator = generator if generator is not None else make_generator(config.seed, device)
     paths = impute_array(
-        pipeline,
-        values,
-        mask,
-        samples=config.samples,
-        steps=config.steps,
-        resample=config.resample,
-        generator=generator,
+        pipeline, table.values, table.mask, samples=config.samples, steps=config.steps, generator=generator
     )
-    return Imputation(table.columns[0], table.times, values, mask, paths, plot=config.plot)
+    paths = paths.reshape(config.samples, len(table.times), -1)
+    parts = [
+        Imputation(name, table.times, table.values[:, i], table.mask[:, i], paths[..., i], plot=config.plot)
+        for i, name in enumerate(table.columns)
+    ]
+    return parts[0] if len(parts) == 1 else PerColumn(parts)
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
