@@ -7,6 +7,14 @@ forecasting CRPS / MASE against seasonal naive, ETS and ARIMA, imputation MAE ag
     uv run python benchmarks/timeseries/timeseries_full.py                # one GPU (H100: about 8 minutes)
     uv run python benchmarks/timeseries/timeseries_full.py --resume       # continue a cut GPU run in --out
 
+Without uv (a GPU machine with torch, statsmodels, pandas and matplotlib installed):
+
+    PYTHONPATH=$(ls -d packages/*/src | paste -sd:) python benchmarks/timeseries/timeseries_full.py \
+        --out runs/timeseries_full            # add --resume to continue a cut run
+
+A check of the whole path at toy size, no result file: ``--device cpu --set steps=3 --set vae_steps=3
+--set prior_steps=3 --set num_series=32 --set eval_samples=8 --no-result``.
+
 Prints a table and writes benchmarks/results/timeseries_full[-quick]-<device>.json; CSVs and PNGs (samples per
 length, the co2 fan chart) under --out.
 """
@@ -39,8 +47,19 @@ def main() -> None:
     )
     parser.add_argument("--device", default=None, help="Override the device (cpu | cuda | auto).")
     parser.add_argument("--compile", action="store_true", help="torch.compile the networks (GPU).")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Override one BenchSettings field (repeatable), e.g. --set steps=100.",
+    )
+    parser.add_argument(
+        "--no-result", action="store_true", help="Do not write the result file (checks, toy sizes)."
+    )
     args = parser.parse_args()
     settings = QUICK if args.quick else FULL
+    settings = _override(settings, args.set, parser)
     if args.device:
         settings = dataclasses.replace(
             settings,
@@ -64,6 +83,8 @@ def main() -> None:
         target = result.targets.get(name)
         mark = f"{target.direction} {target.value:g}: {verdicts[name]}" if target else ""
         print(f"{name:48s} {value:12.4f}  {mark}")
+    if args.no_result:
+        return
     path = write_result(
         {
             "settings": dataclasses.asdict(settings),
@@ -80,6 +101,26 @@ def main() -> None:
         packages=("diffcore", "diff-timeseries", "statsmodels"),
     )
     print(f"wrote {path}")
+
+
+def _override(settings, pairs: list[str], parser: argparse.ArgumentParser):
+    fields = {f.name: f for f in dataclasses.fields(settings)}
+    changes = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in fields:
+            parser.error(f"--set: expected KEY=VALUE with KEY one of {', '.join(fields)}, got {pair!r}")
+        current = getattr(settings, key)
+        try:
+            if isinstance(current, bool):
+                changes[key] = value.lower() in ("1", "true", "yes")
+            elif current is None or isinstance(current, float):
+                changes[key] = None if value.lower() == "none" else float(value)
+            else:
+                changes[key] = type(current)(value)
+        except ValueError:
+            parser.error(f"--set: {key} expects a {type(current).__name__}, got {value!r}")
+    return dataclasses.replace(settings, **changes)
 
 
 if __name__ == "__main__":

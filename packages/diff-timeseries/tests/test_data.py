@@ -136,3 +136,17 @@ def test_tables_train_with_their_windows_and_report_what_was_left_out(tmp_path):
     )
     assert data.values[24].shape[1:] == (1, 24)
     assert any("missing values" in n for n in data.notes)
+
+
+def test_batches_carry_caption_tokens_cut_to_their_longest_caption():
+    import torch
+    from diff_timeseries.data.dataset import trim_padding
+
+    ids = torch.tensor([[3, 4, 0, 0, 0], [5, 0, 0, 0, 0]])
+    assert trim_padding(ids).tolist() == [[3, 4], [5, 0]]
+    assert trim_padding(torch.zeros(2, 5, dtype=torch.long)).shape == (2, 1)  # null captions keep one column
+    data = build_series_set("synthetic", [24], 16, 0)
+    batch = LengthBatches(
+        data, 4, 1, tokenize=lambda c: torch.nn.functional.pad(torch.ones(len(c), 3), (0, 29)).long()
+    )[0]
+    assert batch["input_ids"].shape == (4, 3)

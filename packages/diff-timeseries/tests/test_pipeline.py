@@ -25,6 +25,7 @@ from diff_timeseries.models import (
     SeriesVAE,
     SeriesVAEConfig,
     draw_masks,
+    interpolate_observed,
     observed_statistics,
     vae_loss,
 )
@@ -114,6 +115,15 @@ def test_observed_statistics_ignore_the_hidden_entries():
     assert float(std) == 1.0  # a constant observed part keeps its units
 
 
+def test_the_anchor_interpolates_inside_gaps_and_holds_the_ends():
+    values = torch.tensor([[[0.0, 9.0, 9.0, 3.0, 9.0, 5.0, 9.0]]])
+    mask = torch.tensor([[[0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0]]])
+    values[..., :2] = torch.tensor([7.0, 8.0])  # hidden entries are ignored whatever they hold
+    out = interpolate_observed(values * mask, mask)[0, 0].tolist()
+    assert out == pytest.approx([9.0, 9.0, 9.0, 3.0, 4.0, 5.0, 5.0])
+    assert interpolate_observed(torch.ones(1, 1, 3), torch.zeros(1, 1, 3)).abs().sum() == 0
+
+
 def test_the_objective_scores_only_the_hidden_entries():
     class Oracle(torch.nn.Module):  # the exact velocity where hidden, garbage where observed
         def forward(self, x, t, observed, mask):
@@ -126,8 +136,9 @@ def test_the_objective_scores_only_the_hidden_entries():
     mask = draw_masks((8, 1, 24), g)
     mean, std = observed_statistics(x, mask)
     x0 = (x - mean) / std
+    r0 = (x0 - interpolate_observed(x0 * mask, mask)) * (1 - mask)
     noise = torch.randn(x.shape, generator=g)
-    oracle.v = noise - x0
+    oracle.v = noise - r0
     loss, _ = ObservedObjective()(oracle, {"x": x}, torch.Generator().manual_seed(3))
     assert float(loss) == pytest.approx(0.0, abs=1e-8)
 
@@ -144,7 +155,8 @@ def _linear_oracle(pipe):
         stt, sty = (w * s * s).sum(-1, True), (w * s * observed).sum(-1, True)
         slope = (sw * sty - st * sy) / (sw * stt - st * st)
         f = (sy - slope * st) / sw + slope * s
-        return (x - f) / t.clamp_min(1e-6)[:, None, None]
+        residual = f - interpolate_observed(observed, mask)  # the model generates the residual to this
+        return (x - residual) / t.clamp_min(1e-6)[:, None, None]
 
     pipe.prior.forward = forward
     return pipe

@@ -4,8 +4,8 @@ CSV and PNG files, and score caption adherence, C-FID / MRR@10 against their flo
 seasonal naive / ETS / ARIMA and imputation against linear interpolation.
 
 :data:`QUICK` fits a CPU in under 5 minutes (target: trend adherence >= 0.8 at the trained lengths);
-:data:`FULL` is the GPU run of ``benchmarks/timeseries/timeseries_full.py`` (about 8 minutes on one H100,
-checkpointed: a cut run continues with ``train.resume``).
+:data:`FULL` is the GPU run of ``benchmarks/timeseries/timeseries_full.py`` (training capped at 330 s, about
+8 minutes in all on one H100, checkpointed: a cut run continues with ``--resume``).
 """
 
 from __future__ import annotations
@@ -29,10 +29,13 @@ class BenchSettings:
         source: training data (``synthetic`` or ``both``: with the statsmodels series, tails held out).
         batch_size, vae_steps, steps, prior_steps: training sizes (``steps``: the generator).
         hidden, depth, prior_hidden, prior_depth, vae_hidden: network sizes.
+        latent_length, fourier_periods: the VAE's latent length and Fourier carriers (see the model config).
         eval_samples: held-out captions per length; eval_steps: sampler steps.
         metric_encoder_steps: training steps of the C-FID and MRR models.
         forecast_samples: sample paths per forecast.
         device: ``cpu`` / ``cuda`` / ``auto``; mixed_precision: ``no`` / ``bf16``; compile: torch.compile.
+        max_train_seconds: wall-time budget of the three training stages together (None: the steps decide);
+            a stage that runs out ends cleanly with its models saved.
     """
 
     num_series: int = 2000
@@ -46,6 +49,8 @@ class BenchSettings:
     prior_hidden: int = 128
     prior_depth: int = 4
     vae_hidden: int = 64
+    latent_length: int = 32
+    fourier_periods: int = 0
     eval_samples: int = 256
     eval_steps: int = 30
     guidance_scale: float = 3.0
@@ -54,20 +59,21 @@ class BenchSettings:
     device: str = "auto"
     mixed_precision: str = "no"
     compile: bool = False
+    max_train_seconds: float | None = None
 
 
 QUICK = BenchSettings(
     num_series=512,
     batch_size=32,
-    vae_steps=200,
-    steps=900,
-    prior_steps=150,
+    vae_steps=300,
+    steps=1000,
+    prior_steps=600,
     hidden=64,
     depth=2,
     prior_hidden=64,
     prior_depth=2,
     vae_hidden=32,
-    eval_samples=48,
+    eval_samples=96,
     eval_steps=12,
     metric_encoder_steps=60,
     forecast_samples=32,
@@ -76,9 +82,9 @@ QUICK = BenchSettings(
 FULL = BenchSettings(
     num_series=4000,
     batch_size=256,
-    vae_steps=3000,
+    vae_steps=2000,
     steps=8000,
-    prior_steps=5000,
+    prior_steps=4000,
     hidden=256,
     depth=6,
     prior_hidden=192,
@@ -90,6 +96,7 @@ FULL = BenchSettings(
     forecast_samples=100,
     device="cuda",
     mixed_precision="bf16",
+    max_train_seconds=330.0,
 )
 
 HORIZON = 12
@@ -120,6 +127,8 @@ def _train_config(settings: BenchSettings, run: Path, resume: bool):
     return SeriesTrainConfig(
         model=SeriesModelConfig(
             vae_hidden=s.vae_hidden,
+            latent_length=s.latent_length,
+            fourier_periods=s.fourier_periods,
             hidden=s.hidden,
             depth=s.depth,
             prior_hidden=s.prior_hidden,
@@ -141,6 +150,7 @@ def _train_config(settings: BenchSettings, run: Path, resume: bool):
             compile=s.compile,
             checkpoint_every=max(100, s.steps // 8),
             resume="auto" if resume else None,
+            max_seconds=s.max_train_seconds,
             progress_bar=True,
             log_every=50,
         ),
@@ -153,7 +163,7 @@ def run_bench(settings: BenchSettings, out_dir: Path, *, quick: bool, resume: bo
     from diff_timeseries.evaluation import between_length
     from diff_timeseries.pipeline import SeriesPipeline, evaluate, forecast_array, sample, train
 
-    start = time.monotonic()
+    start, cpu_start = time.monotonic(), time.process_time()
     out_dir = Path(out_dir)
     run = out_dir / "run"
     pipe_dir = run / "pipeline"
@@ -190,6 +200,7 @@ def run_bench(settings: BenchSettings, out_dir: Path, *, quick: bool, resume: bo
     )
     metrics["train_seconds"] = train_seconds
     metrics["evaluate_seconds"] = time.monotonic() - t0
+    metrics["process_cpu_seconds"] = time.process_time() - cpu_start  # CPU time of this process
     from diffcore.io import write_json
 
     write_json(metrics, out_dir / "metrics.json")

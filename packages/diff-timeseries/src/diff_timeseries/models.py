@@ -313,11 +313,12 @@ class ObservedPriorConfig:
 
 class ObservedPrior(PretrainedModel):
     """The forecasting / imputation model: flow matching over a window ``(B, C, L)`` conditioned on its observed
-    part (CSDI's conditional score model, Tashiro et al. 2021, Sec. 4, on a DiT).
-    ``net(x_t, t, observed=(B, C, L), mask=(B, C, L)) -> velocity (B, C, L)``: the DiT sees the noisy series
-    where unobserved (zero where observed), the observed values (zero elsewhere) and the mask, and its first
-    ``C`` output channels are the velocity. Training (:class:`ObservedObjective`) scores only unobserved
-    entries, so the observed ones are never generated: they are given."""
+    part (CSDI's conditional model, Tashiro et al. 2021, Sec. 4, on a DiT), generating the residual of the
+    series from :func:`interpolate_observed` (linear between observed points, the nearest one held beyond).
+    ``net(r_t, t, observed=(B, C, L), mask=(B, C, L)) -> velocity (B, C, L)``: the DiT sees the noisy residual
+    where unobserved (zero where observed), the interpolant and the mask, and its first ``C`` output channels
+    are the velocity. Training (:class:`ObservedObjective`) scores only unobserved entries, so the observed
+    ones are never generated: they are given. A sample is ``interpolant + residual``."""
 
     config_class = ObservedPriorConfig
     config: ObservedPriorConfig
@@ -333,8 +334,29 @@ class ObservedPrior(PretrainedModel):
 
     def forward(self, x: Tensor, t: Tensor, observed: Tensor, mask: Tensor) -> Tensor:
         m = mask.to(x.dtype)
-        inputs = torch.cat([x * (1 - m), observed.to(x.dtype) * m, m], 1)
+        anchor = interpolate_observed(observed.to(x.dtype), m)
+        inputs = torch.cat([x * (1 - m), anchor, m], 1)
         return self.backbone(inputs, t)[:, : self.config.channels]
+
+
+def interpolate_observed(values: Tensor, mask: Tensor) -> Tensor:
+    """``(B, C, L)``: linear interpolation of ``values`` between the observed entries (``mask`` 1) of each row,
+    the first / last observed value held before / after them (rows without an observed entry give 0). The
+    anchor the observed-part prior generates its residual from: linear interpolation inside gaps, the last
+    value (naive forecast) after the end."""
+    n = values.shape[-1]
+    idx = torch.arange(n, device=values.device).expand_as(values)
+    seen = mask > 0
+    prev = torch.where(seen, idx, torch.full_like(idx, -1)).cummax(-1).values
+    nxt = torch.where(seen, idx, torch.full_like(idx, n)).flip(-1).cummin(-1).values.flip(-1)
+    prev_ok, next_ok = prev >= 0, nxt < n
+    v_prev = values.gather(-1, prev.clamp(0, n - 1))
+    v_next = values.gather(-1, nxt.clamp(0, n - 1))
+    span = (nxt - prev).clamp_min(1).to(values.dtype)
+    w = ((idx - prev).to(values.dtype) / span).clamp(0, 1)
+    inside = v_prev + w * (v_next - v_prev)
+    out = torch.where(prev_ok & next_ok, inside, torch.where(prev_ok, v_prev, v_next))
+    return torch.where(next_ok | prev_ok, out, torch.zeros_like(out))
 
 
 def observed_statistics(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -352,7 +374,7 @@ def observed_statistics(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 def draw_masks(shape: tuple[int, ...], generator: torch.Generator | None = None) -> Tensor:
     """Training masks ``(B, C, L)`` (1 = observed) of the tasks the model serves, one task per row: forecasting
     (the last ``h`` steps hidden, ``h`` up to ``L / 2``, sometimes a hidden oldest part too, as when the history
-    is shorter than the window), random missing values (rate 10-90%, per channel) and a missing block
+    is shorter than the window), random missing values (rate 10-70%, per channel) and a missing block
     (up to ``L / 2`` steps) with a few random gaps. At least two points per row and channel stay observed."""
     b, c, n = shape
     dev = generator.device if generator is not None else torch.device("cpu")
@@ -361,7 +383,7 @@ def draw_masks(shape: tuple[int, ...], generator: torch.Generator | None = None)
     horizon = (1 + u[:, 1] * (n // 2)).long()[:, None]
     prefix = torch.where(u[:, 2] < 0.2, (u[:, 3] * n / 4).long(), 0)[:, None]
     forecast = ((steps < n - horizon) & (steps >= prefix)).float()[:, None].expand(b, c, n)
-    rate = (0.1 + 0.8 * u[:, 4])[:, None, None]
+    rate = (0.1 + 0.6 * u[:, 4])[:, None, None]
     scattered = (torch.rand(b, c, n, generator=generator, device=dev) >= rate).float()
     start = (u[:, 3] * n).long()[:, None]
     block = ~((steps >= start) & (steps < start + horizon))
@@ -377,20 +399,22 @@ def draw_masks(shape: tuple[int, ...], generator: torch.Generator | None = None)
 @dataclass
 class ObservedObjective:
     """The Trainer's objective for :class:`ObservedPrior`: conditional flow matching (rectified-flow path,
-    velocity ``eps - x0``, ``t ~ U(0, 1)``) on the unobserved entries of windows masked by :func:`draw_masks`,
-    each window put in the units of its observed part (:func:`observed_statistics`), as at inference."""
+    velocity ``eps - r0``, ``t ~ U(0, 1)``) of the residual ``r0 = x0 - interpolate_observed(x0)`` on the
+    unobserved entries of windows masked by :func:`draw_masks`, each window put in the units of its observed
+    part (:func:`observed_statistics`), as at inference."""
 
     def __call__(self, model: nn.Module, batch: dict, generator: torch.Generator | None = None):
         x = batch["x"]
         mask = draw_masks(tuple(x.shape), generator).to(x.device, x.dtype)
         mean, std = observed_statistics(x, mask)
         x0 = (x - mean) / std
+        r0 = (x0 - interpolate_observed(x0 * mask, mask)) * (1 - mask)  # the residual to generate
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         t = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
-        x_t = (1 - t[:, None, None]) * x0 + t[:, None, None] * noise
-        out = model(x_t, t, observed=x0 * mask, mask=mask)
+        r_t = (1 - t[:, None, None]) * r0 + t[:, None, None] * noise
+        out = model(r_t, t, observed=x0 * mask, mask=mask)
         hidden = 1 - mask
-        loss = (((out - (noise - x0)) ** 2) * hidden).sum() / hidden.sum().clamp_min(1.0)
+        loss = (((out - (noise - r0)) ** 2) * hidden).sum() / hidden.sum().clamp_min(1.0)
         return loss, {}
 
 

@@ -43,7 +43,13 @@ from diff_timeseries.config import (
     SeriesSampleConfig,
     SeriesTrainConfig,
 )
-from diff_timeseries.data.dataset import LengthBatches, SeriesSet, build_series_set, length_batch_loader
+from diff_timeseries.data.dataset import (
+    LengthBatches,
+    SeriesSet,
+    build_series_set,
+    length_batch_loader,
+    trim_padding,
+)
 from diff_timeseries.data.synthetic import synthetic_set
 from diff_timeseries.io import SeriesSamples
 from diff_timeseries.models import (
@@ -56,6 +62,7 @@ from diff_timeseries.models import (
     TextToSeries,
     TextToSeriesConfig,
     VAEObjective,
+    interpolate_observed,
     latent_dit_config,
     observed_statistics,
     prior_config,
@@ -132,7 +139,7 @@ class SeriesPipeline(Pipeline):
         out = []
         for start in range(0, len(captions), batch_size):
             chunk = captions[start : start + batch_size]
-            ids = self.text_encoder.tokenize(chunk).to(device)
+            ids = trim_padding(self.text_encoder.tokenize(chunk)).to(device)
             lens = torch.full((len(chunk),), float(length), device=device)
             noise = torch.randn(
                 (len(chunk), cfg.in_channels, *cfg.input_size),
@@ -207,7 +214,7 @@ class SeriesPipeline(Pipeline):
                 cond={"observed": k * mm, "mask": mm},
                 generator=generator,
             )
-            out.append(mm * k + (1 - mm) * x)
+            out.append(mm * k + (1 - mm) * (interpolate_observed(k * mm, mm) + x))
         return torch.cat(out).reshape(samples, b, c, n).float().cpu()
 
 
@@ -216,7 +223,7 @@ class SeriesPipeline(Pipeline):
 
 @dataclass
 class _Encoded:
-    """An objective on VAE latents: the batch's series become latents (no gradient) before ``inner`` runs;
+    """An objective on the batch's ``x``, encoded by ``vae`` first when one is given (no gradient);
     ``keep`` names the conditioning keys passed on to the network."""
 
     inner: Any
@@ -232,7 +239,8 @@ class _Encoded:
         return self.inner(model, prepared, generator=generator)
 
 
-def _stage(train: TrainConfig, steps: int, folder: Path) -> TrainConfig:
+def _stage(train: TrainConfig, steps: int, folder: Path, share: float) -> TrainConfig:
+    """The TrainConfig of one stage: its steps and folder, and ``share`` of ``train.max_seconds``."""
     resume = "auto" if train.resume is not None else None
     return dataclasses.replace(
         train,
@@ -241,6 +249,7 @@ def _stage(train: TrainConfig, steps: int, folder: Path) -> TrainConfig:
         output_dir=str(folder),
         resume=resume,
         checkpoint_every=train.checkpoint_every,
+        max_seconds=None if train.max_seconds is None else train.max_seconds * share,
     )
 
 
@@ -270,6 +279,18 @@ def _fit_latent_scale(vae: SeriesVAE, data: SeriesSet, device: torch.device) -> 
     vae.latent_scale.fill_(1.0 / float(std.clamp_min(1e-6)))
 
 
+@torch.no_grad()
+def _latent_set(vae: SeriesVAE, data: SeriesSet, device: torch.device, chunk: int = 1024) -> SeriesSet:
+    """The training set as diffusion latents (``vae.to_latent``), same rows and captions, keyed by the
+    series length."""
+    values = {}
+    for n in data.lengths:
+        x = torch.from_numpy(data.values[n])
+        parts = [vae.to_latent(x[i : i + chunk].to(device)).float().cpu() for i in range(0, len(x), chunk)]
+        values[n] = torch.cat(parts).numpy()
+    return SeriesSet(values, data.captions, data.notes)
+
+
 def _note(line: str) -> None:
     print(f"note: {line}", file=sys.stderr, flush=True)
 
@@ -277,6 +298,7 @@ def _note(line: str) -> None:
 def train(config: SeriesTrainConfig) -> SeriesPipeline:
     """Train a pipeline as ``config`` says; the run goes to ``config.train.output_dir``: ``train_config.json``,
     ``vae_run/``, the generator's logs / checkpoints / models, ``prior_run/`` and the pipeline in ``pipeline/``.
+    ``train.max_seconds`` (a wall-time budget) is shared by the three stages in proportion to their steps.
     A folder that already holds a run is refused unless ``train.resume`` continues it (finished stages are then
     loaded, an interrupted one resumes from its last checkpoint). Initialisation is seeded by
     ``config.train.seed``; the caller's global RNG is left as it was."""
@@ -305,6 +327,8 @@ def train(config: SeriesTrainConfig) -> SeriesPipeline:
         run / CONFIG_FILE,
     )
     seed, bs = config.train.seed, config.batch_size
+    prior_steps = config.prior_steps if m.prior_hidden > 0 else 0
+    total = config.vae_steps + config.train.steps + prior_steps  # train.max_seconds is shared in proportion
     batches = max(config.vae_steps, config.train.steps, config.prior_steps) * config.train.grad_accum_steps
 
     # 1. the VAE
@@ -319,7 +343,12 @@ def train(config: SeriesTrainConfig) -> SeriesPipeline:
             )
         )
     loader = length_batch_loader(LengthBatches(data, bs, batches, seed))
-    vae = _fit(vae, VAEObjective(m.kl_weight), loader, _stage(config.train, config.vae_steps, run / VAE_RUN))
+    vae = _fit(
+        vae,
+        VAEObjective(m.kl_weight),
+        loader,
+        _stage(config.train, config.vae_steps, run / VAE_RUN, config.vae_steps / total),
+    )
     vae = vae.to(device)  # type: ignore[assignment]
     _fit_latent_scale(vae, data, device)  # type: ignore[arg-type]
 
@@ -334,11 +363,18 @@ def train(config: SeriesTrainConfig) -> SeriesPipeline:
         generator.text_encoder.load_state_dict(text.state_dict())
     objective = _Encoded(
         objectives.flow_matching(cond_dropout=config.cond_dropout, null_cond={"input_ids": 0}),
-        vae,
+        None,  # the series are encoded once, below: the VAE is frozen from here on
         ("input_ids", "length"),
     )
-    loader = length_batch_loader(LengthBatches(data, bs, batches, seed + 1, tokenize=text.tokenize))
-    generator = _fit(generator, objective, loader, config.train)  # type: ignore[assignment]
+    latents = _latent_set(vae, data, device)  # type: ignore[arg-type]
+    loader = length_batch_loader(LengthBatches(latents, bs, batches, seed + 1, tokenize=text.tokenize))
+    gen_train = dataclasses.replace(
+        config.train,
+        max_seconds=None
+        if config.train.max_seconds is None
+        else config.train.max_seconds * config.train.steps / total,
+    )
+    generator = _fit(generator, objective, loader, gen_train)  # type: ignore[assignment]
 
     # 3. the data-space prior
     prior = None
@@ -353,7 +389,12 @@ def train(config: SeriesTrainConfig) -> SeriesPipeline:
             prior = ObservedPrior(ObservedPriorConfig(data.channels, backbone))
         objective = ObservedObjective()
         loader = length_batch_loader(LengthBatches(data, bs, batches, seed + 2))
-        prior = _fit(prior, objective, loader, _stage(config.train, config.prior_steps, run / PRIOR_RUN))
+        prior = _fit(
+            prior,
+            objective,
+            loader,
+            _stage(config.train, config.prior_steps, run / PRIOR_RUN, prior_steps / total),
+        )
 
     pipe = SeriesPipeline(vae, generator.to(device), prior.to(device) if prior else None, lengths)  # type: ignore[arg-type]
     pipe.save_pretrained(run / PIPELINE_DIR)

@@ -22,7 +22,14 @@ from diff_timeseries.data.real import captioned_windows, statsmodels_series
 from diff_timeseries.data.synthetic import caption_of, synthetic_set
 from diff_timeseries.features import describe
 
-__all__ = ["LengthBatches", "SeriesSet", "build_series_set", "length_batch_loader", "table_windows"]
+__all__ = [
+    "LengthBatches",
+    "SeriesSet",
+    "build_series_set",
+    "length_batch_loader",
+    "table_windows",
+    "trim_padding",
+]
 
 
 @dataclass
@@ -181,10 +188,17 @@ class LengthBatches(Dataset):
             idx = torch.randint(rows, (self.batch_size,), generator=g)
         batch: dict[str, object] = {"x": self.tensors[n][idx], "length": torch.full((len(idx),), float(n))}
         if self.tokens is not None:
-            batch["input_ids"] = self.tokens[n][idx]
+            batch["input_ids"] = trim_padding(self.tokens[n][idx])
         else:
             batch["caption"] = [self.data.captions[n][j] for j in idx.tolist()]
         return batch
+
+
+def trim_padding(ids: Tensor) -> Tensor:
+    """Token ids ``(B, M)`` cut to the longest row (at least one column): the padding every row has changes
+    nothing under the key mask, and the caption stream costs in proportion to its length."""
+    width = int((ids != 0).sum(1).max()) if ids.numel() else 0
+    return ids[:, : max(width, 1)]
 
 
 def _first(items: list) -> object:
