@@ -8,10 +8,11 @@ Training runs three stages through :class:`diffcore.training.Trainer`, each in i
 2. the run folder itself: the text-to-series generator (:class:`~diff_timeseries.models.TextToSeries`) with
    diffcore's flow-matching objective on the VAE latents, captions dropped at ``cond_dropout`` for
    classifier-free guidance;
-3. ``prior_run/``: the data-space prior (diffcore's 1D :class:`~diffcore.nn.DiT`), unconditional flow
-   matching on the z-scored windows. Forecasting and imputation use it without retraining, through
-   :func:`diffcore.editing.inpainting.inpaint` (the observed points held, the rest generated, RePaint
-   resampling).
+3. ``prior_run/``: the observed-part prior (:class:`~diff_timeseries.models.ObservedPrior`, diffcore's 1D
+   :class:`~diffcore.nn.DiT`): flow matching of the unobserved points of windows given the observed ones
+   (forecasting and missing-value masks, the residual to linear interpolation, in the units of the observed
+   part). Forecasting and imputation of any series use it without retraining, sampled with diffcore's
+   samplers (:func:`diffcore.sampling.sample`).
 
 Generated series are z-scored (unit variance per series and channel). Time: ``t`` in [0, 1], 0 = data.
 """
@@ -468,7 +469,10 @@ def _fill_window(
     if pipeline.channels == 1 and c > 1:
         values, mask = values.transpose(0, 1), mask.transpose(0, 1)  # (C, 1, W): channels as a batch
     elif pipeline.channels != c:
-        raise ValueError(f"values: the pipeline models {pipeline.channels} channels; the series has {c}")
+        raise ValueError(
+            f"column: the pipeline models {pipeline.channels} value columns together; the series has {c} "
+            "(choose them with --column, or use a univariate pipeline, which fills each column on its own)"
+        )
     if bool((mask.sum(-1) < 2).any()):
         raise ValueError("values: every channel needs at least two observed points in each window")
     mean, std = observed_statistics(values.double(), mask.double())
