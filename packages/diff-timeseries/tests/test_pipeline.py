@@ -404,3 +404,20 @@ def test_the_cli_trains_samples_and_fails_with_one_line(tmp_path):
     assert "missing.csv" in result.output and len(result.output.strip().splitlines()) == 1
     result = runner.invoke(app, ["train", "--out", str(tmp_path / "r2"), "--device", "cpu", "--lengths", "8"])
     assert result.exit_code == 2 and "data.lengths" in result.output
+
+
+def test_a_pipeline_trained_on_two_columns_forecasts_them_jointly(tmp_path):
+    t = np.arange(400)
+    rows = ["time,a,b"] + [f"{i},{np.sin(i / 5):.4f},{np.cos(i / 5) + 0.01 * i:.4f}" for i in t]
+    (tmp_path / "two.csv").write_text("\n".join(rows) + "\n")
+    cfg = _config(tmp_path / "run")
+    cfg.data = SeriesDataConfig(path=str(tmp_path / "two.csv"), lengths="24,48")
+    pipe = train(cfg)
+    assert pipe.channels == 2 and pipe.prior.config.channels == 2
+    fc = forecast(
+        pipe,
+        SeriesForecastConfig(input=str(tmp_path / "two.csv"), horizon=5, samples=3, steps=2, device="cpu"),
+    )
+    assert fc.paths.shape == (3, 5, 2) and np.isfinite(fc.paths).all()
+    with pytest.raises(ValueError, match="column: the pipeline models 2 value columns"):
+        forecast_array(pipe, np.zeros(30), 4, samples=1, steps=1)
