@@ -39,6 +39,7 @@ FIELD_LIBRARIES = {
     "sentencepiece": {"diff-image"},
     "tokenizers": {"diff-image", "diff-language"},
     "sklearn": {"diff-image"},
+    "statsmodels": {"diff-timeseries"},
     "tensorboard": set(),  # diffcore[tensorboard] only
 }
 MODALITY_OF = {

@@ -1,7 +1,9 @@
-"""Text-to-series generation (T2S), forecasting and imputation.
+"""Text-to-series generation (T2S), probabilistic forecasting and imputation of time series.
 
-Status: scaffold. The public API below has its final shape; :func:`train`, :func:`sample` and :func:`evaluate`
-raise ``NotImplementedError`` until issue #29 lands.
+``train`` fits a length-adaptive VAE, a caption-conditioned flow-matching MMDiT over its latents and a
+data-space DiT prior; ``sample`` generates series of any length from captions; ``forecast`` and ``impute``
+fill unobserved points with the prior (the observed ones held); ``evaluate`` scores all of it. Series are
+``(B, C, L)``; time ``t`` in [0, 1] with 0 = data, 1 = noise; the networks predict the velocity ``eps - x0``.
 """
 
 import importlib
@@ -9,7 +11,10 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from diff_timeseries.config import (
+    SeriesDataConfig,
     SeriesEvaluateConfig,
+    SeriesForecastConfig,
+    SeriesImputeConfig,
     SeriesModelConfig,
     SeriesSampleConfig,
     SeriesTrainConfig,
@@ -22,7 +27,14 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 # The pipeline and the verbs load torch and model code on first use (PEP 562), so that the command line
 # (which reads only the configuration) stays light.
-_LAZY = {"SeriesPipeline": "pipeline", "evaluate": "pipeline", "sample": "pipeline", "train": "pipeline"}
+_LAZY = {
+    "SeriesPipeline": "pipeline",
+    "evaluate": "pipeline",
+    "forecast": "pipeline",
+    "impute": "pipeline",
+    "sample": "pipeline",
+    "train": "pipeline",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -34,13 +46,18 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "SeriesDataConfig",
     "SeriesEvaluateConfig",
+    "SeriesForecastConfig",
+    "SeriesImputeConfig",
     "SeriesModelConfig",
     "SeriesPipeline",
     "SeriesSampleConfig",
     "SeriesTrainConfig",
     "__version__",
     "evaluate",
+    "forecast",
+    "impute",
     "sample",
     "train",
 ]
