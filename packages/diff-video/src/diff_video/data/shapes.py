@@ -423,3 +423,11 @@ def parse_caption(caption: str) -> list[CaptionObject]:
         shape = "digit" if m["shape"].startswith("digit") else m["shape"]
         out.append(CaptionObject(m["colour"], shape, m["direction"], m["speed"], event))
     return out
+
+
+def shapes_vocabulary(config: ShapesConfig | None = None) -> list[str]:
+    """Every word a moving-shapes caption can use (whatever ``config`` draws), sorted: the text encoder's
+    vocabulary for this set, so that any caption :func:`parse_caption` accepts can be encoded."""
+    words = {"a", "and", "appears", "moves", "while", "digit", "behind", "grey", "wall", "bounces", "grows"}
+    words |= {"shrinks", *COLOURS, *SHAPES, *DIRECTIONS, *SPEEDS, *(str(d) for d in range(10))}
+    return sorted(words)
