@@ -242,7 +242,9 @@ class VideoEvaluateConfig:
         sampler: a ``diffcore.sampling.available()`` name.
         steps: sampler steps.
         feature_steps: training steps of the FVD-local feature network (a small 3D-conv classifier of the
-            shapes' direction, colour and shape, trained on the data; cached in the output folder).
+            shapes' direction, colour and shape, trained on the data); 0 skips the Frechet distances.
+        extend_factor: also make clips this many times the training length by sliding-window extension and score
+            their object persistence (1: skip).
         i3d: a local TorchScript I3D (StyleGAN-V's ``i3d_torchscript.pt`` convention) for standard FVD; empty
             skips it.
         seed: seeds the noise.
@@ -256,6 +258,7 @@ class VideoEvaluateConfig:
     sampler: str = "euler"
     steps: int = 30
     feature_steps: int = 400
+    extend_factor: int = 1
     i3d: str = ""
     seed: int = 0
     device: Device = "auto"

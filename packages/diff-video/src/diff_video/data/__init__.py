@@ -34,3 +34,17 @@ __all__ = [
     "render_clip",
     "shapes_vocabulary",
 ]
+
+from diff_video.data.decode import VideoInfo, available_decoders, probe, read_frames, read_video  # noqa: E402
+from diff_video.data.folder import VIDEO_EXTENSIONS, BucketBatchSampler, VideoFolder  # noqa: E402
+
+__all__ += [
+    "VIDEO_EXTENSIONS",
+    "BucketBatchSampler",
+    "VideoFolder",
+    "VideoInfo",
+    "available_decoders",
+    "probe",
+    "read_frames",
+    "read_video",
+]

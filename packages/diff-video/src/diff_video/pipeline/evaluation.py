@@ -92,12 +92,15 @@ def evaluate(
     metrics.update(motion_adherence(fake, captions, shapes.directions))
     real = motion_adherence(real_n, captions, shapes.directions)
     metrics.update({f"real_{k}": v for k, v in real.items() if k != "num_objects"})
-    metrics.update(_frechet(fake, reference, floor_set, shapes, config, pipeline.device))
+    if config.feature_steps > 0:
+        metrics.update(_frechet(fake, reference, floor_set, shapes, config, pipeline.device))
     metrics["validation_loss"] = validation_loss(pipeline, real_n, captions, config.seed)
     i2v = pipeline.image_to_video(real_n[:, :, :1], prompts, **options).cpu()
     metrics["i2v_first_frame_psnr"] = float(psnr(i2v[:, :, 0], real_n[:, :, 0]).clamp_max(100).mean())
     i2v_motion = motion_adherence(i2v, captions, shapes.directions)
     metrics["i2v_direction_adherence"] = i2v_motion["direction_adherence"]
+    if config.extend_factor > 1:
+        metrics.update(_extension(pipeline, real_n, captions, shapes, config, options))
     if config.i3d:
         metrics["fvd_i3d"] = i3d_fvd(reference, fake, config.i3d, str(pipeline.device))
     if out is not None:
@@ -107,6 +110,29 @@ def evaluate(
         save_clips(i2v[:8], Path(out) / "i2v", ("gif",), captions=captions[:8], prefix="i2v")
         write_json(metrics, Path(out) / "metrics.json")
     return metrics
+
+
+def _extension(
+    pipeline: VideoPipeline,
+    real: torch.Tensor,
+    captions: list[str],
+    shapes: ShapesConfig,
+    config: VideoEvaluateConfig,
+    options: dict[str, Any],
+) -> dict[str, float]:
+    """Clips ``extend_factor`` times the training length by sliding-window extension from the held-out first frames;
+    object persistence and colour adherence over the whole length (direction is not scored: the object reaches a
+    wall long before the end, which the captions do not describe)."""
+    length = config.extend_factor * pipeline.clip_shape[1]
+    overlap = max(1, pipeline.model_shape(pipeline.clip_shape[1])[1] // 4)
+    prompts = captions if pipeline.text_encoder is not None else None
+    long = pipeline.extend(real.shape[0], length, overlap, prompts, first=real[:, :, :1], **options).cpu()
+    motion = motion_adherence(long, captions, shapes.directions)
+    return {
+        "extended_frames": float(long.shape[2]),
+        "extended_object_persistence": motion["object_persistence"],
+        "extended_colour_adherence": motion["colour_adherence"],
+    }
 
 
 def _frechet(

@@ -192,6 +192,12 @@ def time_shift(config: VideoTrainConfig, model_shape: tuple[int, ...]) -> float:
 
 def _loader(data: TrainingData, config: VideoTrainConfig) -> DataLoader:
     workers = config.data.num_workers
+    buckets = getattr(data.dataset, "buckets", None)
+    if buckets is not None and len(set(buckets)) > 1:  # clips of several sizes: one size per batch
+        from diff_video.data.folder import BucketBatchSampler
+
+        sampler = BucketBatchSampler(buckets, config.batch_size, config.train.seed)
+        return DataLoader(data.dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0)
     return DataLoader(
         data.dataset,
         batch_size=config.batch_size,
