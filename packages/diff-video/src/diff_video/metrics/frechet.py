@@ -53,7 +53,7 @@ def feature_statistics(features: Tensor) -> tuple[np.ndarray, np.ndarray]:
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """The Frechet distance of ``N(mu1, sigma1)`` and ``N(mu2, sigma2)`` (squared 2-Wasserstein distance)."""
     diff = mu1 - mu2
-    covmean, _ = scipy.linalg.sqrtm(sigma1 @ sigma2, disp=False)
+    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():  # singular product: regularise as FID implementations do
         eps = np.eye(len(mu1)) * 1e-6
         covmean = scipy.linalg.sqrtm((sigma1 + eps) @ (sigma2 + eps))
