@@ -28,6 +28,8 @@ def test_real_clips_follow_their_captions(real):
 def test_reversed_frozen_and_recoloured_clips_fail_what_they_break(real):
     clips, captions = real
     assert motion_adherence(clips.flip(2), captions, directions=4)["direction_adherence"] == 0.0
+    noise = torch.rand_like(clips) * 2 - 1
+    assert motion_adherence(noise, captions, directions=4)["colour_adherence"] == 0.0
     frozen = clips[:, :, :1].expand_as(clips)
     assert motion_adherence(frozen, captions, directions=4)["direction_adherence"] == 0.0
     names = list(COLOURS)

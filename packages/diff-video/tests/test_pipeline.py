@@ -38,7 +38,7 @@ def pipe(tmp_path_factory):
 
 
 def test_training_writes_a_pipeline_that_loads_and_samples_the_same_clips(pipe, tmp_path):
-    cfg = VideoSampleConfig(num_samples=2, prompts=["a red square moves left"], steps=3, formats=["gif"])
+    cfg = VideoSampleConfig(num_samples=2, prompts=("a red square moves left",), steps=3, formats=("gif",))
     a = sample(pipe, cfg, out=tmp_path / "samples")
     assert a.shape == (2, 3, 4, 8, 8) and a.abs().max() <= 1
     assert (tmp_path / "samples" / "sample_001.gif").is_file() and (tmp_path / "samples" / "grid.png").is_file()

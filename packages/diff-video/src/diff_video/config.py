@@ -168,8 +168,9 @@ class VideoSampleConfig:
 
     Attributes:
         num_samples: how many clips to draw.
-        prompts: captions, cycled over the samples (text pipelines; default: the training captions' first ones).
-        labels: class indices, cycled over the samples (class pipelines; default 0, 1, 2, ...).
+        prompts: captions, cycled over the samples (text pipelines; default: the training captions' first ones);
+            repeat --prompt for several.
+        labels: class indices, cycled over the samples (class pipelines; default 0, 1, 2, ...); repeat --label.
         frames: frames per clip (0: the training length); any multiple of the temporal patch runs.
         guidance: classifier-free guidance scale (0: 3 on a conditional pipeline, none on an unconditional one).
         sampler: a ``diffcore.sampling.available()`` name.
@@ -183,15 +184,15 @@ class VideoSampleConfig:
     """
 
     num_samples: int = 8
-    prompts: list[str] = field(default_factory=list)
-    labels: list[int] = field(default_factory=list)
+    prompts: tuple[str, ...] = ()
+    labels: tuple[int, ...] = ()
     frames: int = 0
     guidance: float = 0.0
     sampler: str = "euler"
     steps: int = 30
     batch_size: int = 16
     fps: int = 8
-    formats: list[str] = field(default_factory=lambda: ["mp4", "gif", "png"])
+    formats: tuple[str, ...] = ("mp4", "gif", "png")
     seed: int = 0
     device: Device = "auto"
 

@@ -60,7 +60,8 @@ def palette_labels(clip: Tensor) -> Tensor:
 
 def track_objects(clip: Tensor, caption: str, min_area: float = 0.01) -> list[ObjectTrack]:
     """Track each object of ``caption`` in ``clip`` ``(3, T, H, W)``; an object is found in a frame when at least
-    ``max(1, min_area * H * W)`` pixels take its colour."""
+    ``max(1, min_area * H * W)`` pixels take its colour and fill at least a quarter of their bounding box (a
+    colour scattered over the frame, as in noise, is not an object)."""
     labels = palette_labels(clip).numpy()
     t, h, w = labels.shape
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
@@ -69,12 +70,13 @@ def track_objects(clip: Tensor, caption: str, min_area: float = 0.01) -> list[Ob
     for obj in parse_caption(caption):
         mask = labels == _PALETTE_NAMES.index(obj.colour)
         area = mask.reshape(t, -1).sum(1).astype(np.float64)
-        found = area >= need
+        fill_all = np.array([_fill_ratio(m) if a > 0 else 0.0 for m, a in zip(mask, area)])
+        found = (area >= need) & (fill_all >= 0.25)  # scattered pixels of the colour (noise) are not an object
         safe = np.maximum(area, 1)
         cx = (mask * xs).reshape(t, -1).sum(1) / safe
         cy = (mask * ys).reshape(t, -1).sum(1) / safe
         centroid = np.where(found[:, None], np.stack([cx, cy], 1), np.nan)
-        fill = np.array([_fill_ratio(m) if f else np.nan for m, f in zip(mask, found)])
+        fill = np.where(found, fill_all, np.nan)
         tracks.append(ObjectTrack(obj.colour, obj.shape, obj.direction, obj.speed, obj.event, found, centroid, fill))
     return tracks
 

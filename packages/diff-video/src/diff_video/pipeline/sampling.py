@@ -27,7 +27,7 @@ def sample(
     gen = generator if generator is not None else make_generator(config.seed, pipeline.device)
     n = config.num_samples
     clips = pipeline.generate(
-        n, prompts=config.prompts or None, labels=config.labels or None, frames=config.frames,
+        n, prompts=list(config.prompts) or None, labels=list(config.labels) or None, frames=config.frames,
         guidance=config.guidance, sampler=config.sampler, steps=config.steps, generator=gen,
         batch_size=config.batch_size, progress=True,
     )  # fmt: skip
@@ -38,10 +38,10 @@ def sample(
 
 def _captions(pipeline: VideoPipeline, n: int, config: VideoSampleConfig) -> list[str]:
     if pipeline.text_encoder is not None:
-        prompts = config.prompts or pipeline.prompts or [""]
+        prompts = list(config.prompts) or pipeline.prompts or [""]
         return [prompts[i % len(prompts)] for i in range(n)]
     if pipeline.num_classes:
-        labels = config.labels or list(range(pipeline.num_classes))
+        labels = list(config.labels) or list(range(pipeline.num_classes))
         names = pipeline.class_names or [str(i) for i in range(pipeline.num_classes)]
         return [names[labels[i % len(labels)]] for i in range(n)]
     return [""] * n
