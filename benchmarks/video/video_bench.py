@@ -35,13 +35,23 @@ def tiny_settings() -> BenchSettings:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--quick", action="store_true", help="The CPU benchmark (diffuse bench video --quick).")
+    group.add_argument(
+        "--quick", action="store_true", help="The CPU benchmark (diffuse bench video --quick)."
+    )
     group.add_argument("--tiny", action="store_true", help="Seconds on CPU: checks the full run's code path.")
-    parser.add_argument("--out", type=Path, default=Path("runs/video_bench"), help="Folder for the run and clips.")
-    parser.add_argument("--resume", action="store_true", help="Continue the run in --out from its last checkpoint.")
-    parser.add_argument("--train-seconds", type=float, default=None, help="Override the training wall-time guard.")
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/video_bench"), help="Folder for the run and clips."
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="Continue the run in --out from its last checkpoint."
+    )
+    parser.add_argument(
+        "--train-seconds", type=float, default=None, help="Override the training wall-time guard."
+    )
     args = parser.parse_args()
     settings = BenchSettings.quick() if args.quick else tiny_settings() if args.tiny else BenchSettings.full()
     if args.train_seconds is not None:
@@ -60,7 +70,9 @@ def main() -> None:
     variant = "quick" if args.quick else "tiny" if args.tiny else None
     result = {"settings": asdict(settings), "metrics": metrics, "wall_seconds": wall,
               "targets": {k: list(v) for k, v in targets.items()}, "files": files, "out": str(args.out)}  # fmt: skip
-    path = write_result(result, script="video_bench", variant=variant, device=settings.device, packages=("diff-video",))
+    path = write_result(
+        result, script="video_bench", variant=variant, device=settings.device, packages=("diff-video",)
+    )
     print(f"wrote {path}")
 
 

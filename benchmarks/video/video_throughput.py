@@ -97,12 +97,16 @@ def measure(attention: str, args: argparse.Namespace, device: torch.device) -> d
         "clips_per_s": clips_per_s,
         "tokens_per_s": clips_per_s * tokens,
         "train_tflops_per_s": training_flops_per_sample(flops, 1) * clips_per_s / 1e12,
-        "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan"),
+        "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30
+        if device.type == "cuda"
+        else float("nan"),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tiny", action="store_true", help="A tiny model on the CPU (checks the script).")
     parser.add_argument("--model", default="L", help="Latte size: S, B, L or XL.")
     parser.add_argument("--frames", type=int, default=16)
@@ -124,7 +128,9 @@ def main() -> None:
         stats["mfu_h100_datasheet"] = stats["train_tflops_per_s"] * 1e12 / H100_BF16_DENSE
         print(f"done {attention}", flush=True)
     print(f"peak bf16 matmul: {peak / 1e12:.1f} TFLOP/s")
-    print(f"{'attention':11} {'params(M)':>9} {'GF/clip':>8} {'ms/step':>8} {'tokens/s':>10} {'MFU':>6} {'mem GiB':>8}")
+    print(
+        f"{'attention':11} {'params(M)':>9} {'GF/clip':>8} {'ms/step':>8} {'tokens/s':>10} {'MFU':>6} {'mem GiB':>8}"
+    )
     for name, r in rows.items():
         print(f"{name:11} {r['params_m']:9.1f} {r['forward_gflops_per_clip']:8.1f} {r['ms_per_step']:8.1f} "
               f"{r['tokens_per_s']:10.0f} {100 * r['mfu_measured_peak']:5.1f}% {r['peak_memory_gib']:8.2f}")  # fmt: skip

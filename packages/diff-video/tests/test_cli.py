@@ -1,12 +1,11 @@
 """``diffuse video train | sample | i2v | evaluate``: the shared options, files written, one-line errors."""
 
+import diff_video
 import pytest
 from diff_video.cli import app
 from diff_video.io import save_frame_strip
 from diffcore.modality import discover
 from typer.testing import CliRunner
-
-import diff_video
 
 TINY = ["--set", "data.shapes.frames=4", "--set", "data.shapes.height=8", "--set", "data.shapes.width=8",
         "--set", "model.width=24", "--set", "model.depth=2", "--set", "model.heads=4", "--set", "model.text_width=16",
@@ -48,8 +47,12 @@ def test_user_mistakes_print_one_line_and_exit_2(trained, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["sample", "--pipeline", str(trained), "--out", str(tmp_path), "--device", "cpu",
                                  "--prompt", "a purple square moves left"])  # fmt: skip
-    assert result.exit_code == 2 and result.output.startswith("error: prompt:") and "'purple'" in result.output
-    result = runner.invoke(app, ["train", "--out", str(tmp_path / "r"), "--device", "cpu", "--attention", "sideways"])
+    assert (
+        result.exit_code == 2 and result.output.startswith("error: prompt:") and "'purple'" in result.output
+    )
+    result = runner.invoke(
+        app, ["train", "--out", str(tmp_path / "r"), "--device", "cpu", "--attention", "sideways"]
+    )
     assert result.exit_code == 2 and "attention" in result.output
     result = runner.invoke(app, ["i2v", "--pipeline", str(trained), "--image", str(tmp_path / "none.png"),
                                  "--out", str(tmp_path), "--device", "cpu"])  # fmt: skip

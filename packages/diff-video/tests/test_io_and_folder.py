@@ -17,7 +17,9 @@ DECODERS = available_decoders()
 
 @pytest.fixture(scope="module")
 def clips():
-    cfg = ShapesConfig(frames=10, height=16, width=24, num_objects=(1,), events=(), length=4, shapes=("square",))
+    cfg = ShapesConfig(
+        frames=10, height=16, width=24, num_objects=(1,), events=(), length=4, shapes=("square",)
+    )
     return MovingShapes(cfg).render(4)
 
 
@@ -86,7 +88,7 @@ def test_a_metadata_folder_gives_captioned_clips_and_skips_unreadable_files(tmp_
 def test_a_bad_metadata_line_is_named_with_its_file_and_line(tmp_path, clips):
     _write_folder(tmp_path, clips[0][:1], ["a.mp4"])
     (tmp_path / "metadata.jsonl").write_text('{"file_name": "a.mp4", "text": "x"}\n{"file_name": "a.mp4"}\n')
-    with pytest.raises(ValueError, match="metadata.jsonl, line 2"):
+    with pytest.raises(ValueError, match=r"metadata\.jsonl, line 2"):
         VideoFolder(tmp_path, frames=4, decoder="pyav")
 
 

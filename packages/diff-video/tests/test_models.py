@@ -52,7 +52,9 @@ def test_frames_marked_given_are_modulated_at_t_zero():
     torch.testing.assert_close(m(x, torch.rand(2), y=y, frame_mask=all_given), m(x, torch.zeros(2), y=y))
     first = torch.zeros(2, 4, dtype=torch.bool)
     first[:, 0] = True
-    assert not torch.allclose(m(x, torch.full((2,), 0.7), y=y, frame_mask=first), m(x, torch.full((2,), 0.7), y=y))
+    assert not torch.allclose(
+        m(x, torch.full((2,), 0.7), y=y, frame_mask=first), m(x, torch.full((2,), 0.7), y=y)
+    )
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (6, 8, 16), (4, 12, 4)])

@@ -2,7 +2,6 @@
 pipeline; given frames are held exactly; saved and loaded pipelines sample the same clips; the objective
 leaves given frames out of its loss."""
 
-
 import pytest
 import torch
 from diff_video import VideoPipeline, VideoSampleConfig, VideoTrainConfig, sample, train
@@ -20,11 +19,22 @@ SHAPES = ShapesConfig(frames=4, height=8, width=8, num_objects=(1,), shapes=("sq
 
 def _config(tmp_path, **kw):
     return VideoTrainConfig(
-        model=VideoModelConfig(width=24, depth=2, heads=4, patch_size=(1, 4, 4), text_width=16, text_layers=1,
-                               text_heads=2),  # fmt: skip
-        data=VideoDataConfig(shapes=SHAPES), batch_size=8, frame_cond_prob=0.5, image_prob=0.2,
-        train=TrainConfig(output_dir=str(tmp_path / "run"), steps=3, lr=1e-3, ema_decay=None, device="cpu",
-                          progress_bar=False, log_every=1),  # fmt: skip
+        model=VideoModelConfig(
+            width=24, depth=2, heads=4, patch_size=(1, 4, 4), text_width=16, text_layers=1, text_heads=2
+        ),
+        data=VideoDataConfig(shapes=SHAPES),
+        batch_size=8,
+        frame_cond_prob=0.5,
+        image_prob=0.2,
+        train=TrainConfig(
+            output_dir=str(tmp_path / "run"),
+            steps=3,
+            lr=1e-3,
+            ema_decay=None,
+            device="cpu",
+            progress_bar=False,
+            log_every=1,
+        ),
         **kw,
     )
 
@@ -41,7 +51,9 @@ def test_training_writes_a_pipeline_that_loads_and_samples_the_same_clips(pipe, 
     cfg = VideoSampleConfig(num_samples=2, prompts=("a red square moves left",), steps=3, formats=("gif",))
     a = sample(pipe, cfg, out=tmp_path / "samples")
     assert a.shape == (2, 3, 4, 8, 8) and a.abs().max() <= 1
-    assert (tmp_path / "samples" / "sample_001.gif").is_file() and (tmp_path / "samples" / "grid.png").is_file()
+    assert (tmp_path / "samples" / "sample_001.gif").is_file() and (
+        tmp_path / "samples" / "grid.png"
+    ).is_file()
     pipe.save_pretrained(tmp_path / "saved")
     loaded = VideoPipeline.from_pretrained(tmp_path / "saved")
     assert ShapesConfig(**loaded.shapes) == SHAPES and loaded.text_encoder.config.vocabulary
@@ -57,7 +69,9 @@ def test_given_frames_are_held_exactly_whatever_the_network_says(pipe):
 
 
 def test_sliding_window_extension_reaches_the_length_and_keeps_the_overlap(pipe):
-    long = pipe.extend(2, 10, overlap=2, prompts=["a red square moves right"], steps=2, generator=make_generator(0))
+    long = pipe.extend(
+        2, 10, overlap=2, prompts=["a red square moves right"], steps=2, generator=make_generator(0)
+    )
     assert long.shape == (2, 3, 10, 8, 8) and torch.isfinite(long).all()
 
 

@@ -107,7 +107,9 @@ def _train_config(settings: BenchSettings, run: Path, resume: bool) -> Any:
     )  # fmt: skip
 
 
-def run_benchmark(out_dir: Path, settings: BenchSettings, resume: bool = False) -> tuple[dict[str, float], list[str]]:
+def run_benchmark(
+    out_dir: Path, settings: BenchSettings, resume: bool = False
+) -> tuple[dict[str, float], list[str]]:
     """Train, sample and evaluate as ``settings`` say; returns ``(metrics, files written under out_dir)``."""
     from diffcore.rng import make_generator
 
@@ -126,21 +128,27 @@ def run_benchmark(out_dir: Path, settings: BenchSettings, resume: bool = False) 
     metrics = evaluate(
         pipe,
         VideoEvaluateConfig(
-            num_samples=settings.samples, num_reference=max(settings.samples, 64), steps=settings.sample_steps,
-            guidance=settings.guidance, feature_steps=settings.feature_steps, extend_factor=settings.extend_factor,
+            num_samples=settings.samples,
+            num_reference=max(settings.samples, 64),
+            steps=settings.sample_steps,
+            guidance=settings.guidance,
+            feature_steps=settings.feature_steps,
+            extend_factor=settings.extend_factor,
             device=settings.device,
-        ),  # fmt: skip
+        ),
     )
     metrics.update(train_seconds=train_s, train_steps=float(steps), eval_seconds=time.perf_counter() - start)
     held = MovingShapes(replace(ShapesConfig(**pipe.shapes), seed=1_000_003))  # type: ignore[arg-type]
     captions = held.captions(8)
     gen = make_generator(0, pipe.device)
-    clips = pipe.generate(8, prompts=captions, guidance=settings.guidance, steps=settings.sample_steps, generator=gen)
+    clips = pipe.generate(
+        8, prompts=captions, guidance=settings.guidance, steps=settings.sample_steps, generator=gen
+    )
     written = save_clips(clips.cpu(), out_dir / "samples", ("mp4", "gif"), fps=4, captions=captions)
     save_metrics_json(metrics, out_dir / "metrics.json")
     files = [str(p.relative_to(out_dir)) for p in written if p.suffix in (".mp4", ".png")][:3]
     files.append("samples/grid.png")
-    return metrics, sorted(set(files)) + ["metrics.json"]
+    return metrics, [*sorted(set(files)), "metrics.json"]
 
 
 def _steps_trained(run: Path) -> int:

@@ -18,10 +18,10 @@ from torch import Tensor
 
 __all__ = [
     "read_image",
+    "save_clips",
     "save_frame_strip",
     "save_gif",
     "save_grid",
-    "save_clips",
     "save_metrics_json",
     "save_mp4",
     "to_uint8_frames",
@@ -59,26 +59,32 @@ def save_mp4(clip: Tensor, path: PathLike, fps: int = 8, crf: int = 12) -> Path:
         frames = padded
     if fps < 1:
         raise ValueError(f"fps: expected >= 1, got {fps}")
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=fps)
-            stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
-            stream.options = {"crf": str(crf)}
-            for frame in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
+        stream.options = {"crf": str(crf)}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
     return Path(path)
 
 
 def save_gif(clip: Tensor, path: PathLike, fps: int = 8, scale: int = 1) -> Path:
     """Write ``clip`` ``(C, T, H, W)`` as a looping animated GIF, each pixel shown as ``scale x scale``."""
     frames = to_uint8_frames(clip)
-    images = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in frames]
+    images = [
+        Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in frames
+    ]
     with atomic_path(path) as tmp:
         images[0].save(
-            tmp, format="GIF", save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)), loop=0
+            tmp,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=max(1, round(1000 / fps)),
+            loop=0,
         )
     return Path(path)
 
@@ -140,12 +146,16 @@ def save_clips(
         if "mp4" in formats:
             written.append(save_mp4(clip, stem.with_suffix(".mp4"), fps))
         if "gif" in formats:
-            written.append(save_gif(clip, stem.with_suffix(".gif"), fps, scale=4 if clip.shape[-1] <= 64 else 1))
+            written.append(
+                save_gif(clip, stem.with_suffix(".gif"), fps, scale=4 if clip.shape[-1] <= 64 else 1)
+            )
         if "png" in formats:
             written.append(save_frame_strip(clip, stem.with_suffix(".png")))
     written.append(save_grid(clips, folder / "grid.png", scale=2 if clips.shape[-1] <= 64 else 1))
     if captions is not None:
-        written.append(write_json({f"{prefix}_{i:03d}": c for i, c in enumerate(captions)}, folder / "captions.json"))
+        written.append(
+            write_json({f"{prefix}_{i:03d}": c for i, c in enumerate(captions)}, folder / "captions.json")
+        )
     return written
 
 
@@ -161,7 +171,9 @@ def read_image(path: PathLike, size: tuple[int, int] | None = None) -> Tensor:
     except OSError as exc:
         raise ValueError(f"image: {p} is not a readable image ({exc})") from exc
     if size is not None and array.shape[:2] != tuple(size):
-        raise ValueError(f"image: {p} is {array.shape[0]}x{array.shape[1]}, the pipeline makes {size[0]}x{size[1]}")
+        raise ValueError(
+            f"image: {p} is {array.shape[0]}x{array.shape[1]}, the pipeline makes {size[0]}x{size[1]}"
+        )
     return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1
 
 

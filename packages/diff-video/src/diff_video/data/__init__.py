@@ -35,8 +35,8 @@ __all__ = [
     "shapes_vocabulary",
 ]
 
-from diff_video.data.decode import VideoInfo, available_decoders, probe, read_frames, read_video  # noqa: E402
-from diff_video.data.folder import VIDEO_EXTENSIONS, BucketBatchSampler, VideoFolder  # noqa: E402
+from diff_video.data.decode import VideoInfo, available_decoders, probe, read_frames, read_video
+from diff_video.data.folder import VIDEO_EXTENSIONS, BucketBatchSampler, VideoFolder
 
 __all__ += [
     "VIDEO_EXTENSIONS",

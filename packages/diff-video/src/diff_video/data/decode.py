@@ -18,7 +18,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["DECODERS", "VideoInfo", "available_decoders", "probe", "read_frames", "read_video", "resolve_decoder"]
+__all__ = [
+    "DECODERS",
+    "VideoInfo",
+    "available_decoders",
+    "probe",
+    "read_frames",
+    "read_video",
+    "resolve_decoder",
+]
 
 DECODERS = ("auto", "pyav", "decord")
 PathLike = str | os.PathLike[str]
@@ -131,7 +139,9 @@ def _read_pyav(path: Path, idx: list[int]) -> np.ndarray:
             if i >= last:
                 break
     if min(idx) < 0 or last not in got:
-        raise ValueError(f"video: {path} has {len(got) and max(got) + 1} decodable frames; asked for frame {last}")
+        raise ValueError(
+            f"video: {path} has {len(got) and max(got) + 1} decodable frames; asked for frame {last}"
+        )
     return np.stack([got[i] for i in idx])
 
 

@@ -83,7 +83,9 @@ class VideoFolder(Dataset):
             self.infos.append(reason)
         if not self.files:
             detail = f"; skipped: {self.skipped[0][0]} ({self.skipped[0][1]})" if self.skipped else ""
-            raise ValueError(f"data.path: {self.root} has no usable video ({', '.join(VIDEO_EXTENSIONS)}){detail}")
+            raise ValueError(
+                f"data.path: {self.root} has no usable video ({', '.join(VIDEO_EXTENSIONS)}){detail}"
+            )
         self.notes = [f"skipped {p}: {why}" for p, why in self.skipped]
         self.buckets = [self.clip_size(info) for info in self.infos]
 
@@ -93,8 +95,12 @@ class VideoFolder(Dataset):
         meta = self.root / "metadata.jsonl"
         if meta.is_file():
             return self._from_metadata(meta), []
-        videos = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
-        classes = sorted({p.relative_to(self.root).parts[0] for p in videos if len(p.relative_to(self.root).parts) > 1})
+        videos = sorted(
+            p for p in self.root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()
+        )
+        classes = sorted(
+            {p.relative_to(self.root).parts[0] for p in videos if len(p.relative_to(self.root).parts) > 1}
+        )
         if classes and all(len(p.relative_to(self.root).parts) > 1 for p in videos):
             return [(p, "", classes.index(p.relative_to(self.root).parts[0])) for p in videos], classes
         return [(p, "", -1) for p in videos], []
@@ -109,11 +115,19 @@ class VideoFolder(Dataset):
             except json.JSONDecodeError as exc:
                 raise ValueError(f"data.path: {meta}, line {n}: not JSON ({exc.msg})") from exc
             text = row.get("text", row.get("caption")) if isinstance(row, dict) else None
-            if not isinstance(row, dict) or not isinstance(row.get("file_name"), str) or not isinstance(text, str):
-                raise ValueError(f'data.path: {meta}, line {n}: expected {{"file_name": "...", "text": "..."}}')
+            if (
+                not isinstance(row, dict)
+                or not isinstance(row.get("file_name"), str)
+                or not isinstance(text, str)
+            ):
+                raise ValueError(
+                    f'data.path: {meta}, line {n}: expected {{"file_name": "...", "text": "..."}}'
+                )
             path = self.root / row["file_name"]
             if not path.is_file():
-                raise FileNotFoundError(f"data.path: {meta}, line {n}: {row['file_name']} does not exist under {self.root}")
+                raise FileNotFoundError(
+                    f"data.path: {meta}, line {n}: {row['file_name']} does not exist under {self.root}"
+                )
             out.append((path, text, -1))
         return out
 
@@ -164,7 +178,7 @@ class VideoFolder(Dataset):
         span = math.floor((self.frames - 1) * step) + 1
         if start is None:
             start = int(torch.randint(0, info.frames - span + 1, ()).item())
-        return [start + int(math.floor(k * step)) for k in range(self.frames)]
+        return [start + math.floor(k * step) for k in range(self.frames)]
 
     def _shape(self, clip: Tensor) -> Tensor:
         """``(3, T, H, W)`` -> the target size as :attr:`resize` says."""
@@ -172,10 +186,18 @@ class VideoFolder(Dataset):
             return clip
         h, w = clip.shape[-2:]
         if self.resize == "resize":
-            return F.interpolate(clip.transpose(0, 1), (self.height, self.width), mode="bilinear", antialias=True, align_corners=False).transpose(0, 1)
+            return F.interpolate(
+                clip.transpose(0, 1),
+                (self.height, self.width),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            ).transpose(0, 1)
         scale = max(self.height / h, self.width / w)
         sh, sw = max(self.height, round(h * scale)), max(self.width, round(w * scale))
-        clip = F.interpolate(clip.transpose(0, 1), (sh, sw), mode="bilinear", antialias=True, align_corners=False).transpose(0, 1)
+        clip = F.interpolate(
+            clip.transpose(0, 1), (sh, sw), mode="bilinear", antialias=True, align_corners=False
+        ).transpose(0, 1)
         top, left = (sh - self.height) // 2, (sw - self.width) // 2
         return clip[..., top : top + self.height, left : left + self.width]
 

@@ -132,7 +132,9 @@ class ShapesConfig:
         if not self.num_objects or not set(self.num_objects) <= {1, 2}:
             raise ValueError(f"num_objects: expected counts among (1, 2), got {self.num_objects}")
         if max(self.num_objects) > len(self.colours):
-            raise ValueError(f"colours: {max(self.num_objects)} objects need as many colours, got {self.colours}")
+            raise ValueError(
+                f"colours: {max(self.num_objects)} objects need as many colours, got {self.colours}"
+            )
         if self.directions not in (4, 8):
             raise ValueError(f"directions: expected 4 or 8, got {self.directions}")
         if not 0.0 <= self.event_prob <= 1.0:
@@ -244,7 +246,9 @@ def _draw_object(config: ShapesConfig, rng: np.random.Generator, colour: str) ->
     return ObjectSpec(colour, shape, direction, speed, event, start, (vx, vy), size, digit, label)
 
 
-def _start_coordinate(rng: np.random.Generator, extent: int, half: float, travel: float, bounce: bool) -> float:
+def _start_coordinate(
+    rng: np.random.Generator, extent: int, half: float, travel: float, bounce: bool
+) -> float:
     """A start coordinate such that the whole path (``travel`` pixels) stays inside ``[half, extent - half]``
     (a bouncing object only needs to start inside)."""
     lo, hi = half, extent - half
@@ -323,7 +327,7 @@ def render_clip(spec: ClipSpec) -> tuple[Tensor, dict[str, Any]]:
         masks[j] = _shape_masks(obj, path, sizes, h, w) & shown[:, None, None]
     wall = np.zeros((h, w), dtype=bool)
     if any(o.event == "occlude" for o in spec.objects):
-        x0, x1 = int(round(w * 0.42)), int(round(w * 0.58))
+        x0, x1 = round(w * 0.42), round(w * 0.58)
         wall[:, x0:x1] = True
     for j, obj in enumerate(spec.objects):  # later objects are drawn over earlier ones
         frames[masks[j]] = COLOURS[obj.colour]

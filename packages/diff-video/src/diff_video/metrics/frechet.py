@@ -180,13 +180,18 @@ def i3d_fvd(real: Tensor, fake: Tensor, detector_path: str | os.PathLike[str], d
     [-1, 1]; the Frechet distance of its features of ``real`` and ``fake``. Nothing is downloaded."""
     path = os.fspath(detector_path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"i3d: {path} does not exist (a local TorchScript I3D file is needed for FVD)")
+        raise FileNotFoundError(
+            f"i3d: {path} does not exist (a local TorchScript I3D file is needed for FVD)"
+        )
     detector = torch.jit.load(path, map_location=device).eval()
 
     def feats(clips: Tensor) -> Tensor:
         with torch.no_grad():
             return torch.cat(
-                [detector(c.to(device), rescale=False, resize=True, return_features=True).cpu() for c in clips.split(16)]
+                [
+                    detector(c.to(device), rescale=False, resize=True, return_features=True).cpu()
+                    for c in clips.split(16)
+                ]
             )
 
     return features_frechet(feats(real), feats(fake))

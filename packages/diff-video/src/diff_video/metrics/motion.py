@@ -71,13 +71,17 @@ def track_objects(clip: Tensor, caption: str, min_area: float = 0.01) -> list[Ob
         mask = labels == _PALETTE_NAMES.index(obj.colour)
         area = mask.reshape(t, -1).sum(1).astype(np.float64)
         fill_all = np.array([_fill_ratio(m) if a > 0 else 0.0 for m, a in zip(mask, area)])
-        found = (area >= need) & (fill_all >= 0.25)  # scattered pixels of the colour (noise) are not an object
+        found = (area >= need) & (
+            fill_all >= 0.25
+        )  # scattered pixels of the colour (noise) are not an object
         safe = np.maximum(area, 1)
         cx = (mask * xs).reshape(t, -1).sum(1) / safe
         cy = (mask * ys).reshape(t, -1).sum(1) / safe
         centroid = np.where(found[:, None], np.stack([cx, cy], 1), np.nan)
         fill = np.where(found, fill_all, np.nan)
-        tracks.append(ObjectTrack(obj.colour, obj.shape, obj.direction, obj.speed, obj.event, found, centroid, fill))
+        tracks.append(
+            ObjectTrack(obj.colour, obj.shape, obj.direction, obj.speed, obj.event, found, centroid, fill)
+        )
     return tracks
 
 
@@ -99,7 +103,11 @@ def _velocity(track: ObjectTrack) -> tuple[float, float, int]:
     c = track.centroid[use]
     f = f - f.mean()
     denom = float((f**2).sum())
-    return float((f * (c[:, 0] - c[:, 0].mean())).sum() / denom), float((f * (c[:, 1] - c[:, 1].mean())).sum() / denom), int(use.sum())
+    return (
+        float((f * (c[:, 0] - c[:, 0].mean())).sum() / denom),
+        float((f * (c[:, 1] - c[:, 1].mean())).sum() / denom),
+        int(use.sum()),
+    )
 
 
 def nearest_direction(vx: float, vy: float, directions: Sequence[str]) -> str:
@@ -149,14 +157,19 @@ def motion_adherence(
             moved = math.hypot(vx, vy) * span >= min_motion * side
             hits["direction"].append(float(moved and nearest_direction(vx, vy, names) == tr.direction))
             if tr.speed is not None:
-                expected_speed = {w: SPEEDS[w] * 0.4 * side / max(t - 1, 1) * (2 if tr.event == "bounce" else 1) for w in SPEEDS}
+                expected_speed = {
+                    w: SPEEDS[w] * 0.4 * side / max(t - 1, 1) * (2 if tr.event == "bounce" else 1)
+                    for w in SPEEDS
+                }
                 speed = math.hypot(vx, vy)
                 guess = min(SPEEDS, key=lambda w: abs(math.log(max(speed, 1e-6) / expected_speed[w])))
                 hits["speed"].append(float(guess == tr.speed))
             seen = tr.found[expected]
             hits["colour"].append(float(seen.mean() >= 0.5))
             fill = np.nanmedian(tr.fill) if tr.found.any() else float("nan")
-            hits["shape"].append(float(tr.found.any() and _shape_bucket(float(fill)) == _shape_bucket(tr.shape)))
+            hits["shape"].append(
+                float(tr.found.any() and _shape_bucket(float(fill)) == _shape_bucket(tr.shape))
+            )
             if tr.event != "occlude":
                 hits["persistence"].append(float(seen.all()))
     out = {f"{k}_adherence": _mean(v) for k, v in hits.items() if k != "persistence"}

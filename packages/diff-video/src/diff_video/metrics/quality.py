@@ -26,7 +26,9 @@ def ssim(a: Tensor, b: Tensor, window: int = 7, sigma: float = 1.5) -> Tensor:
     """Mean SSIM ``(B,)`` (Wang et al. 2004, Eq. 13; ``C1 = 0.01^2``, ``C2 = 0.03^2``) over channels and frames of
     images ``(B, C, H, W)`` or clips ``(B, C, T, H, W)`` in [-1, 1], with a Gaussian window (valid region only)."""
     if a.shape != b.shape or a.ndim not in (4, 5):
-        raise ValueError(f"a, b: expected equal (B, C, [T,] H, W) shapes, got {tuple(a.shape)}, {tuple(b.shape)}")
+        raise ValueError(
+            f"a, b: expected equal (B, C, [T,] H, W) shapes, got {tuple(a.shape)}, {tuple(b.shape)}"
+        )
     batch = a.shape[0]
     if a.ndim == 5:  # frames as images: (B, C, T, H, W) -> (B * T, C, H, W)
         a, b = (v.transpose(1, 2).reshape(-1, v.shape[1], *v.shape[-2:]) for v in (a, b))

@@ -84,7 +84,9 @@ class VideoDiTConfig:
         if self.depth < 1 or (self.attention == "factorised" and self.depth % 2):
             raise ValueError(f"depth: expected >= 1 (even for factorised attention), got {self.depth}")
         if self.num_classes < 0 or self.context_dim < 0:
-            raise ValueError(f"num_classes, context_dim: expected >= 0, got {self.num_classes}, {self.context_dim}")
+            raise ValueError(
+                f"num_classes, context_dim: expected >= 0, got {self.num_classes}, {self.context_dim}"
+            )
 
 
 class VideoDiTBlock(DiTBlock):
@@ -236,7 +238,9 @@ class VideoDiT(PretrainedModel):
                 h = block(*args)
         shift, scale = self.final_layer.modulation(c)[:, :, None].chunk(2, dim=-1)
         out = self.final_layer.linear(modulate(self.final_layer.norm(h), shift, scale))
-        return unpatchify(out.reshape(b, -1, out.shape[-1]), grid, self.config.patch_size, self.config.in_channels)
+        return unpatchify(
+            out.reshape(b, -1, out.shape[-1]), grid, self.config.patch_size, self.config.in_channels
+        )
 
     def _check(
         self, x: Tensor, t: Tensor, y: Tensor | None, context: Tensor | None, frame_mask: Tensor | None

@@ -52,7 +52,9 @@ class TextEncoderConfig:
         if self.width % self.heads:
             raise ValueError(f"text heads: {self.heads} must divide the text width {self.width}")
         if self.max_length < 2 or self.layers < 1:
-            raise ValueError(f"text max_length >= 2 and layers >= 1 expected, got {self.max_length}, {self.layers}")
+            raise ValueError(
+                f"text max_length >= 2 and layers >= 1 expected, got {self.max_length}, {self.layers}"
+            )
 
 
 class TextEncoder(PretrainedModel):

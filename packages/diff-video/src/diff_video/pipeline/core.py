@@ -60,12 +60,19 @@ class FrameConditioned(nn.Module):
         self.network, self.schedule = network, schedule
 
     def forward(
-        self, x: Tensor, t: Tensor, frames: Tensor | None = None, frame_mask: Tensor | None = None, **cond: Any
+        self,
+        x: Tensor,
+        t: Tensor,
+        frames: Tensor | None = None,
+        frame_mask: Tensor | None = None,
+        **cond: Any,
     ) -> Tensor:
         if frame_mask is None:
             return self.network(x, t, **cond)
         if frames is None or frames.shape != x.shape:
-            raise ValueError(f"frames: expected the given frames shaped like x {tuple(x.shape)} with frame_mask")
+            raise ValueError(
+                f"frames: expected the given frames shaped like x {tuple(x.shape)} with frame_mask"
+            )
         keep = frame_mask[:, None, :, None, None]
         out = self.network(torch.where(keep, frames, x), t, frame_mask=frame_mask, **cond)
         c = PathCoefficients.at(self.schedule, t.double(), x.ndim, x.dtype)
@@ -142,7 +149,9 @@ class VideoPipeline(Pipeline):
         if guidance is None or guidance == 0:
             return DEFAULT_GUIDANCE if self.conditional else 1.0
         if guidance != 1.0 and not self.conditional:
-            raise ValueError(f"guidance: this pipeline is unconditional; got {guidance:g}, expected 1 or 0 (unset)")
+            raise ValueError(
+                f"guidance: this pipeline is unconditional; got {guidance:g}, expected 1 or 0 (unset)"
+            )
         return float(guidance)
 
     def condition(
@@ -156,7 +165,9 @@ class VideoPipeline(Pipeline):
             chosen = list(prompts or self.prompts or [""])
             chosen = (chosen * -(-n // len(chosen)))[:n]
             ids = self.text_encoder.tokenize(chosen, device=dev)
-            return {"input_ids": ids}, {"input_ids": self.text_encoder.tokenize([""], device=dev).expand(n, -1)}
+            return {"input_ids": ids}, {
+                "input_ids": self.text_encoder.tokenize([""], device=dev).expand(n, -1)
+            }
         if self.num_classes:
             if prompts:
                 raise ValueError("prompts: this pipeline is class-conditional; pass labels")
@@ -238,7 +249,9 @@ class VideoPipeline(Pipeline):
             part = {k: v[start : start + b] for k, v in cond.items()}
             guided = den
             if scale != 1.0:
-                guided = ClassifierFreeGuidance(den, scale, {k: v[start : start + b] for k, v in uncond.items()})
+                guided = ClassifierFreeGuidance(
+                    den, scale, {k: v[start : start + b] for k, v in uncond.items()}
+                )
             noise = torch.randn((b, *shape), generator=generator, device=self.device)
             x = diffcore_sample(guided, noise, sampler=sampler, steps=steps, cond=part, generator=generator)
             out.append(self.decode(x) if decode else x)
@@ -261,7 +274,9 @@ class VideoPipeline(Pipeline):
         shape = self.model_shape(frames or self.clip_shape[1])
         known = self.encode(first)
         if known.shape[2] > shape[1]:
-            raise ValueError(f"first: {k} given frames do not fit a clip of {frames or self.clip_shape[1]} frames")
+            raise ValueError(
+                f"first: {k} given frames do not fit a clip of {frames or self.clip_shape[1]} frames"
+            )
         given = torch.zeros((n, *shape), device=self.device, dtype=known.dtype)
         given[:, :, : known.shape[2]] = known
         mask = torch.zeros((n, shape[1]), dtype=torch.bool, device=self.device)
@@ -286,7 +301,9 @@ class VideoPipeline(Pipeline):
         window = self.clip_shape[1]
         win = self.model_shape(window)
         if not 0 < overlap < win[1]:
-            raise ValueError(f"overlap: expected 0 < overlap < {win[1]} model frames per window, got {overlap}")
+            raise ValueError(
+                f"overlap: expected 0 < overlap < {win[1]} model frames per window, got {overlap}"
+            )
         options = {**options, "decode": False}
         if first is None:
             x = self.generate(n, prompts, labels, window, **options)
@@ -330,7 +347,9 @@ class VideoPipeline(Pipeline):
     def from_parts(cls, config: dict[str, Any], components: dict[str, Any]) -> VideoPipeline:
         """The pipeline of :meth:`pipeline_config`'s ``config`` and the loaded ``components``."""
         if "model" not in components:
-            raise ValueError(f"components: expected 'model' among the pipeline's parts, got {sorted(components)}")
+            raise ValueError(
+                f"components: expected 'model' among the pipeline's parts, got {sorted(components)}"
+            )
         return cls(
             components["model"],
             text_encoder=components.get("text_encoder"),

@@ -56,7 +56,11 @@ def validation_loss(
 ) -> float:
     """Open-Sora's validation loss: the rectified-flow loss averaged over 10 fixed times and the clips
     ``(B, C, T, H, W)`` in [-1, 1], with noise drawn from ``seed`` (the same numbers for every pipeline)."""
-    net = pipeline.model if pipeline.text_encoder is None else TextConditioned(pipeline.model, pipeline.text_encoder)
+    net = (
+        pipeline.model
+        if pipeline.text_encoder is None
+        else TextConditioned(pipeline.model, pipeline.text_encoder)
+    )
     tokenize = pipeline.text_encoder.tokenize if pipeline.text_encoder is not None else None
     total, count = 0.0, 0
     for t in VALIDATION_TIMES:
@@ -85,7 +89,12 @@ def evaluate(
     reference, _ = heldout.render(m, start=n)
     floor_set, _ = heldout.render(m, start=n + m)
     gen = make_generator(config.seed, pipeline.device)
-    options = {"guidance": config.guidance, "sampler": config.sampler, "steps": config.steps, "generator": gen}
+    options = {
+        "guidance": config.guidance,
+        "sampler": config.sampler,
+        "steps": config.steps,
+        "generator": gen,
+    }
     prompts = captions if pipeline.text_encoder is not None else None
     fake = pipeline.generate(n, prompts=prompts, progress=True, **options).cpu()
     metrics: dict[str, float] = {"num_samples": float(n), "num_reference": float(m)}

@@ -58,13 +58,19 @@ def _given_frames(pipeline: VideoPipeline, config: VideoI2VConfig) -> Tensor:
 
     video = read_video(path)
     if video.shape[-2:] != (h, w) or video.shape[0] != c:
-        raise ValueError(f"image: {path} has frames {tuple(video.shape)}; the pipeline makes {c}x{h}x{w} frames")
+        raise ValueError(
+            f"image: {path} has frames {tuple(video.shape)}; the pipeline makes {c}x{h}x{w} frames"
+        )
     if config.context_frames < 1 or config.context_frames > video.shape[1]:
-        raise ValueError(f"context_frames: expected 1..{video.shape[1]} frames of {path}, got {config.context_frames}")
+        raise ValueError(
+            f"context_frames: expected 1..{video.shape[1]} frames of {path}, got {config.context_frames}"
+        )
     return video[None, :, -config.context_frames :]
 
 
-def image_to_video(pipeline: VideoPipeline, config: VideoI2VConfig, *, out: str | Path | None = None) -> Tensor:
+def image_to_video(
+    pipeline: VideoPipeline, config: VideoI2VConfig, *, out: str | Path | None = None
+) -> Tensor:
     """A clip ``(1, C, T, H, W)`` that starts with ``config.image`` (or continues a video's last frames) and moves
     as ``config.prompt`` / ``config.label`` says; ``config.length`` beyond one window extends it window by window.
     With ``out``, writes ``i2v_000.mp4`` / ``.gif`` / ``.png`` there."""
@@ -74,7 +80,12 @@ def image_to_video(pipeline: VideoPipeline, config: VideoI2VConfig, *, out: str 
     gen = make_generator(config.seed, pipeline.device)
     prompts = [config.prompt] if config.prompt else None
     labels = [config.label] if config.label >= 0 else None
-    options = {"guidance": config.guidance, "sampler": config.sampler, "steps": config.steps, "generator": gen}
+    options = {
+        "guidance": config.guidance,
+        "sampler": config.sampler,
+        "steps": config.steps,
+        "generator": gen,
+    }
     window = pipeline.clip_shape[1]
     if config.length > window:
         clip = pipeline.extend(1, config.length, config.overlap, prompts, labels, first=given, **options)

@@ -34,7 +34,14 @@ from diff_video.config import VideoTrainConfig
 from diff_video.models import TextConditioned, TextEncoder, TextEncoderConfig, VideoDiT, VideoDiTConfig
 from diff_video.pipeline.core import VideoPipeline, flow_schedule
 
-__all__ = ["CONFIG_FILE", "PIPELINE_DIR", "TrainingData", "VideoFlowObjective", "build_training_data", "train"]
+__all__ = [
+    "CONFIG_FILE",
+    "PIPELINE_DIR",
+    "TrainingData",
+    "VideoFlowObjective",
+    "build_training_data",
+    "train",
+]
 
 CONFIG_FILE = "train_config.json"
 PIPELINE_DIR = "pipeline"
@@ -73,7 +80,9 @@ class VideoFlowObjective:
         if self.image_prob > 0 and self.patch_frames != 1:
             raise ValueError(f"image_prob: 1-frame clips need a temporal patch of 1, got {self.patch_frames}")
 
-    def frame_mask(self, b: int, frames: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
+    def frame_mask(
+        self, b: int, frames: int, device: torch.device, generator: torch.Generator | None
+    ) -> Tensor:
         """``(B, frames)`` bool: the frames given clean (whole token-frames of ``patch_frames``)."""
         tf = frames // self.patch_frames
         mask = torch.zeros((b, tf), dtype=torch.bool, device=device)
@@ -88,12 +97,17 @@ class VideoFlowObjective:
         chosen = torch.where((kind == 0)[:, None], first, torch.where((kind == 1)[:, None], quarter, last))
         return (chosen & use[:, None]).repeat_interleave(self.patch_frames, 1)
 
-    def _prepare(self, batch: Mapping[str, Any], generator: torch.Generator | None) -> tuple[Tensor, dict[str, Any]]:
+    def _prepare(
+        self, batch: Mapping[str, Any], generator: torch.Generator | None
+    ) -> tuple[Tensor, dict[str, Any]]:
         x = batch["x"]
         cond = {k: v for k, v in batch.items() if k not in ("x", "caption")}
         if self.tokenize is not None and "caption" in batch:
             cond["input_ids"] = self.tokenize(list(batch["caption"]), x.device)
-        if self.image_prob > 0 and float(torch.rand((), generator=generator, device=x.device)) < self.image_prob:
+        if (
+            self.image_prob > 0
+            and float(torch.rand((), generator=generator, device=x.device)) < self.image_prob
+        ):
             j = int(torch.randint(0, x.shape[2], (), generator=generator, device=x.device))
             x = x[:, :, j : j + 1]
         if self.encode is not None:
@@ -146,7 +160,9 @@ def build_training_data(config: VideoTrainConfig) -> TrainingData:
         s = config.data.shapes
         dataset = MovingShapes(s)
         if cond == "class":
-            raise ValueError("model.conditioning: the moving-shapes set has captions, not classes; use text or none")
+            raise ValueError(
+                "model.conditioning: the moving-shapes set has captions, not classes; use text or none"
+            )
         prompts = dataset.captions(8)
         return TrainingData(
             dataset, (3, s.frames, s.height, s.width), cond, shapes_vocabulary(s), prompts, shapes=asdict(s)
@@ -197,7 +213,9 @@ def _loader(data: TrainingData, config: VideoTrainConfig) -> DataLoader:
         from diff_video.data.folder import BucketBatchSampler
 
         sampler = BucketBatchSampler(buckets, config.batch_size, config.train.seed)
-        return DataLoader(data.dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0)
+        return DataLoader(
+            data.dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0
+        )
     return DataLoader(
         data.dataset,
         batch_size=config.batch_size,
@@ -212,27 +230,39 @@ def _print_note(line: str) -> None:
     print(f"note: {line}", file=sys.stderr, flush=True)
 
 
-def build_model(config: VideoTrainConfig, data: TrainingData, model_shape: tuple[int, ...]) -> tuple[VideoDiT, TextEncoder | None]:
+def build_model(
+    config: VideoTrainConfig, data: TrainingData, model_shape: tuple[int, ...]
+) -> tuple[VideoDiT, TextEncoder | None]:
     """The VideoDiT (and the text encoder, for text conditioning) of ``config``, initialised under its seed."""
     m = config.model
     text = None
     with seeded(config.train.seed):
         if data.conditioning == "text":
             text = TextEncoder(
-                TextEncoderConfig(data.vocabulary, m.text_width, m.text_layers, m.text_heads, m.text_max_length)
+                TextEncoderConfig(
+                    data.vocabulary, m.text_width, m.text_layers, m.text_heads, m.text_max_length
+                )
             )
         dit = VideoDiT(
             VideoDiTConfig(
-                input_size=tuple(model_shape[1:]), patch_size=m.patch_size, in_channels=model_shape[0],
-                hidden_size=m.width, depth=m.depth, num_heads=m.heads, attention=m.attention,
-                num_classes=data.num_classes, context_dim=m.text_width if text is not None else 0,
+                input_size=tuple(model_shape[1:]),
+                patch_size=m.patch_size,
+                in_channels=model_shape[0],
+                hidden_size=m.width,
+                depth=m.depth,
+                num_heads=m.heads,
+                attention=m.attention,
+                num_classes=data.num_classes,
+                context_dim=m.text_width if text is not None else 0,
                 gradient_checkpointing=m.gradient_checkpointing,
-            )  # fmt: skip
+            )
         )
     return dit, text
 
 
-def train(config: VideoTrainConfig, *, save: bool = True, notes: Callable[[str], None] | None = None) -> VideoPipeline:
+def train(
+    config: VideoTrainConfig, *, save: bool = True, notes: Callable[[str], None] | None = None
+) -> VideoPipeline:
     """Train a pipeline as ``config`` says; the run goes to ``config.train.output_dir``: ``train_config.json``,
     the Trainer's logs and checkpoints, and (``save``) the pipeline in ``pipeline/``. A folder that already holds
     a run is refused unless ``config.train.resume`` continues it.
