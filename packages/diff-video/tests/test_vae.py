@@ -47,11 +47,16 @@ def test_a_latent_pipeline_trains_the_vae_first_and_samples_clips_of_the_pixel_s
         frames=5, height=16, width=16, num_objects=(1,), events=(), shapes=("square",), length=32
     )
     cfg = VideoTrainConfig(
-        model=VideoModelConfig(width=24, depth=2, heads=4, patch_size=(1, 2, 2), text_width=16, text_layers=1,
-                               text_heads=2),  # fmt: skip
-        vae=VaeConfig(enabled=True, channels=16, steps=2), data=VideoDataConfig(shapes=shapes), batch_size=4,
-        train=TrainConfig(output_dir=str(tmp_path / "run"), steps=2, ema_decay=None, device="cpu", progress_bar=False),
-    )  # fmt: skip
+        model=VideoModelConfig(
+            width=24, depth=2, heads=4, patch_size=(1, 2, 2), text_width=16, text_layers=1, text_heads=2
+        ),
+        vae=VaeConfig(enabled=True, channels=16, steps=2),
+        data=VideoDataConfig(shapes=shapes),
+        batch_size=4,
+        train=TrainConfig(
+            output_dir=str(tmp_path / "run"), steps=2, ema_decay=None, device="cpu", progress_bar=False
+        ),
+    )
     pipe = train(cfg)
     assert pipe.model_shape(5) == (4, 2, 4, 4) and pipe.vae.config.scale != 1.0
     clips = pipe.generate(2, prompts=["a red square moves left"], steps=2)
