@@ -23,7 +23,9 @@ def clips():
     return MovingShapes(cfg).render(4)
 
 
-@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.parametrize(
+    "decoder", ["pyav", "auto"]
+)  # auto: decord where installed, PyAV for 24-pixel frames
 def test_an_mp4_written_with_pyav_reads_back_close_to_the_clip(tmp_path, clips, decoder):
     clip = clips[0][0]
     save_mp4(clip, tmp_path / "a.mp4", fps=5, crf=0)
@@ -36,10 +38,11 @@ def test_an_mp4_written_with_pyav_reads_back_close_to_the_clip(tmp_path, clips, 
     assert frames.shape == (3, 16, 24, 3) and np.array_equal(frames[1], frames[2])
 
 
-def test_decord_and_pyav_give_the_same_frames(tmp_path, clips):
+def test_decord_and_pyav_give_the_same_frames(tmp_path):
     if "decord" not in DECODERS:
         pytest.skip("decord (the decord extra) is not installed")
-    save_mp4(clips[0][1], tmp_path / "b.mp4")
+    cfg = ShapesConfig(frames=8, height=64, width=64, num_objects=(2,), events=(), length=1)
+    save_mp4(MovingShapes(cfg)[0]["x"], tmp_path / "b.mp4")
     a = read_frames(tmp_path / "b.mp4", [0, 3, 7], "pyav")
     b = read_frames(tmp_path / "b.mp4", [0, 3, 7], "decord")
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 2

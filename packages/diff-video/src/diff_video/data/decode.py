@@ -1,8 +1,9 @@
 """One interface to decode videos: PyAV (always installed) or decord (the ``decord`` extra, ``decord2`` on Linux).
 
 ``probe(path, decoder)`` -> :class:`VideoInfo`; ``read_frames(path, indices, decoder)`` -> ``(T, H, W, 3)`` uint8.
-``decoder`` is ``"pyav"``, ``"decord"`` or ``"auto"`` (decord when it imports, else PyAV). Both give the same frames
-for the same indices (tested where decord is installed). Errors name the file.
+``decoder`` is ``"pyav"``, ``"decord"`` or ``"auto"`` (decord when it imports, else PyAV; PyAV also for a file decord
+cannot decode: decord2 3.4 fails on frames narrower than 64 pixels). Both give the same frames for the same indices
+(tested where decord is installed). Errors name the file.
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ def resolve_decoder(decoder: str) -> str:
 
 def probe(path: PathLike, decoder: str = "auto") -> VideoInfo:
     """Frame count, fps and size of the video at ``path``; ``ValueError`` naming the file when it cannot be read."""
+    if decoder == "auto" and resolve_decoder(decoder) == "decord":
+        try:
+            info = probe(path, "decord")
+            read_frames_with(path, [0], "decord")  # decord opens files it then fails to decode
+            return info
+        except ValueError:
+            decoder = "pyav"
     p = Path(path)
     try:
         if resolve_decoder(decoder) == "decord":
@@ -103,6 +111,18 @@ def _probe_pyav(path: Path) -> VideoInfo:
 
 
 def read_frames(path: PathLike, indices: Sequence[int], decoder: str = "auto") -> np.ndarray:
+    """Frames ``indices`` of the video at ``path`` (see :func:`read_frames_with`); ``auto`` falls back to PyAV when
+    decord cannot decode the file."""
+    chosen = resolve_decoder(decoder)
+    try:
+        return read_frames_with(path, indices, chosen)
+    except ValueError:
+        if decoder != "auto" or chosen == "pyav":
+            raise
+        return read_frames_with(path, indices, "pyav")
+
+
+def read_frames_with(path: PathLike, indices: Sequence[int], decoder: str) -> np.ndarray:
     """Frames ``indices`` (0-based, any order, repeats allowed) of the video at ``path`` as ``(T, H, W, 3)`` uint8
     RGB. An index past the last frame is an error naming the file and its frame count."""
     p = Path(path)
