@@ -1,7 +1,7 @@
 """diff-video benchmark: text-to-video on moving shapes, the issue's quick (CPU) or GPU targets.
 
     uv run python benchmarks/video/video_bench.py --quick                       # CPU, <= 5 min on two free cores
-    uv run python benchmarks/video/video_bench.py --out runs/video_bench        # one H100, ~8 min of training
+    uv run python benchmarks/video/video_bench.py --out runs/video_bench        # one H100, ~6 min (270 s training)
     uv run python benchmarks/video/video_bench.py --out runs/video_bench --resume   # continue a cut GPU run
     uv run python benchmarks/video/video_bench.py --tiny                        # seconds: checks the GPU path on CPU
 
@@ -31,7 +31,7 @@ def tiny_settings() -> BenchSettings:
     """The full run's code path (bf16, compile off on CPU, feature net, extension) at a size that runs in seconds."""
     return replace(BenchSettings.full(), frames=4, size=16, width=48, depth=2, heads=4, batch_size=4, steps=3,
                    train_seconds=60.0, samples=4, sample_steps=2, feature_steps=2, extend_factor=2,
-                   mixed_precision="no", compile=False, device="cpu")  # fmt: skip
+                   mixed_precision="no", compile=False, device="cpu", num_workers=0)  # fmt: skip
 
 
 def main() -> None:
