@@ -42,6 +42,7 @@ def test_the_encoder_and_decoder_are_causal_in_time():
     assert vae.encode(x[:, :, :1]).allclose(vae.encode(x)[:, :, :1], atol=1e-5)  # frame 0 is encoded alone
 
 
+@pytest.mark.slow
 def test_a_latent_pipeline_trains_the_vae_first_and_samples_clips_of_the_pixel_size(tmp_path):
     shapes = ShapesConfig(
         frames=5, height=16, width=16, num_objects=(1,), events=(), shapes=("square",), length=32
