@@ -1,7 +1,7 @@
 """The diff-video benchmark behind ``diffuse bench video`` and ``benchmarks/video/video_full.py``.
 
 * quick (CPU, <= 5 minutes on two cores): a tiny pixel-space text-to-video DiT on one-object moving-shapes clips
-  (8 frames of 16x16, captions with 4 directions and 3 colours), 600 steps of batch 16 (stopped early at a 240 s
+  (8 frames of 16x16, captions with 4 directions and 3 colours), 250 steps of batch 16 (stopped early at a 240 s
   wall-time guard on a slower machine: ``train_steps`` in the result says how many ran); samples of
   held-out captions written as MP4, GIF and a PNG grid; motion-direction adherence (target >= 0.6, chance 0.25),
   colour adherence, object persistence, image-to-video first-frame PSNR, validation loss.
@@ -42,11 +42,11 @@ class BenchSettings:
     attention: str = "factorised"
     batch_size: int = 16
     lr: float = 2e-3
-    steps: int = 600
+    steps: int = 250
     train_seconds: float = 240.0
     ema_decay: float = 0.98
     samples: int = 32
-    sample_steps: int = 20
+    sample_steps: int = 12
     guidance: float = 3.0
     feature_steps: int = 0
     extend_factor: int = 1
