@@ -38,7 +38,7 @@ FIELD_LIBRARIES = {
     "transformers": {"diff-image"},  # diffcore[text]: only where a package imports it
     "sentencepiece": {"diff-image"},
     "tokenizers": {"diff-image", "diff-language"},
-    "sklearn": {"diff-image"},
+    "sklearn": {"diff-image", "diff-video"},
     "statsmodels": {"diff-timeseries"},
     "tensorboard": set(),  # diffcore[tensorboard] only
 }

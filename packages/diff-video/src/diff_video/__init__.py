@@ -1,14 +1,21 @@
 """Spacetime-patch video diffusion (Sora / Open-Sora / Latte).
 
-Status: scaffold. The public API below has its final shape; :func:`train`, :func:`sample` and :func:`evaluate`
-raise ``NotImplementedError`` until issue #25 lands.
+``train(config) -> VideoPipeline``, ``sample(pipeline, config)``, ``evaluate(pipeline, config)`` and
+``image_to_video(pipeline, config)``; clips are ``(B, C, T, H, W)`` in [-1, 1]; time runs from ``t = 1`` (noise)
+to ``t = 0`` (data).
 """
 
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from diff_video.config import VideoEvaluateConfig, VideoModelConfig, VideoSampleConfig, VideoTrainConfig
+from diff_video.config import (
+    VideoEvaluateConfig,
+    VideoI2VConfig,
+    VideoModelConfig,
+    VideoSampleConfig,
+    VideoTrainConfig,
+)
 
 try:
     __version__ = version("diff-video")
@@ -17,7 +24,13 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 # The pipeline and the verbs load torch and model code on first use (PEP 562), so that the command line
 # (which reads only the configuration) stays light.
-_LAZY = {"VideoPipeline": "pipeline", "evaluate": "pipeline", "sample": "pipeline", "train": "pipeline"}
+_LAZY = {
+    "VideoPipeline": "pipeline",
+    "evaluate": "pipeline",
+    "image_to_video": "pipeline",
+    "sample": "pipeline",
+    "train": "pipeline",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -30,12 +43,14 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "VideoEvaluateConfig",
+    "VideoI2VConfig",
     "VideoModelConfig",
     "VideoPipeline",
     "VideoSampleConfig",
     "VideoTrainConfig",
     "__version__",
     "evaluate",
+    "image_to_video",
     "sample",
     "train",
 ]

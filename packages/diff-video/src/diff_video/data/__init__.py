@@ -1,2 +1,50 @@
-"""Data of diff-video: loaders for real data on local paths, and a small default set (generated moving-shapes clips) generated
-offline so every command runs on a fresh machine. Not implemented yet (issue #25)."""
+"""Data of diff-video: the generated moving-shapes set (offline, deterministic by seed; the default) and a
+loader for local video folders (captions in ``metadata.jsonl`` or class sub-folders)."""
+
+from diff_video.data.shapes import (
+    COLOURS,
+    DIRECTIONS,
+    EVENTS,
+    SHAPES,
+    SPEEDS,
+    CaptionObject,
+    ClipSpec,
+    MovingShapes,
+    ObjectSpec,
+    ShapesConfig,
+    clip_spec,
+    parse_caption,
+    render_clip,
+    shapes_vocabulary,
+)
+
+__all__ = [
+    "COLOURS",
+    "DIRECTIONS",
+    "EVENTS",
+    "SHAPES",
+    "SPEEDS",
+    "CaptionObject",
+    "ClipSpec",
+    "MovingShapes",
+    "ObjectSpec",
+    "ShapesConfig",
+    "clip_spec",
+    "parse_caption",
+    "render_clip",
+    "shapes_vocabulary",
+]
+
+from diff_video.data.decode import VideoInfo, available_decoders, probe, read_frames, read_video
+from diff_video.data.folder import VIDEO_EXTENSIONS, BucketBatchSampler, VideoFolder
+
+__all__ += [
+    "VIDEO_EXTENSIONS",
+    "BucketBatchSampler",
+    "VideoFolder",
+    "VideoInfo",
+    "available_decoders",
+    "probe",
+    "read_frames",
+    "read_video",
+]

@@ -1,0 +1,85 @@
+"""The spacetime DiT: adaLN-Zero start, what each attention form mixes, frame conditioning, any clip size."""
+
+import pytest
+import torch
+from diff_video.models import TextEncoder, TextEncoderConfig, VideoDiT, VideoDiTConfig
+from diffcore.rng import seeded
+
+
+def _model(attention="factorised", depth=2, **kw):
+    with seeded(0):
+        m = VideoDiT(VideoDiTConfig(input_size=(4, 8, 8), patch_size=(1, 4, 4), hidden_size=48, depth=depth,
+                                    num_heads=4, attention=attention, **kw))  # fmt: skip
+        for p in m.parameters():  # leave adaLN-Zero's start so every path carries signal
+            torch.nn.init.normal_(p, std=0.1)
+    return m.eval()
+
+
+@pytest.mark.parametrize("attention", ["full", "factorised"])
+def test_a_fresh_model_outputs_exactly_zero(attention):
+    with seeded(0):
+        m = VideoDiT(VideoDiTConfig(input_size=(4, 8, 8), patch_size=(1, 4, 4), hidden_size=48, depth=2,
+                                    num_heads=4, attention=attention, context_dim=16))  # fmt: skip
+    out = m(torch.randn(2, 3, 4, 8, 8), torch.rand(2), context=torch.randn(2, 3, 16))
+    assert out.shape == (2, 3, 4, 8, 8) and out.abs().max() == 0
+
+
+def _block_influence(block_kind):
+    """Does a change at frame 0, patch (0, 0) reach (other frame, same patch) and (same frame, other patch)?"""
+    m = _model("full" if block_kind == "full" else "factorised", depth=2)
+    block = m.blocks[0] if block_kind in ("full", "spatial") else m.blocks[1]
+    assert block.kind == block_kind
+    x = torch.randn(1, 4, 4, 48)  # (B, T', S, D)
+    c = torch.randn(1, 4, 48)
+    ropes = m._ropes((4, 2, 2), torch.device("cpu"))
+    base = block(x, c, ropes[block_kind])
+    y = x.clone()
+    y[0, 0, 0] += 1.0
+    diff = (block(y, c, ropes[block_kind]) - base).abs().sum(-1)[0]  # (T', S)
+    return bool(diff[1:, 0].max() > 1e-6), bool(diff[0, 1:].max() > 1e-6)
+
+
+def test_spatial_blocks_mix_within_a_frame_temporal_blocks_along_time_full_blocks_everywhere():
+    assert _block_influence("spatial") == (False, True)
+    assert _block_influence("temporal") == (True, False)
+    assert _block_influence("full") == (True, True)
+
+
+def test_frames_marked_given_are_modulated_at_t_zero():
+    m = _model(num_classes=3)
+    x, y = torch.randn(2, 3, 4, 8, 8), torch.tensor([0, 2])
+    all_given = torch.ones(2, 4, dtype=torch.bool)
+    torch.testing.assert_close(m(x, torch.rand(2), y=y, frame_mask=all_given), m(x, torch.zeros(2), y=y))
+    first = torch.zeros(2, 4, dtype=torch.bool)
+    first[:, 0] = True
+    assert not torch.allclose(
+        m(x, torch.full((2,), 0.7), y=y, frame_mask=first), m(x, torch.full((2,), 0.7), y=y)
+    )
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (6, 8, 16), (4, 12, 4)])
+def test_one_model_runs_any_length_and_resolution_divisible_by_its_patch(shape):
+    out = _model()(torch.randn(1, 3, *shape), torch.rand(1))
+    assert out.shape == (1, 3, *shape) and torch.isfinite(out).all()
+
+
+def test_bad_inputs_are_refused_by_name():
+    m = _model()
+    with pytest.raises(ValueError, match="x: expected"):
+        m(torch.randn(1, 3, 8, 8), torch.rand(1))
+    with pytest.raises(ValueError, match="size"):
+        m(torch.randn(1, 3, 4, 9, 8), torch.rand(1))
+    with pytest.raises(ValueError, match="frame_mask"):
+        m(torch.randn(1, 3, 4, 8, 8), torch.rand(1), frame_mask=torch.ones(1, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="depth"):
+        VideoDiTConfig(depth=3, attention="factorised")
+
+
+def test_the_text_encoder_names_words_it_never_saw():
+    enc = TextEncoder(TextEncoderConfig(["a", "red", "square"], width=16, layers=1, heads=2, max_length=8))
+    ids = enc.tokenize(["a red square", ""])
+    assert ids[0, :4].tolist() == [1, 2, 3, 4] and ids[1, 0] == 1 and (ids[1, 1:] == 0).all()
+    context, mask, pooled = enc(ids)
+    assert context.shape == (2, 8, 16) and mask.sum().item() == 5 and pooled.shape == (2, 16)
+    with pytest.raises(ValueError, match="'purple'"):
+        enc.tokenize(["a purple square"])
