@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from diffcore.device import Device
 from diffcore.training import TrainConfig
 
-from diff_video.data.shapes import ShapesConfig
+from diff_video.data.shapes_config import ShapesConfig
 
 __all__ = [
     "DEFAULT_GUIDANCE",
