@@ -6,7 +6,8 @@ Instruments (``INSTRUMENTS``):
 - ``pluck``: a plucked string by Karplus-Strong (Karplus & Strong 1983): a noise burst in a delay line of one
   period, averaged and decayed each round trip; run at 4x the sample rate so the period's rounding error
   stays below 0.15 semitone, then resampled down with torchaudio;
-- ``bell``: FM synthesis (Chowning 1973): carrier ``f``, modulator ``1.4 f`` (inharmonic), decaying index;
+- ``bell``: FM synthesis (Chowning 1973): carrier ``f``, modulator ``1.4 f`` (inharmonic sidebands) with an index
+  decaying in about 0.1 s, so the strike is bright and the ring settles on the carrier (the note's pitch);
 - ``drums``: noise-based kick (a pitch sweep 150 -> 45 Hz), snare (band-passed noise + 180 Hz body) and hat
   (high-passed noise); unpitched, ``pitches`` hold the drum names' MIDI numbers of General MIDI (36, 38, 42).
 
@@ -208,7 +209,7 @@ def _pluck(f: float, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
 
 def _bell(f: float, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     t = np.arange(n) / sr
-    index = 3.0 * np.exp(-t / 0.3)
+    index = 2.5 * np.exp(-t / 0.06)  # a bright inharmonic strike decaying to the carrier
     mod = np.sin(2 * math.pi * 1.4 * f * t)
     out = np.sin(2 * math.pi * f * t + index * mod + rng.uniform(0, 2 * math.pi))
     return out * np.exp(-t / 0.8) * _envelope(n, sr, 0.003, 0.05)
