@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from diff_audio.data import AudioFolder, SynthConfig, SyntheticMusic, midi_to_name, name_to_midi, read_metadata
+from diff_audio.data import (
+    AudioFolder,
+    SynthConfig,
+    SyntheticMusic,
+    midi_to_name,
+    name_to_midi,
+    read_metadata,
+)
 from diff_audio.data.synth import INSTRUMENTS, PITCHED
 from diff_audio.io import write_audio
 from diff_audio.metrics import estimate_f0, midi_from_hz, sound_end_seconds, structure_score
@@ -101,7 +108,9 @@ def test_folder_reads_metadata_captions_resamples_crops_and_reports_unreadable_f
     assert a["audio"].shape == b["audio"].shape == (1, 16000)
     assert a["caption"] == "a low tone" and a["seconds_total"] == pytest.approx(2.0)
     assert 0.0 <= a["seconds_start"] <= 1.0
-    assert abs(midi_from_hz(estimate_f0(a["audio"], 16000)) - midi_from_hz(220.0)) < 0.1  # resampled 8k -> 16k
+    assert (
+        abs(midi_from_hz(estimate_f0(a["audio"], 16000)) - midi_from_hz(220.0)) < 0.1
+    )  # resampled 8k -> 16k
     assert b["seconds_start"] == 0 and b["seconds_total"] == pytest.approx(0.5)
     assert torch.all(b["audio"][:, 8000:] == 0)
 

@@ -66,7 +66,9 @@ def test_onsets_of_a_note_train_are_found_within_30_ms():
     clip = torch.zeros(1, SR)
     truth = [0.1, 0.35, 0.6, 0.8]
     for on in truth:
-        clip[:, int(on * SR) : int(on * SR) + 2000] += tone(330.0, seconds=2000 / SR) * torch.linspace(1, 0, 2000)
+        clip[:, int(on * SR) : int(on * SR) + 2000] += tone(330.0, seconds=2000 / SR) * torch.linspace(
+            1, 0, 2000
+        )
     assert onset_f1(onset_times(clip, SR), truth, tolerance=0.03) == 1.0
     assert onset_f1([0.1, 0.5], [0.1, 0.35]) == pytest.approx(0.5)
     assert onset_f1([], []) == 1.0
@@ -90,7 +92,9 @@ def test_mrstft_distance_is_zero_for_identical_clips_and_grows_with_distortion()
 
 
 def test_silence_and_clipping_rates():
-    assert silence_rate([torch.zeros(1, 10), torch.full((1, 10), 1e-4), torch.full((1, 10), 0.5)]) == pytest.approx(2 / 3)
+    assert silence_rate(
+        [torch.zeros(1, 10), torch.full((1, 10), 1e-4), torch.full((1, 10), 0.5)]
+    ) == pytest.approx(2 / 3)
     assert clipping_rate([torch.tensor([[1.0, -1.0, 0.2, 0.3]])]) == 0.5
 
 

@@ -6,7 +6,15 @@ import pytest
 import torch
 from diff_audio.config import AudioVAEConfig
 from diff_audio.data import SyntheticMusic
-from diff_audio.models import AudioDiT, AudioDiTConfig, AudioVAE, AudioVAEModelConfig, Snake, VAEObjective, build_vocabulary
+from diff_audio.models import (
+    AudioDiT,
+    AudioDiTConfig,
+    AudioVAE,
+    AudioVAEModelConfig,
+    Snake,
+    VAEObjective,
+    build_vocabulary,
+)
 from diff_audio.models.vae import kl_divergence, multi_resolution_stft_loss
 from diffcore.rng import seeded
 from diffcore.training import TrainConfig, Trainer
@@ -120,7 +128,9 @@ def test_dit_output_depends_on_caption_and_timing_and_runs_any_length():
     ids = dit.tokenize(["an organ plays C4"])
     base = dit(x, t, ids, torch.zeros(1), torch.tensor([0.5]))
     assert not torch.allclose(base, dit(x, t, ids, torch.zeros(1), torch.tensor([0.9])))
-    assert not torch.allclose(base, dit(x, t, dit.tokenize(["a plucked string plays E4"]), torch.zeros(1), torch.tensor([0.5])))
+    assert not torch.allclose(
+        base, dit(x, t, dit.tokenize(["a plucked string plays E4"]), torch.zeros(1), torch.tensor([0.5]))
+    )
     null = dit(x, t, torch.zeros_like(ids), torch.zeros(1), torch.tensor([0.5]))  # the CFG null caption
     assert torch.isfinite(null).all() and not torch.allclose(base, null)
     assert dit(torch.randn(1, 4, 40), t, ids, torch.zeros(1), torch.ones(1)).shape == (1, 4, 40)

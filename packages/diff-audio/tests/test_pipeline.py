@@ -28,7 +28,7 @@ def test_a_second_run_in_the_same_folder_is_refused(tiny_run, make_config):
 def test_clip_length_must_be_whole_tokens(tmp_path, make_config):
     cfg = make_config(tmp_path / "r")
     cfg.data.clip_seconds = 0.129  # 1032 samples: not a multiple of 16 (hop 8 x patch 2)
-    with pytest.raises(ValueError, match="data.clip_seconds"):
+    with pytest.raises(ValueError, match=r"data\.clip_seconds"):
         train(cfg)
 
 

@@ -90,7 +90,7 @@ def sample_cmd(config: AudioSampleConfig, out: Path, pipeline: object) -> None:
     sr = pipeline.sample_rate  # type: ignore[attr-defined]
     if config.trim:
         total = config.seconds_total or pipeline.clip_seconds  # type: ignore[attr-defined]
-        audio = audio[..., : int(round(total * sr))]
+        audio = audio[..., : round(total * sr)]
     paths = save_audio_batch(audio, out, sr, fmt=config.format)
     save_spectrogram_grid(audio[:16], out / "spectrograms.png", sr)
     prompts = list(config.prompts) or [""]

@@ -147,7 +147,9 @@ class AudioTrainConfig:
     cond_dropout: float = 0.1
     batch_size: int = 32
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(output_dir="runs/audio", lr=3e-4, ema_decay=0.999, checkpoint_every=1000)
+        default_factory=lambda: TrainConfig(
+            output_dir="runs/audio", lr=3e-4, ema_decay=0.999, checkpoint_every=1000
+        )
     )
 
     def __post_init__(self) -> None:

@@ -18,7 +18,14 @@ import torch
 from diffcore.io import atomic_path, write_bytes, write_json
 from torch import Tensor
 
-__all__ = ["read_audio", "save_audio_batch", "save_metrics_json", "save_spectrogram_grid", "write_audio", "write_png"]
+__all__ = [
+    "read_audio",
+    "save_audio_batch",
+    "save_metrics_json",
+    "save_spectrogram_grid",
+    "write_audio",
+    "write_png",
+]
 
 FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_24"), ".ogg": ("OGG", "VORBIS")}
 PathLike = str | os.PathLike[str]
@@ -39,7 +46,9 @@ def write_audio(path: PathLike, audio: Tensor | np.ndarray, sample_rate: int) ->
         raise ValueError(f"audio: {out.name} holds NaN or inf samples")
     peak = float(np.abs(data).max()) if data.size else 0.0
     if peak > 1.0 + 1e-6:
-        raise ValueError(f"audio: {out.name} peaks at {peak:.3f}, outside [-1, 1] (scale it; nothing is clipped)")
+        raise ValueError(
+            f"audio: {out.name} peaks at {peak:.3f}, outside [-1, 1] (scale it; nothing is clipped)"
+        )
     with atomic_path(out) as tmp:
         sf.write(str(tmp), data.T, sample_rate, format=fmt[0], subtype=fmt[1])
     return out
@@ -55,10 +64,16 @@ def read_audio(path: PathLike) -> tuple[Tensor, int]:
 
 
 def save_audio_batch(
-    audios: Sequence[Tensor] | Tensor, folder: PathLike, sample_rate: int, prefix: str = "sample", fmt: str = "wav"
+    audios: Sequence[Tensor] | Tensor,
+    folder: PathLike,
+    sample_rate: int,
+    prefix: str = "sample",
+    fmt: str = "wav",
 ) -> list[Path]:
     """Write each clip as ``folder/<prefix>_<i>.<fmt>``; returns the paths."""
-    return [write_audio(Path(folder) / f"{prefix}_{i:03d}.{fmt}", a, sample_rate) for i, a in enumerate(audios)]
+    return [
+        write_audio(Path(folder) / f"{prefix}_{i:03d}.{fmt}", a, sample_rate) for i, a in enumerate(audios)
+    ]
 
 
 def save_metrics_json(metrics: dict[str, float], path: PathLike) -> Path:
@@ -67,7 +82,9 @@ def save_metrics_json(metrics: dict[str, float], path: PathLike) -> Path:
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def write_png(path: PathLike, rgb: np.ndarray) -> Path:
@@ -83,19 +100,27 @@ def write_png(path: PathLike, rgb: np.ndarray) -> Path:
 
 def _colormap(v: np.ndarray) -> np.ndarray:
     """Values in [0, 1] -> a dark-blue / magenta / yellow ramp (uint8 RGB)."""
-    stops = np.array([[0, 0, 4], [80, 18, 123], [182, 54, 121], [251, 136, 97], [252, 253, 191]], dtype=np.float64)
+    stops = np.array(
+        [[0, 0, 4], [80, 18, 123], [182, 54, 121], [251, 136, 97], [252, 253, 191]], dtype=np.float64
+    )
     pos = np.clip(v, 0, 1) * (len(stops) - 1)
     lo = np.floor(pos).astype(int).clip(0, len(stops) - 2)
     frac = (pos - lo)[..., None]
     return (stops[lo] * (1 - frac) + stops[lo + 1] * frac).astype(np.uint8)
 
 
-def spectrogram_image(audio: Tensor, sample_rate: int, height: int = 128, db_range: float = 80.0) -> np.ndarray:
+def spectrogram_image(
+    audio: Tensor, sample_rate: int, height: int = 128, db_range: float = 80.0
+) -> np.ndarray:
     """Log-mel spectrogram of the channel mean as an RGB array ``(height, frames, 3)``, low frequencies at the
     bottom, ``db_range`` dB below the clip's peak mapped to black."""
     from diff_audio.metrics.features import log_mel
 
-    lm = log_mel(torch.as_tensor(audio).float()[None] if torch.as_tensor(audio).ndim == 2 else audio, sample_rate, height)[0]
+    lm = log_mel(
+        torch.as_tensor(audio).float()[None] if torch.as_tensor(audio).ndim == 2 else audio,
+        sample_rate,
+        height,
+    )[0]
     db = 10 * lm.numpy() / np.log(10)
     img = (db - (db.max() - db_range)) / db_range
     return _colormap(img[::-1])

@@ -60,7 +60,9 @@ def read_metadata(path: Path) -> dict[str, str]:
         file = record.get("file", record.get("path")) if isinstance(record, dict) else None
         caption = record.get("caption", record.get("text", "")) if isinstance(record, dict) else None
         if not isinstance(file, str) or not isinstance(caption, str):
-            raise ValueError(f'{path}:{number}: expected {{"file": "<relative path>", "caption": "<text>"}}, got {line.strip()[:80]}')
+            raise ValueError(
+                f'{path}:{number}: expected {{"file": "<relative path>", "caption": "<text>"}}, got {line.strip()[:80]}'
+            )
         out[os.path.normpath(file)] = caption
     return out
 
@@ -75,7 +77,9 @@ def match_channels(audio: torch.Tensor, channels: int) -> torch.Tensor:
         return audio.expand(channels, -1).clone()
     if channels == 1:
         return audio.mean(0, keepdim=True)
-    raise ValueError(f"channels: cannot turn {c}-channel audio into {channels} channels (expected mono or stereo)")
+    raise ValueError(
+        f"channels: cannot turn {c}-channel audio into {channels} channels (expected mono or stereo)"
+    )
 
 
 class AudioFolder(torch.utils.data.Dataset):
@@ -114,7 +118,7 @@ class AudioFolder(torch.utils.data.Dataset):
 
     @property
     def clip_samples(self) -> int:
-        return int(round(self.clip_seconds * self.sample_rate))
+        return round(self.clip_seconds * self.sample_rate)
 
     def _index(self) -> list[FolderEntry]:
         meta_file = self.root / "metadata.jsonl"
@@ -156,10 +160,16 @@ class AudioFolder(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         entry = self.entries[index]
         rng = np.random.default_rng([self.seed, index])
-        src_clip = int(round(self.clip_seconds * entry.sample_rate))
-        start = int(rng.integers(0, entry.frames - src_clip + 1)) if self.random_crop and entry.frames > src_clip else 0
+        src_clip = round(self.clip_seconds * entry.sample_rate)
+        start = (
+            int(rng.integers(0, entry.frames - src_clip + 1))
+            if self.random_crop and entry.frames > src_clip
+            else 0
+        )
         try:
-            data, rate = sf.read(str(entry.path), start=start, frames=src_clip, dtype="float32", always_2d=True)
+            data, rate = sf.read(
+                str(entry.path), start=start, frames=src_clip, dtype="float32", always_2d=True
+            )
         except (RuntimeError, sf.LibsndfileError) as exc:
             raise ValueError(f"data_path: cannot read {entry.path} ({exc})") from exc
         audio = match_channels(torch.from_numpy(data.T.copy()), self.channels)

@@ -115,7 +115,9 @@ class SynthConfig:
             raise ValueError(f"kind: expected notes, phrases or pieces, got {self.kind!r}")
         bad = [i for i in self.instruments if i not in INSTRUMENTS]
         if bad or not self.instruments:
-            raise ValueError(f"instruments: expected a non-empty subset of {INSTRUMENTS}, got {self.instruments}")
+            raise ValueError(
+                f"instruments: expected a non-empty subset of {INSTRUMENTS}, got {self.instruments}"
+            )
         if self.length < 1:
             raise ValueError(f"length: expected >= 1, got {self.length}")
         if self.sample_rate < 4000:
@@ -127,7 +129,9 @@ class SynthConfig:
                 f"min_seconds: expected in (0, clip_seconds={self.clip_seconds}], got {self.min_seconds}"
             )
         if not MIDI_RANGE[0] <= self.midi_low <= self.midi_high <= MIDI_RANGE[1] + 12:
-            raise ValueError(f"midi_low, midi_high: expected 48 <= low <= high <= 96, got {self.midi_low}, {self.midi_high}")
+            raise ValueError(
+                f"midi_low, midi_high: expected 48 <= low <= high <= 96, got {self.midi_low}, {self.midi_high}"
+            )
         if midi_to_hz(self.midi_high) * 2 > self.sample_rate / 2:
             raise ValueError(
                 f"sample_rate: {self.sample_rate} Hz cannot hold MIDI {self.midi_high}'s second harmonic"
@@ -135,7 +139,7 @@ class SynthConfig:
 
     @property
     def clip_samples(self) -> int:
-        return int(round(self.clip_seconds * self.sample_rate))
+        return round(self.clip_seconds * self.sample_rate)
 
 
 @dataclass
@@ -193,7 +197,7 @@ def _pluck(f: float, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     over = 4
     srh = sr * over
     period = srh / f - 0.5  # the two-point average delays by half a sample
-    big_n = max(2, int(round(period)))
+    big_n = max(2, round(period))
     total = n * over
     decay = 0.5 ** (1.0 / (f * 0.6))  # about -6 dB per 0.6 s, per round trip
     y = np.zeros(total + big_n + 1)
@@ -201,7 +205,11 @@ def _pluck(f: float, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     for start in range(big_n + 1, total + big_n + 1, big_n):
         stop = min(start + big_n, total + big_n + 1)
         m = stop - start
-        y[start:stop] = decay * 0.5 * (y[start - big_n : start - big_n + m] + y[start - big_n - 1 : start - big_n - 1 + m])
+        y[start:stop] = (
+            decay
+            * 0.5
+            * (y[start - big_n : start - big_n + m] + y[start - big_n - 1 : start - big_n - 1 + m])
+        )
     wave = torch.from_numpy(y[1 : total + 1]).float()
     down = AF.resample(wave, srh, sr).numpy().astype(np.float64)[:n]
     return down * _envelope(n, sr, 0.002, 0.03)
@@ -231,10 +239,12 @@ def _drum(name: str, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     return out * _envelope(n, sr, 0.001, 0.02)
 
 
-def render_note(instrument: str, pitch: int, seconds: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+def render_note(
+    instrument: str, pitch: int, seconds: float, sample_rate: int, rng: np.random.Generator
+) -> np.ndarray:
     """One note (or drum hit: ``pitch`` 36 kick, 38 snare, 42 hat) of ``seconds`` as float64 ``(samples,)``,
     normalised to peak 1 and silent at its last sample."""
-    n = max(8, int(round(seconds * sample_rate)))
+    n = max(8, round(seconds * sample_rate))
     if instrument == "drums":
         name = {v: k for k, v in DRUMS.items()}.get(pitch)
         if name is None:
@@ -274,7 +284,9 @@ def _draw_pitch(rng: np.random.Generator, cfg: SynthConfig, instrument: str) -> 
     return int(rng.integers(cfg.midi_low, cfg.midi_high + 1))
 
 
-def _phrase(rng: np.random.Generator, cfg: SynthConfig, instrument: str, beat: float, span: float) -> list[tuple[int, float, float]]:
+def _phrase(
+    rng: np.random.Generator, cfg: SynthConfig, instrument: str, beat: float, span: float
+) -> list[tuple[int, float, float]]:
     """Notes ``(pitch, onset, duration)`` on a grid of ``beat`` seconds within ``[0, span)``: a walk on the
     major scale of a random tonic (or drum hits)."""
     beats = max(1, int(span / beat))
@@ -295,11 +307,13 @@ def _phrase(rng: np.random.Generator, cfg: SynthConfig, instrument: str, beat: f
     return notes
 
 
-def _mix(notes: list[tuple[int, float, float]], instrument: str, n: int, cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
+def _mix(
+    notes: list[tuple[int, float, float]], instrument: str, n: int, cfg: SynthConfig, rng: np.random.Generator
+) -> np.ndarray:
     out = np.zeros(n)
     sr = cfg.sample_rate
     for pitch, onset, duration in notes:
-        start = int(round(onset * sr))
+        start = round(onset * sr)
         wave = render_note(instrument, pitch, duration, sr, rng)[: n - start]
         out[start : start + len(wave)] += wave
     return out
@@ -323,14 +337,16 @@ def generate_example(cfg: SynthConfig, index: int) -> SynthExample:
     else:
         form = SECTION_FORMS[int(rng.integers(len(SECTION_FORMS)))]
         span = total / len(form)
-        phrases = {label: _phrase(rng, cfg, instrument, 60.0 / bpm / 2, span) for label in dict.fromkeys(form)}
+        phrases = {
+            label: _phrase(rng, cfg, instrument, 60.0 / bpm / 2, span) for label in dict.fromkeys(form)
+        }
         notes = []
         for k, label in enumerate(form):
             notes += [(p, k * span + o, d) for p, o, d in phrases[label]]
             sections.append((label, k * span, (k + 1) * span))
         caption = _caption(instrument, [p for p, _, _ in phrases[form[0]]], bpm, form)
     mono = _mix(notes, instrument, n, cfg, rng)
-    mono[int(round(total * sr)) :] = 0.0
+    mono[round(total * sr) :] = 0.0
     loudness = float(rng.uniform(-14.0, -3.0))
     peak = np.abs(mono).max()
     mono = mono / peak * 10 ** (loudness / 20) if peak > 0 else mono

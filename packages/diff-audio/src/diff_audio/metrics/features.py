@@ -17,10 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torchaudio
+from diffcore.rng import make_generator, seeded
 from scipy import linalg
 from torch import Tensor, nn
-
-from diffcore.rng import make_generator, seeded
 
 __all__ = [
     "InstrumentClassifier",
@@ -33,7 +32,9 @@ __all__ = [
 
 def _mel(sample_rate: int, n_mels: int) -> torchaudio.transforms.MelSpectrogram:
     n_fft = 1 << int(math.log2(sample_rate * 0.064))  # ~64 ms windows
-    return torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=n_fft // 4, n_mels=n_mels)
+    return torchaudio.transforms.MelSpectrogram(
+        sample_rate, n_fft=n_fft, hop_length=n_fft // 4, n_mels=n_mels
+    )
 
 
 def log_mel(audio: Tensor, sample_rate: int, n_mels: int = 64) -> Tensor:
@@ -78,7 +79,9 @@ class InstrumentClassifier(nn.Module):
         self.classes, self.sample_rate, self.n_mels = list(classes), sample_rate, n_mels
         self.register_buffer("mean", torch.zeros(3 * n_mels))
         self.register_buffer("std", torch.ones(3 * n_mels))
-        self.body = nn.Sequential(nn.Linear(3 * n_mels, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
+        self.body = nn.Sequential(
+            nn.Linear(3 * n_mels, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU()
+        )
         self.head = nn.Linear(hidden, len(self.classes))
 
     def features(self, audio: Tensor) -> Tensor:
@@ -88,7 +91,9 @@ class InstrumentClassifier(nn.Module):
     def embed(self, audio: Tensor, batch_size: int = 256) -> Tensor:
         """Audio ``(B, C, T)`` -> penultimate features ``(B, hidden)`` (eval mode)."""
         self.eval()
-        return torch.cat([self.body(self.features(audio[i : i + batch_size])) for i in range(0, len(audio), batch_size)])
+        return torch.cat(
+            [self.body(self.features(audio[i : i + batch_size])) for i in range(0, len(audio), batch_size)]
+        )
 
     @torch.no_grad()
     def predict(self, audio: Tensor) -> list[str]:

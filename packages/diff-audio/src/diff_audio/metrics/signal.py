@@ -82,7 +82,7 @@ def estimate_f0(
     voiced frames (frames within ``silence_db`` of the loudest and below the threshold). ``nan`` when no frame is
     voiced."""
     x = _mono(audio)
-    tau_min, tau_max = max(2, int(sample_rate / fmax)), int(math.ceil(sample_rate / fmin))
+    tau_min, tau_max = max(2, int(sample_rate / fmax)), math.ceil(sample_rate / fmin)
     w = max(int(frame_seconds * sample_rate), 2 * tau_max + 2)
     hop = max(1, int(hop_seconds * sample_rate))
     if x.numel() < w:
@@ -152,15 +152,22 @@ def sound_end_seconds(
 
 
 def timing_accuracy(
-    audios: Sequence[Tensor] | Tensor, seconds_total: Sequence[float], sample_rate: int, tolerance: float = 0.25
+    audios: Sequence[Tensor] | Tensor,
+    seconds_total: Sequence[float],
+    sample_rate: int,
+    tolerance: float = 0.25,
 ) -> tuple[float, list[float]]:
     """Fraction of clips whose sound ends within ``tolerance`` seconds of the asked ``seconds_total``, and the
     signed errors (``end - seconds_total``)."""
-    errors = [sound_end_seconds(a, sample_rate) - float(s) for a, s in zip(audios, seconds_total, strict=True)]
+    errors = [
+        sound_end_seconds(a, sample_rate) - float(s) for a, s in zip(audios, seconds_total, strict=True)
+    ]
     return sum(abs(e) <= tolerance for e in errors) / max(1, len(errors)), errors
 
 
-def onset_times(audio: Tensor, sample_rate: int, n_fft: int = 1024, hop: int = 256, delta: float = 0.1) -> list[float]:
+def onset_times(
+    audio: Tensor, sample_rate: int, n_fft: int = 1024, hop: int = 256, delta: float = 0.1
+) -> list[float]:
     """Note onsets in seconds by half-wave-rectified log-spectral flux (Bello et al. 2005, Sec. III-C) with peak
     picking: local maxima above ``delta`` plus a running mean of the normalised flux, at least 50 ms apart."""
     x = _mono(audio).float()
@@ -206,14 +213,18 @@ def si_sdr(estimate: Tensor, reference: Tensor) -> float:
     est = torch.as_tensor(estimate, dtype=torch.float64).flatten()
     ref = torch.as_tensor(reference, dtype=torch.float64).flatten()
     if est.shape != ref.shape:
-        raise ValueError(f"estimate: expected the reference's shape {tuple(reference.shape)}, got {tuple(estimate.shape)}")
+        raise ValueError(
+            f"estimate: expected the reference's shape {tuple(reference.shape)}, got {tuple(estimate.shape)}"
+        )
     est, ref = est - est.mean(), ref - ref.mean()
     target = (est @ ref) / (ref @ ref).clamp_min(1e-20) * ref
     noise = est - target
     return float(10 * torch.log10((target @ target).clamp_min(1e-20) / (noise @ noise).clamp_min(1e-20)))
 
 
-def mrstft_distance(estimate: Tensor, reference: Tensor, fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128)) -> float:
+def mrstft_distance(
+    estimate: Tensor, reference: Tensor, fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128)
+) -> float:
     """The multi-resolution STFT loss (spectral convergence + log magnitude, Yamamoto et al. 2020) as a distance;
     0 for identical clips. ``(B, C, T)``, ``(C, T)`` or ``(T,)``."""
     est, ref = torch.as_tensor(estimate).float(), torch.as_tensor(reference).float()

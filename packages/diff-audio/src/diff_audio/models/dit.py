@@ -30,7 +30,14 @@ from diffcore.nn.mmdit import MMDiTConfig
 from diffcore.pretrained import PretrainedModel
 from torch import Tensor, nn
 
-__all__ = ["AudioDiT", "AudioDiTConfig", "NumberEmbedder", "WordTextEncoder", "caption_words", "build_vocabulary"]
+__all__ = [
+    "AudioDiT",
+    "AudioDiTConfig",
+    "NumberEmbedder",
+    "WordTextEncoder",
+    "build_vocabulary",
+    "caption_words",
+]
 
 PAD, UNK = "<pad>", "<unk>"
 _WORD = re.compile(r"[a-z0-9#]+")
@@ -106,7 +113,9 @@ class WordTextEncoder(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, width)
         self.position = nn.Parameter(torch.randn(1, max_length, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            width, heads, 4 * width, dropout=0.0, batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
 
@@ -124,7 +133,9 @@ class AudioDiT(PretrainedModel):
     def __init__(self, config: AudioDiTConfig) -> None:
         super().__init__(config)
         c = config
-        self.text_encoder = WordTextEncoder(len(c.vocabulary), c.text_width, c.text_layers, c.text_heads, c.text_max_length)
+        self.text_encoder = WordTextEncoder(
+            len(c.vocabulary), c.text_width, c.text_layers, c.text_heads, c.text_max_length
+        )
         self.start_embedder = NumberEmbedder(c.text_width, c.max_seconds)
         self.total_embedder = NumberEmbedder(c.text_width, c.max_seconds)
         mm = MMDiTConfig(
@@ -166,4 +177,6 @@ class AudioDiT(PretrainedModel):
         total = self.total_embedder(seconds_total).to(text.dtype)
         context = torch.cat([start[:, None], total[:, None], text], dim=1)
         mask = torch.cat([tokens.new_ones(b, 2, dtype=torch.bool), tokens != 0], dim=1)
-        return self.backbone(x, t, context=context, context_mask=mask, pooled=torch.cat([start, total], dim=-1))
+        return self.backbone(
+            x, t, context=context, context_mask=mask, pooled=torch.cat([start, total], dim=-1)
+        )

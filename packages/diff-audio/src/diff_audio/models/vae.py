@@ -34,7 +34,14 @@ from torch import Tensor, nn
 
 from diff_audio.config import AudioVAEConfig
 
-__all__ = ["AudioVAE", "AudioVAEModelConfig", "Snake", "VAEObjective", "kl_divergence", "multi_resolution_stft_loss"]
+__all__ = [
+    "AudioVAE",
+    "AudioVAEModelConfig",
+    "Snake",
+    "VAEObjective",
+    "kl_divergence",
+    "multi_resolution_stft_loss",
+]
 
 
 class Snake(nn.Module):
@@ -145,7 +152,9 @@ class AudioVAE(PretrainedModel):
         """Unnormalised latents ``(B, latent_dim, L)`` -> audio ``(B, channels, L * hop)`` (not clamped)."""
         return self.decoder(z)
 
-    def forward(self, audio: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        self, audio: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Reconstruction through a reparameterised draw: ``(reconstruction, mean, std)``."""
         mean, std = self.posterior(audio)
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
@@ -165,7 +174,10 @@ class AudioVAE(PretrainedModel):
     @torch.no_grad()
     def fit_scaling(self, audio: Tensor, batch_size: int = 64) -> tuple[float, float]:
         """Set ``latent_shift`` / ``latent_scale`` so the posterior means of ``audio`` have mean 0 and std 1."""
-        means = [self.posterior(audio[i : i + batch_size].to(self.latent_scale.device))[0] for i in range(0, len(audio), batch_size)]
+        means = [
+            self.posterior(audio[i : i + batch_size].to(self.latent_scale.device))[0]
+            for i in range(0, len(audio), batch_size)
+        ]
         z = torch.cat(means).double()
         shift, std = z.mean(), z.std()
         self.latent_shift.fill_(float(shift))

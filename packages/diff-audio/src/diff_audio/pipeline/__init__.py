@@ -50,7 +50,11 @@ def evaluate(pipeline: AudioPipeline, config: AudioEvaluateConfig) -> dict[str, 
 
 
 def audio_to_audio(
-    pipeline: AudioPipeline, config: AudioA2AConfig, audio: Tensor, *, generator: torch.Generator | None = None
+    pipeline: AudioPipeline,
+    config: AudioA2AConfig,
+    audio: Tensor,
+    *,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """SDEdit of ``audio`` ``(B, channels, samples)`` (already at the pipeline's rate and channel count, a whole
     number of tokens long) towards ``config.prompts`` at ``config.strength``."""

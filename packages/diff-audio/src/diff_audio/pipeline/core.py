@@ -213,7 +213,11 @@ class AudioPipeline(Pipeline):
             generator: seeds the noise (on the pipeline's device).
             options: further :func:`diffcore.sample` options (``grid=``, ``eta=`` ...).
         """
-        n = num_samples if num_samples is not None else (1 if isinstance(prompts, str) or not prompts else len(prompts))
+        n = (
+            num_samples
+            if num_samples is not None
+            else (1 if isinstance(prompts, str) or not prompts else len(prompts))
+        )
         if n < 1:
             raise ValueError(f"num_samples: expected >= 1, got {n}")
         window = self.window_samples(duration or self.clip_seconds)
@@ -224,9 +228,13 @@ class AudioPipeline(Pipeline):
         out = []
         for lo in range(0, n, batch_size):
             b = min(batch_size, n - lo)
-            noise = torch.randn((b, self.vae.config.latent_dim, frames), generator=generator, device=self.device)
+            noise = torch.randn(
+                (b, self.vae.config.latent_dim, frames), generator=generator, device=self.device
+            )
             part = {k: v[lo : lo + b] for k, v in cond.items()}
-            z = diffcore_sample(den, noise, sampler=sampler, steps=steps, cond=part, generator=generator, **options)
+            z = diffcore_sample(
+                den, noise, sampler=sampler, steps=steps, cond=part, generator=generator, **options
+            )
             out.append(self.decode(z))
         return torch.cat(out)
 
@@ -251,7 +259,9 @@ class AudioPipeline(Pipeline):
         cond, uncond = self.condition(n, prompts, total)
         noise = torch.randn(z.shape, generator=generator, device=z.device)
         den = self.denoiser(guidance, uncond)
-        out = inpainting.sdedit(den, z, strength, noise, steps=steps, sampler=sampler, cond=cond, generator=generator)
+        out = inpainting.sdedit(
+            den, z, strength, noise, steps=steps, sampler=sampler, cond=cond, generator=generator
+        )
         return self.decode(out)
 
     @torch.no_grad()
@@ -274,14 +284,18 @@ class AudioPipeline(Pipeline):
         z = self.encode(audio)
         keep = torch.as_tensor(keep, dtype=torch.bool, device=z.device)
         if keep.shape != (audio.shape[0], audio.shape[-1]):
-            raise ValueError(f"keep: expected ({audio.shape[0]}, {audio.shape[-1]}) booleans, got {tuple(keep.shape)}")
+            raise ValueError(
+                f"keep: expected ({audio.shape[0]}, {audio.shape[-1]}) booleans, got {tuple(keep.shape)}"
+            )
         frame_keep = keep.reshape(len(z), z.shape[-1], self.hop).all(-1)
         mask = frame_keep[:, None, :].expand_as(z).to(z.dtype)
         total = audio.shape[-1] / self.sample_rate if seconds_total is None else seconds_total
         cond, uncond = self.condition(len(z), prompts, total)
         noise = torch.randn(z.shape, generator=generator, device=z.device)
         den = self.denoiser(guidance, uncond)
-        out = inpainting.inpaint(den, z, mask, noise, steps, cond=cond, resample=resample, generator=generator)
+        out = inpainting.inpaint(
+            den, z, mask, noise, steps, cond=cond, resample=resample, generator=generator
+        )
         return self.decode(out)
 
     @torch.no_grad()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
 
 import torch
 from diffcore.rng import make_generator
@@ -62,7 +61,9 @@ def _window(pipe: AudioPipeline, audio: Tensor) -> Tensor:
 def vae_reconstruction(pipe: AudioPipeline, audio: Tensor, batch_size: int = 32) -> dict[str, float]:
     """SI-SDR (dB, mean over clips) and MR-STFT distance of ``decode(encode(audio))``, and the compression."""
     audio = _window(pipe, audio)
-    recon = torch.cat([pipe.decode(pipe.encode(audio[i : i + batch_size])).cpu() for i in range(0, len(audio), batch_size)])
+    recon = torch.cat(
+        [pipe.decode(pipe.encode(audio[i : i + batch_size])).cpu() for i in range(0, len(audio), batch_size)]
+    )
     sdr = [S.si_sdr(r, a) for r, a in zip(recon, audio) if a.abs().max() > 0]
     return {
         "vae_si_sdr_db": float(sum(sdr) / max(1, len(sdr))),
@@ -119,7 +120,11 @@ def evaluate_and_sample(
     captions = [e.caption for e in examples]
     gen = make_generator(config.seed, pipe.device)
     audio = []
-    bar = tqdm(range(0, len(examples), config.batch_size), desc="generating", disable=len(examples) <= config.batch_size)
+    bar = tqdm(
+        range(0, len(examples), config.batch_size),
+        desc="generating",
+        disable=len(examples) <= config.batch_size,
+    )
     for lo in bar:
         part = examples[lo : lo + config.batch_size]
         audio.append(pipe.generate(
@@ -128,7 +133,10 @@ def evaluate_and_sample(
         ).cpu())  # fmt: skip
     samples = torch.cat(audio)
     sr = pipe.sample_rate
-    metrics: dict[str, float] = {"num_samples": float(len(samples)), "generate_seconds": time.perf_counter() - start}
+    metrics: dict[str, float] = {
+        "num_samples": float(len(samples)),
+        "generate_seconds": time.perf_counter() - start,
+    }
     pitched = [i for i, e in enumerate(examples) if e.instrument in PITCHED]
     if config.kind == "notes" and pitched:
         acc, errors = S.pitch_accuracy(samples[pitched], [examples[i].pitches[0] for i in pitched], sr)
@@ -155,7 +163,9 @@ def evaluate_and_sample(
     clf_set = heldout_set(pipe, config.kind, max(n_ref, 256), config.data_seed + 1)
     clf_audio = torch.stack([clf_set[i]["audio"] for i in range(len(clf_set))])
     clf_labels = [clf_set.example(i).instrument for i in range(len(clf_set))]
-    classifier = F.train_instrument_classifier(clf_audio, clf_labels, sr, config.classifier_steps, seed=config.seed)
+    classifier = F.train_instrument_classifier(
+        clf_audio, clf_labels, sr, config.classifier_steps, seed=config.seed
+    )
     heard = classifier.predict(samples)
     metrics["instrument_accuracy"] = sum(h == e.instrument for h, e in zip(heard, examples)) / len(examples)
     real_test = torch.stack([e.audio for e in examples])
@@ -165,7 +175,11 @@ def evaluate_and_sample(
     k = min(len(samples), n_ref)
     ref_set = heldout_set(pipe, config.kind, k, config.data_seed + 3)
     ref_audio = torch.stack([ref_set[i]["audio"] for i in range(k)])
-    emb_gen, emb_test, emb_ref = classifier.embed(samples[:k]), classifier.embed(real_test[:k]), classifier.embed(ref_audio)
+    emb_gen, emb_test, emb_ref = (
+        classifier.embed(samples[:k]),
+        classifier.embed(real_test[:k]),
+        classifier.embed(ref_audio),
+    )
     metrics["fad_local"] = F.frechet_distance(emb_gen, emb_ref)
     metrics["fad_local_floor"] = F.frechet_distance(emb_test, emb_ref)
     metrics["fad_local_ratio"] = metrics["fad_local"] / max(metrics["fad_local_floor"], 1e-12)

@@ -9,7 +9,8 @@ Run folder (``config.train.output_dir``)::
     checkpoints/ log.jsonl model/ model_ema/     the DiT stage's Trainer run
     pipeline/           the trained AudioPipeline (save_pretrained)
 
-The clips are rendered (or read) once into memory; after the VAE stage every clip is encoded once (its
+``train.max_seconds`` (when set) is the wall-time budget of each stage. The clips are rendered (or read) once
+into memory; after the VAE stage every clip is encoded once (its
 posterior mean) and the DiT trains on the cached latents. A folder of real audio therefore contributes one
 crop per file per run (its offset drawn from the run's seed).
 """
@@ -82,7 +83,7 @@ def _check_clip(config: AudioTrainConfig) -> int:
             f"data.clip_seconds: {d.clip_seconds} s at {d.sample_rate} Hz must be a whole number of DiT tokens "
             f"({hop} samples = VAE hop x patch_size); try {ok:g}"
         )
-    return int(round(samples))
+    return round(samples)
 
 
 def _hop(config: AudioTrainConfig) -> int:
@@ -109,7 +110,12 @@ def load_training_data(config: AudioTrainConfig, progress: bool = True) -> Train
         ds = SyntheticMusic(synth)
         items = [ds[i] for i in tqdm(range(len(ds)), desc="rendering clips", disable=not progress)]
         notes = []
-        info = {"source": "synthetic", "kind": d.kind, "instruments": list(d.instruments), "min_seconds": d.min_seconds}
+        info = {
+            "source": "synthetic",
+            "kind": d.kind,
+            "instruments": list(d.instruments),
+            "min_seconds": d.min_seconds,
+        }
     return TrainingData(
         audio=torch.stack([it["audio"] for it in items]),
         captions=[it["caption"] for it in items],
@@ -123,7 +129,9 @@ def load_training_data(config: AudioTrainConfig, progress: bool = True) -> Train
 def build_objective(name: str, cond_dropout: float) -> DiffusionObjective:
     """``rectified_flow`` (velocity, logit-normal t) or ``v`` (v-prediction on ``vp-cosine``), with caption
     dropout to the all-padding caption for classifier-free guidance."""
-    kw: dict[str, Any] = {"cond_dropout": cond_dropout, "null_cond": {"tokens": 0}} if cond_dropout > 0 else {}
+    kw: dict[str, Any] = (
+        {"cond_dropout": cond_dropout, "null_cond": {"tokens": 0}} if cond_dropout > 0 else {}
+    )
     if name == "rectified_flow":
         return objectives.rectified_flow(**kw)
     if name == "v":
@@ -144,7 +152,9 @@ def train_vae(data: TrainingData, config: AudioTrainConfig) -> AudioVAE:
     """The VAE stage: :class:`VAEObjective` for ``config.vae_steps`` steps (run folder ``vae_run/``; resumed with
     the run), then the latent normalisation fitted on up to 1024 clips."""
     v = config.vae
-    cfg = AudioVAEModelConfig(**vars(v), audio_channels=data.audio.shape[1], sample_rate=config.data.sample_rate)
+    cfg = AudioVAEModelConfig(
+        **vars(v), audio_channels=data.audio.shape[1], sample_rate=config.data.sample_rate
+    )
     with seeded(config.train.seed):
         vae = AudioVAE(cfg)
     objective = VAEObjective(v.l1_weight, v.stft_weight, v.kl_weight, v.fft_sizes)
@@ -160,13 +170,17 @@ def train_vae(data: TrainingData, config: AudioTrainConfig) -> AudioVAE:
 
 def _encode_all(vae: AudioVAE, audio: Tensor, batch_size: int = 64) -> Tensor:
     dev = vae.latent_scale.device
-    return torch.cat([vae.encode(audio[i : i + batch_size].to(dev)).cpu() for i in range(0, len(audio), batch_size)])
+    return torch.cat(
+        [vae.encode(audio[i : i + batch_size].to(dev)).cpu() for i in range(0, len(audio), batch_size)]
+    )
 
 
 def _vocabulary(data: TrainingData) -> list[str]:
     extra: list[str] = []
     if data.info.get("source") == "synthetic":  # every note name and instrument word, seen in training or not
-        extra = [f"{n}{o}" for n in NOTE_NAMES for o in range(2, 8)] + " ".join(INSTRUMENT_WORDS.values()).split()
+        extra = [f"{n}{o}" for n in NOTE_NAMES for o in range(2, 8)] + " ".join(
+            INSTRUMENT_WORDS.values()
+        ).split()
     return build_vocabulary(data.captions, extra)
 
 
@@ -181,7 +195,11 @@ def _refuse_previous_run(config: AudioTrainConfig) -> None:
 
 
 def train(
-    config: AudioTrainConfig, *, save: bool = True, notes: Callable[[str], None] | None = None, progress: bool = True
+    config: AudioTrainConfig,
+    *,
+    save: bool = True,
+    notes: Callable[[str], None] | None = None,
+    progress: bool = True,
 ) -> AudioPipeline:
     """Train the VAE and the latent DiT as ``config`` says (see the module docstring for the run folder) and
     return the :class:`AudioPipeline` (also saved in ``pipeline/`` when ``save``). Initialisation is seeded by
@@ -207,7 +225,9 @@ def train(
     with seeded(config.train.seed):
         model = AudioDiT(dit_cfg)
     tokens = model.tokenize(data.captions, device="cpu")
-    dataset = _Batches(x=latents, tokens=tokens, seconds_start=data.seconds_start, seconds_total=data.seconds_total)
+    dataset = _Batches(
+        x=latents, tokens=tokens, seconds_start=data.seconds_start, seconds_total=data.seconds_total
+    )
     objective = build_objective(config.objective, config.cond_dropout)
     trainer = Trainer(model, objective, _loader(dataset, config.batch_size), _stage(config.train))
     trainer.fit()
