@@ -1,7 +1,7 @@
 """diff-audio GPU benchmark (one H100, about 8 minutes): the issue's GPU targets.
 
 1. Single notes at 16 kHz mono (2.048 s clips): the VAE (32x compression) and a latent DiT (width 384, depth 8,
-   bf16), each stage trained for at most 220 s, then 256 clips generated from held-out captions -> pitch accuracy
+   bf16), each stage trained for at most 150 s, then 256 clips generated from held-out captions -> pitch accuracy
    (>= 0.90), instrument accuracy (>= 0.90), timing accuracy within 0.25 s (>= 0.90), FAD-local within 2x of the
    train-vs-test floor, VAE SI-SDR (>= 10 dB at >= 32x), audio-to-audio at strength 0.5 keeping the pitch while
    changing the instrument (>= 0.80). Both stages checkpoint every 500 steps; rerun with --resume to continue a

@@ -59,6 +59,7 @@ class BenchSettings:
     steps: int = 4000
     stage_seconds: float = 100.0
     lr: float = 1e-3
+    warmup_steps: int = 10
     batch_size: int = 16
     eval_samples: int = 48
     sample_steps: int = 20
@@ -75,11 +76,11 @@ class BenchSettings:
     @classmethod
     def full(cls) -> BenchSettings:
         return cls(
-            sample_rate=16000, clip_seconds=2.048, min_seconds=0.6, length=8192, vae_channels=48,
+            sample_rate=16000, clip_seconds=2.048, min_seconds=0.6, length=4096, vae_channels=48,
             vae_mults=(1, 2, 4, 8), vae_strides=(2, 4, 4, 8), latent_dim=8, fft_sizes=(2048, 1024, 512, 256, 128),
             vae_steps=20000, vae_lr=1e-3, width=384, depth=8, heads=6, patch_size=1,
-            text_width=128, steps=40000, stage_seconds=220.0, lr=5e-4, batch_size=32, eval_samples=256,
-            sample_steps=50, classifier_steps=400, mixed_precision="bf16", device="cuda", checkpoint_every=500,
+            text_width=128, steps=40000, stage_seconds=150.0, lr=5e-4, batch_size=32, eval_samples=256,
+            sample_steps=50, classifier_steps=400, warmup_steps=200, mixed_precision="bf16", device="cuda", checkpoint_every=500,
         )  # fmt: skip
 
 
@@ -97,7 +98,7 @@ def _config(settings: BenchSettings, out: Path, resume: bool) -> Any:
         model=AudioModelConfig(width=s.width, depth=s.depth, heads=s.heads, patch_size=s.patch_size,
                                text_width=s.text_width, text_layers=2, text_heads=4),
         vae_steps=s.vae_steps, vae_lr=s.vae_lr, batch_size=s.batch_size, cond_dropout=0.1,
-        train=TrainConfig(steps=s.steps, lr=s.lr, warmup_steps=50, ema_decay=0.995, output_dir=str(out),
+        train=TrainConfig(steps=s.steps, lr=s.lr, warmup_steps=s.warmup_steps, ema_decay=0.995, output_dir=str(out),
                           device=s.device, mixed_precision=s.mixed_precision, log_every=50,
                           checkpoint_every=s.checkpoint_every, max_seconds=s.stage_seconds, tensorboard=False,
                           resume="auto" if resume else None, seed=0),
