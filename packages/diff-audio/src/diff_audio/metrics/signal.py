@@ -77,10 +77,9 @@ def estimate_f0(
     silence_db: float = -40.0,
 ) -> float:
     """The fundamental frequency of a (mostly) monophonic clip in Hz by YIN (de Cheveigne & Kawahara 2002):
-    per frame, the first ``tau`` whose cumulative mean normalised difference falls below ``threshold`` (step 4),
-    refined to its local minimum and by parabolic interpolation (step 5); the clip's value is the median over
-    voiced frames (frames within ``silence_db`` of the loudest and below the threshold). ``nan`` when no frame is
-    voiced."""
+    per frame, the first ``tau`` whose cumulative mean normalised difference falls below ``threshold`` (step 4; the
+    global minimum when none does), refined to its local minimum and by parabolic interpolation (step 5); the
+    clip's value is the median over sounding frames (within ``silence_db`` of the loudest). ``nan`` for silence."""
     x = _mono(audio)
     tau_min, tau_max = max(2, int(sample_rate / fmax)), math.ceil(sample_rate / fmin)
     w = max(int(frame_seconds * sample_rate), 2 * tau_max + 2)
@@ -94,9 +93,8 @@ def estimate_f0(
     for i in torch.nonzero(loud).flatten().tolist():
         d = cmnd[i]
         below = torch.nonzero(d[tau_min:] < threshold).flatten()
-        if below.numel() == 0:
-            continue
-        tau = int(below[0]) + tau_min
+        # step 4: the first dip below the threshold, or else the global minimum
+        tau = int(below[0]) + tau_min if below.numel() else int(d[tau_min:].argmin()) + tau_min
         while tau + 1 <= tau_max and d[tau + 1] < d[tau]:
             tau += 1
         if 1 <= tau < tau_max:

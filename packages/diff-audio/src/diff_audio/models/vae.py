@@ -190,10 +190,11 @@ def kl_divergence(mean: Tensor, std: Tensor) -> Tensor:
     return 0.5 * (mean.pow(2) + std.pow(2) - 1.0 - 2.0 * torch.log(std)).mean()
 
 
-def multi_resolution_stft_loss(x: Tensor, y: Tensor, fft_sizes: tuple[int, ...]) -> Tensor:
+def multi_resolution_stft_loss(x: Tensor, y: Tensor, fft_sizes: tuple[int, ...], floor: float = 1e-5) -> Tensor:
     """Multi-resolution STFT loss (Yamamoto et al. 2020, Parallel WaveGAN, Eq. 4-6): for each window size, spectral
     convergence ``||S_y - S_x||_F / ||S_y||_F`` plus ``mean |log S_y - log S_x|``, averaged over sizes.
-    ``x`` the estimate, ``y`` the reference, ``(B, C, T)``; window sizes longer than ``T`` are skipped."""
+    ``x`` the estimate, ``y`` the reference, ``(B, C, T)``; window sizes longer than ``T`` are skipped. Magnitudes
+    are floored at ``floor`` before the log, so differences below it (silence, faint noise) cost nothing."""
     b, c, t = x.shape
     xs, ys = x.reshape(b * c, t).float(), y.reshape(b * c, t).float()
     losses = []
@@ -201,8 +202,8 @@ def multi_resolution_stft_loss(x: Tensor, y: Tensor, fft_sizes: tuple[int, ...])
         if n_fft > t:
             continue
         window = torch.hann_window(n_fft, device=x.device)
-        sx = torch.stft(xs, n_fft, n_fft // 4, window=window, return_complex=True).abs().clamp_min(1e-5)
-        sy = torch.stft(ys, n_fft, n_fft // 4, window=window, return_complex=True).abs().clamp_min(1e-5)
+        sx = torch.stft(xs, n_fft, n_fft // 4, window=window, return_complex=True).abs().clamp_min(floor)
+        sy = torch.stft(ys, n_fft, n_fft // 4, window=window, return_complex=True).abs().clamp_min(floor)
         convergence = torch.linalg.norm(sy - sx) / torch.linalg.norm(sy).clamp_min(1e-5)
         losses.append(convergence + (sy.log() - sx.log()).abs().mean())
     if not losses:
