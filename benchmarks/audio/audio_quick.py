@@ -1,10 +1,13 @@
 """diff-audio quick benchmark (CPU, at most 5 minutes): what ``diffuse bench audio --quick`` runs.
 
-The Oobleck-style VAE and a tiny latent DiT on single synthetic notes (8 kHz mono, 0.512 s), each training stage
-limited to 100 s of wall time, then 48 clips generated from held-out captions and scored (target: pitch accuracy
+The Oobleck-style VAE (hop 16, 16 latent channels) and a tiny latent DiT on single synthetic notes (8 kHz mono,
+0.512 s), each training stage limited to 95 s of wall time, then 32 clips generated from held-out captions and scored (target: pitch accuracy
 >= 0.5; chance is 1/37).
 
-    uv run python benchmarks/audio/audio_quick.py [--out runs/audio_quick]
+    OMP_NUM_THREADS=1 uv run python benchmarks/audio/audio_quick.py [--out runs/audio_quick]
+
+(On a machine shared with other jobs, one thread per process avoids oversubscription, which made training
+15x slower in our runs.)
 
 Prints a table and writes benchmarks/results/audio_quick-cpu.json (wav files, spectrograms.png and metrics.json
 under --out).

@@ -123,7 +123,8 @@ def spectrogram_image(
     )[0]
     db = 10 * lm.numpy() / np.log(10)
     img = (db - (db.max() - db_range)) / db_range
-    return _colormap(img[::-1])
+    repeat = max(1, -(-min_width // img.shape[1]))  # short clips: widen each frame so the tile is readable
+    return _colormap(np.repeat(img[::-1], repeat, axis=1))
 
 
 def save_spectrogram_grid(

@@ -190,7 +190,9 @@ def kl_divergence(mean: Tensor, std: Tensor) -> Tensor:
     return 0.5 * (mean.pow(2) + std.pow(2) - 1.0 - 2.0 * torch.log(std)).mean()
 
 
-def multi_resolution_stft_loss(x: Tensor, y: Tensor, fft_sizes: tuple[int, ...], floor: float = 1e-5) -> Tensor:
+def multi_resolution_stft_loss(
+    x: Tensor, y: Tensor, fft_sizes: tuple[int, ...], floor: float = 1e-5
+) -> Tensor:
     """Multi-resolution STFT loss (Yamamoto et al. 2020, Parallel WaveGAN, Eq. 4-6): for each window size, spectral
     convergence ``||S_y - S_x||_F / ||S_y||_F`` plus ``mean |log S_y - log S_x|``, averaged over sizes.
     ``x`` the estimate, ``y`` the reference, ``(B, C, T)``; window sizes longer than ``T`` are skipped. Magnitudes
