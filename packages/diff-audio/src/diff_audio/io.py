@@ -110,10 +110,11 @@ def _colormap(v: np.ndarray) -> np.ndarray:
 
 
 def spectrogram_image(
-    audio: Tensor, sample_rate: int, height: int = 128, db_range: float = 80.0
+    audio: Tensor, sample_rate: int, height: int = 128, db_range: float = 80.0, min_width: int = 128
 ) -> np.ndarray:
-    """Log-mel spectrogram of the channel mean as an RGB array ``(height, frames, 3)``, low frequencies at the
-    bottom, ``db_range`` dB below the clip's peak mapped to black."""
+    """Log-mel spectrogram of the channel mean as an RGB array ``(height, width, 3)``, low frequencies at the
+    bottom, ``db_range`` dB below the clip's peak mapped to black; each frame is repeated so the width is at
+    least ``min_width`` pixels."""
     from diff_audio.metrics.features import log_mel
 
     lm = log_mel(
