@@ -20,7 +20,7 @@ def test_stereo_round_trip_within_the_formats_quantisation(tmp_path, suffix, tol
 
 
 def test_audio_outside_the_unit_range_or_not_finite_is_refused_not_clipped(tmp_path):
-    with pytest.raises(ValueError, match="peaks at 1.500"):
+    with pytest.raises(ValueError, match=r"peaks at 1\.500"):
         write_audio(tmp_path / "loud.wav", torch.full((1, 10), 1.5), 8000)
     with pytest.raises(ValueError, match="NaN"):
         write_audio(tmp_path / "nan.wav", torch.tensor([[0.0, float("nan")]]), 8000)
