@@ -52,11 +52,11 @@ class BenchSettings:
     fft_sizes: tuple[int, ...] = (512, 256, 128, 64)
     vae_steps: int = 2000
     vae_lr: float = 2e-3
-    width: int = 128
+    width: int = 64
     depth: int = 3
-    heads: int = 4
+    heads: int = 2
     patch_size: int = 4
-    text_width: int = 64
+    text_width: int = 32
     steps: int = 4000
     stage_seconds: float = 95.0
     lr: float = 2e-3
