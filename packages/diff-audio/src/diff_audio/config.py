@@ -41,6 +41,7 @@ class AudioVAEConfig:
         stft_weight: weight of the multi-resolution STFT loss (spectral convergence + log magnitude).
         l1_weight: weight of the waveform L1 loss.
         fft_sizes: window sizes of the multi-resolution STFT loss (hop = size / 4).
+        weight_norm: weight-normalise every convolution (Oobleck's ``WNConv1d``).
     """
 
     channels: int = 32
@@ -51,6 +52,7 @@ class AudioVAEConfig:
     stft_weight: float = 1.0
     l1_weight: float = 1.0
     fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128)
+    weight_norm: bool = True
 
     def __post_init__(self) -> None:
         self.channel_mults, self.strides, self.fft_sizes = (

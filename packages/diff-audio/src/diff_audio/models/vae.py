@@ -79,6 +79,14 @@ def _down(c_in: int, c_out: int, stride: int) -> nn.Module:
     )  # fmt: skip
 
 
+def _weight_norm(module: nn.Module) -> nn.Module:
+    """Weight normalisation (Salimans & Kingma 2016) on every convolution, as Oobleck's ``WNConv1d``."""
+    for child in list(module.modules()):
+        if isinstance(child, (nn.Conv1d, nn.ConvTranspose1d)):
+            torch.nn.utils.parametrizations.weight_norm(child)
+    return module
+
+
 def _up(c_in: int, c_out: int, stride: int) -> nn.Module:
     return nn.Sequential(
         Snake(c_in),
@@ -120,6 +128,8 @@ class AudioVAE(PretrainedModel):
         dec += [_up(widths[i + 1], widths[i], s) for i, s in reversed(list(enumerate(config.strides)))]
         dec += [Snake(widths[0]), nn.Conv1d(widths[0], config.audio_channels, 7, padding=3, bias=False)]
         self.decoder = nn.Sequential(*dec)
+        if config.weight_norm:
+            _weight_norm(self)
         self.register_buffer("latent_shift", torch.zeros(()))
         self.register_buffer("latent_scale", torch.ones(()))
 
