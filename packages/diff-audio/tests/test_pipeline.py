@@ -94,3 +94,30 @@ def test_evaluate_reports_every_metric_with_values_in_range(tiny_run):
     for key in ("pitch_accuracy", "timing_accuracy", "instrument_accuracy", "silence_rate", "a2a_success"):
         assert 0.0 <= m[key] <= 1.0
     assert m["vae_compression"] == pytest.approx(1 * 8 / 4)
+
+
+def test_training_on_a_folder_reports_skipped_files_and_records_the_source(tmp_path, make_config):
+    import json
+
+    from diff_audio.io import write_audio
+
+    data = tmp_path / "data"
+    for i, f in enumerate((220.0, 330.0, 440.0, 550.0)):
+        wave = 0.4 * torch.sin(2 * torch.pi * f * torch.arange(2000) / 8000)[None]
+        write_audio(data / f"clip{i}.wav", wave, 8000)
+    (data / "broken.wav").write_bytes(b"not audio")
+    (data / "metadata.jsonl").write_text(
+        "\n".join(json.dumps({"file": f"clip{i}.wav", "caption": f"tone {i}"}) for i in range(4))
+        + '\n{"file": "broken.wav", "caption": "x"}\n'
+    )
+    cfg = make_config(tmp_path / "run")
+    cfg.data.path = str(data)
+    notes: list[str] = []
+    from diff_audio.pipeline.training import train as train_with_notes
+
+    pipe = train_with_notes(cfg, notes=notes.append, progress=False)
+    assert any("broken.wav" in n and "unreadable" in n for n in notes)
+    assert pipe.data_info["source"] == "folder"
+    assert "tone" in pipe.model.config.vocabulary
+    with pytest.raises(ValueError, match="folder of real audio"):
+        evaluate(pipe, AudioEvaluateConfig(num_samples=2, steps=2, device="cpu"))
