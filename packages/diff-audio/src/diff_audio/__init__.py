@@ -1,14 +1,26 @@
 """VAE-latent DiT audio diffusion with timing conditioning (Stable Audio).
 
-Status: scaffold. The public API below has its final shape; :func:`train`, :func:`sample` and :func:`evaluate`
-raise ``NotImplementedError`` until issue #26 lands.
+An Oobleck-style VAE with Snake activations and a multi-resolution STFT loss, a latent DiT (diffcore's MMDiT
+blocks, RoPE over time) conditioned on ``seconds_start`` / ``seconds_total`` and on captions, a synthetic music
+set with known notes and instruments, offline metrics (pitch, instrument, timing, FAD-local, structure, SI-SDR),
+audio-to-audio, inpainting and continuation.
+
+Audio is ``(B, channels, samples)`` float in ``[-1, 1]``; diffusion time ``t`` in [0, 1] with ``t = 0`` data.
 """
 
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from diff_audio.config import AudioEvaluateConfig, AudioModelConfig, AudioSampleConfig, AudioTrainConfig
+from diff_audio.config import (
+    AudioA2AConfig,
+    AudioDataConfig,
+    AudioEvaluateConfig,
+    AudioModelConfig,
+    AudioSampleConfig,
+    AudioTrainConfig,
+    AudioVAEConfig,
+)
 
 try:
     __version__ = version("diff-audio")
@@ -17,7 +29,13 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 # The pipeline and the verbs load torch and model code on first use (PEP 562), so that the command line
 # (which reads only the configuration) stays light.
-_LAZY = {"AudioPipeline": "pipeline", "evaluate": "pipeline", "sample": "pipeline", "train": "pipeline"}
+_LAZY = {
+    "AudioPipeline": "pipeline",
+    "audio_to_audio": "pipeline",
+    "evaluate": "pipeline",
+    "sample": "pipeline",
+    "train": "pipeline",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -29,12 +47,16 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AudioA2AConfig",
+    "AudioDataConfig",
     "AudioEvaluateConfig",
     "AudioModelConfig",
     "AudioPipeline",
     "AudioSampleConfig",
     "AudioTrainConfig",
+    "AudioVAEConfig",
     "__version__",
+    "audio_to_audio",
     "evaluate",
     "sample",
     "train",

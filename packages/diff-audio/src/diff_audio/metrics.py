@@ -1,1 +1,0 @@
-"""The field's own measures of quality and validity, computed offline. Not implemented yet (issue #26)."""

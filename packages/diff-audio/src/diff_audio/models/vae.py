@@ -1,0 +1,247 @@
+"""An Oobleck-style 1D convolutional VAE (the autoencoder of Stable Audio Open, stable-audio-tools'
+``OobleckEncoder`` / ``OobleckDecoder``; its blocks follow DAC, Kumar et al. 2023, Sec. 3).
+
+Encoder: ``Conv1d(k=7)``, then per block three residual units (dilations 1, 3, 9) with Snake activations and a
+strided ``Conv1d(k=2s, stride=s)`` to the next width; Snake, ``Conv1d(k=3)`` to ``2 * latent_dim`` channels
+(mean and pre-softplus scale). The decoder mirrors it with transposed convolutions. Snake (Ziyin et al. 2020,
+Eq. 3; DAC) is ``x + sin^2(alpha x) / alpha`` with a learned ``alpha`` per channel, a periodic inductive bias for
+audio.
+
+Shapes: audio ``(B, channels, T)`` with ``T`` a multiple of :attr:`AudioVAE.hop` (the product of the strides)
+-> latents ``(B, latent_dim, T / hop)``. The compression ratio is ``channels * hop / latent_dim`` numbers in,
+one number out.
+
+Training (:class:`VAEObjective`) minimises ``l1 * |x - D(z)|_1 + stft * MRSTFT(x, D(z)) + kl * KL(q(z|x) ||
+N(0, I))`` with ``z`` drawn by reparameterisation. The posterior's standard deviation is ``softplus(s) + 1e-4``
+(as stable-audio-tools' ``VAEBottleneck``), which cannot overflow the way ``exp(logvar)`` can; together with the
+Trainer's gradient clipping and its non-finite-loss stop (it names the step) this keeps training finite.
+Diffusion runs on ``(mean - shift) * scale``, with the two factors fitted on data so the latents have zero mean
+and unit variance (:meth:`AudioVAE.fit_scaling`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffcore.pretrained import PretrainedModel
+from diffcore.training.objectives import split_batch
+from torch import Tensor, nn
+
+from diff_audio.config import AudioVAEConfig
+
+__all__ = [
+    "AudioVAE",
+    "AudioVAEModelConfig",
+    "Snake",
+    "VAEObjective",
+    "kl_divergence",
+    "multi_resolution_stft_loss",
+]
+
+
+class Snake(nn.Module):
+    """``x + sin^2(alpha x) / alpha`` per channel (``alpha`` stored as its log, starts at 1): ``(B, C, T)``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.log_alpha = nn.Parameter(torch.zeros(1, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        alpha = self.log_alpha.exp()
+        return x + torch.sin(alpha * x).pow(2) / (alpha + 1e-9)
+
+
+class ResidualUnit(nn.Module):
+    """Snake, dilated ``Conv1d(k=7)``, Snake, ``Conv1d(k=1)``, plus the input (length preserved)."""
+
+    def __init__(self, channels: int, dilation: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            Snake(channels),
+            nn.Conv1d(channels, channels, 7, dilation=dilation, padding=3 * dilation),
+            Snake(channels),
+            nn.Conv1d(channels, channels, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+def _down(c_in: int, c_out: int, stride: int) -> nn.Module:
+    return nn.Sequential(
+        ResidualUnit(c_in, 1), ResidualUnit(c_in, 3), ResidualUnit(c_in, 9), Snake(c_in),
+        nn.Conv1d(c_in, c_out, 2 * stride, stride=stride, padding=math.ceil(stride / 2)),
+    )  # fmt: skip
+
+
+def _weight_norm(module: nn.Module) -> nn.Module:
+    """Weight normalisation (Salimans & Kingma 2016) on every convolution, as Oobleck's ``WNConv1d``."""
+    for child in list(module.modules()):
+        if isinstance(child, (nn.Conv1d, nn.ConvTranspose1d)):
+            torch.nn.utils.parametrizations.weight_norm(child)
+    return module
+
+
+def _up(c_in: int, c_out: int, stride: int) -> nn.Module:
+    return nn.Sequential(
+        Snake(c_in),
+        nn.ConvTranspose1d(c_in, c_out, 2 * stride, stride=stride, padding=math.ceil(stride / 2),
+                           output_padding=stride % 2),
+        ResidualUnit(c_out, 1), ResidualUnit(c_out, 3), ResidualUnit(c_out, 9),
+    )  # fmt: skip
+
+
+@dataclass
+class AudioVAEModelConfig(AudioVAEConfig):
+    """:class:`~diff_audio.config.AudioVAEConfig` plus the audio's channel count and sample rate.
+
+    Attributes:
+        audio_channels: channels of the audio (1 mono, 2 stereo).
+        sample_rate: the audio's sample rate (recorded; the network itself is rate-agnostic).
+    """
+
+    audio_channels: int = 1
+    sample_rate: int = 16000
+
+
+class AudioVAE(PretrainedModel):
+    """Encoder / decoder with the latent normalisation as buffers (``latent_shift``, ``latent_scale``)."""
+
+    config_class = AudioVAEModelConfig
+    config: AudioVAEModelConfig
+    latent_shift: Tensor
+    latent_scale: Tensor
+
+    def __init__(self, config: AudioVAEModelConfig) -> None:
+        super().__init__(config)
+        widths = [config.channels] + [config.channels * m for m in config.channel_mults]
+        enc: list[nn.Module] = [nn.Conv1d(config.audio_channels, widths[0], 7, padding=3)]
+        enc += [_down(widths[i], widths[i + 1], s) for i, s in enumerate(config.strides)]
+        enc += [Snake(widths[-1]), nn.Conv1d(widths[-1], 2 * config.latent_dim, 3, padding=1)]
+        self.encoder = nn.Sequential(*enc)
+        dec: list[nn.Module] = [nn.Conv1d(config.latent_dim, widths[-1], 7, padding=3)]
+        dec += [_up(widths[i + 1], widths[i], s) for i, s in reversed(list(enumerate(config.strides)))]
+        dec += [Snake(widths[0]), nn.Conv1d(widths[0], config.audio_channels, 7, padding=3, bias=False)]
+        self.decoder = nn.Sequential(*dec)
+        if config.weight_norm:
+            _weight_norm(self)
+        self.register_buffer("latent_shift", torch.zeros(()))
+        self.register_buffer("latent_scale", torch.ones(()))
+
+    @property
+    def hop(self) -> int:
+        """Audio samples per latent frame (the product of the strides)."""
+        return math.prod(self.config.strides)
+
+    @property
+    def compression(self) -> float:
+        """Numbers in per number out: ``audio_channels * hop / latent_dim``."""
+        return self.config.audio_channels * self.hop / self.config.latent_dim
+
+    def _check(self, audio: Tensor) -> None:
+        c = self.config.audio_channels
+        if audio.ndim != 3 or audio.shape[1] != c:
+            raise ValueError(f"audio: expected (B, {c}, samples), got {tuple(audio.shape)}")
+        if audio.shape[-1] % self.hop:
+            raise ValueError(
+                f"audio: length {audio.shape[-1]} must be a multiple of the VAE's hop {self.hop} samples"
+            )
+
+    def posterior(self, audio: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mean, std)`` of ``q(z | x)``, each ``(B, latent_dim, T / hop)``."""
+        self._check(audio)
+        mean, scale = self.encoder(audio).chunk(2, dim=1)
+        return mean, F.softplus(scale) + 1e-4
+
+    def decode_raw(self, z: Tensor) -> Tensor:
+        """Unnormalised latents ``(B, latent_dim, L)`` -> audio ``(B, channels, L * hop)`` (not clamped)."""
+        return self.decoder(z)
+
+    def forward(
+        self, audio: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Reconstruction through a reparameterised draw: ``(reconstruction, mean, std)``."""
+        mean, std = self.posterior(audio)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return self.decode_raw(mean + std * noise), mean, std
+
+    @torch.no_grad()
+    def encode(self, audio: Tensor) -> Tensor:
+        """Audio ``(B, channels, T)`` -> normalised latents ``(B, latent_dim, T / hop)`` (the posterior mean)."""
+        mean, _ = self.posterior(audio)
+        return (mean - self.latent_shift) * self.latent_scale
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor) -> Tensor:
+        """Normalised latents -> audio ``(B, channels, L * hop)`` clamped to ``[-1, 1]``."""
+        return self.decode_raw(latents / self.latent_scale + self.latent_shift).clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def fit_scaling(self, audio: Tensor, batch_size: int = 64) -> tuple[float, float]:
+        """Set ``latent_shift`` / ``latent_scale`` so the posterior means of ``audio`` have mean 0 and std 1."""
+        means = [
+            self.posterior(audio[i : i + batch_size].to(self.latent_scale.device))[0]
+            for i in range(0, len(audio), batch_size)
+        ]
+        z = torch.cat(means).double()
+        shift, std = z.mean(), z.std()
+        self.latent_shift.fill_(float(shift))
+        self.latent_scale.fill_(1.0 / max(float(std), 1e-8))
+        return float(shift), float(self.latent_scale)
+
+
+def kl_divergence(mean: Tensor, std: Tensor) -> Tensor:
+    """``KL(N(mean, std^2) || N(0, 1))`` averaged over elements (Kingma & Welling 2014, App. B)."""
+    return 0.5 * (mean.pow(2) + std.pow(2) - 1.0 - 2.0 * torch.log(std)).mean()
+
+
+def multi_resolution_stft_loss(
+    x: Tensor, y: Tensor, fft_sizes: tuple[int, ...], floor: float = 1e-5
+) -> Tensor:
+    """Multi-resolution STFT loss (Yamamoto et al. 2020, Parallel WaveGAN, Eq. 4-6): for each window size, spectral
+    convergence ``||S_y - S_x||_F / ||S_y||_F`` plus ``mean |log S_y - log S_x|``, averaged over sizes.
+    ``x`` the estimate, ``y`` the reference, ``(B, C, T)``; window sizes longer than ``T`` are skipped. Magnitudes
+    are floored at ``floor`` before the log, so differences below it (silence, faint noise) cost nothing."""
+    b, c, t = x.shape
+    xs, ys = x.reshape(b * c, t).float(), y.reshape(b * c, t).float()
+    losses = []
+    for n_fft in fft_sizes:
+        if n_fft > t:
+            continue
+        window = torch.hann_window(n_fft, device=x.device)
+        sx = torch.stft(xs, n_fft, n_fft // 4, window=window, return_complex=True).abs().clamp_min(floor)
+        sy = torch.stft(ys, n_fft, n_fft // 4, window=window, return_complex=True).abs().clamp_min(floor)
+        convergence = torch.linalg.norm(sy - sx) / torch.linalg.norm(sy).clamp_min(1e-5)
+        losses.append(convergence + (sy.log() - sx.log()).abs().mean())
+    if not losses:
+        raise ValueError(f"fft_sizes: every size {fft_sizes} is longer than the audio ({t} samples)")
+    return torch.stack(losses).mean()
+
+
+@dataclass
+class VAEObjective:
+    """``objective(vae, batch) -> (loss, logs)`` for the :class:`~diffcore.training.Trainer` (see the module doc).
+
+    ``batch``: audio ``(B, C, T)`` or ``{"x": audio, ...}`` (other keys ignored)."""
+
+    l1_weight: float = 1.0
+    stft_weight: float = 1.0
+    kl_weight: float = 1e-4
+    fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128)
+
+    def __call__(
+        self, model: nn.Module, batch: Tensor | Mapping[str, Any], generator: torch.Generator | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        x, _ = split_batch(batch)
+        recon, mean, std = model(x, generator=generator)
+        recon = recon.float()
+        l1 = (recon - x).abs().mean()
+        stft = multi_resolution_stft_loss(recon, x, self.fft_sizes)
+        kl = kl_divergence(mean.float(), std.float())
+        loss = self.l1_weight * l1 + self.stft_weight * stft + self.kl_weight * kl
+        return loss, {"l1": l1.detach(), "stft": stft.detach(), "kl": kl.detach()}
