@@ -7,9 +7,14 @@ and report which mutants the tests kill and which survive.
     uv run python scripts/mutate.py MODULE --only 12,40 -- TESTS       # rerun two mutants
     uv run python scripts/mutate.py MODULE --json out.json -- TESTS    # also write every result as JSON
 
-Why our own runner: mutmut and cosmic-ray cannot be added to this workspace today (any re-lock of ``uv.lock``
-fails on its Python >= 3.15 fork, where torch 2.9.1 has no wheel), and a runner that starts a fresh Python
-per mutant pays torch's import (~3 s) each time. This one imports the module once, then for each mutant
+Why our own runner and not mutmut 3 (checked against mutmut's ARCHITECTURE.md and ``__main__.py``): mutmut 3
+copies the source tree into ``mutants/``, rewrites every function there into a trampoline that dispatches on
+the ``MUTANT_UNDER_TEST`` environment variable, collects which tests call which function, and then, like this
+runner, forks one child per mutant from a process that has already imported everything (so torch is imported
+once, not once per mutant) and runs ``pytest.main`` on the covering tests in it. It would buy no speed here, and
+it wants the package under ``mutants/src`` ahead of the workspace's editable install on ``sys.path``, a mutants
+copy per run, and a dependency added to ``uv.lock`` (re-locking works again now that the workspace caps Python
+below 3.15; not tried). This runner needs none of that: it imports the module once, then for each mutant
 forks a child that swaps the changed functions' code objects in place (every live function object compiled
 from the original code: methods, closures, lambdas held by registries, functions behind ``lru_cache`` or
 ``torch.no_grad`` wrappers) and runs ``pytest -x`` on the tests of the selection that call a changed function
@@ -38,6 +43,7 @@ import ast
 import contextlib
 import copy
 import gc
+import hashlib
 import importlib
 import json
 import os
@@ -282,7 +288,9 @@ class _CallMap:
     def __init__(self, filename: str) -> None:
         self.filename = filename
         self.calls: dict[str, set[tuple[str, int]]] = {}
+        self.seconds: dict[str, float] = {}
         self._current: set[tuple[str, int]] | None = None
+        self._start = 0.0
 
     def _profile(self, frame, event, arg) -> None:
         if event == "call" and self._current is not None and frame.f_code.co_filename == self.filename:
@@ -292,6 +300,7 @@ class _CallMap:
         import threading
 
         self._current = self.calls.setdefault(item.nodeid, set())
+        self._start = time.perf_counter()
         sys.setprofile(self._profile)
         threading.setprofile(self._profile)
 
@@ -301,12 +310,14 @@ class _CallMap:
         sys.setprofile(None)
         threading.setprofile(None)
         self._current = None
+        self.seconds[nodeid] = time.perf_counter() - self._start
 
 
 def call_map(
     filename: str, pytest_args: list[str], threads: int, out: Path
 ) -> dict[str, set[tuple[str, int]]]:
-    """Run the unmutated selection once in a child, recording the module's functions each test calls."""
+    """Run the unmutated selection once in a child, recording the module's functions each test calls; the
+    tests come fastest first, so that a mutant run (``pytest -x`` on them, in that order) fails early."""
     pid = os.fork()
     if pid == 0:
         status = 3
@@ -320,13 +331,14 @@ def call_map(
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
             status = int(pytest.main([*pytest_args, "-q", "-p", "no:cacheprovider"], plugins=[plugin]))
-            out.write_text(json.dumps({k: sorted(v) for k, v in plugin.calls.items()}))
+            fastest_first = sorted(plugin.calls, key=lambda k: plugin.seconds.get(k, 0.0))
+            out.write_text(json.dumps({k: sorted(plugin.calls[k]) for k in fastest_first}))
         finally:
             os._exit(status)
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit("the unmutated module fails the selection; fix that first")
-    return {k: {tuple(f) for f in v} for k, v in json.loads(out.read_text()).items()}
+    return {k: {tuple(f) for f in v} for k, v in json.loads(out.read_text()).items()}  # fastest test first
 
 
 def preload(pytest_args: list[str]) -> None:
@@ -400,6 +412,115 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[src + 1 :])
 
 
+def run(
+    module: Path,
+    tests: list[str],
+    *,
+    only: list[int] | None = None,
+    timeout_factor: float = 5.0,
+    threads: int = 1,
+    preload_modules: tuple[str, ...] = (),
+    equivalent: tuple[tuple[str, str, str], ...] = (),
+    resume: dict | None = None,
+) -> dict:
+    """Run every mutant of ``module`` (or those in ``only``) against ``tests``; return the results and their
+    summary. ``equivalent``: ``(source line, mutation, reason)`` of survivors judged equivalent (matched on the
+    stripped line's text and the mutation's description, so a changed line falls back to ``survived``).
+    ``resume``: an earlier result of the same source (same sha256) whose killed and identical mutants are kept
+    as they are (tests only added since: a killed mutant stays killed); the others are run again."""
+    path = module.resolve()
+    source = path.read_text()
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    kept: dict[int, dict] = {}
+    if resume is not None:
+        if resume.get("source_sha256") != digest:
+            raise SystemExit(f"--resume: the result is of another version of {path.name}; run it all again")
+        kept = {r["id"]: r for r in resume["results"] if r["status"] in ("killed", "timeout", "identical")}
+    lines = source.splitlines()
+    sites = _collect(ast.parse(source), source).sites
+    mod = importlib.import_module(_module_name(path))
+    filename = mod.__file__
+    for name in preload_modules:
+        importlib.import_module(name)
+    original = compile(source, filename, "exec", dont_inherit=True)
+    preload(tests)
+
+    start = time.perf_counter()
+    calls = call_map(filename, tests, threads, Path(f"/tmp/mutate-calls-{os.getpid()}.json"))
+    base = time.perf_counter() - start
+    print(
+        f"{path.name}: {len(sites)} mutants; the unmutated selection ({len(calls)} tests) passes in {base:.1f} s"
+        " (traced)",
+        flush=True,
+    )
+
+    reasons = {(text, what): why for text, what, why in equivalent}
+    chosen = only or range(len(sites))
+    results: list[Result] = []
+    for i in chosen:
+        s = sites[i]
+        if i in kept:
+            results.append(Result(**kept[i]))
+            continue
+        try:
+            pairs = changed_functions(original, mutant_code(source, filename, s))
+        except (RuntimeError, SyntaxError, ValueError) as exc:
+            results.append(Result(i, s.line, s.what, "error", 0.0, str(exc)))
+            continue
+        if not pairs:
+            results.append(Result(i, s.line, s.what, "identical", 0.0))
+            continue
+        changed = {(c.co_name, c.co_firstlineno) for c, _ in pairs}
+        selected = [node for node, funcs in calls.items() if funcs & changed]
+        if selected:
+            status, secs = run_one(pairs, filename, selected, timeout_factor * base + 10, threads)
+        else:
+            status, secs = "uncovered", 0.0
+        detail = f"{len(selected)} tests"
+        text = lines[s.line - 1].strip()
+        if status in ("survived", "uncovered") and (text, s.what) in reasons:
+            status, detail = "equivalent", reasons[text, s.what]
+        results.append(Result(i, s.line, s.what, status, secs, detail))
+        if status in ("survived", "uncovered") or status.startswith("error"):
+            print(f"  {status:9s} #{i:<4d} L{s.line:<4d} {s.what:24s} | {text}", flush=True)
+        if len(results) % 25 == 0:
+            print(f"  ... {len(results)} of {len(chosen)} done", flush=True)
+
+    count = {st: sum(r.status == st for r in results) for st in sorted({r.status for r in results})}
+    killed = count.get("killed", 0) + count.get("timeout", 0)
+    survived = count.get("survived", 0) + count.get("uncovered", 0)
+    equiv = count.get("equivalent", 0)
+    summary = {
+        "mutants": len(results),
+        "killed": killed,
+        "survived": survived,
+        "equivalent": equiv,
+        "identical": count.get("identical", 0),
+        "errors": sum(n for st, n in count.items() if st.startswith("error")),
+        "score": round(killed / max(killed + survived, 1), 4),
+        "score_counting_equivalent_as_survived": round(killed / max(killed + survived + equiv, 1), 4),
+        "unmutated_seconds": round(base, 1),
+    }
+    print(
+        f"{path.name}: {killed} killed, {survived} survived, {equiv} equivalent ({count}); "
+        f"score {100 * summary['score']:.1f}%"
+    )
+    rel = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+    return {
+        "module": str(rel),
+        "source_sha256": digest,
+        "tests": tests,
+        "summary": summary,
+        "survivors": [
+            {"id": r.id, "line": r.line, "what": r.what, "status": r.status, "source": lines[r.line - 1].strip(),
+             **({"reason": r.detail} if r.status == "equivalent" else {})}
+            for r in results
+            if r.status in ("survived", "uncovered", "equivalent")
+        ],
+        "results": [asdict(r) for r in results],
+    }  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     tests: list[str] = []
@@ -416,70 +537,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads in each test run")
     p.add_argument("--preload", default="", help="comma-separated modules to import once before forking")
+    p.add_argument(
+        "--resume", type=Path, help="an earlier --json result: keep its killed mutants, rerun the rest"
+    )
     args = p.parse_args(argv)
 
-    path = args.module.resolve()
-    source = path.read_text()
-    sites = _collect(ast.parse(source), source).sites
     if args.list:
+        source = args.module.read_text()
+        sites = _collect(ast.parse(source), source).sites
         for i, s in enumerate(sites):
             print(f"{i:4d}  L{s.line:<4d} {s.what}")
         print(f"{len(sites)} mutants")
         return 0
     if not tests:
         p.error("give the test selection after --")
-
-    module = importlib.import_module(_module_name(path))
-    filename = module.__file__
-    for name in filter(None, args.preload.split(",")):
-        importlib.import_module(name)
-    original = compile(source, filename, "exec", dont_inherit=True)
-    preload(tests)
-
-    start = time.perf_counter()
-    calls = call_map(filename, tests, args.threads, Path(f"/tmp/mutate-calls-{os.getpid()}.json"))
-    base = time.perf_counter() - start
-    print(
-        f"{path.name}: {len(sites)} mutants; the unmutated selection ({len(calls)} tests) passes in {base:.1f} s"
-        " (traced)",
-        flush=True,
+    result = run(
+        args.module,
+        tests,
+        only=[int(i) for i in args.only.split(",") if i] or None,
+        timeout_factor=args.timeout_factor,
+        threads=args.threads,
+        preload_modules=tuple(filter(None, args.preload.split(","))),
+        resume=json.loads(args.resume.read_text()) if args.resume else None,
     )
-
-    chosen = [int(i) for i in args.only.split(",") if i] or range(len(sites))
-    results: list[Result] = []
-    for i in chosen:
-        s = sites[i]
-        try:
-            pairs = changed_functions(original, mutant_code(source, filename, s))
-        except (RuntimeError, SyntaxError, ValueError) as exc:
-            results.append(Result(i, s.line, s.what, "error", 0.0, str(exc)))
-            continue
-        if not pairs:
-            results.append(Result(i, s.line, s.what, "identical", 0.0))
-            continue
-        changed = {(c.co_name, c.co_firstlineno) for c, _ in pairs}
-        selected = [node for node, funcs in calls.items() if funcs & changed]
-        if selected:
-            status, secs = run_one(pairs, filename, selected, args.timeout_factor * base + 10, args.threads)
-        else:
-            status, secs = "uncovered", 0.0
-        results.append(Result(i, s.line, s.what, status, secs, f"{len(selected)} tests"))
-        if status in ("survived", "uncovered") or status.startswith("error"):
-            line = source.splitlines()[s.line - 1].strip()
-            print(f"  {status:9s} #{i:<4d} L{s.line:<4d} {s.what:24s} | {line}", flush=True)
-        if len(results) % 25 == 0:
-            print(f"  ... {len(results)} of {len(chosen)} done", flush=True)
-
-    killed = sum(r.status in ("killed", "timeout") for r in results)
-    survived = sum(r.status in ("survived", "uncovered") for r in results)
-    other = {st: sum(r.status == st for r in results) for st in sorted({r.status for r in results})}
-    score = killed / max(killed + survived, 1)
-    print(f"{path.name}: {killed} killed, {survived} survived ({other}); score {100 * score:.1f}%")
     if args.json:
-        args.json.write_text(
-            json.dumps({"module": str(args.module), "tests": tests, "score": score,
-                        "results": [asdict(r) for r in results]}, indent=1)
-        )  # fmt: skip
+        args.json.write_text(json.dumps(result, indent=1))
     return 0
 
 
