@@ -21,10 +21,13 @@ from the original code: methods, closures, lambdas held by registries, functions
 (found once, by running the selection with a profiler hook that records which of the module's functions each
 test calls, as mutmut 3 does). A mutant is
 
-- ``killed`` when a test fails (or the run exceeds ``--timeout-factor`` times the unmutated run: ``timeout``),
+- ``killed`` when a test fails or cannot be collected (a test module's top level calls the mutant), or the
+  run exceeds ``--timeout-factor`` times the unmutated run (``timeout``),
 - ``survived`` when every selected test passes (``uncovered`` when no test of the selection calls the function;
   counted as survived),
 - ``identical`` when it compiles to the same bytecode as the original (not counted),
+- ``equivalent`` when it survives and its suite (:data:`SUITES`) lists it as equivalent, with the reason
+  (not counted),
 - ``error`` when it cannot be applied (reported, not counted).
 
 Operators (AST, inside function and lambda bodies only, as mutmut 3 does; decorators, default values,
@@ -91,6 +94,103 @@ SYMBOL = {
     ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
     ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in", ast.And: "and", ast.Or: "or",
 }  # fmt: skip
+
+
+T = "packages/diffcore/tests/"
+SRC = "packages/diffcore/src/diffcore/"
+SAMPLER_TESTS = [
+    T + "test_equations_guidance_sampling.py",
+    T + "test_samplers_basic.py",
+    T + "test_samplers_dpm.py",
+    T + "test_samplers_unipc.py",
+    T + "test_samplers_last_step.py",
+    T + "test_diffusers_parity.py",
+    T + "test_sampler_convergence.py",
+]
+SUITES: dict[str, dict] = {
+    # name: the module, the test selection (the equation tests and the module's own), and the surviving
+    # mutants judged equivalent: (stripped source line, mutation, why). benchmarks/core/mutation.py runs one
+    # and writes benchmarks/results/mutation-<name>-cpu.json; docs/verification.md has the table.
+    "paths.schedules": {
+        "module": SRC + "paths/schedules.py",
+        "tests": [
+            T + "test_mutants_schedules.py",
+            T + "test_equations_paths.py",
+            T + "test_equations_predictions.py",
+            T + "test_equations_sde.py",
+            T + "test_sde.py",
+            T + "test_diffusers_parity.py",
+            T + "test_refusals.py",
+            T + "test_properties.py",
+            "--deselect",
+            T + "test_refusals.py::test_the_end_check_reads_nothing_on_the_meta_device",  # 20 s, no schedule
+        ],
+        "equivalent": [],
+    },
+    "paths.predictions": {
+        "module": SRC + "paths/predictions.py",
+        "tests": [
+            T + "test_mutants_predictions.py",
+            T + "test_equations_predictions.py",
+            T + "test_predictions.py",
+            T + "test_properties.py",
+        ],
+        "equivalent": [],
+    },
+    "training.weighting": {
+        "module": SRC + "training/weighting.py",
+        "tests": [T + "test_equations_training.py", T + "test_objectives.py"],
+        "equivalent": [],
+    },
+    "training.objectives": {
+        "module": SRC + "training/objectives.py",
+        "tests": [
+            T + "test_mutants_objectives.py",
+            T + "test_equations_training.py",
+            T + "test_objectives.py",
+        ],
+        "equivalent": [],
+    },
+    "guidance.wrappers": {
+        "module": SRC + "guidance/wrappers.py",
+        "tests": [
+            T + "test_mutants_guidance.py",
+            T + "test_equations_guidance_sampling.py",
+            T + "test_guidance.py",
+            T + "test_refusals.py",
+            "--deselect",
+            T + "test_refusals.py::test_the_end_check_reads_nothing_on_the_meta_device",
+        ],
+        "equivalent": [],
+    },
+    "guidance.discrete": {
+        "module": SRC + "guidance/discrete.py",
+        "tests": [T + "test_mutants_guidance.py"],
+        "equivalent": [],
+    },
+    **{
+        f"sampling.{name}": {
+            "module": SRC + f"sampling/{name}.py",
+            "tests": [T + "test_mutants_samplers.py", *SAMPLER_TESTS],
+            "equivalent": [],
+        }
+        for name in ("steps", "ddim", "ddpm", "euler", "dpm_solver", "unipc", "ode_solvers", "sde_solvers")
+    },
+}
+
+
+def run_suite(name: str, *, resume: dict | None = None, only: list[int] | None = None) -> dict:
+    """Run the suite ``name`` of :data:`SUITES` (one torch thread); return :func:`run`'s result."""
+    suite = SUITES[name]
+    tests = [t for t in suite["tests"] if not t.endswith(".py") or Path(t).exists()]
+    result = run(
+        Path(suite["module"]),
+        tests,
+        only=only,
+        equivalent=tuple(tuple(e) for e in suite["equivalent"]),
+        resume=resume,
+    )
+    return {"suite": name, **result}
 
 
 @dataclass
@@ -364,12 +464,15 @@ def preload(pytest_args: list[str]) -> None:
             del sys.modules[name]
 
 
+NO_LIVE_FUNCTION = 99
+
+
 def _run_child(pairs, filename: str, pytest_args: list[str], threads: int) -> None:
     """In the forked child: swap the code in, run pytest quietly, exit with its status (never returns)."""
     status = 3
     try:
         if pairs and swap_in(pairs, filename) == 0:
-            os._exit(4)  # nothing live to mutate
+            os._exit(NO_LIVE_FUNCTION)
         import pytest
         import torch
 
@@ -399,9 +502,15 @@ def run_one(pairs, filename: str, pytest_args: list[str], timeout: float, thread
         time.sleep(0.02)
     elapsed = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
-    return {0: "survived", 1: "killed", 4: "error: no live function"}.get(
-        code, f"error: exit {code}"
-    ), elapsed
+    # pytest: 1 tests failed, 2 collection errors (a test module's top level calls the mutant), 4 "found no
+    # collectors" after such an error: each is the mutant breaking the tests
+    return {
+        0: "survived",
+        1: "killed",
+        2: "killed",
+        4: "killed",
+        NO_LIVE_FUNCTION: "error: no live function",
+    }.get(code, f"error: exit {code}"), elapsed
 
 
 def _module_name(path: Path) -> str:

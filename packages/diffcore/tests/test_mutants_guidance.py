@@ -1,0 +1,54 @@
+"""Value checks of ``diffcore.guidance`` that the equation tests left open: each kills mutants that
+``scripts/mutate.py`` found surviving (issue #24; ``docs/verification.md`` lists what is left and why)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffcore.guidance.discrete import guided_log_probs
+
+F64 = torch.float64
+INF = float("inf")
+
+
+def _logits(seed: int, shape=(2, 3, 5)) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("w", [0.0, 1.0, 0.3, 2.5, -0.5])
+def test_guided_log_probs_is_the_normalised_geometric_mixture(w):
+    """p_w ∝ p_u^(1 - w) p_c^w per position (Nisonoff et al. 2024, Eq. 9), over the last axis of a 3-D input
+    (a mixture over another axis, or the unnormalised sum, fails)."""
+    lc, lu = _logits(0), _logits(1)
+    pc, pu = torch.softmax(lc.double(), -1), torch.softmax(lu.double(), -1)
+    p = pu ** (1 - w) * pc**w
+    expected = torch.log(p / p.sum(-1, keepdim=True))
+    got = guided_log_probs(lc, lu, w)
+    assert got.dtype == torch.float32 and got.shape == lc.shape
+    torch.testing.assert_close(got.double(), expected, rtol=0, atol=2e-6)
+
+
+def test_w_zero_and_one_are_the_unconditional_and_conditional_models():
+    lc, lu = _logits(2), _logits(3)
+    torch.testing.assert_close(guided_log_probs(lc, lu, 0.0), torch.log_softmax(lu, -1))
+    torch.testing.assert_close(guided_log_probs(lc, lu, 1.0), torch.log_softmax(lc, -1))
+
+
+def test_minus_inf_entries_stay_impossible_and_the_rest_normalises():
+    """An entry impossible in both models stays -inf; one impossible in one model only is -inf under the
+    guided mixture too (0^w for w > 0, and the NaN of -inf + w * inf is read as -inf); the others carry the
+    geometric mixture, renormalised."""
+    lc = torch.tensor([[0.0, 1.0, -INF, -INF, 0.5]])
+    lu = torch.tensor([[0.5, 0.0, -INF, 0.2, -INF]])
+    for w in (0.5, 2.0):
+        got = guided_log_probs(lc, lu, w)
+        assert torch.isneginf(got[0, 2:]).all()
+        a = torch.log_softmax(lc[0, :2].double() * w + lu[0, :2].double() * (1 - w), -1)
+        # the finite entries' log-probabilities, renormalised over the two that remain possible
+        torch.testing.assert_close(got[0, :2].double(), a, rtol=0, atol=2e-6)
+        assert torch.exp(got).sum().item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_unequal_shapes_are_refused():
+    with pytest.raises(ValueError, match="expected equal shapes"):
+        guided_log_probs(torch.zeros(2, 5), torch.zeros(2, 4), 1.0)
