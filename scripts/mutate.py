@@ -158,6 +158,12 @@ SUITES: dict[str, dict] = {
                 "t reaches _locate through check_time (host times in [0, 1]); only unchecked device tensors differ",
             ),
             ("return _as_tensor(t) * 1", "* -> /", "x * 1 == x / 1 for every float"),
+            (
+                "a, b = (x - h).clamp(0, 1), (x + h).clamp(0, 1)",
+                "1 -> 2",
+                "(x - h).clamp(0, 1) -> (0, 2): x <= 1, so x - h < 1 and the upper bound never binds (the same change "
+                "on x + h is killed)",
+            ),
         ],
     },
     "paths.predictions": {
@@ -224,6 +230,11 @@ def run_suite(name: str, *, resume: dict | None = None, only: list[int] | None =
         resume=resume,
     )
     return {"suite": name, **result}
+
+
+def relabel_suite(name: str, result: dict) -> dict:
+    """:func:`relabel` ``result`` with the equivalent survivors listed now in the suite ``name``."""
+    return {"suite": name, **relabel(result, tuple(tuple(e) for e in SUITES[name]["equivalent"]))}
 
 
 @dataclass
@@ -628,6 +639,16 @@ def run(
         if len(results) % 25 == 0:
             print(f"  ... {len(results)} of {len(chosen)} done", flush=True)
 
+    rel = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+    return _report(
+        {"module": str(rel), "source_sha256": digest, "tests": tests, "unmutated_seconds": round(base, 1)},
+        results,
+        lines,
+    )
+
+
+def _report(head: dict, results: list[Result], lines: list[str]) -> dict:
+    """``head`` plus the summary, the survivors (with their source line) and every result."""
     count = {st: sum(r.status == st for r in results) for st in sorted({r.status for r in results})}
     killed = count.get("killed", 0) + count.get("timeout", 0)
     survived = count.get("survived", 0) + count.get("uncovered", 0)
@@ -641,17 +662,13 @@ def run(
         "errors": sum(n for st, n in count.items() if st.startswith("error")),
         "score": round(killed / max(killed + survived, 1), 4),
         "score_counting_equivalent_as_survived": round(killed / max(killed + survived + equiv, 1), 4),
-        "unmutated_seconds": round(base, 1),
     }
     print(
-        f"{path.name}: {killed} killed, {survived} survived, {equiv} equivalent ({count}); "
+        f"{head['module']}: {killed} killed, {survived} survived, {equiv} equivalent ({count}); "
         f"score {100 * summary['score']:.1f}%"
     )
-    rel = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
     return {
-        "module": str(rel),
-        "source_sha256": digest,
-        "tests": tests,
+        **head,
         "summary": summary,
         "survivors": [
             {"id": r.id, "line": r.line, "what": r.what, "status": r.status, "source": lines[r.line - 1].strip(),
@@ -661,6 +678,23 @@ def run(
         ],
         "results": [asdict(r) for r in results],
     }  # fmt: skip
+
+
+def relabel(result: dict, equivalent: tuple[tuple[str, str, str], ...]) -> dict:
+    """``result`` (of the same source) with its survivors judged again against ``equivalent``, nothing rerun:
+    a listed survivor becomes ``equivalent`` with its reason, an unlisted one ``survived`` again."""
+    lines = Path(result["module"]).read_text().splitlines()
+    if hashlib.sha256(Path(result["module"]).read_text().encode()).hexdigest() != result["source_sha256"]:
+        raise SystemExit(f"relabel: {result['module']} changed since the run; run it again")
+    reasons = {(text, what): why for text, what, why in equivalent}
+    results = []
+    for r in map(lambda d: Result(**d), result["results"]):
+        if r.status in ("survived", "equivalent"):
+            why = reasons.get((lines[r.line - 1].strip(), r.what))
+            r.status, r.detail = ("equivalent", why) if why else ("survived", "")
+        results.append(r)
+    head = {k: v for k, v in result.items() if k not in ("meta", "summary", "survivors", "results")}
+    return _report(head, results, lines)
 
 
 def main(argv: list[str] | None = None) -> int:

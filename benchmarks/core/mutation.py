@@ -6,6 +6,8 @@ CPU and write ``benchmarks/results/mutation-<suite>-cpu.json`` (summary, survivo
     uv run python benchmarks/core/mutation.py --list                 # the suites
     uv run python benchmarks/core/mutation.py NAME --resume          # keep the killed mutants of the file
                                                                      # already there, rerun the others
+    uv run python benchmarks/core/mutation.py NAME --relabel         # rerun nothing: judge the file's
+                                                                     # survivors against SUITES again
 
 ``docs/verification.md`` has the table of scores.
 """
@@ -38,14 +40,18 @@ def main() -> int:
     p.add_argument("suite", nargs="?", choices=sorted(mutate.SUITES), help="the suite to run")
     p.add_argument("--list", action="store_true", help="list the suites and exit")
     p.add_argument("--resume", action="store_true", help="keep the killed mutants of the existing result")
+    p.add_argument("--relabel", action="store_true", help="only judge the existing result's survivors again")
     args = p.parse_args()
     if args.list or not args.suite:
         for name, suite in mutate.SUITES.items():
             print(f"{name:22s} {suite['module']}")
         return 0
     out = result_path("mutation", args.suite, "cpu")
-    resume = json.loads(out.read_text()) if args.resume and out.exists() else None
-    result = mutate.run_suite(args.suite, resume=resume)
+    if args.relabel:
+        result = mutate.relabel_suite(args.suite, json.loads(out.read_text()))
+    else:
+        resume = json.loads(out.read_text()) if args.resume and out.exists() else None
+        result = mutate.run_suite(args.suite, resume=resume)
     print(write_result(result, script="mutation", variant=args.suite, device="cpu"))
     return 0
 
