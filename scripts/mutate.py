@@ -200,7 +200,14 @@ SUITES: dict[str, dict] = {
             "--deselect",
             T + "test_refusals.py::test_the_end_check_reads_nothing_on_the_meta_device",
         ],
-        "equivalent": [],
+        "equivalent": [
+            (
+                "if self.rescale > 0:",
+                "> -> >=",
+                "rescale = 0 through the rescale branch: x0_new = 0 * x0_g * ratio + 1 * x0_g = x0_g exactly (ratio is "
+                "finite: its denominator is clamped), and eps_g gets alpha * 0 / sigma: the same values, more work",
+            ),
+        ],
     },
     "guidance.discrete": {
         "module": SRC + "guidance/discrete.py",

@@ -52,3 +52,29 @@ def test_minus_inf_entries_stay_impossible_and_the_rest_normalises():
 def test_unequal_shapes_are_refused():
     with pytest.raises(ValueError, match="expected equal shapes"):
         guided_log_probs(torch.zeros(2, 5), torch.zeros(2, 4), 1.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_classifier_sees_the_times_in_the_float_dtype_of_x(dtype, per_sample):
+    """The classifier gets t as a (B,) tensor, float64 for float64 inputs and float32 otherwise (never the
+    other way round), with the values asked for."""
+    from diffcore.guidance.wrappers import ClassifierGuidance
+    from diffcore.paths.analytic import GaussianMixture
+
+    gm = GaussianMixture(
+        torch.tensor([0.4, 0.6]), torch.tensor([[-1.5, 0.5], [1.0, -1.0]]), torch.full((2, 2), 0.3)
+    )
+    den = gm.denoiser("vp-linear", "eps")
+    seen = []
+
+    def log_prob(x, t):
+        seen.append(t)
+        return -(x.float() ** 2).sum(1)
+
+    x = torch.randn(3, 2, generator=torch.Generator().manual_seed(0)).to(dtype)
+    times = torch.tensor([0.2, 0.5, 0.7], dtype=F64) if per_sample else 0.5
+    ClassifierGuidance(den, log_prob, 1.0).x0_eps(x, times)
+    expected = torch.float64 if dtype == F64 else torch.float32
+    assert seen[0].dtype == expected and seen[0].shape == (3,)
+    torch.testing.assert_close(seen[0].double(), torch.as_tensor(times, dtype=F64).expand(3))
