@@ -6,6 +6,11 @@ and report which mutants the tests kill and which survive.
     uv run python scripts/mutate.py MODULE --list                      # the mutants, without running anything
     uv run python scripts/mutate.py MODULE --only 12,40 -- TESTS       # rerun two mutants
     uv run python scripts/mutate.py MODULE --json out.json -- TESTS    # also write every result as JSON
+    uv run python scripts/mutate.py MODULE --json out.json --resume out.json -- TESTS  # rerun the survivors
+
+The suites of diffcore's numerical core (module, tests, survivors judged equivalent) are :data:`SUITES`;
+``benchmarks/core/mutation.py SUITE`` runs one and writes ``benchmarks/results/mutation-SUITE-cpu.json``, and
+``docs/verification.md`` has the scores.
 
 Why our own runner and not mutmut 3 (checked against mutmut's ARCHITECTURE.md and ``__main__.py``): mutmut 3
 copies the source tree into ``mutants/``, rewrites every function there into a trampoline that dispatches on
@@ -36,7 +41,8 @@ annotations, docstrings, ``raise`` statements and f-strings are left alone, as a
 ``True <-> False``; ``and <-> or``; unary minus and ``not`` dropped; comparisons ``< <-> <=``,
 ``> <-> >=``, ``== <-> !=``, ``is <-> is not``, ``in <-> not in``; the names ``min <-> max``, ``minimum <->
 maximum``, ``clamp_min <-> clamp_max``, ``sin <-> cos``, ``floor <-> ceil``. Score = killed / (killed +
-survived). Runs one mutant at a time with one torch thread by default (the machine is shared).
+survived), equivalent survivors left out (the JSON also gives the score counting them as survived). Runs one
+mutant at a time with one torch thread by default (the machine is shared), the covering tests fastest first.
 """
 
 from __future__ import annotations
