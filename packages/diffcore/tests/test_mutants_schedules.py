@@ -91,7 +91,7 @@ def test_discrete_log_alpha_bar_interpolates_the_table_linearly(t):
     slope is their difference times T (the cell holding t, the last cell at t = 1)."""
     betas = schedules.betas_for("linear", 1000)
     table = torch.cat([torch.zeros(1, dtype=F64), torch.cumsum(torch.log1p(-betas), 0)])
-    i = min(int(math.floor(t * 1000)), 999)
+    i = min(math.floor(t * 1000), 999)
     frac = t * 1000 - i
     sched = schedules.get("ddpm-linear")
     tt = torch.tensor([t], dtype=F64)
