@@ -82,7 +82,9 @@ def test_a_one_step_table_is_a_schedule():
     t = torch.tensor([0.0, 0.25, 1.0], dtype=F64)
     expected = torch.exp(0.5 * t * math.log(0.5))
     torch.testing.assert_close(sched.alpha(t), expected, rtol=1e-14, atol=0)
-    torch.testing.assert_close(sched.d_log_alpha_bar(t), torch.full_like(t, math.log(0.5)), rtol=1e-14, atol=0)
+    torch.testing.assert_close(
+        sched.d_log_alpha_bar(t), torch.full_like(t, math.log(0.5)), rtol=1e-14, atol=0
+    )
 
 
 @pytest.mark.parametrize("t", [0.0, 0.00037, 0.4999, 0.5, 0.5004, 0.9993, 1.0])
