@@ -120,6 +120,21 @@ SAMPLER_EQUIVALENT = {
             "> -> >=",
             "at eta = 0 the other branch gives c = 0 * posterior_std = 0.0 too (the spread is finite for s < t)",
         ),
+        (
+            "if abs(h) < 0.1 * (k + 1):",
+            "< -> <=",
+            "both branches are accurate to rounding at |h| = 0.1 (k + 1) itself (test_mutants_samplers.py, phi)",
+        ),
+        (
+            "if abs(h) < 0.1 * (k + 1):",
+            "1 -> 2",
+            "the series up to |h| = 0.1 (k + 2) is still accurate to rounding (4e-16, same test)",
+        ),
+        (
+            "return sum((-1) ** j * h ** (k + 1 + j) / math.factorial(k + 1 + j) for j in range(20))",
+            "20 -> 21",
+            "a 21st series term below |h| = 0.4 is < 1e-27 of the leading one: no bit changes",
+        ),
     ],
 }
 SUITES: dict[str, dict] = {
