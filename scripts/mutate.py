@@ -114,6 +114,13 @@ SAMPLER_TESTS = [
     T + "test_sampler_convergence.py",
 ]
 SAMPLER_EQUIVALENT = {
+    "euler": [
+        (
+            "if s_churn <= 0.0 or p.alpha == 0.0:",
+            "<= -> <",
+            "at S_churn = 0 the other branch gives min(0 / N, sqrt(2) - 1) = 0.0 or 0.0: the same gamma",
+        ),
+    ],
     "steps": [
         (
             "c = eta * posterior_std(cur, nxt) if eta > 0 else 0.0",
