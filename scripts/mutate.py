@@ -6,20 +6,33 @@ and report which mutants the tests kill and which survive.
     uv run python scripts/mutate.py MODULE --list                      # the mutants, without running anything
     uv run python scripts/mutate.py MODULE --only 12,40 -- TESTS       # rerun two mutants
     uv run python scripts/mutate.py MODULE --json out.json -- TESTS    # also write every result as JSON
+    uv run python scripts/mutate.py MODULE --json out.json --resume out.json -- TESTS  # rerun the survivors
 
-Why our own runner: mutmut and cosmic-ray cannot be added to this workspace today (any re-lock of ``uv.lock``
-fails on its Python >= 3.15 fork, where torch 2.9.1 has no wheel), and a runner that starts a fresh Python
-per mutant pays torch's import (~3 s) each time. This one imports the module once, then for each mutant
+The suites of diffcore's numerical core (module, tests, survivors judged equivalent) are :data:`SUITES`;
+``benchmarks/core/mutation.py SUITE`` runs one and writes ``benchmarks/results/mutation-SUITE-cpu.json``, and
+``docs/verification.md`` has the scores.
+
+Why our own runner and not mutmut 3 (checked against mutmut's ARCHITECTURE.md and ``__main__.py``): mutmut 3
+copies the source tree into ``mutants/``, rewrites every function there into a trampoline that dispatches on
+the ``MUTANT_UNDER_TEST`` environment variable, collects which tests call which function, and then, like this
+runner, forks one child per mutant from a process that has already imported everything (so torch is imported
+once, not once per mutant) and runs ``pytest.main`` on the covering tests in it. It would buy no speed here, and
+it wants the package under ``mutants/src`` ahead of the workspace's editable install on ``sys.path``, a mutants
+copy per run, and a dependency added to ``uv.lock`` (re-locking works again now that the workspace caps Python
+below 3.15; not tried). This runner needs none of that: it imports the module once, then for each mutant
 forks a child that swaps the changed functions' code objects in place (every live function object compiled
 from the original code: methods, closures, lambdas held by registries, functions behind ``lru_cache`` or
 ``torch.no_grad`` wrappers) and runs ``pytest -x`` on the tests of the selection that call a changed function
 (found once, by running the selection with a profiler hook that records which of the module's functions each
 test calls, as mutmut 3 does). A mutant is
 
-- ``killed`` when a test fails (or the run exceeds ``--timeout-factor`` times the unmutated run: ``timeout``),
+- ``killed`` when a test fails or cannot be collected (a test module's top level calls the mutant), or the
+  run exceeds ``--timeout-factor`` times the unmutated run (``timeout``),
 - ``survived`` when every selected test passes (``uncovered`` when no test of the selection calls the function;
   counted as survived),
 - ``identical`` when it compiles to the same bytecode as the original (not counted),
+- ``equivalent`` when it survives and its suite (:data:`SUITES`) lists it as equivalent, with the reason
+  (not counted),
 - ``error`` when it cannot be applied (reported, not counted).
 
 Operators (AST, inside function and lambda bodies only, as mutmut 3 does; decorators, default values,
@@ -28,7 +41,8 @@ annotations, docstrings, ``raise`` statements and f-strings are left alone, as a
 ``True <-> False``; ``and <-> or``; unary minus and ``not`` dropped; comparisons ``< <-> <=``,
 ``> <-> >=``, ``== <-> !=``, ``is <-> is not``, ``in <-> not in``; the names ``min <-> max``, ``minimum <->
 maximum``, ``clamp_min <-> clamp_max``, ``sin <-> cos``, ``floor <-> ceil``. Score = killed / (killed +
-survived). Runs one mutant at a time with one torch thread by default (the machine is shared).
+survived), equivalent survivors left out (the JSON also gives the score counting them as survived). Runs one
+mutant at a time with one torch thread by default (the machine is shared), the covering tests fastest first.
 """
 
 from __future__ import annotations
@@ -38,6 +52,7 @@ import ast
 import contextlib
 import copy
 import gc
+import hashlib
 import importlib
 import json
 import os
@@ -85,6 +100,214 @@ SYMBOL = {
     ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
     ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in", ast.And: "and", ast.Or: "or",
 }  # fmt: skip
+
+
+T = "packages/diffcore/tests/"
+SRC = "packages/diffcore/src/diffcore/"
+SAMPLER_TESTS = [
+    T + "test_equations_guidance_sampling.py",
+    T + "test_samplers_basic.py",
+    T + "test_samplers_dpm.py",
+    T + "test_samplers_unipc.py",
+    T + "test_samplers_last_step.py",
+    T + "test_diffusers_parity.py",
+    T + "test_sampler_convergence.py",
+]
+SAMPLER_EQUIVALENT = {
+    "euler": [
+        (
+            "if s_churn <= 0.0 or p.alpha == 0.0:",
+            "<= -> <",
+            "at S_churn = 0 the other branch gives min(0 / N, sqrt(2) - 1) = 0.0 or 0.0: the same gamma",
+        ),
+    ],
+    "steps": [
+        (
+            "c = eta * posterior_std(cur, nxt) if eta > 0 else 0.0",
+            "> -> >=",
+            "at eta = 0 the other branch gives c = 0 * posterior_std = 0.0 too (the spread is finite for s < t)",
+        ),
+        (
+            "if abs(h) < 0.1 * (k + 1):",
+            "< -> <=",
+            "both branches are accurate to rounding at |h| = 0.1 (k + 1) itself (test_mutants_samplers.py, phi)",
+        ),
+        (
+            "if abs(h) < 0.1 * (k + 1):",
+            "1 -> 2",
+            "the series up to |h| = 0.1 (k + 2) is still accurate to rounding (4e-16, same test)",
+        ),
+        (
+            "return sum((-1) ** j * h ** (k + 1 + j) / math.factorial(k + 1 + j) for j in range(20))",
+            "20 -> 21",
+            "a 21st series term below |h| = 0.4 is < 1e-27 of the leading one: no bit changes",
+        ),
+    ],
+}
+SUITES: dict[str, dict] = {
+    # name: the module, the test selection (the equation tests and the module's own), and the surviving
+    # mutants judged equivalent: (stripped source line, mutation, why). benchmarks/core/mutation.py runs one
+    # and writes benchmarks/results/mutation-<name>-cpu.json; docs/verification.md has the table.
+    "paths.schedules": {
+        "module": SRC + "paths/schedules.py",
+        "tests": [
+            T + "test_mutants_schedules.py",
+            T + "test_equations_paths.py",
+            T + "test_equations_predictions.py",
+            T + "test_equations_sde.py",
+            T + "test_sde.py",
+            T + "test_diffusers_parity.py",
+            T + "test_refusals.py",
+            T + "test_properties.py",
+            "--deselect",
+            T + "test_refusals.py::test_the_end_check_reads_nothing_on_the_meta_device",  # 20 s, no schedule
+        ],
+        "equivalent": [
+            (
+                "bad = t[~inside].reshape(-1)[:3].tolist()",
+                "3 -> 4",
+                "how many offending values the error message quotes",
+            ),
+            (
+                "for _ in range(64):",
+                "64 -> 65",
+                "64 halvings of [0, 1] already reach float64 resolution; a 65th changes no bit",
+            ),
+            (
+                "above = self.log_snr(mid) > lam  # log_snr decreases in t: the root lies to the right",
+                "> -> >=",
+                "differs only where log_snr(mid) == lam exactly, and then either half still holds the root",
+            ),
+            (
+                "return (torch.acos((alpha * f0).clamp(-1, 1)) * 2 / math.pi * (1 + self.s) - self.s).clamp(0, 1)",
+                "1 -> 2",
+                "clamp(-1, 1) -> (-2, 1) or (-1, 2), clamp(0, 1) -> (0, 2): alpha f0 lies in [0, f0] and the result "
+                "never exceeds 1 (checked for 12 offsets s, float32 and float64, lambda down to -inf)",
+            ),
+            (
+                "log_abar = torch.cumsum(torch.log1p(-betas.clamp(max=1 - 1e-20)), 0)",
+                "1 -> 2",
+                "1 - 1e-20 rounds to 1.0 in float64 and betas <= 1 is checked just above: the clamp is a no-op",
+            ),
+            (
+                "pos = t.clamp(0, 1) * self.num_steps",
+                "1 -> 2",
+                "t reaches _locate through check_time (host times in [0, 1]); only unchecked device tensors differ",
+            ),
+            ("return _as_tensor(t) * 1", "* -> /", "x * 1 == x / 1 for every float"),
+            (
+                "a, b = (x - h).clamp(0, 1), (x + h).clamp(0, 1)",
+                "1 -> 2",
+                "(x - h).clamp(0, 1) -> (0, 2): x <= 1, so x - h < 1 and the upper bound never binds (the same change "
+                "on x + h is killed)",
+            ),
+        ],
+    },
+    "paths.predictions": {
+        "module": SRC + "paths/predictions.py",
+        "tests": [
+            T + "test_mutants_predictions.py",
+            T + "test_equations_predictions.py",
+            T + "test_predictions.py",
+            T + "test_properties.py",
+        ],
+        "equivalent": [],
+    },
+    "training.weighting": {
+        "module": SRC + "training/weighting.py",
+        "tests": [T + "test_equations_training.py", T + "test_objectives.py"],
+        "equivalent": [],
+    },
+    "training.objectives": {
+        "module": SRC + "training/objectives.py",
+        "tests": [T + "test_equations_training.py", T + "test_objectives.py"],
+        "equivalent": [
+            (
+                "drop = torch.rand(b, device=device, generator=generator) < p",
+                "< -> <=",
+                "differs only when a uniform draw equals p exactly (probability 2^-24 per sample in float32)",
+            ),
+            (
+                "null_value = null_value.expand_as(value) if null_value.shape != value.shape else null_value",
+                "!= -> ==",
+                "torch.where broadcasts the null value to the condition's shape anyway: same values",
+            ),
+            (
+                "return null.to(device=value.device, dtype=value.dtype, non_blocking=True)",
+                "True -> False",
+                "non_blocking only changes when a host-to-device copy may overlap; the values are the same",
+            ),
+            (
+                "w_eps = (-0.5 * d_log_snr).nan_to_num(0.0, posinf=0.0, neginf=0.0)",
+                "0.0 -> 1.0",
+                "the rate is infinite or NaN only where alpha or sigma is 0, where log_snr is +-inf and "
+                "log_w_x0 = log(w_eps) + log_snr is +-inf whatever finite value replaced it",
+            ),
+            (
+                "return ((out - velocity) ** 2).reshape(x_t.shape[0], -1).mean(1).mean()",
+                "0 -> 1",
+                "reshape(shape[1], -1) also cuts the batch into equal rows: the mean of equal-size row means is "
+                "the overall mean",
+            ),
+            (
+                "sampler = timesteps_mod.Discrete(num_scales) if num_scales > 1 else timesteps_mod.Constant(1.0)",
+                "> -> >=",
+                "for num_scales = 1, Discrete(1) draws t = 1 / 1 = 1.0 every time, as Constant(1.0) does",
+            ),
+        ],
+    },
+    "guidance.wrappers": {
+        "module": SRC + "guidance/wrappers.py",
+        "tests": [
+            T + "test_mutants_guidance.py",
+            T + "test_equations_guidance_sampling.py",
+            T + "test_guidance.py",
+            T + "test_refusals.py",
+            "--deselect",
+            T + "test_refusals.py::test_the_end_check_reads_nothing_on_the_meta_device",
+        ],
+        "equivalent": [
+            (
+                "if self.rescale > 0:",
+                "> -> >=",
+                "rescale = 0 through the rescale branch: x0_new = 0 * x0_g * ratio + 1 * x0_g = x0_g exactly (ratio is "
+                "finite: its denominator is clamped), and eps_g gets alpha * 0 / sigma: the same values, more work",
+            ),
+        ],
+    },
+    "guidance.discrete": {
+        "module": SRC + "guidance/discrete.py",
+        "tests": [T + "test_mutants_guidance.py"],
+        "equivalent": [],
+    },
+    **{
+        f"sampling.{name}": {
+            "module": SRC + f"sampling/{name}.py",
+            "tests": [T + "test_mutants_samplers.py", *SAMPLER_TESTS],
+            "equivalent": SAMPLER_EQUIVALENT.get(name, []),
+        }
+        for name in ("steps", "ddim", "ddpm", "euler", "dpm_solver", "unipc", "ode_solvers", "sde_solvers")
+    },
+}
+
+
+def run_suite(name: str, *, resume: dict | None = None, only: list[int] | None = None) -> dict:
+    """Run the suite ``name`` of :data:`SUITES` (one torch thread); return :func:`run`'s result."""
+    suite = SUITES[name]
+    tests = [t for t in suite["tests"] if not t.endswith(".py") or Path(t).exists()]
+    result = run(
+        Path(suite["module"]),
+        tests,
+        only=only,
+        equivalent=tuple(tuple(e) for e in suite["equivalent"]),
+        resume=resume,
+    )
+    return {"suite": name, **result}
+
+
+def relabel_suite(name: str, result: dict) -> dict:
+    """:func:`relabel` ``result`` with the equivalent survivors listed now in the suite ``name``."""
+    return {"suite": name, **relabel(result, tuple(tuple(e) for e in SUITES[name]["equivalent"]))}
 
 
 @dataclass
@@ -282,7 +505,9 @@ class _CallMap:
     def __init__(self, filename: str) -> None:
         self.filename = filename
         self.calls: dict[str, set[tuple[str, int]]] = {}
+        self.seconds: dict[str, float] = {}
         self._current: set[tuple[str, int]] | None = None
+        self._start = 0.0
 
     def _profile(self, frame, event, arg) -> None:
         if event == "call" and self._current is not None and frame.f_code.co_filename == self.filename:
@@ -292,6 +517,7 @@ class _CallMap:
         import threading
 
         self._current = self.calls.setdefault(item.nodeid, set())
+        self._start = time.perf_counter()
         sys.setprofile(self._profile)
         threading.setprofile(self._profile)
 
@@ -301,12 +527,14 @@ class _CallMap:
         sys.setprofile(None)
         threading.setprofile(None)
         self._current = None
+        self.seconds[nodeid] = time.perf_counter() - self._start
 
 
 def call_map(
     filename: str, pytest_args: list[str], threads: int, out: Path
 ) -> dict[str, set[tuple[str, int]]]:
-    """Run the unmutated selection once in a child, recording the module's functions each test calls."""
+    """Run the unmutated selection once in a child, recording the module's functions each test calls; the
+    tests come fastest first, so that a mutant run (``pytest -x`` on them, in that order) fails early."""
     pid = os.fork()
     if pid == 0:
         status = 3
@@ -320,13 +548,14 @@ def call_map(
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
             status = int(pytest.main([*pytest_args, "-q", "-p", "no:cacheprovider"], plugins=[plugin]))
-            out.write_text(json.dumps({k: sorted(v) for k, v in plugin.calls.items()}))
+            fastest_first = sorted(plugin.calls, key=lambda k: plugin.seconds.get(k, 0.0))
+            out.write_text(json.dumps({k: sorted(plugin.calls[k]) for k in fastest_first}))
         finally:
             os._exit(status)
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit("the unmutated module fails the selection; fix that first")
-    return {k: {tuple(f) for f in v} for k, v in json.loads(out.read_text()).items()}
+    return {k: {tuple(f) for f in v} for k, v in json.loads(out.read_text()).items()}  # fastest test first
 
 
 def preload(pytest_args: list[str]) -> None:
@@ -352,12 +581,15 @@ def preload(pytest_args: list[str]) -> None:
             del sys.modules[name]
 
 
+NO_LIVE_FUNCTION = 99
+
+
 def _run_child(pairs, filename: str, pytest_args: list[str], threads: int) -> None:
     """In the forked child: swap the code in, run pytest quietly, exit with its status (never returns)."""
     status = 3
     try:
         if pairs and swap_in(pairs, filename) == 0:
-            os._exit(4)  # nothing live to mutate
+            os._exit(NO_LIVE_FUNCTION)
         import pytest
         import torch
 
@@ -387,9 +619,15 @@ def run_one(pairs, filename: str, pytest_args: list[str], timeout: float, thread
         time.sleep(0.02)
     elapsed = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
-    return {0: "survived", 1: "killed", 4: "error: no live function"}.get(
-        code, f"error: exit {code}"
-    ), elapsed
+    # pytest: 1 tests failed, 2 collection errors (a test module's top level calls the mutant), 4 "found no
+    # collectors" after such an error: each is the mutant breaking the tests
+    return {
+        0: "survived",
+        1: "killed",
+        2: "killed",
+        4: "killed",
+        NO_LIVE_FUNCTION: "error: no live function",
+    }.get(code, f"error: exit {code}"), elapsed
 
 
 def _module_name(path: Path) -> str:
@@ -398,6 +636,138 @@ def _module_name(path: Path) -> str:
         raise SystemExit(f"module: expected a file under a src/ folder, got {path}")
     src = len(parts) - 1 - parts[::-1].index("src")
     return ".".join(parts[src + 1 :])
+
+
+def run(
+    module: Path,
+    tests: list[str],
+    *,
+    only: list[int] | None = None,
+    timeout_factor: float = 5.0,
+    threads: int = 1,
+    preload_modules: tuple[str, ...] = (),
+    equivalent: tuple[tuple[str, str, str], ...] = (),
+    resume: dict | None = None,
+) -> dict:
+    """Run every mutant of ``module`` (or those in ``only``) against ``tests``; return the results and their
+    summary. ``equivalent``: ``(source line, mutation, reason)`` of survivors judged equivalent (matched on the
+    stripped line's text and the mutation's description, so a changed line falls back to ``survived``).
+    ``resume``: an earlier result of the same source (same sha256) whose killed and identical mutants are kept
+    as they are (tests only added since: a killed mutant stays killed); the others are run again."""
+    path = module.resolve()
+    source = path.read_text()
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    kept: dict[int, dict] = {}
+    if resume is not None:
+        if resume.get("source_sha256") != digest:
+            raise SystemExit(f"--resume: the result is of another version of {path.name}; run it all again")
+        kept = {r["id"]: r for r in resume["results"] if r["status"] in ("killed", "timeout", "identical")}
+    lines = source.splitlines()
+    sites = _collect(ast.parse(source), source).sites
+    mod = importlib.import_module(_module_name(path))
+    filename = mod.__file__
+    for name in preload_modules:
+        importlib.import_module(name)
+    original = compile(source, filename, "exec", dont_inherit=True)
+    preload(tests)
+
+    start = time.perf_counter()
+    calls = call_map(filename, tests, threads, Path(f"/tmp/mutate-calls-{os.getpid()}.json"))
+    base = time.perf_counter() - start
+    print(
+        f"{path.name}: {len(sites)} mutants; the unmutated selection ({len(calls)} tests) passes in {base:.1f} s"
+        " (traced)",
+        flush=True,
+    )
+
+    reasons = {(text, what): why for text, what, why in equivalent}
+    chosen = only or range(len(sites))
+    results: list[Result] = []
+    for i in chosen:
+        s = sites[i]
+        if i in kept:
+            results.append(Result(**kept[i]))
+            continue
+        try:
+            pairs = changed_functions(original, mutant_code(source, filename, s))
+        except (RuntimeError, SyntaxError, ValueError) as exc:
+            results.append(Result(i, s.line, s.what, "error", 0.0, str(exc)))
+            continue
+        if not pairs:
+            results.append(Result(i, s.line, s.what, "identical", 0.0))
+            continue
+        changed = {(c.co_name, c.co_firstlineno) for c, _ in pairs}
+        selected = [node for node, funcs in calls.items() if funcs & changed]
+        if selected:
+            status, secs = run_one(pairs, filename, selected, timeout_factor * base + 10, threads)
+        else:
+            status, secs = "uncovered", 0.0
+        detail = f"{len(selected)} tests"
+        text = lines[s.line - 1].strip()
+        if status in ("survived", "uncovered") and (text, s.what) in reasons:
+            status, detail = "equivalent", reasons[text, s.what]
+        results.append(Result(i, s.line, s.what, status, secs, detail))
+        if status in ("survived", "uncovered") or status.startswith("error"):
+            print(f"  {status:9s} #{i:<4d} L{s.line:<4d} {s.what:24s} | {text}", flush=True)
+        if len(results) % 25 == 0:
+            print(f"  ... {len(results)} of {len(chosen)} done", flush=True)
+
+    rel = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+    return _report(
+        {"module": str(rel), "source_sha256": digest, "tests": tests, "unmutated_seconds": round(base, 1)},
+        results,
+        lines,
+    )
+
+
+def _report(head: dict, results: list[Result], lines: list[str]) -> dict:
+    """``head`` plus the summary, the survivors (with their source line) and every result."""
+    count = {st: sum(r.status == st for r in results) for st in sorted({r.status for r in results})}
+    killed = count.get("killed", 0) + count.get("timeout", 0)
+    survived = count.get("survived", 0) + count.get("uncovered", 0)
+    equiv = count.get("equivalent", 0)
+    summary = {
+        "mutants": len(results),
+        "killed": killed,
+        "survived": survived,
+        "equivalent": equiv,
+        "identical": count.get("identical", 0),
+        "errors": sum(n for st, n in count.items() if st.startswith("error")),
+        "score": round(killed / max(killed + survived, 1), 4),
+        "score_counting_equivalent_as_survived": round(killed / max(killed + survived + equiv, 1), 4),
+    }
+    print(
+        f"{head['module']}: {killed} killed, {survived} survived, {equiv} equivalent ({count}); "
+        f"score {100 * summary['score']:.1f}%"
+    )
+    return {
+        **head,
+        "summary": summary,
+        "survivors": [
+            {"id": r.id, "line": r.line, "what": r.what, "status": r.status, "source": lines[r.line - 1].strip(),
+             **({"reason": r.detail} if r.status == "equivalent" else {})}
+            for r in results
+            if r.status in ("survived", "uncovered", "equivalent")
+        ],
+        "results": [asdict(r) for r in results],
+    }  # fmt: skip
+
+
+def relabel(result: dict, equivalent: tuple[tuple[str, str, str], ...]) -> dict:
+    """``result`` (of the same source) with its survivors judged again against ``equivalent``, nothing rerun:
+    a listed survivor becomes ``equivalent`` with its reason, an unlisted one ``survived`` again."""
+    lines = Path(result["module"]).read_text().splitlines()
+    if hashlib.sha256(Path(result["module"]).read_text().encode()).hexdigest() != result["source_sha256"]:
+        raise SystemExit(f"relabel: {result['module']} changed since the run; run it again")
+    reasons = {(text, what): why for text, what, why in equivalent}
+    results = []
+    for r in map(lambda d: Result(**d), result["results"]):
+        if r.status in ("survived", "equivalent"):
+            why = reasons.get((lines[r.line - 1].strip(), r.what))
+            r.status, r.detail = ("equivalent", why) if why else ("survived", "")
+        results.append(r)
+    head = {k: v for k, v in result.items() if k not in ("meta", "summary", "survivors", "results")}
+    return _report(head, results, lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -416,70 +786,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads in each test run")
     p.add_argument("--preload", default="", help="comma-separated modules to import once before forking")
+    p.add_argument(
+        "--resume", type=Path, help="an earlier --json result: keep its killed mutants, rerun the rest"
+    )
     args = p.parse_args(argv)
 
-    path = args.module.resolve()
-    source = path.read_text()
-    sites = _collect(ast.parse(source), source).sites
     if args.list:
+        source = args.module.read_text()
+        sites = _collect(ast.parse(source), source).sites
         for i, s in enumerate(sites):
             print(f"{i:4d}  L{s.line:<4d} {s.what}")
         print(f"{len(sites)} mutants")
         return 0
     if not tests:
         p.error("give the test selection after --")
-
-    module = importlib.import_module(_module_name(path))
-    filename = module.__file__
-    for name in filter(None, args.preload.split(",")):
-        importlib.import_module(name)
-    original = compile(source, filename, "exec", dont_inherit=True)
-    preload(tests)
-
-    start = time.perf_counter()
-    calls = call_map(filename, tests, args.threads, Path(f"/tmp/mutate-calls-{os.getpid()}.json"))
-    base = time.perf_counter() - start
-    print(
-        f"{path.name}: {len(sites)} mutants; the unmutated selection ({len(calls)} tests) passes in {base:.1f} s"
-        " (traced)",
-        flush=True,
+    result = run(
+        args.module,
+        tests,
+        only=[int(i) for i in args.only.split(",") if i] or None,
+        timeout_factor=args.timeout_factor,
+        threads=args.threads,
+        preload_modules=tuple(filter(None, args.preload.split(","))),
+        resume=json.loads(args.resume.read_text()) if args.resume else None,
     )
-
-    chosen = [int(i) for i in args.only.split(",") if i] or range(len(sites))
-    results: list[Result] = []
-    for i in chosen:
-        s = sites[i]
-        try:
-            pairs = changed_functions(original, mutant_code(source, filename, s))
-        except (RuntimeError, SyntaxError, ValueError) as exc:
-            results.append(Result(i, s.line, s.what, "error", 0.0, str(exc)))
-            continue
-        if not pairs:
-            results.append(Result(i, s.line, s.what, "identical", 0.0))
-            continue
-        changed = {(c.co_name, c.co_firstlineno) for c, _ in pairs}
-        selected = [node for node, funcs in calls.items() if funcs & changed]
-        if selected:
-            status, secs = run_one(pairs, filename, selected, args.timeout_factor * base + 10, args.threads)
-        else:
-            status, secs = "uncovered", 0.0
-        results.append(Result(i, s.line, s.what, status, secs, f"{len(selected)} tests"))
-        if status in ("survived", "uncovered") or status.startswith("error"):
-            line = source.splitlines()[s.line - 1].strip()
-            print(f"  {status:9s} #{i:<4d} L{s.line:<4d} {s.what:24s} | {line}", flush=True)
-        if len(results) % 25 == 0:
-            print(f"  ... {len(results)} of {len(chosen)} done", flush=True)
-
-    killed = sum(r.status in ("killed", "timeout") for r in results)
-    survived = sum(r.status in ("survived", "uncovered") for r in results)
-    other = {st: sum(r.status == st for r in results) for st in sorted({r.status for r in results})}
-    score = killed / max(killed + survived, 1)
-    print(f"{path.name}: {killed} killed, {survived} survived ({other}); score {100 * score:.1f}%")
     if args.json:
-        args.json.write_text(
-            json.dumps({"module": str(args.module), "tests": tests, "score": score,
-                        "results": [asdict(r) for r in results]}, indent=1)
-        )  # fmt: skip
+        args.json.write_text(json.dumps(result, indent=1))
     return 0
 
 
