@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from diff_video.data.shapes import COLOURS, DIRECTIONS, FOUR_DIRECTIONS, SPEEDS, WALL_COLOUR, parse_caption
+from diff_video.data.shapes import parse_caption
+from diff_video.data.shapes_config import COLOURS, DIRECTIONS, FOUR_DIRECTIONS, SPEEDS, WALL_COLOUR
 
 __all__ = ["ObjectTrack", "motion_adherence", "track_objects"]
 
