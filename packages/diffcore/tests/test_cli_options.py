@@ -158,15 +158,22 @@ def test_a_config_without_device_and_seed_is_refused_when_the_command_is_built()
         config_command(typer.Typer(), "x", Bare, default_out="o")
 
 
-def test_commands_turn_sampling_progress_on_and_quiet_off(monkeypatch):
+def test_commands_turn_sampling_progress_on_and_quiet_off_while_they_run(monkeypatch):
     from diffcore import progress
 
-    monkeypatch.delenv(progress.QUIET_ENV, raising=False)
-    monkeypatch.delenv(progress.PROGRESS_ENV, raising=False)
-    assert runner.invoke(app, ["train"]).exit_code == 0
-    assert progress.enabled() and not progress.quiet()  # a command shows progress of every sampling loop
-    assert runner.invoke(app, ["train", "--quiet"]).exit_code == 0
-    assert progress.quiet() and not progress.enabled()
+    monkeypatch.setenv(progress.QUIET_ENV, "")
+    monkeypatch.setenv(progress.PROGRESS_ENV, "")
+    seen_switches = []
+
+    @config_command(app, "probe", RunCfg)
+    def probe(config: RunCfg, out: Path) -> None:
+        seen_switches.append((progress.enabled(), progress.quiet()))
+
+    assert runner.invoke(app, ["probe"]).exit_code == 0
+    assert runner.invoke(app, ["probe", "--quiet"]).exit_code == 0
+    # a command shows progress of every sampling loop; --quiet silences it; afterwards both are as before
+    assert seen_switches == [(True, False), (False, True)]
+    assert not progress.enabled() and not progress.quiet()
 
 
 def test_training_commands_offer_resume_and_ema_decay():

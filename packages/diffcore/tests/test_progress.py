@@ -25,8 +25,10 @@ class _Clock:
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    monkeypatch.delenv(progress.QUIET_ENV, raising=False)
-    monkeypatch.delenv(progress.PROGRESS_ENV, raising=False)
+    """Both switches off; setenv (not delenv, which records nothing for an absent variable) so that what a
+    test's configure() sets is undone after it."""
+    monkeypatch.setenv(progress.QUIET_ENV, "")
+    monkeypatch.setenv(progress.PROGRESS_ENV, "")
 
 
 def test_switches_follow_the_environment(clean_env, monkeypatch):
@@ -39,6 +41,12 @@ def test_switches_follow_the_environment(clean_env, monkeypatch):
     assert progress.quiet()
     monkeypatch.setenv(progress.QUIET_ENV, "no")
     assert not progress.quiet()
+
+
+def test_configured_restores_the_switches(clean_env):
+    with progress.configured(quiet=True, progress=True):
+        assert progress.quiet()
+    assert not progress.quiet() and not progress.enabled()
 
 
 def test_plain_lines_are_rate_limited_and_state_counts(clean_env, monkeypatch):

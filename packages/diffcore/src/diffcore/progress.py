@@ -14,10 +14,12 @@ a Jupyter kernel progress is a tqdm bar; in a log file or a batch job it is a pl
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 QUIET_ENV = "DIFFCORE_QUIET"
@@ -43,6 +45,22 @@ def configure(*, quiet: bool | None = None, progress: bool | None = None) -> Non
         os.environ[QUIET_ENV] = "1" if quiet else "0"
     if progress is not None:
         os.environ[PROGRESS_ENV] = "1" if progress else "0"
+
+
+@contextlib.contextmanager
+def configured(*, quiet: bool | None = None, progress: bool | None = None) -> Iterator[None]:
+    """:func:`configure` for the duration of a ``with`` block, then the switches as they were (a command run
+    in-process, by a test or a notebook, leaves the process as it found it)."""
+    saved = {name: os.environ.get(name) for name in (QUIET_ENV, PROGRESS_ENV)}
+    configure(quiet=quiet, progress=progress)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def is_interactive(stream: Any) -> bool:

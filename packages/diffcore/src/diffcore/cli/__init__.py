@@ -83,7 +83,6 @@ def build_app() -> typer.Typer:
         if max_minutes is not None and not max_minutes > 0:
             fail(f"--max-minutes: expected a positive number of minutes, got {max_minutes:g}")
         max_seconds = None if max_minutes is None else 60 * max_minutes
-        progress.configure(quiet=True if quiet else None)
         from diffcore.bench import load_report, select, still_to_run  # here: diffuse --help stays light
 
         try:  # the user's mistakes, found before anything runs
@@ -95,7 +94,7 @@ def build_app() -> typer.Typer:
                 todo = select(installed, modalities or [])
         except ValueError as exc:
             fail(str(exc))
-        report = _run_or_resume(todo, quick, out, resume, max_seconds)
+        report = _run_or_resume(todo, quick, out, resume, max_seconds, quiet)
         _print_summary(report)
         if not report.finished:
             why = report.calls[-1].stopped or "stopped"
@@ -123,14 +122,23 @@ def _group_help(item: InstalledModality) -> str:
 
 
 def _run_or_resume(
-    todo: list[InstalledModality], quick: bool, out: Path, resume: Path | None, max_seconds: float | None
+    todo: list[InstalledModality],
+    quick: bool,
+    out: Path,
+    resume: Path | None,
+    max_seconds: float | None,
+    quiet: bool = False,
 ) -> BenchReport:
     """Run ``todo`` in a new run under ``out`` or in the run ``resume``, with a progress line and SIGTERM as
     a stop request."""
     from diffcore.bench import resume_bench, run_bench
 
     columns = SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()
-    with _stop_on_sigterm() as stop, Progress(*columns, console=console, disable=progress.quiet()) as bar:
+    with (
+        progress.configured(quiet=True if quiet else None),
+        _stop_on_sigterm() as stop,
+        Progress(*columns, console=console, disable=quiet or progress.quiet()) as bar,
+    ):
         task = bar.add_task("benchmarks", total=len(todo))
 
         def on_start(name: str) -> None:

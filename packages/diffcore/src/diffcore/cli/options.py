@@ -364,7 +364,7 @@ def config_command(
 
         def command(**kwargs: Any) -> Any:
             debug = bool(kwargs.pop("opt_debug"))
-            progress.configure(quiet=True if kwargs.pop("opt_quiet") else None, progress=True)
+            quiet = True if kwargs.pop("opt_quiet") else None
             named_values: dict[str, Any] = {}
             for opt in shortcut:
                 value = kwargs.pop(opt.param)
@@ -396,7 +396,10 @@ def config_command(
                 call["pipeline"] = run_or_fail(
                     lambda: _load_pipeline(pipeline, pipeline_dir, _get_nested(cfg, device_key)), debug
                 )
-            return run_or_fail(lambda: fn(cfg, **call), debug)
+            with progress.configured(
+                quiet=quiet, progress=True
+            ):  # this command's sampling loops show progress
+                return run_or_fail(lambda: fn(cfg, **call), debug)
 
         command.__name__, command.__qualname__ = fn.__name__, fn.__qualname__
         command.__doc__, command.__module__ = fn.__doc__, fn.__module__
