@@ -158,13 +158,17 @@ class CrystalObjective:
     ``objective(model, batch, generator) -> (loss, logs)`` (the :class:`diffcore.training.Trainer` contract).
 
     ``batch``: a :func:`~diff_materials.data.crystals.collate_crystals` batch. ``p_uncond``: the probability of
-    dropping a crystal's properties (classifier-free guidance training, Ho & Salimans 2022)."""
+    dropping a crystal's properties (classifier-free guidance training, Ho & Salimans 2022). ``csp_fraction``
+    (``task = gen``): the probability that a crystal's atom types stay clean, which teaches the same network
+    crystal structure prediction (types given at every ``t``)."""
 
-    def __init__(self, diffusion: CrystalDiffusion, p_uncond: float = 0.2) -> None:
-        if not 0 <= p_uncond <= 1:
-            raise ValueError(f"p_uncond: expected a probability in [0, 1], got {p_uncond}")
+    def __init__(self, diffusion: CrystalDiffusion, p_uncond: float = 0.2, csp_fraction: float = 0.0) -> None:
+        for name, value in (("p_uncond", p_uncond), ("csp_fraction", csp_fraction)):
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name}: expected a probability in [0, 1], got {value}")
         self.diffusion = diffusion
         self.p_uncond = p_uncond
+        self.csp_fraction = csp_fraction
 
     def __call__(
         self, model: nn.Module, batch: dict[str, Tensor], generator: torch.Generator | None = None
@@ -184,7 +188,11 @@ class CrystalObjective:
         target = torus.wrapped_normal_score(frac_t, frac0, sigma) / d.score_norm(sigma).sqrt()
         types_t = types0
         if d.diffuses_types:
-            keep = d.type_schedule.alpha(t)[atom_batch]
+            keep = d.type_schedule.alpha(t)
+            if self.csp_fraction > 0:
+                clean = torch.rand(b, generator=generator, device=dev) < self.csp_fraction
+                keep = torch.where(clean, torch.ones_like(keep), keep)
+            keep = keep[atom_batch]
             if cfg.type_process == "absorbing":
                 types_t = mask_tokens(types0, keep, MASK_TYPE, generator)
             else:

@@ -109,7 +109,7 @@ def smact_valid(crystal: Crystal | Sequence[int], counts: Sequence[int] | None =
     space = smact.element_dictionary(symbols)
     elements = [space[s] for s in symbols]
     enegs = [e.pauling_eneg for e in elements]
-    for ox in itertools.product(*[e.oxidation_states for e in elements]):
+    for ox in itertools.product(*[e.oxidation_states or [0] for e in elements]):
         if sum(o * c for o, c in zip(ox, cs.tolist())) != 0:
             continue
         try:
