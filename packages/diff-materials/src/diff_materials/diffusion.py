@@ -266,9 +266,9 @@ class Guidance:
 
 def _range_log_prob(pred: Tensor, low: Tensor, high: Tensor, noise: float) -> Tensor:
     """``log P(low <= y <= high)`` for ``y ~ N(pred, noise^2)``, summed over properties: (B,)."""
-    normal = torch.distributions.Normal(0.0, 1.0)
-    up = torch.where(torch.isnan(high), torch.ones_like(pred), normal.cdf((high - pred) / noise))
-    lo = torch.where(torch.isnan(low), torch.zeros_like(pred), normal.cdf((low - pred) / noise))
+    ndtr = torch.special.ndtr
+    up = torch.where(torch.isnan(high), torch.ones_like(pred), ndtr((torch.nan_to_num(high) - pred) / noise))
+    lo = torch.where(torch.isnan(low), torch.zeros_like(pred), ndtr((torch.nan_to_num(low) - pred) / noise))
     return torch.log((up - lo).clamp_min(1e-12)).sum(-1)
 
 
@@ -320,7 +320,9 @@ class _Evaluator:
             xl = x.detach().requires_grad_(True)
             pred = g.predictor(f, xl, types, tt, self.num_atoms)
             logp = _range_log_prob(pred, self.low, self.high, g.predictor_noise).sum()
-            grad_f, grad_x = torch.autograd.grad(logp, (f, xl))
+            grad_f, grad_x = torch.autograd.grad(logp, (f, xl), allow_unused=True)
+        grad_f = torch.zeros_like(frac) if grad_f is None else grad_f
+        grad_x = torch.zeros_like(x) if grad_x is None else grad_x
         tq = torch.tensor([t], dtype=torch.float64)
         sigma_l = float(d.lattice_schedule.sigma(tq))
         sigma_f = d.frac_sigma(torch.tensor(t, dtype=frac.dtype))

@@ -9,6 +9,7 @@ pymatgen's ``StructureMatcher`` finds equal to an earlier one.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -49,7 +50,7 @@ def polymorph_grouped_split(
         groups[c.formula].append(i)
     names = sorted(groups)
     order = np.random.default_rng(seed).permutation(len(names))
-    target = max(1, round(held_out * len(crystals)))
+    target = max(1, math.ceil(held_out * len(crystals)))
     held: set[int] = set()
     for k in order:
         if len(held) >= target:
