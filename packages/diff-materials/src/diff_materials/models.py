@@ -55,14 +55,16 @@ def fully_connected_edges(num_atoms: Tensor) -> Tensor:
     """``(2, E)`` edges ``(source j, target i)`` of every ordered pair ``i != j`` within each crystal.
 
     num_atoms: (B,) atoms per crystal; atoms are numbered crystal after crystal (the batch layout)."""
+    dev = num_atoms.device
     offsets = torch.cumsum(num_atoms, 0) - num_atoms
-    edges = []
-    for n, off in zip(num_atoms.tolist(), offsets.tolist()):
-        idx = torch.arange(n, device=num_atoms.device)
-        src, dst = torch.meshgrid(idx, idx, indexing="ij")
-        keep = src != dst
-        edges.append(torch.stack([src[keep], dst[keep]]) + off)
-    return torch.cat(edges, dim=1) if edges else torch.zeros(2, 0, dtype=torch.long, device=num_atoms.device)
+    pairs = num_atoms * num_atoms
+    crystal = torch.repeat_interleave(torch.arange(len(num_atoms), device=dev), pairs)
+    k = torch.arange(int(pairs.sum()), device=dev) - (torch.cumsum(pairs, 0) - pairs)[crystal]
+    n = num_atoms[crystal]
+    src, dst = k // n, k % n
+    keep = src != dst
+    off = offsets[crystal][keep]
+    return torch.stack([src[keep] + off, dst[keep] + off])
 
 
 def periodic_radius_graph(

@@ -35,14 +35,14 @@ class BenchSettings:
     ab initio samples; ``num_csp``: held-out compositions predicted; ``candidates``: predictions each;
     ``fingerprints``: compute COV (CrystalNN); ``device``; ``seed``."""
 
-    width: int = 64
+    width: int = 128
     depth: int = 3
     num_freqs: int = 16
-    steps: int = 1500
-    batch_size: int = 32
-    lr: float = 1e-3
-    max_seconds: float | None = 150.0
-    sample_steps: int = 100
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 2e-3
+    max_seconds: float | None = 170.0
+    sample_steps: int = 200
     step_lr: float = 0.0
     num_generate: int = 32
     num_csp: int = 20
