@@ -134,9 +134,21 @@ def match_rms(prediction: Crystal, reference: Crystal) -> float | None:
     return None if rms is None else float(rms[0])
 
 
-def csp_metrics(predictions: Sequence[Sequence[Crystal]], references: Sequence[Crystal]) -> dict[str, float]:
+def _map(fn, items: list, processes: int) -> list:
+    if processes <= 1 or len(items) < 2 * processes:
+        return [fn(*it) for it in items]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(processes) as pool:
+        return list(pool.map(fn, *zip(*items), chunksize=max(1, len(items) // (4 * processes))))
+
+
+def csp_metrics(
+    predictions: Sequence[Sequence[Crystal]], references: Sequence[Crystal], processes: int = 1
+) -> dict[str, float]:
     """Match rate and RMSE of crystal structure prediction, best of the first prediction and best of all
     ``k`` predictions per reference. ``predictions[i]``: the ``k`` predictions for ``references[i]``.
+    ``processes``: match in that many worker processes.
 
     Returns ``match_rate@1``, ``rmse@1``, ``match_rate@k``, ``rmse@k`` (RMSE NaN when nothing matched) and
     ``k``."""
@@ -146,9 +158,12 @@ def csp_metrics(predictions: Sequence[Sequence[Crystal]], references: Sequence[C
             f"and {len(references)}"
         )
     k = min(len(p) for p in predictions)
+    flat = _map(
+        match_rms, [(p, ref) for preds, ref in zip(predictions, references) for p in preds[:k]], processes
+    )
     best1, bestk = [], []
-    for preds, ref in zip(predictions, references):
-        rms = [match_rms(p, ref) for p in preds[:k]]
+    for i in range(len(references)):
+        rms = flat[i * k : (i + 1) * k]
         best1.append(rms[0])
         matched = [r for r in rms if r is not None]
         bestk.append(min(matched) if matched else None)
@@ -197,14 +212,15 @@ def coverage(
     reference: Sequence[Crystal],
     structure_cutoff: float = 0.4,
     composition_cutoff: float = 10.0,
+    processes: int = 1,
 ) -> dict[str, float]:
     """COV-R and COV-P (CDVAE App. F) of ``generated`` against ``reference`` with the given fingerprint
     cutoffs (:data:`COV_CUTOFFS`; Perov-5's by default). Crystals whose fingerprint cannot be computed are left
     out (generated) or counted as uncovered (reference)."""
     from scipy.spatial.distance import cdist
 
-    gen_s = [_structure_fingerprint(c) for c in generated]
-    ref_s = [_structure_fingerprint(c) for c in reference]
+    prints = _map(_structure_fingerprint, [(c,) for c in [*generated, *reference]], processes)
+    gen_s, ref_s = prints[: len(generated)], prints[len(generated) :]
     keep_g = [i for i, f in enumerate(gen_s) if f is not None]
     keep_r = [i for i, f in enumerate(ref_s) if f is not None]
     if not keep_g or not keep_r:
@@ -285,6 +301,7 @@ def generation_metrics(
     training: Sequence[Crystal] = (),
     cov_cutoffs: tuple[float, float] = COV_CUTOFFS["perov_5"],
     fingerprints: bool = True,
+    processes: int = 1,
 ) -> dict[str, float]:
     """Every generation metric of the module docstring; COV and the Wasserstein distances on the valid
     (structurally and compositionally) samples, as CDVAE computes them. ``fingerprints=False`` skips COV
@@ -304,5 +321,5 @@ def generation_metrics(
         if training:
             out["novelty"] = novelty(valid, training)
         if fingerprints:
-            out |= coverage(valid, reference, *cov_cutoffs)
+            out |= coverage(valid, reference, *cov_cutoffs, processes=processes)
     return out

@@ -17,7 +17,7 @@ import numpy as np
 
 from diff_materials.data.crystals import Crystal
 
-__all__ = ["deduplicate", "polymorph_grouped_split", "random_split"]
+__all__ = ["deduplicate", "leaked", "polymorph_grouped_split", "random_split"]
 
 
 def _check_fraction(held_out: float) -> None:
@@ -75,3 +75,28 @@ def deduplicate(crystals: Sequence[Crystal], **matcher_kwargs: float) -> list[Cr
         first = {id(g[0]) for g in groups}
         keep.extend(i for i, s in zip(indices, structures) if id(s) in first)
     return [crystals[i] for i in sorted(keep)]
+
+
+def leaked(held: Sequence[Crystal], train: Sequence[Crystal], volume_tolerance: float = 0.1) -> list[bool]:
+    """For each held-out crystal: does ``StructureMatcher()`` find it equal to a training crystal (a duplicate
+    that leaked across the split)? Only candidates of the same formula and number of atoms whose volumes per
+    atom differ by less than ``volume_tolerance`` (relative) are compared, which keeps the Carbon-24 check
+    (every crystal is carbon) affordable; duplicates whose volumes differ more are not found."""
+    import warnings
+
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    matcher = StructureMatcher()
+    index: dict[tuple[str, int], list[Crystal]] = defaultdict(list)
+    for c in train:
+        index[(c.formula, c.num_atoms)].append(c)
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for c in held:
+            v = c.volume / c.num_atoms
+            candidates = [t for t in index[(c.formula, c.num_atoms)]
+                          if abs(t.volume / t.num_atoms - v) < volume_tolerance * v]  # fmt: skip
+            s = c.to_structure()
+            out.append(any(matcher.fit(s, t.to_structure()) for t in candidates))
+    return out
