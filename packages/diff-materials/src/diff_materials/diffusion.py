@@ -57,6 +57,7 @@ __all__ = [
     "CrystalDiffusionConfig",
     "CrystalObjective",
     "Guidance",
+    "centre",
     "sample_crystals",
     "score_norm",
 ]
@@ -203,7 +204,10 @@ class CrystalObjective:
             mask = mask & keep_props[:, None]
         out = model(frac_t, x_t, types_t, t, num_atoms, props, mask)
         loss_l = ((out["lattice"] - eps) ** 2).mean()
-        loss_f = ((out["frac"] - target) ** 2).mean()
+        # The data are invariant to translating all atoms and the network is too, so the common (mean) part of
+        # the score, which only says where the crystal sits, cannot be predicted: compare the translation-free
+        # parts (the projection onto zero-mean scores; exact where sigma is small enough not to wrap).
+        loss_f = ((centre(out["frac"], atom_batch, b) - centre(target, atom_batch, b)) ** 2).mean()
         loss = cfg.lattice_weight * loss_l + cfg.frac_weight * loss_f
         logs = {"loss_lattice": loss_l.detach(), "loss_frac": loss_f.detach()}
         if d.diffuses_types:
@@ -217,6 +221,13 @@ class CrystalObjective:
             loss = loss + cfg.type_weight * loss_a
             logs["loss_types"] = loss_a.detach()
         return loss, logs
+
+
+def centre(v: Tensor, atom_batch: Tensor, num_crystals: int) -> Tensor:
+    """``v`` (M, 3) minus its mean over the atoms of each crystal."""
+    from torch_geometric.utils import scatter
+
+    return v - scatter(v, atom_batch, dim=0, dim_size=num_crystals, reduce="mean")[atom_batch]
 
 
 def _encoder(model: nn.Module) -> Any:
@@ -377,6 +388,7 @@ def sample_crystals(
     x = torch.randn(len(n), 6, generator=generator, device=dev)
     frac = torch.rand(m, 3, generator=generator, device=dev)
     evaluate = _Evaluator(model, diffusion, n, guidance)
+    atom_batch = torch.repeat_interleave(torch.arange(len(n), device=dev), n)
     grid = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
     for i in tqdm(range(steps), disable=not progress, desc="sampling", leave=False):
         t, s = float(grid[i]), float(grid[i + 1])
@@ -384,12 +396,12 @@ def sample_crystals(
         sig_s = float(diffusion.frac_sigma(torch.tensor(s, dtype=torch.float64)))
         norm_t = float(diffusion.score_norm(torch.tensor(sig_t, dtype=torch.float64)).sqrt())
         if step_lr > 0:  # Langevin corrector at t (DiffCSP Alg. 1, lines 7-9)
-            score = evaluate(frac, x, types, t)["frac"] * norm_t
+            score = centre(evaluate(frac, x, types, t)["frac"], atom_batch, len(n)) * norm_t
             eta = step_lr * (sig_t / cfg.frac_sigma_min) ** 2
             frac = torus.wrap(frac + eta * score + math.sqrt(2 * eta) * _randn(frac, generator))
         out = evaluate(frac, x, types, t)
         # predictor: reverse VE step from sigma_t to sigma_s (DiffCSP Alg. 1, lines 10-12)
-        score = out["frac"] * norm_t
+        score = centre(out["frac"], atom_batch, len(n)) * norm_t  # translations are free (see the loss)
         step = sig_t**2 - sig_s**2
         std = math.sqrt(step * sig_s**2 / sig_t**2)
         frac = torus.wrap(frac + step * score + std * _randn(frac, generator))
