@@ -25,6 +25,12 @@ def tiny_train_config(out, **kw):
 
 
 @pytest.fixture(scope="session")
+def tiny_config():
+    """``tiny_config(out, **settings)``: a CrystalTrainConfig small enough for a unit test."""
+    return tiny_train_config
+
+
+@pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory):
     """A ``gen`` pipeline conditioned on ``volume_per_atom`` with a guidance predictor, trained a few steps."""
     from diff_materials.pipeline import train

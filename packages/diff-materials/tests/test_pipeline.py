@@ -105,10 +105,10 @@ def test_csp_of_a_file_writes_k_files_per_entry_from_the_composition_alone(
         predict_files(dataclasses.replace(config, input=str(tmp_path / "nope")), tmp_path / "o3")
 
 
-def test_fine_tuning_adapters_keeps_the_base_network(tmp_path):
-    from conftest import tiny_train_config
+def test_fine_tuning_adapters_keeps_the_base_network(tmp_path, tiny_config):
     from diff_materials.pipeline import train
 
+    tiny_train_config = tiny_config
     base_cfg = tiny_train_config(tmp_path / "base", task="gen", steps=2)
     base = train(base_cfg)
     tuned = train(tiny_train_config(tmp_path / "tuned", task="gen", steps=3, properties=["tolerance_factor"],

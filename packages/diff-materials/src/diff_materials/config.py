@@ -11,6 +11,14 @@ from typing import Literal
 from diffcore.device import Device
 from diffcore.training import TrainConfig
 
+
+def _as_list(value: object) -> list[str]:
+    """A list setting given on the command line as one string: ``"SrTiO3,BaTiO3"`` -> ``["SrTiO3", "BaTiO3"]``."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return list(value)  # type: ignore[call-overload]
+
+
 __all__ = [
     "CrystalCSPConfig",
     "CrystalEvaluateConfig",
@@ -92,6 +100,8 @@ class CrystalTrainConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(output_dir="runs/materials"))
 
     def __post_init__(self) -> None:
+        self.properties = _as_list(self.properties)
+        self.generated_kinds = _as_list(self.generated_kinds)
         if self.task not in ("csp", "gen"):
             raise ValueError(f"task: expected csp or gen, got {self.task!r}")
         if self.split not in ("polymorph", "random"):
@@ -112,7 +122,8 @@ class CrystalSampleConfig:
 
     Attributes:
         num_samples: how many crystals to draw.
-        formulas: crystal structure prediction: the compositions to predict (``SrTiO3``, ``C8``; each formula's
+        formulas: crystal structure prediction: the compositions to predict, comma-separated on the command
+            line (``SrTiO3,C8``; each formula's
             atoms as written, ``Sr2Ti2O6`` for two formula units); cycled to ``num_samples``. Empty: a ``gen``
             pipeline generates compositions too; a ``csp`` pipeline takes compositions of its training data.
         steps: sampler steps from t = 1 to t = 0.
@@ -137,6 +148,11 @@ class CrystalSampleConfig:
     predictor_scale: float = 0.0
     seed: int = 0
     device: Device = "auto"
+
+    def __post_init__(self) -> None:
+        self.formulas = _as_list(self.formulas)
+        self.properties = _as_list(self.properties)
+        self.target = _as_list(self.target)
 
 
 @dataclass

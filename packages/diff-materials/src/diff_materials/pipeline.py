@@ -256,7 +256,12 @@ def train_denoiser(config: CrystalTrainConfig, crystals: Sequence[Crystal]) -> C
         )
         with seeded(config.train.seed):
             model = CrystalDenoiser(net)
-        missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
+        base_state = {
+            k: v
+            for k, v in start.state_dict().items()
+            if not k.startswith(("encoder.property", "encoder.adapters"))
+        }
+        missing, unexpected = model.load_state_dict(base_state, strict=False)
         if unexpected or any(not k.startswith(("encoder.property", "encoder.adapters")) for k in missing):
             raise ValueError(
                 f"init_from: weights do not fit ({unexpected[:3]} unexpected, {missing[:3]} missing)"
