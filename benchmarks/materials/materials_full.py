@@ -197,7 +197,7 @@ def guidance_stage(pipe, train, held, args) -> dict[str, float]:
     (hit_u, val_u), (hit_g, val_g) = in_range(base), in_range(guided)
     write_cifs(Path(args.out) / "guided", guided[:16], [f"guided_{i:03d}" for i in range(min(16, n))])
     return {"guidance_target_low": low, "guidance_target_high": high, "guidance_unguided_in_range": hit_u,
-            "guidance_guided_in_range": hit_g, "guidance_ratio": hit_g / hit_u if hit_u > 0 else math.inf,
+            "guidance_guided_in_range": hit_g, "guidance_ratio": hit_g / hit_u if hit_u > 0 else (math.inf if hit_g > 0 else math.nan),
             "guidance_unguided_validity": val_u, "guidance_guided_validity": val_g}  # fmt: skip
 
 
@@ -219,16 +219,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/materials-full"))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a CPU smoke run")
-    parser.add_argument("--perov-minutes", type=float, default=3.5)
-    parser.add_argument("--carbon-minutes", type=float, default=2.0)
+    parser.add_argument("--perov-minutes", type=float, default=3.0)
+    parser.add_argument("--carbon-minutes", type=float, default=1.5)
     parser.add_argument("--processes", type=int, default=min(16, os.cpu_count() or 1))
     parser.add_argument("--no-bf16", dest="bf16", action="store_false")
     parser.add_argument("--steps-per-second", type=float, default=15.0,
                         help="planned training speed: steps = minutes * 60 * this (the cosine schedule's length); "
                         "training also stops at the minutes given")  # fmt: skip
     args = parser.parse_args()
-    sizes = dict(width=256, depth=4, num_freqs=64, batch_size=256, lr=5e-4, sample_steps=500,
-                 step_lr=1e-5, sample_batch=2048, num_csp=500, candidates=20, num_generate=512, judge_steps=1500,
+    sizes = dict(width=256, depth=4, num_freqs=64, batch_size=256, lr=5e-4, sample_steps=300,
+                 step_lr=1e-5, sample_batch=2048, num_csp=300, candidates=20, num_generate=512, judge_steps=800,
                  guidance_scale=2.0, limit=None)  # fmt: skip
     if args.quick:
         sizes |= dict(width=32, depth=2, num_freqs=8, batch_size=32, sample_steps=10, step_lr=0.0,

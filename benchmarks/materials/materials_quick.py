@@ -1,5 +1,5 @@
 """diff-materials' quick CPU benchmark (what ``diffuse bench materials --quick`` runs): one network trained for at
-most 170 s on the generated perovskites (polymorph-grouped 10 % held out), 32 ab initio samples (structural and
+most 200 s on the generated perovskites (polymorph-grouped 10 % held out), 32 ab initio samples (structural and
 SMACT validity, COV, Wasserstein, uniqueness, novelty) and structure prediction of 20 held-out formulas
 (StructureMatcher match rate). Target: structural validity >= 90 %.
 

@@ -38,10 +38,10 @@ class BenchSettings:
     width: int = 128
     depth: int = 3
     num_freqs: int = 16
-    steps: int = 3000
+    steps: int = 1000
     batch_size: int = 64
     lr: float = 2e-3
-    max_seconds: float | None = 170.0
+    max_seconds: float | None = 200.0
     sample_steps: int = 200
     step_lr: float = 0.0
     num_generate: int = 32

@@ -79,6 +79,7 @@ def run_bench(out_dir: Path, settings: BenchSettings) -> BenchResult:
     t0 = time.perf_counter()
     metrics = M.generation_metrics(samples, held, train_set, fingerprints=settings.fingerprints)
     metrics |= {f"csp_{k}": v for k, v in M.csp_metrics(preds, refs).items()}
+    metrics["csp_structure_validity"] = sum(M.structure_valid(p[0]) for p in preds) / len(preds)
     metrics |= {
         "train_s": train_s,
         "sample_s": sample_s,
