@@ -9,7 +9,10 @@ Time ``t`` in [0, 1], ``t = 0`` data, ``t = 1`` noise, per crystal. Three proces
   variance-exploding scale ``sigma(t) = sigma_min^(1 - t) sigma_max^t`` (DiffCSP, Jiao et al. 2023, Sec. 4.2:
   0.005 and 0.5). The network predicts the score of ``p(x_t | x_0)`` divided by ``sqrt(E|score|^2)`` (DiffCSP
   Eq. 11, the normaliser computed by quadrature, :func:`score_norm`); sampling is DiffCSP's predictor-corrector
-  (Alg. 1: a Langevin corrector of step ``step_lr (sigma_t / sigma_min)^2`` and a reverse-VE predictor).
+  (Alg. 1: a Langevin corrector of step ``step_lr (sigma_t / sigma_min)^2`` and a reverse-VE predictor). The
+  mean of the score over a crystal's atoms only moves the whole crystal, which the data do not care about and the
+  translation-invariant network cannot know: the loss compares, and the sampler follows, the per-crystal
+  centred score (:func:`centre`), as torus flows that remove the translation do (FlowMM, Miller et al. 2024).
 - **Atom types** (ab initio generation only; for crystal structure prediction the composition is given and
   types stay clean): :mod:`diffcore.discrete`, absorbing (masked, MDLM's SUBS and ancestral sampler) or uniform
   (its exact ancestral posterior), log-linear ``alpha(t)`` by default, trained with the cross-entropy of the
