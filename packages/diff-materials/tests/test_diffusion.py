@@ -24,6 +24,7 @@ from diff_materials.lattice import normalise_lattice
 from diff_materials.metrics import match_rms
 from diff_materials.models import CrystalDenoiser, CrystalDenoiserConfig, EncoderConfig
 from diffcore.manifolds import torus
+from diffcore.rng import seeded
 from torch import nn
 
 
@@ -110,12 +111,15 @@ def test_objective_is_small_for_the_exact_denoiser_and_order_one_for_a_random_on
     _, logs = CrystalObjective(diffusion)(Oracle(c, diffusion), batch, g)
     assert float(logs["loss_lattice"]) < 1e-10 and float(logs["loss_frac"]) < 1e-10
     assert float(logs["loss_types"]) < 1e-6
-    model = CrystalDenoiser(
-        CrystalDenoiserConfig(hidden=8, layers=1, num_freqs=2, lattice_mean=[4, 4, 4, 0, 0, 0])
-    ).double()
+    with seeded(0):
+        model = CrystalDenoiser(
+            CrystalDenoiserConfig(hidden=8, layers=1, num_freqs=2, lattice_mean=[4, 4, 4, 0, 0, 0])
+        ).double()
     _, logs = CrystalObjective(diffusion)(model, batch, g)
-    assert 0.3 < float(logs["loss_lattice"]) < 3 and 0.3 < float(logs["loss_frac"]) < 3
-    assert float(logs["loss_types"]) == pytest.approx(math.log(100), rel=0.2)
+    # an untrained network predicts ~0: the loss is the targets' mean square, 1 for eps and, for the centred
+    # normalised score, about (N - 1) / N = 0.8 averaged over t (less where sigma is large and wraps)
+    assert 0.3 < float(logs["loss_lattice"]) < 3 and 0.1 < float(logs["loss_frac"]) < 3
+    assert abs(float(logs["loss_types"]) - math.log(100)) < 1.5  # near-uniform logits over 100 elements
 
 
 def test_csp_fraction_keeps_the_types_of_some_crystals_clean(perovskites):
