@@ -279,7 +279,8 @@ def main() -> None:
     path = write_result({"settings": {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()},
                          "metrics": metrics, "targets": {k: list(v) for k, v in TARGETS.items()}, "wall_s": wall},
                         script="materials_full", variant="quick" if args.quick else None,
-                        device=p_pipe.device, packages=("diff-materials",))  # fmt: skip
+                        device="cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu",
+                        packages=("diff-materials",))  # fmt: skip
     print(f"wrote {path}")
 
 
