@@ -82,6 +82,12 @@ class CrystalDiffusionConfig:
         type_schedule: a :mod:`diffcore.discrete` schedule name.
         lattice_weight, frac_weight, type_weight: loss weights.
         min_t: training times are drawn from ``[min_t, 1]``.
+        focus_fraction, focus_low, focus_high: the share of training times drawn from ``[focus_low,
+            focus_high]`` instead of ``[min_t, 1]``. That window (fractional sigma about 0.06-0.3) is where the
+            sampler decides which atom takes which site; there the score needs the whole crystal (a per-pair
+            "nearest site" rule, which the network learns first and which is right below ``t = 0.5``, is off
+            by 85 % of the exact score at ``t = 0.7``), and the network leaves that plateau only after several
+            hundred steps spent in the window. Uniform times spend 20 % of the steps there.
     """
 
     task: Task = "csp"
@@ -94,6 +100,9 @@ class CrystalDiffusionConfig:
     frac_weight: float = 1.0
     type_weight: float = 1.0
     min_t: float = 1e-3
+    focus_fraction: float = 0.5
+    focus_low: float = 0.55
+    focus_high: float = 0.9
 
     def __post_init__(self) -> None:
         if self.task not in ("csp", "gen"):
@@ -107,6 +116,12 @@ class CrystalDiffusionConfig:
             )
         if not 0 <= self.min_t < 1:
             raise ValueError(f"min_t: expected in [0, 1), got {self.min_t}")
+        if not 0 <= self.focus_fraction <= 1:
+            raise ValueError(f"focus_fraction: expected a fraction in [0, 1], got {self.focus_fraction}")
+        if not 0 <= self.focus_low < self.focus_high <= 1:
+            raise ValueError(
+                f"focus_low, focus_high: expected 0 <= low < high <= 1, got {self.focus_low}, {self.focus_high}"
+            )
 
 
 @functools.lru_cache(maxsize=4)
@@ -149,6 +164,16 @@ class CrystalDiffusion:
         c = self.config
         return c.frac_sigma_min ** (1 - t) * c.frac_sigma_max**t
 
+    def training_times(self, b: int, generator: torch.Generator | None, device) -> Tensor:
+        """``(b,)`` training times: uniform on ``[min_t, 1]``, a ``focus_fraction`` share of them uniform on
+        ``[focus_low, focus_high]`` (see :class:`CrystalDiffusionConfig`)."""
+        c = self.config
+        t = c.min_t + (1 - c.min_t) * torch.rand(b, generator=generator, device=device)
+        if c.focus_fraction > 0:
+            u = c.focus_low + (c.focus_high - c.focus_low) * torch.rand(b, generator=generator, device=device)
+            t = torch.where(torch.rand(b, generator=generator, device=device) < c.focus_fraction, u, t)
+        return t
+
     def score_norm(self, sigma: Tensor) -> Tensor:
         return score_norm(sigma, self.config.frac_sigma_min, self.config.frac_sigma_max)
 
@@ -184,7 +209,7 @@ class CrystalObjective:
         dev = frac0.device
         atom_batch = torch.repeat_interleave(torch.arange(b, device=dev), num_atoms)
         x0 = normalise_lattice(batch["lattice"], num_atoms, enc.lattice_mean, enc.lattice_std)
-        t = cfg.min_t + (1 - cfg.min_t) * torch.rand(b, generator=generator, device=dev)
+        t = d.training_times(b, generator, dev)
         eps = torch.randn(x0.shape, generator=generator, device=dev)
         x_t = marginal_sample(d.lattice_schedule, x0, t, eps)
         sigma = d.frac_sigma(t)[atom_batch, None]

@@ -35,10 +35,10 @@ class BenchSettings:
     ab initio samples; ``num_csp``: held-out compositions predicted; ``candidates``: predictions each;
     ``fingerprints``: compute COV (CrystalNN); ``device``; ``seed``."""
 
-    width: int = 128
+    width: int = 64
     depth: int = 3
     num_freqs: int = 16
-    steps: int = 1000
+    steps: int = 3000
     batch_size: int = 64
     lr: float = 2e-3
     max_seconds: float | None = 200.0
