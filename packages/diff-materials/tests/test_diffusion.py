@@ -177,3 +177,82 @@ def test_classifier_guidance_moves_samples_towards_the_target(perovskites):
                               generator=torch.Generator().manual_seed(0))  # fmt: skip
         vols[scale] = np.mean([np.trace(s.lattice) for s in out])
     assert vols[2.0] > vols[0.0] + 1.0
+
+
+def _orbit_score(frac_t, frac0, sigma, perms, grid=256):
+    """The exact score at ``frac_t`` (N, 3) of a data set holding one crystal ``frac0`` (N, 3) at every
+    translation and every order of its same-type atoms (``perms`` (P, N)): the posterior-weighted mean of the
+    wrapped-normal scores over the orbit, the translation integrated on a grid, one axis at a time."""
+    c = torch.arange(grid, dtype=torch.float64) / grid
+    u = frac_t[None, :, :, None] - frac0[perms][..., None] - c  # (P, N, 3, G)
+    lp = torus.wrapped_normal_log_prob(u[..., None], torch.zeros_like(u[..., None]), sigma)  # (P, N, 3, G)
+    sc = torus.wrapped_normal_score(u[..., None], torch.zeros_like(u[..., None]), sigma)[..., 0]
+    lp = lp.sum(1)  # (P, 3, G)
+    w_c = torch.softmax(lp, -1)
+    w_p = torch.softmax(torch.logsumexp(lp, -1).sum(-1), 0)  # (P,)
+    return (w_p[:, None, None] * (w_c[:, None] * sc).sum(-1)).sum(0)
+
+
+class OrbitOracle(Oracle):
+    """The exact denoiser of the translation- and permutation-invariant data set of one crystal: what a
+    translation-invariant, permutation-equivariant network trained on that crystal should learn."""
+
+    def __init__(self, crystal, diffusion):
+        super().__init__(crystal, diffusion)
+        import itertools
+
+        z = crystal.numbers
+        perms = [p for p in itertools.permutations(range(len(z))) if all(z[q] == z[i] for i, q in enumerate(p))]
+        self.perms = torch.tensor(perms)
+
+    def forward(self, frac, x, types, t, num_atoms, properties=None, property_mask=None):
+        out = super().forward(frac, x, types, t, num_atoms)
+        scores, start = [], 0
+        for b, n in enumerate(num_atoms.tolist()):
+            sig = float(self.diffusion.frac_sigma(t[b].double()))
+            s = _orbit_score(frac[start : start + n].double(), self.frac0, sig, self.perms)
+            scores.append(s / self.diffusion.score_norm(torch.tensor(sig, dtype=torch.float64)).sqrt())
+            start += n
+        return out | {"frac": torch.cat(scores)}
+
+
+def test_the_orbit_score_is_centred_and_equals_the_crystal_score_at_low_noise(perovskites):
+    c = perovskites[0]
+    f0 = torch.tensor(c.frac)
+    oracle = OrbitOracle(c, CrystalDiffusion())
+    g = torch.Generator().manual_seed(0)
+    ft = torus.wrapped_normal_sample(f0 + 0.3, 0.02, g)  # a translated copy: the orbit score does not care
+    s = _orbit_score(ft, f0, 0.02, oracle.perms)
+    assert float(s.sum(0).abs().max()) < 1e-6 * float(s.abs().max())
+    own = torus.wrapped_normal_score(ft, f0 + 0.3, 0.02)
+    assert torch.allclose(s, own - own.mean(0), rtol=1e-3, atol=1e-3 * float(own.abs().max()))
+    # at sigma = 0.5 the orbit is spread over the whole cell: the score is tiny next to the crystal's own
+    big = _orbit_score(torus.wrapped_normal_sample(f0, 0.5, g), f0, 0.5, oracle.perms)
+    assert float(big.abs().max()) < 0.05
+
+
+def test_the_sampler_builds_the_crystal_from_the_translation_invariant_exact_score(perovskites):
+    """Unlike :class:`Oracle`, this score does not know where the crystal sits nor which oxygen is which, as a
+    trained network does not: the sampler must still assemble a valid perovskite (site assignment at high t)."""
+    c = perovskites[0]
+    diffusion = CrystalDiffusion(CrystalDiffusionConfig(task="csp"))
+    types = torch.tensor(np.tile(c.numbers - 1, 3))
+    out = sample_crystals(OrbitOracle(c, diffusion), diffusion, [5] * 3, types=types, steps=60,
+                          generator=torch.Generator().manual_seed(2))  # fmt: skip
+    for s in out:
+        rms = match_rms(s, c)
+        assert rms is not None and rms < 0.05
+
+
+def test_training_times_put_the_focus_share_in_the_site_assignment_window():
+    g = torch.Generator().manual_seed(0)
+    for focus in (0.0, 0.5):
+        d = CrystalDiffusion(CrystalDiffusionConfig(focus_fraction=focus, focus_low=0.55, focus_high=0.9))
+        t = d.training_times(40000, g, "cpu")
+        assert float(t.min()) >= 1e-3 and float(t.max()) <= 1
+        inside = float(((t >= 0.55) & (t <= 0.9)).float().mean())
+        assert inside == pytest.approx(focus + (1 - focus) * 0.35 / 0.999, abs=0.01)
+    with pytest.raises(ValueError, match="focus_fraction"):
+        CrystalDiffusionConfig(focus_fraction=1.5)
+    with pytest.raises(ValueError, match="focus_low, focus_high"):
+        CrystalDiffusionConfig(focus_low=0.9, focus_high=0.5)

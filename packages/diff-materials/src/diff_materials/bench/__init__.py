@@ -38,7 +38,7 @@ class BenchSettings:
     width: int = 64
     depth: int = 3
     num_freqs: int = 16
-    steps: int = 3000
+    steps: int = 8000
     batch_size: int = 64
     lr: float = 2e-3
     max_seconds: float | None = 200.0
