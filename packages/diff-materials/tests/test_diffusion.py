@@ -202,7 +202,9 @@ class OrbitOracle(Oracle):
         import itertools
 
         z = crystal.numbers
-        perms = [p for p in itertools.permutations(range(len(z))) if all(z[q] == z[i] for i, q in enumerate(p))]
+        perms = [
+            p for p in itertools.permutations(range(len(z))) if all(z[q] == z[i] for i, q in enumerate(p))
+        ]
         self.perms = torch.tensor(perms)
 
     def forward(self, frac, x, types, t, num_atoms, properties=None, property_mask=None):
