@@ -35,10 +35,12 @@ FIELD_LIBRARIES = {
     "biotite": {"diff-protein"},
     "pymatgen": {"diff-materials"},
     "torch_geometric": {"diff-materials"},
+    "smact": {"diff-materials"},
+    "matminer": {"diff-materials"},
     "transformers": {"diff-image"},  # diffcore[text]: only where a package imports it
     "sentencepiece": {"diff-image"},
     "tokenizers": {"diff-image", "diff-language"},
-    "sklearn": {"diff-image", "diff-video"},
+    "sklearn": {"diff-image", "diff-video", "diff-materials"},  # diff-materials: through matminer
     "statsmodels": {"diff-timeseries"},
     "tensorboard": set(),  # diffcore[tensorboard] only
 }

@@ -1,7 +1,10 @@
-"""Crystal diffusion with property guidance (MatterGen, DiffCSP).
+"""Crystal diffusion with property guidance (MatterGen, DiffCSP): crystal structure prediction and ab initio
+generation of periodic crystals, on diffcore's Gaussian paths, torus and discrete diffusion.
 
-Status: scaffold. The public API below has its final shape; :func:`train`, :func:`sample` and :func:`evaluate`
-raise ``NotImplementedError`` until issue #28 lands.
+    from diff_materials import CrystalTrainConfig, CrystalSampleConfig, train, sample
+    pipe = train(CrystalTrainConfig(task="gen"))          # the generated perovskites by default
+    crystals = sample(pipe, CrystalSampleConfig(num_samples=8, formulas=["SrTiO3"]))
+    structure = crystals[0].to_structure()                # pymatgen
 """
 
 import importlib
@@ -9,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from diff_materials.config import (
+    CrystalCSPConfig,
     CrystalEvaluateConfig,
     CrystalModelConfig,
     CrystalSampleConfig,
@@ -22,7 +26,13 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 # The pipeline and the verbs load torch and model code on first use (PEP 562), so that the command line
 # (which reads only the configuration) stays light.
-_LAZY = {"CrystalPipeline": "pipeline", "evaluate": "pipeline", "sample": "pipeline", "train": "pipeline"}
+_LAZY = {
+    "CrystalPipeline": "pipeline",
+    "evaluate": "pipeline",
+    "predict_files": "pipeline",
+    "sample": "pipeline",
+    "train": "pipeline",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -34,6 +44,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CrystalCSPConfig",
     "CrystalEvaluateConfig",
     "CrystalModelConfig",
     "CrystalPipeline",
@@ -41,6 +52,7 @@ __all__ = [
     "CrystalTrainConfig",
     "__version__",
     "evaluate",
+    "predict_files",
     "sample",
     "train",
 ]

@@ -1,7 +1,13 @@
-"""``diffuse materials train | sample | evaluate``, registered through the entry point ``diffcore.modalities``.
+"""``diffuse materials train | sample | csp | evaluate`` and ``diffuse bench materials``.
 
-Options come from the configuration dataclasses (:mod:`diff_materials.config`) through
-:func:`diffcore.cli.options.config_command`, the same way in every modality.
+Registered with the ``diffuse`` command line through the entry point ``diffcore.modalities``. Options come from
+the configuration dataclasses (:mod:`diff_materials.config`) through :func:`diffcore.cli.options.config_command`,
+the same way in every modality. ``train`` reads a CDVAE-style CSV or a folder of CIF files (``--data``), or the
+generated prototypes; ``sample`` writes CIF files and a picture; ``csp`` predicts structures for every entry of
+a file from its composition alone (``<material_id>_<k>.cif``); ``evaluate`` writes ``metrics.json``.
+
+Only typer, diffcore's command-line helpers and the configurations are imported here; models load when a
+command runs.
 """
 
 from __future__ import annotations
@@ -13,42 +19,111 @@ from diffcore.cli.options import config_command
 from diffcore.modality import Modality
 
 from diff_materials.bench import bench
-from diff_materials.config import CrystalEvaluateConfig, CrystalSampleConfig, CrystalTrainConfig
+from diff_materials.config import (
+    CrystalCSPConfig,
+    CrystalEvaluateConfig,
+    CrystalSampleConfig,
+    CrystalTrainConfig,
+)
 
 __all__ = ["app", "modality"]
 
-DESCRIPTION = "Crystal diffusion with property guidance (MatterGen, DiffCSP) (scaffold)."
+DESCRIPTION = (
+    "Crystal diffusion with property guidance (MatterGen, DiffCSP): structure prediction and generation."
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=DESCRIPTION)
 PIPELINE = "diff_materials.pipeline:CrystalPipeline"
 
+TRAIN_OPTIONS = {
+    "task": "--task",
+    "data_path": "--data",
+    "properties": "--property",
+    "train.steps": "--steps",
+    "train.lr": "--lr",
+    "batch_size": "--batch-size",
+    "held_out": "--held-out",
+    "split": "--split",
+    "limit": "--limit",
+    "model.width": "--width",
+    "model.depth": "--depth",
+    "init_from": "--init-from",
+    "predictor_steps": "--predictor-steps",
+}
+SAMPLE_OPTIONS = {
+    "num_samples": ("--num", "-n"),
+    "formulas": "--formula",
+    "steps": "--steps",
+    "step_lr": "--step-lr",
+    "properties": "--property",
+    "guidance_scale": "--guidance",
+    "target": "--target",
+    "predictor_scale": "--predictor-scale",
+}
+CSP_OPTIONS = {
+    "run": "--run",
+    "input": "--input",
+    "samples": "--samples",
+    "steps": "--steps",
+    "step_lr": "--step-lr",
+    "batch": "--batch",
+}
+EVALUATE_OPTIONS = {
+    "num_samples": ("--num", "-n"),
+    "candidates": "--candidates",
+    "data_path": "--data",
+    "cov_dataset": "--cov-dataset",
+    "steps": "--steps",
+    "step_lr": "--step-lr",
+}
 
-@config_command(
-    app, "train", CrystalTrainConfig, options=["data_path", "batch_size", "train.steps", "train.lr"]
-)
+
+@config_command(app, "train", CrystalTrainConfig, options=TRAIN_OPTIONS)
 def train_cmd(config: CrystalTrainConfig, out: Path) -> None:
-    """Train a model; write the run (checkpoints, logs, OUT/pipeline)."""
+    """Train a structure-prediction (--task csp) or generation (--task gen) model; write the run
+    (checkpoints, log.jsonl) and OUT/pipeline."""
     from diff_materials.pipeline import train
 
     train(config)
+    typer.echo(f"saved the {config.task} pipeline to {out / 'pipeline'}")
 
 
 @config_command(app, "sample", CrystalSampleConfig, pipeline=PIPELINE, default_out="runs/materials-samples",
-                options=["num_samples", "sampler", "steps"])  # fmt: skip
+                options=SAMPLE_OPTIONS)  # fmt: skip
 def sample_cmd(config: CrystalSampleConfig, out: Path, pipeline: object) -> None:
-    """Draw samples from a saved pipeline; write them to OUT (CIF)."""
-    from diff_materials.pipeline import sample
+    """Draw crystals from a saved pipeline (of --formula compositions, or ab initio); write OUT/sample_000.cif,
+    ... and OUT/samples.png."""
+    from diff_materials.pipeline import sample, save_samples
 
-    sample(pipeline, config)  # type: ignore[arg-type]
+    crystals = sample(pipeline, config)  # type: ignore[arg-type]
+    save_samples(out, crystals)
+    typer.echo(f"wrote {len(crystals)} CIF files and samples.png to {out}")
+
+
+@config_command(app, "csp", CrystalCSPConfig, default_out="runs/materials-csp", options=CSP_OPTIONS)
+def csp_cmd(config: CrystalCSPConfig, out: Path) -> None:
+    """Predict --samples structures for every crystal of --input (CDVAE CSV or CIF folder) from its composition
+    only, with the model of --run; write OUT/<material_id>_<k>.cif."""
+    from diff_materials.pipeline import predict_files
+
+    files = predict_files(config, out)
+    typer.echo(f"wrote {len(files)} CIF files to {out}")
 
 
 @config_command(app, "evaluate", CrystalEvaluateConfig, pipeline=PIPELINE, default_out="runs/materials-eval",
-                options=["num_samples"])  # fmt: skip
+                options=EVALUATE_OPTIONS)  # fmt: skip
 def evaluate_cmd(config: CrystalEvaluateConfig, out: Path, pipeline: object) -> None:
-    """Score a saved pipeline; write OUT/metrics.json."""
+    """Score a saved pipeline (match rate / RMSE; validity, COV, Wasserstein, uniqueness, novelty for
+    generation); write OUT/metrics.json."""
+    import json
+
+    from diffcore.io import write_json
+
     from diff_materials.pipeline import evaluate
 
-    evaluate(pipeline, config)  # type: ignore[arg-type]
+    metrics = evaluate(pipeline, config)  # type: ignore[arg-type]
+    write_json(metrics, out / "metrics.json")
+    typer.echo(json.dumps(metrics, indent=2))
 
 
 modality = Modality(name="materials", description=DESCRIPTION, app=app, bench=bench)

@@ -6,24 +6,46 @@ nested as ``train`` (``--set train.lr=1e-4``), never restated here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from diffcore.device import Device
 from diffcore.training import TrainConfig
 
-__all__ = ["CrystalEvaluateConfig", "CrystalModelConfig", "CrystalSampleConfig", "CrystalTrainConfig"]
+
+def _as_list(value: object) -> list[str]:
+    """A list setting given on the command line as one string: ``"SrTiO3,BaTiO3"`` -> ``["SrTiO3", "BaTiO3"]``."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return list(value)  # type: ignore[call-overload]
+
+
+__all__ = [
+    "CrystalCSPConfig",
+    "CrystalEvaluateConfig",
+    "CrystalModelConfig",
+    "CrystalSampleConfig",
+    "CrystalTrainConfig",
+]
 
 
 @dataclass
 class CrystalModelConfig:
-    """The denoising network (not implemented yet: issue #28).
+    """The denoising network (:class:`~diff_materials.models.CrystalDenoiser`).
 
     Attributes:
-        width: hidden size of the backbone.
-        depth: number of blocks.
+        width: hidden size of the message-passing layers.
+        depth: number of message-passing layers.
+        num_freqs: Fourier frequencies of fractional-coordinate differences.
+        edges: ``fc`` (every pair of atoms of a crystal, DiffCSP) or ``radius`` (pairs within ``cutoff`` over
+            periodic images).
+        cutoff: radius of the ``radius`` graph in angstrom.
     """
 
     width: int = 128
     depth: int = 4
+    num_freqs: int = 32
+    edges: Literal["fc", "radius"] = "fc"
+    cutoff: float = 7.0
 
 
 @dataclass
@@ -32,46 +54,154 @@ class CrystalTrainConfig:
 
     Attributes:
         model: the network.
-        data_path: a local folder of real data; empty uses the default generated toy crystals.
-        batch_size: examples per optimizer step (per process).
+        task: ``csp`` (crystal structure prediction: composition given) or ``gen`` (ab initio generation,
+            which also learns crystal structure prediction on ``csp_fraction`` of its examples).
+        data_path: a CDVAE-style CSV, a CIF file or a folder of CIF files; empty uses the generated prototypes.
+        generated_kinds: prototypes of the generated set (perovskite, rocksalt, cscl, zincblende, fluorite).
+        generated_jitter: Gaussian displacement (angstrom) of the generated atoms; 0 keeps ideal prototypes.
+        limit: read at most this many crystals (0: all).
+        split: how the held-out part is chosen: ``polymorph`` (all crystals of one formula on one side) or
+            ``random``.
+        held_out: fraction of the crystals held back for evaluation.
+        properties: property columns to condition on (classifier-free guidance through adapters), e.g.
+            ``[heat_ref, dir_gap]``; empty trains an unconditional model.
+        p_uncond: probability of dropping a crystal's properties during training (CFG).
+        predictor_steps: also train a property predictor on noisy crystals for classifier guidance, for this
+            many steps (0: none).
+        type_process: ``absorbing`` or ``uniform`` discrete diffusion of atom types (``gen``).
+        csp_fraction: with ``task = gen``, the fraction of training crystals whose atom types stay clean, so that
+            the one model also predicts structures of a given composition.
+        lattice_schedule: the lattice's Gaussian path (a diffcore schedule name).
+        init_from: a saved pipeline (or run folder) whose network starts the training; with ``properties``
+            and ``adapters_only`` this is MatterGen's fine-tuning of a pretrained unconditional model.
+        adapters_only: when fine-tuning from ``init_from`` on properties, train only the property embeddings
+            and adapters.
+        batch_size: crystals per optimizer step (per process).
         train: the optimisation, checkpoints, device and seed (:class:`diffcore.training.TrainConfig`).
     """
 
     model: CrystalModelConfig = field(default_factory=CrystalModelConfig)
+    task: Literal["csp", "gen"] = "csp"
     data_path: str = ""
-    batch_size: int = 32
+    generated_kinds: list[str] = field(default_factory=lambda: ["perovskite"])
+    generated_jitter: float = 0.0
+    limit: int = 0
+    split: Literal["polymorph", "random"] = "polymorph"
+    held_out: float = 0.1
+    properties: list[str] = field(default_factory=list)
+    p_uncond: float = 0.2
+    predictor_steps: int = 0
+    type_process: Literal["absorbing", "uniform"] = "absorbing"
+    csp_fraction: float = 0.5
+    lattice_schedule: str = "vp-cosine"
+    init_from: str = ""
+    adapters_only: bool = True
+    batch_size: int = 64
     train: TrainConfig = field(default_factory=lambda: TrainConfig(output_dir="runs/materials"))
+
+    def __post_init__(self) -> None:
+        self.properties = _as_list(self.properties)
+        self.generated_kinds = _as_list(self.generated_kinds)
+        if self.task not in ("csp", "gen"):
+            raise ValueError(f"task: expected csp or gen, got {self.task!r}")
+        if self.split not in ("polymorph", "random"):
+            raise ValueError(f"split: expected polymorph or random, got {self.split!r}")
+        if not 0 < self.held_out < 1:
+            raise ValueError(f"held_out: expected a fraction in (0, 1), got {self.held_out}")
+        if not 0 <= self.csp_fraction <= 1:
+            raise ValueError(f"csp_fraction: expected a fraction in [0, 1], got {self.csp_fraction}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: expected >= 1, got {self.batch_size}")
+        if self.limit < 0 or self.predictor_steps < 0:
+            raise ValueError("limit, predictor_steps: expected >= 0")
 
 
 @dataclass
 class CrystalSampleConfig:
-    """Drawing samples from a saved pipeline.
+    """Drawing crystals from a saved pipeline (written to ``--out`` as CIF files and a picture).
 
     Attributes:
-        num_samples: how many to draw.
-        sampler: a ``diffcore.sampling.available()`` name.
-        steps: sampler steps.
+        num_samples: how many crystals to draw.
+        formulas: crystal structure prediction: the compositions to predict, comma-separated on the command
+            line (``SrTiO3,C8``; each formula's
+            atoms as written, ``Sr2Ti2O6`` for two formula units); cycled to ``num_samples``. Empty: a ``gen``
+            pipeline generates compositions too; a ``csp`` pipeline takes compositions of its training data.
+        steps: sampler steps from t = 1 to t = 0.
+        step_lr: step of DiffCSP's Langevin corrector (0: predictor only, half the network calls).
+        properties: conditioning values ``name=value`` (classifier-free guidance; the pipeline must have been
+            trained on those properties).
+        guidance_scale: CFG weight (1: conditional model; larger: stronger).
+        target: classifier guidance ranges ``name=low:high`` (either end may be empty), with the pipeline's
+            property predictor.
+        predictor_scale: classifier-guidance strength.
         seed: seeds the noise.
         device: where to run.
     """
 
     num_samples: int = 16
-    sampler: str = "dpmpp_2m"
-    steps: int = 20
+    formulas: list[str] = field(default_factory=list)
+    steps: int = 200
+    step_lr: float = 1e-5
+    properties: list[str] = field(default_factory=list)
+    guidance_scale: float = 1.0
+    target: list[str] = field(default_factory=list)
+    predictor_scale: float = 0.0
+    seed: int = 0
+    device: Device = "auto"
+
+    def __post_init__(self) -> None:
+        self.formulas = _as_list(self.formulas)
+        self.properties = _as_list(self.properties)
+        self.target = _as_list(self.target)
+
+
+@dataclass
+class CrystalEvaluateConfig:
+    """Scoring a saved pipeline against held-out crystals (written to ``--out/metrics.json``).
+
+    Attributes:
+        num_samples: held-out crystals to predict (``csp``) and crystals to generate (``gen``); 0: all held out.
+        candidates: predictions per held-out crystal for the best-of-k match rate.
+        data_path: reference crystals (CSV / CIF folder); empty: the held-out part of the pipeline's own data.
+        cov_dataset: which CDVAE coverage cutoffs to use (perov_5, carbon_24, mp_20).
+        fingerprints: compute COV (CrystalNN fingerprints are the slowest metric).
+        steps: sampler steps.
+        step_lr: Langevin corrector step.
+        seed: seeds the noise.
+        device: where to run.
+    """
+
+    num_samples: int = 64
+    candidates: int = 1
+    data_path: str = ""
+    cov_dataset: str = "perov_5"
+    fingerprints: bool = True
+    steps: int = 200
+    step_lr: float = 1e-5
     seed: int = 0
     device: Device = "auto"
 
 
 @dataclass
-class CrystalEvaluateConfig:
-    """Scoring a saved pipeline against held-out data.
+class CrystalCSPConfig:
+    """Crystal structure prediction for every crystal of an input file, from its composition only.
 
     Attributes:
-        num_samples: samples drawn for the metrics.
+        run: a training run folder (its ``pipeline/``) or a saved pipeline folder.
+        input: a CDVAE-style CSV or a folder of CIF files; only each entry's composition is read.
+        samples: predictions per input (``<material_id>_<k>.cif``, k = 0..samples-1).
+        batch: crystals sampled together.
+        steps: sampler steps.
+        step_lr: Langevin corrector step.
         seed: seeds the noise.
         device: where to run.
     """
 
-    num_samples: int = 256
+    run: str = ""
+    input: str = ""
+    samples: int = 1
+    batch: int = 256
+    steps: int = 200
+    step_lr: float = 1e-5
     seed: int = 0
     device: Device = "auto"

@@ -1,2 +1,327 @@
-"""Networks of diff-materials: configurations of the core backbones (:mod:`diffcore.nn`) and any field-specific
-network. Not implemented yet (issue #28)."""
+"""Networks of diff-materials: a periodic E(3)-invariant message-passing denoiser and a property predictor.
+
+Both are built on one :class:`CrystalEncoder`, a stack of torch-geometric ``MessagePassing`` layers over the
+atoms of each crystal (DiffCSP's CSPNet, Jiao et al. 2023, Eq. 6-8, with MatterGen's property adapters,
+Zeni et al. 2025, Sec. 2.3):
+
+- nodes: an embedding of the atom type (the mask type too), plus the time embedding and, per property, a
+  property embedding passed through a zero-initialised adapter (so a pretrained unconditional network is
+  unchanged until the adapters learn);
+- edges: every ordered pair of atoms of one crystal (``edges="fc"``, DiffCSP's fully connected graph), or
+  every pair within ``cutoff`` angstrom over periodic images (``edges="radius"``, :func:`periodic_radius_graph`,
+  in plain torch). Edge features are Fourier features ``sin / cos(2 pi k d)``, ``k = 1..num_freqs``, of the
+  fractional difference ``d = f_j - f_i`` (periodic, so invariant to periodic translation), the crystal's
+  rotation-invariant lattice ``S`` (:mod:`diff_materials.lattice`) and, for the radius graph, the distance;
+- every input is invariant to rotations of the lattice, to translations of all atoms (also across the cell
+  boundary) and equivariant to permutations of the atoms, so the outputs are too.
+
+:class:`CrystalDenoiser` returns, for noisy inputs at time ``t`` in [0, 1] (0 = data, 1 = noise):
+``frac``: (M, 3) the normalised score of the wrapped normal of the fractional coordinates (DiffCSP Eq. 11);
+``lattice``: (B, 6) the noise ``eps`` of the standardised lattice; ``types``: (M, K + 1) logits of the clean
+atom type. :class:`PropertyPredictor` returns (B, P) standardised property values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from diffcore.nn.embeddings import TimestepEmbedder
+from diffcore.pretrained import PretrainedModel
+from torch import Tensor, nn
+from torch_geometric.nn import MessagePassing
+from torch_geometric.utils import scatter
+
+from diff_materials.data.crystals import NUM_TYPES
+from diff_materials.lattice import unnormalise_lattice
+
+__all__ = [
+    "CrystalDenoiser",
+    "CrystalDenoiserConfig",
+    "CrystalEncoder",
+    "PropertyPredictor",
+    "PropertyPredictorConfig",
+    "fourier_features",
+    "fully_connected_edges",
+    "periodic_radius_graph",
+]
+
+Edges = Literal["fc", "radius"]
+
+
+def fully_connected_edges(num_atoms: Tensor) -> Tensor:
+    """``(2, E)`` edges ``(source j, target i)`` of every ordered pair ``i != j`` within each crystal.
+
+    num_atoms: (B,) atoms per crystal; atoms are numbered crystal after crystal (the batch layout)."""
+    dev = num_atoms.device
+    offsets = torch.cumsum(num_atoms, 0) - num_atoms
+    pairs = num_atoms * num_atoms
+    crystal = torch.repeat_interleave(torch.arange(len(num_atoms), device=dev), pairs)
+    k = torch.arange(int(pairs.sum()), device=dev) - (torch.cumsum(pairs, 0) - pairs)[crystal]
+    n = num_atoms[crystal]
+    src, dst = k // n, k % n
+    keep = src != dst
+    off = offsets[crystal][keep]
+    return torch.stack([src[keep] + off, dst[keep] + off])
+
+
+def periodic_radius_graph(
+    frac: Tensor, lattice: Tensor, num_atoms: Tensor, cutoff: float, max_images: int = 1
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Every pair of atoms (an atom with its own images too) closer than ``cutoff`` angstrom over periodic
+    images ``n`` in ``{-max_images..max_images}^3``: returns ``edges (2, E)`` (source j, target i),
+    ``shift (E, 3)`` (the image ``n`` of ``j``) and ``distance (E,)``, with distance ``|(f_j + n - f_i) L|``.
+
+    frac: (M, 3); lattice: (B, 3, 3) rows are vectors; num_atoms: (B,). Pure torch (no pyg-lib or
+    torch-cluster), vectorised over all pairs and images of a crystal; cells shorter than ``cutoff /
+    max_images`` need a larger ``max_images``.
+    """
+    r = torch.arange(-max_images, max_images + 1, device=frac.device, dtype=frac.dtype)
+    images = torch.cartesian_prod(r, r, r)  # (I, 3)
+    offsets = torch.cumsum(num_atoms, 0) - num_atoms
+    out_e, out_s, out_d = [], [], []
+    for b, (n, off) in enumerate(zip(num_atoms.tolist(), offsets.tolist())):
+        f = frac[off : off + n]
+        d = f[None, :, None, :] + images[None, None] - f[:, None, None, :]  # (i, j, I, 3)
+        cart = d @ lattice[b]
+        dist = cart.norm(dim=-1)
+        i, j, k = torch.nonzero((dist < cutoff) & (dist > 1e-8), as_tuple=True)
+        out_e.append(torch.stack([j + off, i + off]))
+        out_s.append(images[k])
+        out_d.append(dist[i, j, k])
+    return torch.cat(out_e, 1), torch.cat(out_s), torch.cat(out_d)
+
+
+def fourier_features(d: Tensor, num_freqs: int) -> Tensor:
+    """``(E, 3)`` fractional differences -> ``(E, 6 num_freqs)`` ``[sin(2 pi k d), cos(2 pi k d)]``, k = 1..F."""
+    k = torch.arange(1, num_freqs + 1, device=d.device, dtype=d.dtype)
+    x = 2 * math.pi * d[..., None] * k  # (E, 3, F)
+    return torch.cat([torch.sin(x), torch.cos(x)], dim=-1).flatten(1)
+
+
+def _rbf(distance: Tensor, cutoff: float, num: int = 16) -> Tensor:
+    centres = torch.linspace(0.0, cutoff, num, device=distance.device, dtype=distance.dtype)
+    return torch.exp(-((distance[:, None] - centres) ** 2) / (2 * (cutoff / num) ** 2))
+
+
+def _mlp(i: int, h: int, o: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(i, h), nn.SiLU(), nn.Linear(h, o))
+
+
+class CrystalLayer(MessagePassing):
+    """One message-passing block (DiffCSP Eq. 6-7): ``m_ij = phi_m(h_i, h_j, e_ij)``, mean over ``j``, then
+    ``h_i <- h_i + phi_h(h_i, mean_j m_ij)``."""
+
+    def __init__(self, hidden: int, edge_dim: int) -> None:
+        super().__init__(aggr="mean")
+        self.norm = nn.LayerNorm(hidden)
+        self.edge_mlp = _mlp(2 * hidden + edge_dim, hidden, hidden)
+        self.node_mlp = _mlp(2 * hidden, hidden, hidden)
+
+    def forward(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+        x = self.norm(h)
+        agg = self.propagate(edge_index, x=x, edge_attr=edge_attr, size=(h.shape[0], h.shape[0]))
+        return h + self.node_mlp(torch.cat([x, agg], dim=-1))
+
+    def message(self, x_i: Tensor, x_j: Tensor, edge_attr: Tensor) -> Tensor:
+        return self.edge_mlp(torch.cat([x_i, x_j, edge_attr], dim=-1))
+
+
+@dataclass
+class EncoderConfig:
+    """Sizes of the message-passing encoder shared by the denoiser and the property predictor.
+
+    Attributes:
+        hidden: width of node features.
+        layers: message-passing blocks.
+        num_freqs: Fourier frequencies of fractional differences (DiffCSP uses 128 on MP-20).
+        edges: ``fc`` (every pair of atoms of a crystal) or ``radius`` (pairs within ``cutoff`` over images).
+        cutoff: radius of the ``radius`` graph, angstrom.
+        num_properties: conditioning properties (0: unconditional); each gets an embedding and adapters.
+        lattice_mean, lattice_std: standardisation of the six lattice entries (set from the training data).
+        property_mean, property_std: standardisation of the properties (set from the training data).
+    """
+
+    hidden: int = 128
+    layers: int = 4
+    num_freqs: int = 32
+    edges: Edges = "fc"
+    cutoff: float = 7.0
+    num_properties: int = 0
+    lattice_mean: list[float] = field(default_factory=lambda: [0.0] * 6)
+    lattice_std: list[float] = field(default_factory=lambda: [1.0] * 6)
+    property_mean: list[float] = field(default_factory=list)
+    property_std: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "layers", "num_freqs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        if self.edges not in ("fc", "radius"):
+            raise ValueError(f"edges: expected 'fc' or 'radius', got {self.edges!r}")
+        if len(self.lattice_mean) != 6 or len(self.lattice_std) != 6:
+            raise ValueError("lattice_mean, lattice_std: expected 6 numbers each")
+        if self.num_properties < 0:
+            raise ValueError(f"num_properties: expected >= 0, got {self.num_properties}")
+
+
+class CrystalEncoder(nn.Module):
+    """Atom features of noisy crystals: type embedding + time + property adapters, then message passing.
+
+    forward(frac (M, 3), lattice (B, 6) standardised, types (M,) in [0, K] (K = mask), t (B,), num_atoms (B,),
+    properties (B, P) standardised, property_mask (B, P) bool) -> (M, hidden)."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        h = config.hidden
+        self.type_embed = nn.Embedding(NUM_TYPES + 1, h)
+        self.time_embed = TimestepEmbedder(h)
+        edge_dim = 6 * config.num_freqs + 6 + (16 if config.edges == "radius" else 0)
+        self.layers = nn.ModuleList([CrystalLayer(h, edge_dim) for _ in range(config.layers)])
+        p = config.num_properties
+        self.property_embed = nn.ModuleList([_mlp(32, h, h) for _ in range(p)])
+        self.property_null = nn.Parameter(torch.zeros(p, h))
+        # MatterGen's adapters: one zero-initialised linear map per layer and property.
+        self.adapters = nn.ModuleList(
+            [nn.ModuleList([nn.Linear(h, h) for _ in range(p)]) for _ in range(config.layers + 1)]
+        )
+        for layer in self.adapters:
+            for lin in layer:
+                nn.init.zeros_(lin.weight)
+                nn.init.zeros_(lin.bias)
+        self.register_buffer("lattice_mean", torch.tensor(config.lattice_mean), persistent=False)
+        self.register_buffer("lattice_std", torch.tensor(config.lattice_std), persistent=False)
+
+    def adapter_parameters(self) -> list[nn.Parameter]:
+        """What fine-tuning on properties trains (MatterGen Sec. 2.3): property embeddings and adapters."""
+        return [*self.property_embed.parameters(), self.property_null, *self.adapters.parameters()]
+
+    def _edges(self, frac: Tensor, lattice: Tensor, num_atoms: Tensor) -> tuple[Tensor, Tensor]:
+        if self.config.edges == "fc":
+            edges = fully_connected_edges(num_atoms)
+            d = frac[edges[0]] - frac[edges[1]]
+            return edges, fourier_features(d, self.config.num_freqs)
+        matrix = unnormalise_lattice(lattice.float(), num_atoms, self.lattice_mean, self.lattice_std)
+        edges, _shift, dist = periodic_radius_graph(frac, matrix, num_atoms, self.config.cutoff)
+        d = frac[edges[0]] - frac[edges[1]]
+        return edges, torch.cat(
+            [fourier_features(d, self.config.num_freqs), _rbf(dist, self.config.cutoff)], -1
+        )
+
+    def _property_terms(self, properties: Tensor | None, mask: Tensor | None, b: int) -> list[Tensor]:
+        p = self.config.num_properties
+        if p == 0:
+            return []
+        if properties is None:
+            properties = self.property_null.new_zeros(b, p)
+            mask = torch.zeros(b, p, dtype=torch.bool, device=properties.device)
+        elif mask is None:
+            mask = torch.ones_like(properties, dtype=torch.bool)
+        terms = []
+        for k in range(p):
+            emb = self.property_embed[k](_scalar_features(properties[:, k]))
+            terms.append(torch.where(mask[:, k, None], emb, self.property_null[k].expand_as(emb)))
+        return terms
+
+    def forward(
+        self,
+        frac: Tensor,
+        lattice: Tensor,
+        types: Tensor,
+        t: Tensor,
+        num_atoms: Tensor,
+        properties: Tensor | None = None,
+        property_mask: Tensor | None = None,
+    ) -> Tensor:
+        batch = torch.repeat_interleave(torch.arange(len(num_atoms), device=frac.device), num_atoms)
+        edges, feats = self._edges(frac, lattice, num_atoms)
+        edge_attr = torch.cat([feats, lattice[batch[edges[1]]]], dim=-1)
+        h = self.type_embed(types) + self.time_embed(t)[batch]
+        props = self._property_terms(properties, property_mask, len(num_atoms))
+        for depth, layer in enumerate(self.layers):
+            for k, term in enumerate(props):
+                h = h + self.adapters[depth][k](term)[batch]
+            h = layer(h, edges, edge_attr)
+        for k, term in enumerate(props):
+            h = h + self.adapters[-1][k](term)[batch]
+        return h
+
+
+def _scalar_features(x: Tensor, num: int = 16) -> Tensor:
+    """``(B,)`` standardised scalars -> ``(B, 32)`` sinusoidal features (MatterGen's scalar embedding)."""
+    freqs = torch.exp(torch.linspace(math.log(0.25), math.log(16.0), num, device=x.device, dtype=x.dtype))
+    a = x[:, None] * freqs
+    return torch.cat([torch.sin(a), torch.cos(a)], dim=-1)
+
+
+@dataclass
+class CrystalDenoiserConfig(EncoderConfig):
+    """The joint denoiser: :class:`EncoderConfig` sizes; its heads predict the fractional-coordinate score,
+    the lattice noise and the atom-type logits."""
+
+
+class CrystalDenoiser(PretrainedModel):
+    """The joint denoiser (see the module docstring). ``forward(...) -> {"frac": (M, 3), "lattice": (B, 6),
+    "types": (M, K + 1)}``."""
+
+    config_class = CrystalDenoiserConfig
+
+    def __init__(self, config: CrystalDenoiserConfig) -> None:
+        super().__init__(config)
+        h = config.hidden
+        self.encoder = CrystalEncoder(config)
+        self.frac_head = nn.Sequential(nn.LayerNorm(h), nn.Linear(h, 3, bias=False))
+        self.type_head = nn.Sequential(nn.LayerNorm(h), nn.Linear(h, NUM_TYPES + 1))
+        self.lattice_head = nn.Sequential(nn.LayerNorm(h), _mlp(h, h, 6))
+
+    def forward(
+        self,
+        frac: Tensor,
+        lattice: Tensor,
+        types: Tensor,
+        t: Tensor,
+        num_atoms: Tensor,
+        properties: Tensor | None = None,
+        property_mask: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """See :class:`CrystalEncoder` for the inputs; t: (B,) in [0, 1], 0 = data."""
+        h = self.encoder(frac, lattice, types, t, num_atoms, properties, property_mask)
+        batch = torch.repeat_interleave(torch.arange(len(num_atoms), device=frac.device), num_atoms)
+        pooled = scatter(h, batch, dim=0, dim_size=len(num_atoms), reduce="mean")
+        return {"frac": self.frac_head(h), "lattice": self.lattice_head(pooled), "types": self.type_head(h)}
+
+
+@dataclass
+class PropertyPredictorConfig(EncoderConfig):
+    """A property regressor on (possibly noisy) crystals: :class:`EncoderConfig` sizes.
+
+    Attributes:
+        outputs: number of predicted properties.
+    """
+
+    outputs: int = 1
+
+
+class PropertyPredictor(PretrainedModel):
+    """Regresses ``outputs`` standardised properties from a crystal at time ``t`` (t = 0: a clean crystal).
+
+    Used for classifier guidance (trained on noisy crystals, as Dhariwal & Nichol 2021 train their classifier)
+    and, trained on clean held data only, as the independent judge of property-guided samples.
+    ``forward(frac, lattice, types, t, num_atoms) -> (B, outputs)``."""
+
+    config_class = PropertyPredictorConfig
+
+    def __init__(self, config: PropertyPredictorConfig) -> None:
+        super().__init__(config)
+        self.encoder = CrystalEncoder(config)
+        self.head = nn.Sequential(
+            nn.LayerNorm(config.hidden), _mlp(config.hidden, config.hidden, config.outputs)
+        )
+
+    def forward(self, frac: Tensor, lattice: Tensor, types: Tensor, t: Tensor, num_atoms: Tensor) -> Tensor:
+        h = self.encoder(frac, lattice, types, t, num_atoms)
+        batch = torch.repeat_interleave(torch.arange(len(num_atoms), device=frac.device), num_atoms)
+        return self.head(scatter(h, batch, dim=0, dim_size=len(num_atoms), reduce="mean"))

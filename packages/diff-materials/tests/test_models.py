@@ -1,0 +1,109 @@
+"""The denoiser's symmetries (permutation, lattice rotation, periodic translation) and the periodic radius graph
+against pymatgen's neighbour lists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from diff_materials.data import Crystal, CrystalDataset, collate_crystals
+from diff_materials.lattice import lattice_to_sym, normalise_lattice, sym_to_lattice, unnormalise_lattice
+from diff_materials.models import CrystalDenoiser, CrystalDenoiserConfig, periodic_radius_graph
+
+
+def _random_rotation(seed: int) -> np.ndarray:
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def _triclinic(seed: int = 0, n: int = 4) -> Crystal:
+    rng = np.random.default_rng(seed)
+    lattice = np.diag([4.0, 5.0, 6.0]) + rng.normal(0, 0.6, (3, 3))
+    return Crystal(lattice, rng.random((n, 3)), rng.integers(1, 40, n), "tri")
+
+
+def _inputs(crystals, model):
+    b = collate_crystals([CrystalDataset(crystals)[i] for i in range(len(crystals))])
+    enc = model.encoder
+    x = normalise_lattice(
+        b["lattice"].double(), b["num_atoms"], enc.lattice_mean.double(), enc.lattice_std.double()
+    )
+    return b["frac"].double(), x, b["types"], b["num_atoms"]
+
+
+@pytest.fixture(params=["fc", "radius"])
+def model(request):
+    torch.manual_seed(0)  # test-local: the network's initialisation
+    cfg = CrystalDenoiserConfig(hidden=32, layers=2, num_freqs=4, edges=request.param, cutoff=4.0,
+                                lattice_mean=[4.5, 4.5, 4.5, 0, 0, 0], lattice_std=[1.0] * 6)  # fmt: skip
+    return CrystalDenoiser(cfg).double().eval()
+
+
+def _run(model, crystals, t=0.3):
+    frac, x, types, n = _inputs(crystals, model)
+    return model(frac, x, types, torch.full((len(n),), t, dtype=torch.float64), n)
+
+
+def test_symmetric_lattice_has_the_gram_matrix_and_ignores_rotations():
+    c = _triclinic()
+    lat = torch.tensor(c.lattice)[None]
+    s = sym_to_lattice(lattice_to_sym(lat))
+    assert torch.allclose(s @ s.transpose(-1, -2), lat @ lat.transpose(-1, -2), atol=1e-10)
+    assert torch.allclose(s, s.transpose(-1, -2))
+    rotated = lat @ torch.tensor(_random_rotation(1)).T
+    assert torch.allclose(lattice_to_sym(rotated), lattice_to_sym(lat), atol=1e-10)
+    n = torch.tensor([4])
+    mean, std = torch.rand(6, dtype=torch.float64), torch.rand(6, dtype=torch.float64) + 0.5
+    back = unnormalise_lattice(normalise_lattice(lat, n, mean, std), n, mean, std)
+    assert torch.allclose(back, s, atol=1e-10)
+
+
+def test_outputs_are_invariant_to_rotating_the_lattice(model):
+    c = _triclinic()
+    rotated = Crystal(c.lattice @ _random_rotation(2).T, c.frac, c.numbers)
+    a, b = _run(model, [c]), _run(model, [rotated])
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-8), k
+
+
+def test_outputs_are_invariant_to_a_periodic_translation(model):
+    c = _triclinic()
+    shifted = Crystal(c.lattice, c.frac + np.array([0.37, 0.81, 0.55]), c.numbers)  # wrapped across the cell
+    a, b = _run(model, [c]), _run(model, [shifted])
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-8), k
+
+
+def test_outputs_follow_a_permutation_of_the_atoms(model):
+    c = _triclinic(n=5)
+    perm = np.array([3, 0, 4, 1, 2])
+    permuted = Crystal(c.lattice, c.frac[perm], c.numbers[perm])
+    a, b = _run(model, [c]), _run(model, [permuted])
+    assert torch.allclose(a["frac"][perm], b["frac"], atol=1e-8)
+    assert torch.allclose(a["types"][perm], b["types"], atol=1e-8)
+    assert torch.allclose(a["lattice"], b["lattice"], atol=1e-8)
+
+
+def test_crystals_of_a_batch_do_not_see_each_other(model):
+    c, d = _triclinic(0), _triclinic(5, n=3)
+    alone = _run(model, [c])
+    together = _run(model, [c, d])
+    assert torch.allclose(alone["frac"], together["frac"][:4], atol=1e-8)
+    assert torch.allclose(alone["lattice"], together["lattice"][:1], atol=1e-8)
+
+
+@pytest.mark.parametrize("cutoff", [3.0, 5.5])
+def test_periodic_radius_graph_matches_pymatgen_neighbour_lists(cutoff):
+    c = _triclinic(3)
+    s = c.to_structure()
+    expected = sorted(
+        (i, round(nb.nn_distance, 6)) for i, nbs in enumerate(s.get_all_neighbors(cutoff)) for nb in nbs
+    )
+    edges, shift, dist = periodic_radius_graph(
+        torch.tensor(c.frac), torch.tensor(c.lattice)[None], torch.tensor([4]), cutoff, max_images=3
+    )
+    got = sorted((int(i), round(float(d), 6)) for i, d in zip(edges[1], dist))
+    assert got == expected
+    cart = (torch.tensor(c.frac)[edges[0]] + shift - torch.tensor(c.frac)[edges[1]]) @ torch.tensor(c.lattice)
+    assert torch.allclose(cart.norm(dim=-1), dist)
