@@ -130,7 +130,7 @@ def test_commands_share_their_options(modality):
         options = _options(app, verb)
         missing = [o for o in SHARED_OPTIONS if o not in options]
         assert not missing, f"diffuse {modality} {verb} lacks {missing}"
-    train_missing = [o for o in ("--resume", "--ema-decay") if o not in _options(app, "train")]
+    train_missing = [o for o in ("--resume", "--ema-decay", "--data") if o not in _options(app, "train")]
     assert not train_missing, f"diffuse {modality} train lacks {train_missing}"
     for verb in ("sample", "evaluate"):
         assert "--pipeline" in _options(app, verb)

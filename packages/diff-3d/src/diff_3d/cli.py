@@ -26,7 +26,15 @@ PIPELINE = "diff_3d.pipeline:SplatPipeline"
 
 
 @config_command(
-    app, "train", SplatTrainConfig, options=["data_path", "batch_size", "train.steps", "train.lr"]
+    app,
+    "train",
+    SplatTrainConfig,
+    options={
+        "data_path": "--data",
+        "batch_size": "--batch-size",
+        "train.steps": "--steps",
+        "train.lr": "--lr",
+    },
 )
 def train_cmd(config: SplatTrainConfig, out: Path) -> None:
     """Train a model; write the run (checkpoints, logs, OUT/pipeline)."""

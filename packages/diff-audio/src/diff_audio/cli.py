@@ -35,7 +35,7 @@ PIPELINE = "diff_audio.pipeline:AudioPipeline"
     "train",
     AudioTrainConfig,
     options={
-        "data.path": "--data-path",
+        "data.path": ("--data", "--data-path"),
         "data.kind": "--kind",
         "data.sample_rate": "--sample-rate",
         "data.channels": "--channels",
@@ -49,7 +49,7 @@ PIPELINE = "diff_audio.pipeline:AudioPipeline"
 )
 def train_cmd(config: AudioTrainConfig, out: Path) -> None:
     """Train the VAE, then the latent DiT, on the synthetic music set (default) or a folder of audio
-    (--data-path: metadata.jsonl captions or class sub-folders); write OUT/pipeline and the runs."""
+    (--data: metadata.jsonl captions or class sub-folders); write OUT/pipeline and the runs."""
     from diff_audio.pipeline.training import train
 
     pipe = train(config, notes=lambda line: typer.echo(f"note: {line}", err=True))

@@ -42,7 +42,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=DESCRIPTION)
     ImageTrainConfig,
     options={
         "data.dataset": "--dataset",
-        "data.path": "--data-path",
+        "data.path": ("--data", "--data-path"),
         "data.image_size": "--image-size",
         "model.backbone": "--backbone",
         "model.conditioning": "--conditioning",

@@ -25,7 +25,7 @@ PIPELINE = "diff_language.pipeline:LanguagePipeline"
 
 TRAIN_OPTIONS = {
     "corpus.kind": "--corpus",
-    "corpus.paths": "--path",
+    "corpus.paths": ("--path", "--data"),
     "corpus.tokenizer": "--tokenizer",
     "corpus.bpe_vocab": "--bpe-vocab",
     "model.block_size": "--block-size",
