@@ -3,6 +3,7 @@ mutants that ``scripts/mutate.py`` found surviving (issue #24; ``docs/verificati
 
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 
@@ -127,3 +128,96 @@ def test_heun_with_churn_is_edm_algorithm_2_written_out(run):
     expected = x_hat + h / 2 * (v + den.velocity(x_euler, nxt.t))
     got = run("heun", den, x, torch.tensor([0.8, 0.5], dtype=F64), s_churn=0.2, s_noise=0.0)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------
+# sde_solvers: the Euler-Maruyama step at alpha = 0, the Langevin corrector, annealed Langevin.
+# ------------------------------------------------------------------------------------------------
+
+
+def _linear_eps_denoiser(sched):
+    from diffcore.paths import Denoiser
+
+    return Denoiser(lambda x, t: 0.3 * x + 0.05, sched, "eps")
+
+
+def test_euler_maruyama_at_zero_alpha_is_the_ddpm_posterior_step():
+    """Where alpha_t = 0 (rectified flow at t = 1) the step is DDIM with eta = 1, drawing the same noise."""
+    from diffcore.sampling import sde_solvers
+
+    sched = schedules.get("rectified-flow")
+    den = _linear_eps_denoiser(sched)
+    x = torch.randn(4, 3, dtype=F64, generator=torch.Generator().manual_seed(0))
+    cur, nxt = steps.grid_points(sched, [1.0, 0.6])
+    assert cur.alpha == 0.0
+    got = sde_solvers.euler_maruyama_step(den.estimate(x, cur.t), cur, nxt, torch.Generator().manual_seed(5))
+    want = steps.ddim_step(den.estimate(x, cur.t), cur, nxt, 1.0, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0])
+def test_langevin_corrector_step_is_song_et_al_algorithm_4(scale):
+    """x + e s + sqrt(2 e) z with e = 2 (r ||z|| / ||s||)^2, norms per sample then averaged over the batch;
+    ``scale`` makes ||s|| far below 1 (where a clamp of the denominator at 1 would change e)."""
+    from diffcore.sampling import sde_solvers
+
+    sched = schedules.get("vp-cosine")
+    from diffcore.paths import Denoiser
+
+    den = Denoiser(lambda x, t: scale * (0.3 * x + 0.05), sched, "eps")
+    x = torch.randn(3, 5, dtype=F64, generator=torch.Generator().manual_seed(1))
+    z = torch.randn(3, 5, dtype=F64, generator=torch.Generator().manual_seed(2))
+    (p,) = steps.grid_points(sched, [0.4])
+    snr = 0.16
+    score = -den.estimate(x, p.t).eps / p.sigma
+    e = 2 * (snr * z.norm(dim=1).mean() / score.norm(dim=1).mean()) ** 2
+    want = x + e * score + (2 * e).sqrt() * z
+    got = sde_solvers.langevin_corrector_step(den, x, p, snr, z, {})
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)  # the step runs in float32
+
+
+@pytest.mark.parametrize("epsilon", [None, 1e-3])
+@pytest.mark.parametrize("grid", [[0.9, 0.7, 0.5, 0.3, 0.0], [0.9, 0.7, 0.5, 0.3]])
+def test_annealed_langevin_default_step_is_a_fifth_of_each_level_squared(grid, epsilon):
+    """Annealed Langevin: at every level a = epsilon sigma^2 / sigma_L^2 (sigma_L: the last positive level), which
+    the default epsilon = 0.2 sigma_L^2 makes 0.2 sigma^2; one step per level, replayed by hand with the same
+    draws; a final step to t = 0 returns x0."""
+    from diffcore.sampling import sde_solvers
+
+    sched = schedules.get("vp-cosine")
+    den = _linear_eps_denoiser(sched)
+    grid = torch.tensor(
+        grid, dtype=F64
+    )  # ending at the data, or at a positive level (then sigma_L is its own)
+    x0 = torch.randn(4, 3, dtype=F64, generator=torch.Generator().manual_seed(3))
+    got = sde_solvers.sample_langevin(
+        den, x0, grid, cond={}, generator=torch.Generator().manual_seed(4), steps_each=1, epsilon=epsilon
+    )
+    g = torch.Generator().manual_seed(4)
+    x = x0
+    points = steps.grid_points(sched, grid)
+    sigma_l = [p.sigma for p in points if not p.is_data][-1]
+    for cur, nxt in itertools.pairwise(points):
+        if nxt.is_data:
+            x = den.estimate(x, cur.t).x0
+        else:
+            a = 0.2 * nxt.sigma**2 if epsilon is None else epsilon * (nxt.sigma / sigma_l) ** 2
+            x = x - 0.5 * a / nxt.sigma * den.estimate(x, nxt.t).eps + math.sqrt(a) * steps.randn(x, g)
+    torch.testing.assert_close(got, x, rtol=1e-9, atol=1e-12)
+
+
+def test_annealed_langevin_refuses_a_zero_step_and_no_steps_but_takes_one():
+    from diffcore.sampling import sde_solvers
+
+    sched = schedules.get("vp-cosine")
+    den = _linear_eps_denoiser(sched)
+    x = torch.zeros(2, 3, dtype=F64)
+    grid = torch.tensor([0.9, 0.5, 0.0], dtype=F64)
+    with pytest.raises(ValueError, match="epsilon"):
+        sde_solvers.sample_langevin(den, x, grid, cond={}, epsilon=0.0)
+    with pytest.raises(ValueError, match="steps_each"):
+        sde_solvers.sample_langevin(den, x, grid, cond={}, steps_each=0)
+    out = sde_solvers.sample_langevin(
+        den, x, grid, cond={}, steps_each=1, generator=torch.Generator().manual_seed(0)
+    )
+    assert out.shape == x.shape and torch.isfinite(out).all()
