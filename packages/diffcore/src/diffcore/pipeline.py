@@ -21,6 +21,7 @@ and swaps it in, so a failed save leaves the previous pipeline intact.
 
 from __future__ import annotations
 
+import abc
 import os
 import shutil
 import tempfile
@@ -59,7 +60,7 @@ def read_pipeline_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
-class Pipeline:
+class Pipeline(abc.ABC):
     """Base class of every modality's pipeline: saving, loading and moving between devices.
 
     Subclasses implement :meth:`components`, :meth:`pipeline_config` and :meth:`from_parts`; they may
@@ -71,18 +72,18 @@ class Pipeline:
 
     # ------------------------------------------------------------------ what a subclass provides
 
+    @abc.abstractmethod
     def components(self) -> dict[str, Any]:
         """The parts saved in their own folders, by name (``None`` values are skipped)."""
-        raise NotImplementedError(f"{type(self).__name__}.components")
 
+    @abc.abstractmethod
     def pipeline_config(self) -> dict[str, Any]:
         """The JSON-serialisable settings that, with the components, rebuild the pipeline."""
-        raise NotImplementedError(f"{type(self).__name__}.pipeline_config")
 
     @classmethod
+    @abc.abstractmethod
     def from_parts(cls: type[P], config: dict[str, Any], components: dict[str, Any]) -> P:
         """Rebuild the pipeline from :meth:`pipeline_config`'s output and the loaded components."""
-        raise NotImplementedError(f"{cls.__name__}.from_parts")
 
     def save_component(self, name: str, component: Any, folder: Path) -> None:
         """Write one component into ``folder`` (default: its ``save_pretrained``)."""
