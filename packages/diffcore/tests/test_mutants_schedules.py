@@ -129,10 +129,32 @@ def test_shifted_d_warp_is_the_derivative_of_the_warp_up_to_t_one(name, t):
     torch.testing.assert_close(sched.d_warp(tt), numeric, rtol=2e-3, atol=0)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="VPLinear.t_from_log_snr is not clamped to [0, 1]")
-def test_shifted_towards_noise_is_defined_up_to_t_one():
-    """Known bug (docs/verification.md): shifting vp-linear towards noise asks the base for log-SNRs below
-    lambda(1); VPLinear's closed-form inverse then returns t' > 1 (VE, EDM, VPCosine and the bisection clamp
-    to [0, 1]), and alpha(0.99) raises "t: expected times in [0, 1]" about a time the caller never passed."""
-    sched = schedules.Shifted(schedules.get("vp-linear"), 2.0)
-    assert torch.isfinite(sched.alpha(torch.tensor([0.99, 1.0], dtype=F64))).all()
+def test_vp_linear_inverse_clamps_to_the_time_range():
+    """log-SNRs beyond lambda(1) map to t = 1 and +inf to t = 0, like every other schedule's inverse."""
+    sched = schedules.get("vp-linear")
+    end = sched.log_snr(torch.tensor([1.0], dtype=F64))
+    t = sched.t_from_log_snr(torch.cat([end - 3.0, end, torch.tensor([math.inf], dtype=F64)]))
+    torch.testing.assert_close(t, torch.tensor([1.0, 1.0, 0.0], dtype=F64), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["vp-linear", "ddpm-linear"])
+def test_shifted_towards_noise_saturates_at_the_base_end_point(name):
+    """Shifting a base with a finite terminal log-SNR towards noise: where log_snr(t) - 2 log 2 < lambda_base(1)
+    the warp holds t' = 1, so alpha equals the base's alpha(1) and d_warp (hence d_alpha) is 0 there; before
+    that point the shifted log-SNR is exactly the base's minus 2 log 2."""
+    base = schedules.get(name)
+    sched = schedules.Shifted(base, 2.0)
+    one = torch.tensor([1.0], dtype=F64)
+    lam_end = base.log_snr(one)
+    # t* where the shifted log-SNR reaches the base's end, by bisection on the base.
+    t_star = base.t_from_log_snr(lam_end + 2 * math.log(2.0)).item()
+    assert 0.5 < t_star < 1.0
+    late = torch.tensor([0.5 * (t_star + 1), 0.99, 1.0], dtype=F64)
+    torch.testing.assert_close(sched.alpha(late), base.alpha(one).expand(3), rtol=0, atol=1e-12)
+    torch.testing.assert_close(sched.d_warp(late), torch.zeros(3, dtype=F64), rtol=0, atol=0)
+    torch.testing.assert_close(sched.d_alpha(late), torch.zeros(3, dtype=F64), rtol=0, atol=0)
+    early = torch.tensor([0.2, 0.5 * t_star], dtype=F64)
+    torch.testing.assert_close(
+        sched.log_snr(early), base.log_snr(early) - 2 * math.log(2.0), rtol=1e-6, atol=1e-6
+    )
+    assert (sched.d_warp(early) > 0).all()

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -127,6 +128,7 @@ def run_benchmark(
     pipe = train(config)
     train_s = time.perf_counter() - start
     steps = _steps_trained(out_dir / "run")
+    print(f"trained {steps} steps in {train_s:.0f} s; evaluating", file=sys.stderr, flush=True)
     start = time.perf_counter()
     metrics = evaluate(
         pipe,
@@ -141,6 +143,7 @@ def run_benchmark(
         ),
     )
     metrics.update(train_seconds=train_s, train_steps=float(steps), eval_seconds=time.perf_counter() - start)
+    print(f"evaluated in {metrics['eval_seconds']:.0f} s; writing samples", file=sys.stderr, flush=True)
     held = MovingShapes(replace(ShapesConfig(**pipe.shapes), seed=1_000_003))  # type: ignore[arg-type]
     captions = held.captions(8)
     gen = make_generator(0, pipe.device)

@@ -250,7 +250,8 @@ class VPLinear(_VP):
         lam = _lambda_tensor(log_snr)
         c = torch.nn.functional.softplus(-lam)
         a = 0.5 * (self.beta_max - self.beta_min)
-        return (-self.beta_min + torch.sqrt(self.beta_min**2 + 4 * a * c)) / (2 * a)
+        # Log-SNRs beyond lambda(1) map to t = 1, as every other schedule's inverse clamps to [0, 1].
+        return ((-self.beta_min + torch.sqrt(self.beta_min**2 + 4 * a * c)) / (2 * a)).clamp(0, 1)
 
     def __repr__(self) -> str:
         return f"VPLinear(beta_min={self.beta_min}, beta_max={self.beta_max})"
@@ -589,6 +590,11 @@ class Shifted(Schedule):
 
     For rectified flow this is SD3's ``t' = shift t / (1 + (shift - 1) t)`` (Esser et al. 2024, Eq. 23).
     Implemented as a time warp ``t -> t'`` of the base schedule, so derivatives follow the chain rule.
+
+    A warp cannot leave the base's time range: where ``log_snr(t) - 2 log(shift)`` falls outside the base's
+    ``[log_snr(1), log_snr(0)]`` (a shift towards noise of a base with a finite terminal log-SNR, such as
+    ``vp-linear`` near ``t = 1``), ``t'`` stays at the end point, the shifted schedule is flat there
+    (``d_warp = 0``) and its terminal log-SNR is the base's.
     """
 
     def __init__(self, base: Schedule, shift: float) -> None:
@@ -621,7 +627,11 @@ class Shifted(Schedule):
             a, b = (x - h).clamp(0, 1), (x + h).clamp(0, 1)
             return (self.base.log_snr(b) - self.base.log_snr(a)) / (b - a)
 
-        return dlam(t.to(torch.float64)).to(t.dtype) / dlam(tw.to(torch.float64)).to(t.dtype)
+        ratio = dlam(t.to(torch.float64)).to(t.dtype) / dlam(tw.to(torch.float64)).to(t.dtype)
+        # Where the shifted log-SNR is beyond the base's range the warp is held at an end point: flat.
+        lam = self.base.log_snr(t) - 2 * math.log(self.shift)
+        ends = self.base.log_snr(torch.tensor([1.0, 0.0], dtype=t.dtype, device=t.device))
+        return torch.where((lam < ends[0]) | (lam > ends[1]), torch.zeros_like(ratio), ratio)
 
     def alpha(self, t: Tensor) -> Tensor:
         return self.base.alpha(self.warp(t))
