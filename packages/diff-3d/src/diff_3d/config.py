@@ -78,8 +78,21 @@ class SplatModelConfig:
 
     def __post_init__(self) -> None:
         if self.representation not in REPRESENTATIONS:
-            raise ValueError(f"representation: expected one of {', '.join(REPRESENTATIONS)}, got {self.representation!r}")
-        _positive(self, "extent", "latent_tokens", "latent_dim", "field_width", "queries", "grid_size", "width", "depth", "heads")
+            raise ValueError(
+                f"representation: expected one of {', '.join(REPRESENTATIONS)}, got {self.representation!r}"
+            )
+        _positive(
+            self,
+            "extent",
+            "latent_tokens",
+            "latent_dim",
+            "field_width",
+            "queries",
+            "grid_size",
+            "width",
+            "depth",
+            "heads",
+        )
         if self.width % self.heads:
             raise ValueError(f"heads: {self.heads} must divide width {self.width}")
 
@@ -124,12 +137,16 @@ class SplatTrainConfig:
     autoencoder_seconds: float = 0.0
     time_sampler: str = "logit-normal"
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(output_dir="runs/3d", lr=3e-4, steps=4000, ema_decay=0.999, warmup_steps=50)
+        default_factory=lambda: TrainConfig(
+            output_dir="runs/3d", lr=3e-4, steps=4000, ema_decay=0.999, warmup_steps=50
+        )
     )
 
     def __post_init__(self) -> None:
         if self.conditioning not in CONDITIONINGS:
-            raise ValueError(f"conditioning: expected one of {', '.join(CONDITIONINGS)}, got {self.conditioning!r}")
+            raise ValueError(
+                f"conditioning: expected one of {', '.join(CONDITIONINGS)}, got {self.conditioning!r}"
+            )
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset: expected one of {', '.join(DATASETS)}, got {self.dataset!r}")
         _positive(self, "num_objects", "budget", "batch_size", "autoencoder_steps", "autoencoder_lr")
@@ -221,4 +238,6 @@ class SplatEvaluateConfig:
     def __post_init__(self) -> None:
         _positive(self, "num_samples", "num_reference", "points", "steps", "image_size", "views")
         if self.budget < 0 or self.classifier_steps < 0:
-            raise ValueError(f"budget, classifier_steps: expected >= 0, got {self.budget}, {self.classifier_steps}")
+            raise ValueError(
+                f"budget, classifier_steps: expected >= 0, got {self.budget}, {self.classifier_steps}"
+            )

@@ -3,7 +3,7 @@
 The cube ``[-extent, extent]^3`` is cut into ``G^3`` cells of side ``2 extent / G``. Each occupied cell holds one
 Gaussian; a grid is ``(B, 15, G, G, G)`` with channels (``VOXEL_CHANNELS``)::
 
-    occupancy (1, in [0, 1]) | offset (3) | log_scales (3) | quat (4, wxyz) | opacity_logit (1) | colour (3)
+    occupancy (1, in [0, 1]) | offset (3) | quat (4, wxyz) | log_scales (3) | opacity_logit (1) | colour (3)
 
 ``offset`` is the centre's position inside its cell, ``2 (p - c) / side`` in ``[-1, 1]`` for cell centre ``c``.
 Empty cells are all zero. Axes are ``(x, y, z)`` in that order (``grid[:, :, i, j, k]`` is the cell at
@@ -19,11 +19,32 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from diff_3d.models.layout import FEATURES, MEANS, OPACITY, check_features
+from diff_3d.models import layout
+from diff_3d.models.layout import FEATURES, MEANS, check_features
 
-__all__ = ["VOXEL_CHANNELS", "features_to_voxels", "voxel_index", "voxels_to_features"]
+__all__ = [
+    "ATTRIBUTES",
+    "COLOUR",
+    "LOG_SCALES",
+    "OCCUPANCY",
+    "OFFSET",
+    "OPACITY",
+    "QUAT",
+    "VOXEL_CHANNELS",
+    "features_to_voxels",
+    "voxel_index",
+    "voxels_to_features",
+]
 
 VOXEL_CHANNELS = 15
+OCCUPANCY = slice(0, 1)
+OFFSET = slice(1, 4)
+QUAT = slice(4, 8)
+LOG_SCALES = slice(8, 11)
+OPACITY = slice(11, 12)
+COLOUR = slice(12, 15)
+ATTRIBUTES = slice(4, 15)
+"""The channels copied from the features' columns 3..13 (quat, log-scales, opacity, colour)."""
 
 
 def _check_grid(grid: int, extent: float) -> None:
@@ -54,7 +75,7 @@ def features_to_voxels(features: Tensor, grid: int, extent: float = 1.0) -> Tens
     rows = torch.cat([torch.ones_like(features[..., :1]), offset.clamp(-1, 1), features[..., 3:]], dim=-1)
     for i in range(b):
         # Sort by cell, opacity ascending within a cell; the last row of each cell is its most opaque Gaussian.
-        by_opacity = torch.argsort(features[i, :, OPACITY].squeeze(-1), stable=True)
+        by_opacity = torch.argsort(features[i, :, layout.OPACITY].squeeze(-1), stable=True)
         order = by_opacity[torch.argsort(lin[i, by_opacity], stable=True)]
         cells = lin[i, order]
         last = torch.ones_like(cells, dtype=torch.bool)
@@ -88,7 +109,7 @@ def voxels_to_features(
         if keep.numel() == 0:
             keep = occ.argmax().reshape(1)
         r = rows[i, keep]
-        means = (ijk[keep] + 0.5 + r[:, 1:4].clamp(-1, 1) / 2) * cell - extent
-        out.append(torch.cat([means.to(r.dtype), r[:, 4:]], dim=-1))
+        means = (ijk[keep] + 0.5 + r[:, OFFSET].clamp(-1, 1) / 2) * cell - extent
+        out.append(torch.cat([means.to(r.dtype), r[:, ATTRIBUTES]], dim=-1))
     assert all(o.shape[-1] == FEATURES for o in out)
     return out

@@ -243,7 +243,7 @@ class DiffGSAutoencoder(PretrainedModel):
             refine_steps=c.refine_steps, keep_distance=c.keep_distance, generator=generator, device=z.device,
         )  # fmt: skip
         f = self.fields(z, means)
-        out = torch.cat([means, f["log_scales"], f["quat"], f["opacity_logit"], f["colour"]], dim=-1)
+        out = torch.cat([means, f["quat"], f["log_scales"], f["opacity_logit"], f["colour"]], dim=-1)
         return list(out.unbind(0))
 
     def loss(

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from diffcore.pretrained import PretrainedModel
 from torch import Tensor, nn
 
+from diff_3d import voxels as vx
 from diff_3d.models.layout import check_features, normalise_quats
 from diff_3d.voxels import VOXEL_CHANNELS, features_to_voxels, voxels_to_features
 
@@ -132,8 +133,8 @@ class VoxelVAE(PretrainedModel):
                 f"latents: expected (B, {', '.join(map(str, self.latent_shape))}), got {tuple(latents.shape)}"
             )
         grid = self.decode(latents / self.latent_scale)
-        grid = torch.cat([torch.sigmoid(grid[:, :1]), grid[:, 1:]], dim=1)
-        grid[:, 7:11] = normalise_quats(grid[:, 7:11].movedim(1, -1)).movedim(-1, 1)
+        grid = torch.cat([torch.sigmoid(grid[:, vx.OCCUPANCY]), grid[:, 1:]], dim=1)
+        grid[:, vx.QUAT] = normalise_quats(grid[:, vx.QUAT].movedim(1, -1)).movedim(-1, 1)
         return voxels_to_features(grid, self.config.extent, self.config.threshold, budget)
 
     def loss(
@@ -154,11 +155,14 @@ class VoxelVAE(PretrainedModel):
         def masked(err: Tensor) -> Tensor:
             return (err * occ).sum() / count
 
-        loss_attr = masked(((out[:, 1:7] - target[:, 1:7]) ** 2).mean(1))  # offset, log-scales
-        loss_colour = masked(((out[:, 12:15] - target[:, 12:15]) ** 2).mean(1))
-        loss_opacity = masked((out[:, 11] - target[:, 11].clamp(-8, 8)) ** 2)
-        q = normalise_quats(out[:, 7:11].movedim(1, -1))
-        loss_rot = masked(1 - (q * normalise_quats(target[:, 7:11].movedim(1, -1))).sum(-1).abs())
+        def mse(ch: slice) -> Tensor:
+            return masked(((out[:, ch] - target[:, ch]) ** 2).mean(1))
+
+        loss_attr = mse(vx.OFFSET) + mse(vx.LOG_SCALES)
+        loss_colour = mse(vx.COLOUR)
+        loss_opacity = masked(((out[:, vx.OPACITY] - target[:, vx.OPACITY].clamp(-8, 8)) ** 2).squeeze(1))
+        q = normalise_quats(out[:, vx.QUAT].movedim(1, -1))
+        loss_rot = masked(1 - (q * normalise_quats(target[:, vx.QUAT].movedim(1, -1))).sum(-1).abs())
         kl = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).mean()
         loss = loss_occ + loss_attr + loss_colour + 0.1 * loss_opacity + loss_rot + c.kl_weight * kl
         logs = {

@@ -2,7 +2,10 @@
 
 One Gaussian is a row of ``FEATURES = 14`` floats, in this order::
 
-    means (3) | log_scales (3) | quat (4, wxyz, unit norm) | opacity_logit (1) | colour (3, SH degree-0 coefficient)
+    means (3) | quat (4, wxyz) | log_scales (3) | opacity_logit (1) | colour (3, the SH degree-0 coefficient)
+
+the layout of :meth:`diff_3d.gaussians.Gaussians.to_vector` at SH degree 0, so ``g.with_sh_degree(0).to_vector()``
+is one object's features and ``Gaussians.from_vector(row)`` its inverse.
 
 A splat set of a fixed budget ``N`` is a tensor ``(N, 14)`` and a batch of them ``(B, N, 14)``. Only the
 degree-0 (view-independent) spherical-harmonic coefficient is generated; higher degrees are zero when a set is
@@ -26,8 +29,8 @@ __all__ = [
 ]
 
 MEANS = slice(0, 3)
-LOG_SCALES = slice(3, 6)
-QUAT = slice(6, 10)
+QUAT = slice(3, 7)
+LOG_SCALES = slice(7, 10)
 OPACITY = slice(10, 11)
 COLOUR = slice(11, 14)
 FEATURES = 14
