@@ -20,7 +20,8 @@ queries through cross-attention (the set transformer's PMA, Lee et al. 2019), th
 tokens. The latent is a KL-regularised Gaussian posterior (``kl_weight``) scaled to unit variance for diffusion
 (``latent_scale``, fitted to the training latents).
 
-The fields share one trunk (query Fourier features cross-attending to the latent tokens) and have three heads.
+The fields share one trunk and have three heads: a query's Fourier features plus a projection of the whole latent
+(the global code of occupancy networks / DeepSDF, which trains fast) cross-attend to the latent tokens.
 """
 
 from __future__ import annotations
@@ -158,6 +159,7 @@ class GaussianFields(nn.Module):
         self.context = _Block(w, config.heads, cross=False)
         self.fourier = FourierFeatures(config.frequencies, config.extent)
         self.query_in = nn.Sequential(nn.Linear(self.fourier.dim, w), nn.GELU(), nn.Linear(w, w))
+        self.global_in = nn.Linear(config.latent_tokens * config.latent_dim, w)
         self.trunk = _Block(w, config.heads, cross=True)
         self.gaupf = _head(w, 1)
         self.gaucf = _head(w, 3)
@@ -166,7 +168,8 @@ class GaussianFields(nn.Module):
     def trunk_features(self, z: Tensor, x: Tensor) -> Tensor:
         """The shared features ``(B, M, width)`` of queries ``x`` under latent ``z``."""
         context = self.context(self.latent_in(z))
-        return self.trunk(self.query_in(self.fourier(x)), context)
+        h = self.query_in(self.fourier(x)) + self.global_in(z.flatten(1))[:, None]
+        return self.trunk(h, context)
 
     def distance(self, z: Tensor, x: Tensor) -> Tensor:
         """GauPF alone: ``(B, M)`` unsigned distances."""
