@@ -22,52 +22,12 @@ from dataclasses import dataclass, field
 import torch
 
 from diff_3d.cameras import Camera
+from diff_3d.config import FitSettings
 from diff_3d.gaussians import Gaussians, rgb_to_sh_dc
 from diff_3d.metrics import psnr, ssim
 from diff_3d.render import render
 
 __all__ = ["FitResult", "FitSettings", "fit_gaussians", "random_init"]
-
-
-@dataclass
-class FitSettings:
-    """How to fit one object.
-
-    Attributes:
-        steps: optimisation steps.
-        views_per_step: random views rendered per step (all of them when larger than the number of views).
-        ssim_weight: lambda of the loss ``(1 - lambda) L1 + lambda (1 - SSIM)``.
-        lr_means: learning rate of the means, times the scene extent; decays to 1% of it by the last step.
-        lr_sh_dc: learning rate of the DC colour coefficients.
-        lr_sh_rest: learning rate of the higher SH coefficients.
-        lr_opacity: learning rate of the opacity logits.
-        lr_scales: learning rate of the log scales.
-        lr_quats: learning rate of the quaternions.
-        relocate_every: every this many steps, move near-transparent Gaussians onto live ones (0: never).
-        background: the background colour the images were composited over.
-        backend: renderer, ``auto`` | ``torch`` | ``gsplat``.
-    """
-
-    steps: int = 300
-    views_per_step: int = 4
-    ssim_weight: float = 0.2
-    lr_means: float = 5e-3
-    lr_sh_dc: float = 2.5e-2
-    lr_sh_rest: float = 1.25e-3
-    lr_opacity: float = 5e-2
-    lr_scales: float = 2e-2
-    lr_quats: float = 5e-3
-    relocate_every: int = 0
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    backend: str = "auto"
-
-    def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
-            raise ValueError(f"steps: expected an integer >= 0, got {self.steps!r}")
-        if self.views_per_step < 1:
-            raise ValueError(f"views_per_step: expected >= 1, got {self.views_per_step!r}")
-        if not 0 <= self.ssim_weight <= 1:
-            raise ValueError(f"ssim_weight: expected a value in [0, 1], got {self.ssim_weight!r}")
 
 
 @dataclass

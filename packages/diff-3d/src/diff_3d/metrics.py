@@ -27,6 +27,7 @@ __all__ = [
     "chamfer_distance",
     "chamfer_to_shape",
     "coverage",
+    "generation_metrics",
     "mmd",
     "one_nna",
     "pairwise_chamfer",
@@ -160,13 +161,21 @@ def one_nna(d_gen_gen: torch.Tensor, d_gen_ref: torch.Tensor, d_ref_ref: torch.T
     return (labels[nearest] == labels).double().mean().item()
 
 
-def set_metrics(generated: Sequence[torch.Tensor], reference: Sequence[torch.Tensor]) -> dict[str, float]:
-    """``mmd_cd``, ``cov_cd`` and ``1nna_cd`` between a generated and a reference list of point sets (N_i, 3)."""
+def generation_metrics(
+    generated: Sequence[torch.Tensor] | torch.Tensor, reference: Sequence[torch.Tensor] | torch.Tensor
+) -> dict[str, float]:
+    """``mmd_cd``, ``cov`` and ``one_nna`` (module docstring) between generated and reference point sets: lists of
+    (N_i, 3) tensors or stacked (B, N, 3) tensors."""
     if len(generated) < 1 or len(reference) < 1:
         raise ValueError(
-            f"generated, reference: expected non-empty lists, got {len(generated)} and {len(reference)}"
+            f"generated, reference: expected non-empty sets, got {len(generated)} and {len(reference)}"
         )
-    d_gr = pairwise_chamfer(generated, reference)
-    d_gg = pairwise_chamfer(generated, generated)
-    d_rr = pairwise_chamfer(reference, reference)
-    return {"mmd_cd": mmd(d_gr), "cov_cd": coverage(d_gr), "1nna_cd": one_nna(d_gg, d_gr, d_rr)}
+    gen, ref = list(generated), list(reference)
+    d_gr = pairwise_chamfer(gen, ref)
+    d_gg = pairwise_chamfer(gen, gen)
+    d_rr = pairwise_chamfer(ref, ref)
+    return {"mmd_cd": mmd(d_gr), "cov": coverage(d_gr), "one_nna": one_nna(d_gg, d_gr, d_rr)}
+
+
+set_metrics = generation_metrics
+"""The same as :func:`generation_metrics`."""

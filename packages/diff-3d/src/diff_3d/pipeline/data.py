@@ -109,8 +109,9 @@ def primitive_shapes(num: int, seed: int) -> list[Any]:
     return out
 
 
-def generated_set(dataset: str, num: int, budget: int, seed: int) -> SplatSet:
-    """``num`` objects of the generated ``dataset`` (``procedural`` or ``primitives``) drawn from ``seed``."""
+def generated_set(dataset: str, num: int, budget: int, seed: int, device: str = "cpu") -> SplatSet:
+    """``num`` objects of the generated ``dataset`` (``procedural`` or ``primitives``) drawn from ``seed``
+    (``device``: where the procedural set is fitted when it is not cached yet)."""
     from diff_3d.data.primitives import class_names
 
     if dataset == "primitives":
@@ -120,7 +121,7 @@ def generated_set(dataset: str, num: int, budget: int, seed: int) -> SplatSet:
         g = torch.Generator().manual_seed(seed + 1)
         objects = [surface_gaussians(s, budget, g) for s in shapes]
     elif dataset == "procedural":
-        shapes, objects = _procedural(num, seed)
+        shapes, objects = _procedural(num, seed, budget, device)
     else:
         raise ValueError(f"dataset: expected procedural or primitives, got {dataset!r}")
     g = torch.Generator().manual_seed(seed + 2)
@@ -130,15 +131,13 @@ def generated_set(dataset: str, num: int, budget: int, seed: int) -> SplatSet:
     return SplatSet(features, labels, [s.caption for s in shapes], names, shapes)
 
 
-def _procedural(num: int, seed: int) -> tuple[list[Any], list[Gaussians]]:
-    """The procedural set's shapes and fitted Gaussians (adapter over :mod:`diff_3d.data.procedural`)."""
-    try:
-        from diff_3d.data import procedural
-    except ImportError as exc:  # the fitted set lands with the foundation branch
-        raise ValueError(
-            "dataset: the procedural set (diff_3d.data.procedural) is not available here; use --set dataset=primitives"
-        ) from exc
-    items = procedural.procedural_set(num, seed=seed)  # type: ignore[attr-defined]
+def _procedural(num: int, seed: int, budget: int, device: str) -> tuple[list[Any], list[Gaussians]]:
+    """The procedural set's shapes and Gaussians fitted at ``budget`` (:func:`diff_3d.data.procedural.procedural_set`,
+    cached)."""
+    from diff_3d.config import ProceduralSettings
+    from diff_3d.data.procedural import procedural_set
+
+    items = procedural_set(num, seed=seed, settings=ProceduralSettings(num_gaussians=budget), device=device)
     return [it.shape for it in items], [it.gaussians for it in items]
 
 
@@ -171,4 +170,7 @@ def build_training_set(config: Any) -> SplatSet:
     """The training objects of a :class:`~diff_3d.config.SplatTrainConfig`: its folder or generated set."""
     if config.data_path:
         return folder_set(config.data_path, config.budget, config.data_seed)
-    return generated_set(config.dataset, config.num_objects, config.budget, config.data_seed)
+    from diffcore.device import resolve_device
+
+    device = str(resolve_device(config.train.device))
+    return generated_set(config.dataset, config.num_objects, config.budget, config.data_seed, device)

@@ -74,48 +74,18 @@ def reference_objects(pipeline: SplatPipeline, num: int, points: int, seed: int)
 
 def _reference_shapes(dataset: str, num: int, seed: int) -> list[Any]:
     if dataset == "procedural":
-        try:
-            from diff_3d.data import procedural
+        from diff_3d.data.procedural import procedural_shapes
 
-            return list(procedural.procedural_shapes(num, seed=seed))  # type: ignore[attr-defined]
-        except (ImportError, AttributeError):
-            pass
+        return list(procedural_shapes(num, seed=seed))
     return primitive_shapes(num, seed)
 
 
 def point_cloud_metrics(generated: Tensor, reference: Tensor) -> dict[str, float]:
     """COV, MMD-CD and 1-NNA of point clouds ``generated`` ``(B, P, 3)`` against ``reference`` ``(M, P, 3)``
-    (Chamfer distance: the mean squared distance to the nearest point, both ways, summed)."""
-    try:
-        from diff_3d.metrics import generation_metrics  # type: ignore[attr-defined]
-    except ImportError:
-        generation_metrics = _generation_metrics
+    (:func:`diff_3d.metrics.generation_metrics`)."""
+    from diff_3d.metrics import generation_metrics
+
     return {k: float(v) for k, v in generation_metrics(generated, reference).items()}
-
-
-def _chamfer_matrix(a: Tensor, b: Tensor) -> Tensor:
-    """``(A, B)`` Chamfer distances between the clouds of ``a`` ``(A, P, 3)`` and ``b`` ``(B, Q, 3)``."""
-    out = torch.empty(a.shape[0], b.shape[0])
-    for i in range(a.shape[0]):
-        d = torch.cdist(a[i : i + 1].expand(b.shape[0], -1, -1), b) ** 2  # (B, P, Q)
-        out[i] = d.min(2).values.mean(1) + d.min(1).values.mean(1)
-    return out
-
-
-def _generation_metrics(generated: Tensor, reference: Tensor) -> dict[str, float]:
-    """COV, MMD-CD (Achlioptas et al. 2018, Sec. 4) and 1-NNA (Yang et al. 2019, Sec. 5) with Chamfer distance;
-    interim until the foundation's :mod:`diff_3d.metrics` provides them."""
-    gr = _chamfer_matrix(generated, reference)  # (G, R)
-    cov = gr.argmin(1).unique().numel() / reference.shape[0]
-    mmd = float(gr.min(0).values.mean())
-    gg, rr = _chamfer_matrix(generated, generated), _chamfer_matrix(reference, reference)
-    gg.fill_diagonal_(float("inf"))
-    rr.fill_diagonal_(float("inf"))
-    # leave-one-out 1-NN: a generated cloud is right when its nearest other cloud is generated, and so on
-    right_g = (gg.min(1).values < gr.min(1).values).float()
-    right_r = (rr.min(1).values < gr.min(0).values).float()
-    nna = float(torch.cat([right_g, right_r]).mean())
-    return {"cov": cov, "mmd_cd": mmd, "one_nna": nna}
 
 
 def _requested_labels(pipeline: SplatPipeline, ref: Reference, n: int) -> tuple[dict[str, Any], list[int]]:
