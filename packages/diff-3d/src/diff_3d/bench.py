@@ -130,6 +130,7 @@ def run_benchmark(
     out_dir: Path, settings: BenchSettings, resume: bool = False
 ) -> tuple[dict[str, float], list[str]]:
     """Fit, train, sample and evaluate as ``settings`` say; returns ``(metrics, files written under out_dir)``."""
+    from diffcore.io import write_json
     from diffcore.rng import make_generator
 
     from diff_3d.config import SplatEvaluateConfig
@@ -164,7 +165,7 @@ def run_benchmark(
         objects[:k], out_dir / "samples", image_size=96, turntable=True, device=pipe.device
     )
     turntables = [p for p in written if p.suffix == ".gif"][:1]
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(metrics, out_dir / "metrics.json")
     files = ["samples/grid.png", "samples/sample_000.ply", *(str(p.relative_to(out_dir)) for p in turntables)]
     return metrics, [*files, "metrics.json"]
 
