@@ -66,7 +66,7 @@ class BenchSettings:
     @classmethod
     def full(cls) -> BenchSettings:
         return cls(
-            dataset="procedural", num_objects=300, budget=2048, latent_tokens=16, latent_dim=32, field_width=256,
+            dataset="procedural", num_objects=240, budget=1024, latent_tokens=16, latent_dim=32, field_width=256,
             queries=4096, width=384, depth=8, heads=6, batch_size=32, autoencoder_steps=20_000,
             autoencoder_seconds=170.0, autoencoder_lr=5e-4, steps=40_000, train_seconds=150.0, lr=3e-4, ema_decay=0.999,
             samples=120, reference=120, points=1024, sample_steps=40, guidance=3.0, classifier_steps=600,
