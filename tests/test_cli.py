@@ -89,15 +89,15 @@ def test_select_names_and_errors():
         select(items, ["c"])
 
 
-def test_bench_command_writes_report_and_exit_code(tmp_path: Path):
-    # diff-3d is still a scaffold: its bench returns at once ("not implemented"); point this at another
-    # scaffold when it is built
-    result = CliRunner().invoke(build_app(), ["bench", "--quick", "--out", str(tmp_path), "3d"])
+def test_bench_command_writes_report_and_exit_code(tmp_path: Path, monkeypatch):
+    # every workspace package now has a real (minutes-long) benchmark: a modality without one returns at once
+    monkeypatch.setattr("diffcore.cli.discover", lambda: {"none": _item("none", None)})
+    result = CliRunner().invoke(build_app(), ["bench", "--quick", "--out", str(tmp_path), "none"])
     assert result.exit_code == 0, result.output
     reports = list(tmp_path.glob("bench-*/report.json"))
     assert len(reports) == 1
     data = json.loads(reports[0].read_text())
-    assert [m["modality"] for m in data["modalities"]] == ["3d"]
+    assert [m["modality"] for m in data["modalities"]] == ["none"]
 
 
 def test_python_dash_m_not_needed():

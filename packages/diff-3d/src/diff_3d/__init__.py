@@ -1,7 +1,7 @@
 """Diffusion on 3D Gaussian splats (DiffGS, L3DG) and score distillation (DreamFusion).
 
-Status: scaffold. The public API below has its final shape; :func:`train`, :func:`sample` and :func:`evaluate`
-raise ``NotImplementedError`` until issue #27 lands.
+Generative models: DiffGS-style Gaussian functions and L3DG-style voxel grids, each with latent diffusion on
+diffcore (:class:`SplatPipeline`, :func:`train`, :func:`sample`, :func:`evaluate`).
 """
 
 import importlib
