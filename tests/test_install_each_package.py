@@ -55,6 +55,10 @@ MODALITY_OF = {
     "diff-timeseries": "timeseries",
 }
 
+# The one allowed dependency between modality packages (docs/architecture.md): diff-3d uses diff-image as its 2D
+# prior, so installing diff-3d brings diff-image, its field libraries and its command.
+REQUIRES = {"diff-3d": ["diff-image"]}
+
 pytestmark = pytest.mark.slow
 
 
@@ -106,7 +110,10 @@ def _importable(python: Path, names: list[str]) -> set[str]:
 
 @pytest.mark.parametrize("package", sorted(MODALITY_OF))
 def test_modality_package_installs_alone(package, wheels, constraints, tmp_path):
-    python = _venv_with(tmp_path, [wheels[package], wheels["diffcore"]], constraints)
+    needed = REQUIRES.get(package, [])
+    python = _venv_with(
+        tmp_path, [wheels[package], *(wheels[p] for p in needed), wheels["diffcore"]], constraints
+    )
     module = package.replace("-", "_")
     version = subprocess.run(
         [str(python), "-c", f"import {module}; print({module}.__version__)"],
@@ -116,14 +123,14 @@ def test_modality_package_installs_alone(package, wheels, constraints, tmp_path)
     ).stdout.strip()
     assert version == _project_version(package)
     present = _importable(python, sorted(FIELD_LIBRARIES))
-    foreign = {lib for lib in present if package not in FIELD_LIBRARIES[lib]}
+    foreign = {lib for lib in present if not FIELD_LIBRARIES[lib] & {package, *needed}}
     assert not foreign, (
         f"installing {package} alone brought other packages' field libraries or extras: {sorted(foreign)}"
     )
     listing = subprocess.run(
         [str(python.parent / "diffuse"), "list"], capture_output=True, text=True, check=True
     ).stdout
-    others = [m for p, m in MODALITY_OF.items() if p != package and f" {m} " in listing]
+    others = [m for p, m in MODALITY_OF.items() if p not in (package, *needed) and f" {m} " in listing]
     assert f" {MODALITY_OF[package]} " in listing and not others, listing
 
 
