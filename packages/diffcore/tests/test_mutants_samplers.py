@@ -221,3 +221,103 @@ def test_annealed_langevin_refuses_a_zero_step_and_no_steps_but_takes_one():
         den, x, grid, cond={}, steps_each=1, generator=torch.Generator().manual_seed(0)
     )
     assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+# ---- sampling.ode_solvers: the one-step rules on tensor and tuple states, and dopri5's tolerance guards ----
+
+
+def _exp_rhs(t, y):
+    """dy/dt = y (a tensor) or, for a tuple state, (dy1/dt, dy2/dt) = (y1, -2 y2 + t)."""
+    if isinstance(y, torch.Tensor):
+        return y
+    return (y[0], -2.0 * y[1] + t)
+
+
+@pytest.mark.parametrize("h", [0.3, -0.2])
+def test_midpoint_and_rk4_steps_are_their_taylor_polynomials_on_dy_dt_equals_y(h):
+    """On dy/dt = y one step is exactly a truncated exponential series: midpoint 1 + h + h^2/2, RK4 up to h^4/24
+    (both with k1 evaluated inside or passed in)."""
+    from diffcore.sampling.ode_solvers import midpoint_step, rk4_step
+
+    y = torch.tensor([1.0, -2.0], dtype=F64)
+    mid, rk4 = 1 + h + h**2 / 2, 1 + h + h**2 / 2 + h**3 / 6 + h**4 / 24
+    for k1 in (None, y):
+        torch.testing.assert_close(midpoint_step(_exp_rhs, 0.0, y, h, k1), mid * y, rtol=1e-15, atol=0)
+        torch.testing.assert_close(rk4_step(_exp_rhs, 0.0, y, h, k1), rk4 * y, rtol=1e-15, atol=0)
+
+
+def test_midpoint_and_rk4_steps_on_a_tuple_state_match_the_hand_computed_stages():
+    """A tuple state (the likelihood's (x, delta)) goes through the same stages: written out by hand for
+    (y1, y2)' = (y1, -2 y2 + t) from t = 0.5, with k1 evaluated inside or passed in."""
+    from diffcore.sampling.ode_solvers import midpoint_step, rk4_step
+
+    t, h = 0.5, 0.25
+    y = (torch.tensor([1.5], dtype=F64), torch.tensor([0.7], dtype=F64))
+
+    def f(tt, yy):
+        return (yy[0], -2.0 * yy[1] + tt)
+
+    def axpy(a, s, b):
+        return (a[0] + s * b[0], a[1] + s * b[1])
+
+    k1 = f(t, y)
+    k2 = f(t + h / 2, axpy(y, h / 2, k1))
+    k3 = f(t + h / 2, axpy(y, h / 2, k2))
+    k4 = f(t + h, axpy(y, h, k3))
+    want_rk4 = tuple(y[i] + h / 6 * (k1[i] + 2 * k2[i] + 2 * k3[i] + k4[i]) for i in range(2))
+    want_mid = axpy(y, h, k2)
+    for given in (None, k1):
+        for got, want in zip(rk4_step(_exp_rhs, t, y, h, given), want_rk4):
+            torch.testing.assert_close(got, want, rtol=1e-15, atol=0)
+        for got, want in zip(midpoint_step(_exp_rhs, t, y, h, given), want_mid):
+            torch.testing.assert_close(got, want, rtol=1e-15, atol=0)
+    # the y1 component is the exponential's series, the y2 one differs from it: the stages are not just copied
+    torch.testing.assert_close(
+        want_rk4[0], y[0] * (1 + h + h**2 / 2 + h**3 / 6 + h**4 / 24), rtol=1e-15, atol=0
+    )
+
+
+def test_dopri5_refuses_a_zero_tolerance():
+    from diffcore import sample
+
+    den = GM.denoiser(schedules.get("rectified-flow"), "velocity")
+    x = torch.randn(4, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    for rtol, atol in ((0.0, 1e-5), (1e-5, 0.0)):
+        with pytest.raises(ValueError, match="rtol, atol"):
+            sample(den, x, "dopri5", steps=2, rtol=rtol, atol=atol)
+
+
+def test_dopri5_on_a_half_precision_state_raises_its_tolerance_to_the_dtype_resolution():
+    """A bfloat16 network cannot meet rtol = atol = 1e-9: the tolerances are raised to bfloat16's resolution,
+    so the controller finishes in a few dozen evaluations (with the tolerance left at 1e-9 it chases rounding
+    noise until torchdiffeq gives up on an underflowing step)."""
+    from diffcore import sample
+
+    den = GM.denoiser(schedules.get("rectified-flow"), "velocity")
+    calls = []
+    estimate = den.estimate
+
+    def counting(x, t, **cond):
+        calls.append(t)
+        return estimate(x, t, **cond)
+
+    den.estimate = counting  # type: ignore[method-assign]
+    x = torch.randn(8, 2, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    out = sample(den, x, "dopri5", steps=4, rtol=1e-9, atol=1e-9)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+    assert len(calls) < 200
+
+
+def test_a_tuple_state_and_a_derivative_of_another_length_are_refused():
+    """zip(..., strict=True): a right-hand side that returns fewer components than the state is an error, not a
+    silently shortened state."""
+    from diffcore.sampling.ode_solvers import midpoint_step, rk4_step
+
+    y = (torch.ones(2, dtype=F64), torch.zeros(2, dtype=F64))
+    for step in (midpoint_step, rk4_step):
+        with pytest.raises(ValueError):
+            step(lambda t, yy: (yy[0],), 0.0, y, 0.1)
+    # RK4's last stage k4 is never passed through y + h k: a right-hand side that shortens only there is caught
+    # by the final combination.
+    with pytest.raises(ValueError):
+        rk4_step(lambda t, yy: (yy[0],) if t == 0.1 else yy, 0.0, y, 0.1)
