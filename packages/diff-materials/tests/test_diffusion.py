@@ -258,3 +258,34 @@ def test_training_times_put_the_focus_share_in_the_site_assignment_window():
         CrystalDiffusionConfig(focus_fraction=1.5)
     with pytest.raises(ValueError, match="focus_low, focus_high"):
         CrystalDiffusionConfig(focus_low=0.9, focus_high=0.5)
+
+
+def test_the_lattice_step_clips_its_clean_estimate_to_the_training_range():
+    """Near t = 1 the clean-lattice estimate (x_t - sigma eps) / alpha divides by alpha ~ 0: an error of 0.1 in
+    eps is hundreds of standard deviations in x0 (cells of hundreds of A^3 per atom after a short run). With
+    the training data's bound the estimate stays inside it; without one (old networks) nothing changes."""
+    from diff_materials.diffusion import _lattice_step
+    from diffcore.paths.schedules import get as get_schedule
+
+    schedule = get_schedule("vp-cosine")
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    eps = x + 0.1  # the exact eps at t ~ 1 is x itself
+    free = _lattice_step(schedule, x, eps, 0.995, 0.0, None)
+    clipped = _lattice_step(schedule, x, eps, 0.995, 0.0, None, bound=3.0)
+    assert free.abs().max() > 10 and clipped.abs().max() <= 3.0
+    assert torch.equal(
+        _lattice_step(schedule, x, x, 0.5, 0.0, None, bound=100.0),
+        _lattice_step(schedule, x, x, 0.5, 0.0, None),
+    )
+
+
+def test_training_keeps_the_standardised_lattices_range_as_the_clip_bound():
+    from diff_materials.data.generated import generate_crystals
+    from diff_materials.pipeline import _statistics
+
+    crystals = generate_crystals()[:20]
+    stats = _statistics(crystals, [])
+    lattice = torch.tensor(np.stack([c.lattice for c in crystals]), dtype=torch.float64)
+    n = torch.tensor([c.num_atoms for c in crystals])
+    z = normalise_lattice(lattice, n, torch.tensor(stats["lattice_mean"]), torch.tensor(stats["lattice_std"]))
+    assert stats["lattice_bound"] == pytest.approx(float(z.abs().max()) + 1.0, rel=1e-6)

@@ -223,6 +223,23 @@ def test_train_writes_a_run_that_loads_and_samples_the_same(run):
     assert not np.allclose(a.values, sample(pipe, SeriesSampleConfig(**{**vars(cfg), "seed": 6})).values)
 
 
+def test_without_captions_sampling_uses_the_training_windows_captions_of_the_nearest_length(run):
+    """A pipeline keeps the most frequent captions of its training windows per length (saved with it); sampled
+    without captions it generates from those of the trained length nearest the one asked for, not from the
+    synthetic set's (which describe series a pipeline trained on a user's table never saw)."""
+    out, pipe = run
+    loaded = SeriesPipeline.from_pretrained(out / "pipeline")
+    assert set(pipe.captions) == {24, 48} and loaded.captions == pipe.captions
+    for caps in pipe.captions.values():
+        assert 1 <= len(caps) <= 4 and len(set(caps)) == len(caps)
+    cfg = SeriesSampleConfig(num_samples=1, length=44, steps=1, device="cpu", plot=False)
+    assert sample(loaded, cfg).captions == pipe.captions[48]
+    cfg = SeriesSampleConfig(num_samples=1, length=30, steps=1, device="cpu", plot=False)
+    assert sample(loaded, cfg).captions == pipe.captions[24]
+    loaded.captions = {}  # a pipeline saved before it kept them: the synthetic set's first captions
+    assert len(sample(loaded, cfg).captions) == 4
+
+
 def test_a_second_run_in_the_same_folder_is_refused(run):
     out, _ = run
     with pytest.raises(ValueError, match="already holds a training run"):

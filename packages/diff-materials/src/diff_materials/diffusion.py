@@ -418,6 +418,7 @@ def sample_crystals(
     evaluate = _Evaluator(model, diffusion, n, guidance)
     atom_batch = torch.repeat_interleave(torch.arange(len(n), device=dev), n)
     grid = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+    bound = float(getattr(_encoder(model).config, "lattice_bound", 0.0))
     for i in tqdm(range(steps), disable=not progress, desc="sampling", leave=False):
         t, s = float(grid[i]), float(grid[i + 1])
         sig_t = float(diffusion.frac_sigma(torch.tensor(t, dtype=torch.float64)))
@@ -433,7 +434,7 @@ def sample_crystals(
         step = sig_t**2 - sig_s**2
         std = math.sqrt(step * sig_s**2 / sig_t**2)
         frac = torus.wrap(frac + step * score + std * _randn(frac, generator))
-        x = _lattice_step(diffusion.lattice_schedule, x, out["lattice"], t, s, generator)
+        x = _lattice_step(diffusion.lattice_schedule, x, out["lattice"], t, s, generator, bound)
         if diffusion.diffuses_types:
             types = _types_step(diffusion, out["types"], types, t, s, generator)
     lattice = unnormalise_lattice(x, n, _encoder(model).lattice_mean, _encoder(model).lattice_std)
@@ -444,13 +445,20 @@ def _randn(x: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
-def _lattice_step(schedule: Schedule, x: Tensor, eps: Tensor, t: float, s: float, generator) -> Tensor:
+def _lattice_step(
+    schedule: Schedule, x: Tensor, eps: Tensor, t: float, s: float, generator, bound: float = 0.0
+) -> Tensor:
     """DDPM ancestral step of the lattice from ``t`` to ``s`` (the posterior of diffcore's path); at ``s = 0``
-    the ``x0`` estimate."""
+    the ``x0`` estimate. With ``bound > 0`` the ``x0`` estimate is clipped to ``[-bound, bound]`` (the range of
+    the standardised training lattices, as DDPM clips to the data range): near ``t = 1`` it is ``(x_t - sigma
+    eps) / alpha`` with ``alpha`` about 0, so an imperfect network's small error in ``eps`` (any short run) was
+    amplified into cells of hundreds of cubic angstrom per atom."""
     c = PathCoefficients.at(schedule, torch.tensor(t, dtype=torch.float64), x.ndim)
     x0, _ = to_x0_eps(
         eps, "eps", x, PathCoefficients(*(float(v) for v in (c.alpha, c.sigma, c.d_alpha, c.d_sigma)))
     )
+    if bound > 0:
+        x0 = x0.clamp(-bound, bound)
     if s == 0.0:
         return x0
     mean, var = posterior(schedule, x0, x, s, t)

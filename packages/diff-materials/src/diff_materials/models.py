@@ -141,6 +141,9 @@ class EncoderConfig:
         cutoff: radius of the ``radius`` graph, angstrom.
         num_properties: conditioning properties (0: unconditional); each gets an embedding and adapters.
         lattice_mean, lattice_std: standardisation of the six lattice entries (set from the training data).
+        lattice_bound: the largest magnitude of a standardised lattice entry in the training data plus one;
+            the sampler clips its estimate of the clean lattice to it (DDPM's clip to the data range). 0: no
+            clip (networks saved before it was kept).
         property_mean, property_std: standardisation of the properties (set from the training data).
     """
 
@@ -152,6 +155,7 @@ class EncoderConfig:
     num_properties: int = 0
     lattice_mean: list[float] = field(default_factory=lambda: [0.0] * 6)
     lattice_std: list[float] = field(default_factory=lambda: [1.0] * 6)
+    lattice_bound: float = 0.0
     property_mean: list[float] = field(default_factory=list)
     property_std: list[float] = field(default_factory=list)
 
@@ -163,6 +167,8 @@ class EncoderConfig:
             raise ValueError(f"edges: expected 'fc' or 'radius', got {self.edges!r}")
         if len(self.lattice_mean) != 6 or len(self.lattice_std) != 6:
             raise ValueError("lattice_mean, lattice_std: expected 6 numbers each")
+        if self.lattice_bound < 0:
+            raise ValueError(f"lattice_bound: expected >= 0, got {self.lattice_bound}")
         if self.num_properties < 0:
             raise ValueError(f"num_properties: expected >= 0, got {self.num_properties}")
 

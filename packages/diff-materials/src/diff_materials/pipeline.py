@@ -203,7 +203,9 @@ def _statistics(crystals: Sequence[Crystal], properties: Sequence[str]) -> dict[
     n = torch.tensor([c.num_atoms for c in crystals])
     x = normalise_lattice(lattice, n, torch.zeros(6, dtype=torch.float64), torch.ones(6, dtype=torch.float64))
     std = x.std(0) if len(crystals) > 1 else torch.ones(6, dtype=torch.float64)
-    stats = {"lattice_mean": x.mean(0).tolist(), "lattice_std": std.clamp_min(0.05).tolist()}
+    std = std.clamp_min(0.05)
+    bound = float(((x - x.mean(0)) / std).abs().max()) + 1.0
+    stats = {"lattice_mean": x.mean(0).tolist(), "lattice_std": std.tolist(), "lattice_bound": bound}
     means, stds = [], []
     for p in properties:
         values = np.array([c.properties.get(p, math.nan) for c in crystals], dtype=np.float64)
@@ -247,12 +249,14 @@ def train_denoiser(config: CrystalTrainConfig, crystals: Sequence[Crystal]) -> C
         start = CrystalPipeline.from_pretrained(config.init_from).denoiser
         base = dataclasses.replace(start.config, num_properties=0, property_mean=[], property_std=[])
         mine = dataclasses.replace(net, num_properties=0, property_mean=[], property_std=[])
-        if dataclasses.replace(base, lattice_mean=[0.0] * 6, lattice_std=[1.0] * 6) != dataclasses.replace(
-            mine, lattice_mean=[0.0] * 6, lattice_std=[1.0] * 6
-        ):
+        neutral = {"lattice_mean": [0.0] * 6, "lattice_std": [1.0] * 6, "lattice_bound": 0.0}
+        if dataclasses.replace(base, **neutral) != dataclasses.replace(mine, **neutral):
             raise ValueError(f"init_from: {config.init_from} holds a network of other sizes ({start.config})")
         net = dataclasses.replace(
-            net, lattice_mean=start.config.lattice_mean, lattice_std=start.config.lattice_std
+            net,
+            lattice_mean=start.config.lattice_mean,
+            lattice_std=start.config.lattice_std,
+            lattice_bound=start.config.lattice_bound,
         )
         with seeded(config.train.seed):
             model = CrystalDenoiser(net)

@@ -143,7 +143,9 @@ class SeriesSampleConfig:
     """Drawing series from a saved pipeline.
 
     Attributes:
-        captions: captions to generate from, separated by ``|`` (empty: the first captions of the default set).
+        captions: captions to generate from, separated by ``|`` (empty: the 4 most frequent captions of the
+            training windows of the trained length nearest ``length``, which the pipeline keeps; the first
+            captions of the synthetic set for a pipeline saved without them).
         captions_file: a text file with one caption per line (used instead of ``captions`` when given).
         num_samples: series per caption.
         length: steps of every series (any length; the pipeline's training lengths are the best tested).

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,13 +88,22 @@ class SeriesPipeline(Pipeline):
         generator: the caption-conditioned flow-matching network over latents.
         prior: the data-space DiT (None: no forecasting / imputation).
         lengths: the lengths it was trained on.
+        captions: training length -> the most frequent captions of its training windows, most frequent first
+            (what :func:`sample` generates from when given none, from the trained length nearest the one asked
+            for; empty for pipelines saved before they were kept).
     """
 
     def __init__(
-        self, vae: SeriesVAE, generator: TextToSeries, prior: ObservedPrior | None, lengths: list[int]
+        self,
+        vae: SeriesVAE,
+        generator: TextToSeries,
+        prior: ObservedPrior | None,
+        lengths: list[int],
+        captions: dict[int, list[str]] | None = None,
     ) -> None:
         self.vae, self.generator, self.prior = vae.eval(), generator.eval(), prior.eval() if prior else None
         self.lengths = sorted(int(n) for n in lengths)
+        self.captions = {int(n): [str(c) for c in cs] for n, cs in (captions or {}).items()}
 
     # ------------------------------------------------------------------ the Pipeline contract
 
@@ -101,11 +111,22 @@ class SeriesPipeline(Pipeline):
         return {"vae": self.vae, "generator": self.generator, "prior": self.prior}
 
     def pipeline_config(self) -> dict[str, Any]:
-        return {"lengths": self.lengths, "schedule": SCHEDULE, "prediction": PREDICTION}
+        return {
+            "lengths": self.lengths,
+            "schedule": SCHEDULE,
+            "prediction": PREDICTION,
+            "captions": {str(n): cs for n, cs in self.captions.items()},
+        }
 
     @classmethod
     def from_parts(cls, config: dict[str, Any], components: dict[str, Any]) -> SeriesPipeline:
-        return cls(components["vae"], components["generator"], components.get("prior"), config["lengths"])
+        return cls(
+            components["vae"],
+            components["generator"],
+            components.get("prior"),
+            config["lengths"],
+            config.get("captions", {}),
+        )
 
     # ------------------------------------------------------------------ what it does
 
@@ -397,7 +418,13 @@ def train(config: SeriesTrainConfig) -> SeriesPipeline:
             _stage(config.train, config.prior_steps, run / PRIOR_RUN, prior_steps / total),
         )
 
-    pipe = SeriesPipeline(vae, generator.to(device), prior.to(device) if prior else None, lengths)  # type: ignore[arg-type]
+    pipe = SeriesPipeline(
+        vae,  # type: ignore[arg-type]
+        generator.to(device),  # type: ignore[arg-type]
+        prior.to(device) if prior else None,
+        lengths,
+        _example_captions(data),
+    )
     pipe.save_pretrained(run / PIPELINE_DIR)
     return pipe
 
@@ -405,7 +432,14 @@ def train(config: SeriesTrainConfig) -> SeriesPipeline:
 # ----------------------------------------------------------------------------------------------- sampling
 
 
-def _captions(config: SeriesSampleConfig) -> list[str]:
+def _example_captions(data: SeriesSet, k: int = 4) -> dict[int, list[str]]:
+    """Length -> up to ``k`` captions of the training windows of that length, the most frequent first (ties in
+    the order they come). Per length, because the estimators read a short window differently: a daily cycle
+    in hourly data is a cycle of period 24 in a 96-step window but a trend with noise in a 24-step one."""
+    return {n: [c for c, _ in Counter(data.captions[n]).most_common(k)] for n in data.lengths}
+
+
+def _captions(config: SeriesSampleConfig, pipeline: SeriesPipeline) -> list[str]:
     if config.captions_file:
         path = Path(config.captions_file)
         if not path.is_file():
@@ -416,6 +450,11 @@ def _captions(config: SeriesSampleConfig) -> list[str]:
         return lines
     if config.captions.strip():
         return [c.strip() for c in config.captions.split("|") if c.strip()]
+    if (
+        pipeline.captions
+    ):  # what it was trained on: a pipeline trained on a user's table knows its own captions
+        nearest = min(pipeline.captions, key=lambda n: (abs(n - config.length), n))
+        return pipeline.captions[nearest]
     return synthetic_set(4, max(config.length, 16), seed=config.seed)[1]
 
 
@@ -429,7 +468,7 @@ def sample(
         raise ValueError(f"num_samples and steps: expected >= 1, got {config.num_samples}, {config.steps}")
     device = resolve_device(config.device)
     pipeline.to(device)
-    captions = [c for c in _captions(config) for _ in range(config.num_samples)]
+    captions = [c for c in _captions(config, pipeline) for _ in range(config.num_samples)]
     generator = generator if generator is not None else make_generator(config.seed, device)
     values = pipeline.generate(
         captions,

@@ -82,7 +82,10 @@ class VideoDiTConfig:
                 "over three axes)"
             )
         if self.depth < 1 or (self.attention == "factorised" and self.depth % 2):
-            raise ValueError(f"depth: expected >= 1 (even for factorised attention), got {self.depth}")
+            raise ValueError(
+                f"depth: expected >= 1, and an even number for factorised attention (spatial and temporal "
+                f"blocks alternate), got {self.depth}"
+            )
         if self.num_classes < 0 or self.context_dim < 0:
             raise ValueError(
                 f"num_classes, context_dim: expected >= 0, got {self.num_classes}, {self.context_dim}"
