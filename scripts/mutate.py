@@ -114,6 +114,55 @@ SAMPLER_TESTS = [
     T + "test_sampler_convergence.py",
 ]
 SAMPLER_EQUIVALENT = {
+    "unipc": [
+        (
+            "if abs(z) < 0.5:",
+            "< -> <=",
+            "both branches of phi_k are accurate to rounding at |z| = 0.5 itself",
+        ),
+        (
+            "if abs(z) < 0.5:",
+            "0.5 -> 1.5",
+            "25 series terms up to |z| = 1.5 leave a remainder below 1.5^25 / 25! ~ 2e-16 of phi_k: rounding",
+        ),
+        (
+            "return sum(z**j / math.factorial(j + k) for j in range(25))",
+            "25 -> 26",
+            "a 26th series term below |z| = 0.5 is < 0.5^25 / 25! ~ 2e-33: no bit changes",
+        ),
+        (
+            "b = [math.factorial(i) * hh * phi_k(i + 1, hh) / b_h for i in range(1, order + 1)]",
+            "1 -> 2",
+            "range(1, order + 2) only appends b_{order+1}, which b[:n] (n <= order) never reads",
+        ),
+        (
+            "used = earlier[: order - 1] if m_t is not None else earlier[: max(order - 1, 0)]",
+            "is not -> is",
+            "the two slices agree for every order >= 1, and both updates are only called with order >= 1",
+        ),
+        (
+            "diffs = [(m - m0) / rk for (_, m), rk in zip(used, rks, strict=True)]",
+            "True -> False",
+            "rks is built from used one line above: the lengths always match",
+        ),
+        (
+            "for ak, dk in zip(a, diffs, strict=True):",
+            "True -> False",
+            "unipc_weights returns one weight per rk and rks has one entry per difference: the lengths always match",
+        ),
+        (
+            "if not math.isfinite(step_length(pts[i - k], pts[i - k + 1])):",
+            "1 -> 2",
+            "lambda is infinite only at the path's ends (t = 1 under zero terminal SNR, t = 0), and the interval "
+            "(pts[i - k], pts[i - k + 2]) then is infinite exactly when (pts[i - k], pts[i - k + 1]) is, or the "
+            "step onto t = 0 already returned 1",
+        ),
+        (
+            "x_prev, prev_order = x, 0",
+            "0 -> 1",
+            "prev_order is read only by the corrector, from the second step on, after the first step has set it",
+        ),
+    ],
     "ode_solvers": [
         (
             "rtol, atol = max(rtol, resolution), max(atol, resolution)",

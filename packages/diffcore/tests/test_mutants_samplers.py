@@ -321,3 +321,62 @@ def test_a_tuple_state_and_a_derivative_of_another_length_are_refused():
     # by the final combination.
     with pytest.raises(ValueError):
         rk4_step(lambda t, yy: (yy[0],) if t == 0.1 else yy, 0.0, y, 0.1)
+
+
+# ---- sampling.unipc: the weights of order 3 and the order schedule ----
+
+
+def _phi_closed(k: int, z: float) -> float:
+    """phi_k(z) = sum_j z^j / (j + k)! in exact rational arithmetic, 60 terms (|z| <= 2)."""
+    x = Fraction(z)
+    return float(sum(x**j / math.factorial(j + k) for j in range(60)))
+
+
+@pytest.mark.parametrize("variant", ["bh1", "bh2"])
+@pytest.mark.parametrize("predict_x0", [True, False])
+def test_unipc_weights_of_order_three_solve_the_order_conditions(variant, predict_x0):
+    """UniPC's a solves sum_k a_k r_k^(i-1) = b_i, b_i = i! hh phi_{i+1}(hh) / B(h) for i = 1..n (Zhao et al.
+    2023, Eq. 8 / Theorem 3.1), hh = -h for data prediction; B(h) = hh (bh1) or e^hh - 1 (bh2)."""
+    from diffcore.sampling.unipc import unipc_weights
+
+    h, rks = 0.37, [-0.8, 1.0]  # order 3 corrector: one earlier output at r = -0.8 and the new point
+    hh = -h if predict_x0 else h
+    b_h = hh if variant == "bh1" else math.expm1(hh)
+    b = [math.factorial(i) * hh * _phi_closed(i + 1, hh) / b_h for i in (1, 2)]
+    got_bh, a = unipc_weights(3, h, rks, variant, predict_x0)
+    assert got_bh == pytest.approx(b_h, rel=1e-15)
+    # [[1, 1], [r1, r2]] a = [b1, b2]
+    want_a1 = (b[1] - rks[1] * b[0]) / (rks[0] - rks[1])
+    want = [want_a1, b[0] - want_a1]
+    assert a == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("order", "lower_order_final", "want"),
+    [
+        (3, True, [1, 2, 3, 3, 2, 1]),  # warm-up, then the taper over the last steps
+        (3, False, [1, 2, 3, 3, 3, 3]),
+        (2, True, [1, 2, 2, 2, 2, 1]),
+        (1, True, [1, 1, 1, 1, 1, 1]),
+    ],
+)
+def test_unipc_step_order_warms_up_and_tapers(order, lower_order_final, want):
+    """min(order, i + 1) while the history fills, min(order, steps - i) at the end with lower_order_final."""
+    from diffcore.sampling.unipc import _step_order
+
+    pts = steps.grid_points(schedules.get("vp-cosine"), [0.9, 0.75, 0.6, 0.45, 0.3, 0.15, 0.05])
+    got = [_step_order(order, i, 6, lower_order_final, pts) for i in range(6)]
+    assert got == want
+
+
+def test_unipc_step_order_is_one_across_and_just_after_an_infinite_interval():
+    """Zero terminal SNR puts lambda = -inf at t = 1, so the first interval is infinitely long: that step is
+    first order, and the next steps use only outputs after it (order 1, then 2); the last step, onto t = 0
+    (lambda = +inf), is first order too."""
+    from diffcore.sampling.unipc import _step_order
+
+    sched = schedules.ZeroTerminalSNR(schedules.get("vp-cosine"))
+    pts = steps.grid_points(sched, [1.0, 0.8, 0.6, 0.4, 0.2, 0.1, 0.0])
+    assert math.isinf(steps.step_length(pts[0], pts[1])) and math.isinf(steps.step_length(pts[5], pts[6]))
+    got = [_step_order(3, i, 6, False, pts) for i in range(6)]
+    assert got == [1, 1, 2, 3, 3, 1]
