@@ -402,7 +402,7 @@ class SDSSettings:
     t_max_start: float = 0.98
     t_max_end: float = 0.5
     num_gaussians: int = 1024
-    init_radius: float = 0.5
+    init_radius: float = 0.35
     init_opacity: float = 0.3
     lr_means: float = 5e-3
     lr_colors: float = 2.5e-2
