@@ -61,12 +61,15 @@ def fit_gaussians(
     extent: float | None = None,
     progress: bool = True,
     desc: str = "fit",
+    view_weights: torch.Tensor | None = None,
 ) -> FitResult:
     """Fit ``init`` (N Gaussians; N stays fixed) to ``images`` (V, H, W, 3) in [0, 1] seen by ``cameras``.
 
     ``extent``: the scene's radius for the means' learning rate (default: the largest distance of an
-    initial mean from their centroid). ``generator`` (CPU) picks the views of each step. Runs on the device of
-    ``init``. Returns the Gaussians (detached), the per-view PSNR and the losses.
+    initial mean from their centroid). ``generator`` (CPU) picks the views of each step. ``view_weights``:
+    (V,) weights of the views' losses (default equal; a step's loss is the weighted mean over its views), e.g.
+    lower for generated pseudo-views. Runs on the device of ``init``. Returns the Gaussians (detached), the
+    per-view PSNR and the losses.
     """
     from diffcore.progress import Progress
 
@@ -75,8 +78,13 @@ def fit_gaussians(
         raise ValueError(
             f"images: expected shape ({len(cameras)}, H, W, 3), one per camera, got {tuple(images.shape)}"
         )
+    if view_weights is not None and (view_weights.shape != (len(cameras),) or bool((view_weights < 0).any())):
+        raise ValueError(
+            f"view_weights: expected ({len(cameras)},) weights >= 0, one per camera, got {view_weights.tolist()}"
+        )
     dev = init.device
     images = images.to(dev, init.dtype)
+    weights = None if view_weights is None else view_weights.to(dev, init.dtype)
     cams = [c.to(dev, init.dtype) for c in cameras]
     if extent is None:
         extent = float((init.means - init.means.mean(0)).norm(dim=1).max().clamp_min(1e-3))
@@ -108,7 +116,7 @@ def fit_gaussians(
             views = torch.randperm(v, generator=gen)[:k].tolist()
             gs = current()
             pred = torch.stack([render(gs, cams[i], s.background, s.backend).rgb for i in views])
-            loss = _loss(pred, images[views], s.ssim_weight)
+            loss = _loss(pred, images[views], s.ssim_weight, None if weights is None else weights[views])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -123,8 +131,13 @@ def fit_gaussians(
     return FitResult(final, psnr(renders.clamp(0, 1), images).cpu(), losses)
 
 
-def _loss(pred: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor:
-    """3DGS Eq. 7 averaged over the views: ``(1 - w) L1 + w (1 - SSIM)``."""
+def _loss(
+    pred: torch.Tensor, target: torch.Tensor, weight: float, view_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """3DGS Eq. 7 averaged over the views: ``(1 - w) L1 + w (1 - SSIM)``; a weighted mean with ``view_weights``."""
+    if view_weights is not None:
+        per_view = torch.stack([_loss(p[None], q[None], weight) for p, q in zip(pred, target)])
+        return (view_weights * per_view).sum() / view_weights.sum().clamp_min(1e-12)
     l1 = (pred - target).abs().mean()
     if weight == 0:
         return l1
