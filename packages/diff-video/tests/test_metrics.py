@@ -1,6 +1,8 @@
 """Metrics against known answers: real clips follow their captions, reversed and frozen ones do not; Frechet
 distance of Gaussians in closed form; PSNR / SSIM / temporal consistency at their analytic values."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -85,3 +87,26 @@ def test_psnr_ssim_and_temporal_consistency_at_known_values():
     torch.testing.assert_close(temporal_consistency(still), torch.ones(2))
     noise = torch.randn(2, 3, 16, 16, 16)
     assert temporal_consistency(noise).abs().max() < 0.1
+
+
+def test_feature_net_labels_are_those_of_the_clips_it_renders():
+    """train_feature_net renders ``data.render(batch, start)`` and labels ``_labels(data, range(start, ...))``: the
+    labels must describe those very clips (the tracker reads the direction from the pixels)."""
+    from diff_video.data.shapes import DIRECTIONS, SHAPES
+    from diff_video.metrics.frechet import feature_net_data, feature_net_labels
+    from diff_video.metrics.motion import _velocity, nearest_direction, track_objects
+
+    for directions in (4, 8):
+        data = feature_net_data(replace(SIMPLE, directions=directions), 400)
+        start = 300  # a training batch, past the 256 held-out clips
+        clips, captions = data.render(32, start)
+        labels = feature_net_labels(data, range(start, start + 32))
+        names = data.config.direction_names
+        for clip, caption, d, c, s in zip(
+            clips, captions, labels["direction"], labels["colour"], labels["shape"]
+        ):
+            track = track_objects(clip, caption)[0]
+            vx, vy, _ = _velocity(track)
+            assert nearest_direction(vx, vy, names) == list(DIRECTIONS)[int(d)]
+            assert caption.split()[1] == list(COLOURS)[int(c)]
+            assert caption.split()[2] == list(SHAPES)[int(s)]

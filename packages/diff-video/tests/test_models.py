@@ -57,6 +57,39 @@ def test_frames_marked_given_are_modulated_at_t_zero():
     )
 
 
+@pytest.mark.parametrize("attention", ["full", "factorised"])
+def test_the_model_knows_which_frame_and_where_in_it_a_token_is(attention):
+    """With RoPE alone a clip of identical frames gave identical output frames (and a constant clip a constant
+    output): the model could not tell the first frame from the last, so it never learnt where a caption's direction
+    puts the object at the start and at the end (direction adherence at chance). The absolute sin-cos embedding
+    breaks that symmetry; ``pos_embed="none"`` shows the old behaviour."""
+    still = torch.randn(1, 3, 1, 8, 8).expand(1, 3, 4, 8, 8).contiguous()
+    flat = torch.full((1, 3, 4, 8, 8), 0.3)
+    t = torch.tensor([0.9])
+    with torch.no_grad():
+        out, out_flat = _model(attention)(still, t), _model(attention)(flat, t)
+        rope_only = _model("factorised", pos_embed="none")(still, t)
+    assert ((out - out[:, :, :1]).abs().amax(dim=(0, 1, 3, 4))[1:] > 1e-3).all()  # every other frame differs
+    assert (out_flat - out_flat[..., :4, :4].repeat(1, 1, 1, 2, 2)).abs().max() > 1e-3  # patches differ
+    assert (rope_only - rope_only[:, :, :1]).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("attention", ["full", "factorised"])
+def test_the_model_is_not_equivariant_to_reversing_or_permuting_frames(attention):
+    m = _model(attention)
+    x, t = torch.randn(2, 3, 4, 8, 8), torch.rand(2)
+    perm = torch.tensor([2, 0, 3, 1])
+    with torch.no_grad():
+        out = m(x, t)
+        assert (m(x.flip(2), t) - out.flip(2)).abs().max() > 1e-2 * out.abs().max()
+        assert (m(x[:, :, perm], t) - out[:, :, perm]).abs().max() > 1e-2 * out.abs().max()
+
+
+def test_pos_embed_is_checked():
+    with pytest.raises(ValueError, match="pos_embed"):
+        VideoDiTConfig(pos_embed="learned")
+
+
 @pytest.mark.parametrize("shape", [(1, 8, 8), (6, 8, 16), (4, 12, 4)])
 def test_one_model_runs_any_length_and_resolution_divisible_by_its_patch(shape):
     out = _model()(torch.randn(1, 3, *shape), torch.rand(1))

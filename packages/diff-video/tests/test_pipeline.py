@@ -2,6 +2,8 @@
 pipeline; given frames are held exactly; saved and loaded pipelines sample the same clips; the objective
 leaves given frames out of its loss."""
 
+import dataclasses
+
 import pytest
 import torch
 from diff_video import VideoPipeline, VideoSampleConfig, VideoTrainConfig, sample, train
@@ -125,3 +127,21 @@ def test_prompts_with_unknown_words_and_guidance_on_unconditional_models_are_ref
     uncond = VideoPipeline(pipe.model, clip_shape=pipe.clip_shape)
     with pytest.raises(ValueError, match="unconditional"):
         uncond.resolve_guidance(2.0)
+
+
+def test_training_batches_move_the_way_their_captions_say(tmp_path):
+    """The clips the Trainer's loader delivers, frame axis 2 of (B, C, T, H, W), move as their captions say."""
+    from diff_video.metrics.motion import motion_adherence
+    from diff_video.pipeline.training import _loader, build_training_data
+
+    shapes = ShapesConfig(frames=8, height=16, width=16, num_objects=(1,), directions=8, events=(), length=64)
+    config = dataclasses.replace(_config(tmp_path), data=VideoDataConfig(shapes=shapes))
+    data = build_training_data(config)
+    batch = next(iter(_loader(data, config)))
+    assert batch["x"].shape == (8, 3, 8, 16, 16)
+    m = motion_adherence(batch["x"], list(batch["caption"]), directions=8)
+    assert m["direction_adherence"] == 1.0 and m["num_objects"] == 8
+    assert (
+        motion_adherence(batch["x"].flip(2), list(batch["caption"]), directions=8)["direction_adherence"]
+        == 0.0
+    )

@@ -35,6 +35,8 @@ from diff_video.data.shapes import COLOURS, DIRECTIONS, SHAPES, MovingShapes, Sh
 __all__ = [
     "FeatureNetConfig",
     "VideoFeatureNet",
+    "feature_net_data",
+    "feature_net_labels",
     "feature_statistics",
     "frechet_distance",
     "i3d_fvd",
@@ -130,6 +132,23 @@ def _labels(dataset: MovingShapes, indices: range) -> dict[str, Tensor]:
     }
 
 
+def feature_net_data(shapes: ShapesConfig, length: int) -> MovingShapes:
+    """The clips :func:`train_feature_net` learns from: one-object clips of ``shapes`` (its size, frames, directions,
+    colours, shapes and speeds, no events), seeded apart from the training data; clips ``0 .. 255`` are held out."""
+    cfg = ShapesConfig(
+        frames=shapes.frames, height=shapes.height, width=shapes.width, num_objects=(1,), shapes=shapes.shapes,
+        colours=shapes.colours, directions=shapes.directions, speeds=shapes.speeds, events=(), size=shapes.size,
+        length=length, seed=shapes.seed + 7919,
+    )  # fmt: skip
+    return MovingShapes(cfg)
+
+
+def feature_net_labels(dataset: MovingShapes, indices: range) -> dict[str, Tensor]:
+    """The targets of :class:`VideoFeatureNet` for clips ``indices`` of ``dataset``: the first object's direction,
+    colour and shape as indices into :data:`DIRECTIONS`, :data:`COLOURS` and :data:`SHAPES`."""
+    return _labels(dataset, indices)
+
+
 def train_feature_net(
     shapes: ShapesConfig,
     steps: int = 400,
@@ -141,12 +160,7 @@ def train_feature_net(
     """Train :class:`VideoFeatureNet` on one-object clips of ``shapes`` (its size, frames, directions; a set seeded
     apart from training data) and on their single frames (colour and shape only); returns the network and its
     held-out accuracies ``{"direction": ..., "colour": ..., "shape": ...}``."""
-    cfg = ShapesConfig(
-        frames=shapes.frames, height=shapes.height, width=shapes.width, num_objects=(1,), shapes=shapes.shapes,
-        colours=shapes.colours, directions=shapes.directions, speeds=shapes.speeds, events=(), size=shapes.size,
-        length=steps * batch_size + 256, seed=shapes.seed + 7919,
-    )  # fmt: skip
-    data = MovingShapes(cfg)
+    data = feature_net_data(shapes, steps * batch_size + 256)
     with seeded(seed):
         net = VideoFeatureNet(FeatureNetConfig()).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3)

@@ -9,10 +9,21 @@ A clip ``(B, C, T, H, W)`` is cut into spacetime patches ``(pt, ph, pw)`` by a 3
   temporal attention (along each spatial position, ``T'`` tokens): Latte's variant 1 (Ma et al. 2024, Sec. 3.2,
   Fig. 2a) and Open-Sora 1.x's ST-DiT.
 
-Positions enter through 3D rotary embeddings (axial RoPE over ``(t, h, w)``, :class:`diffcore.nn.RotaryEmbedding`;
-spatial blocks use the ``(h, w)`` part, temporal blocks the ``t`` part, which is the same rotation restricted to the
-tokens they see) and queries/keys are RMS-normalised per head (QK-norm), so one model runs at any number of frames
-and any resolution divisible by the patch.
+Positions enter twice. A fixed 3D sin-cos embedding of each token's absolute ``(t, h, w)`` is added to the patch
+tokens (``VideoDiTConfig.pos_embed = "sincos"``, computed for the input's grid; Latte and Open-Sora's ST-DiT add
+absolute spatial and temporal embeddings too), and 3D rotary embeddings (axial RoPE over ``(t, h, w)``,
+:class:`diffcore.nn.RotaryEmbedding`; spatial blocks use the ``(h, w)`` part, temporal blocks the ``t`` part, which is
+the same rotation restricted to the tokens they see) give attention the relative offsets; queries/keys are
+RMS-normalised per head (QK-norm). One model runs at any number of frames and any resolution divisible by the patch.
+
+RoPE alone is not enough: it only tells attention the *offset* between two tokens, so a network with RoPE and no
+absolute embedding maps a clip whose frames are all the same to an output whose frames are all the same (and a
+spatially constant input to a spatially constant output): it cannot tell the first frame from the last, nor the
+left of the frame from the right, except through differences in the content (factorised attention exactly; full
+attention up to weak boundary effects). A caption's direction says where the object is at the first and at the last
+frame (moving-shapes clips start on the side opposite their direction), which such a model cannot express from
+noise. ``pos_embed = "none"`` keeps that RoPE-only layout for comparison. (Whether this alone explains the
+direction adherence at chance of the first runs is not yet shown: see the package README.)
 
 Conditioning: the time ``t`` ``(B,)`` in [0, 1] (0 = data, 1 = noise), class labels ``y`` ``(B,)`` and/or text
 tokens ``context`` ``(B, M, context_dim)`` (cross-attention after each self-attention, PixArt-alpha's layout;
@@ -33,14 +44,15 @@ import torch.nn.functional as F
 from diffcore.nn import CrossAttention, DiTBlock, FinalLayer, PatchEmbed, RotaryEmbedding, TimestepEmbedder
 from diffcore.nn.attention import Rope
 from diffcore.nn.dit import init_adaln_zero, modulate, patch_geometry
-from diffcore.nn.embeddings import LabelEmbedder, grid_positions, unpatchify
+from diffcore.nn.embeddings import LabelEmbedder, grid_positions, sincos_pos_embed, unpatchify
 from diffcore.pretrained import PretrainedModel
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["ATTENTIONS", "VideoDiT", "VideoDiTBlock", "VideoDiTConfig", "video_dit_config"]
+__all__ = ["ATTENTIONS", "POS_EMBEDS", "VideoDiT", "VideoDiTBlock", "VideoDiTConfig", "video_dit_config"]
 
 ATTENTIONS = ("full", "factorised")
+POS_EMBEDS = ("sincos", "none")
 
 
 @dataclass
@@ -49,7 +61,9 @@ class VideoDiTConfig:
 
     ``input_size`` is the ``(T, H, W)`` the model is built for (any size divisible by ``patch_size`` runs);
     ``num_classes = 0`` and ``context_dim = 0`` make an unconditional model; ``attention`` is ``"full"`` or
-    ``"factorised"`` (then ``depth`` counts spatial and temporal blocks, alternating, starting spatial).
+    ``"factorised"`` (then ``depth`` counts spatial and temporal blocks, alternating, starting spatial);
+    ``pos_embed`` is ``"sincos"`` (a fixed absolute ``(t, h, w)`` embedding added to the tokens, besides RoPE) or
+    ``"none"`` (RoPE only: blind to absolute frame and position, see the module docstring).
     """
 
     input_size: tuple[int, int, int] = (16, 32, 32)
@@ -64,6 +78,7 @@ class VideoDiTConfig:
     context_dim: int = 0
     qk_norm: bool = True
     rope_theta: float = 10000.0
+    pos_embed: str = "sincos"
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
@@ -73,6 +88,8 @@ class VideoDiTConfig:
         self.input_size, self.patch_size = size, patch  # type: ignore[assignment]
         if self.attention not in ATTENTIONS:
             raise ValueError(f"attention: expected one of {ATTENTIONS}, got {self.attention!r}")
+        if self.pos_embed not in POS_EMBEDS:
+            raise ValueError(f"pos_embed: expected one of {POS_EMBEDS}, got {self.pos_embed!r}")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"num_heads: {self.num_heads} must divide hidden_size {self.hidden_size}")
         head = self.hidden_size // self.num_heads
@@ -230,7 +247,10 @@ class VideoDiT(PretrainedModel):
         self._check(x, t, y, context, frame_mask)
         grid = self.x_embedder.grid_size(x.shape[2:])
         b, d = x.shape[0], self.config.hidden_size
-        h = self.x_embedder(x).view(b, grid[0], grid[1] * grid[2], d)
+        h = self.x_embedder(x)
+        if self.config.pos_embed == "sincos":
+            h = h + sincos_pos_embed(d, grid, device=x.device)[None].to(h.dtype)
+        h = h.view(b, grid[0], grid[1] * grid[2], d)
         c = F.silu(self._condition(t, y, pooled, frame_mask, grid[0]))
         ropes = self._ropes(grid, x.device)  # type: ignore[arg-type]
         for block in self.blocks:
