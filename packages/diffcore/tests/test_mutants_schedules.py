@@ -153,8 +153,27 @@ def test_shifted_towards_noise_saturates_at_the_base_end_point(name):
     torch.testing.assert_close(sched.alpha(late), base.alpha(one).expand(3), rtol=0, atol=1e-12)
     torch.testing.assert_close(sched.d_warp(late), torch.zeros(3, dtype=F64), rtol=0, atol=0)
     torch.testing.assert_close(sched.d_alpha(late), torch.zeros(3, dtype=F64), rtol=0, atol=0)
-    early = torch.tensor([0.2, 0.5 * t_star], dtype=F64)
+    early = torch.tensor([0.2, 0.5 * t_star, t_star - 1e-3], dtype=F64)
     torch.testing.assert_close(
         sched.log_snr(early), base.log_snr(early) - 2 * math.log(2.0), rtol=1e-6, atol=1e-6
     )
     assert (sched.d_warp(early) > 0).all()
+
+
+@pytest.mark.parametrize("name", ["vp-linear", "ddpm-linear"])
+@pytest.mark.parametrize("shift", [2.0, 0.5])
+def test_shifted_d_warp_at_t_zero_is_its_limit_shift_squared(name, shift):
+    """Near t = 0 a VP base has sigma^2 ~ c t, so lambda ~ -log t and lambda(t') = lambda(t) - 2 log s gives
+    t' ~ s^2 t: d_warp(0) = s^2 (the finite difference there would be inf / inf)."""
+    sched = schedules.Shifted(schedules.get(name), shift)
+    got = sched.d_warp(torch.tensor([0.0], dtype=F64))
+    torch.testing.assert_close(got, torch.tensor([shift**2], dtype=F64), rtol=1e-3, atol=0)
+
+
+@pytest.mark.parametrize("shift", [2.0, 0.5])
+def test_shifted_cosine_d_warp_at_t_one_is_its_limit(shift):
+    """vp-cosine reaches alpha = 0 at t = 1 with alpha ~ c (1 - t), so lambda ~ 2 log(1 - t) and the shift gives
+    1 - t' ~ (1 - t) / s: d_warp(1) = 1 / s, with no saturation (lambda(1) = -inf)."""
+    sched = schedules.Shifted(schedules.get("vp-cosine"), shift)
+    got = sched.d_warp(torch.tensor([1.0, 1 - 3e-7], dtype=F64))
+    torch.testing.assert_close(got, torch.full((2,), 1 / shift, dtype=F64), rtol=1e-3, atol=0)

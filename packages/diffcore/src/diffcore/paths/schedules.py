@@ -619,7 +619,8 @@ class Shifted(Schedule):
         t = _as_tensor(t)
         if isinstance(self.base, RectifiedFlow):
             return self.shift / (1 + (self.shift - 1) * t) ** 2
-        # lambda(t') = lambda(t) - c  =>  dt'/dt = lambda'(t) / lambda'(t'); lambda' from a central difference.
+        # lambda(t') = lambda(t) - c  =>  dt'/dt = lambda'(t) / lambda'(t'); lambda' from a central difference of
+        # log_snr (the function the warp inverts, also for interpolated tables).
         h = 1e-6
         tw = self.warp(t)
 
@@ -627,7 +628,19 @@ class Shifted(Schedule):
             a, b = (x - h).clamp(0, 1), (x + h).clamp(0, 1)
             return (self.base.log_snr(b) - self.base.log_snr(a)) / (b - a)
 
-        ratio = dlam(t.to(torch.float64)).to(t.dtype) / dlam(tw.to(torch.float64)).to(t.dtype)
+        ratio = (dlam(t.to(torch.float64)) / dlam(tw.to(torch.float64))).to(t.dtype)
+        # Where a difference touches an end with infinite lambda (t = 0; t = 1 under a zero terminal SNR) it is
+        # inf / inf: take the ratio 1e-6 inside from the base's derivatives, lambda' = 2 (alpha'/alpha -
+        # sigma'/sigma), which gives its limit at the end (shift^2 at t = 0 for a VP base).
+        if not bool(torch.isfinite(ratio).all()):
+            inner = t.to(torch.float64).clamp(1e-6, 1 - 1e-6)
+            base = self.base
+
+            def exact(x: Tensor) -> Tensor:
+                return 2 * (base.d_alpha(x) / base.alpha(x) - base.d_sigma(x) / base.sigma(x))
+
+            limit = (exact(inner) / exact(self.warp(inner).to(torch.float64))).to(t.dtype)
+            ratio = torch.where(torch.isfinite(ratio), ratio, limit)
         # Where the shifted log-SNR is beyond the base's range the warp is held at an end point: flat.
         lam = self.base.log_snr(t) - 2 * math.log(self.shift)
         ends = self.base.log_snr(torch.tensor([1.0, 0.0], dtype=t.dtype, device=t.device))
