@@ -114,6 +114,52 @@ SAMPLER_TESTS = [
     T + "test_sampler_convergence.py",
 ]
 SAMPLER_EQUIVALENT = {
+    "dpm_solver": [
+        (
+            "mids = _intermediate_points(denoiser, pts, fractions) if order > 1 else [None] * (len(pts) - 1)",
+            "- -> +",
+            "order 1 only: two more None entries past the end; the loop reads mids[i] only for i < len(pts) - 1, "
+            "where both lists hold None",
+        ),
+        *(
+            (
+                "return _single_step(1, denoiser, x, grid, cond, callback, 0.5, 2 / 3)",
+                what,
+                "DPM-Solver-1 has no intermediate point: _single_step reads r1, r2 only for order 2 and 3 "
+                "(fractions {1: []}, mids all None), so these placeholder values are never read",
+            )
+            for what in ("0.5 -> 1.5", "/ -> *", "2 -> 3", "3 -> 4")
+        ),
+        *(
+            (
+                "return _single_step(2, denoiser, x, grid, cond, callback, r1, 2 / 3)",
+                what,
+                "DPM-Solver-2 never reads r2: fractions {2: [r1]}, and only _dpm_solver_3_step takes r2",
+            )
+            for what in ("/ -> *", "2 -> 3", "3 -> 4")
+        ),
+        (
+            "if not math.isfinite(step_length(history[-k - 1], history[-k])):",
+            "drop -",
+            "the second minus (history[k] for history[-k]; dropping the first is killed): history holds n <= 3 step "
+            "starts in decreasing t, and lambda is infinite only on a leading run of m of them (alpha = 0 only at "
+            "the noise end; sigma = 0 only at t = 0, never a step start). The original stops at the first k with "
+            "n - k - 1 < m; the pair (history[-k - 1], history[k]) is infinite iff n - k - 1 < m or k < m, which "
+            "for n <= 3 first holds at the same k (m >= 2: k = 1 in both; m = 1: k = n - 1 in both); "
+            "step_length of a finite point with itself is 0",
+        ),
+        (
+            "w = multistep_weights(p, h, h_prev, solver_type, d2_weight) if p > 1 else [phi(0, h)]",
+            "> -> >=",
+            "p >= 1 always, and multistep_weights(1, ...) returns [phi(0, h)]: the same list",
+        ),
+        (
+            "if prev is not None and math.isfinite(s.lam - prev[0].lam) and math.isfinite(h):",
+            "- -> +",
+            "lambda is never NaN and |lambda| is far below 1e308 where finite, so s.lam + prev.lam and "
+            "s.lam - prev.lam are both finite exactly when both terms are (inf - inf and -inf + inf are NaN)",
+        ),
+    ],
     "unipc": [
         (
             "if abs(z) < 0.5:",

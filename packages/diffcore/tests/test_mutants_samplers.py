@@ -380,3 +380,262 @@ def test_unipc_step_order_is_one_across_and_just_after_an_infinite_interval():
     assert math.isinf(steps.step_length(pts[0], pts[1])) and math.isinf(steps.step_length(pts[5], pts[6]))
     got = [_step_order(3, i, 6, False, pts) for i in range(6)]
     assert got == [1, 1, 2, 3, 3, 1]
+
+
+# ---- sampling.dpm_solver: single-step DPM-Solver-1/2/3, the multistep order rule, the SDE and ancestral steps ----
+
+
+def _sampler(name, den, x, grid, generator=None, **kw):
+    import diffcore
+
+    return diffcore.sampling.get(name).fn(den, x, grid, cond={}, generator=generator, callback=None, **kw)
+
+
+def _at_lambda(sched, lam):
+    """(t, alpha, sigma) where the half-log-SNR is ``lam``, through the schedule's own inverse."""
+    t = float(sched.t_from_log_snr(torch.tensor(2 * lam, dtype=F64)))
+    tt = torch.tensor(t, dtype=F64)
+    return t, float(sched.alpha(tt)), float(sched.sigma(tt))
+
+
+@pytest.mark.parametrize(
+    ("name", "kw"),
+    [
+        ("dpm_solver_1", {}),
+        ("dpm_solver_2", {}),
+        ("dpm_solver_2", {"r1": 1 / 3}),
+        ("dpm_solver_3", {}),
+        ("dpm_solver_3", {"r1": 0.25, "r2": 0.6}),
+    ],
+)
+def test_dpm_solver_single_steps_are_lu_et_al_algorithms_1_and_2(name, kw):
+    """Noise prediction, written as in the paper (Lu et al. 2022, Eq. 3.7, Algorithms 1 and 2) with
+    h = lambda_t - lambda_s and s_k at lambda_s + r_k h:
+    u1 = (a_1 / a_s) x - s_1 (e^{r1 h} - 1) eps_s; DPM-Solver-2 adds - s_t / (2 r1) (e^h - 1) (eps(u1) - eps_s)
+    to the DDIM step; DPM-Solver-3 builds u2 with - (s_2 r2 / r1) ((e^{r2 h} - 1) / (r2 h) - 1) D1 and adds
+    - (s_t / r2) ((e^h - 1) / h - 1) D2. Two steps, neither onto t = 0."""
+    sched = schedules.get("vp-cosine")
+    den = GM.denoiser(sched, "eps")
+    x = torch.randn(5, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    grid = [0.8, 0.55, 0.3]
+    order = int(name[-1])
+    r1 = kw.get("r1", 0.5 if order == 2 else 1 / 3)
+    r2 = kw.get("r2", 2 / 3)
+    want = x
+    for ts, tt in itertools.pairwise(grid):
+        a_s, s_s = (float(f(torch.tensor(ts, dtype=F64))) for f in (sched.alpha, sched.sigma))
+        a_t, s_t = (float(f(torch.tensor(tt, dtype=F64))) for f in (sched.alpha, sched.sigma))
+        lam_s, lam_t = math.log(a_s / s_s), math.log(a_t / s_t)
+        h = lam_t - lam_s
+        e_s = den.estimate(want, ts).eps
+        ddim = a_t / a_s * want - s_t * math.expm1(h) * e_s
+        if order == 1:
+            want = ddim
+            continue
+        t1, a1, s1 = _at_lambda(sched, lam_s + r1 * h)
+        u1 = a1 / a_s * want - s1 * math.expm1(r1 * h) * e_s
+        d1 = den.estimate(u1, t1).eps - e_s
+        if order == 2:
+            want = ddim - s_t / (2 * r1) * math.expm1(h) * d1
+            continue
+        t2, a2, s2 = _at_lambda(sched, lam_s + r2 * h)
+        u2 = (
+            a2 / a_s * want
+            - s2 * math.expm1(r2 * h) * e_s
+            - s2 * r2 / r1 * (math.expm1(r2 * h) / (r2 * h) - 1) * d1
+        )
+        d2 = den.estimate(u2, t2).eps - e_s
+        want = ddim - s_t / r2 * (math.expm1(h) / h - 1) * d2
+    got = _sampler(name, den, x, torch.tensor(grid, dtype=F64), **kw)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_dpm_solver_2_and_3_refuse_r1_r2_at_the_boundaries():
+    """0 < r1 < 1 (DPM-Solver-2) and 0 < r1 < r2 < 1 (DPM-Solver-3), all strict: r1 = 0 divides by zero, r1 = 1
+    or r2 = 1 evaluates at lambda_t itself, r1 = r2 repeats a point (Lu et al. 2022, Algorithms 1-2)."""
+    den = GM.denoiser(schedules.get("vp-cosine"), "eps")
+    x = torch.zeros(2, 2, dtype=F64)
+    grid = torch.tensor([0.8, 0.5, 0.0], dtype=F64)
+    for r1 in (0.0, 1.0, -0.2, 1.5):
+        with pytest.raises(ValueError, match="r1: expected 0 < r1 < 1"):
+            _sampler("dpm_solver_2", den, x, grid, r1=r1)
+    for r1, r2 in ((0.0, 2 / 3), (0.5, 0.5), (1 / 3, 1.0), (1 / 3, 1.5), (0.7, 0.6)):
+        with pytest.raises(ValueError, match="r1, r2: expected 0 < r1 < r2 < 1"):
+            _sampler("dpm_solver_3", den, x, grid, r1=r1, r2=r2)
+    for name, kw in (("dpm_solver_2", {"r1": 0.999}), ("dpm_solver_3", {"r1": 0.001, "r2": 0.999})):
+        assert torch.isfinite(_sampler(name, den, x, grid, **kw)).all()
+
+
+@pytest.mark.parametrize("name", ["dpmpp_2m", "dpmpp_3m"])
+def test_dpmpp_lower_order_final_applies_below_15_steps_only(name):
+    """diffusers' rule (``lower_order_final and len(timesteps) < 15``): a 15-step run is the same with and without
+    it, a 14-step one is not (its last steps drop to lower order). Grids end at t = 0.2, so the last step is a
+    solver step, not the data estimate."""
+    den = GM.denoiser(schedules.get("vp-cosine"), "eps")
+    x = torch.randn(4, 2, dtype=F64, generator=torch.Generator().manual_seed(1))
+    for steps_, same in ((15, True), (14, False)):
+        grid = torch.linspace(0.9, 0.2, steps_ + 1, dtype=F64)
+        a = _sampler(name, den, x, grid, lower_order_final=True)
+        b = _sampler(name, den, x, grid, lower_order_final=False)
+        assert torch.equal(a, b) is same, steps_
+
+
+def _history(pts, i, order):
+    return pts[max(0, i - order + 1) : i + 1]
+
+
+@pytest.mark.parametrize(
+    ("steps_", "lower_order_final", "want"),
+    [
+        (14, True, [1, 2, *[3] * 10, 2, 1]),
+        (15, True, [1, 2, *[3] * 13]),
+        (14, False, [1, 2, *[3] * 12]),
+    ],
+)
+def test_dpmpp_step_order_warms_up_and_tapers_below_15_steps(steps_, lower_order_final, want):
+    from diffcore.sampling.dpm_solver import _multistep_order
+
+    pts = steps.grid_points(schedules.get("vp-cosine"), torch.linspace(0.9, 0.2, steps_ + 1).tolist())
+    got = [_multistep_order(3, i, steps_, lower_order_final, _history(pts, i, 3)) for i in range(steps_)]
+    assert got == want
+
+
+def test_dpmpp_step_order_is_one_across_and_just_after_an_infinite_interval():
+    """Zero terminal SNR: lambda = -inf at t = 1. The step from t = 1 is first order, the next one too (its only
+    earlier interval is infinite), then 2 (the outputs after t = 1), then 3."""
+    from diffcore.sampling.dpm_solver import _multistep_order
+
+    sched = schedules.ZeroTerminalSNR(schedules.get("vp-cosine"))
+    pts = steps.grid_points(sched, [1.0, 0.8, 0.6, 0.4, 0.2, 0.1])
+    assert math.isinf(steps.step_length(pts[0], pts[1]))
+    for order, want in ((3, [1, 1, 2, 3, 3]), (2, [1, 1, 2, 2, 2])):
+        got = [_multistep_order(order, i, 5, False, _history(pts, i, order)) for i in range(5)]
+        assert got == want, order
+
+
+_SDE_CASES = [
+    ("vp-cosine", "eps", [0.8, 0.6, 0.4, 0.25, 0.0]),
+    ("rectified-flow", "velocity", [1.0, 0.7, 0.45, 0.25]),  # the first step from alpha = 0 (h = inf)
+]
+
+
+@pytest.mark.parametrize(
+    ("eta", "s_noise", "solver_type"),
+    [(0.5, 0.7, "midpoint"), (0.5, 0.7, "heun"), (1.0, 1.0, "heun"), (0.0, 1.0, "midpoint")],
+)
+@pytest.mark.parametrize(("schedule", "pred", "grid"), _SDE_CASES)
+def test_dpmpp_2m_sde_is_k_diffusions_step_replayed_with_the_same_draws(
+    schedule, pred, grid, eta, s_noise, solver_type
+):
+    """k-diffusion's ``sample_dpmpp_2m_sde`` (= diffusers' ``sde-dpmsolver++`` at eta = 1) written in x_t = alpha x0
+    + sigma eps units, with eta_h = eta h: x = (s_t / s_s) e^{-eta_h} x + a_t (1 - e^{-h - eta_h}) x0, plus
+    a_t c / r (x0 - x0_prev) with r = h_prev / h and c = (1 - e^{-h - eta_h}) / 2 (midpoint) or
+    (1 - e^{-h - eta_h}) / (-h - eta_h) + 1 (heun), plus s_t s_noise sqrt(1 - e^{-2 eta_h}) z. From alpha = 0
+    (h = inf) the limits: x = a_t x0 + s_t s_noise z for eta > 0, the ODE's (s_t / s_s) x + a_t x0 for eta = 0.
+    eta = 0 draws nothing."""
+    sched = schedules.get(schedule)
+    den = GM.denoiser(sched, pred)
+    x = torch.randn(4, 2, dtype=F64, generator=torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(3)
+    before = g.get_state()
+    got = _sampler(
+        "dpmpp_2m_sde",
+        den,
+        x,
+        torch.tensor(grid, dtype=F64),
+        g,
+        eta=eta,
+        s_noise=s_noise,
+        solver_type=solver_type,
+    )
+    if eta == 0:
+        assert torch.equal(g.get_state(), before)
+    g = torch.Generator().manual_seed(3)
+    want, prev = x, None
+    for s, t in itertools.pairwise(steps.grid_points(sched, grid)):
+        x0 = den.estimate(want, s.t).x0
+        if t.t == 0:
+            want = x0
+        elif s.alpha == 0:
+            want = t.alpha * x0 + (
+                t.sigma * s_noise * steps.randn(want, g) if eta > 0 else t.sigma / s.sigma * want
+            )
+        else:
+            h = math.log(t.alpha / t.sigma) - math.log(s.alpha / s.sigma)
+            eta_h = eta * h
+            want = t.sigma / s.sigma * math.exp(-eta_h) * want - t.alpha * math.expm1(-h - eta_h) * x0
+            if prev is not None and prev[0].alpha > 0:
+                r = (math.log(s.alpha / s.sigma) - math.log(prev[0].alpha / prev[0].sigma)) / h
+                if solver_type == "heun":
+                    c = -math.expm1(-h - eta_h) / (-h - eta_h) + 1
+                else:
+                    c = -0.5 * math.expm1(-h - eta_h)
+                want = want + t.alpha * c / r * (x0 - prev[1])
+            if eta > 0:
+                want = want + t.sigma * s_noise * math.sqrt(-math.expm1(-2 * eta_h)) * steps.randn(want, g)
+        prev = (s, x0)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(("eta", "s_noise"), [(0.6, 0.7), (1.0, 1.0), (0.0, 1.0)])
+@pytest.mark.parametrize(("schedule", "pred", "grid"), _SDE_CASES)
+def test_dpmpp_2s_ancestral_is_k_diffusions_step_replayed_with_the_same_draws(
+    schedule, pred, grid, eta, s_noise
+):
+    """k-diffusion's ``sample_dpmpp_2s_ancestral`` in x_t = alpha x0 + sigma eps units: sigma_up = min(eta *
+    posterior_std, s_t) (k-diffusion's ``get_ancestral_step`` times alpha_t), sigma_down = sqrt(s_t^2 - up^2),
+    lambda_d = log(a_t / sigma_down), h = lambda_d - lambda_s; u = (s_m / s_s) x + a_m (1 - e^{-h/2}) x0 at the
+    midpoint lambda_s + h / 2, x = (sigma_down / s_s) x + a_t (1 - e^{-h}) x0(u), plus up s_noise z. From alpha = 0:
+    the first-order (DDIM) step to t, no noise. eta = 0 draws nothing."""
+    sched = schedules.get(schedule)
+    den = GM.denoiser(sched, pred)
+    x = torch.randn(4, 2, dtype=F64, generator=torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(3)
+    before = g.get_state()
+    got = _sampler("dpmpp_2s_ancestral", den, x, torch.tensor(grid, dtype=F64), g, eta=eta, s_noise=s_noise)
+    if eta == 0:
+        assert torch.equal(g.get_state(), before)
+    g = torch.Generator().manual_seed(3)
+    want = x
+    for s, t in itertools.pairwise(steps.grid_points(sched, grid)):
+        d = den.estimate(want, s.t)
+        if t.t == 0:
+            want = d.x0
+        elif s.alpha == 0:
+            want = t.alpha * d.x0 + t.sigma * d.eps
+        else:
+            lam_s = math.log(s.alpha / s.sigma)
+            ratio = math.exp(lam_s - math.log(t.alpha / t.sigma))  # sigma_t / sigma_s in data units
+            up = min(eta * t.sigma * math.sqrt(1 - ratio**2), t.sigma)
+            down = math.sqrt(t.sigma**2 - up**2)
+            h = math.log(t.alpha / down) - lam_s
+            tm, am, sm = _at_lambda(sched, lam_s + h / 2)
+            u = sm / s.sigma * want - am * math.expm1(-h / 2) * d.x0
+            want = down / s.sigma * want - t.alpha * math.expm1(-h) * den.estimate(u, tm).x0
+            if up > 0:
+                want = want + up * s_noise * steps.randn(want, g)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_dpmpp_2s_ancestral_takes_eta_zero_and_above_one_and_refuses_negatives():
+    den = GM.denoiser(schedules.get("vp-cosine"), "eps")
+    x = torch.randn(3, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    grid = torch.tensor([0.8, 0.5, 0.0], dtype=F64)
+    for eta in (0.0, 0.5, 1.5):
+        assert torch.isfinite(
+            _sampler("dpmpp_2s_ancestral", den, x, grid, torch.Generator().manual_seed(1), eta=eta)
+        ).all()
+    for name in ("dpmpp_2s_ancestral", "dpmpp_2m_sde"):
+        with pytest.raises(ValueError, match="eta: expected >= 0"):
+            _sampler(name, den, x, grid, eta=-1e-9)
+
+
+def test_multistep_weights_refuse_orders_other_than_one_to_three():
+    """There are weights for orders 1-3 only: order 4 is refused, not answered with the order-3 weights."""
+    from diffcore.sampling.dpm_solver import multistep_weights
+
+    for order in (0, 4):
+        with pytest.raises(ValueError, match="order: expected 1, 2 or 3"):
+            multistep_weights(order, 0.3, [0.2, 0.25, 0.3])
+    for order in (1, 2, 3):
+        assert len(multistep_weights(order, 0.3, [0.2, 0.25][: order - 1])) == order

@@ -226,6 +226,8 @@ def multistep_weights(
     ``I_1 / h``. ``d2_weight="diffusers"`` uses diffusers' / k-diffusion's ``I_2 / h^2`` on ``D2`` (half the
     Taylor weight: second-order consistent only; kept for parity).
     """
+    if order not in (1, 2, 3):
+        raise ValueError(f"order: expected 1, 2 or 3, got {order}")
     if order == 1:
         return [phi(0, h)]
     r0 = h_prev[0] / h
@@ -387,7 +389,10 @@ def sample_dpmpp_2m_sde(
         else:
             h = step_length(s, t)
             h_eta = h * (1 + eta) if math.isfinite(h) else math.inf
-            decay = 0.0 if math.isinf(h) else math.exp(-eta * h)
+            if math.isfinite(h):
+                decay = math.exp(-eta * h)
+            else:  # e^{-eta h} at h = inf (a step from alpha = 0): 0 with noise, 1 for the ODE (eta = 0)
+                decay = 0.0 if eta > 0 else 1.0
             x = (t.sigma / s.sigma * decay) * x + (t.alpha * phi(0, h_eta)) * x0
             if prev is not None and math.isfinite(s.lam - prev[0].lam) and math.isfinite(h):
                 r = (s.lam - prev[0].lam) / h
