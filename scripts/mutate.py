@@ -279,6 +279,18 @@ SUITES: dict[str, dict] = {
         ],
         "equivalent": [
             (
+                "return 2 * (base.d_alpha(x) / base.alpha(x) - base.d_sigma(x) / base.sigma(x))",
+                "2 -> 3",
+                "d_warp's end-point fallback divides two values of this function: the factor cancels",
+            ),
+            (
+                "return 2 * (base.d_alpha(x) / base.alpha(x) - base.d_sigma(x) / base.sigma(x))",
+                "- -> +",
+                "the fallback runs only 1e-6 from an end where one term is ~1e6 times the other (sigma'/sigma ~ "
+                "1/(2t) at t = 0, alpha'/alpha ~ 1/(1 - t) at t = 1): flipping the small one's sign moves the "
+                "ratio by ~1e-7 relative, below the 1e-6-inside approximation of the limit itself",
+            ),
+            (
                 "bad = t[~inside].reshape(-1)[:3].tolist()",
                 "3 -> 4",
                 "how many offending values the error message quotes",
