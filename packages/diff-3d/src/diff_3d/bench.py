@@ -26,7 +26,7 @@ __all__ = ["TARGETS_FULL", "TARGETS_QUICK", "BenchSettings", "bench", "run_bench
 class BenchSettings:
     """Sizes of one benchmark run; ``*_seconds`` bound each stage's wall time (``steps`` are the most it runs)."""
 
-    representation: str = "diffgs"
+    representation: str = "l3dg"
     dataset: str = "primitives"
     num_objects: int = 48
     budget: int = 512
@@ -37,6 +37,9 @@ class BenchSettings:
     width: int = 96
     depth: int = 3
     heads: int = 4
+    grid_size: int = 16
+    conv_channels: int = 16
+    latent_channels: int = 8
     batch_size: int = 8
     autoencoder_steps: int = 2000
     autoencoder_seconds: float = 70.0
@@ -94,6 +97,7 @@ def train_config(settings: BenchSettings, run: Path, resume: bool) -> Any:
         model=SplatModelConfig(
             representation=s.representation, latent_tokens=s.latent_tokens, latent_dim=s.latent_dim,
             field_width=s.field_width, queries=s.queries, width=s.width, depth=s.depth, heads=s.heads,
+            grid_size=s.grid_size, conv_channels=s.conv_channels, latent_channels=s.latent_channels,
         ),
         dataset=s.dataset, num_objects=s.num_objects, budget=s.budget, batch_size=s.batch_size, conditioning="class",
         autoencoder_steps=s.autoencoder_steps, autoencoder_seconds=s.autoencoder_seconds, autoencoder_lr=s.autoencoder_lr,

@@ -11,6 +11,7 @@ offset, log-scales, opacity logit and colour on the occupied cells, ``1 - |<q, q
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +29,10 @@ __all__ = ["L3DGConfig", "VoxelVAE"]
 @dataclass
 class L3DGConfig:
     """Hyper-parameters of :class:`VoxelVAE`: ``grid_size`` cells per axis over ``[-extent, extent]^3``,
-    ``downsample`` stride-2 stages, ``channels`` base width, ``latent_channels`` of the latent grid."""
+    ``downsample`` stride-2 stages, ``channels`` base width, ``latent_channels`` of the latent grid.
+    ``initial_logvar``: the posterior's initial log-variance (narrow: unit noise would drown the latent at first).
+    ``scale_prior``: the log-scale channel is decoded around ``log(scale_prior * extent)`` (a target far from the
+    zero output inflates Adam's second moments early and stalls learning for hundreds of steps)."""
 
     grid_size: int = 16
     downsample: int = 2
@@ -36,8 +40,10 @@ class L3DGConfig:
     latent_channels: int = 8
     extent: float = 1.0
     threshold: float = 0.5
-    occupancy_weight: float = 4.0
+    occupancy_weight: float = 2.0
     kl_weight: float = 1e-4
+    initial_logvar: float = -8.0
+    scale_prior: float = 0.03
 
     def __post_init__(self) -> None:
         if self.downsample < 0 or self.grid_size % (2**self.downsample):
@@ -80,6 +86,11 @@ class VoxelVAE(PretrainedModel):
         enc += [_Res(ch), nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv3d(ch, 2 * config.latent_channels, 1)]
         dec += [_Res(ch), nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv3d(ch, VOXEL_CHANNELS, 3, padding=1)]
         self.encoder, self.decoder = nn.Sequential(*enc), nn.Sequential(*dec)
+        with torch.no_grad():  # a narrow posterior at first: unit noise would drown the latent's mean
+            self.encoder[-1].bias[config.latent_channels :].fill_(config.initial_logvar)
+        offset = torch.zeros(VOXEL_CHANNELS)
+        offset[vx.LOG_SCALES] = math.log(config.scale_prior * config.extent)
+        self.register_buffer("channel_offset", offset.view(1, -1, 1, 1, 1), persistent=False)
         self.register_buffer("latent_scale", torch.ones(()))
 
     @property
@@ -104,7 +115,7 @@ class VoxelVAE(PretrainedModel):
 
     def decode(self, z: Tensor) -> Tensor:
         """Unscaled latents ``(B, c, g, g, g)`` -> grid logits ``(B, 15, G, G, G)`` (occupancy as a logit)."""
-        return self.decoder(z)
+        return self.decoder(z) + self.channel_offset
 
     @torch.no_grad()
     def encode_latents(self, features: Tensor) -> Tensor:
