@@ -32,7 +32,8 @@ class L3DGConfig:
     ``downsample`` stride-2 stages, ``channels`` base width, ``latent_channels`` of the latent grid.
     ``initial_logvar``: the posterior's initial log-variance (narrow: unit noise would drown the latent at first).
     ``scale_prior``: the log-scale channel is decoded around ``log(scale_prior * extent)`` (a target far from the
-    zero output inflates Adam's second moments early and stalls learning for hundreds of steps)."""
+    zero output inflates Adam's second moments early and stalls learning for hundreds of steps).
+    ``merge_cells``: a cell stands for all its Gaussians (:func:`diff_3d.voxels.features_to_voxels`' ``merge``)."""
 
     grid_size: int = 16
     downsample: int = 2
@@ -44,6 +45,7 @@ class L3DGConfig:
     kl_weight: float = 1e-4
     initial_logvar: float = -8.0
     scale_prior: float = 0.03
+    merge_cells: bool = True
 
     def __post_init__(self) -> None:
         if self.downsample < 0 or self.grid_size % (2**self.downsample):
@@ -101,7 +103,9 @@ class VoxelVAE(PretrainedModel):
 
     def voxelise(self, features: Tensor) -> Tensor:
         """Splat sets ``(B, N, 14)`` -> grids ``(B, 15, G, G, G)`` (:func:`diff_3d.voxels.features_to_voxels`)."""
-        return features_to_voxels(features, self.config.grid_size, self.config.extent)
+        return features_to_voxels(
+            features, self.config.grid_size, self.config.extent, self.config.merge_cells
+        )
 
     def posterior(self, voxels: Tensor) -> tuple[Tensor, Tensor]:
         """``(mean, logvar)`` ``(B, c, g, g, g)`` of grids ``(B, 15, G, G, G)``."""
