@@ -15,7 +15,7 @@ from diff_3d.models.layout import COLOUR
 SHAPES = [Primitive("sphere", "red"), Primitive("cube", "blue"), Primitive("torus", "green")]
 
 
-def overfit(config: L3DGConfig, steps: int = 60) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def overfit(config: L3DGConfig, steps: int = 150) -> tuple[torch.Tensor, list[torch.Tensor]]:
     g = torch.Generator().manual_seed(0)
     x = torch.stack([surface_gaussians(s, 256, g).to_vector() for s in SHAPES]).float()
     torch.manual_seed(0)
@@ -44,12 +44,15 @@ def reconstruction_errors(x: torch.Tensor, rec: list[torch.Tensor]) -> tuple[tor
 def test_the_voxel_autoencoder_reconstructs_three_primitives_in_a_few_seconds():
     x, rec = overfit(small())
     cd, colour = reconstruction_errors(x, rec)
-    assert float(cd.diagonal().max()) < 0.02, cd  # the floor (two surface samples) is ~0.005, a blob ~0.05
+    # measured 0.004-0.005 (two surface samples of one shape: ~0.003); without the fixes 0.02-0.07 after 100 steps
+    assert float(cd.diagonal().max()) < 0.01, cd
     assert torch.equal(cd.argmin(dim=1), torch.arange(3)), cd  # each is its own shape, not an average one
-    assert float(colour.max()) < 0.3, colour  # SH DC units: the three colours are >= 1.5 apart
+    # SH DC units, the three colours are >= 1.5 apart; measured <= 0.07, without the fixes 0.8-1.9 (all three
+    # reconstructions then nearest the torus)
+    assert float(colour.max()) < 0.2, colour
 
 
 def test_without_the_fixes_the_same_steps_do_not_get_there():
     x, rec = overfit(small(initial_logvar=0.0, scale_prior=1.0))
     cd, colour = reconstruction_errors(x, rec)
-    assert float(cd.diagonal().max()) >= 0.02 or float(colour.max()) >= 0.3
+    assert float(cd.diagonal().max()) >= 0.01 or float(colour.max()) >= 0.2

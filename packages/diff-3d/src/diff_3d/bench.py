@@ -42,10 +42,10 @@ class BenchSettings:
     latent_channels: int = 8
     batch_size: int = 8
     autoencoder_steps: int = 2000
-    autoencoder_seconds: float = 70.0
-    autoencoder_lr: float = 1e-3
+    autoencoder_seconds: float = 100.0
+    autoencoder_lr: float = 2e-3
     steps: int = 3000
-    train_seconds: float = 40.0
+    train_seconds: float = 60.0
     lr: float = 1e-3
     ema_decay: float = 0.99
     samples: int = 24
