@@ -7,12 +7,12 @@
     decoded centres to the input centres, per class, beside the floor (two independent surface samples of the same
     shape) and the class adherence of renders of the reconstructions (the bench's render classifier, trained on
     true renders). It must be near 1 before latent diffusion can help.
-(b) the latent diffusion on that autoencoder: class adherence of class-conditional samples (``--train-seconds 0``
-    skips it).
+(b) the latent diffusion on that autoencoder: class adherence of class-conditional samples at each ``--guidance``
+    scale (``--train-seconds 0`` skips it).
 
 Settings are the quick bench's (:meth:`diff_3d.bench.BenchSettings.quick`) unless overridden with
 ``--set name=value`` (a BenchSettings field) or ``--model name=value`` (a SplatModelConfig field). Prints and writes
-``OUT/diagnosis.json``.
+``OUT/diagnosis.json`` (``--record NAME``: also ``benchmarks/results/splat_diagnose-NAME-cpu.json``).
 """
 
 from __future__ import annotations
@@ -57,7 +57,13 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="BenchSettings field=value")
     parser.add_argument("--model", action="append", default=[], help="SplatModelConfig field=value")
     parser.add_argument("--recon", type=int, default=24, help="training objects reconstructed")
+    parser.add_argument(
+        "--guidance", type=float, action="append", default=[], help="CFG scales of (b); repeat"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/splat_diagnose"))
+    parser.add_argument(
+        "--record", default="", help="also write benchmarks/results/splat_diagnose-<this>-cpu.json"
+    )
     args = parser.parse_args()
 
     s = dataclasses.replace(
@@ -70,7 +76,7 @@ def main() -> None:
     config = train_config(s, args.out / "run", resume=False)
     config.model = dataclasses.replace(config.model, **_parse(args.model))
     start = time.perf_counter()
-    pipe = train(config, save=False)
+    pipe = train(config)
     train_s = time.perf_counter() - start
     log = [
         json.loads(x) for x in (args.out / "run" / "autoencoder" / "log.jsonl").read_text().splitlines() if x
@@ -119,15 +125,27 @@ def main() -> None:
     if args.train_seconds > 0:
         k = 4 * len(names)
         want = torch.arange(k) % len(names)
-        objs = pipe.generate(k, classes=want.tolist(), guidance=s.guidance, steps=s.sample_steps,
-                             generator=torch.Generator().manual_seed(1))  # fmt: skip
-        views = render_views(objs, cams)
-        result["sample_class_adherence"] = float((clf.logits(views).argmax(-1) == want).float().mean())
+        for scale in args.guidance or [s.guidance]:
+            objs = pipe.generate(k, classes=want.tolist(), guidance=scale, steps=s.sample_steps,
+                                 generator=torch.Generator().manual_seed(1))  # fmt: skip
+            views = render_views(objs, cams)
+            adherence = float((clf.logits(views).argmax(-1) == want).float().mean())
+            result[f"sample_class_adherence@{scale:g}"] = adherence
         lat = torch.cat([ae.encode_latents(feats)])
         result["latent_std"] = float(lat.std())
     print(json.dumps(result, indent=1))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "diagnosis.json").write_text(json.dumps(result, indent=1))
+    if args.record:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+        from results_io import write_result
+
+        result["command"] = "python benchmarks/3d/splat_diagnose.py " + " ".join(sys.argv[1:])
+        print(
+            f"wrote {write_result(result, script='splat_diagnose', variant=args.record, device='cpu', packages=('diff-3d',))}"
+        )
 
 
 if __name__ == "__main__":
