@@ -82,3 +82,23 @@ def test_merging_a_cell_averages_offsets_and_colours_and_grows_the_scales():
     torch.testing.assert_close(second[11:14], torch.tensor([0.5, 0.5, 0.0]))
     torch.testing.assert_close(second[7:10], torch.full((3,), -3.0 + 0.5 * math.log(2.0)))
     assert float(second[10]) == 3.0  # the most opaque one's opacity
+
+
+def test_splitting_merged_cells_gives_the_budget_and_shrinks_the_split_ones():
+    from diff_3d.models.l3dg import split_cells
+
+    rows = torch.zeros(4, FEATURES)
+    rows[:, 3] = 1.0  # identity rotation
+    rows[:, 7:10] = math.log(0.1)
+    rows[:, :3] = torch.arange(4.0)[:, None]
+    out = split_cells(rows, 10, torch.Generator().manual_seed(0))
+    assert out.shape == (10, FEATURES)
+    # every cell is kept; children stay inside their parent's 1-sigma ball with scales shrunk by sqrt(children)
+    parent = torch.cdist(out[:, :3], rows[:, :3]).argmin(1)
+    assert set(parent.tolist()) == {0, 1, 2, 3}
+    count = torch.bincount(parent, minlength=4).float()
+    assert float((out[:, :3] - rows[parent, :3]).norm(dim=-1).max()) <= 0.1 + 1e-6
+    torch.testing.assert_close(
+        out[:, 7:10], (math.log(0.1) - 0.5 * count[parent].log())[:, None].expand(-1, 3)
+    )
+    assert torch.equal(split_cells(rows, 3), rows)  # enough cells already: as is

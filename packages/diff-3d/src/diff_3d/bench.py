@@ -74,7 +74,7 @@ class BenchSettings:
             representation="l3dg", dataset="procedural", num_objects=240, budget=1024, latent_tokens=16, latent_dim=32,
             field_width=256, queries=4096, width=384, depth=8, heads=6, grid_size=32, conv_channels=32,
             latent_channels=8, patch_size=2, batch_size=32, autoencoder_steps=20_000, autoencoder_seconds=150.0,
-            autoencoder_lr=2e-3, steps=40_000, train_seconds=150.0, lr=3e-4, ema_decay=0.999, samples=120,
+            autoencoder_lr=1e-3, steps=40_000, train_seconds=150.0, lr=3e-4, ema_decay=0.999, samples=120,
             reference=120, points=512, sample_steps=40, guidance=3.0, classifier_steps=600, image_size=64, views=4,
             fit_objects=2, fit_steps=300, fit_size=64, fit_budget_seconds=90.0, write_samples=12, device="auto",
         )  # fmt: skip

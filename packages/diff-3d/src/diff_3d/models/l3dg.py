@@ -23,7 +23,7 @@ from diff_3d import voxels as vx
 from diff_3d.models.layout import check_features, normalise_quats
 from diff_3d.voxels import VOXEL_CHANNELS, features_to_voxels, voxels_to_features
 
-__all__ = ["L3DGConfig", "VoxelVAE"]
+__all__ = ["L3DGConfig", "VoxelVAE", "split_cells"]
 
 
 @dataclass
@@ -33,7 +33,8 @@ class L3DGConfig:
     ``initial_logvar``: the posterior's initial log-variance (narrow: unit noise would drown the latent at first).
     ``scale_prior``: the log-scale channel is decoded around ``log(scale_prior * extent)`` (a target far from the
     zero output inflates Adam's second moments early and stalls learning for hundreds of steps).
-    ``merge_cells``: a cell stands for all its Gaussians (:func:`diff_3d.voxels.features_to_voxels`' ``merge``)."""
+    ``merge_cells``: a cell stands for all its Gaussians (:func:`diff_3d.voxels.features_to_voxels`' ``merge``).
+    ``split_cells``: decoding at a budget above the occupied cells undoes the merge (:func:`split_cells`)."""
 
     grid_size: int = 16
     downsample: int = 2
@@ -46,6 +47,7 @@ class L3DGConfig:
     initial_logvar: float = -8.0
     scale_prior: float = 0.03
     merge_cells: bool = True
+    split_cells: bool = True
 
     def __post_init__(self) -> None:
         if self.downsample < 0 or self.grid_size % (2**self.downsample):
@@ -56,6 +58,32 @@ class L3DGConfig:
             raise ValueError(f"channels: expected a multiple of 8 (GroupNorm), got {self.channels}")
         if self.latent_channels < 1:
             raise ValueError(f"latent_channels: expected >= 1, got {self.latent_channels}")
+
+
+def split_cells(rows: Tensor, budget: int, generator: torch.Generator | None = None) -> Tensor:
+    """Undo :func:`~diff_3d.voxels.features_to_voxels`' merge approximately: ``(n, 14)`` merged Gaussians ->
+    ``(budget, 14)`` when ``n < budget``. Every Gaussian is kept and ``budget - n`` more are drawn among them; one
+    drawn ``c`` times becomes ``c`` children placed inside it (``mean + R S u``, ``u ~ N(0, I)`` clipped to the unit
+    ball) with scales divided by ``sqrt(c)`` (the merge grew them by ``sqrt(count)``). ``n >= budget``: as is."""
+    n = rows.shape[0]
+    if n >= budget or n == 0:
+        return rows
+    from diff_3d.gaussians import quat_to_rotation
+    from diff_3d.models import layout
+
+    dev = rows.device
+    pick = torch.cat(
+        [torch.arange(n, device=dev), torch.randint(0, n, (budget - n,), generator=generator, device=dev)]
+    )
+    count = torch.bincount(pick, minlength=n).to(rows.dtype)[pick, None]
+    child = rows[pick].clone()
+    u = torch.randn((budget, 3), generator=generator, device=dev, dtype=rows.dtype)
+    u = u / u.norm(dim=-1, keepdim=True).clamp_min(1.0)
+    local = u * child[:, layout.LOG_SCALES].exp()
+    jitter = torch.einsum("nij,nj->ni", quat_to_rotation(child[:, layout.QUAT]), local)
+    child[:, layout.MEANS] += torch.where(count > 1, jitter, torch.zeros_like(jitter))
+    child[:, layout.LOG_SCALES] -= 0.5 * torch.log(count)
+    return child
 
 
 class _Res(nn.Module):
@@ -142,7 +170,8 @@ class VoxelVAE(PretrainedModel):
         self, latents: Tensor, budget: int | None = None, generator: torch.Generator | None = None
     ) -> list[Tensor]:
         """Splat sets ``(n_i, 14)`` from scaled latents ``(B, c, g, g, g)``: the cells decoded as occupied, at most
-        ``budget`` of them (``generator`` is unused: decoding is deterministic)."""
+        ``budget`` of them; with ``split_cells`` and fewer occupied cells than ``budget``, exactly ``budget``
+        (:func:`split_cells`, drawn with ``generator``)."""
         if latents.ndim != 5 or tuple(latents.shape[1:]) != self.latent_shape:
             raise ValueError(
                 f"latents: expected (B, {', '.join(map(str, self.latent_shape))}), got {tuple(latents.shape)}"
@@ -150,7 +179,10 @@ class VoxelVAE(PretrainedModel):
         grid = self.decode(latents / self.latent_scale)
         grid = torch.cat([torch.sigmoid(grid[:, vx.OCCUPANCY]), grid[:, 1:]], dim=1)
         grid[:, vx.QUAT] = normalise_quats(grid[:, vx.QUAT].movedim(1, -1)).movedim(-1, 1)
-        return voxels_to_features(grid, self.config.extent, self.config.threshold, budget)
+        out = voxels_to_features(grid, self.config.extent, self.config.threshold, budget)
+        if budget is not None and self.config.split_cells and self.config.merge_cells:
+            out = [split_cells(rows, budget, generator) for rows in out]
+        return out
 
     def loss(
         self, features: Tensor, generator: torch.Generator | None = None
