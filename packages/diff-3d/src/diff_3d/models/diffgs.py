@@ -57,10 +57,6 @@ class DiffGSConfig:
     ``extent``: objects live in ``[-extent, extent]^3``. ``truncation``, ``bandwidth``, ``attribute_radius`` and
     ``keep_distance`` are in the units of positions. ``queries``: training query points per object.
 
-    ``surface_samples``: 0 regresses the distance to the nearest centre; ``k > 0`` the distance to the splats'
-    surface, densified by ``k`` points drawn inside every Gaussian (a smooth target where the centres are sparse).
-    ``field``: ``attention`` (queries cross-attend to the latent tokens, plus the global code) or ``film`` (a
-    residual MLP of the query's Fourier features modulated by the global code, ``field_depth`` blocks).
     ``initial_logvar``: the posterior's initial log-variance (a narrow start: unit noise would drown the mean).
     ``scale_prior``: GauTF's log-scales are predicted around ``log(scale_prior * extent)``; a target far from the
     zero output gives huge first gradients that inflate Adam's second moments and stall every shared weight for
@@ -80,9 +76,6 @@ class DiffGSConfig:
     queries: int = 1024
     kl_weight: float = 1e-4
     refine_steps: int = 4
-    surface_samples: int = 0
-    field: str = "attention"
-    field_depth: int = 4
     initial_logvar: float = -8.0
     scale_prior: float = 0.03
 
@@ -155,20 +148,6 @@ class SetEncoder(nn.Module):
         return mean, logvar.clamp(-20.0, 10.0)
 
 
-class _FiLMBlock(nn.Module):
-    """Residual MLP block whose normalised input is modulated by the latent code (FiLM, Perez et al. 2018)."""
-
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(width, elementwise_affine=False)
-        self.mod = nn.Linear(width, 2 * width)
-        self.mlp = Mlp(width, 2 * width)
-
-    def forward(self, h: Tensor, code: Tensor) -> Tensor:
-        scale, shift = self.mod(code).chunk(2, dim=-1)
-        return h + self.mlp(self.norm(h) * (1 + scale) + shift)
-
-
 def _head(width: int, out: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Linear(width, width), nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, out)
@@ -186,17 +165,6 @@ class GaussianFields(nn.Module):
         super().__init__()
         w = config.width
         self.log_scale_prior = math.log(config.scale_prior * config.extent)
-        self.kind = config.field
-        if config.field == "film":
-            self.fourier = FourierFeatures(config.frequencies, config.extent)
-            self.query_in = nn.Linear(self.fourier.dim, w)
-            self.code = nn.Sequential(nn.Linear(config.latent_tokens * config.latent_dim, w), nn.GELU())
-            self.film = nn.ModuleList(_FiLMBlock(w) for _ in range(config.field_depth))
-            self.norm = nn.LayerNorm(w)
-            self.gaupf = _head(w, 1)
-            self.gaucf = _head(w, 3)
-            self.gautf = _head(w, 8)
-            return
         self.latent_in = nn.Linear(config.latent_dim, w)
         self.context = _Block(w, config.heads, cross=False)
         self.fourier = FourierFeatures(config.frequencies, config.extent)
@@ -209,12 +177,6 @@ class GaussianFields(nn.Module):
 
     def trunk_features(self, z: Tensor, x: Tensor) -> Tensor:
         """The shared features ``(B, M, width)`` of queries ``x`` under latent ``z``."""
-        if self.kind == "film":
-            code = self.code(z.flatten(1))[:, None]
-            h = self.query_in(self.fourier(x))
-            for block in self.film:
-                h = block(h, code)
-            return self.norm(h)
         context = self.context(self.latent_in(z))
         h = self.query_in(self.fourier(x)) + self.global_in(z.flatten(1))[:, None]
         return self.trunk(h, context)
@@ -315,8 +277,7 @@ class DiffGSAutoencoder(PretrainedModel):
         x = self._queries(features[..., MEANS], generator)
         d, idx = torch.cdist(x, features[..., MEANS]).min(dim=-1)
         f = self.fields(z, x)
-        d_pf = d if not c.surface_samples else self._surface_distance(x, features, generator)
-        loss_pf = (f["distance"] - d_pf.clamp(max=c.truncation)).abs().mean()
+        loss_pf = (f["distance"] - d.clamp(max=c.truncation)).abs().mean()
         target = torch.gather(features, 1, idx[..., None].expand(-1, -1, FEATURES))
         near = (d < c.attribute_radius).float()
         count = near.sum().clamp_min(1.0)
@@ -332,21 +293,6 @@ class DiffGSAutoencoder(PretrainedModel):
         loss = 10 * loss_pf + loss_cf + loss_scale + 0.1 * loss_opacity + loss_rot + c.kl_weight * kl
         logs = {"gaupf": loss_pf, "gaucf": loss_cf, "scale": loss_scale, "rotation": loss_rot, "kl": kl}
         return loss, {k: v.detach() for k, v in logs.items()}
-
-    def _surface_distance(self, x: Tensor, features: Tensor, generator: torch.Generator | None) -> Tensor:
-        """Distance from ``x`` ``(B, M, 3)`` to the splats' surface: ``surface_samples`` points drawn inside each
-        Gaussian (``mean + R S u``, ``u ~ N(0, I)`` clipped to the unit ball) plus the centres."""
-        from diff_3d.gaussians import quat_to_rotation
-
-        b, n, _ = features.shape
-        k = self.config.surface_samples
-        u = torch.randn((b, n, k, 3), generator=generator, device=x.device, dtype=x.dtype)
-        u = u / u.norm(dim=-1, keepdim=True).clamp_min(1.0)
-        rot = quat_to_rotation(normalise_quats(features[..., QUAT]))  # (B, N, 3, 3)
-        local = u * features[..., None, LOG_SCALES].exp().clamp(max=0.1 * self.config.extent)
-        pts = features[..., None, MEANS] + torch.einsum("bnij,bnkj->bnki", rot, local)
-        pts = torch.cat([features[..., MEANS], pts.reshape(b, n * k, 3)], dim=1)
-        return torch.cdist(x, pts).min(dim=-1).values
 
     def _queries(self, centres: Tensor, generator: torch.Generator | None) -> Tensor:
         b, n, _ = centres.shape
