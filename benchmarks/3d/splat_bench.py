@@ -3,9 +3,10 @@
     OMP_NUM_THREADS=1 uv run python benchmarks/3d/splat_bench.py --quick     # CPU, <= 5 min on two cores
     uv run python benchmarks/3d/splat_bench.py --tiny                        # seconds: checks the code path
 
-Quick: fits a few primitives to 3DGS with the CPU renderer (render PSNR, target >= 25 dB), trains a tiny DiffGS
-latent model on Gaussians sampled on the primitives' surfaces (75 s autoencoder, 45 s denoiser), writes PLY files, a
-render grid and a turntable, and records COV / MMD-CD / 1-NNA and class adherence. Writes
+Quick: fits a few primitives to 3DGS with the CPU renderer (render PSNR, target >= 25 dB), trains a tiny L3DG
+latent model (a 3D-conv VAE of 16^3 voxel grids) on Gaussians sampled on the primitives' surfaces (100 s autoencoder,
+60 s denoiser), writes PLY files, a render grid and a turntable, and records COV / MMD-CD / 1-NNA and class
+adherence. Writes
 benchmarks/results/splat_bench[-quick|-tiny]-cpu.json (files under --out). The GPU run is splat_full.py.
 """
 
@@ -29,7 +30,7 @@ def tiny_settings() -> BenchSettings:
     return replace(BenchSettings.quick(), num_objects=12, budget=64, field_width=32, queries=64, width=32, depth=1,
                    autoencoder_steps=3, steps=3, samples=4, reference=4, points=32, sample_steps=2,
                    classifier_steps=2, image_size=16, views=1, fit_objects=1, fit_steps=2, fit_size=16,
-                   write_samples=2)  # fmt: skip
+                   write_samples=2, grid_size=8, conv_channels=8, latent_channels=4)  # fmt: skip
 
 
 def main() -> None:

@@ -1,5 +1,7 @@
 """Voxel-aligned Gaussians (L3DG): the grid conversion both ways, and what a cell cannot hold."""
 
+import math
+
 import pytest
 import torch
 from diff_3d.models.layout import FEATURES
@@ -63,3 +65,40 @@ def test_bad_shapes_are_refused_with_the_parameter_named():
         voxels_to_features(torch.zeros(1, 14, 4, 4, 4))
     with pytest.raises(ValueError, match="grid: expected"):
         features_to_voxels(torch.zeros(1, 3, 14), 0)
+
+
+def test_merging_a_cell_averages_offsets_and_colours_and_grows_the_scales():
+    a = torch.zeros(FEATURES)
+    a[:3], a[7:10], a[10], a[11:14] = 0.1, -3.0, -1.0, torch.tensor([1.0, 0.0, 0.0])
+    b = a.clone()
+    b[:3], b[10], b[11:14] = 0.3, 3.0, torch.tensor([0.0, 1.0, 0.0])
+    lone = a.clone()
+    lone[:3] = -0.7
+    voxels = features_to_voxels(torch.stack([a, b, lone])[None], grid=4, merge=True)
+    (rows,) = voxels_to_features(voxels)
+    first, second = rows  # row-major: the lone cell (0, 0, 0) first
+    torch.testing.assert_close(first, lone, rtol=0, atol=1e-6)
+    torch.testing.assert_close(second[:3], torch.full((3,), 0.2), rtol=0, atol=1e-6)
+    torch.testing.assert_close(second[11:14], torch.tensor([0.5, 0.5, 0.0]))
+    torch.testing.assert_close(second[7:10], torch.full((3,), -3.0 + 0.5 * math.log(2.0)))
+    assert float(second[10]) == 3.0  # the most opaque one's opacity
+
+
+def test_splitting_merged_cells_gives_the_budget_and_shrinks_the_split_ones():
+    from diff_3d.models.l3dg import split_cells
+
+    rows = torch.zeros(4, FEATURES)
+    rows[:, 3] = 1.0  # identity rotation
+    rows[:, 7:10] = math.log(0.1)
+    rows[:, :3] = torch.arange(4.0)[:, None]
+    out = split_cells(rows, 10, torch.Generator().manual_seed(0))
+    assert out.shape == (10, FEATURES)
+    # every cell is kept; children stay inside their parent's 1-sigma ball with scales shrunk by sqrt(children)
+    parent = torch.cdist(out[:, :3], rows[:, :3]).argmin(1)
+    assert set(parent.tolist()) == {0, 1, 2, 3}
+    count = torch.bincount(parent, minlength=4).float()
+    assert float((out[:, :3] - rows[parent, :3]).norm(dim=-1).max()) <= 0.1 + 1e-6
+    torch.testing.assert_close(
+        out[:, 7:10], (math.log(0.1) - 0.5 * count[parent].log())[:, None].expand(-1, 3)
+    )
+    assert torch.equal(split_cells(rows, 3), rows)  # enough cells already: as is

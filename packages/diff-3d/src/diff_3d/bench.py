@@ -26,7 +26,7 @@ __all__ = ["TARGETS_FULL", "TARGETS_QUICK", "BenchSettings", "bench", "run_bench
 class BenchSettings:
     """Sizes of one benchmark run; ``*_seconds`` bound each stage's wall time (``steps`` are the most it runs)."""
 
-    representation: str = "diffgs"
+    representation: str = "l3dg"
     dataset: str = "primitives"
     num_objects: int = 48
     budget: int = 512
@@ -37,12 +37,15 @@ class BenchSettings:
     width: int = 96
     depth: int = 3
     heads: int = 4
+    grid_size: int = 16
+    conv_channels: int = 16
+    latent_channels: int = 8
     batch_size: int = 8
     autoencoder_steps: int = 2000
-    autoencoder_seconds: float = 70.0
-    autoencoder_lr: float = 1e-3
+    autoencoder_seconds: float = 100.0
+    autoencoder_lr: float = 2e-3
     steps: int = 3000
-    train_seconds: float = 40.0
+    train_seconds: float = 60.0
     lr: float = 1e-3
     ema_decay: float = 0.99
     samples: int = 24
@@ -57,6 +60,8 @@ class BenchSettings:
     fit_steps: int = 60
     fit_size: int = 32
     write_samples: int = 4
+    patch_size: int = 1
+    fit_budget_seconds: float = 0.0
     device: str = "cpu"
 
     @classmethod
@@ -66,11 +71,12 @@ class BenchSettings:
     @classmethod
     def full(cls) -> BenchSettings:
         return cls(
-            dataset="procedural", num_objects=240, budget=1024, latent_tokens=16, latent_dim=32, field_width=256,
-            queries=4096, width=384, depth=8, heads=6, batch_size=32, autoencoder_steps=20_000,
-            autoencoder_seconds=170.0, autoencoder_lr=5e-4, steps=40_000, train_seconds=150.0, lr=3e-4, ema_decay=0.999,
-            samples=120, reference=120, points=1024, sample_steps=40, guidance=3.0, classifier_steps=600,
-            image_size=64, views=4, fit_objects=6, fit_steps=500, fit_size=128, write_samples=12, device="auto",
+            representation="l3dg", dataset="procedural", num_objects=240, budget=1024, latent_tokens=16, latent_dim=32,
+            field_width=256, queries=4096, width=384, depth=8, heads=6, grid_size=32, conv_channels=32,
+            latent_channels=8, patch_size=2, batch_size=32, autoencoder_steps=20_000, autoencoder_seconds=150.0,
+            autoencoder_lr=1e-3, steps=40_000, train_seconds=150.0, lr=3e-4, ema_decay=0.999, samples=120,
+            reference=120, points=512, sample_steps=40, guidance=3.0, classifier_steps=600, image_size=64, views=4,
+            fit_objects=2, fit_steps=300, fit_size=64, fit_budget_seconds=90.0, write_samples=12, device="auto",
         )  # fmt: skip
 
 
@@ -94,6 +100,8 @@ def train_config(settings: BenchSettings, run: Path, resume: bool) -> Any:
         model=SplatModelConfig(
             representation=s.representation, latent_tokens=s.latent_tokens, latent_dim=s.latent_dim,
             field_width=s.field_width, queries=s.queries, width=s.width, depth=s.depth, heads=s.heads,
+            grid_size=s.grid_size, conv_channels=s.conv_channels, latent_channels=s.latent_channels,
+            patch_size=s.patch_size,
         ),
         dataset=s.dataset, num_objects=s.num_objects, budget=s.budget, batch_size=s.batch_size, conditioning="class",
         autoencoder_steps=s.autoencoder_steps, autoencoder_seconds=s.autoencoder_seconds, autoencoder_lr=s.autoencoder_lr,
@@ -126,6 +134,33 @@ def fit_psnr(settings: BenchSettings) -> dict[str, float]:
     }
 
 
+def _guard_fitting(settings: BenchSettings, metrics: dict[str, float]) -> BenchSettings:
+    """The procedural set is fitted once (300 steps at 64 pixels per object) and cached; where it is not cached
+    yet and fitting it would take more than ``fit_budget_seconds`` (extrapolated from the fitting check's seconds
+    per object-step-pixel), train on ``primitives`` instead and record ``dataset_fallback = 1``."""
+    from dataclasses import replace
+
+    from diff_3d.config import ProceduralSettings
+    from diff_3d.data.procedural import is_cached
+
+    if settings.dataset != "procedural" or settings.fit_budget_seconds <= 0:
+        return settings
+    procedural = ProceduralSettings(num_gaussians=settings.budget)
+    if is_cached(settings.num_objects, 0, procedural):
+        metrics["dataset_fallback"] = 0.0
+        return settings
+    per_unit = metrics["fit_seconds"] / (settings.fit_objects * settings.fit_steps * settings.fit_size**2)
+    estimate = per_unit * settings.num_objects * procedural.fit.steps * procedural.resolution**2
+    metrics["procedural_fit_estimate_seconds"] = estimate
+    if estimate <= settings.fit_budget_seconds:
+        metrics["dataset_fallback"] = 0.0
+        return settings
+    print(f"fitting the procedural set would take ~{estimate:.0f} s (> {settings.fit_budget_seconds:.0f} s): "
+          "training on primitives sampled on the surfaces instead")  # fmt: skip
+    metrics["dataset_fallback"] = 1.0
+    return replace(settings, dataset="primitives")
+
+
 def run_benchmark(
     out_dir: Path, settings: BenchSettings, resume: bool = False
 ) -> tuple[dict[str, float], list[str]]:
@@ -140,6 +175,7 @@ def run_benchmark(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, float] = fit_psnr(settings)
+    settings = _guard_fitting(settings, metrics)
     start = time.perf_counter()
     pipe = train(train_config(settings, out_dir / "run", resume))
     metrics["train_seconds"] = time.perf_counter() - start

@@ -69,7 +69,7 @@ class SplatModelConfig:
         patch_size: l3dg: patch size of the denoiser over the latent grid (diffgs tokens are never patched).
     """
 
-    representation: str = "diffgs"
+    representation: str = "l3dg"
     extent: float = 1.0
     latent_tokens: int = 8
     latent_dim: int = 16

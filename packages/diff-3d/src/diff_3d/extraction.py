@@ -58,7 +58,8 @@ def extract_points(
 ) -> Tensor:
     """Extract ``budget`` Gaussian centres per object: ``(batch, budget, 3)``.
 
-    1. Draw ``candidates`` points uniformly in ``[-extent, extent]^3`` (0: ``max(8 budget, 4096)``).
+    1. Draw ``candidates`` points uniformly in ``[-extent, extent]^3`` (0: ``max(32 budget, 16384)``) and keep the
+       ``4 budget`` of them the field puts closest (a truncated distance is flat, so far candidates never move).
     2. Refine them by ``refine_steps`` steps of :func:`refine_points`.
     3. Keep the probable ones, ``d < keep_distance``; when at least ``budget`` remain, draw ``budget`` of them
        uniformly (so the centres cover the surface evenly), else take the ``budget`` most probable.
@@ -69,10 +70,15 @@ def extract_points(
         raise ValueError(f"budget: expected >= 1 Gaussians, got {budget}")
     if batch < 1:
         raise ValueError(f"batch: expected >= 1 objects, got {batch}")
-    m = candidates or max(8 * budget, 4096)
+    m = candidates or max(32 * budget, 16384)
     if m < budget:
         raise ValueError(f"candidates: expected >= budget ({budget}), got {m}")
     x = (torch.rand((batch, m, 3), generator=generator, device=device) * 2 - 1) * extent
+    if m > 4 * budget:  # refine only the closest 4 x budget: a truncated field is flat (no gradient) far away
+        with torch.no_grad():
+            d0 = torch.cat([distance(part) for part in x.split(8192, dim=1)], dim=1)
+        near = torch.topk(d0, 4 * budget, dim=1, largest=False).indices
+        x = torch.gather(x, 1, near[..., None].expand(-1, -1, 3))
     x = refine_points(distance, x, refine_steps, extent)
     with torch.no_grad():
         d = distance(x)

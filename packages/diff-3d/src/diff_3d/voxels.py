@@ -61,8 +61,14 @@ def voxel_index(means: Tensor, grid: int, extent: float) -> Tensor:
     return torch.floor((means + extent) / cell).long().clamp(0, grid - 1)
 
 
-def features_to_voxels(features: Tensor, grid: int, extent: float = 1.0) -> Tensor:
-    """Splat sets ``(B, N, 14)`` -> voxel grids ``(B, 15, G, G, G)`` (the most opaque Gaussian of each cell)."""
+def features_to_voxels(features: Tensor, grid: int, extent: float = 1.0, merge: bool = False) -> Tensor:
+    """Splat sets ``(B, N, 14)`` -> voxel grids ``(B, 15, G, G, G)`` (the most opaque Gaussian of each cell).
+
+    ``merge``: a cell of ``k > 1`` Gaussians holds one that stands for all of them: the mean of their offsets and
+    colours, the most opaque one's rotation and opacity, and its log-scales plus ``log(k) / 2`` (``k`` surface
+    discs cover about ``k`` times the area). A coarse grid then loses no surface to the cells' single slots, and
+    the offset and colour targets are averages rather than one random member. A lone Gaussian is kept as it is.
+    """
     check_features(features)
     _check_grid(grid, extent)
     b = features.shape[0]
@@ -81,6 +87,14 @@ def features_to_voxels(features: Tensor, grid: int, extent: float = 1.0) -> Tens
         last = torch.ones_like(cells, dtype=torch.bool)
         last[:-1] = cells[1:] != cells[:-1]
         out[i, cells[last]] = rows[i, order[last]]
+        if merge:
+            count = torch.bincount(lin[i], minlength=grid**3).to(rows.dtype)
+            occupied = cells[last]
+            k = count[occupied, None]
+            for ch in (OFFSET, COLOUR):
+                total = rows.new_zeros((grid**3, ch.stop - ch.start)).index_add_(0, lin[i], rows[i, :, ch])
+                out[i, occupied, ch] = total[occupied] / k
+            out[i, occupied, LOG_SCALES] += 0.5 * torch.log(k)
     return out.transpose(1, 2).reshape(b, VOXEL_CHANNELS, grid, grid, grid)
 
 

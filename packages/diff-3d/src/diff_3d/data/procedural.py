@@ -33,6 +33,7 @@ __all__ = [
     "FORMAT",
     "ProceduralObject",
     "default_cache_dir",
+    "is_cached",
     "procedural_cameras",
     "procedural_set",
     "procedural_shapes",
@@ -118,6 +119,15 @@ def _key(num: int, seed: int, settings: ProceduralSettings) -> str:
     spec = {"format": FORMAT, "num": num, "seed": seed, "settings": dataclasses.asdict(settings)}
     spec["settings"]["fit"].pop("backend", None)  # gsplat and torch fit the same objects
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def is_cached(
+    num: int, seed: int = 0, settings: ProceduralSettings | None = None, cache_dir: str | Path | None = None
+) -> bool:
+    """Whether :func:`procedural_set` would load these objects from the cache instead of fitting them."""
+    root = default_cache_dir() if cache_dir is None else Path(cache_dir)
+    folder = root / f"procedural-{_key(num, seed, settings or ProceduralSettings())}"
+    return (folder / "meta.json").is_file() and (folder / "gaussians.safetensors").is_file()
 
 
 def procedural_set(

@@ -56,6 +56,11 @@ class DiffGSConfig:
 
     ``extent``: objects live in ``[-extent, extent]^3``. ``truncation``, ``bandwidth``, ``attribute_radius`` and
     ``keep_distance`` are in the units of positions. ``queries``: training query points per object.
+
+    ``initial_logvar``: the posterior's initial log-variance (a narrow start: unit noise would drown the mean).
+    ``scale_prior``: GauTF's log-scales are predicted around ``log(scale_prior * extent)``; a target far from the
+    zero output gives huge first gradients that inflate Adam's second moments and stall every shared weight for
+    hundreds of steps.
     """
 
     latent_tokens: int = 8
@@ -71,6 +76,8 @@ class DiffGSConfig:
     queries: int = 1024
     kl_weight: float = 1e-4
     refine_steps: int = 4
+    initial_logvar: float = -8.0
+    scale_prior: float = 0.03
 
     def __post_init__(self) -> None:
         for name in ("latent_tokens", "latent_dim", "width", "heads", "queries"):
@@ -130,6 +137,8 @@ class SetEncoder(nn.Module):
         self.pool = _Block(w, config.heads, cross=True)
         self.mix = _Block(w, config.heads, cross=False)
         self.out = nn.Sequential(nn.LayerNorm(w), nn.Linear(w, 2 * config.latent_dim))
+        with torch.no_grad():  # start with a narrow posterior: unit noise would drown the mean at first
+            self.out[-1].bias[config.latent_dim :].fill_(config.initial_logvar)
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
         h = torch.cat([self.fourier(features[..., MEANS]), features[..., 3:]], dim=-1)
@@ -155,6 +164,7 @@ class GaussianFields(nn.Module):
     def __init__(self, config: DiffGSConfig) -> None:
         super().__init__()
         w = config.width
+        self.log_scale_prior = math.log(config.scale_prior * config.extent)
         self.latent_in = nn.Linear(config.latent_dim, w)
         self.context = _Block(w, config.heads, cross=False)
         self.fourier = FourierFeatures(config.frequencies, config.extent)
@@ -181,7 +191,7 @@ class GaussianFields(nn.Module):
         return {
             "distance": F.softplus(self.gaupf(h)).squeeze(-1),
             "colour": self.gaucf(h),
-            "log_scales": tf[..., 0:3],
+            "log_scales": tf[..., 0:3] + self.log_scale_prior,
             "quat": normalise_quats(tf[..., 3:7]),
             "opacity_logit": tf[..., 7:8],
         }

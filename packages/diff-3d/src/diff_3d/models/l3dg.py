@@ -11,6 +11,7 @@ offset, log-scales, opacity logit and colour on the occupied cells, ``1 - |<q, q
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -22,13 +23,18 @@ from diff_3d import voxels as vx
 from diff_3d.models.layout import check_features, normalise_quats
 from diff_3d.voxels import VOXEL_CHANNELS, features_to_voxels, voxels_to_features
 
-__all__ = ["L3DGConfig", "VoxelVAE"]
+__all__ = ["L3DGConfig", "VoxelVAE", "split_cells"]
 
 
 @dataclass
 class L3DGConfig:
     """Hyper-parameters of :class:`VoxelVAE`: ``grid_size`` cells per axis over ``[-extent, extent]^3``,
-    ``downsample`` stride-2 stages, ``channels`` base width, ``latent_channels`` of the latent grid."""
+    ``downsample`` stride-2 stages, ``channels`` base width, ``latent_channels`` of the latent grid.
+    ``initial_logvar``: the posterior's initial log-variance (narrow: unit noise would drown the latent at first).
+    ``scale_prior``: the log-scale channel is decoded around ``log(scale_prior * extent)`` (a target far from the
+    zero output inflates Adam's second moments early and stalls learning for hundreds of steps).
+    ``merge_cells``: a cell stands for all its Gaussians (:func:`diff_3d.voxels.features_to_voxels`' ``merge``).
+    ``split_cells``: decoding at a budget above the occupied cells undoes the merge (:func:`split_cells`)."""
 
     grid_size: int = 16
     downsample: int = 2
@@ -36,8 +42,12 @@ class L3DGConfig:
     latent_channels: int = 8
     extent: float = 1.0
     threshold: float = 0.5
-    occupancy_weight: float = 4.0
+    occupancy_weight: float = 2.0
     kl_weight: float = 1e-4
+    initial_logvar: float = -8.0
+    scale_prior: float = 0.03
+    merge_cells: bool = True
+    split_cells: bool = True
 
     def __post_init__(self) -> None:
         if self.downsample < 0 or self.grid_size % (2**self.downsample):
@@ -48,6 +58,32 @@ class L3DGConfig:
             raise ValueError(f"channels: expected a multiple of 8 (GroupNorm), got {self.channels}")
         if self.latent_channels < 1:
             raise ValueError(f"latent_channels: expected >= 1, got {self.latent_channels}")
+
+
+def split_cells(rows: Tensor, budget: int, generator: torch.Generator | None = None) -> Tensor:
+    """Undo :func:`~diff_3d.voxels.features_to_voxels`' merge approximately: ``(n, 14)`` merged Gaussians ->
+    ``(budget, 14)`` when ``n < budget``. Every Gaussian is kept and ``budget - n`` more are drawn among them; one
+    drawn ``c`` times becomes ``c`` children placed inside it (``mean + R S u``, ``u ~ N(0, I)`` clipped to the unit
+    ball) with scales divided by ``sqrt(c)`` (the merge grew them by ``sqrt(count)``). ``n >= budget``: as is."""
+    n = rows.shape[0]
+    if n >= budget or n == 0:
+        return rows
+    from diff_3d.gaussians import quat_to_rotation
+    from diff_3d.models import layout
+
+    dev = rows.device
+    pick = torch.cat(
+        [torch.arange(n, device=dev), torch.randint(0, n, (budget - n,), generator=generator, device=dev)]
+    )
+    count = torch.bincount(pick, minlength=n).to(rows.dtype)[pick, None]
+    child = rows[pick].clone()
+    u = torch.randn((budget, 3), generator=generator, device=dev, dtype=rows.dtype)
+    u = u / u.norm(dim=-1, keepdim=True).clamp_min(1.0)
+    local = u * child[:, layout.LOG_SCALES].exp()
+    jitter = torch.einsum("nij,nj->ni", quat_to_rotation(child[:, layout.QUAT]), local)
+    child[:, layout.MEANS] += torch.where(count > 1, jitter, torch.zeros_like(jitter))
+    child[:, layout.LOG_SCALES] -= 0.5 * torch.log(count)
+    return child
 
 
 class _Res(nn.Module):
@@ -80,6 +116,11 @@ class VoxelVAE(PretrainedModel):
         enc += [_Res(ch), nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv3d(ch, 2 * config.latent_channels, 1)]
         dec += [_Res(ch), nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv3d(ch, VOXEL_CHANNELS, 3, padding=1)]
         self.encoder, self.decoder = nn.Sequential(*enc), nn.Sequential(*dec)
+        with torch.no_grad():  # a narrow posterior at first: unit noise would drown the latent's mean
+            self.encoder[-1].bias[config.latent_channels :].fill_(config.initial_logvar)
+        offset = torch.zeros(VOXEL_CHANNELS)
+        offset[vx.LOG_SCALES] = math.log(config.scale_prior * config.extent)
+        self.register_buffer("channel_offset", offset.view(1, -1, 1, 1, 1), persistent=False)
         self.register_buffer("latent_scale", torch.ones(()))
 
     @property
@@ -90,7 +131,9 @@ class VoxelVAE(PretrainedModel):
 
     def voxelise(self, features: Tensor) -> Tensor:
         """Splat sets ``(B, N, 14)`` -> grids ``(B, 15, G, G, G)`` (:func:`diff_3d.voxels.features_to_voxels`)."""
-        return features_to_voxels(features, self.config.grid_size, self.config.extent)
+        return features_to_voxels(
+            features, self.config.grid_size, self.config.extent, self.config.merge_cells
+        )
 
     def posterior(self, voxels: Tensor) -> tuple[Tensor, Tensor]:
         """``(mean, logvar)`` ``(B, c, g, g, g)`` of grids ``(B, 15, G, G, G)``."""
@@ -104,7 +147,7 @@ class VoxelVAE(PretrainedModel):
 
     def decode(self, z: Tensor) -> Tensor:
         """Unscaled latents ``(B, c, g, g, g)`` -> grid logits ``(B, 15, G, G, G)`` (occupancy as a logit)."""
-        return self.decoder(z)
+        return self.decoder(z) + self.channel_offset
 
     @torch.no_grad()
     def encode_latents(self, features: Tensor) -> Tensor:
@@ -127,7 +170,8 @@ class VoxelVAE(PretrainedModel):
         self, latents: Tensor, budget: int | None = None, generator: torch.Generator | None = None
     ) -> list[Tensor]:
         """Splat sets ``(n_i, 14)`` from scaled latents ``(B, c, g, g, g)``: the cells decoded as occupied, at most
-        ``budget`` of them (``generator`` is unused: decoding is deterministic)."""
+        ``budget`` of them; with ``split_cells`` and fewer occupied cells than ``budget``, exactly ``budget``
+        (:func:`split_cells`, drawn with ``generator``)."""
         if latents.ndim != 5 or tuple(latents.shape[1:]) != self.latent_shape:
             raise ValueError(
                 f"latents: expected (B, {', '.join(map(str, self.latent_shape))}), got {tuple(latents.shape)}"
@@ -135,7 +179,10 @@ class VoxelVAE(PretrainedModel):
         grid = self.decode(latents / self.latent_scale)
         grid = torch.cat([torch.sigmoid(grid[:, vx.OCCUPANCY]), grid[:, 1:]], dim=1)
         grid[:, vx.QUAT] = normalise_quats(grid[:, vx.QUAT].movedim(1, -1)).movedim(-1, 1)
-        return voxels_to_features(grid, self.config.extent, self.config.threshold, budget)
+        out = voxels_to_features(grid, self.config.extent, self.config.threshold, budget)
+        if budget is not None and self.config.split_cells and self.config.merge_cells:
+            out = [split_cells(rows, budget, generator) for rows in out]
+        return out
 
     def loss(
         self, features: Tensor, generator: torch.Generator | None = None
