@@ -146,8 +146,9 @@ def main() -> None:
         lat = torch.cat([ae.encode_latents(feats)])
         result["latent_std"] = float(lat.std())
     print(json.dumps(result, indent=1))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "diagnosis.json").write_text(json.dumps(result, indent=1))
+    from diffcore.io import write_json
+
+    write_json(result, args.out / "diagnosis.json")  # the run's own copy; --record writes the result file
     if args.record:
         import sys
 
