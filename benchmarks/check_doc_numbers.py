@@ -1,6 +1,6 @@
 """Check that every number the docs quote beside a result file is in that file.
 
-Reads ``docs/*.md``, ``README.md`` and ``packages/*/README.md``, cut into blocks: a paragraph, one list
+Reads ``docs/**/*.md``, ``README.md`` and ``packages/*/README.md``, cut into blocks: a paragraph, one list
 item, or a table (fenced code is skipped). A block *cites* the result files it names
 (``benchmarks/results/<name>``, or a bare ``<name>.json`` / ``<name>.txt`` that exists there); a table also
 cites what the paragraph just above it names (its caption) and a paragraph right below it that starts with
@@ -95,9 +95,9 @@ def _shown(doc: Path) -> Path:
 
 
 def documents(root: Path = ROOT) -> list[Path]:
-    """The pages checked: ``docs/*.md``, the root README and every package README."""
+    """The pages checked: ``docs/**/*.md``, the root README and every package README."""
     return sorted(
-        [*root.glob("docs/*.md"), root / "README.md", *root.glob("packages/*/README.md")],
+        [*root.glob("docs/**/*.md"), root / "README.md", *root.glob("packages/*/README.md")],
         key=lambda p: str(p),
     )
 

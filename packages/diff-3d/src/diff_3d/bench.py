@@ -66,10 +66,12 @@ class BenchSettings:
 
     @classmethod
     def quick(cls) -> BenchSettings:
+        """The quick CPU benchmark's sizes (the field defaults)."""
         return cls()
 
     @classmethod
     def full(cls) -> BenchSettings:
+        """The full (GPU) benchmark's sizes."""
         return cls(
             representation="l3dg", dataset="procedural", num_objects=240, budget=1024, latent_tokens=16, latent_dim=32,
             field_width=256, queries=4096, width=384, depth=8, heads=6, grid_size=32, conv_channels=32,

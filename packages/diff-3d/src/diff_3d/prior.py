@@ -337,6 +337,8 @@ class ViewConditionedUNet(PretrainedModel):
         return torch.cat([pose, ang.sin().flatten(1), ang.cos().flatten(1)], dim=1)
 
     def forward(self, x: Tensor, t: Tensor, ref: Tensor, pose: Tensor) -> Tensor:
+        """The prediction ``(B, 3, H, W)`` for the noisy view ``x`` at ``t: (B,)``, given the reference view
+        ``ref`` ``(B, 3, H, W)`` and the relative camera ``pose`` ``(B, 6)``."""
         return self.unet(torch.cat([x, ref.to(x.dtype)], dim=1), t, pooled=self.embed_pose(pose.to(x.dtype)))
 
 
@@ -361,6 +363,7 @@ class ViewPrior:
         return next(self.network.parameters()).device
 
     def denoiser(self) -> DenoiserBase:
+        """The network as a :class:`~diffcore.Denoiser` (eval mode) on the prior's schedule and prediction."""
         return Denoiser(self.network.eval(), self.schedule, self.prediction)
 
     @torch.no_grad()
@@ -389,6 +392,8 @@ class ViewPrior:
         return to_rgb(x.clamp(-1, 1)).cpu()
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the network (``config.json`` + ``model.safetensors``) and the schedule, prediction and
+        cameras to ``directory``; returns the folder."""
         folder = self.network.save_pretrained(directory)
         meta = {"schedule": self.schedule, "prediction": self.prediction, "views": asdict(self.views)}
         write_json(meta, Path(folder) / VIEW_PRIOR_FILE)
@@ -398,6 +403,8 @@ class ViewPrior:
     def from_pretrained(
         cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu"
     ) -> ViewPrior:
+        """Read a prior written by :meth:`save_pretrained`; a folder without its metadata file raises
+        ``FileNotFoundError`` naming it."""
         folder = Path(directory)
         if not (folder / VIEW_PRIOR_FILE).is_file():
             raise FileNotFoundError(

@@ -72,10 +72,12 @@ class BenchSettings:
 
     @classmethod
     def quick(cls) -> BenchSettings:
+        """The quick CPU benchmark's sizes (the field defaults)."""
         return cls()
 
     @classmethod
     def full(cls) -> BenchSettings:
+        """The full (GPU) benchmark's sizes."""
         return cls(
             sample_rate=16000, clip_seconds=2.048, min_seconds=0.6, length=4096, vae_channels=48,
             vae_mults=(1, 2, 4, 8), vae_strides=(2, 4, 4, 8), latent_dim=8, fft_sizes=(2048, 1024, 512, 256, 128),

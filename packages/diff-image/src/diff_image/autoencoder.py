@@ -57,6 +57,7 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
+        """``skip(x) + body(x)`` on ``x: (B, C, H, W)``."""
         return self.skip(x) + self.body(x)
 
 
@@ -81,6 +82,8 @@ class Encoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``(B, C, H, W)`` -> ``(B, 2 * latent_channels, H / f, W / f)``: the posterior's mean and
+        log-variance."""
         return self.net(x)
 
 
@@ -102,6 +105,7 @@ class Decoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
+        """Latents ``(B, latent_channels, h, w)`` -> images ``(B, C, h * f, w * f)``."""
         return self.net(z)
 
 

@@ -60,10 +60,12 @@ class BenchSettings:
 
     @classmethod
     def quick(cls) -> BenchSettings:
+        """The quick CPU benchmark's sizes (the field defaults, on the CPU)."""
         return cls(device="cpu")
 
     @classmethod
     def full(cls) -> BenchSettings:
+        """The full (GPU) benchmark's sizes."""
         return cls(
             digits_steps=8000, digits_width=192, digits_depth=6, digits_samples=2000,
             shapes_steps=12_000, shapes_train_budget_s=300.0,

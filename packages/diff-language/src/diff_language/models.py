@@ -120,6 +120,9 @@ def _compiled_flex():
 
 
 class Attention(nn.Module):
+    """Multi-head self-attention with rotary positions, over a block mask (FlexAttention) or a dense mask,
+    optionally writing keys and values into a ring KV cache: ``(B, T, D)`` -> ``(B, T, D)``."""
+
     def __init__(self, config: BD3LMConfig) -> None:
         super().__init__()
         self.n_heads = config.n_heads
@@ -152,6 +155,8 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
+    """A pre-norm transformer block of :class:`BD3LM`: attention then MLP, each residual with dropout."""
+
     def __init__(self, config: BD3LMConfig) -> None:
         super().__init__()
         hidden = int(config.mlp_ratio * config.dim)
@@ -162,6 +167,8 @@ class Block(nn.Module):
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x, cos, sin, mask, cache):
+        """``x: (B, T, D)`` through attention (rotary ``cos``, ``sin``; ``mask``; ``cache`` as in
+        :meth:`Attention.forward`) and the MLP."""
         x = x + self.drop(self.attn(self.norm1(x), cos, sin, mask, cache))
         return x + self.drop(self.mlp(self.norm2(x)))
 

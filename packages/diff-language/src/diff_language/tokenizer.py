@@ -23,9 +23,11 @@ class TextTokenizer:
     eos_id: int
 
     def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``."""
         raise TypeError(f"{type(self).__name__} must implement encode")
 
     def decode(self, ids: Sequence[int]) -> str:
+        """The text of token ids ``ids`` (ids outside the vocabulary are dropped)."""
         raise TypeError(f"{type(self).__name__} must implement decode")
 
     def encode_documents(self, docs: Iterable[str]) -> list[int]:
@@ -44,9 +46,11 @@ class ByteTokenizer(TextTokenizer):
     eos_id = 256
 
     def encode(self, text: str) -> list[int]:
+        """The UTF-8 bytes of ``text`` as ids in ``[0, 256)``."""
         return list(text.encode("utf-8"))
 
     def decode(self, ids: Sequence[int]) -> str:
+        """The UTF-8 text of the byte ids in ``ids`` (other ids dropped; invalid sequences replaced)."""
         return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
 
 
@@ -62,9 +66,11 @@ class HFTokenizer(TextTokenizer):
         self.vocab_size = tokenizer.get_vocab_size()
 
     def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` from the ``tokenizers`` model."""
         return self.tokenizer.encode(text).ids
 
     def decode(self, ids: Sequence[int]) -> str:
+        """The text of ``ids`` (ids outside the vocabulary, such as the mask, dropped)."""
         return self.tokenizer.decode([i for i in ids if 0 <= i < self.vocab_size])
 
 

@@ -175,6 +175,8 @@ class CrystalDiffusion:
         return t
 
     def score_norm(self, sigma: Tensor) -> Tensor:
+        """The wrapped-normal score norm :func:`score_norm` at ``sigma`` with this model's ``frac_sigma_min``
+        and ``frac_sigma_max``."""
         return score_norm(sigma, self.config.frac_sigma_min, self.config.frac_sigma_max)
 
     @property

@@ -121,11 +121,14 @@ class CrystalLayer(MessagePassing):
         self.node_mlp = _mlp(2 * hidden, hidden, hidden)
 
     def forward(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+        """Node features ``h: (M, hidden)`` updated by one round of messages over ``edge_index`` ``(2, E)``
+        with edge features ``edge_attr`` ``(E, edge_dim)``."""
         x = self.norm(h)
         agg = self.propagate(edge_index, x=x, edge_attr=edge_attr, size=(h.shape[0], h.shape[0]))
         return h + self.node_mlp(torch.cat([x, agg], dim=-1))
 
     def message(self, x_i: Tensor, x_j: Tensor, edge_attr: Tensor) -> Tensor:
+        """``phi_m(h_i, h_j, e_ij)`` for every edge (DiffCSP Eq. 6)."""
         return self.edge_mlp(torch.cat([x_i, x_j, edge_attr], dim=-1))
 
 
@@ -242,6 +245,8 @@ class CrystalEncoder(nn.Module):
         properties: Tensor | None = None,
         property_mask: Tensor | None = None,
     ) -> Tensor:
+        """Atom features ``(M, hidden)`` of the noisy crystals; the arguments' shapes are in the class
+        docstring."""
         batch = torch.repeat_interleave(torch.arange(len(num_atoms), device=frac.device), num_atoms)
         edges, feats = self._edges(frac, lattice, num_atoms)
         edge_attr = torch.cat([feats, lattice[batch[edges[1]]]], dim=-1)
@@ -328,6 +333,8 @@ class PropertyPredictor(PretrainedModel):
         )
 
     def forward(self, frac: Tensor, lattice: Tensor, types: Tensor, t: Tensor, num_atoms: Tensor) -> Tensor:
+        """Standardised properties ``(B, outputs)``: the encoder's atom features averaged per crystal, then
+        the head."""
         h = self.encoder(frac, lattice, types, t, num_atoms)
         batch = torch.repeat_interleave(torch.arange(len(num_atoms), device=frac.device), num_atoms)
         return self.head(scatter(h, batch, dim=0, dim_size=len(num_atoms), reduce="mean"))

@@ -86,6 +86,8 @@ class SeriesDataConfig:
     exclude_tail: int = 0
 
     def length_list(self) -> list[int]:
+        """The training lengths of ``lengths`` as sorted distinct integers; a ``ValueError`` names
+        ``data.lengths`` unless each is an integer of at least 16."""
         try:
             out = [int(v) for v in str(self.lengths).split(",") if v.strip()]
         except ValueError:
@@ -97,6 +99,8 @@ class SeriesDataConfig:
         return sorted(set(out))
 
     def table_options(self) -> dict:
+        """The keyword arguments of the table reader: ``time_column``, ``value_columns`` and ``text_column``
+        (``None`` for automatic or absent)."""
         cols = [c.strip() for c in self.value_columns.split(",") if c.strip()]
         return {
             "time_column": None if self.time_column in ("", "none") else self.time_column,

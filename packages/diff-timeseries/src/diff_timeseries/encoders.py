@@ -45,9 +45,11 @@ class SeriesEncoder(nn.Module):
         self.blocks = nn.Sequential(*[_DilatedBlock(width, 2**i) for i in range(depth)])
 
     def forward(self, x: Tensor) -> Tensor:
+        """``(B, C, L)`` -> per-step features ``(B, D, L)``."""
         return self.blocks(self.inp(x))
 
     def embed(self, x: Tensor) -> Tensor:
+        """``(B, C, L)`` -> one vector per series ``(B, D)``: the per-step features' maximum over time."""
         return self.forward(x).amax(-1)
 
 
@@ -144,13 +146,17 @@ class RetrievalModel(nn.Module):
         self.log_temp = nn.Parameter(torch.tensor(np.log(1 / 0.07), dtype=torch.float32))
 
     def embed_text(self, ids: Tensor) -> Tensor:
+        """Unit-norm caption embeddings ``(N, D)`` of token ids ``ids: (N, M)``."""
         return F.normalize(self.text_proj(self.text(ids)[2]), dim=-1)
 
     def embed_series(self, x: Tensor) -> Tensor:
+        """Unit-norm series embeddings ``(N, D)`` of ``x: (N, C, L)``."""
         return F.normalize(self.series_proj(self.series.embed(x)), dim=-1)
 
     @torch.no_grad()
     def similarity(self, captions: list[str], x: Tensor) -> np.ndarray:
+        """Cosine similarities ``(len(captions), N)`` between each caption and each series of
+        ``x: (N, C, L)``."""
         device = next(self.parameters()).device
         t = self.embed_text(self.text.tokenize(captions).to(device))
         s = self.embed_series(x.to(device).float())

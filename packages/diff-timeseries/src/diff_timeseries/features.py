@@ -69,6 +69,7 @@ class Attributes:
     event_position: str
 
     def to_dict(self) -> dict[str, object]:
+        """The attributes as plain JSON-ready values (``dataclasses.asdict``)."""
         return asdict(self)
 
 

@@ -76,6 +76,7 @@ class SeriesSamples:
         return int(self.values.shape[0])
 
     def frame(self):
+        """The samples as a long table: one row per ``(series, channel, step)`` with its caption and value."""
         import pandas as pd
 
         n, c, length = self.values.shape
@@ -143,6 +144,8 @@ class Forecast:
         return np.quantile(self.paths, self.quantile_levels, axis=0)
 
     def save(self, folder: str | Path) -> list[Path]:
+        """Write ``forecast_paths.csv`` (one column per sample path), ``forecast_quantiles.csv`` and, with
+        ``plot``, ``forecast.png`` into ``folder``; returns the files."""
         import pandas as pd
 
         folder = Path(folder)
@@ -162,6 +165,8 @@ class Forecast:
         return files
 
     def png(self, show_history: int = 200) -> bytes:
+        """A fan chart (PNG bytes): the last ``show_history`` observed steps, the median and the 10-90% and
+        25-75% bands of the paths."""
         plt = _pyplot()
         fig, ax = plt.subplots(figsize=(8, 3.2))
         ht, hv = self.history_times[-show_history:], self.history[-show_history:]
@@ -200,9 +205,12 @@ class Imputation:
     plot: bool = True
 
     def median(self) -> np.ndarray:
+        """The median over sample paths ``(T,)``."""
         return np.median(self.paths, axis=0)
 
     def save(self, folder: str | Path) -> list[Path]:
+        """Write ``imputed.csv`` (observed, imputed median, 10% and 90% quantiles, which were missing) and,
+        with ``plot``, ``imputed.png`` into ``folder``; returns the files."""
         import pandas as pd
 
         folder = Path(folder)
@@ -223,6 +231,7 @@ class Imputation:
         return files
 
     def png(self) -> bytes:
+        """A plot (PNG bytes) of the observed points, the imputed median and its 10-90% band."""
         plt = _pyplot()
         fig, ax = plt.subplots(figsize=(8, 3.2))
         q = np.quantile(self.paths, [0.1, 0.9], axis=0)
@@ -254,6 +263,7 @@ class PerColumn:
         return np.stack([p.observed for p in self.parts], -1)
 
     def save(self, folder: str | Path) -> list[Path]:
+        """Save each part in a sub-folder of ``folder`` named after its column; returns every file written."""
         import re
 
         files: list[Path] = []

@@ -251,6 +251,7 @@ class CaptionEncoder(PretrainedModel):
         return ids
 
     def forward(self, input_ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Token ids ``(B, M)`` (0 is padding) -> ``(tokens (B, M, D), mask (B, M), pooled (B, D))``."""
         mask = input_ids != 0
         h = self.embed(input_ids) + self.position.weight[: input_ids.shape[1]]
         any_token = mask.any(1, keepdim=True)
@@ -333,6 +334,8 @@ class ObservedPrior(PretrainedModel):
         self.backbone = DiT(config.backbone)
 
     def forward(self, x: Tensor, t: Tensor, observed: Tensor, mask: Tensor) -> Tensor:
+        """The velocity ``(B, C, L)`` for the window ``x`` at ``t: (B,)``, given the ``observed`` values and
+        their ``mask`` (1 where observed), both ``(B, C, L)``."""
         m = mask.to(x.dtype)
         anchor = interpolate_observed(observed.to(x.dtype), m)
         inputs = torch.cat([x * (1 - m), anchor, m], 1)
@@ -429,6 +432,7 @@ class LengthEmbedder(nn.Module):
         nn.init.zeros_(self.embedder.mlp[2].bias)
 
     def forward(self, length: Tensor) -> Tensor:
+        """``length: (B,)`` in steps -> ``(B, D)``."""
         return self.embedder(torch.log(length.float().clamp_min(1.0)) / math.log(MAX_LENGTH_EMBED))
 
 
@@ -458,6 +462,8 @@ class TextToSeries(PretrainedModel):
         self.length_embedder = LengthEmbedder(config.text.width)
 
     def forward(self, x: Tensor, t: Tensor, input_ids: Tensor, length: Tensor) -> Tensor:
+        """The velocity ``(B, zc, Lz)`` for latents ``x`` at ``t: (B,)``, conditioned on the caption
+        ``input_ids: (B, M)`` and the series ``length: (B,)``."""
         tokens, mask, pooled = self.text_encoder(input_ids)
         pooled = pooled + self.length_embedder(length).to(pooled.dtype)
         return self.backbone(x, t, context=tokens, context_mask=mask, pooled=pooled)

@@ -58,10 +58,12 @@ class BenchSettings:
 
     @classmethod
     def quick(cls) -> BenchSettings:
+        """The quick CPU benchmark's sizes (the field defaults)."""
         return cls()
 
     @classmethod
     def full(cls) -> BenchSettings:
+        """The full (GPU) benchmark's sizes."""
         return cls(
             frames=16, size=32, directions=8, colours=("red", "green", "blue", "yellow", "magenta", "cyan"),
             shapes=("square", "circle", "triangle", "digit"), object_size=0.3, width=384, depth=12, heads=6,

@@ -117,6 +117,7 @@ class BenchResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as plain JSON-ready values (``dataclasses.asdict``)."""
         return asdict(self)
 
     @classmethod

@@ -146,6 +146,7 @@ class Primitive:
         return f"a {size}{self.color} {self.kind}"
 
     def to_dict(self) -> dict[str, object]:
+        """The primitive as JSON-ready values (kind, colour, size word, centre, scale)."""
         return {"kind": self.kind, "color": self.color, "size": self.size, "center": list(self.center),
                 "scale": self.scale}  # fmt: skip
 
@@ -188,6 +189,7 @@ class Composite:
         return f"{self.top.caption} {self.relation} {self.bottom.caption}"
 
     def to_dict(self) -> dict[str, object]:
+        """The two primitives (each :meth:`Primitive.to_dict`) and their relation."""
         return {"top": self.top.to_dict(), "bottom": self.bottom.to_dict(), "relation": self.relation}
 
 

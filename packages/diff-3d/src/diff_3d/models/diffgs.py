@@ -99,6 +99,8 @@ class FourierFeatures(nn.Module):
         self.dim = 3 + 6 * frequencies
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x`` ``(..., 3)`` -> ``(..., 3 + 6 F)``: ``x`` with ``sin`` and ``cos`` of ``x`` times each of the
+        ``F`` frequencies."""
         a = (x[..., None] * self.freqs).flatten(-2)
         return torch.cat([x, a.sin(), a.cos()], dim=-1)
 
@@ -141,6 +143,8 @@ class SetEncoder(nn.Module):
             self.out[-1].bias[config.latent_dim :].fill_(config.initial_logvar)
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """A splat set ``(B, N, 14)`` -> posterior ``(mean, logvar)``, each ``(B, K, C)`` (``logvar`` clamped
+        to ``[-20, 10]``)."""
         h = torch.cat([self.fourier(features[..., MEANS]), features[..., 3:]], dim=-1)
         h = self.point(h)
         tokens = self.pool(self.queries.expand(h.shape[0], -1, -1), h)
@@ -186,6 +190,8 @@ class GaussianFields(nn.Module):
         return F.softplus(self.gaupf(self.trunk_features(z, x))).squeeze(-1)
 
     def forward(self, z: Tensor, x: Tensor) -> dict[str, Tensor]:
+        """The three fields at the query points ``x`` ``(B, M, 3)`` given the latent tokens ``z``
+        ``(B, K, C)``; the keys are listed in the class docstring."""
         h = self.trunk_features(z, x)
         tf = self.gautf(h)
         return {

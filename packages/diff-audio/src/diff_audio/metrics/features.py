@@ -85,6 +85,7 @@ class InstrumentClassifier(nn.Module):
         self.head = nn.Linear(hidden, len(self.classes))
 
     def features(self, audio: Tensor) -> Tensor:
+        """Standardised :func:`log_mel_stats` of ``audio`` ``(B, T)``: the classifier's input ``(B, 3 * n_mels)``."""
         return (log_mel_stats(audio, self.sample_rate, self.n_mels) - self.mean) / self.std
 
     @torch.no_grad()

@@ -99,6 +99,7 @@ class NumberEmbedder(nn.Module):
         self.proj = nn.Linear(features + 1, dim)
 
     def forward(self, value: Tensor) -> Tensor:
+        """``value: (B,)`` (seconds) -> ``(B, dim)``."""
         v = (value.float() / self.max_value)[:, None]
         angle = 2 * math.pi * v * self.weights[None]
         return self.proj(torch.cat([v, angle.sin(), angle.cos()], dim=-1))
@@ -120,6 +121,7 @@ class WordTextEncoder(nn.Module):
         self.norm = nn.LayerNorm(width)
 
     def forward(self, tokens: Tensor) -> Tensor:
+        """Token ids ``(B, M)`` -> hidden states ``(B, M, width)``."""
         h = self.embed(tokens) + self.position[:, : tokens.shape[1]]
         return self.norm(self.encoder(h))
 
@@ -166,6 +168,9 @@ class AudioDiT(PretrainedModel):
     def forward(
         self, x: Tensor, t: Tensor, tokens: Tensor, seconds_start: Tensor, seconds_total: Tensor
     ) -> Tensor:
+        """The prediction for latents ``x: (B, C, L)`` at ``t: (B,)`` given the caption's token ids
+        ``tokens: (B, M)`` and the clip's timing ``seconds_start``, ``seconds_total`` (each ``(B,)``); same
+        shape as ``x``."""
         b = x.shape[0]
         for name, value in (("seconds_start", seconds_start), ("seconds_total", seconds_total)):
             if value.shape != (b,):

@@ -52,6 +52,7 @@ class Snake(nn.Module):
         self.log_alpha = nn.Parameter(torch.zeros(1, channels, 1))
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x + sin^2(alpha x) / alpha`` on ``x: (B, C, T)``."""
         alpha = self.log_alpha.exp()
         return x + torch.sin(alpha * x).pow(2) / (alpha + 1e-9)
 
@@ -69,6 +70,7 @@ class ResidualUnit(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x + body(x)`` on ``x: (B, C, T)`` (length preserved)."""
         return x + self.body(x)
 
 

@@ -147,6 +147,7 @@ class FeatureClassifier(PretrainedModel):
         return self.head(self.dropout(f)), f
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` of images ``x: (B, C, H, W)`` in ``[-1, 1]``."""
         return self.forward_features(x)[0]
 
 

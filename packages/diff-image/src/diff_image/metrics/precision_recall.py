@@ -29,6 +29,7 @@ class PrecisionRecall:
     k: int
 
     def to_dict(self) -> dict[str, float]:
+        """``{"precision", "recall", "k"}`` as plain numbers."""
         return {"precision": self.precision, "recall": self.recall, "k": self.k}
 
 

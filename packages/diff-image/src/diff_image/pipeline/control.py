@@ -85,6 +85,8 @@ class ControlMapsModel(nn.Module):
         self.splits = [CONTROL_CHANNELS[k] for k in self.kinds]
 
     def forward(self, x: Tensor, t: Tensor, control_maps: Tensor | None = None, **cond: Any) -> Tensor:
+        """The controlled network's output for ``x`` at ``t``; ``control_maps`` ``(B, sum of channels, H, W)``
+        is split per kind and passed as ``control_cond``; ``None`` runs the base alone."""
         if control_maps is None:
             return self.controlled(x, t, **cond)
         if control_maps.ndim != 4 or control_maps.shape[1] != sum(self.splits):

@@ -129,6 +129,9 @@ class InvariantPointAttention(nn.Module):
         self.out = nn.Linear(out_in, node_dim)
 
     def forward(self, s: Tensor, z: Tensor, frames: Rigid, mask: Tensor) -> Tensor:
+        """Node features ``s: (B, L, C_s)`` updated from pair features ``z: (B, L, L, C_z)`` and the residues'
+        frames; ``mask: (B, L)`` marks real residues. Invariant to a global rotation and translation of the
+        frames."""
         b, n, _ = s.shape
         h, c, pq, pv = self.h, self.c, self.pq, self.pv
         q = self.q(s).view(b, n, h, c)

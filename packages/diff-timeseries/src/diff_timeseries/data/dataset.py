@@ -55,6 +55,7 @@ class SeriesSet:
         return int(next(iter(self.values.values())).shape[1])
 
     def all_captions(self) -> list[str]:
+        """Every caption of the set, length by length."""
         return [c for length in self.lengths for c in self.captions[length]]
 
     def __len__(self) -> int:

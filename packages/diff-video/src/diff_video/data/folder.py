@@ -226,6 +226,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.buckets, self.batch_size, self.seed, self.epoch = buckets, batch_size, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Set the epoch; the shuffle of the next iteration is seeded by ``seed + epoch``."""
         self.epoch = epoch
 
     def _batches(self) -> list[list[int]]:

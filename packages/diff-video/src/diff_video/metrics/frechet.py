@@ -106,6 +106,8 @@ class VideoFeatureNet(PretrainedModel):
         return torch.tanh(self.project(self.body(x).mean(dim=(2, 3, 4))))
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """Logits of each head (the first object's ``direction``, ``colour`` and ``shape``) for clips
+        ``x: (B, 3, T, H, W)`` in ``[-1, 1]``."""
         f = self.features(x)
         return {name: head(f) for name, head in self.heads.items()}
 

@@ -117,5 +117,7 @@ class TextConditioned(nn.Module):
         self.backbone, self.text_encoder = backbone, text_encoder
 
     def forward(self, x: Tensor, t: Tensor, input_ids: Tensor, **cond: Tensor) -> Tensor:
+        """The video network's output for ``x`` at ``t``, with the caption ``input_ids`` encoded into
+        ``context``, ``context_mask`` and ``pooled``."""
         context, mask, pooled = self.text_encoder(input_ids)
         return self.backbone(x, t, context=context, context_mask=mask, pooled=pooled, **cond)

@@ -34,6 +34,8 @@ class CausalConv3d(nn.Module):
         self.conv = nn.Conv3d(cin, cout, kernel, stride=stride)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x: (B, C, T, H, W)`` -> ``(B, C', T, H, W)``; frame ``i`` of the output sees input frames
+        ``<= i`` only."""
         first = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
         x = torch.cat([first, x], dim=2)
         x = F.pad(x, (self.space_pad,) * 4 + (0, 0), mode="replicate")
@@ -44,18 +46,23 @@ class FrameNorm(nn.GroupNorm):
     """GroupNorm of each frame on its own (over channels of a group and space, never time), so it stays causal."""
 
     def forward(self, x: Tensor) -> Tensor:
+        """GroupNorm of each frame of ``x: (B, C, T, H, W)`` on its own; same shape out."""
         b, c, t, h, w = x.shape
         y = super().forward(x.transpose(1, 2).reshape(b * t, c, h, w))
         return y.view(b, t, c, h, w).transpose(1, 2)
 
 
 class ResBlock(nn.Module):
+    """Two causal 3D convolutions, each after a per-frame GroupNorm and SiLU, with a residual connection:
+    ``(B, C, T, H, W)`` -> same shape."""
+
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.norm1, self.conv1 = FrameNorm(8, channels), CausalConv3d(channels, channels)
         self.norm2, self.conv2 = FrameNorm(8, channels), CausalConv3d(channels, channels)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x + conv2(silu(norm2(conv1(silu(norm1(x))))))``."""
         h = self.conv1(F.silu(self.norm1(x)))
         return x + self.conv2(F.silu(self.norm2(h)))
 

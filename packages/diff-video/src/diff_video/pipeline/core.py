@@ -67,6 +67,8 @@ class FrameConditioned(nn.Module):
         frame_mask: Tensor | None = None,
         **cond: Any,
     ) -> Tensor:
+        """The network's velocity for ``x`` at ``t``, with the frames where ``frame_mask`` is True held at the
+        given ``frames`` (see the class docstring); without ``frame_mask``, the network alone."""
         if frame_mask is None:
             return self.network(x, t, **cond)
         if frames is None or frames.shape != x.shape:

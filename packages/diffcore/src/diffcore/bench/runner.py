@@ -98,6 +98,7 @@ class BenchReport:
         return f"diffuse bench --resume {self.folder}"
 
     def result(self, modality: str) -> BenchResult:
+        """The result of the named modality (``StopIteration`` if it was not run)."""
         return next(r for r in self.results if r.modality == modality)
 
     def _set(self, result: BenchResult) -> None:

@@ -109,6 +109,8 @@ class OneLineUsageErrors(TyperCommand):
     click's usage box; ``--debug`` keeps click's own report."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Parse as click does, but print a usage error as one ``error: ...`` line and exit 2 (the traceback
+        with ``--debug``)."""
         debug = "--debug" in args
         try:
             return super().parse_args(ctx, args)

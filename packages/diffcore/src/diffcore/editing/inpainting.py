@@ -29,9 +29,11 @@ class Measurement(Protocol):
     """A linear measurement with its "insert" map: ``measure(x)`` gives ``A x``; ``insert(x, y)`` returns
     ``x`` with its measured part replaced by ``y`` (so ``measure(insert(x, y)) = y``)."""
 
-    def measure(self, x: Tensor) -> Tensor: ...
+    def measure(self, x: Tensor) -> Tensor:
+        """``A x``: the measured part of ``x``."""
 
-    def insert(self, x: Tensor, y: Tensor) -> Tensor: ...
+    def insert(self, x: Tensor, y: Tensor) -> Tensor:
+        """``x`` with its measured part replaced by ``y``, so that ``measure(insert(x, y)) = y``."""
 
 
 @dataclass
@@ -46,9 +48,11 @@ class Mask:
             raise ValueError("mask: expected values 0 (unknown) or 1 (known)")
 
     def measure(self, x: Tensor) -> Tensor:
+        """``mask * x``: the known entries (zero elsewhere)."""
         return x * self.mask.to(x.dtype)
 
     def insert(self, x: Tensor, y: Tensor) -> Tensor:
+        """``mask * y + (1 - mask) * x``: the known entries from ``y``, the rest from ``x``."""
         m = self.mask.to(x.dtype)
         return m * y + (1 - m) * x
 
@@ -60,9 +64,11 @@ class ChannelMean:
     dim: int = 1
 
     def measure(self, x: Tensor) -> Tensor:
+        """The mean of ``x`` over axis ``dim`` (kept, size 1)."""
         return x.mean(dim=self.dim, keepdim=True)
 
     def insert(self, x: Tensor, y: Tensor) -> Tensor:
+        """``x`` shifted so that its mean over ``dim`` equals ``y`` (the deviations from the mean kept)."""
         return x - x.mean(dim=self.dim, keepdim=True) + y
 
 

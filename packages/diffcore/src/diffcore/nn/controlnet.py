@@ -122,6 +122,8 @@ class ConditionEncoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, cond: Tensor) -> Tensor:
+        """The condition map ``(B, C_cond, *spatial)`` through the conv stack to the feature size of the
+        copied network."""
         return self.net(cond)
 
 
@@ -609,6 +611,7 @@ class ControlledModel(nn.Module):
         self.control.scales = [float(v) for v in values]
 
     def train(self, mode: bool = True) -> ControlledModel:
+        """Set the ControlNets' training mode; the frozen base always stays in eval mode."""
         super().train(mode)
         self.base.eval()
         return self

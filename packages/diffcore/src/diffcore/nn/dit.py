@@ -64,6 +64,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``fc2(gelu_tanh(fc1(x)))`` on tokens ``x: (B, N, D)``."""
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
 
@@ -89,6 +90,9 @@ class DiTBlock(nn.Module):
         self.modulation = nn.Linear(hidden_size, 6 * hidden_size)
 
     def forward(self, x: Tensor, c: Tensor, rope: Rope | None = None) -> Tensor:
+        """adaLN-Zero block (Peebles & Xie 2023, Fig. 3) on tokens ``x: (B, N, D)`` with conditioning
+        ``c: (B, D)``: ``x + gate_msa * attn(modulate(norm1(x)))``, then
+        ``x + gate_mlp * mlp(modulate(norm2(x)))``; ``rope`` rotates queries and keys."""
         mod = self.modulation(c)[:, None]  # (B, 1, 6D): per-sample shift, scale, gate of both branches
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.chunk(6, dim=-1)
         x = x + gate_msa * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope=rope)
@@ -109,6 +113,8 @@ class FinalLayer(nn.Module):
         self.modulation = nn.Linear(hidden_size, 2 * hidden_size)
 
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        """Modulated LayerNorm and the linear map of tokens ``x: (B, N, D)`` to patch values
+        ``(B, N, p * p * C_out)``."""
         shift, scale = self.modulation(c)[:, None].chunk(2, dim=-1)
         return self.linear(modulate(self.norm(x), shift, scale))
 
@@ -417,48 +423,62 @@ def dit_config(size: str, patch_size: int, **overrides: Any) -> DiTConfig:
 
 
 def DiT_S_2(**kw: Any) -> DiT:
+    """DiT-S/2 (Table 1 of Peebles & Xie 2023: depth 12, width 384, 6 heads, patch 2); ``kw`` overrides
+    :class:`DiTConfig` fields."""
     return DiT(dit_config("S", 2, **kw))
 
 
 def DiT_S_4(**kw: Any) -> DiT:
+    """DiT-S/4 (depth 12, width 384, 6 heads, patch 4); ``kw`` overrides :class:`DiTConfig` fields."""
     return DiT(dit_config("S", 4, **kw))
 
 
 def DiT_S_8(**kw: Any) -> DiT:
+    """DiT-S/8 (depth 12, width 384, 6 heads, patch 8); ``kw`` overrides :class:`DiTConfig` fields."""
     return DiT(dit_config("S", 8, **kw))
 
 
 def DiT_B_2(**kw: Any) -> DiT:
+    """DiT-B/2 (depth 12, width 768, 12 heads, patch 2); ``kw`` overrides :class:`DiTConfig` fields."""
     return DiT(dit_config("B", 2, **kw))
 
 
 def DiT_B_4(**kw: Any) -> DiT:
+    """DiT-B/4 (depth 12, width 768, 12 heads, patch 4); ``kw`` overrides :class:`DiTConfig` fields."""
     return DiT(dit_config("B", 4, **kw))
 
 
 def DiT_B_8(**kw: Any) -> DiT:
+    """DiT-B/8 (depth 12, width 768, 12 heads, patch 8); ``kw`` overrides :class:`DiTConfig` fields."""
     return DiT(dit_config("B", 8, **kw))
 
 
 def DiT_L_2(**kw: Any) -> DiT:
+    """DiT-L/2 (depth 24, width 1024, 16 heads, patch 2); ``kw`` overrides :class:`DiTConfig` fields."""
     return DiT(dit_config("L", 2, **kw))
 
 
 def DiT_L_4(**kw: Any) -> DiT:
+    """DiT-L/4 (depth 24, width 1024, 16 heads, patch 4); ``kw`` overrides :class:`DiTConfig` fields."""
     return DiT(dit_config("L", 4, **kw))
 
 
 def DiT_L_8(**kw: Any) -> DiT:
+    """DiT-L/8 (depth 24, width 1024, 16 heads, patch 8); ``kw`` overrides :class:`DiTConfig` fields."""
     return DiT(dit_config("L", 8, **kw))
 
 
 def DiT_XL_2(**kw: Any) -> DiT:
+    """DiT-XL/2 (depth 28, width 1152, 16 heads, patch 2: the paper's best model); ``kw`` overrides
+    :class:`DiTConfig` fields."""
     return DiT(dit_config("XL", 2, **kw))
 
 
 def DiT_XL_4(**kw: Any) -> DiT:
+    """DiT-XL/4 (depth 28, width 1152, 16 heads, patch 4); ``kw`` overrides :class:`DiTConfig` fields."""
     return DiT(dit_config("XL", 4, **kw))
 
 
 def DiT_XL_8(**kw: Any) -> DiT:
+    """DiT-XL/8 (depth 28, width 1152, 16 heads, patch 8); ``kw`` overrides :class:`DiTConfig` fields."""
     return DiT(dit_config("XL", 8, **kw))

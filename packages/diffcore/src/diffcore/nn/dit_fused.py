@@ -66,6 +66,8 @@ class FusedMlp(Mlp):
     autocast); elsewhere, and for layers wrapped by an adapter (PEFT's LoRA), the plain ops."""
 
     def forward(self, x: Tensor) -> Tensor:
+        """The MLP with bias and tanh-GELU in cuBLASLt's epilogue (:func:`diffcore.kernels.mlp.gelu_mlp`);
+        plain torch where the kernel cannot run."""
         return gelu_mlp(x, self.fc1, self.fc2)
 
 
@@ -80,6 +82,8 @@ class FusedDiTBlock(DiTBlock):
     mlp_class = FusedMlp
 
     def forward(self, x: Tensor, c: Tensor, rope: Rope | None = None) -> Tensor:
+        """Equal to :meth:`DiTBlock.forward`; on CUDA (or Triton's interpreter) through the fused adaLN and
+        attention kernels, the plain block elsewhere."""
         if not triton_runs_on(x):
             return super().forward(x, c, rope)
         x, (y, gate) = self.forward_deferred(x, None, c, rope)
@@ -111,6 +115,8 @@ class FusedFinalLayer(FinalLayer):
     pending residual: ``x`` ``(B, N, D)``, ``c`` ``(B, D)``, ``pending`` ``(y, gate)`` or None."""
 
     def forward(self, x: Tensor, c: Tensor, pending: Pending | None = None) -> Tensor:
+        """Equal to :meth:`FinalLayer.forward` after adding a ``pending`` gated residual ``(y, gate)`` left by
+        the last fused block, in one adaLN kernel where Triton runs."""
         if not triton_runs_on(x):
             if pending is not None:
                 x = torch.addcmul(x, pending[1], pending[0])

@@ -111,6 +111,8 @@ class StreamAttentionIn(nn.Module):
     def forward(
         self, x: Tensor, shift: Tensor, scale: Tensor, rope: Rope | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries, keys and values ``(B, H, N, Dh)`` of one stream's tokens ``x: (B, N, D)`` after the
+        modulated LayerNorm (``shift``, ``scale`` of shape ``(B, 1, D)``), with QK-norm and optional RoPE."""
         return self.qkv(modulate(self.norm(x), shift, scale), rope)
 
 
@@ -126,6 +128,8 @@ class StreamOut(nn.Module):
     def forward(
         self, x: Tensor, attn: Tensor, gate_a: Tensor, shift: Tensor, scale: Tensor, gate_m: Tensor
     ) -> Tensor:
+        """One stream's two gated residuals: ``x + gate_a * proj(attn)``, then
+        ``x + gate_m * mlp(modulate(norm(x), shift, scale))``."""
         x = torch.addcmul(x, gate_a, self.proj(attn))
         return torch.addcmul(x, gate_m, self.mlp(modulate(self.norm(x), shift, scale)))
 
@@ -157,6 +161,10 @@ class MMDiTBlock(nn.Module):
         mask: Tensor | None = None,
         rope: Rope | None = None,
     ) -> tuple[Tensor, Tensor | None]:
+        """Joint attention of SD3 (Esser et al. 2024, Fig. 2): image tokens ``x: (B, N, D)`` and text tokens
+        ``context: (B, M, D)`` attend together, each stream with its own weights and adaLN from
+        ``c: (B, D)``; returns ``(x, context)`` updated (``context`` None in the last, context-pre-only
+        block or without text)."""
         xm = self.x_modulation(c)[:, None].chunk(6, dim=-1)
         q, k, v = self.x_in(x, xm[0], xm[1], rope)
         if context is None:

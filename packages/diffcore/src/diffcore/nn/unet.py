@@ -242,6 +242,9 @@ class ResBlock(nn.Module):
         )
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        """Residual block on ``x: (B, C, *spatial)`` with the time (and class) embedding ``emb: (B, E)``,
+        added after the first convolution or, with ``use_scale_shift_norm``, applied as
+        ``norm(h) * (1 + scale) + shift``."""
         h = self.in_layers(x)
         e = _broadcast_to_spatial(self.emb_layers(emb).to(h.dtype), self.dims)
         if self.use_scale_shift_norm:
@@ -262,6 +265,7 @@ class FeedForward(nn.Module):
         self.proj_out = nn.Linear(inner, dim)
 
     def forward(self, x: Tensor) -> Tensor:
+        """GEGLU feed-forward on tokens ``x: (B, N, D)``: ``proj_out(h * gelu(gate))``."""
         h, gate = self.proj_in(x).chunk(2, dim=-1)
         return self.proj_out(h * F.gelu(gate))
 
@@ -285,6 +289,9 @@ class TransformerBlock(nn.Module):
         self.ff = FeedForward(dim)
 
     def forward(self, x: Tensor, context: Tensor | None = None, context_mask: Tensor | None = None) -> Tensor:
+        """Self-attention, cross-attention to ``context: (B, M, D_ctx)`` (keys where ``context_mask`` is False
+        ignored; skipped when ``context`` is None) and the feed-forward, each pre-normed and residual, on
+        ``x: (B, N, D)``."""
         x = x + self.attn1(self.norm1(x))
         if self.attn2 is not None and self.norm2 is not None and context is not None:
             x = x + masked_cross_attention(self.attn2, self.norm2(x), context, context_mask)
@@ -325,6 +332,8 @@ class SpatialTransformer(nn.Module):
         self.proj_out = zero_module(nn.Linear(channels, channels))
 
     def forward(self, x: Tensor, context: Tensor | None = None, context_mask: Tensor | None = None) -> Tensor:
+        """The transformer blocks on the flattened positions of ``x: (B, C, *spatial)``, with a residual
+        around them; same shape out."""
         b, c, *spatial = x.shape
         h = self.proj_in(self.norm(x).reshape(b, c, -1).transpose(1, 2))
         for block in self.blocks:
@@ -341,6 +350,7 @@ class Downsample(nn.Module):
         self.conv = conv_nd(dims, channels, channels, 3, stride=2, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Halve each spatial size of ``x: (B, C, *spatial)`` with a strided convolution."""
         return self.conv(x)
 
 
@@ -352,6 +362,7 @@ class Upsample(nn.Module):
         self.conv = conv_nd(dims, channels, channels, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Double each spatial size of ``x: (B, C, *spatial)`` (nearest neighbour), then a convolution."""
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
@@ -365,6 +376,8 @@ class UNetBlock(nn.Module):
     def forward(
         self, h: Tensor, emb: Tensor, context: Tensor | None = None, context_mask: Tensor | None = None
     ) -> Tensor:
+        """Run the block's layers in order: residual blocks take ``emb``, spatial transformers ``context`` and
+        ``context_mask``, the rest ``h`` alone."""
         for layer in self.layers:
             if isinstance(layer, ResBlock):
                 h = layer(h, emb)

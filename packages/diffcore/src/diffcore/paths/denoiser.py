@@ -187,9 +187,11 @@ class DenoiserBase(ABC):
         return from_x0_eps(_upcast(x0), _upcast(eps), kind, self.coefficients(t, xf)).to(x.dtype)
 
     def x0(self, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
+        """The clean-data estimate ``x0(x_t, t)`` (first part of :meth:`x0_eps`)."""
         return self.x0_eps(x, t, **cond)[0]
 
     def eps(self, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
+        """The noise estimate ``eps(x_t, t)`` (second part of :meth:`x0_eps`)."""
         return self.x0_eps(x, t, **cond)[1]
 
     def velocity(self, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
@@ -197,6 +199,7 @@ class DenoiserBase(ABC):
         return self.predict("velocity", x, t, **cond)
 
     def score(self, x: Tensor, t: float | Tensor, **cond: Any) -> Tensor:
+        """The score ``grad log p_t(x_t) = -eps / sigma(t)`` (zero where ``sigma = 0``)."""
         return self.predict("score", x, t, **cond)
 
 

@@ -616,6 +616,9 @@ class Shifted(Schedule):
         return torch.where(torch.isfinite(lam), self.base.t_from_log_snr(lam).to(t.dtype), t)
 
     def d_warp(self, t: Tensor) -> Tensor:
+        """``dt'/dt`` of :meth:`warp`: ``shift / (1 + (shift - 1) t)^2`` on rectified flow;
+        ``lambda'(t) / lambda'(t')`` of the base's log-SNR ``lambda`` otherwise, with the finite limits at
+        an end where the log-SNR is infinite."""
         t = _as_tensor(t)
         if isinstance(self.base, RectifiedFlow):
             return self.shift / (1 + (self.shift - 1) * t) ** 2

@@ -52,6 +52,7 @@ class SDE:
         return (2 * s * self.schedule.d_sigma(t) - 2 * self.f(t) * s**2).clamp_min(0.0)
 
     def g(self, t: Tensor | float) -> Tensor:
+        """Diffusion coefficient ``g(t) = sqrt(g2(t))``."""
         return self.g2(t).sqrt()
 
     def drift(self, x: Tensor, t: Tensor | float) -> Tensor:
@@ -92,6 +93,7 @@ class VPSDE(SDE):
         self.beta_min, self.beta_max = beta_min, beta_max
 
     def beta(self, t: Tensor | float) -> Tensor:
+        """``beta(t) = beta_min + t (beta_max - beta_min)`` (Song et al. 2021, Eq. 32)."""
         return self.beta_min + _t(t) * (self.beta_max - self.beta_min)
 
     def f(self, t: Tensor | float) -> Tensor:

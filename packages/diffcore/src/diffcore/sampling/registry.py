@@ -35,6 +35,10 @@ Callback = Callable[[int, float, Tensor, Tensor], None]
 
 
 class SamplerFn(Protocol):
+    """The signature every registered sampler has:
+    ``(denoiser, x, grid, *, cond, generator, callback, **options) -> x`` at ``grid[-1]``; ``grid`` holds
+    decreasing times (``t = 0`` data)."""
+
     def __call__(
         self,
         denoiser: DenoiserBase,
