@@ -1,5 +1,5 @@
-// MathJax settings for pymdownx.arithmatex (generic mode): $...$ inline, $$...$$ display.
-// MathJax itself is not bundled; without it the equations show as their TeX source, which still reads.
+// MathJax settings for pymdownx.arithmatex (generic mode): \( \) inline, $$ $$ display. MathJax itself is
+// loaded from a CDN by the browser (mkdocs.yml, extra_javascript); offline, equations show as TeX source.
 window.MathJax = {
   tex: { inlineMath: [["\\(", "\\)"]], displayMath: [["\\[", "\\]"]], processEscapes: true },
   options: { processHtmlClass: "arithmatex" },
