@@ -1,4 +1,4 @@
-"""Progressive distillation: a student that samples in 2 steps what its teacher needs 16 for (roadmap 2.3).
+"""Progressive distillation: a student taught to take 2 steps where its teacher takes 16 (roadmap 2.3).
 
 The teacher is the exact denoiser of a 2-D Gaussian mixture sampled with DDIM. Each round trains an MLP
 student to match two teacher DDIM steps with one of its own (Salimans & Ho 2022, Algorithm 2), then the
