@@ -3,8 +3,8 @@
 A class-conditional MLP is trained with the label dropped to a null label 10% of the time (Ho & Salimans
 2022), so one network gives both ``eps(x, y)`` and ``eps(x, null)``; sampling with guidance scale ``w`` uses
 ``eps_null + w (eps_y - eps_null)`` in one batched forward (``diffcore.guidance.ClassifierFreeGuidance``).
-Printed: the share of samples that fall in the requested component (adherence), and how spread they are,
-at w = 1 (plain conditional), 2 and 4: adherence rises and the spread shrinks as w grows.
+Printed: the share of samples that fall in the requested component (adherence) and their spread, at w = 1
+(the plain conditional model), 2 and 4; the picture shows where the samples land against the data.
 
     uv run python examples/guidance_2d.py
 """

@@ -7,7 +7,7 @@ a PLY (open it in any 3DGS viewer), a grid of rendered views and a turntable GIF
 Gaussian centres with held-out objects (coverage, MMD, 1-NNA by Chamfer distance) and asks a render
 classifier whether each object is of its class.
 
-    uv run python examples/splats_3d.py                 # the quick benchmark's sizes, about 3 CPU minutes
+    uv run python examples/splats_3d.py                 # 1500 autoencoder + 1500 DiT steps, the quick bench's sizes
     uv run python examples/splats_3d.py --steps 40000   # towards the GPU benchmark (diffuse bench 3d)
 """
 
@@ -23,7 +23,7 @@ parser.add_argument("--steps", type=int, default=1500)
 parser.add_argument("--smoke", action="store_true", help="the smallest run (what CI runs)")
 parser.add_argument("--out", type=Path, default=Path("runs/examples/splats_3d"))
 args = parser.parse_args()
-steps, ae_steps, grid, objects = (3, 3, 8, 12) if args.smoke else (args.steps, 1500, 16, 48)
+steps, ae_steps, grid, objects = (3, 3, 8, 12) if args.smoke else (args.steps, args.steps, 16, 48)
 
 config = SplatTrainConfig(
     model=SplatModelConfig(
