@@ -26,6 +26,7 @@ CONCERN_OF = {**dict.fromkeys(FOUNDATION, "foundation"), **dict.fromkeys(TOP, "t
 # concern -> the other concerns it may import (each may import itself)
 MAY_IMPORT: dict[str, set[str]] = {
     "foundation": set(),
+    "metrics": {"foundation"},
     "kernels": {"foundation"},
     "paths": {"foundation"},
     "nn": {"foundation", "kernels"},
