@@ -10,6 +10,7 @@ are ``t_0 > t_1 > ... > t_{n-1} > 0`` and every frame ends at ``t = 0``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,10 +25,15 @@ __all__ = ["SlotCoefficients", "stream_times"]
 
 
 def stream_times(
-    schedule: Schedule, t_index_list: Sequence[int], num_steps: int, grid: str = "trailing"
+    schedule: Schedule,
+    t_index_list: Sequence[int],
+    num_steps: int,
+    grid: str = "trailing",
+    t_start: float = 1.0,
 ) -> tuple[float, ...]:
     """The stream's times ``(t_0, ..., t_{n-1})``: entries ``t_index_list`` of the ``num_steps``-interval grid
-    ``grid`` of ``schedule`` (decreasing, all > 0; the final step of every frame lands on ``t = 0``).
+    ``grid`` of ``schedule`` from ``t_start`` to 0 (decreasing, all > 0; the final step of every frame lands on
+    ``t = 0``).
 
     Raises:
         ValueError: an empty or non-increasing ``t_index_list``, or an index outside ``[0, num_steps)``.
@@ -35,7 +41,7 @@ def stream_times(
     idx = [int(i) for i in t_index_list]
     if not idx:
         raise ValueError("t_index_list: expected at least one step index, got an empty list")
-    if any(b <= a for a, b in zip(idx, idx[1:], strict=False)):
+    if any(b <= a for a, b in itertools.pairwise(idx)):
         raise ValueError(f"t_index_list: expected strictly increasing step indices, got {list(t_index_list)}")
     if not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps: expected an integer >= 1, got {num_steps!r}")
@@ -43,7 +49,7 @@ def stream_times(
         raise ValueError(
             f"t_index_list: expected indices in [0, {num_steps - 1}] of the {num_steps}-step grid, got {idx}"
         )
-    times = grids.make(grid, schedule, num_steps).tolist()
+    times = grids.make(grid, schedule, num_steps, t_start=t_start).tolist()
     return tuple(float(times[i]) for i in idx)
 
 

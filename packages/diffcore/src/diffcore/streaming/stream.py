@@ -48,6 +48,7 @@ class StreamConfig:
             ``(32, 45)`` of 50.
         num_steps: intervals of the grid the steps are picked from.
         grid: a registered time grid (``diffcore.sampling.grids``).
+        t_start: where the grid starts (1: pure noise; a consistency student's ``t_max``).
         step_rule: ``consistency`` (jump to x0, re-noise: consistency / LCM / turbo students) or ``ddim``.
         guidance: ``none``, ``full`` (CFG), ``self`` or ``initialize`` (residual CFG).
         guidance_scale: the guidance scale ``w``.
@@ -66,6 +67,7 @@ class StreamConfig:
     t_index_list: tuple[int, ...] = (0,)
     num_steps: int = 1
     grid: str = "trailing"
+    t_start: float = 1.0
     step_rule: StepRule = "consistency"
     guidance: GuidanceMode = "none"
     guidance_scale: float = 1.0
@@ -149,7 +151,9 @@ class FrameStream:
             encode = compiled(encode) if encode is not None else None
             decode = compiled(decode) if decode is not None else None
         self.encode, self.decode = encode, decode
-        times = stream_times(denoiser.schedule, config.t_index_list, config.num_steps, config.grid)
+        times = stream_times(
+            denoiser.schedule, config.t_index_list, config.num_steps, config.grid, config.t_start
+        )
         self.batch = StreamBatch(
             denoiser, times, shape, batch_size=config.batch_size, step_rule=config.step_rule,
             guidance=config.guidance, guidance_scale=config.guidance_scale, cond=cond, uncond=uncond,
