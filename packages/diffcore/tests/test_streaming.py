@@ -274,3 +274,15 @@ def test_quantize_without_torchao_says_how_to_install_it():
             quantize_weights(nn.Linear(2, 2), "int8")
     else:
         pytest.skip("torchao is installed")
+
+
+def test_a_guidance_wrapper_as_the_denoiser_streams_like_the_streams_own_cfg():
+    den, w, null = _denoiser("vp-cosine", "eps"), 2.5, {"y": torch.tensor([NULL])}
+    times = stream_times(den.schedule, (20, 35), 50)
+    cond = {"y": torch.tensor([2])}
+    own = StreamBatch(den, times, SHAPE, guidance="full", guidance_scale=w, cond=cond, uncond=null,
+                      generator=torch.Generator().manual_seed(9))  # fmt: skip
+    wrapped = StreamBatch(ClassifierFreeGuidance(den, w, null), times, SHAPE, cond=cond,
+                          generator=torch.Generator().manual_seed(9))  # fmt: skip
+    for frame in _frames(3):
+        torch.testing.assert_close(own(frame), wrapped(frame), atol=1e-5, rtol=1e-5)

@@ -29,7 +29,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from diffcore.paths.denoiser import DenoiserBase
+from diffcore.paths.denoiser import Denoiser, DenoiserBase, scalar_coefficients
+from diffcore.paths.predictions import affine_x0_eps
 from diffcore.streaming.guidance import GUIDANCE_MODES, GuidanceMode, guided, virtual_residual
 from diffcore.streaming.steps import SlotCoefficients
 
@@ -114,6 +115,7 @@ class StreamBatch:
             self.t_net = torch.cat([self.t_net, self.t_net])
         elif guidance == "initialize":
             self.t_net = torch.cat([self.t_net, self.t_uncond])
+        self.affine = self._affine_rows(times) if isinstance(denoiser, Denoiser) else None
         zeros = torch.zeros((n, b, *self.shape), device=self.device, dtype=dtype)
         self.x = zeros.clone()  # (n, B, ...) the state of every slot at its time t_i
         self.ref = zeros.clone()  # RCFG references x_ref per slot
@@ -139,6 +141,34 @@ class StreamBatch:
                 )
             out[key] = value.to(self.device).repeat(rows // value.shape[0], *([1] * (value.ndim - 1)))
         return out
+
+    def _affine_rows(self, times: Sequence[float]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Per network row, the affine map ``(x0_x, x0_out, eps_x, eps_out)`` from ``(x_t, out)`` to ``(x0, eps)``
+        of the denoiser's prediction at the row's time, as ``(rows, 1, ...)`` float32 tensors (computed once on the
+        host: a call evaluates no schedule on the device)."""
+        den = self.denoiser
+        assert isinstance(den, Denoiser)
+        maps = [affine_x0_eps(den.prediction, scalar_coefficients(den.schedule, t)) for t in times]
+        per_slot = torch.tensor([[m.x0_x, m.x0_out, m.eps_x, m.eps_out] for m in maps], dtype=torch.float32)
+        rows = per_slot.repeat_interleave(self.batch_size, dim=0)
+        if self.guidance == "full":
+            rows = torch.cat([rows, rows])
+        elif self.guidance == "initialize":
+            rows = torch.cat([rows, rows[: self.batch_size]])
+        shape = (rows.shape[0],) + (1,) * len(self.shape)
+        x0_x, x0_out, eps_x, eps_out = (rows[:, j].reshape(shape).to(self.device) for j in range(4))
+        return x0_x, x0_out, eps_x, eps_out
+
+    def _x0_eps(self, x: Tensor, t: Tensor, cond: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """``(x0, eps)`` of the network rows ``x`` at times ``t``: a plain ``Denoiser``'s raw output through the
+        precomputed affine maps (in float32 at least), any other denoiser's ``x0_eps``."""
+        if self.affine is None:
+            return self.denoiser.x0_eps(x, t, **cond)
+        assert isinstance(self.denoiser, Denoiser)
+        out = self.denoiser.raw(x, t, **cond)
+        x0_x, x0_out, eps_x, eps_out = self.affine
+        xf, outf = (x, out) if x.dtype == torch.float64 else (x.float(), out.float())
+        return (x0_x * xf + x0_out * outf).to(x.dtype), (eps_x * xf + eps_out * outf).to(x.dtype)
 
     def randn(self) -> Tensor:
         """A standard normal draw shaped like one frame's state, ``(B, *shape)``, from the stream's generator."""
@@ -242,20 +272,20 @@ class StreamBatch:
         cond = {**self.cond, **per_frame}
         if self.guidance == "full":  # per-frame keys the uncond names (a null label) take its value
             both = self._joined(cond, {**per_frame, **self.uncond})
-            x0, eps = self.denoiser.x0_eps(torch.cat([x, x]), self.t_net, **both)
+            x0, eps = self._x0_eps(torch.cat([x, x]), self.t_net, both)
             x0_c, x0_u = x0.view(2, n, b, *shape).unbind(0)
             eps_c, eps_u = eps.view(2, n, b, *shape).unbind(0)
             return guided(x0_c, eps_c, x0_u, eps_u, self.scale)
         if self.guidance == "initialize":  # one extra row per frame: slot 0's unconditional estimate
             first = {**{k: v[0] for k, v in self.frame_cond.items()}, **self.uncond}
             both = self._joined(cond, first)
-            x0, eps = self.denoiser.x0_eps(torch.cat([x, self.x[0]]), self.t_net, **both)
+            x0, eps = self._x0_eps(torch.cat([x, self.x[0]]), self.t_net, both)
             self.ref[0].copy_(
                 x0[n * b :].view(b, *shape)
             )  # the one-time negative's x0: the frame's reference
             x0, eps = x0[: n * b], eps[: n * b]
         else:
-            x0, eps = self.denoiser.x0_eps(x, self.t_net, **cond)
+            x0, eps = self._x0_eps(x, self.t_net, cond)
         x0, eps = x0.view(n, b, *shape), eps.view(n, b, *shape)
         if self.guidance == "none":
             return x0, eps
