@@ -71,7 +71,7 @@ class Settings:
     lora_rank: int = 16
     filter_threshold: float = 0.98
     filter_max_skip: int = 10
-    static_noise: float = 0.002
+    static_noise: float = 0.01
     warmup: int = WARMUP
     timed: int = TIMED
     shapes: bool = True
@@ -418,6 +418,39 @@ def shapes_stream(
         return make(replace(config, cuda_graphs=False))
 
 
+def shapes_static_filter(den: Denoiser, ctx: Any, t_max: float, device: torch.device, s: Settings) -> dict:
+    """The filter on a trained model: the student's one-step image-to-image stream (from the middle of its
+    2-step grid) on a static evaluation scene with camera noise, filtered against unfiltered: skipped fraction
+    and PSNR of the filtered outputs against the unfiltered outputs of the same inputs."""
+    from few_step_shapes import EVAL_CAPTION_SEED, _scenes
+
+    images, _ = _scenes(1, 1, EVAL_CAPTION_SEED, ctx.settings)
+    n = s.warmup + s.timed
+    g = torch.Generator().manual_seed(3)
+    frames = (images[None] + torch.randn((n, *images.shape), generator=g) * s.static_noise).clamp(-1, 1)
+    frames = frames.to(device)
+    ids = ctx.task.eval_cond["input_ids"][:1]
+    common = dict(mode="img2img", t_index_list=(1,), num_steps=2, grid="uniform", t_start=t_max)
+    plain = FrameStream(den, StreamConfig(**common), ctx.task.sample_shape,
+                        generator=torch.Generator(device).manual_seed(7), device=device)  # fmt: skip
+    filt = FrameStream(den, StreamConfig(**common, similarity_filter=True, filter_threshold=s.filter_threshold,
+                                         filter_max_skip=s.filter_max_skip), ctx.task.sample_shape,
+                       generator=torch.Generator(device).manual_seed(7), device=device,
+                       filter_generator=torch.Generator().manual_seed(2))  # fmt: skip
+    values = [psnr(plain(f, frame_cond={"input_ids": ids}).clamp(-1, 1), filt(f, frame_cond={"input_ids": ids}).clamp(-1, 1))
+              for f in frames]  # fmt: skip
+    finite = [v for v in values if math.isfinite(v)]
+    out = {
+        "static_noise_std": s.static_noise, "skipped_fraction": filt.filter.skip_fraction,
+        "gpu_work_cut": filt.filter.skip_fraction, "psnr_min_db": min(values),
+        "psnr_mean_db_of_skipped": statistics.fmean(finite) if finite else math.inf,
+    }  # fmt: skip
+    print(f"  student img2img static input: filter skipped {out['skipped_fraction']:.0%}; PSNR vs unfiltered "
+          f"min {out['psnr_min_db']:.1f} dB, mean over skipped frames {out['psnr_mean_db_of_skipped']:.1f} dB",
+          flush=True)  # fmt: skip
+    return out
+
+
 def part_a(
     s: Settings, device: torch.device, out_dir: Path, doc: dict, save: Callable[[], None], quick: bool
 ) -> None:
@@ -471,7 +504,9 @@ def part_a(
         print(f"  student {k} step(s): {timing['fps']:8.1f} fps  p95 {timing['latency_p95_ms']:.2f} ms  "
               f"FD {scores['frechet']:.2f}  adherence 1-obj {scores['adherence_one_object']:.2f} "
               f"2-obj {scores['adherence_two_object']:.2f}", flush=True)  # fmt: skip
+    filt = shapes_static_filter(den, ctx, obj.t_max, device, s)
     doc["shapes_students"] = {
+        "static_filter": filt,
         "student": "consistency distillation of the guided teacher (CFG 6), Heun teacher steps, 18 points",
         "student_train_seconds": train_s, "teacher": info, "frechet_floor": ctx.task.floor,
         "sample_shape": list(ctx.task.sample_shape), "steps": rows, "seconds": time.perf_counter() - start,
