@@ -37,7 +37,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "likelihood": {"foundation", "paths", "guidance", "sampling"},
     "training": {"foundation", "paths"},
     "distill": {"foundation", "kernels", "nn", "paths", "guidance", "sampling", "training"},
-    "streaming": {"foundation", "kernels", "nn", "paths", "guidance", "sampling"},
+    "streaming": {"foundation", "kernels", "paths", "guidance", "sampling"},
 }
 MAY_IMPORT["top"] = set(MAY_IMPORT)
 

@@ -286,3 +286,29 @@ def test_a_guidance_wrapper_as_the_denoiser_streams_like_the_streams_own_cfg():
                           generator=torch.Generator().manual_seed(9))  # fmt: skip
     for frame in _frames(3):
         torch.testing.assert_close(own(frame), wrapped(frame), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("mode", ["img2img", "txt2img"])
+def test_a_stream_replayed_as_one_cuda_graph_equals_the_eager_stream(mode):
+    den = Denoiser(ToyNet().cuda(), "vp-scaled-linear", "eps")
+    first = 10 if mode == "img2img" else 0
+    config = {
+        "mode": mode,
+        "t_index_list": (first, 30),
+        "num_steps": 50,
+        "guidance": "self",
+        "guidance_scale": 1.5,
+    }
+
+    def make(graphs: bool) -> FrameStream:
+        return FrameStream(den, StreamConfig(cuda_graphs=graphs, **config), SHAPE,
+                           generator=torch.Generator("cuda").manual_seed(0), device="cuda")  # fmt: skip
+
+    streams = [make(False), make(True)]
+    frames = _frames(6).cuda()
+    for k in range(6):
+        a, b = (s(frames[k] if mode == "img2img" else None) for s in streams)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert streams[1]._graph is not None and streams[1]._graph.captured
