@@ -38,6 +38,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "likelihood": {"foundation", "paths", "guidance", "sampling"},
     "training": {"foundation", "paths"},
     "distill": {"foundation", "kernels", "nn", "paths", "guidance", "sampling", "training"},
+    "streaming": {"foundation", "kernels", "paths", "guidance", "sampling"},
 }
 MAY_IMPORT["top"] = set(MAY_IMPORT)
 

@@ -1,4 +1,4 @@
-"""``diffuse image train | sample | evaluate | edit | lora | control``, registered through the entry point
+"""``diffuse image train | sample | evaluate | edit | lora | control | stream``, registered through the entry point
 ``diffcore.modalities``, and the ``diffuse bench image`` benchmark.
 
 Every command is built with :func:`diffcore.cli.options.config_command` from a dataclass of
@@ -23,6 +23,7 @@ from diff_image.config import (
     ImageEvaluateConfig,
     ImageLoraConfig,
     ImageSampleConfig,
+    ImageStreamConfig,
     ImageTrainConfig,
 )
 
@@ -273,6 +274,52 @@ def control_cmd(config: ImageControlConfig, out: Path, pipeline: object) -> None
     typer.echo(
         f"iou_control={metrics['iou_control']:.4f} iou_no_control={metrics['iou_no_control']:.4f} "
         f"({metrics['num_samples']} scenes; grid, metrics and pipeline in {out})"
+    )
+
+
+@config_command(
+    app,
+    "stream",
+    ImageStreamConfig,
+    pipeline=PIPELINE,
+    default_out="runs/image-stream",
+    options={
+        "mode": "--mode",
+        "source": "--source",
+        "num_frames": ("--num-frames", "-n"),
+        "t_index_list": "--t-index",
+        "num_steps": "--num-steps",
+        "step_rule": "--step-rule",
+        "guidance": "--guidance",
+        "guidance_scale": "--guidance-scale",
+        "labels": "--label",
+        "prompts": "--prompt",
+        "similarity_filter": "--similarity-filter",
+        "cuda_graphs": "--cuda-graphs",
+        "compile": "--compile",
+        "fps": "--fps",
+        "format": "--format",
+    },
+)
+def stream_cmd(config: ImageStreamConfig, out: Path, pipeline: object) -> None:
+    """Stream frames through a saved pipeline in real time (StreamDiffusion's stream batch, residual CFG and
+    similarity filter; diffcore.streaming): image-to-image from a folder of frames, a video file (needs
+    diff-video) or a synthetic moving scene, or text-to-image from noise. Writes OUT/stream.mp4 (or .gif without
+    PyAV), OUT/input.* for image-to-image, and OUT/metrics.json (frames, fps, skipped frames)."""
+    from diff_image.io import save_metrics_json, save_video
+    from diff_image.pipeline.streaming import stream_frames
+
+    try:
+        outputs, inputs, stats = stream_frames(pipeline, config)  # type: ignore[arg-type]
+    except (FileNotFoundError, ImportError) as exc:
+        raise CommandError(str(exc)) from exc
+    video = save_video(outputs, out / "stream", fps=config.fps, format=config.format)
+    if inputs is not None:
+        save_video(inputs, out / "input", fps=config.fps, format=config.format)
+    save_metrics_json({k: v for k, v in stats.items() if isinstance(v, (int, float))}, out / "metrics.json")
+    typer.echo(
+        f"streamed {stats['frames']} frames at {stats['fps']:.1f} fps ({stats['steps']} step(s), "
+        f"{stats['skipped']} skipped by the filter); wrote {video}"
     )
 
 

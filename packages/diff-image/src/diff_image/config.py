@@ -26,6 +26,7 @@ __all__ = [
     "ImageLoraConfig",
     "ImageModelConfig",
     "ImageSampleConfig",
+    "ImageStreamConfig",
     "ImageTrainConfig",
 ]
 
@@ -475,3 +476,75 @@ class ImageControlConfig:
         for name in ("batch_size", "lr", "shapes_length", "num_samples", "sample_steps"):
             _positive(name, getattr(self, name))
         _probability("cond_dropout", self.cond_dropout)
+
+
+STREAM_MODES: tuple[str, ...] = ("img2img", "txt2img")
+STREAM_GUIDANCES: tuple[str, ...] = ("none", "full", "self", "initialize")
+VIDEO_FORMATS: tuple[str, ...] = ("auto", "mp4", "gif")
+
+
+@dataclass
+class ImageStreamConfig:
+    """A real-time frame stream through a saved pipeline (``diffuse image stream``; :mod:`diffcore.streaming`).
+
+    Attributes:
+        mode: ``img2img`` (each input frame is noised to the first step and denoised) or ``txt2img`` (each frame
+            starts from fresh noise).
+        source: the input frames (img2img): a folder of images (sorted by name), a video file (read with
+            diff-video, which must be installed), or ``synthetic`` (a moving scene drawn here).
+        num_frames: frames to stream (synthetic: how many; a folder or video: at most this many, 0 = all).
+        t_index_list: the denoising steps, as indices into the ``num_steps``-interval grid (StreamDiffusion's
+            ``t_index_list``); image-to-image starts later (higher indices keep more of the input).
+        num_steps: intervals of the grid the steps are picked from.
+        grid: a registered time grid (``diffcore.sampling.grids``).
+        step_rule: ``ddim`` (any trained model) or ``consistency`` (consistency / LCM students).
+        guidance: ``none``, ``full`` (classifier-free guidance), ``self`` or ``initialize`` (residual CFG).
+        guidance_scale: the guidance scale.
+        labels: the class label of the stream (class-conditional models; empty: 0).
+        prompts: the caption of the stream (text-to-image models; the first one is used).
+        similarity_filter: skip input frames nearly equal to the last processed one (img2img).
+        filter_threshold: the filter's cosine-similarity threshold.
+        cuda_graphs: replay each frame's GPU work as one CUDA graph (CUDA only).
+        compile: ``torch.compile`` the network and the autoencoder.
+        fps: frames per second of the written video.
+        format: ``mp4`` (needs PyAV), ``gif``, or ``auto`` (mp4 when PyAV is installed, else gif).
+        seed: seeds the noise.
+        device: where to run (the pipeline is moved there).
+    """
+
+    mode: str = "img2img"
+    source: str = "synthetic"
+    num_frames: int = 24
+    t_index_list: tuple[int, ...] = (30, 40)
+    num_steps: int = 50
+    grid: str = "trailing"
+    step_rule: str = "ddim"
+    guidance: str = "none"
+    guidance_scale: float = 1.0
+    labels: tuple[int, ...] = ()
+    prompts: tuple[str, ...] = ()
+    similarity_filter: bool = False
+    filter_threshold: float = 0.98
+    cuda_graphs: bool = False
+    compile: bool = False
+    fps: int = 8
+    format: str = "auto"
+    seed: int = 0
+    device: Device = "auto"
+
+    def __post_init__(self) -> None:
+        self.t_index_list = tuple(int(v) for v in self.t_index_list)
+        self.labels = tuple(int(v) for v in self.labels)
+        self.prompts = tuple(self.prompts)
+        _one_of("mode", self.mode, STREAM_MODES)
+        _one_of("guidance", self.guidance, STREAM_GUIDANCES)
+        _one_of("step_rule", self.step_rule, ("ddim", "consistency"))
+        _one_of("format", self.format, VIDEO_FORMATS)
+        for name in ("num_steps", "fps"):
+            _positive(name, getattr(self, name))
+        if self.num_frames < 0:
+            raise ValueError(
+                f"num_frames: expected >= 0 (0: every frame of the source), got {self.num_frames}"
+            )
+        if self.mode == "txt2img" and self.num_frames == 0:
+            raise ValueError("num_frames: a txt2img stream has no source to exhaust; expected >= 1")
