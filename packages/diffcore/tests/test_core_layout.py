@@ -37,6 +37,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "likelihood": {"foundation", "paths", "guidance", "sampling"},
     "training": {"foundation", "paths"},
     "distill": {"foundation", "kernels", "nn", "paths", "guidance", "sampling", "training"},
+    "alignment": {"foundation", "paths", "guidance", "sampling", "training"},
 }
 MAY_IMPORT["top"] = set(MAY_IMPORT)
 
