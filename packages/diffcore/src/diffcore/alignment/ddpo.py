@@ -17,7 +17,7 @@ updates through the importance ratio ``pi_theta / pi_old``, clipped as in PPO (S
 the state; its parameter dependence would escape the score-function gradient. The policy therefore stops at a
 grid time ``t_N > 0`` (every step stochastic, ``c > 0``), and its sample is the state there: pass a grid that
 ends above zero (e.g. ``diffcore.sampling.grids.resolve(..., t_end=0.02)``). The samples carry the path's noise
-``sigma(t_N)`` (0.03 at ``t_N = 0.02`` on ``vp-cosine``).
+``sigma(t_N)`` (0.04 at ``t_N = 0.02`` on ``vp-cosine``).
 
 Time runs from ``t = 1`` (noise) to ``t = 0`` (data); ``x``: ``(B, ...)``.
 """
@@ -231,7 +231,8 @@ def ppo_update(
         for i in steps:
             lp = step_log_prob(denoiser, rolled, i, index)
             loss, logs = ppo_loss(lp, rolled.log_probs[i, index], advantages[index], clip_range, adv_clip)
-            (loss / n_steps).backward()
+            if loss.requires_grad:  # a step whose mean ignores the parameters (alpha_t = 0, eta = 1) has none
+                (loss / n_steps).backward()
             for k, v in {"loss": loss.detach(), **logs}.items():
                 totals[k] = totals.get(k, 0.0) + float(v)
             count += 1

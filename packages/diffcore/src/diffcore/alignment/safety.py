@@ -8,12 +8,17 @@ estimates ``e_u``, ``e_p``, ``e_S`` of one batched forward (SLD, Eq. 3-6)::
 
 ``w`` is the classifier-free guidance scale and ``mu`` the safety scale:
 
-- ``threshold=None``: ``mu = safety_scale`` everywhere, negative guidance (concept negation of Liu et al. 2022,
-  Eq. 12): the guided score is ``s_u + w (s_p - s_u) - w mu (s_S - s_u)``, the score of
-  ``p_u (p_p / p_u)^w (p_u / p_S)^(w mu)``, which pushes probability out of the concept's region;
+- plain (neither ``concept_prob`` nor ``threshold``): ``mu = safety_scale`` everywhere, negative guidance (concept
+  negation, Liu et al. 2022, Eq. 12): the score of ``p_u (p_p / p_u)^w (p_u / p_S)^(w mu)``. It also bends regions
+  far from the concept (``1 / p_S`` grows in the tails), so other content shifts;
+- ``concept_prob=q``: ``mu = safety_scale * q / (1 - q)`` per sample (capped at ``max_scale``), ``q(x_t, t, x0_p)``
+  the probability that the sample is heading into the concept. With ``w = 1``, a prompt equal to the
+  unconditional model ``p_u = pi_S p_S + (1 - pi_S) p_other`` and the exact ``q = pi_S p_{t,S}(x) / p_{t,u}(x)``,
+  ``e_u - q / (1 - q) (e_S - e_u)`` is exactly the estimate of ``p_{t,u}(x | not S)``: diffusion is linear in the
+  data distribution, so the concept is removed and the rest kept unchanged at every ``t``. A modality supplies a
+  detector (e.g. of the banned colour in the prompt's data estimate ``x0_p``);
 - ``threshold=lambda``: SLD's element-wise scale, ``mu = min(1, safety_scale |e_p - e_S|)`` where
-  ``e_p - e_S < lambda`` and 0 elsewhere (their Eq. 5): only the elements where the prompt's estimate is close
-  to the concept's are pushed, so the rest of the image keeps its guidance.
+  ``e_p - e_S < lambda`` and 0 elsewhere (their Eq. 5).
 
 SLD's warm-up (no safety in the first steps) is ``interval``: safety acts only for ``t`` in ``[lo, hi]``
 (``t = 1`` noise, ``t = 0`` data). SLD's momentum term needs state across steps; this wrapper keeps none (a
@@ -26,6 +31,7 @@ sum to one element-wise, so the same combination of the ``x0`` estimates is the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -47,6 +53,9 @@ class SafetyGuidance(DenoiserBase):
         scale: the guidance weight ``w`` towards the prompt (1 = the conditional model).
         safety_scale: ``mu`` (``threshold=None``) or SLD's ``s_S`` (element-wise scale before the cap of 1).
         threshold: SLD's ``lambda``; None for plain negative guidance.
+        concept_prob: ``q(x_t, t, x0_p) -> (B,)`` in [0, 1] (``x0_p``: the prompt's data estimate; ``t`` a float or
+            ``(B,)``); weights the push per sample by ``q / (1 - q)``. Exclusive with ``threshold``.
+        max_scale: the cap of ``mu`` with ``concept_prob`` (``q -> 1`` would make it infinite).
         interval: ``(lo, hi)``: safety acts for ``t`` in this range only (SLD's warm-up is ``hi < 1``).
     """
 
@@ -58,8 +67,18 @@ class SafetyGuidance(DenoiserBase):
         scale: float = 1.0,
         safety_scale: float = 1.0,
         threshold: float | None = None,
+        concept_prob: Callable[..., Tensor] | None = None,
+        max_scale: float = 20.0,
         interval: tuple[float, float] = (0.0, 1.0),
     ) -> None:
+        if concept_prob is not None and threshold is not None:
+            raise ValueError(
+                "concept_prob, threshold: expected at most one of them (two ways to scale the push)"
+            )
+        if concept_prob is not None and not callable(concept_prob):
+            raise TypeError("concept_prob: expected a callable q(x_t, t, x0_p) -> (B,) or None")
+        if not max_scale > 0:
+            raise ValueError(f"max_scale: expected > 0, got {max_scale}")
         for name, value in (("scale", scale), ("safety_scale", safety_scale)):
             if not math.isfinite(float(value)) or value < 0:
                 raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
@@ -73,6 +92,7 @@ class SafetyGuidance(DenoiserBase):
         self.inner, self.uncond, self.concept = denoiser, dict(uncond), dict(concept)
         self.scale, self.safety_scale = float(scale), float(safety_scale)
         self.threshold = None if threshold is None else float(threshold)
+        self.concept_prob, self.max_scale = concept_prob, float(max_scale)
         self.interval = (lo, hi)
         self.schedule = denoiser.schedule
 
@@ -82,7 +102,13 @@ class SafetyGuidance(DenoiserBase):
         lo, hi = self.interval
         return lo <= float(t) <= hi
 
-    def _mu(self, eps_p: Tensor, eps_s: Tensor) -> Tensor | float:
+    def _mu(self, x: Tensor, t: float | Tensor, x0_p: Tensor, eps_p: Tensor, eps_s: Tensor) -> Tensor | float:
+        if self.concept_prob is not None:
+            q = self.concept_prob(x, t, x0_p).to(eps_p.dtype).clamp(0.0, 1.0)
+            if q.shape != (x.shape[0],):
+                raise ValueError(f"concept_prob: expected shape ({x.shape[0]},), got {tuple(q.shape)}")
+            mu = (self.safety_scale * q / (1.0 - q).clamp_min(1e-12)).clamp(max=self.max_scale)
+            return mu.reshape((-1,) + (1,) * (x.ndim - 1))
         if self.threshold is None:
             return self.safety_scale
         diff = eps_p - eps_s
@@ -107,7 +133,7 @@ class SafetyGuidance(DenoiserBase):
         x0_g, eps_g = x0_p - x0_u, eps_p - eps_u
         if safety:
             x0_s, eps_s = x0[2 * b :], eps[2 * b :]
-            mu = self._mu(eps_p, eps_s)
+            mu = self._mu(x, t, x0_p, eps_p, eps_s)
             x0_g = x0_g - mu * (x0_s - x0_u)
             eps_g = eps_g - mu * (eps_s - eps_u)
         return x0_u + w * x0_g, eps_u + w * eps_g
