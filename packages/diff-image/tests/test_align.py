@@ -19,7 +19,7 @@ from diff_image.align import (
 )
 from diff_image.cli import app
 from diff_image.config import ImageModelConfig
-from diff_image.data import SHAPES, PALETTE
+from diff_image.data import PALETTE, SHAPES
 from diff_image.models import TextEncoder, build_backbone
 from diff_image.pipeline import ImagePipeline
 from diffcore.alignment import PreferencePairs
