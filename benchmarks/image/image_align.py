@@ -71,9 +71,9 @@ TARGETS = {
     "safety_adherence_cost": "<= 0.05",
 }
 
-QUICK = {"image_size": 16, "width": 32, "depth": 1, "base_steps": 150, "base_seconds": 90.0, "captions": 32,
-         "reward_steps": 30, "dpo_steps": 6, "dpo_seconds": 60.0, "ddpo_iterations": 1, "ddpo_seconds": 60.0,
-         "eval": 4, "sample_steps": 8, "safety_captions": 8, "batch": 16}  # fmt: skip
+QUICK = {"image_size": 16, "width": 32, "depth": 1, "base_steps": 500, "base_seconds": 150.0, "captions": 64,
+         "reward_steps": 60, "dpo_steps": 20, "dpo_seconds": 60.0, "ddpo_iterations": 3, "ddpo_seconds": 60.0,
+         "eval": 8, "sample_steps": 8, "safety_captions": 8, "batch": 16}  # fmt: skip
 FULL = {"image_size": 32, "width": 256, "depth": 6, "base_steps": 12000, "base_seconds": 150.0, "captions": 3000,
         "reward_steps": 3000, "dpo_steps": 4000, "dpo_seconds": 600.0, "ddpo_iterations": 400, "ddpo_seconds": 300.0,
         "eval": 100, "sample_steps": 30, "safety_captions": 100, "batch": 64}  # fmt: skip
