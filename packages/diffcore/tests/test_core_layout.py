@@ -39,6 +39,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "training": {"foundation", "paths"},
     "distill": {"foundation", "kernels", "nn", "paths", "guidance", "sampling", "training"},
     "streaming": {"foundation", "kernels", "paths", "guidance", "sampling"},
+    "alignment": {"foundation", "paths", "guidance", "sampling", "training"},
 }
 MAY_IMPORT["top"] = set(MAY_IMPORT)
 
