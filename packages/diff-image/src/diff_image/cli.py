@@ -325,6 +325,8 @@ def stream_cmd(config: ImageStreamConfig, out: Path, pipeline: object) -> None:
         f"streamed {stats['frames']} frames at {stats['fps']:.1f} fps ({stats['steps']} step(s), "
         f"{stats['skipped']} skipped by the filter); wrote {video}"
     )
+
+
 align_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,

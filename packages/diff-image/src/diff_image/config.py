@@ -532,6 +532,27 @@ class ImageStreamConfig:
     compile: bool = False
     fps: int = 8
     format: str = "auto"
+    seed: int = 0
+    device: Device = "auto"
+
+    def __post_init__(self) -> None:
+        self.t_index_list = tuple(int(v) for v in self.t_index_list)
+        self.labels = tuple(int(v) for v in self.labels)
+        self.prompts = tuple(self.prompts)
+        _one_of("mode", self.mode, STREAM_MODES)
+        _one_of("guidance", self.guidance, STREAM_GUIDANCES)
+        _one_of("step_rule", self.step_rule, ("ddim", "consistency"))
+        _one_of("format", self.format, VIDEO_FORMATS)
+        for name in ("num_steps", "fps"):
+            _positive(name, getattr(self, name))
+        if self.num_frames < 0:
+            raise ValueError(
+                f"num_frames: expected >= 0 (0: every frame of the source), got {self.num_frames}"
+            )
+        if self.mode == "txt2img" and self.num_frames == 0:
+            raise ValueError("num_frames: a txt2img stream has no source to exhaust; expected >= 1")
+
+
 def _align_training() -> TrainConfig:
     """The optimisation of a Diffusion-DPO run: a small constant learning rate after a short warmup, no EMA (the
     run is short and starts from a trained model), a checkpoint every 200 steps (a time-budgeted run resumes with
@@ -588,21 +609,6 @@ class ImageAlignRewardConfig:
     device: Device = "auto"
 
     def __post_init__(self) -> None:
-        self.t_index_list = tuple(int(v) for v in self.t_index_list)
-        self.labels = tuple(int(v) for v in self.labels)
-        self.prompts = tuple(self.prompts)
-        _one_of("mode", self.mode, STREAM_MODES)
-        _one_of("guidance", self.guidance, STREAM_GUIDANCES)
-        _one_of("step_rule", self.step_rule, ("ddim", "consistency"))
-        _one_of("format", self.format, VIDEO_FORMATS)
-        for name in ("num_steps", "fps"):
-            _positive(name, getattr(self, name))
-        if self.num_frames < 0:
-            raise ValueError(
-                f"num_frames: expected >= 0 (0: every frame of the source), got {self.num_frames}"
-            )
-        if self.mode == "txt2img" and self.num_frames == 0:
-            raise ValueError("num_frames: a txt2img stream has no source to exhaust; expected >= 1")
         for name in ("num_captions", "steps", "train_steps", "batch_size", "lr", "width"):
             _positive(name, getattr(self, name))
         if not 0.0 < self.held_out < 1.0:
