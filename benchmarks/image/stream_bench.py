@@ -17,17 +17,25 @@ settings) over the whole call's.
     batch 1, bf16, with a TAESD-sized conv decoder (and encoder for image-to-image), random weights:
     text-to-image, image-to-image, image-to-image on a static input with the similarity filter (GPU work saved,
     PSNR against the unfiltered stream), and ControlNet and LoRA (unmerged) streams against the plain one.
+    With ``--quantize MODE[,MODE...]`` (``diffcore.streaming.QUANTIZATIONS``: int8-weight, int8, fp8-weight, fp8)
+    part (b) times the plain text-to-image and image-to-image streams, then the same streams on a copy of the
+    U-Net with torchao-quantised linear weights (``quantize_weights``, before ``torch.compile``), each with its
+    fps relative to the plain stream and the PSNR of its image-to-image frames against the plain stream's
+    (same inputs, same noise); the filter, ControlNet and LoRA cases are left out.
 
     uv run python benchmarks/image/stream_bench.py --quick            # CPU, tiny sizes, ~2 minutes
     python benchmarks/image/stream_bench.py                           # one H100: (a) and (b), compile + graphs
+    python benchmarks/image/stream_bench.py --parts b --quantize int8-weight,int8,fp8-weight,fp8   # one H100
 
-Writes ``benchmarks/results/stream_bench-<device>.json`` (``--quick``: ``stream_bench-quick-cpu.json``), after
-each part (a run cut short keeps what it measured).
+Writes ``benchmarks/results/stream_bench-<device>.json`` (``--quick``: ``stream_bench-quick-cpu.json``;
+``--quantize``: the variant ``quant``, e.g. ``stream_bench-quant-h100.json``), after each part (a run cut short
+keeps what it measured).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import statistics
 import sys
@@ -40,7 +48,7 @@ from typing import Any
 import torch
 from diffcore.kernels.cuda_graphs import GraphedInference
 from diffcore.paths.denoiser import Denoiser
-from diffcore.streaming import FrameStream, StreamConfig
+from diffcore.streaming import QUANTIZATIONS, FrameStream, StreamConfig, quantize_weights
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
@@ -79,6 +87,7 @@ class Settings:
     shapes_student_seconds: float = 30.0
     shapes_num_per_kind: int = 100
     shapes_steps: tuple[int, ...] = (1, 2, 4)
+    quantize: tuple[str, ...] = ()
 
     @classmethod
     def quick(cls) -> Settings:
@@ -335,6 +344,28 @@ def static_filter_case(part: Part, s: Settings) -> dict:
     }  # fmt: skip
 
 
+def quantized_case(part: Part, s: Settings, mode: str, frames: Tensor, plain: dict) -> dict:
+    """The text-to-image and image-to-image streams on a copy of the U-Net whose linear weights torchao quantised
+    (``mode``): fps relative to the plain streams (``plain``), and the PSNR of the quantised image-to-image
+    frames against the plain stream's for the same inputs and noise."""
+    net = quantize_weights(copy.deepcopy(part.unet), mode)  # type: ignore[arg-type]
+    row: dict[str, Any] = {"mode": mode}
+    for m in ("txt2img", "img2img"):
+        r = measure_stream(
+            part, part.stream(m, network=net), frames if m == "img2img" else None, f"{m} {mode}", s
+        )
+        r["relative_fps"] = r["fps"] / plain[m]["fps"]
+        row[m] = r
+    float_stream, quant_stream = part.stream("img2img"), part.stream("img2img", network=net)
+    values = [psnr(float_stream(f).clamp(-1, 1), quant_stream(f).clamp(-1, 1)) for f in frames[:8]]
+    row["psnr_vs_plain_min_db"], row["psnr_vs_plain_mean_db"] = min(values), statistics.fmean(values)
+    print(f"  {mode}: txt2img {row['txt2img']['relative_fps']:.2f}x, img2img {row['img2img']['relative_fps']:.2f}x "
+          f"of plain; img2img PSNR vs plain min {row['psnr_vs_plain_min_db']:.1f} dB, mean "
+          f"{row['psnr_vs_plain_mean_db']:.1f} dB", flush=True)  # fmt: skip
+    part._compiled.pop(id(net), None)
+    return row
+
+
 def part_b(
     s: Settings, device: torch.device, dtype: torch.dtype, doc: dict, save: Callable[[], None]
 ) -> None:
@@ -355,6 +386,17 @@ def part_b(
     save()
     out["img2img"] = measure_stream(part, part.stream("img2img"), frames, "img2img", s)
     save()
+    if s.quantize:
+        out["quantized"] = {}
+        for mode in s.quantize:
+            try:
+                out["quantized"][mode] = quantized_case(part, s, mode, frames, out)
+            except ValueError as exc:  # fp8 on a device without float8 matmuls
+                print(f"  {mode}: not run: {exc}", flush=True)
+                out["quantized"][mode] = {"mode": mode, "not_run": str(exc)}
+            save()
+        out["seconds"] = time.perf_counter() - start
+        return
     out["static_filter"] = static_filter_case(part, s)
     save()
     g = torch.Generator().manual_seed(4)
@@ -526,11 +568,18 @@ def main() -> None:
     parser.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
                         help="replay each call as one CUDA graph (default: on for CUDA)")  # fmt: skip
     parser.add_argument("--parts", default="a,b", help="which parts to run: a, b or a,b")
+    parser.add_argument("--quantize", default="", help=f"part (b) with torchao weights: comma-separated modes of "
+                        f"{', '.join(q for q in QUANTIZATIONS if q != 'none')} (writes the 'quant' variant)")  # fmt: skip
     parser.add_argument(
         "--out", default=None, help="result file (default: benchmarks/results/stream_bench-...)"
     )
     args = parser.parse_args()
     s = Settings.quick() if args.quick else Settings()
+    quantize = tuple(q.strip() for q in args.quantize.split(",") if q.strip())
+    bad = [q for q in quantize if q not in QUANTIZATIONS or q == "none"]
+    if bad:
+        parser.error(f"--quantize: expected modes of {QUANTIZATIONS[1:]}, got {bad}")
+    s = replace(s, quantize=quantize)
     if args.device:
         s = replace(s, device=args.device)
     if s.device == "cuda" and not torch.cuda.is_available():
@@ -548,7 +597,7 @@ def main() -> None:
     parts = {p.strip() for p in args.parts.split(",")}
     doc: dict[str, Any] = {"settings": asdict(s), "protocol": f"{s.warmup} warm-up calls, {s.timed} timed calls; "
                            + ("CUDA events" if cuda else "perf_counter")}  # fmt: skip
-    variant = "quick" if args.quick else None
+    variant = "-".join(v for v, on in (("quick", args.quick), ("quant", bool(quantize))) if on) or None
 
     def save() -> None:
         path = write_result(doc, script="stream_bench", variant=variant, device=device, packages=("diffcore", "diff-image"),

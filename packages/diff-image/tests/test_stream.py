@@ -79,3 +79,81 @@ def test_bad_stream_settings_name_the_parameter():
         ImageStreamConfig(mode="video")
     with pytest.raises(ValueError, match="num_frames: a txt2img stream"):
         ImageStreamConfig(mode="txt2img", num_frames=0)
+
+
+def _control_pipeline(tmp_path):
+    from diff_image.pipeline.control import make_controlnet
+
+    pipe = _pipeline(tmp_path)
+    g = torch.Generator().manual_seed(4)
+    nets = {kind: make_controlnet(pipe.model, kind) for kind in ("edges", "segmentation")}
+    for net in nets.values():  # the zero-initialised outputs, so that control changes the frames
+        for p in net.parameters():
+            p.data = torch.randn(p.shape, generator=g) * 0.1
+    control = ImagePipeline(
+        pipe.model, "rectified-flow", "velocity", sample_shape=(3, 16, 16), controlnets=nets
+    )
+    control.save_pretrained(tmp_path / "control")
+    return control
+
+
+def test_controlnet_stream_equals_the_controlled_sampler_on_each_frame_with_its_own_map(tmp_path):
+    from diff_image.data import ShapesConfig, ShapesDataset
+    from diff_image.pipeline.control import control_maps, set_control_scales
+
+    pipe = _control_pipeline(tmp_path)
+    scenes = ShapesDataset(4, seed=2, split="all", config=ShapesConfig(image_size=16),
+                           controls=("edges", "segmentation"))  # fmt: skip
+    frames = torch.stack([scenes[i]["image"] for i in range(4)])
+    save_images(frames, tmp_path / "frames")
+    config = ImageStreamConfig(source=str(tmp_path / "frames"), t_index_list=(20, 35), num_steps=50,
+                               control=("segmentation",), control_scale=(0.7,), device="cpu", seed=3)  # fmt: skip
+    outputs, inputs, stats = stream_frames(pipe, config)
+    assert stats["control"] == "edges=0,segmentation=0.7"
+    noise = torch.randn((1, 3, 16, 16), generator=torch.Generator().manual_seed(3))
+    grid = torch.tensor([*stats["times"], 0.0], dtype=torch.float64)
+    network = pipe.network
+    set_control_scales(network, [0.0, 0.7])  # edges off, segmentation at 0.7
+    den = pipe.denoiser(network)
+    for k in range(4):  # the maps of the scene each frame shows, from the data set (not from the pixels)
+        maps = control_maps(scenes[k], ["edges", "segmentation"])[None]
+        ref = sample(den, noise, "ddim", grid=grid, x_start=inputs[k : k + 1], cond={"control_maps": maps})
+        torch.testing.assert_close(outputs[k : k + 1], ref.clamp(-1, 1), atol=1e-5, rtol=1e-5)
+        assert maps[:, 1:].sum() > 0  # each scene has objects for the ControlNet to see
+    plain = sample(den, noise, "ddim", grid=grid, x_start=inputs[:1])
+    assert (outputs[:1] - plain.clamp(-1, 1)).abs().max() > 1e-3  # the control changed the frame
+
+
+def test_cli_streams_with_a_controlnet_and_names_a_missing_one(tmp_path):
+    from diff_image.data import ShapesConfig, ShapesDataset
+
+    _control_pipeline(tmp_path)
+    scenes = ShapesDataset(3, seed=5, split="all", config=ShapesConfig(image_size=16))
+    save_images(torch.stack([scenes[i]["image"] for i in range(3)]), tmp_path / "frames")
+    out = tmp_path / "run"
+    args = ["stream", "--pipeline", str(tmp_path / "control"), "--source", str(tmp_path / "frames"),
+            "--format", "gif", "--device", "cpu"]  # fmt: skip
+    result = runner.invoke(app, [*args, "--out", str(out), "--control", "edges", "--control-scale", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "metrics.json").read_text())["frames"] == 3
+    result = runner.invoke(app, [*args, "--out", str(out / "x"), "--control", "boxes"])
+    assert (
+        result.exit_code == 2
+        and "error: control: expected some of the pipeline's ControlNets" in result.output
+    )
+
+
+@pytest.mark.parametrize("size", [16, 32])
+def test_control_maps_read_from_a_shapes_render_are_the_data_sets_own(size):
+    from diff_image.data import ShapesConfig, ShapesDataset
+    from diff_image.pipeline.control import control_maps, control_maps_from_images
+
+    kinds = ["edges", "segmentation", "boxes"]
+    scenes = ShapesDataset(
+        40, seed=7, split="all", config=ShapesConfig(image_size=size), controls=tuple(kinds)
+    )
+    items = [scenes[i] for i in range(40)]
+    read = control_maps_from_images(torch.stack([it["image"] for it in items]), kinds)
+    torch.testing.assert_close(read, torch.stack([control_maps(it, kinds) for it in items]), atol=0, rtol=0)
+    blank = control_maps_from_images(-torch.ones(1, 3, size, size), kinds)  # black: background only
+    assert blank[0, 0].sum() == 0 and blank[0, 1].eq(1).all() and blank[0, 6:].sum() == 0

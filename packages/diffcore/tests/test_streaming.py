@@ -266,16 +266,6 @@ def test_bad_settings_fail_with_one_line_naming_the_parameter():
         quantize_weights(nn.Linear(2, 2), "int4")
 
 
-def test_quantize_without_torchao_says_how_to_install_it():
-    try:
-        import torchao  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="quantize: FP8 / INT8 weights need torchao"):
-            quantize_weights(nn.Linear(2, 2), "int8")
-    else:
-        pytest.skip("torchao is installed")
-
-
 def test_a_guidance_wrapper_as_the_denoiser_streams_like_the_streams_own_cfg():
     den, w, null = _denoiser("vp-cosine", "eps"), 2.5, {"y": torch.tensor([NULL])}
     times = stream_times(den.schedule, (20, 35), 50)

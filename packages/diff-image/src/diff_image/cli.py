@@ -299,6 +299,8 @@ def control_cmd(config: ImageControlConfig, out: Path, pipeline: object) -> None
         "labels": "--label",
         "prompts": "--prompt",
         "similarity_filter": "--similarity-filter",
+        "control": "--control",
+        "control_scale": "--control-scale",
         "cuda_graphs": "--cuda-graphs",
         "compile": "--compile",
         "fps": "--fps",
@@ -308,14 +310,16 @@ def control_cmd(config: ImageControlConfig, out: Path, pipeline: object) -> None
 def stream_cmd(config: ImageStreamConfig, out: Path, pipeline: object) -> None:
     """Stream frames through a saved pipeline in real time (StreamDiffusion's stream batch, residual CFG and
     similarity filter; diffcore.streaming): image-to-image from a folder of frames, a video file (needs
-    diff-video) or a synthetic moving scene, or text-to-image from noise. Writes OUT/stream.mp4 (or .gif without
-    PyAV), OUT/input.* for image-to-image, and OUT/metrics.json (frames, fps, skipped frames)."""
+    diff-video) or a synthetic moving scene, or text-to-image from noise. A pipeline with ControlNets streams with
+    them (--control KIND, --control-scale), each frame's control map read from the input frame. Writes
+    OUT/stream.mp4 (or .gif without PyAV), OUT/input.* for image-to-image, and OUT/metrics.json (frames, fps,
+    skipped frames)."""
     from diff_image.io import save_metrics_json, save_video
     from diff_image.pipeline.streaming import stream_frames
 
     try:
         outputs, inputs, stats = stream_frames(pipeline, config)  # type: ignore[arg-type]
-    except (FileNotFoundError, ImportError) as exc:
+    except (FileNotFoundError, ImportError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
     video = save_video(outputs, out / "stream", fps=config.fps, format=config.format)
     if inputs is not None:

@@ -507,6 +507,9 @@ class ImageStreamConfig:
         prompts: the caption of the stream (text-to-image models; the first one is used).
         similarity_filter: skip input frames nearly equal to the last processed one (img2img).
         filter_threshold: the filter's cosine-similarity threshold.
+        control: the pipeline's ControlNets to steer with, by kind (each frame's map is read from the input
+            frame; the others run at strength 0); empty: all of them. Text-to-image reads ``source`` for the maps.
+        control_scale: the strength of each of ``control``, in its order (empty: 1 each).
         cuda_graphs: replay each frame's GPU work as one CUDA graph (CUDA only).
         compile: ``torch.compile`` the network and the autoencoder.
         fps: frames per second of the written video.
@@ -528,6 +531,8 @@ class ImageStreamConfig:
     prompts: tuple[str, ...] = ()
     similarity_filter: bool = False
     filter_threshold: float = 0.98
+    control: tuple[str, ...] = ()
+    control_scale: tuple[float, ...] = ()
     cuda_graphs: bool = False
     compile: bool = False
     fps: int = 8
@@ -539,6 +544,15 @@ class ImageStreamConfig:
         self.t_index_list = tuple(int(v) for v in self.t_index_list)
         self.labels = tuple(int(v) for v in self.labels)
         self.prompts = tuple(self.prompts)
+        self.control = tuple(self.control)
+        self.control_scale = tuple(float(v) for v in self.control_scale)
+        bad = [k for k in self.control if k not in CONTROL_KINDS]
+        if bad:
+            raise ValueError(f"control: expected kinds of {CONTROL_KINDS}, got {list(self.control)}")
+        if self.control_scale and len(self.control_scale) != len(self.control):
+            raise ValueError(
+                f"control_scale: expected one value per control {list(self.control)}, got {list(self.control_scale)}"
+            )
         _one_of("mode", self.mode, STREAM_MODES)
         _one_of("guidance", self.guidance, STREAM_GUIDANCES)
         _one_of("step_rule", self.step_rule, ("ddim", "consistency"))

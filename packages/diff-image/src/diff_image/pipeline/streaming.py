@@ -3,7 +3,10 @@
 Input frames come from a folder of images, a video file (read with diff-video's reader, imported only when a
 video is given: diff-image does not depend on diff-video) or a synthetic moving scene; each is resized to the
 pipeline's image size. The stream is StreamDiffusion's (Kodaira et al. 2023): the pipeline's network as a
-``diffcore`` denoiser, the autoencoder (if any) as the stream's encoder and decoder. Images are ``(C, H, W)`` in
+``diffcore`` denoiser, the autoencoder (if any) as the stream's encoder and decoder. A pipeline with ControlNets
+streams with them: each input frame's control maps are read from the frame itself
+(:func:`~diff_image.pipeline.control.control_maps_from_images`, the maps the ControlNets were trained on) and
+travel with the frame through the steps (``FrameStream``'s ``frame_cond``). Images are ``(C, H, W)`` in
 ``[-1, 1]``; time runs from ``t = 1`` (noise) to ``t = 0`` (data).
 """
 
@@ -20,6 +23,7 @@ from torch import Tensor
 
 from diff_image.config import ImageStreamConfig
 from diff_image.io import read_png
+from diff_image.pipeline.control import control_maps_from_images, set_control_scales
 from diff_image.pipeline.core import ImagePipeline
 
 __all__ = ["VIDEO_SUFFIXES", "read_source", "stream_frames", "synthetic_scene"]
@@ -108,10 +112,8 @@ def stream_frames(
     processed (the pipeline's fill delay is flushed by feeding the last input again); ``stats``: frames,
     wall-clock fps of the stream calls, frames the similarity filter skipped.
     """
-    if pipe.controlnets:
-        raise ValueError(
-            "pipeline: streams of a pipeline with ControlNets are not supported by this command yet"
-        )
+    network = pipe.network.eval()
+    control = _control(pipe, network, config)
     device = pipe.device
     cond, uncond = _condition(pipe, config)
     stream_config = StreamConfig(
@@ -121,24 +123,52 @@ def stream_frames(
         cuda_graphs=config.cuda_graphs, compile=config.compile,
     )  # fmt: skip
     stream = FrameStream(
-        pipe.denoiser(pipe.network.eval()), stream_config, pipe.sample_shape,
+        pipe.denoiser(network), stream_config, pipe.sample_shape,
         encode=pipe.encode if pipe.autoencoder is not None else None, decode=pipe.decode, cond=cond,
         uncond=uncond or None, generator=torch.Generator(device).manual_seed(config.seed),
         filter_generator=torch.Generator().manual_seed(config.seed), device=device,
     )  # fmt: skip
-    inputs = None
-    if config.mode == "img2img":
+    inputs, maps = None, None
+    if config.mode == "img2img" or control:
         inputs = read_source(config.source, config.num_frames, pipe.image_shape).to(device)
-        calls = [inputs[min(i, len(inputs) - 1)][None] for i in range(len(inputs) + stream.latency)]
-    else:
-        calls = [None] * (config.num_frames + stream.latency)
+    count = len(inputs) if inputs is not None else config.num_frames
+    order = [
+        min(i, count - 1) for i in range(count + stream.latency)
+    ]  # the last frame again flushes the stream
+    if control:
+        maps = control_maps_from_images(inputs, list(pipe.controlnets))  # type: ignore[arg-type]
+    calls = [inputs[i][None] if config.mode == "img2img" else None for i in order]  # type: ignore[index]
     outputs = []
     start = time.perf_counter()
-    for i, frame in enumerate(calls):
-        out = stream(frame)
+    for i, (k, frame) in enumerate(zip(order, calls)):
+        out = stream(frame, frame_cond={"control_maps": maps[k][None]} if maps is not None else None)
         if i >= stream.latency:
             outputs.append(out.clamp(-1, 1).cpu())
     seconds = time.perf_counter() - start
     stats = {"frames": len(outputs), "fps": len(calls) / seconds, "skipped": stream.skipped,
              "steps": len(config.t_index_list), "times": list(stream.times)}  # fmt: skip
+    if control:
+        stats["control"] = ",".join(f"{k}={v:g}" for k, v in control.items())
     return torch.cat(outputs), inputs.cpu() if inputs is not None else None, stats
+
+
+def _control(pipe: ImagePipeline, network: torch.nn.Module, config: ImageStreamConfig) -> dict[str, float]:
+    """The strength of each of the pipeline's ControlNets in this stream (``config.control`` at
+    ``config.control_scale``, the others at 0; no ``control``: all of them at 1), set on ``network``;
+    ``{}`` for a pipeline without ControlNets."""
+    kinds = list(pipe.controlnets)
+    if not kinds:
+        if config.control:
+            raise ValueError(f"control: the pipeline has no ControlNets, got {list(config.control)}")
+        return {}
+    used = list(config.control) or kinds
+    if any(k not in kinds for k in used):
+        raise ValueError(f"control: expected some of the pipeline's ControlNets {kinds}, got {used}")
+    scales = list(config.control_scale) or [1.0] * len(used)
+    if len(scales) != len(used):
+        raise ValueError(
+            f"control_scale: expected one value per control {used}, got {len(scales)}: {list(scales)}"
+        )
+    strength = {k: 0.0 for k in kinds} | dict(zip(used, scales))
+    set_control_scales(network, [strength[k] for k in kinds])
+    return strength
