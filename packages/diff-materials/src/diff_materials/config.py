@@ -63,15 +63,19 @@ class CrystalTrainConfig:
         split: how the held-out part is chosen: ``polymorph`` (all crystals of one formula on one side) or
             ``random``.
         held_out: fraction of the crystals held back for evaluation.
-        properties: property columns to condition on (classifier-free guidance through adapters), e.g.
-            ``[heat_ref, dir_gap]``; empty trains an unconditional model.
-        p_uncond: probability of dropping a crystal's properties during training (CFG).
+        properties: properties to condition on (classifier-free guidance through adapters): numeric columns
+            (``heat_ref``, ``dir_gap``) and the categorical ``chemical_system`` (the set of elements) and
+            ``space_group`` (1..230, from the data or pymatgen's SpacegroupAnalyzer), several at once; empty
+            trains an unconditional model.
+        p_uncond: probability of dropping each property of a crystal during training (CFG), independently.
         predictor_steps: also train a property predictor on noisy crystals for classifier guidance, for this
             many steps (0: none).
         type_process: ``absorbing`` or ``uniform`` discrete diffusion of atom types (``gen``).
         csp_fraction: with ``task = gen``, the fraction of training crystals whose atom types stay clean, so that
             the one model also predicts structures of a given composition.
         lattice_schedule: the lattice's Gaussian path (a diffcore schedule name).
+        coords: the fractional coordinates' process: ``wrapped_normal`` (DiffCSP's score-based diffusion on the
+            torus) or ``flow`` (Riemannian flow matching on the torus to uniform noise).
         init_from: a saved pipeline (or run folder) whose network starts the training; with ``properties``
             and ``adapters_only`` this is MatterGen's fine-tuning of a pretrained unconditional model.
         adapters_only: when fine-tuning from ``init_from`` on properties, train only the property embeddings
@@ -94,6 +98,7 @@ class CrystalTrainConfig:
     type_process: Literal["absorbing", "uniform"] = "absorbing"
     csp_fraction: float = 0.5
     lattice_schedule: str = "vp-cosine"
+    coords: Literal["wrapped_normal", "flow"] = "wrapped_normal"
     init_from: str = ""
     adapters_only: bool = True
     batch_size: int = 64
@@ -104,6 +109,8 @@ class CrystalTrainConfig:
         self.generated_kinds = _as_list(self.generated_kinds)
         if self.task not in ("csp", "gen"):
             raise ValueError(f"task: expected csp or gen, got {self.task!r}")
+        if self.coords not in ("wrapped_normal", "flow"):
+            raise ValueError(f"coords: expected wrapped_normal or flow, got {self.coords!r}")
         if self.split not in ("polymorph", "random"):
             raise ValueError(f"split: expected polymorph or random, got {self.split!r}")
         if not 0 < self.held_out < 1:
@@ -129,7 +136,7 @@ class CrystalSampleConfig:
         steps: sampler steps from t = 1 to t = 0.
         step_lr: step of DiffCSP's Langevin corrector (0: predictor only, half the network calls).
         properties: conditioning values ``name=value`` (classifier-free guidance; the pipeline must have been
-            trained on those properties).
+            trained on those properties): ``heat_ref=-1.0``, ``chemical_system=Ba-Ti-O``, ``space_group=221``.
         guidance_scale: CFG weight (1: conditional model; larger: stronger).
         target: classifier guidance ranges ``name=low:high`` (either end may be empty), with the pipeline's
             property predictor.
