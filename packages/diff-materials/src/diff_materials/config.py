@@ -13,10 +13,11 @@ from diffcore.training import TrainConfig
 
 
 def _as_list(value: object) -> list[str]:
-    """A list setting given on the command line as one string: ``"SrTiO3,BaTiO3"`` -> ``["SrTiO3", "BaTiO3"]``."""
+    """A list setting given on the command line as one string (``"SrTiO3,BaTiO3"`` -> ``["SrTiO3", "BaTiO3"]``)
+    or as repeated options (``--property a=1 --property b=2``, each item split the same way)."""
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
-    return list(value)  # type: ignore[call-overload]
+    return [v for item in value for v in _as_list(item)]  # type: ignore[union-attr]
 
 
 __all__ = [
@@ -92,7 +93,7 @@ class CrystalTrainConfig:
     limit: int = 0
     split: Literal["polymorph", "random"] = "polymorph"
     held_out: float = 0.1
-    properties: list[str] = field(default_factory=list)
+    properties: tuple[str, ...] = ()
     p_uncond: float = 0.2
     predictor_steps: int = 0
     type_process: Literal["absorbing", "uniform"] = "absorbing"
@@ -105,7 +106,7 @@ class CrystalTrainConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(output_dir="runs/materials"))
 
     def __post_init__(self) -> None:
-        self.properties = _as_list(self.properties)
+        self.properties = tuple(_as_list(self.properties))
         self.generated_kinds = _as_list(self.generated_kinds)
         if self.task not in ("csp", "gen"):
             raise ValueError(f"task: expected csp or gen, got {self.task!r}")
@@ -149,17 +150,17 @@ class CrystalSampleConfig:
     formulas: list[str] = field(default_factory=list)
     steps: int = 200
     step_lr: float = 1e-5
-    properties: list[str] = field(default_factory=list)
+    properties: tuple[str, ...] = ()
     guidance_scale: float = 1.0
-    target: list[str] = field(default_factory=list)
+    target: tuple[str, ...] = ()
     predictor_scale: float = 0.0
     seed: int = 0
     device: Device = "auto"
 
     def __post_init__(self) -> None:
         self.formulas = _as_list(self.formulas)
-        self.properties = _as_list(self.properties)
-        self.target = _as_list(self.target)
+        self.properties = tuple(_as_list(self.properties))
+        self.target = tuple(_as_list(self.target))
 
 
 @dataclass
