@@ -4,7 +4,7 @@ target of the diff-timeseries issue (caption adherence, C-FID and MRR@10 against
 forecasting CRPS / MASE against seasonal naive, ETS and ARIMA, imputation MAE against linear interpolation).
 
     uv run python benchmarks/timeseries/timeseries_full.py --quick        # CPU, < 5 minutes
-    uv run python benchmarks/timeseries/timeseries_full.py                # one GPU (H100: about 8 minutes)
+    uv run python benchmarks/timeseries/timeseries_full.py                # one GPU (H100: training capped at 420 s)
     uv run python benchmarks/timeseries/timeseries_full.py --resume       # continue a cut GPU run in --out
 
 Without uv (a GPU machine with torch, statsmodels, pandas and matplotlib installed):

@@ -18,7 +18,7 @@ def _plain(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
-@pytest.mark.parametrize("command", ["train", "sample", "edit", "evaluate", "lora", "control"])
+@pytest.mark.parametrize("command", ["train", "sample", "edit", "evaluate", "lora", "control", "stream"])
 def test_every_command_has_the_shared_options(command):
     result = runner.invoke(app, [command, "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output

@@ -60,3 +60,27 @@ def test_user_mistakes_print_one_error_line_and_exit_2(tmp_path):
     assert r.exit_code == 2 and r.output.startswith("error:")
     r = runner.invoke(app, ["train", "--out", str(tmp_path / "r2"), "--task", "nonsense", *TINY])
     assert r.exit_code == 2 and "task" in r.output
+
+
+def test_sampling_on_a_chemical_system_and_a_space_group_and_its_errors(tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--out", str(run), "--task", "gen", "--steps", "2", "--limit", "20",
+                            "--property", "chemical_system", "--property", "space_group", *TINY])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    base = ["sample", "--pipeline", str(run / "pipeline"), "-n", "2", "--steps", "2", "--device", "cpu"]
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "s"), "--property", "chemical_system=Ba-Ti-O",
+                            "--property", "space_group=221", "--guidance", "2"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "s").glob("*.cif"))) == 2
+    for setting, message in [
+        (
+            "chemical_system=Ba-Qq-O",
+            "error: properties: chemical_system 'Ba-Qq-O' has an unknown element 'Qq'",
+        ),
+        ("space_group=231", "error: properties: space_group expected an integer in 1..230, got '231'"),
+        ("heat_ref=-1.0", "error: properties: the pipeline was not trained on 'heat_ref'"),
+    ]:
+        r = runner.invoke(app, [*base, "--out", str(tmp_path / "x"), "--property", setting])
+        assert r.exit_code == 2 and r.output.strip().startswith(message), r.output
+        assert len(r.output.strip().splitlines()) == 1

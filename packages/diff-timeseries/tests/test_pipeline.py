@@ -25,10 +25,9 @@ from diff_timeseries.models import (
     SeriesVAE,
     SeriesVAEConfig,
     draw_masks,
-    interpolate_observed,
-    observed_statistics,
     vae_loss,
 )
+from diff_timeseries.observed import interpolate_observed, observed_inputs, observed_statistics
 from diff_timeseries.pipeline import forecast_array, impute_array
 from diffcore.training import TrainConfig
 from typer.testing import CliRunner
@@ -46,7 +45,7 @@ def _config(out, **kw) -> SeriesTrainConfig:
             prior_hidden=32,
             prior_depth=1,
         ),
-        data=SeriesDataConfig(num_series=32, lengths="24,48"),
+        data=SeriesDataConfig(num_series=32, lengths="24,48", prior_series=16),
         batch_size=8,
         vae_steps=3,
         prior_steps=3,
@@ -136,7 +135,8 @@ def test_the_objective_scores_only_the_hidden_entries():
     mask = draw_masks((8, 1, 24), g)
     mean, std = observed_statistics(x, mask)
     x0 = (x - mean) / std
-    r0 = (x0 - interpolate_observed(x0 * mask, mask)) * (1 - mask)
+    read = observed_inputs(x0 * mask, mask, SeriesModelConfig().prior_conditioning)
+    r0 = (x0 - read.base) / read.scale * (1 - mask)
     noise = torch.randn(x.shape, generator=g)
     oracle.v = noise - r0
     loss, _ = ObservedObjective()(oracle, {"x": x}, torch.Generator().manual_seed(3))
@@ -145,7 +145,9 @@ def test_the_objective_scores_only_the_hidden_entries():
 
 def _linear_oracle(pipe):
     """Make the pipeline's prior the exact flow to the least-squares line through the observed points (a
-    delta target: velocity ``(x_t - f) / t``), so forecasts and imputations must be that line."""
+    delta target: velocity ``(x_t - f) / t``, ``f`` the residual of the line from the prior's anchor), so
+    forecasts and imputations must be that line."""
+    anchor = pipe.prior.anchor
 
     def forward(x, t, observed, mask):
         n = x.shape[-1]
@@ -155,7 +157,8 @@ def _linear_oracle(pipe):
         stt, sty = (w * s * s).sum(-1, True), (w * s * observed).sum(-1, True)
         slope = (sw * sty - st * sy) / (sw * stt - st * st)
         f = (sy - slope * st) / sw + slope * s
-        residual = f - interpolate_observed(observed, mask)  # the model generates the residual to this
+        base, scale = anchor(observed, mask)
+        residual = (f - base) / scale  # the model generates the residual to this
         return (x - residual) / t.clamp_min(1e-6)[:, None, None]
 
     pipe.prior.forward = forward
@@ -364,6 +367,8 @@ def test_the_cli_trains_samples_and_fails_with_one_line(tmp_path):
         "24",
         "--set",
         "data.num_series=16",
+        "--set",
+        "data.prior_series=8",
         "--set",
         "batch_size=4",
         "--set",

@@ -26,6 +26,7 @@ CONCERN_OF = {**dict.fromkeys(FOUNDATION, "foundation"), **dict.fromkeys(TOP, "t
 # concern -> the other concerns it may import (each may import itself)
 MAY_IMPORT: dict[str, set[str]] = {
     "foundation": set(),
+    "metrics": {"foundation"},
     "kernels": {"foundation"},
     "paths": {"foundation"},
     "nn": {"foundation", "kernels"},
@@ -37,6 +38,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "likelihood": {"foundation", "paths", "guidance", "sampling"},
     "training": {"foundation", "paths"},
     "distill": {"foundation", "kernels", "nn", "paths", "guidance", "sampling", "training"},
+    "streaming": {"foundation", "kernels", "paths", "guidance", "sampling"},
+    "alignment": {"foundation", "paths", "guidance", "sampling", "training"},
 }
 MAY_IMPORT["top"] = set(MAY_IMPORT)
 

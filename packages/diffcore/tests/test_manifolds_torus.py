@@ -89,3 +89,26 @@ def test_wrapped_difference_is_minimum_image():
     a = torch.tensor([0.05, 0.95, 0.5])
     b = torch.tensor([0.95, 0.05, 0.0])
     torch.testing.assert_close(torus.wrapped_difference(a, b), torch.tensor([0.1, -0.1, -0.5]))
+
+
+def test_exp_of_log_returns_the_target_and_the_geodesic_is_the_shortest_straight_line():
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(500, 3, generator=g, dtype=torch.float64)
+    y = torch.rand(500, 3, generator=g, dtype=torch.float64)
+    v = torus.log_map(x, y)
+    assert (v >= -0.5).all() and (v < 0.5).all()
+    assert torch.allclose(torus.wrapped_difference(torus.exp_map(x, v), y), torch.zeros_like(x), atol=1e-12)
+    # log_x(y) is the shortest of all the differences y - x + k, k integer
+    k = torch.arange(-2, 3, dtype=torch.float64)
+    shortest = ((y - x)[..., None] + k).abs().min(-1).values
+    assert torch.allclose(v.abs(), shortest, atol=1e-12)
+    s = torch.rand(500, 1, generator=g, dtype=torch.float64)
+    p = torus.geodesic(x, y, s)
+    assert torch.allclose(torus.wrapped_difference(p, x), s * v, atol=1e-12)  # distance s |v| from x
+    assert torch.allclose(torus.wrapped_difference(y, p), (1 - s) * v, atol=1e-12)  # and (1 - s) |v| to y
+    assert torch.allclose(torus.geodesic(x, y, 0.0), x) and torch.allclose(
+        torus.wrapped_difference(torus.geodesic(x, y, 1.0), y), torch.zeros_like(x), atol=1e-12
+    )
+    # maps commute with a common periodic translation
+    tau = torch.rand(1, 3, generator=g, dtype=torch.float64)
+    assert torch.allclose(torus.log_map(torus.wrap(x + tau), torus.wrap(y + tau)), v, atol=1e-12)

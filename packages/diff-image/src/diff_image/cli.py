@@ -1,4 +1,5 @@
-"""``diffuse image train | sample | evaluate | edit | lora | control``, registered through the entry point
+"""``diffuse image train | sample | evaluate | edit | lora | control | stream | align reward|dpo|ddpo``, registered
+through the entry point
 ``diffcore.modalities``, and the ``diffuse bench image`` benchmark.
 
 Every command is built with :func:`diffcore.cli.options.config_command` from a dataclass of
@@ -18,11 +19,15 @@ from diffcore.modality import Modality
 
 from diff_image.bench import bench
 from diff_image.config import (
+    ImageAlignDDPOConfig,
+    ImageAlignDPOConfig,
+    ImageAlignRewardConfig,
     ImageControlConfig,
     ImageEditConfig,
     ImageEvaluateConfig,
     ImageLoraConfig,
     ImageSampleConfig,
+    ImageStreamConfig,
     ImageTrainConfig,
 )
 
@@ -274,6 +279,157 @@ def control_cmd(config: ImageControlConfig, out: Path, pipeline: object) -> None
         f"iou_control={metrics['iou_control']:.4f} iou_no_control={metrics['iou_no_control']:.4f} "
         f"({metrics['num_samples']} scenes; grid, metrics and pipeline in {out})"
     )
+
+
+@config_command(
+    app,
+    "stream",
+    ImageStreamConfig,
+    pipeline=PIPELINE,
+    default_out="runs/image-stream",
+    options={
+        "mode": "--mode",
+        "source": "--source",
+        "num_frames": ("--num-frames", "-n"),
+        "t_index_list": "--t-index",
+        "num_steps": "--num-steps",
+        "step_rule": "--step-rule",
+        "guidance": "--guidance",
+        "guidance_scale": "--guidance-scale",
+        "labels": "--label",
+        "prompts": "--prompt",
+        "similarity_filter": "--similarity-filter",
+        "control": "--control",
+        "control_scale": "--control-scale",
+        "cuda_graphs": "--cuda-graphs",
+        "compile": "--compile",
+        "fps": "--fps",
+        "format": "--format",
+    },
+)
+def stream_cmd(config: ImageStreamConfig, out: Path, pipeline: object) -> None:
+    """Stream frames through a saved pipeline in real time (StreamDiffusion's stream batch, residual CFG and
+    similarity filter; diffcore.streaming): image-to-image from a folder of frames, a video file (needs
+    diff-video) or a synthetic moving scene, or text-to-image from noise. A pipeline with ControlNets streams with
+    them (--control KIND, --control-scale), each frame's control map read from the input frame. Writes
+    OUT/stream.mp4 (or .gif without PyAV), OUT/input.* for image-to-image, and OUT/metrics.json (frames, fps,
+    skipped frames)."""
+    from diff_image.io import save_metrics_json, save_video
+    from diff_image.pipeline.streaming import stream_frames
+
+    try:
+        outputs, inputs, stats = stream_frames(pipeline, config)  # type: ignore[arg-type]
+    except (FileNotFoundError, ImportError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+    video = save_video(outputs, out / "stream", fps=config.fps, format=config.format)
+    if inputs is not None:
+        save_video(inputs, out / "input", fps=config.fps, format=config.format)
+    save_metrics_json({k: v for k, v in stats.items() if isinstance(v, (int, float))}, out / "metrics.json")
+    typer.echo(
+        f"streamed {stats['frames']} frames at {stats['fps']:.1f} fps ({stats['steps']} step(s), "
+        f"{stats['skipped']} skipped by the filter); wrote {video}"
+    )
+
+
+align_app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Alignment: oracle-labelled pairs and a reward model, Diffusion-DPO, DDPO (text-to-image shapes).",
+)
+app.add_typer(align_app, name="align")
+
+
+@config_command(
+    align_app,
+    "reward",
+    ImageAlignRewardConfig,
+    pipeline=PIPELINE,
+    default_out="runs/image-align-reward",
+    options={
+        "num_captions": "--num-captions",
+        "train_steps": "--train-steps",
+        "steps": "--steps",
+        "guidance": "--guidance",
+        "batch_size": "--batch-size",
+    },
+)
+def align_reward_cmd(config: ImageAlignRewardConfig, out: Path, pipeline: object) -> None:
+    """Sample each caption twice, label the pairs with the caption-adherence oracle (the sample that follows the
+    caption wins), train a Bradley-Terry reward model on them; write OUT/pairs, OUT/reward and OUT/metrics.json
+    (pair counts, the reward model's accuracy on held-out pairs)."""
+    from diff_image.align import run_reward
+    from diff_image.io import save_metrics_json
+
+    _, metrics = run_reward(pipeline, config, out)  # type: ignore[arg-type]
+    save_metrics_json(metrics, out / "metrics.json")
+    typer.echo(" ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+
+
+@config_command(
+    align_app,
+    "dpo",
+    ImageAlignDPOConfig,
+    pipeline=PIPELINE,
+    options={
+        "pairs": "--pairs",
+        "num_captions": "--num-captions",
+        "beta": "--beta",
+        "train.steps": "--train-steps",
+        "batch_size": "--batch-size",
+        "train.lr": "--lr",
+        "eval_captions": "--eval-captions",
+    },
+)
+def align_dpo_cmd(config: ImageAlignDPOConfig, out: Path, pipeline: object) -> None:
+    """Diffusion-DPO (Wallace et al. 2023) on oracle-labelled pairs (--pairs, or fresh ones); write OUT/pipeline
+    (the aligned pipeline) and OUT/metrics.json (adherence before and after, win rate against the reference,
+    Frechet distance and diversity)."""
+    from diff_image.align import alignment_metrics, run_dpo
+    from diff_image.io import save_metrics_json
+
+    aligned, reference, info = run_dpo(pipeline, config)  # type: ignore[arg-type]
+    aligned.save_pretrained(out / "pipeline")
+    metrics = {**info, **alignment_metrics(aligned, reference, config.eval_captions, config.sampler, config.steps,
+                                            config.guidance, config.train.seed)}  # fmt: skip
+    save_metrics_json(metrics, out / "metrics.json")
+    typer.echo(" ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+
+
+@config_command(
+    align_app,
+    "ddpo",
+    ImageAlignDDPOConfig,
+    pipeline=PIPELINE,
+    default_out="runs/image-align-ddpo",
+    options={
+        "reward": "--reward",
+        "iterations": "--iterations",
+        "steps": "--steps",
+        "lr": "--lr",
+        "guidance": "--guidance",
+        "eval_captions": "--eval-captions",
+    },
+)
+def align_ddpo_cmd(config: ImageAlignDDPOConfig, out: Path, pipeline: object) -> None:
+    """DDPO (Black et al. 2023) against a learned reward model (--reward, written by ``align reward``); write
+    OUT/pipeline and OUT/metrics.json (reward, adherence, win rate, Frechet distance and diversity before and
+    after)."""
+    from diffcore.device import resolve_device
+
+    from diff_image.align import alignment_metrics, load_reward, run_ddpo
+    from diff_image.io import save_metrics_json
+
+    if not config.reward:
+        raise CommandError(
+            "--reward: expected the folder of a reward model (diffuse image align reward writes OUT/reward)"
+        )
+    reward = load_reward(config.reward, resolve_device(config.device))
+    aligned, reference, info = run_ddpo(pipeline, reward, config)  # type: ignore[arg-type]
+    aligned.save_pretrained(out / "pipeline")
+    metrics = {**info, **alignment_metrics(aligned, reference, config.eval_captions, config.sampler, config.steps,
+                                            config.guidance, config.seed, reward=reward)}  # fmt: skip
+    save_metrics_json(metrics, out / "metrics.json")
+    typer.echo(" ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
 
 
 modality = Modality(name="image", description=DESCRIPTION, app=app, bench=bench)

@@ -19,6 +19,9 @@ __all__ = [
     "DEFAULT_GUIDANCE",
     "AutoencoderConfig",
     "EditMode",
+    "ImageAlignDDPOConfig",
+    "ImageAlignDPOConfig",
+    "ImageAlignRewardConfig",
     "ImageControlConfig",
     "ImageDataConfig",
     "ImageEditConfig",
@@ -26,6 +29,7 @@ __all__ = [
     "ImageLoraConfig",
     "ImageModelConfig",
     "ImageSampleConfig",
+    "ImageStreamConfig",
     "ImageTrainConfig",
 ]
 
@@ -475,3 +479,252 @@ class ImageControlConfig:
         for name in ("batch_size", "lr", "shapes_length", "num_samples", "sample_steps"):
             _positive(name, getattr(self, name))
         _probability("cond_dropout", self.cond_dropout)
+
+
+STREAM_MODES: tuple[str, ...] = ("img2img", "txt2img")
+STREAM_GUIDANCES: tuple[str, ...] = ("none", "full", "self", "initialize")
+VIDEO_FORMATS: tuple[str, ...] = ("auto", "mp4", "gif")
+
+
+@dataclass
+class ImageStreamConfig:
+    """A real-time frame stream through a saved pipeline (``diffuse image stream``; :mod:`diffcore.streaming`).
+
+    Attributes:
+        mode: ``img2img`` (each input frame is noised to the first step and denoised) or ``txt2img`` (each frame
+            starts from fresh noise).
+        source: the input frames (img2img): a folder of images (sorted by name), a video file (read with
+            diff-video, which must be installed), or ``synthetic`` (a moving scene drawn here).
+        num_frames: frames to stream (synthetic: how many; a folder or video: at most this many, 0 = all).
+        t_index_list: the denoising steps, as indices into the ``num_steps``-interval grid (StreamDiffusion's
+            ``t_index_list``); image-to-image starts later (higher indices keep more of the input).
+        num_steps: intervals of the grid the steps are picked from.
+        grid: a registered time grid (``diffcore.sampling.grids``).
+        step_rule: ``ddim`` (any trained model) or ``consistency`` (consistency / LCM students).
+        guidance: ``none``, ``full`` (classifier-free guidance), ``self`` or ``initialize`` (residual CFG).
+        guidance_scale: the guidance scale.
+        labels: the class label of the stream (class-conditional models; empty: 0).
+        prompts: the caption of the stream (text-to-image models; the first one is used).
+        similarity_filter: skip input frames nearly equal to the last processed one (img2img).
+        filter_threshold: the filter's cosine-similarity threshold.
+        control: the pipeline's ControlNets to steer with, by kind (each frame's map is read from the input
+            frame; the others run at strength 0); empty: all of them. Text-to-image reads ``source`` for the maps.
+        control_scale: the strength of each of ``control``, in its order (empty: 1 each).
+        cuda_graphs: replay each frame's GPU work as one CUDA graph (CUDA only).
+        compile: ``torch.compile`` the network and the autoencoder.
+        fps: frames per second of the written video.
+        format: ``mp4`` (needs PyAV), ``gif``, or ``auto`` (mp4 when PyAV is installed, else gif).
+        seed: seeds the noise.
+        device: where to run (the pipeline is moved there).
+    """
+
+    mode: str = "img2img"
+    source: str = "synthetic"
+    num_frames: int = 24
+    t_index_list: tuple[int, ...] = (30, 40)
+    num_steps: int = 50
+    grid: str = "trailing"
+    step_rule: str = "ddim"
+    guidance: str = "none"
+    guidance_scale: float = 1.0
+    labels: tuple[int, ...] = ()
+    prompts: tuple[str, ...] = ()
+    similarity_filter: bool = False
+    filter_threshold: float = 0.98
+    control: tuple[str, ...] = ()
+    control_scale: tuple[float, ...] = ()
+    cuda_graphs: bool = False
+    compile: bool = False
+    fps: int = 8
+    format: str = "auto"
+    seed: int = 0
+    device: Device = "auto"
+
+    def __post_init__(self) -> None:
+        self.t_index_list = tuple(int(v) for v in self.t_index_list)
+        self.labels = tuple(int(v) for v in self.labels)
+        self.prompts = tuple(self.prompts)
+        self.control = tuple(self.control)
+        self.control_scale = tuple(float(v) for v in self.control_scale)
+        bad = [k for k in self.control if k not in CONTROL_KINDS]
+        if bad:
+            raise ValueError(f"control: expected kinds of {CONTROL_KINDS}, got {list(self.control)}")
+        if self.control_scale and len(self.control_scale) != len(self.control):
+            raise ValueError(
+                f"control_scale: expected one value per control {list(self.control)}, got {list(self.control_scale)}"
+            )
+        _one_of("mode", self.mode, STREAM_MODES)
+        _one_of("guidance", self.guidance, STREAM_GUIDANCES)
+        _one_of("step_rule", self.step_rule, ("ddim", "consistency"))
+        _one_of("format", self.format, VIDEO_FORMATS)
+        for name in ("num_steps", "fps"):
+            _positive(name, getattr(self, name))
+        if self.num_frames < 0:
+            raise ValueError(
+                f"num_frames: expected >= 0 (0: every frame of the source), got {self.num_frames}"
+            )
+        if self.mode == "txt2img" and self.num_frames == 0:
+            raise ValueError("num_frames: a txt2img stream has no source to exhaust; expected >= 1")
+
+
+def _align_training() -> TrainConfig:
+    """The optimisation of a Diffusion-DPO run: a small constant learning rate after a short warmup, no EMA (the
+    run is short and starts from a trained model), a checkpoint every 200 steps (a time-budgeted run resumes with
+    ``train.resume=latest``), no TensorBoard."""
+    return TrainConfig(
+        steps=1000,
+        lr=2e-5,
+        warmup_steps=10,
+        lr_schedule="constant",
+        ema_decay=None,
+        max_grad_norm=1.0,
+        log_every=50,
+        checkpoint_every=200,
+        keep_last=1,
+        output_dir="runs/image-align-dpo",
+        progress_bar=True,
+        tensorboard=False,
+    )
+
+
+@dataclass
+class ImageAlignRewardConfig:
+    """Oracle-labelled preference pairs of a text-to-image shapes pipeline and a Bradley-Terry reward model on them
+    (``diffuse image align reward``; :mod:`diff_image.align`).
+
+    Attributes:
+        num_captions: captions sampled twice each (half one-object, half two-object); pairs are those where exactly
+            one sample follows its caption.
+        sampler: a ``diffcore.sampling.available()`` name for the pair samples.
+        steps: sampler steps.
+        guidance: classifier-free guidance scale of the pair samples (None: the pipeline's default).
+        anchor_renders: where both samples of a caption fail, pair the caption's data render (the winner) with one
+            of them (for an undertrained model whose samples rarely pass).
+        held_out: fraction of the pairs kept apart to measure the reward model's accuracy.
+        train_steps: reward-model training steps.
+        batch_size: pairs per step.
+        lr: learning rate of the reward model.
+        width: channels of the reward model's CNN.
+        seed: seeds the captions, the noise, the split and the reward model.
+        device: where to run (the pipeline is moved there).
+    """
+
+    num_captions: int = 2000
+    sampler: str = "dpmpp_2m"
+    steps: int = 20
+    guidance: float | None = None
+    anchor_renders: bool = False
+    held_out: float = 0.2
+    train_steps: int = 2000
+    batch_size: int = 64
+    lr: float = 1e-3
+    width: int = 64
+    seed: int = 0
+    device: Device = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("num_captions", "steps", "train_steps", "batch_size", "lr", "width"):
+            _positive(name, getattr(self, name))
+        if not 0.0 < self.held_out < 1.0:
+            raise ValueError(f"held_out: expected a fraction in (0, 1), got {self.held_out}")
+
+
+@dataclass
+class ImageAlignDPOConfig:
+    """Diffusion-DPO of a text-to-image shapes pipeline on oracle-labelled pairs (``diffuse image align dpo``).
+
+    Attributes:
+        pairs: a folder of preference pairs (``diffuse image align reward`` writes ``OUT/pairs``); empty: sample
+            ``num_captions`` captions twice and label them with the oracle first.
+        num_captions: captions of fresh pairs.
+        sampler: a ``diffcore.sampling.available()`` name (fresh pairs and the evaluation).
+        steps: sampler steps.
+        guidance: classifier-free guidance scale (None: the pipeline's default).
+        anchor_renders: fresh pairs only: where both samples of a caption fail, pair its data render (the winner)
+            with one of them.
+        beta: DPO's KL coefficient (errors averaged over pixels; Wallace et al. use 5000 for SDXL latents).
+        draws: ``(t, noise)`` draws per pair averaged inside the loss (1 = Eq. 14 of the paper).
+        batch_size: pairs per step.
+        eval_captions: evaluation captions per kind (one- and two-object), each drawn 4 times, before and after.
+        train: the optimisation, run folder (the aligned pipeline goes to ``train.output_dir/pipeline``), time budget
+            (``train.max_seconds``), seed and device (:class:`diffcore.training.TrainConfig`).
+    """
+
+    pairs: str = ""
+    num_captions: int = 2000
+    sampler: str = "dpmpp_2m"
+    steps: int = 20
+    guidance: float | None = None
+    anchor_renders: bool = False
+    beta: float = 2000.0
+    draws: int = 1
+    batch_size: int = 64
+    eval_captions: int = 100
+    train: TrainConfig = field(default_factory=_align_training)
+
+    def __post_init__(self) -> None:
+        for name in ("num_captions", "steps", "beta", "draws", "batch_size", "eval_captions"):
+            _positive(name, getattr(self, name))
+
+
+@dataclass
+class ImageAlignDDPOConfig:
+    """DDPO of a text-to-image shapes pipeline against a learned reward model (``diffuse image align ddpo``).
+
+    Attributes:
+        reward: the reward model's folder (``diffuse image align reward`` writes ``OUT/reward``).
+        iterations: rollout-and-update rounds.
+        caption_pool: training captions the rounds draw from (half one-object, half two-object).
+        prompts_per_iteration: captions per round.
+        samples_per_prompt: rollouts per caption (the per-caption reward statistics use them).
+        steps: policy steps (DDIM with ``eta``) from ``t = 1`` to ``t_end``.
+        eta: DDIM stochasticity of the policy (1: the DDPM posterior).
+        t_end: where the policy stops (> 0: every step stochastic); its state is the sample.
+        guidance: classifier-free guidance scale of the policy (None: the pipeline's default).
+        lr: learning rate (AdamW) of the backbone.
+        clip_range: PPO's ratio clip.
+        adv_clip: advantages are clipped to ``[-adv_clip, adv_clip]``.
+        inner_epochs: update passes per rollout.
+        batch_size: trajectories per optimizer step.
+        timestep_fraction: fraction of the steps of each trajectory trained on per pass.
+        buffer_size: rewards kept per caption for its running mean and standard deviation.
+        min_count: below this many rewards a caption is normalised with the round's statistics.
+        eval_captions: evaluation captions per kind (one- and two-object), each drawn 4 times, before and after.
+        sampler: a ``diffcore.sampling.available()`` name for the evaluation.
+        seed: seeds the captions, rollouts and updates.
+        device: where to run (the pipeline is moved there).
+    """
+
+    reward: str = ""
+    iterations: int = 50
+    caption_pool: int = 512
+    prompts_per_iteration: int = 16
+    samples_per_prompt: int = 8
+    steps: int = 20
+    eta: float = 1.0
+    t_end: float = 0.02
+    guidance: float | None = None
+    lr: float = 1e-5
+    clip_range: float = 1e-4
+    adv_clip: float = 5.0
+    inner_epochs: int = 1
+    batch_size: int = 32
+    timestep_fraction: float = 1.0
+    buffer_size: int = 32
+    min_count: int = 8
+    eval_captions: int = 100
+    sampler: str = "dpmpp_2m"
+    seed: int = 0
+    device: Device = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "caption_pool", "prompts_per_iteration", "samples_per_prompt", "steps", "eta",
+                     "lr", "clip_range", "adv_clip", "inner_epochs", "batch_size", "buffer_size", "min_count",
+                     "eval_captions"):  # fmt: skip
+            _positive(name, getattr(self, name))
+        if not 0.0 < self.t_end < 1.0:
+            raise ValueError(f"t_end: expected a time in (0, 1), got {self.t_end}")
+        if not 0.0 < self.timestep_fraction <= 1.0:
+            raise ValueError(
+                f"timestep_fraction: expected a fraction in (0, 1], got {self.timestep_fraction}"
+            )

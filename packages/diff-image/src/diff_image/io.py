@@ -31,6 +31,7 @@ __all__ = [
     "save_grid",
     "save_images",
     "save_metrics_json",
+    "save_video",
     "to_uint8",
 ]
 
@@ -210,3 +211,57 @@ def save_metrics_json(metrics: Mapping[str, Any], path: str | os.PathLike[str]) 
     out = Path(path)
     write_bytes(out, (text + "\n").encode())
     return out
+
+
+def save_video(
+    frames: torch.Tensor, path: str | os.PathLike[str], fps: int = 8, format: str = "auto"
+) -> Path:
+    """Write frames ``(T, C, H, W)`` in ``[-1, 1]`` as a video: ``mp4`` (H.264 through PyAV, which must be
+    installed; odd sizes padded to even with black), ``gif`` (PIL, looping), or ``auto`` (mp4 when PyAV is
+    installed, else gif). ``path``'s suffix is replaced by the format's. Returns the written path."""
+    if format not in ("auto", "mp4", "gif"):
+        raise ValueError(f"format: expected 'auto', 'mp4' or 'gif', got {format!r}")
+    if fps < 1:
+        raise ValueError(f"fps: expected >= 1, got {fps}")
+    if format == "auto":
+        try:
+            import av  # noqa: F401
+        except ImportError:
+            format = "gif"
+        else:
+            format = "mp4"
+    arrays = to_uint8(_check_batch(frames, "frames"))
+    if arrays.shape[-1] == 1:
+        arrays = np.repeat(arrays, 3, axis=-1)
+    out = Path(path).with_suffix(f".{format}")
+    if format == "gif":
+        images = [Image.fromarray(a) for a in arrays]
+        buffer = io.BytesIO()
+        images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:],
+                       duration=max(1, round(1000 / fps)), loop=0)  # fmt: skip
+        write_bytes(out, buffer.getvalue())
+        return out
+    return _save_mp4(arrays, out, fps)
+
+
+def _save_mp4(arrays: np.ndarray, path: Path, fps: int) -> Path:
+    try:
+        import av
+    except ImportError as exc:
+        raise ImportError(
+            "format: mp4 needs PyAV (pip install av), which is not installed; use 'gif'"
+        ) from exc
+    t, h, w, _ = arrays.shape
+    padded = np.zeros((t, h + h % 2, w + w % 2, 3), dtype=np.uint8)
+    padded[:, :h, :w] = arrays
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = padded.shape[2], padded.shape[1], "yuv420p"
+        for frame in padded:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    write_bytes(path, buffer.getvalue())
+    return path

@@ -32,7 +32,7 @@ from diff_image.data.shapes import parse_concept
 from diff_image.io import read_pngs, to_uint8
 from diff_image.metrics.adherence import detect_objects
 from diff_image.pipeline import ImagePipeline, build_objective
-from diff_image.pipeline.training import PreparedObjective
+from diff_image.pipeline.training import PreparedObjective, objective_name
 
 __all__ = [
     "adapter_parameter_count",
@@ -125,7 +125,7 @@ def finetune_lora(
     network = pipe.network
     if pipe.text_encoder is not None:
         pipe.text_encoder.requires_grad_(False)
-    inner = build_objective(_objective_name(pipe), pipe.schedule)
+    inner = build_objective(objective_name(pipe), pipe.schedule)
     objective = PreparedObjective(
         inner,
         encode=pipe.autoencoder.encode if pipe.autoencoder is not None else None,
@@ -180,16 +180,6 @@ def run_lora(
         metrics["concept_rate_base"] = concept_rate(before, config.concept)
         metrics["concept_rate_lora"] = concept_rate(after, config.concept)
     return before, after, metrics
-
-
-def _objective_name(pipe: ImagePipeline) -> str:
-    if pipe.prediction == "velocity":
-        return "flow_matching"
-    if pipe.prediction in ("eps", "v", "x0"):
-        return pipe.prediction
-    raise ValueError(
-        f"pipe: LoRA fine-tuning supports eps, v, x0 and velocity models, got {pipe.prediction!r}"
-    )
 
 
 def save_adapter(

@@ -13,10 +13,11 @@ from diffcore.training import TrainConfig
 
 
 def _as_list(value: object) -> list[str]:
-    """A list setting given on the command line as one string: ``"SrTiO3,BaTiO3"`` -> ``["SrTiO3", "BaTiO3"]``."""
+    """A list setting given on the command line as one string (``"SrTiO3,BaTiO3"`` -> ``["SrTiO3", "BaTiO3"]``)
+    or as repeated options (``--property a=1 --property b=2``, each item split the same way)."""
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
-    return list(value)  # type: ignore[call-overload]
+    return [v for item in value for v in _as_list(item)]  # type: ignore[union-attr]
 
 
 __all__ = [
@@ -63,15 +64,19 @@ class CrystalTrainConfig:
         split: how the held-out part is chosen: ``polymorph`` (all crystals of one formula on one side) or
             ``random``.
         held_out: fraction of the crystals held back for evaluation.
-        properties: property columns to condition on (classifier-free guidance through adapters), e.g.
-            ``[heat_ref, dir_gap]``; empty trains an unconditional model.
-        p_uncond: probability of dropping a crystal's properties during training (CFG).
+        properties: properties to condition on (classifier-free guidance through adapters): numeric columns
+            (``heat_ref``, ``dir_gap``) and the categorical ``chemical_system`` (the set of elements) and
+            ``space_group`` (1..230, from the data or pymatgen's SpacegroupAnalyzer), several at once; empty
+            trains an unconditional model.
+        p_uncond: probability of dropping each property of a crystal during training (CFG), independently.
         predictor_steps: also train a property predictor on noisy crystals for classifier guidance, for this
             many steps (0: none).
         type_process: ``absorbing`` or ``uniform`` discrete diffusion of atom types (``gen``).
         csp_fraction: with ``task = gen``, the fraction of training crystals whose atom types stay clean, so that
             the one model also predicts structures of a given composition.
         lattice_schedule: the lattice's Gaussian path (a diffcore schedule name).
+        coords: the fractional coordinates' process: ``wrapped_normal`` (DiffCSP's score-based diffusion on the
+            torus) or ``flow`` (Riemannian flow matching on the torus to uniform noise).
         init_from: a saved pipeline (or run folder) whose network starts the training; with ``properties``
             and ``adapters_only`` this is MatterGen's fine-tuning of a pretrained unconditional model.
         adapters_only: when fine-tuning from ``init_from`` on properties, train only the property embeddings
@@ -88,22 +93,25 @@ class CrystalTrainConfig:
     limit: int = 0
     split: Literal["polymorph", "random"] = "polymorph"
     held_out: float = 0.1
-    properties: list[str] = field(default_factory=list)
+    properties: tuple[str, ...] = ()
     p_uncond: float = 0.2
     predictor_steps: int = 0
     type_process: Literal["absorbing", "uniform"] = "absorbing"
     csp_fraction: float = 0.5
     lattice_schedule: str = "vp-cosine"
+    coords: Literal["wrapped_normal", "flow"] = "wrapped_normal"
     init_from: str = ""
     adapters_only: bool = True
     batch_size: int = 64
     train: TrainConfig = field(default_factory=lambda: TrainConfig(output_dir="runs/materials"))
 
     def __post_init__(self) -> None:
-        self.properties = _as_list(self.properties)
+        self.properties = tuple(_as_list(self.properties))
         self.generated_kinds = _as_list(self.generated_kinds)
         if self.task not in ("csp", "gen"):
             raise ValueError(f"task: expected csp or gen, got {self.task!r}")
+        if self.coords not in ("wrapped_normal", "flow"):
+            raise ValueError(f"coords: expected wrapped_normal or flow, got {self.coords!r}")
         if self.split not in ("polymorph", "random"):
             raise ValueError(f"split: expected polymorph or random, got {self.split!r}")
         if not 0 < self.held_out < 1:
@@ -129,7 +137,7 @@ class CrystalSampleConfig:
         steps: sampler steps from t = 1 to t = 0.
         step_lr: step of DiffCSP's Langevin corrector (0: predictor only, half the network calls).
         properties: conditioning values ``name=value`` (classifier-free guidance; the pipeline must have been
-            trained on those properties).
+            trained on those properties): ``heat_ref=-1.0``, ``chemical_system=Ba-Ti-O``, ``space_group=221``.
         guidance_scale: CFG weight (1: conditional model; larger: stronger).
         target: classifier guidance ranges ``name=low:high`` (either end may be empty), with the pipeline's
             property predictor.
@@ -142,17 +150,17 @@ class CrystalSampleConfig:
     formulas: list[str] = field(default_factory=list)
     steps: int = 200
     step_lr: float = 1e-5
-    properties: list[str] = field(default_factory=list)
+    properties: tuple[str, ...] = ()
     guidance_scale: float = 1.0
-    target: list[str] = field(default_factory=list)
+    target: tuple[str, ...] = ()
     predictor_scale: float = 0.0
     seed: int = 0
     device: Device = "auto"
 
     def __post_init__(self) -> None:
         self.formulas = _as_list(self.formulas)
-        self.properties = _as_list(self.properties)
-        self.target = _as_list(self.target)
+        self.properties = tuple(_as_list(self.properties))
+        self.target = tuple(_as_list(self.target))
 
 
 @dataclass

@@ -13,13 +13,20 @@ Time ``t`` in [0, 1], ``t = 0`` data, ``t = 1`` noise, per crystal. Three proces
   mean of the score over a crystal's atoms only moves the whole crystal, which the data do not care about and the
   translation-invariant network cannot know: the loss compares, and the sampler follows, the per-crystal
   centred score (:func:`centre`), as torus flows that remove the translation do (FlowMM, Miller et al. 2024).
+- **Fractional coordinates by flow matching** (``coords = "flow"``, the option to the wrapped normal): Riemannian
+  flow matching on the flat torus (Chen & Lipman 2024; FlowMM, Miller et al. 2024) between the data and uniform
+  noise ``z``. The path is the geodesic ``x_t = exp_{x_0}(t log_{x_0}(z))`` (:func:`diffcore.manifolds.torus.
+  geodesic`), whose velocity ``dx_t/dt = log_{x_0}(z)`` (the wrapped difference ``z - x_0``) the network predicts,
+  divided by :data:`FLOW_SCALE`; sampling integrates ``dx/dt`` by Euler steps from ``t = 1`` to ``t = 0``,
+  wrapping into [0, 1) after each. The mean velocity over a crystal's atoms is removed as for the score.
 - **Atom types** (ab initio generation only; for crystal structure prediction the composition is given and
   types stay clean): :mod:`diffcore.discrete`, absorbing (masked, MDLM's SUBS and ancestral sampler) or uniform
   (its exact ancestral posterior), log-linear ``alpha(t)`` by default, trained with the cross-entropy of the
   corrupted atoms (MatterGen's D3PM types, Zeni et al. 2025, App. B).
 
 Property conditioning: the network's adapters see standardised properties with a mask; training drops each
-crystal's properties with probability ``p_uncond`` so that one network is conditional and unconditional, and
+property of each crystal on its own with probability ``p_uncond`` so that one network is conditional on any
+subset of its properties and unconditional (all dropped), and
 :func:`sample_crystals` guides with classifier-free guidance (continuous parts ``u + w (c - u)``, types by
 :func:`diffcore.guidance.discrete.guided_log_probs`) and, optionally, a :class:`~diff_materials.models.
 PropertyPredictor` (classifier guidance: ``score += scale * grad log p(y in range | x_t)``).
@@ -53,8 +60,10 @@ from tqdm.auto import tqdm
 
 from diff_materials.data.crystals import NUM_TYPES, Crystal
 from diff_materials.lattice import normalise_lattice, unnormalise_lattice
+from diff_materials.properties import property_mask, property_slices
 
 __all__ = [
+    "FLOW_SCALE",
     "MASK_TYPE",
     "CrystalDiffusion",
     "CrystalDiffusionConfig",
@@ -67,6 +76,10 @@ __all__ = [
 
 MASK_TYPE = NUM_TYPES
 Task = Literal["csp", "gen"]
+Coords = Literal["wrapped_normal", "flow"]
+FLOW_SCALE = 1 / math.sqrt(12)
+"""The standard deviation of each entry of the flow's target velocity (uniform on [-1/2, 1/2)): the network
+predicts ``velocity / FLOW_SCALE``, of unit scale like the normalised score."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,8 @@ class CrystalDiffusionConfig:
         task: ``csp`` (crystal structure prediction: the composition is given, atom types are not diffused) or
             ``gen`` (ab initio generation: atom types are diffused too).
         lattice_schedule: a :mod:`diffcore.paths.schedules` name for the lattice's Gaussian path.
+        coords: how fractional coordinates are noised and generated: ``wrapped_normal`` (DiffCSP's score-based
+            diffusion) or ``flow`` (Riemannian flow matching on the torus to uniform noise).
         frac_sigma_min, frac_sigma_max: the wrapped normal's scale at ``t = 0`` and ``t = 1`` (fractional units).
         type_process: ``absorbing`` (masked) or ``uniform`` discrete diffusion of atom types.
         type_schedule: a :mod:`diffcore.discrete` schedule name.
@@ -92,6 +107,7 @@ class CrystalDiffusionConfig:
 
     task: Task = "csp"
     lattice_schedule: str = "vp-cosine"
+    coords: Coords = "wrapped_normal"
     frac_sigma_min: float = 0.005
     frac_sigma_max: float = 0.5
     type_process: Literal["absorbing", "uniform"] = "absorbing"
@@ -107,6 +123,8 @@ class CrystalDiffusionConfig:
     def __post_init__(self) -> None:
         if self.task not in ("csp", "gen"):
             raise ValueError(f"task: expected 'csp' or 'gen', got {self.task!r}")
+        if self.coords not in ("wrapped_normal", "flow"):
+            raise ValueError(f"coords: expected 'wrapped_normal' or 'flow', got {self.coords!r}")
         if self.type_process not in ("absorbing", "uniform"):
             raise ValueError(f"type_process: expected 'absorbing' or 'uniform', got {self.type_process!r}")
         if not 0 < self.frac_sigma_min < self.frac_sigma_max:
@@ -179,6 +197,30 @@ class CrystalDiffusion:
         and ``frac_sigma_max``."""
         return score_norm(sigma, self.config.frac_sigma_min, self.config.frac_sigma_max)
 
+    def noisy_frac(
+        self, frac0: Tensor, t: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """``(frac_t, target)``: noised fractional coordinates and what the network should predict there.
+
+        frac0: (M, 3) in [0, 1); t: (M, 1) each atom's time. ``wrapped_normal``: ``frac_t ~ WN(frac0, sigma(t))``
+        and the target is its score over ``sqrt(E|score|^2)`` (DiffCSP Eq. 11). ``flow``: ``frac_t`` on the
+        geodesic from ``frac0`` to uniform noise ``z`` and the target ``log_{frac0}(z) / FLOW_SCALE``.
+
+        Chen & Lipman (2024) run time from noise (s = 0) to data (s = 1): ``x_s = exp_{x_1}((1 - s)
+        log_{x_1}(x_0))`` with ``x_1`` data and ``x_0`` noise, velocity ``-log_{x_1}(x_0)``. Here ``t = 1 - s``
+        (0 = data), so ``x_t = exp_{frac0}(t log_{frac0}(z))`` and ``dx_t/dt = log_{frac0}(z)``. The noise is drawn
+        as ``z = frac0 + u`` (mod 1), ``u`` uniform: as uniform and as independent of ``frac0`` as any draw, and
+        it makes the pair ``(frac_t - frac0, target)`` the same for every translate of the crystal.
+        """
+        if self.config.coords == "flow":
+            z = torus.wrap(
+                frac0 + torch.rand(frac0.shape, generator=generator, device=frac0.device, dtype=frac0.dtype)
+            )
+            return torus.geodesic(frac0, z, t), torus.log_map(frac0, z) / FLOW_SCALE
+        sigma = self.frac_sigma(t)
+        frac_t = torus.wrapped_normal_sample(frac0, sigma, generator=generator)
+        return frac_t, torus.wrapped_normal_score(frac_t, frac0, sigma) / self.score_norm(sigma).sqrt()
+
     @property
     def diffuses_types(self) -> bool:
         return self.config.task == "gen"
@@ -214,9 +256,7 @@ class CrystalObjective:
         t = d.training_times(b, generator, dev)
         eps = torch.randn(x0.shape, generator=generator, device=dev)
         x_t = marginal_sample(d.lattice_schedule, x0, t, eps)
-        sigma = d.frac_sigma(t)[atom_batch, None]
-        frac_t = torus.wrapped_normal_sample(frac0, sigma, generator=generator)
-        target = torus.wrapped_normal_score(frac_t, frac0, sigma) / d.score_norm(sigma).sqrt()
+        frac_t, target = d.noisy_frac(frac0, t[atom_batch, None], generator)
         types_t = types0
         if d.diffuses_types:
             keep = d.type_schedule.alpha(t)
@@ -229,9 +269,10 @@ class CrystalObjective:
             else:
                 types_t = uniform_resample(types0, keep, NUM_TYPES, generator)
         props, mask = _standardised_properties(enc, batch)
-        if mask is not None and self.p_uncond > 0:
-            keep_props = torch.rand(b, generator=generator, device=dev) >= self.p_uncond
-            mask = mask & keep_props[:, None]
+        if (
+            mask is not None and self.p_uncond > 0
+        ):  # each property dropped on its own (MatterGen's fine-tuning)
+            mask = mask & (torch.rand(mask.shape, generator=generator, device=dev) >= self.p_uncond)
         out = model(frac_t, x_t, types_t, t, num_atoms, props, mask)
         loss_l = ((out["lattice"] - eps) ** 2).mean()
         # The data are invariant to translating all atoms and the network is too, so the common (mean) part of
@@ -271,11 +312,18 @@ def _standardised_properties(enc: Any, batch: dict[str, Tensor]) -> tuple[Tensor
     if p == 0:
         return None, None
     props, mask = batch["properties"], batch["property_mask"]
-    if props.shape[-1] != p:
-        raise ValueError(f"batch: {props.shape[-1]} properties, the network was built for {p}")
-    mean = torch.tensor(enc.config.property_mean, device=props.device)
-    std = torch.tensor(enc.config.property_std, device=props.device)
-    return (props - mean) / std, mask
+    kinds = enc.config.property_kinds
+    slices = property_slices(kinds)
+    if props.shape[-1] != slices[-1].stop or mask.shape[-1] != p:
+        raise ValueError(
+            f"batch: {mask.shape[-1]} properties in {props.shape[-1]} columns, the network was built for {p} in "
+            f"{slices[-1].stop} ({kinds})"
+        )
+    mean, std = torch.zeros(props.shape[-1]), torch.ones(props.shape[-1])
+    for k, (kind, cols) in enumerate(zip(kinds, slices)):
+        if kind == "scalar":  # categorical columns (multi-hot, space-group number) stay as they are
+            mean[cols], std[cols] = enc.config.property_mean[k], enc.config.property_std[k]
+    return (props - mean.to(props)) / std.to(props), mask
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -287,7 +335,9 @@ class Guidance:
     """Steering samples towards properties.
 
     Attributes:
-        properties: ``(B, P)`` raw property values to condition on (CFG), NaN where a property is free.
+        properties: ``(B, D)`` raw property values to condition on (CFG), packed as
+            :mod:`diff_materials.properties` says (one column per scalar, a multi-hot for a chemical system, the
+            number for a space group), NaN where a property is free.
         scale: classifier-free guidance weight ``w`` (1: the conditional model, 0: unconditional).
         predictor: a :class:`~diff_materials.models.PropertyPredictor` trained on noisy crystals
             (classifier guidance), or None.
@@ -325,7 +375,8 @@ class _Evaluator:
         self.props = self.mask = None
         if guidance is not None and guidance.properties is not None:
             raw = guidance.properties.to(num_atoms.device).float()
-            batch = {"properties": torch.nan_to_num(raw), "property_mask": ~torch.isnan(raw)}
+            known = property_mask(raw, enc.config.property_kinds)
+            batch = {"properties": torch.nan_to_num(raw), "property_mask": known}
             self.props, self.mask = _standardised_properties(enc, batch)
         if guidance is not None and guidance.predictor is not None:
             pc = guidance.predictor.config
@@ -366,12 +417,14 @@ class _Evaluator:
         grad_x = torch.zeros_like(x) if grad_x is None else grad_x
         tq = torch.tensor([t], dtype=torch.float64)
         sigma_l = float(d.lattice_schedule.sigma(tq))
-        sigma_f = d.frac_sigma(torch.tensor(t, dtype=frac.dtype))
-        norm = d.score_norm(sigma_f).sqrt()
         s = g.predictor_scale
         out = dict(out)
         out["lattice"] = out["lattice"] - s * sigma_l * grad_x  # score = -eps / sigma
-        out["frac"] = out["frac"] + s * grad_f / norm
+        if d.config.coords == "flow":  # the Euler step x - dt v climbs grad log p when v loses s grad
+            out["frac"] = out["frac"] - s * grad_f / FLOW_SCALE
+        else:
+            norm = d.score_norm(d.frac_sigma(torch.tensor(t, dtype=frac.dtype))).sqrt()
+            out["frac"] = out["frac"] + s * grad_f / norm
         return out
 
 
@@ -393,7 +446,7 @@ def sample_crystals(
     num_atoms: (B,) atoms per crystal. types: (M,) atom-type ids (``Z - 1``) of every atom, crystal after
     crystal (crystal structure prediction: required when ``task == "csp"``, ignored otherwise). steps: grid
     steps from ``t = 1`` to ``t = 0``. step_lr: the Langevin corrector's step (0: predictor only, one network
-    call per step instead of two). Returns ``B`` crystals (lattice, fractional coordinates, atomic numbers).
+    call per step instead of two; the ``flow`` coordinates take plain Euler steps and ignore it). Returns ``B`` crystals (lattice, fractional coordinates, atomic numbers).
     """
     if steps < 1:
         raise ValueError(f"steps: expected >= 1, got {steps}")
@@ -423,6 +476,13 @@ def sample_crystals(
     bound = float(getattr(_encoder(model).config, "lattice_bound", 0.0))
     for i in tqdm(range(steps), disable=not progress, desc="sampling", leave=False):
         t, s = float(grid[i]), float(grid[i + 1])
+        if cfg.coords == "flow":
+            out = evaluate(frac, x, types, t)
+            frac = _flow_step(frac, centre(out["frac"], atom_batch, len(n)) * FLOW_SCALE, t, s)
+            x = _lattice_step(diffusion.lattice_schedule, x, out["lattice"], t, s, generator, bound)
+            if diffusion.diffuses_types:
+                types = _types_step(diffusion, out["types"], types, t, s, generator)
+            continue
         sig_t = float(diffusion.frac_sigma(torch.tensor(t, dtype=torch.float64)))
         sig_s = float(diffusion.frac_sigma(torch.tensor(s, dtype=torch.float64)))
         norm_t = float(diffusion.score_norm(torch.tensor(sig_t, dtype=torch.float64)).sqrt())
@@ -441,6 +501,11 @@ def sample_crystals(
             types = _types_step(diffusion, out["types"], types, t, s, generator)
     lattice = unnormalise_lattice(x, n, _encoder(model).lattice_mean, _encoder(model).lattice_std)
     return _crystals(lattice, frac, types, n)
+
+
+def _flow_step(frac: Tensor, velocity: Tensor, t: float, s: float) -> Tensor:
+    """Euler step of ``dx/dt = velocity`` on the torus from ``t`` down to ``s < t``: ``exp_x(-(t - s) v)``."""
+    return torus.exp_map(frac, -(t - s) * velocity)
 
 
 def _randn(x: Tensor, generator: torch.Generator | None) -> Tensor:

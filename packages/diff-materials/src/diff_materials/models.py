@@ -6,7 +6,11 @@ Zeni et al. 2025, Sec. 2.3):
 
 - nodes: an embedding of the atom type (the mask type too), plus the time embedding and, per property, a
   property embedding passed through a zero-initialised adapter (so a pretrained unconditional network is
-  unchanged until the adapters learn);
+  unchanged until the adapters learn). Every property has its own embedding, its own null embedding (used where
+  the property is dropped or free) and its own adapters, whose outputs add to the hidden state, so several
+  properties condition one network at once (MatterGen, Sec. 2.3). Scalars enter as sinusoidal features, a
+  chemical system as the multi-hot of its elements, a space group as a one-hot of 1..230
+  (:mod:`diff_materials.properties`);
 - edges: every ordered pair of atoms of one crystal (``edges="fc"``, DiffCSP's fully connected graph), or
   every pair within ``cutoff`` angstrom over periodic images (``edges="radius"``, :func:`periodic_radius_graph`,
   in plain torch). Edge features are Fourier features ``sin / cos(2 pi k d)``, ``k = 1..num_freqs``, of the
@@ -36,6 +40,7 @@ from torch_geometric.utils import scatter
 
 from diff_materials.data.crystals import NUM_TYPES
 from diff_materials.lattice import unnormalise_lattice
+from diff_materials.properties import NUM_SPACE_GROUPS, PropertyKind, property_slices
 
 __all__ = [
     "CrystalDenoiser",
@@ -143,6 +148,8 @@ class EncoderConfig:
         edges: ``fc`` (every pair of atoms of a crystal) or ``radius`` (pairs within ``cutoff`` over images).
         cutoff: radius of the ``radius`` graph, angstrom.
         num_properties: conditioning properties (0: unconditional); each gets an embedding and adapters.
+        property_kinds: per property ``scalar``, ``chemical_system`` or ``space_group`` (empty: all scalar,
+            as networks saved before categorical properties); fixes the packed layout of ``properties``.
         lattice_mean, lattice_std: standardisation of the six lattice entries (set from the training data).
         lattice_bound: the largest magnitude of a standardised lattice entry in the training data plus one;
             the sampler clips its estimate of the clean lattice to it (DDPM's clip to the data range). 0: no
@@ -156,6 +163,7 @@ class EncoderConfig:
     edges: Edges = "fc"
     cutoff: float = 7.0
     num_properties: int = 0
+    property_kinds: list[str] = field(default_factory=list)
     lattice_mean: list[float] = field(default_factory=lambda: [0.0] * 6)
     lattice_std: list[float] = field(default_factory=lambda: [1.0] * 6)
     lattice_bound: float = 0.0
@@ -174,13 +182,23 @@ class EncoderConfig:
             raise ValueError(f"lattice_bound: expected >= 0, got {self.lattice_bound}")
         if self.num_properties < 0:
             raise ValueError(f"num_properties: expected >= 0, got {self.num_properties}")
+        if not self.property_kinds:
+            self.property_kinds = ["scalar"] * self.num_properties
+        if len(self.property_kinds) != self.num_properties or any(
+            k not in ("scalar", "chemical_system", "space_group") for k in self.property_kinds
+        ):
+            raise ValueError(
+                f"property_kinds: expected {self.num_properties} of scalar / chemical_system / space_group, "
+                f"got {self.property_kinds}"
+            )
 
 
 class CrystalEncoder(nn.Module):
     """Atom features of noisy crystals: type embedding + time + property adapters, then message passing.
 
     forward(frac (M, 3), lattice (B, 6) standardised, types (M,) in [0, K] (K = mask), t (B,), num_atoms (B,),
-    properties (B, P) standardised, property_mask (B, P) bool) -> (M, hidden)."""
+    properties (B, D) packed (:mod:`diff_materials.properties`; scalars standardised), property_mask (B, P)
+    bool) -> (M, hidden)."""
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
@@ -191,7 +209,7 @@ class CrystalEncoder(nn.Module):
         edge_dim = 6 * config.num_freqs + 6 + (16 if config.edges == "radius" else 0)
         self.layers = nn.ModuleList([CrystalLayer(h, edge_dim) for _ in range(config.layers)])
         p = config.num_properties
-        self.property_embed = nn.ModuleList([_mlp(32, h, h) for _ in range(p)])
+        self.property_embed = nn.ModuleList([_mlp(_FEATURES[k], h, h) for k in config.property_kinds])
         self.property_null = nn.Parameter(torch.zeros(p, h))
         # MatterGen's adapters: one zero-initialised linear map per layer and property.
         self.adapters = nn.ModuleList(
@@ -225,13 +243,15 @@ class CrystalEncoder(nn.Module):
         if p == 0:
             return []
         if properties is None:
-            properties = self.property_null.new_zeros(b, p)
+            width = property_slices(self.config.property_kinds)[-1].stop
+            properties = self.property_null.new_zeros(b, width)
             mask = torch.zeros(b, p, dtype=torch.bool, device=properties.device)
         elif mask is None:
-            mask = torch.ones_like(properties, dtype=torch.bool)
+            mask = torch.ones(b, p, dtype=torch.bool, device=properties.device)
         terms = []
+        kinds, slices = self.config.property_kinds, property_slices(self.config.property_kinds)
         for k in range(p):
-            emb = self.property_embed[k](_scalar_features(properties[:, k]))
+            emb = self.property_embed[k](_property_features(kinds[k], properties[:, slices[k]]))
             terms.append(torch.where(mask[:, k, None], emb, self.property_null[k].expand_as(emb)))
         return terms
 
@@ -259,6 +279,21 @@ class CrystalEncoder(nn.Module):
         for k, term in enumerate(props):
             h = h + self.adapters[-1][k](term)[batch]
         return h
+
+
+_FEATURES = {"scalar": 32, "chemical_system": NUM_TYPES, "space_group": NUM_SPACE_GROUPS}
+
+
+def _property_features(kind: PropertyKind, columns: Tensor) -> Tensor:
+    """A property's packed columns (B, width) -> the input of its embedding MLP: sinusoidal features of a
+    standardised scalar (B, 32), the multi-hot of a chemical system as it is (B, 100), the one-hot of a space
+    group 1..230 (B, 230; a masked row's placeholder 0 maps to group 1 and is replaced by the null embedding)."""
+    if kind == "scalar":
+        return _scalar_features(columns[:, 0])
+    if kind == "chemical_system":
+        return columns
+    index = columns[:, 0].round().long().clamp(1, NUM_SPACE_GROUPS) - 1
+    return nn.functional.one_hot(index, NUM_SPACE_GROUPS).to(columns.dtype)
 
 
 def _scalar_features(x: Tensor, num: int = 16) -> Tensor:

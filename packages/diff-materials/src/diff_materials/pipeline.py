@@ -64,6 +64,7 @@ from diff_materials.models import (
     PropertyPredictor,
     PropertyPredictorConfig,
 )
+from diff_materials.properties import parse_property_value, property_kind, property_width
 
 __all__ = [
     "CrystalPipeline",
@@ -208,6 +209,10 @@ def _statistics(crystals: Sequence[Crystal], properties: Sequence[str]) -> dict[
     stats = {"lattice_mean": x.mean(0).tolist(), "lattice_std": std.tolist(), "lattice_bound": bound}
     means, stds = [], []
     for p in properties:
+        if property_kind(p) != "scalar":  # categorical: not standardised
+            means.append(0.0)
+            stds.append(1.0)
+            continue
         values = np.array([c.properties.get(p, math.nan) for c in crystals], dtype=np.float64)
         values = values[~np.isnan(values)]
         if len(values) == 0:
@@ -242,13 +247,15 @@ def train_denoiser(config: CrystalTrainConfig, crystals: Sequence[Crystal]) -> C
     stats = _statistics(crystals, config.properties)
     m = config.model
     net = CrystalDenoiserConfig(hidden=m.width, layers=m.depth, num_freqs=m.num_freqs, edges=m.edges,
-                                cutoff=m.cutoff, num_properties=len(config.properties), **stats)  # fmt: skip
+                                cutoff=m.cutoff, num_properties=len(config.properties),
+                                property_kinds=[property_kind(p) for p in config.properties], **stats)  # fmt: skip
     with seeded(config.train.seed):
         model = CrystalDenoiser(net)
     if config.init_from:
         start = CrystalPipeline.from_pretrained(config.init_from).denoiser
-        base = dataclasses.replace(start.config, num_properties=0, property_mean=[], property_std=[])
-        mine = dataclasses.replace(net, num_properties=0, property_mean=[], property_std=[])
+        unconditional = {"num_properties": 0, "property_kinds": [], "property_mean": [], "property_std": []}
+        base = dataclasses.replace(start.config, **unconditional)
+        mine = dataclasses.replace(net, **unconditional)
         neutral = {"lattice_mean": [0.0] * 6, "lattice_std": [1.0] * 6, "lattice_bound": 0.0}
         if dataclasses.replace(base, **neutral) != dataclasses.replace(mine, **neutral):
             raise ValueError(f"init_from: {config.init_from} holds a network of other sizes ({start.config})")
@@ -286,9 +293,8 @@ def train_denoiser(config: CrystalTrainConfig, crystals: Sequence[Crystal]) -> C
 
 
 def _diffusion_config(config: CrystalTrainConfig) -> CrystalDiffusionConfig:
-    return CrystalDiffusionConfig(
-        task=config.task, type_process=config.type_process, lattice_schedule=config.lattice_schedule
-    )
+    return CrystalDiffusionConfig(task=config.task, type_process=config.type_process,
+                                  lattice_schedule=config.lattice_schedule, coords=config.coords)  # fmt: skip
 
 
 class PredictorObjective:
@@ -299,7 +305,6 @@ class PredictorObjective:
         self.diffusion, self.noisy = diffusion, noisy
 
     def __call__(self, model: nn.Module, batch: dict[str, Tensor], generator: torch.Generator | None = None):
-        from diffcore.manifolds import torus
         from diffcore.paths.transitions import marginal_sample
 
         enc = getattr(model, "module", model).encoder
@@ -312,9 +317,7 @@ class PredictorObjective:
             x = marginal_sample(
                 self.diffusion.lattice_schedule, x0, t, torch.randn(x0.shape, generator=generator, device=dev)
             )
-            frac = torus.wrapped_normal_sample(
-                batch["frac"], self.diffusion.frac_sigma(t)[atom_batch, None], generator
-            )
+            frac, _ = self.diffusion.noisy_frac(batch["frac"], t[atom_batch, None], generator)
         else:
             t, x, frac = torch.zeros(b, device=dev), x0, batch["frac"]
         pred = model(frac, x, batch["types"], t, n)
@@ -363,11 +366,12 @@ def train(config: CrystalTrainConfig) -> CrystalPipeline:
     out = Path(config.train.output_dir)
     denoiser = train_denoiser(config, train_set)
     predictor = None
-    if config.predictor_steps and config.properties:
+    scalars = scalar_properties(config.properties)
+    if config.predictor_steps and scalars:
         pt = dataclasses.replace(
             config.train, steps=config.predictor_steps, output_dir=str(out / "predictor")
         )
-        predictor = train_predictor(train_set, config.properties, pt, model=denoiser.config, batch_size=config.batch_size,
+        predictor = train_predictor(train_set, scalars, pt, model=denoiser.config, batch_size=config.batch_size,
                                     diffusion=_diffusion_config(config))  # fmt: skip
     pipe = CrystalPipeline(
         denoiser,
@@ -464,14 +468,37 @@ def _cpu(generator: torch.Generator | None) -> torch.Generator | None:
     )
 
 
+def scalar_properties(names: Sequence[str]) -> list[str]:
+    """The scalar ones of ``names`` (what a property predictor regresses)."""
+    return [p for p in names if property_kind(p) == "scalar"]
+
+
 def _named_values(items: Sequence[str], names: Sequence[str], what: str) -> dict[str, str]:
     out = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or name not in names:
-            raise ValueError(f"{what}: expected name=value with a name of {list(names)}, got {item!r}")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"{what}: expected name=value, got {item!r}")
+        if name not in names:
+            raise ValueError(
+                f"{what}: the pipeline was not trained on {name!r} (its properties: {list(names)})"
+            )
         out[name] = value
     return out
+
+
+def property_row(names: Sequence[str], items: Sequence[str]) -> list[float]:
+    """``name=value`` settings (``heat_ref=-1.0``, ``chemical_system=Ba-Ti-O``, ``space_group=221``) -> the
+    packed row over a pipeline's property ``names`` (NaN where a property is free)."""
+    values = _named_values(items, names, "properties")
+    row: list[float] = []
+    for p in names:
+        if p in values:
+            row += parse_property_value(p, values[p])
+        else:
+            row += [math.nan] * property_width(property_kind(p))
+    return row
 
 
 def guidance_from(pipeline: CrystalPipeline, config: CrystalSampleConfig, num: int) -> Guidance | None:
@@ -481,14 +508,14 @@ def guidance_from(pipeline: CrystalPipeline, config: CrystalSampleConfig, num: i
     names = pipeline.properties
     guidance = Guidance(scale=config.guidance_scale, predictor_scale=config.predictor_scale)
     if config.properties:
-        values = _named_values(config.properties, names, "properties")
-        row = [float(values[p]) if p in values else math.nan for p in names]
+        row = property_row(names, config.properties)
         guidance.properties = torch.tensor([row] * num, dtype=torch.float32)
     if config.target:
         if pipeline.predictor is None:
             raise ValueError(
                 "target: the pipeline has no property predictor (train with predictor_steps > 0)"
             )
+        names = scalar_properties(names)  # the predictor's outputs
         ranges = _named_values(config.target, names, "target")
         low, high = [], []
         for p in names:

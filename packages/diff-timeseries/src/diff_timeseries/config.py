@@ -14,6 +14,8 @@ from diffcore.device import Device
 from diffcore.training import TrainConfig
 
 __all__ = [
+    "FEATURES",
+    "ObservedConditioning",
     "SeriesDataConfig",
     "SeriesEvaluateConfig",
     "SeriesForecastConfig",
@@ -22,6 +24,59 @@ __all__ = [
     "SeriesSampleConfig",
     "SeriesTrainConfig",
 ]
+
+
+@dataclass
+class ObservedConditioning:
+    """How the prior reads the observed part of a window.
+
+    Attributes:
+        base: what the generated residual is added to: ``"interpolation"`` (linear between observed points, the
+            nearest one held beyond: the naive forecast) or ``"seasonal"`` (linear interpolation inside gaps, the
+            seasonal naive forecast with drift at the detected period beyond the observed span).
+        features: also give the network the extra channels of :func:`observed_inputs` (the last value held, the
+            seasonal naive forecast without drift, the base one period earlier and later, the distance to the
+            nearest observed point, the phase in the detected cycle and the period).
+        max_period: the longest period :func:`detect_period` looks for (at most half the observed span).
+        damping: the drift of the seasonal base is damped by this factor per step after the end (1: linear
+            drift; ETS's damped trend, FPP3 Sec. 8.2).
+        scaled: generate the residual in units of the in-sample error of the seasonal naive forecast
+            (:func:`~diff_timeseries.observed.residual_scale`), so smooth and noisy windows ask the network for
+            residuals of one size (False: units of the observed part's deviation).
+    """
+
+    base: str = "seasonal"
+    features: bool = True
+    max_period: int = 24
+    damping: float = 1.0
+    scaled: bool = False
+
+    def __post_init__(self) -> None:
+        if self.base not in ("interpolation", "seasonal"):
+            raise ValueError(f"base: expected 'interpolation' or 'seasonal', got {self.base!r}")
+        if self.max_period < 2:
+            raise ValueError(f"max_period: expected >= 2, got {self.max_period}")
+        if not 0.0 < self.damping <= 1.0:
+            raise ValueError(f"damping: expected a factor in (0, 1], got {self.damping}")
+
+    @property
+    def inputs(self) -> int:
+        """Network input channels per series channel: the noisy residual, the base, the mask and the features."""
+        return 3 + (len(FEATURES) if self.features else 0)
+
+
+FEATURES = (
+    "held",
+    "seasonal_naive",
+    "base_back",
+    "base_ahead",
+    "distance",
+    "phase_sin",
+    "phase_cos",
+    "period",
+    "log_scale",
+)
+"""The extra channels of :func:`observed_inputs`, in order."""
 
 
 @dataclass
@@ -43,6 +98,7 @@ class SeriesModelConfig:
         prior_hidden: width of the data-space DiT that forecasts and imputes given the observed part (0: none).
         prior_depth: its blocks.
         prior_patch: its patch length (series lengths given to it must be multiples of it).
+        prior_conditioning: what the prior reads from the observed part and refines (its base and channels).
     """
 
     vae_hidden: int = 64
@@ -58,6 +114,7 @@ class SeriesModelConfig:
     prior_hidden: int = 128
     prior_depth: int = 4
     prior_patch: int = 4
+    prior_conditioning: ObservedConditioning = field(default_factory=ObservedConditioning)
 
 
 @dataclass
@@ -74,6 +131,9 @@ class SeriesDataConfig:
         lengths: the training lengths, interleaved batch by batch (comma-separated).
         num_series: synthetic series per length.
         exclude_tail: leave the last this many points of each statsmodels series out (held out for forecasting).
+        prior_series: uncaptioned structural series per length (random walks, AR noise, several seasonalities,
+            broken trends: :mod:`~diff_timeseries.data.structural`) added to the forecasting / imputation prior's
+            training set for the ``synthetic`` and ``both`` sources (the generator never sees them).
     """
 
     source: str = "synthetic"
@@ -84,6 +144,7 @@ class SeriesDataConfig:
     lengths: str = "24,48,96"
     num_series: int = 2000
     exclude_tail: int = 0
+    prior_series: int = 2000
 
     def length_list(self) -> list[int]:
         """The training lengths of ``lengths`` as sorted distinct integers; a ``ValueError`` names

@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import linalg
+from diffcore.metrics.frechet import frechet_distance
 
 from diff_timeseries.features import Attributes, describe
 
@@ -118,21 +118,6 @@ def mrr_at_k(similarity: np.ndarray, k: int = 10) -> float:
     rank = np.where(np.isneginf(correct[:, 0]), np.inf, rank)
     rr = np.where(rank <= k, 1.0 / rank, 0.0)
     return float(rr.mean())
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to feature sets ``a`` ``(N, D)`` and ``b`` ``(M, D)``:
-    ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))`` (Heusel et al. 2017; C-FID on a series encoder's
-    features, Jeha et al. 2022)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    root = linalg.sqrtm(cov_a @ cov_b)
-    if not np.isfinite(root).all():  # nearly singular product: regularise both sides
-        eps = 1e-6 * np.eye(cov_a.shape[0])
-        root = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
-    root = root.real
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
 
 
 def acf(x: np.ndarray, max_lag: int) -> np.ndarray:

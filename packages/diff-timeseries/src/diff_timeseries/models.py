@@ -31,6 +31,12 @@ from diffcore.nn.mmdit import MMDiT, MMDiTConfig
 from diffcore.pretrained import PretrainedModel
 from torch import Tensor, nn
 
+from diff_timeseries.observed import (
+    ObservedConditioning,
+    observed_inputs,
+    observed_statistics,
+)
+
 __all__ = [
     "CaptionEncoder",
     "CaptionEncoderConfig",
@@ -284,14 +290,23 @@ def latent_dit_config(
     )
 
 
-def prior_config(channels: int, length: int, patch: int, hidden: int, depth: int, heads: int) -> DiTConfig:
-    """The data-space DiT of :class:`ObservedPrior` over ``(B, 3C, L)`` (noisy series, observed values, mask)
-    in patches of ``patch`` steps (any ``L`` divisible by ``patch`` at run time; the sin-cos positions follow
-    the length)."""
+def prior_config(
+    channels: int,
+    length: int,
+    patch: int,
+    hidden: int,
+    depth: int,
+    heads: int,
+    conditioning: ObservedConditioning | None = None,
+) -> DiTConfig:
+    """The data-space DiT of :class:`ObservedPrior` over ``(B, inputs * C, L)`` (the noisy residual, the base,
+    the mask and the features of ``conditioning``, :func:`~diff_timeseries.observed.observed_inputs`) in patches
+    of ``patch`` steps (any ``L`` divisible by ``patch`` at run time; the sin-cos positions follow the length)."""
+    inputs = (conditioning or ObservedConditioning()).inputs
     return DiTConfig(
         input_size=(length,),
         patch_size=patch,
-        in_channels=3 * channels,
+        in_channels=inputs * channels,
         hidden_size=hidden,
         depth=depth,
         num_heads=heads,
@@ -305,73 +320,53 @@ def prior_config(channels: int, length: int, patch: int, hidden: int, depth: int
 class ObservedPriorConfig:
     """Attributes:
     channels: series channels ``C``.
-    backbone: the DiT over ``(B, 3C, L)`` (:func:`prior_config`).
+    backbone: the DiT over ``(B, inputs * C, L)`` (:func:`prior_config`).
+    conditioning: the base and channels read from the observed part
+        (:class:`~diff_timeseries.observed.ObservedConditioning`).
     """
 
     channels: int = 1
     backbone: DiTConfig = field(default_factory=DiTConfig)
+    conditioning: ObservedConditioning = field(default_factory=ObservedConditioning)
 
 
 class ObservedPrior(PretrainedModel):
     """The forecasting / imputation model: flow matching over a window ``(B, C, L)`` conditioned on its observed
     part (CSDI's conditional model, Tashiro et al. 2021, Sec. 4, on a DiT), generating the residual of the
-    series from :func:`interpolate_observed` (linear between observed points, the nearest one held beyond).
+    series from a base computed from the observed part (:meth:`anchor`: linear interpolation inside gaps, the
+    seasonal naive forecast with drift at the detected period beyond the observed span).
     ``net(r_t, t, observed=(B, C, L), mask=(B, C, L)) -> velocity (B, C, L)``: the DiT sees the noisy residual
-    where unobserved (zero where observed), the interpolant and the mask, and its first ``C`` output channels
-    are the velocity. Training (:class:`ObservedObjective`) scores only unobserved entries, so the observed
-    ones are never generated: they are given. A sample is ``interpolant + residual``."""
+    where unobserved (zero where observed), the base, the mask and the conditioning channels of
+    :func:`~diff_timeseries.observed.observed_inputs`; its first ``C`` output channels are the velocity.
+    Training (:class:`ObservedObjective`) scores only unobserved entries, so the observed ones are never
+    generated: they are given. A sample is ``base + residual``."""
 
     config_class = ObservedPriorConfig
     config: ObservedPriorConfig
 
     def __init__(self, config: ObservedPriorConfig) -> None:
         super().__init__(config)
-        if config.backbone.in_channels != 3 * config.channels:
+        expected = config.conditioning.inputs * config.channels
+        if config.backbone.in_channels != expected:
             raise ValueError(
-                f"backbone.in_channels: expected 3 * channels = {3 * config.channels}, "
+                f"backbone.in_channels: expected {config.conditioning.inputs} inputs * channels = {expected}, "
                 f"got {config.backbone.in_channels}"
             )
         self.backbone = DiT(config.backbone)
+
+    def anchor(self, observed: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """What the generated residual ``r`` is measured from, from the observed entries alone: the base
+        ``(B, C, L)`` and the scale ``(B, C, L)``; a sample is ``base + scale * r``."""
+        read = observed_inputs(observed, mask, self.config.conditioning)
+        return read.base, read.scale
 
     def forward(self, x: Tensor, t: Tensor, observed: Tensor, mask: Tensor) -> Tensor:
         """The velocity ``(B, C, L)`` for the window ``x`` at ``t: (B,)``, given the ``observed`` values and
         their ``mask`` (1 where observed), both ``(B, C, L)``."""
         m = mask.to(x.dtype)
-        anchor = interpolate_observed(observed.to(x.dtype), m)
-        inputs = torch.cat([x * (1 - m), anchor, m], 1)
+        channels = observed_inputs(observed.to(x.dtype), m, self.config.conditioning).channels
+        inputs = torch.cat([x * (1 - m), channels], 1)
         return self.backbone(inputs, t)[:, : self.config.channels]
-
-
-def interpolate_observed(values: Tensor, mask: Tensor) -> Tensor:
-    """``(B, C, L)``: linear interpolation of ``values`` between the observed entries (``mask`` 1) of each row,
-    the first / last observed value held before / after them (rows without an observed entry give 0). The
-    anchor the observed-part prior generates its residual from: linear interpolation inside gaps, the last
-    value (naive forecast) after the end."""
-    n = values.shape[-1]
-    idx = torch.arange(n, device=values.device).expand_as(values)
-    seen = mask > 0
-    prev = torch.where(seen, idx, torch.full_like(idx, -1)).cummax(-1).values
-    nxt = torch.where(seen, idx, torch.full_like(idx, n)).flip(-1).cummin(-1).values.flip(-1)
-    prev_ok, next_ok = prev >= 0, nxt < n
-    v_prev = values.gather(-1, prev.clamp(0, n - 1))
-    v_next = values.gather(-1, nxt.clamp(0, n - 1))
-    span = (nxt - prev).clamp_min(1).to(values.dtype)
-    w = ((idx - prev).to(values.dtype) / span).clamp(0, 1)
-    inside = v_prev + w * (v_next - v_prev)
-    out = torch.where(prev_ok & next_ok, inside, torch.where(prev_ok, v_prev, v_next))
-    return torch.where(next_ok | prev_ok, out, torch.zeros_like(out))
-
-
-def observed_statistics(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean and standard deviation ``(B, C, 1)`` of the observed entries of ``x`` (a deviation below 1e-6
-    counts as 1), the units the forecasting model works in (the future is unknown, so the whole window
-    cannot be z-scored)."""
-    m = mask.to(x.dtype)
-    count = m.sum(-1, keepdim=True).clamp_min(1.0)
-    mean = (x * m).sum(-1, keepdim=True) / count
-    var = (((x - mean) * m) ** 2).sum(-1, keepdim=True) / count
-    std = var.sqrt()
-    return mean, torch.where(std > 1e-6, std, torch.ones_like(std))
 
 
 def draw_masks(shape: tuple[int, ...], generator: torch.Generator | None = None) -> Tensor:
@@ -402,16 +397,20 @@ def draw_masks(shape: tuple[int, ...], generator: torch.Generator | None = None)
 @dataclass
 class ObservedObjective:
     """The Trainer's objective for :class:`ObservedPrior`: conditional flow matching (rectified-flow path,
-    velocity ``eps - r0``, ``t ~ U(0, 1)``) of the residual ``r0 = x0 - interpolate_observed(x0)`` on the
-    unobserved entries of windows masked by :func:`draw_masks`, each window put in the units of its observed
-    part (:func:`observed_statistics`), as at inference."""
+    velocity ``eps - r0``, ``t ~ U(0, 1)``) of the residual ``r0 = (x0 - base) / scale`` on the unobserved entries of
+    windows masked by :func:`draw_masks`, each window put in the units of its observed part
+    (:func:`~diff_timeseries.observed.observed_statistics`), as at inference. ``conditioning`` is the prior's
+    (it fixes the base)."""
+
+    conditioning: ObservedConditioning = field(default_factory=ObservedConditioning)
 
     def __call__(self, model: nn.Module, batch: dict, generator: torch.Generator | None = None):
         x = batch["x"]
         mask = draw_masks(tuple(x.shape), generator).to(x.device, x.dtype)
         mean, std = observed_statistics(x, mask)
         x0 = (x - mean) / std
-        r0 = (x0 - interpolate_observed(x0 * mask, mask)) * (1 - mask)  # the residual to generate
+        read = observed_inputs(x0 * mask, mask, self.conditioning)
+        r0 = (x0 - read.base) / read.scale * (1 - mask)  # the residual to generate
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         t = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
         r_t = (1 - t[:, None, None]) * r0 + t[:, None, None] * noise

@@ -39,6 +39,7 @@ from diffcore.training.trainer import RUN_FILES
 from torch import Tensor, nn
 
 from diff_timeseries.config import (
+    SeriesDataConfig,
     SeriesEvaluateConfig,
     SeriesForecastConfig,
     SeriesImputeConfig,
@@ -52,6 +53,7 @@ from diff_timeseries.data.dataset import (
     length_batch_loader,
     trim_padding,
 )
+from diff_timeseries.data.structural import structural_set
 from diff_timeseries.data.synthetic import synthetic_set
 from diff_timeseries.io import SeriesSamples
 from diff_timeseries.models import (
@@ -64,11 +66,10 @@ from diff_timeseries.models import (
     TextToSeries,
     TextToSeriesConfig,
     VAEObjective,
-    interpolate_observed,
     latent_dit_config,
-    observed_statistics,
     prior_config,
 )
+from diff_timeseries.observed import observed_statistics
 
 __all__ = ["SeriesPipeline", "evaluate", "forecast", "impute", "sample", "train"]
 
@@ -236,7 +237,8 @@ class SeriesPipeline(Pipeline):
                 cond={"observed": k * mm, "mask": mm},
                 generator=generator,
             )
-            out.append(mm * k + (1 - mm) * (interpolate_observed(k * mm, mm) + x))
+            base, scale = prior.anchor(k * mm, mm)
+            out.append(mm * k + (1 - mm) * (base + scale * x))
         return torch.cat(out).reshape(samples, b, c, n).float().cpu()
 
 
@@ -311,6 +313,16 @@ def _latent_set(vae: SeriesVAE, data: SeriesSet, device: torch.device, chunk: in
         parts = [vae.to_latent(x[i : i + chunk].to(device)).float().cpu() for i in range(0, len(x), chunk)]
         values[n] = torch.cat(parts).numpy()
     return SeriesSet(values, data.captions, data.notes)
+
+
+def _prior_set(data: SeriesSet, d: SeriesDataConfig, seed: int) -> SeriesSet:
+    """The prior's training set: ``data`` plus ``d.prior_series`` structural series per length (built-in sources
+    only; a user's own tables are what the user's prior should learn)."""
+    if d.prior_series <= 0 or d.source not in ("synthetic", "both") or d.path:
+        return data
+    values = {n: np.concatenate([v, structural_set(d.prior_series, n, seed)]) for n, v in data.values.items()}
+    captions = {n: [*c, *[""] * d.prior_series] for n, c in data.captions.items()}
+    return SeriesSet(values, captions, data.notes)
 
 
 def _note(line: str) -> None:
@@ -406,11 +418,17 @@ def train(config: SeriesTrainConfig) -> SeriesPipeline:
             raise ValueError(f"data.lengths: {bad} are not multiples of model.prior_patch = {m.prior_patch}")
         with seeded(seed + 2):
             backbone = prior_config(
-                data.channels, max(lengths), m.prior_patch, m.prior_hidden, m.prior_depth, m.heads
+                data.channels,
+                max(lengths),
+                m.prior_patch,
+                m.prior_hidden,
+                m.prior_depth,
+                m.heads,
+                m.prior_conditioning,
             )
-            prior = ObservedPrior(ObservedPriorConfig(data.channels, backbone))
-        objective = ObservedObjective()
-        loader = length_batch_loader(LengthBatches(data, bs, batches, seed + 2))
+            prior = ObservedPrior(ObservedPriorConfig(data.channels, backbone, m.prior_conditioning))
+        objective = ObservedObjective(m.prior_conditioning)
+        loader = length_batch_loader(LengthBatches(_prior_set(data, d, seed), bs, batches, seed + 2))
         prior = _fit(
             prior,
             objective,

@@ -68,7 +68,7 @@ class BenchSettings:
             frames=16, size=32, directions=8, colours=("red", "green", "blue", "yellow", "magenta", "cyan"),
             shapes=("square", "circle", "triangle", "digit"), object_size=0.3, width=384, depth=12, heads=6,
             patch=(1, 4, 4), batch_size=64, lr=3e-4, steps=30_000, train_seconds=270.0, ema_decay=0.999, samples=128,
-            sample_steps=30, feature_steps=400, extend_factor=4, mixed_precision="bf16", compile=True, device="auto",
+            sample_steps=30, feature_steps=1500, extend_factor=4, mixed_precision="bf16", compile=True, device="auto",
             num_workers=6,
         )  # fmt: skip
 

@@ -11,14 +11,12 @@ is compared with its own floor, the distance between two real splits of the same
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torchaudio
+from diffcore.metrics.frechet import frechet_distance
 from diffcore.rng import make_generator, seeded
-from scipy import linalg
 from torch import Tensor, nn
 
 __all__ = [
@@ -51,23 +49,6 @@ def log_mel_stats(audio: Tensor, sample_rate: int, n_mels: int = 64) -> Tensor:
     lm = log_mel(audio, sample_rate, n_mels)
     head = lm[..., : max(1, lm.shape[-1] // 4)]
     return torch.cat([lm.mean(-1), lm.std(-1), head.mean(-1)], dim=-1)
-
-
-def frechet_distance(a: np.ndarray | Tensor, b: np.ndarray | Tensor) -> float:
-    """``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^{1/2})`` between the Gaussians fitted to the rows of ``a``
-    and ``b`` ``(N, D)`` (float64; the imaginary round-off of the matrix square root is dropped)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
-        raise ValueError(f"a, b: expected (N, D) feature matrices with N >= 2, got {a.shape} and {b.shape}")
-    mu = a.mean(0) - b.mean(0)
-    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    with warnings.catch_warnings():  # singular covariances (fewer clips than dimensions) are handled below
-        warnings.simplefilter("ignore")
-        root, _ = linalg.sqrtm(sa @ sb, disp=False)
-    if not np.isfinite(root).all():
-        eps = np.eye(len(sa)) * 1e-6
-        root, _ = linalg.sqrtm((sa + eps) @ (sb + eps), disp=False)
-    return float(mu @ mu + np.trace(sa + sb - 2 * np.real(root)))
 
 
 class InstrumentClassifier(nn.Module):

@@ -42,6 +42,7 @@ __all__ = [
     "check_image",
     "classify_shape",
     "detect_objects",
+    "object_masks",
     "parse_caption",
     "segment_colours",
 ]
@@ -174,9 +175,10 @@ def classify_shape(mask: np.ndarray) -> tuple[str, float]:
     return "unknown", fill
 
 
-def detect_objects(image: np.ndarray, config: AdherenceConfig | None = None) -> list[DetectedObject]:
-    """Every object (palette-coloured connected component of at least ``min_area`` pixels) in
-    ``image`` ``(H, W, 3)`` uint8, in colour order then component order."""
+def object_masks(image: np.ndarray, config: AdherenceConfig | None = None) -> list[tuple[str, np.ndarray]]:
+    """``(colour, mask (H, W) bool)`` of every object (palette-coloured connected component, interior holes
+    filled, of at least ``min_area`` pixels) in ``image`` ``(H, W, 3)`` uint8, in colour order then component
+    order."""
     config = config or AdherenceConfig()
     h, w = image.shape[:2]
     min_area = config.min_area if config.min_area is not None else max(4, (h * w) // 128)
@@ -186,14 +188,20 @@ def detect_objects(image: np.ndarray, config: AdherenceConfig | None = None) -> 
         comps, n = ndimage.label(labels == k + 1, structure=_EIGHT)
         for c in range(1, n + 1):
             mask = ndimage.binary_fill_holes(comps == c)
-            area = int(mask.sum())
-            if area < min_area:
-                continue
-            ys, xs = np.nonzero(mask)
-            shape, fill = classify_shape(mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
-            bbox = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-            centre = (float(xs.mean()) + 0.5, float(ys.mean()) + 0.5)
-            found.append(DetectedObject(colour, shape, bbox, centre, area, fill))
+            if int(mask.sum()) >= min_area:
+                found.append((colour, mask))
+    return found
+
+
+def detect_objects(image: np.ndarray, config: AdherenceConfig | None = None) -> list[DetectedObject]:
+    """Every object of :func:`object_masks` with its shape, box, centre, area and fill."""
+    found = []
+    for colour, mask in object_masks(image, config):
+        ys, xs = np.nonzero(mask)
+        shape, fill = classify_shape(mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
+        bbox = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        centre = (float(xs.mean()) + 0.5, float(ys.mean()) + 0.5)
+        found.append(DetectedObject(colour, shape, bbox, centre, int(mask.sum()), fill))
     return found
 
 

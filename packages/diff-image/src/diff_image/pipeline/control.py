@@ -12,6 +12,11 @@ is supported: the U-Net (copy of its encoder), the DiT (copy of its first blocks
 text models) with and without the ControlNets, same noise, scored by the IoU of the generated foreground with
 the scene's object pixels (:mod:`diff_image.metrics.control`).
 
+For a stream (``diffuse image stream``) the maps come from each input frame itself: :func:`scene_from_pixels`
+reads the scene a picture shows back from its pixels (:mod:`diff_image.metrics.adherence`), and the maps are
+that scene's, built by the same :class:`~diff_image.data.ShapesSample` methods as the training maps; on a render
+of the shapes data it gives back exactly the maps the ControlNets were trained with.
+
 Conditioning travels as ONE tensor ``control_maps`` ``(B, sum of channels, H, W)`` (the kinds' maps
 concatenated in order) so that classifier-free guidance batches it like any other condition;
 :class:`ControlMapsModel` splits it for the ControlNets.
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffcore.device import resolve_device
@@ -36,6 +42,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from diff_image.config import ImageControlConfig
 from diff_image.data import PALETTE, SHAPES, ShapesConfig, ShapesDataset
+from diff_image.data.shapes import ShapeObject, ShapesSample
+from diff_image.io import to_uint8
+from diff_image.metrics.adherence import AdherenceConfig, classify_shape, object_masks
 from diff_image.metrics.control import foreground_iou
 
 __all__ = [
@@ -44,10 +53,13 @@ __all__ = [
     "ControlMapsModel",
     "control_examples",
     "control_maps",
+    "control_maps_from_images",
     "evaluate_control",
     "make_controlnet",
     "render_control",
     "run_control",
+    "scene_from_pixels",
+    "set_control_scales",
     "train_controlnets",
 ]
 
@@ -72,6 +84,56 @@ def control_maps(item: dict[str, Any], kinds: Sequence[str]) -> Tensor:
             value = F.one_hot(value.long(), CONTROL_CHANNELS[kind]).permute(2, 0, 1)
         parts.append(value.float())
     return torch.cat(parts)
+
+
+def scene_from_pixels(image: np.ndarray, config: ShapesConfig | None = None) -> ShapesSample:
+    """The shapes scene an ``(H, W, 3)`` uint8 picture shows, read from its pixels: objects are the palette-coloured
+    connected components of :func:`~diff_image.metrics.adherence.object_masks`, their shape classified from
+    geometry (:func:`~diff_image.metrics.adherence.classify_shape`); components of no known shape are left out
+    (background). ``config``: the colours and background of the data the ControlNets saw (default: the shapes
+    defaults, which :func:`train_controlnets` trains on). The result has no relations and an empty caption."""
+    config = config or ShapesConfig(image_size=max(16, image.shape[0]))
+    object_ids = np.zeros(image.shape[:2], dtype=np.int16)
+    objects = []
+    for colour, mask in object_masks(image, AdherenceConfig.from_shapes(config)):
+        ys, xs = np.nonzero(mask)
+        shape, _ = classify_shape(mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
+        if shape not in config.shapes:
+            continue
+        objects.append(ShapeObject(shape, colour, (int(xs.min()), int(ys.min()), int(xs.max()) + 1,
+                                                   int(ys.max()) + 1), (float(xs.mean()) + 0.5, float(ys.mean()) + 0.5)))  # fmt: skip
+        object_ids[mask] = len(objects)
+    return ShapesSample(image, object_ids, tuple(objects), (), "", tuple(config.shapes))
+
+
+def control_maps_from_images(images: Tensor, kinds: Sequence[str]) -> Tensor:
+    """``(B, sum of channels, H, W)`` maps of ``kinds`` for RGB pictures ``images`` ``(B, 3, H, W)`` in
+    ``[-1, 1]``: :func:`control_maps` of the scene :func:`scene_from_pixels` reads from each (the condition
+    extractor of a ControlNet stream)."""
+    kinds = _check_kinds(kinds)
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images: expected RGB (B, 3, H, W) in [-1, 1], got {tuple(images.shape)}")
+    maps = []
+    for picture in to_uint8(images.detach().float().cpu()):
+        scene = scene_from_pixels(picture)
+        maps.append(control_maps({kind: getattr(scene, kind)() for kind in kinds}, kinds))
+    return torch.stack(maps).to(images.device)
+
+
+def set_control_scales(network: nn.Module, scales: Sequence[float]) -> None:
+    """Set the strength of each ControlNet of ``network`` (a pipeline's ``network``: a
+    :class:`ControlMapsModel`, or a text wrapper around one as its ``backbone``), in the order of its kinds."""
+    maps_model = network if isinstance(network, ControlMapsModel) else getattr(network, "backbone", None)
+    if not isinstance(maps_model, ControlMapsModel):
+        raise TypeError(
+            f"network: expected a pipeline network with ControlNets, got {type(network).__name__}"
+        )
+    if len(scales) != len(maps_model.kinds):
+        raise ValueError(
+            f"scales: expected {len(maps_model.kinds)} values (one per ControlNet {maps_model.kinds}), "
+            f"got {len(scales)}"
+        )
+    maps_model.controlled.scales = [float(v) for v in scales]
 
 
 class ControlMapsModel(nn.Module):
@@ -312,8 +374,7 @@ def _sample_controlled(
     from diffcore import sample as diffcore_sample
 
     net = pipe.network.eval()
-    maps_model = net.backbone if pipe.text_encoder is not None else net
-    maps_model.controlled.scales = scales
+    set_control_scales(net, scales)
     cond, uncond = pipe.condition(n, y, prompt)
     if maps is not None:
         cond["control_maps"] = maps

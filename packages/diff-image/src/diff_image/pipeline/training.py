@@ -50,6 +50,7 @@ __all__ = [
     "CONFIG_FILE",
     "PreparedObjective",
     "build_objective",
+    "objective_name",
     "resolve_config",
     "train",
     "train_autoencoder",
@@ -95,6 +96,15 @@ class PreparedObjective:
             with torch.no_grad():
                 prepared["x"] = self.encode(batch["x"])
         return self.inner(model, prepared, generator=generator)
+
+
+def objective_name(pipe: ImagePipeline) -> str:
+    """The :func:`build_objective` name that trains ``pipe``'s parameterisation (fine-tuning: LoRA, alignment)."""
+    if pipe.prediction == "velocity":
+        return "flow_matching"
+    if pipe.prediction in ("eps", "v", "x0"):
+        return pipe.prediction
+    raise ValueError(f"pipe: fine-tuning supports eps, v, x0 and velocity models, got {pipe.prediction!r}")
 
 
 def _stage(train: TrainConfig, steps: int, output_dir: Path) -> TrainConfig:

@@ -7,7 +7,10 @@ Cartesian positions are ``frac @ L``.
 A batch (:func:`collate_crystals`) concatenates the atoms of all crystals, the torch-geometric way::
 
     {"frac": (M, 3), "types": (M,) int64 atom-type ids (Z - 1), "batch": (M,) crystal index,
-     "num_atoms": (B,), "lattice": (B, 3, 3), "properties": (B, P) float, "property_mask": (B, P) bool}
+     "num_atoms": (B,), "lattice": (B, 3, 3), "properties": (B, D) float, "property_mask": (B, P) bool}
+
+``properties`` packs the ``P`` named properties into ``D`` columns (one per scalar, 100 for a chemical system,
+one for a space group: :mod:`diff_materials.properties`).
 
 with ``M = sum(num_atoms)``. Atom types are ``Z - 1`` for Z in 1..100 (:data:`NUM_TYPES`); the absorbing
 process adds a mask type, id :data:`NUM_TYPES`.
@@ -15,7 +18,6 @@ process adds a mask type, id :data:`NUM_TYPES`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,36 +121,49 @@ class Crystal:
 
 
 class CrystalDataset(Dataset):
-    """A list of :class:`Crystal` as a torch dataset; ``properties`` names the properties batches carry."""
+    """A list of :class:`Crystal` as a torch dataset; ``properties`` names the properties batches carry (scalar
+    columns and the categorical ``chemical_system`` / ``space_group``, computed here once per crystal)."""
 
     def __init__(self, crystals: Sequence[Crystal], properties: Sequence[str] = ()) -> None:
+        from diff_materials.properties import crystal_property_values, property_kind, property_mask
+
         self.crystals = list(crystals)
         self.properties = tuple(properties)
+        kinds = [property_kind(p) for p in self.properties]
+        rows = [crystal_property_values(c, self.properties) for c in self.crystals]
+        self._values = torch.tensor(rows, dtype=torch.float32).reshape(len(self.crystals), -1)
+        self._mask = (
+            property_mask(self._values, kinds)
+            if kinds
+            else torch.zeros(len(self.crystals), 0, dtype=torch.bool)
+        )
 
     def __len__(self) -> int:
         return len(self.crystals)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         c = self.crystals[i]
-        values = [c.properties.get(p, math.nan) for p in self.properties]
         return {
             "lattice": torch.as_tensor(c.lattice, dtype=torch.float32),
             "frac": torch.as_tensor(c.frac, dtype=torch.float32),
             "types": torch.as_tensor(c.numbers - 1, dtype=torch.int64),
-            "properties": torch.tensor(values, dtype=torch.float32),
+            "properties": self._values[i],
+            "property_mask": self._mask[i],
         }
 
 
 def collate_crystals(items: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:
     """Concatenate dataset items into one graph batch (see the module docstring).
 
-    A property that is NaN for an item (unknown) gets ``property_mask = False`` and the value 0.
+    A property that is NaN for an item (unknown) gets ``property_mask = False`` and the value 0 (items without a
+    ``property_mask`` have one property per column).
     """
     if not items:
         raise ValueError("items: expected at least one crystal")
     num_atoms = torch.tensor([len(it["types"]) for it in items], dtype=torch.int64)
     props = torch.stack([it.get("properties", torch.zeros(0)) for it in items])
     known = ~torch.isnan(props)
+    mask = torch.stack([it["property_mask"] for it in items]) if "property_mask" in items[0] else known
     return {
         "frac": torch.cat([it["frac"] for it in items]),
         "types": torch.cat([it["types"] for it in items]),
@@ -156,5 +171,5 @@ def collate_crystals(items: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]
         "num_atoms": num_atoms,
         "lattice": torch.stack([it["lattice"] for it in items]),
         "properties": torch.where(known, props, torch.zeros_like(props)),
-        "property_mask": known,
+        "property_mask": mask,
     }

@@ -98,6 +98,11 @@ def read_cdvae_csv(path: str | os.PathLike[str], limit: int | None = None) -> Lo
             material_id = (row.get("material_id") or "").strip() or f"row{row_number}"
             values = {p: _float(row.get(p) or "") for p in props}
             values = {k: v for k, v in values.items() if not math.isnan(v)}
+            space_group = _float(
+                row.get("spacegroup.number") or ""
+            )  # MP-20's column: the space_group property
+            if not math.isnan(space_group):
+                values["space_group"] = space_group
             try:
                 out.crystals.append(_crystal(row.get("cif") or "", material_id, values))
             except ValueError as exc:

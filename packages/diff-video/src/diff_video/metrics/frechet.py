@@ -22,9 +22,9 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 import torch
 import torch.nn.functional as F
+from diffcore.metrics.frechet import frechet_distance_from_statistics as frechet_distance
 from diffcore.pretrained import PretrainedModel
 from diffcore.rng import make_generator, seeded
 from torch import Tensor, nn
@@ -50,17 +50,6 @@ def feature_statistics(features: Tensor) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"features: expected (N >= 2, F), got {tuple(features.shape)}")
     f = features.detach().double().cpu().numpy()
     return f.mean(0), np.cov(f, rowvar=False)
-
-
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """The Frechet distance of ``N(mu1, sigma1)`` and ``N(mu2, sigma2)`` (squared 2-Wasserstein distance)."""
-    diff = mu1 - mu2
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():  # singular product: regularise as FID implementations do
-        eps = np.eye(len(mu1)) * 1e-6
-        covmean = scipy.linalg.sqrtm((sigma1 + eps) @ (sigma2 + eps))
-    covmean = np.real(covmean)
-    return float(max(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean), 0.0))
 
 
 def features_frechet(a: Tensor, b: Tensor) -> float:

@@ -20,17 +20,22 @@ graph of an earlier eager step may still be alive at the first graphed call (a l
 its parameters' gradient nodes, which remember the default stream, and the capture then fails). A graphed call
 with gradients enabled while a parameter still holds a gradient raises instead of silently accumulating
 wrong sums (gradient accumulation over several backward passes through the graph is not supported).
+
+:class:`GraphedInference` is the inference counterpart: a function of some tensors (a whole sampling or
+streaming step, network and arithmetic together) captured once as one forward graph and replayed with new
+inputs copied into its static input buffers; no autograd, and the function may update buffers of its own in
+place (a stream's state), which each replay repeats.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["GraphedCall"]
+__all__ = ["GraphedCall", "GraphedInference"]
 
 
 class _Bound(nn.Module):
@@ -123,3 +128,70 @@ class GraphedCall:
                 "(e.g. `del loss`) before the first graphed call. Otherwise fn must be free of host syncs "
                 "and host-to-device copies."
             ) from err
+
+
+class GraphedInference:
+    """``GraphedInference(fn)(*tensors)`` equals ``fn(*tensors)`` (a tensor or a tuple of tensors), replayed
+    from one CUDA graph.
+
+    The first call with CUDA inputs runs ``fn`` ``warmup_iters`` times on a side stream (kernel selection,
+    ``torch.compile`` autotuning, allocations), then captures it once; each call copies ``tensors`` into the
+    graph's static inputs and replays. The returned tensors are the graph's static outputs, overwritten by the
+    next replay: clone what must outlive it. The warm-up really runs ``fn``: when ``fn`` updates buffers in place,
+    ``state()`` names them; they are saved before the warm-up and restored after the capture, so the first
+    replay starts from the state the caller left. CPU inputs run ``fn`` eagerly. A different
+    input signature (shapes, dtypes) re-captures.
+
+    Limits: ``fn`` must be free of host synchronisation, data-dependent shapes and CPU-to-device copies of
+    changing values (the graph replays the recorded kernels only), and must run under ``torch.no_grad``.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Tensor | tuple[Tensor, ...]],
+        warmup_iters: int = 2,
+        state: Callable[[], Sequence[Tensor]] | None = None,
+    ) -> None:
+        if warmup_iters < 1:
+            raise ValueError(f"warmup_iters: expected >= 1, got {warmup_iters}")
+        self.fn, self.warmup_iters, self.state = fn, warmup_iters, state
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self._key: tuple | None = None
+        self._inputs: tuple[Tensor, ...] = ()
+        self._outputs: Tensor | tuple[Tensor, ...] | None = None
+
+    @property
+    def captured(self) -> bool:
+        """Whether a graph has been captured."""
+        return self.graph is not None
+
+    def __call__(self, *tensors: Tensor) -> Tensor | tuple[Tensor, ...]:
+        if not tensors or not all(t.is_cuda for t in tensors):
+            return self.fn(*tensors)
+        key = tuple((tuple(t.shape), t.dtype, t.device) for t in tensors)
+        if key != self._key:
+            self._capture(tensors)
+            self._key = key
+        for static, value in zip(self._inputs, tensors, strict=True):
+            static.copy_(value)
+        assert self.graph is not None
+        self.graph.replay()
+        assert self._outputs is not None
+        return self._outputs
+
+    @torch.no_grad()
+    def _capture(self, tensors: tuple[Tensor, ...]) -> None:
+        self._inputs = tuple(t.detach().clone() for t in tensors)
+        buffers = list(self.state()) if self.state is not None else []
+        saved = [b.clone() for b in buffers]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(self.warmup_iters):
+                self.fn(*self._inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self._outputs = self.fn(*self._inputs)
+        for buffer, value in zip(buffers, saved, strict=True):
+            buffer.copy_(value)

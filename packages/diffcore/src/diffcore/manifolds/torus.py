@@ -11,6 +11,11 @@ and its score ``d/dx log p`` is the posterior-weighted mean of the Gaussian scor
 sums are truncated to the images within ``ceil(6 sigma) + 2`` periods of the wrapped difference,
 which leaves an error below ``exp(-18)`` relative to the largest term. All functions broadcast
 over leading dimensions; ``x, mu: (..., d)`` and ``sigma`` broadcastable to ``(..., 1)`` or ``(..., d)``.
+
+The torus is flat, so its Riemannian maps are those of R^d read modulo 1 (Chen & Lipman 2024, Riemannian flow
+matching, Sec. 3.2 and App. E): ``exp_x(v) = (x + v) mod 1``, ``log_x(y)`` = the minimum-image difference
+``y - x`` in [-1/2, 1/2)^d, and the geodesic from ``x`` to ``y`` is ``exp_x(s log_x(y))``, s in [0, 1], with
+constant velocity ``log_x(y)``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ import math
 import torch
 
 __all__ = [
+    "exp_map",
+    "geodesic",
+    "log_map",
     "wrap",
     "wrapped_difference",
     "wrapped_normal_log_prob",
@@ -37,6 +45,24 @@ def wrapped_difference(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Shortest signed difference ``x - y`` on the torus, in [-1/2, 1/2) (the minimum image)."""
     d = x - y
     return d - torch.floor(d + 0.5)
+
+
+def exp_map(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``exp_x(v) = (x + v) mod 1``: follow the tangent vector ``v`` from ``x`` for unit time."""
+    return wrap(x + v)
+
+
+def log_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``log_x(y)``: the tangent vector at ``x`` whose geodesic reaches ``y`` at unit time, the minimum-image
+    difference ``y - x`` in [-1/2, 1/2) (so ``exp_map(x, log_map(x, y)) == y`` modulo 1)."""
+    return wrapped_difference(y, x)
+
+
+def geodesic(x: torch.Tensor, y: torch.Tensor, s: torch.Tensor | float) -> torch.Tensor:
+    """The point at fraction ``s`` of the shortest geodesic from ``x`` (s = 0) to ``y`` (s = 1):
+    ``exp_x(s log_x(y))``; ``s`` broadcastable to ``x`` (e.g. ``(..., 1)``). Its velocity ``d/ds`` is
+    ``log_x(y)``, the same at every ``s``."""
+    return exp_map(x, s * log_map(x, y))
 
 
 def _images(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -149,11 +149,24 @@ class DiffusionObjective:
         noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
         if self.ot_coupling:
             noise = ot_couple(x0, noise)
+        cond = drop_conditions(cond, self.null_cond, self.cond_dropout, generator)
+        weighted, per_sample = self.per_sample_loss(model, x0, noise, t, cond)
+        return weighted.mean(), {"loss_unweighted": per_sample.mean().detach()}
+
+    def per_sample_loss(
+        self, model: Callable[..., Tensor], x0: Tensor, noise: Tensor, t: Tensor, cond: Mapping[str, Any]
+    ) -> tuple[Tensor, Tensor]:
+        """The loss of each sample at given times and noise: ``(w(t) * err, err)``, both ``(B,)``.
+
+        ``x0``, ``noise``: ``(B, ...)``; ``t``: ``(B,)`` in [0, 1] (0 = data); ``err`` is the squared error of the
+        target, averaged over every non-batch dimension, and ``w(t)`` the weighting. ``__call__`` draws ``t``
+        and ``noise`` and averages the first over the batch; preference objectives (Diffusion-DPO) call this
+        directly to give a winner and its loser the same ``t`` and noise."""
+        b = x0.shape[0]
         t64 = t.double()
         c = PathCoefficients.at(self.schedule, t64, x0.ndim)
         cx = PathCoefficients(*(v.to(x0.dtype) for v in (c.alpha, c.sigma, c.d_alpha, c.d_sigma)))
         x_t = cx.alpha * x0 + cx.sigma * noise
-        cond = drop_conditions(cond, self.null_cond, self.cond_dropout, generator)
         out = model(x_t, t.to(x0.dtype) if x0.dtype == torch.float64 else t, **cond)
         if out.shape != x0.shape:
             raise ValueError(
@@ -167,8 +180,7 @@ class DiffusionObjective:
         per_sample = ((out - target) ** 2).reshape(b, -1).mean(1)
         log_snr = self.schedule.log_snr(t64).to(per_sample.dtype)
         w = self._weights(t64, c, log_snr).to(per_sample.dtype)
-        loss = (w * per_sample).mean()
-        return loss, {"loss_unweighted": per_sample.mean().detach()}
+        return w * per_sample, per_sample
 
 
 def flow_matching_loss(

@@ -1,0 +1,269 @@
+"""What the observed part of a window says about the rest: the base the forecasting / imputation prior refines
+and the conditioning channels it reads.
+
+Every function works on windows ``(B, C, L)`` (time runs left to right, step ``L - 1`` is the newest) with a
+``mask`` of the same shape, 1 where a value is observed; values where ``mask`` is 0 are ignored. Everything is
+computed from the observed entries only, so it is the same at training and at forecast time.
+
+- :func:`interpolate_observed`: linear interpolation between observed points, the end values held beyond;
+- :func:`observed_statistics`: the units the prior works in (mean and deviation of the observed part);
+- :func:`observed_line`: the least-squares line through the observed points (its slope is the drift);
+- :func:`detect_period`: the seasonal period, the highest local peak of the autocorrelation of the detrended
+  observed span (Hyndman & Athanasopoulos, FPP3 Sec. 2.8: a seasonal series has peaks at multiples of its
+  period), 1 when there is none;
+- :func:`seasonal_continuation`: the seasonal naive forecast with drift (FPP3 Sec. 5.2) after the last observed
+  point, and the same backwards before the first one;
+- :func:`observed_inputs`: the base (interpolation inside gaps, the seasonal continuation outside) and the
+  conditioning channels built from the above.
+
+Classical forecasts enter here only as inputs of the network (what it refines and what it may read); the
+forecast itself is the flow model's sample.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from diff_timeseries.config import ObservedConditioning
+
+__all__ = [
+    "ObservedInputs",
+    "detect_period",
+    "interpolate_observed",
+    "observed_inputs",
+    "observed_line",
+    "observed_statistics",
+    "residual_scale",
+    "seasonal_continuation",
+]
+
+ACF_THRESHOLD = 0.3
+"""An autocorrelation peak counts as a season only above this value and above ``3 / sqrt(n)`` (three standard
+errors of white noise's autocorrelation over ``n`` points, FPP3 Sec. 2.9)."""
+HARMONIC_TOLERANCE = 0.85
+"""A shorter peak lag is preferred to the highest one when it is at least this fraction of it (a period's
+multiples are peaks too)."""
+MIN_SCALE = 0.2
+"""The smallest residual scale (units of the observed part's deviation)."""
+
+
+def interpolate_observed(values: Tensor, mask: Tensor) -> Tensor:
+    """``(B, C, L)``: linear interpolation of ``values`` between the observed entries (``mask`` 1) of each row,
+    the first / last observed value held before / after them (rows without an observed entry give 0)."""
+    n = values.shape[-1]
+    idx = torch.arange(n, device=values.device).expand_as(values)
+    seen = mask > 0
+    prev = torch.where(seen, idx, torch.full_like(idx, -1)).cummax(-1).values
+    nxt = torch.where(seen, idx, torch.full_like(idx, n)).flip(-1).cummin(-1).values.flip(-1)
+    prev_ok, next_ok = prev >= 0, nxt < n
+    v_prev = values.gather(-1, prev.clamp(0, n - 1))
+    v_next = values.gather(-1, nxt.clamp(0, n - 1))
+    span = (nxt - prev).clamp_min(1).to(values.dtype)
+    w = ((idx - prev).to(values.dtype) / span).clamp(0, 1)
+    inside = v_prev + w * (v_next - v_prev)
+    out = torch.where(prev_ok & next_ok, inside, torch.where(prev_ok, v_prev, v_next))
+    return torch.where(next_ok | prev_ok, out, torch.zeros_like(out))
+
+
+def observed_statistics(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation ``(B, C, 1)`` of the observed entries of ``x`` (a deviation below 1e-6
+    counts as 1), the units the forecasting model works in (the future is unknown, so the whole window
+    cannot be z-scored)."""
+    m = mask.to(x.dtype)
+    count = m.sum(-1, keepdim=True).clamp_min(1.0)
+    mean = (x * m).sum(-1, keepdim=True) / count
+    var = (((x - mean) * m) ** 2).sum(-1, keepdim=True) / count
+    std = var.sqrt()
+    return mean, torch.where(std > 1e-6, std, torch.ones_like(std))
+
+
+def _span(mask: Tensor) -> tuple[Tensor, Tensor]:
+    """First and last observed step ``(B, C, 1)`` of each row (``L`` and ``-1`` for a row without any)."""
+    n = mask.shape[-1]
+    idx = torch.arange(n, device=mask.device).expand(mask.shape)
+    seen = mask > 0
+    first = torch.where(seen, idx, torch.full_like(idx, n)).amin(-1, keepdim=True)
+    last = torch.where(seen, idx, torch.full_like(idx, -1)).amax(-1, keepdim=True)
+    return first, last
+
+
+def observed_line(values: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Intercept and slope ``(B, C, 1)`` of the least-squares line ``a + b s`` (``s`` the step index) through
+    the observed points (slope 0 for a row with fewer than two)."""
+    m = mask.to(values.dtype)
+    s = torch.arange(values.shape[-1], device=values.device, dtype=values.dtype)
+    count = m.sum(-1, keepdim=True).clamp_min(1.0)
+    s_mean = (m * s).sum(-1, keepdim=True) / count
+    y_mean = (m * values).sum(-1, keepdim=True) / count
+    sxx = (m * (s - s_mean) ** 2).sum(-1, keepdim=True)
+    sxy = (m * (s - s_mean) * (values - y_mean)).sum(-1, keepdim=True)
+    slope = torch.where(sxx > 0, sxy / sxx.clamp_min(1e-12), torch.zeros_like(sxx))
+    return y_mean - slope * s_mean, slope
+
+
+def detect_period(values: Tensor, mask: Tensor, max_period: int = 24) -> Tensor:
+    """The seasonal period ``(B, C, 1)`` (int64) of each row: the lag ``k`` in ``2 .. max_period`` (and at most
+    half the observed span) of the highest local peak of the autocorrelation of the observed span, linearly
+    interpolated over gaps and detrended by :func:`observed_line` (the shortest of the peaks within
+    :data:`HARMONIC_TOLERANCE` of the highest, so not a multiple of the period), when that peak exceeds
+    :data:`ACF_THRESHOLD` and three standard errors of white noise's; 1 (no season) otherwise. The autocorrelation is the usual estimate (FPP3 Eq. 2.1:
+    lagged products summed over the span, over the sum of squares), which shrinks long lags and so prefers a
+    period to its multiples."""
+    n = values.shape[-1]
+    m = mask.to(values.dtype)
+    first, last = _span(mask)
+    idx = torch.arange(n, device=values.device)
+    inside = ((idx >= first) & (idx <= last)).to(values.dtype)
+    a, b = observed_line(values, m)
+    r = (interpolate_observed(values * m, m) - (a + b * idx)) * inside
+    count = inside.sum(-1)
+    power = (r * r).sum(-1).clamp_min(1e-12)
+    top = min(max_period, n // 2)
+    if top < 2:
+        return torch.ones_like(first)
+    acf = torch.stack([(r[..., k:] * r[..., :-k]).sum(-1) for k in range(1, top + 2)], -1) / power[..., None]
+    lag = torch.arange(2, top + 1, device=values.device)
+    here, before, after = acf[..., 1:top], acf[..., : top - 1], acf[..., 2 : top + 1]
+    bound = (3.0 / count.clamp_min(1.0).sqrt()).clamp_min(ACF_THRESHOLD)[..., None]
+    peak = (here > before) & (here >= after) & (here > bound) & (2 * lag <= count[..., None])
+    score = torch.where(peak, here, torch.full_like(here, -math.inf))
+    # a period's multiples peak about as high: take the shortest lag within HARMONIC_TOLERANCE of the best
+    near = peak & (score >= HARMONIC_TOLERANCE * score.amax(-1, keepdim=True))
+    best = lag[
+        (near.to(torch.int8) * torch.arange(top - 1, 0, -1, device=lag.device, dtype=torch.int8)).argmax(-1)
+    ]
+    return torch.where(peak.any(-1), best, torch.ones_like(best))[..., None]
+
+
+def seasonal_continuation(
+    filled: Tensor, mask: Tensor, period: Tensor, slope: Tensor, damping: float = 1.0
+) -> Tensor:
+    """The seasonal naive forecast with drift, ``(B, C, L)`` (FPP3 Sec. 5.2). After the last observed step
+    ``T``: ``y_{T+h} = y_{T+h-kp} + slope (kp - h + D(h))``, the value a whole number of periods
+    ``k = ceil(h / p)`` back plus the drift from there to ``T`` and on for ``h`` steps, ``D(h) = h`` (linear
+    drift) or ``phi + ... + phi^h`` with ``damping`` ``phi < 1`` (the damped trend, FPP3 Sec. 8.2); the same
+    backwards before the first observed step; ``filled`` (the observed span filled in, e.g. by
+    :func:`interpolate_observed`) inside the span. ``period`` ``(B, C, 1)`` >= 1 (1: the naive forecast with
+    drift), ``slope`` ``(B, C, 1)`` per step."""
+    n = filled.shape[-1]
+    first, last = _span(mask)
+    idx = torch.arange(n, device=filled.device).expand(filled.shape)
+    p = period.clamp_min(1)
+    ahead = (idx - last).clamp_min(0)
+    behind = (first - idx).clamp_min(0)
+    k_ahead = (ahead + p - 1) // p
+    k_behind = (behind + p - 1) // p
+    src = torch.where(idx > last, idx - k_ahead * p, torch.where(idx < first, idx + k_behind * p, idx))
+    src = src.clamp(0, n - 1)
+    dtype = filled.dtype
+    if damping < 1.0:  # phi + ... + phi^h
+        drift_ahead = damping * (1 - damping ** ahead.to(dtype)) / (1 - damping)
+        drift_behind = damping * (1 - damping ** behind.to(dtype)) / (1 - damping)
+    else:
+        drift_ahead, drift_behind = ahead.to(dtype), behind.to(dtype)
+    steps = torch.where(
+        idx > last,
+        (last - src).to(dtype) + drift_ahead,
+        torch.where(idx < first, (first - src).to(dtype) - drift_behind, torch.zeros_like(drift_ahead)),
+    )
+    return filled.gather(-1, src) + slope * steps
+
+
+@dataclass
+class ObservedInputs:
+    """What :func:`observed_inputs` reads from the observed part of windows ``(B, C, L)``.
+
+    Attributes:
+        base: ``(B, C, L)`` what the generated residual is added to.
+        scale: ``(B, C, L)`` the residual's unit: a sample is ``base + scale * residual``.
+        channels: ``(B, (inputs - 1) C, L)`` the network's conditioning channels.
+    """
+
+    base: Tensor
+    scale: Tensor
+    channels: Tensor
+
+
+def residual_scale(values: Tensor, mask: Tensor, period: Tensor, slope: Tensor) -> Tensor:
+    """``(B, C, L)``: the unit of the residual at each step. Beyond the observed span, where the base is the
+    seasonal naive forecast with drift, it is that forecast's in-sample error: the root mean square of
+    ``y_t - y_{t-p} - p slope`` over the observed pairs (the scale of the benchmark forecasts' errors, FPP3
+    Sec. 5.5, and of MASE's denominator, Hyndman & Koehler 2006), at least :data:`MIN_SCALE` (1 for a row
+    without a pair). Inside the span, where the base interpolates, it is 1 (the observed part's deviation):
+    a scale estimated there from leave-one-out interpolation errors made the smooth windows' residuals too
+    large for the network."""
+    n = values.shape[-1]
+    idx = torch.arange(n, device=values.device).expand(values.shape)
+    src = idx - period
+    pair = (src >= 0) & (mask > 0) & (mask.gather(-1, src.clamp_min(0)) > 0)
+    ahead = _rms(
+        (values - values.gather(-1, src.clamp_min(0)) - slope * period.to(values.dtype)) * pair, pair
+    )
+    first, last = _span(mask)
+    return torch.where((idx >= first) & (idx <= last), torch.ones_like(values), ahead)
+
+
+def _rms(err: Tensor, valid: Tensor) -> Tensor:
+    count = valid.sum(-1, keepdim=True)
+    rms = ((err**2).sum(-1, keepdim=True) / count.clamp_min(1)).sqrt()
+    return torch.where(count > 0, rms.clamp_min(MIN_SCALE), torch.ones_like(rms))
+
+
+def observed_inputs(observed: Tensor, mask: Tensor, conditioning: ObservedConditioning) -> ObservedInputs:
+    """The base the prior's residual is added to, the residual's scale and the network's conditioning channels:
+    the base, the mask, then (with ``conditioning.features``) each of :data:`FEATURES`, channel-major (every
+    series channel's copy of one input together). With ``conditioning.scaled`` the features that are series
+    values are given as their difference from the base in units of the scale (clipped to +-20).
+
+    ``observed``: ``(B, C, L)`` values in the units of the observed part, anything where ``mask`` is 0."""
+    m = mask.to(observed.dtype)
+    values = observed * m
+    held = interpolate_observed(values, m)
+    cfg = conditioning
+    one = torch.ones_like(held[..., :1])
+    if cfg.base == "interpolation" and not cfg.features and not cfg.scaled:
+        return ObservedInputs(held, one, torch.cat([held, m], 1))
+    period = detect_period(values, m, cfg.max_period)
+    _, slope = observed_line(values, m)
+    seasonal = seasonal_continuation(held, m, period, slope, cfg.damping)
+    base = seasonal if cfg.base == "seasonal" else held
+    scale = residual_scale(values, m, period, slope) if cfg.scaled else one.expand_as(held)
+    if not cfg.features:
+        return ObservedInputs(base, scale, torch.cat([base, m], 1))
+    n = observed.shape[-1]
+    idx = torch.arange(n, device=observed.device).expand(observed.shape)
+    back = torch.where(idx - period >= 0, idx - period, idx + period).clamp(0, n - 1)
+    ahead = torch.where(idx + period < n, idx + period, idx - period).clamp(0, n - 1)
+    _, last = _span(mask)
+    p = period.to(observed.dtype)
+    angle = 2 * math.pi * (idx - last).to(observed.dtype) / p
+    seasonal_flag = (period > 1).to(observed.dtype)
+    levels = [
+        held,
+        seasonal_continuation(held, m, period, torch.zeros_like(slope)),
+        base.gather(-1, back),
+        base.gather(-1, ahead),
+    ]
+    features = [
+        *levels,
+        _distance_to_observed(m) / n,
+        angle.sin() * seasonal_flag,
+        angle.cos() * seasonal_flag,
+        (p / cfg.max_period).expand_as(observed),
+        scale.log(),
+    ]
+    return ObservedInputs(base, scale, torch.cat([base, m, *features], 1))
+
+
+def _distance_to_observed(mask: Tensor) -> Tensor:
+    """Steps from each entry to the nearest observed one (0 where observed; ``L`` for a row without any)."""
+    n = mask.shape[-1]
+    idx = torch.arange(n, device=mask.device).expand(mask.shape)
+    seen = mask > 0
+    prev = torch.where(seen, idx, torch.full_like(idx, -2 * n)).cummax(-1).values
+    nxt = torch.where(seen, idx, torch.full_like(idx, 3 * n)).flip(-1).cummin(-1).values.flip(-1)
+    return torch.minimum(idx - prev, nxt - idx).clamp_max(n).to(mask.dtype)

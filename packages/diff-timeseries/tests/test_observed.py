@@ -1,0 +1,137 @@
+"""What the prior reads from the observed part: period detection, the seasonal naive continuation with drift,
+the residual scale and the conditioning channels, against exact answers; the structural training series."""
+
+import numpy as np
+import pytest
+import torch
+from diff_timeseries.config import FEATURES, ObservedConditioning
+from diff_timeseries.data.structural import structural_set
+from diff_timeseries.observed import (
+    MIN_SCALE,
+    detect_period,
+    interpolate_observed,
+    observed_inputs,
+    observed_line,
+    residual_scale,
+    seasonal_continuation,
+)
+
+
+def _seasonal(
+    period: int, length: int, slope: float = 0.0, noise: float = 0.0, seed: int = 0
+) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(length, dtype=torch.float64)
+    pattern = torch.randn(period, generator=g, dtype=torch.float64)
+    x = pattern[t.long() % period] + slope * t + noise * torch.randn(length, generator=g, dtype=torch.float64)
+    return x[None, None]
+
+
+@pytest.mark.parametrize("period", [4, 7, 12, 17])
+def test_the_detected_period_is_the_true_one_with_trend_noise_and_gaps(period):
+    x = _seasonal(period, 96, slope=0.05, noise=0.1, seed=period)
+    mask = (torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) > 0.2).double()
+    mask[..., 80:] = 0  # a forecast window: the end hidden
+    assert int(detect_period(x * mask, mask, 24)) == period
+
+
+def test_series_without_a_season_get_period_one():
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(8, 1, 96, generator=g, dtype=torch.float64)
+    line = torch.arange(96, dtype=torch.float64).expand(1, 1, 96)
+    for x in (noise, line):
+        assert (detect_period(x, torch.ones_like(x), 24) == 1).all()
+    # a detrended random walk wanders slowly, and now and then that reads as a cycle
+    walk = torch.randn(64, 1, 96, generator=g, dtype=torch.float64).cumsum(-1)
+    assert (detect_period(walk, torch.ones_like(walk), 24) == 1).double().mean() >= 0.75
+
+
+def test_the_continuation_of_a_season_with_a_linear_trend_is_exact_both_ways():
+    x = _seasonal(7, 60, slope=0.3)
+    mask = torch.zeros_like(x)
+    mask[..., 10:45] = 1
+    filled = interpolate_observed(x * mask, mask)
+    out = seasonal_continuation(filled, mask, torch.tensor([[[7]]]), torch.tensor([[[0.3]]], dtype=x.dtype))
+    assert torch.allclose(out, x, atol=1e-12)
+
+
+def test_the_drift_is_the_least_squares_slope_of_the_observed_points():
+    t = torch.arange(30, dtype=torch.float64)
+    x = (2.0 - 0.25 * t + torch.where(t % 2 == 0, 0.1, -0.1))[None, None]
+    mask = torch.ones_like(x)
+    mask[..., 5:9] = 0
+    a, b = observed_line(x * mask, mask)
+    ts, ys = t[mask[0, 0] > 0].numpy(), x[0, 0][mask[0, 0] > 0].numpy()
+    slope, intercept = np.polyfit(ts, ys, 1)
+    assert float(b) == pytest.approx(slope, abs=1e-10) and float(a) == pytest.approx(intercept, abs=1e-10)
+
+
+def test_the_damped_continuation_adds_the_geometric_sum_of_the_drift():
+    x = torch.zeros(1, 1, 12, dtype=torch.float64)
+    mask = torch.zeros_like(x)
+    mask[..., :6] = 1
+    x[..., :6] = 2.0
+    phi = 0.8
+    out = seasonal_continuation(x, mask, torch.tensor([[[1]]]), torch.tensor([[[1.0]]], dtype=x.dtype), phi)
+    h = np.arange(1, 7)
+    expected = 2.0 + phi * (1 - phi**h) / (1 - phi)  # phi + ... + phi^h
+    assert np.allclose(out[0, 0, 6:].numpy(), expected)
+    assert torch.equal(out[..., :6], x[..., :6])
+
+
+def test_the_residual_scale_is_the_seasonal_naive_error_beyond_the_span_and_one_inside():
+    x = _seasonal(4, 40, slope=0.5)
+    x[..., 20] += 3.0  # one disturbance: seasonal differences at t = 20 and t = 24 are off by -+3
+    mask = torch.ones_like(x)
+    mask[..., 32:] = 0
+    period, slope = torch.tensor([[[4]]]), torch.tensor([[[0.5]]], dtype=x.dtype)
+    scale = residual_scale(x * mask, mask, period, slope)
+    pairs = 32 - 4
+    assert torch.allclose(scale[..., 32:], torch.tensor((18.0 / pairs) ** 0.5, dtype=x.dtype))
+    assert torch.equal(scale[..., :32], torch.ones(1, 1, 32, dtype=x.dtype))
+    exact = _seasonal(4, 40, slope=0.5)
+    assert float(residual_scale(exact * mask, mask, period, slope)[..., -1]) == MIN_SCALE
+
+
+def test_the_inputs_read_only_the_observed_entries_and_interpolate_inside_gaps():
+    cfg = ObservedConditioning()
+    x = _seasonal(12, 96, slope=0.02, noise=0.05)
+    mask = (torch.rand(x.shape, generator=torch.Generator().manual_seed(2)) > 0.3).double()
+    mask[..., 84:] = 0
+    read = observed_inputs(x * mask, mask, cfg)
+    assert read.channels.shape == (1, cfg.inputs - 1, 96) and cfg.inputs == 3 + len(FEATURES)
+    inside = slice(0, int(mask[0, 0].nonzero().max()) + 1)
+    assert torch.allclose(read.base[..., inside], interpolate_observed(x * mask, mask)[..., inside])
+    assert torch.equal(read.channels[:, 1], mask[:, 0])
+    other = observed_inputs(torch.where(mask > 0, x, torch.full_like(x, 1e6)), mask, cfg)
+    assert torch.equal(other.channels, read.channels) and torch.equal(other.base, read.base)
+    beyond = (
+        (read.base - x)[..., 84:].abs().mean()
+    )  # the seasonal naive forecast beats holding the last value
+    assert beyond < (x[..., 83:84] - x[..., 84:]).abs().mean()
+
+
+def test_the_interpolation_base_without_features_is_the_first_designs_anchor():
+    cfg = ObservedConditioning(base="interpolation", features=False)
+    x = torch.randn(2, 3, 24, generator=torch.Generator().manual_seed(0))
+    mask = (torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    read = observed_inputs(x * mask, mask, cfg)
+    assert torch.equal(read.base, interpolate_observed(x * mask, mask)) and (read.scale == 1).all()
+    assert read.channels.shape == (2, 6, 24) and cfg.inputs == 3
+
+
+def test_a_bad_conditioning_setting_is_refused_by_name():
+    with pytest.raises(ValueError, match="base"):
+        ObservedConditioning(base="ets")
+    with pytest.raises(ValueError, match="damping"):
+        ObservedConditioning(damping=1.5)
+
+
+def test_structural_series_are_deterministic_z_scored_and_varied():
+    a, b = structural_set(64, 48, seed=1), structural_set(64, 48, seed=1)
+    assert a.shape == (64, 1, 48) and np.array_equal(a, b)
+    assert not np.array_equal(a, structural_set(64, 48, seed=2))
+    assert np.allclose(a.mean(-1), 0, atol=1e-5) and np.allclose(a.std(-1), 1, atol=1e-4)
+    periods = detect_period(torch.from_numpy(a).double(), torch.ones(a.shape, dtype=torch.float64), 24)
+    seasonal = (periods > 1).double().mean()
+    assert 0.3 < float(seasonal) < 0.9  # some seasonal, some not
