@@ -5,7 +5,7 @@ estimate ``x0(x_t, t)`` and its gradient added to the score: ``diffcore.guidance
 ``log p(y | x_t) = lambda * r(x0(x_t))`` (Dhariwal & Nichol 2021's classifier guidance with a reward in place
 of the classifier, differentiated through the denoiser as in universal guidance). The exact denoiser of a
 2-D mixture stands for the model; the printed mean reward rises with ``lambda``. Training-time alignment
-(Diffusion-DPO, DDPO, reward fine-tuning) is not in this tree: see docs/roadmap.md.
+(reward models, Diffusion-DPO, DDPO) is ``diffcore.alignment``, run on images by ``diffuse image align``.
 
     uv run python examples/reward_guidance_2d.py
 """

@@ -119,6 +119,9 @@ class CaptionImageFeatures(nn.Module):
         return 2 * self.width
 
     def forward(self, image: Tensor, caption_code: Tensor) -> Tensor:
+        """Features ``(B, 2 * width)`` of ``image`` ``(B, 3, H, W)`` in ``[-1, 1]`` given ``caption_code``
+        ``(B, CODE_DIM)``: the CNN over the image and its coordinate channels, FiLM-modulated by the code,
+        mean and max pooled."""
         b, _, h, w = image.shape
         ys = torch.linspace(-1, 1, h, device=image.device).reshape(1, 1, h, 1).expand(b, 1, h, w)
         xs = torch.linspace(-1, 1, w, device=image.device).reshape(1, 1, 1, w).expand(b, 1, h, w)
