@@ -27,6 +27,7 @@ CONCERN_OF = {**dict.fromkeys(FOUNDATION, "foundation"), **dict.fromkeys(TOP, "t
 MAY_IMPORT: dict[str, set[str]] = {
     "foundation": set(),
     "metrics": {"foundation"},
+    "precision": {"foundation"},  # torchao float8 training and quantised inference
     "kernels": {"foundation"},
     "paths": {"foundation"},
     "nn": {"foundation", "kernels"},
@@ -36,9 +37,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "sampling": {"foundation", "paths", "guidance"},  # sample() wraps a denoiser in guidance
     "editing": {"foundation", "paths", "guidance", "sampling"},
     "likelihood": {"foundation", "paths", "guidance", "sampling"},
-    "training": {"foundation", "paths"},
+    "training": {"foundation", "paths", "precision"},  # float8 training (TrainConfig.float8)
     "distill": {"foundation", "kernels", "nn", "paths", "guidance", "sampling", "training"},
-    "streaming": {"foundation", "kernels", "paths", "guidance", "sampling"},
+    "streaming": {"foundation", "kernels", "paths", "guidance", "sampling", "precision"},
     "alignment": {"foundation", "paths", "guidance", "sampling", "training"},
 }
 MAY_IMPORT["top"] = set(MAY_IMPORT)

@@ -35,10 +35,11 @@ def gelu_mlp_reference(x: Tensor, fc1: nn.Linear, fc2: nn.Linear) -> Tensor:
 def gelu_mlp_runs_on(x: Tensor, fc1: nn.Module, fc2: nn.Module) -> bool:
     """Whether :func:`gelu_mlp` takes the cuBLASLt path: ``x`` a non-empty bf16 or fp16 CUDA tensor (as under
     autocast), ``fc1`` and ``fc2`` plain ``nn.Linear`` layers with biases (a layer wrapped by an adapter, such as
-    PEFT's LoRA, runs its own forward instead) and cuBLASLt loaded."""
+    PEFT's LoRA, or a subclass with its own matmul, such as torchao's ``Float8Linear``, runs its own forward
+    instead) and cuBLASLt loaded."""
     return (
-        isinstance(fc1, nn.Linear)
-        and isinstance(fc2, nn.Linear)
+        type(fc1) is nn.Linear
+        and type(fc2) is nn.Linear
         and x.is_cuda
         and x.dtype in (torch.bfloat16, torch.float16)
         and fc1.bias is not None

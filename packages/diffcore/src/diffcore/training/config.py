@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from diffcore.device import DEVICES, Device
+from diffcore.precision.float8 import FLOAT8_RECIPES, Float8Recipe
 
 LrSchedule = Literal["constant", "cosine"]
 MixedPrecision = Literal["no", "bf16", "fp16"]
@@ -89,6 +90,14 @@ class TrainConfig:
         max_seconds: optional wall-time budget of one ``fit`` call: training ends cleanly (final log,
             checkpoint and models, ``TrainSummary.stopped_by_time``) after the first optimizer step that
             finds it spent; the learning-rate schedule is then cut short. For benchmarks with hard limits.
+        float8: train the network's linear layers in float8 through torchao (``pip install diffcore[quant]``):
+            ``"none"``, ``"tensorwise"`` or ``"rowwise"`` (:mod:`diffcore.precision.float8`; embeddings, adaLN
+            modulation and the output layer stay in bf16). Needs ``mixed_precision="bf16"``. Where float8
+            matmuls cannot run (the CPU, a GPU below compute capability 8.9) the Trainer warns in one line and
+            trains in bf16. Checkpoints and saved models are the same either way.
+        activation_checkpointing: recompute each block's activations in the backward instead of keeping them
+            (less memory, about a third more compute): sets ``gradient_checkpointing`` on every module of the
+            model that has it (DiT, MMDiT, U-Net, ControlNet, the video DiT); an error for a model without one.
     """
 
     steps: int = 1000
@@ -118,6 +127,8 @@ class TrainConfig:
     compile: bool = False
     compile_ddp_optimizer: bool = False
     max_seconds: float | None = None
+    float8: Float8Recipe = "none"
+    activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # type: ignore[assignment]  # JSON and YAML give lists
@@ -162,6 +173,17 @@ class TrainConfig:
         if not isinstance(self.compile_ddp_optimizer, bool):
             raise ValueError(
                 f"compile_ddp_optimizer: expected True or False, got {self.compile_ddp_optimizer!r}"
+            )
+        if self.float8 not in FLOAT8_RECIPES:
+            raise ValueError(f"float8: expected one of {FLOAT8_RECIPES}, got {self.float8!r}")
+        if self.float8 != "none" and self.mixed_precision != "bf16":
+            raise ValueError(
+                f"float8: {self.float8!r} trains the other layers in bf16; set mixed_precision='bf16' "
+                f"(got {self.mixed_precision!r})"
+            )
+        if not isinstance(self.activation_checkpointing, bool):
+            raise ValueError(
+                f"activation_checkpointing: expected True or False, got {self.activation_checkpointing!r}"
             )
         if not self.output_dir:
             raise ValueError("output_dir: expected a folder path, got an empty string")

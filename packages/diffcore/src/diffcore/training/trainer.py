@@ -51,6 +51,7 @@ from diffcore.training.config import TrainConfig
 from diffcore.training.ema import EMA
 from diffcore.training.log_writers import LOG_FILE, JsonlLog, ProgressBar
 from diffcore.training.lr_schedules import build_lr_scheduler
+from diffcore.training.performance import apply_model_options, plain_copy
 
 ObjectiveOutput = torch.Tensor | tuple[torch.Tensor, dict[str, Any]]
 Objective = Callable[..., ObjectiveOutput]
@@ -79,6 +80,7 @@ _RESUME_SENSITIVE = (
     "ema_warmup",
     "ema_warmup_steps",
     "ema_update_every",
+    "float8",
 )
 
 
@@ -191,6 +193,8 @@ class Trainer:
         if config.tensorboard and not self._tensorboard and self.accelerator.is_main_process:
             warnings.warn(TENSORBOARD_MISSING, stacklevel=2)
         model.to(self.accelerator.device)
+        # Before the optimizer, DDP and compile: float8 layers, activation checkpointing (training/performance.py).
+        self.float8_plan = apply_model_options(model, config, self.accelerator.device)
         if optimizer is None:
             optimizer = _default_optimizer(model, config, self.accelerator.device)
         # The schedule counts optimizer steps, so it is stepped by hand and not prepared
@@ -216,6 +220,8 @@ class Trainer:
             if config.ema_decay is not None
             else None
         )
+        if self.ema is not None:
+            plain_copy(self.ema.module)  # the average is for sampling: plain linear layers
         self.step = 0
         self.epoch = 0
         self.batches_in_epoch = 0
