@@ -7,15 +7,29 @@ DiTTransformer2DModel of the same configuration with ``DPMSolverMultistepSchedul
 DiTPipeline-style loop (batched [cond; uncond] forward, guidance on the eps channels). Both use
 random weights (speed does not depend on them), bf16 weights and SDPA; ``--compile`` compiles both
 networks. Reported: seconds per batch, images/s, network evaluations (NFE) and peak memory; JSON in
-``benchmarks/results/dit_sampling_throughput-<model>-<eager|compile>-<device>.json`` (``-quick-cpu``).
+``benchmarks/results/dit_sampling_throughput-<model>-<eager|compile>[-quant]-<device>.json`` (``-quick-cpu``).
+
+``--quantize fp8,int8,...`` adds one diffcore row per torchao mode (``diffcore.precision.quantize``: ``fp8``
+float8 weights and activations, ``fp8-weight``, ``int8`` int8 weights and activations, ``int8-weight``), the
+network quantised before ``torch.compile``, embeddings, adaLN modulation and the output layer kept in bf16
+(``KEEP_IN_BF16``, as in float8 training). Their difference from the bf16 diffcore row is reported, from the
+same weights and noise: ``output_rel_l2`` (one guided network call at t = 0.1, 0.5, 0.9, relative L2 of the
+eps output), ``sample_rel_l2`` (the final samples), each checked against ``TOLERANCE`` (``within_tolerance``).
+For these rows the adaLN-Zero layers (zero at initialisation, which makes a fresh DiT's output exactly 0)
+are drawn at random (:func:`nonzero_dit`) in every diffcore model of the run, so the outputs compared are not zero; speed does
+not depend on the values.
 
     python benchmarks/core/dit_sampling_throughput.py --model XL/2 --batch 64 --steps 50 [--compile]
-    python benchmarks/core/dit_sampling_throughput.py --quick      # tiny model on CPU
+    python benchmarks/core/dit_sampling_throughput.py --model XL/2 --batch 64 --steps 50 --compile \
+        --quantize fp8,int8,int8-weight                  # dit_sampling_throughput-xl2-compile-quant-h100.json
+    python benchmarks/core/dit_sampling_throughput.py --quick [--quantize int8-weight,fp8-weight]  # CPU
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import math
 import platform
 import sys
 import time
@@ -24,6 +38,8 @@ from typing import Any
 
 import torch
 from diffcore.nn.dit import DiT, DiTConfig, dit_config
+from diffcore.precision.float8 import KEEP_IN_BF16
+from diffcore.precision.quantize import QUANTIZATIONS, quantize_weights
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
@@ -31,6 +47,18 @@ from diffusers_reference import diffusers_dit
 from results_io import write_result
 
 BETA_START, BETA_END, TRAIN_STEPS = 1e-4, 0.02, 1000  # DiT's DDPM linear schedule
+# Relative L2 distance from the bf16 network allowed per mode: one network call / the final samples of the
+# guided 50-step run. Rounding a weight moves it by half a step: int8 per channel max|w_row| / 255, e4m3 one
+# part in 16 of the value; dynamic activations (int8 per token, fp8 per tensor) add as much on each input.
+# Through 28 blocks these add up to a few per cent: on the CPU in float32, DiT-XL/2 with nonzero_dit's weights
+# measured 0.7% (int8-weight), 1.4% (int8) and 4.0% (fp8-weight) at the probes; the bounds leave 2-4x, and
+# the samples, through 50 steps of an ODE with CFG 4, may move about twice as much.
+TOLERANCE = {
+    "int8-weight": (0.03, 0.06),
+    "int8": (0.06, 0.12),
+    "fp8-weight": (0.08, 0.16),
+    "fp8": (0.10, 0.20),
+}
 
 
 def config(quick: bool, name: str) -> DiTConfig:
@@ -47,8 +75,32 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def ours_sampler(cfg: DiTConfig, device: torch.device, dtype: torch.dtype, compile: bool, guidance: float):
-    """A function ``(noise, labels, steps) -> samples`` built on ``diffcore.sample``."""
+def nonzero_dit(cfg: DiTConfig, seed: int = 0) -> DiT:
+    """Our DiT with its adaLN-Zero layers (modulations, output projection) Xavier-uniform like the other linears
+    instead of zero, and the modulations' biases N(0, 0.5^2), so that shifts, scales and gates are of order one
+    and every block contributes to the output, as in a trained model."""
+    torch.manual_seed(seed)
+    model = DiT(cfg)
+    g = torch.Generator().manual_seed(seed)
+    zeroed = [b.modulation for b in model.blocks] + [model.final_layer.modulation, model.final_layer.linear]
+    for layer in zeroed:
+        nn.init.xavier_uniform_(layer.weight, generator=g)
+        if layer is not model.final_layer.linear:
+            layer.bias.data = torch.randn(layer.bias.shape, generator=g) * 0.5
+    return model
+
+
+def ours_sampler(
+    cfg: DiTConfig,
+    device: torch.device,
+    dtype: torch.dtype,
+    compile: bool,
+    guidance: float,
+    model: DiT | None = None,
+    quantize: str = "none",
+):
+    """A function ``(noise, labels, steps) -> samples`` built on ``diffcore.sample``; ``model`` (a fresh DiT
+    when None) quantised by ``quantize`` before it is compiled."""
     import diffcore
 
     if not hasattr(diffcore, "sample") or not hasattr(diffcore, "Denoiser"):
@@ -58,7 +110,8 @@ def ours_sampler(cfg: DiTConfig, device: torch.device, dtype: torch.dtype, compi
         )
     from diffcore.paths.schedules import DiscreteVP
 
-    model = DiT(cfg).to(device=device, dtype=dtype).eval()
+    model = (model if model is not None else DiT(cfg)).to(device=device, dtype=dtype).eval()
+    quantize_weights(model, quantize, keep=KEEP_IN_BF16)  # type: ignore[arg-type]
     net = torch.compile(model) if compile else model
     channels = cfg.in_channels
 
@@ -80,6 +133,13 @@ def ours_sampler(cfg: DiTConfig, device: torch.device, dtype: torch.dtype, compi
             uncond={"y": null},
         )
 
+    def probe(noise: Tensor, labels: Tensor) -> Tensor:
+        """The network's eps at each of :data:`PROBES` on ``noise``: ``(len(PROBES), B, C, H, W)``."""
+        with torch.inference_mode():
+            return torch.stack([eps_net(noise, torch.full((len(noise),), t, device=device), y=labels)
+                                for t in PROBES])  # fmt: skip
+
+    sample.probe = probe  # type: ignore[attr-defined]
     return sample
 
 
@@ -114,6 +174,9 @@ def diffusers_sampler(
     return sample
 
 
+PROBES = (0.1, 0.5, 0.9)
+
+
 def time_sampler(sample, cfg: DiTConfig, args: argparse.Namespace, device: torch.device, dtype: torch.dtype):
     gen = torch.Generator(device).manual_seed(0)
     noise = torch.randn(
@@ -136,15 +199,26 @@ def time_sampler(sample, cfg: DiTConfig, args: argparse.Namespace, device: torch
     if not torch.isfinite(out).all():
         raise RuntimeError("sampling produced non-finite values")
     best = min(times)
-    return {
-        "seconds_per_batch": best,
-        "images_per_s": args.batch / best,
-        "ms_per_step": 1000 * best / args.steps,
-        "warmup_s": warmup_s,
-        "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30
-        if device.type == "cuda"
-        else float("nan"),
-    }
+    probe = getattr(sample, "probe", None)
+    outputs = probe(noise, labels).float().cpu() if probe is not None else None
+    return (
+        out.float().cpu(),
+        outputs,
+        {
+            "seconds_per_batch": best,
+            "images_per_s": args.batch / best,
+            "ms_per_step": 1000 * best / args.steps,
+            "warmup_s": warmup_s,
+            "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30
+            if device.type == "cuda"
+            else float("nan"),
+        },
+    )
+
+
+def relative_l2(a: Tensor, b: Tensor) -> float:
+    """``|a - b| / |b|`` over the whole tensors."""
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -155,19 +229,52 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--guidance", type=float, default=4.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument(
+        "--quantize",
+        default="",
+        help=f"comma-separated torchao modes for extra diffcore rows, of {QUANTIZATIONS[1:]}",
+    )
+    parser.add_argument("--no-diffusers", action="store_true", help="skip diffusers' row")
     parser.add_argument("--quick", action="store_true", help="tiny model on CPU, float32, 3 steps")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    modes = [m.strip() for m in args.quantize.split(",") if m.strip()]
+    bad = [m for m in modes if m not in QUANTIZATIONS[1:]]
+    if bad:
+        parser.error(f"--quantize: expected modes of {QUANTIZATIONS[1:]}, got {bad}")
     device = torch.device("cpu" if args.quick or not torch.cuda.is_available() else "cuda")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     if args.quick:
         args.batch, args.steps, args.repeats = min(args.batch, 2), 3, 1
     cfg = config(args.quick, args.model)
     rows = []
-    for impl, build in (("diffcore", ours_sampler), ("diffusers", diffusers_sampler)):
+    base = nonzero_dit(cfg) if modes else None  # the same weights in every diffcore row
+    reference: tuple[Tensor, Tensor] | None = None
+    for impl, mode in [("diffcore", "none"), *((f"diffcore-{m}", m) for m in modes)]:
+        model = copy.deepcopy(base) if base is not None else None
         torch.manual_seed(0)
-        sample = build(cfg, device, dtype, args.compile, args.guidance)
-        rows.append({"impl": impl, "nfe": args.steps, **time_sampler(sample, cfg, args, device, dtype)})
+        sample = ours_sampler(cfg, device, dtype, args.compile, args.guidance, model, mode)
+        samples, outputs, stats = time_sampler(sample, cfg, args, device, dtype)
+        row = {"impl": impl, "quantize": mode, "nfe": args.steps, **stats}
+        if reference is None:
+            reference = (samples, outputs)
+        else:
+            row["output_rel_l2"] = relative_l2(outputs, reference[1])
+            row["sample_rel_l2"] = relative_l2(samples, reference[0])
+            out_tol, sample_tol = TOLERANCE[mode]
+            row["tolerance"] = {"output_rel_l2": out_tol, "sample_rel_l2": sample_tol}
+            row["within_tolerance"] = row["output_rel_l2"] <= out_tol and row["sample_rel_l2"] <= sample_tol
+        rows.append(row)
+        del sample, model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    if not args.no_diffusers:
+        torch.manual_seed(0)
+        sample = diffusers_sampler(cfg, device, dtype, args.compile, args.guidance)
+        rows.append({"impl": "diffusers", "quantize": "none", "nfe": args.steps,
+                     **time_sampler(sample, cfg, args, device, dtype)[2]})  # fmt: skip
+        for r in rows:
+            r["speedup_vs_diffusers"] = r["images_per_s"] / rows[-1]["images_per_s"]
     result = {
         "benchmark": "dit_sampling_throughput",
         "model": "tiny/2" if args.quick else args.model,
@@ -180,6 +287,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "steps": args.steps,
         "guidance": args.guidance,
         "compile": args.compile,
+        "quantize_keep": sorted(KEEP_IN_BF16) if modes else [],
         "quick": args.quick,
         "rows": rows,
     }
@@ -187,17 +295,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{result['model']} on {result['device']}: batch {args.batch}, {args.steps} steps DPM++2M, "
         f"CFG {args.guidance}, {dtype}, compile={args.compile}"
     )
-    print(f"{'impl':10} {'NFE':>5} {'s/batch':>9} {'img/s':>9} {'ms/step':>9} {'mem(GiB)':>9}")
+    print(
+        f"{'impl':22} {'NFE':>5} {'s/batch':>9} {'img/s':>9} {'ms/step':>9} {'mem(GiB)':>9} {'xdiffusers':>10} "
+        f"{'out dL2':>8} {'smp dL2':>8} {'ok':>4}"
+    )
     for r in rows:
         print(
-            f"{r['impl']:10} {r['nfe']:5d} {r['seconds_per_batch']:9.3f} {r['images_per_s']:9.1f} "
-            f"{r['ms_per_step']:9.2f} {r['peak_memory_gib']:9.2f}"
+            f"{r['impl']:22} {r['nfe']:5d} {r['seconds_per_batch']:9.3f} {r['images_per_s']:9.1f} "
+            f"{r['ms_per_step']:9.2f} {r['peak_memory_gib']:9.2f} {r.get('speedup_vs_diffusers', math.nan):10.3f} "
+            f"{r.get('output_rel_l2', math.nan):8.4f} {r.get('sample_rel_l2', math.nan):8.4f} "
+            f"{r.get('within_tolerance', '')!s:>4}"
         )
     variant = (
         "quick"
         if args.quick
         else f"{args.model.lower().replace('/', '')}-{'compile' if args.compile else 'eager'}"
     )
+    variant += "-quant" if modes else ""
     out = write_result(
         result,
         script="dit_sampling_throughput",

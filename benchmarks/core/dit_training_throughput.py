@@ -10,12 +10,24 @@ peak memory and
 
 with forward FLOPs counted by ``torch.utils.flop_counter`` on the meta device (diffcore.nn.flops)
 for our DiT (diffusers' extra per-block label/time embedders add < 0.1%) and the peak measured in
-the same run with an 8192^3 bf16 matmul. Results: a table on stdout and
+the same run with an 8192^3 bf16 matmul. MFU is also given against the H100 SXM's nominal dense peaks,
+989 TFLOP/s in bf16 (``mfu_bf16_peak``) and 1979 TFLOP/s in float8 (``mfu_fp8_peak``; the float8 matmul
+measured the same way, through ``torch._scaled_mm``, is in ``peak_fp8_tflops``): the FLOPs are the same
+whatever precision runs them, so a float8 run's ``mfu_fp8_peak`` says how much of the float8 tensor cores it
+uses. ``speedup_vs_diffusers``: images/s over diffusers' (bf16) in the same run.
+
+Implementations (``--impls``): ``diffcore`` (the fused kernels), ``diffcore-unfused`` (left to
+torch.compile), ``diffcore-float8`` and ``diffcore-float8-rowwise`` (torchao float8 training of the block
+linears, :mod:`diffcore.precision.float8`; the rest in bf16), ``diffcore-ckpt`` (activation checkpointing of
+every block) and ``diffusers``. Results: a table on stdout and
 ``benchmarks/results/dit_training_throughput-<variant>-<device>.json`` (variant: ``--variant``, by default
 the models and batch, e.g. ``xl2-b192``, ``-eager`` without ``--compile``, ``-profile`` with ``--profile``).
 
     python benchmarks/core/dit_training_throughput.py --models XL/2 --batch 192 --steps 20 --compile \
         --sdpa-backend cudnn --impls diffcore diffusers               # dit_training_throughput-xl2-b192-h100.json
+    python benchmarks/core/dit_training_throughput.py --models XL/2 --batch 192 --steps 20 --compile \
+        --sdpa-backend cudnn --impls diffcore diffcore-float8 diffcore-float8-rowwise diffusers \
+        --variant xl2-b192-float8                                    # dit_training_throughput-xl2-b192-float8-h100.json
     python benchmarks/core/dit_training_throughput.py --quick       # tiny model, CPU, 2 steps
 """
 
@@ -36,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from diffcore.nn.dit import DiT, DiTConfig, dit_config
 from diffcore.nn.flops import forward_cost, training_flops_per_sample
+from diffcore.precision.float8 import convert_to_float8
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
@@ -54,12 +67,63 @@ class DiffusersDiT(nn.Module):
         return self.inner(x, timestep=t * 1000, class_labels=y).sample
 
 
+H100_BF16_DENSE = 989e12  # nominal dense peaks of the H100 SXM (NVIDIA's datasheet, without sparsity)
+H100_FP8_DENSE = 1979e12
+
+
+def float8_dit(recipe: str) -> Callable[[DiTConfig], nn.Module]:
+    """Our DiT with its block linears converted to torchao float8 training (``recipe``: tensorwise, rowwise)."""
+
+    def build(cfg: DiTConfig) -> nn.Module:
+        model = DiT(cfg)
+        convert_to_float8(model, recipe, check_device=False)  # converted on the CPU, run on the GPU
+        return model
+
+    return build
+
+
+def checkpointed_dit(cfg: DiTConfig) -> nn.Module:
+    """Our DiT recomputing each block in the backward (activation checkpointing)."""
+    return DiT(dataclasses.replace(cfg, gradient_checkpointing=True))
+
+
 IMPLEMENTATIONS: dict[str, Callable[[DiTConfig], nn.Module]] = {
     "diffcore": DiT,
     # The same model with the adaLN steps left to torch.compile instead of diffcore's Triton kernels.
     "diffcore-unfused": lambda cfg: DiT(dataclasses.replace(cfg, fused_kernels=False)),
+    "diffcore-float8": float8_dit("tensorwise"),
+    "diffcore-float8-rowwise": float8_dit("rowwise"),
+    "diffcore-ckpt": checkpointed_dit,
     "diffusers": DiffusersDiT,
 }
+DEFAULT_IMPLS = ["diffcore", "diffcore-unfused", "diffusers"]
+
+
+def peak_fp8_matmul_flops(device: torch.device, n: int, iters: int, trials: int = 3) -> float | None:
+    """Measured FLOP/s of an ``n^3`` float8 e4m3 matmul (``torch._scaled_mm``, bf16 out), or ``None`` where
+    the device has no float8 matmul."""
+    from diffcore.precision.quantize import fp8_unavailable_reason
+
+    if fp8_unavailable_reason(device) is not None:
+        return None
+    a = torch.randn(n, n, device=device).to(torch.float8_e4m3fn)
+    b = torch.randn(n, n, device=device).to(torch.float8_e4m3fn).t()  # column-major, as _scaled_mm needs
+    one = torch.ones((), device=device)
+
+    def mm() -> Tensor:
+        return torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+
+    for _ in range(3):
+        mm()
+    best = 0.0
+    for _ in range(trials):
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(iters):
+            mm()
+        synchronize(device)
+        best = max(best, 2 * n**3 * iters / (time.perf_counter() - start))
+    return best
 
 
 def model_configs(quick: bool, names: list[str]) -> dict[str, DiTConfig]:
@@ -223,11 +287,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sdpa_kernel(backend).__enter__()
     n = 256 if device.type == "cpu" else 8192
     peak = peak_matmul_flops(device, torch.bfloat16, n, iters=3 if device.type == "cpu" else 50)
+    peak_fp8 = peak_fp8_matmul_flops(device, n, iters=50)
     rows = []
     for name, cfg in model_configs(args.quick, args.models).items():
         flops = forward_flops_per_image(cfg)
         for impl in args.impls:
             build = IMPLEMENTATIONS[impl]
+            if impl == "diffcore-float8-rowwise" and device.type == "cpu":
+                print(f"  skipped {name} {impl}: the CPU's float8 matmul is per-tensor only", flush=True)
+                continue
             torch.manual_seed(0)
             model = build(cfg)
             params = sum(p.numel() for p in model.parameters())
@@ -242,7 +310,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 args.compile_mode,
                 args.profile,
             )
-            mfu = training_flops_per_sample(flops, batch_size=1) * stats["images_per_s"] / peak
+            achieved = training_flops_per_sample(flops, batch_size=1) * stats["images_per_s"]
+            mfu = achieved / peak
             rows.append(
                 {
                     "model": name,
@@ -250,6 +319,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "params": params,
                     "fwd_gflops_per_image": flops / 1e9,
                     "mfu": mfu,
+                    "achieved_tflops": achieved / 1e12,
+                    "mfu_bf16_peak": achieved / H100_BF16_DENSE,
+                    "mfu_fp8_peak": achieved / H100_FP8_DENSE,
                     **stats,
                 }
             )
@@ -267,6 +339,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             del model
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+    add_speedups(rows)
     return {
         "benchmark": "dit_training_throughput",
         "device": torch.cuda.get_device_name(device)
@@ -280,9 +353,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sdpa_backend": args.sdpa_backend,
         "dtype": "bf16 autocast, fp32 weights",
         "peak_bf16_tflops": peak / 1e12,
+        "peak_fp8_tflops": peak_fp8 / 1e12 if peak_fp8 is not None else None,
+        "nominal_peaks_tflops": {"bf16": H100_BF16_DENSE / 1e12, "fp8": H100_FP8_DENSE / 1e12},
         "quick": args.quick,
         "rows": rows,
     }
+
+
+def add_speedups(rows: list[dict[str, Any]]) -> None:
+    """``speedup_vs_diffusers`` on every row of a model that diffusers also ran (images/s ratio)."""
+    theirs = {r["model"]: r["images_per_s"] for r in rows if r["impl"] == "diffusers"}
+    for r in rows:
+        if r["model"] in theirs:
+            r["speedup_vs_diffusers"] = r["images_per_s"] / theirs[r["model"]]
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -291,14 +374,17 @@ def print_table(result: dict[str, Any]) -> None:
         f"batch {result['batch']}  compile={result['compile']}"
     )
     header = (
-        f"{'model':8} {'impl':10} {'params(M)':>10} {'img/s':>9} {'ms/step':>9} {'MFU':>7} {'mem(GiB)':>9}"
+        f"{'model':8} {'impl':24} {'params(M)':>10} {'img/s':>9} {'ms/step':>9} {'MFU':>7} {'MFU989':>7} "
+        f"{'MFU1979':>8} {'xdiffusers':>10} {'mem(GiB)':>9}"
     )
     print(header)
     print("-" * len(header))
     for r in result["rows"]:
         print(
-            f"{r['model']:8} {r['impl']:10} {r['params'] / 1e6:10.1f} {r['images_per_s']:9.1f} "
-            f"{r['ms_per_step']:9.1f} {100 * r['mfu']:6.1f}% {r['peak_memory_gib']:9.2f}"
+            f"{r['model']:8} {r['impl']:24} {r['params'] / 1e6:10.1f} {r['images_per_s']:9.1f} "
+            f"{r['ms_per_step']:9.1f} {100 * r['mfu']:6.1f}% {100 * r['mfu_bf16_peak']:6.1f}% "
+            f"{100 * r['mfu_fp8_peak']:7.1f}% {r.get('speedup_vs_diffusers', float('nan')):10.3f} "
+            f"{r['peak_memory_gib']:9.2f}"
         )
 
 
@@ -334,7 +420,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="after timing, profile 3 steps and print CUDA time by kernel class",
     )
-    parser.add_argument("--impls", nargs="+", default=list(IMPLEMENTATIONS), choices=list(IMPLEMENTATIONS))
+    parser.add_argument(
+        "--impls",
+        nargs="+",
+        default=DEFAULT_IMPLS,
+        choices=list(IMPLEMENTATIONS),
+        help=f"implementations to time (default: {' '.join(DEFAULT_IMPLS)})",
+    )
     parser.add_argument("--sdpa-backend", default="auto", choices=["auto", "cudnn", "flash", "efficient"])
     parser.add_argument("--quick", action="store_true", help="tiny model on CPU, 2 steps (a smoke test)")
     parser.add_argument("--variant", default=None, help="result file variant (default: models, batch, mode)")
