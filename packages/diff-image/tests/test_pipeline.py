@@ -1,6 +1,7 @@
 """ImagePipeline: conditions, guidance, sampling with diffcore samplers, save/load (the diffcore.pipeline folder,
 and folders of diff-image 0.1), the verbs sample / evaluate, and training end to end."""
 
+import copy
 import json
 from dataclasses import replace
 
@@ -239,3 +240,40 @@ def test_the_verbs_run_on_the_configured_cuda_device(tmp_path):
     torch.testing.assert_close(out, ref)
     with pytest.raises(ValueError, match="generator"):  # CPU noise would not match CUDA noise
         sample(back, cfg, generator=make_generator(5, "cpu"))
+
+
+def test_quantized_sampling_uses_a_quantised_copy_and_leaves_the_pipeline_as_it_was():
+    pytest.importorskip("torchao")
+    from diffcore.precision.float8 import KEEP_IN_BF16
+    from diffcore.precision.quantize import quantize_weights
+    from torch import nn
+
+    pipe = tiny_pipe()
+    before = {k: v.clone() for k, v in pipe.model.state_dict().items()}
+    cfg = ImageSampleConfig(num_samples=4, sampler="ddim", steps=3, guidance=2.0, seed=3, device="cpu")
+    plain = sample(pipe, cfg)
+    quantized = sample(pipe, replace(cfg, quantize="int8-weight"))
+    # The same as sampling a pipeline whose backbone was quantised by hand with the core's function.
+    by_hand = ImagePipeline(quantize_weights(copy.deepcopy(pipe.model), "int8-weight", keep=KEEP_IN_BF16),
+                            "vp-cosine", "v", num_classes=10)  # fmt: skip
+    torch.testing.assert_close(quantized, sample(by_hand, cfg), rtol=0, atol=0)
+    distance = ((quantized - plain).norm() / plain.norm()).item()
+    assert 1e-5 < distance < 0.05  # int8 per-channel rounding moves the images, a little
+    linears = {n: m for n, m in pipe.model.named_modules() if isinstance(m, nn.Linear)}
+    assert all(type(m.weight) is nn.Parameter for m in linears.values())  # the original is untouched
+    assert all(torch.equal(v, before[k]) for k, v in pipe.model.state_dict().items())
+    twin = pipe.quantized("int8-weight")
+    kept = [
+        n
+        for n, m in twin.model.named_modules()
+        if isinstance(m, nn.Linear) and type(m.weight) is nn.Parameter
+    ]
+    assert kept and all(
+        any(f in n for f in KEEP_IN_BF16) for n in kept
+    )  # only the named layers stay in float
+    with pytest.raises(
+        ValueError, match=r"save_pretrained: this pipeline's weights are quantised for sampling"
+    ):
+        twin.save_pretrained("unused")
+    with pytest.raises(ValueError, match=r"quantize: expected one of \('none', 'int8'"):
+        ImageSampleConfig(quantize="int4")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from diffcore.device import Device
+from diffcore.precision.quantize import QUANTIZATIONS, Quantization
 from diffcore.training import TrainConfig
 
 __all__ = [
@@ -272,6 +273,9 @@ class ImageSampleConfig:
         batch_size: images per network batch.
         seed: seeds the noise.
         device: where to run (the pipeline is moved there).
+        quantize: sample with the backbone's linear weights quantised through torchao
+            (``ImagePipeline.quantized``): ``none``, ``int8-weight``, ``int8``, ``fp8-weight`` or ``fp8`` (a GPU of
+            compute capability 8.9+). Needs ``pip install diffcore[quant]``.
     """
 
     num_samples: int = 64
@@ -283,6 +287,7 @@ class ImageSampleConfig:
     batch_size: int = 256
     seed: int = 0
     device: Device = "auto"
+    quantize: Quantization = "none"
 
     def __post_init__(self) -> None:
         self.labels = tuple(int(v) for v in self.labels)
@@ -291,6 +296,7 @@ class ImageSampleConfig:
             _positive(name, getattr(self, name))
         if self.guidance is not None and self.guidance < 0:
             raise ValueError(f"guidance: expected >= 0, got {self.guidance}")
+        _check_quantize(self.quantize)
 
 
 @dataclass
@@ -307,6 +313,7 @@ class ImageEvaluateConfig:
         holdout: shapes: concepts left out of the evaluation captions (those the model never saw).
         seed: seeds the noise.
         device: where to run (the pipeline is moved there).
+        quantize: score the pipeline with torchao-quantised backbone weights (as ``ImageSampleConfig.quantize``).
     """
 
     num_samples: int = 1000
@@ -316,6 +323,7 @@ class ImageEvaluateConfig:
     holdout: tuple[str, ...] = ()
     seed: int = 0
     device: Device = "auto"
+    quantize: Quantization = "none"
 
     def __post_init__(self) -> None:
         self.holdout = tuple(self.holdout)
@@ -323,6 +331,7 @@ class ImageEvaluateConfig:
             _positive(name, getattr(self, name))
         if self.guidance is not None and self.guidance < 0:
             raise ValueError(f"guidance: expected >= 0, got {self.guidance}")
+        _check_quantize(self.quantize)
 
 
 @dataclass
@@ -728,3 +737,8 @@ class ImageAlignDDPOConfig:
             raise ValueError(
                 f"timestep_fraction: expected a fraction in (0, 1], got {self.timestep_fraction}"
             )
+
+
+def _check_quantize(mode: str) -> None:
+    if mode not in QUANTIZATIONS:
+        raise ValueError(f"quantize: expected one of {QUANTIZATIONS}, got {mode!r}")

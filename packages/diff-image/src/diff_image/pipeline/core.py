@@ -18,6 +18,7 @@ Images are ``(B, C, H, W)`` floats in ``[-1, 1]``; time runs from ``t = 1`` (noi
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,8 @@ from diffcore.guidance.wrappers import ClassifierFreeGuidance
 from diffcore.paths.denoiser import Denoiser, DenoiserBase
 from diffcore.paths.schedules import get as get_schedule
 from diffcore.pipeline import PIPELINE_FILE, Pipeline, read_pipeline_meta
+from diffcore.precision.float8 import KEEP_IN_BF16
+from diffcore.precision.quantize import Quantization, quantize_weights
 from diffcore.pretrained import PretrainedModel, load_pretrained
 from diffcore.sampling import sample as diffcore_sample
 from torch import Tensor, nn
@@ -96,6 +99,7 @@ class ImagePipeline(Pipeline):
         self.num_classes = int(num_classes)
         self.train_text_encoder = train_text_encoder
         self.controlnets = dict(controlnets or {})
+        self.quantization: str = "none"  # set on the copies :meth:`quantized` makes
 
     # ------------------------------------------------------------------ the network as diffcore sees it
 
@@ -114,6 +118,20 @@ class ImagePipeline(Pipeline):
         if self.text_encoder is None:
             return net
         return TextConditionedModel(net, self.text_encoder, train_text_encoder=False)
+
+    def quantized(self, mode: Quantization) -> ImagePipeline:
+        """A copy of this pipeline for sampling whose backbone's linear weights are quantised through torchao
+        (:func:`diffcore.precision.quantize.quantize_weights`; ``mode``: ``int8-weight``, ``int8``, ``fp8-weight``,
+        ``fp8``), embeddings, adaLN modulation and the output layer kept (``KEEP_IN_BF16``); ``none`` returns this
+        pipeline. This pipeline is unchanged; the copy shares its other parts and cannot be saved. Quantise on the
+        device the copy samples on (``fp8`` needs a GPU of compute capability 8.9+)."""
+        if mode == "none":
+            return self
+        twin = copy.copy(self)
+        twin.model = quantize_weights(copy.deepcopy(self.model), mode, keep=KEEP_IN_BF16)
+        twin.controlnets = dict(self.controlnets)
+        twin.quantization = mode
+        return twin
 
     def denoiser(self, network: nn.Module | None = None) -> Denoiser:
         """A :class:`diffcore.Denoiser` of ``network`` (default :attr:`network`) with this schedule and prediction."""
@@ -299,6 +317,11 @@ class ImagePipeline(Pipeline):
         """Write the pipeline folder at ``directory`` (see the module docstring), replacing one there atomically."""
         if not isinstance(self.model, PretrainedModel):
             raise TypeError(f"model: expected a PretrainedModel to save, got {type(self.model).__name__}")
+        if self.quantization != "none":
+            raise ValueError(
+                f"save_pretrained: this pipeline's weights are quantised for sampling ({self.quantization!r}); save "
+                "the pipeline it was made from"
+            )
         if getattr(self.model, "peft_config", None):
             raise ValueError(
                 "model: holds LoRA adapters; save them alone with diff_image.lora.save_adapter and load them into "

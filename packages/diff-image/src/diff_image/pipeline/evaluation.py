@@ -60,8 +60,10 @@ def evaluate(pipeline: ImagePipeline, config: ImageEvaluateConfig) -> dict[str, 
 def evaluate_and_sample(
     pipeline: ImagePipeline, config: ImageEvaluateConfig
 ) -> tuple[dict[str, float], Tensor]:
-    """:func:`evaluate`'s metrics and the scored samples ``(N, C, H, W)`` in ``[-1, 1]`` on the CPU."""
+    """:func:`evaluate`'s metrics and the scored samples ``(N, C, H, W)`` in ``[-1, 1]`` on the CPU (from a
+    quantised copy of the pipeline with ``config.quantize``)."""
     pipeline.to(resolve_device(config.device))
+    pipeline = pipeline.quantized(config.quantize)
     guidance = pipeline.resolve_guidance(config.guidance)  # an error first, if guidance cannot apply
     run = (config.num_samples, config.sampler, config.steps, guidance, config.seed)
     if pipeline.num_classes:

@@ -20,9 +20,11 @@ def sample(
 
     The pipeline is moved to ``config.device``. Class labels (``config.labels``) or captions
     (``config.prompts``) cycle over the samples; ``generator`` (on that device) draws the noise, else a
-    generator seeded with ``config.seed``, so the same seed gives the same images.
+    generator seeded with ``config.seed``, so the same seed gives the same images. With ``config.quantize`` the
+    images come from a quantised copy of the pipeline (:meth:`ImagePipeline.quantized`); ``pipeline`` is unchanged.
     """
     pipeline.to(resolve_device(config.device))
+    pipeline = pipeline.quantized(config.quantize)
     gen = make_generator(generator if generator is not None else config.seed, pipeline.device)
     return pipeline.sample(
         config.num_samples,
