@@ -102,6 +102,7 @@ def train_cmd(config: ImageTrainConfig, out: Path) -> None:
         "labels": "--label",
         "prompts": "--prompt",
         "batch_size": "--batch-size",
+        "quantize": "--quantize",
     },
 )
 def sample_cmd(
