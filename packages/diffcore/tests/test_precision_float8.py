@@ -198,3 +198,20 @@ def test_activation_checkpointing_switches_the_blocks_and_leaves_the_gradients_u
         ValueError, match=r"activation_checkpointing: Linear has no module with a gradient_check"
     ):
         enable_activation_checkpointing(nn.Linear(2, 2))
+
+
+def test_mmdit_and_unet_plans_convert_only_token_layers():
+    from diffcore.nn.mmdit import MMDiT, MMDiTConfig
+    from diffcore.nn.unet import UNet, UNetConfig
+
+    mmdit = MMDiT(MMDiTConfig(input_size=(8, 8), in_channels=4, hidden_size=64, depth=1, num_heads=2, pooled_dim=32,
+                              context_dim=48))  # fmt: skip
+    plan = float8_plan(mmdit)
+    assert {"context_embedder", "pooled_embedder.0", "blocks.0.x_modulation", "blocks.0.c_modulation",
+            "final_layer.linear"} <= set(plan.kept)  # fmt: skip
+    assert plan.converted and all(n.startswith("blocks.0.") and "modulation" not in n for n in plan.converted)
+    unet = UNet(UNetConfig())
+    plan = float8_plan(unet)
+    assert all("emb_layers" in n or "time_embed" in n for n in plan.kept)
+    assert any(n.endswith("attn1.qkv.qkv") for n in plan.converted)
+    assert not any("emb_layers" in n or "time_embed" in n for n in plan.converted)
