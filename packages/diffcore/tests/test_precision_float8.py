@@ -31,10 +31,10 @@ from torchao.float8.float8_linear import Float8Linear  # noqa: E402
 E4M3_MAX = torch.finfo(torch.float8_e4m3fn).max  # 448
 
 
-def _dit(depth: int = 2, hidden: int = 32) -> DiT:
+def _dit(depth: int = 2, hidden: int = 32, fused: bool = False) -> DiT:
     torch.manual_seed(0)  # test-local: module initialisation
     net = DiT(DiTConfig(input_size=(8, 8), patch_size=2, in_channels=4, hidden_size=hidden, depth=depth,
-                        num_heads=2, num_classes=10, fused_kernels=False))  # fmt: skip
+                        num_heads=2, num_classes=10, fused_kernels=fused))  # fmt: skip
     g = torch.Generator().manual_seed(1)
     for p in net.parameters():  # away from adaLN-Zero's zeros, so every layer matters
         p.data = torch.randn(p.shape, generator=g) * 0.1
@@ -215,3 +215,46 @@ def test_mmdit_and_unet_plans_convert_only_token_layers():
     assert all("emb_layers" in n or "time_embed" in n for n in plan.kept)
     assert any(n.endswith("attn1.qkv.qkv") for n in plan.converted)
     assert not any("emb_layers" in n or "time_embed" in n for n in plan.converted)
+
+
+def fp8_gpu(test):
+    """A test of float8 matmuls on a GPU (compute capability 8.9+): marked ``gpu``, skipped elsewhere."""
+    has = torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9)
+    return pytest.mark.gpu(pytest.mark.skipif(not has, reason="needs a CUDA GPU of capability 8.9+")(test))
+
+
+@fp8_gpu
+@pytest.mark.parametrize(("recipe", "compile"), [("tensorwise", True), ("rowwise", False)])
+def test_float8_training_on_the_gpu_converts_without_warning_and_tracks_bf16(tmp_path, recipe, compile):
+    def run(name: str, **overrides) -> Trainer:
+        config = TrainConfig(steps=30, lr=1e-3, mixed_precision="bf16", device="cuda", compile=compile,
+                             output_dir=str(tmp_path / name), checkpoint_every=None, log_every=10, ema_decay=0.9,
+                             progress_bar=False, tensorboard=False, **overrides)  # fmt: skip
+        trainer = Trainer(
+            _dit(hidden=64, fused=True), _objective, _loader(), config
+        )  # the fused kernels step aside
+        trainer.fit()
+        return trainer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the fallback's warning would fail the test
+        fp8 = run("fp8", float8=recipe)
+    bf16 = run("bf16")
+    assert fp8.float8_plan is not None and type(fp8.unwrapped_model.blocks[0].mlp.fc1) is Float8Linear
+    losses = [t._last_record["loss"] for t in (fp8, bf16)]
+    assert abs(losses[0] - losses[1]) <= 0.05 * losses[1]  # same data and noise; float8 moves the loss little
+
+
+@fp8_gpu
+def test_fp8_inference_on_the_gpu_stays_close_to_bf16():
+    from diffcore.precision.quantize import quantize_weights
+
+    net = _dit(hidden=64).cuda().to(torch.bfloat16).eval()
+    quantized = quantize_weights(copy.deepcopy(net), "fp8", keep=KEEP_IN_BF16)
+    g = torch.Generator("cuda").manual_seed(0)
+    x = torch.randn(8, 4, 8, 8, device="cuda", generator=g, dtype=torch.bfloat16)
+    t, y = torch.rand(8, device="cuda", generator=g), torch.arange(8, device="cuda")
+    with torch.inference_mode():
+        a, b = net(x, t, y).float(), quantized(x, t, y).float()
+    distance = ((b - a).norm() / a.norm()).item()
+    assert 1e-4 < distance < 0.1  # float8 weights and activations: a few per cent through two blocks
