@@ -240,7 +240,12 @@ def test_float8_training_on_the_gpu_converts_without_warning_and_tracks_bf16(tmp
         warnings.simplefilter("error", UserWarning)  # the fallback's warning would fail the test
         fp8 = run("fp8", float8=recipe)
     bf16 = run("bf16")
-    assert fp8.float8_plan is not None and type(fp8.unwrapped_model.blocks[0].mlp.fc1) is Float8Linear
+    mlp = fp8.unwrapped_model.blocks[0].mlp
+    assert fp8.float8_plan is not None and type(mlp.fc1) is Float8Linear
+    from diffcore.kernels.mlp import gelu_mlp_runs_on
+
+    tokens = torch.randn(4, 64, device="cuda", dtype=torch.bfloat16)
+    assert not gelu_mlp_runs_on(tokens, mlp.fc1, mlp.fc2)  # the cuBLASLt epilogue leaves float8 layers alone
     losses = [t._last_record["loss"] for t in (fp8, bf16)]
     assert abs(losses[0] - losses[1]) <= 0.05 * losses[1]  # same data and noise; float8 moves the loss little
 
