@@ -26,8 +26,7 @@ the models and batch, e.g. ``xl2-b192``, ``-eager`` without ``--compile``, ``-pr
     python benchmarks/core/dit_training_throughput.py --models XL/2 --batch 192 --steps 20 --compile \
         --sdpa-backend cudnn --impls diffcore diffusers               # dit_training_throughput-xl2-b192-h100.json
     python benchmarks/core/dit_training_throughput.py --models XL/2 --batch 192 --steps 20 --compile \
-        --sdpa-backend cudnn --impls diffcore diffcore-float8 diffcore-float8-rowwise diffusers \
-        --variant xl2-b192-float8                                    # dit_training_throughput-xl2-b192-float8-h100.json
+        --sdpa-backend cudnn --impls diffcore diffcore-float8 diffusers   # ...-xl2-b192-float8-h100.json
     python benchmarks/core/dit_training_throughput.py --quick       # tiny model, CPU, 2 steps
 """
 
@@ -389,7 +388,8 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def default_variant(args: argparse.Namespace) -> str:
-    """``quick``, or the models and batch (``xl2-b192``) with ``-eager`` / ``-<compile mode>`` / ``-profile``."""
+    """``quick``, or the models and batch (``xl2-b192``) with ``-eager`` / ``-<compile mode>`` / ``-profile`` and
+    the implementations outside the default set (``-float8``, ``-float8-rowwise``, ``-ckpt``)."""
     if args.quick:
         return "quick"
     parts = ["-".join(m.lower().replace("/", "") for m in args.models), f"b{args.batch}"]
@@ -399,6 +399,8 @@ def default_variant(args: argparse.Namespace) -> str:
         parts.append(args.compile_mode)
     if args.profile:
         parts.append("profile")
+    # Implementations beyond the default set name the file, so a float8 run never replaces the bf16 baseline's.
+    parts += [impl.removeprefix("diffcore-") for impl in args.impls if impl not in DEFAULT_IMPLS]
     return "-".join(parts)
 
 
