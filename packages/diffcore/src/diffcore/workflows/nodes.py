@@ -85,7 +85,7 @@ class Param:
                 node=node_id,
                 port=self.name,
             )
-        return value
+        return float(value) if self.kind == "float" else value  # 10 and 10.0 are one value (and one cache key)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON description for the editor."""
