@@ -412,7 +412,7 @@ async function renderBench(id) {
       names.map((k) => el("tr", {}, el("td", {}, k), el("td", {}, String(m.metrics[k])), el("td", {}, m.targets && m.targets[k] ? `${m.targets[k].direction} ${m.targets[k].value}` : ""),
         el("td", { class: m.verdicts && m.verdicts[k] === "met" ? "met" : "notmet" }, (m.verdicts && m.verdicts[k]) || "")))));
     const media = (m.files || []).filter((f) => IMAGE.includes(ext(f)) || AUDIO.includes(ext(f)) || VIDEO.includes(ext(f))).slice(0, 4);
-    if (media.length) parts.push(el("div", { class: "grid" }, media.map((f) => el("div", { class: "card" }, mediaFor(`${rep.folder}/${m.modality}/${f}`), el("div", { class: "path" }, f)))));
+    if (media.length) parts.push(el("div", { class: "grid" }, media.map((f) => el("div", { class: "card" }, mediaFor(`${rep.folder}/${f}`), el("div", { class: "path" }, f)))));
   }
   body.replaceChildren(...parts);
 }
