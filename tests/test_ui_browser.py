@@ -134,6 +134,8 @@ def test_build_run_and_see_the_images_in_the_gallery(page, served):
     page.screenshot(path=str(SHOTS / "3-queue.png"))
     cells = page.locator('.run[data-run="run-1"] tr td:nth-child(3)').all_text_contents()
     assert cells == ["done"] * 4
+    progress = page.locator('.run[data-run="run-1"] td.progress').all_text_contents()
+    assert progress[0].strip() == "train 2/2" and progress[2].strip() == "sample ddim 3/3"  # the loops' own progress
     assert page.locator('.run[data-run="run-1"] tr[data-node="%s"] .previews img' % sample).count() >= 4
 
     page.click("#nav-gallery")

@@ -81,6 +81,12 @@ def listening(listener: ProgressListener) -> Iterator[None]:
         _LISTENER.reset(token)
 
 
+def current_listener() -> ProgressListener | None:
+    """The listener of the innermost :func:`listening` block around this call, or None (for progress displays that
+    are not a :class:`Progress`, such as the Trainer's bar)."""
+    return _LISTENER.get()
+
+
 def is_interactive(stream: Any) -> bool:
     """Whether ``stream`` is a terminal or a Jupyter kernel's output (where a redrawn bar reads well)."""
     if type(stream).__module__.startswith("ipykernel"):

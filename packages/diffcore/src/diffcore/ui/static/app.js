@@ -103,7 +103,7 @@ function renderNodes() {
     const info = run && run.nodes[node.id];
     if (info) {
       box.classList.add("state-" + info.state);
-      const bar = el("progress", { max: info.total || 1, value: info.state === "running" ? info.n : 1, title: `${info.state} ${info.desc}` });
+      const bar = el("progress", { max: info.total || 1, value: info.state === "running" ? info.n : (info.state === "waiting" ? 0 : info.total || 1), title: `${info.state} ${info.desc} ${info.n}/${info.total || "?"}` });
       box.append(bar);
     }
     canvas.append(box);
@@ -322,7 +322,7 @@ function renderQueue(runs) {
     r.error ? el("div", { class: "error" }, r.error) : "",
     el("table", {}, Object.entries(r.nodes).map(([id, n]) => el("tr", { "data-node": id },
       el("td", {}, id), el("td", {}, n.type), el("td", {}, n.state),
-      el("td", {}, el("progress", { max: n.total || 1, value: n.state === "running" ? n.n : (n.state === "waiting" ? 0 : 1) }), n.state === "running" ? ` ${n.n}/${n.total || "?"} ${n.desc}` : ""),
+      el("td", { class: "progress" }, el("progress", { max: n.total || 1, value: n.state === "waiting" ? 0 : (n.state === "running" ? n.n : n.total || 1) }), n.desc ? ` ${n.desc} ${n.n}/${n.total || "?"}` : ""),
       el("td", { class: "previews" }, n.files.filter((f) => IMAGE.includes(ext(f))).slice(0, 6).map((f) => el("img", { src: fileUrl(f), title: f })))))))));
 }
 
@@ -368,14 +368,16 @@ async function renderGallery() {
 }
 
 // ---------------------------------------------------------------------------------------------- bench
-function barChart(title, rows, unit) {
+// Horizontal bars; with perRow each row has its own scale (metrics of different units), its target a black line.
+function barChart(title, rows, unit, perRow = false) {
   const w = 460, rowH = 22, h = 34 + rows.length * rowH, left = 150;
-  const max = Math.max(...rows.map((r) => Math.max(r.value, r.target ?? 0)), 1e-12);
+  const common = Math.max(...rows.map((r) => Math.max(r.value, r.target ?? 0)), 1e-12);
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("class", "plot"); svg.setAttribute("width", w); svg.setAttribute("height", h);
   const add = (tag, attrs, text) => { const e = document.createElementNS(SVG, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); if (text !== undefined) e.textContent = text; svg.append(e); return e; };
   add("text", { x: 8, y: 18, "font-size": 13, "font-weight": 600 }, title);
   rows.forEach((r, i) => {
+    const max = perRow ? Math.max(r.value, r.target ?? 0, 1e-12) * 1.15 : common;
     const y = 28 + i * rowH, len = Math.max(1, (r.value / max) * (w - left - 70));
     add("text", { x: 8, y: y + 14, "font-size": 11 }, r.label.slice(0, 22));
     add("rect", { x: left, y: y + 3, width: len, height: 14, fill: r.met === false ? "#e57373" : r.met ? "#66bb6a" : "#6ea8fe" });
@@ -407,7 +409,7 @@ async function renderBench(id) {
     const names = Object.keys(m.metrics || {});
     if (!names.length) continue;
     const rows = names.filter((k) => Number.isFinite(m.metrics[k])).map((k) => ({ label: k, value: m.metrics[k], target: m.targets && m.targets[k] ? m.targets[k].value : undefined, met: m.verdicts && m.verdicts[k] ? m.verdicts[k] === "met" : undefined }));
-    parts.push(barChart(`${m.modality}: metrics (line = target)`, rows));
+    parts.push(barChart(`${m.modality}: metrics (line = target, each row its own scale)`, rows, "", true));
     parts.push(el("table", { class: "report" }, el("tr", {}, ["metric", "value", "target", "verdict"].map((h) => el("th", {}, h))),
       names.map((k) => el("tr", {}, el("td", {}, k), el("td", {}, String(m.metrics[k])), el("td", {}, m.targets && m.targets[k] ? `${m.targets[k].direction} ${m.targets[k].value}` : ""),
         el("td", { class: m.verdicts && m.verdicts[k] === "met" ? "met" : "notmet" }, (m.verdicts && m.verdicts[k]) || "")))));
@@ -419,6 +421,7 @@ async function renderBench(id) {
 
 // ---------------------------------------------------------------------------------------------- routing
 function route() {
+  showMessage("");
   const hash = location.hash.slice(1) || "editor";
   const [page, ...rest] = hash.split("/");
   for (const p of ["editor", "queue", "gallery", "bench"]) {
