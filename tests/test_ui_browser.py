@@ -20,7 +20,9 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)"),
+    pytest.mark.skipif(
+        not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
+    ),
 ]
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
@@ -41,7 +43,9 @@ def _bench_report(root: Path) -> None:
                            metrics={"accuracy": 0.82, "fid": 12.5}, targets={"accuracy": (">=", 0.9), "fid": ("<=", 20)},
                            files=["sample.png"])  # fmt: skip
 
-    run_bench([InstalledModality(Modality("demo", "demo", bench=bench), "demo", "0")], root / "runs", quick=True)
+    run_bench(
+        [InstalledModality(Modality("demo", "demo", bench=bench), "demo", "0")], root / "runs", quick=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +71,11 @@ def page(served):
     profile = served[1] / "chromium-profile"
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), headless=True, args=ARGS, viewport={"width": 1600, "height": 900}
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=ARGS,
+            viewport={"width": 1600, "height": 900},
         )
         page = context.new_page()
         errors: list[str] = []
@@ -100,7 +108,7 @@ def _link(page, src: str, out: str, dst: str, inp: str) -> None:
 
 
 def test_build_run_and_see_the_images_in_the_gallery(page, served):
-    url, root = served
+    _url, root = served
     page.screenshot(path=str(SHOTS / "1-editor-empty.png"))
     train = _add(page, "image.train")
     _set(page, "train.steps", "2")
@@ -135,14 +143,18 @@ def test_build_run_and_see_the_images_in_the_gallery(page, served):
     cells = page.locator('.run[data-run="run-1"] tr td:nth-child(3)').all_text_contents()
     assert cells == ["done"] * 4
     progress = page.locator('.run[data-run="run-1"] td.progress').all_text_contents()
-    assert progress[0].strip() == "train 2/2" and progress[2].strip() == "sample ddim 3/3"  # the loops' own progress
-    assert page.locator('.run[data-run="run-1"] tr[data-node="%s"] .previews img' % sample).count() >= 4
+    assert (
+        progress[0].strip() == "train 2/2" and progress[2].strip() == "sample ddim 3/3"
+    )  # the loops' own progress
+    assert page.locator(f'.run[data-run="run-1"] tr[data-node="{sample}"] .previews img').count() >= 4
 
     page.click("#nav-gallery")
     page.wait_for_selector(".card img")
     images = page.locator(".card img")
     assert images.count() == 5  # grid.png and four samples
-    page.wait_for_function("() => [...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     page.screenshot(path=str(SHOTS / "4-gallery.png"))
     saved = sorted((root / "out").rglob("*.png"))
     assert len(saved) == 5
@@ -179,7 +191,9 @@ def test_a_broken_graph_gets_the_error_naming_node_and_port(page):
     page.click(f'.port.in[data-node="{sample}"][data-port="pipeline"]')  # disconnects it
     assert page.locator("#wires path").count() == 2
     page.click("#btn-run")
-    message = f"node '{sample}' (image.sample) input 'pipeline': missing; connect an output of type pipeline:image"
+    message = (
+        f"node '{sample}' (image.sample) input 'pipeline': missing; connect an output of type pipeline:image"
+    )
     page.wait_for_selector(f"#message >> text={message}")
     assert page.locator(f'.node.error[data-node="{sample}"] .port.error[data-port="pipeline"]').count() == 1
     page.screenshot(path=str(SHOTS / "6-editor-error.png"))
@@ -192,6 +206,10 @@ def test_bench_report_page_with_plots(page):
     page.click("#bench-body a")
     page.wait_for_selector("svg.plot")
     assert page.locator("svg.plot").count() == 2  # seconds per modality, the demo's metrics against targets
-    assert page.locator("td.notmet").count() == 1 and page.locator("td.met").count() == 1  # accuracy < 0.9, fid <= 20
-    page.wait_for_function("() => [...document.querySelectorAll('#bench-body img')].every(i => i.naturalWidth > 0)")
+    assert (
+        page.locator("td.notmet").count() == 1 and page.locator("td.met").count() == 1
+    )  # accuracy < 0.9, fid <= 20
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#bench-body img')].every(i => i.naturalWidth > 0)"
+    )
     page.screenshot(path=str(SHOTS / "8-bench-report.png"), full_page=True)

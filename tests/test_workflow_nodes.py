@@ -46,7 +46,10 @@ def test_every_command_is_a_node_whose_params_default_to_the_configuration(modal
             if p.name in spec.options:
                 default = field_default(spec.config_class, p.name)
                 expected = [*default] if isinstance(default, tuple) else default
-                assert p.default == (str(expected) if isinstance(expected, Path) else expected), (node.name, p.name)
+                assert p.default == (str(expected) if isinstance(expected, Path) else expected), (
+                    node.name,
+                    p.name,
+                )
         assert node.params[-1].name == "settings"
 
 
@@ -55,7 +58,9 @@ def test_a_pipeline_of_one_modality_cannot_feed_another():
         {"id": "load", "type": "audio.load_pipeline", "params": {"path": "p"}},
         {"id": "draw", "type": "image.sample", "inputs": {"pipeline": ["load", "pipeline"]}},
     ]})  # fmt: skip
-    with pytest.raises(GraphError, match="node 'draw' input 'pipeline': expects pipeline:image, got pipeline:audio"):
+    with pytest.raises(
+        GraphError, match="node 'draw' input 'pipeline': expects pipeline:image, got pipeline:audio"
+    ):
         validate(wf, REGISTRY)
 
 
@@ -84,7 +89,7 @@ def test_a_grid_for_a_command_without_one_and_a_bad_setting_name_the_node(tmp_pa
     spec = dict(command_specs(INSTALLED["image"].modality.app))[("sample",)]
     with pytest.raises(GraphError, match="node 'draw' input 'sampler': this command has no 'grid' setting"):
         build_config(spec, _call({}, {"sampler": SamplerSetting(None, None, "karras")}), tmp_path)
-    with pytest.raises(GraphError, match="node 'draw'.*stepz") as info:
+    with pytest.raises(GraphError, match=r"node 'draw'.*stepz") as info:
         build_config(spec, _call({"settings": "stepz=3"}), tmp_path)
     assert info.value.node == "draw"
 
@@ -129,7 +134,9 @@ def test_diffuse_run_refuses_a_broken_graph_in_one_line(tmp_path):
     broken = json.loads(json.dumps(TINY))
     del broken["nodes"][2]["inputs"]["pipeline"]
     (tmp_path / "broken.json").write_text(json.dumps(broken))
-    result = CliRunner().invoke(build_app(), ["run", str(tmp_path / "broken.json"), "--work-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        build_app(), ["run", str(tmp_path / "broken.json"), "--work-dir", str(tmp_path)]
+    )
     assert result.exit_code == 2
     assert result.output.strip() == (
         "error: node 'draw' (image.sample) input 'pipeline': missing; connect an output of type pipeline:image"

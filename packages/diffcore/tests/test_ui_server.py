@@ -22,7 +22,9 @@ def server(tmp_path_factory):
     (root / "secret.txt").write_text("inside")
 
     def bench(out_dir: Path, quick: bool) -> BenchResult:
-        return BenchResult(modality="demo", status="ok", metrics={"score": 0.75}, targets={"score": (">=", 0.5)})
+        return BenchResult(
+            modality="demo", status="ok", metrics={"score": 0.75}, targets={"score": (">=", 0.5)}
+        )
 
     demo = InstalledModality(Modality("demo", "a demo", bench=bench), distribution="demo", version="0")
     run_bench([demo], root / "runs", quick=True)

@@ -26,7 +26,9 @@ from typing import Any, TextIO
 ProgressListener = Callable[[str, int, "int | None"], None]
 """``listener(desc, n, total)``: told of every :class:`Progress` update made in its context (see :func:`listening`)."""
 
-_LISTENER: contextvars.ContextVar[ProgressListener | None] = contextvars.ContextVar("diffcore_progress", default=None)
+_LISTENER: contextvars.ContextVar[ProgressListener | None] = contextvars.ContextVar(
+    "diffcore_progress", default=None
+)
 
 QUIET_ENV = "DIFFCORE_QUIET"
 PROGRESS_ENV = "DIFFCORE_PROGRESS"

@@ -115,7 +115,9 @@ def build_app() -> typer.Typer:
 
 
 def run_cmd(
-    workflow: Path | None = typer.Argument(None, help="A workflow JSON file (written by diffuse serve or by hand)."),
+    workflow: Path | None = typer.Argument(
+        None, help="A workflow JSON file (written by diffuse serve or by hand)."
+    ),
     work_dir: Path = typer.Option(
         Path("runs/workflows"), "--work-dir", help="Where node outputs are kept (cache/<key>/ per node)."
     ),
@@ -138,10 +140,14 @@ def run_cmd(
 
 
 def serve_cmd(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (default: this machine only)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on (default: this machine only)."
+    ),
     port: int = typer.Option(8188, "--port", help="Port (0: any free port)."),
     root: Path = typer.Option(
-        Path("."), "--root", help="Folder that relative paths, saved workflows (workflows/) and runs are under."
+        Path("."),
+        "--root",
+        help="Folder that relative paths, saved workflows (workflows/) and runs are under.",
     ),
     device: str = typer.Option("auto", "--device", help="Device of every node: auto | cpu | cuda."),
     bench_dir: Path = typer.Option(

@@ -38,7 +38,9 @@ def run_workflow_file(
 
     try:
         workflow = load_workflow(path)
-        executor = Executor(default_registry(), work_dir, device=device, use_cache=use_cache, quiet=quiet or None)
+        executor = Executor(
+            default_registry(), work_dir, device=device, use_cache=use_cache, quiet=quiet or None
+        )
         executor.keys(workflow)  # the graph is checked before anything runs
     except GraphError as exc:
         if debug:
@@ -53,7 +55,9 @@ def run_workflow_file(
             if kind == "node_start":
                 bar.update(task, description=f"{node} ({event['type']})", completed=0, total=None)
             elif kind == "progress":
-                bar.update(task, description=f"{node}: {event['desc']}", completed=event["n"], total=event["total"])
+                bar.update(
+                    task, description=f"{node}: {event['desc']}", completed=event["n"], total=event["total"]
+                )
             elif kind == "node_done" and not quiet:
                 how = "cached" if event["cached"] else f"ran in {event['seconds']:.1f}s"
                 if event["needed"]:

@@ -62,8 +62,10 @@ class RunQueue:
             "name": workflow.name or "untitled",
             "status": "queued",
             "created": time.strftime("%H:%M:%S"),
-            "nodes": {n.id: {"type": n.type, "state": "waiting", "n": 0, "total": None, "desc": "", "files": []}
-                      for n in workflow.nodes},  # fmt: skip
+            "nodes": {
+                n.id: {"type": n.type, "state": "waiting", "n": 0, "total": None, "desc": "", "files": []}
+                for n in workflow.nodes
+            },
             "files": [],
             "error": None,
             "error_node": None,
@@ -286,7 +288,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._json({"ok": True})
         if path.startswith("/api/workflows/"):
             name = self._name(path)
-            workflow = Workflow.from_dict(body)  # the file's shape is checked; a draft may still be incomplete
+            workflow = Workflow.from_dict(
+                body
+            )  # the file's shape is checked; a draft may still be incomplete
             workflow.name = name
             write_json(workflow.to_dict(), s.workflows_dir / f"{name}.json")
             return self._json({"saved": name})
@@ -308,7 +312,9 @@ class Handler(BaseHTTPRequestHandler):
         if not f.is_relative_to(STATIC.resolve()) or not f.is_file():
             return self._error(HTTPStatus.NOT_FOUND, f"no file {name}")
         kind = mimetypes.guess_type(f.name)[0] or "application/octet-stream"
-        extra = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self'"}
+        extra = {
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self'"
+        }
         return self._send(200, f.read_bytes(), kind, extra)
 
     def _gallery(self) -> list[dict[str, Any]]:
@@ -359,7 +365,9 @@ def serve(host: str = "127.0.0.1", port: int = 8188, *, root: str | Path = ".", 
     server = make_server(host, port, root=root, device=device, bench_dir=bench_dir)
     print(f"diffuse serve: {server.url}  (Ctrl-C to stop)", flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {host}: other machines can reach this UI (it has no accounts)", flush=True)
+        print(
+            f"warning: listening on {host}: other machines can reach this UI (it has no accounts)", flush=True
+        )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -17,7 +17,14 @@ from diffcore.io import atomic_path
 from diffcore.workflows.graph import GraphError
 from diffcore.workflows.nodes import NodeCall, NodeRegistry, NodeType, Param, Port
 
-__all__ = ["SAVE_KINDS", "GuidanceSetting", "LoraSetting", "PromptSetting", "SamplerSetting", "add_builtin_nodes"]
+__all__ = [
+    "SAVE_KINDS",
+    "GuidanceSetting",
+    "LoraSetting",
+    "PromptSetting",
+    "SamplerSetting",
+    "add_builtin_nodes",
+]
 
 SAVE_KINDS: dict[str, tuple[str, ...]] = {
     "image": (".png", ".jpg", ".jpeg", ".webp", ".gif"),
@@ -75,9 +82,17 @@ def _sampler_node() -> NodeType:
         run=run,
         outputs=(Port("sampler", "sampler"),),
         params=(
-            Param("sampler", "choice", "", choices=("", *available()), help="A diffcore sampler ('' = the command's)."),
+            Param(
+                "sampler",
+                "choice",
+                "",
+                choices=("", *available()),
+                help="A diffcore sampler ('' = the command's).",
+            ),
             Param("steps", "int", None, nullable=True, help="Sampler steps (empty = the command's)."),
-            Param("grid", "choice", "", choices=("", *grids()), help="Time grid, for commands that take one."),
+            Param(
+                "grid", "choice", "", choices=("", *grids()), help="Time grid, for commands that take one."
+            ),
         ),
         description="A named sampler, step count and time grid for a sample node.",
     )
@@ -88,7 +103,9 @@ def _guidance_node() -> NodeType:
         scale = call.params["scale"]
         if scale < 0:
             raise GraphError(
-                f"node {call.node_id!r} param 'scale': expected >= 0, got {scale}", node=call.node_id, port="scale"
+                f"node {call.node_id!r} param 'scale': expected >= 0, got {scale}",
+                node=call.node_id,
+                port="scale",
             )
         return {"guidance": GuidanceSetting(float(scale))}
 
@@ -108,7 +125,9 @@ def _prompt_node() -> NodeType:
         lines = tuple(line.strip() for line in call.params["text"].splitlines() if line.strip())
         if not lines:
             raise GraphError(
-                f"node {call.node_id!r} param 'text': expected at least one prompt line", node=call.node_id, port="text"
+                f"node {call.node_id!r} param 'text': expected at least one prompt line",
+                node=call.node_id,
+                port="text",
             )
         return {"prompt": PromptSetting(lines)}
 
@@ -141,7 +160,13 @@ def _lora_node() -> NodeType:
         run=run,
         outputs=(Port("lora", "lora"),),
         params=(
-            Param("path", "path", "", required=True, help="A LoRA adapter folder (diffuse image lora writes one)."),
+            Param(
+                "path",
+                "path",
+                "",
+                required=True,
+                help="A LoRA adapter folder (diffuse image lora writes one).",
+            ),
             Param("weight", "float", 1.0, help="The adapter's weight."),
         ),
         description="A LoRA adapter for a sample node of a modality that loads adapters.",
@@ -168,10 +193,16 @@ def _save_node(kind: str) -> NodeType:
     def run(call: NodeCall) -> dict[str, Any]:
         src: Path = call.inputs["files"]
         dest = call.path(call.params["folder"])
-        picked = [f for f in sorted(src.rglob("*")) if f.is_file() and (not suffixes or f.suffix.lower() in suffixes)]
+        picked = [
+            f
+            for f in sorted(src.rglob("*"))
+            if f.is_file() and (not suffixes or f.suffix.lower() in suffixes)
+        ]
         if not picked:
             what = "files" if not suffixes else f"{kind} files ({', '.join(suffixes)})"
-            raise GraphError(f"node {call.node_id!r} input 'files': no {what} in {src}", node=call.node_id, port="files")
+            raise GraphError(
+                f"node {call.node_id!r} input 'files': no {what} in {src}", node=call.node_id, port="files"
+            )
         for f in picked:
             target = dest / f.relative_to(src)
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -20,9 +20,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 from diffcore.cli.options import CommandSpec, load_pipeline, option_help
-from diffcore.config import apply_overrides, field_default, field_type, has_field, load_config, parse_overrides
+from diffcore.config import (
+    apply_overrides,
+    field_default,
+    field_type,
+    has_field,
+    load_config,
+)
 from diffcore.modality import InstalledModality
-from diffcore.workflows.builtin import GuidanceSetting, LoraSetting, PromptSetting, SamplerSetting, folder_fingerprint
+from diffcore.workflows.builtin import (
+    GuidanceSetting,
+    LoraSetting,
+    PromptSetting,
+    SamplerSetting,
+    folder_fingerprint,
+)
 from diffcore.workflows.graph import GraphError
 from diffcore.workflows.nodes import NodeCall, NodeRegistry, NodeType, Param, ParamKind, Port
 
@@ -85,7 +97,14 @@ def _params(spec: CommandSpec) -> tuple[Param, ...]:
             continue
         default = _plain(field_default(cls, key))
         out.append(
-            Param(key, kind[0], default, choices=kind[1], nullable=kind[2] or default is None, help=option_help(cls, key))
+            Param(
+                key,
+                kind[0],
+                default,
+                choices=kind[1],
+                nullable=kind[2] or default is None,
+                help=option_help(cls, key),
+            )
         )
     for own in _own_params(spec):
         out.append(own)
@@ -254,7 +273,9 @@ def _load_node(modality: str, pipeline_spec: Any) -> NodeType:
         category=modality,
         run=run,
         outputs=(Port("pipeline", f"pipeline:{modality}"),),
-        params=(Param("path", "path", "", required=True, help="A saved pipeline folder (OUT/pipeline of train)."),),
+        params=(
+            Param("path", "path", "", required=True, help="A saved pipeline folder (OUT/pipeline of train)."),
+        ),
         description=f"Load a saved {modality} pipeline (pipeline.json and its components).",
         fingerprint=lambda call: folder_fingerprint(call.path(call.params["path"])),
     )
@@ -273,5 +294,3 @@ def add_modality_nodes(registry: NodeRegistry, installed: dict[str, InstalledMod
         for path, spec in specs:
             registry.add(_command_node(name, path, spec, pipeline_spec))
     return registry
-
-

@@ -108,7 +108,9 @@ class Executor:
             keys[nid] = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
         return keys
 
-    def _call(self, node: Node, params: dict[str, Any], inputs: dict[str, Any], out_dir: Path | None) -> NodeCall:
+    def _call(
+        self, node: Node, params: dict[str, Any], inputs: dict[str, Any], out_dir: Path | None
+    ) -> NodeCall:
         return NodeCall(node.id, params, inputs, out_dir, device=self.device, root=self.root)
 
     def run(self, workflow: Workflow, on_event: Callable[[Event], None] | None = None) -> RunResult:
@@ -133,7 +135,9 @@ class Executor:
         emit({"event": "done", "seconds": result.seconds, "files": [str(f) for f in result.files]})
         return result
 
-    def _pull(self, wf: Workflow, node: Node, keys: dict[str, str], result: RunResult, emit: Callable[[Event], None]) -> dict[str, Any]:
+    def _pull(
+        self, wf: Workflow, node: Node, keys: dict[str, str], result: RunResult, emit: Callable[[Event], None]
+    ) -> dict[str, Any]:
         if node.id in result.outputs:
             return result.outputs[node.id]
         kind = self.registry.get(node.type, node.id)
@@ -145,7 +149,9 @@ class Executor:
             if key in self._memory:
                 cached = self._memory[key]
             elif kind.writes_files and (folder / ".done").is_file():
-                restore = kind.restore or (lambda d, c: {p.name: d for p in kind.outputs if p.type == "files"})
+                restore = kind.restore or (
+                    lambda d, c: {p.name: d for p in kind.outputs if p.type == "files"}
+                )
                 cached = restore(folder, self._call(node, params, {}, folder))
         if cached is not None:
             self._memory[key] = cached
@@ -154,7 +160,10 @@ class Executor:
             emit({"event": "node_done", "node": node.id, "cached": True, "needed": True, "seconds": 0.0,
                   "files": _listing(cached)})  # fmt: skip
             return cached
-        inputs = {port: self._pull(wf, wf.node(src), keys, result, emit)[sp] for port, (src, sp) in node.inputs.items()}
+        inputs = {
+            port: self._pull(wf, wf.node(src), keys, result, emit)[sp]
+            for port, (src, sp) in node.inputs.items()
+        }
         emit({"event": "node_start", "node": node.id, "type": node.type})
         began = time.perf_counter()
         outputs = self._execute(node, kind, params, inputs, folder, emit)
@@ -189,7 +198,9 @@ class Executor:
             raise NodeError(str(exc), node.id, exc.port) from exc
         except Exception as exc:
             _discard(out_dir)
-            raise NodeError(f"node {node.id!r} ({node.type}) failed: {type(exc).__name__}: {exc}", node.id) from exc
+            raise NodeError(
+                f"node {node.id!r} ({node.type}) failed: {type(exc).__name__}: {exc}", node.id
+            ) from exc
         if out_dir is not None:
             write_json({"type": node.type, "params": params}, out_dir / ".node.json")
             (out_dir / ".done").touch()  # last: the folder is complete

@@ -142,7 +142,9 @@ class Workflow:
             stuck = next(n for n in self.nodes if indegree[n.id] > 0)
             port = next(p for p, (src, _) in stuck.inputs.items() if by_id[src] not in out)
             raise GraphError(
-                f"node {stuck.id!r} input {port!r}: the workflow has a cycle through it", node=stuck.id, port=port
+                f"node {stuck.id!r} input {port!r}: the workflow has a cycle through it",
+                node=stuck.id,
+                port=port,
             )
         return out
 
@@ -154,7 +156,9 @@ def _node_from_dict(raw: Any, index: int) -> Node:
     if not isinstance(node_id, str) or not node_id:
         raise GraphError(f"nodes[{index}].id: expected a non-empty string, got {node_id!r}")
     if not isinstance(node_type, str) or not node_type:
-        raise GraphError(f"node {node_id!r}: 'type' must be a node type's name, got {node_type!r}", node=node_id)
+        raise GraphError(
+            f"node {node_id!r}: 'type' must be a node type's name, got {node_type!r}", node=node_id
+        )
     params = raw.get("params", {})
     if not isinstance(params, Mapping):
         raise GraphError(f"node {node_id!r}: 'params' must be an object, got {params!r}", node=node_id)

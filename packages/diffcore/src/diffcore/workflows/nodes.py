@@ -85,7 +85,9 @@ class Param:
                 node=node_id,
                 port=self.name,
             )
-        return float(value) if self.kind == "float" else value  # 10 and 10.0 are one value (and one cache key)
+        return (
+            float(value) if self.kind == "float" else value
+        )  # 10 and 10.0 are one value (and one cache key)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON description for the editor."""
@@ -264,7 +266,9 @@ def validate(workflow: Workflow, registry: NodeRegistry) -> list[str]:
                 )
             if src not in by_id:
                 raise GraphError(
-                    f"node {node.id!r} input {port!r}: no node {src!r} in the workflow", node=node.id, port=port
+                    f"node {node.id!r} input {port!r}: no node {src!r} in the workflow",
+                    node=node.id,
+                    port=port,
                 )
             source = registry.get(by_id[src].type, src).output(src_port)
             if source is None:
