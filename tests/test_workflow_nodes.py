@@ -142,3 +142,11 @@ def test_diffuse_run_refuses_a_broken_graph_in_one_line(tmp_path):
         "error: node 'draw' (image.sample) input 'pipeline': missing; connect an output of type pipeline:image"
     )
     assert not (tmp_path / "cache").exists()
+
+
+def test_the_readme_workflow_example_is_a_valid_workflow():
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```json\n(.*?)```", readme, re.S) if "diffcore-workflow" in b)
+    assert validate(Workflow.from_dict(json.loads(block)), REGISTRY) == ["load", "sampler", "draw", "save"]
