@@ -122,6 +122,17 @@ def test_diffuse_run_trains_samples_saves_and_then_reuses_the_cache(tmp_path, mo
     assert names == ["00000.png", "00001.png", "00002.png", "00003.png", "grid.png"]
     assert "4 nodes ran, 0 cached" in first.output
     before = {p: p.read_bytes() for p in saved}
+    pipeline = next((tmp_path / "work" / "cache").glob("*/pipeline"))  # the train node's folder
+    cli = runner.invoke(build_app(), ["image", "sample", "--pipeline", str(pipeline), "--num-samples", "4",
+                                      "--label", "3", "--sampler", "ddim", "--steps", "3", "--device", "cpu",
+                                      "--out", "by-cli", "--quiet"])  # fmt: skip
+    assert cli.exit_code == 0, cli.output
+    by_cli = {
+        p.relative_to(tmp_path / "by-cli"): p.read_bytes() for p in (tmp_path / "by-cli").rglob("*.png")
+    }
+    assert by_cli == {
+        p.relative_to(tmp_path / "out"): b for p, b in before.items()
+    }  # the command's own output
     for p in saved:
         p.unlink()
     second = runner.invoke(build_app(), args)
@@ -150,3 +161,10 @@ def test_the_readme_workflow_example_is_a_valid_workflow():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     block = next(b for b in re.findall(r"```json\n(.*?)```", readme, re.S) if "diffcore-workflow" in b)
     assert validate(Workflow.from_dict(json.loads(block)), REGISTRY) == ["load", "sampler", "draw", "save"]
+
+
+def test_list_nodes_shows_every_installed_type():
+    result = CliRunner().invoke(build_app(), ["run", "--list-nodes"])
+    assert result.exit_code == 0, result.output
+    for name in ("image.sample", "audio.sample", "protein.sample", "sampler", "save.structure"):
+        assert name in result.output
