@@ -168,3 +168,49 @@ def test_list_nodes_shows_every_installed_type():
     assert result.exit_code == 0, result.output
     for name in ("image.sample", "audio.sample", "protein.sample", "sampler", "save.structure"):
         assert name in result.output
+
+
+AUDIO_SETTINGS = """data.length=8
+data.sample_rate=8000
+data.clip_seconds=0.128
+data.min_seconds=0.06
+vae.channels=4
+vae.channel_mults=[1, 2]
+vae.strides=[2, 4]
+vae.latent_dim=4
+vae.fft_sizes=[128, 64]
+model.width=32
+model.depth=1
+model.heads=2
+model.patch_size=2
+model.text_width=16
+model.text_layers=1
+model.text_heads=2
+vae_steps=2
+batch_size=4
+train.ema_decay=null
+train.checkpoint_every=null
+train.tensorboard=false"""
+
+
+@pytest.mark.slow
+def test_an_audio_workflow_is_the_same_kind_of_file(tmp_path):
+    """Train a tiny audio model, sample it with a prompt node and a guidance node, save the WAVs."""
+    import soundfile as sf
+    from diffcore.workflows import Executor
+
+    wf = Workflow.from_dict({"nodes": [
+        {"id": "train", "type": "audio.train", "params": {"train.steps": 2, "settings": AUDIO_SETTINGS}},
+        {"id": "prompt", "type": "prompt", "params": {"text": "an organ plays C4\na plucked string plays E4"}},
+        {"id": "cfg", "type": "guidance", "params": {"scale": 1.5}},
+        {"id": "draw", "type": "audio.sample", "params": {"num_samples": 2, "steps": 2, "seconds_total": 0.1, "trim": True},
+         "inputs": {"pipeline": ["train", "pipeline"], "prompt": ["prompt", "prompt"], "guidance": ["cfg", "guidance"]}},
+        {"id": "save", "type": "save.audio", "params": {"folder": "wav"}, "inputs": {"files": ["draw", "files"]}},
+    ]})  # fmt: skip
+    result = Executor(default_registry(), tmp_path / "work", device="cpu", root=tmp_path, quiet=True).run(wf)
+    saved = sorted(p.name for p in result.files)
+    assert saved == ["sample_000.wav", "sample_001.wav"]
+    data, rate = sf.read(str(tmp_path / "wav" / "sample_000.wav"))
+    assert rate == 8000 and len(data) == 800
+    captions = (result.outputs["draw"]["files"] / "captions.txt").read_text()
+    assert "an organ plays C4" in captions and "a plucked string plays E4" in captions
