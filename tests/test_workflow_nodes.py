@@ -214,3 +214,8 @@ def test_an_audio_workflow_is_the_same_kind_of_file(tmp_path):
     assert rate == 8000 and len(data) == 800
     captions = (result.outputs["draw"]["files"] / "captions.txt").read_text()
     assert "an organ plays C4" in captions and "a plucked string plays E4" in captions
+
+
+def test_diffuse_run_refuses_an_unknown_device():
+    result = CliRunner().invoke(build_app(), ["run", "wf.json", "--device", "tpu"])
+    assert result.exit_code == 2 and "--device: expected auto, cpu or cuda, got 'tpu'" in result.output

@@ -187,6 +187,7 @@ def test_the_cache_key_depends_on_params_inputs_and_type_not_on_ids_or_positions
     assert ex.keys(_wf(swapped))["sum"] != keys["sum"]
     defaults_written = [dict(CHAIN[0]), dict(CHAIN[1]), {**CHAIN[2], "params": {"scale": 10.0}}, CHAIN[3]]
     assert ex.keys(_wf(defaults_written))["sum"] == keys["sum"]  # 10 and 10.0 are the same parameter value
+    assert Executor(_registry(), tmp_path, device="cuda").keys(_wf(CHAIN))["x"] != keys["x"]
 
 
 def test_file_outputs_are_reused_from_disk_by_a_new_executor_without_running_upstream(tmp_path):

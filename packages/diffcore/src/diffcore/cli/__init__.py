@@ -131,6 +131,7 @@ def run_cmd(
     save nodes wrote. A bad graph is refused before anything runs, naming the node and port."""
     from diffcore.cli.workflow import list_node_types, run_workflow_file
 
+    _check_device(device)
     if list_nodes:
         list_node_types(console)
         return
@@ -158,9 +159,15 @@ def serve_cmd(
     gallery of outputs and a page per bench report. Requests from other origins are refused."""
     from diffcore.ui.server import serve
 
+    _check_device(device)
     if not 0 <= port < 65536:
         fail(f"--port: expected 0..65535, got {port}")
     serve(host=host, port=port, root=root, device=device, bench_dir=bench_dir)
+
+
+def _check_device(device: str) -> None:
+    if device not in ("auto", "cpu", "cuda"):
+        fail(f"--device: expected auto, cpu or cuda, got {device!r}")
 
 
 def _group_help(item: InstalledModality) -> str:

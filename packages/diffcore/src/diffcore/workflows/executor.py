@@ -1,7 +1,7 @@
 """Run a workflow: check it, compute each node's cache key, and run only what changed.
 
-Cache key of a node = SHA-256 of its type, its parameters (defaults filled in), the keys of the nodes and ports
-it reads and its type's fingerprint (the state of a folder it reads). Nodes are pulled from the sinks: a node
+Cache key of a node = SHA-256 of its type, its parameters (defaults filled in), the run's device, the keys of the
+nodes and ports it reads and its type's fingerprint (the state of a folder it reads). Nodes are pulled from the sinks: a node
 whose key is remembered (in memory, for this :class:`Executor`) or whose output folder is kept on disk
 (``<work_dir>/cache/<key>``, for nodes that write files) is not run, and neither is anything only it reads.
 A node's folder is marked complete (``.done``) only once the node succeeds; a folder without the mark (a failed
@@ -101,7 +101,7 @@ class Executor:
             node = workflow.node(nid)
             kind = self.registry.get(node.type, nid)
             params = kind.resolve_params(nid, node.params)
-            parts = [node.type, _jsonable(params)]
+            parts = [node.type, _jsonable(params), self.device]  # a CPU result is not a CUDA one
             parts += [f"{port}<-{keys[src]}.{sp}" for port, (src, sp) in sorted(node.inputs.items())]
             if kind.fingerprint is not None:
                 parts.append(kind.fingerprint(self._call(node, params, {}, None)))
