@@ -219,3 +219,13 @@ def test_an_audio_workflow_is_the_same_kind_of_file(tmp_path):
 def test_diffuse_run_refuses_an_unknown_device():
     result = CliRunner().invoke(build_app(), ["run", "wf.json", "--device", "tpu"])
     assert result.exit_code == 2 and "--device: expected auto, cpu or cuda, got 'tpu'" in result.output
+
+
+def test_list_params_know_their_item_type_and_refuse_others():
+    node = REGISTRY.get("image.sample")
+    kinds = {p.name: (p.kind, p.item) for p in node.params}
+    assert kinds["labels"] == ("list", "int") and kinds["prompts"] == ("list", "str")
+    with pytest.raises(
+        GraphError, match=r"node 'draw' param 'labels': expected a list of int, got \['three'\]"
+    ):
+        node.resolve_params("draw", {"labels": ["three"]})

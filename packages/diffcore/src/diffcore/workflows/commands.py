@@ -78,6 +78,16 @@ def _param_kind(annotation: Any) -> tuple[ParamKind, tuple[Any, ...], bool] | No
     return None
 
 
+def _item_type(annotation: Any) -> str:
+    """``"int"`` / ``"float"`` / ``"str"`` for ``tuple[int, ...]`` and the like (inside ``| None`` too), else ``""``."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None) and a is not Ellipsis]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _item_type(args[0])
+    if typing.get_origin(annotation) in (tuple, list) and args and all(a is args[0] for a in args):
+        return args[0].__name__ if args[0] in (int, float, str) else ""
+    return ""
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
@@ -96,6 +106,7 @@ def _params(spec: CommandSpec) -> tuple[Param, ...]:
         if kind is None:
             continue
         default = _plain(field_default(cls, key))
+        annotation = field_type(cls, key)
         out.append(
             Param(
                 key,
@@ -104,6 +115,7 @@ def _params(spec: CommandSpec) -> tuple[Param, ...]:
                 choices=kind[1],
                 nullable=kind[2] or default is None,
                 help=option_help(cls, key),
+                item=_item_type(annotation),
             )
         )
     for own in _own_params(spec):

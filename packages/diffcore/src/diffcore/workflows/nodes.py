@@ -49,6 +49,7 @@ class Param:
         nullable: None is allowed (``guidance: float | None``).
         required: the workflow must give a value.
         help: one line for the editor.
+        item: the element type of a ``list`` (``"int"``, ``"float"``, ``"str"``), or ``""`` when any will do.
     """
 
     name: str
@@ -58,6 +59,7 @@ class Param:
     nullable: bool = False
     required: bool = False
     help: str = ""
+    item: str = ""
 
     def check(self, value: Any, node_id: str) -> Any:
         """``value`` if it fits this parameter, else :class:`GraphError` naming the node and parameter."""
@@ -76,8 +78,13 @@ class Param:
         }[self.kind]
         if self.required and self.kind in ("str", "path") and value == "":
             ok = False
+        if ok and self.kind == "list" and self.item:
+            want = {"int": int, "float": (int, float), "str": str}[self.item]
+            ok = all(isinstance(v, want) for v in value)
         if not ok:
             expected = f"one of {list(self.choices)}" if self.kind == "choice" else f"a {self.kind}"
+            if self.kind == "list" and self.item:
+                expected = f"a list of {self.item}"
             if self.required and value in ("", None):
                 expected = f"a value ({self.kind}); it is required"
             raise GraphError(
@@ -99,6 +106,7 @@ class Param:
             "nullable": self.nullable,
             "required": self.required,
             "help": self.help,
+            "item": self.item,
         }
 
 

@@ -208,7 +208,8 @@ function paramInput(node, p) {
     input.addEventListener("input", () => {
       if (p.kind === "text") return set(input.value);
       const items = input.value.split("\n").map((s) => s.trim()).filter((s) => s);
-      set(items.map((s) => (/^-?\d+(\.\d+)?(e-?\d+)?$/i.test(s) ? Number(s) : s)));
+      const numeric = (s) => (p.item === "str" ? false : p.item ? true : /^-?\d+(\.\d+)?(e-?\d+)?$/i.test(s));
+      set(items.map((s) => (numeric(s) && !Number.isNaN(Number(s)) ? Number(s) : s)));
     });
   } else {
     const number = p.kind === "int" || p.kind === "float";
