@@ -213,3 +213,46 @@ def test_bench_report_page_with_plots(page):
         "() => [...document.querySelectorAll('#bench-body img')].every(i => i.naturalWidth > 0)"
     )
     page.screenshot(path=str(SHOTS / "8-bench-report.png"), full_page=True)
+
+
+def _media_files(root: Path) -> list[Path]:
+    """A CA trace (PDB), a point cloud (ASCII PLY) and a tone (WAV), as the protein, 3D and audio packages write."""
+    import math
+
+    import numpy as np
+    import soundfile as sf
+
+    pdb = root / "media" / "helix.pdb"
+    pdb.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"ATOM  {i + 1:5d}  CA  ALA A{i + 1:4d}    {2.3 * math.cos(1.75 * i):8.3f}{2.3 * math.sin(1.75 * i):8.3f}"
+        f"{1.5 * i:8.3f}  1.00  0.00           C"
+        for i in range(30)
+    ]
+    pdb.write_text("\n".join([*lines, "END"]) + "\n")
+    ply = root / "media" / "sphere.ply"
+    pts = np.random.default_rng(0).normal(size=(500, 3))
+    pts /= np.linalg.norm(pts, axis=1, keepdims=True)
+    header = ["ply", "format ascii 1.0", "element vertex 500", "property float x", "property float y",
+              "property float z", "end_header"]  # fmt: skip
+    ply.write_text("\n".join(header + [" ".join(f"{v:.4f}" for v in p) for p in pts]) + "\n")
+    wav = root / "media" / "tone.wav"
+    sf.write(str(wav), 0.3 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000), 8000)
+    return [pdb, ply, wav]
+
+
+def test_gallery_plays_audio_and_draws_structures(page, served):
+    root = served[1]
+    log = root / "runs" / "ui" / "gallery.jsonl"
+    with log.open("a") as f:  # as a run's save.structure / save.audio nodes record them
+        for p in _media_files(root):
+            f.write(json.dumps({"path": str(p), "run": "run-x", "workflow": "media"}) + "\n")
+    page.click("#nav-editor")
+    page.click("#nav-gallery")
+    page.wait_for_selector('.card[data-file$="tone.wav"] audio')
+    painted = """(sel) => { const c = document.querySelector(sel); const d = c.getContext('2d')
+        .getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n; }"""
+    for name in ("helix.pdb", "sphere.ply"):
+        sel = f'.card[data-file$="{name}"] canvas'
+        page.wait_for_function(f"() => ({painted})('{sel}') > 50")
+    page.screenshot(path=str(SHOTS / "9-gallery-media.png"))
