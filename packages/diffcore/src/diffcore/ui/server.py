@@ -58,7 +58,7 @@ class RunQueue:
     def submit(self, workflow: Any) -> dict[str, Any]:
         """Queue a validated workflow; return its run record."""
         run = {
-            "id": f"run-{len(self.runs) + 1}",
+            "id": "",
             "name": workflow.name or "untitled",
             "status": "queued",
             "created": time.strftime("%H:%M:%S"),
@@ -72,6 +72,7 @@ class RunQueue:
             "seconds": None,
         }
         with self._lock:
+            run["id"] = f"run-{len(self.runs) + 1}"
             self.runs.append(run)
         self._todo.put((run, workflow))
         return run

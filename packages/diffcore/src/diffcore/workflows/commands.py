@@ -152,6 +152,14 @@ def _own_params(spec: CommandSpec) -> list[Param]:
     return out
 
 
+def _guidance_key(cls: type) -> str | None:
+    """The configuration's guidance-scale setting (a float ``guidance`` or ``guidance_scale``), or None."""
+    for key in GUIDANCE_KEYS:
+        if has_field(cls, key) and (_param_kind(field_type(cls, key)) or ("",))[0] == "float":
+            return key
+    return None
+
+
 def _inputs(modality: str, spec: CommandSpec) -> tuple[Port, ...]:
     cls = spec.config_class
     ports: list[Port] = []
@@ -159,7 +167,7 @@ def _inputs(modality: str, spec: CommandSpec) -> tuple[Port, ...]:
         ports.append(Port("pipeline", f"pipeline:{modality}", help="A saved pipeline of this modality."))
     if has_field(cls, "sampler") or has_field(cls, "steps"):
         ports.append(Port("sampler", "sampler", optional=True, help="Overrides sampler / steps / grid."))
-    if any(has_field(cls, k) for k in GUIDANCE_KEYS):
+    if _guidance_key(cls) is not None:
         ports.append(Port("guidance", "guidance", optional=True, help="Overrides the guidance scale."))
     if any(has_field(cls, k) for k in PROMPT_KEYS):
         ports.append(Port("prompt", "prompt", optional=True, help="Overrides the prompts."))
@@ -185,9 +193,7 @@ def _setting_overrides(cls: type, call: NodeCall) -> dict[str, Any]:
             out[key] = value
     g: GuidanceSetting | None = call.inputs.get("guidance")
     if g is not None:
-        key = next(k for k in GUIDANCE_KEYS if has_field(cls, k) and _param_kind(field_type(cls, k)) in (
-            ("float", (), False), ("float", (), True)))  # fmt: skip
-        out[key] = g.scale
+        out[str(_guidance_key(cls))] = g.scale
     p: PromptSetting | None = call.inputs.get("prompt")
     if p is not None:
         key = next(k for k in PROMPT_KEYS if has_field(cls, k))
