@@ -346,7 +346,8 @@ function structurePreview(path, kind) {
     const [a, b] = [0, 1, 2].sort((i, j) => spread[j] - spread[i]).slice(0, 2);
     const lo = [a, b].map((k) => Math.min(...pts.map((p) => p[k]))), hi = [a, b].map((k) => Math.max(...pts.map((p) => p[k])));
     const s = Math.min(220 / (hi[0] - lo[0] || 1), 160 / (hi[1] - lo[1] || 1));
-    const xy = (p) => [10 + (p[a] - lo[0]) * s, 170 - (p[b] - lo[1]) * s];
+    const ox = 10 + (220 - (hi[0] - lo[0]) * s) / 2, oy = 170 - (160 - (hi[1] - lo[1]) * s) / 2;  // centred
+    const xy = (p) => [ox + (p[a] - lo[0]) * s, oy - (p[b] - lo[1]) * s];
     ctx.strokeStyle = "#6ea8fe"; ctx.fillStyle = "#f0a500";
     if (kind === "pdb") { ctx.beginPath(); pts.forEach((p, i) => (i ? ctx.lineTo(...xy(p)) : ctx.moveTo(...xy(p)))); ctx.stroke(); }
     else pts.forEach((p) => ctx.fillRect(...xy(p), 1.5, 1.5));
