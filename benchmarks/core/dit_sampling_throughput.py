@@ -12,7 +12,13 @@ networks. Reported: seconds per batch, images/s, network evaluations (NFE) and p
 ``--quantize fp8,int8,...`` adds one diffcore row per torchao mode (``diffcore.precision.quantize``: ``fp8``
 float8 weights and activations, ``fp8-weight``, ``int8`` int8 weights and activations, ``int8-weight``), the
 network quantised before ``torch.compile``, embeddings, adaLN modulation and the output layer kept in bf16
-(``KEEP_IN_BF16``, as in float8 training). Their difference from the bf16 diffcore row is reported, from the
+(``KEEP_IN_BF16``, as in float8 training); ``float8-tensorwise`` / ``float8-rowwise`` run the float8
+*training* layers of :mod:`diffcore.precision.float8` for inference instead (inputs and weights cast to float8
+each call, the same layers kept), the path float8 training compiles, in case torchao's quantised tensors do
+not compile on the running torch (``stream_quant_compile-h100.txt``: with torch 2.11 and torchao 0.16 a
+quantised U-Net did not finish its first compiled call in 70 s). Rows run in the order diffcore (bf16),
+diffusers, then the quantised ones, and the result file is rewritten after each, so a run cut short by
+``timeout`` keeps what it finished. Their difference from the bf16 diffcore row is reported, from the
 same weights and noise: ``output_rel_l2`` (one guided network call at t = 0.1, 0.5, 0.9, relative L2 of the
 eps output), ``sample_rel_l2`` (the final samples), each checked against ``TOLERANCE`` (``within_tolerance``).
 For these rows the adaLN-Zero layers (zero at initialisation, which makes a fresh DiT's output exactly 0)
@@ -38,7 +44,7 @@ from typing import Any
 
 import torch
 from diffcore.nn.dit import DiT, DiTConfig, dit_config
-from diffcore.precision.float8 import KEEP_IN_BF16
+from diffcore.precision.float8 import KEEP_IN_BF16, convert_to_float8
 from diffcore.precision.quantize import QUANTIZATIONS, quantize_weights
 from torch import Tensor, nn
 
@@ -58,6 +64,8 @@ TOLERANCE = {
     "int8": (0.06, 0.12),
     "fp8-weight": (0.08, 0.16),
     "fp8": (0.10, 0.20),
+    "float8-tensorwise": (0.10, 0.20),
+    "float8-rowwise": (0.10, 0.20),
 }
 
 
@@ -111,7 +119,12 @@ def ours_sampler(
     from diffcore.paths.schedules import DiscreteVP
 
     model = (model if model is not None else DiT(cfg)).to(device=device, dtype=dtype).eval()
-    quantize_weights(model, quantize, keep=KEEP_IN_BF16)  # type: ignore[arg-type]
+    if quantize.startswith(
+        "float8-"
+    ):  # float8 training layers: dynamic float8 of inputs and weights per call
+        convert_to_float8(model, quantize.removeprefix("float8-"), check_device=False)
+    else:
+        quantize_weights(model, quantize, keep=KEEP_IN_BF16)  # type: ignore[arg-type]
     net = torch.compile(model) if compile else model
     channels = cfg.in_channels
 
@@ -221,6 +234,10 @@ def relative_l2(a: Tensor, b: Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
+FLOAT8_LINEAR = ("float8-tensorwise", "float8-rowwise")  # torchao float8 training layers, run for inference
+MODES = (*QUANTIZATIONS[1:], *FLOAT8_LINEAR)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="XL/2")
@@ -232,49 +249,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--quantize",
         default="",
-        help=f"comma-separated torchao modes for extra diffcore rows, of {QUANTIZATIONS[1:]}",
+        help=f"comma-separated modes for extra diffcore rows, of {MODES}",
     )
     parser.add_argument("--no-diffusers", action="store_true", help="skip diffusers' row")
     parser.add_argument("--quick", action="store_true", help="tiny model on CPU, float32, 3 steps")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.quantize.split(",") if m.strip()]
-    bad = [m for m in modes if m not in QUANTIZATIONS[1:]]
+    bad = [m for m in modes if m not in MODES]
     if bad:
-        parser.error(f"--quantize: expected modes of {QUANTIZATIONS[1:]}, got {bad}")
+        parser.error(f"--quantize: expected modes of {MODES}, got {bad}")
     device = torch.device("cpu" if args.quick or not torch.cuda.is_available() else "cuda")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     if args.quick:
         args.batch, args.steps, args.repeats = min(args.batch, 2), 3, 1
     cfg = config(args.quick, args.model)
-    rows = []
-    base = nonzero_dit(cfg) if modes else None  # the same weights in every diffcore row
-    reference: tuple[Tensor, Tensor] | None = None
-    for impl, mode in [("diffcore", "none"), *((f"diffcore-{m}", m) for m in modes)]:
-        model = copy.deepcopy(base) if base is not None else None
-        torch.manual_seed(0)
-        sample = ours_sampler(cfg, device, dtype, args.compile, args.guidance, model, mode)
-        samples, outputs, stats = time_sampler(sample, cfg, args, device, dtype)
-        row = {"impl": impl, "quantize": mode, "nfe": args.steps, **stats}
-        if reference is None:
-            reference = (samples, outputs)
-        else:
-            row["output_rel_l2"] = relative_l2(outputs, reference[1])
-            row["sample_rel_l2"] = relative_l2(samples, reference[0])
-            out_tol, sample_tol = TOLERANCE[mode]
-            row["tolerance"] = {"output_rel_l2": out_tol, "sample_rel_l2": sample_tol}
-            row["within_tolerance"] = row["output_rel_l2"] <= out_tol and row["sample_rel_l2"] <= sample_tol
-        rows.append(row)
-        del sample, model
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    if not args.no_diffusers:
-        torch.manual_seed(0)
-        sample = diffusers_sampler(cfg, device, dtype, args.compile, args.guidance)
-        rows.append({"impl": "diffusers", "quantize": "none", "nfe": args.steps,
-                     **time_sampler(sample, cfg, args, device, dtype)[2]})  # fmt: skip
-        for r in rows:
-            r["speedup_vs_diffusers"] = r["images_per_s"] / rows[-1]["images_per_s"]
+    rows: list[dict[str, Any]] = []
     result = {
         "benchmark": "dit_sampling_throughput",
         "model": "tiny/2" if args.quick else args.model,
@@ -291,36 +281,67 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "quick": args.quick,
         "rows": rows,
     }
-    print(
-        f"{result['model']} on {result['device']}: batch {args.batch}, {args.steps} steps DPM++2M, "
-        f"CFG {args.guidance}, {dtype}, compile={args.compile}"
-    )
-    print(
-        f"{'impl':22} {'NFE':>5} {'s/batch':>9} {'img/s':>9} {'ms/step':>9} {'mem(GiB)':>9} {'xdiffusers':>10} "
-        f"{'out dL2':>8} {'smp dL2':>8} {'ok':>4}"
-    )
-    for r in rows:
-        print(
-            f"{r['impl']:22} {r['nfe']:5d} {r['seconds_per_batch']:9.3f} {r['images_per_s']:9.1f} "
-            f"{r['ms_per_step']:9.2f} {r['peak_memory_gib']:9.2f} {r.get('speedup_vs_diffusers', math.nan):10.3f} "
-            f"{r.get('output_rel_l2', math.nan):8.4f} {r.get('sample_rel_l2', math.nan):8.4f} "
-            f"{r.get('within_tolerance', '')!s:>4}"
-        )
     variant = (
         "quick"
         if args.quick
         else f"{args.model.lower().replace('/', '')}-{'compile' if args.compile else 'eager'}"
     )
     variant += "-quant" if modes else ""
-    out = write_result(
-        result,
-        script="dit_sampling_throughput",
-        variant=variant,
-        device=device,
-        packages=("diffusers",),
-        path=args.out,
+
+    def save() -> Path:  # after every row: a run cut short by a time limit keeps the rows it finished
+        theirs = [r for r in rows if r["impl"] == "diffusers"]
+        for r in rows:
+            if theirs:
+                r["speedup_vs_diffusers"] = r["images_per_s"] / theirs[0]["images_per_s"]
+        return write_result(result, script="dit_sampling_throughput", variant=variant, device=device,
+                            packages=("diffusers",), path=args.out)  # fmt: skip
+
+    base = nonzero_dit(cfg) if modes else None  # the same weights in every diffcore row
+    reference: tuple[Tensor, Tensor] | None = None
+    # diffcore in bf16, then diffusers, then the quantised rows (a stalled compile of one of them loses only it)
+    plan = [("diffcore", "none"), *([] if args.no_diffusers else [("diffusers", "none")])]
+    for impl, mode in plan + [(f"diffcore-{m}", m) for m in modes]:
+        torch.manual_seed(0)
+        print(f"  {impl} ...", flush=True)
+        if impl == "diffusers":
+            sample = diffusers_sampler(cfg, device, dtype, args.compile, args.guidance)
+            rows.append({"impl": impl, "quantize": mode, "nfe": args.steps,
+                         **time_sampler(sample, cfg, args, device, dtype)[2]})  # fmt: skip
+            save()
+            continue
+        model = copy.deepcopy(base) if base is not None else None
+        sample = ours_sampler(cfg, device, dtype, args.compile, args.guidance, model, mode)
+        samples, outputs, stats = time_sampler(sample, cfg, args, device, dtype)
+        row = {"impl": impl, "quantize": mode, "nfe": args.steps, **stats}
+        if reference is None:
+            reference = (samples, outputs)
+        else:
+            row["output_rel_l2"] = relative_l2(outputs, reference[1])
+            row["sample_rel_l2"] = relative_l2(samples, reference[0])
+            out_tol, sample_tol = TOLERANCE[mode]
+            row["tolerance"] = {"output_rel_l2": out_tol, "sample_rel_l2": sample_tol}
+            row["within_tolerance"] = row["output_rel_l2"] <= out_tol and row["sample_rel_l2"] <= sample_tol
+        rows.append(row)
+        save()
+        del sample, model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    print(
+        f"{result['model']} on {result['device']}: batch {args.batch}, {args.steps} steps DPM++2M, "
+        f"CFG {args.guidance}, {dtype}, compile={args.compile}"
     )
-    print(f"wrote {out}")
+    print(
+        f"{'impl':26} {'NFE':>5} {'s/batch':>9} {'img/s':>9} {'ms/step':>9} {'mem(GiB)':>9} {'xdiffusers':>10} "
+        f"{'out dL2':>8} {'smp dL2':>8} {'ok':>4}"
+    )
+    for r in rows:
+        print(
+            f"{r['impl']:26} {r['nfe']:5d} {r['seconds_per_batch']:9.3f} {r['images_per_s']:9.1f} "
+            f"{r['ms_per_step']:9.2f} {r['peak_memory_gib']:9.2f} {r.get('speedup_vs_diffusers', math.nan):10.3f} "
+            f"{r.get('output_rel_l2', math.nan):8.4f} {r.get('sample_rel_l2', math.nan):8.4f} "
+            f"{r.get('within_tolerance', '')!s:>4}"
+        )
+    print(f"wrote {save()}")
     return result
 
 

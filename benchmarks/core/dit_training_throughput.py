@@ -269,7 +269,11 @@ def time_training(
     return stats
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(
+    args: argparse.Namespace, save: Callable[[dict[str, Any]], Any] = lambda result: None
+) -> dict[str, Any]:
+    """Time every implementation on every model; ``save(result)`` after each row (a run cut short by a time
+    limit keeps the rows it finished)."""
     device = torch.device("cpu" if args.quick or not torch.cuda.is_available() else "cuda")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -287,7 +291,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n = 256 if device.type == "cpu" else 8192
     peak = peak_matmul_flops(device, torch.bfloat16, n, iters=3 if device.type == "cpu" else 50)
     peak_fp8 = peak_fp8_matmul_flops(device, n, iters=50)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    result = {
+        "benchmark": "dit_training_throughput",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "batch": args.batch,
+        "steps": args.steps,
+        "compile": args.compile,
+        "compile_mode": args.compile_mode,
+        "sdpa_backend": args.sdpa_backend,
+        "dtype": "bf16 autocast, fp32 weights",
+        "peak_bf16_tflops": peak / 1e12,
+        "peak_fp8_tflops": peak_fp8 / 1e12 if peak_fp8 is not None else None,
+        "nominal_peaks_tflops": {"bf16": H100_BF16_DENSE / 1e12, "fp8": H100_FP8_DENSE / 1e12},
+        "quick": args.quick,
+        "rows": rows,
+    }
     for name, cfg in model_configs(args.quick, args.models).items():
         flops = forward_flops_per_image(cfg)
         for impl in args.impls:
@@ -338,25 +360,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             del model
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    add_speedups(rows)
-    return {
-        "benchmark": "dit_training_throughput",
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or "cpu",
-        "torch": torch.__version__,
-        "batch": args.batch,
-        "steps": args.steps,
-        "compile": args.compile,
-        "compile_mode": args.compile_mode,
-        "sdpa_backend": args.sdpa_backend,
-        "dtype": "bf16 autocast, fp32 weights",
-        "peak_bf16_tflops": peak / 1e12,
-        "peak_fp8_tflops": peak_fp8 / 1e12 if peak_fp8 is not None else None,
-        "nominal_peaks_tflops": {"bf16": H100_BF16_DENSE / 1e12, "fp8": H100_FP8_DENSE / 1e12},
-        "quick": args.quick,
-        "rows": rows,
-    }
+            add_speedups(rows)
+            save(result)
+    return result
 
 
 def add_speedups(rows: list[dict[str, Any]]) -> None:
@@ -436,17 +442,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.quick:
         args.batch, args.steps, args.warmup = min(args.batch, 4), 2, 1
-    result = run(args)
+
+    def save(result: dict[str, Any]) -> Path:
+        return write_result(
+            result,
+            script="dit_training_throughput",
+            variant=args.variant or default_variant(args),
+            device="cpu" if args.quick else None,
+            packages=("diffusers",),
+            path=args.out,
+        )
+
+    result = run(args, save)
     print_table(result)
-    out = write_result(
-        result,
-        script="dit_training_throughput",
-        variant=args.variant or default_variant(args),
-        device="cpu" if args.quick else None,
-        packages=("diffusers",),
-        path=args.out,
-    )
-    print(f"wrote {out}")
+    print(f"wrote {save(result)}")
     return result
 
 
