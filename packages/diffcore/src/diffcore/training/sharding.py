@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from accelerate.utils import FullyShardedDataParallelPlugin
 from torch import nn
@@ -34,6 +33,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, register_fsdp_forward_method
+from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 from torch.distributed.tensor import DTensor
 
 from diffcore.training.checkpoint import SHARDED_DIR
@@ -96,6 +96,16 @@ def fsdp_plugin(
     )
 
 
+def complete_plugin(plugin: FullyShardedDataParallelPlugin, model: nn.Module) -> None:
+    """Fill in the block classes of a plugin from ``accelerate launch --config_file`` that names none:
+    accelerate would look up ``_no_split_modules`` by exact class name, which misses subclasses (the
+    fused DiT's ``FusedDiTBlock`` for ``DiTBlock``)."""
+    policy = getattr(plugin.auto_wrap_policy, "func", plugin.auto_wrap_policy)
+    named = plugin.transformer_cls_names_to_wrap is not None
+    if not named and policy is transformer_auto_wrap_policy and getattr(model, "_no_split_modules", None):
+        plugin.transformer_cls_names_to_wrap = block_class_names(model)
+
+
 FORWARD_METHODS = ("forward_deferred",)
 """Methods other than ``forward`` that a model calls on its blocks (the fused DiT's deferred-residual
 form); FSDP gathers a unit's parameters only around calls it knows of."""
@@ -112,11 +122,6 @@ def register_forward_methods(model: nn.Module, names: tuple[str, ...] = FORWARD_
                     register_fsdp_forward_method(module, name)
                     count += 1
     return count
-
-
-def is_sharded(model: nn.Module) -> bool:
-    """Whether ``model`` (or the module ``torch.compile`` wraps) has been through ``fully_shard``."""
-    return isinstance(getattr(model, "_orig_mod", model), FSDPModule)
 
 
 def _local(tensor: torch.Tensor) -> torch.Tensor:
@@ -288,9 +293,3 @@ def load_sharded(folder: Path, model: nn.Module, optimizer: torch.optim.Optimize
 def gather_full_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's full state dict on the CPU of the main process (empty elsewhere); a collective."""
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-
-
-def barrier() -> None:
-    """Wait for every process, when a process group is up."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()

@@ -197,6 +197,8 @@ class Trainer:
             os.environ.pop("ACCELERATE_USE_FSDP", None)  # set by Accelerator; a later Trainer decides anew
         # FSDP2 from TrainConfig.sharding or from `accelerate launch --config_file` (then accelerate's plugin).
         self.sharded = self.accelerator.is_fsdp2
+        if self.sharded and plugin is None:
+            sharding.complete_plugin(self.accelerator.state.fsdp_plugin, model)
         if config.tensorboard and not self._tensorboard and self.accelerator.is_main_process:
             warnings.warn(TENSORBOARD_MISSING, stacklevel=2)
         model.to(self.accelerator.device)
