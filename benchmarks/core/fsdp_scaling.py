@@ -6,12 +6,13 @@ Trains a DiT with diffcore's Trainer on synthetic 32x32x4 latents (rectified flo
 master weights) or ``--sharding none`` (DDP), and records the peak memory of every GPU and the samples/s
 after a warm-up. A run that does not fit one GPU records ``fits: false`` instead of a time.
 
-    # DiT-XL/2 at 2 GPUs, FSDP2 vs DDP (same per-GPU batch); each about 1 min on H100s
+    # DiT-XL/2: 1 GPU, then 2 GPUs with FSDP2 and with DDP (same per-GPU batch)
+    python benchmarks/core/fsdp_scaling.py --model DiT_XL_2
     accelerate launch --multi_gpu --num_processes 2 benchmarks/core/fsdp_scaling.py --model DiT_XL_2 --sharding fsdp2
     accelerate launch --multi_gpu --num_processes 2 benchmarks/core/fsdp_scaling.py --model DiT_XL_2 --sharding none
-    # a DiT of 2.1 B parameters (width 2048, depth 28): 1 GPU (does it fit?), then 2, 4, 8
-    python benchmarks/core/fsdp_scaling.py --model DiT_2B --sharding fsdp2
-    accelerate launch --multi_gpu --num_processes 8 benchmarks/core/fsdp_scaling.py --model DiT_2B --sharding fsdp2
+    # a DiT of 2.1 B parameters (width 2048, depth 28): 1 GPU (expected not to fit), then 2, 4 and 8 GPUs
+    python benchmarks/core/fsdp_scaling.py --model DiT_2B
+    accelerate launch --multi_gpu --num_processes 2 benchmarks/core/fsdp_scaling.py --model DiT_2B
     # the script on CPU (a tiny DiT; two gloo processes shard it)
     torchrun --nproc_per_node 2 benchmarks/core/fsdp_scaling.py --quick
 
@@ -19,7 +20,7 @@ after a warm-up. A run that does not fit one GPU records ``fits: false`` instead
 the scaling efficiency of K GPUs against the smallest count k that fits is
 ``(samples/s at K / K) / (samples/s at k / k)``; each run reads the results of smaller counts in
 ``benchmarks/results/`` and records it. Results:
-``benchmarks/results/fsdp_scaling-<model>-<sharding>-b<batch>[-ac]-<K>gpu-<device>.json``.
+``benchmarks/results/fsdp_scaling-<model>-<sharding>-b<batch>[-ac]-<K>proc-<device>.json``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ MODELS: dict[str, dict[str, Any]] = {
     "DiT_XL_2": {},  # 675 M parameters
     "DiT_2B": {"hidden_size": 2048, "num_heads": 16},  # DiT-XL/2's depth 28 at width 2048: 2.1 B
 }
+# Images per GPU by default: GPU-bound for DiT-XL/2; for the 2.1 B DiT, weights, gradients, AdamW moments and
+# EMA in float32 (about 42 GB) plus its bf16 activations at this batch exceed one 80 GB GPU.
+DEFAULT_BATCH = {"DiT_XL_2": 64, "DiT_2B": 96}
 QUICK = {"input_size": (8, 8), "depth": 2, "hidden_size": 64, "num_heads": 4, "num_classes": 10}
 
 
@@ -57,7 +61,12 @@ def parse_args() -> argparse.Namespace:
         "--model", choices=sorted(MODELS), default="DiT_XL_2", help="DiT_XL_2 (675 M) or DiT_2B (2.1 B)"
     )
     p.add_argument("--sharding", choices=["fsdp2", "none"], default="fsdp2", help="FSDP2, or none (DDP)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per GPU per step")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per GPU per step (default: 64 DiT_XL_2, 96 DiT_2B)",
+    )
     p.add_argument("--steps", type=int, default=40, help="optimizer steps in total")
     p.add_argument("--warmup", type=int, default=10, help="untimed first steps")
     p.add_argument(
@@ -88,7 +97,7 @@ def variant(args: argparse.Namespace, processes: int) -> str:
         parts.append("ac")
     if args.unfused:
         parts.append("unfused")
-    return "-".join([*parts, f"{processes}gpu"])
+    return "-".join([*parts, f"{processes}proc"])
 
 
 def peak_memory_per_process(trainer: Trainer, gpu: bool) -> list[float] | None:
@@ -103,6 +112,8 @@ def main() -> None:
     args = parse_args()
     if args.quick:
         args.steps, args.warmup, args.batch_size = 6, 2, 4
+    if args.batch_size is None:
+        args.batch_size = DEFAULT_BATCH[args.model]
     if not 0 <= args.warmup < args.steps:
         raise SystemExit(f"--warmup: expected 0 <= warmup < steps ({args.steps}), got {args.warmup}")
     gpu = torch.cuda.is_available() and not args.quick
@@ -186,6 +197,11 @@ def add_scaling(result: dict[str, Any], args: argparse.Namespace, device: str) -
     k = result["num_processes"]
     for smaller in range(1, k):
         path = result_path("fsdp_scaling", variant(args, smaller), device)
+        if smaller == 1 and not path.is_file():  # one process is a plain run under either --sharding
+            other = argparse.Namespace(
+                **{**vars(args), "sharding": "none" if args.sharding == "fsdp2" else "fsdp2"}
+            )
+            path = result_path("fsdp_scaling", variant(other, 1), device)
         if not path.is_file():
             continue
         base = json.loads(path.read_text())

@@ -212,8 +212,8 @@ class ShardedEMA:
         else:
             floats = [i for i, t in enumerate(mine) if t.is_floating_point()]
             torch._foreach_lerp_([mine[i] for i in floats], [theirs[i] for i in floats], 1.0 - decay)
-            for i in set(range(len(mine))) - set(floats):  # integer buffers: the latest value
-                mine[i].copy_(theirs[i])
+            for i in set(range(len(mine))) - set(floats):  # integer buffers, as torch's EMA function does
+                mine[i].copy_(mine[i] * decay + theirs[i] * (1.0 - decay))
         self._updates += 1
 
     def state_dict(self) -> dict[str, torch.Tensor]:
