@@ -75,7 +75,7 @@ def make_model():
 
 
 def pretrained_model():
-    """A DiT away from its initialisation (whose zero output layer would pass LoRA no gradient)."""
+    # A DiT away from its initialisation (whose zero output layer would pass LoRA no gradient).
     model = make_model()
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
