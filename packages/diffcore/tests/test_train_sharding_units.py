@@ -118,3 +118,16 @@ def test_save_pretrained_writes_given_weights_under_the_models_own_class(tmp_pat
     loaded = PretrainedModel.from_pretrained(tmp_path)
     assert type(loaded) is DiT
     assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items())
+
+
+def test_fsdp_on_cpu_leaves_a_one_process_accelerator_alone() -> None:
+    from accelerate import Accelerator
+    from diffcore.training._compat import fsdp_on_cpu, reset_accelerate_state
+
+    reset_accelerate_state(distributed=True)
+    try:
+        accelerator = Accelerator(cpu=True)
+        fsdp_on_cpu(accelerator, fsdp_plugin(nn.Sequential(nn.Linear(2, 2)), blocks=("Linear",)), "no")
+        assert not accelerator.is_fsdp2  # one process: nothing to shard, a plain run
+    finally:
+        reset_accelerate_state(distributed=True)
