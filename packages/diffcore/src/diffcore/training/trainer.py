@@ -173,6 +173,9 @@ class Trainer:
         # TensorBoard is an extra (diffcore[tensorboard]): without it the run logs to log.jsonl only.
         self._tensorboard = config.tensorboard and _tensorboard_available()
         plugin = _fsdp_plugin(model, config)
+        use_fsdp_env = os.environ.get(
+            "ACCELERATE_USE_FSDP"
+        )  # an Accelerator given a plugin sets it to "true"
         self.accelerator = Accelerator(
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.grad_accum_steps,
@@ -194,7 +197,7 @@ class Trainer:
         )
         if plugin is not None:
             _compat.fsdp_on_cpu(self.accelerator, plugin, config.mixed_precision)
-            os.environ.pop("ACCELERATE_USE_FSDP", None)  # set by Accelerator; a later Trainer decides anew
+            _restore_env("ACCELERATE_USE_FSDP", use_fsdp_env)  # so that a later Trainer decides anew
         # FSDP2 from TrainConfig.sharding or from `accelerate launch --config_file` (then accelerate's plugin).
         self.sharded = self.accelerator.is_fsdp2
         if self.sharded and plugin is None:
@@ -681,6 +684,13 @@ def _check_arguments(model: Any, objective: Any, train_loader: Any, config: Any)
         raise ValueError("device: 'cuda' was asked for but no CUDA device is available; use 'cpu' or 'auto'")
     if config.mixed_precision == "fp16" and (config.device == "cpu" or not torch.cuda.is_available()):
         raise ValueError("mixed_precision: 'fp16' needs a CUDA GPU; use 'bf16' (CPU or GPU) or 'no'")
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _fsdp_plugin(model: nn.Module, config: TrainConfig) -> Any:
