@@ -36,6 +36,8 @@ from typing import Any
 
 import accelerate
 import torch
+from accelerate import PartialState
+from accelerate.utils import gather
 from diffcore.nn import dit
 from diffcore.training import TrainConfig, Trainer
 from torch.utils.data import DataLoader
@@ -100,12 +102,12 @@ def variant(args: argparse.Namespace, processes: int) -> str:
     return "-".join([*parts, f"{processes}proc"])
 
 
-def peak_memory_per_process(trainer: Trainer, gpu: bool) -> list[float] | None:
+def peak_memory_per_process(state: PartialState, gpu: bool) -> list[float] | None:
     """Every process's peak allocated GPU memory in GiB (gathered to all), or ``None`` on the CPU."""
     if not gpu:
         return None
-    mine = torch.tensor([torch.cuda.max_memory_allocated() / 2**30], device=trainer.accelerator.device)
-    return trainer.accelerator.gather(mine).tolist()
+    mine = torch.tensor([torch.cuda.max_memory_allocated() / 2**30], device=state.device)
+    return gather(mine).tolist()
 
 
 def main() -> None:
@@ -140,18 +142,12 @@ def main() -> None:
     )
     clock = StepClock(args.warmup)
     shutil.rmtree(args.workdir, ignore_errors=True)
-    trainer = Trainer(model, objective_for(model.config.num_classes), loader, config, callbacks=[clock])
-    acc = trainer.accelerator
-    del model
     result: dict[str, Any] = {
         "benchmark": "fsdp_scaling",
         "model": args.model if not args.quick else "quick",
         "parameters": params,
-        "sharding": args.sharding if acc.num_processes > 1 else "none (1 process)",
-        "fsdp_units": sum(isinstance(m, dit.DiTBlock) for m in trainer.unwrapped_model.modules()),
-        "num_processes": acc.num_processes,
+        "fsdp_units": sum(isinstance(m, dit.DiTBlock) for m in model.modules()),
         "batch_per_process": args.batch_size,
-        "global_batch": args.batch_size * acc.num_processes,
         "mixed_precision": config.mixed_precision,
         "activation_checkpointing": args.activation_checkpointing,
         "fused_kernels": not (args.unfused or args.quick),
@@ -160,9 +156,17 @@ def main() -> None:
         "steps": args.steps,
         "timed_steps": args.steps - args.warmup,
     }
-    try:
+    state = PartialState(cpu=not gpu)  # the same process group the Trainer joins
+    result.update(
+        sharding=args.sharding if state.num_processes > 1 else "none (1 process)",
+        num_processes=state.num_processes,
+        global_batch=args.batch_size * state.num_processes,
+    )
+    try:  # one GPU: the model may not fit (several: an out-of-memory rank would leave the others waiting)
+        trainer = Trainer(model, objective_for(model.config.num_classes), loader, config, callbacks=[clock])
+        del model
         summary = trainer.fit()
-    except torch.OutOfMemoryError as exc:  # one GPU: the model does not fit (several: ranks would hang)
+    except torch.OutOfMemoryError as exc:
         result.update(fits=False, error=str(exc).splitlines()[0][:300])
     else:
         assert clock.end is not None
@@ -173,10 +177,10 @@ def main() -> None:
             fits=True,
             seconds=seconds,
             samples_per_sec=samples / max(seconds, 1e-9),
-            samples_per_sec_per_process=samples / max(seconds, 1e-9) / acc.num_processes,
+            samples_per_sec_per_process=samples / max(seconds, 1e-9) / state.num_processes,
             final_loss=summary.final_loss,
         )
-    peaks = peak_memory_per_process(trainer, gpu)
+    peaks = peak_memory_per_process(state, gpu)
     result.update(
         peak_memory_gib_per_process=peaks,
         peak_memory_gib=max(peaks) if peaks else None,
@@ -185,11 +189,11 @@ def main() -> None:
         accelerate=accelerate.__version__,
         quick=args.quick,
     )
-    if acc.is_main_process:
+    if state.is_main_process:
         report(result, args, "cuda" if gpu else "cpu")
         shutil.rmtree(args.workdir, ignore_errors=True)
-    acc.wait_for_everyone()
-    acc.end_training()
+    state.wait_for_everyone()
+    state.destroy_process_group()
 
 
 def add_scaling(result: dict[str, Any], args: argparse.Namespace, device: str) -> None:

@@ -206,31 +206,37 @@ def runs(script: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         ],
     )
     context = spawn(script, [(str(killed), None, 4, None, {})])
-    target = killed / "checkpoints" / "checkpoint-00000004" / "manifest.json"
+    try:
+        kill_after_checkpoint(context, killed / "checkpoints" / "checkpoint-00000004" / "manifest.json")
+        assert not (killed / "model").exists()
+        dead.touch()
+        run_one_process(script, single)  # in this process while the two others train
+        run_one_process(script, lora_single, **lora_settings)
+        join(survivor)
+    finally:  # on a failure, leave no process behind (the survivors would wait for the kill forever)
+        for p in [*context.processes, *survivor.processes]:
+            if p.is_alive():
+                p.kill()
+    return {"killed": killed, "full": full, "single": single, "lora": lora, "lora_single": lora_single}
+
+
+pytestmark = pytest.mark.slow
+
+
+def kill_after_checkpoint(context: Any, target: Path) -> None:
+    """SIGKILL both processes of ``context`` as soon as ``target`` (a checkpoint's manifest) exists."""
     deadline = time.monotonic() + 240
     while not target.exists():
         if any(p.exitcode is not None for p in context.processes):
-            join(context, 5)
-            pytest.fail("the two-process run ended before its step-4 checkpoint")
+            pytest.fail(f"the two-process run ended before writing {target}")
         if time.monotonic() > deadline:
-            for p in [*context.processes, *survivor.processes]:
-                p.kill()
-            pytest.fail("no step-4 checkpoint within 240 s")
+            pytest.fail(f"no {target} within 240 s")
         time.sleep(0.05)
     for p in context.processes:
         os.kill(p.pid, signal.SIGKILL)
     for p in context.processes:
         p.join()
         assert p.exitcode == -signal.SIGKILL
-    assert not (killed / "model").exists()
-    dead.touch()
-    run_one_process(script, single)  # in this process while the two others train
-    run_one_process(script, lora_single, **lora_settings)
-    join(survivor)
-    return {"killed": killed, "full": full, "single": single, "lora": lora, "lora_single": lora_single}
-
-
-pytestmark = pytest.mark.slow
 
 
 def test_two_process_fsdp_matches_one_process(runs: dict[str, Path], script: ModuleType) -> None:
