@@ -175,6 +175,7 @@ def main() -> None:
         samples = result["timed_steps"] * result["global_batch"]
         result.update(
             fits=True,
+            sharded=trainer.sharded,
             seconds=seconds,
             samples_per_sec=samples / max(seconds, 1e-9),
             samples_per_sec_per_process=samples / max(seconds, 1e-9) / state.num_processes,
