@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -292,6 +292,8 @@ class DiT(PretrainedModel):
     """
 
     config_class = DiTConfig
+    # The blocks that each become one FSDP unit (TrainConfig.sharding="fsdp2"; the Hugging Face name).
+    _no_split_modules: ClassVar[list[str]] = ["DiTBlock"]
     config: DiTConfig
     pos_embed: Tensor
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -183,6 +183,8 @@ class MMDiT(PretrainedModel):
     """Multimodal Diffusion Transformer (SD3) over 1D/2D/3D inputs; see the module docstring."""
 
     config_class = MMDiTConfig
+    # The blocks that each become one FSDP unit (TrainConfig.sharding="fsdp2"; the Hugging Face name).
+    _no_split_modules: ClassVar[list[str]] = ["MMDiTBlock"]
     config: MMDiTConfig
     pos_embed: Tensor
 
