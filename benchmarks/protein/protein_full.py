@@ -6,7 +6,7 @@ backbone set and the taxonomy-conditioned sequence denoiser on the profile famil
 target metric: CA-CA bonds within 0.1 A of 3.80 A (target >= 98 %), clash-free backbones (>= 90 %),
 helix/strand/loop fractions within 0.1 of the training set, label adherence of CFG samples by an
 independently trained classifier (>= 90 %) and by the exact Bayes classifier. With --real-dir it also
-trains the same network on a folder of PDB/mmCIF/BinaryCIF files (FrameDiff's filters, lengths 40-256)
+trains the same network on windows of the chains of a folder of PDB/mmCIF/BinaryCIF files (64-128 residues)
 and reports the same backbone metrics against those chains (prefix ``real_``). Chain size is reported
 twice: ``rg_ratio`` (Rg over the globule law 2.2 L^0.38; the synthetic training set itself scores ~1.7)
 and ``rg_vs_ref`` (the same over the training set's value; 1 = as compact as the training chains).
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from diff_protein.bench import FULL, QUICK, BenchSettings, backbone_train_config, run_bench
-from diff_protein.data.structures import StructureDataset, StructureFilter
+from diff_protein.data.windows import ChainWindows, WindowConfig
 from diff_protein.pipeline import evaluate_backbones, sample_backbones, train_backbones
 from diffcore.config import apply_overrides
 from diffcore.device import resolve_device
@@ -49,13 +49,11 @@ from results_io import write_result
 
 
 def real_data_metrics(folder: Path, settings: BenchSettings, out: Path, steps: int) -> dict[str, float]:
-    """Train on the real chains of ``folder`` (lengths 40-256; 40-100 on CPU) and evaluate samples
-    against them."""
+    """Train on windows of the real chains of ``folder`` (``ChainWindows``: split at chain breaks, 64-128
+    residues; 48 on CPU) and evaluate samples against them. ``protein_real_chains.py`` is the longer run."""
     cpu = settings.device == "cpu"
-    max_length = 100 if cpu else 256
-    data = StructureDataset(
-        folder, StructureFilter(min_length=40, max_length=max_length), cache_dir=out / "structure_cache"
-    )
+    window = WindowConfig(min_length=48 if cpu else 64, max_length=48 if cpu else 128, stride=16)
+    data = ChainWindows(folder, window)
     if len(data) == 0:
         raise SystemExit(f"--real-dir: no usable chains in {folder}")
     config = backbone_train_config(settings, steps, out / "real_train")

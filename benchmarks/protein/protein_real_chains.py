@@ -20,7 +20,9 @@ training window), by TM-align when tmtools is installed. ``--compare-whole-chain
 setting (whole first chains) with the same budget.
 
     uv run python benchmarks/protein/protein_real_chains.py --quick        # CPU, about 3 minutes
-    uv run python benchmarks/protein/protein_real_chains.py --max-seconds 240 --out runs/real   # one H100
+    uv run python benchmarks/protein/protein_real_chains.py --max-seconds 240 --out runs/real   # one H100, ~5.5 min
+    uv run python benchmarks/protein/protein_real_chains.py --max-seconds 240 --out runs/real2 \
+        --init-from runs/real/windows/model        # a further schedule from the first call's model
 
 Writes benchmarks/results/protein_real_chains[-quick]-<device>.json.
 """
@@ -44,6 +46,7 @@ from diff_protein.frames import Rigid, backbone_from_frames
 from diff_protein.pipeline import evaluate_backbones, sample_backbones, train_backbones
 from diffcore.device import resolve_device
 from diffcore.rng import make_generator
+from diffcore.training import steady_samples_per_sec
 from torch.utils.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
@@ -89,22 +92,45 @@ def data_checks(data: Dataset, coordinate_scale: float) -> dict[str, float]:
     }
 
 
-def train_and_evaluate(
-    data: Dataset, settings, steps: int, max_seconds: float | None, out: Path, num_samples: int, tm: bool
-) -> dict[str, float]:
-    """FrameFlow trained on ``data`` for ``steps`` (or ``max_seconds``); samples at the data's lengths; the
-    targets against the data, diversity and novelty."""
-    config = backbone_train_config(settings, steps, out / "train")
-    config = dataclasses.replace(
-        config,
-        batch_size=min(settings.backbone_batch, len(data)),
-        init_from=None,
-        cuda_graphs=False,
-        train=dataclasses.replace(config.train, max_seconds=max_seconds),
+def _train_config(data: Dataset, settings, steps: int, max_seconds: float | None, out: Path, log_every=None):
+    config = backbone_train_config(settings, steps, out)
+    train = dataclasses.replace(config.train, max_seconds=max_seconds)
+    if log_every is not None:
+        train = dataclasses.replace(train, log_every=log_every)
+    return dataclasses.replace(
+        config, batch_size=min(settings.backbone_batch, len(data)), init_from=None, train=train
     )
+
+
+def planned_steps(data: Dataset, settings, max_seconds: float, out: Path, pilot: int = 60) -> int:
+    """Steps that fit ``max_seconds`` on this device, from a ``pilot``-step run (its last log window), so that
+    the learning-rate schedule completes before the wall-time cap (as ``protein_full.py`` does)."""
+    train_backbones(_train_config(data, settings, pilot, None, out, log_every=pilot // 3), data)
+    rate = steady_samples_per_sec(out, after_step=2 * pilot // 3) / min(settings.backbone_batch, len(data))
+    return max(1, int(0.95 * rate * max_seconds))
+
+
+def train_and_evaluate(
+    data: Dataset,
+    settings,
+    steps: int,
+    max_seconds: float | None,
+    out: Path,
+    num_samples: int,
+    tm: bool,
+    init_from: Path | None = None,
+) -> dict[str, float]:
+    """FrameFlow trained on ``data`` for ``steps`` (on a GPU: as many as fit ``max_seconds``, by a pilot run);
+    samples at the data's lengths; the targets against the data, diversity and novelty."""
+    if max_seconds is not None and settings.device != "cpu":
+        steps = min(steps, planned_steps(data, settings, max_seconds, out / "pilot"))
+    config = _train_config(data, settings, steps, max_seconds, out / "train")
+    if init_from is not None:
+        config = dataclasses.replace(config, init_from=str(init_from))
     t0 = time.perf_counter()
     pipe = train_backbones(config, data)
     train_s = time.perf_counter() - t0
+    pipe.save_pretrained(out / "model")
     device = resolve_device(settings.device)
     rng = np.random.default_rng(settings.seed)
     lengths = [int(n) for n in rng.choice(pipe.lengths, size=num_samples)]
@@ -150,8 +176,15 @@ def main() -> None:
     parser.add_argument(
         "--max-seconds", type=float, default=None, help="training wall-time cap (GPU default 240)"
     )
-    parser.add_argument("--num-samples", type=int, default=None, help="samples drawn (default 8 quick, 128)")
+    parser.add_argument("--num-samples", type=int, default=None, help="samples drawn (default 8 quick, 64)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="a saved model (OUT/windows/model of an earlier call) whose weights start the training: a further "
+        "schedule, for training longer than one call may run",
+    )
     parser.add_argument(
         "--compare-whole-chains", action="store_true", help="also train on whole first chains"
     )
@@ -178,7 +211,7 @@ def main() -> None:
     )
     steps = args.steps or (300 if args.quick else 100_000)
     max_seconds = args.max_seconds if args.max_seconds is not None else (None if cpu else 240.0)
-    num_samples = args.num_samples or (8 if args.quick else 128)
+    num_samples = args.num_samples or (8 if args.quick else 64)
     torch.manual_seed(args.seed)
     out = args.out or Path(tempfile.mkdtemp(prefix="protein_real_chains_"))
 
@@ -195,7 +228,9 @@ def main() -> None:
 
     tm = M.tmtools_available()
     runs = {
-        "windows": train_and_evaluate(windows, settings, steps, max_seconds, out / "windows", num_samples, tm)
+        "windows": train_and_evaluate(
+            windows, settings, steps, max_seconds, out / "windows", num_samples, tm, args.init_from
+        )
     }
     if args.compare_whole_chains:
         runs["whole_chains"] = train_and_evaluate(
@@ -212,7 +247,8 @@ def main() -> None:
         print(name, extra)
     report = {
         "settings": dataclasses.asdict(settings) | {"window": dataclasses.asdict(window), "steps": steps,
-                                                     "max_seconds": max_seconds, "num_samples": num_samples},
+                                                     "max_seconds": max_seconds, "num_samples": num_samples,
+                                                     "init_from": str(args.init_from or "")},
         "targets": TARGETS,
         "checks": checks,
         "metrics": {f"{name}_{k}": v for name, r in runs.items() for k, v in r.items()},
