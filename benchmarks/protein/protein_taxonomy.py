@@ -9,7 +9,7 @@ position-wise identity, whole clusters held out until ``--held-out`` of the rows
 The generator (``train_sequences``) sees only the training clusters; the judge (``TaxonomyClassifier``) is trained
 only on the held-out clusters, and its accuracy on the training clusters (real sequences it never saw) says how
 far it can be trusted. Samples are requested in equal numbers per class and generated unguided (w = 0: the label
-dropped), conditional (w = 1) and with classifier-free guidance (w = ``--guidance``). Reported per scale: label
+dropped), conditional (w = 1) and with classifier-free guidance (each w of ``--guidance``, the targets at the first). Reported per scale: label
 adherence by the judge (targets: >= 0.80 guided, and >= 0.20 above unguided), the median identity of each sample
 to its nearest training sequence (no copying: < 0.9), and the per-position amino-acid distribution distance
 (mean total variation over columns) of each class's samples to that class's held-out sequences, beside the same
@@ -73,7 +73,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="generator steps (default 400 quick, 4000)")
     parser.add_argument("--classifier-steps", type=int, default=None, help="judge steps (default 300, 1500)")
     parser.add_argument("--per-class", type=int, default=None, help="samples per class (default 32, 128)")
-    parser.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        nargs="+",
+        default=[2.0, 4.0],
+        help="classifier-free guidance scales (> 1); the targets are judged at the first",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--results", type=Path, default=None, help="result JSON path (default under results/)"
@@ -142,7 +148,9 @@ def main() -> None:
     metrics: dict[str, float] = {"judge_accuracy_on_train_clusters": real_eval["adherence_classifier"]}
 
     ids = torch.arange(1, len(vocab)).repeat_interleave(per_class)
-    for w in (0.0, 1.0, args.guidance):
+    if any(w <= 1.0 for w in args.guidance):
+        raise SystemExit("error: --guidance: expected scales > 1 (0 and 1 are always sampled)")
+    for w in (0.0, 1.0, *args.guidance):
         tokens = generate_sequences(
             pipe, ids, guidance_scale=w, generator=make_generator(args.seed, pipe.device)
         )
@@ -164,7 +172,7 @@ def main() -> None:
         for n in vocab.labels[1:] if n in held_cls and n in train_cls
     ]  # fmt: skip
     metrics["real_train_vs_held_out_profile_distance"] = float(np.mean(floor))
-    guided = f"guided_w{args.guidance:g}"
+    guided = f"guided_w{args.guidance[0]:g}"
     metrics["adherence_gain"] = metrics[f"{guided}_adherence"] - metrics["unguided_adherence"]
     metrics["met_adherence_guided"] = float(metrics[f"{guided}_adherence"] >= TARGETS["adherence_guided"])
     metrics["met_adherence_gain"] = float(metrics["adherence_gain"] >= TARGETS["adherence_gain"])
@@ -173,7 +181,7 @@ def main() -> None:
     )
     print("| samples | adherence | nearest identity (median) | profile distance |")
     print("| --- | --- | --- | --- |")
-    for key in ("unguided", "conditional", guided):
+    for key in ("unguided", "conditional", *(f"guided_w{w:g}" for w in args.guidance)):
         print(f"| {key} | {metrics[key + '_adherence']:.3f} | {metrics[key + '_nearest_identity_median']:.3f} | "
               f"{metrics[key + '_profile_distance']:.3f} |")  # fmt: skip
     print(f"judge accuracy on the training clusters: {metrics['judge_accuracy_on_train_clusters']:.3f}; "
