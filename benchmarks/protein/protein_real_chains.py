@@ -179,6 +179,12 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=None, help="samples drawn (default 8 quick, 64)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--aux-clash",
+        type=float,
+        default=0.0,
+        help="weight of the steric-violation loss (BenchSettings.aux_clash)",
+    )
+    parser.add_argument(
         "--init-from",
         type=Path,
         default=None,
@@ -201,7 +207,9 @@ def main() -> None:
     if not args.data.is_dir():
         raise SystemExit(f"error: --data: no folder at {args.data}")
     cpu = args.quick or not torch.cuda.is_available()
-    settings = dataclasses.replace(QUICK if cpu else FULL, seed=args.seed, device="cpu" if cpu else "auto")
+    settings = dataclasses.replace(
+        QUICK if cpu else FULL, seed=args.seed, device="cpu" if cpu else "auto", aux_clash=args.aux_clash
+    )
     if args.quick:
         settings = dataclasses.replace(settings, sample_steps=50, backbone_lr=1e-3)
     window = WindowConfig(
