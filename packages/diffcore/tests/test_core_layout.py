@@ -40,6 +40,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "distill": {"foundation", "kernels", "nn", "paths", "guidance", "sampling", "training"},
     "streaming": {"foundation", "kernels", "paths", "guidance", "sampling"},
     "alignment": {"foundation", "paths", "guidance", "sampling", "training"},
+    "interop": {"foundation", "nn", "paths", "guidance", "sampling"},  # diffusers / PEFT / kohya formats
 }
 MAY_IMPORT["top"] = set(MAY_IMPORT)
 
