@@ -241,3 +241,50 @@ def test_bad_diffusers_folders_are_refused_naming_the_problem(tmp_path):
     )
     with pytest.raises(ValueError, match="_class_name='FluxTransformer2DModel'"):
         load_diffusers_model(tmp_path / "dit")
+
+
+SD15_UNET = {"_class_name": "UNet2DConditionModel", "attention_head_dim": 8, "block_out_channels": [320, 640, 1280, 1280],
+             "cross_attention_dim": 768, "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+             "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+             "in_channels": 4, "out_channels": 4, "layers_per_block": 2, "norm_num_groups": 32, "sample_size": 64}  # fmt: skip
+PUBLISHED = {
+    "sd-1.5-unet": SD15_UNET,
+    "sd-2.1-unet": {**SD15_UNET, "attention_head_dim": [5, 10, 20, 20], "cross_attention_dim": 1024,
+                    "use_linear_projection": True, "sample_size": 96},
+    "dit-xl-2-256": {"_class_name": "DiTTransformer2DModel", "num_attention_heads": 16, "attention_head_dim": 72,
+                     "in_channels": 4, "out_channels": 8, "num_layers": 28, "sample_size": 32, "patch_size": 2,
+                     "num_embeds_ada_norm": 1000},
+    "sd3-medium": {"_class_name": "SD3Transformer2DModel", "sample_size": 128, "patch_size": 2, "in_channels": 16,
+                   "num_layers": 24, "attention_head_dim": 64, "num_attention_heads": 24, "joint_attention_dim": 4096,
+                   "caption_projection_dim": 1536, "pooled_projection_dim": 2048, "out_channels": 16,
+                   "pos_embed_max_size": 192},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_published_configs_map_every_tensor_of_the_full_size_model(name):
+    """The configurations of SD 1.5's and SD 2.1's U-Nets, DiT-XL/2 and SD3-medium as published: the rename table
+    covers each diffusers tensor exactly once with the right shape (built on the meta device: nothing allocated)."""
+    from diffcore.interop.diffusers import _shapes, config_from_diffusers, renames_for
+
+    cfg = PUBLISHED[name]
+    with torch.device("meta"):
+        theirs = getattr(diffusers, cfg["_class_name"]).from_config(cfg)
+    their_shapes = {k: v.shape for k, v in theirs.state_dict().items() if k != "pos_embed.pos_embed"}
+    ours = config_from_diffusers(cfg)
+    shapes = _shapes(ours)
+    covered: dict[str, torch.Size] = {}
+    for r in renames_for(ours):
+        for part in r.theirs:
+            assert part not in covered, f"{part} mapped twice"
+            covered[part] = shapes[r.ours]
+        if r.op == "split":  # the parts stack along the first axis into ours
+            assert sum(their_shapes[p][0] for p in r.theirs) == shapes[r.ours][0]
+        elif r.op != "copies":
+            assert their_shapes[r.theirs[0]].numel() == shapes[r.ours].numel(), r
+    assert set(covered) == set(their_shapes)
+    assert sum(s.numel() for s in shapes.values()) == sum(
+        s.numel()
+        for k, s in their_shapes.items()
+        if ".norm1.emb." not in k or k.startswith("transformer_blocks.0.")
+    )

@@ -56,6 +56,7 @@ __all__ = [
     "DIFFUSERS_CONFIG_NAME",
     "DIFFUSERS_WEIGHTS_NAME",
     "Rename",
+    "config_from_diffusers",
     "diffusers_config_from",
     "diffusers_state_from",
     "load_diffusers_model",
@@ -566,14 +567,18 @@ def read_diffusers_folder(directory: str | os.PathLike[str]) -> tuple[dict[str, 
     )
 
 
-def model_from_diffusers(config: dict[str, Any], state: dict[str, Tensor]) -> nn.Module:
-    """Our DiT / MMDiT / UNet from a diffusers ``config.json`` dict and its state dict (tensors copied as they are)."""
+def config_from_diffusers(config: dict[str, Any]) -> DiTConfig | MMDiTConfig | UNetConfig:
+    """Our model configuration for a diffusers ``config.json`` dict (its ``_class_name`` picks the model)."""
     name = config.get("_class_name")
     if name not in _CLASSES:
         raise ValueError(f"config.json: _class_name={name!r}; supported: {sorted(_CLASSES)}")
-    cls, config_from = _CLASSES[name]
-    ours = config_from(config)
-    model = cls(ours)
+    return _CLASSES[name][1](config)
+
+
+def model_from_diffusers(config: dict[str, Any], state: dict[str, Tensor]) -> nn.Module:
+    """Our DiT / MMDiT / UNet from a diffusers ``config.json`` dict and its state dict (tensors copied as they are)."""
+    ours = config_from_diffusers(config)
+    model = _CLASSES[config["_class_name"]][0](ours)
     model.load_state_dict(state_from_diffusers(state, ours), strict=True)
     return model.eval()
 
