@@ -109,3 +109,41 @@ def test_unsupported_settings_are_refused_naming_the_setting(tmp_path):
         read_scheduler_config(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"scheduler_config\.json"):
         read_scheduler_config(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("cls, options", [("DDIMScheduler", dict(clip_sample=False, set_alpha_to_one=False, steps_offset=1)),
+                                          ("DPMSolverMultistepScheduler", dict(prediction_type="v_prediction"))])  # fmt: skip
+def test_a_converted_unet_samples_what_diffusers_samples_with_the_same_scheduler(tmp_path, cls, options):
+    """End to end with a real network: diffusers' U-Net in diffusers' scheduler loop against the converted U-Net
+    in :meth:`SchedulerSpec.sample`, which hands the network diffusers' timestep."""
+    from diffcore.interop.diffusers import load_diffusers_model
+
+    unet = diffusers.UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        norm_num_groups=8, cross_attention_dim=12, attention_head_dim=2,
+    ).eval()  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.copy_(
+                0.3 * torch.randn(p.shape, generator=g) / max(1, p.shape[-1]) ** 0.5 + (p.ndim == 1) * 0.1
+            )
+    unet.save_pretrained(tmp_path / "unet")
+    scheduler = getattr(diffusers, cls)(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, **options
+    )
+    scheduler.save_config(tmp_path / "scheduler")
+    noise, ctx = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 3, 12, generator=g)
+    scheduler.set_timesteps(6)
+    x = noise * scheduler.init_noise_sigma
+    with torch.no_grad():
+        for k in scheduler.timesteps:
+            out = unet(scheduler.scale_model_input(x, k), k, encoder_hidden_states=ctx).sample
+            x = scheduler.step(out, k, x).prev_sample
+        spec = read_scheduler_config(tmp_path / "scheduler")
+        ours = spec.sample(
+            load_diffusers_model(tmp_path / "unet"), noise, 6, cond={"context": ctx}, progress=False
+        )
+    err = float((ours - x).norm() / x.norm())
+    assert err < 1e-4, f"relative difference {err:.2e}"

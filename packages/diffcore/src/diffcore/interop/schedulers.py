@@ -47,7 +47,13 @@ from diffcore.paths.schedules import DiscreteVP, RectifiedFlow, Schedule, betas_
 from diffcore.sampling import grids
 from diffcore.sampling.sample import sample
 
-__all__ = ["SCHEDULER_CONFIG_NAME", "SchedulerSpec", "read_scheduler_config", "scheduler_from_config"]
+__all__ = [
+    "SCHEDULER_CONFIG_NAME",
+    "DiffusersTimestep",
+    "SchedulerSpec",
+    "read_scheduler_config",
+    "scheduler_from_config",
+]
 
 SCHEDULER_CONFIG_NAME = "scheduler_config.json"
 
@@ -88,8 +94,16 @@ class SchedulerSpec:
             return _euler_grid(self.schedule, self.config, steps)
         return _vp_grid(self.schedule, self.config, steps)
 
-    def denoiser(self, network: torch.nn.Module) -> Denoiser:
-        """``network`` (called as ``network(x, t, **cond)`` with ``t`` in [0, 1]) with this schedule and prediction."""
+    def denoiser(self, network: Any, diffusers_timesteps: bool = True) -> Denoiser:
+        """``network`` (called as ``network(x, t, **cond)`` with ``t`` in [0, 1]) with this schedule and prediction.
+
+        ``diffusers_timesteps``: a network converted from diffusers (it embeds ``1000 t``) is given the timestep
+        diffusers gives it: table step ``k`` where our time is ``(k + 1) / T`` (:class:`DiffusersTimestep`);
+        without it the network sees ``1000 t``, one table step later. Flow matching needs no shift.
+        """
+        if diffusers_timesteps and self.class_name != "FlowMatchEulerDiscreteScheduler":
+            T = int(self.config.get("num_train_timesteps", 1000))
+            network = DiffusersTimestep(network, T)
         return Denoiser(network, self.schedule, self.prediction)
 
     def start_scale(self, steps: int) -> float:
@@ -116,6 +130,23 @@ class SchedulerSpec:
             den = self.denoiser(network_or_denoiser)
         x = noise * self.start_scale(steps)
         return sample(den, x, self.sampler, steps, grid=self.grid(steps), **{**self.options, **kwargs})
+
+
+class DiffusersTimestep:
+    """A network converted from diffusers, called with diffusers' timestep: at our ``t`` it sees
+    ``(T t - 1) / 1000`` (it embeds ``1000 t``, so it gets table step ``k = T t - 1``; never below 0).
+
+    Exact on diffusers' integer timesteps (DDPM, DDIM, DPM-Solver, UniPC); Euler's fractional timesteps interpolate
+    sigma where our table interpolates ``log alpha_bar``, so there the time input differs slightly.
+    """
+
+    def __init__(self, network: Any, num_train_timesteps: int) -> None:
+        self.network = network
+        self.num_train_timesteps = num_train_timesteps
+
+    def __call__(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
+        """``network(x, (T t - 1) / 1000, **cond)`` for ``x: (B, ...)``, ``t: (B,)`` in [0, 1]."""
+        return self.network(x, ((self.num_train_timesteps * t - 1) / 1000).clamp(min=0), **cond)
 
 
 def read_scheduler_config(path: str | os.PathLike[str]) -> SchedulerSpec:
