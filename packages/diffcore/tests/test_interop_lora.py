@@ -177,3 +177,50 @@ def test_bad_lora_files_are_refused_naming_the_key(tmp_path):
         )
         add_lora(mm, rank=2)
         save_lora_file(mm, tmp_path / "k.safetensors", format="kohya")
+
+
+def test_peft_lora_on_diffusers_dit_loads_onto_our_dit_and_writes_back_for_peft(tmp_path):
+    """diffusers' DiT has no LoRA loader of its own; peft's adapter on it, saved and loaded both ways."""
+    from diffcore.nn import DiT, DiTConfig
+    from safetensors.torch import load_file, save_file
+
+    config = DiTConfig(input_size=(8, 8), patch_size=2, in_channels=3, hidden_size=32, depth=2, num_heads=4,
+                       num_classes=5, time_freq_shift=1.0, pos_embed_axes="xy")  # fmt: skip
+    ours = randomize(DiT(config))
+    save_diffusers_model(ours, tmp_path / "base")
+    theirs = diffusers.DiTTransformer2DModel.from_pretrained(tmp_path / "base").eval()
+    lora = peft.LoraConfig(
+        r=3, lora_alpha=4, target_modules=["to_k", "to_v", "ff.net.0.proj", "proj_out_2", "norm1.linear"]
+    )
+    theirs = peft.inject_adapter_in_model(lora, theirs)
+    randomize_lora(theirs, seed=7)
+    folder = tmp_path / "peft"
+    folder.mkdir()
+    save_file({f"base_model.model.{k}": v for k, v in peft.get_peft_model_state_dict(theirs).items()},
+              folder / "adapter_model.safetensors")  # fmt: skip
+    lora.save_pretrained(str(folder))
+    load_lora_file(ours, folder)
+
+    def outputs(model):
+        x, t, y = (
+            torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3)),
+            torch.tensor([0.2, 0.9]),
+            torch.tensor([1, 5]),
+        )
+        with torch.no_grad():
+            return (
+                model(x, t, y)
+                if isinstance(model, DiT)
+                else model(x, timestep=1000 * t, class_labels=y).sample
+            )
+
+    torch.testing.assert_close(outputs(ours), outputs(theirs), **TOL)
+    written = save_lora_file(ours, tmp_path / "back", format="peft")
+    fresh = diffusers.DiTTransformer2DModel.from_pretrained(tmp_path / "base").eval()
+    fresh = peft.inject_adapter_in_model(peft.LoraConfig.from_pretrained(str(written)), fresh)
+    state = {
+        k.removeprefix("base_model.model."): v
+        for k, v in load_file(written / "adapter_model.safetensors").items()
+    }
+    assert not peft.set_peft_model_state_dict(fresh, state).unexpected_keys
+    torch.testing.assert_close(outputs(fresh), outputs(ours), **TOL)
