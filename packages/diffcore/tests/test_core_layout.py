@@ -20,7 +20,7 @@ PACKAGE = SRC / "diffcore"
 
 # The concern of each top-level module of diffcore that is not a folder of its own.
 FOUNDATION = ("config", "io", "rng", "device", "progress", "pretrained", "registry", "_moved")
-TOP = ("pipeline", "model_card", "modality", "bench", "cli")
+TOP = ("pipeline", "model_card", "modality", "bench", "cli", "workflows", "ui")
 CONCERN_OF = {**dict.fromkeys(FOUNDATION, "foundation"), **dict.fromkeys(TOP, "top")}
 
 # concern -> the other concerns it may import (each may import itself)
