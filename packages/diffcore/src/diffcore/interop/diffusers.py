@@ -589,8 +589,11 @@ def state_from_diffusers(state: dict[str, Tensor], config: Any) -> dict[str, Ten
 
 
 def diffusers_state_from(model: nn.Module) -> dict[str, Tensor]:
-    """Our model's state dict in diffusers' names (SD3's stored position table included)."""
-    state = to_diffusers_state(model.state_dict(), renames_for(model))
+    """Our model's state dict in diffusers' names (SD3's stored position table included). A model carrying LoRA
+    adapters gives its base weights (with any adapter merged into them); save adapters with
+    :func:`diffcore.interop.lora.save_lora_file`."""
+    base = {k.replace(".base_layer.", "."): v for k, v in model.state_dict().items() if ".lora_" not in k}
+    state = to_diffusers_state(base, renames_for(model))
     config = model.config  # type: ignore[attr-defined]
     if isinstance(config, MMDiTConfig) and (max_size := _mmdit_max_size(config)) is not None:
         table = sincos_pos_embed(
