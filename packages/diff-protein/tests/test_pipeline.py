@@ -116,6 +116,11 @@ def test_backbone_train_save_load_sample(tmp_path, synthetic, kind) -> None:
     pipe.save_pretrained(tmp_path / "pipe")
     again = ProteinPipeline.from_pretrained(tmp_path / "pipe")
     assert again.what == "backbone" and again.process_kind == kind and again.lengths == pipe.lengths
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(tmp_path / "pipe" / "README.md")  # the model card, in the Hub's form
+    assert card.data.library_name == "diffcore" and "protein" in card.data.tags
+    assert "diffuse protein sample --pipeline" in card.text
     assert again.process_config == pipe.process_config
     for a, b in zip(pipe.backbone.state_dict().values(), again.backbone.state_dict().values(), strict=True):
         assert torch.equal(a, b)

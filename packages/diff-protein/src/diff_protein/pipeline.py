@@ -303,6 +303,7 @@ def train(config: ProteinTrainConfig) -> ProteinPipeline:
     else:
         dataset, judge_data, info = _sequence_data(config)
         pipe = train_sequences(config, dataset, classifier_data=judge_data, data_info=info)
+    pipe.card.record_training(config)
     pipe.save_pretrained(out / "pipeline")
     return pipe
 
