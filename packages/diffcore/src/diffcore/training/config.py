@@ -17,9 +17,11 @@ from diffcore.precision.float8 import FLOAT8_RECIPES, Float8Recipe
 
 LrSchedule = Literal["constant", "cosine"]
 MixedPrecision = Literal["no", "bf16", "fp16"]
+Sharding = Literal["none", "fsdp2"]
 
 _SCHEDULES = ("constant", "cosine")
 _PRECISIONS = ("no", "bf16", "fp16")
+_SHARDINGS = ("none", "fsdp2")
 
 
 @dataclass
@@ -95,9 +97,22 @@ class TrainConfig:
             modulation and the output layer stay in bf16). Needs ``mixed_precision="bf16"``. Where float8
             matmuls cannot run (the CPU, a GPU below compute capability 8.9) the Trainer warns in one line and
             trains in bf16. Checkpoints and saved models are the same either way.
-        activation_checkpointing: recompute each block's activations in the backward instead of keeping them
-            (less memory, about a third more compute): sets ``gradient_checkpointing`` on every module of the
-            model that has it (DiT, MMDiT, U-Net, ControlNet, the video DiT); an error for a model without one.
+        sharding: ``"none"`` (each process holds the whole model; several processes run DDP) or ``"fsdp2"``:
+            under several processes, shard parameters, gradients and optimizer state over them with
+            PyTorch's FSDP2 (``fully_shard``) through accelerate's ``FullyShardedDataParallelPlugin``, one
+            unit per block (:mod:`diffcore.training.sharding`). Checkpoints are then sharded
+            (``torch.distributed.checkpoint``) and load on any process count. With one process there is
+            nothing to shard and the run is a plain one. ``accelerate launch --config_file`` with an FSDP2
+            configuration works too (then accelerate's own settings apply).
+        fsdp_blocks: class names of the modules that each become one FSDP unit; ``None``: the model's
+            ``_no_split_modules`` (DiT, MMDiT, U-Net and the video DiT declare their blocks).
+        activation_checkpointing: recompute each block's activations in the backward pass instead of storing
+            them (less memory, about one more forward of compute). Under ``sharding="fsdp2"`` through the FSDP
+            plugin, per unit; otherwise by setting ``gradient_checkpointing`` on every module of the model that
+            has it (DiT, MMDiT, U-Net, ControlNet, the video DiT; an error for a model without one).
+        fsdp_reshard_after_forward: free each block's gathered parameters after its forward and gather them
+            again for the backward (ZeRO-3); ``False`` keeps them until the backward (ZeRO-2-like: more
+            memory, one all-gather less per block).
     """
 
     steps: int = 1000
@@ -128,7 +143,10 @@ class TrainConfig:
     compile_ddp_optimizer: bool = False
     max_seconds: float | None = None
     float8: Float8Recipe = "none"
+    sharding: Sharding = "none"
+    fsdp_blocks: tuple[str, ...] | None = None
     activation_checkpointing: bool = False
+    fsdp_reshard_after_forward: bool = True
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # type: ignore[assignment]  # JSON and YAML give lists
@@ -181,10 +199,17 @@ class TrainConfig:
                 f"float8: {self.float8!r} trains the other layers in bf16; set mixed_precision='bf16' "
                 f"(got {self.mixed_precision!r})"
             )
-        if not isinstance(self.activation_checkpointing, bool):
-            raise ValueError(
-                f"activation_checkpointing: expected True or False, got {self.activation_checkpointing!r}"
-            )
+        if self.sharding not in _SHARDINGS:
+            raise ValueError(f"sharding: expected one of {_SHARDINGS}, got {self.sharding!r}")
+        if self.fsdp_blocks is not None:
+            self.fsdp_blocks = tuple(self.fsdp_blocks)  # type: ignore[assignment]  # JSON and YAML give lists
+            if not self.fsdp_blocks or not all(isinstance(n, str) and n for n in self.fsdp_blocks):
+                raise ValueError(
+                    f"fsdp_blocks: expected None or a non-empty list of class names, got {self.fsdp_blocks!r}"
+                )
+        for name in ("activation_checkpointing", "fsdp_reshard_after_forward"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
         if not self.output_dir:
             raise ValueError("output_dir: expected a folder path, got an empty string")
         if not isinstance(self.ema_warmup, bool):

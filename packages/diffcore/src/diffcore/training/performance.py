@@ -1,6 +1,6 @@
 """The Trainer's model options for speed and memory: float8 linear layers and activation checkpointing.
 
-Applied once, to the plain model on its device, before the optimizer, DDP and ``torch.compile`` see it
+Applied once, to the plain model on its device, before the optimizer, DDP / FSDP2 and ``torch.compile`` see it
 (:class:`~diffcore.training.Trainer`). Neither changes the parameters or the state-dict keys, so checkpoints,
 resume, EMA and saved models are those of the plain model.
 """
@@ -16,10 +16,13 @@ from diffcore.training.config import TrainConfig
 __all__ = ["apply_model_options", "enable_activation_checkpointing", "plain_copy"]
 
 
-def apply_model_options(model: nn.Module, config: TrainConfig, device: torch.device) -> Float8Plan | None:
-    """Apply ``config.activation_checkpointing`` and ``config.float8`` to ``model`` in place; returns the float8
-    plan (``None`` when float8 is off or cannot run here, which warns once)."""
-    if config.activation_checkpointing:
+def apply_model_options(
+    model: nn.Module, config: TrainConfig, device: torch.device, *, sharded: bool = False
+) -> Float8Plan | None:
+    """Apply ``config.activation_checkpointing`` (unless ``sharded``: FSDP2's plugin checkpoints its units then)
+    and ``config.float8`` to ``model`` in place; returns the float8 plan (``None`` when float8 is off or cannot
+    run here, which warns once)."""
+    if config.activation_checkpointing and not sharded:
         enable_activation_checkpointing(model)
     return float8_for_training(model, config.float8, device)
 
