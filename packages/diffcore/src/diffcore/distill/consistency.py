@@ -289,13 +289,13 @@ class ConsistencyCallback(Callback):
         self._start = time.perf_counter()
         self._budget = getattr(trainer.config, "max_seconds", None)
         self.objective.step = trainer.step
-        if isinstance(self.objective, ConsistencyTraining):
+        if hasattr(self.objective, "total_steps"):  # a curriculum (iCT, ECT) spans the Trainer run
             steps = int(trainer.config.steps)
             if self.objective.total_steps is None:
                 self.objective.total_steps = steps
             elif self.objective.total_steps != steps:
                 raise ValueError(
-                    f"total_steps: the iCT curriculum spans {self.objective.total_steps} steps but the Trainer "
+                    f"total_steps: the curriculum spans {self.objective.total_steps} steps but the Trainer "
                     f"runs {steps}; pass total_steps=None to follow the Trainer"
                 )
 
