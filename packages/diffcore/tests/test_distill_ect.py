@@ -70,7 +70,7 @@ def test_loss_is_ect_eq8_by_hand():
     x0 = torch.randn(64, 2, dtype=torch.float64)
     obj = _objective(stages=3, pretrain_fraction=0.0)
     obj.step = 50
-    loss, logs = obj(net, x0, torch.Generator().manual_seed(3))
+    loss, _logs = obj(net, x0, torch.Generator().manual_seed(3))
     # the same draws, by hand
     g = torch.Generator().manual_seed(3)
     s, s_r = obj.draw(64, torch.device("cpu"), g)
@@ -119,34 +119,40 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="pretrain_fraction"):
         _objective(pretrain_fraction=1.0)
     with pytest.raises(ValueError, match="total_steps"):
-        EasyConsistencyTraining(ConsistencyParameterization(SCHEDULE, "x0")).stage  # noqa: B018
+        EasyConsistencyTraining(ConsistencyParameterization(SCHEDULE, "x0")).stage
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    return float(t.mean()), float(t.std() / math.sqrt(len(values)))
 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_ect_learns_the_mixture_and_more_steps_do_not_hurt(tmp_path, few_step):
-    """ECT from a random initialisation (first half: diffusion training): the 1-step samples are several times
-    closer (sliced W2) than the untrained net's and than the exact flow's single Euler step; 2 and 4 steps are
-    not worse than 1 (within 10%)."""
-    torch.manual_seed(0)
+    """ECT from a random initialisation (first half: diffusion training), three training seeds: the mean 1-step
+    sliced W2 is several times below the untrained net's and the exact flow's single Euler step, and the mean
+    error does not increase from 1 to 2 to 4 steps beyond two combined standard errors of the seeds."""
     data, ref, noise = few_step.reference_sets()
     param = ConsistencyParameterization(SCHEDULE, "x0")
-    obj = EasyConsistencyTraining(param)
-    net = MLPDenoiser(MLPDenoiserConfig(width=64, depth=2))
-    untrained = few_step.distance(
-        param.denoiser(copy.deepcopy(net)), "consistency", 1, noise, ref, t_start=obj.t_max
-    )
-    Trainer(
-        net,
-        obj,
-        few_step.loader(data),
-        few_step.train_config(tmp_path, 1000),
-        callbacks=[ConsistencyCallback(obj)],
-    ).fit()
-    assert obj.total_steps == 1000 and obj.stage == 3
-    student = param.denoiser(net.eval())
-    got = {k: few_step.distance(student, "consistency", k, noise, ref, t_start=obj.t_max) for k in (1, 2, 4)}
+    got: dict[int, list[float]] = {1: [], 2: [], 4: []}
+    untrained = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        obj = EasyConsistencyTraining(param)
+        net = MLPDenoiser(MLPDenoiserConfig(width=64, depth=2))
+        den = param.denoiser(copy.deepcopy(net))
+        untrained.append(few_step.distance(den, "consistency", 1, noise, ref, t_start=obj.t_max))
+        config = few_step.train_config(tmp_path / str(seed), 800)
+        Trainer(net, obj, few_step.loader(data), config, callbacks=[ConsistencyCallback(obj)]).fit()
+        assert obj.total_steps == 800 and obj.stage == 3
+        student = param.denoiser(net.eval())
+        for k in got:
+            got[k].append(few_step.distance(student, "consistency", k, noise, ref, t_start=obj.t_max))
+    stats = {k: _mean_se(v) for k, v in got.items()}
     teacher_one = few_step.distance(few_step.gmm.denoiser(SCHEDULE, "velocity"), "euler", 1, noise, ref)
-    assert got[1] < 0.3 * untrained, (got, untrained)
-    assert got[1] < 0.35 * teacher_one, (got, teacher_one)
-    assert got[2] < 1.1 * got[1] and got[4] < 1.1 * got[2], got
+    assert stats[1][0] < 0.3 * min(untrained), (stats, untrained)
+    assert stats[1][0] < 0.35 * teacher_one, (stats, teacher_one)
+    for a, b in ((1, 2), (2, 4)):
+        (ma, sa), (mb, sb) = stats[a], stats[b]
+        assert mb <= ma + 2 * math.hypot(sa, sb), stats

@@ -30,7 +30,13 @@ from diffcore.distill.discretization import (
     lognormal_interval_probs,
     time_of_data_sigma,
 )
-from diffcore.distill.dmd import DistributionMatchingDistillation, DMDModel, dmd_optimizer
+from diffcore.distill.dmd import (
+    DistributionMatchingDistillation,
+    DMDModel,
+    backward_simulation,
+    dmd_optimizer,
+    student_grid,
+)
 from diffcore.distill.ect import EasyConsistencyTraining, ect_gap_ratio, ect_stage
 from diffcore.distill.emd import EMDistillation, EStep
 from diffcore.distill.lcm import LatentConsistencyDistillation, add_lcm_lora
@@ -72,6 +78,7 @@ __all__ = [
     "Straightness",
     "TargetNetwork",
     "add_lcm_lora",
+    "backward_simulation",
     "consistency_distance",
     "couplings_loader",
     "distill_progressively",
@@ -88,6 +95,7 @@ __all__ = [
     "one_step_distillation",
     "one_step_error",
     "straightness",
+    "student_grid",
     "time_of_data_sigma",
     "two_step_target",
 ]
