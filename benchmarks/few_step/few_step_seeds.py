@@ -73,7 +73,7 @@ def method_rows(ctx: fs.Context, method: str, pairs: Any) -> dict[str, fs.Row]:
     if method == "dmd":
         return {"DMD (consistency)": fs.dmd(ctx, pairs())}
     if method == "dmd2":
-        return {"DMD2, backward simulation, 5:1 updates (consistency)": fs.dmd2(ctx, pairs())}
+        return {"DMD2, backward simulation (consistency)": fs.dmd2(ctx, pairs())}
     if method == "emd":
         return {"EMD, 4 Langevin steps (consistency)": fs.emd(ctx, pairs())}
     raise ValueError(f"method: expected one of {METHODS}, got {method!r}")

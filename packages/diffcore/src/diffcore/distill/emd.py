@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from diffcore.distill.dmd import DMDModel, backward_simulation
+from diffcore.distill.dmd import DMDModel
 from diffcore.distill.teacher import coefficients
 from diffcore.paths.denoiser import Denoiser, DenoiserBase
 from diffcore.paths.predictions import Prediction, check_prediction, from_x0_eps, to_x0_eps
@@ -67,9 +67,6 @@ class EMDistillation:
         gamma_eps, gamma_z: Langevin step sizes on ``eps`` and on ``z`` (0 keeps ``z`` fixed).
         t_range: range of the uniform ``t`` of the E/M-step and of the fake score's loss.
         noise_cancellation: keep only the drift of ``eps`` in the M-step (Sec. 3.3); off, the whole residual.
-        student_steps: step counts of multistep sampling to train for by backward simulation (DMD2's, see
-            :func:`~diffcore.distill.dmd.backward_simulation`); ``(1,)`` is EMD's one-step generator. With other
-            step counts the generator's input is the simulated state, so ``gamma_z`` must be 0.
     """
 
     teacher: DenoiserBase
@@ -80,15 +77,8 @@ class EMDistillation:
     gamma_z: float = 0.0
     t_range: tuple[float, float] = (0.02, 0.98)
     noise_cancellation: bool = True
-    student_steps: tuple[int, ...] = (1,)
 
     def __post_init__(self) -> None:
-        if not self.student_steps or any(int(k) < 1 for k in self.student_steps):
-            raise ValueError(f"student_steps: expected step counts >= 1, got {self.student_steps}")
-        if tuple(self.student_steps) != (1,) and self.gamma_z > 0:
-            raise ValueError(
-                "gamma_z: must be 0 with multistep student_steps (the input is not a latent z then)"
-            )
         check_prediction(self.generator_prediction)
         check_prediction(self.fake_prediction)
         if self.langevin_steps < 0:
@@ -113,10 +103,6 @@ class EMDistillation:
         x1 = c.sigma * z
         out = generator(x1, t.to(z.dtype) if z.dtype == torch.float64 else t.float(), **cond)
         return to_x0_eps(out, self.generator_prediction, x1, c)[0]
-
-    def _x0(self, generator: nn.Module, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
-        out = generator(x, t.to(x.dtype) if x.dtype == torch.float64 else t.float(), **cond)
-        return to_x0_eps(out, self.generator_prediction, x, coefficients(self.schedule, t, x))[0]
 
     def generator_denoiser(self, generator: nn.Module) -> Denoiser:
         """The generator as a denoiser: ``diffcore.sample(den, z, "consistency", 1)`` returns ``g(z)``."""
@@ -143,11 +129,8 @@ class EMDistillation:
         cond: dict[str, Any],
         steps: int | None = None,
         generator: torch.Generator | None = None,
-        gen_fn=None,
     ) -> EStep:
-        """``steps`` (default ``langevin_steps``) Langevin updates of ``(eps, z)`` at times ``t: (B,)``.
-        ``gen_fn(z) -> x``: the generator as a function of ``z`` (default: :meth:`generate` with ``model``)."""
-        gen_fn = gen_fn or (lambda latent: self.generate(model.generator, latent, **cond))
+        """``steps`` (default ``langevin_steps``) Langevin updates of ``(eps, z)`` at times ``t: (B,)``."""
         c = coefficients(self.schedule, t, eps)
         drift = torch.zeros_like(eps)
         ge, gz = self.gamma_eps, self.gamma_z
@@ -155,13 +138,13 @@ class EMDistillation:
             if gz > 0:
                 with torch.enable_grad():
                     zg = z.detach().requires_grad_(True)
-                    gen = gen_fn(zg)
+                    gen = self.generate(model.generator, zg, **cond)
                     x_t = c.alpha * gen.detach() + c.sigma * eps
                     d, _ = self.score_gap(model, x_t, t, cond)
                     (pull,) = torch.autograd.grad(gen, zg, grad_outputs=c.alpha * d)
             else:
                 with torch.no_grad():
-                    x_t = c.alpha * gen_fn(z) + c.sigma * eps
+                    x_t = c.alpha * self.generate(model.generator, z, **cond) + c.sigma * eps
                 d, _ = self.score_gap(model, x_t, t, cond)
             n = torch.randn(eps.shape, device=eps.device, dtype=eps.dtype, generator=generator)
             eps = eps + ge * (c.sigma * d - eps) + math.sqrt(2 * ge) * n
@@ -209,25 +192,12 @@ class EMDistillation:
         z = torch.randn(like.shape, device=like.device, dtype=like.dtype, generator=generator)
         eps = torch.randn(like.shape, device=like.device, dtype=like.dtype, generator=generator)
         t = self._times(b, like.device, generator)
-        if tuple(self.student_steps) == (1,):
-            gen_fn = lambda latent: self.generate(model.generator, latent, **cond)  # noqa: E731
-        else:  # backward simulation: the generator at a sampling time of a multistep chain, on its own input
-            x_in, t_in = backward_simulation(
-                lambda x, tt: self._x0(model.generator, x, tt, **cond),
-                self.schedule,
-                self.student_steps,
-                z,
-                generator,
-            )
-            gen_fn = lambda _latent: self._x0(model.generator, x_in, t_in, **cond)  # noqa: E731
-        with torch.no_grad():
-            first = gen_fn(z)
-        fake = self._fake_loss(model, first, cond, generator)
+        fake = self._fake_loss(model, self.generate(model.generator, z, **cond).detach(), cond, generator)
         logs: dict[str, Tensor] = {"fake_score": fake.detach()}
         if self.langevin_steps == 0:
             return fake, logs
-        state = self.e_step(model, z, eps, t, cond, generator=generator, gen_fn=gen_fn)
-        x = gen_fn(state.z)
+        state = self.e_step(model, z, eps, t, cond, generator=generator)
+        x = self.generate(model.generator, state.z, **cond)
         move = self.m_step_move(model, x.detach(), eps, state, t, cond)
         m_step = 0.5 * ((x - (x + move).detach()) ** 2).reshape(b, -1).sum(1).mean()
         logs.update(m_step=m_step.detach(), move=move.abs().mean())
