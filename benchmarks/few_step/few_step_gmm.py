@@ -411,7 +411,8 @@ def run_seeds(args, work: Path, methods: set[str] | None) -> None:
         if store.has(tag, seed):
             print(f"seed {seed}: already measured ({store.path})")
             continue
-        rows = run(args.quick, work, args.scale, seed=seed, methods=methods)["sliced_wasserstein"]
+        fresh = work / time.strftime("%Y%m%d-%H%M%S")  # a stopped call's folders are not reused
+        rows = run(args.quick, fresh, args.scale, seed=seed, methods=methods)["sliced_wasserstein"]
         values = {f"{row}/{k}": v for row, cells in rows.items() for k, v in cells.items()}
         store.put(tag, seed, values)
     by_row: dict[str, dict[str, list[float]]] = {}

@@ -142,6 +142,8 @@ def context(args, device: str, work: Path) -> tuple[fs.Context, float]:
     if args.dataset == "digits":
         settings = fs.Settings.quick() if args.quick else fs.Settings(device=device)
         settings = replace(settings, student_seconds=None if args.quick else args.student_seconds)
+        if args.step_scale != 1.0:
+            settings = replace(settings.scaled(args.step_scale), teacher_steps=settings.teacher_steps)
         saved = (
             work / "teacher" / "pipeline"
         )  # where diff_image.pipeline.train saves it: a later call reuses it
@@ -150,6 +152,8 @@ def context(args, device: str, work: Path) -> tuple[fs.Context, float]:
     from few_step_shapes import ShapesSettings, shapes_context
 
     ss = replace(ShapesSettings.quick() if args.quick else ShapesSettings(), device=device)
+    if args.step_scale != 1.0:
+        ss = ss.scaled(args.step_scale)  # students only
     if not args.quick:
         ss = replace(ss, student_seconds=args.student_seconds)
     saved = work / "teacher" / "shapes_run" / "pipeline"
@@ -176,6 +180,10 @@ def main() -> None:
     )
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=["ect", "ict"])
     parser.add_argument("--student-seconds", type=float, default=60.0, help="training cap of each student")
+    parser.add_argument(
+        "--step-scale", type=float, default=1.0,
+        help="every student's step count x this (few_step.py's counts; the time cap still applies)",
+    )  # fmt: skip
     parser.add_argument(
         "--budget-seconds", type=float, default=330.0,
         help="start no new cell once the call has spent this minus one cell's estimate (then run it again)",
