@@ -273,8 +273,9 @@ class ConsistencyTraining(_ConsistencyObjective):
 
 class ConsistencyCallback(Callback):
     """Keeps a consistency objective in step with the Trainer: sets ``objective.step`` (the iCT curriculum,
-    also after a resume), gives :class:`ConsistencyTraining` the run's total step count when its
-    ``total_steps`` is ``None``, and updates the EMA target after every optimizer step.
+    also after a resume), gives a curriculum objective (:class:`ConsistencyTraining`, ECT's
+    :class:`~diffcore.distill.ect.EasyConsistencyTraining`) the run's total step count when its ``total_steps`` is
+    ``None``, and updates the EMA target after every optimizer step.
 
     Under a wall-time budget (``TrainConfig.max_seconds``) the run may end before ``config.steps``; the
     curriculum then advances by whichever is further, the step count or the fraction of the budget spent,
