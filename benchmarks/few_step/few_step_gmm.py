@@ -11,7 +11,7 @@ the trajectory straightness before and after reflow. Results go to
     uv run python benchmarks/few_step/few_step_gmm.py --quick    # tiny, checks that it runs
     uv run python benchmarks/few_step/few_step_gmm.py --seeds 0 1 2 --methods ect dmd2 emd --scale 0.33
         # per-seed cells, mean +- standard error, "not worse with more steps"; resumable:
-        # few_step_gmm-seeds-cpu.json (+ its .cells.json store)
+        # few_step_gmm-seeds-cpu.json (+ its store few_step_gmm-seeds-cells-cpu.json)
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/few_step/: seeds
 from results_io import result_path, write_result
-from seeds import SeedStore, mean_se, not_worse_with_steps
+from seeds import SeedStore, cells_path, mean_se, not_worse_with_steps
 
 SCHEDULE = "rectified-flow"
 STEPS = (1, 2, 4)
@@ -405,7 +405,7 @@ def run_seeds(args, work: Path, methods: set[str] | None) -> None:
     """Each seed of ``args.seeds`` not yet in the store (``<out>.seeds.json``), then the summary to ``--out``."""
     variant = "seeds-quick" if args.quick else "seeds"
     out = Path(args.out) if args.out else result_path("few_step_gmm", variant, "cpu")
-    store = SeedStore(out.with_suffix(".cells.json"))
+    store = SeedStore(cells_path(out))
     tag = ",".join(sorted(methods)) if methods else "all"
     for seed in args.seeds:
         if store.has(tag, seed):

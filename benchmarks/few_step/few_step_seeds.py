@@ -5,7 +5,7 @@ One teacher (trained, or loaded with ``--teacher``); for each seed of ``--seeds`
 ``--methods`` the student is trained by the same function as in ``few_step.py`` with the training seed set
 (initialisation of from-scratch students, data order, objective draws; the evaluation noise and captions are
 fixed), sampled at 1 / 2 / 4 steps and scored: digits FD and class accuracy, shapes FD and one- / two-object
-caption adherence. Every (method, seed) cell is written to ``<out>.cells.json`` as soon as it is measured; a call
+caption adherence. Every (method, seed) cell is written to ``the cells file (``-cells-`` in the name)`` as soon as it is measured; a call
 skips cells already there and starts no new one when ``--budget-seconds`` would be passed, so a long run is a
 sequence of calls of the same command. The summary (``--out``): per row, metric and step count the mean,
 standard error (sample std / sqrt(n)) and n; whether the FD does not increase from 1 to 2 to 4 steps (within 2
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/few_step/
 import few_step as fs
 from diffcore.distill import ConsistencyParameterization, EasyConsistencyTraining
 from results_io import result_path, write_result
-from seeds import SeedStore, not_worse_with_steps
+from seeds import SeedStore, cells_path, not_worse_with_steps
 
 sys.modules.setdefault("few_step", fs)  # few_step_shapes imports the same module object
 METHODS = ("progressive", "cd", "ict", "ect", "ect-tune", "lcm", "reflow", "dmd", "dmd2", "emd")
@@ -200,7 +200,7 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
     variant = args.dataset + ("-quick" if args.quick else "")
     out = Path(args.out) if args.out else result_path("few_step_seeds", variant, device)
-    store = SeedStore(out.with_suffix(".cells.json"))
+    store = SeedStore(cells_path(out))
     work = Path(args.workdir) / variant
     ctx, teacher_s = context(args, device, work)
     if not store.has("teacher", 0):

@@ -38,6 +38,14 @@ def not_worse_with_steps(cells: dict[str, dict[str, float]], steps: tuple[str, .
     return True
 
 
+def cells_path(out: Path) -> Path:
+    """The per-seed store beside a summary ``<script>[-<variant>]-<device>.json``: the same name with ``cells`` added
+    to the variant (``few_step_gmm-seeds-cpu.json`` -> ``few_step_gmm-seeds-cells-cpu.json``)."""
+    out = Path(out)
+    head, sep, device = out.stem.rpartition("-")
+    return out.with_name(f"{head}-cells-{device}.json" if sep else f"{out.stem}-cells.json")
+
+
 class SeedStore:
     """Per-seed results in a JSON file, written atomically after every cell so a stopped run resumes."""
 
