@@ -50,6 +50,8 @@ from diffcore.distill import (
     CoupledFlowMatching,
     DistributionMatchingDistillation,
     DMDModel,
+    EasyConsistencyTraining,
+    EMDistillation,
     LatentConsistencyDistillation,
     add_lcm_lora,
     couplings_loader,
@@ -74,6 +76,9 @@ SCHEDULE = "rectified-flow"
 TEACHER_STEPS = (50, 20, 10)
 STUDENT_STEPS = (1, 2, 4)
 NUM_CLASSES = 10
+TRAIN_SEED = [0]
+"""The students' training seed (initialisation of from-scratch students, data order, objective draws); the
+seeds runner (``few_step_seeds.py``) sets ``TRAIN_SEED[0]``. The evaluation noise does not depend on it."""
 
 
 @dataclass
@@ -101,6 +106,7 @@ class Settings:
     pd_round_steps: int = 250
     cd_steps: int = 1000
     ict_steps: int = 2000
+    ect_steps: int = 2000
     lcm_steps: int = 1000
     reflow_pairs: int = 8192
     reflow_steps: int = 1000
@@ -119,7 +125,7 @@ class Settings:
     @classmethod
     def quick(cls) -> Settings:
         return cls(teacher_steps=100, width=32, depth=2, batch=64, pd_round_steps=15, cd_steps=30,
-                   ict_steps=30, lcm_steps=30, reflow_pairs=256, reflow_steps=30, one_step_steps=15,
+                   ict_steps=30, ect_steps=30, lcm_steps=30, reflow_pairs=256, reflow_steps=30, one_step_steps=15,
                    dmd_steps=20, concept_steps=40, lcm_lora_steps=30, num_eval=200, device="cpu")  # fmt: skip
 
     def scaled(self, factor: float) -> Settings:
@@ -278,7 +284,7 @@ def reinitialised(model: nn.Module) -> nn.Module:
     device = next(model.parameters()).device
 
     def make(net: PretrainedModel) -> nn.Module:
-        torch.manual_seed(0)
+        torch.manual_seed(TRAIN_SEED[0])
         return type(net)(copy.deepcopy(net.config)).to(device)
 
     return _backbone_swap(model, make)
@@ -334,7 +340,8 @@ def train_config(
         steps=steps, lr=lr or settings.lr, warmup_steps=min(warmup_steps, steps // 2), ema_decay=None,
         checkpoint_every=None, tensorboard=False,
         progress_bar=False, output_dir=str(out / name), log_every=max(steps // 4, 1), max_grad_norm=1.0,
-        device="cpu" if settings.device == "cpu" else "auto", seed=0, max_seconds=settings.student_seconds,
+        device="cpu" if settings.device == "cpu" else "auto", seed=TRAIN_SEED[0],
+        max_seconds=settings.student_seconds,
         mixed_precision=settings.mixed_precision,
     )  # fmt: skip
 
@@ -440,6 +447,25 @@ def consistency_training(ctx: Context) -> Row:
     )[0]
 
 
+def ect(ctx: Context) -> Row:
+    """ECT (Geng et al. 2024) from scratch: a fresh network of the teacher's configuration trained on the data
+    alone, its first half diffusion training, then three gap-halving stages (continuous time)."""
+    settings = ctx.settings
+    param = ConsistencyParameterization(SCHEDULE, "x0")
+    obj = EasyConsistencyTraining(param, distance=settings.ict_distance)
+    net = reinitialised(ctx.teacher_net)
+    return _consistency(
+        ctx,
+        "ect",
+        obj,
+        net,
+        settings.ect_steps,
+        "consistency",
+        settings.ict_lr,
+        warmup_steps=settings.ict_warmup,
+    )[0]
+
+
 def lcm(ctx: Context, guidances: tuple[float, ...]) -> list[Row]:
     """LCM with guidance-scale conditioning (Luo et al. 2023, Sec. 4.2): the student's backbone gets the
     ``w`` input, ``w ~ U(settings.lcm_guidance)`` guides the conditional teacher's DDIM step on a 50-point
@@ -504,6 +530,35 @@ def dmd(ctx: Context, pairs: tuple[Tensor, Tensor, dict[str, Tensor]]) -> Row:
     config = train_config(ctx.out, "dmd", s.dmd_steps, s)
     train_s = _fit(model, obj, couplings_loader(x0, z, s.batch, cond), config,
                    optimizer=dmd_optimizer(model, s.lr))  # fmt: skip
+    directory = save_model(model.generator, Path(config.output_dir) / "generator")
+    saved = load_model(ctx.teacher_net, directory)
+    row = evaluate(obj.generator_denoiser(saved), "consistency", STUDENT_STEPS, ctx.task)
+    row.train_seconds = train_s
+    return row
+
+
+def dmd2(ctx: Context, pairs: tuple[Tensor, Tensor, dict[str, Tensor]]) -> Row:
+    """DMD2: generator and fake score from the teacher, backward simulation for 1 / 2 / 4 steps, two time scales
+    through the fake network's 5x learning rate; regression on the couplings kept at t = 1 (no GAN)."""
+    s = ctx.settings
+    x0, z, cond = pairs
+    model = DMDModel(fresh_copy(ctx.teacher_net), fresh_copy(ctx.teacher_net))
+    obj = DistributionMatchingDistillation(ctx.teacher, "velocity", "velocity", student_steps=STUDENT_STEPS)
+    return _generator_row(ctx, "dmd2", model, obj, couplings_loader(x0, z, s.batch, cond), s.dmd_steps)
+
+
+def emd(ctx: Context, pairs: tuple[Tensor, Tensor, dict[str, Tensor]]) -> Row:
+    """EM distillation: generator and fake score from the teacher, 4 Langevin steps on eps per update."""
+    s = ctx.settings
+    x0, z, cond = pairs
+    model = DMDModel(fresh_copy(ctx.teacher_net), fresh_copy(ctx.teacher_net))
+    obj = EMDistillation(ctx.teacher, "velocity", "velocity", langevin_steps=4)
+    return _generator_row(ctx, "emd", model, obj, couplings_loader(x0, z, s.batch, cond), s.dmd_steps)
+
+
+def _generator_row(ctx: Context, name: str, model: DMDModel, obj, loader: DataLoader, steps: int) -> Row:
+    config = train_config(ctx.out, name, steps, ctx.settings)
+    train_s = _fit(model, obj, loader, config, optimizer=dmd_optimizer(model, ctx.settings.lr))
     directory = save_model(model.generator, Path(config.output_dir) / "generator")
     saved = load_model(ctx.teacher_net, directory)
     row = evaluate(obj.generator_denoiser(saved), "consistency", STUDENT_STEPS, ctx.task)
@@ -707,6 +762,8 @@ def method_rows(ctx: Context, rows: dict[str, Row], start: float, lcm_scales: tu
     done("consistency distillation")
     rows["consistency training, iCT (consistency)"] = consistency_training(ctx)
     done("iCT")
+    rows["consistency training, ECT (consistency)"] = ect(ctx)
+    done("ECT")
     lo, hi = ctx.settings.lcm_guidance
     scales = tuple(dict.fromkeys(lcm_scales))
     for w, row in zip(scales, lcm(ctx, scales)):
@@ -718,6 +775,10 @@ def method_rows(ctx: Context, rows: dict[str, Row], start: float, lcm_scales: tu
     done("reflow")
     rows["DMD (consistency)"] = dmd(ctx, extra["pairs"])
     done("DMD")
+    rows["DMD2, backward simulation (consistency)"] = dmd2(ctx, extra["pairs"])
+    done("DMD2")
+    rows["EMD, 4 Langevin steps (consistency)"] = emd(ctx, extra["pairs"])
+    done("EMD")
     ctx.straightness = extra["straightness"]
 
 

@@ -9,6 +9,9 @@ the trajectory straightness before and after reflow. Results go to
 
     uv run python benchmarks/few_step/few_step_gmm.py            # full (a few minutes on a CPU)
     uv run python benchmarks/few_step/few_step_gmm.py --quick    # tiny, checks that it runs
+    uv run python benchmarks/few_step/few_step_gmm.py --seeds 0 1 2 --methods ect dmd2 emd --scale 0.33
+        # per-seed cells, mean +- standard error, "not worse with more steps"; resumable:
+        # few_step_gmm-seeds-cpu.json (+ its store few_step_gmm-seeds-cells-cpu.json)
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from diffcore.distill import (
     CoupledFlowMatching,
     DistributionMatchingDistillation,
     DMDModel,
+    EasyConsistencyTraining,
+    EMDistillation,
     LatentConsistencyDistillation,
     MLPDenoiser,
     MLPDenoiserConfig,
@@ -46,7 +51,9 @@ from diffcore.training import TrainConfig, Trainer, objectives
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
-from results_io import write_result
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/few_step/: seeds
+from results_io import result_path, write_result
+from seeds import SeedStore, cells_path, mean_se, not_worse_with_steps
 
 SCHEDULE = "rectified-flow"
 STEPS = (1, 2, 4)
@@ -113,8 +120,12 @@ def evaluate(den, sampler: str, ref, noise, t_start: float = 1.0, **options) -> 
     return out
 
 
-def run(quick: bool, out: Path, scale: float = 1.0) -> dict:
-    torch.manual_seed(0)
+def run(quick: bool, out: Path, scale: float = 1.0, seed: int = 0, methods: set[str] | None = None) -> dict:
+    """Every method (or those in ``methods``) trained from training seed ``seed``; the data, reference and
+    evaluation noise are the same for every seed."""
+    want = lambda name: methods is None or name in methods  # noqa: E731
+    out = out / f"seed{seed}"
+    torch.manual_seed(seed)
     scale = 0.01 if quick else scale
     n = lambda steps: max(int(steps * scale), 4)  # noqa: E731
     width = 16 if quick else 128
@@ -143,6 +154,15 @@ def run(quick: bool, out: Path, scale: float = 1.0) -> dict:
     seconds["base"] = time.perf_counter() - start
 
     # Progressive distillation: exact teacher at 16 DDIM steps -> students of 8, 4, 2, 1 steps.
+    if want("progressive"):
+        _progressive(base, teacher, loader, out, n, noise, ref, rows, seconds)
+    _rest(
+        want, quick, base, base_den, teacher, gmm, g, loader, out, n, width, n_eval, noise, ref, rows, seconds
+    )
+    return _finish(rows, seconds, quick, scale)
+
+
+def _progressive(base, teacher, loader, out, n, noise, ref, rows, seconds) -> None:
     start = time.perf_counter()
     student = copy.deepcopy(base).requires_grad_(True)
     rounds = distill_progressively(
@@ -164,14 +184,24 @@ def run(quick: bool, out: Path, scale: float = 1.0) -> dict:
     rows["progressive distillation (ddim)"] = pd
     seconds["progressive"] = time.perf_counter() - start
 
-    # Consistency distillation and improved consistency training.
+
+def _rest(
+    want, quick, base, base_den, teacher, gmm, g, loader, out, n, width, n_eval, noise, ref, rows, seconds
+):
+    """Every method after progressive distillation (each when ``want(key)``)."""
+    # Consistency distillation, improved consistency training and ECT (continuous time).
     for name, make in (
         ("consistency distillation", lambda p: ConsistencyDistillation(p, teacher=teacher, num_points=18)),
         # iCT with the squared L2 distance: in 2-D the paper's pseudo-Huber (c = 0.00054 sqrt(d)) is the
         # unsquared norm, whose CT minimiser is a median of the one-sample targets, not the ODE's mean.
         ("improved consistency training", lambda p: ConsistencyTraining(p, distance="l2")),
         ("improved consistency training, pseudo-Huber", lambda p: ConsistencyTraining(p)),
+        ("ECT, continuous-time consistency training", lambda p: EasyConsistencyTraining(p)),
     ):
+        key = {"consistency distillation": "cd", "improved consistency training": "ict"}.get(name)
+        key = key or ("ict-huber" if "pseudo-Huber" in name else "ect")
+        if not want(key):
+            continue
         start = time.perf_counter()
         param = ConsistencyParameterization(SCHEDULE, "x0")
         obj = make(param)
@@ -186,6 +216,15 @@ def run(quick: bool, out: Path, scale: float = 1.0) -> dict:
         seconds[name] = time.perf_counter() - start
 
     # LCM: class-conditional exact teacher with CFG, student with a guidance-scale input.
+    if want("lcm"):
+        _lcm(gmm, g, out, n, width, n_eval, noise, ref, rows, seconds)
+    if want("lcm-lora"):
+        _lcm_lora(base, base_den, loader, out, n, noise, ref, rows, seconds)
+    if want("reflow") or want("dmd") or want("dmd2") or want("emd"):
+        _reflow_dmd_emd(want, base, teacher, g, out, n, width, noise, ref, rows, seconds)
+
+
+def _lcm(gmm, g, out, n, width, n_eval, noise, ref, rows, seconds) -> None:
     start = time.perf_counter()
     cond_teacher = Denoiser(ClassConditionalTeacher(gmm), SCHEDULE, "velocity")
     labels = torch.randint(0, 4, (8192,), generator=g)
@@ -217,6 +256,8 @@ def run(quick: bool, out: Path, scale: float = 1.0) -> dict:
     )
     seconds["lcm"] = time.perf_counter() - start
 
+
+def _lcm_lora(base, base_den, loader, out, n, noise, ref, rows, seconds) -> None:
     # LCM-LoRA: the consistency objective trained only in a LoRA adapter of the base flow network.
     start = time.perf_counter()
     lora_net = add_lcm_lora(copy.deepcopy(base), rank=16)
@@ -236,54 +277,88 @@ def run(quick: bool, out: Path, scale: float = 1.0) -> dict:
     )
     seconds["lcm-lora"] = time.perf_counter() - start
 
+
+def _reflow_dmd_emd(want, base, teacher, g, out, n, width, noise, ref, rows, seconds) -> None:
     # Reflow: couplings of the exact (1-rectified) flow, 2-rectified flow, then one-step distillation.
     start = time.perf_counter()
     z = torch.randn(8192, 2, generator=g)
     x_pairs = generate_couplings(teacher, z.double(), "heun", 32).float()
-    rf2 = mlp(width)
-    Trainer(
-        rf2, CoupledFlowMatching(), couplings_loader(x_pairs, z, 256), config(out, "reflow", n(3000))
-    ).fit()
-    rf2_den = Denoiser(rf2.eval(), SCHEDULE, "velocity")
-    rows["2-rectified flow (euler)"] = evaluate(rf2_den, "euler", ref, noise)
-    z2 = torch.randn(8192, 2, generator=g)
-    x2 = generate_couplings(rf2_den, z2, "heun", 32)
-    distilled = copy.deepcopy(rf2).train()
-    Trainer(
-        distilled,
-        one_step_distillation(),
-        couplings_loader(x2, z2, 256),
-        config(out, "reflow-distill", n(1500)),
-    ).fit()
-    rows["2-rectified flow + distill (euler)"] = evaluate(
-        Denoiser(distilled.eval(), SCHEDULE, "velocity"), "euler", ref, noise
-    )
-    probe = noise[:500].double()
-    before, after = straightness(teacher, probe, 32), straightness(rf2_den, probe.float(), 32)
-    seconds["reflow"] = time.perf_counter() - start
+    if want("reflow"):
+        rf2 = mlp(width)
+        Trainer(
+            rf2, CoupledFlowMatching(), couplings_loader(x_pairs, z, 256), config(out, "reflow", n(3000))
+        ).fit()
+        rf2_den = Denoiser(rf2.eval(), SCHEDULE, "velocity")
+        rows["2-rectified flow (euler)"] = evaluate(rf2_den, "euler", ref, noise)
+        z2 = torch.randn(8192, 2, generator=g)
+        x2 = generate_couplings(rf2_den, z2, "heun", 32)
+        distilled = copy.deepcopy(rf2).train()
+        Trainer(
+            distilled,
+            one_step_distillation(),
+            couplings_loader(x2, z2, 256),
+            config(out, "reflow-distill", n(1500)),
+        ).fit()
+        rows["2-rectified flow + distill (euler)"] = evaluate(
+            Denoiser(distilled.eval(), SCHEDULE, "velocity"), "euler", ref, noise
+        )
+        probe = noise[:500].double()
+        before, after = straightness(teacher, probe, 32), straightness(rf2_den, probe.float(), 32)
+        STRAIGHTNESS.update({"exact 1-rectified flow": before.__dict__, "2-rectified flow": after.__dict__})
+        seconds["reflow"] = time.perf_counter() - start
 
     # DMD: one-step generator, fake score, regression on teacher ODE pairs.
-    start = time.perf_counter()
-    dmd_model = DMDModel(mlp(width), mlp(width))
-    dmd_obj = DistributionMatchingDistillation(teacher)
-    Trainer(
-        dmd_model,
-        dmd_obj,
-        couplings_loader(x_pairs, z, 256),
-        config(out, "dmd", n(3000), lr=1e-3),
-        optimizer=dmd_optimizer(dmd_model, 1e-3),
-    ).fit()
-    rows["DMD (consistency)"] = evaluate(
-        dmd_obj.generator_denoiser(dmd_model.generator.eval()), "consistency", ref, noise
-    )
-    seconds["dmd"] = time.perf_counter() - start
+    if want("dmd"):
+        start = time.perf_counter()
+        dmd_model = DMDModel(mlp(width), mlp(width))
+        dmd_obj = DistributionMatchingDistillation(teacher)
+        Trainer(
+            dmd_model,
+            dmd_obj,
+            couplings_loader(x_pairs, z, 256),
+            config(out, "dmd", n(3000), lr=1e-3),
+            optimizer=dmd_optimizer(dmd_model, 1e-3),
+        ).fit()
+        rows["DMD (consistency)"] = evaluate(
+            dmd_obj.generator_denoiser(dmd_model.generator.eval()), "consistency", ref, noise
+        )
+        seconds["dmd"] = time.perf_counter() - start
 
+    # DMD2 and EMD: generator and fake score start from the trained flow network (as DMD2 and EMD start from
+    # the teacher); DMD2 trains the 1-, 2- and 4-step chains by backward simulation. Two time scales through
+    # the fake network's 5x learning rate (dmd_optimizer); 5 fake updates per generator update
+    # (generator_every=5) did worse in 1000-step runs (sliced W2 0.358 / 0.417 / 0.375 against 0.283 / 0.284 /
+    # 0.296 at 1 / 2 / 4 steps, one CPU run each, not committed).
+    for key, name, make in (
+        ("dmd2", "DMD2, backward simulation 1/2/4 steps (consistency)",
+         lambda: DistributionMatchingDistillation(teacher, "velocity", "velocity", student_steps=(1, 2, 4))),
+        ("emd", "EMD, 4 Langevin steps (consistency)",
+         lambda: EMDistillation(teacher, "velocity", "velocity", langevin_steps=4)),
+    ):  # fmt: skip
+        if not want(key):
+            continue
+        start = time.perf_counter()
+        model = DMDModel(copy.deepcopy(base).train(), copy.deepcopy(base).train())
+        obj = make()
+        Trainer(
+            model,
+            obj,
+            couplings_loader(x_pairs, z, 256),
+            config(out, key, n(3000), lr=1e-3),
+            optimizer=dmd_optimizer(model, 1e-3),
+        ).fit()
+        rows[name] = evaluate(obj.generator_denoiser(model.generator.eval()), "consistency", ref, noise)
+        seconds[key] = time.perf_counter() - start
+
+
+STRAIGHTNESS: dict[str, dict] = {}
+METHODS = ("progressive", "cd", "ict", "ict-huber", "ect", "lcm", "lcm-lora", "reflow", "dmd", "dmd2", "emd")
+
+
+def _finish(rows, seconds, quick, scale, *_unused) -> dict:
     return {
         "sliced_wasserstein": rows,
-        "straightness": {
-            "exact 1-rectified flow": before.__dict__,
-            "2-rectified flow": after.__dict__,
-        },
+        "straightness": dict(STRAIGHTNESS),
         "train_seconds": seconds,
         "quick": quick,
         "train_steps_scale": scale,
@@ -298,9 +373,20 @@ def main() -> None:
         "--out", default=None, help="JSON path (default benchmarks/results/few_step_gmm-cpu.json)"
     )
     parser.add_argument("--workdir", default="runs/few_step_gmm")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=None,
+        help="training seeds: each method per seed, then mean and standard error per cell and whether the error "
+             "does not increase from 1 to 2 to 4 steps (within 2 SE); resumes from --out's per-seed store",
+    )  # fmt: skip
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=None, help="only these methods")
     args = parser.parse_args()
     torch.set_num_threads(max(torch.get_num_threads(), 1))
-    result = run(args.quick, Path(args.workdir) / ("quick" if args.quick else "full"), args.scale)
+    work = Path(args.workdir) / ("quick" if args.quick else "full")
+    methods = set(args.methods) if args.methods else None
+    if args.seeds is not None:
+        run_seeds(args, work, methods)
+        return
+    result = run(args.quick, work, args.scale, methods=methods)
     print(
         f"{'method (sampler)':58s} " + " ".join(f"{k + ' step':>9s}" for k in ("1", "2", "4")) + "  50 step"
     )
@@ -313,6 +399,50 @@ def main() -> None:
         )
     if not args.quick:
         print("wrote", write_result(result, script="few_step_gmm", device="cpu", path=args.out))
+
+
+def run_seeds(args, work: Path, methods: set[str] | None) -> None:
+    """Each seed of ``args.seeds`` not yet in the store (``<out>.seeds.json``), then the summary to ``--out``."""
+    variant = "seeds-quick" if args.quick else "seeds"
+    out = Path(args.out) if args.out else result_path("few_step_gmm", variant, "cpu")
+    store = SeedStore(cells_path(out))
+    tag = ",".join(sorted(methods)) if methods else "all"
+    for seed in args.seeds:
+        if store.has(tag, seed):
+            print(f"seed {seed}: already measured ({store.path})")
+            continue
+        fresh = work / time.strftime("%Y%m%d-%H%M%S")  # a stopped call's folders are not reused
+        rows = run(args.quick, fresh, args.scale, seed=seed, methods=methods)["sliced_wasserstein"]
+        values = {f"{row}/{k}": v for row, cells in rows.items() for k, v in cells.items()}
+        store.put(tag, seed, values)
+    by_row: dict[str, dict[str, list[float]]] = {}
+    for cell in store.doc["cells"].values():
+        for name, v in cell["values"].items():
+            row, k = name.rsplit("/", 1)
+            by_row.setdefault(row, {}).setdefault(k, []).append(v)
+    rows = {row: {k: mean_se(v) for k, v in cells.items()} for row, cells in by_row.items()}
+    steps = ("1", "2", "4")
+    checked = {
+        row: not_worse_with_steps(cells, steps)
+        for row, cells in rows.items()
+        if all(k in cells for k in steps)
+    }
+    students = {row: ok for row, ok in checked.items() if not row.startswith(("teacher", "base flow"))}
+    result = {
+        "sliced_wasserstein": rows,
+        "not_worse_with_more_steps": checked,
+        "every_student_not_worse_with_more_steps": all(students.values()),
+        "seeds": sorted({int(k.rsplit("/", 1)[1]) for k in store.doc["cells"]}),
+        "quick": args.quick,
+        "train_steps_scale": args.scale,
+    }
+    print(f"{'method (sampler)':100s} " + " ".join(f"{k + ' step':>16s}" for k in steps) + "  not worse")
+    for row, cells in rows.items():
+        text = " ".join(
+            f"{cells[k]['mean']:8.4f}+-{cells[k]['se']:.4f}" if k in cells else f"{'-':>16s}" for k in steps
+        )
+        print(f"{row:100s} {text}  {checked.get(row, '-')}")
+    print("wrote", write_result(result, script="few_step_gmm", variant=variant, device="cpu", path=out))
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ class ShapesSettings(Settings):
     pd_round_steps: int = 400
     cd_steps: int = 1500
     ict_steps: int = 1500
+    ect_steps: int = 1500
     lcm_steps: int = 1500
     reflow_pairs: int = 2048
     reflow_steps: int = 1500
@@ -95,7 +96,7 @@ class ShapesSettings(Settings):
     def quick(cls) -> ShapesSettings:
         return cls(teacher_steps=30, teacher_seconds=0.0, width=64, depth=1, patch=4, teacher_batch=16,
                    teacher_length=256, data_length=256, num_per_kind=12, classifier_train=400,
-                   classifier_epochs=2, adherence_workers=0, batch=16, pd_round_steps=4, cd_steps=6, ict_steps=6, lcm_steps=6,
+                   classifier_epochs=2, adherence_workers=0, batch=16, pd_round_steps=4, cd_steps=6, ict_steps=6, ect_steps=6, lcm_steps=6,
                    reflow_pairs=32, reflow_steps=6, one_step_steps=4, dmd_steps=4, student_seconds=None,
                    mixed_precision="no", device="cpu")  # fmt: skip
 

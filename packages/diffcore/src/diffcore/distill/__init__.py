@@ -4,10 +4,13 @@
 - :mod:`~diffcore.distill.consistency`: consistency distillation and improved consistency training
   (Song et al. 2023; Song & Dhariwal 2023), with the boundary parameterisation of
   :mod:`~diffcore.distill.parameterization` and the discretisations of :mod:`~diffcore.distill.discretization`;
+- :mod:`~diffcore.distill.ect`: continuous-time consistency training (ECT, Geng et al. 2024);
 - :mod:`~diffcore.distill.lcm`: latent consistency models with guidance-scale conditioning, LCM-LoRA;
 - :mod:`~diffcore.distill.reflow`: rectified-flow reflow and one-step distillation (Liu et al. 2023),
   :mod:`~diffcore.distill.straightness` to measure the effect;
-- :mod:`~diffcore.distill.dmd`: distribution matching distillation (Yin et al. 2024).
+- :mod:`~diffcore.distill.dmd`: distribution matching distillation (Yin et al. 2024) with DMD2's two time-scale
+  update, GAN loss and backward simulation;
+- :mod:`~diffcore.distill.emd`: EM distillation (Xie et al. 2024).
 
 Every objective follows the Trainer contract ``objective(model, batch, generator) -> (loss, logs)``.
 Few-step students sample through ``diffcore.sample`` with the ``consistency`` / ``lcm`` samplers (or
@@ -27,7 +30,15 @@ from diffcore.distill.discretization import (
     lognormal_interval_probs,
     time_of_data_sigma,
 )
-from diffcore.distill.dmd import DistributionMatchingDistillation, DMDModel, dmd_optimizer
+from diffcore.distill.dmd import (
+    DistributionMatchingDistillation,
+    DMDModel,
+    backward_simulation,
+    dmd_optimizer,
+    student_grid,
+)
+from diffcore.distill.ect import EasyConsistencyTraining, ect_gap_ratio, ect_stage
+from diffcore.distill.emd import EMDistillation, EStep
 from diffcore.distill.lcm import LatentConsistencyDistillation, add_lcm_lora
 from diffcore.distill.mlp import MLPDenoiser, MLPDenoiserConfig
 from diffcore.distill.parameterization import ConsistencyParameterization
@@ -56,6 +67,9 @@ __all__ = [
     "CouplingDataset",
     "DMDModel",
     "DistributionMatchingDistillation",
+    "EMDistillation",
+    "EStep",
+    "EasyConsistencyTraining",
     "LatentConsistencyDistillation",
     "MLPDenoiser",
     "MLPDenoiserConfig",
@@ -64,10 +78,13 @@ __all__ = [
     "Straightness",
     "TargetNetwork",
     "add_lcm_lora",
+    "backward_simulation",
     "consistency_distance",
     "couplings_loader",
     "distill_progressively",
     "dmd_optimizer",
+    "ect_gap_ratio",
+    "ect_stage",
     "generate_couplings",
     "guided",
     "ict_num_points",
@@ -78,6 +95,7 @@ __all__ = [
     "one_step_distillation",
     "one_step_error",
     "straightness",
+    "student_grid",
     "time_of_data_sigma",
     "two_step_target",
 ]

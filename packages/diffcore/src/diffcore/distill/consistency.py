@@ -273,8 +273,9 @@ class ConsistencyTraining(_ConsistencyObjective):
 
 class ConsistencyCallback(Callback):
     """Keeps a consistency objective in step with the Trainer: sets ``objective.step`` (the iCT curriculum,
-    also after a resume), gives :class:`ConsistencyTraining` the run's total step count when its
-    ``total_steps`` is ``None``, and updates the EMA target after every optimizer step.
+    also after a resume), gives a curriculum objective (:class:`ConsistencyTraining`, ECT's
+    :class:`~diffcore.distill.ect.EasyConsistencyTraining`) the run's total step count when its ``total_steps`` is
+    ``None``, and updates the EMA target after every optimizer step.
 
     Under a wall-time budget (``TrainConfig.max_seconds``) the run may end before ``config.steps``; the
     curriculum then advances by whichever is further, the step count or the fraction of the budget spent,
@@ -289,13 +290,13 @@ class ConsistencyCallback(Callback):
         self._start = time.perf_counter()
         self._budget = getattr(trainer.config, "max_seconds", None)
         self.objective.step = trainer.step
-        if isinstance(self.objective, ConsistencyTraining):
+        if hasattr(self.objective, "total_steps"):  # a curriculum (iCT, ECT) spans the Trainer run
             steps = int(trainer.config.steps)
             if self.objective.total_steps is None:
                 self.objective.total_steps = steps
             elif self.objective.total_steps != steps:
                 raise ValueError(
-                    f"total_steps: the iCT curriculum spans {self.objective.total_steps} steps but the Trainer "
+                    f"total_steps: the curriculum spans {self.objective.total_steps} steps but the Trainer "
                     f"runs {steps}; pass total_steps=None to follow the Trainer"
                 )
 

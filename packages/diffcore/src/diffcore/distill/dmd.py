@@ -13,9 +13,23 @@ with three terms, all in one scalar so one optimizer step updates both networks:
 - the fake-score denoising loss (Eq. 6) on ``stopgrad(x)``, so the fake network tracks the generator.
 
 The fake score does not see the generator's gradient and the generator does not see the fake loss's
-gradient (stop-gradients), so the sum trains each part on its own loss. Give the fake network a larger
-learning rate with :func:`dmd_optimizer` (DMD2's two time-scale update). Batches are
+gradient (stop-gradients), so the sum trains each part on its own loss. Batches are
 ``{"x": y_ref, "noise": z_ref, **cond}``.
+
+DMD2 (Yin et al. 2024b, "Improved Distribution Matching Distillation for Fast Image Synthesis"):
+
+- two time-scale update rule (Sec. 4.1): ``generator_every = N`` updates the generator on one step in ``N``
+  only (the fake score on every step; DMD2 uses 5), and :func:`dmd_optimizer` can give the fake network a
+  larger learning rate;
+- GAN loss on the fake score's features (Sec. 4.2, optional, ``gan_weight > 0``): a linear head
+  (``DMDModel.gan_head``) on the pooled output of the fake network's module ``gan_feature_module`` classifies
+  noised real samples (the batch's ``x``) against noised generated ones (non-saturating loss, Goodfellow et al.
+  2014); the generator gets ``gan_weight * softplus(-D(x_t))`` through the fake network's frozen weights;
+- backward simulation for multi-step students (Sec. 4.5): with ``student_steps = (1, 2, 4)`` the generator is
+  trained at every time of those step counts' sampling grids (the ``consistency`` sampler's uniform grid), each
+  time equally often, on inputs made by running the student's own multistep chain from noise (without
+  gradients) up to that time (:func:`backward_simulation`), so the inputs seen in training are those met in
+  sampling.
 """
 
 from __future__ import annotations
@@ -26,10 +40,13 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from diffcore.distill.teacher import coefficients
 from diffcore.paths.denoiser import Denoiser, DenoiserBase
 from diffcore.paths.predictions import Prediction, check_prediction, from_x0_eps, to_x0_eps
+from diffcore.sampling import grids
+from diffcore.sampling import registry as sampling_registry
 
 
 class DMDModel(nn.Module):
@@ -38,9 +55,11 @@ class DMDModel(nn.Module):
     Save the generator alone with ``model.generator.save_pretrained(...)``; sample it in one step with
     :meth:`DistributionMatchingDistillation.generator_denoiser` and the ``consistency`` sampler."""
 
-    def __init__(self, generator: nn.Module, fake_score: nn.Module) -> None:
+    def __init__(self, generator: nn.Module, fake_score: nn.Module, gan_features: int | None = None) -> None:
+        """``gan_features``: width of the fake network's feature module for DMD2's GAN head (``None``: no head)."""
         super().__init__()
         self.generator, self.fake_score = generator, fake_score
+        self.gan_head = nn.Linear(gan_features, 1) if gan_features else None
 
     def forward(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
         """The generator's output (for the Trainer's checks; the objective calls the parts by name)."""
@@ -55,7 +74,43 @@ def dmd_optimizer(model: DMDModel, lr: float, fake_lr_ratio: float = 5.0) -> tor
         {"params": [p for p in model.generator.parameters() if p.requires_grad], "lr": lr},
         {"params": [p for p in model.fake_score.parameters() if p.requires_grad], "lr": lr * fake_lr_ratio},
     ]
+    if model.gan_head is not None:
+        groups.append({"params": list(model.gan_head.parameters()), "lr": lr * fake_lr_ratio})
     return torch.optim.AdamW(groups, lr=lr, betas=(0.0, 0.99), weight_decay=0.0)
+
+
+def student_grid(schedule, steps: int) -> Tensor:
+    """The decreasing times ``(steps + 1,)`` the ``consistency`` sampler visits in ``steps`` steps."""
+    return grids.resolve(sampling_registry.get("consistency").default_grid, schedule, steps)
+
+
+def backward_simulation(
+    x0_fn, schedule, student_steps: tuple[int, ...], z: Tensor, rng: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Backward simulation (DMD2, Sec. 4.5): ``(x_t, t)``, a multi-step student's input at one of its sampling
+    times, made by its own consistency chain from noise ``z`` without gradients.
+
+    ``t`` is drawn uniformly from the union of the ``student_steps`` grids' times (``t = 0`` excluded), then one
+    of the grids holding ``t`` uniformly; the chain ``x0 = x0_fn(x, t_i)``, ``x = alpha(t_{i+1}) x0 + sigma(t_{i+1})
+    n`` runs on that grid from ``x = sigma(1) z`` up to ``t`` (the ``consistency`` sampler's steps). Drawing the
+    time first gives every sampling time the same share of updates (for ``(1, 2, 4)``: 1, 0.75, 0.5, 0.25 a
+    quarter each); drawing the step count first gave ``t = 1`` 7/12 of them and the 4-step chain's 0.75 and
+    0.25 1/12 each, and 4-step sampling of the 2-D mixture then got worse than 1-step. One draw per batch;
+    ``x0_fn(x, t)`` takes ``t: (B,)``; returns ``t: (B,)`` float64."""
+    grids_by_steps = {int(k): student_grid(schedule, int(k)).tolist() for k in student_steps}
+    times = sorted({g for grid in grids_by_steps.values() for g in grid[:-1]}, reverse=True)
+    t_pick = times[int(torch.randint(0, len(times), (1,), generator=rng, device=z.device))]
+    holding = [k for k, grid in grids_by_steps.items() if t_pick in grid[:-1]]
+    grid = grids_by_steps[holding[int(torch.randint(0, len(holding), (1,), generator=rng, device=z.device))]]
+    index = grid.index(t_pick)
+    ones = torch.ones(z.shape[0], device=z.device, dtype=torch.float64)
+    x = coefficients(schedule, ones * grid[0], z).sigma * z
+    with torch.no_grad():
+        for i in range(index):
+            x0 = x0_fn(x, ones * grid[i])
+            c = coefficients(schedule, ones * grid[i + 1], z)
+            x = c.alpha * x0 + c.sigma * torch.randn(z.shape, device=z.device, dtype=z.dtype, generator=rng)
+    return x, ones * grid[index]
 
 
 @dataclass
@@ -68,6 +123,10 @@ class DistributionMatchingDistillation:
         fake_prediction: what the fake-score network outputs.
         regression_weight: ``lambda_reg`` of the regression term (0.25 in DMD; 0 disables it).
         t_range: the range of ``t`` of the distribution-matching and fake losses (DMD: 0.02 to 0.98).
+        generator_every: update the generator on one step in this many (DMD2's two time-scale rule: 5).
+        student_steps: the step counts the generator is trained for by backward simulation (``(1,)``: DMD).
+        gan_weight: weight of the generator's GAN loss (0: off; needs ``DMDModel(gan_features=...)``).
+        gan_feature_module: the fake network's submodule whose output feeds the GAN head (e.g. ``"mlp.3"``).
     """
 
     teacher: DenoiserBase
@@ -75,8 +134,23 @@ class DistributionMatchingDistillation:
     fake_prediction: Prediction = "x0"
     regression_weight: float = 0.25
     t_range: tuple[float, float] = (0.02, 0.98)
+    generator_every: int = 1
+    student_steps: tuple[int, ...] = (1,)
+    gan_weight: float = 0.0
+    gan_feature_module: str | None = None
 
     def __post_init__(self) -> None:
+        if self.generator_every < 1:
+            raise ValueError(f"generator_every: expected an integer >= 1, got {self.generator_every}")
+        if not self.student_steps or any(int(k) < 1 for k in self.student_steps):
+            raise ValueError(f"student_steps: expected step counts >= 1, got {self.student_steps}")
+        if self.gan_weight < 0:
+            raise ValueError(f"gan_weight: expected >= 0, got {self.gan_weight}")
+        if self.gan_weight > 0 and not self.gan_feature_module:
+            raise ValueError(
+                "gan_feature_module: the GAN loss (gan_weight > 0) needs the fake network's module name"
+            )
+        self._calls = 0
         check_prediction(self.generator_prediction)
         check_prediction(self.fake_prediction)
         lo, hi = self.t_range
@@ -96,6 +170,26 @@ class DistributionMatchingDistillation:
         x1 = c.sigma * z
         out = generator(x1, t.to(z.dtype) if z.dtype == torch.float64 else t.float(), **cond)
         return to_x0_eps(out, self.generator_prediction, x1, c)[0]
+
+    def student_grid(self, steps: int) -> Tensor:
+        """The decreasing times ``(steps + 1,)`` the ``consistency`` sampler visits in ``steps`` steps."""
+        return student_grid(self.schedule, steps)
+
+    def simulate(
+        self, generator: nn.Module, z: Tensor, generator_rng: torch.Generator | None = None, **cond: Any
+    ) -> tuple[Tensor, Tensor]:
+        """:func:`backward_simulation` of this generator over ``student_steps``: ``(x_t, t)``."""
+        return backward_simulation(
+            lambda x, t: self._x0(generator, x, t, **cond),
+            self.schedule,
+            self.student_steps,
+            z,
+            generator_rng,
+        )
+
+    def _x0(self, generator: nn.Module, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
+        out = generator(x, t.to(x.dtype) if x.dtype == torch.float64 else t.float(), **cond)
+        return to_x0_eps(out, self.generator_prediction, x, coefficients(self.schedule, t, x))[0]
 
     def generator_denoiser(self, generator: nn.Module) -> Denoiser:
         """The generator as a denoiser: ``diffcore.sample(den, z, "consistency", 1)`` returns ``G(z)``."""
@@ -136,6 +230,54 @@ class DistributionMatchingDistillation:
         target = from_x0_eps(x0, noise, self.fake_prediction, c)
         return ((out - target) ** 2).reshape(b, -1).mean(1).mean()
 
+    def _logits(self, model: DMDModel, x: Tensor, t: Tensor, cond: dict[str, Any], frozen: bool) -> Tensor:
+        """GAN head on the pooled output of the fake network's feature module at ``(x, t)``: ``(B,)`` logits.
+        ``frozen``: the fake network's and head's weights are detached (the generator's loss)."""
+        if model.gan_head is None:
+            raise ValueError("model: the GAN loss needs DMDModel(..., gan_features=<feature width>)")
+        seen: list[Tensor] = []
+        module = model.fake_score.get_submodule(self.gan_feature_module)  # type: ignore[arg-type]
+        handle = module.register_forward_hook(lambda _m, _i, out: seen.append(out))
+        try:
+            if frozen:
+                params = {n: p.detach() for n, p in model.fake_score.named_parameters()}
+                functional_call(model.fake_score, params, (x, t.to(x.dtype)), cond)
+            else:
+                model.fake_score(x, t.to(x.dtype), **cond)
+        finally:
+            handle.remove()
+        h = seen[0]
+        if h.ndim == 3:  # (B, N, D) tokens: mean over the tokens
+            h = h.mean(1)
+        elif h.ndim == 4:  # (B, C, H, W) feature maps: mean over the space
+            h = h.mean(dim=(2, 3))
+        if frozen:
+            w, b = model.gan_head.weight.detach(), model.gan_head.bias.detach()
+            return torch.nn.functional.linear(h, w, b).squeeze(-1)
+        return model.gan_head(h).squeeze(-1)
+
+    def _gan_losses(
+        self,
+        model: DMDModel,
+        x: Tensor,
+        real: Tensor,
+        cond: dict[str, Any],
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, Tensor]:
+        """``(discriminator loss, generator loss)``: non-saturating GAN on noised real vs generated samples."""
+        b = x.shape[0]
+        t = self._times(b, x.device, generator)
+        c = coefficients(self.schedule, t, x)
+        n1, n2 = (torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator) for _ in range(2))
+        fake_t, real_t = c.alpha * x + c.sigma * n1, c.alpha * real + c.sigma * n2
+        softplus = torch.nn.functional.softplus
+        d_loss = (
+            softplus(-self._logits(model, real_t, t, cond, False)).mean()
+            + softplus(self._logits(model, fake_t.detach(), t, cond, False)).mean()
+        )
+        g_loss = softplus(-self._logits(model, fake_t, t, cond, True)).mean()
+        return d_loss, g_loss
+
     def __call__(
         self, model: DMDModel, batch: Mapping[str, Any], generator: torch.Generator | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -149,12 +291,27 @@ class DistributionMatchingDistillation:
             )
         y_ref, z_ref = batch["x"], batch["noise"]
         cond = {k: v for k, v in batch.items() if k not in ("x", "noise")}
+        train_generator = self._calls % self.generator_every == 0
+        self._calls += 1
         z = torch.randn(y_ref.shape, device=y_ref.device, dtype=y_ref.dtype, generator=generator)
-        x = self.generate(model.generator, z, **cond)
-        matching, grad_size = self._matching_loss(model, x, cond, generator)
+        x_in, t_in = self.simulate(model.generator, z, generator, **cond)
+        with torch.set_grad_enabled(train_generator and torch.is_grad_enabled()):
+            x = self._x0(model.generator, x_in, t_in, **cond)
         fake = self._fake_loss(model, x, cond, generator)
-        loss = matching + fake
-        logs = {"matching": matching.detach(), "fake_score": fake.detach(), "dm_grad": grad_size}
+        loss = fake
+        logs = {"fake_score": fake.detach(), "generator_step": torch.tensor(float(train_generator))}
+        if self.gan_weight > 0:
+            d_loss, g_loss = self._gan_losses(model, x, y_ref, cond, generator)
+            loss = loss + d_loss
+            logs["gan_discriminator"] = d_loss.detach()
+            if train_generator:
+                loss = loss + self.gan_weight * g_loss
+                logs["gan_generator"] = g_loss.detach()
+        if not train_generator:  # two time-scale rule: this step updates the fake score (and GAN head) only
+            return loss, logs
+        matching, grad_size = self._matching_loss(model, x, cond, generator)
+        loss = loss + matching
+        logs.update(matching=matching.detach(), dm_grad=grad_size)
         if self.regression_weight > 0:
             regression = ((self.generate(model.generator, z_ref, **cond) - y_ref) ** 2).reshape(
                 y_ref.shape[0], -1
