@@ -47,7 +47,7 @@ def main() -> None:
         args.out = tmp / "corpus"
     start = time.perf_counter()
     try:
-        summary = build_python_corpus(config, args.out)
+        summary = build_python_corpus(config, args.out, progress=sys.stderr.isatty())
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -114,7 +114,7 @@ class _CachedPrefix:
         if self.graph is None:
             self._capture()
         self.graph.replay()
-        return self.out.clone()
+        return self.out  # overwritten by the next replay; the sampler turns it into new log-probs first
 
     def append(self, block: Tensor) -> None:
         """Write the finished block's keys/values into its slots and move to the next block."""

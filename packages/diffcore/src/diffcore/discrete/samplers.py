@@ -86,12 +86,12 @@ def masked_ancestral_sample(
         a_s = float(schedule.alpha(torch.tensor(s, dtype=torch.float64)))
         p_unmask = min(max((a_s - a_t) / (1.0 - a_t), 0.0), 1.0) if a_t < 1.0 else 1.0
         u = torch.rand(x.shape, generator=generator, dtype=torch.float64, device=x.device)
-        newly = (x == mask_id) & (u < p_unmask)
-        if not bool(newly.any()):  # one host sync per step: nothing unmasks, x and the cache stay
+        rows, cols = ((x == mask_id) & (u < p_unmask)).nonzero(as_tuple=True)  # the one host sync of a step
+        if rows.numel() == 0:  # nothing unmasks: x and the cached prediction stay
             continue
         if raw is None:
             raw = denoiser(x, _full(x, t))
-        x[newly] = sample_categorical(shape_log_probs(raw[newly], temperature, top_p), generator)
+        x[rows, cols] = sample_categorical(shape_log_probs(raw[rows, cols], temperature, top_p), generator)
         raw = None
     return x
 
