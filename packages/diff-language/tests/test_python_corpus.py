@@ -5,6 +5,7 @@ from importlib import metadata
 
 import numpy as np
 import pytest
+import torch
 from diff_language.config import CorpusConfig, PythonCorpusConfig
 from diff_language.data import build_corpus
 from diff_language.data.dedup import Deduplicator, minhash, shingles
@@ -108,6 +109,9 @@ def test_docs_corpus_folder_splits_by_document_and_saves_tokens(docs_corpus):
     head = data.train[0, : len(tok.encode(first))].tolist()
     assert tok.decode(head) == first  # the stream is the documents, in order, byte-exact
     assert int((data.train == tok.eos_id).sum()) == len(splits["train"])  # one EOS after each document
+    from safetensors.torch import load_file
+
+    assert load_file(str(out / "tokens-train.safetensors"))["tokens"].dtype == torch.int16  # vocabulary 300
     via_config = build_corpus(CorpusConfig(kind="python", paths=(str(out),)))
     assert via_config.val.shape == data.val.shape
 

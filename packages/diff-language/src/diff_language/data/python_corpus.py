@@ -19,7 +19,8 @@ test (a module's docstrings go where its source goes). A byte-level BPE is train
 :func:`build_python_corpus` writes a folder:
 
 - ``train.jsonl``, ``validation.jsonl``, ``test.jsonl``: one document per line ``{"key", "kind", "text"}``;
-- ``tokens-<split>.safetensors``: the split encoded, documents joined by EOS (``tokens``: int32, (1, n));
+- ``tokens-<split>.safetensors``: the split encoded, documents joined by EOS (``tokens``: (1, n), int16 for
+  vocabularies below 32768, else int32);
 - ``tokenizer/``: the BPE (:func:`diff_language.io.load_tokenizer`);
 - ``manifest.jsonl``: one line per file or topic considered: key, path, distribution, version, licence,
   licence family, bytes, sha256, split, or why it was dropped;
@@ -266,7 +267,8 @@ def _encode(tokenizer, texts: list[str]) -> torch.Tensor:
         for encoding in tokenizer.tokenizer.encode_batch(texts[start : start + 256]):
             ids.extend(encoding.ids)
             ids.append(tokenizer.eos_id)
-    return torch.tensor(ids, dtype=torch.int32)[None]
+    small = tokenizer.vocab_size <= torch.iinfo(torch.int16).max  # half the file for vocabularies below 32768
+    return torch.tensor(ids, dtype=torch.int16 if small else torch.int32)[None]
 
 
 def build_python_corpus(config: PythonCorpusConfig, out: str | Path, *, progress: bool = True) -> dict:
