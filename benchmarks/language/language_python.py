@@ -112,11 +112,11 @@ def samples(
     out: list[list[int]] = []
     ended: list[bool] = []
     g = make_generator(seed, device)
+    config = SamplingConfig(top_p=args.top_p, cuda_graph=device.type == "cuda")
     for start in range(0, n, args.sample_batch):
         b = min(args.sample_batch, n - start)
         prompt = torch.full((b, 1), tok.eos_id, dtype=torch.long, device=device)
-        ids = generate(model, tokens, prompt=prompt, config=SamplingConfig(top_p=args.top_p), eos_id=tok.eos_id,
-                       generator=g)[:, 1:]  # fmt: skip
+        ids = generate(model, tokens, prompt=prompt, config=config, eos_id=tok.eos_id, generator=g)[:, 1:]
         for row in ids.tolist():
             ended.append(tok.eos_id in row)
         out.extend(truncate_at_eos(ids, tok.eos_id))
