@@ -78,12 +78,12 @@ def masked_ancestral_sample(
     """
     x = x.clone()
     raw: Tensor | None = None
-    for i in range(len(times) - 1):
-        t, s = float(times[i]), float(times[i + 1])
+    grid = times.detach().to("cpu", torch.float64)
+    alphas = schedule.alpha(grid).tolist()  # host floats, computed once (no tensor work per step)
+    for i in range(len(grid) - 1):
+        t, a_t, a_s = float(grid[i]), alphas[i], alphas[i + 1]
         if not cache_predictions:
             raw = denoiser(x, _full(x, t))
-        a_t = float(schedule.alpha(torch.tensor(t, dtype=torch.float64)))
-        a_s = float(schedule.alpha(torch.tensor(s, dtype=torch.float64)))
         p_unmask = min(max((a_s - a_t) / (1.0 - a_t), 0.0), 1.0) if a_t < 1.0 else 1.0
         u = torch.rand(x.shape, generator=generator, dtype=torch.float64, device=x.device)
         rows, cols = ((x == mask_id) & (u < p_unmask)).nonzero(as_tuple=True)  # the one host sync of a step
