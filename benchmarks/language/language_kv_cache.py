@@ -7,16 +7,24 @@ benchmarks/results/language_kv_cache[-<variant>]-<device>.json (variant ``quick`
 sequence on a GPU).
 
     uv run python benchmarks/language/language_kv_cache.py               # 512 tokens on CPU
+    uv run python benchmarks/language/language_kv_cache.py --vocab 16384 --profile --variant profile
+                                                                         # + where the cached path's time goes
     uv run python benchmarks/language/language_kv_cache.py --device cuda --hidden 768 --layers 12 --heads 12 \
-        --cuda-graph [--batch-size 8]                                    # the paper's small model's shape, GPU
+        --vocab 16384 --cuda-graph [--batch-size 8]                      # 110 M parameters (12 x 768), GPU
     uv run python benchmarks/language/language_kv_cache.py --quick       # smoke run
 
-Each configuration is run once untimed first (warm-up: CUDA context, kernel selection, graph capture paths).
+``--profile`` runs the cached generation once more under cProfile and stores the functions that take the most
+time (``profile_cached`` in each row).
+
+Each configuration is run once untimed first (warm-up: CUDA context, kernel selection, graph capture paths);
+with ``--repeats N`` the two paths are timed N times each, interleaved, and the fastest run of each counts.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import sys
 import time
 from pathlib import Path
@@ -42,10 +50,24 @@ def timed(model: BD3LM, args, cache: bool, tokens: int | None = None) -> tuple[t
     return out, time.perf_counter() - start
 
 
+def profile_cached(model: BD3LM, args, top: int = 12) -> list[dict]:
+    """The ``top`` functions by own time in one cached generation: name, calls, seconds (own and cumulative)."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    timed(model, args, cache=True)
+    profiler.disable()
+    stats = pstats.Stats(profiler).sort_stats("tottime")
+    rows = []
+    for (file, line, name), (_, calls, own, cumulative, _) in list(stats.stats.items()):
+        rows.append({"function": f"{Path(file).name}:{line}({name})", "calls": calls, "own_s": own,
+                     "cumulative_s": cumulative})  # fmt: skip
+    return sorted(rows, key=lambda r: -r["own_s"])[:top]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokens", type=int, default=512)
-    p.add_argument("--block-sizes", default="4,16")
+    p.add_argument("--block-sizes", default="4,8,16")
     p.add_argument("--hidden", "--dim", dest="dim", type=int, default=128, help="model width")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
@@ -56,6 +78,13 @@ def main() -> None:
     p.add_argument("--cuda-graph", action="store_true", help="replay each cached block call as a CUDA graph")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--repeats", type=int, default=1, help="timed runs of each path (interleaved); the fastest counts"
+    )
+    p.add_argument("--profile", action="store_true", help="also profile the cached generation (cProfile)")
+    p.add_argument(
+        "--variant", default=None, help="result file variant (default: quick, or b<batch> on a GPU)"
+    )
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
@@ -63,7 +92,7 @@ def main() -> None:
     if args.quick:
         args.tokens, args.dim, args.layers, args.block_sizes = 64, 32, 2, "4"
     on_gpu = torch.device(args.device).type == "cuda"
-    variant = "quick" if args.quick else (f"b{args.batch_size}" if on_gpu else None)
+    variant = args.variant or ("quick" if args.quick else (f"b{args.batch_size}" if on_gpu else None))
     rows = []
     for block in map(int, args.block_sizes.split(",")):
         seq_len = -(-args.tokens // block) * block
@@ -85,8 +114,12 @@ def main() -> None:
         )
         for cache in (True, False):  # warm-up, untimed
             timed(model, args, cache=cache, tokens=min(args.tokens, 8 * block))
-        with_cache, t_cache = timed(model, args, cache=True)
-        without, t_plain = timed(model, args, cache=False)
+        t_cache = t_plain = float("inf")
+        for _ in range(args.repeats):  # interleaved, the fastest of each: robust to a shared machine's load
+            with_cache, seconds = timed(model, args, cache=True)
+            t_cache = min(t_cache, seconds)
+            without, seconds = timed(model, args, cache=False)
+            t_plain = min(t_plain, seconds)
         rows.append(
             {
                 "block_size": block,
@@ -100,6 +133,8 @@ def main() -> None:
                 "same_tokens": bool(torch.equal(with_cache, without)),
             }
         )
+        if args.profile:
+            rows[-1]["profile_cached"] = profile_cached(model, args)
         r = rows[-1]
         print(
             f"L'={block}: {t_cache:.2f} s with cache, {t_plain:.2f} s without, {r['speedup']:.1f}x, "

@@ -115,6 +115,55 @@ def test_kv_cache_gives_the_same_tokens(sampler):
     assert int(outs[0].max()) < model.mask_id
 
 
+@pytest.mark.parametrize("block_size", [1, 4, 8, 16])
+def test_kv_cache_gives_the_same_tokens_for_every_block_size_with_nucleus_sampling(block_size):
+    """Cached and uncached generation agree token for token within the context (prompt, temperature, top-p),
+    and the cached path runs no more passes than the uncached one plus one write per finished block."""
+    model = _model(block_size=block_size, seq_len=64)
+    prompt = torch.randint(0, 10, (3, 5), generator=torch.Generator().manual_seed(1))
+    calls = {}
+    outs = []
+    forward = model.forward_tokens
+    for cache in (True, False):
+        calls[cache] = 0
+
+        def counting(*args, _cache=cache, **kwargs):
+            calls[_cache] += 1
+            return forward(*args, **kwargs)
+
+        model.forward_tokens = counting
+        g = torch.Generator().manual_seed(7)
+        cfg = SamplingConfig(use_kv_cache=cache, temperature=0.9, top_p=0.8)
+        outs.append(generate(model, 43, prompt=prompt, config=cfg, generator=g))
+    del model.forward_tokens
+    assert torch.equal(outs[0], outs[1]) and outs[0].shape == (3, 48)
+    assert torch.equal(outs[0][:, :5], prompt) and int(outs[0].max()) < model.mask_id
+    blocks = -(-48 // block_size)
+    assert calls[True] <= calls[False] + blocks - 1
+
+
+def test_ancestral_steps_that_unmask_nothing_call_no_denoiser():
+    """With 2 L' steps per block, some steps unmask nothing: the sampler calls the denoiser only at steps
+    where a token unmasks, at most once per generated token."""
+    model = _model(block_size=16, seq_len=32)
+    n = {"calls": 0}
+    forward = model.forward_tokens
+
+    def counting(*args, **kwargs):
+        n["calls"] += 1
+        return forward(*args, **kwargs)
+
+    model.forward_tokens = counting
+    generate(
+        model,
+        32,
+        batch_size=1,
+        config=SamplingConfig(use_kv_cache=False),
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert n["calls"] <= 32 < 2 * 32  # 32 tokens over 64 steps
+
+
 def test_generation_past_the_context_and_eos_stop():
     model = _model(block_size=4, seq_len=16)
     g = torch.Generator().manual_seed(0)

@@ -62,8 +62,8 @@ def test_train_sample_evaluate(tmp_path):
         (["sample", "--sampler", "foo"], "error: sampling.sampler: expected one of ('ancestral', 'first-hitting'), got 'foo'"),
         (["sample", "--top-p", "1.5"], "error: top_p: expected a number in (0, 1], got 1.5"),
         (["evaluate", "--repeats", "3"], "error: repeats: expected an even integer >= 2, got 3"),
-        (["train", "--corpus", "wiki"], "error: corpus.kind: expected one of ('synthetic', 'pydoc', 'files'), got 'wiki'"),
-        (["train", "--path", "a.txt"], "error: paths: only read for kind='files' (got kind='synthetic'); add --corpus files"),
+        (["train", "--corpus", "wiki"], "error: corpus.kind: expected one of ('synthetic', 'pydoc', 'files', 'python'), got 'wiki'"),
+        (["train", "--path", "a.txt"], "error: paths: only read for kind='files' or 'python' (got kind='synthetic'); add --corpus files"),
         (["train", "--block-size", "5"], "error: block_size: expected a divisor of seq_len=64, got 5"),
         (["train", "--steps", "40"], "error: warmup_steps: must be < steps (40) for the cosine schedule, got 50"),
     ],
@@ -101,3 +101,26 @@ def test_help_of_an_option_is_its_settings_line_and_default():
         "--set",
     ):
         assert option in res.output
+
+
+def test_corpus_builds_a_folder_that_train_reads_and_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "corpus"
+    runner = CliRunner()
+    build = ["corpus", "--out", str(out), "--sources", "docs", "--bpe-vocab", "300", "--val-fraction", "0.2"]
+    res = runner.invoke(app, build)
+    assert res.exit_code == 0, res.output
+    counts = json.loads(res.stdout)
+    assert counts["documents"]["train"] > counts["documents"]["validation"] > 0
+    assert (out / "manifest.jsonl").is_file() and (out / "LICENCES.md").is_file()
+    run = tmp_path / "run"
+    short = ["--steps", "2", "--warmup-steps", "1", "--batch-size", "2", "--set", "eval_windows=2",
+             "--set", "eval_repeats=2", "--device", "cpu"]  # fmt: skip
+    res = runner.invoke(
+        app, ["train", "--out", str(run), "--corpus", "python", "--path", str(out), *SIZE, *short]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads((run / "pipeline" / "pipeline.json").read_text())  # saved with its corpus settings
+    res = runner.invoke(app, build)  # the folder exists now: refused, one line, status 2
+    assert res.exit_code == 2 and res.output.strip().startswith("error: out:") and "exists" in res.output
+    res = runner.invoke(app, ["corpus", "--out", str(tmp_path / "x"), "--sources", "github"])
+    assert res.exit_code == 2 and "error: sources" in res.output

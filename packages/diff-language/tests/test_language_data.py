@@ -131,7 +131,7 @@ def test_corpus_config_names_the_bad_setting():
         CorpusConfig(kind="wiki")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="paths"):
         CorpusConfig(kind="files")
-    with pytest.raises(ValueError, match="paths: only read for kind='files'"):
+    with pytest.raises(ValueError, match="paths: only read for kind='files' or 'python'"):
         CorpusConfig(paths=("a.txt",))
     with pytest.raises(ValueError, match="bpe_vocab"):
         CorpusConfig(bpe_vocab=100)

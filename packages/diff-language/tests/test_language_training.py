@@ -1,5 +1,6 @@
 """Training through diffcore.training.Trainer, and the ring KV cache against the uncached forward."""
 
+import json
 import math
 
 import pytest
@@ -126,3 +127,22 @@ def test_a_corpus_shorter_than_one_window_is_named_before_training(tmp_path):
     ):
         train(config)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resumed_run_continues_from_the_clip_range_its_checkpoint_saved(tmp_path):
+    stream = torch.randint(0, 8, (2, 400), generator=torch.Generator().manual_seed(0))
+    run = {"warmup_steps": 1, "checkpoint_every": 2, "log_every": 1, "output_dir": str(tmp_path / "run")}
+    first = _config(batch_size=4, clip_search_every=2, clip_search_batches=2, train={"steps": 4, **run})
+    _, before = train_model(_model(4), stream, first)
+    assert [step for step, _, _ in before.clips] == [2]  # searched at step 2 (not at the last step)
+    saved = json.loads(
+        (tmp_path / "run" / "checkpoints" / "checkpoint-00000004" / "clip_search.json").read_text()
+    )
+    assert saved["clip"] == list(before.clips[-1][1:])
+    again = _config(batch_size=4, clip_search_every=2, clip_search_batches=2,
+                    train={"steps": 8, "resume": "latest", **run})  # fmt: skip
+    _, after = train_model(_model(4), stream, again)
+    assert after.clips[0] == tuple(before.clips[0]) and [s for s, _, _ in after.clips] == [2, 6]
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    step5 = next(r for r in logged if r.get("step") == 5)  # after the resume: the range chosen at step 2
+    assert (step5["clip_low"], step5["clip_high"]) == tuple(before.clips[0][1:])

@@ -1,4 +1,4 @@
-"""``diffuse language train | sample | evaluate``, registered through the entry point ``diffcore.modalities``.
+"""``diffuse language train | sample | evaluate | corpus``, registered through the entry point ``diffcore.modalities``.
 
 Options come from the configuration dataclasses (:mod:`diff_language.config`) through
 :func:`diffcore.cli.options.config_command`, the same way in every modality; every setting is also reachable
@@ -14,7 +14,12 @@ from diffcore.cli.options import config_command
 from diffcore.modality import Modality
 
 from diff_language.bench import bench
-from diff_language.config import LanguageEvaluateConfig, LanguageSampleConfig, LanguageTrainConfig
+from diff_language.config import (
+    LanguageEvaluateConfig,
+    LanguageSampleConfig,
+    LanguageTrainConfig,
+    PythonCorpusConfig,
+)
 
 __all__ = ["app", "modality"]
 
@@ -22,6 +27,7 @@ DESCRIPTION = "Block diffusion language models (BD3-LM) on diffcore's masked dis
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=DESCRIPTION)
 PIPELINE = "diff_language.pipeline:LanguagePipeline"
+_CORPUS = PythonCorpusConfig()  # the corpus command's defaults, stated once in the dataclass
 
 TRAIN_OPTIONS = {
     "corpus.kind": "--corpus",
@@ -94,6 +100,45 @@ def evaluate_cmd(config: LanguageEvaluateConfig, out: Path, pipeline: object) ->
     metrics = evaluate(pipeline, config)  # type: ignore[arg-type]
     write_json(metrics, out / "metrics.json")
     typer.echo(json.dumps(metrics, indent=2))
+
+
+@app.command("corpus")
+def corpus_cmd(
+    out: Path = typer.Option(..., "--out", help="the corpus folder to create (must not exist)"),
+    sources: str = typer.Option(",".join(_CORPUS.sources), help="comma-separated: stdlib, site-packages, docs"),
+    licences: str = typer.Option(_CORPUS.licences, help="permissive: only permissively licensed site-packages files; all"),
+    site_packages_mb: float = typer.Option(_CORPUS.site_packages_mb, help="at most this much site-packages source"),
+    max_file_kb: int = typer.Option(_CORPUS.max_file_kb, help="skip larger files"),
+    val_fraction: float = typer.Option(_CORPUS.val_fraction, help="share of files in validation"),
+    test_fraction: float = typer.Option(_CORPUS.test_fraction, help="share of files in test"),
+    near_duplicate_threshold: float = typer.Option(_CORPUS.near_duplicate_threshold, help="MinHash Jaccard at which a file is a near duplicate"),
+    bpe_vocab: int = typer.Option(_CORPUS.bpe_vocab, help="byte-level BPE vocabulary trained on the train split"),
+    seed: int = typer.Option(_CORPUS.seed, help="decides each file's split and the site-packages sample"),
+) -> None:  # fmt: skip
+    """Build the offline Python corpus into OUT: standard-library and site-packages source (split by file,
+    exact and near duplicates removed), CPython documentation text, a BPE tokenizer, token streams, a per-file
+    licence manifest and LICENCES.md. Train on it with `diffuse language train --corpus python --path OUT`."""
+    import json
+
+    from diff_language.data.python_corpus import build_python_corpus
+
+    try:
+        config = PythonCorpusConfig(
+            sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
+            licences=licences,  # type: ignore[arg-type]
+            site_packages_mb=site_packages_mb,
+            max_file_kb=max_file_kb,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            near_duplicate_threshold=near_duplicate_threshold,
+            bpe_vocab=bpe_vocab,
+            seed=seed,
+        )
+        summary = build_python_corpus(config, out)
+    except (ValueError, FileExistsError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps({k: summary[k] for k in ("documents", "bytes", "tokens", "dropped")}, indent=2))
 
 
 modality = Modality(name="language", description=DESCRIPTION, app=app, bench=bench)

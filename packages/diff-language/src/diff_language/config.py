@@ -22,18 +22,20 @@ __all__ = [
     "LanguageModelConfig",
     "LanguageSampleConfig",
     "LanguageTrainConfig",
+    "PythonCorpusConfig",
     "SamplingConfig",
 ]
 
-CorpusKind = Literal["synthetic", "pydoc", "files"]
+CorpusKind = Literal["synthetic", "pydoc", "files", "python"]
 TokenizerKind = Literal["bpe", "bytes"]
 Attention = Literal["sdpa", "flex", "auto"]
 Sampler = Literal["ancestral", "first-hitting"]
 
-_CORPORA = ("synthetic", "pydoc", "files")
+_CORPORA = ("synthetic", "pydoc", "files", "python")
 _TOKENIZERS = ("bpe", "bytes")
 _ATTENTION = ("sdpa", "flex", "auto")
 _SAMPLERS = ("ancestral", "first-hitting")
+_SOURCES = ("stdlib", "site-packages", "docs")
 
 
 def _at_least(name: str, value: object, low: int) -> None:
@@ -52,11 +54,13 @@ class CorpusConfig:
 
     Attributes:
         kind: synthetic (the seeded sparse HMM language, exact likelihood), pydoc (English prose of Python's
-            help topics, every 10th topic is validation) or files (the .txt / .jsonl files of ``paths``).
+            help topics, every 10th topic is validation), files (the .txt / .jsonl files of ``paths``) or
+            python (the folder ``paths[0]`` built by ``diffuse language corpus``: Python source and CPython
+            documentation, split by file).
         paths: .txt files (one document each) or .jsonl files (one document per line, field ``text``) for
-            kind files; every 10th document is validation.
-        tokenizer: bpe (a byte-level BPE trained on the training split) or bytes; the synthetic language
-            always uses its word-level vocabulary.
+            kind files, every 10th document is validation; the corpus folder for kind python.
+        tokenizer: bpe (a byte-level BPE trained on the training split; for kind python the one saved with
+            the corpus) or bytes; the synthetic language always uses its word-level vocabulary.
         bpe_vocab: size of the BPE vocabulary (>= 258: 256 bytes, EOS and merges).
         hmm_states, hmm_vocab, hmm_branching, hmm_emit, hmm_seed: the synthetic language's HMM (states, symbols,
             successors per state, symbols emitted per state, the seed that draws it).
@@ -82,12 +86,65 @@ class CorpusConfig:
             raise ValueError(f"tokenizer: expected one of {_TOKENIZERS}, got {self.tokenizer!r}")
         if self.kind == "files" and not self.paths:
             raise ValueError("paths: expected at least one .txt or .jsonl file for kind='files'")
-        if self.kind != "files" and self.paths:
+        if self.kind == "python" and len(self.paths) != 1:
             raise ValueError(
-                f"paths: only read for kind='files' (got kind={self.kind!r}); add --corpus files"
+                f"paths: expected one corpus folder (diffuse language corpus --out DIR) for kind='python', "
+                f"got {self.paths!r}"
+            )
+        if self.kind not in ("files", "python") and self.paths:
+            raise ValueError(
+                f"paths: only read for kind='files' or 'python' (got kind={self.kind!r}); add --corpus files"
             )
         _at_least("bpe_vocab", self.bpe_vocab, 258)
         _at_least("train_tokens", self.train_tokens, 1)
+
+
+@dataclass
+class PythonCorpusConfig:
+    """Settings of :func:`diff_language.data.python_corpus.build_python_corpus` (``diffuse language corpus``).
+
+    Attributes:
+        sources: any of stdlib, site-packages, docs.
+        licences: permissive (only files whose distribution declares a permissive licence) or all.
+        site_packages_mb: at most this many megabytes of site-packages source (files in a seeded order).
+        max_file_kb: skip larger files (generated tables, vendored bundles).
+        val_fraction, test_fraction: expected share of documents in validation and test.
+        near_duplicate_threshold: estimated Jaccard similarity (word 5-shingles) at which a file is dropped as
+            a near duplicate of one kept before it.
+        bpe_vocab: size of the byte-level BPE trained on the train split (>= 258).
+        seed: decides the split of every document, the order of site-packages files and the MinHash functions.
+    """
+
+    sources: tuple[str, ...] = _SOURCES
+    licences: Literal["permissive", "all"] = "permissive"
+    site_packages_mb: float = 48.0
+    max_file_kb: int = 256
+    val_fraction: float = 0.05
+    test_fraction: float = 0.05
+    near_duplicate_threshold: float = 0.8
+    bpe_vocab: int = 16384
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.sources = tuple(self.sources)
+        bad = [s for s in self.sources if s not in _SOURCES]
+        if bad or not self.sources:
+            raise ValueError(f"sources: expected some of {_SOURCES}, got {self.sources!r}")
+        if self.licences not in ("permissive", "all"):
+            raise ValueError(f"licences: expected 'permissive' or 'all', got {self.licences!r}")
+        if not self.site_packages_mb >= 0:
+            raise ValueError(f"site_packages_mb: expected a number >= 0, got {self.site_packages_mb!r}")
+        if self.max_file_kb < 1:
+            raise ValueError(f"max_file_kb: expected an integer >= 1, got {self.max_file_kb!r}")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 < getattr(self, name) < 0.5:
+                raise ValueError(f"{name}: expected a number in (0, 0.5), got {getattr(self, name)!r}")
+        if not 0 < self.near_duplicate_threshold <= 1:
+            raise ValueError(
+                f"near_duplicate_threshold: expected a number in (0, 1], got {self.near_duplicate_threshold!r}"
+            )
+        if self.bpe_vocab < 258:
+            raise ValueError(f"bpe_vocab: expected >= 258, got {self.bpe_vocab}")
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Measures of diff-language: the validation NELBO (a bound on the perplexity) and measures of generated text.
 
-Generated text: per-sample token entropy, distinct-n, and grammaticality under the synthetic HMM language.
+Generated text: per-sample token entropy, distinct-n, grammaticality under the synthetic HMM language, and for
+the Python corpus the fraction of samples that parse as Python (:func:`python_parse_fraction`).
 
 The NELBO: a precise Monte-Carlo estimate of it on validation windows, with its standard errors.
 
@@ -32,7 +33,9 @@ of the halves' means estimates the Monte-Carlo variance of each window's value. 
 
 from __future__ import annotations
 
+import ast
 import math
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,6 +60,8 @@ __all__ = [
     "grammaticality",
     "paired_difference",
     "perplexity",
+    "python_parse_fraction",
+    "python_parses",
     "token_entropy",
     "validation_nelbo",
 ]
@@ -237,3 +242,32 @@ def grammaticality(hmm: SparseHMM, samples: Sequence[Sequence[int]]) -> float:
             continue
         ok += int(torch.isfinite(hmm.log_prob(torch.tensor([list(s)])))[0])
     return ok / len(samples)
+
+
+def python_parses(text: str, *, complete: bool = True) -> bool:
+    """Whether ``text`` is valid Python for :func:`ast.parse` (under the running interpreter's grammar).
+
+    ``complete=False`` is for text cut at a length limit: its last, possibly unfinished line is dropped
+    first (a text of one line is then empty and does not count as parsing).
+    """
+    if not complete:
+        if "\n" not in text:
+            return False
+        text = text[: text.rindex("\n")]
+    if not text.strip():
+        return False
+    try:
+        with warnings.catch_warnings():  # invalid escape sequences in generated strings warn; not our concern
+            warnings.simplefilter("ignore")
+            ast.parse(text)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def python_parse_fraction(texts: Sequence[str], ended: Sequence[bool]) -> float:
+    """Fraction of ``texts`` that parse as Python; ``ended[i]`` says whether text ``i`` ended with EOS (a whole
+    document) or was cut at the length limit (then judged without its last line, :func:`python_parses`)."""
+    if len(texts) != len(ended) or not texts:
+        raise ValueError(f"texts, ended: expected equal, non-zero lengths, got {len(texts)} and {len(ended)}")
+    return sum(python_parses(t, complete=e) for t, e in zip(texts, ended, strict=True)) / len(texts)

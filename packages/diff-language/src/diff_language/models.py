@@ -208,12 +208,15 @@ class BD3LM(PretrainedModel):
         positions: Tensor,
         mask: Tensor | BlockMask | None = None,
         cache: RingKVCache | None = None,
+        head: bool = True,
     ) -> Tensor:
         """Logits (B, T, V) of ``tokens`` (B, T) at integer ``positions`` (T,).
 
         mask: bool (T, T) (True = attend), a FlexAttention block mask, or None (attend to all).
         cache: a :class:`RingKVCache`; the tokens' keys/values are written at ``cache.slots`` and the tokens
         attend to the slots marked ``cache.valid`` (``mask`` must then be None).
+        head: False skips the final norm and the output layer and returns the last hidden states (B, T, D):
+        for a call that only writes keys and values into ``cache``.
         """
         head_dim = self.config.dim // self.config.n_heads
         cos, sin = rotary(positions, head_dim, self.config.rope_base)
@@ -225,7 +228,7 @@ class BD3LM(PretrainedModel):
         for i, block in enumerate(self.blocks):
             layer = None if cache is None else (cache.keys[i], cache.values[i], cache.slots)
             x = block(x, cos, sin, mask, layer)
-        return self.head(self.norm(x))
+        return self.head(self.norm(x)) if head else x
 
     def forward_train(self, x_t: Tensor, x0: Tensor) -> Tensor:
         """Vectorised BD3-LM training pass over ``[x_t, x_0]`` (Arriola et al. 2025, Sec. 3.2).

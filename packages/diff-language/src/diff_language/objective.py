@@ -18,8 +18,10 @@ the loss is exactly the autoregressive cross-entropy.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -30,6 +32,7 @@ from diffcore.discrete import (
     masked_nelbo_terms,
     subs_log_probs,
 )
+from diffcore.io import write_json
 from diffcore.rng import make_generator
 from diffcore.training import Callback
 from torch import Tensor
@@ -204,8 +207,12 @@ class ClipSearch(Callback):
 
     The variance is measured on ``n_batches`` fresh random windows of ``stream`` (rows, length) with the
     model being trained (BD3-LM Sec. 4.2). ``history`` records ``(step, low, high)`` of every choice.
-    Does nothing for ``L' = 1`` (its range ``[1, 1]`` already has zero variance).
+    Does nothing for ``L' = 1`` (its range ``[1, 1]`` already has zero variance). The current range and the
+    history are written into every checkpoint (``clip_search.json``) and restored when a run resumes, so a
+    run continued across calls trains on the range it had chosen.
     """
+
+    STATE_FILE = "clip_search.json"
 
     def __init__(
         self,
@@ -225,6 +232,22 @@ class ClipSearch(Callback):
         self.candidates = tuple(candidates)
         self.seed = seed
         self.history: list[tuple[int, float, float]] = []
+
+    def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
+        """Save the current range and the history beside the checkpoint's weights."""
+        if trainer.accelerator.is_main_process:
+            clip = self.objective.clip
+            write_json({"clip": [clip.low, clip.high], "history": self.history}, path / self.STATE_FILE)
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        """On a resumed run, restore the range and history saved with the checkpoint it resumed from."""
+        if trainer.last_checkpoint is None or trainer.step == 0:
+            return
+        state_file = trainer.last_checkpoint / self.STATE_FILE
+        if state_file.is_file():
+            state = json.loads(state_file.read_text())
+            self.objective.clip = ClipRange(*state["clip"])
+            self.history = [tuple(h) for h in state["history"]]
 
     def on_step_end(self, trainer: Trainer, step: int) -> None:
         model = trainer.unwrapped_model

@@ -80,8 +80,8 @@ class _CachedPrefix:
         self.positions = self.offsets.clone()
         self.tokens = torch.zeros(batch, cfg.block_size, dtype=torch.long, device=device)
         self.use_graph = graph and device.type == "cuda"
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.out: Tensor | None = None
+        self.graphs: dict[bool, torch.cuda.CUDAGraph] = {}  # by head: denoising calls, cache writes
+        self.outs: dict[bool, Tensor] = {}
         self.done = 0
         self._start_block()
 
@@ -92,33 +92,36 @@ class _CachedPrefix:
         self.positions.copy_(self.offsets + j * size)
         self.cache.valid[: min(j + 1, self.n_slots_blocks) * size] = True
 
-    def _forward(self) -> Tensor:
-        return self.model.forward_tokens(self.tokens, self.positions, None, self.cache)
+    def _forward(self, head: bool) -> Tensor:
+        return self.model.forward_tokens(self.tokens, self.positions, None, self.cache, head=head)
 
-    def _capture(self) -> None:
+    def _capture(self, head: bool) -> None:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm-up (allocations, kernel selection) off the capture
             for _ in range(2):
-                self._forward()
+                self._forward(head)
         torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.out = self._forward()
+        self.graphs[head] = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graphs[head]):
+            self.outs[head] = self._forward(head)
+
+    def _run(self, block: Tensor, head: bool) -> Tensor:
+        self.tokens.copy_(block)
+        if not self.use_graph:
+            return self._forward(head)
+        if head not in self.graphs:
+            self._capture(head)
+        self.graphs[head].replay()
+        return self.outs[head]  # overwritten by the next replay; the sampler turns it into log-probs first
 
     def logits(self, block: Tensor) -> Tensor:
         """Logits (B, L', V) of a noisy block given the cached prefix (writes the block's keys/values)."""
-        self.tokens.copy_(block)
-        if not self.use_graph:
-            return self._forward()
-        if self.graph is None:
-            self._capture()
-        self.graph.replay()
-        return self.out.clone()
+        return self._run(block, head=True)
 
     def append(self, block: Tensor) -> None:
-        """Write the finished block's keys/values into its slots and move to the next block."""
-        self.logits(block)
+        """Write the finished block's keys/values into its slots (no output layer) and move to the next block."""
+        self._run(block, head=False)
         self.done += 1
         self._start_block()
 

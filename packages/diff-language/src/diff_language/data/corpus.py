@@ -3,6 +3,9 @@
 - :func:`synthetic_corpus`: the sparse HMM language (:mod:`diff_language.data.synthetic`), word-level tokens.
 - :func:`pydoc_documents`: English prose on every Python install, ``pydoc_data.topics`` (the ``help()``
   topics), split by a fixed rule: every 10th topic (sorted by name) is validation.
+- ``python``: a folder built by :func:`~diff_language.data.python_corpus.build_python_corpus` (Python
+  source and CPython documentation, split by file), read by
+  :func:`~diff_language.data.python_corpus.load_python_corpus`.
 - :func:`read_documents`: the user's ``.txt`` files (one document each) or ``.jsonl`` files (one document per
   line, the ``text`` field).
 
@@ -145,6 +148,13 @@ def build_corpus(config: CorpusConfig, tokenizer: TextTokenizer | None = None) -
             train_tokens=config.train_tokens,
             val_tokens=max(20_000, config.train_tokens // 10),
         )
+    if config.kind == "python":
+        from diff_language.data.python_corpus import load_python_corpus
+
+        data = load_python_corpus(config.paths[0], config.tokenizer)
+        if tokenizer is not None:  # a saved pipeline's tokenizer must be the corpus's
+            data.tokenizer = tokenizer
+        return data
     if config.kind == "pydoc":
         train_docs, val_docs = pydoc_documents()
     else:

@@ -26,8 +26,7 @@ def subs_log_probs(logits: Tensor, x_t: Tensor, mask_id: int) -> Tensor:
     logits[..., mask_id] = float("-inf")
     log_probs = torch.log_softmax(logits, dim=-1)
     unmasked = x_t != mask_id
-    if unmasked.any():
-        carry = torch.full_like(log_probs, float("-inf"))
-        carry.scatter_(-1, x_t.unsqueeze(-1), 0.0)
-        log_probs = torch.where(unmasked.unsqueeze(-1), carry, log_probs)
-    return log_probs
+    # unconditionally (no ``unmasked.any()`` test): a data-dependent branch would cost a host sync per call
+    carry = torch.full_like(log_probs, float("-inf"))
+    carry.scatter_(-1, x_t.unsqueeze(-1), 0.0)
+    return torch.where(unmasked.unsqueeze(-1), carry, log_probs)

@@ -69,24 +69,30 @@ def masked_ancestral_sample(
 
     x: (B, L) start tokens, ``mask_id`` where to generate. times: decreasing grid (see :func:`time_grid`).
     From ``t`` to ``s`` each masked token unmasks with probability ``(alpha_s - alpha_t) / (1 - alpha_t)`` to a
-    token drawn from the (temperature / top-p shaped) denoiser. ``cache_predictions`` reuses the last output
-    while ``x`` is unchanged; only valid for time-independent denoisers. Returns (B, L).
+    token drawn from the (temperature / top-p shaped) denoiser. The unmasking decisions are drawn first and
+    the denoiser's output is needed only for the tokens that unmask, so a step that unmasks nothing costs
+    neither a denoiser call nor a token draw, and a draw covers only the unmasking tokens (same distribution
+    as drawing every masked token and keeping the unmasking ones). ``cache_predictions`` reuses the last
+    output while ``x`` is unchanged (only valid for time-independent denoisers: MDLM Sec. 3.3, BD3-LM Sec. 5);
+    without it the denoiser is called at every step. Returns (B, L).
     """
     x = x.clone()
-    log_probs: Tensor | None = None
-    for i in range(len(times) - 1):
-        t, s = float(times[i]), float(times[i + 1])
-        if log_probs is None:
-            log_probs = shape_log_probs(denoiser(x, _full(x, t)), temperature, top_p)
-        candidates = sample_categorical(log_probs, generator)
-        a_t = schedule.alpha(torch.tensor(t, dtype=torch.float64))
-        a_s = schedule.alpha(torch.tensor(s, dtype=torch.float64))
-        p_unmask = float(((a_s - a_t) / (1.0 - a_t)).clamp(0.0, 1.0)) if a_t < 1.0 else 1.0
+    raw: Tensor | None = None
+    grid = times.detach().to("cpu", torch.float64)
+    alphas = schedule.alpha(grid).tolist()  # host floats, computed once (no tensor work per step)
+    for i in range(len(grid) - 1):
+        t, a_t, a_s = float(grid[i]), alphas[i], alphas[i + 1]
+        if not cache_predictions:
+            raw = denoiser(x, _full(x, t))
+        p_unmask = min(max((a_s - a_t) / (1.0 - a_t), 0.0), 1.0) if a_t < 1.0 else 1.0
         u = torch.rand(x.shape, generator=generator, dtype=torch.float64, device=x.device)
-        newly = (x == mask_id) & (u < p_unmask)
-        x = torch.where(newly, candidates, x)
-        if not (cache_predictions and not bool(newly.any())):
-            log_probs = None
+        rows, cols = ((x == mask_id) & (u < p_unmask)).nonzero(as_tuple=True)  # the one host sync of a step
+        if rows.numel() == 0:  # nothing unmasks: x and the cached prediction stay
+            continue
+        if raw is None:
+            raw = denoiser(x, _full(x, t))
+        x[rows, cols] = sample_categorical(shape_log_probs(raw[rows, cols], temperature, top_p), generator)
+        raw = None
     return x
 
 
