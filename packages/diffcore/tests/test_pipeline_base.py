@@ -121,3 +121,11 @@ def test_save_writes_a_model_card_the_hub_reads_and_keeps_its_training_and_metri
     assert back.card.metrics == {"fid": 12.5} and back.card.training["steps"] == 321
     (tmp_path / "p" / "model" / "extra.bin").write_bytes(b"x")
     assert hub_folder_problems(tmp_path / "p") == ["model/extra.bin is a pickle; save it as safetensors"]
+    (tmp_path / "p" / "model" / "extra.bin").unlink()
+    assert hub_folder_problems(tmp_path / "p", trained=False) == ["README.md gives training steps"]
+    assert hub_folder_problems(tmp_path / "p", modality="audio") == [
+        "README.md has no 'audio' tag or no 'diffuse audio sample' command"
+    ]
+    text = (tmp_path / "p" / "README.md").read_text()
+    (tmp_path / "p" / "README.md").write_text(text.replace("library_name: diffcore", "library_name: other"))
+    assert hub_folder_problems(tmp_path / "p") == ["README.md has no Hub front matter with library_name: diffcore"]

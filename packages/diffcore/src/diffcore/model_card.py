@@ -177,11 +177,31 @@ def render_model_card(
     )
 
 
-def hub_folder_problems(directory: str | os.PathLike[str]) -> list[str]:
+def hub_folder_problems(
+    directory: str | os.PathLike[str], modality: str | None = None, trained: bool | None = None
+) -> list[str]:
     """What keeps a saved pipeline folder from being shared as it is (empty when it is ready): a missing card or
-    ``pipeline.json``, pickled files, a component folder with ``config.json`` but no safetensors weights."""
+    ``pipeline.json``, a card without Hub front matter naming ``library_name: diffcore``, pickled files, a
+    component folder with ``config.json`` but no safetensors weights. With ``modality``: also a card that does not
+    carry the modality's tag and its ``diffuse <modality> sample`` command; with ``trained``: a card whose training
+    section does (``False``) or does not (``True``) give the training steps."""
+    import yaml
+
     folder = Path(directory)
     problems = [f"no {name}" for name in (CARD_NAME, "pipeline.json") if not (folder / name).is_file()]
+    card = folder / CARD_NAME
+    if card.is_file():
+        text = card.read_text(encoding="utf-8")
+        head, sep, _ = text.removeprefix("---\n").partition("\n---\n")
+        front = yaml.safe_load(head) if text.startswith("---\n") and sep else None
+        if not isinstance(front, dict) or front.get("library_name") != "diffcore":
+            problems.append(f"{CARD_NAME} has no Hub front matter with library_name: diffcore")
+        elif modality is not None and (
+            modality not in front.get("tags", []) or f"diffuse {modality} sample --pipeline" not in text
+        ):
+            problems.append(f"{CARD_NAME} has no {modality!r} tag or no 'diffuse {modality} sample' command")
+        if trained is not None and ("- steps: " in text) != trained:
+            problems.append(f"{CARD_NAME} {'gives no' if trained else 'gives'} training steps")
     for path in sorted(folder.rglob("*")):
         if path.suffix in PICKLE_SUFFIXES:
             problems.append(f"{path.relative_to(folder)} is a pickle; save it as safetensors")
