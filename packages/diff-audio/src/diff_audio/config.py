@@ -38,7 +38,9 @@ class AudioVAEConfig:
         strides: down-sampling factor of each block; their product is the latent frame rate's divisor (hop).
         latent_dim: channels of the latent sequence.
         kl_weight: weight of ``KL(q(z|x) || N(0, I))`` (stable-audio-tools uses about 1e-4).
-        stft_weight: weight of the multi-resolution STFT loss (spectral convergence + log magnitude).
+        stft_weight: weight of the multi-resolution STFT loss (spectral convergence + log magnitude). Kept
+            small: at 1 its phase-free gradient outweighs the waveform terms and SI-SDR falls while it drops
+            (``benchmarks/results/vae_recon-cpu.json``).
         l1_weight: weight of the waveform L1 loss.
         fft_sizes: window sizes of the multi-resolution STFT loss (hop = size / 4).
         complex_stft_weight: weight of the phase-sensitive complex STFT loss (the magnitude loss leaves the
@@ -56,10 +58,10 @@ class AudioVAEConfig:
     strides: tuple[int, ...] = (2, 4, 4, 8)
     latent_dim: int = 32
     kl_weight: float = 1e-4
-    stft_weight: float = 1.0
+    stft_weight: float = 0.1
     l1_weight: float = 1.0
     fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128)
-    complex_stft_weight: float = 1.0
+    complex_stft_weight: float = 4.0
     weight_norm: bool = True
     posterior_init: float = -5.0
     upsample: Literal["nearest", "transposed"] = "nearest"

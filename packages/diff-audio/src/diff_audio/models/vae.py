@@ -349,10 +349,10 @@ class VAEObjective:
     STFT terms share one STFT of each size."""
 
     l1_weight: float = 1.0
-    stft_weight: float = 1.0
+    stft_weight: float = 0.1
     kl_weight: float = 1e-4
     fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128)
-    complex_stft_weight: float = 1.0
+    complex_stft_weight: float = 4.0
 
     def __call__(
         self, model: nn.Module, batch: Tensor | Mapping[str, Any], generator: torch.Generator | None = None
