@@ -221,3 +221,28 @@ def test_diff_audio_pairs_torch_and_torchaudio_of_one_minor(torch_pin, want, whe
     assert out.returncode == 0, out.stderr
     pins = dict(re.findall(r"^(torch|torchaudio)==(\d+\.\d+)\.", out.stdout, flags=re.M))
     assert pins == {"torch": want, "torchaudio": want}, out.stdout
+
+
+def test_diffcore_with_the_ui_extra_alone_serves_the_web_ui(wheels, constraints, tmp_path):
+    """``pip install diffcore[ui]`` is enough for ``diffuse serve``: the wheel ships the page and its assets, and
+    with no modality installed the editor offers the core's nodes only."""
+    import json
+    import urllib.request
+
+    python = _venv_with(tmp_path, [f"diffcore[ui] @ {wheels['diffcore'].as_uri()}"], constraints)
+    proc = subprocess.Popen(
+        [str(python.with_name("diffuse")), "serve", "--port", "0", "--root", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = proc.stdout.readline().split()[2]
+        pages = {p: urllib.request.urlopen(url + p).read() for p in ("", "static/app.js", "static/app.css")}
+        assert b"/static/app.js" in pages[""] and b"function renderNodes" in pages["static/app.js"]
+        names = {n["name"] for n in json.loads(urllib.request.urlopen(url + "api/nodes").read())}
+        assert {"sampler", "guidance", "prompt", "lora", "save.image"} <= names
+        assert not any(n.startswith("image.") for n in names)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -28,8 +28,8 @@ settings) over the whole call's.
     python benchmarks/image/stream_bench.py --parts b --quantize int8-weight,int8,fp8-weight,fp8   # one H100
 
 Writes ``benchmarks/results/stream_bench-<device>.json`` (``--quick``: ``stream_bench-quick-cpu.json``;
-``--quantize``: the variant ``quant``, e.g. ``stream_bench-quant-h100.json``), after each part (a run cut short
-keeps what it measured).
+``--quantize``: the variant ``quant``, e.g. ``stream_bench-quant-h100.json``; ``--parts a`` alone: the variant
+``shapes``, e.g. ``stream_bench-shapes-h100.json``), after each part (a run cut short keeps what it measured).
 """
 
 from __future__ import annotations
@@ -597,7 +597,9 @@ def main() -> None:
     parts = {p.strip() for p in args.parts.split(",")}
     doc: dict[str, Any] = {"settings": asdict(s), "protocol": f"{s.warmup} warm-up calls, {s.timed} timed calls; "
                            + ("CUDA events" if cuda else "perf_counter")}  # fmt: skip
-    variant = "-".join(v for v, on in (("quick", args.quick), ("quant", bool(quantize))) if on) or None
+    only_a = parts == {"a"}  # part (a) alone gets its own file, so it never overwrites a (b) speed result
+    flags = (("quick", args.quick), ("quant", bool(quantize)), ("shapes", only_a))
+    variant = "-".join(v for v, on in flags if on) or None
 
     def save() -> None:
         path = write_result(doc, script="stream_bench", variant=variant, device=device, packages=("diffcore", "diff-image"),

@@ -100,3 +100,20 @@ def test_bad_settings_are_refused_naming_the_parameter(trained):
         pipe.generate(1, prompts=["a red torus"])
     with pytest.raises(ValueError, match="budget: expected >= 0"):
         SplatSampleConfig(budget=-1)
+
+
+def assert_hub_ready(folder, modality: str, trained: bool = True) -> None:
+    """The saved folder's README.md is a model card huggingface_hub reads, and nothing in it is pickled."""
+    from diffcore.model_card import hub_folder_problems
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "diffcore" and modality in card.data.tags
+    assert f"diffuse {modality} sample --pipeline" in card.text
+    assert ("- steps: " in card.text) == trained
+    assert hub_folder_problems(folder) == []
+
+
+def test_the_saved_pipeline_has_a_model_card_for_the_hub(trained):
+    _, out = trained
+    assert_hub_ready(out / "pipeline", "3d")

@@ -124,3 +124,20 @@ def test_training_on_a_folder_reports_skipped_files_and_records_the_source(tmp_p
     assert "tone" in pipe.model.config.vocabulary
     with pytest.raises(ValueError, match="folder of real audio"):
         evaluate(pipe, AudioEvaluateConfig(num_samples=2, steps=2, device="cpu"))
+
+
+def assert_hub_ready(folder, modality: str, trained: bool = True) -> None:
+    """The saved folder's README.md is a model card huggingface_hub reads, and nothing in it is pickled."""
+    from diffcore.model_card import hub_folder_problems
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "diffcore" and modality in card.data.tags
+    assert f"diffuse {modality} sample --pipeline" in card.text
+    assert ("- steps: " in card.text) == trained
+    assert hub_folder_problems(folder) == []
+
+
+def test_the_saved_pipeline_has_a_model_card_for_the_hub(tiny_run):
+    out, _ = tiny_run
+    assert_hub_ready(out / "pipeline", "audio")

@@ -92,6 +92,13 @@ def test_train_sample_edit_from_the_command_line(tmp_path):
     saved = json.loads((run / "train_config.json").read_text())["config"]
     assert saved["train"]["steps"] == 2 and saved["train"]["lr"] == 0.002 and saved["model"]["width"] == 32
     assert saved["batch_size"] == 16 and saved["train"]["output_dir"] == str(run)
+    from diffcore.model_card import hub_folder_problems
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(run / "pipeline" / "README.md")  # the model card, in the Hub's form
+    assert card.data.library_name == "diffcore" and card.data.pipeline_tag == "unconditional-image-generation"
+    assert "- steps: 2" in card.text and "diffuse image sample --pipeline" in card.text
+    assert hub_folder_problems(run / "pipeline") == []
     r = runner.invoke(app, ["sample", "--pipeline", str(run / "pipeline"), "--num-samples", "6", "--steps", "2",
                             "--label", "3", "--out", str(tmp_path / "s"), "--device", "cpu"])  # fmt: skip
     assert r.exit_code == 0, r.output

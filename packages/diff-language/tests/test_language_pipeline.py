@@ -119,3 +119,20 @@ def test_bad_sample_settings_are_named():
         apply_overrides(LanguageSampleConfig(), {"sampling": {"sampler": "foo"}})
     with pytest.raises(ValueError, match="top_p"):
         apply_overrides(LanguageSampleConfig(), {"sampling": {"top_p": 0}})
+
+
+def assert_hub_ready(folder, modality: str, trained: bool = True) -> None:
+    """The saved folder's README.md is a model card huggingface_hub reads, and nothing in it is pickled."""
+    from diffcore.model_card import hub_folder_problems
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "diffcore" and modality in card.data.tags
+    assert f"diffuse {modality} sample --pipeline" in card.text
+    assert ("- steps: " in card.text) == trained
+    assert hub_folder_problems(folder) == []
+
+
+def test_the_saved_pipeline_has_a_model_card_for_the_hub(trained):
+    _, out, _ = trained
+    assert_hub_ready(out / "pipeline", "language")

@@ -117,3 +117,20 @@ def test_fine_tuning_adapters_keeps_the_base_network(tmp_path, tiny_config):
     frozen = [k for k in b if not k.startswith(("encoder.property", "encoder.adapters"))]
     assert all(torch.equal(b[k], t[k]) for k in frozen)
     assert any(not torch.equal(t[k], torch.zeros_like(t[k])) for k in t if k.startswith("encoder.adapters"))
+
+
+def assert_hub_ready(folder, modality: str, trained: bool = True) -> None:
+    """The saved folder's README.md is a model card huggingface_hub reads, and nothing in it is pickled."""
+    from diffcore.model_card import hub_folder_problems
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "diffcore" and modality in card.data.tags
+    assert f"diffuse {modality} sample --pipeline" in card.text
+    assert ("- steps: " in card.text) == trained
+    assert hub_folder_problems(folder) == []
+
+
+def test_the_saved_pipeline_has_a_model_card_for_the_hub(tiny_pipeline):
+    _, out = tiny_pipeline
+    assert_hub_ready(out / "pipeline", "materials")

@@ -116,6 +116,11 @@ def test_backbone_train_save_load_sample(tmp_path, synthetic, kind) -> None:
     pipe.save_pretrained(tmp_path / "pipe")
     again = ProteinPipeline.from_pretrained(tmp_path / "pipe")
     assert again.what == "backbone" and again.process_kind == kind and again.lengths == pipe.lengths
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(tmp_path / "pipe" / "README.md")  # the model card, in the Hub's form
+    assert card.data.library_name == "diffcore" and "protein" in card.data.tags
+    assert "diffuse protein sample --pipeline" in card.text
     assert again.process_config == pipe.process_config
     for a, b in zip(pipe.backbone.state_dict().values(), again.backbone.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -372,3 +377,30 @@ def test_the_verbs_on_a_gpu_train_with_cuda_graphs_and_sample_reproducibly(tmp_p
     assert drawn.tokens.shape == (8, 8) and drawn.tokens.device.type == "cpu"
     scores = evaluate(seq_pipe, ProteinEvaluateConfig(num_samples=2, steps=4, device="cuda"))
     assert 0 <= scores["adherence_classifier"] <= 1 and 0 <= scores["adherence_bayes"] <= 1
+
+
+def test_backbone_training_on_a_structure_folder_uses_windows(tmp_path) -> None:
+    """``data_path`` trains on :class:`ChainWindows` of the real chain (lysozyme 1AKI, 129 residues, cropped to
+    48-residue windows), records the windows, and ``evaluate`` compares samples with those same windows."""
+    from pathlib import Path
+
+    from diff_protein import ProteinEvaluateConfig, evaluate, train
+    from diff_protein.data.windows import ChainWindows, WindowConfig
+
+    root = tmp_path / "real"
+    root.mkdir()
+    fixture = Path(__file__).parent / "data" / "1aki_backbone.pdb"
+    (root / fixture.name).write_bytes(fixture.read_bytes())
+    config = dataclasses.replace(
+        _backbone_config(tmp_path / "run"), data_path=str(root), min_length=48, max_length=48
+    )
+    pipe = train(config)
+    window = WindowConfig(min_length=48, max_length=48)
+    assert pipe.data["windows"] == dataclasses.asdict(window)
+    assert (
+        pipe.lengths == [48] * len(ChainWindows(root, window)) and len(pipe.lengths) == 4
+    )  # starts 0, 32, 64, 81
+    metrics = evaluate(pipe, ProteinEvaluateConfig(num_samples=2, steps=2, device="cpu"))
+    assert metrics["ref_coil"] == pytest.approx(
+        np.mean([M.sse_composition(ChainWindows(root, window)[i]["atoms"].numpy())["c"] for i in range(4)])
+    )

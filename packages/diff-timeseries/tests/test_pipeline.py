@@ -443,3 +443,20 @@ def test_a_pipeline_trained_on_two_columns_forecasts_them_jointly(tmp_path):
     assert fc.paths.shape == (3, 5, 2) and np.isfinite(fc.paths).all()
     with pytest.raises(ValueError, match="column: the pipeline models 2 value columns"):
         forecast_array(pipe, np.zeros(30), 4, samples=1, steps=1)
+
+
+def assert_hub_ready(folder, modality: str, trained: bool = True) -> None:
+    """The saved folder's README.md is a model card huggingface_hub reads, and nothing in it is pickled."""
+    from diffcore.model_card import hub_folder_problems
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "diffcore" and modality in card.data.tags
+    assert f"diffuse {modality} sample --pipeline" in card.text
+    assert ("- steps: " in card.text) == trained
+    assert hub_folder_problems(folder) == []
+
+
+def test_the_saved_pipeline_has_a_model_card_for_the_hub(run):
+    out, _ = run
+    assert_hub_ready(out / "pipeline", "timeseries")

@@ -116,3 +116,11 @@ def test_the_text_encoder_names_words_it_never_saw():
     assert context.shape == (2, 8, 16) and mask.sum().item() == 5 and pooled.shape == (2, 16)
     with pytest.raises(ValueError, match="'purple'"):
         enc.tokenize(["a purple square"])
+
+
+def test_each_block_is_one_fsdp_unit_under_sharded_training():
+    from diffcore.training.sharding import block_class_names
+
+    m = _model(depth=2)
+    assert block_class_names(m) == ["VideoDiTBlock"]  # TrainConfig(sharding="fsdp2") shards block by block
+    assert sum(type(b).__name__ == "VideoDiTBlock" for b in m.modules()) == len(m.blocks) == 2

@@ -198,3 +198,20 @@ def test_sampling_follows_the_label_of_an_exact_class_conditional_velocity():
         16, labels=wanted, guidance=2.0, steps=8, generator=torch.Generator().manual_seed(0)
     )
     assert motion_adherence(blind, captions, directions=4)["direction_adherence"] < 0.6
+
+
+def assert_hub_ready(folder, modality: str, trained: bool = True) -> None:
+    """The saved folder's README.md is a model card huggingface_hub reads, and nothing in it is pickled."""
+    from diffcore.model_card import hub_folder_problems
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "diffcore" and modality in card.data.tags
+    assert f"diffuse {modality} sample --pipeline" in card.text
+    assert ("- steps: " in card.text) == trained
+    assert hub_folder_problems(folder) == []
+
+
+def test_the_saved_pipeline_has_a_model_card_for_the_hub(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "p")
+    assert_hub_ready(tmp_path / "p", "video")

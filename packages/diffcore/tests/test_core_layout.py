@@ -20,7 +20,7 @@ PACKAGE = SRC / "diffcore"
 
 # The concern of each top-level module of diffcore that is not a folder of its own.
 FOUNDATION = ("config", "io", "rng", "device", "progress", "pretrained", "registry", "_moved")
-TOP = ("pipeline", "modality", "bench", "cli")
+TOP = ("pipeline", "model_card", "modality", "bench", "cli", "workflows", "ui")
 CONCERN_OF = {**dict.fromkeys(FOUNDATION, "foundation"), **dict.fromkeys(TOP, "top")}
 
 # concern -> the other concerns it may import (each may import itself)
@@ -40,6 +40,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "distill": {"foundation", "kernels", "nn", "paths", "guidance", "sampling", "training"},
     "streaming": {"foundation", "kernels", "paths", "guidance", "sampling"},
     "alignment": {"foundation", "paths", "guidance", "sampling", "training"},
+    "interop": {"foundation", "nn", "paths", "guidance", "sampling"},  # diffusers / PEFT / kohya formats
 }
 MAY_IMPORT["top"] = set(MAY_IMPORT)
 

@@ -1,5 +1,6 @@
 """diffcore.pipeline.Pipeline: one folder per pipeline, swap-in saves, clear errors on bad folders."""
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -93,3 +94,30 @@ def test_loading_names_what_is_wrong(tmp_path):
     TinyPipeline(Tiny(TinyConfig(2)), scale=1.0).save_pretrained(tmp_path / "p")
     with pytest.raises(ValueError, match=r"holds a .*TinyPipeline"):
         Other.from_pretrained(tmp_path / "p")
+
+
+def test_save_writes_a_model_card_the_hub_reads_and_keeps_its_training_and_metrics(tmp_path):
+    from diffcore.model_card import hub_folder_problems
+    from diffcore.training import TrainConfig
+    from huggingface_hub import ModelCard
+
+    @dataclass
+    class RunConfig:
+        data_dir: str = "data/points"
+        train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(steps=321))
+
+    pipe = TinyPipeline(Tiny(TinyConfig(4)), scale=2.5)
+    pipe.card.record_training(RunConfig())
+    pipe.card.record_metrics({"fid": 12.5})
+    pipe.card.license = "apache-2.0"
+    pipe.save_pretrained(tmp_path / "p")
+    card = ModelCard.load(tmp_path / "p" / "README.md")
+    assert card.data.library_name == "diffcore" and card.data.license == "apache-2.0"
+    assert "TinyPipeline" in card.data.tags and "diffcore" in card.data.tags
+    assert "- steps: 321" in card.text and '"data_dir": "data/points"' in card.text
+    assert "| fid | 12.5 |" in card.text and "| `model/` | `" in card.text
+    assert hub_folder_problems(tmp_path / "p") == []
+    back = TinyPipeline.from_pretrained(tmp_path / "p")
+    assert back.card.metrics == {"fid": 12.5} and back.card.training["steps"] == 321
+    (tmp_path / "p" / "model" / "extra.bin").write_bytes(b"x")
+    assert hub_folder_problems(tmp_path / "p") == ["model/extra.bin is a pickle; save it as safetensors"]

@@ -227,6 +227,7 @@ def train(config: LanguageTrainConfig) -> LanguagePipeline:
             seed=config.train.seed,
         )
     pipe = LanguagePipeline(model, data.tokenizer, config.corpus)
+    pipe.card.record_training(config)
     if _is_main_process():  # under `accelerate launch`, one process writes the run's files
         pipe.save_pretrained(out / PIPELINE_DIR)
         metrics = {

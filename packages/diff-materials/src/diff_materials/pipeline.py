@@ -382,6 +382,7 @@ def train(config: CrystalTrainConfig) -> CrystalPipeline:
         data=info,
         predictor=predictor,
     )
+    pipe.card.record_training(config)
     pipe.save_pretrained(out / "pipeline")
     return pipe
 

@@ -92,8 +92,9 @@ class ProteinTrainConfig:
             file labelled by UniRef ``Tax=`` (sequence); empty: the generated default set (synthetic
             backbones, or profile families), drawn from ``train.seed``.
         num_examples: generated set: backbones, or sequences per family.
-        min_length: backbone, generated set: shortest chain (capped at ``max_length``; at least 24).
-        max_length: backbone, generated set: longest chain.
+        min_length: backbone: shortest chain of the generated set (capped at ``max_length``; at least 24), or
+            shortest window cut from the chains of ``data_path`` (:class:`~diff_protein.data.windows.ChainWindows`).
+        max_length: backbone: longest generated chain, or longest window.
         length: sequence: profile length of the generated families, or the crop of sequences read from a file.
         num_families: sequence, generated set: taxa (profile families).
         batch_size: examples per optimizer step (per process).

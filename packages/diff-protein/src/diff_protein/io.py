@@ -27,6 +27,7 @@ __all__ = [
     "backbone_to_atom_array",
     "chains_from_atom_array",
     "read_backbone",
+    "read_resolution",
     "read_structure",
     "three_to_one",
     "write_backbone",
@@ -93,6 +94,48 @@ def read_structure(path: str | os.PathLike[str], model: int = 1) -> struc.AtomAr
         return strucio.load_structure(str(path), model=model)
     except Exception as exc:  # biotite's parsers raise many types (TypeError, KeyError, msgpack errors, ...)
         raise ValueError(f"path: cannot read {path} as a structure ({type(exc).__name__}: {exc})") from exc
+
+
+_RESOLUTION_FIELDS = (
+    ("refine", "ls_d_res_high"),
+    ("reflns", "d_resolution_high"),
+    ("em_3d_reconstruction", "resolution"),
+)
+
+
+def read_resolution(path: str | os.PathLike[str]) -> float | None:
+    """The experimental resolution (angstrom) a structure file states, or ``None`` when it states none.
+
+    mmCIF / BinaryCIF: ``refine.ls_d_res_high``, else ``reflns.d_resolution_high``, else
+    ``em_3d_reconstruction.resolution``; PDB: the ``REMARK   2 RESOLUTION.`` line. NMR models and files
+    written without these records give ``None``.
+    """
+    path = Path(path)
+    suffix = _check_suffix(path)
+    if suffix == ".pdb":
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("REMARK   2 RESOLUTION."):
+                try:
+                    return float(line.split()[3])
+                except (IndexError, ValueError):
+                    return None
+        return None
+    import biotite.structure.io.pdbx as pdbx
+
+    try:
+        reader = pdbx.BinaryCIFFile if suffix == ".bcif" else pdbx.CIFFile
+        block = reader.read(str(path)).block
+    except Exception as exc:  # biotite's parsers raise many types
+        raise ValueError(f"path: cannot read {path} ({type(exc).__name__}: {exc})") from exc
+    for category, key in _RESOLUTION_FIELDS:
+        if category in block and key in block[category]:
+            try:
+                value = float(block[category][key].as_array()[0])
+            except (TypeError, ValueError):
+                continue
+            if np.isfinite(value) and value > 0:
+                return value
+    return None
 
 
 def chains_from_atom_array(atoms: struc.AtomArray) -> list[ProteinChain]:

@@ -37,9 +37,11 @@ __all__ = [
     "kabsch_rmsd",
     "length_matched_weights",
     "n_ca_c_angle_deviation",
+    "nearest_identity",
     "novelty",
     "pairwise_identity",
     "pairwise_structure_similarity",
+    "positional_profile_distance",
     "radius_of_gyration",
     "reference_weights",
     "rg_ratio",
@@ -312,6 +314,42 @@ def composition_divergence(sequences: Sequence[str], reference: Sequence[str]) -
         return float(np.sum(a[nz] * np.log2(a[nz] / b[nz])))
 
     return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+
+def positional_profile_distance(sequences: Sequence[str], reference: Sequence[str]) -> float:
+    """Mean over positions of the total-variation distance (in [0, 1]) between the amino-acid distributions of
+    two sets of equal-length aligned sequences at that position: 0 when every column has the same
+    frequencies. Letters other than the 20 standard amino acids are ignored."""
+    if not sequences or not reference:
+        raise ValueError("sequences, reference: expected non-empty sets")
+    lengths = {len(s) for s in sequences} | {len(s) for s in reference}
+    if len(lengths) != 1:
+        raise ValueError(f"sequences, reference: expected one common length, got {sorted(lengths)[:5]}")
+    length = lengths.pop()
+
+    def profile(seqs: Sequence[str]) -> np.ndarray:
+        index = {a: i for i, a in enumerate(AMINO_ACIDS)}
+        counts = np.zeros((length, 20))
+        for s in seqs:
+            for pos, ch in enumerate(s.upper()):
+                if ch in index:
+                    counts[pos, index[ch]] += 1
+        return counts / counts.sum(1, keepdims=True).clip(min=1)
+
+    return float(0.5 * np.abs(profile(sequences) - profile(reference)).sum(1).mean())
+
+
+def nearest_identity(sequences: Sequence[str], training: Sequence[str]) -> np.ndarray:
+    """For each of ``sequences``, its position-wise identity to the most similar of ``training`` (all of one
+    length): ``(N,)``; near 1 means a copy."""
+    if not sequences or not training:
+        raise ValueError("sequences, training: expected non-empty sets")
+    lengths = {len(s) for s in sequences} | {len(s) for s in training}
+    if len(lengths) != 1:
+        raise ValueError(f"sequences, training: expected one common length, got {sorted(lengths)[:5]}")
+    codes = lambda seqs: np.frombuffer("".join(seqs).upper().encode(), np.uint8).reshape(len(seqs), -1)  # noqa: E731
+    x, t = codes(sequences), codes(training)
+    return np.array([(t == row).mean(1).max() for row in x])
 
 
 def sequence_identity(a: str, b: str) -> float:

@@ -60,6 +60,7 @@ from diff_protein.data.sequences import (
 )
 from diff_protein.data.structures import StructureDataset
 from diff_protein.data.synthetic import SyntheticBackboneConfig, SyntheticBackbones
+from diff_protein.data.windows import ChainWindows, WindowConfig
 from diff_protein.diffusion import (
     AuxLossConfig,
     FrameDiffusion,
@@ -302,6 +303,7 @@ def train(config: ProteinTrainConfig) -> ProteinPipeline:
     else:
         dataset, judge_data, info = _sequence_data(config)
         pipe = train_sequences(config, dataset, classifier_data=judge_data, data_info=info)
+    pipe.card.record_training(config)
     pipe.save_pretrained(out / "pipeline")
     return pipe
 
@@ -411,7 +413,7 @@ def train_backbones(
 ) -> ProteinPipeline:
     """Train a :class:`FrameDenoiser` of sizes ``config.backbone`` on a dataset of ``{"rots", "trans"}`` items
     (e.g. :class:`~diff_protein.data.synthetic.SyntheticBackbones`,
-    :class:`~diff_protein.data.structures.StructureDataset`); returns a backbone pipeline on the CPU.
+    :class:`~diff_protein.data.windows.ChainWindows`); returns a backbone pipeline on the CPU.
 
     ``objective`` replaces the loss settings of ``config`` (:func:`objective_config`), e.g. to train only some
     times. ``config.init_from``: a saved pipeline whose weights start the training.
@@ -530,13 +532,15 @@ def _backbone_data(config: ProteinTrainConfig) -> tuple[Dataset, dict[str, Any]]
             raise FileNotFoundError(
                 f"data_path: no folder at {root} (expected PDB / mmCIF / BinaryCIF files)"
             )
-        structures = StructureDataset(root, cache_dir=Path(config.train.output_dir) / "cache")
+        window = WindowConfig(min_length=config.min_length, max_length=config.max_length)
+        structures = ChainWindows(root, window)
         if len(structures) == 0:
             reasons = "; ".join(f"{p.name}: {r}" for p, r in list(structures.skipped.items())[:3])
             raise ValueError(
-                f"data_path: no structure file in {root} passes the filters ({reasons or 'none found'})"
+                f"data_path: no structure file in {root} gives a window of {window.min_length}-{window.max_length} "
+                f"residues ({reasons or 'none found'})"
             )
-        return structures, {"kind": "structures", "path": str(root)}
+        return structures, {"kind": "structures", "path": str(root), "windows": dataclasses.asdict(window)}
     synthetic = SyntheticBackboneConfig(
         num_samples=config.num_examples,
         min_length=config.synthetic_min_length,
@@ -853,7 +857,10 @@ def _reference_backbones(pipeline: ProteinPipeline, config: ProteinEvaluateConfi
         chains = SyntheticBackbones(SyntheticBackboneConfig(**cfg))  # item i as in training
         return [chains.backbone(i).atoms.numpy() for i in range(len(chains))]
     if data.get("kind") == "structures":
-        structures = StructureDataset(data["path"])
+        if "windows" in data:  # the windows it was trained on
+            structures: Dataset = ChainWindows(data["path"], WindowConfig(**data["windows"]))
+        else:  # a pipeline trained on whole first chains (before windows)
+            structures = StructureDataset(data["path"])
         n = min(config.num_reference, len(structures))
         return [structures[i]["atoms"].numpy() for i in range(n)]  # type: ignore[union-attr]
     raise ValueError(

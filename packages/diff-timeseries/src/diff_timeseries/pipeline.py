@@ -443,6 +443,7 @@ def train(config: SeriesTrainConfig) -> SeriesPipeline:
         lengths,
         _example_captions(data),
     )
+    pipe.card.record_training(config)
     pipe.save_pretrained(run / PIPELINE_DIR)
     return pipe
 

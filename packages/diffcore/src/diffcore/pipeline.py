@@ -10,7 +10,8 @@ On disk::
 
     pipeline.json      {"pipeline_class": "diff_image.pipeline:ImagePipeline", "format": 1,
                         "diffcore_version": ..., "config": {...the pipeline's own settings...},
-                        "components": ["model", "autoencoder", ...]}
+                        "components": ["model", "autoencoder", ...], "card": {...training, metrics...}}
+    README.md          the model card (:mod:`diffcore.model_card`), with Hub front matter
     <component>/       one folder per component (``save_pretrained`` of a
                        :class:`~diffcore.pretrained.PretrainedModel`, or the component's own format)
 
@@ -31,7 +32,8 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
-from diffcore.io import read_json, write_json
+from diffcore.io import read_json, write_json, write_text
+from diffcore.model_card import CARD_NAME, ModelCardInfo, render_model_card
 
 __all__ = ["PIPELINE_FILE", "Pipeline", "read_pipeline_meta"]
 
@@ -69,6 +71,18 @@ class Pipeline(abc.ABC):
     """
 
     pipeline_file: ClassVar[str] = PIPELINE_FILE
+    _card: ModelCardInfo | None = None
+
+    @property
+    def card(self) -> ModelCardInfo:
+        """What the model card says about training, metrics and licence (kept in ``pipeline.json``)."""
+        if self._card is None:
+            self._card = ModelCardInfo()
+        return self._card
+
+    @card.setter
+    def card(self, info: ModelCardInfo) -> None:
+        self._card = info
 
     # ------------------------------------------------------------------ what a subclass provides
 
@@ -133,23 +147,27 @@ class Pipeline(abc.ABC):
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.saving-"))
         try:
-            names = []
+            saved = {}
             for name, component in self.components().items():
                 if component is None:
                     continue
                 self.save_component(name, component, staging / name)
-                names.append(name)
+                saved[name] = component
             cls = type(self)
+            settings = self.pipeline_config()
             write_json(
                 {
                     "pipeline_class": f"{cls.__module__}:{cls.__qualname__}",
                     "format": FORMAT,
                     "diffcore_version": _diffcore_version(),
-                    "config": self.pipeline_config(),
-                    "components": names,
+                    "config": settings,
+                    "components": list(saved),
+                    "card": self.card.to_dict(),
                 },
                 staging / self.pipeline_file,
             )
+            card = render_model_card(cls, self.card, saved, settings, _diffcore_version())
+            write_text(staging / CARD_NAME, card)
             os.chmod(staging, 0o777 & ~_umask())
             _swap_in(staging, target)
         except BaseException:
@@ -177,7 +195,9 @@ class Pipeline(abc.ABC):
                 )
             components[name] = cls.load_component(name, sub, dev)
         try:
-            return cls.from_parts(meta.get("config", {}), components)
+            pipe = cls.from_parts(meta.get("config", {}), components)
+            pipe.card = ModelCardInfo.from_dict(meta.get("card"))
+            return pipe
         except (KeyError, TypeError, ValueError) as exc:
             detail = f"missing setting {exc}" if isinstance(exc, KeyError) else str(exc)
             raise ValueError(

@@ -72,16 +72,22 @@ class PretrainedModel(nn.Module):
             raise TypeError(f"config: expected {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
 
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed)."""
+    def save_pretrained(
+        self, directory: str | os.PathLike[str], state_dict: dict[str, torch.Tensor] | None = None
+    ) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed).
+
+        ``state_dict``: the weights to write instead of the module's own (e.g. the gathered full weights
+        of a model sharded with FSDP, whose own state dict holds shards)."""
         out = Path(directory)
-        cls = type(self)
+        cls = _saved_class(type(self))
         config = {
             "model_class": f"{cls.__module__}.{cls.__qualname__}",
             "config": _config_to_dict(self.config),
         }
+        own = self.state_dict() if state_dict is None else state_dict
         # Tied or shared parameters are stored once each name; safetensors refuses shared storage.
-        state = {k: v.clone() if v.is_contiguous() is False else v for k, v in self.state_dict().items()}
+        state = {k: v.clone() if v.is_contiguous() is False else v for k, v in own.items()}
         seen: dict[int, str] = {}
         for k, v in list(state.items()):
             ptr = v.untyped_storage().data_ptr()
@@ -137,6 +143,16 @@ class PretrainedModel(nn.Module):
                 f"({first[0] if first else exc}; {' '.join(first[1:3])[:300]})"
             ) from exc
         return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
+
+
+def _saved_class(cls: type) -> type:
+    """The model's own class: FSDP2's ``fully_shard`` swaps a module's class for a generated subclass
+    (``FSDP<Name>``, bases ``(FSDPModule, <Name>)``), which no file should name."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if issubclass(cls, FSDPModule):
+        return next(c for c in cls.__mro__ if c is not cls and not issubclass(c, FSDPModule))
+    return cls
 
 
 def _import_class(path: str) -> type:

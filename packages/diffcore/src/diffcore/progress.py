@@ -15,12 +15,20 @@ a Jupyter kernel progress is a tqdm bar; in a log file or a batch job it is a pl
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
+
+ProgressListener = Callable[[str, int, "int | None"], None]
+"""``listener(desc, n, total)``: told of every :class:`Progress` update made in its context (see :func:`listening`)."""
+
+_LISTENER: contextvars.ContextVar[ProgressListener | None] = contextvars.ContextVar(
+    "diffcore_progress", default=None
+)
 
 QUIET_ENV = "DIFFCORE_QUIET"
 PROGRESS_ENV = "DIFFCORE_PROGRESS"
@@ -61,6 +69,24 @@ def configured(*, quiet: bool | None = None, progress: bool | None = None) -> It
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextlib.contextmanager
+def listening(listener: ProgressListener) -> Iterator[None]:
+    """Within the block (this thread or task only), every :class:`Progress` made calls ``listener(desc, n,
+    total)`` on each update and once at the start, whether or not anything is shown (the web UI's live
+    progress, :mod:`diffcore.workflows`)."""
+    token = _LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        _LISTENER.reset(token)
+
+
+def current_listener() -> ProgressListener | None:
+    """The listener of the innermost :func:`listening` block around this call, or None (for progress displays that
+    are not a :class:`Progress`, such as the Trainer's bar)."""
+    return _LISTENER.get()
 
 
 def is_interactive(stream: Any) -> bool:
@@ -113,13 +139,18 @@ class Progress:
         stream: TextIO | None = None,
     ) -> None:
         self._stream = sys.stderr if stream is None else stream
-        self.active = show and not quiet()
-        self.interactive = self.active and is_interactive(self._stream)
+        self._listener = _LISTENER.get()
+        shown = show and not quiet()
+        self.active = shown or self._listener is not None  # callers update only an active bar
+        self.interactive = shown and is_interactive(self._stream)
+        self._shown = shown
         self.total, self.desc, self.unit, self.every_s = total, desc, unit, every_s
         self.n = 0
         self._start = self._last_line = time.perf_counter()
         self._printed = False
         self._bar = None
+        if self._listener is not None:
+            self._listener(desc, 0, total)
         if self.interactive:
             from tqdm.auto import tqdm
 
@@ -130,9 +161,11 @@ class Progress:
     def update(self, n: int = 1) -> None:
         """``n`` more units done."""
         self.n += n
+        if self._listener is not None:
+            self._listener(self.desc, self.n, self.total)
         if self._bar is not None:
             self._bar.update(n)
-        elif self.active and time.perf_counter() - self._last_line >= self.every_s:
+        elif self._shown and time.perf_counter() - self._last_line >= self.every_s:
             self._write_line()
 
     def line(self) -> str:

@@ -197,6 +197,7 @@ def train(config: SplatTrainConfig, *, save: bool = True) -> SplatPipeline:
         data={"dataset": config.dataset, "data_path": config.data_path, "num_objects": config.num_objects,
               "data_seed": config.data_seed, "extent": config.model.extent},
     )  # fmt: skip
+    pipe.card.record_training(config)
     if save:
         pipe.save_pretrained(run / PIPELINE_DIR)
     return pipe

@@ -237,6 +237,7 @@ def train(
     schedule = "rectified-flow" if config.objective == "rectified_flow" else "vp-cosine"
     pipe = AudioPipeline(vae, trained.to(device).eval(), schedule, objective.prediction, config.data.sample_rate,
                          config.data.clip_seconds, data.info)  # type: ignore[arg-type]  # fmt: skip
+    pipe.card.record_training(config)
     if save:
         pipe.save_pretrained(run / PIPELINE_DIR)
     return pipe

@@ -272,6 +272,7 @@ def train(
         num_classes=data.num_classes if config.model.conditioning == "class" else 0,
         train_text_encoder=train_text,
     )
+    pipe.card.record_training(config)
     if save:
         pipe.save_pretrained(run / PIPELINE_DIR)
     return pipe

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -163,6 +164,8 @@ class VideoDiT(PretrainedModel):
     """
 
     config_class = VideoDiTConfig
+    # The blocks that each become one FSDP unit (TrainConfig.sharding="fsdp2"; the Hugging Face name).
+    _no_split_modules: ClassVar[list[str]] = ["VideoDiTBlock"]
     config: VideoDiTConfig
 
     def __init__(self, config: VideoDiTConfig) -> None:

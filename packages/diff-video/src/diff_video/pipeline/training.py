@@ -312,6 +312,7 @@ def train(
         dit, text_encoder=text, vae=vae, time_shift=shift, clip_shape=data.clip_shape,
         num_classes=data.num_classes, class_names=data.class_names, prompts=data.prompts, shapes=data.shapes,
     )  # fmt: skip
+    pipe.card.record_training(config)
     if save:
         pipe.save_pretrained(run / PIPELINE_DIR)
     return pipe

@@ -106,10 +106,68 @@ def build_app() -> typer.Typer:
         if report.failed:
             raise typer.Exit(code=1)
 
+    app.command("run")(run_cmd)
+    app.command("serve")(serve_cmd)
     for name, item in installed.items():
         if item.modality.app is not None:
             app.add_typer(item.modality.app, name=name, help=_group_help(item))
     return app
+
+
+def run_cmd(
+    workflow: Path | None = typer.Argument(
+        None, help="A workflow JSON file (written by diffuse serve or by hand)."
+    ),
+    work_dir: Path = typer.Option(
+        Path("runs/workflows"), "--work-dir", help="Where node outputs are kept (cache/<key>/ per node)."
+    ),
+    device: str = typer.Option("auto", "--device", help="Device of every node: auto | cpu | cuda."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Run every node again, even unchanged ones."),
+    list_nodes: bool = typer.Option(False, "--list-nodes", help="List the node types and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display on standard error."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+) -> None:
+    """Run a node workflow headless: each node's progress, unchanged nodes taken from the cache, and the files the
+    save nodes wrote. A bad graph is refused before anything runs, naming the node and port."""
+    from diffcore.cli.workflow import list_node_types, run_workflow_file
+
+    _check_device(device)
+    if list_nodes:
+        list_node_types(console)
+        return
+    if workflow is None:
+        fail("WORKFLOW: expected a workflow JSON file (or --list-nodes)")
+    run_workflow_file(workflow, work_dir, device, not no_cache, quiet, debug, console)
+
+
+def serve_cmd(
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on (default: this machine only)."
+    ),
+    port: int = typer.Option(8188, "--port", help="Port (0: any free port)."),
+    root: Path = typer.Option(
+        Path("."),
+        "--root",
+        help="Folder that relative paths, saved workflows (workflows/) and runs are under.",
+    ),
+    device: str = typer.Option("auto", "--device", help="Device of every node: auto | cpu | cuda."),
+    bench_dir: Path = typer.Option(
+        Path("runs"), "--bench-dir", help="Folder searched for diffuse bench reports (report.json)."
+    ),
+) -> None:
+    """Start the local web UI: a node-graph editor for workflows, a run queue with live progress and previews, a
+    gallery of outputs and a page per bench report. Requests from other origins are refused."""
+    from diffcore.ui.server import serve
+
+    _check_device(device)
+    if not 0 <= port < 65536:
+        fail(f"--port: expected 0..65535, got {port}")
+    serve(host=host, port=port, root=root, device=device, bench_dir=bench_dir)
+
+
+def _check_device(device: str) -> None:
+    if device not in ("auto", "cpu", "cuda"):
+        fail(f"--device: expected auto, cpu or cuda, got {device!r}")
 
 
 def _group_help(item: InstalledModality) -> str:

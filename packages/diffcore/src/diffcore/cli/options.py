@@ -56,9 +56,11 @@ from diffcore.config import (
 __all__ = [
     "USER_ERRORS",
     "CommandError",
+    "CommandSpec",
     "OneLineUsageErrors",
     "config_command",
     "fail",
+    "load_pipeline",
     "option_help",
     "run_or_fail",
 ]
@@ -223,6 +225,57 @@ class _Option:
     param: str  # python parameter name in the generated signature
     key: str  # dotted configuration key
     flags: tuple[str, ...]  # command-line option names, the long one first
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandSpec:
+    """What :func:`config_command` registered, kept on the typer callback as ``__diffcore_command__`` so that
+    other front ends (:mod:`diffcore.workflows`) can run the same command without the command line.
+
+    Attributes:
+        name: the command (``"sample"``).
+        config_class: the dataclass the command runs on.
+        fn: the decorated function, called as ``fn(config, out=Path, [pipeline=...], **own)``.
+        pipeline: the pipeline class (or ``"module:Class"``) for commands on a saved pipeline, else None.
+        out_key: the configuration's ``output_dir`` key, or None when ``default_out`` names the folder.
+        default_out: the output folder when the configuration has none.
+        device_key: the configuration's ``device`` key (``"device"`` or ``"train.device"``).
+        options: the configuration keys offered as named options, in order.
+        own: the function's own parameters (beyond config, out, pipeline), with their typer defaults.
+        help: the command's help text.
+    """
+
+    name: str
+    config_class: type
+    fn: Callable[..., Any]
+    pipeline: str | type | None
+    out_key: str | None
+    default_out: str | None
+    device_key: str
+    options: tuple[str, ...]
+    own: tuple[inspect.Parameter, ...]
+    help: str
+
+    def own_defaults(self) -> dict[str, Any]:
+        """The function's own parameters at their defaults (typer's ``Option(default)`` unwrapped)."""
+        out: dict[str, Any] = {}
+        for p in self.own:
+            default = getattr(p.default, "default", p.default)
+            out[p.name] = None if default is ... or default is inspect.Parameter.empty else default
+        return out
+
+    def load_pipeline(self, folder: Path, device: str) -> Any:
+        """The saved pipeline in ``folder`` on ``device`` (``auto | cpu | cuda``), as ``--pipeline`` loads it."""
+        if self.pipeline is None:
+            raise TypeError(f"command {self.name!r} takes no pipeline")
+        return load_pipeline(self.pipeline, folder, device)
+
+    def run(self, config: Any, out: Path, pipeline: Any = None, **own: Any) -> Any:
+        """Call the command's function on a built configuration, as the command line does after parsing."""
+        call = {**self.own_defaults(), **own, "out": out}
+        if self.pipeline is not None:
+            call["pipeline"] = pipeline
+        return self.fn(config, **call)
 
 
 TRAINING_OPTIONS: dict[str, str] = {"train.resume": "--resume", "train.ema_decay": "--ema-decay"}
@@ -396,7 +449,7 @@ def config_command(
             call: dict[str, Any] = dict(kwargs, out=out)
             if pipeline is not None:
                 call["pipeline"] = run_or_fail(
-                    lambda: _load_pipeline(pipeline, pipeline_dir, _get_nested(cfg, device_key)), debug
+                    lambda: load_pipeline(pipeline, pipeline_dir, _get_nested(cfg, device_key)), debug
                 )
             with progress.configured(
                 quiet=quiet, progress=True
@@ -407,13 +460,27 @@ def config_command(
         command.__doc__, command.__module__ = fn.__doc__, fn.__module__
         command.__annotations__ = {}
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__diffcore_command__ = CommandSpec(  # type: ignore[attr-defined]
+            name=name,
+            config_class=config_class,
+            fn=fn,
+            pipeline=pipeline,
+            out_key=out_key,
+            default_out=default_out,
+            device_key=device_key,
+            options=tuple(opt.key for opt in shortcut),
+            own=tuple(own),
+            help=help or inspect.getdoc(fn) or "",
+        )
         app.command(name, help=help, cls=OneLineUsageErrors)(command)
         return fn
 
     return decorate
 
 
-def _load_pipeline(spec: str | type, folder: Path, device: str) -> Any:
+def load_pipeline(spec: str | type, folder: Path, device: str) -> Any:
+    """The saved pipeline of class ``spec`` (or ``"module:Class"``) in ``folder`` on ``device``
+    (``auto | cpu | cuda``), as ``--pipeline DIR`` loads it."""
     from diffcore.device import resolve_device
 
     cls = _resolve_pipeline_class(spec)

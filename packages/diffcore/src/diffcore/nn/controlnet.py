@@ -35,14 +35,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from diffcore.nn.dit import DiT, DiTConfig, dit_layers
+from diffcore.nn.dit import DiT, DiTConfig, config_pos_embed, dit_layers
 from diffcore.nn.embeddings import (
     LabelEmbedder,
     PatchEmbed,
     RotaryEmbedding,
     TimestepEmbedder,
     grid_positions,
-    sincos_pos_embed,
 )
 from diffcore.nn.mmdit import (
     MMDiT,
@@ -276,10 +275,10 @@ class DiTControlNet(PretrainedModel):
         d_cfg = config.dit
         d, ndim = d_cfg.hidden_size, len(d_cfg.input_size)
         self.x_embedder = PatchEmbed(d_cfg.in_channels, d, d_cfg.patch_size, ndim=ndim)
-        self.t_embedder = TimestepEmbedder(d)
+        self.t_embedder = TimestepEmbedder(d, freq_shift=d_cfg.time_freq_shift)
         self.y_embedder = LabelEmbedder(d_cfg.num_classes, d) if d_cfg.num_classes > 0 else None
         self.rope = RotaryEmbedding(d // d_cfg.num_heads, ndim, d_cfg.rope_theta)
-        self.register_buffer("pos_embed", sincos_pos_embed(d, d_cfg.grid_size)[None], persistent=False)
+        self.register_buffer("pos_embed", config_pos_embed(d_cfg, d_cfg.grid_size), persistent=False)
         block, _ = dit_layers(d_cfg.fused_kernels)  # the base's block, plain or fused
         self.blocks = nn.ModuleList(
             block(d, d_cfg.num_heads, d_cfg.mlp_ratio, d_cfg.qk_norm) for _ in range(config.num_blocks or 1)
@@ -332,11 +331,7 @@ class DiTControlNet(PretrainedModel):
         h = self.x_embedder(x) + self.cond_embedder(self.cond_encoder(cond.to(x.dtype)))
         rope = None
         if c.dit.pos_embed == "sincos":
-            pos = (
-                self.pos_embed
-                if grid == c.dit.grid_size
-                else sincos_pos_embed(h.shape[-1], grid, x.device)[None]
-            )
+            pos = self.pos_embed if grid == c.dit.grid_size else config_pos_embed(c.dit, grid, x.device)
             h = h + pos.to(h.dtype)
         else:
             rope = self.rope(grid_positions(grid, device=x.device))
@@ -421,13 +416,13 @@ class MMDiTControlNet(PretrainedModel):
         m = config.mmdit
         d, ndim = m.hidden_size, len(m.input_size)
         self.x_embedder = PatchEmbed(m.in_channels, d, m.patch_size, ndim=ndim)
-        self.t_embedder = TimestepEmbedder(d)
+        self.t_embedder = TimestepEmbedder(d, freq_shift=m.time_freq_shift)
         self.pooled_embedder = (
             nn.Sequential(nn.Linear(m.pooled_dim, d), nn.SiLU(), nn.Linear(d, d)) if m.pooled_dim else None
         )
         self.context_embedder = nn.Linear(m.context_dim, d)
         self.rope = RotaryEmbedding(d // m.num_heads, ndim, m.rope_theta)
-        self.register_buffer("pos_embed", sincos_pos_embed(d, m.grid_size)[None], persistent=False)
+        self.register_buffer("pos_embed", config_pos_embed(m, m.grid_size), persistent=False)
         # Block i of the copy has the same layout as block i of the base (the base's last is context_pre_only).
         self.blocks = nn.ModuleList(
             MMDiTBlock(d, m.num_heads, m.mlp_ratio, m.qk_norm, context_pre_only=i == m.depth - 1)
@@ -492,9 +487,7 @@ class MMDiTControlNet(PretrainedModel):
         h = self.x_embedder(x) + self.cond_embedder(self.cond_encoder(cond.to(x.dtype)))
         rope = None
         if m.pos_embed == "sincos":
-            pos = (
-                self.pos_embed if grid == m.grid_size else sincos_pos_embed(h.shape[-1], grid, x.device)[None]
-            )
+            pos = self.pos_embed if grid == m.grid_size else config_pos_embed(m, grid, x.device)
             h = h + pos.to(h.dtype)
         else:
             rope = self.rope(grid_positions(grid, device=x.device))

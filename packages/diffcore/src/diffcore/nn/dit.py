@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -159,6 +159,32 @@ def check_attention_layout(hidden_size: int, num_heads: int, pos_embed: str) -> 
         raise ValueError(f"pos_embed: expected one of {POS_EMBEDS}, got {pos_embed!r}")
 
 
+def check_pos_layout(axes: str, offset: Sequence[float] | float, ndim: int) -> tuple[float, ...] | float:
+    """Validate the sin-cos table's layout (``pos_embed_axes``, ``pos_embed_offset``); returns the offset with
+    JSON lists as tuples."""
+    if axes not in ("ij", "xy"):
+        raise ValueError(f"pos_embed_axes: expected 'ij' or 'xy', got {axes!r}")
+    if isinstance(offset, (int, float)):
+        return float(offset)
+    offsets = tuple(float(o) for o in offset)
+    if len(offsets) != ndim:
+        raise ValueError(f"pos_embed_offset: expected one number or {ndim} (one per axis), got {offsets}")
+    return offsets
+
+
+def config_pos_embed(config: Any, grid: Sequence[int], device: torch.device | str | None = None) -> Tensor:
+    """The fixed sin-cos table ``(1, prod(grid), hidden_size)`` of a DiT / MMDiT ``config`` at ``grid``
+    (its ``pos_embed_axes``, ``pos_embed_offset`` and ``pos_embed_step``)."""
+    return sincos_pos_embed(
+        config.hidden_size,
+        grid,
+        device,
+        axes=config.pos_embed_axes,
+        offset=config.pos_embed_offset,
+        step=config.pos_embed_step,
+    )[None]
+
+
 def check_guidance_max(guidance_max: float) -> None:
     """``guidance_max`` (the largest guidance scale the embedding is laid out for) must be positive."""
     if not guidance_max > 0:
@@ -217,6 +243,9 @@ class DiTConfig:
     ``num_classes = 0`` makes an unconditional model. ``pos_embed`` is ``"sincos"`` (fixed, as in
     DiT) or ``"rope"`` (axial rotary embedding in every attention layer). ``guidance_embed`` adds a
     guidance-scale input ``w`` (see :class:`GuidanceEmbedder`), scaled by ``1 / guidance_max``.
+    ``time_freq_shift``: the time features' frequency shift (:func:`~diffcore.nn.embeddings.timestep_embedding`;
+    1 in diffusers' DiT). ``pos_embed_axes`` / ``pos_embed_offset`` / ``pos_embed_step``: the sin-cos table's
+    layout (:func:`~diffcore.nn.embeddings.sincos_pos_embed`; ``"xy"`` in diffusers' checkpoints).
     ``fused_kernels``: build the blocks and final layer in their fused form (:mod:`diffcore.nn.dit_fused`,
     same parameters and math), which on CUDA with Triton runs each adaLN step (gated residual + LayerNorm +
     modulate) as one Triton kernel (:mod:`diffcore.kernels.adaln`), self-attention without RoPE or QK-norm
@@ -242,11 +271,18 @@ class DiTConfig:
     guidance_embed: bool = False
     guidance_max: float = 8.0
     fused_kernels: bool = True
+    time_freq_shift: float = 0.0
+    pos_embed_axes: str = "ij"
+    pos_embed_offset: tuple[float, ...] | float = 0.0
+    pos_embed_step: float = 1.0
 
     def __post_init__(self) -> None:
         self.input_size, self.patch_size = patch_geometry(self.input_size, self.patch_size)
         check_attention_layout(self.hidden_size, self.num_heads, self.pos_embed)
         check_guidance_max(self.guidance_max)
+        self.pos_embed_offset = check_pos_layout(
+            self.pos_embed_axes, self.pos_embed_offset, len(self.input_size)
+        )
         if self.num_classes < 0 or self.depth < 1:
             raise ValueError(
                 f"num_classes >= 0 and depth >= 1 expected, got {self.num_classes}, {self.depth}"
@@ -292,6 +328,8 @@ class DiT(PretrainedModel):
     """
 
     config_class = DiTConfig
+    # The blocks that each become one FSDP unit (TrainConfig.sharding="fsdp2"; the Hugging Face name).
+    _no_split_modules: ClassVar[list[str]] = ["DiTBlock"]
     config: DiTConfig
     pos_embed: Tensor
 
@@ -299,12 +337,12 @@ class DiT(PretrainedModel):
         super().__init__(config)
         d = config.hidden_size
         self.x_embedder = PatchEmbed(config.in_channels, d, config.patch_size, ndim=len(config.input_size))
-        self.t_embedder = TimestepEmbedder(d)
+        self.t_embedder = TimestepEmbedder(d, freq_shift=config.time_freq_shift)
         self.y_embedder = LabelEmbedder(config.num_classes, d) if config.num_classes > 0 else None
         self.w_embedder = GuidanceEmbedder(d, config.guidance_max) if config.guidance_embed else None
         self.rope = RotaryEmbedding(d // config.num_heads, len(config.input_size), config.rope_theta)
         if config.pos_embed == "sincos":
-            self.register_buffer("pos_embed", sincos_pos_embed(d, config.grid_size)[None], persistent=False)
+            self.register_buffer("pos_embed", config_pos_embed(config, config.grid_size), persistent=False)
         block, final_layer = dit_layers(config.fused_kernels)
         self.blocks = nn.ModuleList(
             block(d, config.num_heads, config.mlp_ratio, config.qk_norm) for _ in range(config.depth)
@@ -386,7 +424,7 @@ class DiT(PretrainedModel):
     def _sincos(self, grid: tuple[int, ...], like: Tensor) -> Tensor:
         if grid == self.config.grid_size:
             return self.pos_embed.to(like.dtype)
-        return sincos_pos_embed(self.config.hidden_size, grid, device=like.device)[None].to(like.dtype)
+        return config_pos_embed(self.config, grid, like.device).to(like.dtype)
 
     def _check_inputs(self, x: Tensor, t: Tensor, y: Tensor | None, control: list[Tensor] | None) -> None:
         cfg = self.config

@@ -17,21 +17,26 @@ from torch import Tensor, nn
 TIME_SCALE = 1000.0
 
 
-def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0, scale: float = TIME_SCALE) -> Tensor:
+def timestep_embedding(
+    t: Tensor, dim: int, max_period: float = 10000.0, scale: float = TIME_SCALE, freq_shift: float = 0.0
+) -> Tensor:
     """Sinusoidal embedding of continuous time (Vaswani et al. 2017, Sec. 3.5; DiT's ``TimestepEmbedder``).
 
     Args:
         t: ``(B,)`` times in [0, 1]; multiplied by ``scale`` (1000, DDPM steps) before embedding.
         dim: embedding width (odd widths get one zero column).
         max_period: the longest wavelength, in units of scaled time.
+        freq_shift: ``s`` in the frequency exponent ``i / (dim/2 - s)``: 0 for the DiT paper's grid, 1 for
+            diffusers' ``DiTTransformer2DModel`` (its ``downscale_freq_shift``).
 
     Returns:
-        ``(B, dim)`` float32 tensor ``[cos(s t w_i), sin(s t w_i)]`` with ``w_i = max_period^(-i / (dim/2))``.
+        ``(B, dim)`` float32 tensor ``[cos(s t w_i), sin(s t w_i)]`` with ``w_i = max_period^(-i / (dim/2 - s))``.
     """
     if t.ndim != 1:
         raise ValueError(f"t: expected shape (B,), got {tuple(t.shape)}")
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    exponent = torch.arange(half, device=t.device, dtype=torch.float32) / (half - freq_shift)
+    freqs = torch.exp(-math.log(max_period) * exponent)
     args = (t.float() * scale)[:, None] * freqs[None]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     if dim % 2:
@@ -42,16 +47,17 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0, scale: 
 class TimestepEmbedder(nn.Module):
     """Sinusoidal time features followed by a two-layer SiLU MLP: ``(B,)`` -> ``(B, hidden_size)``."""
 
-    def __init__(self, hidden_size: int, frequency_dim: int = 256) -> None:
+    def __init__(self, hidden_size: int, frequency_dim: int = 256, freq_shift: float = 0.0) -> None:
         super().__init__()
         self.frequency_dim = frequency_dim
+        self.freq_shift = freq_shift
         self.mlp = nn.Sequential(
             nn.Linear(frequency_dim, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size)
         )
 
     def forward(self, t: Tensor) -> Tensor:
         """``t``: ``(B,)`` in [0, 1] -> ``(B, hidden_size)`` in the dtype of the MLP weights."""
-        freqs = timestep_embedding(t, self.frequency_dim)
+        freqs = timestep_embedding(t, self.frequency_dim, freq_shift=self.freq_shift)
         return self.mlp(freqs.to(self.mlp[0].weight.dtype))
 
 
@@ -167,12 +173,29 @@ def grid_positions(grid_size: Sequence[int], device: torch.device | str | None =
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(grid_size))
 
 
-def sincos_pos_embed(dim: int, grid_size: Sequence[int], device: torch.device | str | None = None) -> Tensor:
+def sincos_pos_embed(
+    dim: int,
+    grid_size: Sequence[int],
+    device: torch.device | str | None = None,
+    *,
+    axes: str = "ij",
+    offset: Sequence[float] | float = 0.0,
+    step: float = 1.0,
+) -> Tensor:
     """Fixed N-D sin-cos positional embedding (MAE / DiT): ``(prod(grid_size), dim)``.
 
-    The width is split over the axes (:func:`_axis_widths`); each part embeds one coordinate in 1D.
+    The width is split over the axes (:func:`_axis_widths`); each part embeds one coordinate in 1D. Patch
+    ``k`` of axis ``a`` sits at coordinate ``offset[a] + step * k``. ``axes="ij"`` embeds the first grid axis
+    in the first part; ``"xy"`` the last one (the order of diffusers' 2D tables, ``(w, h)``).
     """
-    pos = grid_positions(grid_size, device)
+    if axes not in ("ij", "xy"):
+        raise ValueError(f"axes: expected 'ij' or 'xy', got {axes!r}")
+    offsets = [float(offset)] * len(grid_size) if isinstance(offset, (int, float)) else list(offset)
+    if len(offsets) != len(grid_size):
+        raise ValueError(f"offset: expected {len(grid_size)} offsets (one per axis), got {offsets}")
+    pos = grid_positions(grid_size, device) * step + torch.tensor(offsets, device=device)
+    if axes == "xy":
+        pos = pos.flip(-1)
     widths = _axis_widths(dim, len(grid_size))
     return torch.cat([sincos_embedding_1d(w, pos[:, i]) for i, w in enumerate(widths)], dim=1)
 

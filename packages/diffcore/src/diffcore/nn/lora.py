@@ -166,6 +166,15 @@ def add_lora(
     return model
 
 
+def inject_lora(model: nn.Module, config: object, adapter_name: str = "default") -> nn.Module:
+    """Inject an adapter described by a ``peft.LoraConfig`` (per-layer ranks through its ``rank_pattern`` /
+    ``alpha_pattern``) into ``model`` in place; it becomes the only active adapter and the only trainable part."""
+    if adapter_name in adapter_names(model):
+        raise ValueError(f"adapter_name: {adapter_name!r} already exists in the model")
+    _inject(model, config, adapter_name)
+    return model
+
+
 def _inject(model: nn.Module, config: object, adapter_name: str) -> None:
     peft = _peft()
     try:

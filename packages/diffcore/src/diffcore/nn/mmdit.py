@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,8 @@ from diffcore.nn.dit import (
     check_attention_layout,
     check_guidance_input,
     check_guidance_max,
+    check_pos_layout,
+    config_pos_embed,
     init_adaln_zero,
     modulate,
     patch_geometry,
@@ -52,7 +54,6 @@ from diffcore.nn.embeddings import (
     RotaryEmbedding,
     TimestepEmbedder,
     grid_positions,
-    sincos_pos_embed,
     unpatchify,
 )
 from diffcore.pretrained import PretrainedModel
@@ -65,7 +66,9 @@ class MMDiTConfig:
     ``pooled_dim = 0`` builds no pooled-text embedder. ``pos_embed`` is ``"sincos"`` (fixed
     embedding added to image tokens, as SD3) or ``"rope"`` (axial RoPE on image tokens; context
     tokens are not rotated). ``guidance_embed`` adds a guidance-scale input ``w`` scaled by
-    ``1 / guidance_max`` (:class:`~diffcore.nn.dit.GuidanceEmbedder`).
+    ``1 / guidance_max`` (:class:`~diffcore.nn.dit.GuidanceEmbedder`). ``time_freq_shift`` and the
+    ``pos_embed_*`` layout fields mean what they mean in :class:`~diffcore.nn.dit.DiTConfig` (SD3's
+    checkpoints: ``"xy"`` axes, a centre crop of a larger table as ``offset`` and ``step``).
     """
 
     input_size: tuple[int, ...] = (128, 128)
@@ -83,11 +86,18 @@ class MMDiTConfig:
     gradient_checkpointing: bool = False
     guidance_embed: bool = False
     guidance_max: float = 8.0
+    time_freq_shift: float = 0.0
+    pos_embed_axes: str = "ij"
+    pos_embed_offset: tuple[float, ...] | float = 0.0
+    pos_embed_step: float = 1.0
 
     def __post_init__(self) -> None:
         self.input_size, self.patch_size = patch_geometry(self.input_size, self.patch_size)
         check_attention_layout(self.hidden_size, self.num_heads, self.pos_embed)
         check_guidance_max(self.guidance_max)
+        self.pos_embed_offset = check_pos_layout(
+            self.pos_embed_axes, self.pos_embed_offset, len(self.input_size)
+        )
         if self.pooled_dim < 0 or self.context_dim < 1 or self.depth < 1:
             raise ValueError(
                 f"pooled_dim >= 0, context_dim >= 1, depth >= 1 expected, got "
@@ -183,6 +193,8 @@ class MMDiT(PretrainedModel):
     """Multimodal Diffusion Transformer (SD3) over 1D/2D/3D inputs; see the module docstring."""
 
     config_class = MMDiTConfig
+    # The blocks that each become one FSDP unit (TrainConfig.sharding="fsdp2"; the Hugging Face name).
+    _no_split_modules: ClassVar[list[str]] = ["MMDiTBlock"]
     config: MMDiTConfig
     pos_embed: Tensor
 
@@ -190,7 +202,7 @@ class MMDiT(PretrainedModel):
         super().__init__(config)
         d = config.hidden_size
         self.x_embedder = PatchEmbed(config.in_channels, d, config.patch_size, ndim=len(config.input_size))
-        self.t_embedder = TimestepEmbedder(d)
+        self.t_embedder = TimestepEmbedder(d, freq_shift=config.time_freq_shift)
         self.pooled_embedder = (
             nn.Sequential(nn.Linear(config.pooled_dim, d), nn.SiLU(), nn.Linear(d, d))
             if config.pooled_dim
@@ -200,7 +212,7 @@ class MMDiT(PretrainedModel):
         self.w_embedder = GuidanceEmbedder(d, config.guidance_max) if config.guidance_embed else None
         self.rope = RotaryEmbedding(d // config.num_heads, len(config.input_size), config.rope_theta)
         if config.pos_embed == "sincos":
-            self.register_buffer("pos_embed", sincos_pos_embed(d, config.grid_size)[None], persistent=False)
+            self.register_buffer("pos_embed", config_pos_embed(config, config.grid_size), persistent=False)
         self.blocks = nn.ModuleList(
             MMDiTBlock(
                 d, config.num_heads, config.mlp_ratio, config.qk_norm, context_pre_only=i == config.depth - 1
@@ -265,7 +277,7 @@ class MMDiT(PretrainedModel):
     def _sincos(self, grid: tuple[int, ...], like: Tensor) -> Tensor:
         if grid == self.config.grid_size:
             return self.pos_embed.to(like.dtype)
-        return sincos_pos_embed(self.config.hidden_size, grid, device=like.device)[None].to(like.dtype)
+        return config_pos_embed(self.config, grid, like.device).to(like.dtype)
 
 
 def mmdit_conditioning(

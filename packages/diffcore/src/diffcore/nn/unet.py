@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -554,6 +554,8 @@ class UNet(PretrainedModel):
     """
 
     config_class = UNetConfig
+    # The blocks that each become one FSDP unit (TrainConfig.sharding="fsdp2"; the Hugging Face name).
+    _no_split_modules: ClassVar[list[str]] = ["ResBlock", "SpatialTransformer"]
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__(config)

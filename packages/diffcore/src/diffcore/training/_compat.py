@@ -17,6 +17,10 @@ here, and nowhere else.
    resumed epoch would copy every batch with a device sync. The setting is carried over.
 3. :func:`dynamo_optimize_ddp`: torch.compile's DDP graph splitting is the dynamo setting
    ``torch._dynamo.config.optimize_ddp``; neither ``torch.compile`` nor ``torch.compiler`` exposes it.
+4. :func:`fsdp_on_cpu`: accelerate turns its FSDP plugin on only for GPU-like process groups; with
+   ``cpu=True`` it keeps ``DistributedType.MULTI_CPU`` (DDP over gloo) although FSDP2 (``fully_shard``)
+   runs on CPU and gloo in torch 2.9. The state's ``distributed_type`` and ``fsdp_plugin`` are set as
+   accelerate sets them for a GPU group, so CPU runs (the tests) take accelerate's own FSDP2 path.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
+from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
-__all__ = ["dynamo_optimize_ddp", "reset_accelerate_state", "skip_first_batches"]
+__all__ = ["dynamo_optimize_ddp", "fsdp_on_cpu", "reset_accelerate_state", "skip_first_batches"]
 
 NON_BLOCKING_ATTRIBUTE = "_non_blocking"
 
@@ -62,3 +67,17 @@ def dynamo_optimize_ddp(enabled: bool) -> contextlib.AbstractContextManager[Any]
     """A context in which torch.compile splits compiled graphs at DDP's gradient buckets (``enabled``) or
     compiles one graph (dynamo reads the setting when it compiles a frame)."""
     return torch._dynamo.config.patch(optimize_ddp=enabled)
+
+
+def fsdp_on_cpu(
+    accelerator: Accelerator, plugin: FullyShardedDataParallelPlugin, mixed_precision: str
+) -> None:
+    """Make a multi-process CPU ``accelerator`` (gloo) prepare models with ``plugin`` (FSDP2), as it does
+    on GPUs; a no-op unless its distributed type is ``MULTI_CPU``."""
+    state = accelerator.state
+    if state.distributed_type != DistributedType.MULTI_CPU:
+        return
+    state.distributed_type = DistributedType.FSDP
+    state.fsdp_plugin = plugin
+    if mixed_precision != "no":
+        plugin.set_mixed_precision(mixed_precision)

@@ -6,6 +6,8 @@ A checkpoint is a folder ``<root>/checkpoint-<step:08d>/`` holding::
     ema.safetensors        the EMA model's weights and update count (when EMA is on)
     optimizer.pt           optimizer.state_dict(), read back with torch.load(weights_only=True)
     rng-<rank>.safetensors each process's torch/CUDA RNG states; python and numpy states in its metadata
+    sharded/               instead of the three files above under FSDP (``TrainConfig.sharding``): model,
+                           optimizer and EMA state as ``torch.distributed.checkpoint`` shards
     trainer_state.json     step, data position, LR scheduler, loss scaler, the config that wrote it
     manifest.json          size and SHA-256 of every file above, written last
 
@@ -42,6 +44,8 @@ EMA_FILE = "ema.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "trainer_state.json"
 MANIFEST_FILE = "manifest.json"
+SHARDED_DIR = "sharded"
+SHARDED_METADATA = f"{SHARDED_DIR}/.metadata"
 FORMAT_VERSION = 1
 
 _NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -142,6 +146,11 @@ def write_main_state(
             save_model(ema, str(tmp), metadata={"format": "pt"})
     with atomic_path(folder / OPTIMIZER_FILE) as tmp:
         torch.save(optimizer.state_dict(), tmp)
+    write_trainer_state(folder, trainer_state)
+
+
+def write_trainer_state(folder: Path, trainer_state: dict[str, Any]) -> None:
+    """Write ``trainer_state.json`` (step, data position, schedules, config) into ``folder``."""
     write_json({"format_version": FORMAT_VERSION, **trainer_state}, folder / STATE_FILE)
 
 
@@ -151,12 +160,16 @@ def publish(staging: Path, final: Path, keep_last: int) -> Path:
     An existing ``final`` (a step re-trained after resuming from an earlier checkpoint) is moved
     aside before the rename and deleted after it.
     """
-    files = sorted(p for p in staging.iterdir() if p.is_file())
-    manifest = {"format_version": FORMAT_VERSION, "files": {p.name: _describe(p) for p in files}}
+    files = sorted(p for p in staging.rglob("*") if p.is_file())
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "files": {p.relative_to(staging).as_posix(): _describe(p) for p in files},
+    }
     write_json(manifest, staging / MANIFEST_FILE)
     for path in [*files, staging / MANIFEST_FILE]:
         _fsync_path(path)
-    _fsync_path(staging)
+    for folder in sorted({p.parent for p in files}, reverse=True):
+        _fsync_path(folder)
     trash = None
     if final.exists():
         trash = final.with_name(f".trash-{final.name}")
@@ -228,7 +241,10 @@ def verify(folder: str | os.PathLike[str]) -> dict[str, Any]:
         expected = manifest["files"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise CheckpointError(f"checkpoint: {manifest_path} is unreadable ({exc})") from exc
-    for name in (MODEL_FILE, OPTIMIZER_FILE, STATE_FILE):
+    required = (
+        (SHARDED_METADATA, STATE_FILE) if is_sharded(path) else (MODEL_FILE, OPTIMIZER_FILE, STATE_FILE)
+    )
+    for name in required:
         if name not in expected:
             raise CheckpointError(f"checkpoint: {path} lists no {name} in its manifest")
     for name, want in expected.items():
@@ -247,6 +263,11 @@ def verify(folder: str | os.PathLike[str]) -> dict[str, Any]:
             f"checkpoint: {path} has format_version {state.get('format_version')!r}, expected {FORMAT_VERSION}"
         )
     return state
+
+
+def is_sharded(folder: str | os.PathLike[str]) -> bool:
+    """Whether checkpoint ``folder`` holds sharded (``torch.distributed.checkpoint``) state."""
+    return (Path(folder) / SHARDED_DIR).is_dir()
 
 
 def load_weights(module: nn.Module, file: Path) -> None:

@@ -16,9 +16,11 @@ from diffcore.device import DEVICES, Device
 
 LrSchedule = Literal["constant", "cosine"]
 MixedPrecision = Literal["no", "bf16", "fp16"]
+Sharding = Literal["none", "fsdp2"]
 
 _SCHEDULES = ("constant", "cosine")
 _PRECISIONS = ("no", "bf16", "fp16")
+_SHARDINGS = ("none", "fsdp2")
 
 
 @dataclass
@@ -89,6 +91,20 @@ class TrainConfig:
         max_seconds: optional wall-time budget of one ``fit`` call: training ends cleanly (final log,
             checkpoint and models, ``TrainSummary.stopped_by_time``) after the first optimizer step that
             finds it spent; the learning-rate schedule is then cut short. For benchmarks with hard limits.
+        sharding: ``"none"`` (each process holds the whole model; several processes run DDP) or ``"fsdp2"``:
+            under several processes, shard parameters, gradients and optimizer state over them with
+            PyTorch's FSDP2 (``fully_shard``) through accelerate's ``FullyShardedDataParallelPlugin``, one
+            unit per block (:mod:`diffcore.training.sharding`). Checkpoints are then sharded
+            (``torch.distributed.checkpoint``) and load on any process count. With one process there is
+            nothing to shard and the run is a plain one. ``accelerate launch --config_file`` with an FSDP2
+            configuration works too (then accelerate's own settings apply).
+        fsdp_blocks: class names of the modules that each become one FSDP unit; ``None``: the model's
+            ``_no_split_modules`` (DiT, MMDiT, U-Net and the video DiT declare their blocks).
+        activation_checkpointing: under ``sharding="fsdp2"``, recompute each block's activations in the
+            backward pass instead of storing them (less memory, about one more forward of compute).
+        fsdp_reshard_after_forward: free each block's gathered parameters after its forward and gather them
+            again for the backward (ZeRO-3); ``False`` keeps them until the backward (ZeRO-2-like: more
+            memory, one all-gather less per block).
     """
 
     steps: int = 1000
@@ -118,6 +134,10 @@ class TrainConfig:
     compile: bool = False
     compile_ddp_optimizer: bool = False
     max_seconds: float | None = None
+    sharding: Sharding = "none"
+    fsdp_blocks: tuple[str, ...] | None = None
+    activation_checkpointing: bool = False
+    fsdp_reshard_after_forward: bool = True
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # type: ignore[assignment]  # JSON and YAML give lists
@@ -163,6 +183,17 @@ class TrainConfig:
             raise ValueError(
                 f"compile_ddp_optimizer: expected True or False, got {self.compile_ddp_optimizer!r}"
             )
+        if self.sharding not in _SHARDINGS:
+            raise ValueError(f"sharding: expected one of {_SHARDINGS}, got {self.sharding!r}")
+        if self.fsdp_blocks is not None:
+            self.fsdp_blocks = tuple(self.fsdp_blocks)  # type: ignore[assignment]  # JSON and YAML give lists
+            if not self.fsdp_blocks or not all(isinstance(n, str) and n for n in self.fsdp_blocks):
+                raise ValueError(
+                    f"fsdp_blocks: expected None or a non-empty list of class names, got {self.fsdp_blocks!r}"
+                )
+        for name in ("activation_checkpointing", "fsdp_reshard_after_forward"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
         if not self.output_dir:
             raise ValueError("output_dir: expected a folder path, got an empty string")
         if not isinstance(self.ema_warmup, bool):

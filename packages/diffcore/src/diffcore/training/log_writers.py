@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from tqdm.auto import tqdm
 
 from diffcore.io import write_text
-from diffcore.progress import format_seconds, is_interactive, quiet
+from diffcore.progress import current_listener, format_seconds, is_interactive, quiet
 
 
 class JsonlLog:
@@ -103,6 +103,9 @@ class ProgressBar:
         self.plain = enabled and not self.interactive
         self._total, self._initial, self._step = total, initial, initial
         self._start = time.perf_counter()
+        self._listener = current_listener()  # the web UI's live progress (diffcore.progress.listening)
+        if self._listener is not None:
+            self._listener("train", initial, total)
         self._bar = tqdm(
             total=total,
             initial=initial,
@@ -119,6 +122,8 @@ class ProgressBar:
         """One optimizer step done."""
         self._step += 1
         self._bar.update(1)
+        if self._listener is not None:
+            self._listener("train", self._step, self._total)
 
     def show(self, record: dict[str, Any]) -> None:
         """Show the latest log record's loss and learning rate (with steps/s and ETA)."""

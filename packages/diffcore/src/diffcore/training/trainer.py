@@ -15,7 +15,8 @@ Example::
     trainer = Trainer(model, objective, loader, TrainConfig(steps=10_000, output_dir="runs/x"))
     summary = trainer.fit()        # after a crash: TrainConfig(..., resume="latest")
 
-Run on several GPUs with ``accelerate launch --num_processes 2 train.py``; nothing else changes.
+Run on several GPUs with ``accelerate launch --num_processes 2 train.py``; nothing else changes. A model
+too large for one GPU trains sharded with ``TrainConfig(sharding="fsdp2")`` (:mod:`diffcore.training.sharding`).
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ from accelerate.utils import (
     is_tensorboard_available,
 )
 from torch import nn
+from torch.distributed.tensor import DTensor
 from torch.utils.data import DataLoader
 
-from diffcore.pretrained import WEIGHTS_NAME, atomic_save_safetensors
-from diffcore.training import _compat
+from diffcore.pretrained import WEIGHTS_NAME, PretrainedModel, atomic_save_safetensors
+from diffcore.training import _compat, sharding
 from diffcore.training import checkpoint as ckpt
 from diffcore.training.callbacks import Callback
 from diffcore.training.config import TrainConfig
@@ -170,6 +172,10 @@ class Trainer:
         _compat.reset_accelerate_state()
         # TensorBoard is an extra (diffcore[tensorboard]): without it the run logs to log.jsonl only.
         self._tensorboard = config.tensorboard and _tensorboard_available()
+        plugin = _fsdp_plugin(model, config)
+        use_fsdp_env = os.environ.get(
+            "ACCELERATE_USE_FSDP"
+        )  # an Accelerator given a plugin sets it to "true"
         self.accelerator = Accelerator(
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.grad_accum_steps,
@@ -187,7 +193,15 @@ class Trainer:
             kwargs_handlers=list(kwargs_handlers),
             # None: accelerate's default plugin, which reads ACCELERATE_DYNAMO_* (accelerate launch / config).
             dynamo_plugin=TorchDynamoPlugin(backend="inductor") if config.compile else None,
+            fsdp_plugin=plugin,
         )
+        if plugin is not None:
+            _compat.fsdp_on_cpu(self.accelerator, plugin, config.mixed_precision)
+            _restore_env("ACCELERATE_USE_FSDP", use_fsdp_env)  # so that a later Trainer decides anew
+        # FSDP2 from TrainConfig.sharding or from `accelerate launch --config_file` (then accelerate's plugin).
+        self.sharded = self.accelerator.is_fsdp2
+        if self.sharded and plugin is None:
+            sharding.complete_plugin(self.accelerator.state.fsdp_plugin, model)
         if config.tensorboard and not self._tensorboard and self.accelerator.is_main_process:
             warnings.warn(TENSORBOARD_MISSING, stacklevel=2)
         model.to(self.accelerator.device)
@@ -205,8 +219,10 @@ class Trainer:
         self.model, self.optimizer, self.train_loader = self.accelerator.prepare(
             model, optimizer, train_loader
         )
+        if self.sharded:
+            sharding.register_forward_methods(self.model)
         self.ema = (
-            EMA(
+            (sharding.ShardedEMA if self.sharded else EMA)(
                 self.unwrapped_model,
                 config.ema_decay,
                 config.ema_warmup_steps,
@@ -250,7 +266,8 @@ class Trainer:
 
     @property
     def ema_model(self) -> nn.Module | None:
-        """The EMA copy of the model (``None`` when EMA is off)."""
+        """The EMA copy of the model (``None`` when EMA is off; under FSDP an error: it is sharded, read the
+        saved ``model_ema``)."""
         return self.ema.module if self.ema is not None else None
 
     def fit(self) -> TrainSummary:
@@ -338,7 +355,11 @@ class Trainer:
             staging.mkdir(parents=True)
         acc.wait_for_everyone()
         ckpt.write_rng_state(staging, acc.process_index)
-        if acc.is_main_process:
+        if self.sharded:
+            sharding.save_sharded(staging, self.model, self.optimizer.optimizer, self.ema)
+            if acc.is_main_process:
+                ckpt.write_trainer_state(staging, self._trainer_state())
+        elif acc.is_main_process:
             ckpt.write_main_state(
                 staging,
                 model=self.unwrapped_model,
@@ -550,13 +571,10 @@ class Trainer:
     def _load(self, path: Path) -> None:
         """Restore everything from checkpoint ``path``; raises before touching any file on disk."""
         state = ckpt.verify(path)
-        ckpt.load_weights(self.unwrapped_model, path / ckpt.MODEL_FILE)
-        has_ema = (path / ckpt.EMA_FILE).is_file()
-        if self.ema is not None and not has_ema:
-            raise ckpt.CheckpointError(f"checkpoint: {path} has no {ckpt.EMA_FILE} but ema_decay is set")
-        if self.ema is not None:
-            ckpt.load_weights(self.ema.averaged, path / ckpt.EMA_FILE)
-        ckpt.load_optimizer(self.optimizer, path / ckpt.OPTIMIZER_FILE)
+        if ckpt.is_sharded(path):
+            self._load_sharded(path)
+        else:
+            self._load_full(path)
         try:
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
             if self.accelerator.scaler is not None and state.get("grad_scaler"):
@@ -575,6 +593,29 @@ class Trainer:
         self.start_step = self.step
         self.last_checkpoint = path
         self._pending_rng = path
+
+    def _load_full(self, path: Path) -> None:
+        """Model, EMA and optimizer from the unsharded files of checkpoint ``path``."""
+        if self.sharded:
+            raise ckpt.CheckpointError(
+                f"checkpoint: {path} was written without sharding; resume it with sharding='none'"
+            )
+        ckpt.load_weights(self.unwrapped_model, path / ckpt.MODEL_FILE)
+        has_ema = (path / ckpt.EMA_FILE).is_file()
+        if self.ema is not None and not has_ema:
+            raise ckpt.CheckpointError(f"checkpoint: {path} has no {ckpt.EMA_FILE} but ema_decay is set")
+        if self.ema is not None:
+            ckpt.load_weights(self.ema.averaged, path / ckpt.EMA_FILE)
+        ckpt.load_optimizer(self.optimizer, path / ckpt.OPTIMIZER_FILE)
+
+    def _load_sharded(self, path: Path) -> None:
+        """Model, EMA and optimizer from a sharded checkpoint, resharded to this run (FSDP or not)."""
+        try:
+            sharding.load_sharded(path, self.model, self.optimizer.optimizer, self.ema)
+        except Exception as exc:  # a key or shape mismatch: the checkpoint belongs to another model
+            raise ckpt.CheckpointError(
+                f"checkpoint: {path} does not fit this model or optimizer ({exc})"
+            ) from exc
 
     def _refuse_newer_checkpoints(self) -> None:
         newer = [s for s, _ in ckpt.list_checkpoints(self.checkpoint_dir) if s > self.step]
@@ -601,6 +642,15 @@ class Trainer:
     def _save_models(self) -> tuple[Path, Path | None]:
         model_dir = self.output_dir / MODEL_DIR
         ema_dir = self.output_dir / EMA_DIR if self.ema is not None else None
+        if self.sharded:  # gather the full weights (a collective), then write them as without sharding
+            state = sharding.gather_full_state(self.model)
+            ema_state = self.ema.full_state_dict() if isinstance(self.ema, sharding.ShardedEMA) else None
+            if self.accelerator.is_main_process:
+                _save_model(self.unwrapped_model, model_dir, state)
+                if ema_dir is not None and ema_state is not None:
+                    _save_model(self.unwrapped_model, ema_dir, ema_state)
+            self.accelerator.wait_for_everyone()
+            return model_dir, ema_dir
         if self.accelerator.is_main_process:
             _save_model(self.unwrapped_model, model_dir)
             if self.ema is not None and ema_dir is not None:
@@ -636,6 +686,26 @@ def _check_arguments(model: Any, objective: Any, train_loader: Any, config: Any)
         raise ValueError("mixed_precision: 'fp16' needs a CUDA GPU; use 'bf16' (CPU or GPU) or 'no'")
 
 
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def _fsdp_plugin(model: nn.Module, config: TrainConfig) -> Any:
+    """accelerate's FSDP2 plugin for ``config.sharding="fsdp2"``, else ``None``."""
+    if config.sharding != "fsdp2":
+        return None
+    return sharding.fsdp_plugin(
+        model,
+        blocks=config.fsdp_blocks,
+        mixed_precision=config.mixed_precision,
+        activation_checkpointing=config.activation_checkpointing,
+        reshard_after_forward=config.fsdp_reshard_after_forward,
+    )
+
+
 def _default_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -665,6 +735,8 @@ def _split_output(output: ObjectiveOutput) -> tuple[torch.Tensor, dict[str, Any]
 def _as_tensor(value: Any, device: torch.device) -> torch.Tensor:
     if value is None:  # a backend that does not report the gradient norm
         return torch.tensor(math.nan, device=device, dtype=torch.float64)
+    if isinstance(value, DTensor):  # FSDP2's gradient norm: a partial sum over the shards
+        value = value.full_tensor()
     if isinstance(value, torch.Tensor):
         return value.detach().to(device=device, dtype=torch.float64).reshape(())
     return torch.tensor(float(value), device=device, dtype=torch.float64)
@@ -683,14 +755,18 @@ def saves_itself(model: nn.Module) -> bool:
     )
 
 
-def _save_model(model: nn.Module, directory: Path) -> None:
+def _save_model(model: nn.Module, directory: Path, state: dict[str, torch.Tensor] | None = None) -> None:
     """``save_pretrained`` where the model has one (a :class:`PretrainedModel`, or a composite such as a
     text-conditioned wrapper that saves its parts, unless it says ``supports_save_pretrained = False``),
-    else the bare state as ``model.safetensors``."""
-    if saves_itself(model):  # every PretrainedModel has save_pretrained
+    else the bare state as ``model.safetensors``. ``state``: the weights to write instead of the model's
+    own (the gathered weights of a sharded model); a :class:`PretrainedModel` still writes its config."""
+    if state is not None and getattr(type(model), "save_pretrained", None) is PretrainedModel.save_pretrained:
+        model.save_pretrained(directory, state_dict=state)
+    elif state is None and saves_itself(model):  # every PretrainedModel has save_pretrained
         model.save_pretrained(directory)
     else:
-        atomic_save_safetensors(model.state_dict(), directory / WEIGHTS_NAME, metadata={"format": "pt"})
+        state = model.state_dict() if state is None else state
+        atomic_save_safetensors(state, directory / WEIGHTS_NAME, metadata={"format": "pt"})
 
 
 def _warn_config_changes(
