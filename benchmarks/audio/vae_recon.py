@@ -19,7 +19,8 @@ training step of each variant (shares of self CPU time in convolutions, STFTs, e
     OMP_NUM_THREADS=1 uv run python benchmarks/audio/vae_recon.py            # about 3 minutes on a free CPU
     OMP_NUM_THREADS=1 uv run python benchmarks/audio/vae_recon.py --steps 20  # smoke run
 
-Prints a table and writes benchmarks/results/vae_recon-cpu.json.
+Prints a table and writes benchmarks/results/vae_recon-cpu.json (``--latent-dim 1``, 32x compression:
+vae_recon-latent1-cpu.json; other step counts add ``-<steps>steps``).
 """
 
 from __future__ import annotations
@@ -166,7 +167,10 @@ def main() -> None:
     settings = {**vars(args), "sample_rate": SAMPLE_RATE, "clip_seconds": CLIP_SECONDS, "fft_sizes": FFT_SIZES,
                 "strides": (2, 4, 4), "train_clips": len(train), "test_clips": len(test),
                 "variants_changes": {v: VARIANTS[v] for v in results}}  # fmt: skip
-    path = write_result({"settings": settings, "metrics": results}, script="vae_recon", device="cpu",
+    parts = [f"latent{args.latent_dim}"] if args.latent_dim != 4 else []  # the default: 8x compression
+    parts += [f"{args.steps}steps"] if args.steps != 300 else []
+    variant = "-".join(parts) or None
+    path = write_result({"settings": settings, "metrics": results}, script="vae_recon", variant=variant, device="cpu",
                         packages=("diff-audio",))  # fmt: skip
     print(f"wrote {path}")
 
