@@ -1,7 +1,7 @@
-"""diff-audio GPU benchmark (one H100, about 8 minutes): the issue's GPU targets.
+"""diff-audio GPU benchmark (one H100, about 7 minutes with --skip-longform): the issue's GPU targets.
 
-1. Single notes at 16 kHz mono (2.048 s clips): the VAE (32x compression) and a latent DiT (width 384, depth 8,
-   bf16), each stage trained for at most 150 s, then 256 clips generated from held-out captions -> pitch accuracy
+1. Single notes at 16 kHz mono (2.048 s clips): the VAE (32x compression, at most 200 s) and a latent DiT
+   (width 384, depth 8, bf16, at most 140 s), then 256 clips generated from held-out captions -> pitch accuracy
    (>= 0.90), instrument accuracy (>= 0.90), timing accuracy within 0.25 s (>= 0.90), FAD-local within 2x of the
    train-vs-test floor, VAE SI-SDR (>= 10 dB at >= 32x), audio-to-audio at strength 0.5 keeping the pitch while
    changing the instrument (>= 0.80). Both stages checkpoint every 500 steps; rerun with --resume to continue a
@@ -12,9 +12,10 @@
 
     uv run python benchmarks/audio/audio_full.py                 # GPU: both parts
     uv run python benchmarks/audio/audio_full.py --resume        # continue a cut run in --out
+    uv run python benchmarks/audio/audio_full.py --skip-longform # part 1 only (-> audio_full-notes-<device>.json)
     uv run python benchmarks/audio/audio_full.py --quick         # tiny CPU run that checks the script works
 
-Prints a table and writes benchmarks/results/audio_full[-quick]-<device>.json (files under --out).
+Prints a table and writes benchmarks/results/audio_full[-quick|-notes]-<device>.json (files under --out).
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def main() -> None:
     settings = quick_settings() if args.quick else BenchSettings.full()
     if not args.quick and not torch.cuda.is_available():
         sys.exit("error: the full benchmark needs a CUDA GPU (use --quick on the CPU)")
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True  # fixed shapes in both stages: let cuDNN pick its convolutions
     start = time.perf_counter()
     metrics, files, _ = notes_benchmark(args.out, settings, resume=args.resume)
     if not args.skip_longform:
@@ -76,7 +79,7 @@ def main() -> None:
         print(f"{name:32s} {metrics[name]:14.4f}  {mark}")
     path = write_result(
         {"settings": asdict(settings), "metrics": metrics, "targets": TARGETS, "files": files},
-        script="audio_full", variant="quick" if args.quick else None, device=settings.device,
+        script="audio_full", variant="quick" if args.quick else ("notes" if args.skip_longform else None), device=settings.device,
         packages=("diff-audio",),
     )  # fmt: skip
     print(f"wrote {path}")

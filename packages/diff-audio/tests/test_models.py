@@ -15,7 +15,7 @@ from diff_audio.models import (
     VAEObjective,
     build_vocabulary,
 )
-from diff_audio.models.vae import kl_divergence, multi_resolution_stft_loss
+from diff_audio.models.vae import complex_stft_loss, kl_divergence, multi_resolution_stft_loss, snake
 from diffcore.rng import seeded
 from diffcore.training import TrainConfig, Trainer
 from diffcore.training.trainer import NonFiniteLossError
@@ -71,7 +71,9 @@ def test_vae_training_stays_finite_and_reconstruction_error_drops(tmp_path):
     ds = SyntheticMusic(length=16, clip_seconds=0.128, min_seconds=0.1)
     x = torch.stack([ds[i]["audio"] for i in range(16)])
     vae = tiny_vae()
-    objective = VAEObjective(fft_sizes=TINY_VAE["fft_sizes"])
+    # the magnitude terms drop within 30 steps; the default loss (complex STFT 4) first dips in and out for
+    # about 100 steps at this size, and its reconstruction is tested below
+    objective = VAEObjective(stft_weight=1.0, fft_sizes=TINY_VAE["fft_sizes"], complex_stft_weight=0.0)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=8, shuffle=True)
 
     def loss_of(model):
@@ -139,3 +141,100 @@ def test_dit_output_depends_on_caption_and_timing_and_runs_any_length():
 def test_vae_config_refuses_mismatched_strides():
     with pytest.raises(ValueError, match="channel_mults, strides"):
         AudioVAEConfig(channel_mults=(1, 2), strides=(2,))
+
+
+def test_snake_gradient_is_autograds_and_keeps_bf16():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 9, dtype=torch.float64, generator=g).requires_grad_()
+    alpha = (torch.rand(1, 3, 1, dtype=torch.float64, generator=g) + 0.5).requires_grad_()
+    assert torch.autograd.gradcheck(snake, (x, alpha))
+    reference = x + torch.sin(alpha * x) ** 2 / alpha
+    up = torch.randn(reference.shape, dtype=torch.float64, generator=g)
+    want = torch.autograd.grad(reference, (x, alpha), up)
+    got = torch.autograd.grad(snake(x, alpha), (x, alpha), up)
+    assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(got, want))
+    xb, a = x.detach().bfloat16(), alpha.detach()
+    out = snake(xb, a.float())  # float32 arithmetic inside, one rounding to bf16 at the end (2^-8 relative)
+    assert out.dtype == torch.bfloat16
+    exact = xb.double() + torch.sin(a * xb.double()) ** 2 / a
+    assert torch.allclose(out.double(), exact, rtol=2**-8, atol=1e-6)
+
+
+def test_complex_stft_loss_sees_the_phase_that_the_magnitude_loss_ignores():
+    t = torch.arange(2048) / 8000
+    sine = torch.sin(2 * math.pi * 440 * t)[None, None]
+    flipped = -sine  # every bin's phase moved by pi, magnitudes unchanged
+    sizes = (512, 256)
+    assert multi_resolution_stft_loss(flipped, sine, sizes) == pytest.approx(0.0, abs=1e-6)
+    assert complex_stft_loss(flipped, sine, sizes) == pytest.approx(2.0, rel=1e-5)  # |-S - S| / |S|
+    assert complex_stft_loss(sine, sine, sizes) == pytest.approx(0.0, abs=1e-6)
+    objective = VAEObjective(
+        l1_weight=2.0, stft_weight=0.3, kl_weight=1e-3, fft_sizes=sizes, complex_stft_weight=0.5
+    )
+    loss, logs = objective(tiny_vae(), sine[..., :512])
+    want = 2 * logs["l1"] + 0.3 * logs["stft"] + 0.5 * logs["complex_stft"] + 1e-3 * logs["kl"]
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("stride", [2, 4])
+def test_nearest_upsampling_has_no_checkerboard_and_transposed_does(stride):
+    with seeded(0):
+        nearest = tiny_vae(strides=(2, stride), upsample="nearest").decoder[1][1]
+        transposed = tiny_vae(strides=(2, stride), upsample="transposed").decoder[1][1]
+    flat = torch.ones(1, 16, 32)  # a constant input: an ideal upsampler gives a constant output
+    with torch.no_grad():
+        a, b = nearest(flat)[..., 2 * stride : -2 * stride], transposed(flat)[..., 2 * stride : -2 * stride]
+    assert (a - a.mean(-1, keepdim=True)).abs().max() < 1e-5
+    assert (b - b.mean(-1, keepdim=True)).abs().max() > 1e-2  # a pattern of period `stride`
+    assert torch.allclose(b[..., :-stride], b[..., stride:], atol=1e-5)
+
+
+def _train_tiny_vae(steps: int, **config) -> tuple[AudioVAE, torch.Tensor, float]:
+    """A tiny VAE (hop 8, 4 latent channels) trained ``steps`` Adam steps on 16 synthetic notes of 64 ms with
+    the default loss; returns it, 8 held-out notes and the held-out SI-SDR of the untrained model."""
+    ds = SyntheticMusic(length=24, clip_seconds=0.064, min_seconds=0.05)
+    x = torch.stack([ds[i]["audio"] for i in range(24)])
+    train, test = x[:16], x[16:]
+    vae = tiny_vae(fft_sizes=(256, 128, 64), **config)
+    untrained = _si_sdr(vae, test)
+    c = vae.config
+    objective = VAEObjective(c.l1_weight, c.stft_weight, c.kl_weight, c.fft_sizes, c.complex_stft_weight)
+    optimizer = torch.optim.Adam(vae.parameters(), 3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        loss, _ = objective(vae, train[torch.randperm(16, generator=g)[:8]], generator=g)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return vae.eval(), test, untrained
+
+
+def _si_sdr(vae: AudioVAE, x: torch.Tensor) -> float:
+    from diff_audio.metrics import si_sdr
+
+    with torch.no_grad():
+        recon = vae.decode_raw(vae.posterior(x)[0])
+    return sum(si_sdr(r, a) for r, a in zip(recon, x)) / len(x)
+
+
+def _latent_effects(vae: AudioVAE, x: torch.Tensor) -> tuple[float, float]:
+    """``|D(z) - D(z')| / |D(z)|`` with ``z'`` other clips' latents, and the same with ``z' = 0``."""
+    with torch.no_grad():
+        mean = vae.posterior(x)[0]
+        recon, other, zero = vae.decode_raw(mean), vae.decode_raw(mean.roll(1, 0)), vae.decode_raw(0 * mean)
+    return float((recon - other).norm() / recon.norm()), float((recon - zero).norm() / recon.norm())
+
+
+@pytest.mark.slow
+def test_trained_small_vae_reconstructs_and_its_decoder_uses_the_latent():
+    vae, test, untrained = _train_tiny_vae(100)
+    sdr = _si_sdr(vae, test)
+    other, zero = _latent_effects(vae, test)
+    # 100 steps: +2.4 dB measured (the untrained model: -22 dB; the loss of the first H100 run (magnitude STFT at
+    # weight 1, no complex term, posterior std 0.69 at the start) was still at -40 dB after 40 steps)
+    assert sdr > -3.0 and sdr > untrained + 15.0
+    # decoding other clips' latents, or zeros, gives other audio: the decoder reads its latent
+    assert other > 0.5 and zero > 0.5
+    # the diagnosed failure: with the posterior starting at std softplus(0) = 0.69 the decoder ignores z
+    ignored, test, _ = _train_tiny_vae(40, posterior_init=0.0, stft_weight=1.0, complex_stft_weight=0.0)
+    assert _latent_effects(ignored, test)[0] < 0.2  # 0.11 measured; 1.37 with the fixed settings above

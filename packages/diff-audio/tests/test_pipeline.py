@@ -1,5 +1,7 @@
 """The pipeline end to end at toy size: train, save/load, generate, edit, evaluate."""
 
+import math
+
 import pytest
 import torch
 from diff_audio import AudioEvaluateConfig, AudioPipeline, AudioSampleConfig, evaluate, sample
@@ -95,6 +97,7 @@ def test_evaluate_reports_every_metric_with_values_in_range(tiny_run):
     for key in ("pitch_accuracy", "timing_accuracy", "instrument_accuracy", "silence_rate", "a2a_success"):
         assert 0.0 <= m[key] <= 1.0
     assert m["vae_compression"] == pytest.approx(1 * 8 / 4)
+    assert math.isfinite(m["vae_latent_effect"]) and m["vae_latent_effect"] > 0  # other latents, other audio
 
 
 def test_training_on_a_folder_reports_skipped_files_and_records_the_source(tmp_path, make_config):

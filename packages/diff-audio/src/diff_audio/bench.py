@@ -5,8 +5,8 @@
   each stage trained for a fixed wall-time budget (``TrainConfig.max_seconds``, 95 s), then 32 clips generated
   from held-out captions and scored; writes wav files, a spectrogram grid and metrics.json. Target: pitch
   accuracy >= 0.5 (chance 1/37 < 0.03).
-* full (one GPU, about 8 minutes): 16 kHz mono single notes of 2.048 s with a 32x-compression VAE and a larger
-  DiT in bf16, then the issue's GPU targets: pitch, instrument and timing accuracy, FAD-local against its floor,
+* full (one GPU, about 7 minutes): 16 kHz mono single notes of 2.048 s with a 32x-compression VAE (200 s) and a
+  larger DiT in bf16 (140 s), then the issue's GPU targets: pitch, instrument and timing accuracy, FAD-local against its floor,
   VAE SI-SDR, audio-to-audio at strength 0.5. Both Trainers checkpoint, so a cut run resumes (``diffuse bench
   --resume``). The long-form speed target (180 s of 44.1 kHz stereo from a >= 100 M parameter model) is
   :func:`longform_speed`, run by ``benchmarks/audio/audio_full.py``.
@@ -39,7 +39,7 @@ FULL_TARGETS = {
 class BenchSettings:
     """Sizes of one benchmark run (see the module docstring). ``stage_seconds`` is the wall-time budget of each
     training stage (``TrainConfig.max_seconds``: the VAE, then the DiT, each stop cleanly when it is spent, at
-    most ``vae_steps`` / ``steps``)."""
+    most ``vae_steps`` / ``steps``); ``vae_seconds``, when set, is the VAE stage's own budget."""
 
     sample_rate: int = 8000
     clip_seconds: float = 0.512
@@ -59,6 +59,7 @@ class BenchSettings:
     text_width: int = 32
     steps: int = 4000
     stage_seconds: float = 95.0
+    vae_seconds: float | None = None
     lr: float = 2e-3
     warmup_steps: int = 10
     batch_size: int = 16
@@ -82,7 +83,7 @@ class BenchSettings:
             sample_rate=16000, clip_seconds=2.048, min_seconds=0.6, length=4096, vae_channels=48,
             vae_mults=(1, 2, 4, 8), vae_strides=(2, 4, 4, 8), latent_dim=8, fft_sizes=(2048, 1024, 512, 256, 128),
             vae_steps=20000, vae_lr=1e-3, width=384, depth=8, heads=6, patch_size=1,
-            text_width=128, steps=40000, stage_seconds=150.0, lr=5e-4, batch_size=32, eval_samples=256,
+            text_width=128, steps=40000, stage_seconds=140.0, vae_seconds=200.0, lr=5e-4, batch_size=32, eval_samples=256,
             sample_steps=50, classifier_steps=400, warmup_steps=200, mixed_precision="bf16", device="cuda", checkpoint_every=500,
         )  # fmt: skip
 
@@ -100,7 +101,7 @@ def _config(settings: BenchSettings, out: Path, resume: bool) -> Any:
                            latent_dim=s.latent_dim, fft_sizes=s.fft_sizes),
         model=AudioModelConfig(width=s.width, depth=s.depth, heads=s.heads, patch_size=s.patch_size,
                                text_width=s.text_width, text_layers=2, text_heads=4),
-        vae_steps=s.vae_steps, vae_lr=s.vae_lr, batch_size=s.batch_size, cond_dropout=0.1,
+        vae_steps=s.vae_steps, vae_lr=s.vae_lr, vae_max_seconds=s.vae_seconds, batch_size=s.batch_size, cond_dropout=0.1,
         train=TrainConfig(steps=s.steps, lr=s.lr, warmup_steps=s.warmup_steps, ema_decay=0.995, output_dir=str(out),
                           device=s.device, mixed_precision=s.mixed_precision, log_every=50,
                           checkpoint_every=s.checkpoint_every, max_seconds=s.stage_seconds, tensorboard=False,

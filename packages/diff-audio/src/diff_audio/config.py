@@ -38,10 +38,19 @@ class AudioVAEConfig:
         strides: down-sampling factor of each block; their product is the latent frame rate's divisor (hop).
         latent_dim: channels of the latent sequence.
         kl_weight: weight of ``KL(q(z|x) || N(0, I))`` (stable-audio-tools uses about 1e-4).
-        stft_weight: weight of the multi-resolution STFT loss (spectral convergence + log magnitude).
+        stft_weight: weight of the multi-resolution STFT loss (spectral convergence + log magnitude). Kept
+            small: at 1 its phase-free gradient outweighs the waveform terms and SI-SDR falls while it drops
+            (``benchmarks/results/vae_recon-cpu.json``).
         l1_weight: weight of the waveform L1 loss.
         fft_sizes: window sizes of the multi-resolution STFT loss (hop = size / 4).
+        complex_stft_weight: weight of the phase-sensitive complex STFT loss (the magnitude loss leaves the
+            phase free, which SI-SDR punishes).
         weight_norm: weight-normalise every convolution (Oobleck's ``WNConv1d``).
+        posterior_init: starting bias of the posterior's pre-softplus scale: -5 starts the standard deviation at
+            softplus(-5) = 0.007, so the decoder sees the latent from the first step; 0 (std 0.69) drowns the
+            young encoder's small means in noise and the decoder learns to ignore them.
+        upsample: the decoder's upsampling: ``nearest`` (repeat, then a convolution: no checkerboard tones) or
+            ``transposed`` (Oobleck's transposed convolutions).
     """
 
     channels: int = 32
@@ -49,10 +58,13 @@ class AudioVAEConfig:
     strides: tuple[int, ...] = (2, 4, 4, 8)
     latent_dim: int = 32
     kl_weight: float = 1e-4
-    stft_weight: float = 1.0
+    stft_weight: float = 0.1
     l1_weight: float = 1.0
     fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128)
+    complex_stft_weight: float = 4.0
     weight_norm: bool = True
+    posterior_init: float = -5.0
+    upsample: Literal["nearest", "transposed"] = "nearest"
 
     def __post_init__(self) -> None:
         self.channel_mults, self.strides, self.fft_sizes = (
@@ -64,8 +76,10 @@ class AudioVAEConfig:
             )
         if min(self.strides) < 1 or self.channels < 1 or self.latent_dim < 1:
             raise ValueError("strides, channels, latent_dim: expected positive integers")
-        if self.kl_weight < 0 or self.stft_weight < 0 or self.l1_weight < 0:
-            raise ValueError("kl_weight, stft_weight, l1_weight: expected >= 0")
+        if min(self.kl_weight, self.stft_weight, self.l1_weight, self.complex_stft_weight) < 0:
+            raise ValueError("kl_weight, stft_weight, l1_weight, complex_stft_weight: expected >= 0")
+        if self.upsample not in ("nearest", "transposed"):
+            raise ValueError(f"upsample: expected nearest or transposed, got {self.upsample!r}")
 
 
 @dataclass
@@ -135,6 +149,7 @@ class AudioTrainConfig:
             on the ``vp-cosine`` path).
         vae_steps: optimizer steps of the VAE stage (its optimisation is otherwise ``train``'s).
         vae_lr: learning rate of the VAE stage.
+        vae_max_seconds: wall-time budget of the VAE stage in seconds; ``None`` takes ``train.max_seconds``.
         cond_dropout: probability of dropping the caption while training (classifier-free guidance).
         batch_size: examples per optimizer step (per process).
         train: the optimisation, checkpoints, device and seed (:class:`diffcore.training.TrainConfig`).
@@ -146,6 +161,7 @@ class AudioTrainConfig:
     objective: ObjectiveName = "rectified_flow"
     vae_steps: int = 2000
     vae_lr: float = 1e-3
+    vae_max_seconds: float | None = None
     cond_dropout: float = 0.1
     batch_size: int = 32
     train: TrainConfig = field(
@@ -157,6 +173,8 @@ class AudioTrainConfig:
     def __post_init__(self) -> None:
         if self.vae_steps < 1:
             raise ValueError(f"vae_steps: expected >= 1, got {self.vae_steps}")
+        if self.vae_max_seconds is not None and not self.vae_max_seconds > 0:
+            raise ValueError(f"vae_max_seconds: expected > 0 seconds or None, got {self.vae_max_seconds}")
         if not 0.0 <= self.cond_dropout < 1.0:
             raise ValueError(f"cond_dropout: expected in [0, 1), got {self.cond_dropout}")
         if self.batch_size < 1:

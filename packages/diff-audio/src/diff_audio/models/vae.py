@@ -3,25 +3,33 @@
 
 Encoder: ``Conv1d(k=7)``, then per block three residual units (dilations 1, 3, 9) with Snake activations and a
 strided ``Conv1d(k=2s, stride=s)`` to the next width; Snake, ``Conv1d(k=3)`` to ``2 * latent_dim`` channels
-(mean and pre-softplus scale). The decoder mirrors it with transposed convolutions. Snake (Ziyin et al. 2020,
-Eq. 3; DAC) is ``x + sin^2(alpha x) / alpha`` with a learned ``alpha`` per channel, a periodic inductive bias for
-audio.
+(mean and pre-softplus scale). The decoder mirrors it; it upsamples by nearest-neighbour repetition and a
+``Conv1d(k=2s+1)`` (``upsample="nearest"``, the default: free of the checkerboard tones of transposed
+convolutions, Odena et al. 2016) or, as Oobleck, with ``ConvTranspose1d(k=2s, stride=s)``. Snake (Ziyin et al.
+2020, Eq. 3; DAC) is ``x + sin^2(alpha x) / alpha`` with a learned ``alpha`` per channel, a periodic inductive
+bias for audio; it runs as one function with its gradient written out (:func:`snake`), compiled into one kernel
+each way on CUDA, because over the full-rate activations the unfused version was most of a training step.
 
 Shapes: audio ``(B, channels, T)`` with ``T`` a multiple of :attr:`AudioVAE.hop` (the product of the strides)
 -> latents ``(B, latent_dim, T / hop)``. The compression ratio is ``channels * hop / latent_dim`` numbers in,
 one number out.
 
-Training (:class:`VAEObjective`) minimises ``l1 * |x - D(z)|_1 + stft * MRSTFT(x, D(z)) + kl * KL(q(z|x) ||
-N(0, I))`` with ``z`` drawn by reparameterisation. The posterior's standard deviation is ``softplus(s) + 1e-4``
-(as stable-audio-tools' ``VAEBottleneck``), which cannot overflow the way ``exp(logvar)`` can; together with the
-Trainer's gradient clipping and its non-finite-loss stop (it names the step) this keeps training finite.
-Diffusion runs on ``(mean - shift) * scale``, with the two factors fitted on data so the latents have zero mean
-and unit variance (:meth:`AudioVAE.fit_scaling`).
+Training (:class:`VAEObjective`) minimises ``l1 * |x - D(z)|_1 + stft * MRSTFT(x, D(z)) + complex *
+CSTFT(x, D(z)) + kl * KL(q(z|x) || N(0, I))`` with ``z`` drawn by reparameterisation. ``MRSTFT`` compares
+magnitudes only, so alone it leaves the phase free (and SI-SDR, which is phase-sensitive, at chance);
+``CSTFT`` (:func:`complex_stft_loss`) compares the complex spectra. The posterior's standard deviation is
+``softplus(s) + 1e-4`` (as stable-audio-tools' ``VAEBottleneck``), which cannot overflow the way
+``exp(logvar)`` can; ``s`` starts at ``posterior_init`` (-5: std 0.007), since at std 0.69 the untrained
+encoder's small means are drowned in the sampling noise and the decoder first learns to ignore its input.
+Together with the Trainer's gradient clipping and its non-finite-loss stop (it names the step) this keeps
+training finite. Diffusion runs on ``(mean - shift) * scale``, with the two factors fitted on data so the
+latents have zero mean and unit variance (:meth:`AudioVAE.fit_scaling`).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,9 +47,74 @@ __all__ = [
     "AudioVAEModelConfig",
     "Snake",
     "VAEObjective",
+    "complex_stft_loss",
     "kl_divergence",
     "multi_resolution_stft_loss",
+    "snake",
 ]
+
+
+def _wide(x: Tensor) -> Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _snake_forward(x: Tensor, alpha: Tensor) -> Tensor:
+    xf = _wide(x)
+    return (xf + torch.sin(alpha * xf).square() / (alpha + 1e-9)).to(x.dtype)
+
+
+def _snake_backward(g: Tensor, x: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
+    xf, gf = _wide(x), _wide(g)
+    s = torch.sin(alpha * xf)
+    sin_2u = 2.0 * s * torch.cos(alpha * xf)
+    grad_x = gf * (1.0 + sin_2u)  # d/dx [sin^2(a x) / a] = sin(2 a x)
+    a = alpha + 1e-9  # d/da [sin^2(a x) / a] = x sin(2 a x) / a - sin^2(a x) / a^2
+    grad_a = (gf * (xf * sin_2u / a - s.square() / (a * a))).sum(dim=(0, 2), keepdim=True)
+    return grad_x.to(g.dtype), grad_a
+
+
+_KERNELS: dict[str, tuple[Any, Any]] = {}
+
+
+def _kernels(device: torch.device) -> tuple[Any, Any]:
+    """Eager on the CPU; on CUDA the two elementwise functions compiled once by inductor, each then one kernel
+    (autograd's Snake is about five memory-bound kernels forward and ten backward over the largest activations
+    of the network, which made them most of a training step). If compiling fails the eager functions are used."""
+    if device.type != "cuda":
+        return _snake_forward, _snake_backward
+    if "cuda" not in _KERNELS:
+        fwd, bwd = torch.compile(_snake_forward, dynamic=True), torch.compile(_snake_backward, dynamic=True)
+        try:
+            x, alpha = torch.randn(2, 3, 64, device=device), torch.ones(1, 3, 1, device=device)
+            fwd(x, alpha), bwd(x, x, alpha)
+            _KERNELS["cuda"] = (fwd, bwd)
+        except Exception as error:  # no working compiler: eager is correct, only slower
+            warnings.warn(f"Snake: torch.compile failed ({error}); using the eager kernels", stacklevel=2)
+            _KERNELS["cuda"] = (_snake_forward, _snake_backward)
+    return _KERNELS["cuda"]
+
+
+class _SnakeFunction(torch.autograd.Function):
+    """Snake with its gradient written out: saves only ``x`` and ``alpha`` (autograd's version keeps four
+    intermediates of ``x``'s size) and returns ``x``'s dtype (bf16 stays bf16 under autocast; the arithmetic is
+    float32)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, alpha: Tensor) -> Tensor:
+        alpha = _wide(alpha)
+        ctx.save_for_backward(x, alpha)
+        return _kernels(x.device)[0](x, alpha)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor]:
+        x, alpha = ctx.saved_tensors
+        return _kernels(x.device)[1](g, x, alpha)
+
+
+def snake(x: Tensor, alpha: Tensor) -> Tensor:
+    """``x + sin^2(alpha x) / alpha`` on ``x: (B, C, T)`` with ``alpha: (1, C, 1)``, through a fused kernel with
+    an analytic gradient (:class:`Snake` uses it)."""
+    return _SnakeFunction.apply(x, alpha)
 
 
 class Snake(nn.Module):
@@ -53,8 +126,7 @@ class Snake(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x + sin^2(alpha x) / alpha`` on ``x: (B, C, T)``."""
-        alpha = self.log_alpha.exp()
-        return x + torch.sin(alpha * x).pow(2) / (alpha + 1e-9)
+        return snake(x, self.log_alpha.exp())
 
 
 class ResidualUnit(nn.Module):
@@ -89,13 +161,30 @@ def _weight_norm(module: nn.Module) -> nn.Module:
     return module
 
 
-def _up(c_in: int, c_out: int, stride: int) -> nn.Module:
+class _Upsample(nn.Module):
+    """Nearest-neighbour upsampling by ``stride`` then ``Conv1d(k=2 stride + 1)``: every output sample gets the
+    same number of kernel taps, so there is no checkerboard pattern (Odena et al. 2016), which a transposed
+    convolution with ``k = 2 stride`` leaves as stationary tones at multiples of the frame rate."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.conv = nn.Conv1d(c_in, c_out, 2 * stride + 1, padding=stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, c_in, L) -> (B, c_out, L * stride)``."""
+        return self.conv(x.repeat_interleave(self.stride, dim=-1) if self.stride > 1 else x)
+
+
+def _up(c_in: int, c_out: int, stride: int, mode: str) -> nn.Module:
+    if mode == "transposed":
+        up: nn.Module = nn.ConvTranspose1d(c_in, c_out, 2 * stride, stride=stride, padding=math.ceil(stride / 2),
+                                           output_padding=stride % 2)  # fmt: skip
+    else:
+        up = _Upsample(c_in, c_out, stride)
     return nn.Sequential(
-        Snake(c_in),
-        nn.ConvTranspose1d(c_in, c_out, 2 * stride, stride=stride, padding=math.ceil(stride / 2),
-                           output_padding=stride % 2),
-        ResidualUnit(c_out, 1), ResidualUnit(c_out, 3), ResidualUnit(c_out, 9),
-    )  # fmt: skip
+        Snake(c_in), up, ResidualUnit(c_out, 1), ResidualUnit(c_out, 3), ResidualUnit(c_out, 9)
+    )
 
 
 @dataclass
@@ -126,8 +215,13 @@ class AudioVAE(PretrainedModel):
         enc += [_down(widths[i], widths[i + 1], s) for i, s in enumerate(config.strides)]
         enc += [Snake(widths[-1]), nn.Conv1d(widths[-1], 2 * config.latent_dim, 3, padding=1)]
         self.encoder = nn.Sequential(*enc)
+        with torch.no_grad():  # the posterior's starting width (see the module doc)
+            enc[-1].bias[config.latent_dim :].fill_(config.posterior_init)
         dec: list[nn.Module] = [nn.Conv1d(config.latent_dim, widths[-1], 7, padding=3)]
-        dec += [_up(widths[i + 1], widths[i], s) for i, s in reversed(list(enumerate(config.strides)))]
+        dec += [
+            _up(widths[i + 1], widths[i], s, config.upsample)
+            for i, s in reversed(list(enumerate(config.strides)))
+        ]
         dec += [Snake(widths[0]), nn.Conv1d(widths[0], config.audio_channels, 7, padding=3, bias=False)]
         self.decoder = nn.Sequential(*dec)
         if config.weight_norm:
@@ -202,39 +296,63 @@ def kl_divergence(mean: Tensor, std: Tensor) -> Tensor:
     return 0.5 * (mean.pow(2) + std.pow(2) - 1.0 - 2.0 * torch.log(std)).mean()
 
 
+def _stft_pairs(x: Tensor, y: Tensor, fft_sizes: tuple[int, ...]) -> list[tuple[Tensor, Tensor]]:
+    """Complex STFTs ``(S_x, S_y)`` of ``(B, C, T)`` signals for every size ``<= T`` (Hann window, hop size / 4),
+    computed in float32; raises when every size is longer than ``T``."""
+    b, c, t = x.shape
+    xs, ys = x.reshape(b * c, t).float(), y.reshape(b * c, t).float()
+    pairs = []
+    for n_fft in fft_sizes:
+        if n_fft > t:
+            continue
+        window = torch.hann_window(n_fft, device=x.device)
+        both = torch.stft(torch.cat([xs, ys]), n_fft, n_fft // 4, window=window, return_complex=True)
+        pairs.append((both[: b * c], both[b * c :]))
+    if not pairs:
+        raise ValueError(f"fft_sizes: every size {fft_sizes} is longer than the audio ({t} samples)")
+    return pairs
+
+
+def _magnitude_loss(sx: Tensor, sy: Tensor, floor: float) -> Tensor:
+    ax, ay = sx.abs().clamp_min(floor), sy.abs().clamp_min(floor)
+    convergence = torch.linalg.norm(ay - ax) / torch.linalg.norm(ay).clamp_min(1e-5)
+    return convergence + (ay.log() - ax.log()).abs().mean()
+
+
+def _complex_loss(sx: Tensor, sy: Tensor) -> Tensor:
+    return (sx - sy).abs().sum() / sy.abs().sum().clamp_min(1e-5)
+
+
 def multi_resolution_stft_loss(
     x: Tensor, y: Tensor, fft_sizes: tuple[int, ...], floor: float = 1e-5
 ) -> Tensor:
     """Multi-resolution STFT loss (Yamamoto et al. 2020, Parallel WaveGAN, Eq. 4-6): for each window size, spectral
     convergence ``||S_y - S_x||_F / ||S_y||_F`` plus ``mean |log S_y - log S_x|``, averaged over sizes.
     ``x`` the estimate, ``y`` the reference, ``(B, C, T)``; window sizes longer than ``T`` are skipped. Magnitudes
-    are floored at ``floor`` before the log, so differences below it (silence, faint noise) cost nothing."""
-    b, c, t = x.shape
-    xs, ys = x.reshape(b * c, t).float(), y.reshape(b * c, t).float()
-    losses = []
-    for n_fft in fft_sizes:
-        if n_fft > t:
-            continue
-        window = torch.hann_window(n_fft, device=x.device)
-        sx = torch.stft(xs, n_fft, n_fft // 4, window=window, return_complex=True).abs().clamp_min(floor)
-        sy = torch.stft(ys, n_fft, n_fft // 4, window=window, return_complex=True).abs().clamp_min(floor)
-        convergence = torch.linalg.norm(sy - sx) / torch.linalg.norm(sy).clamp_min(1e-5)
-        losses.append(convergence + (sy.log() - sx.log()).abs().mean())
-    if not losses:
-        raise ValueError(f"fft_sizes: every size {fft_sizes} is longer than the audio ({t} samples)")
-    return torch.stack(losses).mean()
+    are floored at ``floor`` before the log, so differences below it (silence, faint noise) cost nothing.
+    Magnitudes only: it does not see the phase."""
+    return torch.stack([_magnitude_loss(sx, sy, floor) for sx, sy in _stft_pairs(x, y, fft_sizes)]).mean()
+
+
+def complex_stft_loss(x: Tensor, y: Tensor, fft_sizes: tuple[int, ...]) -> Tensor:
+    """Phase-sensitive multi-resolution STFT loss: ``sum |S_x - S_y| / sum |S_y|`` on the complex spectra (the
+    modulus of the complex difference), averaged over window sizes; 0 only when the waveforms match in every
+    frame, unlike :func:`multi_resolution_stft_loss`. ``(B, C, T)``; sizes longer than ``T`` are skipped."""
+    return torch.stack([_complex_loss(sx, sy) for sx, sy in _stft_pairs(x, y, fft_sizes)]).mean()
 
 
 @dataclass
 class VAEObjective:
     """``objective(vae, batch) -> (loss, logs)`` for the :class:`~diffcore.training.Trainer` (see the module doc).
 
-    ``batch``: audio ``(B, C, T)`` or ``{"x": audio, ...}`` (other keys ignored)."""
+    ``batch``: audio ``(B, C, T)`` or ``{"x": audio, ...}`` (other keys ignored). The magnitude and the complex
+    STFT terms share one STFT of each size."""
 
     l1_weight: float = 1.0
-    stft_weight: float = 1.0
+    stft_weight: float = 0.1
     kl_weight: float = 1e-4
     fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128)
+    complex_stft_weight: float = 4.0
 
     def __call__(
         self, model: nn.Module, batch: Tensor | Mapping[str, Any], generator: torch.Generator | None = None
@@ -243,7 +361,15 @@ class VAEObjective:
         recon, mean, std = model(x, generator=generator)
         recon = recon.float()
         l1 = (recon - x).abs().mean()
-        stft = multi_resolution_stft_loss(recon, x, self.fft_sizes)
+        pairs = _stft_pairs(recon, x, self.fft_sizes)
+        stft = torch.stack([_magnitude_loss(sx, sy, 1e-5) for sx, sy in pairs]).mean()
+        cplx = torch.stack([_complex_loss(sx, sy) for sx, sy in pairs]).mean()
         kl = kl_divergence(mean.float(), std.float())
-        loss = self.l1_weight * l1 + self.stft_weight * stft + self.kl_weight * kl
-        return loss, {"l1": l1.detach(), "stft": stft.detach(), "kl": kl.detach()}
+        loss = (
+            self.l1_weight * l1
+            + self.stft_weight * stft
+            + self.complex_stft_weight * cplx
+            + self.kl_weight * kl
+        )
+        logs = {"l1": l1.detach(), "stft": stft.detach(), "complex_stft": cplx.detach(), "kl": kl.detach()}
+        return loss, logs

@@ -12,7 +12,7 @@ example's caption and ``seconds_total``; then:
 - ``structure_score`` (pieces): repeated sections more alike than different ones (0.5 = chance);
 - ``onset_f1`` (phrases): generated onsets against the caption's note grid, 50 ms tolerance;
 - ``silence_rate``, ``clipping_rate``;
-- the VAE on real held-out clips: ``vae_si_sdr_db``, ``vae_mrstft``, ``vae_compression``;
+- the VAE on real held-out clips: ``vae_si_sdr_db``, ``vae_mrstft``, ``vae_compression``, ``vae_latent_effect``;
 - ``a2a_*`` (notes, at least two pitched instruments): audio-to-audio at ``a2a_strength`` from a clip of one
   instrument to a caption naming another and the same note; success when the output keeps the source pitch
   (within a semitone) and the classifier hears the new instrument.
@@ -59,16 +59,27 @@ def _window(pipe: AudioPipeline, audio: Tensor) -> Tensor:
 
 
 def vae_reconstruction(pipe: AudioPipeline, audio: Tensor, batch_size: int = 32) -> dict[str, float]:
-    """SI-SDR (dB, mean over clips) and MR-STFT distance of ``decode(encode(audio))``, and the compression."""
+    """SI-SDR (dB, mean over clips) and MR-STFT distance of ``decode(encode(audio))``, the compression, and
+    ``vae_latent_effect``: ``|D(z) - D(z')| / |D(z)|`` with ``z'`` the latents of other clips (near 0: the decoder
+    ignores its latent)."""
     audio = _window(pipe, audio)
-    recon = torch.cat(
-        [pipe.decode(pipe.encode(audio[i : i + batch_size])).cpu() for i in range(0, len(audio), batch_size)]
+    latents = torch.cat(
+        [pipe.encode(audio[i : i + batch_size]).cpu() for i in range(0, len(audio), batch_size)]
     )
+    dev = pipe.device
+
+    def decode(z: Tensor) -> Tensor:
+        return torch.cat(
+            [pipe.decode(z[i : i + batch_size].to(dev)).cpu() for i in range(0, len(z), batch_size)]
+        )
+
+    recon, other = decode(latents), decode(latents.roll(1, dims=0))
     sdr = [S.si_sdr(r, a) for r, a in zip(recon, audio) if a.abs().max() > 0]
     return {
         "vae_si_sdr_db": float(sum(sdr) / max(1, len(sdr))),
         "vae_mrstft": S.mrstft_distance(recon, audio),
         "vae_compression": float(pipe.vae.compression),
+        "vae_latent_effect": float((recon - other).norm() / recon.norm().clamp_min(1e-12)),
     }
 
 

@@ -9,7 +9,8 @@ Run folder (``config.train.output_dir``)::
     checkpoints/ log.jsonl model/ model_ema/     the DiT stage's Trainer run
     pipeline/           the trained AudioPipeline (save_pretrained)
 
-``train.max_seconds`` (when set) is the wall-time budget of each stage. The clips are rendered (or read) once
+``train.max_seconds`` (when set) is the wall-time budget of each stage (``vae_max_seconds`` overrides it for the
+VAE). The clips are rendered (or read) once
 into memory; after the VAE stage every clip is encoded once (its
 posterior mean) and the DiT trains on the cached latents. A folder of real audio therefore contributes one
 crop per file per run (its offset drawn from the run's seed).
@@ -157,10 +158,11 @@ def train_vae(data: TrainingData, config: AudioTrainConfig) -> AudioVAE:
     )
     with seeded(config.train.seed):
         vae = AudioVAE(cfg)
-    objective = VAEObjective(v.l1_weight, v.stft_weight, v.kl_weight, v.fft_sizes)
+    objective = VAEObjective(v.l1_weight, v.stft_weight, v.kl_weight, v.fft_sizes, v.complex_stft_weight)
     run = Path(config.train.output_dir) / VAE_RUN
+    budget = config.vae_max_seconds if config.vae_max_seconds is not None else config.train.max_seconds
     stage = _stage(config.train, steps=config.vae_steps, lr=config.vae_lr, output_dir=str(run), ema_decay=None,
-                   resume=config.train.resume if (run / "checkpoints").is_dir() else None)  # fmt: skip
+                   max_seconds=budget, resume=config.train.resume if (run / "checkpoints").is_dir() else None)  # fmt: skip
     trainer = Trainer(vae, objective, _loader(_Batches(x=data.audio), config.batch_size), stage)
     trainer.fit()
     trained: AudioVAE = trainer.unwrapped_model.eval()  # type: ignore[assignment]
