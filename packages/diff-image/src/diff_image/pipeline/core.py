@@ -250,17 +250,60 @@ class ImagePipeline(Pipeline):
             raise ValueError(f"n: expected >= 1, got {n}")
         full_cond, uncond = self.condition(n, y, prompt)
         full_cond.update(cond or {})
+        latents = self.sample_latents(
+            n, full_cond, uncond, sampler, steps, guidance, generator, batch_size, **options
+        )
+        return self.decode_batches(latents, batch_size)
+
+    @torch.no_grad()
+    def sample_latents(
+        self,
+        n: int,
+        cond: dict[str, Tensor],
+        uncond: dict[str, Tensor],
+        sampler: str = "dpmpp_2m",
+        steps: int = 20,
+        guidance: float | None = 1.0,
+        generator: torch.Generator | None = None,
+        batch_size: int = 256,
+        **options: Any,
+    ) -> Tensor:
+        """``n`` samples ``(n, *sample_shape)`` in the model's space (scaled latents when latent), not decoded:
+        the loop of :meth:`sample` given :meth:`condition`'s ``(cond, uncond)`` (batch-first tensors of ``n``
+        rows); noise is drawn ``batch_size`` at a time from ``generator``, as :meth:`sample` draws it. While a
+        :func:`diffcore.previews.previewing` listener is set, its previews are the x0 estimates through
+        :meth:`decode`."""
+        from diffcore import previews
+
+        if n < 1:
+            raise ValueError(f"n: expected >= 1, got {n}")
         den = self.guided(self.denoiser(self.network.eval()), uncond, guidance)
         out = []
-        for start in range(0, n, batch_size):
-            b = min(batch_size, n - start)
-            noise = torch.randn((b, *self.sample_shape), generator=generator, device=self.device)
-            part = {k: v[start : start + b] for k, v in full_cond.items()}
-            x = diffcore_sample(
-                den, noise, sampler=sampler, steps=steps, cond=part, generator=generator, **options
-            )
-            out.append(self.decode(x))
+        with previews.preview_decoder(self.decode):
+            for start in range(0, n, batch_size):
+                b = min(batch_size, n - start)
+                noise = torch.randn((b, *self.sample_shape), generator=generator, device=self.device)
+                part = {k: v[start : start + b] for k, v in cond.items()}
+                out.append(
+                    diffcore_sample(
+                        den, noise, sampler=sampler, steps=steps, cond=part, generator=generator, **options
+                    )
+                )
         return torch.cat(out)
+
+    @torch.no_grad()
+    def decode_batches(self, latents: Tensor, batch_size: int = 256) -> Tensor:
+        """:meth:`decode` of ``latents`` ``(n, *sample_shape)``, ``batch_size`` at a time (as :meth:`sample`
+        decodes, so the images are the same bit for bit) -> images ``(n, C, H, W)`` in ``[-1, 1]``."""
+        if latents.ndim != 4 or tuple(latents.shape[1:]) != self.sample_shape:
+            raise ValueError(
+                f"latents: expected (n, {', '.join(map(str, self.sample_shape))}) for this pipeline, "
+                f"got {tuple(latents.shape)}"
+            )
+        latents = latents.to(self.device)
+        return torch.cat(
+            [self.decode(latents[i : i + batch_size]) for i in range(0, len(latents), batch_size)]
+        )
 
     # ------------------------------------------------------------------ disk (diffcore.pipeline.Pipeline)
 

@@ -9,7 +9,8 @@ API (JSON):
 - ``GET /api/nodes``: the node types; ``POST /api/validate``: ``{ok, error, node, port}`` for a workflow;
 - ``GET /api/workflows``, ``GET|POST /api/workflows/<name>``: saved workflows under ``<root>/workflows/``;
 - ``POST /api/queue`` (a workflow; 400 with ``{error, node, port}`` if it is bad), ``GET /api/queue``: the runs
-  with each node's state, progress and preview files;
+  with each node's state, progress, live preview (a PNG data URL of the sampler's x0 estimate, updated every few
+  steps while it samples) and preview files;
 - ``GET /api/gallery``: files written by save nodes; ``GET /api/file?path=``: one file under an allowed folder;
 - ``GET /api/bench``, ``GET /api/bench/<id>``: ``diffuse bench`` reports (``report.json``) under the bench folder.
 """
@@ -63,7 +64,17 @@ class RunQueue:
             "status": "queued",
             "created": time.strftime("%H:%M:%S"),
             "nodes": {
-                n.id: {"type": n.type, "state": "waiting", "n": 0, "total": None, "desc": "", "files": []}
+                n.id: {
+                    "type": n.type,
+                    "state": "waiting",
+                    "n": 0,
+                    "total": None,
+                    "desc": "",
+                    "files": [],
+                    "preview": None,
+                    "preview_step": None,
+                    "preview_total": None,
+                }
                 for n in workflow.nodes
             },
             "files": [],
@@ -90,6 +101,8 @@ class RunQueue:
                 node["state"] = "running"
             elif kind == "progress" and node is not None:
                 node.update(n=event["n"], total=event["total"], desc=event["desc"])
+            elif kind == "preview" and node is not None:
+                node.update(preview=event["image"], preview_step=event["n"], preview_total=event["total"])
             elif kind == "node_done" and node is not None:
                 node["state"] = ("cached" if event["needed"] else "skipped") if event["cached"] else "done"
                 node["files"] = event["files"][:64]
