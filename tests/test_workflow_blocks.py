@@ -195,3 +195,14 @@ def test_previews_come_every_few_steps_and_the_last_is_the_decoded_result(folder
     # at the last step the x0 estimate is the sample, decoded by the same autoencoder: equal up to rounding
     assert np.abs(strip.astype(int) - final.astype(int)).max() <= 1
     assert not np.array_equal(_decode_url(previews[0]["image"]), strip)  # an earlier estimate differs
+
+
+def test_the_readme_blocks_example_is_a_valid_workflow():
+    import json
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```json\n(.*?)```", readme, re.S) if '"name": "blocks"' in b)
+    order = validate(Workflow.from_dict(json.loads(block)), REGISTRY)
+    assert order == ["load", "lora", "text", "latents", "decode"]
