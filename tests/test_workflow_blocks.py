@@ -2,7 +2,8 @@
 
 A tiny latent, text-conditioned MMDiT pipeline (random weights) with a LoRA adapter and a ControlNet saved
 beside it: ``load_lora -> encode_prompt -> sample_latents -> decode`` writes the very PNG bytes ``image.sample``
-writes for the same settings and seed (and the adapter changes them); a ControlNet loaded by its node gives the
+writes for the same settings and seed (and the adapter changes them), with the text encoder run once in
+``encode_prompt``; a ControlNet loaded by its node gives the
 images of a pipeline built with it, to 1e-6 (and differs from no control); ill-typed links are refused; and a
 run's ``preview`` events carry the decoded x0 estimate, the last one equal to the output images.
 """
@@ -102,8 +103,13 @@ def test_the_chained_blocks_write_the_bytes_image_sample_writes(folders):
     ]  # fmt: skip
     by_sample = _pngs(_run(root, sample).outputs["draw"]["files"])
     assert sorted(by_sample) == ["grid.png", "images/00000.png", "images/00001.png", "images/00002.png"]
-    by_blocks = _pngs(_run(root, _chain()).outputs["decode"]["files"])
-    assert by_blocks == by_sample
+    blocks = _run(root, _chain())
+    assert _pngs(blocks.outputs["decode"]["files"]) == by_sample
+    conditioning = blocks.outputs["text"]["conditioning"]  # the text encoder ran once, in encode_prompt
+    assert sorted(conditioning.cond) == ["context", "context_mask", "pooled"]
+    pipe = blocks.outputs["load"]["pipeline"]
+    ids = pipe.text_encoder.tokenize([*PROMPTS, PROMPTS[0]])  # three samples: the prompts cycle
+    torch.testing.assert_close(conditioning.cond["context"], pipe.text_encoder(ids)[0], rtol=0, atol=0)
 
     # with a LoRA: the lora node into image.sample, and image.load_lora into the chain
     sample.insert(1, {"id": "lora", "type": "lora", "params": {"path": "adapter", "weight": 0.8}})

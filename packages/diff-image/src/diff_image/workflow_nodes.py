@@ -1,11 +1,12 @@
 """Building-block workflow nodes of diff-image: the parts of ``image.sample`` as separate, typed nodes.
 
 ``image.load_lora`` / ``image.load_controlnet`` (a saved adapter folder applied to a copy of a loaded pipeline)
--> ``image.encode_prompt`` (prompts or labels -> ``conditioning:image``, :meth:`ImagePipeline.condition`)
+-> ``image.encode_prompt`` (prompts or labels -> ``conditioning:image``: :meth:`ImagePipeline.condition`, then
+the text encoder once, :meth:`ImagePipeline.encode_condition`)
 -> ``image.sample_latents`` (pipeline + conditioning + sampler / guidance -> ``latents:image``,
 :meth:`ImagePipeline.sample_latents`) -> ``image.decode`` (latents -> ``OUT/grid.png`` and ``OUT/images/``,
-:meth:`ImagePipeline.decode_batches`). Chained with the same settings and seed they give exactly the images of
-``image.sample`` (the same functions, in the same order). The modality contract hands them to
+:meth:`ImagePipeline.decode_batches`). Chained with the same settings and seed they give the images of ``image.sample``
+(the same functions; the text features computed once rather than at every step). The modality contract hands them to
 :func:`diffcore.workflows.default_registry` (``Modality.nodes``).
 """
 
@@ -41,8 +42,9 @@ LATENTS = "latents:image"
 
 @dataclass(frozen=True)
 class ImageConditioning:
-    """Network keyword arguments for ``n`` samples: ``cond`` (labels ``y``, token ids ``input_ids``,
-    ``control_maps``; batch-first, ``n`` rows) and ``uncond`` (the null condition of classifier-free guidance)."""
+    """Network keyword arguments for ``n`` samples: ``cond`` (labels ``y``, or the text encoder's ``context``,
+    ``context_mask`` and ``pooled``, and ``control_maps``; batch-first, ``n`` rows) and ``uncond`` (the null condition
+    of classifier-free guidance)."""
 
     n: int
     cond: dict[str, Tensor]
@@ -114,6 +116,10 @@ def _encode_prompt(call: NodeCall) -> dict[str, Any]:
         cond, uncond = pipe.condition(n, list(p["labels"]) or None, prompts or None)
     except ValueError as exc:
         raise _error(call, "prompts" if prompts else "labels", str(exc)) from exc
+    cond, uncond = (
+        pipe.encode_condition(cond),
+        pipe.encode_condition(uncond),
+    )  # the text encoder runs here, once
     if p["control_image"]:
         cond["control_maps"] = _control_maps(call, pipe, n)
     elif pipe.controlnets:
@@ -245,8 +251,8 @@ def image_nodes() -> list[NodeType]:
                     "control_image", "path", "", help="A picture whose control maps drive the ControlNets."
                 ),
             ),
-            description="Prompts or labels -> the network's condition and null condition (token ids, labels, "
-            "control maps) for sample_latents.",
+            description="Prompts or labels -> the network's condition and null condition (the text encoder's "
+            "features, or labels; control maps) for sample_latents.",
         ),
         NodeType(
             name="image.sample_latents",

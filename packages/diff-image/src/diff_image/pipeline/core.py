@@ -106,6 +106,15 @@ class ImagePipeline(Pipeline):
     @property
     def network(self) -> nn.Module:
         """The callable network ``net(x_t, t, **cond)``: the backbone, with its ControlNets and text encoder if any."""
+        net = self.feature_network
+        if self.text_encoder is None:
+            return net
+        return TextConditionedModel(net, self.text_encoder, train_text_encoder=False)
+
+    @property
+    def feature_network(self) -> nn.Module:
+        """The network without the text encoder: it takes the text features of :meth:`encode_condition`
+        (``context``, ``context_mask``, ``pooled``) rather than token ids; :attr:`network` when there is no text."""
         net: nn.Module = self.model
         if self.controlnets:
             from diffcore.nn import ControlledModel
@@ -115,9 +124,7 @@ class ImagePipeline(Pipeline):
             net = ControlMapsModel(
                 ControlledModel(self.model, list(self.controlnets.values())), list(self.controlnets)
             )
-        if self.text_encoder is None:
-            return net
-        return TextConditionedModel(net, self.text_encoder, train_text_encoder=False)
+        return net
 
     def quantized(self, mode: Quantization) -> ImagePipeline:
         """A copy of this pipeline for sampling whose backbone's linear weights are quantised through torchao
@@ -175,6 +182,19 @@ class ImagePipeline(Pipeline):
         if y is not None or prompt is not None:
             raise ValueError("y, prompt: this pipeline is unconditional; pass neither")
         return {}, {}
+
+    @torch.no_grad()
+    def encode_condition(self, cond: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``cond`` (of :meth:`condition`) with its token ids ``input_ids`` ``(B, L)`` replaced by the text
+        encoder's features: ``context`` ``(B, L, width)``, ``context_mask`` ``(B, L)`` and ``pooled`` ``(B, width)``,
+        what :attr:`network` computes from the ids at every step, computed once (for :attr:`feature_network`).
+        Other keys are kept; without a text encoder or ids, a copy of ``cond``."""
+        out = {k: v for k, v in cond.items() if k != "input_ids"}
+        if self.text_encoder is None or "input_ids" not in cond:
+            return dict(cond)
+        context, mask, pooled = self.text_encoder(cond["input_ids"].to(self.device))
+        out.update(context=context, context_mask=mask, pooled=pooled)
+        return out
 
     @property
     def conditional(self) -> bool:
@@ -270,14 +290,17 @@ class ImagePipeline(Pipeline):
     ) -> Tensor:
         """``n`` samples ``(n, *sample_shape)`` in the model's space (scaled latents when latent), not decoded:
         the loop of :meth:`sample` given :meth:`condition`'s ``(cond, uncond)`` (batch-first tensors of ``n``
-        rows); noise is drawn ``batch_size`` at a time from ``generator``, as :meth:`sample` draws it. While a
+        rows), or the text features of :meth:`encode_condition` of both (then the text encoder is not run at every
+        step); noise is drawn ``batch_size`` at a time from ``generator``, as :meth:`sample` draws it. While a
         :func:`diffcore.previews.previewing` listener is set, its previews are the x0 estimates through
         :meth:`decode`."""
         from diffcore import previews
 
         if n < 1:
             raise ValueError(f"n: expected >= 1, got {n}")
-        den = self.guided(self.denoiser(self.network.eval()), uncond, guidance)
+        encoded = self.text_encoder is not None and "context" in cond and "input_ids" not in cond
+        net = self.feature_network if encoded else self.network  # text features given: no encoder per step
+        den = self.guided(self.denoiser(net.eval()), uncond, guidance)
         out = []
         with previews.preview_decoder(self.decode):
             for start in range(0, n, batch_size):
