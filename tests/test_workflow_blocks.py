@@ -212,3 +212,13 @@ def test_the_readme_blocks_example_is_a_valid_workflow():
     block = next(b for b in re.findall(r"```json\n(.*?)```", readme, re.S) if '"name": "blocks"' in b)
     order = validate(Workflow.from_dict(json.loads(block)), REGISTRY)
     assert order == ["load", "lora", "text", "latents", "decode"]
+
+
+def test_without_preview_every_no_previews_are_made(folders):
+    root, _, _ = folders
+    events: list[dict] = []
+    Executor(REGISTRY, root / "work-plain", device="cpu", root=root, quiet=True).run(
+        Workflow.from_dict({"nodes": _chain()}), events.append
+    )
+    assert [e for e in events if e["event"] == "preview"] == []
+    assert any(e["event"] == "progress" and e["node"] == "latents" for e in events)

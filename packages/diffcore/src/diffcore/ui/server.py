@@ -37,6 +37,8 @@ __all__ = ["RunQueue", "UIServer", "make_server", "serve"]
 STATIC = Path(__file__).with_name("static")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 LOCAL_NAMES = ("127.0.0.1", "localhost", "[::1]")
+PREVIEW_EVERY = 4
+"""The queue's live preview: the sampler's x0 estimate every this many steps (and at the last)."""
 
 
 class RunQueue:
@@ -152,7 +154,14 @@ class UIServer(ThreadingHTTPServer):
         self.workflows_dir = self.root / "workflows"
         self.work_dir = self.root / "runs" / "workflows"
         self.registry = default_registry()
-        executor = Executor(self.registry, self.work_dir, device=device, root=self.root, quiet=True)
+        executor = Executor(
+            self.registry,
+            self.work_dir,
+            device=device,
+            root=self.root,
+            quiet=True,
+            preview_every=PREVIEW_EVERY,
+        )
         self.queue = RunQueue(executor, self.root / "runs" / "ui" / "gallery.jsonl")
         host = address[0]
         names = set(LOCAL_NAMES) | {host, f"[{host}]"}

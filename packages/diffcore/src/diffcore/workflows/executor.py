@@ -10,6 +10,7 @@ or cut run) is never read and is replaced, so a failed run leaves no half-writte
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -74,7 +75,8 @@ class Executor:
         root: the folder relative paths in the workflows are read against (default: the current folder).
         use_cache: False runs every node again (the remembered outputs are replaced).
         quiet: True hides the nodes' own progress bars on standard error (the events still report progress).
-        preview_every: a ``preview`` event every this many sampling steps (and at each loop's last step).
+        preview_every: a ``preview`` event every this many sampling steps (and at each loop's last step); None
+            (default): no previews, and sampling decodes nothing for them (``diffuse run``; ``diffuse serve`` uses 4).
     """
 
     def __init__(
@@ -86,10 +88,10 @@ class Executor:
         root: str | Path | None = None,
         use_cache: bool = True,
         quiet: bool | None = None,
-        preview_every: int = 4,
+        preview_every: int | None = None,
     ) -> None:
-        if preview_every < 1:
-            raise ValueError(f"preview_every: expected >= 1, got {preview_every}")
+        if preview_every is not None and preview_every < 1:
+            raise ValueError(f"preview_every: expected >= 1 or None, got {preview_every}")
         self.quiet = quiet
         self.preview_every = preview_every
         self.registry = registry
@@ -203,7 +205,9 @@ class Executor:
         try:
             with (
                 progress.listening(listener),
-                previews.previewing(preview, every=self.preview_every),
+                previews.previewing(preview, every=self.preview_every)
+                if self.preview_every is not None
+                else contextlib.nullcontext(),
                 progress.configured(quiet=self.quiet, progress=True),
             ):
                 outputs = kind.run(call)
