@@ -3,9 +3,9 @@
 A tiny latent, text-conditioned MMDiT pipeline (random weights) with a LoRA adapter and a ControlNet saved
 beside it: ``load_lora -> encode_prompt -> sample_latents -> decode`` writes the very PNG bytes ``image.sample``
 writes for the same settings and seed (and the adapter changes them), with the text encoder run once in
-``encode_prompt``; a ControlNet loaded by its node gives the
-images of a pipeline built with it, to 1e-6 (and differs from no control); ill-typed links are refused; and a
-run's ``preview`` events carry the decoded x0 estimate, the last one equal to the output images.
+``encode_prompt``; a ControlNet loaded by its node gives the samples of a pipeline built with it, to 1e-6, at
+strength 1 and 0.5 (strength 0: those without control); ill-typed links are refused; and a run's ``preview``
+events carry the decoded x0 estimate, the last one equal to the output images.
 """
 
 from __future__ import annotations
@@ -147,6 +147,18 @@ def test_a_controlnet_loaded_by_its_node_drives_sampling(folders):
     torch.testing.assert_close(latents.latents, expected, rtol=0, atol=1e-6)
     plain = _run(root, _chain()).outputs["latents"]["latents"]
     assert (latents.latents - plain.latents).abs().max() > 1e-3  # the ControlNet changed the samples
+
+    half, off = [copy.deepcopy(chain) for _ in range(2)]
+    half[1]["params"]["strength"], off[1]["params"]["strength"] = 0.5, 0.0
+    with_cn.control_scales = {"edges": 0.5}
+    expected = with_cn.sample_latents(3, cond, uncond, "euler", 3, 2.5, make_generator(7, "cpu"))
+    torch.testing.assert_close(
+        _run(root, half).outputs["latents"]["latents"].latents, expected, rtol=0, atol=1e-6
+    )
+    assert (expected - latents.latents).abs().max() > 1e-4
+    torch.testing.assert_close(
+        _run(root, off).outputs["latents"]["latents"].latents, plain.latents, rtol=0, atol=1e-6
+    )
 
     chain[2]["params"]["control_image"] = ""
     with pytest.raises(Exception, match="node 'text' 'control_image': the pipeline has ControlNets"):

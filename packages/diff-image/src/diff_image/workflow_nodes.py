@@ -101,6 +101,7 @@ def _load_controlnet(call: NodeCall) -> dict[str, Any]:
     pipe: ImagePipeline = copy.copy(call.inputs["pipeline"])
     pipe.controlnets = dict(pipe.controlnets)
     pipe.controlnets[kind] = ImagePipeline.load_component("controlnet", folder, pipe.device).eval()
+    pipe.control_scales = {**pipe.control_scales, kind: float(call.params["strength"])}
     return {"pipeline": pipe}
 
 
@@ -228,6 +229,7 @@ def image_nodes() -> list[NodeType]:
                     help=f"A saved ControlNet folder (OUT/pipeline/{CONTROLNET_PREFIX}<kind> of image control).",
                 ),
                 Param("kind", "str", "", help="Its control kind; empty: read from the folder's name."),
+                Param("strength", "float", 1.0, help="Scales its residuals (0 = the base model alone)."),
             ),
             description="A copy of the pipeline with one more ControlNet; encode_prompt then needs a control image.",
             fingerprint=lambda call: folder_fingerprint(call.path(call.params["path"])),

@@ -99,6 +99,8 @@ class ImagePipeline(Pipeline):
         self.num_classes = int(num_classes)
         self.train_text_encoder = train_text_encoder
         self.controlnets = dict(controlnets or {})
+        self.control_scales: dict[str, float] = {}
+        """Sampling strength of each ControlNet by kind (missing: 1); not saved with the pipeline."""
         self.quantization: str = "none"  # set on the copies :meth:`quantized` makes
 
     # ------------------------------------------------------------------ the network as diffcore sees it
@@ -121,8 +123,9 @@ class ImagePipeline(Pipeline):
 
             from diff_image.pipeline.control import ControlMapsModel
 
+            scales = [self.control_scales.get(kind, 1.0) for kind in self.controlnets]
             net = ControlMapsModel(
-                ControlledModel(self.model, list(self.controlnets.values())), list(self.controlnets)
+                ControlledModel(self.model, list(self.controlnets.values()), scales), list(self.controlnets)
             )
         return net
 
@@ -137,6 +140,7 @@ class ImagePipeline(Pipeline):
         twin = copy.copy(self)
         twin.model = quantize_weights(copy.deepcopy(self.model), mode, keep=KEEP_IN_BF16)
         twin.controlnets = dict(self.controlnets)
+        twin.control_scales = dict(self.control_scales)
         twin.quantization = mode
         return twin
 
