@@ -2,7 +2,7 @@
 ``diffuse serve`` on localhost.
 
 One session, in order: build a graph in the editor (train a tiny image model, a named sampler, sample, save), save
-it, run it, watch progress and find the images in the gallery; reload the page and load the saved workflow; run
+it, run it, watch progress and the sampler's live preview and find the images in the gallery; reload the page and load the saved workflow; run
 that same file with ``diffuse run`` and get the same bytes; break the graph and get the error naming the node and
 port; open a bench report with its plots. A screenshot of each page is written to ``runs/ui-screenshots/``.
 """
@@ -147,6 +147,10 @@ def test_build_run_and_see_the_images_in_the_gallery(page, served):
         progress[0].strip() == "train 2/2" and progress[2].strip() == "sample ddim 3/3"
     )  # the loops' own progress
     assert page.locator(f'.run[data-run="run-1"] tr[data-node="{sample}"] .previews img').count() >= 4
+    live = page.locator(f'.run[data-run="run-1"] tr[data-node="{sample}"] .previews img.live')
+    assert live.get_attribute("src").startswith("data:image/png;base64,")  # the sampler's x0 estimate
+    assert live.evaluate("i => i.complete && i.naturalWidth") == 4 * 8  # four 8 x 8 digits side by side
+    assert "step 3/3" in page.text_content(f'.run[data-run="run-1"] tr[data-node="{sample}"] .live-step')
 
     page.click("#nav-gallery")
     page.wait_for_selector(".card img")

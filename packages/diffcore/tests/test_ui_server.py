@@ -112,3 +112,49 @@ def test_bench_reports_are_listed_and_read(server):
     demo = report["modalities"][0]
     assert demo["metrics"] == {"score": 0.75} and demo["verdicts"] == {"score": "met"}
     assert _request(server, "/api/bench/../../etc")[0] == 404
+
+
+def test_the_queue_shows_the_sampler_s_live_preview_while_the_node_runs(server):
+    """A node that samples (diffcore.sample, 6 Euler steps) with an x0-predicting network whose estimate is a
+    fixed picture; the run record read *inside* the node, after sampling, already holds the preview (step 6/6),
+    and that PNG is the picture."""
+    Image = pytest.importorskip("PIL.Image")
+    import base64
+    import io
+    import time
+
+    import numpy as np
+    import torch
+    from diffcore import sample
+    from diffcore.paths import Denoiser
+    from diffcore.workflows import NodeType, Port
+
+    picture = torch.linspace(-1, 1, 3 * 8 * 8).reshape(1, 3, 8, 8)
+    net = lambda x, t, **cond: picture.expand(x.shape[0], -1, -1, -1)  # noqa: E731
+    seen: dict = {}
+
+    def run(call):
+        sample(Denoiser(net, "rectified-flow", "x0"), torch.randn(2, 3, 8, 8), "euler", 6)
+        seen.update(next(r for r in server.queue.snapshot() if r["name"] == "preview-demo")["nodes"]["draw"])
+        return {"files": call.out_dir}
+
+    if "demo.preview" not in server.registry:
+        server.registry.add(NodeType("demo.preview", "demo", "demo", run, outputs=(Port("files", "files"),),
+                                     writes_files=True, cacheable=False))  # fmt: skip
+    wf = {"name": "preview-demo", "nodes": [{"id": "draw", "type": "demo.preview"}]}
+    status, raw = _request(server, "/api/queue", wf)
+    assert status == 200, raw
+    run_id = json.loads(raw)["id"]
+    for _ in range(200):
+        run_state = next(r for r in json.loads(_request(server, "/api/queue")[1]) if r["id"] == run_id)
+        if run_state["status"] in ("done", "failed"):
+            break
+        time.sleep(0.05)
+    assert run_state["status"] == "done", run_state["error"]
+    assert seen["state"] == "running" and (seen["preview_step"], seen["preview_total"]) == (6, 6)
+    assert run_state["nodes"]["draw"]["preview"] == seen["preview"]  # kept after the node finished
+    png = base64.b64decode(seen["preview"].removeprefix("data:image/png;base64,"))
+    pixels = torch.from_numpy(np.array(Image.open(io.BytesIO(png)).convert("RGB")))
+    expected = ((picture[0] + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0)
+    assert pixels.shape == (8, 16, 3)  # the two samples side by side
+    assert torch.equal(pixels[:, :8], expected) and torch.equal(pixels[:, 8:], expected)

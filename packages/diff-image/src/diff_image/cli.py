@@ -12,6 +12,7 @@ rest is imported when a command runs.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from diffcore.cli.options import CommandError, config_command
@@ -433,4 +434,10 @@ def align_ddpo_cmd(config: ImageAlignDDPOConfig, out: Path, pipeline: object) ->
     typer.echo(" ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
 
 
-modality = Modality(name="image", description=DESCRIPTION, app=app, bench=bench)
+def _nodes() -> list[Any]:
+    from diff_image.workflow_nodes import image_nodes
+
+    return image_nodes()
+
+
+modality = Modality(name="image", description=DESCRIPTION, app=app, bench=bench, nodes=_nodes)

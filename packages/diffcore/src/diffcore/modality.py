@@ -13,7 +13,7 @@ import importlib.metadata as md
 import inspect
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -191,12 +191,15 @@ class Modality:
     description: one line for ``diffuse list`` and ``--help``.
     app: a ``typer.Typer`` with the package's subcommands (train, sample, evaluate, ...), or None.
     bench: the benchmark ``diffuse bench`` runs, or None when the package has none yet.
+    nodes: returns workflow node types (:class:`diffcore.workflows.NodeType`) beyond the one per command
+        (building blocks such as ``image.encode_prompt``), or None.
     """
 
     name: str
     description: str
     app: Any = None
     bench: BenchFn | None = None
+    nodes: Callable[[], Sequence[Any]] | None = None
 
 
 @dataclass(frozen=True)

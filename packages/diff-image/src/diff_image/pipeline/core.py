@@ -99,6 +99,8 @@ class ImagePipeline(Pipeline):
         self.num_classes = int(num_classes)
         self.train_text_encoder = train_text_encoder
         self.controlnets = dict(controlnets or {})
+        self.control_scales: dict[str, float] = {}
+        """Sampling strength of each ControlNet by kind (missing: 1); not saved with the pipeline."""
         self.quantization: str = "none"  # set on the copies :meth:`quantized` makes
 
     # ------------------------------------------------------------------ the network as diffcore sees it
@@ -106,18 +108,26 @@ class ImagePipeline(Pipeline):
     @property
     def network(self) -> nn.Module:
         """The callable network ``net(x_t, t, **cond)``: the backbone, with its ControlNets and text encoder if any."""
+        net = self.feature_network
+        if self.text_encoder is None:
+            return net
+        return TextConditionedModel(net, self.text_encoder, train_text_encoder=False)
+
+    @property
+    def feature_network(self) -> nn.Module:
+        """The network without the text encoder: it takes the text features of :meth:`encode_condition`
+        (``context``, ``context_mask``, ``pooled``) rather than token ids; :attr:`network` when there is no text."""
         net: nn.Module = self.model
         if self.controlnets:
             from diffcore.nn import ControlledModel
 
             from diff_image.pipeline.control import ControlMapsModel
 
+            scales = [self.control_scales.get(kind, 1.0) for kind in self.controlnets]
             net = ControlMapsModel(
-                ControlledModel(self.model, list(self.controlnets.values())), list(self.controlnets)
+                ControlledModel(self.model, list(self.controlnets.values()), scales), list(self.controlnets)
             )
-        if self.text_encoder is None:
-            return net
-        return TextConditionedModel(net, self.text_encoder, train_text_encoder=False)
+        return net
 
     def quantized(self, mode: Quantization) -> ImagePipeline:
         """A copy of this pipeline for sampling whose backbone's linear weights are quantised through torchao
@@ -130,6 +140,7 @@ class ImagePipeline(Pipeline):
         twin = copy.copy(self)
         twin.model = quantize_weights(copy.deepcopy(self.model), mode, keep=KEEP_IN_BF16)
         twin.controlnets = dict(self.controlnets)
+        twin.control_scales = dict(self.control_scales)
         twin.quantization = mode
         return twin
 
@@ -175,6 +186,19 @@ class ImagePipeline(Pipeline):
         if y is not None or prompt is not None:
             raise ValueError("y, prompt: this pipeline is unconditional; pass neither")
         return {}, {}
+
+    @torch.no_grad()
+    def encode_condition(self, cond: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``cond`` (of :meth:`condition`) with its token ids ``input_ids`` ``(B, L)`` replaced by the text
+        encoder's features: ``context`` ``(B, L, width)``, ``context_mask`` ``(B, L)`` and ``pooled`` ``(B, width)``,
+        what :attr:`network` computes from the ids at every step, computed once (for :attr:`feature_network`).
+        Other keys are kept; without a text encoder or ids, a copy of ``cond``."""
+        out = {k: v for k, v in cond.items() if k != "input_ids"}
+        if self.text_encoder is None or "input_ids" not in cond:
+            return dict(cond)
+        context, mask, pooled = self.text_encoder(cond["input_ids"].to(self.device))
+        out.update(context=context, context_mask=mask, pooled=pooled)
+        return out
 
     @property
     def conditional(self) -> bool:
@@ -250,17 +274,63 @@ class ImagePipeline(Pipeline):
             raise ValueError(f"n: expected >= 1, got {n}")
         full_cond, uncond = self.condition(n, y, prompt)
         full_cond.update(cond or {})
-        den = self.guided(self.denoiser(self.network.eval()), uncond, guidance)
+        latents = self.sample_latents(
+            n, full_cond, uncond, sampler, steps, guidance, generator, batch_size, **options
+        )
+        return self.decode_batches(latents, batch_size)
+
+    @torch.no_grad()
+    def sample_latents(
+        self,
+        n: int,
+        cond: dict[str, Tensor],
+        uncond: dict[str, Tensor],
+        sampler: str = "dpmpp_2m",
+        steps: int = 20,
+        guidance: float | None = 1.0,
+        generator: torch.Generator | None = None,
+        batch_size: int = 256,
+        **options: Any,
+    ) -> Tensor:
+        """``n`` samples ``(n, *sample_shape)`` in the model's space (scaled latents when latent), not decoded:
+        the loop of :meth:`sample` given :meth:`condition`'s ``(cond, uncond)`` (batch-first tensors of ``n``
+        rows), or the text features of :meth:`encode_condition` of both (then the text encoder is not run at every
+        step); noise is drawn ``batch_size`` at a time from ``generator``, as :meth:`sample` draws it. While a
+        :func:`diffcore.previews.previewing` listener is set, its previews are the x0 estimates through
+        :meth:`decode`."""
+        from diffcore import previews
+
+        if n < 1:
+            raise ValueError(f"n: expected >= 1, got {n}")
+        encoded = self.text_encoder is not None and "context" in cond and "input_ids" not in cond
+        net = self.feature_network if encoded else self.network  # text features given: no encoder per step
+        den = self.guided(self.denoiser(net.eval()), uncond, guidance)
         out = []
-        for start in range(0, n, batch_size):
-            b = min(batch_size, n - start)
-            noise = torch.randn((b, *self.sample_shape), generator=generator, device=self.device)
-            part = {k: v[start : start + b] for k, v in full_cond.items()}
-            x = diffcore_sample(
-                den, noise, sampler=sampler, steps=steps, cond=part, generator=generator, **options
-            )
-            out.append(self.decode(x))
+        with previews.preview_decoder(self.decode):
+            for start in range(0, n, batch_size):
+                b = min(batch_size, n - start)
+                noise = torch.randn((b, *self.sample_shape), generator=generator, device=self.device)
+                part = {k: v[start : start + b] for k, v in cond.items()}
+                out.append(
+                    diffcore_sample(
+                        den, noise, sampler=sampler, steps=steps, cond=part, generator=generator, **options
+                    )
+                )
         return torch.cat(out)
+
+    @torch.no_grad()
+    def decode_batches(self, latents: Tensor, batch_size: int = 256) -> Tensor:
+        """:meth:`decode` of ``latents`` ``(n, *sample_shape)``, ``batch_size`` at a time (as :meth:`sample`
+        decodes, so the images are the same bit for bit) -> images ``(n, C, H, W)`` in ``[-1, 1]``."""
+        if latents.ndim != 4 or tuple(latents.shape[1:]) != self.sample_shape:
+            raise ValueError(
+                f"latents: expected (n, {', '.join(map(str, self.sample_shape))}) for this pipeline, "
+                f"got {tuple(latents.shape)}"
+            )
+        latents = latents.to(self.device)
+        return torch.cat(
+            [self.decode(latents[i : i + batch_size]) for i in range(0, len(latents), batch_size)]
+        )
 
     # ------------------------------------------------------------------ disk (diffcore.pipeline.Pipeline)
 

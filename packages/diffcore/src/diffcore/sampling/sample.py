@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from diffcore import previews as previews_mod
 from diffcore import progress as progress_mod
 from diffcore.paths.denoiser import DenoiserBase, scalar_coefficients
 from diffcore.sampling import grids as grids_mod
@@ -256,6 +257,7 @@ def sample(
         f"sample {spec.name}",
         show=show and _readable(x),
     )
+    preview = previews_mod.hook(f"sample {spec.name}", len(times) - 1) if _readable(x) else None
 
     def callback(i: int, t: float, x_i: Tensor, x0: Tensor) -> None:
         if bar.active:
@@ -266,6 +268,8 @@ def sample(
             trajectory.append(x_i)
         if user_callback is not None:
             user_callback(i, t, x_i, x0)
+        if preview is not None:
+            preview(i, x0)
 
     out = spec.fn(
         den,
@@ -273,7 +277,9 @@ def sample(
         times,
         cond=cond,
         generator=generator,
-        callback=callback if (return_trajectory or user_callback or step_check or bar.active) else None,
+        callback=callback
+        if (return_trajectory or user_callback or step_check or bar.active or preview)
+        else None,
         **options,
     )
     bar.close()

@@ -9,7 +9,8 @@ API (JSON):
 - ``GET /api/nodes``: the node types; ``POST /api/validate``: ``{ok, error, node, port}`` for a workflow;
 - ``GET /api/workflows``, ``GET|POST /api/workflows/<name>``: saved workflows under ``<root>/workflows/``;
 - ``POST /api/queue`` (a workflow; 400 with ``{error, node, port}`` if it is bad), ``GET /api/queue``: the runs
-  with each node's state, progress and preview files;
+  with each node's state, progress, live preview (a PNG data URL of the sampler's x0 estimate, updated every few
+  steps while it samples) and preview files;
 - ``GET /api/gallery``: files written by save nodes; ``GET /api/file?path=``: one file under an allowed folder;
 - ``GET /api/bench``, ``GET /api/bench/<id>``: ``diffuse bench`` reports (``report.json``) under the bench folder.
 """
@@ -36,6 +37,8 @@ __all__ = ["RunQueue", "UIServer", "make_server", "serve"]
 STATIC = Path(__file__).with_name("static")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 LOCAL_NAMES = ("127.0.0.1", "localhost", "[::1]")
+PREVIEW_EVERY = 4
+"""The queue's live preview: the sampler's x0 estimate every this many steps (and at the last)."""
 
 
 class RunQueue:
@@ -63,7 +66,17 @@ class RunQueue:
             "status": "queued",
             "created": time.strftime("%H:%M:%S"),
             "nodes": {
-                n.id: {"type": n.type, "state": "waiting", "n": 0, "total": None, "desc": "", "files": []}
+                n.id: {
+                    "type": n.type,
+                    "state": "waiting",
+                    "n": 0,
+                    "total": None,
+                    "desc": "",
+                    "files": [],
+                    "preview": None,
+                    "preview_step": None,
+                    "preview_total": None,
+                }
                 for n in workflow.nodes
             },
             "files": [],
@@ -90,6 +103,8 @@ class RunQueue:
                 node["state"] = "running"
             elif kind == "progress" and node is not None:
                 node.update(n=event["n"], total=event["total"], desc=event["desc"])
+            elif kind == "preview" and node is not None:
+                node.update(preview=event["image"], preview_step=event["n"], preview_total=event["total"])
             elif kind == "node_done" and node is not None:
                 node["state"] = ("cached" if event["needed"] else "skipped") if event["cached"] else "done"
                 node["files"] = event["files"][:64]
@@ -139,7 +154,14 @@ class UIServer(ThreadingHTTPServer):
         self.workflows_dir = self.root / "workflows"
         self.work_dir = self.root / "runs" / "workflows"
         self.registry = default_registry()
-        executor = Executor(self.registry, self.work_dir, device=device, root=self.root, quiet=True)
+        executor = Executor(
+            self.registry,
+            self.work_dir,
+            device=device,
+            root=self.root,
+            quiet=True,
+            preview_every=PREVIEW_EVERY,
+        )
         self.queue = RunQueue(executor, self.root / "runs" / "ui" / "gallery.jsonl")
         host = address[0]
         names = set(LOCAL_NAMES) | {host, f"[{host}]"}

@@ -300,7 +300,8 @@ def _load_node(modality: str, pipeline_spec: Any) -> NodeType:
 
 
 def add_modality_nodes(registry: NodeRegistry, installed: dict[str, InstalledModality]) -> NodeRegistry:
-    """Add ``<modality>.load_pipeline`` and one node per ``config_command`` of every installed modality."""
+    """Add ``<modality>.load_pipeline``, one node per ``config_command`` and the ``Modality.nodes`` of every
+    installed modality."""
     for name, item in installed.items():
         app = item.modality.app
         if app is None:
@@ -311,4 +312,7 @@ def add_modality_nodes(registry: NodeRegistry, installed: dict[str, InstalledMod
             registry.add(_load_node(name, pipeline_spec))
         for path, spec in specs:
             registry.add(_command_node(name, path, spec, pipeline_spec))
+    for item in installed.values():
+        for node in item.modality.nodes() if item.modality.nodes is not None else ():
+            registry.add(node)
     return registry

@@ -10,6 +10,7 @@ or cut run) is never read and is replaced, so a failed run leaves no half-writte
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from diffcore import progress
+from diffcore import previews, progress
 from diffcore.io import write_json
 from diffcore.workflows.graph import GraphError, Node, Workflow
 from diffcore.workflows.nodes import NodeCall, NodeRegistry, validate
@@ -27,8 +28,9 @@ from diffcore.workflows.nodes import NodeCall, NodeRegistry, validate
 __all__ = ["Event", "Executor", "NodeError", "RunResult"]
 
 Event = dict[str, Any]
-"""What :meth:`Executor.run` reports: ``{"event": "start" | "node_start" | "progress" | "node_done" | "error" |
-"done", "node": id, ...}`` (``progress`` adds ``desc``, ``n``, ``total``; ``node_done`` adds ``cached``,
+"""What :meth:`Executor.run` reports: ``{"event": "start" | "node_start" | "progress" | "node_done" | "preview" |
+"error" | "done", "node": id, ...}`` (``progress`` adds ``desc``, ``n``, ``total``; ``preview`` adds those and
+``image``, a PNG data URL of the sampler's x0 estimate (:mod:`diffcore.previews`); ``node_done`` adds ``cached``,
 ``seconds`` and ``files``)."""
 
 
@@ -73,6 +75,8 @@ class Executor:
         root: the folder relative paths in the workflows are read against (default: the current folder).
         use_cache: False runs every node again (the remembered outputs are replaced).
         quiet: True hides the nodes' own progress bars on standard error (the events still report progress).
+        preview_every: a ``preview`` event every this many sampling steps (and at each loop's last step); None
+            (default): no previews, and sampling decodes nothing for them (``diffuse run``; ``diffuse serve`` uses 4).
     """
 
     def __init__(
@@ -84,8 +88,12 @@ class Executor:
         root: str | Path | None = None,
         use_cache: bool = True,
         quiet: bool | None = None,
+        preview_every: int | None = None,
     ) -> None:
+        if preview_every is not None and preview_every < 1:
+            raise ValueError(f"preview_every: expected >= 1 or None, got {preview_every}")
         self.quiet = quiet
+        self.preview_every = preview_every
         self.registry = registry
         self.work_dir = Path(work_dir)
         self.device = device
@@ -190,8 +198,18 @@ class Executor:
         def listener(desc: str, n: int, total: int | None) -> None:
             emit({"event": "progress", "node": node.id, "desc": desc, "n": n, "total": total})
 
+        def preview(desc: str, n: int, total: int | None, images: Any) -> None:
+            emit({"event": "preview", "node": node.id, "desc": desc, "n": n, "total": total,
+                  "image": previews.png_data_url(images)})  # fmt: skip
+
         try:
-            with progress.listening(listener), progress.configured(quiet=self.quiet, progress=True):
+            with (
+                progress.listening(listener),
+                previews.previewing(preview, every=self.preview_every)
+                if self.preview_every is not None
+                else contextlib.nullcontext(),
+                progress.configured(quiet=self.quiet, progress=True),
+            ):
                 outputs = kind.run(call)
         except GraphError as exc:
             _discard(out_dir)

@@ -324,7 +324,7 @@ function renderQueue(runs) {
     el("table", {}, Object.entries(r.nodes).map(([id, n]) => el("tr", { "data-node": id },
       el("td", {}, id), el("td", {}, n.type), el("td", {}, n.state),
       el("td", { class: "progress" }, el("progress", { max: n.total || 1, value: n.state === "waiting" ? 0 : (n.state === "running" ? n.n : n.total || 1) }), n.desc ? ` ${n.desc} ${n.n}/${n.total || "?"}` : ""),
-      el("td", { class: "previews" }, n.files.filter((f) => IMAGE.includes(ext(f))).slice(0, 6).map((f) => el("img", { src: fileUrl(f), title: f })))))))));
+      el("td", { class: "previews" }, n.preview ? el("img", { class: "live", src: n.preview, title: `x0 estimate, step ${n.preview_step}/${n.preview_total || "?"}` }) : "", n.preview ? el("span", { class: "hint live-step" }, ` step ${n.preview_step}/${n.preview_total || "?"}`) : "", ...n.files.filter((f) => IMAGE.includes(ext(f))).slice(0, 6).map((f) => el("img", { src: fileUrl(f), title: f })))))))));
 }
 
 // ---------------------------------------------------------------------------------------------- gallery
