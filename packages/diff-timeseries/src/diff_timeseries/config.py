@@ -33,7 +33,9 @@ class ObservedConditioning:
     Attributes:
         base: what the generated residual is added to: ``"interpolation"`` (linear between observed points, the
             nearest one held beyond: the naive forecast) or ``"seasonal"`` (linear interpolation inside gaps, the
-            seasonal naive forecast with drift at the detected period beyond the observed span).
+            seasonal naive forecast with drift at the detected period beyond the observed span) or ``"holt"``
+            (:func:`~diff_timeseries.observed.holt_continuation`: seasonal + linear interpolation inside gaps, a
+            damped Holt forecast of the seasonally adjusted series plus the season beyond).
         features: also give the network the extra channels of :func:`observed_inputs` (the last value held, the
             seasonal naive forecast without drift, the base one period earlier and later, the distance to the
             nearest observed point, the phase in the detected cycle and the period).
@@ -45,15 +47,15 @@ class ObservedConditioning:
             residuals of one size (False: units of the observed part's deviation).
     """
 
-    base: str = "seasonal"
+    base: str = "holt"
     features: bool = True
     max_period: int = 24
     damping: float = 1.0
     scaled: bool = False
 
     def __post_init__(self) -> None:
-        if self.base not in ("interpolation", "seasonal"):
-            raise ValueError(f"base: expected 'interpolation' or 'seasonal', got {self.base!r}")
+        if self.base not in ("interpolation", "seasonal", "holt"):
+            raise ValueError(f"base: expected 'interpolation', 'seasonal' or 'holt', got {self.base!r}")
         if self.max_period < 2:
             raise ValueError(f"max_period: expected >= 2, got {self.max_period}")
         if not 0.0 < self.damping <= 1.0:
