@@ -9,6 +9,7 @@ from diff_timeseries.data.structural import structural_set
 from diff_timeseries.observed import (
     HOLT_ALPHAS,
     HOLT_BETAS,
+    HOLT_MIN_SCALE,
     HOLT_PHIS,
     MIN_SCALE,
     detect_period,
@@ -117,7 +118,7 @@ def test_the_inputs_read_only_the_observed_entries_and_interpolate_inside_gaps()
 
 
 def test_the_interpolation_base_without_features_is_the_first_designs_anchor():
-    cfg = ObservedConditioning(base="interpolation", features=False)
+    cfg = ObservedConditioning(base="interpolation", features=False, scaled=False)
     x = torch.randn(2, 3, 24, generator=torch.Generator().manual_seed(0))
     mask = (torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) > 0.5).float()
     read = observed_inputs(x * mask, mask, cfg)
@@ -163,9 +164,9 @@ def test_holt_fills_gaps_and_continues_a_level_plus_season_exactly():
     assert torch.allclose(out, x, atol=1e-3)  # the backfitted decomposition is exact to about 1e-4 here
 
 
-def _numpy_damped_holt(y: np.ndarray, slope: float, horizon: int) -> np.ndarray:
+def _numpy_damped_holt(y: np.ndarray, slope: float, horizon: int) -> tuple[float, np.ndarray]:
     """Reference: every grid point's damped Holt recursion (Hyndman & Athanasopoulos, FPP3 Sec. 8.2), the one
-    of least in-sample squared one-step error forecasting ``horizon`` steps."""
+    of least in-sample squared one-step error: its sum of squared errors and its ``horizon``-step forecast."""
     best = None
     for a in HOLT_ALPHAS:
         for f in HOLT_BETAS:
@@ -178,7 +179,7 @@ def _numpy_damped_holt(y: np.ndarray, slope: float, horizon: int) -> np.ndarray:
                 if best is None or sse < best[0]:
                     damp = np.cumsum(phi ** np.arange(1, horizon + 1))
                     best = (sse, level + damp * trend)
-    return best[1]
+    return best
 
 
 def test_holt_without_a_season_matches_a_reference_damped_holt_fit():
@@ -189,11 +190,17 @@ def test_holt_without_a_season_matches_a_reference_damped_holt_fit():
     x = x.cumsum(-1) * 0.1 + x  # a trending, wandering series
     mask = torch.ones_like(x)
     mask[..., 40:] = 0
-    out = holt_continuation(x * mask, mask, torch.tensor([[[1]]]))
+    out, rms = holt_continuation(x * mask, mask, torch.tensor([[[1]]]), with_error=True)
     _, slope = observed_line(x * mask, mask)
-    ref = _numpy_damped_holt(x[0, 0, :40].numpy(), float(slope), 8)
+    sse, ref = _numpy_damped_holt(x[0, 0, :40].numpy(), float(slope), 8)
     assert np.allclose(out[0, 0, 40:].numpy(), ref, atol=1e-9)
     assert torch.equal(out[..., :40], x[..., :40])
+    assert np.isclose(float(rms), np.sqrt(sse / 39))  # 39 one-step errors after the first point
+    # the scaled holt inputs: that error is the residual's unit beyond the span, the deviation's inside
+    read = observed_inputs(x * mask, mask, ObservedConditioning(base="holt", scaled=True))
+    _, rms = holt_continuation(x * mask, mask, detect_period(x * mask, mask, 24), with_error=True)
+    assert torch.allclose(read.scale[..., 40:], rms.clamp_min(HOLT_MIN_SCALE).expand(1, 1, 8))
+    assert (read.scale[..., :40] == 1).all()
 
 
 def test_the_holt_base_forecasts_a_wandering_season_better_than_seasonal_naive():

@@ -42,9 +42,10 @@ class ObservedConditioning:
         max_period: the longest period :func:`detect_period` looks for (at most half the observed span).
         damping: the drift of the seasonal base is damped by this factor per step after the end (1: linear
             drift; ETS's damped trend, FPP3 Sec. 8.2).
-        scaled: generate the residual in units of the in-sample error of the seasonal naive forecast
-            (:func:`~diff_timeseries.observed.residual_scale`), so smooth and noisy windows ask the network for
-            residuals of one size (False: units of the observed part's deviation).
+        scaled: beyond the observed span, generate the residual in units of the base's in-sample error (the
+            ``holt`` fit's one-step error; the seasonal naive forecast's for the other bases,
+            :func:`~diff_timeseries.observed.residual_scale`), so smooth and noisy windows ask the network for
+            residuals of one size (False: units of the observed part's deviation everywhere).
     """
 
     base: str = "holt"

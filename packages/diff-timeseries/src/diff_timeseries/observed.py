@@ -183,6 +183,9 @@ HOLT_BETAS = (0.0, 0.05, 0.2)
 """Trend smoothing weights, as fractions of the level's (``beta = f alpha``, so ``beta <= alpha``)."""
 HOLT_PHIS = (0.9, 0.98)
 """Trend dampings :func:`holt_continuation` chooses from."""
+HOLT_MIN_SCALE = 0.05
+"""The smallest residual scale beyond the span with the ``holt`` base and ``scaled`` (units of the observed
+part's deviation): a smooth window's one-step error is small, and the residual is generated in its units."""
 
 
 def seasonal_profile(values: Tensor, mask: Tensor, period: Tensor, sweeps: int = 4) -> Tensor:
@@ -210,7 +213,9 @@ def seasonal_profile(values: Tensor, mask: Tensor, period: Tensor, sweeps: int =
     return torch.where(p > 1, prof, torch.zeros_like(prof))
 
 
-def holt_continuation(values: Tensor, mask: Tensor, period: Tensor) -> Tensor:
+def holt_continuation(
+    values: Tensor, mask: Tensor, period: Tensor, *, with_error: bool = False
+) -> Tensor | tuple[Tensor, Tensor]:
     """``(B, C, L)``: the observed span filled by linear interpolation of the seasonally adjusted series plus
     the :func:`seasonal_profile` (seasonal + linear interpolation inside gaps), and after the last observed
     step the forecast of a damped Holt model (ETS(A, Ad, N), FPP3 Sec. 8.2) of the seasonally adjusted series
@@ -218,7 +223,8 @@ def holt_continuation(values: Tensor, mask: Tensor, period: Tensor) -> Tensor:
     the grid :data:`HOLT_ALPHAS` x :data:`HOLT_BETAS` x :data:`HOLT_PHIS` with the smallest in-sample squared
     one-step error over the observed points (a grid instead of statsmodels' optimiser, so that a whole batch of
     windows is fitted at once in torch). Before the first observed step: the seasonal naive continuation
-    backwards with the line's drift, as :func:`seasonal_continuation`."""
+    backwards with the line's drift, as :func:`seasonal_continuation`. With ``with_error`` also returns the
+    chosen fit's in-sample root mean square one-step error ``(B, C, 1)`` (1 for a row without a scored step)."""
     n = values.shape[-1]
     m = mask.to(values.dtype)
     prof = seasonal_profile(values, m, period)
@@ -246,13 +252,18 @@ def holt_continuation(values: Tensor, mask: Tensor, period: Tensor) -> Tensor:
         level = level + gate * phi * trend + alpha * ge
         trend = trend + gate * (phi - 1) * trend + beta * ge
     best = sse.argmin(-1, keepdim=True)
+    scored = weight.sum(-1, keepdim=True)
+    rms = torch.where(
+        scored > 0, (sse.gather(-1, best) / scored.clamp_min(1)).sqrt(), torch.ones_like(scored)
+    )
     level, trend, phi_b = level.gather(-1, best), trend.gather(-1, best), phi[best]
     idx = torch.arange(n, device=dev).expand(values.shape)
     ahead = (idx - last).clamp_min(0).to(dtype)
     damped = torch.where(phi_b < 1, phi_b * (1 - phi_b**ahead) / (1 - phi_b).clamp_min(1e-6), ahead)
     forecast = level + damped * trend + prof
     behind = seasonal_continuation(filled, mask, period, slope)
-    return torch.where(idx > last, forecast, torch.where(idx < first, behind, filled))
+    out = torch.where(idx > last, forecast, torch.where(idx < first, behind, filled))
+    return (out, rms) if with_error else out
 
 
 @dataclass
@@ -312,11 +323,17 @@ def observed_inputs(observed: Tensor, mask: Tensor, conditioning: ObservedCondit
     period = detect_period(values, m, cfg.max_period)
     _, slope = observed_line(values, m)
     seasonal = seasonal_continuation(held, m, period, slope, cfg.damping)
+    scale = one.expand_as(held)
     if cfg.base == "holt":
-        base = holt_continuation(values, m, period)
+        base, rms = holt_continuation(values, m, period, with_error=True)
+        if cfg.scaled:  # beyond the span: units of the Holt fit's one-step error; inside: of the deviation
+            first, last = _span(mask)
+            idx = torch.arange(held.shape[-1], device=held.device).expand(held.shape)
+            scale = torch.where((idx >= first) & (idx <= last), scale, rms.clamp_min(HOLT_MIN_SCALE))
     else:
         base = seasonal if cfg.base == "seasonal" else held
-    scale = residual_scale(values, m, period, slope) if cfg.scaled else one.expand_as(held)
+        if cfg.scaled:
+            scale = residual_scale(values, m, period, slope)
     if not cfg.features:
         return ObservedInputs(base, scale, torch.cat([base, m], 1))
     n = observed.shape[-1]
