@@ -7,13 +7,19 @@ import torch
 from diff_timeseries.config import FEATURES, ObservedConditioning
 from diff_timeseries.data.structural import structural_set
 from diff_timeseries.observed import (
+    HOLT_ALPHAS,
+    HOLT_BETAS,
+    HOLT_MIN_SCALE,
+    HOLT_PHIS,
     MIN_SCALE,
     detect_period,
+    holt_continuation,
     interpolate_observed,
     observed_inputs,
     observed_line,
     residual_scale,
     seasonal_continuation,
+    seasonal_profile,
 )
 
 
@@ -94,7 +100,7 @@ def test_the_residual_scale_is_the_seasonal_naive_error_beyond_the_span_and_one_
 
 
 def test_the_inputs_read_only_the_observed_entries_and_interpolate_inside_gaps():
-    cfg = ObservedConditioning()
+    cfg = ObservedConditioning(base="seasonal")
     x = _seasonal(12, 96, slope=0.02, noise=0.05)
     mask = (torch.rand(x.shape, generator=torch.Generator().manual_seed(2)) > 0.3).double()
     mask[..., 84:] = 0
@@ -112,7 +118,7 @@ def test_the_inputs_read_only_the_observed_entries_and_interpolate_inside_gaps()
 
 
 def test_the_interpolation_base_without_features_is_the_first_designs_anchor():
-    cfg = ObservedConditioning(base="interpolation", features=False)
+    cfg = ObservedConditioning(base="interpolation", features=False, scaled=False)
     x = torch.randn(2, 3, 24, generator=torch.Generator().manual_seed(0))
     mask = (torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) > 0.5).float()
     read = observed_inputs(x * mask, mask, cfg)
@@ -135,3 +141,77 @@ def test_structural_series_are_deterministic_z_scored_and_varied():
     periods = detect_period(torch.from_numpy(a).double(), torch.ones(a.shape, dtype=torch.float64), 24)
     seasonal = (periods > 1).double().mean()
     assert 0.3 < float(seasonal) < 0.9  # some seasonal, some not
+
+
+def test_the_seasonal_profile_of_a_trend_plus_season_is_the_centred_pattern_despite_gaps():
+    x = _seasonal(6, 72, slope=0.2)
+    mask = (torch.rand(x.shape, generator=torch.Generator().manual_seed(3)) > 0.3).double()
+    mask[..., 60:] = 0
+    prof = seasonal_profile(x * mask, mask, torch.tensor([[[6]]]))
+    t = torch.arange(72)
+    pattern = x[0, 0, :6] - 0.2 * torch.arange(6)
+    assert torch.allclose(prof[0, 0], (pattern - pattern.mean())[t % 6], atol=1e-6)
+    assert torch.equal(seasonal_profile(x, torch.ones_like(x), torch.tensor([[[1]]])), torch.zeros_like(x))
+
+
+def test_holt_fills_gaps_and_continues_a_level_plus_season_exactly():
+    x = _seasonal(12, 96) + 5.0  # no trend, no noise: the adjusted series is the constant level
+    mask = (torch.rand(x.shape, generator=torch.Generator().manual_seed(4)) > 0.3).double()
+    mask[..., :3] = 1
+    mask[..., 80:] = 0
+    mask[..., 79] = 1
+    out = holt_continuation(x * mask, mask, torch.tensor([[[12]]]))
+    assert torch.allclose(out, x, atol=1e-3)  # the backfitted decomposition is exact to about 1e-4 here
+
+
+def _numpy_damped_holt(y: np.ndarray, slope: float, horizon: int) -> tuple[float, np.ndarray]:
+    """Reference: every grid point's damped Holt recursion (Hyndman & Athanasopoulos, FPP3 Sec. 8.2), the one
+    of least in-sample squared one-step error: its sum of squared errors and its ``horizon``-step forecast."""
+    best = None
+    for a in HOLT_ALPHAS:
+        for f in HOLT_BETAS:
+            for phi in HOLT_PHIS:
+                level, trend, sse = y[0], slope, 0.0
+                for v in y[1:]:
+                    err = v - (level + phi * trend)
+                    sse += err * err
+                    level, trend = level + phi * trend + a * err, phi * trend + f * a * err
+                if best is None or sse < best[0]:
+                    damp = np.cumsum(phi ** np.arange(1, horizon + 1))
+                    best = (sse, level + damp * trend)
+    return best
+
+
+def test_holt_without_a_season_matches_a_reference_damped_holt_fit():
+    g = torch.Generator().manual_seed(5)
+    x = (0.1 * torch.arange(48, dtype=torch.float64) + torch.randn(48, generator=g, dtype=torch.float64))[
+        None, None
+    ]
+    x = x.cumsum(-1) * 0.1 + x  # a trending, wandering series
+    mask = torch.ones_like(x)
+    mask[..., 40:] = 0
+    out, rms = holt_continuation(x * mask, mask, torch.tensor([[[1]]]), with_error=True)
+    _, slope = observed_line(x * mask, mask)
+    sse, ref = _numpy_damped_holt(x[0, 0, :40].numpy(), float(slope), 8)
+    assert np.allclose(out[0, 0, 40:].numpy(), ref, atol=1e-9)
+    assert torch.equal(out[..., :40], x[..., :40])
+    assert np.isclose(float(rms), np.sqrt(sse / 39))  # 39 one-step errors after the first point
+    # the scaled holt inputs: that error is the residual's unit beyond the span, the deviation's inside
+    read = observed_inputs(x * mask, mask, ObservedConditioning(base="holt", scaled=True))
+    _, rms = holt_continuation(x * mask, mask, detect_period(x * mask, mask, 24), with_error=True)
+    assert torch.allclose(read.scale[..., 40:], rms.clamp_min(HOLT_MIN_SCALE).expand(1, 1, 8))
+    assert (read.scale[..., :40] == 1).all()
+
+
+def test_the_holt_base_forecasts_a_wandering_season_better_than_seasonal_naive():
+    errs = {"holt": [], "seasonal": []}
+    for seed in range(16):
+        g = torch.Generator().manual_seed(100 + seed)
+        level = (0.15 * torch.randn(96, generator=g, dtype=torch.float64)).cumsum(0)
+        x = _seasonal(12, 96, noise=0.3, seed=seed) + level  # a local level (ETS's setting) under the season
+        mask = torch.ones_like(x)
+        mask[..., 84:] = 0
+        for base in errs:
+            read = observed_inputs(x * mask, mask, ObservedConditioning(base=base))
+            errs[base].append(float((read.base - x)[..., 84:].abs().mean()))
+    assert np.mean(errs["holt"]) < 0.85 * np.mean(errs["seasonal"])

@@ -33,27 +33,30 @@ class ObservedConditioning:
     Attributes:
         base: what the generated residual is added to: ``"interpolation"`` (linear between observed points, the
             nearest one held beyond: the naive forecast) or ``"seasonal"`` (linear interpolation inside gaps, the
-            seasonal naive forecast with drift at the detected period beyond the observed span).
+            seasonal naive forecast with drift at the detected period beyond the observed span) or ``"holt"``
+            (:func:`~diff_timeseries.observed.holt_continuation`: seasonal + linear interpolation inside gaps, a
+            damped Holt forecast of the seasonally adjusted series plus the season beyond).
         features: also give the network the extra channels of :func:`observed_inputs` (the last value held, the
             seasonal naive forecast without drift, the base one period earlier and later, the distance to the
             nearest observed point, the phase in the detected cycle and the period).
         max_period: the longest period :func:`detect_period` looks for (at most half the observed span).
         damping: the drift of the seasonal base is damped by this factor per step after the end (1: linear
             drift; ETS's damped trend, FPP3 Sec. 8.2).
-        scaled: generate the residual in units of the in-sample error of the seasonal naive forecast
-            (:func:`~diff_timeseries.observed.residual_scale`), so smooth and noisy windows ask the network for
-            residuals of one size (False: units of the observed part's deviation).
+        scaled: beyond the observed span, generate the residual in units of the base's in-sample error (the
+            ``holt`` fit's one-step error; the seasonal naive forecast's for the other bases,
+            :func:`~diff_timeseries.observed.residual_scale`), so smooth and noisy windows ask the network for
+            residuals of one size (False: units of the observed part's deviation everywhere).
     """
 
-    base: str = "seasonal"
+    base: str = "holt"
     features: bool = True
     max_period: int = 24
     damping: float = 1.0
     scaled: bool = False
 
     def __post_init__(self) -> None:
-        if self.base not in ("interpolation", "seasonal"):
-            raise ValueError(f"base: expected 'interpolation' or 'seasonal', got {self.base!r}")
+        if self.base not in ("interpolation", "seasonal", "holt"):
+            raise ValueError(f"base: expected 'interpolation', 'seasonal' or 'holt', got {self.base!r}")
         if self.max_period < 2:
             raise ValueError(f"max_period: expected >= 2, got {self.max_period}")
         if not 0.0 < self.damping <= 1.0:

@@ -13,8 +13,10 @@ computed from the observed entries only, so it is the same at training and at fo
   period), 1 when there is none;
 - :func:`seasonal_continuation`: the seasonal naive forecast with drift (FPP3 Sec. 5.2) after the last observed
   point, and the same backwards before the first one;
-- :func:`observed_inputs`: the base (interpolation inside gaps, the seasonal continuation outside) and the
-  conditioning channels built from the above.
+- :func:`seasonal_profile` and :func:`holt_continuation`: the default base, an additive seasonal profile
+  (classical decomposition) with seasonal + linear interpolation inside gaps and a damped Holt forecast of the
+  seasonally adjusted series beyond the last observed point (ETS(A, Ad, N) plus a fixed season);
+- :func:`observed_inputs`: the base (``conditioning.base``) and the conditioning channels built from the above.
 
 Classical forecasts enter here only as inputs of the network (what it refines and what it may read); the
 forecast itself is the flow model's sample.
@@ -33,12 +35,14 @@ from diff_timeseries.config import ObservedConditioning
 __all__ = [
     "ObservedInputs",
     "detect_period",
+    "holt_continuation",
     "interpolate_observed",
     "observed_inputs",
     "observed_line",
     "observed_statistics",
     "residual_scale",
     "seasonal_continuation",
+    "seasonal_profile",
 ]
 
 ACF_THRESHOLD = 0.3
@@ -173,6 +177,95 @@ def seasonal_continuation(
     return filled.gather(-1, src) + slope * steps
 
 
+HOLT_ALPHAS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
+"""Level smoothing weights :func:`holt_continuation` chooses from."""
+HOLT_BETAS = (0.0, 0.05, 0.2)
+"""Trend smoothing weights, as fractions of the level's (``beta = f alpha``, so ``beta <= alpha``)."""
+HOLT_PHIS = (0.9, 0.98)
+"""Trend dampings :func:`holt_continuation` chooses from."""
+HOLT_MIN_SCALE = 0.05
+"""The smallest residual scale beyond the span with the ``holt`` base and ``scaled`` (units of the observed
+part's deviation): a smooth window's one-step error is small, and the residual is generated in its units."""
+
+
+def seasonal_profile(values: Tensor, mask: Tensor, period: Tensor, sweeps: int = 4) -> Tensor:
+    """``(B, C, L)``: the additive seasonal component of each step, the mean over the observed points of the same
+    phase (step modulo ``period``) of the series less its least-squares line, centred over the phases
+    (classical decomposition, FPP3 Sec. 3.4); line and phase means are refitted in turn ``sweeps`` times
+    (backfitting towards their joint least-squares fit: a line through a seasonal series absorbs part of the
+    season). 0 where ``period`` is 1 or a phase has no observed point."""
+    n = values.shape[-1]
+    m = mask.to(values.dtype)
+    idx = torch.arange(n, device=values.device)
+    p = period.clamp_min(1)
+    phase = idx.expand(values.shape) % p  # (B, C, L)
+    top = int(p.max()) if p.numel() else 1
+    onehot = (phase[..., None] == torch.arange(top, device=values.device)).to(values.dtype)  # (B, C, L, P)
+    counts = (m[..., None] * onehot).sum(-2)
+    valid = (torch.arange(top, device=values.device) < p).to(values.dtype)
+    prof = torch.zeros_like(values)
+    for _ in range(max(1, sweeps)):
+        a, b = observed_line((values - prof) * m, m)
+        sums = (((values - (a + b * idx)) * m)[..., None] * onehot).sum(-2)
+        means = torch.where(counts > 0, sums / counts.clamp_min(1.0), torch.zeros_like(sums))
+        means = (means - (means * valid).sum(-1, keepdim=True) / p.to(values.dtype)) * valid
+        prof = means.gather(-1, phase)
+    return torch.where(p > 1, prof, torch.zeros_like(prof))
+
+
+def holt_continuation(
+    values: Tensor, mask: Tensor, period: Tensor, *, with_error: bool = False
+) -> Tensor | tuple[Tensor, Tensor]:
+    """``(B, C, L)``: the observed span filled by linear interpolation of the seasonally adjusted series plus
+    the :func:`seasonal_profile` (seasonal + linear interpolation inside gaps), and after the last observed
+    step the forecast of a damped Holt model (ETS(A, Ad, N), FPP3 Sec. 8.2) of the seasonally adjusted series
+    plus the profile: ``l_T + (phi + ... + phi^h) b_T + s_{T+h}``. Its weights ``alpha, beta, phi`` are those of
+    the grid :data:`HOLT_ALPHAS` x :data:`HOLT_BETAS` x :data:`HOLT_PHIS` with the smallest in-sample squared
+    one-step error over the observed points (a grid instead of statsmodels' optimiser, so that a whole batch of
+    windows is fitted at once in torch). Before the first observed step: the seasonal naive continuation
+    backwards with the line's drift, as :func:`seasonal_continuation`. With ``with_error`` also returns the
+    chosen fit's in-sample root mean square one-step error ``(B, C, 1)`` (1 for a row without a scored step)."""
+    n = values.shape[-1]
+    m = mask.to(values.dtype)
+    prof = seasonal_profile(values, m, period)
+    adjusted = interpolate_observed((values - prof) * m, m)
+    filled = adjusted + prof
+    first, last = _span(mask)
+    dtype, dev = values.dtype, values.device
+    grid = torch.tensor(
+        [(a, f * a, p) for a in HOLT_ALPHAS for f in HOLT_BETAS for p in HOLT_PHIS], dtype=dtype, device=dev
+    )
+    alpha, beta, phi = grid[:, 0], grid[:, 1], grid[:, 2]
+    _, slope = observed_line(values * m, m)
+    start = adjusted.gather(-1, first.clamp(0, n - 1))
+    level = start.expand(*values.shape[:-1], grid.shape[0]).clone()
+    trend = slope.expand_as(level).clone()
+    sse = torch.zeros_like(level)
+    steps = torch.arange(n, device=dev)
+    active = ((steps > first) & (steps <= last)).to(dtype)  # (B, C, L): updated from the second observed step
+    weight = active * m  # errors scored at observed steps only
+    for i in range(n):
+        err = adjusted[..., i : i + 1] - level - phi * trend
+        gate = active[..., i : i + 1]
+        sse.addcmul_(err.square(), weight[..., i : i + 1])
+        ge = gate * err
+        level = level + gate * phi * trend + alpha * ge
+        trend = trend + gate * (phi - 1) * trend + beta * ge
+    best = sse.argmin(-1, keepdim=True)
+    scored = weight.sum(-1, keepdim=True)
+    rms = torch.where(
+        scored > 0, (sse.gather(-1, best) / scored.clamp_min(1)).sqrt(), torch.ones_like(scored)
+    )
+    level, trend, phi_b = level.gather(-1, best), trend.gather(-1, best), phi[best]
+    idx = torch.arange(n, device=dev).expand(values.shape)
+    ahead = (idx - last).clamp_min(0).to(dtype)
+    damped = torch.where(phi_b < 1, phi_b * (1 - phi_b**ahead) / (1 - phi_b).clamp_min(1e-6), ahead)
+    forecast = level + damped * trend + prof
+    behind = seasonal_continuation(filled, mask, period, slope)
+    out = torch.where(idx > last, forecast, torch.where(idx < first, behind, filled))
+    return (out, rms) if with_error else out
+
+
 @dataclass
 class ObservedInputs:
     """What :func:`observed_inputs` reads from the observed part of windows ``(B, C, L)``.
@@ -230,8 +323,17 @@ def observed_inputs(observed: Tensor, mask: Tensor, conditioning: ObservedCondit
     period = detect_period(values, m, cfg.max_period)
     _, slope = observed_line(values, m)
     seasonal = seasonal_continuation(held, m, period, slope, cfg.damping)
-    base = seasonal if cfg.base == "seasonal" else held
-    scale = residual_scale(values, m, period, slope) if cfg.scaled else one.expand_as(held)
+    scale = one.expand_as(held)
+    if cfg.base == "holt":
+        base, rms = holt_continuation(values, m, period, with_error=True)
+        if cfg.scaled:  # beyond the span: units of the Holt fit's one-step error; inside: of the deviation
+            first, last = _span(mask)
+            idx = torch.arange(held.shape[-1], device=held.device).expand(held.shape)
+            scale = torch.where((idx >= first) & (idx <= last), scale, rms.clamp_min(HOLT_MIN_SCALE))
+    else:
+        base = seasonal if cfg.base == "seasonal" else held
+        if cfg.scaled:
+            scale = residual_scale(values, m, period, slope)
     if not cfg.features:
         return ObservedInputs(base, scale, torch.cat([base, m], 1))
     n = observed.shape[-1]
