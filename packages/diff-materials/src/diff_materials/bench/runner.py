@@ -90,6 +90,7 @@ def run_bench(out_dir: Path, settings: BenchSettings) -> BenchResult:
     metrics["csp_structure_validity"] = sum(M.structure_valid(p[0]) for p in preds) / len(preds)
     metrics |= {
         "train_s": train_s,
+        "train_steps": float(_last_step(out / "train" / "log.jsonl")),
         "sample_s": sample_s,
         "metrics_s": time.perf_counter() - t0,
         "num_train": float(len(train_set)),
@@ -114,3 +115,11 @@ def run_bench(out_dir: Path, settings: BenchSettings) -> BenchResult:
         files=[str(Path(f).relative_to(out)) for f in files],
         targets=TARGETS,
     )
+
+
+def _last_step(log: Path) -> int:
+    """The last optimizer step in a training ``log.jsonl`` (how far a time-capped run got), 0 if none."""
+    import json
+
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return int(json.loads(lines[-1])["step"]) if lines else 0
