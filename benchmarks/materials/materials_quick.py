@@ -28,10 +28,22 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("runs/materials-quick"))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a BenchSettings field (e.g. --set seed=1 --set coords=flow); the result "
+                             "file records the settings used")  # fmt: skip
     args = parser.parse_args()
     import dataclasses
 
-    settings = dataclasses.replace(QUICK, device=args.device)
+    fields = {f.name: f for f in dataclasses.fields(QUICK)}
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            parser.error(f"--set: expected KEY=VALUE with KEY one of {sorted(fields)}, got {item!r}")
+        current = getattr(QUICK, key)
+        kind = type(current) if current is not None else float
+        overrides[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    settings = dataclasses.replace(QUICK, device=args.device, **overrides)
     t0 = time.perf_counter()
     result = run_bench(args.out, settings)
     seconds = time.perf_counter() - t0

@@ -289,3 +289,32 @@ def test_training_keeps_the_standardised_lattices_range_as_the_clip_bound():
     n = torch.tensor([c.num_atoms for c in crystals])
     z = normalise_lattice(lattice, n, torch.tensor(stats["lattice_mean"]), torch.tensor(stats["lattice_std"]))
     assert stats["lattice_bound"] == pytest.approx(float(z.abs().max()) + 1.0, rel=1e-6)
+
+
+def test_the_polynomial_type_schedule_masks_a_fraction_t_to_the_power_of_the_atoms(perovskites):
+    """``type_power = 3``: a share ``t^3`` of the atom types is masked in training (log-linear: ``t``), so types
+    are decided early in sampling; the sampler unmasks along the same schedule."""
+    config = CrystalDiffusionConfig(task="gen", type_schedule="polynomial", type_power=3.0)
+    diffusion = CrystalDiffusion(config)
+    t = torch.tensor([0.5, 0.9])
+    assert torch.allclose(diffusion.type_schedule.alpha(t), 1 - t**3)
+    batch = collate_crystals([CrystalDataset(perovskites[:64] * 8)[i] for i in range(512)])
+    seen = {}
+
+    class Spy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = CrystalDenoiser(CrystalDenoiserConfig(hidden=8, layers=1, num_freqs=2))
+            self.encoder = self.inner.encoder
+
+        def forward(self, frac, x, types, t, n, *a):
+            seen["types"], seen["t"] = types, t
+            return self.inner(frac, x, types, t, n, *a)
+
+    CrystalObjective(diffusion)(Spy(), batch, torch.Generator().manual_seed(0))
+    masked = (seen["types"] == MASK_TYPE).reshape(512, 5).float().mean(1)
+    # the mean masked share over the batch matches E[t^3] of the drawn times, not E[t]
+    assert abs(float(masked.mean() - (seen["t"] ** 3).mean())) < 0.03
+    assert float((seen["t"] - seen["t"] ** 3).mean()) > 0.1  # the two schedules differ by more than that here
+    with pytest.raises(ValueError, match="type_power"):
+        CrystalDiffusionConfig(type_power=0.0)

@@ -72,6 +72,8 @@ class CrystalTrainConfig:
         predictor_steps: also train a property predictor on noisy crystals for classifier guidance, for this
             many steps (0: none).
         type_process: ``absorbing`` or ``uniform`` discrete diffusion of atom types (``gen``).
+        type_schedule, type_power: the atom types' discrete schedule (a :mod:`diffcore.discrete` name) and the
+            power of the ``polynomial`` one (see :class:`~diff_materials.diffusion.CrystalDiffusionConfig`).
         csp_fraction: with ``task = gen``, the fraction of training crystals whose atom types stay clean, so that
             the one model also predicts structures of a given composition.
         lattice_schedule: the lattice's Gaussian path (a diffcore schedule name).
@@ -97,6 +99,8 @@ class CrystalTrainConfig:
     p_uncond: float = 0.2
     predictor_steps: int = 0
     type_process: Literal["absorbing", "uniform"] = "absorbing"
+    type_schedule: str = "log-linear"
+    type_power: float = 2.0
     csp_fraction: float = 0.5
     lattice_schedule: str = "vp-cosine"
     coords: Literal["wrapped_normal", "flow"] = "wrapped_normal"

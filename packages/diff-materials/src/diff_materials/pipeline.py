@@ -294,6 +294,7 @@ def train_denoiser(config: CrystalTrainConfig, crystals: Sequence[Crystal]) -> C
 
 def _diffusion_config(config: CrystalTrainConfig) -> CrystalDiffusionConfig:
     return CrystalDiffusionConfig(task=config.task, type_process=config.type_process,
+                                  type_schedule=config.type_schedule, type_power=config.type_power,
                                   lattice_schedule=config.lattice_schedule, coords=config.coords)  # fmt: skip
 
 

@@ -31,7 +31,8 @@ class BenchSettings:
     """Sizes of one benchmark run.
 
     ``width``/``depth``/``num_freqs``: the network; ``steps``/``batch_size``/``lr``: training;
-    ``max_seconds``: wall-time cap of training; ``sample_steps``/``step_lr``: the sampler; ``num_generate``:
+    ``max_seconds``: wall-time cap of training; ``coords``/``type_schedule``/``type_power``: the coordinates'
+    process and the atom types' schedule (:class:`~diff_materials.diffusion.CrystalDiffusionConfig`); ``sample_steps``/``step_lr``: the sampler; ``num_generate``:
     ab initio samples; ``num_csp``: held-out compositions predicted; ``candidates``: predictions each;
     ``fingerprints``: compute COV (CrystalNN); ``device``; ``seed``."""
 
@@ -42,6 +43,9 @@ class BenchSettings:
     batch_size: int = 64
     lr: float = 2e-3
     max_seconds: float | None = 200.0
+    coords: str = "wrapped_normal"
+    type_schedule: str = "log-linear"
+    type_power: float = 2.0
     sample_steps: int = 200
     step_lr: float = 0.0
     num_generate: int = 32

@@ -16,9 +16,14 @@ from diff_materials import metrics as M
 from diff_materials.bench import TARGETS, BenchSettings
 from diff_materials.config import CrystalModelConfig, CrystalTrainConfig
 from diff_materials.data import GeneratedConfig, generate_crystals, polymorph_grouped_split
-from diff_materials.diffusion import CrystalDiffusionConfig
 from diff_materials.io import structure_grid, write_cifs
-from diff_materials.pipeline import CrystalPipeline, generate, predict_structures, train_denoiser
+from diff_materials.pipeline import (
+    CrystalPipeline,
+    _diffusion_config,
+    generate,
+    predict_structures,
+    train_denoiser,
+)
 
 __all__ = ["run_bench", "train_config"]
 
@@ -32,6 +37,9 @@ def train_config(
         task=task,  # type: ignore[arg-type]
         properties=list(properties),
         batch_size=s.batch_size,
+        coords=s.coords,  # type: ignore[arg-type]
+        type_schedule=s.type_schedule,
+        type_power=s.type_power,
         train=TrainConfig(
             steps=s.steps,
             lr=s.lr,
@@ -62,7 +70,7 @@ def run_bench(out_dir: Path, settings: BenchSettings) -> BenchResult:
     t0 = time.perf_counter()
     model = train_denoiser(config, train_set)
     train_s = time.perf_counter() - t0
-    pipe = CrystalPipeline(model, dataclasses.asdict(CrystalDiffusionConfig(task="gen")),
+    pipe = CrystalPipeline(model, dataclasses.asdict(_diffusion_config(config)),
                            num_atoms=[c.num_atoms for c in train_set],
                            compositions=[c.numbers.tolist() for c in train_set])  # fmt: skip
     pipe.save_pretrained(out / "pipeline")
@@ -82,6 +90,7 @@ def run_bench(out_dir: Path, settings: BenchSettings) -> BenchResult:
     metrics["csp_structure_validity"] = sum(M.structure_valid(p[0]) for p in preds) / len(preds)
     metrics |= {
         "train_s": train_s,
+        "train_steps": float(_last_step(out / "train" / "log.jsonl")),
         "sample_s": sample_s,
         "metrics_s": time.perf_counter() - t0,
         "num_train": float(len(train_set)),
@@ -106,3 +115,11 @@ def run_bench(out_dir: Path, settings: BenchSettings) -> BenchResult:
         files=[str(Path(f).relative_to(out)) for f in files],
         targets=TARGETS,
     )
+
+
+def _last_step(log: Path) -> int:
+    """The last optimizer step in a training ``log.jsonl`` (how far a time-capped run got), 0 if none."""
+    import json
+
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return int(json.loads(lines[-1])["step"]) if lines else 0
