@@ -44,6 +44,7 @@ from diffcore.distill import (
     generate_couplings,
     one_step_distillation,
     straightness,
+    student_times,
 )
 from diffcore.paths.analytic import GaussianMixture, sliced_wasserstein
 from diffcore.paths.denoiser import Denoiser
@@ -110,9 +111,11 @@ def mlp(width: int, **kw) -> MLPDenoiser:
 
 
 @torch.no_grad()
-def evaluate(den, sampler: str, ref, noise, t_start: float = 1.0, **options) -> dict[str, float]:
+def evaluate(
+    den, sampler: str, ref, noise, t_start: float = 1.0, steps: tuple[int, ...] = STEPS, **options
+) -> dict[str, float]:
     out = {}
-    for k in STEPS:
+    for k in steps:
         x = diffcore.sample(
             den, noise, sampler, k, t_start=t_start, generator=torch.Generator().manual_seed(7), **options
         )
@@ -245,15 +248,17 @@ def _lcm(gmm, g, out, n, width, n_eval, noise, ref, rows, seconds) -> None:
         callbacks=[ConsistencyCallback(lcm_obj)],
     ).fit()
     y_eval = torch.randint(0, 4, (n_eval,), generator=torch.Generator().manual_seed(4))
-    rows["LCM, w=1 (lcm)"] = evaluate(
-        param.denoiser(lcm_net.eval()),
-        "lcm",
-        ref,
-        noise,
-        lcm_obj.t_max,
-        guidance_scale=1.0,
-        cond={"y": y_eval},
-    )
+    for grid in ("uniform", "halving"):  # multistep intermediate times are the sampler's choice
+        rows["LCM, w=1 (lcm)" if grid == "uniform" else "LCM, w=1 (lcm, halving grid)"] = evaluate(
+            param.denoiser(lcm_net.eval()),
+            "lcm",
+            ref,
+            noise,
+            lcm_obj.t_max,
+            guidance_scale=1.0,
+            cond={"y": y_eval},
+            grid=grid,
+        )
     seconds["lcm"] = time.perf_counter() - start
 
 
@@ -272,9 +277,10 @@ def _lcm_lora(base, base_den, loader, out, n, noise, ref, rows, seconds) -> None
         config(out, "lcm-lora", n(3000)),
         callbacks=[ConsistencyCallback(lora_obj)],
     ).fit()
-    rows["LCM-LoRA on base (lcm)"] = evaluate(
-        param.denoiser(lora_net.eval()), "lcm", ref, noise, lora_obj.t_max
-    )
+    for grid in ("uniform", "halving"):
+        rows["LCM-LoRA on base (lcm)" if grid == "uniform" else "LCM-LoRA on base (lcm, halving grid)"] = (
+            evaluate(param.denoiser(lora_net.eval()), "lcm", ref, noise, lora_obj.t_max, grid=grid)
+        )
     seconds["lcm-lora"] = time.perf_counter() - start
 
 
@@ -299,8 +305,9 @@ def _reflow_dmd_emd(want, base, teacher, g, out, n, width, noise, ref, rows, sec
             couplings_loader(x2, z2, 256),
             config(out, "reflow-distill", n(1500)),
         ).fit()
-        rows["2-rectified flow + distill (euler)"] = evaluate(
-            Denoiser(distilled.eval(), SCHEDULE, "velocity"), "euler", ref, noise
+        # One-step by construction: distilled on (z, x) pairs at t = 1 only, never trained at t < 1.
+        rows["2-rectified flow + distill (one-step)"] = evaluate(
+            Denoiser(distilled.eval(), SCHEDULE, "velocity"), "euler", ref, noise, steps=(1,)
         )
         probe = noise[:500].double()
         before, after = straightness(teacher, probe, 32), straightness(rf2_den, probe.float(), 32)
@@ -319,36 +326,64 @@ def _reflow_dmd_emd(want, base, teacher, g, out, n, width, noise, ref, rows, sec
             config(out, "dmd", n(3000), lr=1e-3),
             optimizer=dmd_optimizer(dmd_model, 1e-3),
         ).fit()
-        rows["DMD (consistency)"] = evaluate(
-            dmd_obj.generator_denoiser(dmd_model.generator.eval()), "consistency", ref, noise
+        # One-step by construction (trained at t = 1 only): multi-step chains would call it at untrained times.
+        rows["DMD (one-step)"] = evaluate(
+            dmd_obj.generator_denoiser(dmd_model.generator.eval()), "consistency", ref, noise, steps=(1,)
         )
         seconds["dmd"] = time.perf_counter() - start
 
     # DMD2 and EMD: generator and fake score start from the trained flow network (as DMD2 and EMD start from
-    # the teacher); DMD2 trains the 1-, 2- and 4-step chains by backward simulation. Two time scales through
-    # the fake network's 5x learning rate (dmd_optimizer); 5 fake updates per generator update
-    # (generator_every=5) did worse in 1000-step runs (sliced W2 0.358 / 0.417 / 0.375 against 0.283 / 0.284 /
-    # 0.296 at 1 / 2 / 4 steps, one CPU run each, not committed).
-    for key, name, make in (
-        ("dmd2", "DMD2, backward simulation 1/2/4 steps (consistency)",
-         lambda: DistributionMatchingDistillation(teacher, "velocity", "velocity", student_steps=(1, 2, 4))),
-        ("emd", "EMD, 4 Langevin steps (consistency)",
-         lambda: EMDistillation(teacher, "velocity", "velocity", langevin_steps=4)),
-    ):  # fmt: skip
-        if not want(key):
-            continue
+    # the teacher). Two time scales through the fake network's 5x learning rate (dmd_optimizer); 5 fake updates
+    # per generator update (generator_every=5) did worse in 1000-step runs (not committed).
+    # DMD2 trains the 1-, 2- and 4-step chains by backward simulation on the "halving" grid (1, 1/2, 1/4, 1/8)
+    # and samples on the same grid; its fake score is told the generator's sampling time (label y), so each
+    # time's outputs are matched to the data on their own (see docs/few_step.md).
+    if want("dmd2"):
         start = time.perf_counter()
-        model = DMDModel(copy.deepcopy(base).train(), copy.deepcopy(base).train())
-        obj = make()
+        obj = DistributionMatchingDistillation(
+            teacher, "velocity", "velocity", student_steps=(1, 2, 4), student_grid_name="halving",
+            student_time_key="y",
+        )  # fmt: skip
+        model = DMDModel(copy.deepcopy(base).train(), per_time_fake(base, width, obj))
         Trainer(
             model,
             obj,
             couplings_loader(x_pairs, z, 256),
-            config(out, key, n(3000), lr=1e-3),
+            config(out, "dmd2", n(3000), lr=1e-3),
             optimizer=dmd_optimizer(model, 1e-3),
         ).fit()
-        rows[name] = evaluate(obj.generator_denoiser(model.generator.eval()), "consistency", ref, noise)
-        seconds[key] = time.perf_counter() - start
+        den = obj.generator_denoiser(model.generator.eval())
+        rows["DMD2, backward simulation 1/2/4 steps, halving grid (consistency)"] = evaluate(
+            den, "consistency", ref, noise, grid="halving"
+        )
+        seconds["dmd2"] = time.perf_counter() - start
+    # EMD is a one-step generator by construction (g(z) at t = 1): evaluated at 1 step only.
+    if want("emd"):
+        start = time.perf_counter()
+        model = DMDModel(copy.deepcopy(base).train(), copy.deepcopy(base).train())
+        obj = EMDistillation(teacher, "velocity", "velocity", langevin_steps=4)
+        Trainer(
+            model,
+            obj,
+            couplings_loader(x_pairs, z, 256),
+            config(out, "emd", n(3000), lr=1e-3),
+            optimizer=dmd_optimizer(model, 1e-3),
+        ).fit()
+        rows["EMD, 4 Langevin steps (one-step)"] = evaluate(
+            obj.generator_denoiser(model.generator.eval()), "consistency", ref, noise, steps=(1,)
+        )
+        seconds["emd"] = time.perf_counter() - start
+
+
+def per_time_fake(base: MLPDenoiser, width: int, obj: DistributionMatchingDistillation) -> MLPDenoiser:
+    """The fake score for ``student_time_key="y"``: the flow network's weights plus a zero label embedding
+    (one label per sampling time), so it starts as the flow network at every time."""
+    times = student_times(obj.schedule, obj.student_steps, obj.student_grid_name)
+    fake = mlp(width, num_classes=len(times))
+    missing, unexpected = fake.load_state_dict(base.state_dict(), strict=False)
+    assert missing == ["label_embed.weight"] and not unexpected, (missing, unexpected)
+    torch.nn.init.zeros_(fake.label_embed.weight)
+    return fake.train()
 
 
 STRAIGHTNESS: dict[str, dict] = {}

@@ -7,8 +7,9 @@
 - With one E-step the noise-cancelled M-step displacement is DMD's ``(mu_teacher - mu_fake) / mean|x - mu_teacher|``
   (Sec. 3.4).
 - DMD2: the generator is updated on one step in ``generator_every`` (no gradient reaches it otherwise);
-  backward simulation starts at ``sigma(1) z`` and visits the ``consistency`` sampler's grid; the generator's
-  GAN loss leaves the fake network's weights without gradient."""
+  backward simulation starts at ``sigma(1) z``, visits the student grid's times equally often per sample and
+  re-noises with the schedule's alpha / sigma; a per-time fake score gets each sample's time index; the
+  generator's GAN loss leaves the fake network's weights without gradient."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from diffcore.distill import (
     MLPDenoiser,
     MLPDenoiserConfig,
     dmd_optimizer,
+    student_times,
 )
 from diffcore.distill.teacher import coefficients
 from diffcore.paths.analytic import GaussianMixture, sliced_wasserstein
@@ -131,20 +133,77 @@ def test_dmd2_two_time_scale_updates_the_generator_one_step_in_n(few_step):
 
 
 def test_dmd2_backward_simulation_visits_the_sampler_grid(few_step):
-    model = _dmd_model()
-    obj = DistributionMatchingDistillation(
-        few_step.gmm.denoiser(SCHEDULE, "velocity"), student_steps=(1, 2, 4)
-    )
+    """Per sample: every grid time about equally often, ``x_1 = sigma(1) z``, and a state at ``t < 1`` is the
+    chain's re-noising ``alpha(t) x0 + sigma(t) n`` of the previous step's output (here a constant ``x0 = c``,
+    so the state has mean ``alpha(t) c`` and standard deviation ``sigma(t)``)."""
+    teacher = few_step.gmm.denoiser(SCHEDULE, "velocity")
+    obj = DistributionMatchingDistillation(teacher, student_steps=(1, 2, 4))
     torch.testing.assert_close(obj.student_grid(4), grids.make("uniform", obj.schedule, 4).to(torch.float64))
-    z = torch.randn(8, 2)
-    seen = set()
-    for seed in range(40):
-        x, t = obj.simulate(model.generator, z, torch.Generator().manual_seed(seed))
-        assert bool((t == t[0]).all())
-        seen.add(round(float(t[0]), 6))
-        if float(t[0]) == 1.0:
-            torch.testing.assert_close(x, z)  # x_1 = sigma(1) z, sigma(1) = 1 on the rectified-flow path
-    assert seen == {1.0, 0.75, 0.5, 0.25}
+    c = torch.tensor([3.0, -2.0])
+    const = _Fn(lambda x, t: c.expand_as(x).clone())  # x0 prediction: always c
+    obj = DistributionMatchingDistillation(teacher, student_steps=(1, 2, 4), student_grid_name="halving")
+    torch.testing.assert_close(
+        obj.student_grid(4), torch.tensor([1.0, 0.5, 0.25, 0.125, 0.0], dtype=torch.float64)
+    )
+    z = torch.randn(40000, 2, generator=torch.Generator().manual_seed(0))
+    x, t = obj.simulate(const, z, torch.Generator().manual_seed(1))
+    for time in (1.0, 0.5, 0.25, 0.125):
+        at = t == time
+        assert abs(float(at.float().mean()) - 0.25) < 0.02, (time, float(at.float().mean()))
+        if time == 1.0:
+            torch.testing.assert_close(
+                x[at], z[at]
+            )  # x_1 = sigma(1) z, sigma(1) = 1 on the rectified-flow path
+        else:  # rectified flow: alpha = 1 - t, sigma = t
+            torch.testing.assert_close(x[at].mean(0), (1 - time) * c, atol=0.03, rtol=0)
+            torch.testing.assert_close(x[at].std(0), torch.full((2,), time), atol=0.02, rtol=0)
+    assert set(t.tolist()) == {1.0, 0.5, 0.25, 0.125}
+    with pytest.raises(ValueError, match="no-such-grid"):
+        DistributionMatchingDistillation(teacher, student_steps=(1, 2), student_grid_name="no-such-grid")
+
+
+def test_halving_grid_is_nested():
+    g4 = grids.make("halving", None, 4)
+    torch.testing.assert_close(g4, torch.tensor([1.0, 0.5, 0.25, 0.125, 0.0], dtype=torch.float64))
+    g2 = grids.make("halving", None, 2)
+    torch.testing.assert_close(g4[:2], g2[:2])
+    torch.testing.assert_close(
+        grids.make("halving", None, 3, t_start=0.9, t_end=0.1),
+        torch.tensor([0.9, 0.5, 0.3, 0.1], dtype=torch.float64),
+    )
+
+
+def test_dmd2_per_time_fake_score_gets_the_time_index(few_step):
+    """With ``student_time_key`` the fake network is called with the index of each sample's sampling time in
+    ``student_times`` (1, 0.5, 0.25, 0.125 -> 0, 1, 2, 3), in its own loss and in the matching gradient."""
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    class Fake(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(()))
+
+        def forward(self, x, t, y):
+            seen.append(y)
+            return x * self.w
+
+    teacher = few_step.gmm.denoiser(SCHEDULE, "velocity")
+    obj = DistributionMatchingDistillation(
+        teacher, student_steps=(1, 2, 4), student_grid_name="halving", student_time_key="y"
+    )
+    assert student_times(obj.schedule, (1, 2, 4), "halving") == [1.0, 0.5, 0.25, 0.125]
+    gen = MLPDenoiser(MLPDenoiserConfig(width=16, depth=2))
+    model = DMDModel(gen, Fake())
+    times: list[torch.Tensor] = []
+    simulate = obj.simulate
+    obj.simulate = lambda *a, **k: (lambda r: (times.append(r[1]), r)[1])(simulate(*a, **k))  # type: ignore[method-assign]
+    obj(model, _batch(), torch.Generator().manual_seed(0))
+    expected = {1.0: 0, 0.5: 1, 0.25: 2, 0.125: 3}
+    want = torch.tensor([expected[v] for v in times[0].tolist()])
+    assert len(seen) == 2  # fake loss and matching gradient
+    for y in seen:
+        assert torch.equal(y, want)
+    assert len(set(want.tolist())) > 1
 
 
 def test_dmd2_gan_generator_loss_leaves_the_fake_network_alone(few_step):
@@ -166,7 +225,8 @@ def test_dmd2_gan_generator_loss_leaves_the_fake_network_alone(few_step):
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_dmd2_backward_simulation_is_not_worse_with_more_steps(tmp_path, few_step):
-    """DMD2 with backward simulation for 1 / 2 / 4 steps, generator and fake score from a trained flow network,
+    """DMD2 with backward simulation for 1 / 2 / 4 steps on the halving grid with a per-time fake score,
+    generator and fake score from a trained flow network,
     three training seeds: the mean sliced W2 does not increase from 1 to 2 to 4 steps beyond two combined
     standard errors, and 1-step sampling is far closer than the flow network's own single Euler step."""
     import copy
@@ -189,15 +249,22 @@ def test_dmd2_backward_simulation_is_not_worse_with_more_steps(tmp_path, few_ste
     got: dict[int, list[float]] = {1: [], 2: [], 4: []}
     for seed in range(3):
         torch.manual_seed(seed)
-        model = DMDModel(copy.deepcopy(base).train(), copy.deepcopy(base).train())
-        obj = DistributionMatchingDistillation(teacher, "velocity", "velocity", student_steps=(1, 2, 4))
+        obj = DistributionMatchingDistillation(
+            teacher, "velocity", "velocity", student_steps=(1, 2, 4), student_grid_name="halving",
+            student_time_key="y",
+        )  # fmt: skip
+        fake = MLPDenoiser(MLPDenoiserConfig(width=64, depth=2, num_classes=4))
+        fake.load_state_dict(base.state_dict(), strict=False)
+        torch.nn.init.zeros_(fake.label_embed.weight)  # starts as the flow network at every sampling time
+        model = DMDModel(copy.deepcopy(base).train(), fake.train())
         config = few_step.train_config(tmp_path / str(seed), 800, lr=1e-3)
+        config.seed = seed  # the objective's draws and data order differ per seed (the start is shared)
         Trainer(
             model, obj, couplings_loader(pairs, z, 128), config, optimizer=dmd_optimizer(model, 1e-3)
         ).fit()
         den = obj.generator_denoiser(model.generator.eval())
         for k in got:
-            got[k].append(few_step.distance(den, "consistency", k, noise, ref))
+            got[k].append(few_step.distance(den, "consistency", k, noise, ref, grid="halving"))
     stats = {
         k: (float(torch.tensor(v).mean()), float(torch.tensor(v).std()) / math.sqrt(3))
         for k, v in got.items()

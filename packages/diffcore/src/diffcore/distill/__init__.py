@@ -36,6 +36,7 @@ from diffcore.distill.dmd import (
     backward_simulation,
     dmd_optimizer,
     student_grid,
+    student_times,
 )
 from diffcore.distill.ect import EasyConsistencyTraining, ect_gap_ratio, ect_stage
 from diffcore.distill.emd import EMDistillation, EStep
@@ -96,6 +97,7 @@ __all__ = [
     "one_step_error",
     "straightness",
     "student_grid",
+    "student_times",
     "time_of_data_sigma",
     "two_step_target",
 ]

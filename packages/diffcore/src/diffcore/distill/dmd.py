@@ -26,10 +26,20 @@ DMD2 (Yin et al. 2024b, "Improved Distribution Matching Distillation for Fast Im
   noised real samples (the batch's ``x``) against noised generated ones (non-saturating loss, Goodfellow et al.
   2014); the generator gets ``gan_weight * softplus(-D(x_t))`` through the fake network's frozen weights;
 - backward simulation for multi-step students (Sec. 4.5): with ``student_steps = (1, 2, 4)`` the generator is
-  trained at every time of those step counts' sampling grids (the ``consistency`` sampler's uniform grid), each
-  time equally often, on inputs made by running the student's own multistep chain from noise (without
-  gradients) up to that time (:func:`backward_simulation`), so the inputs seen in training are those met in
-  sampling.
+  trained at every time of those step counts' sampling grids (``student_grid_name``, default the ``consistency``
+  sampler's ``uniform`` grid), each time a equal share of every batch, on inputs made by running the student's
+  own multistep chains from noise (without gradients) up to that time (:func:`backward_simulation`), so the
+  inputs seen in training are those met in sampling; sample on the same grid.
+
+Two additions make more steps not worse (the 2-D mixture, ``benchmarks/few_step/few_step_gmm.py``):
+
+- ``student_time_key``: one fake distribution for all sampling times only asks the *mixture* of the outputs at
+  the different times to match the data (the DMD gradient ``mu_fake - mu_real`` vanishes when the mixture
+  does), so one time's errors can offset another's; with the generator's time index as the fake network's
+  conditioning, each time's outputs are matched to the data on their own;
+- ``student_grid_name="halving"`` (times 1, 1/2, 1/4, 1/8): the grids of 1, 2 and 4 steps are nested, so the
+  4-step chain is the 2-step chain plus two steps at low noise; on the uniform grid the 4-step chain passes
+  through ``t = 0.75``, the time whose generator was furthest from the data in our runs.
 """
 
 from __future__ import annotations
@@ -79,38 +89,61 @@ def dmd_optimizer(model: DMDModel, lr: float, fake_lr_ratio: float = 5.0) -> tor
     return torch.optim.AdamW(groups, lr=lr, betas=(0.0, 0.99), weight_decay=0.0)
 
 
-def student_grid(schedule, steps: int) -> Tensor:
-    """The decreasing times ``(steps + 1,)`` the ``consistency`` sampler visits in ``steps`` steps."""
-    return grids.resolve(sampling_registry.get("consistency").default_grid, schedule, steps)
+def student_grid(schedule, steps: int, grid: str | None = None) -> Tensor:
+    """The decreasing times ``(steps + 1,)`` of the registered ``grid`` (default: the ``consistency`` sampler's
+    default, ``uniform``) in ``steps`` steps: the times a multistep student is trained at and sampled on."""
+    return grids.resolve(grid or sampling_registry.get("consistency").default_grid, schedule, steps)
+
+
+def student_times(schedule, student_steps: tuple[int, ...], grid: str | None = None) -> list[float]:
+    """The decreasing times (``t = 0`` excluded) of the union of the ``student_steps`` sampling grids; the index
+    of a time in this list is the label :class:`DistributionMatchingDistillation` gives a per-time fake score."""
+    grids_by_steps = [student_grid(schedule, int(k), grid).tolist() for k in student_steps]
+    return sorted({g for grid in grids_by_steps for g in grid[:-1]}, reverse=True)
 
 
 def backward_simulation(
-    x0_fn, schedule, student_steps: tuple[int, ...], z: Tensor, rng: torch.Generator | None = None
+    x0_fn,
+    schedule,
+    student_steps: tuple[int, ...],
+    z: Tensor,
+    rng: torch.Generator | None = None,
+    grid: str | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Backward simulation (DMD2, Sec. 4.5): ``(x_t, t)``, a multi-step student's input at one of its sampling
-    times, made by its own consistency chain from noise ``z`` without gradients.
+    """Backward simulation (DMD2, Sec. 4.5): ``(x_t, t)``, a multi-step student's inputs at its sampling times,
+    made by its own consistency chains from noise ``z`` without gradients.
 
-    ``t`` is drawn uniformly from the union of the ``student_steps`` grids' times (``t = 0`` excluded), then one
-    of the grids holding ``t`` uniformly; the chain ``x0 = x0_fn(x, t_i)``, ``x = alpha(t_{i+1}) x0 + sigma(t_{i+1})
-    n`` runs on that grid from ``x = sigma(1) z`` up to ``t`` (the ``consistency`` sampler's steps). Drawing the
-    time first gives every sampling time the same share of updates (for ``(1, 2, 4)``: 1, 0.75, 0.5, 0.25 a
-    quarter each); drawing the step count first gave ``t = 1`` 7/12 of them and the 4-step chain's 0.75 and
-    0.25 1/12 each, and 4-step sampling of the 2-D mixture then got worse than 1-step. One draw per batch;
-    ``x0_fn(x, t)`` takes ``t: (B,)``; returns ``t: (B,)`` float64."""
-    grids_by_steps = {int(k): student_grid(schedule, int(k)).tolist() for k in student_steps}
-    times = sorted({g for grid in grids_by_steps.values() for g in grid[:-1]}, reverse=True)
-    t_pick = times[int(torch.randint(0, len(times), (1,), generator=rng, device=z.device))]
-    holding = [k for k, grid in grids_by_steps.items() if t_pick in grid[:-1]]
-    grid = grids_by_steps[holding[int(torch.randint(0, len(holding), (1,), generator=rng, device=z.device))]]
-    index = grid.index(t_pick)
-    ones = torch.ones(z.shape[0], device=z.device, dtype=torch.float64)
-    x = coefficients(schedule, ones * grid[0], z).sigma * z
+    Every ``student_steps`` chain ``x0 = x0_fn(x, t_i)``, ``x = alpha(t_{i+1}) x0 + sigma(t_{i+1}) n`` (the
+    ``consistency`` sampler's steps, fresh noise ``n``) runs on its grid from ``x = sigma(1) z``; then each
+    sample takes a time drawn uniformly from :func:`student_times` and, from one of the grids holding it (drawn
+    uniformly), that chain's state at that time. Drawing per sample and time first gives every sampling time
+    the same share of every batch (for ``(1, 2, 4)``: 1, 0.75, 0.5, 0.25 a quarter each), so each generator
+    update sees all of them; one draw per batch made the updates alternate between times, and drawing the step
+    count first gave ``t = 1`` 7/12 of them. ``x0_fn(x, t)`` takes ``t: (B,)``; returns ``t: (B,)`` float64."""
+    b = z.shape[0]
+    times = student_times(schedule, student_steps, grid)
+    ones = torch.ones(b, device=z.device, dtype=torch.float64)
+    x1 = coefficients(schedule, ones, z).sigma * z
+    candidates: list[list[Tensor]] = [[] for _ in times]  # per time: the chains' states there
     with torch.no_grad():
-        for i in range(index):
-            x0 = x0_fn(x, ones * grid[i])
-            c = coefficients(schedule, ones * grid[i + 1], z)
-            x = c.alpha * x0 + c.sigma * torch.randn(z.shape, device=z.device, dtype=z.dtype, generator=rng)
-    return x, ones * grid[index]
+        for k in sorted({int(k) for k in student_steps}):
+            ts, x = student_grid(schedule, k, grid).tolist(), x1
+            candidates[times.index(ts[0])].append(x)
+            for i in range(len(ts) - 2):
+                x0 = x0_fn(x, ones * ts[i])
+                c = coefficients(schedule, ones * ts[i + 1], z)
+                noise = torch.randn(z.shape, device=z.device, dtype=z.dtype, generator=rng)
+                x = c.alpha * x0 + c.sigma * noise
+                candidates[times.index(ts[i + 1])].append(x)
+    pick = torch.randint(0, len(times), (b,), generator=rng, device=z.device)
+    out, t = torch.empty_like(z), torch.empty(b, device=z.device, dtype=torch.float64)
+    for j, states in enumerate(candidates):
+        chosen = torch.randint(0, len(states), (b,), generator=rng, device=z.device)
+        for m, state in enumerate(states):
+            mask = (pick == j) & (chosen == m)
+            out[mask] = state[mask]
+        t[pick == j] = times[j]
+    return out, t
 
 
 @dataclass
@@ -127,6 +160,12 @@ class DistributionMatchingDistillation:
         student_steps: the step counts the generator is trained for by backward simulation (``(1,)``: DMD).
         gan_weight: weight of the generator's GAN loss (0: off; needs ``DMDModel(gan_features=...)``).
         gan_feature_module: the fake network's submodule whose output feeds the GAN head (e.g. ``"mlp.3"``).
+        student_time_key: a conditioning key of the fake network; when set, the fake score gets the index of
+            the generator's sampling time in :func:`student_times` (``(B,)`` long) under this key, so it models
+            each sampling time's outputs apart (see the module docstring; ``None``: one fake distribution).
+        student_grid_name: the registered grid of the student's sampling times (``None``: ``uniform``, the
+            ``consistency`` sampler's default); sample with ``diffcore.sample(..., "consistency", k,
+            grid=<the same name>)``.
     """
 
     teacher: DenoiserBase
@@ -138,6 +177,8 @@ class DistributionMatchingDistillation:
     student_steps: tuple[int, ...] = (1,)
     gan_weight: float = 0.0
     gan_feature_module: str | None = None
+    student_time_key: str | None = None
+    student_grid_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.generator_every < 1:
@@ -151,6 +192,7 @@ class DistributionMatchingDistillation:
                 "gan_feature_module: the GAN loss (gan_weight > 0) needs the fake network's module name"
             )
         self._calls = 0
+        student_times(self.schedule, self.student_steps, self.student_grid_name)  # an unknown grid fails here
         check_prediction(self.generator_prediction)
         check_prediction(self.fake_prediction)
         lo, hi = self.t_range
@@ -172,8 +214,8 @@ class DistributionMatchingDistillation:
         return to_x0_eps(out, self.generator_prediction, x1, c)[0]
 
     def student_grid(self, steps: int) -> Tensor:
-        """The decreasing times ``(steps + 1,)`` the ``consistency`` sampler visits in ``steps`` steps."""
-        return student_grid(self.schedule, steps)
+        """The decreasing times ``(steps + 1,)`` the student is trained at and sampled on in ``steps`` steps."""
+        return student_grid(self.schedule, steps, self.student_grid_name)
 
     def simulate(
         self, generator: nn.Module, z: Tensor, generator_rng: torch.Generator | None = None, **cond: Any
@@ -185,6 +227,7 @@ class DistributionMatchingDistillation:
             self.student_steps,
             z,
             generator_rng,
+            self.student_grid_name,
         )
 
     def _x0(self, generator: nn.Module, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
@@ -200,7 +243,12 @@ class DistributionMatchingDistillation:
         return lo + (hi - lo) * torch.rand(b, device=device, generator=generator, dtype=torch.float64)
 
     def _matching_loss(
-        self, model: DMDModel, x: Tensor, cond: dict[str, Any], generator: torch.Generator | None
+        self,
+        model: DMDModel,
+        x: Tensor,
+        cond: dict[str, Any],
+        generator: torch.Generator | None,
+        fake_cond: dict[str, Any] | None = None,
     ) -> tuple[Tensor, Tensor]:
         b = x.shape[0]
         t = self._times(b, x.device, generator)
@@ -210,7 +258,7 @@ class DistributionMatchingDistillation:
         )
         with torch.no_grad():
             real = self.teacher.x0(x_t, t, **cond).to(x.dtype)
-            fake_out = model.fake_score(x_t, t.to(x.dtype), **cond)
+            fake_out = model.fake_score(x_t, t.to(x.dtype), **(cond if fake_cond is None else fake_cond))
             fake = to_x0_eps(fake_out, self.fake_prediction, x_t, c)[0]
             dims = tuple(range(1, x.ndim))
             norm = (x.detach() - real).abs().mean(dims, keepdim=True).clamp_min(1e-6)
@@ -297,11 +345,17 @@ class DistributionMatchingDistillation:
         x_in, t_in = self.simulate(model.generator, z, generator, **cond)
         with torch.set_grad_enabled(train_generator and torch.is_grad_enabled()):
             x = self._x0(model.generator, x_in, t_in, **cond)
-        fake = self._fake_loss(model, x, cond, generator)
+        fake_cond = cond
+        if self.student_time_key is not None:
+            times = student_times(self.schedule, self.student_steps, self.student_grid_name)
+            times = torch.tensor(times, device=x.device)
+            label = (t_in[:, None] - times[None]).abs().argmin(1)  # the index of each sample's time
+            fake_cond = {**cond, self.student_time_key: label}
+        fake = self._fake_loss(model, x, fake_cond, generator)
         loss = fake
         logs = {"fake_score": fake.detach(), "generator_step": torch.tensor(float(train_generator))}
         if self.gan_weight > 0:
-            d_loss, g_loss = self._gan_losses(model, x, y_ref, cond, generator)
+            d_loss, g_loss = self._gan_losses(model, x, y_ref, fake_cond, generator)
             loss = loss + d_loss
             logs["gan_discriminator"] = d_loss.detach()
             if train_generator:
@@ -309,7 +363,7 @@ class DistributionMatchingDistillation:
                 logs["gan_generator"] = g_loss.detach()
         if not train_generator:  # two time-scale rule: this step updates the fake score (and GAN head) only
             return loss, logs
-        matching, grad_size = self._matching_loss(model, x, cond, generator)
+        matching, grad_size = self._matching_loss(model, x, cond, generator, fake_cond)
         loss = loss + matching
         logs.update(matching=matching.detach(), dm_grad=grad_size)
         if self.regression_weight > 0:

@@ -88,6 +88,17 @@ def uniform(schedule: Schedule, steps: int, t_start: float = 1.0, t_end: float =
     return torch.linspace(t_start, t_end, steps + 1, dtype=torch.float64)
 
 
+@register("halving")
+def halving(schedule: Schedule, steps: int, t_start: float = 1.0, t_end: float = 0.0) -> Tensor:
+    """``t_end + (t_start - t_end) 2^-i`` for ``i < steps``, then ``t_end``: each step after the first starts at
+    half the previous step's time. The grids of different step counts are nested (the ``k``-step grid's first
+    ``k`` times open every longer one), so a multistep one-step generator's extra steps only refine at lower
+    noise (the intermediate times of multistep consistency sampling are a free choice, Song et al. 2023,
+    Sec. 6)."""
+    head = t_end + (t_start - t_end) * 0.5 ** torch.arange(steps, dtype=torch.float64)
+    return torch.cat([head, torch.tensor([t_end], dtype=torch.float64)])
+
+
 def log_snr_at(schedule: Schedule, t: float) -> float:
     """``log(alpha^2 / sigma^2)`` of ``schedule`` at the python-float time ``t`` (float64, on the host)."""
     return float(schedule.log_snr(torch.tensor(t, dtype=torch.float64)))
