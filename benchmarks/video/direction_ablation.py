@@ -5,10 +5,13 @@ A controlled comparison on the moving-shapes set reduced to its direction: one r
 class-conditional factorised ``VideoDiT`` from the same seed on the same clips with diff-video's objective
 (``VideoFlowObjective``: rectified flow, frame masking off) for the same steps, changing one thing:
 
-- ``base``: the package's defaults (logit-normal t, label table init std 0.02, adaLN only, velocity, dropout 0.1);
+- ``base``: the adaLN-only layout (``cond_tokens=False``: the label's row added to the time embedding in front of
+  the modulation's SiLU; table init std 0.02), logit-normal t, velocity, dropout 0.1;
 - ``label_scale``: the label table initialised at std 0.5 (its rows about as long as the time embedding);
 - ``label_lr``: the label table trained at 10x the learning rate;
-- ``tokens``: the label's embedding also added to every token (besides the adaLN modulation);
+- ``tokens``: the package's default, ``cond_tokens=True``: a label embedding (init std 1) also added to every
+  patch token;
+- ``tokens_high_t``: both (the pair that made a CPU model's loss depend on the label, see the package README);
 - ``high_t``: logit-normal t shifted towards noise (m = 1: a quarter of the times above 0.85, where the direction
   cannot yet be read from ``x_t`` and only the label says it);
 - ``uniform_t``: uniform t;
@@ -23,7 +26,7 @@ tracker (``motion_adherence``): direction adherence, colour adherence, object pe
 pairs already there (``--fresh`` starts over), so a cut run resumes.
 
     uv run python benchmarks/video/direction_ablation.py                      # one GPU, ~30 s per (variant, seed)
-    uv run python benchmarks/video/direction_ablation.py --variants base,tokens,high_t --seeds 0,1,2
+    uv run python benchmarks/video/direction_ablation.py --variants base,tokens,tokens_high_t --seeds 0,1,2   # ~5 min
     uv run python benchmarks/video/direction_ablation.py --quick              # CPU, every variant, 1 seed, 20 steps
 """
 
@@ -43,8 +46,6 @@ from diff_video.metrics.motion import motion_adherence
 from diff_video.models import VideoDiT, VideoDiTConfig
 from diff_video.pipeline.core import VideoPipeline, flow_schedule
 from diff_video.pipeline.training import VideoFlowObjective
-from diffcore.nn.dit import modulate
-from diffcore.nn.embeddings import sincos_pos_embed, unpatchify
 from diffcore.training import time_sampling
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -52,7 +53,18 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
 from results_io import result_path, write_result
 
-VARIANTS = ("base", "label_scale", "label_lr", "tokens", "high_t", "uniform_t", "precond", "drop0", "drop3")
+VARIANTS = (
+    "base",
+    "label_scale",
+    "label_lr",
+    "tokens",
+    "tokens_high_t",
+    "high_t",
+    "uniform_t",
+    "precond",
+    "drop0",
+    "drop3",
+)
 CLASSES = 4
 SIGMA_DATA = 0.5
 
@@ -76,35 +88,6 @@ class Settings:
     def quick(cls) -> Settings:
         """Seconds on CPU: checks the code path, not the quality."""
         return cls(width=32, depth=2, batch_size=8, steps=20, clips=64, samples=8, sample_steps=4)
-
-
-class TokenConditioned(VideoDiT):
-    """``VideoDiT`` whose label embedding (a second table) is also added to every patch token."""
-
-    def __init__(self, config: VideoDiTConfig) -> None:
-        super().__init__(config)
-        self.y_tokens = nn.Embedding(config.num_classes + 1, config.hidden_size)
-        nn.init.normal_(self.y_tokens.weight, std=0.02)
-
-    def forward(
-        self, x: Tensor, t: Tensor, y: Tensor | None = None, frame_mask: Tensor | None = None, **_
-    ) -> Tensor:
-        """``VideoDiT.forward`` with the label's token embedding added after the patch and position embedding."""
-        grid = self.x_embedder.grid_size(x.shape[2:])
-        b, d = x.shape[0], self.config.hidden_size
-        if y is None:
-            y = torch.full((b,), self.config.num_classes, dtype=torch.long, device=x.device)
-        h = self.x_embedder(x) + sincos_pos_embed(d, grid, device=x.device)[None].to(x.dtype)
-        h = (h + self.y_tokens(y)[:, None]).view(b, grid[0], grid[1] * grid[2], d)
-        c = nn.functional.silu(self._condition(t, y, None, frame_mask, grid[0]))
-        ropes = self._ropes(grid, x.device)
-        for block in self.blocks:
-            h = block(h, c, ropes[block.kind])
-        shift, scale = self.final_layer.modulation(c)[:, :, None].chunk(2, dim=-1)
-        out = self.final_layer.linear(modulate(self.final_layer.norm(h), shift, scale))
-        return unpatchify(
-            out.reshape(b, -1, out.shape[-1]), grid, self.config.patch_size, self.config.in_channels
-        )
 
 
 class Preconditioned(nn.Module):
@@ -144,9 +127,9 @@ def run_one(variant: str, seed: int, settings: Settings, device: torch.device) -
     torch.manual_seed(seed)
     config = VideoDiTConfig(
         input_size=(8, 16, 16), patch_size=(1, 4, 4), hidden_size=settings.width, depth=settings.depth,
-        num_heads=4, attention="factorised", num_classes=CLASSES,
+        num_heads=4, attention="factorised", num_classes=CLASSES, cond_tokens=variant.startswith("tokens"),
     )  # fmt: skip
-    dit = TokenConditioned(config) if variant == "tokens" else VideoDiT(config)
+    dit = VideoDiT(config)
     if variant == "label_scale":
         nn.init.normal_(dit.y_embedder.table.weight, std=0.5)
     model: nn.Module = Preconditioned(dit) if variant == "precond" else dit
@@ -264,10 +247,10 @@ def main() -> None:
                 f"label |row| {r['label_row_norm']:.2f}  {r['train_seconds']:.0f} s",
                 flush=True,
             )
-    print(f"\n{'variant':12s} seeds  direction mean / min  persistence   (chance {1 / CLASSES:.2f})")
+    print(f"\n{'variant':14s} seeds  direction mean / min  persistence   (chance {1 / CLASSES:.2f})")
     for v, s in summary(runs).items():
         print(
-            f"{v:12s} {s['seeds']:5d}  {s['direction_mean']:.3f} / {s['direction_min']:.3f}"
+            f"{v:14s} {s['seeds']:5d}  {s['direction_mean']:.3f} / {s['direction_min']:.3f}"
             f"       {s['persistence_mean']:.3f}"
         )
     print(f"wrote {path}")
