@@ -85,6 +85,39 @@ def test_the_model_is_not_equivariant_to_reversing_or_permuting_frames(attention
         assert (m(x[:, :, perm], t) - out[:, :, perm]).abs().max() > 1e-2 * out.abs().max()
 
 
+def test_the_condition_reaches_every_token_not_only_the_modulation():
+    """With ``cond_tokens`` the class label (and the pooled caption) is added to every patch token, not only to
+    the time embedding in front of the adaLN modulation's SiLU, where the much longer time embedding leaves it a
+    weak signal (the label's rows barely move in training). With the adaLN label path cut (its table zeroed) the
+    output still depends on the label through the tokens, and the token rows start as large as the patch tokens;
+    the adaLN-only layout (``cond_tokens=False``) then ignores the label exactly."""
+    x, t = torch.randn(2, 3, 4, 8, 8), torch.tensor([0.95, 0.95])
+    outs = {}
+    for on in (True, False):
+        m = _model(num_classes=4, cond_tokens=on)
+        with torch.no_grad():
+            m.y_embedder.table.weight.zero_()
+            outs[on] = m(x, t, y=torch.tensor([0, 0])), m(x, t, y=torch.tensor([2, 2]))
+    assert (outs[True][0] - outs[True][1]).abs().max() > 1e-2 * outs[True][0].abs().max()
+    assert torch.equal(outs[False][0], outs[False][1])
+    with seeded(0):
+        fresh = VideoDiT(
+            VideoDiTConfig(
+                input_size=(4, 8, 8), hidden_size=48, num_heads=4, depth=2, num_classes=4, cond_tokens=True
+            )
+        )
+    rows = fresh.y_tokens.weight.norm(dim=1) / 48**0.5
+    assert (rows > 0.7).all() and (fresh.y_embedder.table.weight.norm(dim=1) / 48**0.5 < 0.05).all()
+    text = _model(context_dim=16, cond_tokens=True)
+    pooled = torch.randn(2, 16)
+    with torch.no_grad():  # the pooled caption's adaLN path cut: only its token path is left
+        text.pooled_embedder[2].weight.zero_()
+        text.pooled_embedder[2].bias.zero_()
+        a = text(x, t, context=torch.zeros(2, 3, 16), pooled=pooled)
+        b = text(x, t, context=torch.zeros(2, 3, 16), pooled=-pooled)
+    assert (a - b).abs().max() > 1e-2 * a.abs().max()
+
+
 def test_pos_embed_is_checked():
     with pytest.raises(ValueError, match="pos_embed"):
         VideoDiTConfig(pos_embed="learned")

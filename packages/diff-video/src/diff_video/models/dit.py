@@ -27,7 +27,9 @@ direction adherence at chance of the first runs is not yet shown: see the packag
 
 Conditioning: the time ``t`` ``(B,)`` in [0, 1] (0 = data, 1 = noise), class labels ``y`` ``(B,)`` and/or text
 tokens ``context`` ``(B, M, context_dim)`` (cross-attention after each self-attention, PixArt-alpha's layout;
-``pooled`` ``(B, context_dim)`` is added to the time embedding). **Frame conditioning** (image-to-video,
+``pooled`` ``(B, context_dim)`` is added to the time embedding). With ``cond_tokens`` the class / pooled caption is
+also embedded and added to every patch token: added only in front of the modulation's SiLU, next to a time
+embedding many times longer, it is a weak signal that small models learn slowly (the package README, "Measured"). **Frame conditioning** (image-to-video,
 continuation; Open-Sora 1.2's masking): ``frame_mask`` ``(B, T)`` marks frames given clean; their token-frames
 are modulated with ``t = 0`` while the others use the sample's ``t``, so the adaLN modulation is per token-frame.
 The velocity the model predicts at known frames carries no meaning; the objective leaves them out of its loss
@@ -64,7 +66,9 @@ class VideoDiTConfig:
     ``num_classes = 0`` and ``context_dim = 0`` make an unconditional model; ``attention`` is ``"full"`` or
     ``"factorised"`` (then ``depth`` counts spatial and temporal blocks, alternating, starting spatial);
     ``pos_embed`` is ``"sincos"`` (a fixed absolute ``(t, h, w)`` embedding added to the tokens, besides RoPE) or
-    ``"none"`` (RoPE only: blind to absolute frame and position, see the module docstring).
+    ``"none"`` (RoPE only: blind to absolute frame and position, see the module docstring); ``cond_tokens`` adds
+    an embedding of the class / pooled text to every patch token as well as to the modulation (see the module
+    docstring; ``False``, the default, is the adaLN-only layout).
     """
 
     input_size: tuple[int, int, int] = (16, 32, 32)
@@ -80,6 +84,7 @@ class VideoDiTConfig:
     qk_norm: bool = True
     rope_theta: float = 10000.0
     pos_embed: str = "sincos"
+    cond_tokens: bool = False
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
@@ -177,6 +182,11 @@ class VideoDiT(PretrainedModel):
         self.pooled_embedder = None
         if config.context_dim:
             self.pooled_embedder = nn.Sequential(nn.Linear(config.context_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.y_tokens = self.pooled_tokens = None
+        if config.cond_tokens and config.num_classes:
+            self.y_tokens = nn.Embedding(config.num_classes + 1, d)
+        if config.cond_tokens and config.context_dim:
+            self.pooled_tokens = nn.Linear(config.context_dim, d)
         self.rope = RotaryEmbedding(d // config.num_heads, 3, config.rope_theta)
         kinds = ["full"] * config.depth
         if config.attention == "factorised":
@@ -196,6 +206,8 @@ class VideoDiT(PretrainedModel):
         init_adaln_zero(self, zeroed)
         if self.y_embedder is not None:
             nn.init.normal_(self.y_embedder.table.weight, std=0.02)
+        if self.y_tokens is not None:  # as large as the patch tokens, so the label is not lost among them
+            nn.init.normal_(self.y_tokens.weight, std=1.0)
 
     @property
     def null_class(self) -> int:
@@ -234,6 +246,16 @@ class VideoDiT(PretrainedModel):
             extra = extra + self.pooled_embedder(pooled.to(c.dtype))
         return c + extra[:, None]
 
+    def _condition_tokens(self, h: Tensor, y: Tensor | None, pooled: Tensor | None) -> Tensor:
+        """``h`` ``(B, N, D)`` patch tokens plus the class / pooled-text token embedding (``cond_tokens``)."""
+        if self.y_tokens is not None:
+            if y is None:
+                y = torch.full((h.shape[0],), self.config.num_classes, device=h.device, dtype=torch.long)
+            h = h + self.y_tokens(y)[:, None].to(h.dtype)
+        if self.pooled_tokens is not None and pooled is not None:
+            h = h + self.pooled_tokens(pooled.to(h.dtype))[:, None]
+        return h
+
     def forward(
         self,
         x: Tensor,
@@ -253,7 +275,7 @@ class VideoDiT(PretrainedModel):
         h = self.x_embedder(x)
         if self.config.pos_embed == "sincos":
             h = h + sincos_pos_embed(d, grid, device=x.device)[None].to(h.dtype)
-        h = h.view(b, grid[0], grid[1] * grid[2], d)
+        h = self._condition_tokens(h, y, pooled).view(b, grid[0], grid[1] * grid[2], d)
         c = F.silu(self._condition(t, y, pooled, frame_mask, grid[0]))
         ropes = self._ropes(grid, x.device)  # type: ignore[arg-type]
         for block in self.blocks:

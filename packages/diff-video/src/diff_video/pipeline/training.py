@@ -254,6 +254,7 @@ def build_model(
                 attention=m.attention,
                 num_classes=data.num_classes,
                 context_dim=m.text_width if text is not None else 0,
+                cond_tokens=m.cond_tokens,
                 gradient_checkpointing=m.gradient_checkpointing,
             )
         )
