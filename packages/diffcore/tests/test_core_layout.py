@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "diffcore"
 
 # The concern of each top-level module of diffcore that is not a folder of its own.
-FOUNDATION = ("config", "io", "rng", "device", "progress", "pretrained", "registry", "_moved")
+FOUNDATION = ("config", "io", "rng", "device", "progress", "previews", "pretrained", "registry", "_moved")
 TOP = ("pipeline", "model_card", "modality", "bench", "cli", "workflows", "ui")
 CONCERN_OF = {**dict.fromkeys(FOUNDATION, "foundation"), **dict.fromkeys(TOP, "top")}
 
