@@ -128,4 +128,6 @@ def test_save_writes_a_model_card_the_hub_reads_and_keeps_its_training_and_metri
     ]
     text = (tmp_path / "p" / "README.md").read_text()
     (tmp_path / "p" / "README.md").write_text(text.replace("library_name: diffcore", "library_name: other"))
-    assert hub_folder_problems(tmp_path / "p") == ["README.md has no Hub front matter with library_name: diffcore"]
+    assert hub_folder_problems(tmp_path / "p") == [
+        "README.md has no Hub front matter with library_name: diffcore"
+    ]
