@@ -95,7 +95,7 @@ def test_tensorwise_forward_equals_float8_rounding_of_input_and_weight_by_hand()
     wrapper = nn.Sequential(copy.deepcopy(layer))
     convert_to_float8(wrapper, "tensorwise", keep={}, check_device=False)
     expected = _fake_e4m3(x) @ _fake_e4m3(layer.weight.detach()).T + layer.bias.detach()
-    torch.testing.assert_close(wrapper(x).detach(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(wrapper(x).detach(), expected, rtol=1e-4, atol=5e-5)
     exact = layer(x).detach()
     distance = ((wrapper(x).detach() - exact).norm() / exact.norm()).item()
     assert 1e-3 < distance < 0.06  # e4m3 keeps 3 mantissa bits: a few per cent per matmul, never zero

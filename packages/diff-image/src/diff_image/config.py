@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from diffcore.device import Device
-from diffcore.precision.quantize import QUANTIZATIONS, Quantization
+from diffcore.precision.recipes import QUANTIZATIONS, Quantization
 from diffcore.training import TrainConfig
 
 __all__ = [

@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from diffcore.io import write_json, write_text
 
 from diff_language.config import PythonCorpusConfig
 from diff_language.data.dedup import Deduplicator
@@ -310,13 +311,13 @@ def build_python_corpus(config: PythonCorpusConfig, out: str | Path, *, progress
             save_file({"tokens": stream}, str(tmp / f"tokens-{split}.safetensors"))
             tokens[split] = int(stream.shape[1])
         summary = _summary(config, by_split, manifest, tokens)
-        (tmp / "corpus.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        write_json(summary, tmp / "corpus.json")
         note = " (site-packages files of distributions without a permissive licence were left out)"
-        (tmp / "LICENCES.md").write_text(
+        write_text(
+            tmp / "LICENCES.md",
             LICENCE_NOTE.format(
                 licences=config.licences, note=note if config.licences == "permissive" else ""
             ),
-            encoding="utf-8",
         )
         _set_modes(tmp)
         tmp.rename(out)

@@ -21,12 +21,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
 from diffcore.precision.quantize import fp8_unavailable_reason, kept_by
+from diffcore.precision.recipes import FLOAT8_RECIPES, Float8Recipe
 
 __all__ = [
     "FLOAT8_RECIPES",
@@ -39,8 +40,6 @@ __all__ = [
     "restore_linear",
 ]
 
-Float8Recipe = Literal["none", "tensorwise", "rowwise"]
-FLOAT8_RECIPES: tuple[str, ...] = ("none", "tensorwise", "rowwise")
 
 # Name fragment -> why a linear layer whose qualified name holds it stays in the model's precision.
 KEEP_IN_BF16: dict[str, str] = {

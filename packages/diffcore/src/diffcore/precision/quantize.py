@@ -19,10 +19,12 @@ when asked for: ``quantize_`` replaces the ``nn.Linear`` weights of a module in 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
+
+from diffcore.precision.recipes import QUANTIZATIONS, Quantization
 
 __all__ = [
     "FP8_MIN_CAPABILITY",
@@ -33,8 +35,6 @@ __all__ = [
     "quantize_weights",
 ]
 
-Quantization = Literal["none", "int8", "int8-weight", "fp8", "fp8-weight"]
-QUANTIZATIONS: tuple[str, ...] = ("none", "int8", "int8-weight", "fp8", "fp8-weight")
 
 _TORCHAO_CONFIGS = {
     "int8": "Int8DynamicActivationInt8WeightConfig",  # int8 weights, int8 activations per token

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from diffcore.device import DEVICES, Device
-from diffcore.precision.float8 import FLOAT8_RECIPES, Float8Recipe
+from diffcore.precision.recipes import FLOAT8_RECIPES, Float8Recipe
 
 LrSchedule = Literal["constant", "cosine"]
 MixedPrecision = Literal["no", "bf16", "fp16"]
