@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,14 +202,23 @@ class StructureDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         rec = self.records[index]
-        atoms = torch.from_numpy(rec.coords.astype(np.float32))
-        atoms = atoms - atoms[:, 1].mean(0)
-        frames = frames_from_backbone(atoms[:, 0], atoms[:, 1], atoms[:, 2])
-        return {
-            "atoms": atoms,
-            "rots": frames.rots,
-            "trans": frames.trans,
-            "aatype": tokenize(rec.sequence, unknown="mask"),
-            "residue_index": torch.from_numpy(np.asarray(rec.residue_ids, dtype=np.int64)),
-            "name": self.paths[index].stem,
-        }
+        return backbone_example(rec.coords, rec.sequence, rec.residue_ids, self.paths[index].stem)
+
+
+def backbone_example(
+    coords: np.ndarray, sequence: str, residue_ids: Sequence[int], name: str
+) -> dict[str, torch.Tensor | str]:
+    """One training example of a backbone ``coords: (L, 3, 3)`` (N, CA, C in Angstrom): atoms centred on the CA
+    centroid, their frames (``rots``, ``trans``), tokenised ``aatype`` (unknown residues masked), ``residue_index``
+    and ``name``."""
+    atoms = torch.from_numpy(coords.astype(np.float32))
+    atoms = atoms - atoms[:, 1].mean(0)
+    frames = frames_from_backbone(atoms[:, 0], atoms[:, 1], atoms[:, 2])
+    return {
+        "atoms": atoms,
+        "rots": frames.rots,
+        "trans": frames.trans,
+        "aatype": tokenize(sequence, unknown="mask"),
+        "residue_index": torch.from_numpy(np.asarray(residue_ids, dtype=np.int64)),
+        "name": name,
+    }

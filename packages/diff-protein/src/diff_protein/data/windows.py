@@ -26,8 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from diff_protein import io
-from diff_protein.data.sequences import tokenize
-from diff_protein.frames import frames_from_backbone
+from diff_protein.data.structures import backbone_example
 
 __all__ = ["ChainWindows", "Window", "WindowConfig", "chain_segments", "window_starts"]
 
@@ -184,14 +183,4 @@ class ChainWindows(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         w = self.windows[index]
-        atoms = torch.from_numpy(w.coords.astype(np.float32))
-        atoms = atoms - atoms[:, 1].mean(0)
-        frames = frames_from_backbone(atoms[:, 0], atoms[:, 1], atoms[:, 2])
-        return {
-            "atoms": atoms,
-            "rots": frames.rots,
-            "trans": frames.trans,
-            "aatype": tokenize(w.sequence, unknown="mask"),
-            "residue_index": torch.from_numpy(np.asarray(w.residue_ids, dtype=np.int64)),
-            "name": f"{w.name}_{w.chain_id}_{w.start}",
-        }
+        return backbone_example(w.coords, w.sequence, w.residue_ids, f"{w.name}_{w.chain_id}_{w.start}")
