@@ -76,6 +76,34 @@ class DMDModel(nn.Module):
         return self.generator(x, t, **cond)
 
 
+def uniform_times(
+    t_range: tuple[float, float], b: int, device: torch.device, generator: torch.Generator | None
+) -> Tensor:
+    """``(b,)`` float64 times uniform on ``t_range`` (``t = 1`` is noise)."""
+    lo, hi = t_range
+    return lo + (hi - lo) * torch.rand(b, device=device, generator=generator, dtype=torch.float64)
+
+
+def fake_score_loss(
+    fake_score: nn.Module,
+    x: Tensor,
+    t: Tensor,
+    schedule,
+    prediction: Prediction,
+    cond: Mapping[str, Any],
+    generator: torch.Generator | None,
+) -> Tensor:
+    """The fake score's denoising loss (DMD Eq. 6) on generated samples ``x`` (detached here) at times ``t``:
+    noise ``x`` to ``x_t`` with fresh Gaussian noise, regress ``fake_score(x_t, t)`` on its ``prediction`` target;
+    mean squared error per sample, averaged over the batch. Shared by DMD and EMD."""
+    b = x.shape[0]
+    c = coefficients(schedule, t, x)
+    noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+    x0 = x.detach()
+    out = fake_score(c.alpha * x0 + c.sigma * noise, t.to(x.dtype), **cond)
+    return ((out - from_x0_eps(x0, noise, prediction, c)) ** 2).reshape(b, -1).mean(1).mean()
+
+
 def dmd_optimizer(model: DMDModel, lr: float, fake_lr_ratio: float = 5.0) -> torch.optim.Optimizer:
     """AdamW (betas 0, 0.99 as in DMD2) with the fake-score network at ``fake_lr_ratio`` times ``lr``."""
     if not fake_lr_ratio > 0:
@@ -239,8 +267,7 @@ class DistributionMatchingDistillation:
         return Denoiser(generator, self.schedule, self.generator_prediction)
 
     def _times(self, b: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
-        lo, hi = self.t_range
-        return lo + (hi - lo) * torch.rand(b, device=device, generator=generator, dtype=torch.float64)
+        return uniform_times(self.t_range, b, device, generator)
 
     def _matching_loss(
         self,
@@ -269,14 +296,8 @@ class DistributionMatchingDistillation:
     def _fake_loss(
         self, model: DMDModel, x: Tensor, cond: dict[str, Any], generator: torch.Generator | None
     ) -> Tensor:
-        b = x.shape[0]
-        t = self._times(b, x.device, generator)
-        c = coefficients(self.schedule, t, x)
-        noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
-        x0 = x.detach()
-        out = model.fake_score(c.alpha * x0 + c.sigma * noise, t.to(x.dtype), **cond)
-        target = from_x0_eps(x0, noise, self.fake_prediction, c)
-        return ((out - target) ** 2).reshape(b, -1).mean(1).mean()
+        t = self._times(x.shape[0], x.device, generator)
+        return fake_score_loss(model.fake_score, x, t, self.schedule, self.fake_prediction, cond, generator)
 
     def _logits(self, model: DMDModel, x: Tensor, t: Tensor, cond: dict[str, Any], frozen: bool) -> Tensor:
         """GAN head on the pooled output of the fake network's feature module at ``(x, t)``: ``(B,)`` logits.

@@ -39,10 +39,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from diffcore.distill.dmd import DMDModel
+from diffcore.distill.dmd import DMDModel, fake_score_loss, uniform_times
 from diffcore.distill.teacher import coefficients
 from diffcore.paths.denoiser import Denoiser, DenoiserBase
-from diffcore.paths.predictions import Prediction, check_prediction, from_x0_eps, to_x0_eps
+from diffcore.paths.predictions import Prediction, check_prediction, to_x0_eps
 from diffcore.training.objectives import split_batch
 
 
@@ -168,16 +168,11 @@ class EMDistillation:
             return (c.sigma / c.alpha) * residual / (max(self.langevin_steps, 1) * self.gamma_eps) / norm
 
     def _fake_loss(self, model: DMDModel, x: Tensor, cond: dict[str, Any], generator) -> Tensor:
-        b = x.shape[0]
-        t = self._times(b, x.device, generator)
-        c = coefficients(self.schedule, t, x)
-        noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
-        out = model.fake_score(c.alpha * x + c.sigma * noise, t.to(x.dtype), **cond)
-        return ((out - from_x0_eps(x, noise, self.fake_prediction, c)) ** 2).reshape(b, -1).mean(1).mean()
+        t = self._times(x.shape[0], x.device, generator)
+        return fake_score_loss(model.fake_score, x, t, self.schedule, self.fake_prediction, cond, generator)
 
     def _times(self, b: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
-        lo, hi = self.t_range
-        return lo + (hi - lo) * torch.rand(b, device=device, generator=generator, dtype=torch.float64)
+        return uniform_times(self.t_range, b, device, generator)
 
     def __call__(
         self, model: DMDModel, batch: Tensor | Mapping[str, Any], generator: torch.Generator | None = None
