@@ -83,10 +83,15 @@ class ClassConditionalTeacher:
         return out
 
 
+TRAIN_SEED = [0]
+"""The training seed of the current run: ``run`` sets it, ``config`` passes it to every ``TrainConfig`` so a
+seed changes the data order and the objectives' noise as well as the initialisation."""
+
+
 def config(out: Path, name: str, steps: int, lr: float = 2e-3) -> TrainConfig:
     return TrainConfig(
         steps=steps, lr=lr, ema_decay=None, checkpoint_every=None, tensorboard=False, progress_bar=False,
-        output_dir=str(out / name), log_every=max(steps // 4, 1), max_grad_norm=1.0,
+        output_dir=str(out / name), log_every=max(steps // 4, 1), max_grad_norm=1.0, seed=TRAIN_SEED[0],
     )  # fmt: skip
 
 
@@ -129,6 +134,7 @@ def run(quick: bool, out: Path, scale: float = 1.0, seed: int = 0, methods: set[
     want = lambda name: methods is None or name in methods  # noqa: E731
     out = out / f"seed{seed}"
     torch.manual_seed(seed)
+    TRAIN_SEED[0] = seed
     scale = 0.01 if quick else scale
     n = lambda steps: max(int(steps * scale), 4)  # noqa: E731
     width = 16 if quick else 128
