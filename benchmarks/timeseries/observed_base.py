@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the
 from results_io import write_result
 
 HORIZON, WINDOW, MISSING = 12, 96, 0.3
-BASES = ("seasonal", "holt")
+BASES = ("seasonal", "holt", "validated")
 
 
 def base_of(x: np.ndarray, observed: np.ndarray, base: str) -> np.ndarray:

@@ -57,6 +57,11 @@ def main() -> None:
     parser.add_argument(
         "--no-result", action="store_true", help="Do not write the result file (checks, toy sizes)."
     )
+    parser.add_argument(
+        "--variant",
+        default=None,
+        help="Name the result file's variant (default: quick or none), e.g. quick-scaled for a --set run.",
+    )
     args = parser.parse_args()
     settings = QUICK if args.quick else FULL
     settings = _override(settings, args.set, parser)
@@ -96,7 +101,7 @@ def main() -> None:
             "files": [str(out / f) for f in result.files],
         },
         script="timeseries_full",
-        variant="quick" if args.quick else None,
+        variant=args.variant or ("quick" if args.quick else None),
         device=settings.device if settings.device != "auto" else None,
         packages=("diffcore", "diff-timeseries", "statsmodels"),
     )

@@ -26,6 +26,10 @@ __all__ = [
 ]
 
 
+BASES = ("interpolation", "seasonal", "holt", "validated")
+"""The bases of :class:`ObservedConditioning`."""
+
+
 @dataclass
 class ObservedConditioning:
     """How the prior reads the observed part of a window.
@@ -35,7 +39,10 @@ class ObservedConditioning:
             nearest one held beyond: the naive forecast) or ``"seasonal"`` (linear interpolation inside gaps, the
             seasonal naive forecast with drift at the detected period beyond the observed span) or ``"holt"``
             (:func:`~diff_timeseries.observed.holt_continuation`: seasonal + linear interpolation inside gaps, a
-            damped Holt forecast of the seasonally adjusted series plus the season beyond).
+            damped Holt forecast of the seasonally adjusted series plus the season beyond) or ``"validated"``
+            (:func:`~diff_timeseries.observed.validated_continuation`: ``holt``'s inside gaps; beyond the span,
+            per window, the ``holt`` or the ``seasonal`` forecast, whichever forecast the window's own last
+            observed steps better when they are held out).
         features: also give the network the extra channels of :func:`observed_inputs` (the last value held, the
             seasonal naive forecast without drift, the base one period earlier and later, the distance to the
             nearest observed point, the phase in the detected cycle and the period).
@@ -43,7 +50,8 @@ class ObservedConditioning:
         damping: the drift of the seasonal base is damped by this factor per step after the end (1: linear
             drift; ETS's damped trend, FPP3 Sec. 8.2).
         scaled: beyond the observed span, generate the residual in units of the base's in-sample error (the
-            ``holt`` fit's one-step error; the seasonal naive forecast's for the other bases,
+            ``holt`` fit's one-step error; the ``validated`` base's error on its held-out steps; the seasonal
+            naive forecast's for the other bases,
             :func:`~diff_timeseries.observed.residual_scale`), so smooth and noisy windows ask the network for
             residuals of one size (False: units of the observed part's deviation everywhere).
     """
@@ -55,8 +63,8 @@ class ObservedConditioning:
     scaled: bool = False
 
     def __post_init__(self) -> None:
-        if self.base not in ("interpolation", "seasonal", "holt"):
-            raise ValueError(f"base: expected 'interpolation', 'seasonal' or 'holt', got {self.base!r}")
+        if self.base not in BASES:
+            raise ValueError(f"base: expected one of {', '.join(map(repr, BASES))}, got {self.base!r}")
         if self.max_period < 2:
             raise ValueError(f"max_period: expected >= 2, got {self.max_period}")
         if not 0.0 < self.damping <= 1.0:
