@@ -229,7 +229,7 @@ def test_the_validated_base_forecasts_with_the_candidate_that_predicted_the_held
     # a noisy line with spikes at the last step of each fit: the naive forecast with drift copies the
     # spike, Holt smooths it away
     line = 0.05 * t + 0.3 * torch.randn(96, generator=g, dtype=torch.float64)
-    line[[71, 83]] += 4.0
+    line[[59, 71, 83]] += 4.0
     x = torch.stack([growing, line])[:, None]  # (2, 1, 96)
     mask = torch.ones_like(x)
     mask[..., 84:] = 0
@@ -241,16 +241,16 @@ def test_the_validated_base_forecasts_with_the_candidate_that_predicted_the_held
     holt = holt_continuation(x * mask, mask, period)
     assert torch.allclose(base[0, :, 84:], seasonal[0, :, 84:]) and torch.allclose(base[1], holt[1])
     assert torch.allclose(base[..., :84], holt[..., :84])  # inside the span: holt's fill, either way
-    # the error: the chosen candidate's RMS on the last 12 observed steps (the horizon), fitted before them
-    fit = mask.clone()
-    fit[..., 72:] = 0
-    _, fit_slope = observed_line(x * fit, fit)
-    seasonal_fit = seasonal_continuation(interpolate_observed(x * fit, fit), fit, period, fit_slope)
-    holt_fit = holt_continuation(x * fit, fit, period)
-    expected = [
-        (seasonal_fit[0, 0, 72:84] - x[0, 0, 72:84]).square().mean().sqrt(),
-        (holt_fit[1, 0, 72:84] - x[1, 0, 72:84]).square().mean().sqrt(),
-    ]
+    # the error: the chosen candidate's RMS over both origins (fitted up to 60 and 72, scored on the next 12)
+    expected = []
+    for row, pick in ((0, 1), (1, 0)):  # growing: seasonal; line: holt
+        sq = []
+        for end in (60, 72):
+            fit = mask[row : row + 1].clone()
+            fit[..., end:] = 0
+            cands = _candidates(x[row : row + 1], fit, period[row : row + 1])
+            sq.append((cands[pick][0, 0, end : end + 12] - x[row, 0, end : end + 12]).square())
+        expected.append(torch.cat(sq).mean().sqrt())
     assert torch.allclose(error.flatten(), torch.stack(expected))
     # scaled: that error is the residual's unit beyond the span, the deviation's inside
     read = observed_inputs(x[:1] * mask[:1], mask[:1], ObservedConditioning(base="validated", scaled=True))
@@ -259,21 +259,25 @@ def test_the_validated_base_forecasts_with_the_candidate_that_predicted_the_held
     assert torch.allclose(read.base, base[:1])  # its detected period is 12
 
 
-def test_the_validated_base_holds_out_at_most_a_quarter_of_the_observed_points():
+def _candidates(x, fit, period):
+    _, slope = observed_line(x * fit, fit)
+    seasonal = seasonal_continuation(interpolate_observed(x * fit, fit), fit, period, slope)
+    return holt_continuation(x * fit, fit, period), seasonal
+
+
+def test_the_validated_base_holds_out_at_most_half_of_the_observed_points():
     x = torch.sin(torch.arange(24, dtype=torch.float64))[None, None]
     mask = torch.zeros_like(x)
-    mask[..., :8] = 1  # 8 observed, 16 to forecast: 2 held out, not 16
-    base, error, _ = validated_continuation(x * mask, mask, torch.ones(1, 1, 1, dtype=torch.long))
-    fit = mask.clone()
-    fit[..., 6:] = 0
-    _, slope = observed_line(x * fit, fit)
-    cands = [
-        holt_continuation(x * fit, fit, torch.ones(1, 1, 1, dtype=torch.long)),
-        seasonal_continuation(
-            interpolate_observed(x * fit, fit), fit, torch.ones(1, 1, 1, dtype=torch.long), slope
-        ),
-    ]
-    rms = min(float((c[..., 6:8] - x[..., 6:8]).square().mean().sqrt()) for c in cands)
+    mask[..., :8] = 1  # 8 observed, 16 to forecast: 2 held out at each of 2 origins, not 16
+    one = torch.ones(1, 1, 1, dtype=torch.long)
+    base, error, _ = validated_continuation(x * mask, mask, one)
+    sq = [[], []]
+    for end in (4, 6):
+        fit = mask.clone()
+        fit[..., end:] = 0
+        for i, c in enumerate(_candidates(x, fit, one)):
+            sq[i].append((c[..., end : end + 2] - x[..., end : end + 2]).square())
+    rms = min(float(torch.cat(e, -1).mean().sqrt()) for e in sq)
     assert float(error) == pytest.approx(rms)
     few = torch.zeros_like(x)
     few[..., :3] = 1  # too few points to hold any out: holt, error 1

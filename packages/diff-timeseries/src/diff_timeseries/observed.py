@@ -363,19 +363,32 @@ VALIDATION_MIN_SCALE = 0.05
 part's deviation)."""
 
 
+VALIDATION_ORIGINS = 2
+"""Forecast origins :func:`validated_continuation` scores its candidates at (time series cross-validation)."""
+
+
+def _forecast_candidates(
+    values: Tensor, mask: Tensor, period: Tensor, damping: float
+) -> tuple[Tensor, Tensor]:
+    """The two forecasts :func:`validated_continuation` chooses between, from the entries where ``mask`` is 1:
+    :func:`holt_continuation` and :func:`seasonal_continuation` with the least-squares drift."""
+    _, slope = observed_line(values * mask, mask)
+    seasonal = seasonal_continuation(interpolate_observed(values * mask, mask), mask, period, slope, damping)
+    return holt_continuation(values * mask, mask, period), seasonal  # type: ignore[return-value]
+
+
 def validated_continuation(
     values: Tensor, mask: Tensor, period: Tensor, damping: float = 1.0
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The ``validated`` base: per row, the :func:`holt_continuation` or the :func:`seasonal_continuation` with
     drift beyond the last observed step, whichever forecast the row's own last observed steps better.
 
-    Validation is the forecaster's usual out-of-sample check on the history alone (FPP3 Sec. 5.8, one origin of
-    time series cross-validation): the last ``v`` observed steps of the row are held out, both candidates are
-    fitted on the steps before them and forecast them; ``v`` is the row's forecast horizon (the unobserved steps
-    after its last observed one), at least 1 and at most a quarter of the observed points. Inside gaps the base
-    is :func:`validated_fill`'s (linear interpolation or a kernel smoother, with or without the season, chosen
-    by leave-one-out error); before the first observed step it is
-    :func:`holt_continuation`'s (the season continued backwards with the drift).
+    Validation is the forecaster's usual out-of-sample check on the history alone (FPP3 Sec. 5.8, time series
+    cross-validation at :data:`VALIDATION_ORIGINS` origins): at origin ``k`` the observed steps up to ``v k``
+    steps before the last are kept, both candidates are fitted on them and forecast the next ``v``; the squared
+    errors of all origins are summed. ``v`` is the row's forecast horizon (the unobserved steps after its last
+    observed one), at least 1, and all origins together hold out at most half of the observed points. Inside and
+    before the span the base is :func:`holt_continuation`'s, whichever forecast is chosen.
 
     Args:
         values: ``(B, C, L)`` zero where unobserved; ``mask`` ``(B, C, L)`` 1 where observed.
@@ -384,7 +397,7 @@ def validated_continuation(
 
     Returns:
         ``(base (B, C, L), error (B, C, 1), holt_chosen (B, C, 1) bool)``: ``error`` is the chosen candidate's
-        root mean square error on the held-out steps (the size of its multi-step error, what the residual
+        root mean square error on the held-out steps of every origin (the size of its multi-step error, what the residual
         beyond the span is made of; 1 for a row with nothing held out).
     """
     n = values.shape[-1]
@@ -392,25 +405,22 @@ def validated_continuation(
     _, last = _span(mask)
     idx = torch.arange(n, device=values.device).expand(values.shape)
     horizon = (n - 1 - last).clamp_min(1)
-    hold = torch.minimum(horizon, (m.sum(-1, keepdim=True) / 4).long())  # (B, C, 1), 0: too few points
-    fit = m * (idx <= last - hold).to(m.dtype)
-    held = m - fit
-    candidates = []
-    for mm in (fit, m):
-        _, slope = observed_line(values * mm, mm)
-        seasonal = seasonal_continuation(interpolate_observed(values * mm, mm), mm, period, slope, damping)
-        candidates.append((holt_continuation(values * mm, mm, period), seasonal))
-    count = held.sum(-1, keepdim=True)
-    errors = [((c - values) * held).square().sum(-1, keepdim=True) for c in candidates[0]]
+    # (B, C, 1) steps held out per origin; 0: too few points to hold any out
+    hold = torch.minimum(horizon, (m.sum(-1, keepdim=True) / (2 * VALIDATION_ORIGINS)).long())
+    errors = [torch.zeros_like(hold, dtype=values.dtype) for _ in range(2)]
+    count = torch.zeros_like(errors[0])
+    for k in range(1, VALIDATION_ORIGINS + 1):  # origin k: fitted up to last - k v, scored on the next v
+        fit = m * (idx <= last - k * hold).to(m.dtype)
+        held = m * (idx <= last - (k - 1) * hold).to(m.dtype) - fit
+        for i, c in enumerate(_forecast_candidates(values, fit, period, damping)):
+            errors[i] = errors[i] + ((c - values) * held).square().sum(-1, keepdim=True)
+        count = count + held.sum(-1, keepdim=True)
     holt_chosen = errors[0] <= errors[1]
     error = torch.where(
         count > 0, (torch.minimum(*errors) / count.clamp_min(1)).sqrt(), torch.ones_like(count)
     )
-    holt, seasonal = candidates[1]
-    fill = validated_fill(values * m, m, period)
-    first, _ = _span(mask)
-    base = torch.where(idx > last, torch.where(holt_chosen, holt, seasonal), holt)
-    base = torch.where((idx >= first) & (idx <= last), fill, base)
+    holt, seasonal = _forecast_candidates(values, m, period, damping)
+    base = torch.where((idx > last) & ~holt_chosen, seasonal, holt)
     return base, error, holt_chosen
 
 
@@ -479,10 +489,13 @@ def observed_inputs(observed: Tensor, mask: Tensor, conditioning: ObservedCondit
         else:
             base, rms, _ = validated_continuation(values, m, period, cfg.damping)
             rms = rms.clamp_min(VALIDATION_MIN_SCALE)
+        first, last = _span(mask)
+        idx = torch.arange(held.shape[-1], device=held.device).expand(held.shape)
+        inside = (idx >= first) & (idx <= last)
+        if cfg.fill == "validated":
+            base = torch.where(inside, validated_fill(values, m, period), base)
         if cfg.scaled:  # beyond the span: units of the base's error; inside: of the deviation
-            first, last = _span(mask)
-            idx = torch.arange(held.shape[-1], device=held.device).expand(held.shape)
-            scale = torch.where((idx >= first) & (idx <= last), scale, rms)
+            scale = torch.where(inside, scale, rms)
     else:
         base = seasonal if cfg.base == "seasonal" else held
         if cfg.scaled:
