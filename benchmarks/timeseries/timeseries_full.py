@@ -6,6 +6,8 @@ forecasting CRPS / MASE against seasonal naive, ETS and ARIMA, imputation MAE ag
     uv run python benchmarks/timeseries/timeseries_full.py --quick        # CPU, < 5 minutes
     uv run python benchmarks/timeseries/timeseries_full.py                # one GPU (H100: training capped at 420 s)
     uv run python benchmarks/timeseries/timeseries_full.py --resume       # continue a cut GPU run in --out
+    uv run python benchmarks/timeseries/timeseries_full.py --quick --set prior_base=validated \
+        --variant quick-validated                                          # an option, its own result file
 
 Without uv (a GPU machine with torch, statsmodels, pandas and matplotlib installed):
 
