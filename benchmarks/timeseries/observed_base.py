@@ -4,8 +4,8 @@ For every base of ``ObservedConditioning.base`` (``seasonal``: seasonal naive wi
 on the seasonally adjusted series plus the seasonal profile), on the statsmodels series: MAE of the base on the
 last 12 points, computed from the 84 before them in the units of their own mean and deviation as the prior sees
 them (the 96-step window of ``forecast_array``); and imputation MAE at 30% missing against linear
-interpolation on held-out synthetic windows and statsmodels windows of 96 steps (the windows and masks of
-``diff_timeseries.evaluation.score_imputation``). CPU, seconds.
+interpolation on held-out synthetic windows and statsmodels windows of 96 steps (the windows of
+``diff_timeseries.evaluation.score_imputation``, each with ``MASK_DRAWS`` random masks). CPU, seconds.
 
     uv run python benchmarks/timeseries/observed_base.py
 
@@ -31,15 +31,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the
 from results_io import write_result
 
 HORIZON, WINDOW, MISSING = 12, 96, 0.3
-BASES = ("seasonal", "holt")
+MASK_DRAWS = 4
+"""Random masks drawn per imputation window (the statsmodels set is small: 36 windows)."""
+BASES = {
+    "seasonal": ObservedConditioning(base="seasonal"),
+    "holt-seasonal-fill": ObservedConditioning(base="holt", fill="seasonal"),
+    "holt": ObservedConditioning(base="holt"),
+    "validated": ObservedConditioning(base="validated"),
+}
+"""The bases scored: ``holt`` and ``validated`` with the default gap fill (``validated_fill``), ``holt`` also
+with the seasonal + linear fill it had before."""
 
 
-def base_of(x: np.ndarray, observed: np.ndarray, base: str) -> np.ndarray:
+def base_of(x: np.ndarray, observed: np.ndarray, base: ObservedConditioning) -> np.ndarray:
     """The base ``(W,)`` of window ``x`` given its ``observed`` points, in the window's units."""
     v = torch.from_numpy(np.where(observed, x, 0.0))[None, None]
     m = torch.from_numpy(observed.astype(np.float64))[None, None]
     mean, std = observed_statistics(v, m)
-    read = observed_inputs((v - mean) / std * m, m, ObservedConditioning(base=base))
+    read = observed_inputs((v - mean) / std * m, m, base)
     return (read.base * std + mean)[0, 0].numpy()
 
 
@@ -60,7 +69,7 @@ def main() -> None:
         observed[WINDOW - HORIZON - ctx : WINDOW - HORIZON] = True
         key = s.name.replace("/", "_")
         for b in BASES:
-            err = np.abs(base_of(x, observed, b)[-HORIZON:] - target).mean()
+            err = np.abs(base_of(x, observed, BASES[b])[-HORIZON:] - target).mean()
             metrics[f"forecast_mae_{b}_{key}"] = float(err)
         print(f"{key:24s} " + " ".join(f"{metrics[f'forecast_mae_{b}_{key}']:10.4g}" for b in BASES))
     rng = np.random.default_rng(0)
@@ -74,12 +83,12 @@ def main() -> None:
     synth = synthetic_set(32, WINDOW, HELD_OUT_SEED)[0][:, 0]
     for name, data in (("synthetic", synth), ("statsmodels", real)):
         errs: dict[str, list[np.ndarray]] = {b: [] for b in ("linear", *BASES)}
-        for x in data:
+        for x in [x for _ in range(MASK_DRAWS) for x in data]:
             observed = rng.random(WINDOW) >= MISSING
             observed[[0, -1]] = True
             errs["linear"].append(np.abs(baselines.linear_interpolation(x, observed) - x)[~observed])
             for b in BASES:
-                errs[b].append(np.abs(base_of(x, observed, b) - x)[~observed])
+                errs[b].append(np.abs(base_of(x, observed, BASES[b]) - x)[~observed])
         linear = float(np.concatenate(errs["linear"]).mean())
         metrics[f"impute_mae_linear_{name}"] = linear
         for b in BASES:
@@ -93,7 +102,13 @@ def main() -> None:
     if args.no_result:
         return
     path = write_result(
-        {"horizon": HORIZON, "window": WINDOW, "missing": MISSING, "metrics": metrics},
+        {
+            "horizon": HORIZON,
+            "window": WINDOW,
+            "missing": MISSING,
+            "mask_draws": MASK_DRAWS,
+            "metrics": metrics,
+        },
         script="observed_base",
         device="cpu",
         packages=("diffcore", "diff-timeseries", "statsmodels"),

@@ -6,6 +6,8 @@ forecasting CRPS / MASE against seasonal naive, ETS and ARIMA, imputation MAE ag
     uv run python benchmarks/timeseries/timeseries_full.py --quick        # CPU, < 5 minutes
     uv run python benchmarks/timeseries/timeseries_full.py                # one GPU (H100: training capped at 420 s)
     uv run python benchmarks/timeseries/timeseries_full.py --resume       # continue a cut GPU run in --out
+    uv run python benchmarks/timeseries/timeseries_full.py --quick --set prior_base=validated \
+        --variant quick-validated                                          # an option, its own result file
 
 Without uv (a GPU machine with torch, statsmodels, pandas and matplotlib installed):
 
@@ -57,6 +59,11 @@ def main() -> None:
     parser.add_argument(
         "--no-result", action="store_true", help="Do not write the result file (checks, toy sizes)."
     )
+    parser.add_argument(
+        "--variant",
+        default=None,
+        help="Name the result file's variant (default: quick or none), e.g. quick-scaled for a --set run.",
+    )
     args = parser.parse_args()
     settings = QUICK if args.quick else FULL
     settings = _override(settings, args.set, parser)
@@ -96,7 +103,7 @@ def main() -> None:
             "files": [str(out / f) for f in result.files],
         },
         script="timeseries_full",
-        variant="quick" if args.quick else None,
+        variant=args.variant or ("quick" if args.quick else None),
         device=settings.device if settings.device != "auto" else None,
         packages=("diffcore", "diff-timeseries", "statsmodels"),
     )

@@ -12,6 +12,8 @@ from diff_timeseries.observed import (
     HOLT_MIN_SCALE,
     HOLT_PHIS,
     MIN_SCALE,
+    VALIDATION_MIN_SCALE,
+    _local_linear,
     detect_period,
     holt_continuation,
     interpolate_observed,
@@ -20,6 +22,8 @@ from diff_timeseries.observed import (
     residual_scale,
     seasonal_continuation,
     seasonal_profile,
+    validated_continuation,
+    validated_fill,
 )
 
 
@@ -215,3 +219,115 @@ def test_the_holt_base_forecasts_a_wandering_season_better_than_seasonal_naive()
             read = observed_inputs(x * mask, mask, ObservedConditioning(base=base))
             errs[base].append(float((read.base - x)[..., 84:].abs().mean()))
     assert np.mean(errs["holt"]) < 0.85 * np.mean(errs["seasonal"])
+
+
+def test_the_validated_base_forecasts_with_the_candidate_that_predicted_the_held_out_steps_better():
+    t = torch.arange(96, dtype=torch.float64)
+    g = torch.Generator().manual_seed(7)
+    # a cycle whose amplitude grows: the last cycle (seasonal naive) is right, a fixed profile is not
+    growing = (1 + t / 12) * torch.sin(2 * torch.pi * t / 12)
+    # a noisy line with spikes at the last step of each fit: the naive forecast with drift copies the
+    # spike, Holt smooths it away
+    line = 0.05 * t + 0.3 * torch.randn(96, generator=g, dtype=torch.float64)
+    line[[59, 71, 83]] += 4.0
+    x = torch.stack([growing, line])[:, None]  # (2, 1, 96)
+    mask = torch.ones_like(x)
+    mask[..., 84:] = 0
+    period = torch.tensor([12, 1])[:, None, None]
+    base, error, holt_chosen = validated_continuation(x * mask, mask, period)
+    assert holt_chosen.flatten().tolist() == [False, True]
+    _, slope = observed_line(x * mask, mask)
+    seasonal = seasonal_continuation(interpolate_observed(x * mask, mask), mask, period, slope)
+    holt = holt_continuation(x * mask, mask, period)
+    assert torch.allclose(base[0, :, 84:], seasonal[0, :, 84:]) and torch.allclose(base[1], holt[1])
+    assert torch.allclose(base[..., :84], holt[..., :84])  # inside the span: holt's fill, either way
+    # the error: the chosen candidate's RMS over both origins (fitted up to 60 and 72, scored on the next 12)
+    expected = []
+    for row, pick in ((0, 1), (1, 0)):  # growing: seasonal; line: holt
+        sq = []
+        for end in (60, 72):
+            fit = mask[row : row + 1].clone()
+            fit[..., end:] = 0
+            cands = _candidates(x[row : row + 1], fit, period[row : row + 1])
+            sq.append((cands[pick][0, 0, end : end + 12] - x[row, 0, end : end + 12]).square())
+        expected.append(torch.cat(sq).mean().sqrt())
+    assert torch.allclose(error.flatten(), torch.stack(expected))
+    # scaled: that error is the residual's unit beyond the span, the deviation's inside
+    read = observed_inputs(x[:1] * mask[:1], mask[:1], ObservedConditioning(base="validated", scaled=True))
+    scale = error[:1].clamp_min(VALIDATION_MIN_SCALE).expand(1, 1, 12)
+    assert torch.allclose(read.scale[..., 84:], scale) and (read.scale[..., :84] == 1).all()
+    assert torch.allclose(read.base, base[:1])  # its detected period is 12
+
+
+def _candidates(x, fit, period):
+    _, slope = observed_line(x * fit, fit)
+    seasonal = seasonal_continuation(interpolate_observed(x * fit, fit), fit, period, slope)
+    return holt_continuation(x * fit, fit, period), seasonal
+
+
+def test_the_validated_base_holds_out_at_most_half_of_the_observed_points():
+    x = torch.sin(torch.arange(24, dtype=torch.float64))[None, None]
+    mask = torch.zeros_like(x)
+    mask[..., :8] = 1  # 8 observed, 16 to forecast: 2 held out at each of 2 origins, not 16
+    one = torch.ones(1, 1, 1, dtype=torch.long)
+    base, error, _ = validated_continuation(x * mask, mask, one)
+    sq = [[], []]
+    for end in (4, 6):
+        fit = mask.clone()
+        fit[..., end:] = 0
+        for i, c in enumerate(_candidates(x, fit, one)):
+            sq[i].append((c[..., end : end + 2] - x[..., end : end + 2]).square())
+    rms = min(float(torch.cat(e, -1).mean().sqrt()) for e in sq)
+    assert float(error) == pytest.approx(rms)
+    few = torch.zeros_like(x)
+    few[..., :3] = 1  # too few points to hold any out: holt, error 1
+    base, error, holt_chosen = validated_continuation(x * few, few, torch.ones(1, 1, 1, dtype=torch.long))
+    assert bool(holt_chosen) and float(error) == 1.0
+    assert torch.allclose(base, holt_continuation(x * few, few, torch.ones(1, 1, 1, dtype=torch.long)))
+
+
+def test_the_leave_one_out_smoother_at_a_step_is_the_smoother_without_that_step():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 1, 40, generator=g, dtype=torch.float64).cumsum(-1)
+    mask = (torch.rand(1, 1, 40, generator=g) > 0.3).to(torch.float64)
+    for h in (0.5, 3.0):
+        loo = _local_linear(x * mask, mask, h, leave_out=True)
+        for i in (5, 17, 30):
+            without = mask.clone()
+            without[..., i] = 0
+            full = _local_linear(x * without, without, h, leave_out=False)
+            assert torch.allclose(loo[..., i], full[..., i])
+
+
+def test_the_leave_one_out_season_of_a_strictly_periodic_series_is_its_season():
+    x = _seasonal(6, 60) + 0.3 * torch.arange(60, dtype=torch.float64)
+    mask = torch.ones_like(x)
+    mask[..., [3, 10, 11, 40]] = 0
+    period = torch.tensor([[[6]]])
+    full = seasonal_profile(x * mask, mask, period)
+    loo = seasonal_profile(x * mask, mask, period, leave_out=True)
+    assert torch.allclose(loo[mask > 0], full[mask > 0], atol=1e-9)
+    noisy = x + 0.5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    loo = seasonal_profile(noisy * mask, mask, period, leave_out=True)
+    assert not torch.allclose(loo[mask > 0], seasonal_profile(noisy * mask, mask, period)[mask > 0])
+
+
+def test_the_validated_fill_is_exact_on_a_line_and_a_season_and_smooths_noise():
+    t = torch.arange(72, dtype=torch.float64)
+    g = torch.Generator().manual_seed(4)
+    mask = (torch.rand(1, 1, 72, generator=g) > 0.3).to(torch.float64)
+    mask[..., [0, -1]] = 1
+    one = torch.ones(1, 1, 1, dtype=torch.long)
+    line = (2.0 - 0.1 * t)[None, None]
+    assert torch.allclose(validated_fill(line * mask, mask, one), line)
+    season = _seasonal(12, 72) + 0.05 * t  # linear interpolation alone misses the cycle between neighbours
+    fill = validated_fill(season * mask, mask, torch.tensor([[[12]]]))
+    assert torch.allclose(fill, season, atol=1e-3)  # to the backfitted profile's few sweeps
+    assert (interpolate_observed(season * mask, mask) - season).abs().max() > 0.5
+    errs = {"fill": [], "linear": []}
+    for seed in range(8):  # white noise around a level: averaging more neighbours beats copying two
+        noise = torch.randn(1, 1, 72, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        hidden = mask == 0
+        errs["fill"].append(float((validated_fill(noise * mask, mask, one) - noise)[hidden].abs().mean()))
+        errs["linear"].append(float((interpolate_observed(noise * mask, mask) - noise)[hidden].abs().mean()))
+    assert np.mean(errs["fill"]) < 0.9 * np.mean(errs["linear"])

@@ -126,7 +126,7 @@ def test_the_anchor_interpolates_inside_gaps_and_holds_the_ends():
 
 def test_the_objective_scores_only_the_hidden_entries():
     class Oracle(torch.nn.Module):  # the exact velocity where hidden, garbage where observed
-        def forward(self, x, t, observed, mask):
+        def forward(self, x, t, observed, mask, channels=None):
             return torch.where(mask == 1, torch.full_like(x, 1e3), self.v)
 
     x = torch.randn(8, 1, 24)
@@ -144,13 +144,51 @@ def test_the_objective_scores_only_the_hidden_entries():
     assert float(loss) == pytest.approx(0.0, abs=1e-8)
 
 
+def test_the_base_is_read_from_the_observed_part_once_per_training_step_and_per_fill(run, monkeypatch):
+    import diff_timeseries.observed as observed
+
+    calls = []
+    real = observed.holt_continuation
+
+    def counted(*args, **kw):
+        calls.append(args[0].shape)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(observed, "holt_continuation", counted)
+    _, pipe = run
+    prior = pipe.prior
+    assert prior.config.conditioning.base == "holt"
+    x = torch.randn(8, 1, 24)
+    loss, _ = ObservedObjective(prior.config.conditioning)(prior, {"x": x}, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and len(calls) == 1
+    calls.clear()
+    mask = torch.ones(2, 1, 24)
+    mask[..., -6:] = 0
+    out = pipe.fill(x[:2] * mask, mask, samples=3, steps=5, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (3, 2, 1, 24) and len(calls) == 1  # not once per sampler step
+
+
+def test_the_prior_given_its_channels_equals_the_prior_reading_them_itself(run):
+    _, pipe = run
+    prior = pipe.prior
+    g = torch.Generator().manual_seed(1)
+    x, r = torch.randn(4, 1, 24, generator=g), torch.randn(4, 1, 24, generator=g)
+    mask = draw_masks((4, 1, 24), g)
+    t = torch.rand(4, generator=g)
+    read = observed_inputs(x * mask, mask, prior.config.conditioning)
+    with torch.no_grad():
+        given = prior(r, t, observed=x * mask, mask=mask, channels=read.channels)
+        itself = prior(r, t, observed=x * mask, mask=mask)
+    assert torch.allclose(given, itself, atol=1e-6)
+
+
 def _linear_oracle(pipe):
     """Make the pipeline's prior the exact flow to the least-squares line through the observed points (a
     delta target: velocity ``(x_t - f) / t``, ``f`` the residual of the line from the prior's anchor), so
     forecasts and imputations must be that line."""
     anchor = pipe.prior.anchor
 
-    def forward(x, t, observed, mask):
+    def forward(x, t, observed, mask, channels=None):
         n = x.shape[-1]
         s = torch.arange(n, dtype=x.dtype)
         w = mask

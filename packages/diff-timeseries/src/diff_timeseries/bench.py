@@ -31,6 +31,8 @@ class BenchSettings:
         batch_size, vae_steps, steps, prior_steps: training sizes (``steps``: the generator).
         hidden, depth, prior_hidden, prior_depth, vae_hidden: network sizes.
         latent_length, fourier_periods: the VAE's latent length and Fourier carriers (see the model config).
+        prior_base, prior_fill, prior_scaled: the prior's ``base``, ``fill`` and ``scaled``
+            (:class:`~diff_timeseries.config.ObservedConditioning`).
         eval_samples: held-out captions per length; eval_steps: sampler steps.
         metric_encoder_steps: training steps of the C-FID and MRR models.
         forecast_samples: sample paths per forecast.
@@ -53,6 +55,9 @@ class BenchSettings:
     vae_hidden: int = 64
     latent_length: int = 32
     fourier_periods: int = 0
+    prior_base: str = "holt"
+    prior_fill: str = "validated"
+    prior_scaled: bool = False
     eval_samples: int = 256
     eval_steps: int = 30
     guidance_scale: float = 3.0
@@ -125,7 +130,12 @@ def targets_for(quick: bool, lengths: list[int]) -> dict[str, tuple[str, float]]
 def _train_config(settings: BenchSettings, run: Path, resume: bool):
     from diffcore.training import TrainConfig
 
-    from diff_timeseries.config import SeriesDataConfig, SeriesModelConfig, SeriesTrainConfig
+    from diff_timeseries.config import (
+        ObservedConditioning,
+        SeriesDataConfig,
+        SeriesModelConfig,
+        SeriesTrainConfig,
+    )
 
     s = settings
     return SeriesTrainConfig(
@@ -137,6 +147,9 @@ def _train_config(settings: BenchSettings, run: Path, resume: bool):
             depth=s.depth,
             prior_hidden=s.prior_hidden,
             prior_depth=s.prior_depth,
+            prior_conditioning=ObservedConditioning(
+                base=s.prior_base, fill=s.prior_fill, scaled=s.prior_scaled
+            ),
         ),
         data=SeriesDataConfig(
             source=s.source, num_series=s.num_series, exclude_tail=HORIZON, prior_series=s.prior_series

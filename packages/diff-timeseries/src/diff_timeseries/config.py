@@ -26,6 +26,10 @@ __all__ = [
 ]
 
 
+BASES = ("interpolation", "seasonal", "holt", "validated")
+"""The bases of :class:`ObservedConditioning`."""
+
+
 @dataclass
 class ObservedConditioning:
     """How the prior reads the observed part of a window.
@@ -35,7 +39,15 @@ class ObservedConditioning:
             nearest one held beyond: the naive forecast) or ``"seasonal"`` (linear interpolation inside gaps, the
             seasonal naive forecast with drift at the detected period beyond the observed span) or ``"holt"``
             (:func:`~diff_timeseries.observed.holt_continuation`: seasonal + linear interpolation inside gaps, a
-            damped Holt forecast of the seasonally adjusted series plus the season beyond).
+            damped Holt forecast of the seasonally adjusted series plus the season beyond) or ``"validated"``
+            (:func:`~diff_timeseries.observed.validated_continuation`: ``holt``'s inside gaps; beyond the span,
+            per window, the ``holt`` or the ``seasonal`` forecast, whichever forecast the window's own last
+            observed steps better when they are held out).
+        fill: how the ``holt`` and ``validated`` bases fill gaps inside the observed span: ``"validated"``
+            (:func:`~diff_timeseries.observed.validated_fill`: linear interpolation or a local linear kernel
+            smoother, of the series or of the series less its seasonal profile, whichever has the smallest
+            leave-one-out error on the window's observed points) or ``"seasonal"`` (the seasonal profile plus
+            linear interpolation of the seasonally adjusted series).
         features: also give the network the extra channels of :func:`observed_inputs` (the last value held, the
             seasonal naive forecast without drift, the base one period earlier and later, the distance to the
             nearest observed point, the phase in the detected cycle and the period).
@@ -43,20 +55,24 @@ class ObservedConditioning:
         damping: the drift of the seasonal base is damped by this factor per step after the end (1: linear
             drift; ETS's damped trend, FPP3 Sec. 8.2).
         scaled: beyond the observed span, generate the residual in units of the base's in-sample error (the
-            ``holt`` fit's one-step error; the seasonal naive forecast's for the other bases,
+            ``holt`` fit's one-step error; the ``validated`` base's error on its held-out steps; the seasonal
+            naive forecast's for the other bases,
             :func:`~diff_timeseries.observed.residual_scale`), so smooth and noisy windows ask the network for
             residuals of one size (False: units of the observed part's deviation everywhere).
     """
 
     base: str = "holt"
+    fill: str = "validated"
     features: bool = True
     max_period: int = 24
     damping: float = 1.0
     scaled: bool = False
 
     def __post_init__(self) -> None:
-        if self.base not in ("interpolation", "seasonal", "holt"):
-            raise ValueError(f"base: expected 'interpolation', 'seasonal' or 'holt', got {self.base!r}")
+        if self.base not in BASES:
+            raise ValueError(f"base: expected one of {', '.join(map(repr, BASES))}, got {self.base!r}")
+        if self.fill not in ("validated", "seasonal"):
+            raise ValueError(f"fill: expected 'validated' or 'seasonal', got {self.fill!r}")
         if self.max_period < 2:
             raise ValueError(f"max_period: expected >= 2, got {self.max_period}")
         if not 0.0 < self.damping <= 1.0:
@@ -254,6 +270,8 @@ class SeriesEvaluateConfig:
         horizon: forecast horizon (steps).
         forecast_samples: sample paths per forecast.
         missing: fraction of points hidden for the imputation score.
+        impute_samples: sample paths per imputed window (their median is scored; with few, the median's own
+            Monte Carlo error, about ``1.25 / sqrt(samples)`` of the predictive spread, adds to the MAE).
         seed: seeds the held-out set and the noise.
         device: where to run.
     """
@@ -268,6 +286,7 @@ class SeriesEvaluateConfig:
     horizon: int = 12
     forecast_samples: int = 64
     missing: float = 0.3
+    impute_samples: int = 64
     seed: int = 1
     device: Device = "auto"
 

@@ -181,6 +181,8 @@ def evaluate_pipeline(pipe, config: SeriesEvaluateConfig, progress: bool = True)
 
     if config.num_samples < 2:
         raise ValueError(f"num_samples: expected >= 2, got {config.num_samples}")
+    if config.impute_samples < 1:
+        raise ValueError(f"impute_samples: expected >= 1, got {config.impute_samples}")
     if not 0.0 < config.missing < 1.0:
         raise ValueError(f"missing: expected a fraction in (0, 1), got {config.missing}")
     device = resolve_device(config.device)
@@ -203,7 +205,7 @@ def evaluate_pipeline(pipe, config: SeriesEvaluateConfig, progress: bool = True)
             out.update(
                 score_imputation(
                     lambda v, o: impute_array(
-                        pipe, v, o, samples=16, steps=config.steps, generator=generator
+                        pipe, v, o, samples=config.impute_samples, steps=config.steps, generator=generator
                     ),
                     config.missing,
                     config.seed,

@@ -360,12 +360,18 @@ class ObservedPrior(PretrainedModel):
         read = observed_inputs(observed, mask, self.config.conditioning)
         return read.base, read.scale
 
-    def forward(self, x: Tensor, t: Tensor, observed: Tensor, mask: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, t: Tensor, observed: Tensor, mask: Tensor, channels: Tensor | None = None
+    ) -> Tensor:
         """The velocity ``(B, C, L)`` for the window ``x`` at ``t: (B,)``, given the ``observed`` values and
-        their ``mask`` (1 where observed), both ``(B, C, L)``."""
+        their ``mask`` (1 where observed), both ``(B, C, L)``. ``channels``: the conditioning channels of
+        :func:`~diff_timeseries.observed.observed_inputs` for these ``observed`` and ``mask`` when the caller
+        already has them (they depend on the observed part only, so the objective and the sampler compute them
+        once per batch instead of once per call; None: computed here)."""
         m = mask.to(x.dtype)
-        channels = observed_inputs(observed.to(x.dtype), m, self.config.conditioning).channels
-        inputs = torch.cat([x * (1 - m), channels], 1)
+        if channels is None:
+            channels = observed_inputs(observed.to(x.dtype), m, self.config.conditioning).channels
+        inputs = torch.cat([x * (1 - m), channels.to(x.dtype)], 1)
         return self.backbone(inputs, t)[:, : self.config.channels]
 
 
@@ -400,7 +406,8 @@ class ObservedObjective:
     velocity ``eps - r0``, ``t ~ U(0, 1)``) of the residual ``r0 = (x0 - base) / scale`` on the unobserved entries of
     windows masked by :func:`draw_masks`, each window put in the units of its observed part
     (:func:`~diff_timeseries.observed.observed_statistics`), as at inference. ``conditioning`` is the prior's
-    (it fixes the base)."""
+    (it fixes the base). The base and the network's conditioning channels are read from the observed part once
+    per batch (:func:`~diff_timeseries.observed.observed_inputs`) and handed to the network."""
 
     conditioning: ObservedConditioning = field(default_factory=ObservedConditioning)
 
@@ -414,7 +421,7 @@ class ObservedObjective:
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         t = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
         r_t = (1 - t[:, None, None]) * r0 + t[:, None, None] * noise
-        out = model(r_t, t, observed=x0 * mask, mask=mask)
+        out = model(r_t, t, observed=x0 * mask, mask=mask, channels=read.channels)
         hidden = 1 - mask
         loss = (((out - (noise - r0)) ** 2) * hidden).sum() / hidden.sum().clamp_min(1.0)
         return loss, {}

@@ -43,6 +43,8 @@ __all__ = [
     "residual_scale",
     "seasonal_continuation",
     "seasonal_profile",
+    "validated_continuation",
+    "validated_fill",
 ]
 
 ACF_THRESHOLD = 0.3
@@ -188,12 +190,16 @@ HOLT_MIN_SCALE = 0.05
 part's deviation): a smooth window's one-step error is small, and the residual is generated in its units."""
 
 
-def seasonal_profile(values: Tensor, mask: Tensor, period: Tensor, sweeps: int = 4) -> Tensor:
+def seasonal_profile(
+    values: Tensor, mask: Tensor, period: Tensor, sweeps: int = 4, *, leave_out: bool = False
+) -> Tensor:
     """``(B, C, L)``: the additive seasonal component of each step, the mean over the observed points of the same
     phase (step modulo ``period``) of the series less its least-squares line, centred over the phases
     (classical decomposition, FPP3 Sec. 3.4); line and phase means are refitted in turn ``sweeps`` times
     (backfitting towards their joint least-squares fit: a line through a seasonal series absorbs part of the
-    season). 0 where ``period`` is 1 or a phase has no observed point."""
+    season). 0 where ``period`` is 1 or a phase has no observed point. ``leave_out``: at each observed step, its
+    phase mean without that step (its leave-one-out value; the line and the centring kept; 0 where the step is
+    its phase's only point)."""
     n = values.shape[-1]
     m = mask.to(values.dtype)
     idx = torch.arange(n, device=values.device)
@@ -208,8 +214,14 @@ def seasonal_profile(values: Tensor, mask: Tensor, period: Tensor, sweeps: int =
         a, b = observed_line((values - prof) * m, m)
         sums = (((values - (a + b * idx)) * m)[..., None] * onehot).sum(-2)
         means = torch.where(counts > 0, sums / counts.clamp_min(1.0), torch.zeros_like(sums))
-        means = (means - (means * valid).sum(-1, keepdim=True) / p.to(values.dtype)) * valid
+        centre = (means * valid).sum(-1, keepdim=True) / p.to(values.dtype)
+        means = (means - centre) * valid
         prof = means.gather(-1, phase)
+    if leave_out:
+        own = (values - (a + b * idx)) * m
+        n_phase = counts.gather(-1, phase)
+        rest = (sums.gather(-1, phase) - own) / (n_phase - 1).clamp_min(1.0) - centre
+        prof = torch.where(n_phase > 1, rest, torch.zeros_like(rest))
     return torch.where(p > 1, prof, torch.zeros_like(prof))
 
 
@@ -264,6 +276,152 @@ def holt_continuation(
     behind = seasonal_continuation(filled, mask, period, slope)
     out = torch.where(idx > last, forecast, torch.where(idx < first, behind, filled))
     return (out, rms) if with_error else out
+
+
+SMOOTHING_BANDWIDTHS = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
+"""Gaussian kernel bandwidths (steps) :func:`validated_fill` chooses from, besides linear interpolation."""
+
+
+def _loo_linear(values: Tensor, mask: Tensor) -> Tensor:
+    """``(B, C, L)``: each observed entry predicted by linear interpolation between the nearest observed entries
+    before and after it (itself left out); NaN where it lacks one on either side or is unobserved."""
+    n = values.shape[-1]
+    idx = torch.arange(n, device=values.device).expand(values.shape)
+    seen = mask > 0
+    prev = torch.where(seen, idx, torch.full_like(idx, -1)).cummax(-1).values
+    prev = torch.cat([torch.full_like(prev[..., :1], -1), prev[..., :-1]], -1)  # strictly before
+    nxt = torch.where(seen, idx, torch.full_like(idx, n)).flip(-1).cummin(-1).values.flip(-1)
+    nxt = torch.cat([nxt[..., 1:], torch.full_like(nxt[..., :1], n)], -1)  # strictly after
+    ok = seen & (prev >= 0) & (nxt < n)
+    v_prev, v_next = values.gather(-1, prev.clamp(0, n - 1)), values.gather(-1, nxt.clamp(0, n - 1))
+    w = (idx - prev).to(values.dtype) / (nxt - prev).clamp_min(1).to(values.dtype)
+    return torch.where(ok, v_prev + w * (v_next - v_prev), torch.full_like(values, math.nan))
+
+
+def _local_linear(values: Tensor, mask: Tensor, bandwidth: float, leave_out: bool) -> Tensor:
+    """``(B, C, L)``: the local linear kernel regression (Gaussian kernel of ``bandwidth`` steps) of the
+    observed entries at every step (Fan & Gijbels 1996, Eq. 3.4: the intercept of a weighted least-squares line
+    centred at the step); the local mean where the line is not determined. ``leave_out``: each step's own
+    entry gets no weight (its leave-one-out prediction)."""
+    n = values.shape[-1]
+    t = torch.arange(n, device=values.device, dtype=values.dtype)
+    d = t[None, :] - t[:, None]  # (L, L): d[i, j] = t_j - t_i
+    kernel = torch.exp(-0.5 * (d / bandwidth) ** 2)
+    if leave_out:
+        kernel = kernel * (1 - torch.eye(n, device=values.device, dtype=values.dtype))
+    w = kernel * mask[..., None, :]  # (B, C, L, L)
+    s0, s1, s2 = w.sum(-1), (w * d).sum(-1), (w * d * d).sum(-1)
+    y0, y1 = (w * values[..., None, :]).sum(-1), (w * d * values[..., None, :]).sum(-1)
+    det = s0 * s2 - s1 * s1
+    steady = det > 1e-6 * (s0 * s0).clamp_min(1e-30)
+    line = (s2 * y0 - s1 * y1) / torch.where(steady, det, torch.ones_like(det))
+    return torch.where(steady, line, y0 / s0.clamp_min(1e-30))
+
+
+def _fill_candidates(values: Tensor, mask: Tensor) -> list[tuple[Tensor, Tensor]]:
+    """``(leave-one-out prediction, fill)`` pairs ``(B, C, L)`` of linear interpolation and of local linear
+    kernel regression at each of :data:`SMOOTHING_BANDWIDTHS`."""
+    out = [(torch.nan_to_num(_loo_linear(values, mask)), interpolate_observed(values, mask))]
+    for h in SMOOTHING_BANDWIDTHS:
+        out.append((_local_linear(values, mask, h, True), _local_linear(values, mask, h, False)))
+    return out
+
+
+def validated_fill(values: Tensor, mask: Tensor, period: Tensor) -> Tensor:
+    """``(B, C, L)``: the gaps inside the observed span filled, per row, by linear interpolation or by local
+    linear kernel regression at one of :data:`SMOOTHING_BANDWIDTHS`, of the series itself or of the series less
+    its :func:`seasonal_profile` (added back), whichever predicts the row's observed entries best when each is
+    left out (leave-one-out cross-validation, mean absolute error over the entries with an observed neighbour on
+    both sides; the season's phase means without the entry). Linear interpolation suits smooth rows; on noisy
+    rows it copies its two neighbours' noise, and a smoother that averages more of them is closer to the hidden
+    value; a season helps a strictly periodic row and hurts a quasi-periodic one. Observed entries are kept;
+    beyond the span the ends are held, as :func:`interpolate_observed`.
+
+    ``values``: ``(B, C, L)`` zero where unobserved; ``mask``: 1 where observed; ``period`` ``(B, C, 1)``."""
+    m = mask.to(values.dtype)
+    scored = ~torch.isnan(_loo_linear(values, m))
+    count = scored.sum(-1, keepdim=True).clamp_min(1)
+    prof = seasonal_profile(values, m, period)
+    prof_loo = seasonal_profile(values, m, period, leave_out=True)
+    adjusted = (values - prof) * m
+    candidates = _fill_candidates(values, m)
+    candidates += [(loo + prof_loo, fill + prof) for loo, fill in _fill_candidates(adjusted, m)]
+    best, best_error = None, None
+    for loo, fill in candidates:
+        error = torch.where(scored, (loo - values).abs(), torch.zeros_like(loo)).sum(-1, keepdim=True) / count
+        better = error < best_error if best_error is not None else torch.ones_like(error, dtype=torch.bool)
+        best = fill if best is None else torch.where(better, fill, best)
+        best_error = error if best_error is None else torch.where(better, error, best_error)
+    first, last = _span(mask)
+    idx = torch.arange(values.shape[-1], device=values.device).expand(values.shape)
+    inside = (idx >= first) & (idx <= last) & (m == 0)
+    return torch.where(inside, best, interpolate_observed(values, m))  # type: ignore[arg-type]
+
+
+VALIDATION_MIN_SCALE = 0.05
+"""The smallest residual scale beyond the span with the ``validated`` base and ``scaled`` (units of the observed
+part's deviation)."""
+
+
+VALIDATION_ORIGINS = 2
+"""Forecast origins :func:`validated_continuation` scores its candidates at (time series cross-validation)."""
+
+
+def _forecast_candidates(
+    values: Tensor, mask: Tensor, period: Tensor, damping: float
+) -> tuple[Tensor, Tensor]:
+    """The two forecasts :func:`validated_continuation` chooses between, from the entries where ``mask`` is 1:
+    :func:`holt_continuation` and :func:`seasonal_continuation` with the least-squares drift."""
+    _, slope = observed_line(values * mask, mask)
+    seasonal = seasonal_continuation(interpolate_observed(values * mask, mask), mask, period, slope, damping)
+    return holt_continuation(values * mask, mask, period), seasonal  # type: ignore[return-value]
+
+
+def validated_continuation(
+    values: Tensor, mask: Tensor, period: Tensor, damping: float = 1.0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``validated`` base: per row, the :func:`holt_continuation` or the :func:`seasonal_continuation` with
+    drift beyond the last observed step, whichever forecast the row's own last observed steps better.
+
+    Validation is the forecaster's usual out-of-sample check on the history alone (FPP3 Sec. 5.8, time series
+    cross-validation at :data:`VALIDATION_ORIGINS` origins): at origin ``k`` the observed steps up to ``v k``
+    steps before the last are kept, both candidates are fitted on them and forecast the next ``v``; the squared
+    errors of all origins are summed. ``v`` is the row's forecast horizon (the unobserved steps after its last
+    observed one), at least 1, and all origins together hold out at most half of the observed points. Inside and
+    before the span the base is :func:`holt_continuation`'s, whichever forecast is chosen.
+
+    Args:
+        values: ``(B, C, L)`` zero where unobserved; ``mask`` ``(B, C, L)`` 1 where observed.
+        period: ``(B, C, 1)`` the seasonal period (1: none), used by both candidates.
+        damping: the seasonal candidate's drift damping (see :func:`seasonal_continuation`).
+
+    Returns:
+        ``(base (B, C, L), error (B, C, 1), holt_chosen (B, C, 1) bool)``: ``error`` is the chosen candidate's
+        root mean square error on the held-out steps of every origin (the size of its multi-step error, what the residual
+        beyond the span is made of; 1 for a row with nothing held out).
+    """
+    n = values.shape[-1]
+    m = mask.to(values.dtype)
+    _, last = _span(mask)
+    idx = torch.arange(n, device=values.device).expand(values.shape)
+    horizon = (n - 1 - last).clamp_min(1)
+    # (B, C, 1) steps held out per origin; 0: too few points to hold any out
+    hold = torch.minimum(horizon, (m.sum(-1, keepdim=True) / (2 * VALIDATION_ORIGINS)).long())
+    errors = [torch.zeros_like(hold, dtype=values.dtype) for _ in range(2)]
+    count = torch.zeros_like(errors[0])
+    for k in range(1, VALIDATION_ORIGINS + 1):  # origin k: fitted up to last - k v, scored on the next v
+        fit = m * (idx <= last - k * hold).to(m.dtype)
+        held = m * (idx <= last - (k - 1) * hold).to(m.dtype) - fit
+        for i, c in enumerate(_forecast_candidates(values, fit, period, damping)):
+            errors[i] = errors[i] + ((c - values) * held).square().sum(-1, keepdim=True)
+        count = count + held.sum(-1, keepdim=True)
+    holt_chosen = errors[0] <= errors[1]
+    error = torch.where(
+        count > 0, (torch.minimum(*errors) / count.clamp_min(1)).sqrt(), torch.ones_like(count)
+    )
+    holt, seasonal = _forecast_candidates(values, m, period, damping)
+    base = torch.where((idx > last) & ~holt_chosen, seasonal, holt)
+    return base, error, holt_chosen
 
 
 @dataclass
@@ -324,12 +482,20 @@ def observed_inputs(observed: Tensor, mask: Tensor, conditioning: ObservedCondit
     _, slope = observed_line(values, m)
     seasonal = seasonal_continuation(held, m, period, slope, cfg.damping)
     scale = one.expand_as(held)
-    if cfg.base == "holt":
-        base, rms = holt_continuation(values, m, period, with_error=True)
-        if cfg.scaled:  # beyond the span: units of the Holt fit's one-step error; inside: of the deviation
-            first, last = _span(mask)
-            idx = torch.arange(held.shape[-1], device=held.device).expand(held.shape)
-            scale = torch.where((idx >= first) & (idx <= last), scale, rms.clamp_min(HOLT_MIN_SCALE))
+    if cfg.base in ("holt", "validated"):
+        if cfg.base == "holt":
+            base, rms = holt_continuation(values, m, period, with_error=True)
+            rms = rms.clamp_min(HOLT_MIN_SCALE)
+        else:
+            base, rms, _ = validated_continuation(values, m, period, cfg.damping)
+            rms = rms.clamp_min(VALIDATION_MIN_SCALE)
+        first, last = _span(mask)
+        idx = torch.arange(held.shape[-1], device=held.device).expand(held.shape)
+        inside = (idx >= first) & (idx <= last)
+        if cfg.fill == "validated":
+            base = torch.where(inside, validated_fill(values, m, period), base)
+        if cfg.scaled:  # beyond the span: units of the base's error; inside: of the deviation
+            scale = torch.where(inside, scale, rms)
     else:
         base = seasonal if cfg.base == "seasonal" else held
         if cfg.scaled:

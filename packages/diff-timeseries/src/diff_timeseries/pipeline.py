@@ -69,7 +69,7 @@ from diff_timeseries.models import (
     latent_dit_config,
     prior_config,
 )
-from diff_timeseries.observed import observed_statistics
+from diff_timeseries.observed import observed_inputs, observed_statistics
 
 __all__ = ["SeriesPipeline", "evaluate", "forecast", "impute", "sample", "train"]
 
@@ -229,16 +229,16 @@ class SeriesPipeline(Pipeline):
         out = []
         for s in range(0, known.shape[0], batch_size):
             k, mm = known[s : s + batch_size], m[s : s + batch_size]
+            read = observed_inputs(k * mm, mm, prior.config.conditioning)  # once, not at every step
             x = diffcore_sample(
                 den,
                 noise[s : s + batch_size],
                 sampler,
                 steps,
-                cond={"observed": k * mm, "mask": mm},
+                cond={"observed": k * mm, "mask": mm, "channels": read.channels},
                 generator=generator,
             )
-            base, scale = prior.anchor(k * mm, mm)
-            out.append(mm * k + (1 - mm) * (base + scale * x))
+            out.append(mm * k + (1 - mm) * (read.base + read.scale * x))
         return torch.cat(out).reshape(samples, b, c, n).float().cpu()
 
 
