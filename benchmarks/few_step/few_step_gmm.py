@@ -20,6 +20,7 @@ import argparse
 import copy
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import diffcore
@@ -359,17 +360,20 @@ def _reflow_dmd_emd(want, base, teacher, g, out, n, width, noise, ref, rows, sec
             student_time_key="y",
         )  # fmt: skip
         model = DMDModel(copy.deepcopy(base).train(), per_time_fake(base, width, obj))
-        Trainer(
+        # The generator is sampled with EMA weights (decay 0.99) beside its last iterate: the two-player updates
+        # leave the last iterate noisy, and the noise grew with the steps of the chain (docs/few_step.md).
+        trainer = Trainer(
             model,
             obj,
             couplings_loader(x_pairs, z, 256),
-            config(out, "dmd2", n(3000), lr=1e-3),
+            replace(config(out, "dmd2", n(3000), lr=1e-3), ema_decay=0.99, ema_warmup_steps=0),
             optimizer=dmd_optimizer(model, 1e-3),
-        ).fit()
-        den = obj.generator_denoiser(model.generator.eval())
-        rows["DMD2, backward simulation 1/2/4 steps, halving grid (consistency)"] = evaluate(
-            den, "consistency", ref, noise, grid="halving"
         )
+        trainer.fit()
+        name = "DMD2, backward simulation 1/2/4 steps, halving grid"
+        for label, generator in (("", model.generator), (", EMA generator", trainer.ema_model.generator)):
+            den = obj.generator_denoiser(generator.eval())
+            rows[f"{name}{label} (consistency)"] = evaluate(den, "consistency", ref, noise, grid="halving")
         seconds["dmd2"] = time.perf_counter() - start
     # EMD is a one-step generator by construction (g(z) at t = 1): evaluated at 1 step only.
     if want("emd"):
