@@ -245,3 +245,42 @@ def test_mlp_student_round_trips_through_save_pretrained(tmp_path):
     torch.testing.assert_close(back(x, t, y=y, w=w), net(x, t, y=y, w=w))
     with pytest.raises(ValueError, match="w"):
         net(x, t, y=y)
+
+
+def test_lcm_timestep_scaling_gives_lcms_boundary_scalings_and_the_networks_own_estimate():
+    t_min = 0.002
+    param = ConsistencyParameterization("rectified-flow", "velocity", t_min=t_min, timestep_scaling=10.0)
+    t = torch.tensor([t_min, 0.0025, 0.01, 0.3, 0.9], dtype=torch.float64)
+    c_skip, c_out = param.scalings(t)
+    scaled = 10.0 * 1000.0 * (t - t_min)  # LCM: timestep_scaling x the 1000-step index
+    torch.testing.assert_close(c_skip, 0.25 / (scaled**2 + 0.25))
+    torch.testing.assert_close(c_out, scaled / (scaled**2 + 0.25).sqrt())
+    net = MLPDenoiser(MLPDenoiserConfig(width=16, depth=1))
+    x = torch.randn(6, 2)
+    torch.testing.assert_close(param(net, x, torch.full((6,), t_min)), x / (1 - t_min))  # boundary: identity
+    tt = torch.full((6,), 0.3)
+    with torch.no_grad():
+        x0_net = x - tt[:, None] * net(x, tt)  # the velocity network's own data estimate
+        torch.testing.assert_close(param(net, x, tt), x0_net, atol=1e-5, rtol=0)
+    cm = ConsistencyParameterization("rectified-flow", "velocity", t_min=t_min)  # CM's: skip still large
+    assert float(cm.scalings(torch.tensor([0.3], dtype=torch.float64))[0]) > 0.5
+    with pytest.raises(ValueError, match="timestep_scaling"):
+        ConsistencyParameterization("rectified-flow", timestep_scaling=0.0)
+
+
+def test_lcm_samples_on_evenly_spaced_points_of_its_discretisation_with_an_ema_target():
+    from diffcore.distill import LatentConsistencyDistillation
+
+    param = ConsistencyParameterization("rectified-flow", "x0")
+    obj = LatentConsistencyDistillation(param, teacher=param.denoiser(lambda x, t: x), num_points=25)
+    times = time_of_data_sigma(param.schedule, karras_sigmas(25, param._s_min, 80.0))
+    times[0] = param.t_min
+    for steps, index in ((1, [24]), (2, [24, 12]), (4, [24, 18, 12, 6])):
+        grid = obj.sampling_grid(steps)
+        torch.testing.assert_close(grid[:-1], times[index])
+        assert float(grid[-1]) == 0.0 and float(grid[0]) == pytest.approx(obj.t_max)
+    with pytest.raises(ValueError, match="steps"):
+        obj.sampling_grid(25)
+    assert obj.target.decay == 0.95  # LCM's EMA target (Luo et al. 2023, Algorithm 1)
+    net = MLPDenoiser(MLPDenoiserConfig(width=8, depth=1))
+    assert obj.target.module(net) is not net

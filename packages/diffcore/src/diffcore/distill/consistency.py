@@ -127,6 +127,19 @@ class _ConsistencyObjective:
         """The largest time of the discretisation (data-unit noise ``s_max``): start sampling there."""
         return float(time_of_data_sigma(self.parameterization.schedule, self.s_max))
 
+    def sampling_grid(self, steps: int) -> Tensor:
+        """The decreasing times ``(steps + 1,)`` for multistep sampling on the training discretisation (LCM's
+        inference timesteps, Luo et al. 2023, Sec. 4.3 and its scheduler): points ``N - 1 - round(i (N - 1) /
+        steps)`` of the ``N`` points (``i < steps``, so ``t_max`` first), then ``t = 0``. The student is evaluated
+        only at times it was trained at; the 1-, 2- and 4-step grids are nested when ``N - 1`` is a multiple of 4.
+        Pass it as ``diffcore.sample(..., "lcm", steps, grid=objective.sampling_grid(steps))``."""
+        points = self.num_points
+        if not 1 <= steps < points:
+            raise ValueError(f"steps: expected 1 <= steps < num_points ({points}), got {steps}")
+        times = self.times(self.sigmas(points))
+        index = [points - 1 - round(i * (points - 1) / steps) for i in range(steps)]
+        return torch.cat([times[index], torch.zeros(1, dtype=torch.float64)])
+
     def sigmas(self, num_points: int) -> Tensor:
         """Increasing data-unit noise levels of the discretisation, from that at ``t_min`` to ``s_max``."""
         return karras_sigmas(num_points, self.parameterization._s_min, self.s_max, self.rho)

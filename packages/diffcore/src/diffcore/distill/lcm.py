@@ -11,7 +11,9 @@ space (pixels, latents, 2-D toys): the latent part is the caller's autoencoder.
 LCM-LoRA trains the same objective only in a LoRA adapter of the teacher's own network
 (:func:`add_lcm_lora`); the adapter, saved with :func:`diffcore.nn.lora.save_lora`, turns the base model
 into a few-step generator (``guidance_key=None`` when the base takes no guidance-scale input: the scale
-is then fixed or drawn from the range). Sample with ``diffcore.sample(..., sampler="lcm", steps=1..4)``.
+is then fixed or drawn from the range); LCM-LoRA starts as the teacher's denoiser with LCM's boundary scalings
+(``ConsistencyParameterization(..., timestep_scaling=10)``). Sample with ``diffcore.sample(..., sampler="lcm",
+steps=1..4, grid=objective.sampling_grid(steps))``, on the times trained at.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ class LatentConsistencyDistillation(_ConsistencyObjective):
         num_points: points of the discretisation (LCM: 50 DDIM steps of a 1000-step model, ``skip = 20``).
         skip: ``k``, the distance between the paired points.
         solver: the teacher's ODE solver (``ddim`` as in LCM).
+        target_ema: the target network ``theta-`` is an EMA of the student with this decay (LCM, Algorithm 1, and
+            its released code: 0.95; 0 is ``stopgrad(theta)``, iCT's choice for training from data). On the 2-D
+            mixture the EMA target made the 1-step error about half and the 2- and 4-step errors no larger
+            than the 1-step one, where ``stopgrad`` spread the trajectories' ends too far at moderate noise
+            and more steps were worse (``benchmarks/few_step/few_step_gmm.py``, docs/few_step.md).
     """
 
     teacher: DenoiserBase | None = None
@@ -51,6 +58,7 @@ class LatentConsistencyDistillation(_ConsistencyObjective):
     num_points: int = 50
     skip: int = 1
     solver: Solver = "ddim"
+    target_ema: float = 0.95
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -18,6 +18,14 @@ on a path with ``alpha < 1`` (VP, rectified flow) would shrink the data part of 
 moderate noise (``c_skip`` near 1, ``c_out`` small) the network had to undo a 10-30% shrinkage through a
 small ``c_out``; the one-step maps were then worst at low noise, and multistep sampling got worse with more
 steps. The boundary condition is ``f(x, t_min) = x / alpha(t_min)`` (the identity in data units).
+
+LCM's scalings (``timestep_scaling``, Luo et al. 2023, Eq. 9 and their released training code): the same formulas
+in the time ``k (t - t_min)`` with ``k = 1000 timestep_scaling`` (the 1000-step DDPM index times 10 in LCM) in
+place of ``s - s_min``, so ``c_skip`` is already below 3e-3 one thousandth of the time range above ``t_min`` and
+``f`` is the network's own data estimate almost everywhere. A student made from its teacher's network (LCM,
+LCM-LoRA) then starts as the teacher's denoiser, which is the consistency function near the boundary; the CM
+skip above would instead start it as ``c_skip x / alpha + c_out x0_teacher``, which at moderate noise spreads each
+trajectory's end too far (the skip keeps the noise, the teacher's estimate adds the data again).
 """
 
 from __future__ import annotations
@@ -45,12 +53,15 @@ class ConsistencyParameterization:
         t_min: the boundary time where ``f`` is the identity in data units, ``f = x / alpha`` (> 0; the ODE is
             not integrated below it).
         sigma_data: the data standard deviation of the c_skip/c_out formulas (0.5 in EDM and CM).
+        timestep_scaling: ``None`` (CM's scalings in the data-unit noise ``s``) or LCM's factor (10 in LCM and
+            LCM-LoRA): the scalings in ``1000 timestep_scaling (t - t_min)`` instead (see the module docstring).
     """
 
     schedule: Schedule | str
     prediction: Prediction = "x0"
     t_min: float = 2e-3
     sigma_data: float = 0.5
+    timestep_scaling: float | None = None
 
     def __post_init__(self) -> None:
         self.schedule = get_schedule(self.schedule) if isinstance(self.schedule, str) else self.schedule
@@ -59,6 +70,8 @@ class ConsistencyParameterization:
             raise ValueError(f"t_min: expected a time in (0, 1), got {self.t_min}")
         if not self.sigma_data > 0:
             raise ValueError(f"sigma_data: expected > 0, got {self.sigma_data}")
+        if self.timestep_scaling is not None and not self.timestep_scaling > 0:
+            raise ValueError(f"timestep_scaling: expected > 0 or None, got {self.timestep_scaling}")
         t = torch.tensor(self.t_min, dtype=torch.float64)
         self._s_min = float(self.schedule.sigma(t) / self.schedule.alpha(t))
 
@@ -68,7 +81,10 @@ class ConsistencyParameterization:
         alpha, sigma = self.schedule.alpha(t), self.schedule.sigma(t)
         infinite = alpha <= 0
         s = torch.where(infinite, torch.ones_like(sigma), sigma / torch.where(infinite, 1.0, alpha))
-        d = (s - self._s_min).clamp_min(0.0)
+        if self.timestep_scaling is None:
+            d = (s - self._s_min).clamp_min(0.0)
+        else:  # LCM: the scalings' argument is the (scaled) time, not the noise level
+            d = 1000.0 * self.timestep_scaling * (t - self.t_min)
         norm = d**2 + self.sigma_data**2
         c_skip = torch.where(infinite, torch.zeros_like(d), self.sigma_data**2 / norm)
         c_out = torch.where(infinite, torch.ones_like(d), d / norm.sqrt())
