@@ -107,3 +107,21 @@ def test_periodic_radius_graph_matches_pymatgen_neighbour_lists(cutoff):
     assert got == expected
     cart = (torch.tensor(c.frac)[edges[0]] + shift - torch.tensor(c.frac)[edges[1]]) @ torch.tensor(c.lattice)
     assert torch.allclose(cart.norm(dim=-1), dist)
+
+
+def test_a_layer_applies_its_first_edge_map_per_atom_as_the_concatenated_map_per_edge():
+    """:class:`CrystalLayer` splits the first linear map of ``phi_m([h_i, h_j, e_ij])`` into per-atom parts:
+    the same messages as concatenating on every edge (DiffCSP Eq. 6), mean-aggregated over each atom's edges."""
+    from diff_materials.models import CrystalLayer, fully_connected_edges
+
+    torch.manual_seed(0)
+    layer = CrystalLayer(16, 10)
+    n = torch.tensor([5, 3])
+    edges = fully_connected_edges(n)
+    h, e = torch.randn(8, 16), torch.randn(edges.shape[1], 10)
+    x = layer.norm(h)
+    messages = layer.edge_mlp(torch.cat([x[edges[1]], x[edges[0]], e], -1))
+    count = torch.zeros(8).index_add_(0, edges[1], torch.ones(edges.shape[1]))
+    agg = torch.zeros(8, 16).index_add_(0, edges[1], messages) / count[:, None]
+    want = h + layer.node_mlp(torch.cat([x, agg], -1))
+    assert torch.allclose(layer(h, edges, e), want, atol=1e-5)
