@@ -47,7 +47,7 @@ class CrystalModelConfig:
     width: int = 128
     depth: int = 4
     num_freqs: int = 32
-    wave_order: int = 0
+    wave_order: int = 3
     edges: Literal["fc", "radius"] = "fc"
     cutoff: float = 7.0
 

@@ -39,7 +39,7 @@ class BenchSettings:
     width: int = 64
     depth: int = 3
     num_freqs: int = 16
-    wave_order: int = 0
+    wave_order: int = 3
     steps: int = 8000
     batch_size: int = 64
     lr: float = 2e-3
