@@ -278,6 +278,19 @@ def test_orbit_score_equals_the_sum_over_the_orbit(perovskites, sigma):
     assert len(cases[1][1]) == 120 and len(cases[0][1]) == 6
 
 
+def test_orbit_score_of_a_large_crystal_averages_over_translations_only():
+    """Above ``MAX_ATOMS`` atoms (``N!`` orders) only the translations are averaged: the identity's orbit."""
+    from diff_materials.orbit import MAX_ATOMS
+
+    g = torch.Generator().manual_seed(1)
+    n = MAX_ATOMS + 2
+    f0 = torch.rand(n, 3, generator=g, dtype=torch.float64)
+    ft = torus.wrapped_normal_sample(f0 + 0.2, 0.1, g)
+    want = _orbit_score(ft, f0, 0.1, torch.arange(n)[None], grid=1024)
+    got = orbit_score(ft[None], f0[None], torch.tensor([0.1]), torch.zeros(1, n, dtype=torch.long))[0]
+    assert torch.allclose(got, want, atol=1e-6 * float(want.abs().max()))
+
+
 def test_the_orbit_target_is_what_a_translation_and_permutation_invariant_network_should_learn(perovskites):
     """On a data set of one crystal the orbit target is the exact invariant score (:class:`OrbitOracle`) at
     every t: its loss is ~0, while DiffCSP's one-crystal target stays far from it where sites are assigned
