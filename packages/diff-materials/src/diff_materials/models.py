@@ -15,8 +15,8 @@ Zeni et al. 2025, Sec. 2.3):
   every pair within ``cutoff`` angstrom over periodic images (``edges="radius"``, :func:`periodic_radius_graph`,
   in plain torch). Edge features are Fourier features ``sin / cos(2 pi k d)``, ``k = 1..num_freqs``, of the
   fractional difference ``d = f_j - f_i`` (periodic, so invariant to periodic translation) and, with
-  ``wave_order > 0``, its plane waves ``sin / cos(2 pi k . d)`` over integer wave vectors (:func:`plane_wave_features`), the crystal's
-  rotation-invariant lattice ``S`` (:mod:`diff_materials.lattice`) and, for the radius graph, the distance;
+  ``wave_order > 0``, its plane waves ``sin / cos(2 pi k . d)`` over integer wave vectors
+  (:func:`plane_wave_features`), the crystal's rotation-invariant lattice ``S`` (:mod:`diff_materials.lattice`) and, for the radius graph, the distance;
 - every input is invariant to rotations of the lattice, to translations of all atoms (also across the cell
   boundary) and equivariant to permutations of the atoms, so the outputs are too.
 
