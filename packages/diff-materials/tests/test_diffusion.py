@@ -23,6 +23,7 @@ from diff_materials.diffusion import (
 from diff_materials.lattice import normalise_lattice
 from diff_materials.metrics import match_rms
 from diff_materials.models import CrystalDenoiser, CrystalDenoiserConfig, EncoderConfig
+from diff_materials.orbit import orbit_score
 from diffcore.manifolds import torus
 from diffcore.rng import seeded
 from torch import nn
@@ -104,7 +105,8 @@ def test_the_sampler_names_missing_types_for_structure_prediction():
 
 def test_objective_is_small_for_the_exact_denoiser_and_order_one_for_a_random_one(perovskites):
     c = perovskites[0]
-    diffusion = CrystalDiffusion(CrystalDiffusionConfig(task="gen"))
+    # the Oracle knows the crystal's own coordinates: DiffCSP's one-crystal target is what it predicts
+    diffusion = CrystalDiffusion(CrystalDiffusionConfig(task="gen", frac_target="crystal"))
     batch = collate_crystals([CrystalDataset([c] * 8)[i] for i in range(8)])
     batch = {k: v.double() if v.is_floating_point() else v for k, v in batch.items()}
     g = torch.Generator().manual_seed(0)
@@ -244,6 +246,70 @@ def test_the_sampler_builds_the_crystal_from_the_translation_invariant_exact_sco
     for s in out:
         rms = match_rms(s, c)
         assert rms is not None and rms < 0.05
+
+
+@pytest.mark.parametrize("sigma", [0.04, 0.1, 0.3, 0.5])
+def test_orbit_score_equals_the_sum_over_the_orbit(perovskites, sigma):
+    """:func:`orbit_score` (pairwise tables, adaptive grid, float32) against the plain sum over permutations and
+    a fine translation grid (``_orbit_score``): same-type swaps for clean types, all 120 orders where every
+    type is masked, and the orders that keep the two unmasked atoms' types otherwise."""
+    import itertools
+
+    c = perovskites[0]
+    f0 = torch.tensor(c.frac)
+    z = torch.tensor(c.numbers - 1)
+    g = torch.Generator().manual_seed(0)
+    ft = torus.wrapped_normal_sample(f0 + 0.3, sigma, g)
+    every = list(itertools.permutations(range(5)))
+    seen_some = z.clone()
+    seen_some[[1, 3, 4]] = MASK_TYPE  # atoms 0 (A) and 2 (an X) seen
+    cases = [
+        (None, [p for p in every if all(z[q] == z[i] for i, q in enumerate(p))]),
+        (torch.full((5,), MASK_TYPE), every),
+        (seen_some, [p for p in every if z[p[0]] == z[0] and z[p[2]] == z[2]]),
+    ]
+    for seen, perms in cases:
+        want = _orbit_score(ft, f0, sigma, torch.tensor(perms), grid=1024)
+        got = orbit_score(ft[None].float(), f0[None].float(), torch.tensor([sigma]), z[None],
+                          None if seen is None else seen[None], MASK_TYPE)[0]  # fmt: skip
+        assert got.dtype == torch.float32
+        assert float((got.double() - want).abs().max()) < 1e-4 * float(want.abs().max()) + 1e-6
+    # the permutations matter: with every type masked the orbit is larger and the score smaller
+    assert len(cases[1][1]) == 120 and len(cases[0][1]) == 6
+
+
+def test_orbit_score_of_a_large_crystal_averages_over_translations_only():
+    """Above ``MAX_ATOMS`` atoms (``N!`` orders) only the translations are averaged: the identity's orbit."""
+    from diff_materials.orbit import MAX_ATOMS
+
+    g = torch.Generator().manual_seed(1)
+    n = MAX_ATOMS + 2
+    f0 = torch.rand(n, 3, generator=g, dtype=torch.float64)
+    ft = torus.wrapped_normal_sample(f0 + 0.2, 0.1, g)
+    want = _orbit_score(ft, f0, 0.1, torch.arange(n)[None], grid=1024)
+    got = orbit_score(ft[None], f0[None], torch.tensor([0.1]), torch.zeros(1, n, dtype=torch.long))[0]
+    assert torch.allclose(got, want, atol=1e-6 * float(want.abs().max()))
+
+
+def test_the_orbit_target_is_what_a_translation_and_permutation_invariant_network_should_learn(perovskites):
+    """On a data set of one crystal the orbit target is the exact invariant score (:class:`OrbitOracle`) at
+    every t: its loss is ~0, while DiffCSP's one-crystal target stays far from it where sites are assigned
+    (the variance an invariant network can never fit)."""
+    c = perovskites[0]
+    batch = collate_crystals([CrystalDataset([c] * 16)[i] for i in range(16)])
+    batch = {k: v.double() if v.is_floating_point() else v for k, v in batch.items()}
+    losses = {}
+    for target in ("orbit", "crystal"):
+        diffusion = CrystalDiffusion(
+            CrystalDiffusionConfig(task="csp", frac_target=target, focus_fraction=1.0)
+        )
+        g = torch.Generator().manual_seed(0)
+        _, logs = CrystalObjective(diffusion)(OrbitOracle(c, diffusion), batch, g)
+        losses[target] = float(logs["loss_frac"])
+    assert losses["orbit"] < 1e-6
+    assert losses["crystal"] > 0.1
+    with pytest.raises(ValueError, match="frac_target"):
+        CrystalDiffusionConfig(frac_target="mean")
 
 
 def test_training_times_put_the_focus_share_in_the_site_assignment_window():

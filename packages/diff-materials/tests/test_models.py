@@ -32,10 +32,11 @@ def _inputs(crystals, model):
     return b["frac"].double(), x, b["types"], b["num_atoms"]
 
 
-@pytest.fixture(params=["fc", "radius"])
+@pytest.fixture(params=[("fc", 0), ("radius", 0), ("fc", 2)])
 def model(request):
     torch.manual_seed(0)  # test-local: the network's initialisation
-    cfg = CrystalDenoiserConfig(hidden=32, layers=2, num_freqs=4, edges=request.param, cutoff=4.0,
+    edges, waves = request.param
+    cfg = CrystalDenoiserConfig(hidden=32, layers=2, num_freqs=4, wave_order=waves, edges=edges, cutoff=4.0,
                                 lattice_mean=[4.5, 4.5, 4.5, 0, 0, 0], lattice_std=[1.0] * 6)  # fmt: skip
     return CrystalDenoiser(cfg).double().eval()
 
@@ -107,3 +108,41 @@ def test_periodic_radius_graph_matches_pymatgen_neighbour_lists(cutoff):
     assert got == expected
     cart = (torch.tensor(c.frac)[edges[0]] + shift - torch.tensor(c.frac)[edges[1]]) @ torch.tensor(c.lattice)
     assert torch.allclose(cart.norm(dim=-1), dist)
+
+
+def test_a_layer_applies_its_first_edge_map_per_atom_as_the_concatenated_map_per_edge():
+    """:class:`CrystalLayer` splits the first linear map of ``phi_m([h_i, h_j, e_ij])`` into per-atom parts:
+    the same messages as concatenating on every edge (DiffCSP Eq. 6), mean-aggregated over each atom's edges."""
+    from diff_materials.models import CrystalLayer, fully_connected_edges
+
+    torch.manual_seed(0)
+    layer = CrystalLayer(16, 10)
+    n = torch.tensor([5, 3])
+    edges = fully_connected_edges(n)
+    h, e = torch.randn(8, 16), torch.randn(edges.shape[1], 10)
+    x = layer.norm(h)
+    messages = layer.edge_mlp(torch.cat([x[edges[1]], x[edges[0]], e], -1))
+    count = torch.zeros(8).index_add_(0, edges[1], torch.ones(edges.shape[1]))
+    agg = torch.zeros(8, 16).index_add_(0, edges[1], messages) / count[:, None]
+    want = h + layer.node_mlp(torch.cat([x, agg], -1))
+    assert torch.allclose(layer(h, edges, e), want, atol=1e-5)
+
+
+def test_plane_waves_are_every_wave_vector_once_and_separate_site_offsets_in_one_feature():
+    from diff_materials.models import fourier_features, plane_wave_features
+
+    d = torch.tensor(
+        [[0.5, 0.5, 0.0], [0.5, 0.0, 0.0], [0.5, 0.5, 0.5], [0.2, -0.3, 0.7]], dtype=torch.float64
+    )
+    f = plane_wave_features(d, 2)
+    assert f.shape == (4, 2 * 62)  # (5^3 - 1) / 2 wave vectors, one of each +-k
+    assert torch.allclose(plane_wave_features(d + torch.tensor([1.0, -2.0, 3.0]), 2), f, atol=1e-9)
+    # k = (1, 1, 0): cos(2 pi (d_x + d_y)) is +1 at the face offset (1/2, 1/2, 0) and -1 at the edge offset
+    # (1/2, 0, 0); no per-axis feature (any frequency) tells (1/2, 1/2, 0) from (1/2, 1/2, 1/2) on x and y alone
+    r = range(-2, 3)
+    ks = [k for k in __import__("itertools").product(r, r, r) if k > (0, 0, 0)]
+    cos = f[:, 62 + ks.index((1, 1, 0))]
+    assert torch.allclose(cos[:3], torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(cos[3], torch.cos(torch.tensor(2 * torch.pi * -0.1, dtype=torch.float64)))
+    axis = fourier_features(d, 4)
+    assert torch.allclose(axis[0, :24].view(3, 8)[:2], axis[2, :24].view(3, 8)[:2])  # x, y rows equal

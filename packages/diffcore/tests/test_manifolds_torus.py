@@ -112,3 +112,24 @@ def test_exp_of_log_returns_the_target_and_the_geodesic_is_the_shortest_straight
     # maps commute with a common periodic translation
     tau = torch.rand(1, 3, generator=g, dtype=torch.float64)
     assert torch.allclose(torus.log_map(torus.wrap(x + tau), torus.wrap(y + tau)), v, atol=1e-12)
+
+
+@pytest.mark.parametrize("sigma", [0.05, 0.3, 1.0])
+def test_terms_are_the_per_coordinate_log_density_and_the_score(sigma):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(50, 3, generator=g, dtype=torch.float64)
+    mu = torch.rand(50, 3, generator=g, dtype=torch.float64)
+    log_p, score = torus.wrapped_normal_terms(x, mu, sigma)
+    assert log_p.shape == score.shape == (50, 3)
+    assert torch.allclose(log_p.sum(-1), torus.wrapped_normal_log_prob(x, mu, sigma))
+    # the log density of one coordinate, summed over images by hand
+    k = torch.arange(-20, 21, dtype=torch.float64)
+    dens = torch.exp(-0.5 * ((x[..., None] - mu[..., None] + k) / sigma) ** 2).sum(-1) / (
+        sigma * math.sqrt(2 * math.pi)
+    )
+    assert torch.allclose(log_p, dens.log(), atol=1e-10)
+    h = 1e-6
+    fd = (
+        torus.wrapped_normal_terms(x + h, mu, sigma)[0] - torus.wrapped_normal_terms(x - h, mu, sigma)[0]
+    ) / (2 * h)
+    assert torch.allclose(score, fd, rtol=1e-5, atol=1e-5)

@@ -37,6 +37,8 @@ class CrystalModelConfig:
         width: hidden size of the message-passing layers.
         depth: number of message-passing layers.
         num_freqs: Fourier frequencies of fractional-coordinate differences.
+        wave_order: also the plane waves of the difference up to this order on each axis (0: none; see
+            :class:`~diff_materials.models.EncoderConfig`).
         edges: ``fc`` (every pair of atoms of a crystal, DiffCSP) or ``radius`` (pairs within ``cutoff`` over
             periodic images).
         cutoff: radius of the ``radius`` graph in angstrom.
@@ -45,6 +47,7 @@ class CrystalModelConfig:
     width: int = 128
     depth: int = 4
     num_freqs: int = 32
+    wave_order: int = 3
     edges: Literal["fc", "radius"] = "fc"
     cutoff: float = 7.0
 
@@ -79,6 +82,10 @@ class CrystalTrainConfig:
         lattice_schedule: the lattice's Gaussian path (a diffcore schedule name).
         coords: the fractional coordinates' process: ``wrapped_normal`` (DiffCSP's score-based diffusion on the
             torus) or ``flow`` (Riemannian flow matching on the torus to uniform noise).
+        frac_target: the wrapped normal's training target: ``orbit`` (the score averaged over the crystal's
+            translations and the permutations of its atoms that the network cannot tell apart,
+            :mod:`diff_materials.orbit`; the same regression function with less variance) or ``crystal``
+            (DiffCSP's score of the one training crystal).
         init_from: a saved pipeline (or run folder) whose network starts the training; with ``properties``
             and ``adapters_only`` this is MatterGen's fine-tuning of a pretrained unconditional model.
         adapters_only: when fine-tuning from ``init_from`` on properties, train only the property embeddings
@@ -104,6 +111,7 @@ class CrystalTrainConfig:
     csp_fraction: float = 0.5
     lattice_schedule: str = "vp-cosine"
     coords: Literal["wrapped_normal", "flow"] = "wrapped_normal"
+    frac_target: Literal["orbit", "crystal"] = "crystal"
     init_from: str = ""
     adapters_only: bool = True
     batch_size: int = 64
@@ -116,6 +124,8 @@ class CrystalTrainConfig:
             raise ValueError(f"task: expected csp or gen, got {self.task!r}")
         if self.coords not in ("wrapped_normal", "flow"):
             raise ValueError(f"coords: expected wrapped_normal or flow, got {self.coords!r}")
+        if self.frac_target not in ("orbit", "crystal"):
+            raise ValueError(f"frac_target: expected orbit or crystal, got {self.frac_target!r}")
         if self.split not in ("polymorph", "random"):
             raise ValueError(f"split: expected polymorph or random, got {self.split!r}")
         if not 0 < self.held_out < 1:

@@ -60,6 +60,7 @@ from tqdm.auto import tqdm
 
 from diff_materials.data.crystals import NUM_TYPES, Crystal
 from diff_materials.lattice import normalise_lattice, unnormalise_lattice
+from diff_materials.orbit import MIN_SIGMA, orbit_score
 from diff_materials.properties import property_mask, property_slices
 
 __all__ = [
@@ -106,6 +107,10 @@ class CrystalDiffusionConfig:
             "nearest site" rule, which the network learns first and which is right below ``t = 0.5``, is off
             by 85 % of the exact score at ``t = 0.7``), and the network leaves that plateau only after several
             hundred steps spent in the window. Uniform times spend 20 % of the steps there.
+        frac_target: what the network regresses on the wrapped normal: ``orbit``, the score averaged over
+            the translations and atom permutations the network cannot tell apart (:mod:`diff_materials.orbit`,
+            the same regression function as ``crystal`` with far less variance where sites are assigned), or
+            ``crystal``, DiffCSP's score of the one training crystal the noise came from.
     """
 
     task: Task = "csp"
@@ -123,6 +128,7 @@ class CrystalDiffusionConfig:
     focus_fraction: float = 0.5
     focus_low: float = 0.55
     focus_high: float = 0.9
+    frac_target: Literal["orbit", "crystal"] = "crystal"
 
     def __post_init__(self) -> None:
         if self.task not in ("csp", "gen"):
@@ -142,6 +148,8 @@ class CrystalDiffusionConfig:
             raise ValueError(f"min_t: expected in [0, 1), got {self.min_t}")
         if not 0 <= self.focus_fraction <= 1:
             raise ValueError(f"focus_fraction: expected a fraction in [0, 1], got {self.focus_fraction}")
+        if self.frac_target not in ("orbit", "crystal"):
+            raise ValueError(f"frac_target: expected 'orbit' or 'crystal', got {self.frac_target!r}")
         if not 0 <= self.focus_low < self.focus_high <= 1:
             raise ValueError(
                 f"focus_low, focus_high: expected 0 <= low < high <= 1, got {self.focus_low}, {self.focus_high}"
@@ -228,6 +236,45 @@ class CrystalDiffusion:
         frac_t = torus.wrapped_normal_sample(frac0, sigma, generator=generator)
         return frac_t, torus.wrapped_normal_score(frac_t, frac0, sigma) / self.score_norm(sigma).sqrt()
 
+    def orbit_target(
+        self,
+        frac_t: Tensor,
+        frac0: Tensor,
+        target: Tensor,
+        t: Tensor,
+        num_atoms: Tensor,
+        types0: Tensor,
+        types_t: Tensor,
+    ) -> Tensor:
+        """``target`` (M, 3) with the crystal's own score replaced by the orbit-averaged one
+        (:func:`diff_materials.orbit.orbit_score`, normalised the same way) for every crystal whose ``sigma(t)``
+        is at least :data:`~diff_materials.orbit.MIN_SIGMA` (below, the two are equal up to the mean over atoms,
+        which the loss removes). frac_t, frac0: (M, 3); t: (B,); num_atoms: (B,); types0, types_t: (M,) the clean
+        types and those the network sees (``MASK_TYPE`` where masked)."""
+        sigma = self.frac_sigma(t)
+        use = sigma >= MIN_SIGMA
+        if not bool(use.any()):
+            return target
+        seen = types_t if self.diffuses_types and self.config.type_process == "absorbing" else None
+        offsets = torch.cumsum(num_atoms, 0) - num_atoms
+        target = target.clone()
+        for n in num_atoms[use].unique().tolist():
+            rows = torch.nonzero(use & (num_atoms == n))[:, 0]
+            atoms = (offsets[rows, None] + torch.arange(n, device=frac0.device)).flatten()
+            c = len(rows)
+            score = orbit_score(
+                frac_t[atoms].view(c, n, 3),
+                frac0[atoms].view(c, n, 3),
+                sigma[rows],
+                types0[atoms].view(c, n),
+                None if seen is None else seen[atoms].view(c, n),
+                MASK_TYPE,
+            )
+            target[atoms] = (
+                score.reshape(-1, 3) / self.score_norm(sigma[rows]).sqrt().repeat_interleave(n)[:, None]
+            )
+        return target
+
     @property
     def diffuses_types(self) -> bool:
         return self.config.task == "gen"
@@ -275,6 +322,8 @@ class CrystalObjective:
                 types_t = mask_tokens(types0, keep, MASK_TYPE, generator)
             else:
                 types_t = uniform_resample(types0, keep, NUM_TYPES, generator)
+        if cfg.coords == "wrapped_normal" and cfg.frac_target == "orbit":
+            target = d.orbit_target(frac_t, frac0, target, t, num_atoms, types0, types_t)
         props, mask = _standardised_properties(enc, batch)
         if (
             mask is not None and self.p_uncond > 0

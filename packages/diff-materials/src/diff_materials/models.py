@@ -14,8 +14,9 @@ Zeni et al. 2025, Sec. 2.3):
 - edges: every ordered pair of atoms of one crystal (``edges="fc"``, DiffCSP's fully connected graph), or
   every pair within ``cutoff`` angstrom over periodic images (``edges="radius"``, :func:`periodic_radius_graph`,
   in plain torch). Edge features are Fourier features ``sin / cos(2 pi k d)``, ``k = 1..num_freqs``, of the
-  fractional difference ``d = f_j - f_i`` (periodic, so invariant to periodic translation), the crystal's
-  rotation-invariant lattice ``S`` (:mod:`diff_materials.lattice`) and, for the radius graph, the distance;
+  fractional difference ``d = f_j - f_i`` (periodic, so invariant to periodic translation) and, with
+  ``wave_order > 0``, its plane waves ``sin / cos(2 pi k . d)`` over integer wave vectors
+  (:func:`plane_wave_features`), the crystal's rotation-invariant lattice ``S`` (:mod:`diff_materials.lattice`) and, for the radius graph, the distance;
 - every input is invariant to rotations of the lattice, to translations of all atoms (also across the cell
   boundary) and equivariant to permutations of the atoms, so the outputs are too.
 
@@ -27,6 +28,8 @@ atom type. :class:`PropertyPredictor` returns (B, P) standardised property value
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -51,6 +54,7 @@ __all__ = [
     "fourier_features",
     "fully_connected_edges",
     "periodic_radius_graph",
+    "plane_wave_features",
 ]
 
 Edges = Literal["fc", "radius"]
@@ -106,6 +110,27 @@ def fourier_features(d: Tensor, num_freqs: int) -> Tensor:
     return torch.cat([torch.sin(x), torch.cos(x)], dim=-1).flatten(1)
 
 
+@functools.lru_cache(maxsize=4)
+def _wave_vectors(order: int) -> Tensor:
+    """``(K, 3)`` integer wave vectors ``k`` with ``max |k_a| <= order``, ``k != 0``, one of each pair ``+-k``."""
+    r = range(-order, order + 1)
+    ks = [k for k in itertools.product(r, r, r) if k > (0, 0, 0)]  # lexicographically positive: one of +-k
+    return torch.tensor(ks, dtype=torch.float64)
+
+
+def plane_wave_features(d: Tensor, order: int) -> Tensor:
+    """``(E, 3)`` fractional differences -> ``(E, 2 K)`` ``[sin(2 pi k . d), cos(2 pi k . d)]`` over the wave
+    vectors ``k`` of :func:`_wave_vectors` (``K = ((2 order + 1)^3 - 1) / 2``: 13 for order 1, 62 for 2).
+
+    The plane waves of the 3-torus up to ``order``: unlike the per-axis features of :func:`fourier_features`
+    (the wave vectors along the axes), they hold products across axes, so a site offset such as
+    ``(1/2, 1/2, 0)`` and its neighbours ``(1/2, 0, 0)``, ``(1/2, 1/2, 1/2)`` differ in single features
+    (``cos(2 pi (d_x + d_y))``) instead of in products the edge network has to learn."""
+    k = _wave_vectors(order).to(device=d.device, dtype=d.dtype)
+    x = 2 * math.pi * d @ k.T  # (E, K)
+    return torch.cat([torch.sin(x), torch.cos(x)], dim=-1)
+
+
 def _rbf(distance: Tensor, cutoff: float, num: int = 16) -> Tensor:
     centres = torch.linspace(0.0, cutoff, num, device=distance.device, dtype=distance.dtype)
     return torch.exp(-((distance[:, None] - centres) ** 2) / (2 * (cutoff / num) ** 2))
@@ -129,12 +154,27 @@ class CrystalLayer(MessagePassing):
         """Node features ``h: (M, hidden)`` updated by one round of messages over ``edge_index`` ``(2, E)``
         with edge features ``edge_attr`` ``(E, edge_dim)``."""
         x = self.norm(h)
-        agg = self.propagate(edge_index, x=x, edge_attr=edge_attr, size=(h.shape[0], h.shape[0]))
+        # The first linear map of phi_m acts on [h_i, h_j, e_ij]: its h_i and h_j blocks are applied once per
+        # atom, not once per edge (the same function as concatenating, with a fraction of the work on the
+        # N (N - 1) edges of a fully connected crystal).
+        w = self.edge_mlp[0].weight
+        k = x.shape[-1]
+        x_dst, x_src = x @ w[:, :k].T, x @ w[:, k : 2 * k].T
+        agg = self.propagate(
+            edge_index, x_dst=x_dst, x_src=x_src, edge_attr=edge_attr, size=(h.shape[0], h.shape[0])
+        )
         return h + self.node_mlp(torch.cat([x, agg], dim=-1))
 
-    def message(self, x_i: Tensor, x_j: Tensor, edge_attr: Tensor) -> Tensor:
-        """``phi_m(h_i, h_j, e_ij)`` for every edge (DiffCSP Eq. 6)."""
-        return self.edge_mlp(torch.cat([x_i, x_j, edge_attr], dim=-1))
+    def message(self, x_dst_i: Tensor, x_src_j: Tensor, edge_attr: Tensor) -> Tensor:
+        """``phi_m(h_i, h_j, e_ij)`` for every edge (DiffCSP Eq. 6), from the atoms' parts of its first linear
+        map (see :meth:`forward`)."""
+        first = self.edge_mlp[0]
+        pre = (
+            x_dst_i
+            + x_src_j
+            + nn.functional.linear(edge_attr, first.weight[:, 2 * x_dst_i.shape[-1] :], first.bias)
+        )
+        return self.edge_mlp[2](self.edge_mlp[1](pre))
 
 
 @dataclass
@@ -145,6 +185,9 @@ class EncoderConfig:
         hidden: width of node features.
         layers: message-passing blocks.
         num_freqs: Fourier frequencies of fractional differences (DiffCSP uses 128 on MP-20).
+        wave_order: also the plane waves ``sin / cos(2 pi k . d)`` of the fractional difference with every
+            integer wave vector ``max |k_a| <= wave_order`` (:func:`plane_wave_features`); 0: the per-axis
+            features alone (DiffCSP's).
         edges: ``fc`` (every pair of atoms of a crystal) or ``radius`` (pairs within ``cutoff`` over images).
         cutoff: radius of the ``radius`` graph, angstrom.
         num_properties: conditioning properties (0: unconditional); each gets an embedding and adapters.
@@ -160,6 +203,7 @@ class EncoderConfig:
     hidden: int = 128
     layers: int = 4
     num_freqs: int = 32
+    wave_order: int = 0
     edges: Edges = "fc"
     cutoff: float = 7.0
     num_properties: int = 0
@@ -174,6 +218,8 @@ class EncoderConfig:
         for name in ("hidden", "layers", "num_freqs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        if self.wave_order < 0:
+            raise ValueError(f"wave_order: expected >= 0, got {self.wave_order}")
         if self.edges not in ("fc", "radius"):
             raise ValueError(f"edges: expected 'fc' or 'radius', got {self.edges!r}")
         if len(self.lattice_mean) != 6 or len(self.lattice_std) != 6:
@@ -206,7 +252,8 @@ class CrystalEncoder(nn.Module):
         h = config.hidden
         self.type_embed = nn.Embedding(NUM_TYPES + 1, h)
         self.time_embed = TimestepEmbedder(h)
-        edge_dim = 6 * config.num_freqs + 6 + (16 if config.edges == "radius" else 0)
+        waves = 2 * len(_wave_vectors(config.wave_order)) if config.wave_order else 0
+        edge_dim = 6 * config.num_freqs + waves + 6 + (16 if config.edges == "radius" else 0)
         self.layers = nn.ModuleList([CrystalLayer(h, edge_dim) for _ in range(config.layers)])
         p = config.num_properties
         self.property_embed = nn.ModuleList([_mlp(_FEATURES[k], h, h) for k in config.property_kinds])
@@ -229,14 +276,17 @@ class CrystalEncoder(nn.Module):
     def _edges(self, frac: Tensor, lattice: Tensor, num_atoms: Tensor) -> tuple[Tensor, Tensor]:
         if self.config.edges == "fc":
             edges = fully_connected_edges(num_atoms)
-            d = frac[edges[0]] - frac[edges[1]]
-            return edges, fourier_features(d, self.config.num_freqs)
+            return edges, self._periodic_features(frac[edges[0]] - frac[edges[1]])
         matrix = unnormalise_lattice(lattice.float(), num_atoms, self.lattice_mean, self.lattice_std)
         edges, _shift, dist = periodic_radius_graph(frac, matrix, num_atoms, self.config.cutoff)
         d = frac[edges[0]] - frac[edges[1]]
-        return edges, torch.cat(
-            [fourier_features(d, self.config.num_freqs), _rbf(dist, self.config.cutoff)], -1
-        )
+        return edges, torch.cat([self._periodic_features(d), _rbf(dist, self.config.cutoff)], -1)
+
+    def _periodic_features(self, d: Tensor) -> Tensor:
+        feats = fourier_features(d, self.config.num_freqs)
+        if self.config.wave_order:
+            feats = torch.cat([feats, plane_wave_features(d, self.config.wave_order)], -1)
+        return feats
 
     def _property_terms(self, properties: Tensor | None, mask: Tensor | None, b: int) -> list[Tensor]:
         p = self.config.num_properties

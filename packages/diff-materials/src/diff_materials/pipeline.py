@@ -246,7 +246,7 @@ def train_denoiser(config: CrystalTrainConfig, crystals: Sequence[Crystal]) -> C
         raise ValueError("crystals: no training crystals")
     stats = _statistics(crystals, config.properties)
     m = config.model
-    net = CrystalDenoiserConfig(hidden=m.width, layers=m.depth, num_freqs=m.num_freqs, edges=m.edges,
+    net = CrystalDenoiserConfig(hidden=m.width, layers=m.depth, num_freqs=m.num_freqs, wave_order=m.wave_order, edges=m.edges,
                                 cutoff=m.cutoff, num_properties=len(config.properties),
                                 property_kinds=[property_kind(p) for p in config.properties], **stats)  # fmt: skip
     with seeded(config.train.seed):
@@ -295,7 +295,8 @@ def train_denoiser(config: CrystalTrainConfig, crystals: Sequence[Crystal]) -> C
 def _diffusion_config(config: CrystalTrainConfig) -> CrystalDiffusionConfig:
     return CrystalDiffusionConfig(task=config.task, type_process=config.type_process,
                                   type_schedule=config.type_schedule, type_power=config.type_power,
-                                  lattice_schedule=config.lattice_schedule, coords=config.coords)  # fmt: skip
+                                  lattice_schedule=config.lattice_schedule, coords=config.coords,
+                                  frac_target=config.frac_target)  # fmt: skip
 
 
 class PredictorObjective:
@@ -349,7 +350,12 @@ def train_predictor(
     sizes = (
         {}
         if model is None
-        else {"hidden": model.hidden, "layers": model.layers, "num_freqs": model.num_freqs}
+        else {
+            "hidden": model.hidden,
+            "layers": model.layers,
+            "num_freqs": model.num_freqs,
+            "wave_order": model.wave_order,
+        }
     )
     cfg = PropertyPredictorConfig(outputs=len(properties), **sizes, **stats)
     with seeded(train.seed):

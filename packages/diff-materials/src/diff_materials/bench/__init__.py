@@ -30,20 +30,22 @@ TARGETS = {"structure_validity": (">=", 0.9)}
 class BenchSettings:
     """Sizes of one benchmark run.
 
-    ``width``/``depth``/``num_freqs``: the network; ``steps``/``batch_size``/``lr``: training;
-    ``max_seconds``: wall-time cap of training; ``coords``/``type_schedule``/``type_power``: the coordinates'
-    process and the atom types' schedule (:class:`~diff_materials.diffusion.CrystalDiffusionConfig`); ``sample_steps``/``step_lr``: the sampler; ``num_generate``:
+    ``width``/``depth``/``num_freqs``/``wave_order``: the network; ``steps``/``batch_size``/``lr``: training;
+    ``max_seconds``: wall-time cap of training; ``coords``/``frac_target``/``type_schedule``/``type_power``: the coordinates'
+    process and training target and the atom types' schedule (:class:`~diff_materials.diffusion.CrystalDiffusionConfig`); ``sample_steps``/``step_lr``: the sampler; ``num_generate``:
     ab initio samples; ``num_csp``: held-out compositions predicted; ``candidates``: predictions each;
     ``fingerprints``: compute COV (CrystalNN); ``device``; ``seed``."""
 
     width: int = 64
     depth: int = 3
     num_freqs: int = 16
+    wave_order: int = 3
     steps: int = 8000
     batch_size: int = 64
     lr: float = 2e-3
     max_seconds: float | None = 200.0
     coords: str = "wrapped_normal"
+    frac_target: str = "crystal"
     type_schedule: str = "log-linear"
     type_power: float = 2.0
     sample_steps: int = 200

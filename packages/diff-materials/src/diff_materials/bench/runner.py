@@ -33,11 +33,14 @@ def train_config(
 ) -> CrystalTrainConfig:
     """The training configuration of a benchmark run."""
     return CrystalTrainConfig(
-        model=CrystalModelConfig(width=s.width, depth=s.depth, num_freqs=s.num_freqs),
+        model=CrystalModelConfig(
+            width=s.width, depth=s.depth, num_freqs=s.num_freqs, wave_order=s.wave_order
+        ),
         task=task,  # type: ignore[arg-type]
         properties=list(properties),
         batch_size=s.batch_size,
         coords=s.coords,  # type: ignore[arg-type]
+        frac_target=s.frac_target,  # type: ignore[arg-type]
         type_schedule=s.type_schedule,
         type_power=s.type_power,
         train=TrainConfig(

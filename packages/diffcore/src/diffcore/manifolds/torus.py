@@ -33,6 +33,7 @@ __all__ = [
     "wrapped_normal_log_prob",
     "wrapped_normal_sample",
     "wrapped_normal_score",
+    "wrapped_normal_terms",
 ]
 
 
@@ -86,11 +87,19 @@ def wrapped_normal_log_prob(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tens
 
 def wrapped_normal_score(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
     """``grad_x log p(x | mu, sigma)``: ``(..., d)``. Periodic in ``x`` and 0 at ``x = mu`` and ``mu + 1/2``."""
+    return wrapped_normal_terms(x, mu, sigma)[1]
+
+
+def wrapped_normal_terms(
+    x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor | float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log p, score)`` per coordinate, both ``(..., d)``, from one sum over images: the log density of each
+    coordinate (``wrapped_normal_log_prob`` is their sum over the last dim) and :func:`wrapped_normal_score`."""
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
     d, log_n = _images(x, mu, sigma)
-    w = torch.softmax(log_n, dim=-1)
+    log_p = torch.logsumexp(log_n, dim=-1)
     s = sigma[..., None] if sigma.dim() > 0 else sigma
-    return (w * (-d / s**2)).sum(-1)
+    return log_p, ((log_n - log_p[..., None]).exp() * (-d / s**2)).sum(-1)
 
 
 def wrapped_normal_sample(
