@@ -9,6 +9,7 @@ scores it on held-out notes:
   (weight 1) + KL;
 - ``after``: nearest-neighbour upsampling + convolution, the posterior starting at softplus(-5) = 0.007, the
   magnitude loss at weight 0.1 and the phase-sensitive complex STFT loss at weight 4;
+- ``zero_init``: ``after`` with zero-initialised residual branches (``vae.zero_init``);
 - ``residual``: ``after`` plus DC-AE's parameter-free shortcuts around every rate change and zero-initialised
   residual branches (``vae.shortcut``, ``vae.zero_init``): the package defaults now.
 
@@ -65,6 +66,14 @@ VARIANTS = {
         "posterior_init": -5.0,
         "shortcut": False,
         "zero_init": False,
+    },
+    "zero_init": {
+        "upsample": "nearest",
+        "stft_weight": 0.1,
+        "complex_stft_weight": 4.0,
+        "posterior_init": -5.0,
+        "shortcut": False,
+        "zero_init": True,
     },
     "residual": {
         "upsample": "nearest",

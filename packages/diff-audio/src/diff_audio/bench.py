@@ -53,6 +53,8 @@ class BenchSettings:
     vae_steps: int = 2000
     vae_lr: float = 2e-3
     vae_crop_seconds: float | None = 0.128
+    vae_shortcut: bool = True
+    vae_zero_init: bool = True
     width: int = 64
     depth: int = 3
     heads: int = 2
@@ -83,7 +85,7 @@ class BenchSettings:
         return cls(
             sample_rate=16000, clip_seconds=2.048, min_seconds=0.6, length=4096, vae_channels=48,
             vae_mults=(1, 2, 4, 8), vae_strides=(2, 4, 4, 8), latent_dim=8, fft_sizes=(2048, 1024, 512, 256, 128),
-            vae_steps=20000, vae_lr=1e-3, vae_crop_seconds=0.512, width=384, depth=8, heads=6, patch_size=1,
+            vae_steps=20000, vae_lr=1e-3, vae_crop_seconds=0.512, vae_shortcut=False, vae_zero_init=False, width=384, depth=8, heads=6, patch_size=1,
             text_width=128, steps=40000, stage_seconds=140.0, vae_seconds=200.0, lr=5e-4, batch_size=32, eval_samples=256,
             sample_steps=50, classifier_steps=400, warmup_steps=200, mixed_precision="bf16", device="cuda", checkpoint_every=500,
         )  # fmt: skip
@@ -99,7 +101,8 @@ def _config(settings: BenchSettings, out: Path, resume: bool) -> Any:
         data=AudioDataConfig(kind="notes", length=s.length, sample_rate=s.sample_rate, clip_seconds=s.clip_seconds,
                              min_seconds=s.min_seconds),
         vae=AudioVAEConfig(channels=s.vae_channels, channel_mults=s.vae_mults, strides=s.vae_strides,
-                           latent_dim=s.latent_dim, fft_sizes=s.fft_sizes),
+                           latent_dim=s.latent_dim, fft_sizes=s.fft_sizes, shortcut=s.vae_shortcut,
+                           zero_init=s.vae_zero_init),
         model=AudioModelConfig(width=s.width, depth=s.depth, heads=s.heads, patch_size=s.patch_size,
                                text_width=s.text_width, text_layers=2, text_heads=4),
         vae_steps=s.vae_steps, vae_lr=s.vae_lr, vae_max_seconds=s.vae_seconds, vae_crop_seconds=s.vae_crop_seconds, batch_size=s.batch_size, cond_dropout=0.1,

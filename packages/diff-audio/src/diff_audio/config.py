@@ -55,7 +55,13 @@ class AudioVAEConfig:
             or the width (space-to-channel and channel averaging down, channel repetition and channel-to-space
             up), so the signal reaches the decoder's output from the first step. Widths must divide each
             other's products with the strides (``channels * stride`` and the next width, the last width and
-            ``latent_dim``).
+            ``latent_dim``). Helps where the widths keep most of the signal (the quick benchmark's 1x VAE:
+            ``benchmarks/results/audio_quick-cpu.json``); at 8x and 32x with width 8 it did not
+            (``benchmarks/results/vae_recon-residual-cpu.json``, ``vae_recon-residual-latent1-cpu.json``).
+        zero_init: zero the last convolution of every residual branch and shortcut layer (and, with
+            ``shortcut``, the encoder's head), so the VAE starts as its parameter-free path: without it the
+            Snake branches, whose ``sin^2`` is never negative, pile up offsets and the untrained output is
+            about ten times louder than its input.
     """
 
     channels: int = 32
@@ -70,8 +76,8 @@ class AudioVAEConfig:
     weight_norm: bool = True
     posterior_init: float = -5.0
     upsample: Literal["nearest", "transposed"] = "nearest"
-    shortcut: bool = True
-    zero_init: bool = True
+    shortcut: bool = False
+    zero_init: bool = False
 
     def __post_init__(self) -> None:
         self.channel_mults, self.strides, self.fft_sizes = (
