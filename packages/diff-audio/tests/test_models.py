@@ -188,9 +188,7 @@ def test_complex_stft_loss_sees_the_phase_that_the_magnitude_loss_ignores():
 def test_nearest_upsampling_has_no_checkerboard_and_transposed_does(stride):
     with seeded(0):
         nearest = tiny_vae(strides=(2, stride), upsample="nearest", zero_init=False).decoder[1][0][1]
-        transposed = (
-            tiny_vae(strides=(2, stride), upsample="transposed", zero_init=False).decoder[1][0][1]
-        )
+        transposed = tiny_vae(strides=(2, stride), upsample="transposed", zero_init=False).decoder[1][0][1]
     flat = torch.ones(1, 16, 32)  # a constant input: an ideal upsampler gives a constant output
     with torch.no_grad():
         a, b = nearest(flat)[..., 2 * stride : -2 * stride], transposed(flat)[..., 2 * stride : -2 * stride]
@@ -324,3 +322,11 @@ def test_pooled_text_is_the_mean_of_the_real_words_states_and_null_captions_pool
     assert torch.allclose(seen["pooled"][0, 2 * w :], states[0, :4].mean(0), atol=1e-6)
     assert seen["pooled"][1, 2 * w :].abs().max() == 0
     assert tiny_dit(pooled_text=False).backbone.config.pooled_dim == 2 * w
+
+
+def test_vae_crop_seconds_must_be_positive():
+    from diff_audio.config import AudioTrainConfig
+
+    with pytest.raises(ValueError, match="vae_crop_seconds"):
+        AudioTrainConfig(vae_crop_seconds=0.0)
+    assert AudioTrainConfig(vae_crop_seconds=0.128).vae_crop_seconds == 0.128
