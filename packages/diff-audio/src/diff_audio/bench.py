@@ -2,8 +2,8 @@
 
 * quick (CPU, at most 5 minutes): the VAE (hop 16, 16 latent channels: no compression, which a few hundred CPU
   steps can learn; the GPU run compresses 32x) and a tiny latent DiT on single notes (8 kHz mono, 0.512 s clips),
-  each stage trained for a fixed wall-time budget (``TrainConfig.max_seconds``, 95 s), then 32 clips generated
-  from held-out captions and scored; writes wav files, a spectrogram grid and metrics.json. Target: pitch
+  each stage trained for a fixed wall-time budget (``TrainConfig.max_seconds``: the VAE 70 s on 0.128 s crops,
+  the DiT 150 s, which is the stage short of steps), then 32 clips generated from held-out captions and scored; writes wav files, a spectrogram grid and metrics.json. Target: pitch
   accuracy >= 0.5 (chance 1/37 < 0.03).
 * full (one GPU, about 7 minutes): 16 kHz mono single notes of 2.048 s with a 32x-compression VAE (200 s) and a
   larger DiT in bf16 (140 s), then the issue's GPU targets: pitch, instrument and timing accuracy, FAD-local against its floor,
@@ -61,8 +61,8 @@ class BenchSettings:
     patch_size: int = 4
     text_width: int = 32
     steps: int = 4000
-    stage_seconds: float = 95.0
-    vae_seconds: float | None = None
+    stage_seconds: float = 150.0
+    vae_seconds: float | None = 70.0
     lr: float = 2e-3
     warmup_steps: int = 10
     batch_size: int = 16
