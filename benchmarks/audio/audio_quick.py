@@ -1,8 +1,8 @@
 """diff-audio quick benchmark (CPU, at most 5 minutes): what ``diffuse bench audio --quick`` runs.
 
 The Oobleck-style VAE (hop 16, 16 latent channels) and a tiny latent DiT on single synthetic notes (8 kHz mono,
-0.512 s), each training stage limited to 95 s of wall time, then 32 clips generated from held-out captions and scored (target: pitch accuracy
->= 0.5; chance is 1/37).
+0.512 s), the VAE stage limited to 70 s of wall time and the DiT's to 150 s, then 32 clips generated from
+held-out captions and scored (target: pitch accuracy >= 0.5; chance is 1/37).
 
     OMP_NUM_THREADS=1 uv run python benchmarks/audio/audio_quick.py [--out runs/audio_quick]
 

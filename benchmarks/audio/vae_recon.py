@@ -8,7 +8,10 @@ scores it on held-out notes:
   posterior scale starting at softplus(0) = 0.69, loss = waveform L1 + magnitude-only multi-resolution STFT
   (weight 1) + KL;
 - ``after``: nearest-neighbour upsampling + convolution, the posterior starting at softplus(-5) = 0.007, the
-  magnitude loss at weight 0.1 and the phase-sensitive complex STFT loss at weight 4 (the package defaults).
+  magnitude loss at weight 0.1 and the phase-sensitive complex STFT loss at weight 4;
+- ``zero_init``: ``after`` with zero-initialised residual branches (``vae.zero_init``);
+- ``residual``: ``after`` plus DC-AE's parameter-free shortcuts around every rate change and zero-initialised
+  residual branches (``vae.shortcut``, ``vae.zero_init``): the package defaults now.
 
 Metrics per variant: SI-SDR (dB), MR-STFT distance, log-mel L1 distance, and whether the decoder uses its latent:
 ``latent_effect`` = ``|D(z) - D(z')| / |D(z)|`` with ``z'`` the latents of other clips (0 means the decoder
@@ -20,7 +23,8 @@ training step of each variant (shares of self CPU time in convolutions, STFTs, e
     OMP_NUM_THREADS=1 uv run python benchmarks/audio/vae_recon.py --steps 20  # smoke run
 
 Prints a table and writes benchmarks/results/vae_recon-cpu.json (``--latent-dim 1``, 32x compression:
-vae_recon-latent1-cpu.json; other step counts add ``-<steps>steps``).
+vae_recon-latent1-cpu.json; other step counts add ``-<steps>steps``; ``--variants residual`` (or any set but
+the default ``before after``) adds the variants' names: vae_recon-residual-cpu.json).
 """
 
 from __future__ import annotations
@@ -52,8 +56,33 @@ VARIANTS = {
         "stft_weight": 1.0,
         "complex_stft_weight": 0.0,
         "posterior_init": 0.0,
+        "shortcut": False,
+        "zero_init": False,
     },
-    "after": {"upsample": "nearest", "stft_weight": 0.1, "complex_stft_weight": 4.0, "posterior_init": -5.0},
+    "after": {
+        "upsample": "nearest",
+        "stft_weight": 0.1,
+        "complex_stft_weight": 4.0,
+        "posterior_init": -5.0,
+        "shortcut": False,
+        "zero_init": False,
+    },
+    "zero_init": {
+        "upsample": "nearest",
+        "stft_weight": 0.1,
+        "complex_stft_weight": 4.0,
+        "posterior_init": -5.0,
+        "shortcut": False,
+        "zero_init": True,
+    },
+    "residual": {
+        "upsample": "nearest",
+        "stft_weight": 0.1,
+        "complex_stft_weight": 4.0,
+        "posterior_init": -5.0,
+        "shortcut": True,
+        "zero_init": True,
+    },
 }
 
 
@@ -155,7 +184,7 @@ def main() -> None:
     parser.add_argument(
         "--latent-dim", type=int, default=4, help="Latent channels (compression = 32 / this)."
     )
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=["before", "after"], choices=list(VARIANTS))
     args = parser.parse_args()
     torch.manual_seed(0)
     train, test = notes(256, seed=0), notes(32, seed=1000)
@@ -167,7 +196,8 @@ def main() -> None:
     settings = {**vars(args), "sample_rate": SAMPLE_RATE, "clip_seconds": CLIP_SECONDS, "fft_sizes": FFT_SIZES,
                 "strides": (2, 4, 4), "train_clips": len(train), "test_clips": len(test),
                 "variants_changes": {v: VARIANTS[v] for v in results}}  # fmt: skip
-    parts = [f"latent{args.latent_dim}"] if args.latent_dim != 4 else []  # the default: 8x compression
+    parts = [] if args.variants == ["before", "after"] else ["-".join(args.variants)]
+    parts += [f"latent{args.latent_dim}"] if args.latent_dim != 4 else []  # the default: 8x compression
     parts += [f"{args.steps}steps"] if args.steps != 300 else []
     variant = "-".join(parts) or None
     path = write_result({"settings": settings, "metrics": results}, script="vae_recon", variant=variant, device="cpu",

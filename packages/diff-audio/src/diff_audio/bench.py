@@ -2,8 +2,8 @@
 
 * quick (CPU, at most 5 minutes): the VAE (hop 16, 16 latent channels: no compression, which a few hundred CPU
   steps can learn; the GPU run compresses 32x) and a tiny latent DiT on single notes (8 kHz mono, 0.512 s clips),
-  each stage trained for a fixed wall-time budget (``TrainConfig.max_seconds``, 95 s), then 32 clips generated
-  from held-out captions and scored; writes wav files, a spectrogram grid and metrics.json. Target: pitch
+  each stage trained for a fixed wall-time budget (``TrainConfig.max_seconds``: the VAE 70 s on 0.128 s crops,
+  the DiT 150 s, which is the stage short of steps), then 32 clips generated from held-out captions and scored; writes wav files, a spectrogram grid and metrics.json. Target: pitch
   accuracy >= 0.5 (chance 1/37 < 0.03).
 * full (one GPU, about 7 minutes): 16 kHz mono single notes of 2.048 s with a 32x-compression VAE (200 s) and a
   larger DiT in bf16 (140 s), then the issue's GPU targets: pitch, instrument and timing accuracy, FAD-local against its floor,
@@ -52,14 +52,17 @@ class BenchSettings:
     fft_sizes: tuple[int, ...] = (512, 256, 128, 64)
     vae_steps: int = 2000
     vae_lr: float = 2e-3
+    vae_crop_seconds: float | None = 0.128
+    vae_shortcut: bool = True
+    vae_zero_init: bool = True
     width: int = 64
     depth: int = 3
     heads: int = 2
     patch_size: int = 4
     text_width: int = 32
     steps: int = 4000
-    stage_seconds: float = 95.0
-    vae_seconds: float | None = None
+    stage_seconds: float = 150.0
+    vae_seconds: float | None = 70.0
     lr: float = 2e-3
     warmup_steps: int = 10
     batch_size: int = 16
@@ -82,7 +85,7 @@ class BenchSettings:
         return cls(
             sample_rate=16000, clip_seconds=2.048, min_seconds=0.6, length=4096, vae_channels=48,
             vae_mults=(1, 2, 4, 8), vae_strides=(2, 4, 4, 8), latent_dim=8, fft_sizes=(2048, 1024, 512, 256, 128),
-            vae_steps=20000, vae_lr=1e-3, width=384, depth=8, heads=6, patch_size=1,
+            vae_steps=20000, vae_lr=1e-3, vae_crop_seconds=0.512, vae_shortcut=False, vae_zero_init=False, width=384, depth=8, heads=6, patch_size=1,
             text_width=128, steps=40000, stage_seconds=140.0, vae_seconds=200.0, lr=5e-4, batch_size=32, eval_samples=256,
             sample_steps=50, classifier_steps=400, warmup_steps=200, mixed_precision="bf16", device="cuda", checkpoint_every=500,
         )  # fmt: skip
@@ -98,10 +101,11 @@ def _config(settings: BenchSettings, out: Path, resume: bool) -> Any:
         data=AudioDataConfig(kind="notes", length=s.length, sample_rate=s.sample_rate, clip_seconds=s.clip_seconds,
                              min_seconds=s.min_seconds),
         vae=AudioVAEConfig(channels=s.vae_channels, channel_mults=s.vae_mults, strides=s.vae_strides,
-                           latent_dim=s.latent_dim, fft_sizes=s.fft_sizes),
+                           latent_dim=s.latent_dim, fft_sizes=s.fft_sizes, shortcut=s.vae_shortcut,
+                           zero_init=s.vae_zero_init),
         model=AudioModelConfig(width=s.width, depth=s.depth, heads=s.heads, patch_size=s.patch_size,
                                text_width=s.text_width, text_layers=2, text_heads=4),
-        vae_steps=s.vae_steps, vae_lr=s.vae_lr, vae_max_seconds=s.vae_seconds, batch_size=s.batch_size, cond_dropout=0.1,
+        vae_steps=s.vae_steps, vae_lr=s.vae_lr, vae_max_seconds=s.vae_seconds, vae_crop_seconds=s.vae_crop_seconds, batch_size=s.batch_size, cond_dropout=0.1,
         train=TrainConfig(steps=s.steps, lr=s.lr, warmup_steps=s.warmup_steps, ema_decay=0.995, output_dir=str(out),
                           device=s.device, mixed_precision=s.mixed_precision, log_every=50,
                           checkpoint_every=s.checkpoint_every, max_seconds=s.stage_seconds, tensorboard=False,

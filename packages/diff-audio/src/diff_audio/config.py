@@ -51,6 +51,17 @@ class AudioVAEConfig:
             young encoder's small means in noise and the decoder learns to ignore them.
         upsample: the decoder's upsampling: ``nearest`` (repeat, then a convolution: no checkerboard tones) or
             ``transposed`` (Oobleck's transposed convolutions).
+        shortcut: DC-AE's parameter-free shortcuts (Chen et al. 2025) around every layer that changes the rate
+            or the width (space-to-channel and channel averaging down, channel repetition and channel-to-space
+            up), so the signal reaches the decoder's output from the first step. Widths must divide each
+            other's products with the strides (``channels * stride`` and the next width, the last width and
+            ``latent_dim``). Helps where the widths keep most of the signal (the quick benchmark's 1x VAE:
+            ``benchmarks/results/audio_quick-cpu.json``); at 8x and 32x with width 8 it did not
+            (``benchmarks/results/vae_recon-residual-cpu.json``, ``vae_recon-residual-latent1-cpu.json``).
+        zero_init: zero the last convolution of every residual branch and shortcut layer (and, with
+            ``shortcut``, the encoder's head), so the VAE starts as its parameter-free path: without it the
+            Snake branches, whose ``sin^2`` is never negative, pile up offsets and the untrained output is
+            about ten times louder than its input.
     """
 
     channels: int = 32
@@ -65,6 +76,8 @@ class AudioVAEConfig:
     weight_norm: bool = True
     posterior_init: float = -5.0
     upsample: Literal["nearest", "transposed"] = "nearest"
+    shortcut: bool = False
+    zero_init: bool = False
 
     def __post_init__(self) -> None:
         self.channel_mults, self.strides, self.fft_sizes = (
@@ -97,6 +110,8 @@ class AudioModelConfig:
         text_max_length: caption tokens kept (longer captions are refused, not cut).
         max_seconds: ``seconds_start`` / ``seconds_total`` are embedded as ``seconds / max_seconds`` (Stable
             Audio's NumberConditioner range); 0 takes the training clips' length.
+        pooled_text: add the caption's mean token state to the blocks' adaLN conditioning (SD3's pooled text),
+            beside the timing; ``False``: timing only, as Stable Audio.
     """
 
     width: int = 256
@@ -108,6 +123,7 @@ class AudioModelConfig:
     text_heads: int = 4
     text_max_length: int = 32
     max_seconds: float = 0.0
+    pooled_text: bool = True
 
 
 @dataclass
@@ -150,6 +166,9 @@ class AudioTrainConfig:
         vae_steps: optimizer steps of the VAE stage (its optimisation is otherwise ``train``'s).
         vae_lr: learning rate of the VAE stage.
         vae_max_seconds: wall-time budget of the VAE stage in seconds; ``None`` takes ``train.max_seconds``.
+        vae_crop_seconds: train the VAE on a random window of this length of each clip (rounded to whole hops),
+            as Stable Audio trains its autoencoders on crops: a step costs that fraction of a whole clip's, so a
+            time budget buys more steps; ``None``: whole clips.
         cond_dropout: probability of dropping the caption while training (classifier-free guidance).
         batch_size: examples per optimizer step (per process).
         train: the optimisation, checkpoints, device and seed (:class:`diffcore.training.TrainConfig`).
@@ -162,6 +181,7 @@ class AudioTrainConfig:
     vae_steps: int = 2000
     vae_lr: float = 1e-3
     vae_max_seconds: float | None = None
+    vae_crop_seconds: float | None = None
     cond_dropout: float = 0.1
     batch_size: int = 32
     train: TrainConfig = field(
@@ -173,6 +193,8 @@ class AudioTrainConfig:
     def __post_init__(self) -> None:
         if self.vae_steps < 1:
             raise ValueError(f"vae_steps: expected >= 1, got {self.vae_steps}")
+        if self.vae_crop_seconds is not None and not self.vae_crop_seconds > 0:
+            raise ValueError(f"vae_crop_seconds: expected > 0 seconds or None, got {self.vae_crop_seconds}")
         if self.vae_max_seconds is not None and not self.vae_max_seconds > 0:
             raise ValueError(f"vae_max_seconds: expected > 0 seconds or None, got {self.vae_max_seconds}")
         if not 0.0 <= self.cond_dropout < 1.0:

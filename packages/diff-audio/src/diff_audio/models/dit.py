@@ -9,7 +9,11 @@ two embeddings to the text encoder's tokens for cross-attention and adds them to
 - ``context = [start; total; text tokens]`` with a mask that hides padding; the blocks are diffcore's MMDiT
   (joint attention over ``[context; audio tokens]``, Esser et al. 2024, which contains cross-attention from the
   audio tokens to the context), with rotary position embeddings over the latent time axis, so any length works;
-- ``pooled = [start; total]`` goes into the adaLN conditioning vector with the diffusion time.
+- ``pooled = [start; total]`` goes into the adaLN conditioning vector with the diffusion time; with
+  ``pooled_text`` (the default) also the mean of the caption's token states over its real words, as SD3 adds
+  its pooled text embedding (Esser et al. 2024, Sec. 5.1), so a global attribute of the caption (the note, the
+  instrument) modulates every block directly instead of only through attention, which a small DiT learns only
+  after many more steps.
 
 Contract: ``AudioDiT(x, t, tokens, seconds_start, seconds_total)`` with ``x`` ``(B, latent_dim, L)`` (``L`` a
 multiple of ``patch_size``), ``t`` ``(B,)`` in [0, 1] (0 = data, 1 = noise), ``tokens`` ``(B, M)`` int64 (0 =
@@ -63,6 +67,7 @@ class AudioDiTConfig:
         latent_dim: channels of the VAE latents.
         latent_length: latent frames of a training clip (a nominal size; any multiple of ``patch_size`` runs).
         vocabulary: the text encoder's words, ``<pad>`` first and ``<unk>`` second.
+        pooled_text: add the caption's mean token state to the adaLN conditioning (see the module doc).
     """
 
     latent_dim: int = 32
@@ -77,6 +82,7 @@ class AudioDiTConfig:
     text_max_length: int = 32
     max_seconds: float = 1.0
     vocabulary: list[str] = field(default_factory=lambda: [PAD, UNK])
+    pooled_text: bool = True
 
     def __post_init__(self) -> None:
         self.vocabulary = list(self.vocabulary)
@@ -142,7 +148,7 @@ class AudioDiT(PretrainedModel):
         self.total_embedder = NumberEmbedder(c.text_width, c.max_seconds)
         mm = MMDiTConfig(
             input_size=(c.latent_length,), patch_size=c.patch_size, in_channels=c.latent_dim, hidden_size=c.width,
-            depth=c.depth, num_heads=c.heads, pooled_dim=2 * c.text_width, context_dim=c.text_width, pos_embed="rope",
+            depth=c.depth, num_heads=c.heads, pooled_dim=(3 if c.pooled_text else 2) * c.text_width, context_dim=c.text_width, pos_embed="rope",
             qk_norm=True,
         )  # fmt: skip
         self.backbone = MMDiT(mm)
@@ -181,7 +187,10 @@ class AudioDiT(PretrainedModel):
         start = self.start_embedder(seconds_start).to(text.dtype)
         total = self.total_embedder(seconds_total).to(text.dtype)
         context = torch.cat([start[:, None], total[:, None], text], dim=1)
-        mask = torch.cat([tokens.new_ones(b, 2, dtype=torch.bool), tokens != 0], dim=1)
-        return self.backbone(
-            x, t, context=context, context_mask=mask, pooled=torch.cat([start, total], dim=-1)
-        )
+        words = tokens != 0
+        mask = torch.cat([tokens.new_ones(b, 2, dtype=torch.bool), words], dim=1)
+        pooled = [start, total]
+        if self.config.pooled_text:  # mean over real words; a caption of padding only (CFG's null) pools to 0
+            w = words[..., None].to(text.dtype)
+            pooled.append((text * w).sum(1) / w.sum(1).clamp_min(1.0))
+        return self.backbone(x, t, context=context, context_mask=mask, pooled=torch.cat(pooled, dim=-1))

@@ -146,11 +146,62 @@ class ResidualUnit(nn.Module):
         return x + self.body(x)
 
 
-def _down(c_in: int, c_out: int, stride: int) -> nn.Module:
-    return nn.Sequential(
-        ResidualUnit(c_in, 1), ResidualUnit(c_in, 3), ResidualUnit(c_in, 9), Snake(c_in),
-        nn.Conv1d(c_in, c_out, 2 * stride, stride=stride, padding=math.ceil(stride / 2)),
-    )  # fmt: skip
+def space_to_channel(x: Tensor, s: int) -> Tensor:
+    """``(B, C, T) -> (B, C * s, T / s)``: channel ``c * s + j`` holds samples ``j, j + s, ...`` of channel ``c``."""
+    b, c, t = x.shape
+    return x.reshape(b, c, t // s, s).transpose(2, 3).reshape(b, c * s, t // s)
+
+
+def channel_to_space(x: Tensor, s: int) -> Tensor:
+    """The inverse of :func:`space_to_channel`: ``(B, C * s, L) -> (B, C, L * s)``."""
+    b, cs, n = x.shape
+    return x.reshape(b, cs // s, s, n).transpose(2, 3).reshape(b, cs // s, n * s)
+
+
+def match_channels(x: Tensor, channels: int) -> Tensor:
+    """``(B, C, T) -> (B, channels, T)`` without parameters (DC-AE's shortcut, Chen et al. 2025, Sec. 3.2): the
+    means of ``C / channels`` consecutive channels when ``C >= channels``, else every channel repeated
+    ``channels / C`` times. One count must divide the other."""
+    b, c, t = x.shape
+    if c >= channels:
+        if c % channels:
+            raise ValueError(f"channels: {c} input channels cannot be averaged into {channels} groups")
+        return x.reshape(b, channels, c // channels, t).mean(2)
+    if channels % c:
+        raise ValueError(f"channels: {c} input channels cannot be repeated into {channels}")
+    return x.repeat_interleave(channels // c, dim=1)
+
+
+class _Shortcut(nn.Module):
+    """``layer(x) + shortcut(x)``: the residual autoencoding of DC-AE (Chen et al. 2025, "Deep Compression
+    Autoencoder", Sec. 3.2) around a layer that changes the rate by ``stride`` (``down``: space-to-channel then
+    channel averaging; up: channel repetition then channel-to-space) and its width to ``channels``. The
+    shortcut has no parameters and carries the signal through every rate change from the first step, so the
+    layers learn a residual; without it a small Oobleck VAE needs hundreds of steps before its output
+    follows its input."""
+
+    def __init__(self, layer: nn.Module, channels: int, stride: int = 1, down: bool = True) -> None:
+        super().__init__()
+        self.layer, self.channels, self.stride, self.down = layer, channels, stride, down
+
+    def shortcut(self, x: Tensor) -> Tensor:
+        """The parameter-free path: ``(B, C, T) -> (B, channels, T / stride)`` (down) or ``T * stride`` (up)."""
+        if self.down:
+            return match_channels(space_to_channel(x, self.stride), self.channels)
+        return channel_to_space(match_channels(x, self.channels * self.stride), self.stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``layer(x) + shortcut(x)``."""
+        return self.layer(x) + self.shortcut(x)
+
+
+def _down(c_in: int, c_out: int, stride: int, shortcut: bool = False) -> nn.Module:
+    down: nn.Module = nn.Sequential(
+        Snake(c_in), nn.Conv1d(c_in, c_out, 2 * stride, stride=stride, padding=math.ceil(stride / 2))
+    )
+    if shortcut:
+        down = _Shortcut(down, c_out, stride)
+    return nn.Sequential(ResidualUnit(c_in, 1), ResidualUnit(c_in, 3), ResidualUnit(c_in, 9), down)
 
 
 def _weight_norm(module: nn.Module) -> nn.Module:
@@ -159,6 +210,19 @@ def _weight_norm(module: nn.Module) -> nn.Module:
         if isinstance(child, (nn.Conv1d, nn.ConvTranspose1d)):
             torch.nn.utils.parametrizations.weight_norm(child)
     return module
+
+
+def _zero_output(module: nn.Module) -> None:
+    """Zero the last convolution of ``module`` (its weight-norm gain where weight-normalised, and its bias), so a
+    residual branch starts at 0 (Goyal et al. 2017, Sec. 5.1; Fixup)."""
+    last = [m for m in module.modules() if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))][-1]
+    with torch.no_grad():
+        if hasattr(last, "parametrizations"):
+            last.parametrizations.weight.original0.zero_()
+        else:
+            last.weight.zero_()
+        if last.bias is not None:
+            last.bias.zero_()
 
 
 class _Upsample(nn.Module):
@@ -176,15 +240,45 @@ class _Upsample(nn.Module):
         return self.conv(x.repeat_interleave(self.stride, dim=-1) if self.stride > 1 else x)
 
 
-def _up(c_in: int, c_out: int, stride: int, mode: str) -> nn.Module:
+def _check_shortcut_widths(widths: list[int], strides: tuple[int, ...], latent: int, audio: int) -> None:
+    """Raise unless every shortcut can average or repeat its channels (one count divides the other)."""
+    pairs = [(audio, widths[0]), (widths[-1], latent)]
+    pairs += [(widths[i] * s, widths[i + 1]) for i, s in enumerate(strides)]
+    bad = [(a, b) for a, b in pairs if a % b and b % a]
+    if bad:
+        raise ValueError(
+            f"shortcut: channel counts {bad} do not divide each other (widths {widths}, strides {strides}, "
+            f"latent_dim {latent}); change channels / channel_mults / latent_dim or set shortcut=False"
+        )
+
+
+class _LatentHead(nn.Module):
+    """The encoder's last layer, ``(B, C, L) -> (B, 2 * latent_dim, L)`` (mean, pre-softplus scale); with
+    ``shortcut`` the mean also gets the channel means of its input (:func:`match_channels`)."""
+
+    def __init__(self, layer: nn.Module, latent_dim: int, shortcut: bool) -> None:
+        super().__init__()
+        self.layer, self.latent_dim, self.shortcut = layer, latent_dim, shortcut
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, C, L) -> (B, 2 * latent_dim, L)``."""
+        out = self.layer(x)
+        if not self.shortcut:
+            return out
+        mean, scale = out.chunk(2, dim=1)
+        return torch.cat([mean + match_channels(x, self.latent_dim), scale], dim=1)
+
+
+def _up(c_in: int, c_out: int, stride: int, mode: str, shortcut: bool = False) -> nn.Module:
     if mode == "transposed":
         up: nn.Module = nn.ConvTranspose1d(c_in, c_out, 2 * stride, stride=stride, padding=math.ceil(stride / 2),
                                            output_padding=stride % 2)  # fmt: skip
     else:
         up = _Upsample(c_in, c_out, stride)
-    return nn.Sequential(
-        Snake(c_in), up, ResidualUnit(c_out, 1), ResidualUnit(c_out, 3), ResidualUnit(c_out, 9)
-    )
+    up = nn.Sequential(Snake(c_in), up)
+    if shortcut:
+        up = _Shortcut(up, c_out, stride, down=False)
+    return nn.Sequential(up, ResidualUnit(c_out, 1), ResidualUnit(c_out, 3), ResidualUnit(c_out, 9))
 
 
 @dataclass
@@ -211,21 +305,36 @@ class AudioVAE(PretrainedModel):
     def __init__(self, config: AudioVAEModelConfig) -> None:
         super().__init__(config)
         widths = [config.channels] + [config.channels * m for m in config.channel_mults]
-        enc: list[nn.Module] = [nn.Conv1d(config.audio_channels, widths[0], 7, padding=3)]
-        enc += [_down(widths[i], widths[i + 1], s) for i, s in enumerate(config.strides)]
-        enc += [Snake(widths[-1]), nn.Conv1d(widths[-1], 2 * config.latent_dim, 3, padding=1)]
+        sc, latent = config.shortcut, config.latent_dim
+        if sc:
+            _check_shortcut_widths(widths, config.strides, latent, config.audio_channels)
+
+        def wrap(layer: nn.Module, channels: int) -> nn.Module:
+            return _Shortcut(layer, channels) if sc else layer
+
+        head = nn.Conv1d(widths[-1], 2 * latent, 3, padding=1)
+        enc: list[nn.Module] = [wrap(nn.Conv1d(config.audio_channels, widths[0], 7, padding=3), widths[0])]
+        enc += [_down(widths[i], widths[i + 1], s, sc) for i, s in enumerate(config.strides)]
+        enc += [_LatentHead(nn.Sequential(Snake(widths[-1]), head), latent, sc)]
         self.encoder = nn.Sequential(*enc)
         with torch.no_grad():  # the posterior's starting width (see the module doc)
-            enc[-1].bias[config.latent_dim :].fill_(config.posterior_init)
-        dec: list[nn.Module] = [nn.Conv1d(config.latent_dim, widths[-1], 7, padding=3)]
+            head.bias[latent:].fill_(config.posterior_init)
+        dec: list[nn.Module] = [wrap(nn.Conv1d(latent, widths[-1], 7, padding=3), widths[-1])]
         dec += [
-            _up(widths[i + 1], widths[i], s, config.upsample)
+            _up(widths[i + 1], widths[i], s, config.upsample, sc)
             for i, s in reversed(list(enumerate(config.strides)))
         ]
-        dec += [Snake(widths[0]), nn.Conv1d(widths[0], config.audio_channels, 7, padding=3, bias=False)]
+        out = nn.Conv1d(widths[0], config.audio_channels, 7, padding=3, bias=False)
+        dec += [wrap(nn.Sequential(Snake(widths[0]), out), config.audio_channels)]
         self.decoder = nn.Sequential(*dec)
         if config.weight_norm:
             _weight_norm(self)
+        if config.zero_init:  # every residual branch starts at 0; with the shortcuts the latent's too
+            for module in self.modules():
+                if isinstance(module, (ResidualUnit, _Shortcut)) or (sc and isinstance(module, _LatentHead)):
+                    _zero_output(module.body if isinstance(module, ResidualUnit) else module.layer)
+            with torch.no_grad():
+                head.bias[latent:].fill_(config.posterior_init)
         self.register_buffer("latent_shift", torch.zeros(()))
         self.register_buffer("latent_scale", torch.ones(()))
 
@@ -346,18 +455,35 @@ class VAEObjective:
     """``objective(vae, batch) -> (loss, logs)`` for the :class:`~diffcore.training.Trainer` (see the module doc).
 
     ``batch``: audio ``(B, C, T)`` or ``{"x": audio, ...}`` (other keys ignored). The magnitude and the complex
-    STFT terms share one STFT of each size."""
+    STFT terms share one STFT of each size. ``crop``: train on a random window of this many samples of each clip
+    (a multiple of the VAE's hop; the network is convolutional, so it then runs on any length), as Stable Audio
+    trains its autoencoders on short crops: a step costs ``crop / T`` of a whole clip's."""
 
     l1_weight: float = 1.0
     stft_weight: float = 0.1
     kl_weight: float = 1e-4
     fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128)
     complex_stft_weight: float = 4.0
+    crop: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.crop is not None and self.crop < 1:
+            raise ValueError(f"crop: expected a positive number of samples or None, got {self.crop}")
+
+    def random_crop(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """A window of ``crop`` samples from each clip of ``x: (B, C, T)`` at offsets drawn from ``generator``
+        (the whole clip when ``crop`` is None or not shorter)."""
+        if self.crop is None or self.crop >= x.shape[-1]:
+            return x
+        device = generator.device if generator is not None else x.device
+        high = x.shape[-1] - self.crop + 1
+        starts = torch.randint(0, high, (x.shape[0],), generator=generator, device=device).tolist()
+        return torch.stack([clip[:, s : s + self.crop] for clip, s in zip(x, starts)])
 
     def __call__(
         self, model: nn.Module, batch: Tensor | Mapping[str, Any], generator: torch.Generator | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        x, _ = split_batch(batch)
+        x = self.random_crop(split_batch(batch)[0], generator)
         recon, mean, std = model(x, generator=generator)
         recon = recon.float()
         l1 = (recon - x).abs().mean()

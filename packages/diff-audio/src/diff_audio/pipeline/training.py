@@ -158,7 +158,12 @@ def train_vae(data: TrainingData, config: AudioTrainConfig) -> AudioVAE:
     )
     with seeded(config.train.seed):
         vae = AudioVAE(cfg)
-    objective = VAEObjective(v.l1_weight, v.stft_weight, v.kl_weight, v.fft_sizes, v.complex_stft_weight)
+    crop = None
+    if config.vae_crop_seconds is not None:  # whole hops, at least one
+        crop = max(1, round(config.vae_crop_seconds * config.data.sample_rate / vae.hop)) * vae.hop
+    objective = VAEObjective(
+        v.l1_weight, v.stft_weight, v.kl_weight, v.fft_sizes, v.complex_stft_weight, crop
+    )
     run = Path(config.train.output_dir) / VAE_RUN
     budget = config.vae_max_seconds if config.vae_max_seconds is not None else config.train.max_seconds
     stage = _stage(config.train, steps=config.vae_steps, lr=config.vae_lr, output_dir=str(run), ema_decay=None,
@@ -222,7 +227,7 @@ def train(
         latent_dim=config.vae.latent_dim, latent_length=latents.shape[-1], width=m.width, depth=m.depth, heads=m.heads,
         patch_size=m.patch_size, text_width=m.text_width, text_layers=m.text_layers, text_heads=m.text_heads,
         text_max_length=m.text_max_length, max_seconds=m.max_seconds or config.data.clip_seconds,
-        vocabulary=_vocabulary(data),
+        vocabulary=_vocabulary(data), pooled_text=m.pooled_text,
     )  # fmt: skip
     with seeded(config.train.seed):
         model = AudioDiT(dit_cfg)
