@@ -5,7 +5,7 @@ the frame), and the factorised model mixes every frame into every other. What fa
 a class label that only enters the adaLN modulation (in front of its SiLU, beside the time embedding) is ignored
 even by a model overfitting one clip per direction, which then draws one of the four clips whatever the label.
 Adding the label to every patch token (``VideoDiTConfig.cond_tokens``, now the default) makes the same model
-draw the label's clip every time.
+draw the label's clip every time. Through captions and the text encoder the same overfit still fails (xfail).
 """
 
 import pytest
@@ -13,7 +13,7 @@ import torch
 from diff_video.data.shapes import ClipSpec, MovingShapes, ObjectSpec, render_clip
 from diff_video.data.shapes_config import DIRECTIONS, ShapesConfig
 from diff_video.metrics.motion import motion_adherence
-from diff_video.models import VideoDiT, VideoDiTConfig
+from diff_video.models import TextConditioned, TextEncoder, TextEncoderConfig, VideoDiT, VideoDiTConfig
 from diff_video.pipeline.core import VideoPipeline, flow_schedule
 from diff_video.pipeline.training import VideoFlowObjective
 from diffcore.rng import seeded
@@ -82,27 +82,56 @@ def _one_clip_per_direction() -> tuple[torch.Tensor, list[str]]:
     return torch.stack(clips), [f"a red square moves {d}" for d in names]
 
 
-def _overfit_direction_adherence(cond_tokens: bool) -> float:
+def _overfit_direction_adherence(cond_tokens: bool, text: bool = False) -> float:
+    """Train a small VideoDiT (width 64, depth 2) for 800 steps on :func:`_one_clip_per_direction`, conditioned
+    on the direction as a class label or (``text``) on the captions through a text encoder trained with it; the
+    direction adherence of 16 samples from noise (12 Euler steps, guidance 3)."""
     clips, captions = _one_clip_per_direction()
     labels = torch.arange(4)
     with seeded(0):
+        encoder = TextEncoder(
+            TextEncoderConfig(sorted({w for c in captions for w in c.split()}), 64, 2, 4, 32)
+        )
         dit = VideoDiT(VideoDiTConfig(input_size=(8, 16, 16), patch_size=(1, 4, 4), hidden_size=64, depth=2,
-                                      num_heads=4, num_classes=4, cond_tokens=cond_tokens))  # fmt: skip
+                                      num_heads=4, num_classes=0 if text else 4, context_dim=64 if text else 0,
+                                      cond_tokens=cond_tokens))  # fmt: skip
+    if text:
+        net: torch.nn.Module = TextConditioned(dit, encoder)
+        null, tokenize = {"input_ids": encoder.tokenize([""])[0]}, encoder.tokenize
+    else:
+        net, null, tokenize = dit, {"y": 4}, None
     objective = VideoFlowObjective(
-        flow_schedule(1.0), time_sampling.get("logit-normal"), cond_dropout=0.1, null_cond={"y": 4}
+        flow_schedule(1.0),
+        time_sampling.get("logit-normal"),
+        cond_dropout=0.1,
+        null_cond=null,
+        tokenize=tokenize,
     )
-    optimizer = torch.optim.AdamW(dit.parameters(), lr=2e-3, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=0.0)
     gen = torch.Generator().manual_seed(0)
     for _ in range(800):
         idx = torch.randint(0, 4, (16,), generator=gen)
-        loss, _ = objective(dit, {"x": clips[idx], "y": labels[idx]}, gen)
+        batch = (
+            {"x": clips[idx], "caption": [captions[i] for i in idx]}
+            if text
+            else {"x": clips[idx], "y": labels[idx]}
+        )
+        loss, _ = objective(net, batch, gen)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    pipe = VideoPipeline(dit.eval(), num_classes=4, clip_shape=(3, 8, 16, 16), time_shift=1.0)
     wanted = [i % 4 for i in range(16)]
-    out = pipe.generate(16, labels=wanted, guidance=3.0, steps=12, generator=torch.Generator().manual_seed(1))
-    return motion_adherence(out, [captions[k] for k in wanted], directions=4)["direction_adherence"]
+    prompts = [captions[k] for k in wanted]
+    if text:
+        pipe = VideoPipeline(
+            dit.eval(), text_encoder=encoder.eval(), clip_shape=(3, 8, 16, 16), time_shift=1.0
+        )
+        options = {"prompts": prompts}
+    else:
+        pipe = VideoPipeline(dit.eval(), num_classes=4, clip_shape=(3, 8, 16, 16), time_shift=1.0)
+        options = {"labels": wanted}
+    out = pipe.generate(16, guidance=3.0, steps=12, generator=torch.Generator().manual_seed(1), **options)
+    return motion_adherence(out, prompts, directions=4)["direction_adherence"]
 
 
 @pytest.mark.slow
@@ -113,3 +142,15 @@ def test_a_model_overfitting_one_clip_per_direction_draws_the_labels_direction_o
     and budget follow it in every sample."""
     assert _overfit_direction_adherence(cond_tokens=True) >= 0.9
     assert _overfit_direction_adherence(cond_tokens=False) <= 0.6
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True, reason="open: the text path ignores the direction word (package README, Measured)"
+)
+def test_a_text_conditioned_model_overfitting_one_clip_per_direction_draws_the_captions_direction():
+    """The same overfit through captions ("a red square moves left") and a text encoder trained with the model
+    (cross-attention to the words in every block, the pooled caption in the modulation and, with
+    ``cond_tokens``, on every token): samples still pick a direction at about chance (4 or 5 of 16 measured).
+    The benchmarks are text-to-video, so this, not the class path, is what holds their direction adherence down."""
+    assert _overfit_direction_adherence(cond_tokens=True, text=True) >= 0.9
