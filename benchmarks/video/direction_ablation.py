@@ -5,11 +5,12 @@ A controlled comparison on the moving-shapes set reduced to its direction: one r
 class-conditional factorised ``VideoDiT`` from the same seed on the same clips with diff-video's objective
 (``VideoFlowObjective``: rectified flow, frame masking off) for the same steps, changing one thing:
 
-- ``base``: the package's default, the adaLN-only layout (``cond_tokens=False``: the label's row added to the
-  time embedding in front of the modulation's SiLU; table init std 0.02), logit-normal t, velocity, dropout 0.1;
+- ``base``: the adaLN-only layout (``cond_tokens=False``: the label's row added to the time embedding in front of
+  the modulation's SiLU; table init std 0.02), logit-normal t, velocity, dropout 0.1; every variant but
+  ``tokens`` and ``tokens_high_t`` keeps that layout;
 - ``label_scale``: the label table initialised at std 0.5 (its rows about as long as the time embedding);
 - ``label_lr``: the label table trained at 10x the learning rate;
-- ``tokens``: the package's ``cond_tokens=True`` option: a label embedding (init std 1) also added to every
+- ``tokens``: the package's default ``cond_tokens=True``: a label embedding (init std 1) also added to every
   patch token;
 - ``tokens_high_t``: ``tokens`` and ``high_t`` (the pair that made a small CPU model's loss depend on the label);
 - ``high_t``: logit-normal t shifted towards noise (m = 1: a quarter of the times above 0.85, where the direction

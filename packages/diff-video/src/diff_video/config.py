@@ -45,7 +45,8 @@ class VideoModelConfig:
         text_heads: attention heads of the text encoder.
         text_max_length: the most tokens a caption may have (``[CLS]`` included).
         cond_tokens: add the class / pooled caption to every patch token as well as to the adaLN modulation
-            (``false``, the default: modulation and cross-attention only).
+            (the default; ``false``: modulation and cross-attention only, which a model learns to ignore: the
+            package README, "Measured").
         gradient_checkpointing: recompute each block in the backward pass (less memory, ~30% more time).
     """
 
@@ -59,7 +60,7 @@ class VideoModelConfig:
     text_layers: int = 2
     text_heads: int = 4
     text_max_length: int = 32
-    cond_tokens: bool = False
+    cond_tokens: bool = True
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:

@@ -27,9 +27,12 @@ direction adherence at chance of the first runs is not yet shown: see the packag
 
 Conditioning: the time ``t`` ``(B,)`` in [0, 1] (0 = data, 1 = noise), class labels ``y`` ``(B,)`` and/or text
 tokens ``context`` ``(B, M, context_dim)`` (cross-attention after each self-attention, PixArt-alpha's layout;
-``pooled`` ``(B, context_dim)`` is added to the time embedding). With ``cond_tokens`` the class / pooled caption is
-also embedded and added to every patch token: added only in front of the modulation's SiLU, next to a time
-embedding many times longer, it is a weak signal that small models learn slowly (the package README, "Measured"). **Frame conditioning** (image-to-video,
+``pooled`` ``(B, context_dim)`` is added to the time embedding). With ``cond_tokens`` (the default) the class /
+pooled caption is also embedded and added to every patch token. Added only in front of the modulation's SiLU, next
+to a time embedding many times longer, the label is a signal the model learns to do without: near ``t = 1``, the
+only times where ``x_t`` does not yet say which motion a clip has, such a model predicts the mean clip of all
+labels, so its samples pick a direction whatever the label (even when it overfits one clip per direction; the
+package README, "Measured", and ``tests/test_direction.py``). **Frame conditioning** (image-to-video,
 continuation; Open-Sora 1.2's masking): ``frame_mask`` ``(B, T)`` marks frames given clean; their token-frames
 are modulated with ``t = 0`` while the others use the sample's ``t``, so the adaLN modulation is per token-frame.
 The velocity the model predicts at known frames carries no meaning; the objective leaves them out of its loss
@@ -67,8 +70,8 @@ class VideoDiTConfig:
     ``"factorised"`` (then ``depth`` counts spatial and temporal blocks, alternating, starting spatial);
     ``pos_embed`` is ``"sincos"`` (a fixed absolute ``(t, h, w)`` embedding added to the tokens, besides RoPE) or
     ``"none"`` (RoPE only: blind to absolute frame and position, see the module docstring); ``cond_tokens`` adds
-    an embedding of the class / pooled text to every patch token as well as to the modulation (see the module
-    docstring; ``False``, the default, is the adaLN-only layout).
+    an embedding of the class / pooled text to every patch token as well as to the modulation (the default; see
+    the module docstring; ``False`` is the adaLN-only layout).
     """
 
     input_size: tuple[int, int, int] = (16, 32, 32)
@@ -84,7 +87,7 @@ class VideoDiTConfig:
     qk_norm: bool = True
     rope_theta: float = 10000.0
     pos_embed: str = "sincos"
-    cond_tokens: bool = False
+    cond_tokens: bool = True
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
