@@ -330,3 +330,25 @@ def test_vae_crop_seconds_must_be_positive():
     with pytest.raises(ValueError, match="vae_crop_seconds"):
         AudioTrainConfig(vae_crop_seconds=0.0)
     assert AudioTrainConfig(vae_crop_seconds=0.128).vae_crop_seconds == 0.128
+
+
+def test_a_dit_saved_before_pooled_text_loads_without_it(tmp_path):
+    """Folders written before ``pooled_text`` existed lack the key and were built without the pooled caption."""
+    import json
+
+    from diffcore.pretrained import load_pretrained
+
+    old = tiny_dit(pooled_text=False)
+    with seeded(1):
+        for p in old.parameters():  # leave adaLN-Zero's start so the output depends on every part
+            torch.nn.init.normal_(p, std=0.1)
+    old.save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "config.json").read_text())
+    del data["config"]["pooled_text"]
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    loaded = load_pretrained(tmp_path)
+    assert loaded.config.pooled_text is False
+    ids = old.tokenize(["an organ plays C4", "a plucked string plays E4"])
+    args = (torch.randn(2, 4, 16), torch.rand(2), ids, torch.zeros(2), torch.ones(2))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(*args), old(*args))

@@ -157,3 +157,23 @@ def test_each_block_is_one_fsdp_unit_under_sharded_training():
     m = _model(depth=2)
     assert block_class_names(m) == ["VideoDiTBlock"]  # TrainConfig(sharding="fsdp2") shards block by block
     assert sum(type(b).__name__ == "VideoDiTBlock" for b in m.modules()) == len(m.blocks) == 2
+
+
+def test_a_folder_saved_before_pos_embed_and_cond_tokens_loads_as_it_was_built(tmp_path):
+    """Folders written before ``pos_embed`` / ``cond_tokens`` existed lack the keys; they meant no position
+    embedding and no label tokens, not today's defaults (``sincos``, on)."""
+    import json
+
+    from diffcore.pretrained import load_pretrained
+
+    old = _model(num_classes=4, pos_embed="none", cond_tokens=False)
+    old.save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "config.json").read_text())
+    for key in ("pos_embed", "cond_tokens"):
+        del data["config"][key]
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    loaded = load_pretrained(tmp_path).eval()
+    assert (loaded.config.pos_embed, loaded.config.cond_tokens) == ("none", False)
+    x, t, y = torch.randn(2, old.config.in_channels, 4, 8, 8), torch.rand(2), torch.tensor([1, 3])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, t, y=y), old(x, t, y=y))

@@ -1,5 +1,6 @@
 import json
 from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 import torch
@@ -78,3 +79,37 @@ def test_every_unreadable_part_of_a_saved_model_is_named(tmp_path):
         ValueError, match=r"model\.safetensors does not fit the model .*config\.json describes"
     ):
         load_pretrained(tmp_path)
+
+
+@dataclass
+class GrownConfig:
+    width: int = 4
+    gate: bool = True  # added later; files saved before it had no gate
+
+    older_file_defaults: ClassVar[dict] = {"gate": False}  # ClassVar: not a dataclass field
+
+
+class Grown(PretrainedModel):
+    config_class = GrownConfig
+
+    def __init__(self, config: GrownConfig):
+        super().__init__(config)
+        self.lin = nn.Linear(config.width, config.width)
+        if config.gate:
+            self.gate = nn.Linear(config.width, 1)
+
+
+def test_a_field_added_later_loads_older_files_with_the_value_they_meant(tmp_path):
+    old = Grown(GrownConfig(gate=False))
+    old.save_pretrained(tmp_path / "old")
+    path = tmp_path / "old" / "config.json"
+    data = json.loads(path.read_text())
+    del data["config"]["gate"]  # as written before the field existed
+    path.write_text(json.dumps(data))
+    loaded = load_pretrained(tmp_path / "old")
+    assert loaded.config.gate is False and not hasattr(loaded, "gate")
+    torch.testing.assert_close(loaded.lin.weight, old.lin.weight)
+    # a new file keeps its own value, and a config built in code still gets the field's default
+    Grown(GrownConfig(gate=True)).save_pretrained(tmp_path / "new")
+    assert load_pretrained(tmp_path / "new").config.gate is True
+    assert GrownConfig().gate is True

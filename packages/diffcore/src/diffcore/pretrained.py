@@ -62,7 +62,12 @@ def _config_to_dict(config: Any) -> dict[str, Any]:
 
 
 class PretrainedModel(nn.Module):
-    """An ``nn.Module`` built from one dataclass config, saved as config.json + model.safetensors."""
+    """An ``nn.Module`` built from one dataclass config, saved as config.json + model.safetensors.
+
+    A config field added after files were saved, with a default that changes the model, goes into the config
+    class's ``older_file_defaults: ClassVar[dict[str, Any]]`` with the value those files meant:
+    :meth:`from_pretrained` fills it in where a file lacks the key, so older folders load as they were saved
+    (a config built in code or read from a user's file still gets the field's own default)."""
 
     config_class: ClassVar[type]
 
@@ -123,8 +128,11 @@ class PretrainedModel(nn.Module):
                 model_cls = _import_class(str(data.get("model_class", "")))
             except (ImportError, AttributeError, TypeError, ValueError) as exc:
                 raise ValueError(f"directory: {config_path} names no loadable model class ({exc})") from exc
+        saved = dict(data.get("config", {}))
+        for key, value in getattr(model_cls.config_class, "older_file_defaults", {}).items():
+            saved.setdefault(key, value)  # a field added later: what files written before it meant
         try:
-            config = config_from_dict(model_cls.config_class, data.get("config", {}))
+            config = config_from_dict(model_cls.config_class, saved)
         except (TypeError, ValueError) as exc:
             raise ValueError(
                 f"directory: {config_path} does not describe a {model_cls.__name__} ({exc})"

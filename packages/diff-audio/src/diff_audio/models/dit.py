@@ -27,6 +27,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from diffcore.nn import MMDiT
@@ -83,6 +84,9 @@ class AudioDiTConfig:
     max_seconds: float = 1.0
     vocabulary: list[str] = field(default_factory=lambda: [PAD, UNK])
     pooled_text: bool = True
+
+    older_file_defaults: ClassVar[dict[str, object]] = {"pooled_text": False}
+    """What folders saved before ``pooled_text`` existed were built with."""
 
     def __post_init__(self) -> None:
         self.vocabulary = list(self.vocabulary)

@@ -90,6 +90,9 @@ class VideoDiTConfig:
     cond_tokens: bool = True
     gradient_checkpointing: bool = False
 
+    older_file_defaults: ClassVar[dict[str, object]] = {"pos_embed": "none", "cond_tokens": False}
+    """What folders saved before ``pos_embed`` and ``cond_tokens`` existed were built with."""
+
     def __post_init__(self) -> None:
         size, patch = patch_geometry(self.input_size, self.patch_size)
         if len(size) != 3:
