@@ -17,7 +17,7 @@ to its nearest training sequence (no copying: < 0.9), and the per-position amino
 (mean total variation over columns) of each class's samples to that class's held-out sequences, beside the same
 distance between the training and held-out real sequences (the floor).
 
-    uv run python benchmarks/protein/protein_taxonomy.py --quick    # CPU, about 3 minutes
+    uv run python benchmarks/protein/protein_taxonomy.py --quick    # CPU, about 1.5 minutes
     uv run python benchmarks/protein/protein_taxonomy.py            # one H100, about 3 minutes
 
 Writes benchmarks/results/protein_taxonomy[-quick]-<device>.json.
