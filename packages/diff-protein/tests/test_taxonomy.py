@@ -11,6 +11,7 @@ from diff_protein.data.taxonomy import (
     aligned_window,
     class_table,
     cluster_by_identity,
+    one_hot_rows,
     split_clusters,
     taxon_class,
 )
@@ -80,3 +81,15 @@ def test_shared_alignment_gives_five_classes_with_members():
     classes = [taxon_class(records[i].header, table) for i, _ in rows]
     counts = {c: classes.count(c) for c in set(classes) if c}
     assert len(counts) == 5 and min(counts.values()) >= 50
+
+
+def test_one_hot_rows_layout():
+    x = one_hot_rows(["ACy-", "XWAa"])
+    assert x.shape == (2, 4 * 21) and x.dtype == np.float32
+    x = x.reshape(2, 4, 21)
+    # position-major, AMINO_ACIDS order then "-"; lower case folds; X gives an all-zero position
+    assert x[0, 0, 0] == 1 and x[0, 1, 1] == 1 and x[0, 2, 19] == 1 and x[0, 3, 20] == 1
+    assert x[1, 0].sum() == 0 and x[1, 1, 18] == 1 and x[1, 2, 0] == 1 and x[1, 3, 0] == 1
+    assert x.sum() == 7
+    with pytest.raises(ValueError, match="sequences"):
+        one_hot_rows(["AC", "A"])

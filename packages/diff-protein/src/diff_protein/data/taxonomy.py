@@ -25,6 +25,7 @@ __all__ = [
     "aligned_window",
     "class_table",
     "cluster_by_identity",
+    "one_hot_rows",
     "split_clusters",
     "taxon_class",
 ]
@@ -69,6 +70,24 @@ def aligned_window(records: Sequence[SequenceRecord], start: int, length: int) -
         if len(window) == length and set(window) <= allowed:
             out.append((i, window))
     return out
+
+
+ONE_HOT_SYMBOLS = AMINO_ACIDS + "-"
+
+
+def one_hot_rows(sequences: Sequence[str]) -> np.ndarray:
+    """Per-position one-hot features ``(N, L * 21)`` float32 of equal-length aligned rows (case-insensitive):
+    position-major, 21 symbols per position in ``ONE_HOT_SYMBOLS`` order (the 20 amino acids, then ``-`` for a
+    deletion); any other letter (``X``, ``B``, ...) gives an all-zero position. The input of a linear judge."""
+    codes = _codes([s.upper() for s in sequences])
+    lut = np.full(256, -1, dtype=np.int64)
+    for k, a in enumerate(ONE_HOT_SYMBOLS):
+        lut[ord(a)] = k
+    index = lut[codes]
+    out = np.zeros((*codes.shape, len(ONE_HOT_SYMBOLS)), dtype=np.float32)
+    n, length = np.nonzero(index >= 0)
+    out[n, length, index[n, length]] = 1.0
+    return out.reshape(len(codes), -1)
 
 
 def _codes(sequences: Sequence[str]) -> np.ndarray:
