@@ -96,3 +96,34 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+def _layers() -> torch.nn.Module:
+    return torch.nn.Sequential(
+        torch.nn.Linear(8, 16),
+        torch.nn.Embedding(5, 4),
+        torch.nn.TransformerEncoderLayer(16, 2, 32),
+        torch.nn.Conv2d(3, 4, 3),
+    )
+
+
+def test_seeded_initialises_modules_from_a_generator_without_seeding_the_global_rng(monkeypatch):
+    torch.manual_seed(0)
+    reference = _layers().state_dict()  # what torch.manual_seed(0) gives: the same stream as a generator of 0
+    calls = []
+    monkeypatch.setattr(torch, "manual_seed", lambda *a: calls.append(a))
+    torch.set_rng_state(torch.Generator().manual_seed(123).get_state())
+    with seeded(0):
+        built = _layers().state_dict()
+        x, y = torch.randn_like(torch.zeros(3)), torch.rand(2)
+        dropped = torch.nn.Dropout(0.5).train()(torch.ones(2000))
+    assert not calls
+    assert all(torch.equal(reference[k], built[k]) for k in reference)
+    # the caller's stream neither moved nor was reseeded: it is the stream of 123
+    torch.testing.assert_close(torch.rand(4), torch.rand(4, generator=torch.Generator().manual_seed(123)))
+    with seeded(0):
+        _layers()
+        assert torch.equal(torch.randn_like(torch.zeros(3)), x) and torch.equal(torch.rand(2), y)
+        again = torch.nn.Dropout(0.5).train()(torch.ones(2000))
+    assert torch.equal(dropped, again)  # dropout's mask comes from the block's generator too
+    assert set(dropped.unique().tolist()) == {0.0, 2.0} and abs(float((dropped == 0).float().mean()) - 0.5) < 0.05
