@@ -124,10 +124,8 @@ def test_objective_is_small_for_the_exact_denoiser_and_order_one_for_a_random_on
     assert abs(float(logs["loss_types"]) - math.log(100)) < 1.5  # near-uniform logits over 100 elements
 
 
-def test_csp_fraction_keeps_the_types_of_some_crystals_clean(perovskites):
-    diffusion = CrystalDiffusion(CrystalDiffusionConfig(task="gen"))
-    batch = collate_crystals([CrystalDataset(perovskites[:64])[i] for i in range(64)])
-    seen = {}
+def _type_spy(seen: dict) -> type[nn.Module]:
+    """A tiny denoiser class that records the atom types and times it is called with into ``seen``."""
 
     class Spy(nn.Module):
         def __init__(self):
@@ -138,6 +136,15 @@ def test_csp_fraction_keeps_the_types_of_some_crystals_clean(perovskites):
         def forward(self, frac, x, types, t, n, *a):
             seen["types"], seen["t"] = types, t
             return self.inner(frac, x, types, t, n, *a)
+
+    return Spy
+
+
+def test_csp_fraction_keeps_the_types_of_some_crystals_clean(perovskites):
+    diffusion = CrystalDiffusion(CrystalDiffusionConfig(task="gen"))
+    batch = collate_crystals([CrystalDataset(perovskites[:64])[i] for i in range(64)])
+    seen = {}
+    Spy = _type_spy(seen)
 
     for fraction in (0.0, 1.0):
         CrystalObjective(diffusion, csp_fraction=fraction)(Spy(), batch, torch.Generator().manual_seed(0))
@@ -366,16 +373,7 @@ def test_the_polynomial_type_schedule_masks_a_fraction_t_to_the_power_of_the_ato
     assert torch.allclose(diffusion.type_schedule.alpha(t), 1 - t**3)
     batch = collate_crystals([CrystalDataset(perovskites[:64] * 8)[i] for i in range(512)])
     seen = {}
-
-    class Spy(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.inner = CrystalDenoiser(CrystalDenoiserConfig(hidden=8, layers=1, num_freqs=2))
-            self.encoder = self.inner.encoder
-
-        def forward(self, frac, x, types, t, n, *a):
-            seen["types"], seen["t"] = types, t
-            return self.inner(frac, x, types, t, n, *a)
+    Spy = _type_spy(seen)
 
     CrystalObjective(diffusion)(Spy(), batch, torch.Generator().manual_seed(0))
     masked = (seen["types"] == MASK_TYPE).reshape(512, 5).float().mean(1)
